@@ -1,0 +1,182 @@
+"""Acceptance-test harness: a REAL Paigham server process driven by REAL Matrix client libraries.
+
+The ``server`` fixture starts ``python -m paigham serve`` as a subprocess, once per storage
+engine (SQLite, PostgreSQL), on a free loopback port with a fresh data directory, waits for
+``GET /_matrix/client/versions`` to answer 200, creates a registration token with the CLI and
+yields a :class:`acc_support.ServerInfo`.  After the session it stops the server (SIGTERM, then
+SIGKILL) and drops the per-server PostgreSQL database.
+
+Environment knobs:
+
+``PAIGHAM_ACCEPTANCE_ENGINES``
+    comma-separated subset of ``sqlite,postgres`` (default: both).
+``PAIGHAM_ACCEPTANCE_PG_URL``
+    maintenance connection used to create/drop the per-server databases
+    (default ``postgresql://postgres@127.0.0.1:5432/postgres``).
+``CI``
+    when set, an unreachable PostgreSQL FAILS the postgres tests instead of skipping them.
+``PAIGHAM_ACCEPTANCE_EXTERNAL_URL`` (+ ``..._REGISTRATION_TOKEN``, ``..._DATA_DIR``,
+``..._DATABASE_URL``, ``..._SERVER_NAME``)
+    run the clients against an already-running homeserver instead of starting Paigham (used to
+    validate the client scripts themselves against a reference homeserver).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from acc_support import (
+    READY_TIMEOUT_S,
+    ServerInfo,
+    find_free_port,
+    pg_create_database,
+    pg_drop_database,
+    pg_reachable,
+    pg_url_for,
+    read_admin_credentials,
+    run_cli,
+    wait_until_ready,
+)
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parent.parent
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            Path(str(item.fspath)).resolve().relative_to(HERE)
+        except ValueError:
+            continue
+        item.add_marker(pytest.mark.acceptance)
+
+
+def _engines() -> list[str]:
+    if os.environ.get("PAIGHAM_ACCEPTANCE_EXTERNAL_URL"):
+        return ["external"]
+    raw = os.environ.get("PAIGHAM_ACCEPTANCE_ENGINES", "sqlite,postgres")
+    engines = [e.strip() for e in raw.split(",") if e.strip()]
+    bad = set(engines) - {"sqlite", "postgres"}
+    if bad:
+        raise pytest.UsageError(f"PAIGHAM_ACCEPTANCE_ENGINES: unknown engine(s) {sorted(bad)}")
+    return engines
+
+
+def _external_server() -> ServerInfo:
+    env = os.environ
+    data_dir = env.get("PAIGHAM_ACCEPTANCE_DATA_DIR")
+    return ServerInfo(
+        engine="external",
+        base_url=env["PAIGHAM_ACCEPTANCE_EXTERNAL_URL"].rstrip("/"),
+        server_name=env.get("PAIGHAM_ACCEPTANCE_SERVER_NAME", "localhost"),
+        registration_token=env.get("PAIGHAM_ACCEPTANCE_REGISTRATION_TOKEN", ""),
+        admin_user=env.get("PAIGHAM_ACCEPTANCE_ADMIN_USER"),
+        admin_password=env.get("PAIGHAM_ACCEPTANCE_ADMIN_PASSWORD"),
+        data_dir=Path(data_dir) if data_dir else None,
+        database_url=env.get("PAIGHAM_ACCEPTANCE_DATABASE_URL"),
+    )
+
+
+@pytest.fixture(scope="session", params=_engines())
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo]:
+    engine: str = request.param
+    if engine == "external":
+        yield _external_server()
+        return
+
+    database_url: str | None = None
+    maint_url = os.environ.get("PAIGHAM_ACCEPTANCE_PG_URL", DEFAULT_PG_URL)
+    if engine == "postgres":
+        ok, why = pg_reachable(maint_url)
+        if not ok:
+            msg = f"PostgreSQL at {maint_url} is unreachable: {why}"
+            if os.environ.get("CI"):
+                pytest.fail(msg + " (CI is set: PostgreSQL acceptance tests must not be skipped)")
+            pytest.skip(msg + " (set CI=1 to make this a failure)")
+        dbname = f"paigham_acc_{secrets.token_hex(6)}"
+        pg_create_database(maint_url, dbname)
+        database_url = pg_url_for(maint_url, dbname)
+
+    data_dir = tmp_path_factory.mktemp(f"paigham-{engine}")
+    port = find_free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    stdout_path = data_dir.parent / f"{data_dir.name}.server.stdout"
+    stderr_path = data_dir.parent / f"{data_dir.name}.server.stderr"
+    cmd = [
+        sys.executable, "-m", "paigham", "serve",
+        "--data-dir", str(data_dir),
+        "--server-name", "localhost",
+        "--host", "127.0.0.1",
+        "--port", str(port),
+    ]  # fmt: skip
+    if database_url:
+        cmd += ["--database-url", database_url]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    out = open(stdout_path, "wb")  # noqa: SIM115 - closed in finally
+    err = open(stderr_path, "wb")  # noqa: SIM115
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
+    info = ServerInfo(
+        engine=engine,
+        base_url=base_url,
+        server_name="localhost",
+        registration_token="",
+        admin_user=None,
+        admin_password=None,
+        data_dir=data_dir,
+        database_url=database_url,
+        process=proc,
+        stdout_path=stdout_path,
+        stderr_path=stderr_path,
+    )
+    try:
+        ready, why = wait_until_ready(base_url, proc, READY_TIMEOUT_S)
+        if not ready:
+            pytest.fail(
+                f"Paigham ({engine}) did not become ready on {base_url} within {READY_TIMEOUT_S}s: {why}\n"
+                f"command: {' '.join(cmd)}\n{info.logs_for_failure()}",
+                pytrace=False,
+            )
+        info.admin_user, info.admin_password = read_admin_credentials(data_dir, proc)
+        info.registration_token = info.create_registration_token()
+        yield info
+    finally:
+        _stop(proc)
+        out.close()
+        err.close()
+        if database_url:
+            try:
+                pg_drop_database(maint_url, database_url.rsplit("/", 1)[1])
+            except Exception as exc:  # pragma: no cover - best effort cleanup
+                print(f"warning: could not drop {database_url}: {exc}", file=sys.stderr)
+        if os.environ.get("PAIGHAM_ACCEPTANCE_KEEP_DATA") is None:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short random suffix for user names, so tests never collide on one server."""
+    return f"{int(time.time()) % 100000}{secrets.token_hex(3)}"
+
+
+__all__ = ["ServerInfo", "run_cli"]
