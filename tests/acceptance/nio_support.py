@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,7 +14,9 @@ import aiohttp
 from nio import (
     AsyncClient,
     AsyncClientConfig,
+    EncryptionError,
     LoginResponse,
+    MegolmEvent,
     SyncResponse,
 )
 
@@ -66,8 +69,7 @@ async def register_with_token(
         status, data = await post(body)
         if status != 401 or "session" not in data or "flows" not in data:
             raise RegistrationFailed(
-                "expected 401 with a UIA session and flows from POST /register without auth\n"
-                + "\n".join(trace)
+                "expected 401 with a UIA session and flows from POST /register without auth\n" + "\n".join(trace)
             )
         session = data["session"]
         doable = {"m.login.registration_token", "m.login.dummy"}
@@ -141,7 +143,16 @@ class Tracked:
         self.record(resp)
         if self.e2ee:
             await self.crypto_housekeeping()
+            self.retry_decryption()
         return resp
+
+    def retry_decryption(self) -> None:
+        """Room keys can arrive (to-device) in a later sync than the message: decrypt again."""
+        for events in self.timeline.values():
+            for i, ev in enumerate(events):
+                if isinstance(ev, MegolmEvent):
+                    with contextlib.suppress(EncryptionError):
+                        events[i] = self.client.decrypt_event(ev)
 
     async def crypto_housekeeping(self) -> None:
         c = self.client
