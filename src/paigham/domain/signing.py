@@ -43,6 +43,7 @@ __all__ = [
     "sign_json",
     "signing_key_from_seed",
     "verify_json",
+    "verify_json_any_key",
     "verify_key_from_base64",
     "verify_key_of",
 ]
@@ -159,3 +160,38 @@ def verify_json(obj: Mapping[str, Any], entity: str, key: VerifyKey) -> bool:
     except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
         return False
     return True
+
+
+def verify_json_any_key(obj: Mapping[str, Any], public_keys_base64: list[str]) -> bool:
+    """Whether any ed25519 signature in ``obj["signatures"]`` (by any entity, any key ID) verifies
+    with any of the given unpadded (standard or URL-safe) base64 public keys. Used for the
+    ``signed`` block of third-party invites."""
+    signatures = obj.get("signatures")
+    if not isinstance(signatures, Mapping):
+        return False
+    keys: list[nacl.signing.VerifyKey] = []
+    for key_b64 in public_keys_base64:
+        try:
+            keys.append(nacl.signing.VerifyKey(decode_base64(key_b64)))
+        except Exception:  # not base64, or not 32 bytes
+            continue
+    if not keys:
+        return False
+    message = encode({k: v for k, v in obj.items() if k not in ("signatures", "unsigned")})
+    for by_entity in signatures.values():
+        if not isinstance(by_entity, Mapping):
+            continue
+        for kid, sig_b64 in by_entity.items():
+            if not (isinstance(kid, str) and kid.startswith(NACL_ED25519 + ":") and isinstance(sig_b64, str)):
+                continue
+            try:
+                sig = decode_base64(sig_b64)
+            except Exception:
+                continue
+            for key in keys:
+                try:
+                    key.verify(message, sig)
+                except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
+                    continue
+                return True
+    return False
