@@ -1,0 +1,45 @@
+# Paigham: `make run` starts a server on the embedded defaults; `make test` runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck services clean migration acceptance-deps unit coverage-doc
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/paigham serve
+
+-include mk/acceptance.mk
+
+# PostgreSQL and NATS must be up for the backend tests; start them if they are down.
+services:
+	@bash scripts/ensure-services.sh
+
+test: $(STAMP) services acceptance-deps
+	rm -f build/requests-*.jsonl
+	$(PY) -m pytest -q -p no:cacheprovider
+
+# Rewrite docs/api-coverage.md from the spec, the route table and the last test run's records.
+coverage-doc: $(STAMP)
+	$(PY) scripts/api_coverage.py
+
+unit: $(STAMP)
+	$(PY) -m pytest -q -m "not acceptance" -p no:cacheprovider
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy
+
+migration: $(STAMP)
+	$(PY) scripts/regen_initial_migration.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,3 @@
+from paigham.cli.main import app
+
+app()

@@ -1,0 +1,54 @@
+"""GET /sync and filters."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from paigham.api.http import bearer, client_routes, json_body, ok, query_bool, query_int
+from paigham.config import Config
+from paigham.errors import Codes, MatrixError
+from paigham.services.auth import AuthService
+from paigham.services.filtering import FilterService
+from paigham.services.presence import PresenceService
+from paigham.sync.service import SyncService
+from paigham.sync.tokens import parse_token
+
+
+def routes(config: Config, auth: AuthService, sync: SyncService, filters: FilterService,
+           presence: PresenceService) -> list[Route]:
+    async def do_sync(request: Request) -> Response:
+        """GET /_matrix/client/v3/sync"""
+        requester = await auth.authenticate(bearer(request))
+        q = request.query_params
+        since = parse_token(q["since"], "since") if q.get("since") else None
+        timeout = query_int(request, "timeout", 0, 0, config.sync_timeout_max_ms)
+        flt = await filters.sync_view(requester.user_id, q.get("filter"))
+        set_presence = q.get("set_presence", "online")
+        if set_presence not in ("online", "offline", "unavailable"):
+            raise MatrixError(400, Codes.INVALID_PARAM, "Invalid set_presence")
+        await presence.on_sync(requester.user_id, set_presence)
+        body = await sync.sync(requester, since, timeout, flt, query_bool(request, "full_state"))
+        return ok(body)
+
+    async def create_filter(request: Request) -> Response:
+        """POST /_matrix/client/v3/user/{userId}/filter"""
+        requester = await auth.authenticate(bearer(request))
+        if request.path_params["user_id"] != requester.user_id:
+            raise MatrixError(403, Codes.FORBIDDEN, "Cannot create filters for other users")
+        body = await json_body(request)
+        return ok({"filter_id": str(await filters.create(requester.user_id, body))})
+
+    async def get_filter(request: Request) -> Response:
+        """GET /_matrix/client/v3/user/{userId}/filter/{filterId}"""
+        requester = await auth.authenticate(bearer(request))
+        if request.path_params["user_id"] != requester.user_id:
+            raise MatrixError(403, Codes.FORBIDDEN, "Cannot read other users' filters")
+        return ok(await filters.get(requester.user_id, request.path_params["filter_id"]))
+
+    return [
+        *client_routes("/sync", do_sync, ["GET"]),
+        *client_routes("/user/{user_id}/filter", create_filter, ["POST"]),
+        *client_routes("/user/{user_id}/filter/{filter_id}", get_filter, ["GET"]),
+    ]

@@ -1,0 +1,135 @@
+"""HTTP edge helpers shared by every API module: JSON in and out, auth, errors, route tables."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from paigham.errors import Codes, MatrixError
+
+T = TypeVar("T")
+_encoder = msgspec.json.Encoder()
+MAX_JSON_BODY = 1024 * 1024
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return _encoder.encode(content)
+
+
+def ok(content: Any = None, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({} if content is None else content, status_code=status, headers=headers)
+
+
+def error_response(err: MatrixError) -> JSONResponse:
+    return JSONResponse(err.to_dict(), status_code=err.status)
+
+
+async def read_body(request: Request, limit: int = MAX_JSON_BODY) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise MatrixError(413, Codes.TOO_LARGE, f"Request body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise MatrixError(413, Codes.TOO_LARGE, f"Request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def json_body(request: Request, *, allow_empty: bool = False) -> dict[str, Any]:
+    """The body as a JSON object: M_NOT_JSON when it is not JSON, M_BAD_JSON when not an object."""
+    raw = await read_body(request)
+    if not raw.strip():
+        if allow_empty:
+            return {}
+        raise MatrixError(400, Codes.NOT_JSON, "Request body is empty; a JSON object is required")
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise MatrixError(400, Codes.NOT_JSON, f"Content not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise MatrixError(400, Codes.BAD_JSON, "The request body must be a JSON object")
+    return value
+
+
+def convert(value: Any, typ: type[T]) -> T:
+    """Validate a decoded JSON value against a msgspec Struct; wrong types give M_BAD_JSON."""
+    try:
+        return msgspec.convert(value, typ)
+    except msgspec.ValidationError as exc:
+        raise MatrixError(400, Codes.BAD_JSON, str(exc)) from None
+
+
+async def typed_body(request: Request, typ: type[T], *, allow_empty: bool = False) -> T:
+    return convert(await json_body(request, allow_empty=allow_empty), typ)
+
+
+def query_int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        val = int(raw)
+    except ValueError:
+        raise MatrixError(400, Codes.INVALID_PARAM, f"{name} must be an integer") from None
+    return max(lo, min(hi, val))
+
+
+def query_bool(request: Request, name: str, default: bool = False) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if raw in ("true", "1"):
+        return True
+    if raw in ("false", "0"):
+        return False
+    raise MatrixError(400, Codes.INVALID_PARAM, f"{name} must be true or false")
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    user_id: str
+    device_id: str
+    access_token: str
+    is_admin: bool = False
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def route(path: str, handler: Handler, methods: list[str]) -> Route:
+    return Route(path, handler, methods=methods)
+
+
+CLIENT_V3 = "/_matrix/client/v3"
+CLIENT_R0 = "/_matrix/client/r0"
+CLIENT_V1 = "/_matrix/client/v1"
+
+
+def client_routes(
+    path: str, handler: Handler, methods: list[str], *, versions: tuple[str, ...] = ("v3", "r0")
+) -> list[Route]:
+    """The same handler under /_matrix/client/{v3,r0}{path} (older clients still use r0)."""
+    return [Route(f"/_matrix/client/{v}{path}", handler, methods=methods) for v in versions]
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value:
+            return value.strip()
+        raise MatrixError(401, Codes.MISSING_TOKEN, "Invalid Authorization header")
+    # Deprecated (removed after v1.19 by MSC4127) but still sent by some tools.
+    return request.query_params.get("access_token")

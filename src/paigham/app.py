@@ -1,0 +1,179 @@
+"""Composition root: config → storage → bus → services → routes, wired once."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import structlog
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from paigham.api.client import directory, ephemeral, login, profile, register, relations, room_events, rooms, sync
+from paigham.api.http import error_response, ok
+from paigham.bus.base import Bus, InMemoryBus
+from paigham.config import Config
+from paigham.errors import Codes, MatrixError
+from paigham.keys import load_or_create_shared_secret, load_or_create_signing_key, write_admin_credentials
+from paigham.services.auth import AuthService
+from paigham.services.client_events import EventSerializer
+from paigham.services.ephemeral import EphemeralService
+from paigham.services.filtering import FilterService
+from paigham.services.presence import PresenceService
+from paigham.services.profile import ProfileService
+from paigham.services.publisher import Publisher
+from paigham.services.push import PushService
+from paigham.services.rooms import RoomService
+from paigham.services.timeline import TimelineService
+from paigham.services.uia import UIAService
+from paigham.services.writer import EventWriter
+from paigham.storage.accounts import AccountStore
+from paigham.storage.database import Database
+from paigham.storage.events import EventStore
+from paigham.storage.migrate import migrate
+from paigham.storage.rooms_directory import AliasStore
+from paigham.storage.streams import StreamStore
+from paigham.sync.notifier import Notifier
+from paigham.sync.service import SyncService
+
+log = structlog.get_logger(__name__)
+
+
+class Server:
+    """Holds what the process shares; built once by `create_app`, never passed into handlers whole."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        config.data_path.mkdir(parents=True, exist_ok=True)
+        config.registration_shared_secret = load_or_create_shared_secret(
+            config.data_path, config.registration_shared_secret)
+        self.signing_key = load_or_create_signing_key(config.data_path)
+        self.db = Database(config.effective_database_url)
+        self.bus: Bus = self._make_bus()
+        self.notifier = Notifier()
+        self.bus.subscribe(self.notifier.on_update)
+        self.accounts = AccountStore(self.db)
+        self.events = EventStore(self.db)
+        self.streams = StreamStore(self.db)
+        self.aliases = AliasStore(self.db)
+        self.publisher = Publisher(self.bus, self.events)
+        self.auth = AuthService(config, self.accounts)
+        self.uia = UIAService(self.auth)
+        self.writer = EventWriter(self.db, self.events, config.server_name, self.signing_key)
+        self.writer.commit_hooks.append(self.publisher.events_committed)
+        self.push = PushService(self.streams, self.events, self.publisher)
+        self.writer.persist_hooks.append(self.push.on_event)
+        self.rooms = RoomService(config, self.writer, self.events, self.accounts, self.aliases)
+        self.auth.deactivation_hooks.append(self.rooms.leave_all)
+        self.serializer = EventSerializer(self.events)
+        self.timeline = TimelineService(self.db, self.events, self.serializer)
+        self.profiles = ProfileService(self.accounts, self.events, self.rooms)
+        self.presence = PresenceService(self.streams, self.publisher, enabled=config.presence_enabled)
+        self.ephemeral = EphemeralService(self.events, self.streams, self.publisher)
+        self.filters = FilterService(self.streams)
+        self.sync = SyncService(self.db, self.events, self.streams, self.serializer, self.notifier,
+                                self.push.rules_for_sync, presence_enabled=config.presence_enabled)
+
+    def _make_bus(self) -> Bus:
+        if self.config.nats_url:
+            from paigham.bus.nats import NatsBus
+
+            return NatsBus(self.config.nats_url)
+        return InMemoryBus()
+
+    def routes(self) -> list[Route]:
+        c = self.config
+        return [
+            Route("/health", _health, methods=["GET"]),
+            *login.routes(c, self.auth),
+            *register.routes(c, self.auth, self.uia),
+            *rooms.routes(self.auth, self.rooms, self.events),
+            *room_events.routes(self.auth, self.writer, self.timeline, self.serializer),
+            *sync.routes(c, self.auth, self.sync, self.filters, self.presence),
+            *ephemeral.routes(self.auth, self.ephemeral, self.presence),
+            *profile.routes(self.auth, self.uia, self.profiles),
+            *directory.routes(c, self.auth, self.events, self.aliases),
+            *relations.routes(self.auth, self.timeline, self.serializer),
+            *self.push.routes(self.auth),
+        ]
+
+    async def start(self) -> None:
+        await migrate(self.db)
+        await self.bus.start()
+        self.notifier.position = await self.db.current_position()
+        await self.ensure_admin()
+
+    async def stop(self) -> None:
+        await self.ephemeral.stop()
+        await self.bus.stop()
+        await self.db.close()
+
+    async def ensure_admin(self) -> None:
+        """First start: create an admin whose password is printed once and kept in admin-credentials."""
+        if not self.config.create_admin or await self.accounts.count_users() > 0:
+            return
+        password = secrets.token_urlsafe(18)
+        user_id = await self.auth.create_user("admin", password, admin=True, displayname="Administrator")
+        path = write_admin_credentials(Path(self.config.data_dir), user_id, password)
+        print(f"Created the first admin account {user_id} with password: {password}", flush=True)
+        print(f"(also written to {path}, readable only by this user)", flush=True)
+
+
+async def _health(_: Request) -> Response:
+    return ok({"status": "ok"})
+
+
+async def _matrix_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, MatrixError)
+    return error_response(exc)
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return error_response(MatrixError(405, Codes.UNRECOGNIZED, "Method not allowed for this endpoint"))
+    if exc.status_code == 404:
+        return error_response(MatrixError(404, Codes.UNRECOGNIZED, "Unrecognized request"))
+    return error_response(MatrixError(exc.status_code, Codes.UNKNOWN, str(exc.detail)))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("request.failed", path=request.url.path, exc_info=exc)
+    return error_response(MatrixError(500, Codes.UNKNOWN, "Internal server error"))
+
+
+def create_app(config: Config, server: Server | None = None) -> Starlette:
+    srv = server or Server(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await srv.start()
+        try:
+            yield
+        finally:
+            await srv.stop()
+
+    handlers: dict[Any, Any] = {
+        MatrixError: _matrix_error,
+        HTTPException: _http_error,
+        Exception: _internal_error,
+    }
+    app = Starlette(
+        routes=srv.routes(),
+        lifespan=lifespan,
+        exception_handlers=handlers,
+        middleware=[Middleware(
+            CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["X-Requested-With", "Content-Type", "Authorization", "Accept"],
+        )],
+    )
+    app.state.server = srv
+    return app

@@ -1,0 +1,82 @@
+"""Settings: defaults < YAML file < PAIGHAM_* environment < command-line options."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+
+class Config(msgspec.Struct, kw_only=True):
+    server_name: str = "localhost"
+    data_dir: str = "./data"
+    host: str = "127.0.0.1"
+    port: int = 8008
+    # Empty means SQLite in the data dir.
+    database_url: str = ""
+    public_baseurl: str = ""
+    registration_shared_secret: str = ""
+    # Open registration without a token (off: a closed user group).
+    enable_registration: bool = False
+    default_room_version: str = "11"
+    presence_enabled: bool = True
+    # Private rooms and DMs are created encrypted unless the client asked otherwise.
+    encryption_by_default: bool = True
+    access_token_lifetime_s: int = 0  # 0: tokens never expire (refresh tokens still issued when asked)
+    refresh_token_lifetime_s: int = 30 * 24 * 3600
+    max_request_body_bytes: int = 1024 * 1024
+    sync_timeout_max_ms: int = 60_000
+    log_level: str = "info"
+    # Cluster: a NATS URL turns on cross-process fan-out.
+    nats_url: str = ""
+    workers: int = 1
+    create_admin: bool = True
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_path / 'paigham.db').resolve()}"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_baseurl or f"http://{self.host}:{self.port}"
+
+
+_FIELDS = {f.name: f for f in msgspec.structs.fields(Config)}
+
+
+def _from_env(environ: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in _FIELDS:
+        raw = environ.get("PAIGHAM_" + name.upper())
+        if raw is not None:
+            out[name] = raw
+    return out
+
+
+def load_config(
+    config_file: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """Merge the layers and validate types (strings from the environment are converted)."""
+    merged: dict[str, Any] = {}
+    path = config_file or (environ or os.environ).get("PAIGHAM_CONFIG")
+    if path:
+        with open(path, encoding="utf-8") as fh:
+            loaded = yaml.safe_load(fh) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: the config file must be a mapping")
+        unknown = set(loaded) - set(_FIELDS)
+        if unknown:
+            raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
+        merged.update(loaded)
+    merged.update(_from_env(dict(environ if environ is not None else os.environ)))
+    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return msgspec.convert(merged, Config, strict=False)

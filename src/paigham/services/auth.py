@@ -1,0 +1,195 @@
+"""Accounts: login, registration, tokens, devices and User-Interactive Auth."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from paigham.api.http import Requester
+from paigham.clock import now_ms
+from paigham.config import Config
+from paigham.errors import Codes, MatrixError
+from paigham.ids import make_user_id, parse_user_id, random_string, valid_localpart
+from paigham.services.passwords import hash_password, verify_password
+from paigham.storage.accounts import AccountStore
+
+MAX_PASSWORD_LEN = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    user_id: str
+    device_id: str
+    access_token: str
+    refresh_token: str | None
+    expires_in_ms: int | None
+
+
+class DeviceHooks:
+    """Called when devices appear or disappear, so E2EE and sync state stays consistent."""
+
+    async def device_added(self, user_id: str, device_id: str) -> None:  # pragma: no cover - interface
+        return None
+
+    async def devices_removed(self, user_id: str, device_ids: list[str]) -> None:  # pragma: no cover
+        return None
+
+
+class AuthService:
+    def __init__(self, config: Config, store: AccountStore) -> None:
+        self.config = config
+        self.store = store
+        self.device_hooks: list[DeviceHooks] = []
+        # Called with the user ID when an account is deactivated (leave rooms, drop keys, ...).
+        self.deactivation_hooks: list[Callable[[str], Awaitable[None]]] = []
+
+    # -- requests -----------------------------------------------------------------------------
+    async def authenticate(self, token: str | None) -> Requester:
+        if not token:
+            raise MatrixError(401, Codes.MISSING_TOKEN, "Missing access token")
+        row = await self.store.get_token(token)
+        if row is None:
+            raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Unknown access token", soft_logout=False)
+        if row.expires_ts is not None and row.expires_ts < now_ms():
+            raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Access token has expired", soft_logout=True)
+        user = await self.store.get_user(row.user_id)
+        if user is None or user.deactivated:
+            raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Account is deactivated", soft_logout=False)
+        if user.locked:
+            raise MatrixError(401, Codes.USER_LOCKED, "This account has been locked", soft_logout=True)
+        return Requester(row.user_id, row.device_id, token, user.admin)
+
+    # -- users --------------------------------------------------------------------------------
+    def user_id_for(self, localpart_or_id: str) -> str:
+        if localpart_or_id.startswith("@"):
+            parse_user_id(localpart_or_id)
+            return localpart_or_id
+        return make_user_id(localpart_or_id.lower(), self.config.server_name)
+
+    def check_localpart(self, localpart: str) -> str:
+        if not valid_localpart(localpart):
+            raise MatrixError(
+                400, Codes.INVALID_USERNAME,
+                "User ID may only contain a-z, 0-9, and the characters . _ = - / +",
+            )
+        user_id = make_user_id(localpart, self.config.server_name)
+        if len(user_id.encode()) > 255:
+            raise MatrixError(400, Codes.INVALID_USERNAME, "User ID is too long")
+        return user_id
+
+    async def create_user(
+        self, localpart: str, password: str | None, *, admin: bool = False, displayname: str | None = None
+    ) -> str:
+        user_id = self.check_localpart(localpart)
+        if password is not None and len(password) > MAX_PASSWORD_LEN:
+            raise MatrixError(400, Codes.BAD_JSON, "Password is too long")
+        pw_hash = await hash_password(password) if password else None
+        created = await self.store.create_user(
+            user_id, pw_hash, admin=admin, displayname=displayname if displayname is not None else localpart,
+            now=now_ms(),
+        )
+        if not created:
+            raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken")
+        return user_id
+
+    async def check_password(self, user_id: str, password: str) -> bool:
+        user = await self.store.get_user(user_id)
+        if user is None or user.deactivated:
+            return False
+        return await verify_password(password, user.password_hash)
+
+    async def set_password(self, user_id: str, password: str) -> None:
+        if not password or len(password) > MAX_PASSWORD_LEN:
+            raise MatrixError(400, Codes.WEAK_PASSWORD, "Password must be 1 to 512 characters")
+        await self.store.update_user(user_id, password_hash=await hash_password(password))
+
+    async def deactivate(self, user_id: str) -> None:
+        """Log out every device, leave every room, and refuse the account from now on."""
+        await self.logout_all(user_id)
+        await self.store.update_user(user_id, deactivated=True, password_hash=None)
+        for hook in self.deactivation_hooks:
+            await hook(user_id)
+
+    # -- sessions -----------------------------------------------------------------------------
+    async def start_session(
+        self, user_id: str, device_id: str | None, display_name: str | None, *, refresh: bool = False
+    ) -> Session:
+        device_id = device_id or random_string(10).upper()
+        if len(device_id) > 255:
+            raise MatrixError(400, Codes.INVALID_PARAM, "device_id is too long")
+        now = now_ms()
+        known = await self.store.get_device(user_id, device_id)
+        await self.store.upsert_device(user_id, device_id, display_name, now)
+        if known is not None:
+            # Re-using a device ID replaces its old sessions (spec: login with an existing device_id).
+            await self.store.delete_device_tokens(user_id, device_id)
+        session = await self._issue(user_id, device_id, refresh)
+        if known is None:
+            for hook in self.device_hooks:
+                await hook.device_added(user_id, device_id)
+        return session
+
+    async def _issue(self, user_id: str, device_id: str, refresh: bool) -> Session:
+        now = now_ms()
+        token = "syt_" + secrets.token_urlsafe(32)
+        lifetime = self.config.access_token_lifetime_s * 1000
+        if refresh and not lifetime:
+            lifetime = 3600 * 1000  # refresh-token clients expect their access token to expire
+        expires = now + lifetime if lifetime else None
+        refresh_token = "syr_" + secrets.token_urlsafe(32) if refresh else None
+        await self.store.add_token(
+            token, user_id, device_id, now, expires, refresh_token,
+            now + self.config.refresh_token_lifetime_s * 1000 if refresh_token else None,
+        )
+        return Session(user_id, device_id, token, refresh_token, lifetime or None)
+
+    async def refresh(self, refresh_token: str) -> Session:
+        row = await self.store.take_refresh_token(refresh_token, now_ms())
+        if row is None:
+            raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Unknown or expired refresh token", soft_logout=True)
+        return await self._issue(row.user_id, row.device_id, True)
+
+    async def logout(self, requester: Requester) -> None:
+        await self.delete_devices(requester.user_id, [requester.device_id])
+
+    async def logout_all(self, user_id: str) -> None:
+        devices = await self.store.get_devices(user_id)
+        await self.delete_devices(user_id, [d.device_id for d in devices])
+        await self.store.delete_all_tokens(user_id)
+
+    async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
+        if not device_ids:
+            return
+        await self.store.delete_devices(user_id, device_ids)
+        for hook in self.device_hooks:
+            await hook.devices_removed(user_id, device_ids)
+
+    # -- registration tokens ------------------------------------------------------------------
+    async def create_registration_token(
+        self, uses: int | None = None, expires_in_ms: int | None = None, token: str | None = None
+    ) -> str:
+        token = token or random_string(16)
+        if not (1 <= len(token) <= 64) or not all(c.isalnum() or c in "._~-" for c in token):
+            raise MatrixError(400, Codes.INVALID_PARAM, "Token must be 1-64 characters of [A-Za-z0-9._~-]")
+        now = now_ms()
+        await self.store.create_registration_token(
+            token, uses, now + expires_in_ms if expires_in_ms else None, now
+        )
+        return token
+
+
+def login_response(session: Session, server_name: str, base_url: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "user_id": session.user_id,
+        "access_token": session.access_token,
+        "device_id": session.device_id,
+        "home_server": server_name,
+        "well_known": {"m.homeserver": {"base_url": base_url}},
+    }
+    if session.refresh_token:
+        body["refresh_token"] = session.refresh_token
+    if session.expires_in_ms:
+        body["expires_in_ms"] = session.expires_in_ms
+    return body

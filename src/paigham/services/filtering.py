@@ -1,0 +1,107 @@
+"""Stored filters and the views of them that /sync and /messages use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from paigham.domain.filters import DEFAULT_FILTER, Filter, RoomEventFilter, parse_filter, parse_room_event_filter
+from paigham.errors import Codes, MatrixError
+from paigham.storage.events import StoredEvent
+from paigham.storage.streams import StreamStore
+
+MAX_FILTER_BYTES = 64 * 1024
+DEFAULT_TIMELINE_LIMIT = 10
+
+
+def _as_event(e: StoredEvent) -> dict[str, Any]:
+    return {"type": e.type, "sender": e.sender, "room_id": e.room_id, "content": e.content}
+
+
+@dataclass(frozen=True)
+class SyncFilterView:
+    flt: Filter
+
+    @property
+    def timeline_limit(self) -> int:
+        return self.flt.room.timeline.limit or DEFAULT_TIMELINE_LIMIT
+
+    @property
+    def lazy_load_members(self) -> bool:
+        return bool(self.flt.room.state.lazy_load_members or self.flt.room.timeline.lazy_load_members)
+
+    @property
+    def include_leave(self) -> bool:
+        return bool(self.flt.room.include_leave)
+
+    @property
+    def has_timeline_filter(self) -> bool:
+        return self.flt.room.timeline != RoomEventFilter()
+
+    def room_allowed(self, room_id: str) -> bool:
+        return self.flt.room.room_allowed(room_id)
+
+    def timeline_match_stored(self, e: StoredEvent) -> bool:
+        return self.flt.room.timeline.matches(_as_event(e))
+
+    def state_match_stored(self, e: StoredEvent) -> bool:
+        return self.flt.room.state.matches(_as_event(e))
+
+    def account_data_match(self, ev: dict[str, Any]) -> bool:
+        return self.flt.account_data.matches(ev)
+
+
+@dataclass(frozen=True)
+class RoomEventFilterView:
+    predicate: Callable[[dict[str, Any]], bool] | None
+    lazy_load_members: bool
+    limit: int | None
+
+
+def room_event_filter_param(raw: str | None) -> RoomEventFilterView:
+    """The `filter` query parameter of /messages and /context (a RoomEventFilter as JSON)."""
+    if not raw:
+        return RoomEventFilterView(None, False, None)
+    if len(raw) > MAX_FILTER_BYTES:
+        raise MatrixError(400, Codes.TOO_LARGE, "filter is too large")
+    try:
+        obj = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        raise MatrixError(400, Codes.NOT_JSON, "filter is not valid JSON") from None
+    flt = parse_room_event_filter(obj)
+    return RoomEventFilterView(flt.matches, bool(flt.lazy_load_members), flt.limit)
+
+
+class FilterService:
+    def __init__(self, streams: StreamStore) -> None:
+        self.streams = streams
+
+    async def create(self, user_id: str, body: dict[str, Any]) -> int:
+        parse_filter(body)  # validate before storing
+        if len(msgspec.json.encode(body)) > MAX_FILTER_BYTES:
+            raise MatrixError(400, Codes.TOO_LARGE, "Filter is too large")
+        return await self.streams.add_filter(user_id, body)
+
+    async def get(self, user_id: str, filter_id: str) -> dict[str, Any]:
+        if not filter_id.isdigit() or len(filter_id) > 9:
+            raise MatrixError(404, Codes.NOT_FOUND, "Unknown filter")
+        found = await self.streams.get_filter(user_id, int(filter_id))
+        if found is None:
+            raise MatrixError(404, Codes.NOT_FOUND, "Unknown filter")
+        return found
+
+    async def sync_view(self, user_id: str, param: str | None) -> SyncFilterView:
+        if not param:
+            return SyncFilterView(DEFAULT_FILTER)
+        if param.lstrip().startswith("{"):
+            if len(param) > MAX_FILTER_BYTES:
+                raise MatrixError(400, Codes.TOO_LARGE, "filter is too large")
+            try:
+                obj = msgspec.json.decode(param)
+            except msgspec.DecodeError:
+                raise MatrixError(400, Codes.NOT_JSON, "filter is not valid JSON") from None
+            return SyncFilterView(parse_filter(obj))
+        return SyncFilterView(parse_filter(await self.get(user_id, param)))

@@ -1,0 +1,193 @@
+"""Push rules (GET/PUT/DELETE, enabled, actions) and push actions for unread counts.
+
+Each user's customisations are one JSON document; the effective ruleset is the server defaults
+merged with it. When an event is persisted, every other joined member's rules are evaluated and
+notifying events are recorded, so /sync can count unread notifications and highlights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from paigham.api.http import bearer, client_routes, json_body, ok
+from paigham.bus.base import StreamUpdate
+from paigham.domain import push_rules as pr
+from paigham.domain.power_levels import notification_level, user_level
+from paigham.errors import Codes, MatrixError
+from paigham.services.auth import AuthService
+from paigham.services.publisher import Publisher
+from paigham.services.writer import RoomCtx
+from paigham.storage.events import EventStore, StoredEvent
+from paigham.storage.streams import StreamStore
+
+KINDS = ("override", "underride", "sender", "room", "content")
+
+
+class PushService:
+    def __init__(self, streams: StreamStore, events: EventStore, publisher: Publisher) -> None:
+        self.streams = streams
+        self.events = events
+        self.publisher = publisher
+
+    async def user_rules(self, user_id: str) -> tuple[pr.UserRules, int]:
+        found = await self.streams.get_push_rules(user_id)
+        if found is None:
+            return pr.UserRules(), 0
+        return pr.UserRules.from_json(found[0]), found[1]
+
+    async def rules_for_sync(self, user_id: str) -> tuple[dict[str, Any], int]:
+        rules, stream = await self.user_rules(user_id)
+        return pr.effective_rules(user_id, rules), stream
+
+    # -- push actions (inside the event's transaction) -----------------------------------------
+    async def on_event(self, conn: AsyncConnection, event: StoredEvent, ctx: RoomCtx) -> None:
+        members = await self.events.room_members_in(conn, event.room_id)
+        targets = [m for m in members if m != event.sender]
+        if event.type == "m.room.member" and event.state_key and event.state_key not in targets \
+                and event.content.get("membership") == "invite":
+            targets.append(event.state_key)
+        if not targets:
+            return
+        stored = await self.streams.push_rules_for(conn, targets)
+        pl = ctx.state.get(("m.room.power_levels", ""))
+        create = ctx.state.get(("m.room.create", ""))
+        pl_content = pl.content if pl else None
+        sender_level = user_level(event.sender, pl_content, create.pdu, ctx.version) if create else 0
+        thread_id = _thread_of(event)
+        client_event = {"type": event.type, "sender": event.sender, "content": event.content,
+                        "room_id": event.room_id, **({"state_key": event.state_key} if event.state_key is not None
+                                                     else {})}
+        rows = []
+        for user_id in targets:
+            user_rules = pr.UserRules.from_json(stored[user_id]) if user_id in stored else pr.UserRules()
+            ruleset = pr.effective_rules(user_id, user_rules)
+            member = ctx.state.get(("m.room.member", user_id))
+            display_name = member.content.get("displayname") if member else None
+            push_ctx = pr.PushContext(
+                user_id=user_id,
+                user_display_name=display_name if isinstance(display_name, str) else None,
+                room_member_count=len(members),
+                sender_power_level=sender_level,
+                notification_power_levels={"room": notification_level(pl_content, "room")},
+            )
+            actions = pr.evaluate(client_event, ruleset, push_ctx)
+            notify, highlight = pr.actions_notify(actions or [])
+            if notify:
+                rows.append({"user_id": user_id, "room_id": event.room_id, "stream": event.stream,
+                             "thread_id": thread_id, "highlight": highlight})
+        await self.streams.add_push_actions(conn, rows)
+
+    # -- HTTP ------------------------------------------------------------------------------------
+    def routes(self, auth: AuthService) -> list[Route]:
+        async def get_all(request: Request) -> Response:
+            """GET /_matrix/client/v3/pushrules/"""
+            requester = await auth.authenticate(bearer(request))
+            return ok((await self.rules_for_sync(requester.user_id))[0])
+
+        async def get_global(request: Request) -> Response:
+            """GET /_matrix/client/v3/pushrules/global/"""
+            requester = await auth.authenticate(bearer(request))
+            return ok((await self.rules_for_sync(requester.user_id))[0]["global"])
+
+        async def get_kind(request: Request) -> Response:
+            """GET /_matrix/client/v3/pushrules/global/{kind}/"""
+            requester = await auth.authenticate(bearer(request))
+            kind = _kind(request)
+            return ok((await self.rules_for_sync(requester.user_id))[0]["global"][kind])
+
+        async def get_rule(request: Request) -> Response:
+            """GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}"""
+            requester = await auth.authenticate(bearer(request))
+            rule = _find(await self.rules_for_sync(requester.user_id), request)
+            return ok(rule)
+
+        async def put_rule(request: Request) -> Response:
+            """PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}"""
+            requester = await auth.authenticate(bearer(request))
+            body = await json_body(request)
+            rules, _ = await self.user_rules(requester.user_id)
+            q = request.query_params
+            new = pr.add_rule(rules, _kind(request), request.path_params["rule_id"], body,
+                              before=q.get("before"), after=q.get("after"))
+            await self._save(requester.user_id, new)
+            return ok()
+
+        async def delete_rule(request: Request) -> Response:
+            """DELETE /_matrix/client/v3/pushrules/global/{kind}/{ruleId}"""
+            requester = await auth.authenticate(bearer(request))
+            rules, _ = await self.user_rules(requester.user_id)
+            new = pr.delete_rule(rules, _kind(request), request.path_params["rule_id"])
+            await self._save(requester.user_id, new)
+            return ok()
+
+        def attr_handlers(attr: str) -> tuple[Any, Any]:
+            async def get_attr(request: Request) -> Response:
+                requester = await auth.authenticate(bearer(request))
+                rule = _find(await self.rules_for_sync(requester.user_id), request)
+                return ok({attr: rule[attr]})
+
+            async def put_attr(request: Request) -> Response:
+                requester = await auth.authenticate(bearer(request))
+                body = await json_body(request)
+                rules, _ = await self.user_rules(requester.user_id)
+                kind, rule_id = _kind(request), request.path_params["rule_id"]
+                if attr == "enabled":
+                    if not isinstance(body.get("enabled"), bool):
+                        raise MatrixError(400, Codes.BAD_JSON, "enabled must be a boolean")
+                    new = pr.set_enabled(rules, kind, rule_id, body["enabled"], user_id=requester.user_id)
+                else:
+                    if not isinstance(body.get("actions"), list):
+                        raise MatrixError(400, Codes.BAD_JSON, "actions must be a list")
+                    new = pr.set_actions(rules, kind, rule_id, body["actions"], user_id=requester.user_id)
+                await self._save(requester.user_id, new)
+                return ok()
+
+            get_attr.__doc__ = f"GET /_matrix/client/v3/pushrules/global/{{kind}}/{{ruleId}}/{attr}"
+            put_attr.__doc__ = f"PUT /_matrix/client/v3/pushrules/global/{{kind}}/{{ruleId}}/{attr}"
+            return get_attr, put_attr
+
+        routes = [
+            *client_routes("/pushrules/", get_all, ["GET"]),
+            *client_routes("/pushrules/global/", get_global, ["GET"]),
+            *client_routes("/pushrules/global/{kind}/", get_kind, ["GET"]),
+            *client_routes("/pushrules/global/{kind}/{rule_id}", get_rule, ["GET"]),
+            *client_routes("/pushrules/global/{kind}/{rule_id}", put_rule, ["PUT"]),
+            *client_routes("/pushrules/global/{kind}/{rule_id}", delete_rule, ["DELETE"]),
+        ]
+        for attr in ("enabled", "actions"):
+            getter, putter = attr_handlers(attr)
+            routes += client_routes(f"/pushrules/global/{{kind}}/{{rule_id}}/{attr}", getter, ["GET"])
+            routes += client_routes(f"/pushrules/global/{{kind}}/{{rule_id}}/{attr}", putter, ["PUT"])
+        return routes
+
+    async def _save(self, user_id: str, rules: pr.UserRules) -> None:
+        pos = await self.streams.put_push_rules(user_id, rules.to_json())
+        await self.publisher.publish(StreamUpdate(pos, users=[user_id]))
+
+
+def _kind(request: Request) -> str:
+    kind = str(request.path_params["kind"])
+    if kind not in KINDS:
+        raise MatrixError(400, Codes.INVALID_PARAM, f"Unknown push rule kind {kind!r}"[:200])
+    return kind
+
+
+def _find(ruleset: tuple[dict[str, Any], int], request: Request) -> dict[str, Any]:
+    kind = _kind(request)
+    rule_id = request.path_params["rule_id"]
+    for rule in ruleset[0]["global"][kind]:
+        if rule["rule_id"] == rule_id:
+            return dict(rule)
+    raise MatrixError(404, Codes.NOT_FOUND, "Unknown push rule")
+
+
+def _thread_of(event: StoredEvent) -> str:
+    rel = event.content.get("m.relates_to")
+    if isinstance(rel, dict) and rel.get("rel_type") == "m.thread" and isinstance(rel.get("event_id"), str):
+        return str(rel["event_id"])
+    return ""

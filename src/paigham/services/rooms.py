@@ -1,0 +1,236 @@
+"""Room creation and membership: presets, invites, joins, leaves, kicks, bans, knocks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from paigham.config import Config
+from paigham.domain.room_versions import RoomVersion, get_room_version
+from paigham.errors import Codes, MatrixError
+from paigham.ids import check_alias, check_room_id, is_valid_user_id, random_string
+from paigham.services.writer import EventSpec, EventWriter
+from paigham.storage.accounts import AccountStore
+from paigham.storage.events import EventStore, StoredEvent
+from paigham.storage.rooms_directory import AliasStore
+
+MEGOLM = "m.megolm.v1.aes-sha2"
+PRESETS = ("private_chat", "public_chat", "trusted_private_chat")
+MAX_INVITES = 100
+MAX_INITIAL_STATE = 100
+
+
+@dataclass
+class CreateRoomRequest:
+    creator: str
+    visibility: str = "private"
+    room_alias_name: str | None = None
+    name: str | None = None
+    topic: str | None = None
+    invite: list[str] = field(default_factory=list)
+    room_version: str | None = None
+    creation_content: dict[str, Any] = field(default_factory=dict)
+    initial_state: list[dict[str, Any]] = field(default_factory=list)
+    preset: str | None = None
+    is_direct: bool = False
+    power_level_content_override: dict[str, Any] | None = None
+
+
+def default_power_levels(creator: str, version: RoomVersion, preset: str, invitees: list[str]) -> dict[str, Any]:
+    users: dict[str, int] = {} if version.creators_have_infinite_power else {creator: 100}
+    if preset == "trusted_private_chat":
+        for u in invitees:
+            users[u] = 100
+    return {
+        "users": users,
+        "users_default": 0,
+        "events": {
+            "m.room.name": 50, "m.room.power_levels": 100, "m.room.history_visibility": 100,
+            "m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": 100,
+            "m.room.server_acl": 100, "m.room.encryption": 100, "m.room.topic": 50,
+            "m.room.pinned_events": 50,
+        },
+        "events_default": 0,
+        "state_default": 50,
+        "ban": 50,
+        "kick": 50,
+        "redact": 50,
+        "invite": 50 if preset == "public_chat" else 0,
+        "historical": 100,
+        "notifications": {"room": 50},
+    }
+
+
+class RoomService:
+    def __init__(self, config: Config, writer: EventWriter, events: EventStore, accounts: AccountStore,
+                 aliases: AliasStore) -> None:
+        self.config = config
+        self.writer = writer
+        self.events = events
+        self.accounts = accounts
+        self.aliases = aliases
+
+    # -- creation -------------------------------------------------------------------------------
+    async def create_room(self, req: CreateRoomRequest) -> str:
+        version = get_room_version(req.room_version or self.config.default_room_version)
+        if version is None:
+            raise MatrixError(400, Codes.UNSUPPORTED_ROOM_VERSION, "Unsupported room version")
+        if req.visibility not in ("public", "private"):
+            raise MatrixError(400, Codes.INVALID_PARAM, "visibility must be public or private")
+        preset = req.preset or ("public_chat" if req.visibility == "public" else "private_chat")
+        if preset not in PRESETS:
+            raise MatrixError(400, Codes.INVALID_PARAM, f"Unknown preset {preset!r}")
+        if len(req.invite) > MAX_INVITES or len(req.initial_state) > MAX_INITIAL_STATE:
+            raise MatrixError(400, Codes.INVALID_PARAM, "Too many invites or initial state events")
+        for u in req.invite:
+            if not is_valid_user_id(u):
+                raise MatrixError(400, Codes.INVALID_PARAM, f"Invalid user ID {u!r}"[:200])
+        alias = await self._new_alias(req.room_alias_name)
+        specs = await self._creation_events(req, version, preset, alias)
+        room_id = None if version.room_id_is_create_hash else f"!{random_string(18)}:{self.config.server_name}"
+        room_id, _ = await self.writer.create_room(
+            version, specs, is_public=req.visibility == "public", room_id=room_id
+        )
+        if alias is not None:
+            await self.aliases.create(alias, room_id, req.creator)
+        return room_id
+
+    async def _new_alias(self, name: str | None) -> str | None:
+        if name is None:
+            return None
+        alias = f"#{name}:{self.config.server_name}"
+        if not name or ":" in name or any(c.isspace() for c in name) or len(alias.encode()) > 255:
+            raise MatrixError(400, Codes.INVALID_PARAM, "Invalid room_alias_name")
+        check_alias(alias)
+        if await self.aliases.resolve(alias) is not None:
+            raise MatrixError(400, Codes.ROOM_IN_USE, "Room alias already taken")
+        return alias
+
+    async def _creation_events(
+        self, req: CreateRoomRequest, version: RoomVersion, preset: str, alias: str | None
+    ) -> list[EventSpec]:
+        me = req.creator
+        create_content = {k: v for k, v in req.creation_content.items() if k != "creator"}
+        create_content["room_version"] = version.identifier
+        if not version.creator_removed_from_create:
+            create_content["creator"] = me
+        specs = [EventSpec(me, "m.room.create", create_content, "")]
+        specs.append(EventSpec(me, "m.room.member", await self.member_content(me, "join"), me))
+        pl = default_power_levels(me, version, preset, req.invite)
+        if req.power_level_content_override:
+            pl.update(req.power_level_content_override)
+        specs.append(EventSpec(me, "m.room.power_levels", pl, ""))
+        if alias is not None:
+            specs.append(EventSpec(me, "m.room.canonical_alias", {"alias": alias}, ""))
+        given = {(e.get("type"), e.get("state_key", "")) for e in req.initial_state if isinstance(e, dict)}
+        join_rule = "public" if preset == "public_chat" else "invite"
+        for type_, content in (
+            ("m.room.join_rules", {"join_rule": join_rule}),
+            ("m.room.history_visibility", {"history_visibility": "shared"}),
+            ("m.room.guest_access", {"guest_access": "forbidden" if preset == "public_chat" else "can_join"}),
+        ):
+            if (type_, "") not in given:
+                specs.append(EventSpec(me, type_, content, ""))
+        if (self.config.encryption_by_default and preset != "public_chat"
+                and ("m.room.encryption", "") not in given):
+            specs.append(EventSpec(me, "m.room.encryption", {"algorithm": MEGOLM}, ""))
+        for ev in req.initial_state:
+            specs.append(_initial_state_spec(me, ev))
+        if req.name is not None:
+            specs.append(EventSpec(me, "m.room.name", {"name": req.name}, ""))
+        if req.topic is not None:
+            specs.append(EventSpec(me, "m.room.topic", _topic_content(req.topic), ""))
+        for invitee in req.invite:
+            content = await self.member_content(invitee, "invite")
+            if req.is_direct:
+                content["is_direct"] = True
+            specs.append(EventSpec(me, "m.room.member", content, invitee))
+        return specs
+
+    async def member_content(self, user_id: str, membership: str, reason: str | None = None) -> dict[str, Any]:
+        content: dict[str, Any] = {"membership": membership}
+        user = await self.accounts.get_user(user_id)
+        if user is not None and membership in ("join", "invite", "knock"):
+            if user.displayname is not None:
+                content["displayname"] = user.displayname
+            if user.avatar_url is not None:
+                content["avatar_url"] = user.avatar_url
+        if reason:
+            content["reason"] = reason[:1024]
+        return content
+
+    # -- membership ---------------------------------------------------------------------------
+    async def resolve_room(self, room_id_or_alias: str) -> str:
+        if room_id_or_alias.startswith("#"):
+            check_alias(room_id_or_alias)
+            room_id = await self.aliases.resolve(room_id_or_alias)
+            if room_id is None:
+                raise MatrixError(404, Codes.NOT_FOUND, "Room alias not found")
+            return room_id
+        return check_room_id(room_id_or_alias)
+
+    async def join(self, user_id: str, room_id_or_alias: str, reason: str | None = None) -> str:
+        room_id = await self.resolve_room(room_id_or_alias)
+        current = await self.events.membership(user_id, room_id)
+        if await self.events.get_room(room_id) is None:
+            raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
+        if current is not None and current[0] == "join":
+            return room_id  # joining again is a no-op (profile changes go through the profile API)
+        content = await self.member_content(user_id, "join", reason)
+        await self.writer.send(room_id, EventSpec(user_id, "m.room.member", content, user_id))
+        return room_id
+
+    async def set_membership(
+        self, sender: str, room_id: str, target: str, membership: str, reason: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> StoredEvent:
+        check_room_id(room_id)
+        if not is_valid_user_id(target):
+            raise MatrixError(400, Codes.INVALID_PARAM, "Invalid user ID")
+        if membership == "invite" and await self.accounts.get_user(target) is None:
+            raise MatrixError(404, Codes.NOT_FOUND, "Unknown user")
+        content = await self.member_content(target, membership, reason)
+        if extra:
+            content.update(extra)
+        return await self.writer.send(room_id, EventSpec(sender, "m.room.member", content, target))
+
+    async def leave(self, user_id: str, room_id: str, reason: str | None = None) -> None:
+        current = await self.events.membership(user_id, room_id)
+        if current is None or current[0] in ("leave", "ban"):
+            if await self.events.get_room(room_id) is None:
+                raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
+            if current is None:
+                raise MatrixError(403, Codes.FORBIDDEN, "You are not a member of this room")
+            return
+        await self.set_membership(user_id, room_id, user_id, "leave", reason)
+
+    async def forget(self, user_id: str, room_id: str) -> None:
+        current = await self.events.membership(user_id, room_id)
+        if current is None:
+            raise MatrixError(404, Codes.NOT_FOUND, "Not a member of this room")
+        if current[0] in ("join", "invite", "knock"):
+            raise MatrixError(400, Codes.UNKNOWN, "Leave the room before forgetting it")
+        await self.events.forget(user_id, room_id)
+
+    async def leave_all(self, user_id: str) -> None:
+        rooms = await self.events.user_rooms(user_id, ("join", "invite", "knock"))
+        for room_id in rooms:
+            try:
+                await self.set_membership(user_id, room_id, user_id, "leave")
+            except MatrixError:
+                continue
+
+
+def _topic_content(topic: str) -> dict[str, Any]:
+    return {"topic": topic, "m.topic": {"m.text": [{"body": topic, "mimetype": "text/plain"}]}}
+
+
+def _initial_state_spec(sender: str, ev: Any) -> EventSpec:
+    if not isinstance(ev, dict) or not isinstance(ev.get("type"), str) or not isinstance(ev.get("content"), dict):
+        raise MatrixError(400, Codes.BAD_JSON, "initial_state entries need a type and a content object")
+    state_key = ev.get("state_key", "")
+    if not isinstance(state_key, str):
+        raise MatrixError(400, Codes.BAD_JSON, "state_key must be a string")
+    if ev["type"] in ("m.room.create", "m.room.member", "m.room.power_levels"):
+        raise MatrixError(400, Codes.BAD_JSON, f"{ev['type']} cannot be set in initial_state")
+    return EventSpec(sender, ev["type"], ev["content"], state_key)

@@ -1,0 +1,147 @@
+"""Reading rooms: events, state, members, /messages pagination and /context, with visibility."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from paigham.api.http import Requester
+from paigham.errors import Codes, MatrixError
+from paigham.services.client_events import EventSerializer
+from paigham.services.visibility import filter_visible
+from paigham.storage.database import Database
+from paigham.storage.events import EventStore, StoredEvent
+from paigham.sync.tokens import make_token
+
+EventPredicate = Callable[[dict[str, Any]], bool]
+MAX_SCAN_ROUNDS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    chunk: list[dict[str, Any]]
+    start: str
+    end: str | None
+    state: list[dict[str, Any]]
+    cursor: str  # where the next page would start, even when nothing is left now
+
+
+class TimelineService:
+    def __init__(self, db: Database, store: EventStore, serializer: EventSerializer) -> None:
+        self.db = db
+        self.store = store
+        self.serializer = serializer
+
+    async def require_member(self, user_id: str, room_id: str, *, allow_left: bool = True) -> tuple[str, int]:
+        """The user's membership; members and (if allowed) former members may read, others may not."""
+        m = await self.store.membership(user_id, room_id)
+        if m is None or (m[0] not in ("join",) and not (allow_left and m[0] in ("leave", "ban", "invite"))):
+            if await self.store.get_room(room_id) is None:
+                raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
+            raise MatrixError(403, Codes.FORBIDDEN, "You are not a member of this room")
+        return m[0], m[1]
+
+    async def get_event(self, requester: Requester, room_id: str, event_id: str) -> dict[str, Any]:
+        ev = await self.store.get_event(event_id)
+        if ev is None or ev.room_id != room_id:
+            raise MatrixError(404, Codes.NOT_FOUND, "Event not found")
+        await self.require_member(requester.user_id, room_id)
+        if not await filter_visible(self.store, requester.user_id, room_id, [ev]):
+            raise MatrixError(404, Codes.NOT_FOUND, "Event not found")
+        return (await self.serializer.serialize([ev], requester))[0]
+
+    async def state(self, requester: Requester, room_id: str) -> list[StoredEvent]:
+        membership, stream = await self.require_member(requester.user_id, room_id)
+        if membership == "join":
+            return await self.store.current_state(room_id)
+        return await self.store.state_at(room_id, stream)
+
+    async def members(self, requester: Requester, room_id: str, at: int | None) -> list[StoredEvent]:
+        membership, stream = await self.require_member(requester.user_id, room_id)
+        upto = stream if membership != "join" else None
+        if at is not None:
+            upto = min(at, upto) if upto is not None else at
+        if upto is None:
+            return await self.store.current_state(room_id, ["m.room.member"])
+        return await self.store.state_at(room_id, upto, ["m.room.member"])
+
+    async def messages(
+        self, requester: Requester, room_id: str, *, from_pos: int | None, to_pos: int | None, backwards: bool,
+        limit: int, predicate: EventPredicate | None, lazy_members: bool,
+    ) -> Page:
+        membership, mstream = await self.require_member(requester.user_id, room_id)
+        current = await self.db.current_position()
+        upper = current if membership == "join" else mstream
+        if from_pos is None:
+            from_pos = upper if backwards else 0
+        cursor = min(from_pos, upper) if backwards else from_pos
+        picked: list[StoredEvent] = []
+        exhausted = False
+        for _ in range(MAX_SCAN_ROUNDS):
+            batch = await self._batch(room_id, cursor, to_pos, upper, backwards, limit)
+            if len(batch) < limit:
+                exhausted = True
+            if batch:
+                cursor = batch[-1].stream - 1 if backwards else batch[-1].stream
+            visible = await filter_visible(self.store, requester.user_id, room_id, batch)
+            picked.extend(visible)
+            if len(picked) >= limit or exhausted:
+                break
+        serialized = await self.serializer.serialize(picked[:limit], requester)
+        if predicate is not None:
+            serialized = [e for e in serialized if predicate(e)]
+        if len(picked) > limit:
+            cursor = picked[limit - 1].stream - 1 if backwards else picked[limit - 1].stream
+            exhausted = False
+        state = await self._lazy_members(room_id, serialized) if lazy_members else []
+        return Page(serialized, make_token(from_pos), None if exhausted else make_token(cursor), state,
+                    make_token(max(cursor, 0)))
+
+    async def _batch(self, room_id: str, cursor: int, to_pos: int | None, upper: int, backwards: bool,
+                     limit: int) -> list[StoredEvent]:
+        if backwards:
+            after = to_pos if to_pos is not None else None
+            return await self.store.room_events(room_id, after=after, upto=cursor, limit=limit, backwards=True)
+        upto = min(to_pos, upper) if to_pos is not None else upper
+        return await self.store.room_events(room_id, after=cursor, upto=upto, limit=limit, backwards=False)
+
+    async def _lazy_members(self, room_id: str, chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        senders = {e["sender"] for e in chunk}
+        if not senders:
+            return []
+        members = await self.store.current_state(room_id, ["m.room.member"])
+        wanted = [m for m in members if m.state_key in senders]
+        return await self.serializer.serialize(wanted, None, bundle=False)
+
+    async def context(
+        self, requester: Requester, room_id: str, event_id: str, limit: int, predicate: EventPredicate | None,
+        lazy_members: bool,
+    ) -> dict[str, Any]:
+        ev = await self.store.get_event(event_id)
+        if ev is None or ev.room_id != room_id:
+            raise MatrixError(404, Codes.NOT_FOUND, "Event not found")
+        await self.require_member(requester.user_id, room_id)
+        if not await filter_visible(self.store, requester.user_id, room_id, [ev]):
+            raise MatrixError(404, Codes.NOT_FOUND, "Event not found")
+        before_n = limit // 2
+        after_n = limit - before_n
+        before = await self.messages(requester, room_id, from_pos=ev.stream - 1, to_pos=None, backwards=True,
+                                     limit=max(before_n, 1), predicate=predicate, lazy_members=False)
+        after = await self.messages(requester, room_id, from_pos=ev.stream, to_pos=None, backwards=False,
+                                    limit=max(after_n, 1), predicate=predicate, lazy_members=False)
+        before_chunk = before.chunk[:before_n]
+        after_chunk = after.chunk[:after_n]
+        event = (await self.serializer.serialize([ev], requester))[0]
+        state_events = await self.store.state_at(room_id, ev.stream)
+        if lazy_members:
+            senders = {e["sender"] for e in [event, *before_chunk, *after_chunk]}
+            state_events = [s for s in state_events if s.type != "m.room.member" or s.state_key in senders]
+        return {
+            "event": event,
+            "events_before": before_chunk,
+            "events_after": after_chunk,
+            "start": before.cursor,
+            "end": after.cursor,
+            "state": await self.serializer.serialize(state_events, None, bundle=False),
+        }

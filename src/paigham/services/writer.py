@@ -1,0 +1,234 @@
+"""The event pipeline: build a PDU, authorise it, hash and sign it, persist it, wake sync.
+
+One write transaction per request holds the room lock from reading the room's tip and state to
+commit, so auth checks see exactly the state the event is appended to, even across workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from paigham.clock import now_ms
+from paigham.domain.auth_rules import auth_types_for_event, check_auth
+from paigham.domain.canonical_json import check_canonical
+from paigham.domain.events import check_event_size, compute_v12_room_id, finalise_pdu
+from paigham.domain.power_levels import action_level, user_level
+from paigham.domain.room_versions import RoomVersion, get_room_version
+from paigham.errors import AuthError, Codes, MatrixError
+from paigham.storage.database import Database
+from paigham.storage.events import EventStore, RoomRow, StoredEvent
+
+CREATE = ("m.room.create", "")
+
+
+@dataclass(slots=True)
+class EventSpec:
+    sender: str
+    type: str
+    content: dict[str, Any]
+    state_key: str | None = None
+    redacts: str | None = None
+
+
+@dataclass(slots=True)
+class Txn:
+    user_id: str
+    device_id: str
+    scope: str
+    txn_id: str
+
+
+@dataclass
+class RoomCtx:
+    """What the pipeline knows of one room inside the current transaction."""
+
+    room_id: str
+    version: RoomVersion
+    tip: tuple[str, int] | None
+    state: dict[tuple[str, str], StoredEvent] = field(default_factory=dict)
+    fresh: bool = False  # a room being created: nothing to load from the database
+    pending: RoomRow | None = None  # the rooms row to insert with the create event
+
+
+@dataclass(frozen=True, slots=True)
+class Persisted:
+    events: list[StoredEvent]
+    position: int
+
+
+# Called inside the transaction after each event is inserted (push actions, device lists, ...).
+PersistHook = Callable[[AsyncConnection, StoredEvent, RoomCtx], Awaitable[None]]
+# Called after commit with every event of the transaction (sync wake-ups).
+CommitHook = Callable[[list[StoredEvent]], Awaitable[None]]
+
+
+class EventWriter:
+    def __init__(self, db: Database, store: EventStore, server_name: str, signing_key: Any) -> None:
+        self.db = db
+        self.store = store
+        self.server_name = server_name
+        self.signing_key = signing_key
+        self.persist_hooks: list[PersistHook] = []
+        self.commit_hooks: list[CommitHook] = []
+
+    async def send(self, room_id: str, spec: EventSpec, txn: Txn | None = None) -> StoredEvent:
+        """Append one event to an existing room (idempotent per transaction ID)."""
+        async with self.db.write() as conn:
+            await self.db.lock_room(conn, room_id)
+            if txn is not None:
+                done = await self.store.get_txn_in(conn, txn.user_id, txn.device_id, txn.scope, txn.txn_id)
+                if done is not None:
+                    existing = await self._event_in(conn, done)
+                    if existing is not None:
+                        return existing
+            ctx = await self.load_room(conn, room_id)
+            event = await self.persist(conn, ctx, spec, txn)
+        await self._after_commit([event])
+        return event
+
+    async def create_room(
+        self, version: RoomVersion, specs: list[EventSpec], *, is_public: bool, room_id: str | None
+    ) -> tuple[str, list[StoredEvent]]:
+        """Persist a new room's first events in one transaction: all of them or none."""
+        async with self.db.write() as conn:
+            ctx = RoomCtx(room_id or "", version, None, fresh=True)
+            out: list[StoredEvent] = []
+            for i, spec in enumerate(specs):
+                if i == 0:
+                    await self._start_room(conn, ctx, spec, is_public)
+                out.append(await self.persist(conn, ctx, spec, None))
+        await self._after_commit(out)
+        return ctx.room_id, out
+
+    async def _start_room(self, conn: AsyncConnection, ctx: RoomCtx, create: EventSpec, is_public: bool) -> None:
+        if ctx.version.room_id_is_create_hash:
+            ctx.room_id = ""  # known once the create event is hashed
+        elif not ctx.room_id:
+            raise MatrixError(500, Codes.UNKNOWN, "room ID missing")
+        ctx.pending = RoomRow(ctx.room_id, ctx.version.identifier, create.sender, is_public)
+
+    async def load_room(self, conn: AsyncConnection, room_id: str) -> RoomCtx:
+        room = await self.store.get_room(room_id, conn)
+        if room is None:
+            raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
+        version = get_room_version(room.room_version)
+        if version is None:
+            raise MatrixError(400, Codes.UNSUPPORTED_ROOM_VERSION, "Room version not supported")
+        ctx = RoomCtx(room_id, version, await self.store.tip(conn, room_id))
+        ctx.state.update(await self.store.state_for_keys(conn, room_id, [CREATE]))
+        return ctx
+
+    async def _state(self, conn: AsyncConnection, ctx: RoomCtx, keys: list[tuple[str, str]]) -> None:
+        missing = [k for k in keys if k not in ctx.state]
+        if missing and not ctx.fresh:
+            ctx.state.update(await self.store.state_for_keys(conn, ctx.room_id, missing))
+
+    async def state_of(self, conn: AsyncConnection, ctx: RoomCtx, key: tuple[str, str]) -> StoredEvent | None:
+        await self._state(conn, ctx, [key])
+        return ctx.state.get(key)
+
+    async def persist(self, conn: AsyncConnection, ctx: RoomCtx, spec: EventSpec, txn: Txn | None) -> StoredEvent:
+        check_canonical(spec.content)
+        keys = auth_types_for_event(spec.type, spec.state_key, spec.sender, spec.content, ctx.version)
+        await self._state(conn, ctx, [*keys, CREATE])
+        is_create = spec.type == "m.room.create" and spec.state_key == ""
+        pdu: dict[str, Any] = {
+            "type": spec.type,
+            "sender": spec.sender,
+            "content": spec.content,
+            "origin_server_ts": now_ms(),
+            "depth": ctx.tip[1] + 1 if ctx.tip else 1,
+            "prev_events": [ctx.tip[0]] if ctx.tip else [],
+            "auth_events": [ctx.state[k].event_id for k in keys if k in ctx.state
+                            and not (k == CREATE and not ctx.version.create_event_in_auth_events)],
+        }
+        if not (is_create and ctx.version.room_id_is_create_hash):
+            pdu["room_id"] = ctx.room_id
+        if spec.state_key is not None:
+            pdu["state_key"] = spec.state_key
+        if spec.redacts is not None and not ctx.version.redacts_in_content:
+            pdu["redacts"] = spec.redacts
+        auth_state = {k: ctx.state[k].pdu for k in [*keys, CREATE] if k in ctx.state}
+        try:
+            check_auth(pdu, auth_state, ctx.version)
+        except AuthError as exc:
+            raise MatrixError(403, Codes.FORBIDDEN, str(exc)) from None
+        event_id, pdu = finalise_pdu(pdu, self.server_name, self.signing_key, ctx.version)
+        check_event_size(pdu)
+        if is_create and ctx.version.room_id_is_create_hash:
+            ctx.room_id = compute_v12_room_id(pdu)
+        if is_create:
+            pending = ctx.pending
+            if pending is None:
+                raise MatrixError(400, Codes.BAD_STATE, "The room already exists")
+            await self.store.insert_room(
+                conn, RoomRow(ctx.room_id, pending.room_version, pending.creator, pending.is_public), now_ms()
+            )
+        return await self._insert(conn, ctx, event_id, pdu, spec, txn)
+
+    async def _insert(
+        self, conn: AsyncConnection, ctx: RoomCtx, event_id: str, pdu: dict[str, Any], spec: EventSpec,
+        txn: Txn | None,
+    ) -> StoredEvent:
+        redact_target = await self._redaction_target(conn, ctx, spec) if spec.type == "m.room.redaction" else None
+        stream = await self.db.next_position(conn)
+        unsigned = None
+        prev = ctx.state.get((spec.type, spec.state_key)) if spec.state_key is not None else None
+        if prev is not None:
+            unsigned = {"replaces_state": prev.event_id, "prev_content": prev.content, "prev_sender": prev.sender}
+        rel = spec.content.get("m.relates_to")
+        rel_type = rel.get("rel_type") if isinstance(rel, dict) else None
+        rel_to = rel.get("event_id") if isinstance(rel, dict) else None
+        if not (isinstance(rel_type, str) and isinstance(rel_to, str)):
+            rel_type = rel_to = None
+        stored_pdu = {**pdu, "room_id": ctx.room_id}
+        await self.store.insert_event(
+            conn, stream, event_id, stored_pdu, unsigned=unsigned,
+            txn_id=txn.txn_id if txn else None, device_id=txn.device_id if txn else None,
+            relates_to=rel_to, rel_type=rel_type,
+        )
+        event = StoredEvent(stream, event_id, ctx.room_id, spec.type, spec.state_key, spec.sender,
+                            pdu["origin_server_ts"], stored_pdu, unsigned, None,
+                            txn.txn_id if txn else None, txn.device_id if txn else None)
+        if spec.state_key is not None:
+            await self.store.set_current_state(conn, ctx.room_id, spec.type, spec.state_key, event_id, stream)
+            ctx.state[(spec.type, spec.state_key)] = event
+            if spec.type == "m.room.member":
+                membership = str(spec.content.get("membership"))
+                await self.store.set_membership(conn, spec.state_key, ctx.room_id, membership, event_id, stream)
+        if redact_target is not None:
+            await self.store.mark_redacted(conn, redact_target, event_id)
+        if txn is not None:
+            await self.store.put_txn(conn, txn.user_id, txn.device_id, txn.scope, txn.txn_id, event_id, now_ms())
+        ctx.tip = (event_id, pdu["depth"])
+        for hook in self.persist_hooks:
+            await hook(conn, event, ctx)
+        return event
+
+    async def _redaction_target(self, conn: AsyncConnection, ctx: RoomCtx, spec: EventSpec) -> str | None:
+        """The event this redaction may redact now (None: accepted but not applied)."""
+        target_id = spec.redacts
+        target = await self._event_in(conn, target_id) if target_id else None
+        if target is None or target.room_id != ctx.room_id:
+            raise MatrixError(404, Codes.NOT_FOUND, "Cannot redact an unknown event")
+        if target.type == "m.room.create":
+            raise MatrixError(403, Codes.FORBIDDEN, "The create event cannot be redacted")
+        if target.sender == spec.sender:
+            return target.event_id
+        pl = await self.state_of(conn, ctx, ("m.room.power_levels", ""))
+        create = ctx.state[CREATE]
+        level = user_level(spec.sender, pl.content if pl else None, create.pdu, ctx.version)
+        if level >= action_level(pl.content if pl else None, "redact"):
+            return target.event_id
+        raise MatrixError(403, Codes.FORBIDDEN, "You may not redact other users' events")
+
+    async def _event_in(self, conn: AsyncConnection, event_id: str | None) -> StoredEvent | None:
+        return await self.store.get_event_in(conn, event_id) if event_id else None
+
+    async def _after_commit(self, evs: list[StoredEvent]) -> None:
+        for hook in self.commit_hooks:
+            await hook(evs)

@@ -1,0 +1,264 @@
+"""Tables of the core homeserver (SQLAlchemy Core). Other areas add theirs to the same `metadata`.
+
+Every stream (events, account data, receipts, typing, presence, to-device, device lists) takes its
+positions from one global counter (`stream_counter`), so a sync token is a single integer. The
+counter row is bumped inside each writing transaction: on PostgreSQL its row lock makes commits
+happen in position order, so a reader that sees position N has seen everything at or below N.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+stream_counter = Table(
+    "stream_counter",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("pos", BigInteger, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", String(255), primary_key=True),
+    Column("password_hash", Text, nullable=True),
+    Column("admin", Boolean, nullable=False, default=False),
+    Column("deactivated", Boolean, nullable=False, default=False),
+    Column("suspended", Boolean, nullable=False, default=False),
+    Column("locked", Boolean, nullable=False, default=False),
+    Column("created_ts", BigInteger, nullable=False),
+    Column("displayname", Text, nullable=True),
+    Column("avatar_url", Text, nullable=True),
+    Column("user_type", String(64), nullable=True),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("user_id", String(255), nullable=False),
+    Column("device_id", String(255), nullable=False),
+    Column("display_name", Text, nullable=True),
+    Column("created_ts", BigInteger, nullable=False),
+    Column("last_seen_ts", BigInteger, nullable=True),
+    Column("last_seen_ip", String(64), nullable=True),
+    PrimaryKeyConstraint("user_id", "device_id"),
+)
+
+access_tokens = Table(
+    "access_tokens",
+    metadata,
+    # SHA-256 of the token: a stolen database does not yield usable tokens.
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", String(255), nullable=False),
+    Column("device_id", String(255), nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+    Column("expires_ts", BigInteger, nullable=True),
+    Column("refresh_hash", String(64), nullable=True, unique=True),
+    Column("refresh_expires_ts", BigInteger, nullable=True),
+    Index("access_tokens_device", "user_id", "device_id"),
+)
+
+registration_tokens = Table(
+    "registration_tokens",
+    metadata,
+    Column("token", String(64), primary_key=True),
+    Column("uses_allowed", Integer, nullable=True),
+    Column("pending", Integer, nullable=False, default=0),
+    Column("completed", Integer, nullable=False, default=0),
+    Column("expiry_time", BigInteger, nullable=True),
+    Column("created_ts", BigInteger, nullable=False),
+)
+
+uia_sessions = Table(
+    "uia_sessions",
+    metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("created_ts", BigInteger, nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("user_id", String(255), nullable=True),
+    Column("completed", Text, nullable=False, default="[]"),
+    Column("data", Text, nullable=False, default="{}"),
+)
+
+rooms = Table(
+    "rooms",
+    metadata,
+    Column("room_id", String(255), primary_key=True),
+    Column("room_version", String(16), nullable=False),
+    Column("creator", String(255), nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+    Column("is_public", Boolean, nullable=False, default=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("stream", BigInteger, primary_key=True, autoincrement=False),
+    Column("event_id", String(255), nullable=False, unique=True),
+    Column("room_id", String(255), nullable=False),
+    Column("type", String(255), nullable=False),
+    Column("state_key", String(255), nullable=True),
+    Column("sender", String(255), nullable=False),
+    Column("origin_server_ts", BigInteger, nullable=False),
+    Column("depth", BigInteger, nullable=False),
+    Column("json", Text, nullable=False),
+    # Server-computed unsigned data fixed at persist time (prev_content, replaces_state).
+    Column("unsigned", Text, nullable=True),
+    Column("redacted_by", String(255), nullable=True),
+    Column("relates_to", String(255), nullable=True),
+    Column("rel_type", String(255), nullable=True),
+    Column("txn_id", String(255), nullable=True),
+    Column("device_id", String(255), nullable=True),
+    Index("events_room_stream", "room_id", "stream"),
+    Index("events_room_state", "room_id", "type", "state_key", "stream"),
+    Index("events_relates", "relates_to", "rel_type"),
+)
+
+event_txns = Table(
+    "event_txns",
+    metadata,
+    Column("user_id", String(255), nullable=False),
+    Column("device_id", String(255), nullable=False),
+    Column("scope", String(32), nullable=False),
+    Column("txn_id", String(255), nullable=False),
+    Column("result", Text, nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id", "device_id", "scope", "txn_id"),
+)
+
+current_state = Table(
+    "current_state",
+    metadata,
+    Column("room_id", String(255), nullable=False),
+    Column("type", String(255), nullable=False),
+    Column("state_key", String(255), nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("stream", BigInteger, nullable=False),
+    PrimaryKeyConstraint("room_id", "type", "state_key"),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("user_id", String(255), nullable=False),
+    Column("room_id", String(255), nullable=False),
+    Column("membership", String(32), nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("stream", BigInteger, nullable=False),
+    Column("forgotten", Boolean, nullable=False, default=False),
+    PrimaryKeyConstraint("user_id", "room_id"),
+    Index("memberships_room", "room_id", "membership"),
+)
+
+account_data = Table(
+    "account_data",
+    metadata,
+    Column("user_id", String(255), nullable=False),
+    Column("room_id", String(255), nullable=False),  # "" for global account data
+    Column("type", String(255), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("stream", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id", "room_id", "type"),
+    Index("account_data_stream", "user_id", "stream"),
+)
+
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("room_id", String(255), nullable=False),
+    Column("user_id", String(255), nullable=False),
+    Column("receipt_type", String(64), nullable=False),
+    Column("thread_id", String(255), nullable=False),  # "" for an unthreaded receipt
+    Column("event_id", String(255), nullable=False),
+    Column("event_stream", BigInteger, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("stream", BigInteger, nullable=False),
+    PrimaryKeyConstraint("room_id", "user_id", "receipt_type", "thread_id"),
+    Index("receipts_stream", "room_id", "stream"),
+)
+
+typing = Table(
+    "typing",
+    metadata,
+    Column("room_id", String(255), nullable=False),
+    Column("user_id", String(255), nullable=False),
+    Column("expires_ts", BigInteger, nullable=False),
+    PrimaryKeyConstraint("room_id", "user_id"),
+)
+
+# The position of the last typing change of each room; sync sends the full list when it moved.
+typing_stream = Table(
+    "typing_stream",
+    metadata,
+    Column("room_id", String(255), primary_key=True),
+    Column("stream", BigInteger, nullable=False),
+)
+
+presence = Table(
+    "presence",
+    metadata,
+    Column("user_id", String(255), primary_key=True),
+    Column("state", String(32), nullable=False),
+    Column("status_msg", Text, nullable=True),
+    Column("last_active_ts", BigInteger, nullable=False),
+    Column("stream", BigInteger, nullable=False),
+    Index("presence_stream", "stream"),
+)
+
+filters = Table(
+    "filters",
+    metadata,
+    Column("user_id", String(255), nullable=False),
+    Column("filter_id", Integer, nullable=False),
+    Column("json", Text, nullable=False),
+    PrimaryKeyConstraint("user_id", "filter_id"),
+)
+
+push_rules = Table(
+    "push_rules",
+    metadata,
+    Column("user_id", String(255), primary_key=True),
+    Column("json", Text, nullable=False),
+    Column("stream", BigInteger, nullable=False),
+)
+
+# One row per (user, event) that notifies the user; unread counts count rows past the read receipt.
+event_push_actions = Table(
+    "event_push_actions",
+    metadata,
+    Column("user_id", String(255), nullable=False),
+    Column("room_id", String(255), nullable=False),
+    Column("stream", BigInteger, nullable=False),
+    Column("thread_id", String(255), nullable=False),
+    Column("highlight", Boolean, nullable=False),
+    PrimaryKeyConstraint("user_id", "room_id", "stream"),
+)
+
+room_aliases = Table(
+    "room_aliases",
+    metadata,
+    Column("alias", String(255), primary_key=True),
+    Column("room_id", String(255), nullable=False),
+    Column("creator", String(255), nullable=False),
+    Index("room_aliases_room", "room_id"),
+)
+
+server_keys = Table(
+    "server_state",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

@@ -1,0 +1,8 @@
+"""Every table of every area, registered on one MetaData (Alembic's target)."""
+
+from __future__ import annotations
+
+from paigham.storage import schema
+from paigham.storage.schema import metadata
+
+__all__ = ["metadata", "schema"]

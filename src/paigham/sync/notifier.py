@@ -1,0 +1,64 @@
+"""Long-poll wake-ups: a /sync waits on keys ("r:<room>", "u:<user>") until a newer position
+touching one of them is published, or its timeout passes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterable
+
+from paigham.bus.base import StreamUpdate
+
+RECENT = 20_000
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self.position = 0
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        # Recent updates, so a waiter registering late still sees what it raced with.
+        self._recent: deque[tuple[int, frozenset[str]]] = deque(maxlen=RECENT)
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(v) for v in self._waiters.values())
+
+    def on_update(self, update: StreamUpdate) -> None:
+        keys = frozenset([*(f"r:{r}" for r in update.rooms), *(f"u:{u}" for u in update.users)])
+        self.position = max(self.position, update.pos)
+        self._recent.append((update.pos, keys))
+        for key in keys:
+            for fut in self._waiters.pop(key, ()):
+                if not fut.done():
+                    fut.set_result(None)
+
+    def _seen_since(self, since: int, keys: set[str]) -> bool:
+        if self._recent and self._recent[0][0] > since + 1 and len(self._recent) == RECENT:
+            return True  # too old to tell: let the caller look again
+        for pos, upd in reversed(self._recent):
+            if pos <= since:
+                break
+            if upd & keys:
+                return True
+        return False
+
+    async def wait(self, keys: Iterable[str], since: int, timeout_s: float) -> bool:
+        """Wait until something for `keys` is published past `since`; True if woken, False on timeout."""
+        keyset = set(keys)
+        if self._seen_since(since, keyset):
+            return True
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for key in keyset:
+            self._waiters.setdefault(key, set()).add(fut)
+        try:
+            await asyncio.wait_for(fut, timeout_s)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            for key in keyset:
+                waiting = self._waiters.get(key)
+                if waiting is not None:
+                    waiting.discard(fut)
+                    if not waiting:
+                        del self._waiters[key]
