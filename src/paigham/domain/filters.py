@@ -216,9 +216,7 @@ def _bool(obj: Mapping[str, Any], key: str, where: str) -> bool | None:
     return value
 
 
-def _strings(
-    obj: Mapping[str, Any], keys: tuple[str, ...], where: str, sigil: str = ""
-) -> tuple[str, ...] | None:
+def _strings(obj: Mapping[str, Any], keys: tuple[str, ...], where: str, sigil: str = "") -> tuple[str, ...] | None:
     key = next((k for k in keys if k in obj), None)
     if key is None or obj[key] is None:
         return None
