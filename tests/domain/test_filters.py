@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -348,3 +349,23 @@ _filters = st.builds(
 def test_round_trip(f: Filter) -> None:
     as_json = f.to_json()
     assert parse_filter(json.loads(json.dumps(as_json))) == f
+
+
+def _naive_glob(pattern: str, value: str, word_boundary: bool) -> bool:
+    """Reference semantics: a plain backtracking regex (fine on tiny inputs)."""
+    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    if word_boundary:
+        w = "(?-i:[A-Za-z0-9_])"
+        return re.search(f"(?<!{w}){body}(?!{w})", value, re.DOTALL | re.IGNORECASE) is not None
+    return re.fullmatch(body, value, re.DOTALL | re.IGNORECASE) is not None
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.text(alphabet="ab *?-.", max_size=8),
+    st.text(alphabet="abAB -._\n", max_size=12),
+    st.booleans(),
+)
+def test_compile_glob_agrees_with_naive_regex(pattern: str, value: str, word_boundary: bool) -> None:
+    compiled = compile_glob(pattern, ignore_case=True, single_char_wildcard=True, word_boundary=word_boundary)
+    assert compiled(value) == _naive_glob(pattern, value, word_boundary)

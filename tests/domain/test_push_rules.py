@@ -630,6 +630,8 @@ def test_user_rules_json_round_trip() -> None:
         {"version": 2},
         {"version": 1, "rules": {"bogus": []}},
         {"version": 1, "rules": {"content": [{}]}},
+        {"version": 1, "defaults": {"bogus": {}}},
+        {"version": 1, "defaults": {"override": {".m.rule.master": {"enabled": "yes"}}}},
     ):
         with pytest.raises(ValueError):
             UserRules.from_json(garbage)

@@ -175,6 +175,8 @@ class UserRules:
             rules[kind] = tuple(_user_rule_from_json(item) for item in items)
         defaults: dict[tuple[str, str], DefaultOverride] = {}
         for kind, changes in _mapping(obj.get("defaults", {})).items():
+            if kind not in KINDS:
+                raise ValueError(f"bad push rule kind {kind!r}")
             for rule_id, change in _mapping(changes).items():
                 enabled, actions = _mapping(change).get("enabled"), _mapping(change).get("actions")
                 if not isinstance(enabled, bool | None) or not isinstance(actions, list | None):
