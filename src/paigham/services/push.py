@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,6 +18,7 @@ from starlette.routing import Route
 from paigham.api.http import bearer, client_routes, json_body, ok
 from paigham.bus.base import StreamUpdate
 from paigham.domain import push_rules as pr
+from paigham.domain.push_evaluator import CompiledRule, PushContext, actions_notify, compile_ruleset, evaluate
 from paigham.domain.power_levels import notification_level, user_level
 from paigham.errors import Codes, MatrixError
 from paigham.services.auth import AuthService
@@ -33,6 +35,19 @@ class PushService:
         self.streams = streams
         self.events = events
         self.publisher = publisher
+        self._cache: dict[tuple[str, bytes], tuple[CompiledRule, ...]] = {}
+
+    def _compiled(self, user_id: str, blob: Any) -> tuple[CompiledRule, ...]:
+        """The user's compiled ruleset, cached by the stored blob (rules rarely change)."""
+        key = (user_id, msgspec.json.encode(blob) if blob is not None else b"")
+        found = self._cache.get(key)
+        if found is None:
+            user_rules = pr.UserRules.from_json(blob) if blob is not None else pr.UserRules()
+            found = compile_ruleset(pr.effective_rules(user_id, user_rules))
+            if len(self._cache) > 50_000:
+                self._cache.clear()
+            self._cache[key] = found
+        return found
 
     async def user_rules(self, user_id: str) -> tuple[pr.UserRules, int]:
         found = await self.streams.get_push_rules(user_id)
@@ -64,19 +79,18 @@ class PushService:
                                                      else {})}
         rows = []
         for user_id in targets:
-            user_rules = pr.UserRules.from_json(stored[user_id]) if user_id in stored else pr.UserRules()
-            ruleset = pr.effective_rules(user_id, user_rules)
+            ruleset = self._compiled(user_id, stored.get(user_id))
             member = ctx.state.get(("m.room.member", user_id))
             display_name = member.content.get("displayname") if member else None
-            push_ctx = pr.PushContext(
+            push_ctx = PushContext(
                 user_id=user_id,
                 user_display_name=display_name if isinstance(display_name, str) else None,
                 room_member_count=len(members),
                 sender_power_level=sender_level,
                 notification_power_levels={"room": notification_level(pl_content, "room")},
             )
-            actions = pr.evaluate(client_event, ruleset, push_ctx)
-            notify, highlight = pr.actions_notify(actions or [])
+            actions = evaluate(client_event, ruleset, push_ctx)
+            notify, highlight = actions_notify(actions or [])
             if notify:
                 rows.append({"user_id": user_id, "room_id": event.room_id, "stream": event.stream,
                              "thread_id": thread_id, "highlight": highlight})
@@ -139,11 +153,11 @@ class PushService:
                 if attr == "enabled":
                     if not isinstance(body.get("enabled"), bool):
                         raise MatrixError(400, Codes.BAD_JSON, "enabled must be a boolean")
-                    new = pr.set_enabled(rules, kind, rule_id, body["enabled"], user_id=requester.user_id)
+                    new = pr.set_enabled(rules, kind, rule_id, body["enabled"])
                 else:
                     if not isinstance(body.get("actions"), list):
                         raise MatrixError(400, Codes.BAD_JSON, "actions must be a list")
-                    new = pr.set_actions(rules, kind, rule_id, body["actions"], user_id=requester.user_id)
+                    new = pr.set_actions(rules, kind, rule_id, body["actions"])
                 await self._save(requester.user_id, new)
                 return ok()
 
