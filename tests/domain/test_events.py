@@ -287,6 +287,9 @@ def test_check_event_size() -> None:
     with pytest.raises(MatrixError) as exc:
         check_event_size({**pdu, "state_key": 5})
     assert (exc.value.status, exc.value.errcode) == (400, "M_BAD_JSON")
+    with pytest.raises(MatrixError) as exc:
+        check_event_size({**pdu, "type": "\ud800" * 100})
+    assert exc.value.errcode == "M_BAD_JSON"
 
 
 def test_redaction_target() -> None:

@@ -159,7 +159,7 @@ def check_event_size(pdu: Mapping[str, Any], event_id: str | None = None) -> Non
     for key, value in values:
         if not isinstance(value, str):
             raise MatrixError(400, Codes.BAD_JSON, f"'{key}' must be a string")
-        if len(value) > MAX_KEY_BYTES // 4 and len(value.encode("utf-8")) > MAX_KEY_BYTES:
+        if len(value) > MAX_KEY_BYTES // 4 and len(value.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
             raise MatrixError(413, Codes.TOO_LARGE, f"'{key}' is longer than {MAX_KEY_BYTES} bytes")
     if len(encode(pdu)) > MAX_EVENT_BYTES:
         raise MatrixError(413, Codes.TOO_LARGE, f"Event is larger than {MAX_EVENT_BYTES} bytes")
