@@ -21,8 +21,10 @@ const PASSWORD = "js chat acceptance password 1";
 
 async function main() {
     step("register two users through UIA with the registration token");
-    const accA = await registerUser(baseUrl, `jsalice${suffix}`, PASSWORD, token);
-    const accB = await registerUser(baseUrl, `jsbob${suffix}`, PASSWORD, token);
+    const [accA, accB] = await Promise.all([
+        registerUser(baseUrl, `jsalice${suffix}`, PASSWORD, token),
+        registerUser(baseUrl, `jsbob${suffix}`, PASSWORD, token),
+    ]);
     assert(accA.userId.startsWith(`@jsalice${suffix}:`), `user id ${accA.userId}`);
 
     step("start both clients (lazyLoadMembers) and wait for the initial sync");

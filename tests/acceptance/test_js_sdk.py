@@ -1,0 +1,62 @@
+"""matrix-js-sdk 43 (Element Web's SDK, Rust crypto) scripts run with Node against the real server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from acc_support import ServerInfo
+
+pytestmark = pytest.mark.acceptance
+
+JS_DIR = Path(__file__).resolve().parent / "js"
+SCRIPT_TIMEOUT_S = 150
+
+
+def run_script(server: ServerInfo, script: str, hard_timeout_ms: int) -> str:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not installed (needed for the matrix-js-sdk acceptance tests)", pytrace=False)
+    if not (JS_DIR / "node_modules" / "matrix-js-sdk").is_dir():
+        pytest.fail(f"{JS_DIR}/node_modules is missing: run `make acceptance-deps` (npm ci in {JS_DIR})", pytrace=False)
+    env = dict(os.environ, ACCEPTANCE_TIMEOUT_MS=str(hard_timeout_ms))
+    try:
+        proc = subprocess.run(
+            [node, script, server.base_url, server.registration_token],
+            cwd=JS_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=SCRIPT_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout
+        pytest.fail(f"{script} did not finish within {SCRIPT_TIMEOUT_S}s\n{out}", pytrace=False)
+    output = f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
+    if proc.returncode != 0:
+        pytest.fail(
+            f"node {script} against {server.engine} server exited {proc.returncode}\n{output}\n"
+            f"{server.logs_for_failure(4000) if server.process else ''}",
+            pytrace=False,
+        )
+    assert "OK: all steps passed" in proc.stdout, output
+    return proc.stdout
+
+
+def test_js_sdk_chat(server: ServerInfo) -> None:
+    run_script(server, "chat.mjs", hard_timeout_ms=90_000)
+
+
+def test_js_sdk_e2ee(server: ServerInfo) -> None:
+    out = run_script(server, "e2ee.mjs", hard_timeout_ms=120_000)
+    secrets = [ln.split("PLAINTEXT: ", 1)[1] for ln in out.splitlines() if ln.startswith("PLAINTEXT: ")]
+    assert len(secrets) == 3, out
+    if not server.storage_searchable():
+        return
+    for secret in secrets:
+        hits = server.search_storage(secret)
+        assert hits == [], f"plaintext {secret!r} found in server storage: {hits}"
