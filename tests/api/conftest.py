@@ -16,7 +16,6 @@ import pytest
 from paigham.app import Server, create_app
 from paigham.config import Config
 
-
 _RECORD = Path(__file__).resolve().parents[2] / "build" / f"requests-{os.getpid()}.jsonl"
 
 
