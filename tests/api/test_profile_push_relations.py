@@ -41,7 +41,8 @@ async def test_presence(hs: Harness) -> None:
     room = await hs.create_room(a, preset="public_chat")
     await hs.ok("POST", f"{V3}/rooms/{room}/join", b, json={})
     since = (await hs.sync(b))["next_batch"]
-    await hs.ok("PUT", f"{V3}/presence/{a.user_id}/status", a, json={"presence": "unavailable", "status_msg": "In a meeting"})
+    await hs.ok("PUT", f"{V3}/presence/{a.user_id}/status", a,
+                json={"presence": "unavailable", "status_msg": "In a meeting"})
     got = await hs.ok("GET", f"{V3}/presence/{a.user_id}/status", b)
     assert got["presence"] == "unavailable" and got["status_msg"] == "In a meeting"
     s = await hs.sync(b, since, set_presence="offline")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -216,7 +217,7 @@ async def test_concurrent_senders_keep_one_linear_history(hs: Harness) -> None:
     evs = await hs.server.events.room_events(room, limit=1000, backwards=False)
     depths = [e.pdu["depth"] for e in evs]
     assert depths == list(range(1, len(evs) + 1))
-    for prev, cur in zip(evs, evs[1:], strict=False):
+    for prev, cur in itertools.pairwise(evs):
         assert cur.pdu["prev_events"] == [prev.event_id]
 
 
