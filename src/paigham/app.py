@@ -17,12 +17,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from paigham.api.admin import media as admin_media
 from paigham.api.client import directory, ephemeral, login, profile, register, relations, room_events, rooms, sync
+from paigham.api.client import media as media_api
 from paigham.api.http import error_response, ok
 from paigham.bus.base import Bus, InMemoryBus
 from paigham.config import Config
 from paigham.errors import Codes, MatrixError
 from paigham.keys import load_or_create_shared_secret, load_or_create_signing_key, write_admin_credentials
+from paigham.media.service import MediaService
 from paigham.services.auth import AuthService
 from paigham.services.client_events import EventSerializer
 from paigham.services.ephemeral import EphemeralService
@@ -38,6 +41,7 @@ from paigham.services.writer import EventWriter
 from paigham.storage.accounts import AccountStore
 from paigham.storage.database import Database
 from paigham.storage.events import EventStore
+from paigham.storage.media import MediaStore
 from paigham.storage.migrate import migrate
 from paigham.storage.rooms_directory import AliasStore
 from paigham.storage.streams import StreamStore
@@ -81,6 +85,7 @@ class Server:
         self.filters = FilterService(self.streams)
         self.sync = SyncService(self.db, self.events, self.streams, self.serializer, self.notifier,
                                 self.push.rules_for_sync, presence_enabled=config.presence_enabled)
+        self.media = MediaService(config, MediaStore(self.db))
 
     def _make_bus(self) -> Bus:
         if self.config.nats_url:
@@ -103,6 +108,8 @@ class Server:
             *directory.routes(c, self.auth, self.events, self.aliases),
             *relations.routes(self.auth, self.timeline, self.serializer),
             *self.push.routes(self.auth),
+            *media_api.routes(c, self.auth, self.media),
+            *admin_media.routes(self.auth, self.media),
         ]
 
     async def start(self) -> None:

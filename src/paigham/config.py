@@ -34,6 +34,24 @@ class Config(msgspec.Struct, kw_only=True):
     nats_url: str = ""
     workers: int = 1
     create_admin: bool = True
+    # Media (content repository); see README "Media".
+    media_store_path: str = ""  # empty: <data_dir>/media
+    media_key_file: str = ""  # empty: <data_dir>/media.key
+    media_max_upload_bytes: int = 100 * 1024 * 1024
+    media_allowed_content_types: str = "*/*"  # comma-separated: image/png, image/*, */*
+    media_user_quota_bytes: int = 10 * 1024**3  # 0: no quota
+    media_max_pending_uploads: int = 10
+    media_pending_expiry_s: int = 24 * 3600
+    media_legacy_unauthenticated: bool = False
+    media_thumbnail_max_source_bytes: int = 20 * 1024 * 1024
+    media_thumbnail_max_pixels: int = 32_000_000
+    media_thumbnail_memory_mb: int = 512
+    media_thumbnail_timeout_s: float = 10.0
+    media_thumbnail_workers: int = 2
+    media_clamd_socket: str = ""
+    media_clamd_host: str = ""
+    media_clamd_port: int = 3310
+    media_clamd_timeout_s: float = 60.0
 
     @property
     def data_path(self) -> Path:

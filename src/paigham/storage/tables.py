@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from paigham.storage import schema
+from paigham.storage import (
+    media_schema,  # noqa: F401
+    schema,
+)
 from paigham.storage.schema import metadata
 
 __all__ = ["metadata", "schema"]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 08:52:11.004295
+Create Date: 2026-11-23 09:08:19.851771
 """
 
 from __future__ import annotations
@@ -106,6 +106,54 @@ def upgrade() -> None:
     sa.Column('filter_id', sa.Integer(), nullable=False),
     sa.Column('json', sa.Text(), nullable=False),
     sa.PrimaryKeyConstraint('user_id', 'filter_id')
+    )
+    op.create_table('media',
+    sa.Column('media_id', sa.String(length=255), nullable=False),
+    sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('content_type', sa.String(length=255), nullable=True),
+    sa.Column('served_type', sa.String(length=255), nullable=True),
+    sa.Column('upload_name', sa.Text(), nullable=True),
+    sa.Column('length', sa.BigInteger(), nullable=True),
+    sa.Column('sha256', sa.String(length=64), nullable=True),
+    sa.Column('wrapped_key', sa.LargeBinary(), nullable=True),
+    sa.Column('created_ts', sa.BigInteger(), nullable=False),
+    sa.Column('expires_ts', sa.BigInteger(), nullable=True),
+    sa.Column('last_access_ts', sa.BigInteger(), nullable=True),
+    sa.Column('quarantined_by', sa.String(length=255), nullable=True),
+    sa.Column('thumb_error', sa.Text(), nullable=True),
+    sa.PrimaryKeyConstraint('media_id')
+    )
+    with op.batch_alter_table('media', schema=None) as batch_op:
+        batch_op.create_index('media_created_idx', ['created_ts'], unique=False)
+        batch_op.create_index('media_user_idx', ['user_id', 'created_ts'], unique=False)
+
+    op.create_table('media_detections',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('ts', sa.BigInteger(), nullable=False),
+    sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.Column('media_id', sa.String(length=255), nullable=False),
+    sa.Column('upload_name', sa.Text(), nullable=True),
+    sa.Column('content_type', sa.String(length=255), nullable=True),
+    sa.Column('length', sa.BigInteger(), nullable=False),
+    sa.Column('sha256', sa.String(length=64), nullable=False),
+    sa.Column('signature', sa.Text(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('media_detections', schema=None) as batch_op:
+        batch_op.create_index('media_detections_user_idx', ['user_id', 'ts'], unique=False)
+
+    op.create_table('media_thumbnails',
+    sa.Column('media_id', sa.String(length=255), nullable=False),
+    sa.Column('width', sa.Integer(), nullable=False),
+    sa.Column('height', sa.Integer(), nullable=False),
+    sa.Column('method', sa.String(length=8), nullable=False),
+    sa.Column('animated', sa.Boolean(), nullable=False),
+    sa.Column('content_type', sa.String(length=64), nullable=False),
+    sa.Column('length', sa.BigInteger(), nullable=False),
+    sa.Column('wrapped_key', sa.LargeBinary(), nullable=False),
+    sa.Column('created_ts', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('media_id', 'width', 'height', 'method', 'animated')
     )
     op.create_table('memberships',
     sa.Column('user_id', sa.String(length=255), nullable=False),
@@ -249,6 +297,16 @@ def downgrade() -> None:
         batch_op.drop_index('memberships_room')
 
     op.drop_table('memberships')
+    op.drop_table('media_thumbnails')
+    with op.batch_alter_table('media_detections', schema=None) as batch_op:
+        batch_op.drop_index('media_detections_user_idx')
+
+    op.drop_table('media_detections')
+    with op.batch_alter_table('media', schema=None) as batch_op:
+        batch_op.drop_index('media_user_idx')
+        batch_op.drop_index('media_created_idx')
+
+    op.drop_table('media')
     op.drop_table('filters')
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.drop_index('events_room_stream')

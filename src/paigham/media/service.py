@@ -1,0 +1,287 @@
+"""The content repository: uploads streamed to encrypted files, checked (type, size, quota, virus
+scanner) before they become downloadable; downloads and thumbnails; admin quarantine and purge."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from paigham.clock import now_ms
+from paigham.config import Config
+from paigham.domain import media as rules
+from paigham.errors import Codes, MatrixError
+from paigham.media import crypto
+from paigham.media.blobs import BlobStore, BlobWriter
+from paigham.media.scanner import ClamdScanner, ScannerUnavailable
+from paigham.media.thumbnailer import Thumbnailer, ThumbnailFailed, ThumbnailLimits
+from paigham.storage.media import Content, MediaRow, MediaStore, ThumbRow
+
+log = structlog.get_logger(__name__)
+
+MAX_WAIT_MS = 20_000
+_POLL_S = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """What the edge hands over: headers and query already read, the body still streaming."""
+
+    content_type: str
+    filename: str | None
+    declared_length: int | None
+    body: AsyncIterator[bytes]
+
+
+def not_found(what: str = "Media not found") -> MatrixError:
+    return MatrixError(404, Codes.NOT_FOUND, what)
+
+
+class MediaService:
+    def __init__(self, config: Config, store: MediaStore) -> None:
+        self.config = config
+        self.server_name = config.server_name
+        self.store = store
+        root = Path(config.media_store_path) if config.media_store_path else config.data_path / "media"
+        key_file = Path(config.media_key_file) if config.media_key_file else config.data_path / "media.key"
+        self.blobs = BlobStore(root, crypto.load_or_create_master_key(key_file))
+        self.blobs.sweep_tmp()
+        self.allowed = rules.parse_patterns(config.media_allowed_content_types)
+        self.thumbnailer = Thumbnailer(ThumbnailLimits(
+            config.media_thumbnail_max_pixels, config.media_thumbnail_memory_mb,
+            config.media_thumbnail_timeout_s, config.media_thumbnail_workers))
+        self.scanner: ClamdScanner | None = None
+        if config.media_clamd_socket or config.media_clamd_host:
+            self.scanner = ClamdScanner(socket_path=config.media_clamd_socket, host=config.media_clamd_host,
+                                        port=config.media_clamd_port, timeout_s=config.media_clamd_timeout_s)
+
+    def mxc(self, media_id: str) -> str:
+        return f"mxc://{self.server_name}/{media_id}"
+
+    # -- upload ---------------------------------------------------------------------------------
+    def check_upload(self, content_type: str | None, filename: str | None,
+                     declared: int | None) -> tuple[str, str | None]:
+        """Checks that need no body: refuse before reading a byte (and before touching the disk)."""
+        kind = rules.parse_content_type(content_type)
+        name = rules.check_filename(filename)
+        if not rules.type_allowed(kind, self.allowed):
+            raise MatrixError(403, Codes.FORBIDDEN, f"This server does not accept files of type {rules.essence(kind)}")
+        if declared is not None and declared > self.config.media_max_upload_bytes:
+            raise self._too_large()
+        return kind, name
+
+    def _too_large(self) -> MatrixError:
+        return MatrixError(413, Codes.TOO_LARGE,
+                           f"Cannot upload files larger than {self.config.media_max_upload_bytes} bytes")
+
+    def _over_quota(self) -> MatrixError:
+        return MatrixError(403, Codes.FORBIDDEN,
+                           f"Upload quota exceeded: each user may store {self.config.media_user_quota_bytes} bytes")
+
+    async def create(self, user_id: str) -> dict[str, object]:
+        """POST /_matrix/media/v1/create: reserve an ID for an upload that comes later."""
+        now = now_ms()
+        expires = now + self.config.media_pending_expiry_s * 1000
+        media_id = secrets.token_urlsafe(18)
+        if not await self.store.create_pending(media_id, user_id, now, expires, self.config.media_max_pending_uploads):
+            raise MatrixError(429, Codes.LIMIT_EXCEEDED, "Too many pending uploads; finish or wait for them to expire",
+                              retry_after_ms=60_000)
+        return {"content_uri": self.mxc(media_id), "unused_expires_at": expires}
+
+    async def upload(self, user_id: str, up: Upload, media_id: str | None = None) -> str:
+        """Stream the body to disk, scan it, then make it downloadable; returns the mxc URI."""
+        quota = self.config.media_user_quota_bytes
+        used = await self.store.used_bytes(user_id) if quota > 0 else 0
+        if quota > 0 and up.declared_length is not None and used + up.declared_length > quota:
+            raise self._over_quota()
+        if media_id is None:
+            created, media_id = False, secrets.token_urlsafe(18)
+        else:
+            created = True
+        writer = self.blobs.writer()
+        try:
+            digest = await self._receive(writer, up, used, quota)
+            wrapped = self.blobs.wrap(writer.key, media_id)
+            await self._scan(writer, wrapped, media_id, user_id, up, digest)
+            content = Content(up.content_type, rules.served_type(up.content_type, writer.head), up.filename,
+                              writer.size, digest, wrapped)
+            await writer.commit(self.blobs.media_path(media_id))
+        except BaseException:
+            await writer.abort()
+            raise
+        try:
+            ok = await self.store.finish(media_id, user_id, content, now_ms(), quota, created=created)
+        except BaseException:
+            await self.blobs.remove_media(media_id)
+            raise
+        if not ok:
+            await self.blobs.remove_media(media_id)
+            raise self._over_quota()
+        log.info("media.uploaded", media_id=media_id, user_id=user_id, length=writer.size)
+        return self.mxc(media_id)
+
+    async def _receive(self, writer: BlobWriter, up: Upload, used: int, quota: int) -> str:
+        digest = hashlib.sha256()
+        limit = self.config.media_max_upload_bytes
+        await writer.open()
+        async for chunk in up.body:
+            if writer.size + len(chunk) > limit:
+                raise self._too_large()
+            if quota > 0 and used + writer.size + len(chunk) > quota:
+                raise self._over_quota()
+            digest.update(chunk)
+            await writer.write(chunk)
+        if up.declared_length is not None and writer.size != up.declared_length:
+            raise MatrixError(400, Codes.INVALID_PARAM, "The body is shorter than its Content-Length")
+        await writer.finish()
+        return digest.hexdigest()
+
+    async def _scan(self, writer: BlobWriter, wrapped: bytes, media_id: str, user_id: str, up: Upload,
+                    digest: str) -> None:
+        if self.scanner is None:
+            return
+        try:
+            result = await self.scanner.scan(self.blobs.read(writer.tmp, wrapped, media_id, writer.size))
+        except ScannerUnavailable as exc:
+            log.error("media.scanner_unavailable", error=str(exc), scanner=repr(self.scanner))
+            raise MatrixError(503, Codes.UNKNOWN, f"The upload could not be checked for viruses ({exc}); "
+                              "try again later") from None
+        if result.clean:
+            return
+        log.warning("media.infected", user_id=user_id, signature=result.signature, sha256=digest)
+        await self.store.record_detection(ts=now_ms(), user_id=user_id, media_id=media_id,
+                                          upload_name=up.filename, content_type=up.content_type,
+                                          length=writer.size, sha256=digest, signature=result.signature)
+        raise MatrixError(403, Codes.FORBIDDEN, f"The file was rejected by the virus scanner ({result.signature})")
+
+    async def upload_to(self, user_id: str, server_name: str, media_id: str, up: Upload) -> None:
+        """PUT /_matrix/media/v3/upload/{serverName}/{mediaId}: fill an ID from POST /create."""
+        row = await self._local_row(server_name, media_id)
+        now = now_ms()
+        if row is None or (row.state == "pending" and (row.expires_ts or 0) < now):
+            raise not_found("Unknown or expired media ID; create one with POST /_matrix/media/v1/create")
+        if row.user_id != user_id:
+            raise MatrixError(403, Codes.FORBIDDEN, "This media ID was created by another user")
+        if row.state != "pending" or not await self.store.claim(media_id, now):
+            raise MatrixError(409, Codes.CANNOT_OVERWRITE_MEDIA, "Media already uploaded")
+        try:
+            await self.upload(user_id, up, media_id)
+        except BaseException:
+            await self.store.unclaim(media_id)
+            raise
+
+    # -- download -------------------------------------------------------------------------------
+    async def _local_row(self, server_name: str, media_id: str) -> MediaRow | None:
+        rules.check_media_id(media_id)
+        if server_name != self.server_name:
+            raise not_found("Remote media is not available: this server does not federate")
+        return await self.store.get(media_id)
+
+    async def ready(self, server_name: str, media_id: str, timeout_ms: int = MAX_WAIT_MS) -> MediaRow:
+        """The media, once its content is there (waiting up to timeout_ms for an async upload)."""
+        deadline = asyncio.get_running_loop().time() + min(max(timeout_ms, 0), MAX_WAIT_MS) / 1000
+        while True:
+            row = await self._local_row(server_name, media_id)
+            if row is None or (row.state == "pending" and (row.expires_ts or 0) < now_ms()):
+                raise not_found()
+            if row.quarantined_by:
+                raise not_found("This media has been quarantined by an administrator")
+            if row.state == "ready":
+                return row
+            if asyncio.get_running_loop().time() >= deadline:
+                raise MatrixError(504, Codes.NOT_YET_UPLOADED, "Content has not yet been uploaded")
+            await asyncio.sleep(_POLL_S)
+
+    def content(self, row: MediaRow, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        assert row.wrapped_key is not None and row.length is not None
+        return self.blobs.read(self.blobs.media_path(row.media_id), row.wrapped_key, row.media_id, row.length,
+                               start, end)
+
+    async def check_stored(self, row: MediaRow) -> None:
+        """Before answering 200: the encrypted file is there and has the size its row says."""
+        path = self.blobs.media_path(row.media_id)
+        try:
+            size = (await asyncio.to_thread(path.stat)).st_size
+        except FileNotFoundError:
+            size = -1
+        if size != crypto.stored_size(row.length or 0):
+            log.error("media.file_missing", media_id=row.media_id, found=size)
+            raise not_found("The content of this media is missing on the server")
+        await self.store.touch(row, now_ms())
+
+    # -- thumbnails -----------------------------------------------------------------------------
+    async def thumbnail(self, row: MediaRow, width: int, height: int, method: str,
+                        animated: bool) -> tuple[str, bytes]:
+        w, h, m = rules.thumbnail_size(width, height, method)
+        kind = rules.essence(row.served_type or "")
+        if kind not in rules.THUMBNAILABLE:
+            raise MatrixError(400, Codes.UNKNOWN, "Cannot generate thumbnails for the requested content")
+        if (row.length or 0) > self.config.media_thumbnail_max_source_bytes:
+            raise MatrixError(413, Codes.TOO_LARGE, "The image is too large to thumbnail")
+        if row.thumb_error:
+            status, errcode, msg = row.thumb_error.split(" ", 2)
+            raise MatrixError(int(status), errcode, msg)
+        animated = animated and kind != "image/jpeg"
+        cached = await self.store.get_thumbnail(row.media_id, w, h, m, animated)
+        if cached is not None:
+            return cached.content_type, await self.blobs.read_all(
+                self._thumb_path(row.media_id, cached), cached.wrapped_key, row.media_id, cached.length)
+        return await self._generate(row, w, h, m, animated)
+
+    def _thumb_path(self, media_id: str, t: ThumbRow) -> Path:
+        tag = hashlib.sha256(t.wrapped_key).hexdigest()[:16]
+        return self.blobs.thumb_path(media_id, t.width, t.height, t.method, t.animated).with_suffix("." + tag)
+
+    async def _generate(self, row: MediaRow, w: int, h: int, m: str, animated: bool) -> tuple[str, bytes]:
+        assert row.wrapped_key is not None
+        source = await self.blobs.read_all(self.blobs.media_path(row.media_id), row.wrapped_key, row.media_id,
+                                           row.length or 0)
+        try:
+            thumb = await self.thumbnailer.make(source, w, h, m, animated)
+        except ThumbnailFailed as exc:
+            if exc.permanent:
+                await self.store.set_thumb_error(row.media_id, f"{exc.status} {exc.errcode} {exc.error}")
+            raise
+        if (w, h, m) in rules.STANDARD_THUMBNAILS:
+            writer = await self.blobs.write_bytes(thumb.data)
+            t = ThumbRow(w, h, m, animated, thumb.content_type, len(thumb.data),
+                         self.blobs.wrap(writer.key, row.media_id))
+            await writer.commit(self._thumb_path(row.media_id, t))
+            await self.store.put_thumbnail(row.media_id, t, now_ms())
+        return thumb.content_type, thumb.data
+
+    # -- admin ----------------------------------------------------------------------------------
+    async def row(self, server_name: str, media_id: str) -> MediaRow:
+        row = await self._local_row(server_name, media_id)
+        if row is None:
+            raise not_found()
+        return row
+
+    async def quarantine(self, server_name: str, media_id: str, by: str | None) -> None:
+        if await self._local_row(server_name, media_id) is None or not await self.store.set_quarantine(media_id, by):
+            raise not_found()
+        log.warning("media.quarantine", media_id=media_id, by=by)
+
+    async def delete(self, media_id: str) -> bool:
+        rules.check_media_id(media_id)
+        gone = await self.store.delete(media_id)
+        await self.blobs.remove_media(media_id)
+        if gone:
+            log.warning("media.deleted", media_id=media_id)
+        return gone
+
+    async def purge(self, before_ts: int, user_id: str | None = None) -> list[str]:
+        """Delete media created before `before_ts` (and expired unused IDs); returns their IDs."""
+        deleted: list[str] = []
+        while True:
+            batch = await self.store.ids_older_than(before_ts, now_ms(), 500, user_id)
+            if not batch:
+                return deleted
+            for media_id in batch:
+                await self.delete(media_id)
+            deleted += batch
