@@ -72,7 +72,8 @@ class PushService:
         pl = ctx.state.get(("m.room.power_levels", ""))
         create = ctx.state.get(("m.room.create", ""))
         pl_content = pl.content if pl else None
-        sender_level = user_level(event.sender, pl_content, create.pdu, ctx.version) if create else 0
+        level = user_level(event.sender, pl_content, create.pdu, ctx.version) if create else 0
+        sender_level = int(min(level, 2**53))  # v12 creators have infinite power
         thread_id = _thread_of(event)
         client_event = {"type": event.type, "sender": event.sender, "content": event.content,
                         "room_id": event.room_id, **({"state_key": event.state_key} if event.state_key is not None

@@ -141,10 +141,10 @@ class RoomService:
         if req.topic is not None:
             specs.append(EventSpec(me, "m.room.topic", _topic_content(req.topic), ""))
         for invitee in req.invite:
-            content = await self.member_content(invitee, "invite")
+            invite: dict[str, Any] = await self.member_content(invitee, "invite")
             if req.is_direct:
-                content["is_direct"] = True
-            specs.append(EventSpec(me, "m.room.member", content, invitee))
+                invite["is_direct"] = True
+            specs.append(EventSpec(me, "m.room.member", invite, invitee))
         return specs
 
     async def member_content(self, user_id: str, membership: str, reason: str | None = None) -> dict[str, Any]:

@@ -40,8 +40,11 @@ class UIAService:
         """Advance the UIA session in `auth`; return its data once a flow is complete, else raise 401."""
         if auth is not None and not isinstance(auth, dict):
             raise MatrixError(400, Codes.BAD_JSON, "auth must be an object")
-        session_id = auth.get("session") if auth else None
-        session = await self.store.get_uia_session(session_id) if isinstance(session_id, str) else None
+        auth = auth or {}
+        given = auth.get("session")
+        if given is not None and not isinstance(given, str):
+            raise MatrixError(400, Codes.BAD_JSON, "auth.session must be a string")
+        session = await self.store.get_uia_session(given) if given else None
         if session is not None and (
             session["kind"] != kind
             or session["user_id"] != user_id
@@ -49,13 +52,13 @@ class UIAService:
         ):
             session = None
         if session is None:
-            if session_id is not None:
+            if given:
                 raise MatrixError(400, Codes.UNKNOWN, "Unknown or expired UIA session")
-            session_id = random_string(24)
             session = {"completed": [], "data": {}}
+        session_id: str = given or random_string(24)
         completed: list[str] = list(session["completed"])
         data: dict[str, Any] = dict(session["data"])
-        stage = auth.get("type") if auth else None
+        stage = auth.get("type")
         body = self._body(flows, session_id, completed)
         if stage is not None:
             if not any(stage in flow for flow in flows):
