@@ -126,8 +126,11 @@ def routes(auth: AuthService, writer: EventWriter, timeline: TimelineService,
         requester = await auth.authenticate(bearer(request))
         room_id = check_room_id(request.path_params["room_id"])
         evs = await timeline.members(requester, room_id, None)
+        # RoomMember fields are strings when present and absent otherwise (never null).
         joined = {
-            e.state_key: {"display_name": e.content.get("displayname"), "avatar_url": e.content.get("avatar_url")}
+            e.state_key: {field: e.content[key] for field, key in (("display_name", "displayname"),
+                                                                  ("avatar_url", "avatar_url"))
+                          if isinstance(e.content.get(key), str)}
             for e in evs if e.content.get("membership") == "join" and e.state_key
         }
         return ok({"joined": joined})
