@@ -18,7 +18,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from paigham.api.admin import media as admin_media
-from paigham.api.client import directory, ephemeral, login, profile, register, relations, room_events, rooms, sync
+from paigham.api.client import (
+    directory,
+    ephemeral,
+    login,
+    profile,
+    register,
+    relations,
+    room_events,
+    rooms,
+    spaces,
+    sync,
+)
 from paigham.api.client import media as media_api
 from paigham.api.http import error_response, ok
 from paigham.bus.base import Bus, InMemoryBus
@@ -106,6 +117,7 @@ class Server:
             *ephemeral.routes(self.auth, self.ephemeral, self.presence),
             *profile.routes(self.auth, self.uia, self.profiles),
             *directory.routes(c, self.auth, self.events, self.aliases),
+            *spaces.routes(self.auth, self.events),
             *relations.routes(self.auth, self.timeline, self.serializer),
             *self.push.routes(self.auth),
             *media_api.routes(c, self.auth, self.media),

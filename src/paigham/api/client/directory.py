@@ -15,6 +15,7 @@ from paigham.domain.power_levels import event_level, user_level
 from paigham.domain.room_versions import get_room_version
 from paigham.errors import Codes, MatrixError
 from paigham.ids import check_alias, check_room_id
+from paigham.services import room_summary
 from paigham.services.auth import AuthService
 from paigham.storage.events import EventStore
 from paigham.storage.rooms_directory import AliasStore
@@ -120,26 +121,7 @@ def routes(config: Config, auth: AuthService, events: EventStore, aliases: Alias
         return ok()
 
     async def summarise(room_id: str) -> dict[str, Any]:
-        state = {(e.type, e.state_key): e.content for e in await events.current_state(room_id)
-                 if e.type != "m.room.member"}
-        counts = await events.member_counts(room_id)
-        entry: dict[str, Any] = {
-            "room_id": room_id,
-            "num_joined_members": counts.get("join", 0),
-            "world_readable": state.get(("m.room.history_visibility", ""), {}).get("history_visibility")
-            == "world_readable",
-            "guest_can_join": state.get(("m.room.guest_access", ""), {}).get("guest_access") == "can_join",
-            "join_rule": state.get(("m.room.join_rules", ""), {}).get("join_rule", "invite"),
-        }
-        for key, field in ((("m.room.name", ""), "name"), (("m.room.topic", ""), "topic"),
-                           (("m.room.avatar", ""), "url"), (("m.room.canonical_alias", ""), "alias")):
-            value = state.get(key, {}).get(field)
-            if isinstance(value, str):
-                entry[{"url": "avatar_url", "alias": "canonical_alias"}.get(field, field)] = value
-        room_type = state.get(("m.room.create", ""), {}).get("type")
-        if isinstance(room_type, str):
-            entry["room_type"] = room_type
-        return entry
+        return await room_summary.summarise(events, room_id)
 
     async def public_rooms(limit: int, since: str | None, term: str | None) -> dict[str, Any]:
         entries = [await summarise(r) for r in await events.public_rooms()]
