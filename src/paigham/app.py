@@ -32,6 +32,7 @@ from paigham.api.client import (
 )
 from paigham.api.client import media as media_api
 from paigham.api.http import error_response, ok
+from paigham.audit.service import AuditService
 from paigham.bus.base import Bus, InMemoryBus
 from paigham.config import Config
 from paigham.errors import Codes, MatrixError
@@ -41,6 +42,7 @@ from paigham.services.auth import AuthService
 from paigham.services.client_events import EventSerializer
 from paigham.services.ephemeral import EphemeralService
 from paigham.services.filtering import FilterService
+from paigham.services.jobs import Jobs
 from paigham.services.presence import PresenceService
 from paigham.services.profile import ProfileService
 from paigham.services.publisher import Publisher
@@ -50,6 +52,7 @@ from paigham.services.timeline import TimelineService
 from paigham.services.uia import UIAService
 from paigham.services.writer import EventWriter
 from paigham.storage.accounts import AccountStore
+from paigham.storage.audit_store import AuditStore
 from paigham.storage.database import Database
 from paigham.storage.events import EventStore
 from paigham.storage.media import MediaStore
@@ -97,6 +100,11 @@ class Server:
         self.sync = SyncService(self.db, self.events, self.streams, self.serializer, self.notifier,
                                 self.push.rules_for_sync, presence_enabled=config.presence_enabled)
         self.media = MediaService(config, MediaStore(self.db))
+        self.jobs = Jobs()
+        self.audit = AuditService(AuditStore(self.db), config.audit_retention_days)
+        self.auth.device_hooks.append(self.audit.device_hooks())
+        self.writer.commit_hooks.append(self.audit.on_events)
+        self.jobs.every("audit-retention", 3600, self.audit.purge_expired)
 
     def _make_bus(self) -> Bus:
         if self.config.nats_url:
@@ -109,8 +117,8 @@ class Server:
         c = self.config
         return [
             Route("/health", _health, methods=["GET"]),
-            *login.routes(c, self.auth),
-            *register.routes(c, self.auth, self.uia),
+            *login.routes(c, self.auth, self.audit),
+            *register.routes(c, self.auth, self.uia, self.audit),
             *rooms.routes(self.auth, self.rooms, self.events),
             *room_events.routes(self.auth, self.writer, self.timeline, self.serializer),
             *sync.routes(c, self.auth, self.sync, self.filters, self.presence),
@@ -129,8 +137,10 @@ class Server:
         await self.bus.start()
         self.notifier.position = await self.db.current_position()
         await self.ensure_admin()
+        self.jobs.start()
 
     async def stop(self) -> None:
+        await self.jobs.stop()
         await self.ephemeral.stop()
         await self.bus.stop()
         await self.db.close()

@@ -43,6 +43,8 @@ class Config(msgspec.Struct, kw_only=True):
     media_max_pending_uploads: int = 10
     media_pending_expiry_s: int = 24 * 3600
     media_legacy_unauthenticated: bool = False
+    # Government layer (README "Administering Paigham").
+    audit_retention_days: int = 180  # audit records older than this are purged; 0 keeps them for ever
     media_thumbnail_max_source_bytes: int = 20 * 1024 * 1024
     media_thumbnail_max_pixels: int = 32_000_000
     media_thumbnail_memory_mb: int = 512

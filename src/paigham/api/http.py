@@ -133,3 +133,8 @@ def bearer(request: Request) -> str | None:
         raise MatrixError(401, Codes.MISSING_TOKEN, "Invalid Authorization header")
     # Deprecated (removed after v1.19 by MSC4127) but still sent by some tools.
     return request.query_params.get("access_token")
+
+
+def client_ip(request: Request) -> str | None:
+    """The peer address (uvicorn already applies X-Forwarded-For from trusted proxies)."""
+    return request.client.host if request.client else None

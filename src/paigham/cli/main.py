@@ -178,3 +178,8 @@ def token_create(
 
 def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())
+
+
+from paigham.cli.gov import audit_app  # noqa: E402 - uses the helpers above
+
+app.add_typer(audit_app, name="audit")

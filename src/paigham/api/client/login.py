@@ -9,7 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from paigham.api.http import bearer, client_routes, ok, typed_body
+from paigham.api.http import bearer, client_ip, client_routes, ok, typed_body
+from paigham.audit.service import AuditService
 from paigham.config import Config
 from paigham.domain.room_versions import KNOWN_ROOM_VERSIONS
 from paigham.errors import Codes, MatrixError
@@ -40,7 +41,7 @@ class RefreshBody(msgspec.Struct):
     refresh_token: str
 
 
-def routes(config: Config, auth: AuthService) -> list[Route]:
+def routes(config: Config, auth: AuthService, audit: AuditService) -> list[Route]:
     async def versions(_: Request) -> Response:
         """GET /_matrix/client/versions"""
         return ok({"versions": SUPPORTED_VERSIONS, "unstable_features": {}})
@@ -81,15 +82,19 @@ def routes(config: Config, auth: AuthService) -> list[Route]:
             raise MatrixError(400, Codes.UNKNOWN, "Only m.id.user identifiers are supported")
         if not who or body.password is None:
             raise MatrixError(400, Codes.MISSING_PARAM, "user and password are required")
+        ip = client_ip(request)
         try:
             user_id = auth.user_id_for(who)
         except MatrixError:
+            await audit.record("auth.login_failed", None, who, ip, body.device_id, {"reason": "invalid user ID"})
             raise MatrixError(403, Codes.FORBIDDEN, "Invalid username or password") from None
         if not await auth.check_password(user_id, body.password):
+            await audit.record("auth.login_failed", None, user_id, ip, body.device_id, {"reason": "bad password"})
             raise MatrixError(403, Codes.FORBIDDEN, "Invalid username or password")
         session = await auth.start_session(
             user_id, body.device_id, body.initial_device_display_name, refresh=body.refresh_token
         )
+        await audit.record("auth.login", user_id, user_id, ip, session.device_id)
         return ok(login_response(session, config.server_name, config.base_url))
 
     async def refresh(request: Request) -> Response:

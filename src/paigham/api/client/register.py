@@ -12,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from paigham.api.http import bearer, client_routes, ok, typed_body
+from paigham.api.http import bearer, client_ip, client_routes, ok, typed_body
+from paigham.audit.service import AuditService
 from paigham.clock import now_ms
 from paigham.config import Config
 from paigham.errors import Codes, MatrixError
@@ -65,7 +66,7 @@ def shared_secret_mac(secret: str, nonce: str, username: str, password: str, adm
     return mac.hexdigest()
 
 
-def routes(config: Config, auth: AuthService, uia: UIAService) -> list[Route]:
+def routes(config: Config, auth: AuthService, uia: UIAService, audit: AuditService) -> list[Route]:
     def flows() -> list[list[str]]:
         return [[DUMMY], [REGISTRATION_TOKEN]] if config.enable_registration else [[REGISTRATION_TOKEN]]
 
@@ -85,6 +86,8 @@ def routes(config: Config, auth: AuthService, uia: UIAService) -> list[Route]:
         if token is not None and not await auth.store.use_registration_token(str(token), now_ms()):
             raise MatrixError(401, Codes.UNAUTHORIZED, "Registration token is no longer valid")
         await auth.create_user(localpart, body.password)
+        await audit.record("account.registered", user_id, user_id, client_ip(request), body.device_id,
+                           {"via": "registration_token" if token is not None else "open"})
         if body.inhibit_login:
             return ok({"user_id": user_id, "home_server": config.server_name})
         session = await auth.start_session(
@@ -157,6 +160,8 @@ def routes(config: Config, auth: AuthService, uia: UIAService) -> list[Route]:
             raise MatrixError(403, Codes.FORBIDDEN, "HMAC incorrect")
         user_id = await auth.create_user(body.username.lower(), body.password, admin=body.admin,
                                          displayname=body.displayname)
+        await audit.record("account.registered", None, user_id, client_ip(request), None,
+                           {"via": "shared_secret", "admin": body.admin})
         session_ = await auth.start_session(user_id, None, None)
         return ok({"user_id": user_id, "access_token": session_.access_token,
                    "device_id": session_.device_id, "home_server": config.server_name})

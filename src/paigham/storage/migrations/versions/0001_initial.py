@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 09:08:19.851771
+Create Date: 2026-11-23 09:12:26.324101
 """
 
 from __future__ import annotations
@@ -42,6 +42,31 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('account_data', schema=None) as batch_op:
         batch_op.create_index('account_data_stream', ['user_id', 'stream'], unique=False)
+
+    op.create_table('audit_head',
+    sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('seq', sa.BigInteger(), nullable=False),
+    sa.Column('hash', sa.String(length=64), nullable=False),
+    sa.Column('anchor_seq', sa.BigInteger(), nullable=False),
+    sa.Column('anchor_hash', sa.String(length=64), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    op.create_table('audit_log',
+    sa.Column('seq', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('ts', sa.BigInteger(), nullable=False),
+    sa.Column('kind', sa.String(length=64), nullable=False),
+    sa.Column('actor', sa.String(length=255), nullable=True),
+    sa.Column('target', sa.String(length=512), nullable=True),
+    sa.Column('ip', sa.String(length=64), nullable=True),
+    sa.Column('device', sa.String(length=255), nullable=True),
+    sa.Column('details', sa.Text(), nullable=False),
+    sa.Column('prev_hash', sa.String(length=64), nullable=False),
+    sa.Column('hash', sa.String(length=64), nullable=False),
+    sa.PrimaryKeyConstraint('seq')
+    )
+    with op.batch_alter_table('audit_log', schema=None) as batch_op:
+        batch_op.create_index('audit_log_kind', ['kind', 'ts'], unique=False)
+        batch_op.create_index('audit_log_ts', ['ts'], unique=False)
 
     op.create_table('current_state',
     sa.Column('room_id', sa.String(length=255), nullable=False),
@@ -318,6 +343,12 @@ def downgrade() -> None:
     op.drop_table('event_push_actions')
     op.drop_table('devices')
     op.drop_table('current_state')
+    with op.batch_alter_table('audit_log', schema=None) as batch_op:
+        batch_op.drop_index('audit_log_ts')
+        batch_op.drop_index('audit_log_kind')
+
+    op.drop_table('audit_log')
+    op.drop_table('audit_head')
     with op.batch_alter_table('account_data', schema=None) as batch_op:
         batch_op.drop_index('account_data_stream')
 

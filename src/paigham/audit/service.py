@@ -1,0 +1,149 @@
+"""The audit service: what happened, who did it, from where — appended to the hash chain.
+
+Kinds recorded (the `kind` field): auth.login, auth.login_failed, auth.locked_out, account.registered,
+device.added, device.removed, keys.cross_signing, admin.<action>, policy.changed, room.created,
+room.membership, media.uploaded (metadata only, never content), org.import, audit.purged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from paigham.audit.chain import Broken, Verifier
+from paigham.clock import now_ms
+from paigham.services.auth import DeviceHooks
+from paigham.storage.audit_store import AuditStore, Entry
+from paigham.storage.events import StoredEvent
+
+log = structlog.get_logger(__name__)
+
+MAX_STR = 512
+MAX_ITEMS = 50
+DAY_MS = 86_400_000
+
+
+def _clean(value: Any, depth: int = 0) -> Any:
+    """Details are bounded and canonical-JSON safe: short strings, few items, no floats."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if abs(value) < 2**53 else str(value)
+    if isinstance(value, str):
+        return value[:MAX_STR]
+    if depth >= 4:
+        return str(value)[:MAX_STR]
+    if isinstance(value, dict):
+        return {str(k)[:64]: _clean(v, depth + 1) for k, v in list(value.items())[:MAX_ITEMS]}
+    if isinstance(value, (list, tuple, set)):
+        return [_clean(v, depth + 1) for v in list(value)[:MAX_ITEMS]]
+    return str(value)[:MAX_STR]
+
+
+def _short(v: str | None, n: int) -> str | None:
+    return v[:n] if v is not None else None
+
+
+def entry(kind: str, actor: str | None = None, target: str | None = None, ip: str | None = None,
+          device: str | None = None, details: dict[str, Any] | None = None, ts: int | None = None) -> Entry:
+    return Entry(ts if ts is not None else now_ms(), kind[:64], _short(actor, 255), _short(target, 512),
+                 _short(ip, 64), _short(device, 255), _clean(details or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    checked: int
+    first_seq: int
+    head_seq: int
+    broken: Broken | None
+
+    @property
+    def ok(self) -> bool:
+        return self.broken is None
+
+
+def iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class AuditService:
+    def __init__(self, store: AuditStore, retention_days: int = 180) -> None:
+        self.store = store
+        self.retention_days = retention_days
+
+    async def record(self, kind: str, actor: str | None = None, target: str | None = None, ip: str | None = None,
+                     device: str | None = None, details: dict[str, Any] | None = None) -> None:
+        await self.store.append([entry(kind, actor, target, ip, device, details)])
+
+    async def record_many(self, entries: Sequence[Entry]) -> None:
+        await self.store.append(entries)
+
+    # -- hooks ----------------------------------------------------------------------------------
+    def device_hooks(self) -> DeviceHooks:
+        return _DeviceAudit(self)
+
+    async def on_events(self, events: list[StoredEvent]) -> None:
+        """Writer commit hook: room creation and membership changes (after commit; never fails the request)."""
+        entries = []
+        for ev in events:
+            if ev.type == "m.room.create" and ev.state_key == "":
+                room_type = ev.content.get("type")
+                entries.append(entry("room.created", ev.sender, ev.room_id, device=ev.device_id, details={
+                    "room_version": ev.content.get("room_version"),
+                    **({"type": room_type} if isinstance(room_type, str) else {})}, ts=ev.origin_server_ts))
+            elif ev.type == "m.room.member" and ev.state_key is not None:
+                membership = ev.content.get("membership")
+                prev = (ev.unsigned or {}).get("prev_content") or {}
+                before = prev.get("membership") if isinstance(prev, dict) else None
+                if membership == before:
+                    continue  # a profile update, not a membership change
+                entries.append(entry("room.membership", ev.sender, ev.state_key, device=ev.device_id, details={
+                    "room_id": ev.room_id, "membership": membership, "previous": before,
+                    "event_id": ev.event_id}, ts=ev.origin_server_ts))
+        if entries:
+            try:
+                await self.store.append(entries)
+            except Exception:  # the events are committed: log loudly, never fail the request
+                log.exception("audit.append_failed", count=len(entries))
+
+    # -- export, verify, retention ----------------------------------------------------------------
+    async def export(self, since_ts: int | None = None, kinds: Sequence[str] | None = None,
+                     limit: int | None = None) -> AsyncIterator[dict[str, Any]]:
+        async for r in self.store.records(since_ts=since_ts, kinds=kinds, limit=limit):
+            yield {"time": iso(r.ts), **r.to_json()}
+
+    async def verify(self) -> VerifyReport:
+        head = await self.store.head()
+        v = Verifier(head.anchor_seq + 1, head.anchor_hash)
+        first = 0
+        async for r in self.store.records(after_seq=0):
+            first = first or r.seq
+            if not v.feed([r]):
+                break
+        broken = v.finish(head.seq, head.hash)
+        return VerifyReport(v.checked, first, head.seq, broken)
+
+    async def purge_expired(self, now: int | None = None) -> int:
+        """Remove records older than the retention period (0 days: keep for ever)."""
+        if self.retention_days <= 0:
+            return 0
+        removed, anchor = await self.store.purge_before((now or now_ms()) - self.retention_days * DAY_MS)
+        if removed:
+            await self.record("audit.purged", details={"removed": removed, "anchor_seq": anchor,
+                                                       "retention_days": self.retention_days})
+        return removed
+
+
+class _DeviceAudit(DeviceHooks):
+    def __init__(self, audit: AuditService) -> None:
+        self.audit = audit
+
+    async def device_added(self, user_id: str, device_id: str) -> None:
+        await self.audit.record("device.added", user_id, user_id, device=device_id)
+
+    async def devices_removed(self, user_id: str, device_ids: list[str]) -> None:
+        await self.audit.record_many([entry("device.removed", user_id, user_id, device=d) for d in device_ids])
