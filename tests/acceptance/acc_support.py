@@ -115,8 +115,7 @@ def run_cli(args: list[str], timeout: float = CLI_TIMEOUT_S) -> str:
     )
     if proc.returncode != 0:
         raise RuntimeError(
-            f"`{' '.join(cmd)}` exited {proc.returncode}\n--- stdout ---\n{proc.stdout}\n"
-            f"--- stderr ---\n{proc.stderr}"
+            f"`{' '.join(cmd)}` exited {proc.returncode}\n--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
         )
     return proc.stdout
 
@@ -328,9 +327,7 @@ def search_sqlite_dbs(root: Path, needle: str) -> list[str]:
     for path in sqlite_files(root):
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
         try:
-            tables = [
-                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-            ]
+            tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()]
             for table in tables:
                 try:
                     cols = [r[1] for r in conn.execute(f'PRAGMA table_info("{table}")').fetchall()]
@@ -339,8 +336,7 @@ def search_sqlite_dbs(root: Path, needle: str) -> list[str]:
                 for col in cols:
                     try:
                         n = conn.execute(
-                            f'SELECT count(*) FROM "{table}" '
-                            f'WHERE instr(CAST("{col}" AS BLOB), CAST(? AS BLOB)) > 0',
+                            f'SELECT count(*) FROM "{table}" WHERE instr(CAST("{col}" AS BLOB), CAST(? AS BLOB)) > 0',
                             (needle,),
                         ).fetchone()[0]
                     except sqlite3.DatabaseError:

@@ -116,6 +116,7 @@ class Tracked:
     account: Account
     timeline: dict[str, list[Any]] = field(default_factory=dict)  # room_id -> events in order
     seen_ids: dict[str, set[str]] = field(default_factory=dict)
+    first_seen: dict[str, str] = field(default_factory=dict)  # event_id -> "since -> next_batch"
     duplicates: list[str] = field(default_factory=list)
     e2ee: bool = False
 
@@ -123,24 +124,31 @@ class Tracked:
     def user_id(self) -> str:
         return self.account.user_id
 
-    def record(self, resp: SyncResponse) -> None:
+    def record(self, resp: SyncResponse, since: str | None = None) -> None:
         for room_id, room in list(resp.rooms.join.items()) + list(resp.rooms.leave.items()):
             seen = self.seen_ids.setdefault(room_id, set())
             tl = self.timeline.setdefault(room_id, [])
             for ev in room.timeline.events:
                 eid = getattr(ev, "event_id", None)
                 if eid and eid in seen:
-                    self.duplicates.append(eid)
+                    body = str(ev.source.get("content", {}).get("body", ""))[:20]
+                    self.duplicates.append(
+                        f"{eid} ({ev.source.get('type')} {body!r}) in {room_id} again in /sync since={since} "
+                        f"-> {resp.next_batch} limited={room.timeline.limited}; "
+                        f"first delivered by /sync {self.first_seen.get(eid)}"
+                    )
                     continue
                 if eid:
                     seen.add(eid)
+                    self.first_seen[eid] = f"since={since} -> {resp.next_batch} limited={room.timeline.limited}"
                 tl.append(ev)
 
     async def sync_once(self, timeout_ms: int = SYNC_POLL_MS) -> SyncResponse:
+        since = self.client.next_batch
         resp = await self.client.sync(timeout=timeout_ms, full_state=False)
         if not isinstance(resp, SyncResponse):
             raise AssertionError(f"{self.user_id}: /sync failed: {resp!r}")
-        self.record(resp)
+        self.record(resp, since)
         if self.e2ee:
             await self.crypto_housekeeping()
             self.retry_decryption()
