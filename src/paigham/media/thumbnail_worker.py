@@ -71,7 +71,7 @@ def _still(img: Any, want: tuple[int, int], method: str) -> tuple[str, Any, byte
     if fmt == "JPEG" and not has_alpha:
         out.save(buf, "JPEG", quality=82, optimize=True)
         return "image/jpeg", out, buf.getvalue()
-    out.save(buf, "PNG", optimize=True)
+    out.save(buf, "PNG", compress_level=6)
     return "image/png", out, buf.getvalue()
 
 
