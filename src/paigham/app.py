@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from paigham.api import ops
 from paigham.api.admin import media as admin_media
 from paigham.api.client import (
     directory,
@@ -38,6 +39,7 @@ from paigham.config import Config
 from paigham.errors import Codes, MatrixError
 from paigham.keys import load_or_create_shared_secret, load_or_create_signing_key, write_admin_credentials
 from paigham.media.service import MediaService
+from paigham.metrics import MetricsMiddleware
 from paigham.services.auth import AuthService
 from paigham.services.client_events import EventSerializer
 from paigham.services.ephemeral import EphemeralService
@@ -78,6 +80,7 @@ class Server:
         self.bus: Bus = self._make_bus()
         self.notifier = Notifier()
         self.bus.subscribe(self.notifier.on_update)
+        self.bus.on_resume(self.notifier.wake_all)
         self.accounts = AccountStore(self.db)
         self.events = EventStore(self.db)
         self.streams = StreamStore(self.db)
@@ -87,6 +90,7 @@ class Server:
         self.uia = UIAService(self.auth)
         self.writer = EventWriter(self.db, self.events, config.server_name, self.signing_key)
         self.writer.commit_hooks.append(self.publisher.events_committed)
+        self.writer.commit_hooks.append(ops.count_events)
         self.push = PushService(self.streams, self.events, self.publisher)
         self.writer.persist_hooks.append(self.push.on_event)
         self.rooms = RoomService(config, self.writer, self.events, self.accounts, self.aliases)
@@ -117,6 +121,7 @@ class Server:
         c = self.config
         return [
             Route("/health", _health, methods=["GET"]),
+            *ops.routes(self.db, self.bus),
             *login.routes(c, self.auth, self.audit),
             *register.routes(c, self.auth, self.uia, self.audit),
             *rooms.routes(self.auth, self.rooms, self.events),
@@ -199,7 +204,7 @@ def create_app(config: Config, server: Server | None = None) -> Starlette:
         routes=srv.routes(),
         lifespan=lifespan,
         exception_handlers=handlers,
-        middleware=[Middleware(
+        middleware=[Middleware(MetricsMiddleware), Middleware(
             CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
             allow_headers=["X-Requested-With", "Content-Type", "Authorization", "Accept"],
         )],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 from pathlib import Path
@@ -18,26 +19,36 @@ def _write_private(path: Path, text: str) -> None:
         fh.write(text)
 
 
+def _create_once(path: Path, text: str) -> None:
+    """Write a new private file atomically; if another process got there first, keep its file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    _write_private(tmp, text)
+    try:
+        os.link(tmp, path)  # fails if the file exists: the first process to start wins
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def load_or_create_signing_key(data_dir: Path) -> Any:
     path = data_dir / "signing.key"
-    if path.exists():
-        with open(path, encoding="utf-8") as fh:
-            return read_signing_keys(fh)[0]
-    key = generate_signing_key("a_" + random_string(4))
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as fh:
-        write_signing_keys(fh, [key])
-    return key
+    if not path.exists():
+        key = generate_signing_key("a_" + random_string(4))
+        buf = io.StringIO()
+        write_signing_keys(buf, [key])
+        _create_once(path, buf.getvalue())
+    with open(path, encoding="utf-8") as fh:
+        return read_signing_keys(fh)[0]
 
 
 def load_or_create_shared_secret(data_dir: Path, configured: str) -> str:
     if configured:
         return configured
     path = data_dir / "registration-shared-secret"
-    if path.exists():
-        return path.read_text(encoding="utf-8").strip()
-    secret = secrets.token_urlsafe(32)
-    _write_private(path, secret + "\n")
-    return secret
+    if not path.exists():
+        _create_once(path, secrets.token_urlsafe(32) + "\n")
+    return path.read_text(encoding="utf-8").strip()
 
 
 def write_admin_credentials(data_dir: Path, user_id: str, password: str) -> Path:

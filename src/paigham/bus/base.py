@@ -29,6 +29,11 @@ class Bus(Protocol):
 
     def subscribe(self, listener: Listener) -> None: ...
 
+    def on_resume(self, hook: Callable[[], None]) -> None:
+        """Call `hook` when the bus reconnects after an outage (updates may have been missed)."""
+
+    def is_ready(self) -> bool: ...
+
 
 @dataclass
 class InMemoryBus:
@@ -46,3 +51,9 @@ class InMemoryBus:
 
     def subscribe(self, listener: Listener) -> None:
         self.listeners.append(listener)
+
+    def on_resume(self, hook: Callable[[], None]) -> None:
+        return None  # in-process: never interrupted
+
+    def is_ready(self) -> bool:
+        return True

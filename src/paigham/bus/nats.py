@@ -3,6 +3,7 @@ database stays the source of truth, so a lost message only delays a sync until i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -20,17 +21,37 @@ class NatsBus:
         self.url = url
         self.subject = subject
         self.listeners: list[Listener] = []
+        self.resume_hooks: list[Callable[[], None]] = []
         self._nc: Any = None
+        self._stopping = False
         self._decoder = msgspec.msgpack.Decoder(StreamUpdate)
 
     async def start(self) -> None:
-        self._nc = await nats.connect(self.url, max_reconnect_attempts=-1, name="paigham")
+        self._nc = await nats.connect(self.url, max_reconnect_attempts=-1, name="paigham", no_echo=True,
+                                      reconnected_cb=self._reconnected, disconnected_cb=self._disconnected)
         await self._nc.subscribe(self.subject, cb=self._on_message)
 
     async def stop(self) -> None:
         if self._nc is not None:
+            self._stopping = True
             await self._nc.drain()
             self._nc = None
+
+    async def _disconnected(self) -> None:
+        if not self._stopping:
+            log.warning("bus.disconnected", url=self.url)
+
+    async def _reconnected(self) -> None:
+        # Updates published while we were away are lost: wake every waiter so it looks again.
+        log.info("bus.reconnected", url=self.url)
+        for hook in self.resume_hooks:
+            hook()
+
+    def on_resume(self, hook: Callable[[], None]) -> None:
+        self.resume_hooks.append(hook)
+
+    def is_ready(self) -> bool:
+        return self._nc is not None and bool(self._nc.is_connected)
 
     async def _on_message(self, msg: Any) -> None:
         try:
@@ -42,7 +63,13 @@ class NatsBus:
             listener(update)
 
     async def publish(self, update: StreamUpdate) -> None:
-        await self._nc.publish(self.subject, msgspec.msgpack.encode(update))
+        # This worker's waiters are woken directly (the connection does not echo its own messages).
+        for listener in self.listeners:
+            listener(update)
+        try:
+            await self._nc.publish(self.subject, msgspec.msgpack.encode(update))
+        except Exception as exc:
+            log.warning("bus.publish_failed", error=str(exc))
 
     def subscribe(self, listener: Listener) -> None:
         self.listeners.append(listener)

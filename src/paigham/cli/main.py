@@ -77,16 +77,26 @@ def serve(
     database_url: DbOpt = None,
     registration_shared_secret: Annotated[str | None, typer.Option(help="Shared secret for provisioning")] = None,
     nats_url: Annotated[str | None, typer.Option(help="NATS URL for fan-out between workers")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes on one socket (needs PostgreSQL + NATS)")]
+    = None,
 ) -> None:
     """Start the homeserver."""
     import uvicorn
 
     from paigham.app import create_app
+    from paigham.cluster import cluster_config_error, serve_workers
     from paigham.logging import configure_logging
 
     cfg = _config(config, data_dir, database_url, server_name, host=host, port=port,
-                  registration_shared_secret=registration_shared_secret, nats_url=nats_url)
+                  registration_shared_secret=registration_shared_secret, nats_url=nats_url, workers=workers)
     configure_logging(cfg.log_level)
+    problem = cluster_config_error(cfg)
+    if problem:
+        typer.echo(f"Configuration error: {problem}", err=True)
+        raise typer.Exit(2)
+    if cfg.workers > 1:
+        serve_workers(cfg)
+        return
     uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level="warning", access_log=False,
                 loop="auto", http="auto", lifespan="on")
 

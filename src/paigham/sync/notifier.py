@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Iterable
 
 from paigham.bus.base import StreamUpdate
+from paigham.metrics import SYNC_WAITERS
 
 RECENT = 20_000
 
@@ -32,6 +33,14 @@ class Notifier:
                 if not fut.done():
                     fut.set_result(None)
 
+    def wake_all(self) -> None:
+        """Wake every waiter (after a bus outage, when updates may have been missed): each looks again."""
+        waiters, self._waiters = self._waiters, {}
+        for futs in waiters.values():
+            for fut in futs:
+                if not fut.done():
+                    fut.set_result(None)
+
     def _seen_since(self, since: int, keys: set[str]) -> bool:
         if self._recent and self._recent[0][0] > since + 1 and len(self._recent) == RECENT:
             return True  # too old to tell: let the caller look again
@@ -50,12 +59,14 @@ class Notifier:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         for key in keyset:
             self._waiters.setdefault(key, set()).add(fut)
+        SYNC_WAITERS.inc()
         try:
             await asyncio.wait_for(fut, timeout_s)
             return True
         except TimeoutError:
             return False
         finally:
+            SYNC_WAITERS.dec()
             for key in keyset:
                 waiting = self._waiters.get(key)
                 if waiting is not None:

@@ -1,0 +1,108 @@
+"""Prometheus metrics: request latency per route template, waiting /sync requests, events persisted.
+
+One process: `/metrics` renders this process's registry. Several workers sharing one socket
+(`paigham serve --workers N`): the supervisor sets PROMETHEUS_MULTIPROC_DIR before the workers
+start, every worker writes its samples to files there, and `/metrics` (whichever worker answers)
+adds up all workers. Separate processes on their own ports each serve their own `/metrics`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import re
+import time
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+REQUEST_LATENCY = Histogram(
+    "paigham_http_request_duration_seconds",
+    "Time from request start to the end of the response, by route template (long-polls included).",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+SYNC_WAITERS = Gauge(
+    "paigham_sync_waiters", "/sync requests currently long-polling for news.", multiprocess_mode="livesum",
+)
+EVENTS_PERSISTED = Counter("paigham_events_persisted", "Room events committed to the database.")
+
+
+def events_committed(count: int) -> None:
+    EVENTS_PERSISTED.inc(count)
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: times each HTTP request and labels it with the matched route template."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            REQUEST_LATENCY.labels(scope["method"], template, str(status)).observe(time.perf_counter() - start)
+
+
+_PID_FILE = re.compile(r"_(\d+)\.db$")
+
+
+def _forget_dead_workers(path: str) -> None:
+    """Drop live-gauge files of workers that died without cleaning up (kill -9, OOM)."""
+    for name in glob.glob(os.path.join(path, "gauge_live*_*.db")):
+        m = _PID_FILE.search(name)
+        if m is None:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(name)
+        except PermissionError:
+            pass
+
+
+def render() -> tuple[bytes, str]:
+    path = os.environ.get(MULTIPROC_ENV)
+    registry: Any = REGISTRY
+    if path:
+        from prometheus_client import multiprocess
+
+        _forget_dead_workers(path)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path)  # type: ignore[no-untyped-call]
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+async def metrics_endpoint(_: Request) -> Response:
+    body, content_type = render()
+    return Response(body, media_type=content_type)
