@@ -36,6 +36,7 @@ from paigham.api.http import error_response, ok
 from paigham.audit.service import AuditService
 from paigham.bus.base import Bus, InMemoryBus
 from paigham.config import Config
+from paigham.e2ee.wiring import E2EE
 from paigham.errors import Codes, MatrixError
 from paigham.keys import load_or_create_shared_secret, load_or_create_signing_key, write_admin_credentials
 from paigham.media.service import MediaService
@@ -103,6 +104,7 @@ class Server:
         self.filters = FilterService(self.streams)
         self.sync = SyncService(self.db, self.events, self.streams, self.serializer, self.notifier,
                                 self.push.rules_for_sync, presence_enabled=config.presence_enabled)
+        self.e2ee = E2EE(config, self.db, self.auth, self.uia, self.writer, self.sync, self.publisher)
         self.media = MediaService(config, MediaStore(self.db))
         self.jobs = Jobs()
         self.audit = AuditService(AuditStore(self.db), config.audit_retention_days)
@@ -132,6 +134,7 @@ class Server:
             *directory.routes(c, self.auth, self.events, self.aliases),
             *spaces.routes(self.auth, self.events),
             *relations.routes(self.auth, self.timeline, self.serializer),
+            *self.e2ee.routes(self.auth),
             *self.push.routes(self.auth),
             *media_api.routes(c, self.auth, self.media),
             *admin_media.routes(self.auth, self.media),

@@ -25,6 +25,8 @@ class Config(msgspec.Struct, kw_only=True):
     presence_enabled: bool = True
     # Private rooms and DMs are created encrypted unless the client asked otherwise.
     encryption_by_default: bool = True
+    # Once a room is encrypted, refuse removing, changing or redacting its m.room.encryption (403).
+    lock_room_encryption: bool = True
     access_token_lifetime_s: int = 0  # 0: tokens never expire (refresh tokens still issued when asked)
     refresh_token_lifetime_s: int = 30 * 24 * 3600
     max_request_body_bytes: int = 1024 * 1024

@@ -75,11 +75,6 @@ def routes(auth: AuthService, timeline: TimelineService, serializer: EventSerial
             body["next_batch"] = make_token(roots[limit - 1][1])
         return ok(body)
 
-    async def room_keys_version(request: Request) -> Response:
-        """GET /_matrix/client/v3/room_keys/version — until key backup exists: 404 M_NOT_FOUND."""
-        await auth.authenticate(bearer(request))
-        raise MatrixError(404, Codes.NOT_FOUND, "No current backup version")
-
     async def thirdparty_protocols(request: Request) -> Response:
         """GET /_matrix/client/v3/thirdparty/protocols — no bridges are configured."""
         await auth.authenticate(bearer(request))
@@ -96,7 +91,6 @@ def routes(auth: AuthService, timeline: TimelineService, serializer: EventSerial
         Route("/_matrix/client/v1/rooms/{room_id}/relations/{event_id}/{rel_type}/{event_type}", relations,
               methods=["GET"]),
         Route("/_matrix/client/v1/rooms/{room_id}/threads", threads, methods=["GET"]),
-        *client_routes("/room_keys/version", room_keys_version, ["GET"]),
         *client_routes("/thirdparty/protocols", thirdparty_protocols, ["GET"]),
         *client_routes("/voip/turnServer", turn_server, ["GET"]),
     ]

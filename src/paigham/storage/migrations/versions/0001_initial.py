@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 09:12:26.324101
+Create Date: 2026-11-23 09:19:27.213450
 """
 
 from __future__ import annotations
@@ -85,6 +85,98 @@ def upgrade() -> None:
     sa.Column('last_seen_ip', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('user_id', 'device_id')
     )
+    op.create_table('e2e_backup_keys',
+    sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.Column('version', sa.BigInteger(), nullable=False),
+    sa.Column('room_id', sa.String(length=255), nullable=False),
+    sa.Column('session_id', sa.String(length=255), nullable=False),
+    sa.Column('first_message_index', sa.BigInteger(), nullable=False),
+    sa.Column('forwarded_count', sa.BigInteger(), nullable=False),
+    sa.Column('is_verified', sa.Boolean(), nullable=False),
+    sa.Column('session_data', sa.Text(), nullable=False),
+    sa.PrimaryKeyConstraint('user_id', 'version', 'room_id', 'session_id')
+    )
+    op.create_table('e2e_backup_versions',
+    sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.Column('version', sa.BigInteger(), nullable=False),
+    sa.Column('algorithm', sa.String(length=255), nullable=False),
+    sa.Column('auth_data', sa.Text(), nullable=False),
+    sa.Column('etag', sa.BigInteger(), nullable=False),
+    sa.Column('deleted', sa.Boolean(), nullable=False),
+    sa.PrimaryKeyConstraint('user_id', 'version')
+    )
+    op.create_table('e2e_cross_signing_keys',
+    sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.Column('key_type', sa.String(length=32), nullable=False),
+    sa.Column('public_key', sa.String(length=64), nullable=False),
+    sa.Column('key_json', sa.Text(), nullable=False),
+    sa.Column('stream', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('user_id', 'key_type')
+    )
+    op.create_table('e2e_device_inbox',
+    sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.Column('device_id', sa.String(length=255), nullable=False),
+    sa.Column('stream', sa.BigInteger(), nullable=False),
+    sa.Column('sender', sa.String(length=255), nullable=False),
+    sa.Column('type', sa.String(length=255), nullable=False),
+    sa.Column('content', sa.Text(), nullable=False),
+    sa.PrimaryKeyConstraint('user_id', 'device_id', 'stream')
+    )
+    op.create_table('e2e_device_inbox_partial',
+    sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.Column('device_id', sa.String(length=255), nullable=False),
+    sa.Column('batch_pos', sa.BigInteger(), nullable=False),
+    sa.Column('max_stream', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('user_id', 'device_id', 'batch_pos')
+    )
+    op.create_table('e2e_device_keys',
+    sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.Column('device_id', sa.String(length=255), nullable=False),
+    sa.Column('ed25519', sa.String(length=64), nullable=False),
+    sa.Column('key_json', sa.Text(), nullable=False),
+    sa.Column('stream', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('user_id', 'device_id')
+    )
+    op.create_table('e2e_device_list_changes',
+    sa.Column('stream', sa.BigInteger(), nullable=False),
+    sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.PrimaryKeyConstraint('stream', 'user_id')
+    )
+    with op.batch_alter_table('e2e_device_list_changes', schema=None) as batch_op:
+        batch_op.create_index('e2e_device_list_changes_user', ['user_id', 'stream'], unique=False)
+
+    op.create_table('e2e_fallback_keys',
+    sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.Column('device_id', sa.String(length=255), nullable=False),
+    sa.Column('algorithm', sa.String(length=255), nullable=False),
+    sa.Column('key_id', sa.String(length=255), nullable=False),
+    sa.Column('key_json', sa.Text(), nullable=False),
+    sa.Column('used', sa.Boolean(), nullable=False),
+    sa.PrimaryKeyConstraint('user_id', 'device_id', 'algorithm')
+    )
+    op.create_table('e2e_one_time_keys',
+    sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.Column('device_id', sa.String(length=255), nullable=False),
+    sa.Column('algorithm', sa.String(length=255), nullable=False),
+    sa.Column('key_id', sa.String(length=255), nullable=False),
+    sa.Column('key_json', sa.Text(), nullable=False),
+    sa.Column('seq', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('user_id', 'device_id', 'algorithm', 'key_id')
+    )
+    with op.batch_alter_table('e2e_one_time_keys', schema=None) as batch_op:
+        batch_op.create_index('e2e_one_time_keys_order', ['user_id', 'device_id', 'algorithm', 'seq'], unique=False)
+
+    op.create_table('e2e_signatures',
+    sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.Column('key_id', sa.String(length=255), nullable=False),
+    sa.Column('signer_id', sa.String(length=255), nullable=False),
+    sa.Column('signer_key_id', sa.String(length=255), nullable=False),
+    sa.Column('signature', sa.Text(), nullable=False),
+    sa.PrimaryKeyConstraint('user_id', 'key_id', 'signer_id', 'signer_key_id')
+    )
+    with op.batch_alter_table('e2e_signatures', schema=None) as batch_op:
+        batch_op.create_index('e2e_signatures_signer', ['signer_id', 'signer_key_id'], unique=False)
+
     op.create_table('event_push_actions',
     sa.Column('user_id', sa.String(length=255), nullable=False),
     sa.Column('room_id', sa.String(length=255), nullable=False),
@@ -341,6 +433,25 @@ def downgrade() -> None:
     op.drop_table('events')
     op.drop_table('event_txns')
     op.drop_table('event_push_actions')
+    with op.batch_alter_table('e2e_signatures', schema=None) as batch_op:
+        batch_op.drop_index('e2e_signatures_signer')
+
+    op.drop_table('e2e_signatures')
+    with op.batch_alter_table('e2e_one_time_keys', schema=None) as batch_op:
+        batch_op.drop_index('e2e_one_time_keys_order')
+
+    op.drop_table('e2e_one_time_keys')
+    op.drop_table('e2e_fallback_keys')
+    with op.batch_alter_table('e2e_device_list_changes', schema=None) as batch_op:
+        batch_op.drop_index('e2e_device_list_changes_user')
+
+    op.drop_table('e2e_device_list_changes')
+    op.drop_table('e2e_device_keys')
+    op.drop_table('e2e_device_inbox_partial')
+    op.drop_table('e2e_device_inbox')
+    op.drop_table('e2e_cross_signing_keys')
+    op.drop_table('e2e_backup_versions')
+    op.drop_table('e2e_backup_keys')
     op.drop_table('devices')
     op.drop_table('current_state')
     with op.batch_alter_table('audit_log', schema=None) as batch_op:

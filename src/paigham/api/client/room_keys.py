@@ -1,0 +1,88 @@
+"""Server-side key backup: /room_keys/version and /room_keys/keys at all three levels."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from paigham.api.http import bearer, client_routes, json_body, ok
+from paigham.domain.e2e_keys import parse_backup_key
+from paigham.e2ee.backup import BackupService, parse_rooms, parse_sessions
+from paigham.errors import Codes, MatrixError
+from paigham.services.auth import AuthService
+from paigham.storage.e2ee_backup import keys_json
+
+
+def routes(auth: AuthService, backups: BackupService) -> list[Route]:
+    async def create_version(request: Request) -> Response:
+        """POST /_matrix/client/v3/room_keys/version"""
+        requester = await auth.authenticate(bearer(request))
+        return ok({"version": await backups.create(requester.user_id, await json_body(request))})
+
+    async def current_version(request: Request) -> Response:
+        """GET /_matrix/client/v3/room_keys/version"""
+        requester = await auth.authenticate(bearer(request))
+        return ok((await backups.get(requester.user_id, None)).to_json())
+
+    async def get_version(request: Request) -> Response:
+        """GET /_matrix/client/v3/room_keys/version/{version}"""
+        requester = await auth.authenticate(bearer(request))
+        return ok((await backups.get(requester.user_id, request.path_params["version"])).to_json())
+
+    async def update_version(request: Request) -> Response:
+        """PUT /_matrix/client/v3/room_keys/version/{version}"""
+        requester = await auth.authenticate(bearer(request))
+        await backups.update(requester.user_id, request.path_params["version"], await json_body(request))
+        return ok({})
+
+    async def delete_version(request: Request) -> Response:
+        """DELETE /_matrix/client/v3/room_keys/version/{version}"""
+        requester = await auth.authenticate(bearer(request))
+        await backups.delete(requester.user_id, request.path_params["version"])
+        return ok({})
+
+    async def put_keys(request: Request) -> Response:
+        """PUT /_matrix/client/v3/room_keys/keys (also …/keys/{roomId} and …/keys/{roomId}/{sessionId})"""
+        requester = await auth.authenticate(bearer(request))
+        room_id, session_id = request.path_params.get("room_id"), request.path_params.get("session_id")
+        body = await json_body(request)
+        if room_id is None:
+            rooms = parse_rooms(body)
+        elif session_id is None:
+            rooms = {room_id: parse_sessions(body, room_id)}
+        else:
+            rooms = {room_id: {session_id: parse_backup_key(body, "key")}}
+        return ok(await backups.put_keys(requester.user_id, request.query_params.get("version"), rooms))
+
+    async def delete_keys(request: Request) -> Response:
+        """DELETE /_matrix/client/v3/room_keys/keys (also …/keys/{roomId} and …/keys/{roomId}/{sessionId})"""
+        requester = await auth.authenticate(bearer(request))
+        return ok(await backups.delete_keys(requester.user_id, request.query_params.get("version"),
+                                            request.path_params.get("room_id"), request.path_params.get("session_id")))
+
+    async def get_keys(request: Request) -> Response:
+        """GET /_matrix/client/v3/room_keys/keys (also …/keys/{roomId} and …/keys/{roomId}/{sessionId})"""
+        requester = await auth.authenticate(bearer(request))
+        room_id, session_id = request.path_params.get("room_id"), request.path_params.get("session_id")
+        found = await backups.get_keys(requester.user_id, request.query_params.get("version"), room_id, session_id)
+        if room_id is None:
+            return ok(keys_json(found))
+        sessions = found.get(room_id, {})
+        if session_id is None:
+            return ok({"sessions": {s: k.to_json() for s, k in sessions.items()}})
+        if session_id not in sessions:
+            raise MatrixError(404, Codes.NOT_FOUND, "No key for this session in the backup")
+        return ok(sessions[session_id].to_json())
+
+    levels = ("/room_keys/keys", "/room_keys/keys/{room_id}", "/room_keys/keys/{room_id}/{session_id}")
+    return [
+        *client_routes("/room_keys/version", create_version, ["POST"]),
+        *client_routes("/room_keys/version", current_version, ["GET"]),
+        *client_routes("/room_keys/version/{version}", get_version, ["GET"]),
+        *client_routes("/room_keys/version/{version}", update_version, ["PUT"]),
+        *client_routes("/room_keys/version/{version}", delete_version, ["DELETE"]),
+        *(r for path in levels for r in client_routes(path, get_keys, ["GET"])),
+        *(r for path in levels for r in client_routes(path, put_keys, ["PUT"])),
+        *(r for path in levels for r in client_routes(path, delete_keys, ["DELETE"])),
+    ]

@@ -1,0 +1,74 @@
+"""Device-list tracking: who must re-query whose keys.
+
+A user's devices or keys changing is recorded at a stream position (KeyStore); who shares a room
+with whom comes from the memberships. For a syncing user, `changed` holds the users sharing a room
+with them whose keys changed, plus users they newly share a room with; `left` the users they no
+longer share any room with. Both are computed from the stream range, so nothing extra is written
+when memberships change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from paigham.bus.base import StreamUpdate
+from paigham.services.auth import DeviceHooks
+from paigham.services.publisher import Publisher
+from paigham.storage.e2ee import KeyStore
+from paigham.storage.e2ee_lists import SHARING, DeviceListStore
+from paigham.sync.service import SyncRequest
+
+
+@dataclass
+class DeviceListDelta:
+    changed: set[str] = field(default_factory=set)
+    left: set[str] = field(default_factory=set)
+
+
+class DeviceListService(DeviceHooks):
+    def __init__(self, lists: DeviceListStore, keys: KeyStore, publisher: Publisher) -> None:
+        self.lists = lists
+        self.keys = keys
+        self.publisher = publisher
+
+    async def notify(self, pos: int, user_id: str) -> None:
+        """Wake the user's own syncs and those of everyone sharing a room with them."""
+        await self.publisher.publish(StreamUpdate(pos, users=[user_id]), rooms_of=user_id)
+
+    # -- AuthService.device_hooks -----------------------------------------------------------------
+    async def device_added(self, user_id: str, device_id: str) -> None:
+        return None  # a new device has no keys yet; its /keys/upload records the change
+
+    async def devices_removed(self, user_id: str, device_ids: list[str]) -> None:
+        pos = await self.keys.delete_devices(user_id, device_ids)
+        await self.notify(pos, user_id)
+
+    async def user_deactivated(self, user_id: str) -> None:
+        pos = await self.keys.delete_cross_signing(user_id)
+        await self.notify(pos, user_id)
+
+    # -- reading ----------------------------------------------------------------------------------
+    async def delta(self, user_id: str, since: int, upto: int) -> DeviceListDelta:
+        key_changes = await self.lists.changed_users(since, upto)
+        mine = await self.lists.own_membership_changes(user_id, since, upto)
+        others = await self.lists.others_membership_changes(user_id, since, upto)
+        if not (key_changes or mine or others):
+            return DeviceListDelta()
+        shared = await self.lists.shared_users(user_id)
+        changed = key_changes & shared
+        changed |= {u for u, m in others if m in SHARING}
+        changed |= await self.lists.members_of(r for r, m in mine if m == "join")
+        if user_id not in key_changes:
+            changed.discard(user_id)
+        candidates = {u for u, m in others if m not in SHARING}
+        candidates |= await self.lists.members_of(r for r, m in mine if m not in SHARING)
+        return DeviceListDelta(changed & shared, candidates - shared)
+
+    async def sync_section(self, req: SyncRequest, body: dict[str, Any]) -> bool:
+        """/sync extension: `device_lists` (incremental syncs only, as the spec asks)."""
+        if req.since is None:
+            return False
+        d = await self.delta(req.requester.user_id, req.since, req.upto)
+        body["device_lists"] = {"changed": sorted(d.changed), "left": sorted(d.left)}
+        return bool(d.changed or d.left)

@@ -1,0 +1,55 @@
+"""Encryption, once on, stays on (config `lock_room_encryption`, on by default).
+
+A persist hook of the event pipeline: it runs inside the write transaction after the event is
+inserted, so refusing rolls the whole request back (a room created with a bad `initial_state` is
+not created at all).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from paigham.errors import Codes, MatrixError
+from paigham.services.writer import RoomCtx
+from paigham.storage.e2ee_lists import previous_state_content
+from paigham.storage.events import EventStore, StoredEvent
+
+ENCRYPTION = "m.room.encryption"
+
+
+def _refuse(msg: str) -> MatrixError:
+    return MatrixError(403, Codes.FORBIDDEN, msg)
+
+
+class EncryptionLock:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    async def on_event(self, conn: AsyncConnection, event: StoredEvent, ctx: RoomCtx) -> None:
+        if not self.enabled:
+            return
+        if event.type == ENCRYPTION and event.state_key == "":
+            prev = await previous_state_content(conn, event.room_id, ENCRYPTION, "", event.stream)
+            self._check_change(event, prev)
+        elif event.type == "m.room.redaction":
+            await self._check_redaction(conn, event)
+
+    @staticmethod
+    def _check_change(event: StoredEvent, prev: dict[str, Any] | None) -> None:
+        algorithm = event.content.get("algorithm")
+        if not isinstance(algorithm, str) or not algorithm:
+            raise _refuse("Encryption cannot be switched off: m.room.encryption must name an algorithm")
+        old = prev.get("algorithm") if prev is not None else None
+        if isinstance(old, str) and old and old != algorithm:
+            raise _refuse(f"The room's encryption algorithm {old} cannot be changed or downgraded"[:300])
+
+    @staticmethod
+    async def _check_redaction(conn: AsyncConnection, event: StoredEvent) -> None:
+        target = event.content.get("redacts") or event.pdu.get("redacts")
+        if not isinstance(target, str):
+            return
+        redacted = await EventStore.get_event_in(conn, target)
+        if redacted is not None and redacted.type == ENCRYPTION and redacted.state_key == "":
+            raise _refuse("The room's m.room.encryption event cannot be redacted")

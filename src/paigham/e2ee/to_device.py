@@ -1,0 +1,86 @@
+"""Send-to-device messaging: queue per device, deliver in order through /sync, delete once the device
+has synced past them (so nothing is lost across a restart or a dropped response)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from paigham.api.http import Requester
+from paigham.bus.base import StreamUpdate
+from paigham.domain.canonical_json import encode
+from paigham.errors import Codes, MatrixError
+from paigham.ids import is_valid_user_id
+from paigham.services.publisher import Publisher
+from paigham.storage.e2ee_inbox import InboxStore
+from paigham.sync.service import SyncRequest
+
+log = structlog.get_logger(__name__)
+SYNC_LIMIT = 100  # messages per /sync response (the spec's recommendation)
+MAX_TARGETS = 10_000
+MAX_MESSAGE_BYTES = 65_536
+
+
+class ToDeviceService:
+    def __init__(self, server_name: str, inbox: InboxStore, publisher: Publisher) -> None:
+        self.server_name = server_name
+        self.inbox = inbox
+        self.publisher = publisher
+
+    async def send(self, rq: Requester, event_type: str, txn_id: str, messages: Any) -> None:
+        _check_ids(event_type, txn_id)
+        local = self._validate(messages)
+        done = await self.inbox.enqueue(rq.user_id, rq.device_id, txn_id, event_type, local)
+        if done is not None and done.position:
+            await self.publisher.publish(StreamUpdate(done.position, users=done.users))
+
+    def _validate(self, messages: Any) -> dict[str, dict[str, dict[str, Any]]]:
+        if not isinstance(messages, dict):
+            raise MatrixError(400, Codes.BAD_JSON, "messages must map user IDs to device IDs to contents")
+        local: dict[str, dict[str, dict[str, Any]]] = {}
+        targets = 0
+        for user_id, by_device in messages.items():
+            if not is_valid_user_id(user_id):
+                raise MatrixError(400, Codes.INVALID_PARAM, f"Invalid user ID {user_id!r}"[:300])
+            if not isinstance(by_device, dict):
+                raise MatrixError(400, Codes.BAD_JSON, "messages must map user IDs to device IDs to contents")
+            for device_id, content in by_device.items():
+                _check_message(device_id, content)
+            targets += len(by_device)
+            if targets > MAX_TARGETS:
+                raise MatrixError(400, Codes.TOO_LARGE, f"At most {MAX_TARGETS} recipient devices per request")
+            if user_id.split(":", 1)[1] == self.server_name:
+                local[user_id] = by_device
+            else:
+                log.info("to_device.remote_dropped", user_id=user_id)  # no federation (yet)
+        return local
+
+    async def sync_section(self, req: SyncRequest, body: dict[str, Any]) -> bool:
+        """/sync extension: syncing from `since` acknowledges what the previous response delivered;
+        then the oldest pending messages (at most SYNC_LIMIT) are delivered."""
+        rq = req.requester
+        if req.since is not None:
+            await self.inbox.acknowledge(rq.user_id, rq.device_id, req.since)
+        pending = await self.inbox.pending(rq.user_id, rq.device_id, req.upto, SYNC_LIMIT + 1)
+        if len(pending) > SYNC_LIMIT:
+            pending = pending[:SYNC_LIMIT]
+            await self.inbox.record_partial(rq.user_id, rq.device_id, req.upto, pending[-1].stream)
+        body["to_device"] = {"events": [m.to_json() for m in pending]}
+        return bool(pending)
+
+
+def _check_ids(event_type: str, txn_id: str) -> None:
+    if not event_type or len(event_type) > 255:
+        raise MatrixError(400, Codes.INVALID_PARAM, "The event type must be 1 to 255 characters")
+    if not txn_id or len(txn_id) > 255:
+        raise MatrixError(400, Codes.INVALID_PARAM, "The transaction ID must be 1 to 255 characters")
+
+
+def _check_message(device_id: Any, content: Any) -> None:
+    if not isinstance(device_id, str) or not device_id or len(device_id) > 255:
+        raise MatrixError(400, Codes.INVALID_PARAM, "Device IDs must be 1 to 255 characters")
+    if not isinstance(content, dict):
+        raise MatrixError(400, Codes.BAD_JSON, "Each message content must be an object")
+    if len(encode(content)) > MAX_MESSAGE_BYTES:
+        raise MatrixError(400, Codes.TOO_LARGE, f"A to-device message is limited to {MAX_MESSAGE_BYTES} bytes")
