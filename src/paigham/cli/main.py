@@ -186,6 +186,11 @@ def token_create(
     typer.echo(_run(cfg, lambda s: s.auth.create_registration_token(uses, expires)))
 
 
+from paigham.cli.media import media_app  # noqa: E402 - uses the helpers defined above
+
+app.add_typer(media_app, name="media")
+
+
 def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())
 

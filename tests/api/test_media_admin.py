@@ -1,0 +1,150 @@
+"""Media admin (HTTP and CLI) and the virus-scanner hook against a fake clamd speaking the real protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from sqlalchemy import update
+
+from paigham.clock import now_ms
+from paigham.media.scanner import ClamdScanner
+from paigham.storage.media_schema import media
+from tests.api.conftest import Harness, User
+from tests.api.media_support import EICAR, THUMB, UPLOAD, FakeClamd, download, image_bytes, leftovers, upload
+
+ADMIN = "/_synapse/admin/v1"
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def make_admin(hs: Harness) -> User:
+    srv = hs.server
+    user_id = await srv.auth.create_user("root", "root-password-1", admin=True)
+    session = await srv.auth.start_session(user_id, None, None)
+    return User(user_id, session.access_token, session.device_id, "root-password-1")
+
+
+async def test_admin_needs_an_admin(hs: Harness) -> None:
+    alice = await hs.register("alice")
+    mxc = await upload(hs, alice, b"abc")
+    for method, path in [("POST", f"{ADMIN}/media/quarantine/{mxc}"), ("DELETE", f"{ADMIN}/media/{mxc}"),
+                         ("GET", f"{ADMIN}/users/{alice.user_id}/media"), ("POST", f"{ADMIN}/media/delete")]:
+        await hs.err(403, "M_FORBIDDEN", method, path, alice)
+        await hs.err(401, "M_MISSING_TOKEN", method, path)
+
+
+async def test_quarantine_list_and_delete(hs: Harness) -> None:
+    alice, bob, root = await hs.register("alice"), await hs.register("bob"), await make_admin(hs)
+    pic = await upload(hs, alice, image_bytes("PNG", (120, 100)), "image/png", "leak.png")
+    doc = await upload(hs, alice, b"%PDF minutes", "application/pdf", "minutes.pdf")
+    r = await hs.request("GET", f"{THUMB}/{pic}", bob, params={"width": 32, "height": 32, "method": "crop"})
+    assert r.status_code == 200
+    assert await hs.ok("POST", f"{ADMIN}/media/quarantine/{pic}", root) == {}
+    await hs.err(404, "M_NOT_FOUND", "GET", f"/_matrix/client/v1/media/download/{pic}", bob)
+    await hs.err(404, "M_NOT_FOUND", "GET", f"{THUMB}/{pic}", bob, params={"width": 32, "height": 32})
+    info = await hs.ok("GET", f"{ADMIN}/media/{pic}", root)
+    assert info["media_info"]["quarantined_by"] == root.user_id
+    await hs.ok("POST", f"{ADMIN}/media/unquarantine/{pic}", root)
+    assert (await download(hs, bob, pic)).status_code == 200
+    listed = await hs.ok("GET", f"{ADMIN}/users/{alice.user_id}/media", root, params={"limit": 1})
+    assert listed["total"] == 2 and len(listed["media"]) == 1 and listed["next_token"] == 1
+    names = {m["upload_name"] for m in (await hs.ok("GET", f"{ADMIN}/users/{alice.user_id}/media", root))["media"]}
+    assert names == {"leak.png", "minutes.pdf"}
+    media_id = pic.split("/")[1]
+    deleted = await hs.ok("DELETE", f"{ADMIN}/media/{pic}", root)
+    assert deleted == {"deleted_media": [media_id], "total": 1}
+    await hs.err(404, "M_NOT_FOUND", "GET", f"/_matrix/client/v1/media/download/{pic}", bob)
+    await hs.err(404, "M_NOT_FOUND", "DELETE", f"{ADMIN}/media/{pic}", root)
+    await hs.err(404, "M_NOT_FOUND", "POST", f"{ADMIN}/media/quarantine/test.local/neverWas", root)
+    rows, files = await leftovers(hs)
+    assert rows == 1 and [f.name for f in files] == [doc.split("/")[1]]  # no file, no thumbnail remains
+    await hs.ok("DELETE", f"{ADMIN}/users/{alice.user_id}/media", root)
+    assert await leftovers(hs) == (0, [])
+
+
+async def _age(hs: Harness, mxc: str, days: int) -> None:
+    async with hs.server.db.write() as conn:
+        await conn.execute(update(media).where(media.c.media_id == mxc.split("/")[1]).values(
+            created_ts=now_ms() - days * 86_400_000))
+
+
+async def test_purge_old_media_over_http(hs: Harness) -> None:
+    alice, root = await hs.register("alice"), await make_admin(hs)
+    old, new = await upload(hs, alice, b"old"), await upload(hs, alice, b"new")
+    await _age(hs, old, 40)
+    await hs.err(400, "M_MISSING_PARAM", "POST", f"{ADMIN}/media/delete", root)
+    await hs.err(400, "M_INVALID_PARAM", "POST", f"{ADMIN}/media/delete", root, params={"before_ts": "soon"})
+    res = await hs.ok("POST", f"{ADMIN}/media/delete", root, params={"before_ts": now_ms() - 30 * 86_400_000})
+    assert res == {"deleted_media": [old.split("/")[1]], "total": 1}
+    assert (await download(hs, alice, new)).status_code == 200
+
+
+async def _cli(hs: Harness, *args: str) -> tuple[int, str]:
+    cfg = hs.server.config
+    env = dict(os.environ, PAIGHAM_SERVER_NAME=cfg.server_name)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "paigham", "media", *args, "--data-dir", cfg.data_dir,
+        "--database-url", cfg.database_url, cwd=REPO, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
+
+
+async def test_cli_purge_quarantine_list_delete(hs: Harness) -> None:
+    alice = await hs.register("alice")
+    old, keep, doomed = (await upload(hs, alice, b"old", filename="old.txt"), await upload(hs, alice, b"keep"),
+                         await upload(hs, alice, b"doomed"))
+    await _age(hs, old, 31)
+    code, out = await _cli(hs, "purge", "--older-than", "30d")
+    assert code == 0 and "Deleted 1 media" in out, out
+    assert (await download(hs, alice, old)).status_code == 404
+    code, out = await _cli(hs, "quarantine", f"mxc://{keep}")
+    assert code == 0, out
+    assert (await download(hs, alice, keep)).status_code == 404
+    code, out = await _cli(hs, "list", alice.user_id)
+    assert code == 0 and "2 media" in out and f"{keep.split('/')[1]}" in out and "QUARANTINED" in out, out
+    code, out = await _cli(hs, "delete", f"mxc://{doomed}")
+    assert code == 0 and (await download(hs, alice, doomed)).status_code == 404
+
+
+async def test_scanner_refuses_infected_files_and_records_them(hs: Harness, tmp_path: Path) -> None:
+    alice = await hs.register("alice")
+    clamd = FakeClamd()
+    port = await clamd.start_tcp()
+    hs.server.media.scanner = ClamdScanner(host="127.0.0.1", port=port, timeout_s=5)
+    try:
+        clean = await upload(hs, alice, b"harmless report " * 10_000, "text/plain", "report.txt")
+        assert clamd.scanned == [160_000]  # the whole plaintext went through the INSTREAM protocol
+        body = await hs.err(403, "M_FORBIDDEN", "POST", UPLOAD, alice, content=b"x" * 70_000 + EICAR,
+                            headers={"Content-Type": "application/zip"}, params={"filename": "invoice.zip"})
+        assert "Eicar-Test-Signature" in body["error"]
+        rows, files = await leftovers(hs)
+        assert rows == 1 and len(files) == 1  # only the clean file
+        found = await hs.server.media.store.detections(10)
+        assert [(d["user_id"], d["signature"], d["upload_name"]) for d in found] == \
+            [(alice.user_id, "Eicar-Test-Signature", "invoice.zip")]
+        assert (await download(hs, alice, clean)).status_code == 200
+    finally:
+        await clamd.stop()
+
+
+async def test_scanner_over_unix_socket_and_fail_closed(hs: Harness, tmp_path: Path) -> None:
+    alice = await hs.register("alice")
+    clamd = FakeClamd(max_stream=1000)
+    sock = tmp_path / "clamd.sock"
+    await clamd.start_unix(sock)
+    hs.server.media.scanner = ClamdScanner(socket_path=str(sock), timeout_s=5)
+    try:
+        await upload(hs, alice, b"small and clean")
+        await hs.err(403, "M_FORBIDDEN", "POST", UPLOAD, alice, content=EICAR)
+        # clamd's stream limit is an error, not a pass.
+        await hs.err(503, "M_UNKNOWN", "POST", UPLOAD, alice, content=b"z" * 5000)
+    finally:
+        await clamd.stop()
+    # No scanner answering: nothing is accepted unscanned.
+    body = await hs.err(503, "M_UNKNOWN", "POST", UPLOAD, alice, content=b"anything")
+    assert "virus" in body["error"]
+    rows, files = await leftovers(hs)
+    assert rows == 1 and len(files) == 1
