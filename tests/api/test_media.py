@@ -16,6 +16,7 @@ from tests.api.media_support import (
     download,
     generated,
     generated_digest,
+    image_bytes,
     leftovers,
     store_files_contain,
     upload,
@@ -249,3 +250,17 @@ async def test_quota(hs: Harness) -> None:
     assert await leftovers(hs) == before
     await upload(hs, alice, b"d" * 400)
     await upload(hs, bob, b"e" * 900)
+
+
+async def test_legacy_endpoints_when_enabled(hs: Harness) -> None:
+    alice = await hs.register("alice")
+    pic = await upload(hs, alice, image_bytes("PNG", (64, 48)), "image/png", "p.png")
+    legacy = "/_matrix/media/v3"
+    for path in (f"{legacy}/download/{pic}/x.png", f"{legacy}/thumbnail/{pic}?width=32&height=32"):
+        await hs.err(404, "M_NOT_FOUND", "GET", path)
+    hs.server.config.media_legacy_unauthenticated = True
+    r = await hs.request("GET", f"{legacy}/download/{pic}/x.png")
+    assert r.status_code == 200 and r.headers["content-disposition"] == 'inline; filename="x.png"'
+    r = await hs.request("GET", f"{legacy}/thumbnail/{pic}", params={"width": 32, "height": 32, "method": "crop"})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    await hs.err(404, "M_UNRECOGNIZED", "GET", f"{legacy}/preview_url", alice, params={"url": "https://example.org"})
