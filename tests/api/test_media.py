@@ -264,3 +264,16 @@ async def test_legacy_endpoints_when_enabled(hs: Harness) -> None:
     r = await hs.request("GET", f"{legacy}/thumbnail/{pic}", params={"width": 32, "height": 32, "method": "crop"})
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     await hs.err(404, "M_UNRECOGNIZED", "GET", f"{legacy}/preview_url", alice, params={"url": "https://example.org"})
+
+
+async def test_damaged_file_is_refused_cleanly(hs: Harness) -> None:
+    alice = await hs.register("alice")
+    mxc = await upload(hs, alice, os.urandom(1000))
+    path = hs.server.media.blobs.media_path(mxc.split("/")[1])
+    raw = bytearray(path.read_bytes())
+    raw[100] ^= 1
+    path.write_bytes(bytes(raw))
+    body = await hs.err(404, "M_NOT_FOUND", "GET", f"{DOWNLOAD}/{mxc}", alice)
+    assert "integrity" in body["error"]
+    path.unlink()
+    await hs.err(404, "M_NOT_FOUND", "GET", f"{DOWNLOAD}/{mxc}", alice)

@@ -69,7 +69,7 @@ def routes(config: Config, auth: AuthService, media: MediaService) -> list[Route
         row = await media.ready(params["server_name"], params["media_id"], timeout)
         name = rules.check_filename(params.get("file_name")) or row.upload_name
         await media.check_stored(row)
-        return _serve(media, request, row, name, private=private)
+        return await _serve(media, request, row, name, private=private)
 
     async def thumbnail_response(request: Request, *, private: bool) -> Response:
         width, height, method, animated = _thumb_params(request)
@@ -157,7 +157,7 @@ def _legacy_allowed(config: Config) -> None:
                           "use /_matrix/client/v1/media/ with an access token")
 
 
-def _serve(media: MediaService, request: Request, row: MediaRow, name: str | None, *, private: bool) -> Response:
+async def _serve(media: MediaService, request: Request, row: MediaRow, name: str | None, *, private: bool) -> Response:
     size = row.length or 0
     kind = row.served_type or "application/octet-stream"
     headers = _security_headers(f"{'private' if private else 'public'}, max-age=86400, immutable")
@@ -173,8 +173,8 @@ def _serve(media: MediaService, request: Request, row: MediaRow, name: str | Non
         return resp
     if rng is None:
         headers["Content-Length"] = str(size)
-        return StreamingResponse(media.content(row), media_type=kind, headers=headers)
+        return StreamingResponse(await media.content(row), media_type=kind, headers=headers)
     headers["Content-Length"] = str(rng.length)
     headers["Content-Range"] = f"bytes {rng.start}-{rng.end}/{size}"
-    return StreamingResponse(media.content(row, rng.start, rng.end), status_code=206, media_type=kind,
+    return StreamingResponse(await media.content(row, rng.start, rng.end), status_code=206, media_type=kind,
                              headers=headers)
