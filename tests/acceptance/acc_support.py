@@ -151,6 +151,27 @@ def wait_until_ready(
     return False, f"timed out; last attempt: {last}"
 
 
+def endpoint_unrouted(base_url: str, method: str, path: str) -> bool:
+    """True if the server answers 404 M_UNRECOGNIZED (or 405) to an unauthenticated request:
+    it does not route this endpoint at all. A routed endpoint answers 401 M_MISSING_TOKEN."""
+    req = urllib.request.Request(f"{base_url}{path}", method=method, data=b"{}" if method != "GET" else None)
+    req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=5):
+            return False
+    except urllib.error.HTTPError as exc:
+        if exc.code == 405:
+            return True
+        if exc.code != 404:
+            return False
+        try:
+            return json.loads(exc.read()).get("errcode") == "M_UNRECOGNIZED"
+        except ValueError:
+            return True
+    except OSError:
+        return False
+
+
 def read_admin_credentials(
     data_dir: Path, proc: subprocess.Popen[bytes] | None, timeout: float = 10.0
 ) -> tuple[str | None, str | None]:

@@ -37,6 +37,7 @@ import pytest
 from acc_support import (
     READY_TIMEOUT_S,
     ServerInfo,
+    endpoint_unrouted,
     find_free_port,
     pg_create_database,
     pg_drop_database,
@@ -171,6 +172,29 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+
+
+# Endpoints the E2EE scenarios cannot do without. Until the server routes them at all (404
+# M_UNRECOGNIZED), the E2EE tests are xfailed with the list; PAIGHAM_ACCEPTANCE_STRICT_E2EE=1 makes
+# them run (and fail) regardless. Once an endpoint exists, any failure is a real failure.
+E2EE_ENDPOINTS = [
+    ("POST", "/_matrix/client/v3/keys/upload"),
+    ("POST", "/_matrix/client/v3/keys/query"),
+    ("POST", "/_matrix/client/v3/keys/claim"),
+    ("PUT", "/_matrix/client/v3/sendToDevice/m.room.encrypted/acceptance-probe"),
+    ("POST", "/_matrix/client/v3/keys/device_signing/upload"),
+    ("POST", "/_matrix/client/v3/keys/signatures/upload"),
+    ("GET", "/_matrix/client/v3/room_keys/version"),
+]
+
+
+@pytest.fixture
+def e2ee_endpoints(server: ServerInfo) -> None:
+    if os.environ.get("PAIGHAM_ACCEPTANCE_STRICT_E2EE"):
+        return
+    missing = [f"{m} {p}" for m, p in E2EE_ENDPOINTS if endpoint_unrouted(server.base_url, m, p)]
+    if missing:
+        pytest.xfail("server does not route these E2EE endpoints yet: " + ", ".join(missing))
 
 
 @pytest.fixture

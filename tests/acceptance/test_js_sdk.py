@@ -51,7 +51,7 @@ def test_js_sdk_chat(server: ServerInfo) -> None:
     run_script(server, "chat.mjs", hard_timeout_ms=90_000)
 
 
-def test_js_sdk_e2ee(server: ServerInfo) -> None:
+def test_js_sdk_e2ee(server: ServerInfo, e2ee_endpoints: None) -> None:
     out = run_script(server, "e2ee.mjs", hard_timeout_ms=120_000)
     secrets = [ln.split("PLAINTEXT: ", 1)[1] for ln in out.splitlines() if ln.startswith("PLAINTEXT: ")]
     assert len(secrets) == 3, out

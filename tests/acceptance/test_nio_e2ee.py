@@ -64,7 +64,7 @@ async def wait_decrypted(t: Tracked, room_id: str, event_id: str, body: str) -> 
 
 
 async def test_encrypted_dm_two_users_second_device_and_no_plaintext_at_rest(
-    server: ServerInfo, unique: str, tmp_path: Path
+    server: ServerInfo, unique: str, tmp_path: Path, e2ee_endpoints: None
 ) -> None:
     acct_a = await register_with_token(server.base_url, f"ealice{unique}", PASSWORD, server.registration_token)
     acct_b = await register_with_token(server.base_url, f"ebob{unique}", PASSWORD, server.registration_token)

@@ -16,6 +16,8 @@ import {
     startAndWaitPrepared,
     step,
     waitFor,
+    waitForDeviceListChange,
+    waitForKeysQuiet,
 } from "./lib.mjs";
 
 const { decodeRecoveryKey } = await import("matrix-js-sdk/lib/crypto-api/index.js");
@@ -73,7 +75,7 @@ function passwordUia(userId, stats) {
 async function newCryptoClient(account, label, holder) {
     const client = makeClient(baseUrl, account, label, { cryptoCallbacks: holder.callbacks });
     await client.initRustCrypto({ cryptoDatabasePrefix: `acc-${label}-${suffix}` });
-    await startAndWaitPrepared(client);
+    await startAndWaitPrepared(client, { pollTimeout: 1000 });
     return client;
 }
 
@@ -168,8 +170,14 @@ async function main() {
     step("A bootstraps cross-signing (UIA password auth)");
     const cryptoA = a.getCrypto();
     const uia = { withoutAuth: 0, withPassword: 0 };
+    const bootstrapStarted = Date.now();
     await cryptoA.bootstrapCrossSigning({ authUploadDeviceSigningKeys: passwordUia(accA.userId, uia) });
     assert(await cryptoA.userHasCrossSigningKeys(accA.userId, true), "A's cross-signing keys on the server");
+    // A's own user must show up in its device_lists.changed (its cross-signing keys changed); the SDK
+    // then re-queries its own keys. Wait for that before resetting, or that query (returning the old
+    // keys) can race with the reset and make the SDK discard the new private keys.
+    await waitForDeviceListChange("A", accA.userId, bootstrapStarted, "after A uploaded cross-signing keys");
+    await waitForKeysQuiet("A", accA.userId, "A's own key changes all delivered and re-queried");
     // replacing existing cross-signing keys must require UIA (password)
     const before = uia.withPassword;
     await cryptoA.bootstrapCrossSigning({
@@ -180,8 +188,11 @@ async function main() {
     console.log(`cross-signing uploads: ${JSON.stringify(uia)}`);
     const csStatus = await cryptoA.getCrossSigningStatus();
     assert(csStatus.publicKeysOnDevice && csStatus.privateKeysCachedLocally.masterKey, `cross-signing: ${JSON.stringify(csStatus)}`);
-    const ownStatus = await cryptoA.getDeviceVerificationStatus(accA.userId, accA.deviceId);
-    assert(ownStatus?.crossSigningVerified, "A's device is signed by its self-signing key");
+    // the device signature reaches the SDK through /keys/query after device_lists.changed
+    await waitFor(
+        async () => (await cryptoA.getDeviceVerificationStatus(accA.userId, accA.deviceId))?.crossSigningVerified,
+        "A's device signed by its new self-signing key (in /keys/query)",
+    );
 
     step("A bootstraps secret storage and a new key backup");
     let recoveryKey;

@@ -58,6 +58,55 @@ export function parseArgs() {
 const allClients = [];
 let currentStep = "(start)";
 const httpLog = [];
+const httpDone = [];
+const inflightKeys = new Map(); // label -> number of /keys/* requests in flight
+
+/**
+ * Wait until client `label` is quiet about `userId`'s keys: no /keys/* request in flight, and two
+ * /sync responses that started after its last /keys/* request ended did not list `userId` in
+ * device_lists.changed (so every change was delivered and re-queried already).
+ */
+export async function waitForKeysQuiet(label, userId, what, timeoutMs = 30000) {
+    return waitFor(
+        () => {
+            if ((inflightKeys.get(label) ?? 0) > 0) return false;
+            const mine = httpDone.filter((r) => r.label === label);
+            const lastKeys = Math.max(0, ...mine.filter((r) => r.path.includes("/keys/")).map((r) => r.ended));
+            const after = mine.filter((r) => r.path.endsWith("/sync") && r.started > lastKeys && r.status === 200);
+            return after.length >= 2 && after.every((r) => !r.deviceListsChanged?.includes(userId));
+        },
+        what,
+        timeoutMs,
+    );
+}
+
+/**
+ * Wait until a /sync of client `label` that started after `afterMs` listed `userId` in
+ * device_lists.changed, and the client then completed a /keys/query.
+ */
+export async function waitForDeviceListChange(label, userId, afterMs, what, timeoutMs = 20000) {
+    const sync = await waitFor(
+        () =>
+            httpDone.find(
+                (r) => r.label === label && r.ended > afterMs && r.deviceListsChanged?.includes(userId),
+            ),
+        `${what}: ${userId} in device_lists.changed of ${label}'s /sync`,
+        timeoutMs,
+    );
+    return waitForRequest(label, "POST", "/keys/query", sync.ended - 1, `${what}: ${label}'s /keys/query`, timeoutMs);
+}
+
+/** Wait until client `label` has completed a request (method + path suffix) that started after `afterMs`. */
+export async function waitForRequest(label, method, pathSuffix, afterMs, what, timeoutMs = 20000) {
+    return waitFor(
+        () =>
+            httpDone.find(
+                (r) => r.label === label && r.method === method && r.path.endsWith(pathSuffix) && r.started > afterMs,
+            ),
+        what,
+        timeoutMs,
+    );
+}
 
 export function step(name) {
     currentStep = name;
@@ -117,15 +166,30 @@ export function tracedFetch(label) {
         const url = new URL(typeof input === "object" && "url" in input ? input.url : String(input));
         const method = init.method || "GET";
         const started = Date.now();
+        const isKeys = url.pathname.includes("/keys/");
+        if (isKeys) inflightKeys.set(label, (inflightKeys.get(label) ?? 0) + 1);
         try {
             const resp = await fetch(input, init);
             const line = `${label}: ${method} ${url.pathname}${url.search.replace(/access_token=[^&]+/, "access_token=…")} -> ${resp.status} (${Date.now() - started} ms)`;
             httpLog.push(line);
+            const entry = { label, method, path: url.pathname, status: resp.status, started, ended: Date.now() };
+            if (url.pathname.endsWith("/sync") && resp.status === 200) {
+                try {
+                    const body = await resp.clone().json();
+                    entry.deviceListsChanged = body?.device_lists?.changed ?? [];
+                } catch {
+                    entry.deviceListsChanged = [];
+                }
+                entry.ended = Date.now();
+            }
+            httpDone.push(entry);
             if (VERBOSE) console.log("  http " + line);
             return resp;
         } catch (err) {
             httpLog.push(`${label}: ${method} ${url.pathname} -> ${err}`);
             throw err;
+        } finally {
+            if (isKeys) inflightKeys.set(label, inflightKeys.get(label) - 1);
         }
     };
 }
