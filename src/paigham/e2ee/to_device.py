@@ -58,14 +58,15 @@ class ToDeviceService:
 
     async def sync_section(self, req: SyncRequest, body: dict[str, Any]) -> bool:
         """/sync extension: syncing from `since` acknowledges what the previous response delivered;
-        then the oldest pending messages (at most SYNC_LIMIT) are delivered."""
+        then the oldest pending messages (at most SYNC_LIMIT) are delivered, and the rest deferred
+        past this response's next_batch."""
         rq = req.requester
         if req.since is not None:
             await self.inbox.acknowledge(rq.user_id, rq.device_id, req.since)
         pending = await self.inbox.pending(rq.user_id, rq.device_id, req.upto, SYNC_LIMIT + 1)
         if len(pending) > SYNC_LIMIT:
             pending = pending[:SYNC_LIMIT]
-            await self.inbox.record_partial(rq.user_id, rq.device_id, req.upto, pending[-1].stream)
+            await self.inbox.defer(rq.user_id, rq.device_id, req.upto, pending[-1].seq)
         body["to_device"] = {"events": [m.to_json() for m in pending]}
         return bool(pending)
 

@@ -188,7 +188,7 @@ class KeyStore:
         """Drop the devices' keys, pending to-device messages and signatures; record the change."""
         ids = sorted(set(device_ids))
         async with self.db.write() as conn:
-            for table in (dk, otk, fbk, t.e2e_device_inbox, t.e2e_device_inbox_partial):
+            for table in (dk, otk, fbk, t.e2e_device_inbox):
                 await conn.execute(delete(table).where(table.c.user_id == user_id, table.c.device_id.in_(ids)))
             await conn.execute(delete(sigs).where(sigs.c.user_id == user_id, sigs.c.key_id.in_(ids)))
             return await record_change(self.db, conn, [user_id])

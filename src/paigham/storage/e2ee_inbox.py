@@ -1,5 +1,5 @@
 """The to-device inbox: messages wait per device, in arrival order, until the device has synced past
-them; a transaction ID makes a send idempotent."""
+them; a transaction ID makes a send idempotent. See e2ee_schema.e2e_device_inbox for `seq`/`stream`."""
 
 from __future__ import annotations
 
@@ -8,15 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, delete, select
+from sqlalchemy import ColumnElement, and_, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.clock import now_ms
 from paigham.domain.canonical_json import encode_str
 from paigham.storage.database import Database
-from paigham.storage.dialect import insert_ignore, upsert
+from paigham.storage.dialect import insert_ignore
 from paigham.storage.e2ee_schema import e2e_device_inbox as inbox
-from paigham.storage.e2ee_schema import e2e_device_inbox_partial as partial
 from paigham.storage.schema import devices, event_txns
 
 _decode = msgspec.json.decode
@@ -25,7 +24,7 @@ TXN_SCOPE = "to_device"
 
 @dataclass(frozen=True, slots=True)
 class ToDeviceMessage:
-    stream: int
+    seq: int
     sender: str
     type: str
     content: dict[str, Any]
@@ -60,7 +59,7 @@ class InboxStore:
                 return Enqueued(0, [])
             pos = await self.db.next_position(conn)
             await conn.execute(inbox.insert(), [
-                {"user_id": u, "device_id": d, "stream": pos, "sender": sender, "type": type_,
+                {"user_id": u, "device_id": d, "seq": pos, "stream": pos, "sender": sender, "type": type_,
                  "content": encode_str(content)} for (u, d), content in sorted(targets.items())
             ])
         return Enqueued(pos, sorted({u for u, _ in targets}))
@@ -84,38 +83,31 @@ class InboxStore:
         return out
 
     async def pending(self, user_id: str, device_id: str, upto: int, limit: int) -> list[ToDeviceMessage]:
-        q = (select(inbox.c.stream, inbox.c.sender, inbox.c.type, inbox.c.content)
-             .where(inbox.c.user_id == user_id, inbox.c.device_id == device_id, inbox.c.stream <= upto)
-             .order_by(inbox.c.stream).limit(limit))
+        q = (select(inbox.c.seq, inbox.c.sender, inbox.c.type, inbox.c.content)
+             .where(_device(user_id, device_id), inbox.c.stream <= upto)
+             .order_by(inbox.c.seq).limit(limit))
         async with self.db.read() as conn:
-            return [ToDeviceMessage(r.stream, r.sender, r.type, _decode(r.content))
+            return [ToDeviceMessage(r.seq, r.sender, r.type, _decode(r.content))
                     for r in (await conn.execute(q)).all()]
 
     async def acknowledge(self, user_id: str, device_id: str, since: int) -> None:
-        """The device synced from `since`: what the response ending there delivered is received."""
-        mine = and_(partial.c.user_id == user_id, partial.c.device_id == device_id)
-        mine_inbox = and_(inbox.c.user_id == user_id, inbox.c.device_id == device_id)
+        """The device synced from `since`: every message at or before it was delivered."""
+        done = and_(_device(user_id, device_id), inbox.c.stream <= since)
         async with self.db.read() as conn:
-            cuts = {r.batch_pos: r.max_stream for r in (await conn.execute(
-                select(partial.c.batch_pos, partial.c.max_stream).where(mine, partial.c.batch_pos >= since))).all()}
-            if since in cuts:
-                upto = cuts[since]  # that response delivered only part of the queue
-            elif cuts:
-                return  # an older token than one already partly delivered: acknowledge nothing
-            else:
-                upto = since
-            stale = (await conn.execute(select(inbox.c.stream).where(mine_inbox, inbox.c.stream <= upto)
-                                        .limit(1))).first()
-            old_cuts = (await conn.execute(select(partial.c.batch_pos).where(mine, partial.c.batch_pos < since)
-                                           .limit(1))).first()
-        if stale is None and old_cuts is None:
-            return
+            if (await conn.execute(select(inbox.c.seq).where(done).limit(1))).first() is None:
+                return
         async with self.db.write() as conn:
-            await conn.execute(delete(inbox).where(mine_inbox, inbox.c.stream <= upto))
-            await conn.execute(delete(partial).where(mine, partial.c.batch_pos < since))
+            await conn.execute(delete(inbox).where(done))
 
-    async def record_partial(self, user_id: str, device_id: str, batch_pos: int, max_stream: int) -> None:
-        """A response ending at `batch_pos` delivered this device's messages only up to `max_stream`."""
-        values = {"user_id": user_id, "device_id": device_id, "batch_pos": batch_pos, "max_stream": max_stream}
+    async def defer(self, user_id: str, device_id: str, upto: int, after_seq: int) -> None:
+        """Messages visible at `upto` that a response could not carry (those after `after_seq`) move
+        to a new position, so syncing from `upto` does not acknowledge them."""
         async with self.db.write() as conn:
-            await conn.execute(upsert(self.db.is_sqlite, partial, values, ["user_id", "device_id", "batch_pos"]))
+            # Take the position first: on PostgreSQL this waits for in-flight senders to commit.
+            pos = await self.db.next_position(conn)
+            await conn.execute(update(inbox).where(_device(user_id, device_id), inbox.c.stream <= upto,
+                                                   inbox.c.seq > after_seq).values(stream=pos))
+
+
+def _device(user_id: str, device_id: str) -> ColumnElement[bool]:
+    return and_(inbox.c.user_id == user_id, inbox.c.device_id == device_id)

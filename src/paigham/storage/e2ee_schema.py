@@ -86,30 +86,21 @@ e2e_device_list_changes = Table(
     Index("e2e_device_list_changes_user", "user_id", "stream"),
 )
 
-# To-device messages waiting for their device, in arrival (stream) order; deleted once the device
-# syncs past them.
+# To-device messages waiting for their device, delivered in `seq` (arrival) order. `stream` is the
+# position a sync must pass to acknowledge the message: first the arrival position; a message that
+# did not fit in a /sync response is moved to a fresh position after that response's next_batch, so
+# syncing from that token acknowledges exactly what the response delivered.
 e2e_device_inbox = Table(
     "e2e_device_inbox",
     metadata,
     Column("user_id", String(255), nullable=False),
     Column("device_id", String(255), nullable=False),
+    Column("seq", BigInteger, nullable=False),
     Column("stream", BigInteger, nullable=False),
     Column("sender", String(255), nullable=False),
     Column("type", String(255), nullable=False),
     Column("content", Text, nullable=False),
-    PrimaryKeyConstraint("user_id", "device_id", "stream"),
-)
-
-# A /sync response that delivered only part of a device's queue (the per-response limit): syncing
-# from `batch_pos` acknowledges the messages up to `max_stream` only.
-e2e_device_inbox_partial = Table(
-    "e2e_device_inbox_partial",
-    metadata,
-    Column("user_id", String(255), nullable=False),
-    Column("device_id", String(255), nullable=False),
-    Column("batch_pos", BigInteger, nullable=False),
-    Column("max_stream", BigInteger, nullable=False),
-    PrimaryKeyConstraint("user_id", "device_id", "batch_pos"),
+    PrimaryKeyConstraint("user_id", "device_id", "seq"),
 )
 
 # Server-side key backup versions; deleted versions stay (deleted = true) so their numbers are

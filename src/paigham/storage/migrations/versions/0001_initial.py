@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 09:19:27.213450
+Create Date: 2026-11-23 09:26:05.335053
 """
 
 from __future__ import annotations
@@ -116,18 +116,12 @@ def upgrade() -> None:
     op.create_table('e2e_device_inbox',
     sa.Column('user_id', sa.String(length=255), nullable=False),
     sa.Column('device_id', sa.String(length=255), nullable=False),
+    sa.Column('seq', sa.BigInteger(), nullable=False),
     sa.Column('stream', sa.BigInteger(), nullable=False),
     sa.Column('sender', sa.String(length=255), nullable=False),
     sa.Column('type', sa.String(length=255), nullable=False),
     sa.Column('content', sa.Text(), nullable=False),
-    sa.PrimaryKeyConstraint('user_id', 'device_id', 'stream')
-    )
-    op.create_table('e2e_device_inbox_partial',
-    sa.Column('user_id', sa.String(length=255), nullable=False),
-    sa.Column('device_id', sa.String(length=255), nullable=False),
-    sa.Column('batch_pos', sa.BigInteger(), nullable=False),
-    sa.Column('max_stream', sa.BigInteger(), nullable=False),
-    sa.PrimaryKeyConstraint('user_id', 'device_id', 'batch_pos')
+    sa.PrimaryKeyConstraint('user_id', 'device_id', 'seq')
     )
     op.create_table('e2e_device_keys',
     sa.Column('user_id', sa.String(length=255), nullable=False),
@@ -447,7 +441,6 @@ def downgrade() -> None:
 
     op.drop_table('e2e_device_list_changes')
     op.drop_table('e2e_device_keys')
-    op.drop_table('e2e_device_inbox_partial')
     op.drop_table('e2e_device_inbox')
     op.drop_table('e2e_cross_signing_keys')
     op.drop_table('e2e_backup_versions')
