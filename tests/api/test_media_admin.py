@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import update
 
 from paigham.clock import now_ms
@@ -139,8 +141,9 @@ async def test_scanner_over_unix_socket_and_fail_closed(hs: Harness, tmp_path: P
     try:
         await upload(hs, alice, b"small and clean")
         await hs.err(403, "M_FORBIDDEN", "POST", UPLOAD, alice, content=EICAR)
-        # clamd's stream limit is an error, not a pass.
-        await hs.err(503, "M_UNKNOWN", "POST", UPLOAD, alice, content=b"z" * 5000)
+        # clamd's stream limit is an error, not a pass (it hangs up mid-stream; its answer is still read).
+        body = await hs.err(503, "M_UNKNOWN", "POST", UPLOAD, alice, content=b"z" * 300_000)
+        assert "size limit" in body["error"]
     finally:
         await clamd.stop()
     # No scanner answering: nothing is accepted unscanned.
@@ -148,3 +151,37 @@ async def test_scanner_over_unix_socket_and_fail_closed(hs: Harness, tmp_path: P
     assert "virus" in body["error"]
     rows, files = await leftovers(hs)
     assert rows == 1 and len(files) == 1
+
+
+CLAMD = shutil.which("clamd") or ("/usr/sbin/clamd" if os.path.exists("/usr/sbin/clamd") else None)
+
+
+@pytest.mark.skipif(CLAMD is None, reason="clamd (Debian clamav-daemon) is not installed")
+async def test_real_clamd(hs: Harness, tmp_path: Path) -> None:
+    """Debian's clamd with a local signature for the EICAR test string (no signature download needed)."""
+    db = tmp_path / "clamdb"
+    db.mkdir()
+    (db / "paigham-test.ndb").write_text(f"Paigham.Test.EICAR:0:*:{EICAR.hex()}\n")
+    sock = tmp_path / "clamd.sock"
+    conf = tmp_path / "clamd.conf"
+    user = "User root\n" if os.geteuid() == 0 else ""
+    conf.write_text(f"Foreground yes\nLocalSocket {sock}\nDatabaseDirectory {db}\nStreamMaxLength 200M\n"
+                    f"LogFile {tmp_path / 'clamd.log'}\n{user}")
+    proc = await asyncio.create_subprocess_exec(CLAMD or "clamd", "-c", str(conf), stdout=asyncio.subprocess.DEVNULL,
+                                                stderr=asyncio.subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            await asyncio.sleep(0.1)
+        assert sock.exists(), "clamd did not start"
+        hs.server.media.scanner = ClamdScanner(socket_path=str(sock), timeout_s=20)
+        alice = await hs.register("alice")
+        await upload(hs, alice, b"an ordinary circular " * 1000, "text/plain")
+        body = await hs.err(403, "M_FORBIDDEN", "POST", UPLOAD, alice, content=b"PK\x03\x04" + EICAR * 2,
+                            headers={"Content-Type": "application/zip"})
+        assert "Paigham.Test.EICAR" in body["error"]
+        assert len((await leftovers(hs))[1]) == 1
+    finally:
+        proc.kill()
+        await proc.wait()

@@ -49,24 +49,32 @@ class ClamdScanner:
 
     async def _scan(self, chunks: AsyncIterator[bytes]) -> ScanResult:
         reader, writer = await self._connect()
+        # Read while sending: clamd answers early and hangs up when a stream is over its size limit.
+        answer = asyncio.ensure_future(reader.readuntil(b"\0"))
         try:
-            writer.write(b"zINSTREAM\0")
-            async for chunk in chunks:
-                if chunk:
-                    writer.write(len(chunk).to_bytes(4, "big") + chunk)
-                    await writer.drain()
-            writer.write(b"\0\0\0\0")
-            await writer.drain()
-            reply = await reader.readuntil(b"\0")
+            with contextlib.suppress(ConnectionError):
+                await _send(writer, chunks)
+            reply = await answer
         except asyncio.IncompleteReadError as exc:
             raise ScannerUnavailable(f"the virus scanner closed the connection: {exc.partial[:200]!r}") from None
         except asyncio.LimitOverrunError:
             raise ScannerUnavailable("the virus scanner sent an over-long reply") from None
         finally:
+            answer.cancel()
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
         return parse_reply(reply.rstrip(b"\0").decode("utf-8", "replace"))
+
+
+async def _send(writer: asyncio.StreamWriter, chunks: AsyncIterator[bytes]) -> None:
+    writer.write(b"zINSTREAM\0")
+    async for chunk in chunks:
+        if chunk:
+            writer.write(len(chunk).to_bytes(4, "big") + chunk)
+            await writer.drain()
+    writer.write(b"\0\0\0\0")
+    await writer.drain()
 
 
 def parse_reply(text: str) -> ScanResult:
