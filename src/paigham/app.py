@@ -19,6 +19,8 @@ from starlette.routing import Route
 
 from paigham.api import ops
 from paigham.api.admin import media as admin_media
+from paigham.api.admin import org as admin_org
+from paigham.api.admin import synapse_rooms, synapse_users
 from paigham.api.client import (
     directory,
     ephemeral,
@@ -41,6 +43,8 @@ from paigham.errors import Codes, MatrixError
 from paigham.keys import load_or_create_shared_secret, load_or_create_signing_key, write_admin_credentials
 from paigham.media.service import MediaService
 from paigham.metrics import MetricsMiddleware
+from paigham.org.service import OrgService
+from paigham.services.admin import AdminService
 from paigham.services.auth import AuthService
 from paigham.services.client_events import EventSerializer
 from paigham.services.ephemeral import EphemeralService
@@ -55,11 +59,13 @@ from paigham.services.timeline import TimelineService
 from paigham.services.uia import UIAService
 from paigham.services.writer import EventWriter
 from paigham.storage.accounts import AccountStore
+from paigham.storage.admin_store import AdminStore
 from paigham.storage.audit_store import AuditStore
 from paigham.storage.database import Database
 from paigham.storage.events import EventStore
 from paigham.storage.media import MediaStore
 from paigham.storage.migrate import migrate
+from paigham.storage.org_store import OrgStore
 from paigham.storage.rooms_directory import AliasStore
 from paigham.storage.streams import StreamStore
 from paigham.sync.notifier import Notifier
@@ -111,6 +117,11 @@ class Server:
         self.auth.device_hooks.append(self.audit.device_hooks())
         self.writer.commit_hooks.append(self.audit.on_events)
         self.jobs.every("audit-retention", 3600, self.audit.purge_expired)
+        self.org = OrgService(config, OrgStore(self.db), self.auth, self.audit)
+        self.org.propagate_profile = lambda user_id, name: self.profiles.set(user_id, "displayname", name)
+        self.admin = AdminService(config.server_name, self.auth, self.rooms, self.events, self.profiles,
+                                  AdminStore(self.db), self.org.store, self.audit)
+        self.writer.persist_hooks.append(self.admin.refuse_blocked)
 
     def _make_bus(self) -> Bus:
         if self.config.nats_url:
@@ -138,6 +149,9 @@ class Server:
             *self.push.routes(self.auth),
             *media_api.routes(c, self.auth, self.media),
             *admin_media.routes(self.auth, self.media),
+            *synapse_users.routes(self.auth, self.admin, self.admin.store, self.org.store),
+            *synapse_rooms.routes(self.auth, self.admin, self.admin.store, c.server_name),
+            *admin_org.routes(self.auth, self.org),
         ]
 
     async def start(self) -> None:

@@ -47,6 +47,9 @@ class Config(msgspec.Struct, kw_only=True):
     media_legacy_unauthenticated: bool = False
     # Government layer (README "Administering Paigham").
     audit_retention_days: int = 180  # audit records older than this are purged; 0 keeps them for ever
+    # How officials' display names are built: {name} {designation} {unit} {unit_id} {employee_id}, or {name_hi}…
+    org_displayname_format: str = "{name} ({designation}, {unit})"
+    org_default_language: str = "en"  # the language of names in display names and of server text
     media_thumbnail_max_source_bytes: int = 20 * 1024 * 1024
     media_thumbnail_max_pixels: int = 32_000_000
     media_thumbnail_memory_mb: int = 512

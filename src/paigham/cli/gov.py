@@ -92,3 +92,108 @@ def audit_purge(config: ConfigOpt = None, data_dir: DataDirOpt = None, database_
     cfg = _config(config, data_dir, database_url)
     removed = _run(cfg, lambda s: s.audit.purge_expired())
     typer.echo(f"Removed {removed} records older than {cfg.audit_retention_days} days")
+
+
+org_app = typer.Typer(help="The organisation: units and officials.", no_args_is_help=True)
+BAR_THRESHOLD = 1000
+
+
+class _Bars:
+    """A rich progress bar per phase, shown only for large imports."""
+
+    def __init__(self, enabled: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), disable=not enabled, transient=False)
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if phase not in self.tasks:
+            self.tasks[phase] = self.progress.add_task(phase, total=total)
+        self.progress.update(self.tasks[phase], completed=done, total=total)
+
+
+@org_app.command("import")
+def org_import(
+    files: Annotated[list[str], typer.Argument(help="CSV (units or officials) and/or JSON files, one batch")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the changes and stop")] = False,
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+) -> None:
+    """Create or update units and officials (keyed on employee_id): all rows or none."""
+    from paigham.org.importer import ReadResult, read_bytes
+    from paigham.org.service import row_errors_text
+
+    cfg = _config(config, data_dir, database_url)
+    read = ReadResult([], [])
+    for path in files:
+        try:
+            with open(path, "rb") as fh:
+                part = read_bytes(fh.read(), path)
+        except OSError as exc:
+            typer.echo(f"Cannot read {path}: {exc.strerror}", err=True)
+            raise typer.Exit(2) from None
+        read.rows.extend(part.rows)
+        read.errors.extend(part.errors)
+    bars = _Bars(len(read.rows) >= BAR_THRESHOLD and not dry_run)
+
+    async def go(s: Any) -> Any:
+        with bars.progress:
+            return await s.org.import_rows(read, dry_run=dry_run, actor=None, progress=bars)
+
+    plan = _run(cfg, go)
+    if not plan.ok:
+        for line in row_errors_text(plan.errors):
+            typer.echo(line, err=True)
+        typer.echo(f"{len(plan.errors)} invalid rows; nothing was changed.", err=True)
+        raise typer.Exit(1)
+    if dry_run:
+        for line in plan.lines():
+            typer.echo(line)
+        typer.echo(f"{plan.summary()}\n(dry run: nothing was changed)")
+        return
+    typer.echo(f"Imported. {plan.summary()}")
+
+
+@org_app.command("export")
+def org_export(
+    format: Annotated[str, typer.Option("--format", help="json (one file) or csv (units.csv + officials.csv)")]
+    = "json",
+    output: Annotated[str | None, typer.Option("--output", "-o",
+                                               help="File (json; default stdout) or directory (csv)")] = None,
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+) -> None:
+    """Write the organisation in the import format (importing it again changes nothing)."""
+    if format not in ("json", "csv"):
+        raise typer.BadParameter("--format must be json or csv")
+    if format == "csv" and not output:
+        raise typer.BadParameter("--format csv needs --output DIRECTORY")
+    cfg = _config(config, data_dir, database_url)
+    doc = _run(cfg, lambda s: s.org.export())
+    if format == "json":
+        text = msgspec.json.format(msgspec.json.encode(doc), indent=1).decode() + "\n"
+        if output:
+            with open(output, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        else:
+            sys.stdout.write(text)
+        return
+    from pathlib import Path
+
+    out = Path(output or ".")
+    out.mkdir(parents=True, exist_ok=True)
+    _write_csv(out / "units.csv", doc["units"], ["unit_id", "parent_id", "kind"], ["names"])
+    _write_csv(out / "officials.csv", doc["officials"],
+               ["employee_id", "user_id", "unit_id", "email", "phone", "status", "expires"], ["names", "designation"])
+    typer.echo(f"Wrote {out / 'units.csv'} and {out / 'officials.csv'}", err=True)
+
+
+def _write_csv(path: Any, records: list[dict[str, Any]], plain: list[str], per_lang: list[str]) -> None:
+    langs = {key: sorted({lang for r in records for lang in r[key]}) for key in per_lang}
+    prefix = {"names": "name", "designation": "designation"}
+    header = plain + [f"{prefix[k]}_{lang}" for k in per_lang for lang in langs[k]]
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for r in records:
+            w.writerow([r[c] or "" for c in plain] + [r[k].get(lang, "") for k in per_lang for lang in langs[k]])

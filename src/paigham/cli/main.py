@@ -195,6 +195,7 @@ def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())
 
 
-from paigham.cli.gov import audit_app  # noqa: E402 - uses the helpers above
+from paigham.cli.gov import audit_app, org_app  # noqa: E402 - uses the helpers above
 
 app.add_typer(audit_app, name="audit")
+app.add_typer(org_app, name="org")

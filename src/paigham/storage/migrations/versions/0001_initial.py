@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 09:26:05.335053
+Create Date: 2026-11-23 09:29:47.782872
 """
 
 from __future__ import annotations
@@ -68,6 +68,12 @@ def upgrade() -> None:
         batch_op.create_index('audit_log_kind', ['kind', 'ts'], unique=False)
         batch_op.create_index('audit_log_ts', ['ts'], unique=False)
 
+    op.create_table('blocked_rooms',
+    sa.Column('room_id', sa.String(length=255), nullable=False),
+    sa.Column('blocked_by', sa.String(length=255), nullable=True),
+    sa.Column('ts', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('room_id')
+    )
     op.create_table('current_state',
     sa.Column('room_id', sa.String(length=255), nullable=False),
     sa.Column('type', sa.String(length=255), nullable=False),
@@ -171,6 +177,11 @@ def upgrade() -> None:
     with op.batch_alter_table('e2e_signatures', schema=None) as batch_op:
         batch_op.create_index('e2e_signatures_signer', ['signer_id', 'signer_key_id'], unique=False)
 
+    op.create_table('erased_users',
+    sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.Column('ts', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('user_id')
+    )
     op.create_table('event_push_actions',
     sa.Column('user_id', sa.String(length=255), nullable=False),
     sa.Column('room_id', sa.String(length=255), nullable=False),
@@ -277,6 +288,44 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('memberships', schema=None) as batch_op:
         batch_op.create_index('memberships_room', ['room_id', 'membership'], unique=False)
+
+    op.create_table('officials',
+    sa.Column('employee_id', sa.String(length=64), nullable=False),
+    sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.Column('names', sa.Text(), nullable=False),
+    sa.Column('designation', sa.Text(), nullable=False),
+    sa.Column('unit_id', sa.String(length=64), nullable=False),
+    sa.Column('email', sa.String(length=320), nullable=True),
+    sa.Column('phone', sa.String(length=32), nullable=True),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('expires', sa.String(length=40), nullable=True),
+    sa.Column('expires_ts', sa.BigInteger(), nullable=True),
+    sa.Column('search_name', sa.Text(), nullable=False),
+    sa.Column('search_designation', sa.Text(), nullable=False),
+    sa.Column('joined_unit', sa.String(length=64), nullable=True),
+    sa.Column('created_ts', sa.BigInteger(), nullable=False),
+    sa.Column('updated_ts', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('employee_id'),
+    sa.UniqueConstraint('user_id')
+    )
+    with op.batch_alter_table('officials', schema=None) as batch_op:
+        batch_op.create_index('officials_status', ['status'], unique=False)
+        batch_op.create_index('officials_unit', ['unit_id'], unique=False)
+
+    op.create_table('org_units',
+    sa.Column('unit_id', sa.String(length=64), nullable=False),
+    sa.Column('parent_id', sa.String(length=64), nullable=True),
+    sa.Column('kind', sa.String(length=32), nullable=False),
+    sa.Column('names', sa.Text(), nullable=False),
+    sa.Column('search_key', sa.Text(), nullable=False),
+    sa.Column('space_id', sa.String(length=255), nullable=True),
+    sa.Column('announcements_id', sa.String(length=255), nullable=True),
+    sa.Column('created_ts', sa.BigInteger(), nullable=False),
+    sa.Column('updated_ts', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('unit_id')
+    )
+    with op.batch_alter_table('org_units', schema=None) as batch_op:
+        batch_op.create_index('org_units_parent', ['parent_id'], unique=False)
 
     op.create_table('presence',
     sa.Column('user_id', sa.String(length=255), nullable=False),
@@ -404,6 +453,15 @@ def downgrade() -> None:
         batch_op.drop_index('presence_stream')
 
     op.drop_table('presence')
+    with op.batch_alter_table('org_units', schema=None) as batch_op:
+        batch_op.drop_index('org_units_parent')
+
+    op.drop_table('org_units')
+    with op.batch_alter_table('officials', schema=None) as batch_op:
+        batch_op.drop_index('officials_unit')
+        batch_op.drop_index('officials_status')
+
+    op.drop_table('officials')
     with op.batch_alter_table('memberships', schema=None) as batch_op:
         batch_op.drop_index('memberships_room')
 
@@ -427,6 +485,7 @@ def downgrade() -> None:
     op.drop_table('events')
     op.drop_table('event_txns')
     op.drop_table('event_push_actions')
+    op.drop_table('erased_users')
     with op.batch_alter_table('e2e_signatures', schema=None) as batch_op:
         batch_op.drop_index('e2e_signatures_signer')
 
@@ -447,6 +506,7 @@ def downgrade() -> None:
     op.drop_table('e2e_backup_keys')
     op.drop_table('devices')
     op.drop_table('current_state')
+    op.drop_table('blocked_rooms')
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.drop_index('audit_log_ts')
         batch_op.drop_index('audit_log_kind')

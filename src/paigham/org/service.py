@@ -1,0 +1,228 @@
+"""The organisation service: import (plan → one transaction → follow-up), export, and lookups.
+
+The follow-up after commit — logging out deactivated officials, re-announcing changed display names
+in their rooms, joining officials to their unit's space — is idempotent and converges on the stored
+organisation: if it is interrupted, `paigham org sync` (or the next import) completes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from sqlalchemy.exc import IntegrityError
+
+from paigham.audit.service import AuditService, entry
+from paigham.clock import now_ms
+from paigham.config import Config
+from paigham.domain.org import Official, Unit, check_format, display_name, expiry_ms
+from paigham.errors import Codes, MatrixError
+from paigham.org.importer import ReadResult, RowError, SourceRow
+from paigham.org.plan import Plan, build_plan, parse_rows
+from paigham.services.auth import AuthService
+from paigham.storage.org_store import Changes, OrgStore, UnitRow
+
+Progress = Callable[[str, int, int], None]
+SearchKeys = Callable[[Official], dict[str, str]]
+
+
+def _json(v: Any) -> str:
+    return msgspec.json.encode(v).decode()
+
+
+def _flags(status: str) -> dict[str, Any]:
+    if status == "deactivated":
+        return {"deactivated": True, "suspended": False}
+    return {"deactivated": False, "suspended": status == "suspended"}
+
+
+@dataclass
+class Applied:
+    """What an applied plan changed, for the follow-up steps."""
+
+    plan: Plan
+    deactivated: list[str] = field(default_factory=list)
+    renamed: dict[str, str] = field(default_factory=dict)  # existing accounts' new display names
+    touched_units: set[str] = field(default_factory=set)
+    touched_officials: set[str] = field(default_factory=set)
+
+
+class OrgService:
+    def __init__(self, config: Config, store: OrgStore, auth: AuthService, audit: AuditService) -> None:
+        self.config = config
+        self.store = store
+        self.auth = auth
+        self.audit = audit
+        check_format(config.org_displayname_format)
+        self._lock = asyncio.Lock()
+        # Set by the composition root: re-announce a display name in the user's rooms.
+        self.propagate_profile: Callable[[str, str], Awaitable[None]] | None = None
+        # Extra columns derived from an official (the directory's search keys).
+        self.search_keys: SearchKeys = lambda _o: {}
+        self.unit_keys: Callable[[Unit], str] = lambda _u: ""
+        # Run after every applied change (spaces per unit, ...).
+        self.after_apply: list[Callable[[Applied, Progress | None], Awaitable[None]]] = []
+        self.unit_deleted: list[Callable[[UnitRow], Awaitable[None]]] = []
+
+    def displayname(self, official: Official, unit: Unit | None) -> str:
+        return display_name(self.config.org_displayname_format, official, unit, self.config.org_default_language)
+
+    # -- import -----------------------------------------------------------------------------------
+    async def plan(self, read: ReadResult) -> Plan:
+        batch = parse_rows(read.rows, self.config.server_name, self.config.org_default_language)
+        batch.errors[:0] = read.errors
+        units = await self.store.units()
+        officials = await self.store.all_officials()
+        user_ids = {r.official.user_id for r in officials.values()} | {o.user_id for _, o in batch.officials}
+        accounts = await self.store.accounts(sorted(user_ids))
+        plan = build_plan(batch, units, officials, accounts, self.displayname)
+        plan.errors.sort(key=lambda e: (e.source, e.line))
+        plan.accounts = accounts
+        return plan
+
+    async def import_rows(self, read: ReadResult, *, dry_run: bool, actor: str | None,
+                          progress: Progress | None = None) -> Plan:
+        async with self._lock:
+            plan = await self.plan(read)
+            if plan.ok and plan.changes and not dry_run:
+                await self.apply(plan, actor, progress)
+        return plan
+
+    async def apply(self, plan: Plan, actor: str | None, progress: Progress | None = None) -> Applied:
+        if not plan.ok:
+            raise MatrixError(400, Codes.INVALID_PARAM, f"{len(plan.errors)} rows are invalid; nothing was changed")
+        accounts = plan.accounts
+        now = now_ms()
+        applied = Applied(plan)
+        ch = Changes([], [], [], [], [], [])
+        for u in plan.new_units:
+            ch.new_units.append({**self._unit_values(u), "created_ts": now, "updated_ts": now})
+        for _, u in plan.changed_units:
+            ch.changed_units.append({**self._unit_values(u), "updated_ts": now})
+        applied.touched_units = {u.unit_id for u in plan.new_units} | {u.unit_id for _, u in plan.changed_units}
+        updates: dict[str, dict[str, Any]] = {}
+        for o in plan.new_officials:
+            ch.new_officials.append({**self._official_values(o), "created_ts": now, "updated_ts": now})
+            acct = accounts.get(o.user_id)
+            if acct is None:
+                ch.new_accounts.append({
+                    "user_id": o.user_id, "password_hash": None, "admin": False, "locked": False, "created_ts": now,
+                    "displayname": plan.displaynames.get(o.user_id), "avatar_url": None, **_flags(o.status)})
+            else:
+                updates[o.user_id] = self._status_update(o.user_id, acct.deactivated, o.status, applied)
+        for old, new in plan.changed_officials:
+            ch.changed_officials.append({**self._official_values(new), "updated_ts": now})
+            if old.status != new.status:
+                acct = accounts.get(new.user_id)
+                updates[new.user_id] = self._status_update(new.user_id, bool(acct and acct.deactivated), new.status,
+                                                            applied)
+        applied.touched_officials = {o.employee_id for o in plan.new_officials} | {
+            n.employee_id for _, n in plan.changed_officials}
+        new_ids = {a["user_id"] for a in ch.new_accounts}
+        for user_id, name in plan.displaynames.items():
+            if user_id not in new_ids:
+                updates.setdefault(user_id, {})["displayname"] = name
+                applied.renamed[user_id] = name
+        ch.account_updates = [{"user_id": u, **vals} for u, vals in updates.items() if vals]
+        try:
+            await self.store.apply(ch)
+        except IntegrityError:
+            raise MatrixError(409, Codes.UNKNOWN, "The organisation changed during the import; nothing was "
+                              "changed — run it again") from None
+        await self._audit(plan, actor)
+        await self.follow_up(applied, progress)
+        return applied
+
+    @staticmethod
+    def _status_update(user_id: str, was_deactivated: bool, status: str, applied: Applied) -> dict[str, Any]:
+        vals = _flags(status)
+        if status == "deactivated" and not was_deactivated:
+            vals["password_hash"] = None
+            applied.deactivated.append(user_id)
+        return vals
+
+    def _unit_values(self, u: Unit) -> dict[str, Any]:
+        return {"unit_id": u.unit_id, "parent_id": u.parent_id, "kind": u.kind, "names": _json(u.names),
+                "search_key": self.unit_keys(u)}
+
+    def _official_values(self, o: Official) -> dict[str, Any]:
+        return {"employee_id": o.employee_id, "user_id": o.user_id, "names": _json(o.names),
+                "designation": _json(o.designation), "unit_id": o.unit_id, "email": o.email, "phone": o.phone,
+                "status": o.status, "expires": o.expires, "expires_ts": expiry_ms(o), **self.search_keys(o)}
+
+    async def _audit(self, plan: Plan, actor: str | None) -> None:
+        entries = [entry("org.import", actor, None, details={
+            "units_new": len(plan.new_units), "units_changed": len(plan.changed_units),
+            "officials_new": len(plan.new_officials), "officials_changed": len(plan.changed_officials)})]
+        for u in plan.new_units:
+            entries.append(entry("org.unit.created", actor, u.unit_id, details={"parent": u.parent_id}))
+        for old, new in plan.changed_units:
+            entries.append(entry("org.unit.updated", actor, new.unit_id, details={"fields": _fields(old, new)}))
+        for o in plan.new_officials:
+            entries.append(entry("org.official.created", actor, o.user_id, details={
+                "employee_id": o.employee_id, "unit": o.unit_id, "status": o.status}))
+        for old, new in plan.changed_officials:
+            entries.append(entry("org.official.updated", actor, new.user_id, details={
+                "employee_id": new.employee_id, "fields": _fields(old, new), "unit": new.unit_id,
+                "status": new.status}))
+        await self.audit.record_many(entries)
+
+    async def follow_up(self, applied: Applied, progress: Progress | None = None) -> None:
+        for i, user_id in enumerate(applied.deactivated):
+            await self.auth.deactivate(user_id)
+            if progress:
+                progress("deactivating", i + 1, len(applied.deactivated))
+        if self.propagate_profile is not None:
+            for user_id, name in applied.renamed.items():
+                await self.propagate_profile(user_id, name)
+        for step in self.after_apply:
+            await step(applied, progress)
+
+    # -- single records (admin API) ---------------------------------------------------------------
+    async def put_records(self, kind: str, records: Sequence[dict[str, Any]], actor: str | None) -> Plan:
+        rows = [SourceRow("request", i + 1, kind, r) for i, r in enumerate(records)]
+        plan = await self.import_rows(ReadResult(rows, []), dry_run=False, actor=actor)
+        if not plan.ok:
+            raise MatrixError(400, Codes.INVALID_PARAM, "; ".join(e.reason for e in plan.errors)[:1000])
+        return plan
+
+    async def delete_unit(self, unit_id: str, actor: str | None) -> None:
+        row = await self.store.unit(unit_id)
+        if row is None:
+            raise MatrixError(404, Codes.NOT_FOUND, "Unit not found")
+        if not await self.store.delete_unit(unit_id):
+            raise MatrixError(400, Codes.INVALID_PARAM, "The unit still has officials or sub-units; move them first")
+        await self.audit.record("org.unit.deleted", actor, unit_id)
+        for hook in self.unit_deleted:
+            await hook(row)
+
+    # -- export -----------------------------------------------------------------------------------
+    async def export(self) -> dict[str, Any]:
+        units = await self.store.units()
+        officials = await self.store.all_officials()
+        ordered: list[Unit] = []
+        children: dict[str | None, list[Unit]] = {}
+        for r in units.values():
+            children.setdefault(r.unit.parent_id if r.unit.parent_id in units else None, []).append(r.unit)
+        stack = sorted(children.get(None, []), key=lambda u: u.unit_id, reverse=True)
+        while stack:
+            u = stack.pop()
+            ordered.append(u)
+            stack.extend(sorted(children.get(u.unit_id, []), key=lambda x: x.unit_id, reverse=True))
+        return {"version": 1, "units": [u.to_json() for u in ordered],
+                "officials": [officials[k].official.to_json() for k in sorted(officials)]}
+
+
+def _fields(old: Any, new: Any) -> list[str]:
+    a, b = old.to_json(), new.to_json()
+    return [k for k in a if a[k] != b[k]]
+
+
+def row_errors_text(errors: Sequence[RowError], limit: int = 1000) -> list[str]:
+    out = [str(e) for e in errors[:limit]]
+    if len(errors) > limit:
+        out.append(f"… and {len(errors) - limit} more")
+    return out

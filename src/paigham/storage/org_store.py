@@ -1,0 +1,203 @@
+"""Storage of the organisation: units, officials, and their accounts, changed in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from paigham.domain.org import Official, Unit
+from paigham.storage.database import Database
+from paigham.storage.org_schema import officials, org_units
+from paigham.storage.schema import users
+
+CHUNK = 900  # bound IN lists and executemany batches (SQLite allows 32766 parameters)
+
+
+@dataclass(frozen=True, slots=True)
+class UnitRow:
+    unit: Unit
+    space_id: str | None
+    announcements_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OfficialRow:
+    official: Official
+    joined_unit: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    user_id: str
+    displayname: str | None
+    suspended: bool
+    deactivated: bool
+    admin: bool
+
+
+@dataclass
+class Changes:
+    """Everything one import (or one admin edit) writes, applied all together or not at all."""
+
+    new_units: list[dict[str, Any]]
+    changed_units: list[dict[str, Any]]
+    new_officials: list[dict[str, Any]]
+    changed_officials: list[dict[str, Any]]
+    new_accounts: list[dict[str, Any]]
+    account_updates: list[dict[str, Any]]  # user_id + displayname/suspended/deactivated
+
+
+def _dec(text: str) -> Any:
+    return msgspec.json.decode(text)
+
+
+def unit_row(r: Any) -> UnitRow:
+    return UnitRow(Unit(r.unit_id, r.parent_id, r.kind, _dec(r.names)), r.space_id, r.announcements_id)
+
+
+def official_row(r: Any) -> OfficialRow:
+    return OfficialRow(Official(r.employee_id, r.user_id, _dec(r.names), _dec(r.designation), r.unit_id, r.email,
+                                r.phone, r.status, r.expires), r.joined_unit)
+
+
+def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
+    return [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
+
+
+class OrgStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- reads ----------------------------------------------------------------------------------
+    async def units(self) -> dict[str, UnitRow]:
+        async with self.db.read() as conn:
+            rows = (await conn.execute(select(org_units))).all()
+        return {r.unit_id: unit_row(r) for r in rows}
+
+    async def unit(self, unit_id: str) -> UnitRow | None:
+        async with self.db.read() as conn:
+            r = (await conn.execute(select(org_units).where(org_units.c.unit_id == unit_id))).first()
+        return unit_row(r) if r else None
+
+    async def all_officials(self) -> dict[str, OfficialRow]:
+        async with self.db.read() as conn:
+            rows = (await conn.execute(select(officials))).all()
+        return {r.employee_id: official_row(r) for r in rows}
+
+    async def official(self, employee_id: str) -> OfficialRow | None:
+        async with self.db.read() as conn:
+            r = (await conn.execute(select(officials).where(officials.c.employee_id == employee_id))).first()
+        return official_row(r) if r else None
+
+    async def official_by_user(self, user_id: str) -> OfficialRow | None:
+        async with self.db.read() as conn:
+            r = (await conn.execute(select(officials).where(officials.c.user_id == user_id))).first()
+        return official_row(r) if r else None
+
+    async def list_officials(self, *, unit_id: str | None, status: str | None, offset: int,
+                             limit: int) -> tuple[list[OfficialRow], int]:
+        cond = []
+        if unit_id is not None:
+            cond.append(officials.c.unit_id == unit_id)
+        if status is not None:
+            cond.append(officials.c.status == status)
+        where = and_(*cond) if cond else and_(True)
+        async with self.db.read() as conn:
+            total = int((await conn.execute(select(func.count()).select_from(officials).where(where))).scalar_one())
+            rows = (await conn.execute(select(officials).where(where).order_by(officials.c.employee_id)
+                                       .offset(offset).limit(limit))).all()
+        return [official_row(r) for r in rows], total
+
+    async def unit_counts(self) -> dict[str, int]:
+        q = select(officials.c.unit_id, func.count()).where(officials.c.status != "deactivated") \
+            .group_by(officials.c.unit_id)
+        async with self.db.read() as conn:
+            return {r[0]: int(r[1]) for r in (await conn.execute(q)).all()}
+
+    async def accounts(self, user_ids: Sequence[str]) -> dict[str, AccountState]:
+        out: dict[str, AccountState] = {}
+        async with self.db.read() as conn:
+            for chunk in _chunks(list(user_ids)):
+                q = select(users.c.user_id, users.c.displayname, users.c.suspended, users.c.deactivated,
+                           users.c.admin).where(users.c.user_id.in_(chunk))
+                for r in (await conn.execute(q)).all():
+                    out[r.user_id] = AccountState(r.user_id, r.displayname, bool(r.suspended), bool(r.deactivated),
+                                                  bool(r.admin))
+        return out
+
+    # -- writes ---------------------------------------------------------------------------------
+    async def apply(self, ch: Changes) -> None:
+        async with self.db.write() as conn:
+            await self._insert(conn, org_units, ch.new_units)
+            await self._update(conn, org_units, "unit_id", ch.changed_units)
+            await self._insert(conn, users, ch.new_accounts)
+            await self._update(conn, users, "user_id", ch.account_updates)
+            await self._insert(conn, officials, ch.new_officials)
+            await self._update(conn, officials, "employee_id", ch.changed_officials)
+
+    @staticmethod
+    async def _insert(conn: AsyncConnection, table: Any, rows: list[dict[str, Any]]) -> None:
+        for chunk in _chunks(rows):
+            await conn.execute(table.insert(), list(chunk))
+
+    @staticmethod
+    async def _update(conn: AsyncConnection, table: Any, key: str, rows: list[dict[str, Any]]) -> None:
+        """Executemany UPDATE, grouped by the set of columns each row changes."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            cols = tuple(sorted(c for c in row if c != key))
+            if cols:
+                groups.setdefault(cols, []).append({**{f"v_{c}": row[c] for c in cols}, "k": row[key]})
+        for cols, batch in groups.items():
+            stmt = update(table).where(table.c[key] == bindparam("k")).values({c: bindparam(f"v_{c}") for c in cols})
+            for chunk in _chunks(batch):
+                await conn.execute(stmt, list(chunk))
+
+    async def set_unit_rooms(self, unit_id: str, space_id: str | None, announcements_id: str | None) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(update(org_units).where(org_units.c.unit_id == unit_id)
+                               .values(space_id=space_id, announcements_id=announcements_id))
+
+    async def set_joined_unit(self, employee_ids: Sequence[str], unit_id: str | None) -> None:
+        async with self.db.write() as conn:
+            for chunk in _chunks(list(employee_ids)):
+                await conn.execute(update(officials).where(officials.c.employee_id.in_(chunk))
+                                   .values(joined_unit=unit_id))
+
+    async def set_status(self, user_id: str, status: str, now: int) -> bool:
+        async with self.db.write() as conn:
+            res = await conn.execute(update(officials).where(officials.c.user_id == user_id)
+                                     .values(status=status, updated_ts=now))
+        return bool(res.rowcount)
+
+    async def erase_contact(self, user_id: str) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(update(officials).where(officials.c.user_id == user_id).values(email=None, phone=None))
+
+    async def delete_unit(self, unit_id: str) -> bool:
+        async with self.db.write() as conn:
+            busy = (await conn.execute(select(func.count()).select_from(officials)
+                                       .where(officials.c.unit_id == unit_id))).scalar_one()
+            kids = (await conn.execute(select(func.count()).select_from(org_units)
+                                       .where(org_units.c.parent_id == unit_id))).scalar_one()
+            if busy or kids:
+                return False
+            await conn.execute(delete(org_units).where(org_units.c.unit_id == unit_id))
+        return True
+
+    async def search_rows(self, tokens: Sequence[str], limit: int) -> list[Any]:
+        """Active officials whose folded name, designation or unit contains every token (coarse filter)."""
+        q = select(officials, org_units.c.names.label("unit_names"), org_units.c.search_key.label("unit_key")) \
+            .join(org_units, org_units.c.unit_id == officials.c.unit_id) \
+            .where(officials.c.status == "active")
+        for tok in tokens:
+            like = f"%{tok}%"
+            q = q.where(or_(officials.c.search_name.like(like), officials.c.search_designation.like(like),
+                            org_units.c.search_key.like(like)))
+        async with self.db.read() as conn:
+            return list((await conn.execute(q.limit(limit))).all())
