@@ -29,12 +29,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from acc_support import (
+    CLI_TIMEOUT_S,
     READY_TIMEOUT_S,
     ServerInfo,
     endpoint_unrouted,
@@ -88,6 +90,117 @@ def _external_server() -> ServerInfo:
     )
 
 
+class Launch:
+    """One Paigham server process: started at construction, prepared (ready + admin credentials +
+    registration token) in a background thread so that the next engine's server can boot while
+    the current engine's tests run."""
+
+    def __init__(self, engine: str, tmp_path_factory: pytest.TempPathFactory, maint_url: str) -> None:
+        self.engine = engine
+        self.maint_url = maint_url
+        self.database_url: str | None = None
+        if engine == "postgres":
+            dbname = f"paigham_acc_{secrets.token_hex(6)}"
+            pg_create_database(maint_url, dbname)
+            self.database_url = pg_url_for(maint_url, dbname)
+        self.data_dir = tmp_path_factory.mktemp(f"paigham-{engine}")
+        port = find_free_port()
+        stdout_path = self.data_dir.parent / f"{self.data_dir.name}.server.stdout"
+        stderr_path = self.data_dir.parent / f"{self.data_dir.name}.server.stderr"
+        self.cmd = [
+            sys.executable, "-m", "paigham", "serve",
+            "--data-dir", str(self.data_dir),
+            "--server-name", "localhost",
+            "--host", "127.0.0.1",
+            "--port", str(port),
+        ]  # fmt: skip
+        if self.database_url:
+            self.cmd += ["--database-url", self.database_url]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self._out = open(stdout_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._err = open(stderr_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            self.cmd, cwd=REPO_ROOT, stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL, env=env
+        )
+        self.info = ServerInfo(
+            engine=engine,
+            base_url=f"http://127.0.0.1:{port}",
+            server_name="localhost",
+            registration_token="",
+            admin_user=None,
+            admin_password=None,
+            data_dir=self.data_dir,
+            database_url=self.database_url,
+            process=self.proc,
+            stdout_path=stdout_path,
+            stderr_path=stderr_path,
+        )
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._prepare, name=f"paigham-{engine}-prepare", daemon=True)
+        self._thread.start()
+
+    def _prepare(self) -> None:
+        info = self.info
+        try:
+            ready, why = wait_until_ready(info.base_url, self.proc, READY_TIMEOUT_S)
+            if not ready:
+                self.error = (
+                    f"Paigham ({self.engine}) did not become ready on {info.base_url} within "
+                    f"{READY_TIMEOUT_S}s: {why}\ncommand: {' '.join(self.cmd)}"
+                )
+                return
+            info.admin_user, info.admin_password = read_admin_credentials(self.data_dir, self.proc)
+            info.registration_token = info.create_registration_token()
+        except Exception as exc:
+            self.error = f"preparing the {self.engine} server failed: {type(exc).__name__}: {exc}"
+
+    def result(self) -> ServerInfo:
+        self._thread.join(READY_TIMEOUT_S + 2 * CLI_TIMEOUT_S)
+        if self._thread.is_alive():
+            self.error = f"preparing the {self.engine} server hung"
+        if self.error:
+            pytest.fail(f"{self.error}\n{self.info.logs_for_failure()}", pytrace=False)
+        return self.info
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self._thread.join(5)
+        self._out.close()
+        self._err.close()
+        if self.database_url:
+            try:
+                pg_drop_database(self.maint_url, self.database_url.rsplit("/", 1)[1])
+            except Exception as exc:  # pragma: no cover - best effort cleanup
+                print(f"warning: could not drop {self.database_url}: {exc}", file=sys.stderr)
+        if os.environ.get("PAIGHAM_ACCEPTANCE_KEEP_DATA") is None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+_prestarted: dict[str, Launch] = {}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    while _prestarted:
+        _prestarted.popitem()[1].stop()
+
+
+def _session_needs(session: pytest.Session, engine: str) -> bool:
+    for item in session.items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("server") == engine:
+            return True
+    return False
+
+
+def _check_pg(maint_url: str) -> None:
+    ok, why = pg_reachable(maint_url)
+    if not ok:
+        msg = f"PostgreSQL at {maint_url} is unreachable: {why}"
+        if os.environ.get("CI"):
+            pytest.fail(msg + " (CI is set: PostgreSQL acceptance tests must not be skipped)", pytrace=False)
+        pytest.skip(msg + " (set CI=1 to make this a failure)")
+
+
 @pytest.fixture(scope="session", params=_engines())
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo]:
     engine: str = request.param
@@ -95,72 +208,25 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         yield _external_server()
         return
 
-    database_url: str | None = None
     maint_url = os.environ.get("PAIGHAM_ACCEPTANCE_PG_URL", DEFAULT_PG_URL)
-    if engine == "postgres":
-        ok, why = pg_reachable(maint_url)
-        if not ok:
-            msg = f"PostgreSQL at {maint_url} is unreachable: {why}"
-            if os.environ.get("CI"):
-                pytest.fail(msg + " (CI is set: PostgreSQL acceptance tests must not be skipped)")
-            pytest.skip(msg + " (set CI=1 to make this a failure)")
-        dbname = f"paigham_acc_{secrets.token_hex(6)}"
-        pg_create_database(maint_url, dbname)
-        database_url = pg_url_for(maint_url, dbname)
-
-    data_dir = tmp_path_factory.mktemp(f"paigham-{engine}")
-    port = find_free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    stdout_path = data_dir.parent / f"{data_dir.name}.server.stdout"
-    stderr_path = data_dir.parent / f"{data_dir.name}.server.stderr"
-    cmd = [
-        sys.executable, "-m", "paigham", "serve",
-        "--data-dir", str(data_dir),
-        "--server-name", "localhost",
-        "--host", "127.0.0.1",
-        "--port", str(port),
-    ]  # fmt: skip
-    if database_url:
-        cmd += ["--database-url", database_url]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    out = open(stdout_path, "wb")  # noqa: SIM115 - closed in finally
-    err = open(stderr_path, "wb")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
-    info = ServerInfo(
-        engine=engine,
-        base_url=base_url,
-        server_name="localhost",
-        registration_token="",
-        admin_user=None,
-        admin_password=None,
-        data_dir=data_dir,
-        database_url=database_url,
-        process=proc,
-        stdout_path=stdout_path,
-        stderr_path=stderr_path,
-    )
+    launch = _prestarted.pop(engine, None)
+    if launch is None:
+        if engine == "postgres":
+            _check_pg(maint_url)
+        launch = Launch(engine, tmp_path_factory, maint_url)
     try:
-        ready, why = wait_until_ready(base_url, proc, READY_TIMEOUT_S)
-        if not ready:
-            pytest.fail(
-                f"Paigham ({engine}) did not become ready on {base_url} within {READY_TIMEOUT_S}s: {why}\n"
-                f"command: {' '.join(cmd)}\n{info.logs_for_failure()}",
-                pytrace=False,
-            )
-        info.admin_user, info.admin_password = read_admin_credentials(data_dir, proc)
-        info.registration_token = info.create_registration_token()
-        yield info
+        # boot the next engine's server in the background while this engine's tests run
+        engines = _engines()
+        for nxt in engines[engines.index(engine) + 1 :]:
+            if nxt in _prestarted or not _session_needs(request.session, nxt):
+                continue
+            if nxt == "postgres" and not pg_reachable(maint_url)[0]:
+                continue  # its own fixture reports this (fail in CI, skip elsewhere)
+            _prestarted[nxt] = Launch(nxt, tmp_path_factory, maint_url)
+            break
+        yield launch.result()
     finally:
-        _stop(proc)
-        out.close()
-        err.close()
-        if database_url:
-            try:
-                pg_drop_database(maint_url, database_url.rsplit("/", 1)[1])
-            except Exception as exc:  # pragma: no cover - best effort cleanup
-                print(f"warning: could not drop {database_url}: {exc}", file=sys.stderr)
-        if os.environ.get("PAIGHAM_ACCEPTANCE_KEEP_DATA") is None:
-            shutil.rmtree(data_dir, ignore_errors=True)
+        launch.stop()
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
