@@ -88,11 +88,15 @@ async def test_register_closed_without_token(hs: Harness) -> None:
     r = await hs.request("POST", f"{V3}/register", json={"username": "dave", "password": "pw"})
     assert r.status_code == 401
     flows = r.json()["flows"]
-    assert flows == [{"stages": ["m.login.registration_token"]}]
+    assert flows == [{"stages": ["m.login.registration_token", "m.login.dummy"]}]
     session = r.json()["session"]
     r = await hs.request("POST", f"{V3}/register", json={
         "username": "dave", "password": "pw", "auth": {"type": "m.login.dummy", "session": session}})
+    assert r.status_code == 401 and "m.login.registration_token" not in r.json()["completed"]
+    r = await hs.request("POST", f"{V3}/register", json={
+        "username": "dave", "password": "pw", "auth": {"type": "m.login.password", "session": session}})
     assert r.status_code == 401 and r.json()["errcode"] == "M_UNRECOGNIZED"
+    assert await hs.server.accounts.get_user("@dave:test.local") is None
 
 
 async def test_register_with_registration_token(hs: Harness) -> None:
@@ -105,9 +109,13 @@ async def test_register_with_registration_token(hs: Harness) -> None:
     await hs.err(401, "M_UNAUTHORIZED", "POST", f"{V3}/register", json={
         "username": "erin", "password": "pw",
         "auth": {"type": "m.login.registration_token", "token": "wrong", "session": session}})
-    body = await hs.ok("POST", f"{V3}/register", json={
+    r = await hs.request("POST", f"{V3}/register", json={
         "username": "erin", "password": "pw", "initial_device_display_name": "Laptop",
         "auth": {"type": "m.login.registration_token", "token": token, "session": session}})
+    assert r.status_code == 401 and r.json()["completed"] == ["m.login.registration_token"]
+    body = await hs.ok("POST", f"{V3}/register", json={
+        "username": "erin", "password": "pw", "initial_device_display_name": "Laptop",
+        "auth": {"type": "m.login.dummy", "session": session}})
     assert body["user_id"] == "@erin:test.local" and body["access_token"]
     # The single use is spent.
     assert (await hs.ok("GET", "/_matrix/client/v1/register/m.login.registration_token/validity",

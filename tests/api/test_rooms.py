@@ -234,3 +234,15 @@ async def test_public_room_directory(hs: Harness) -> None:
     assert vis["visibility"] == "public"
     await hs.ok("PUT", f"{V3}/directory/list/room/{pub}", a, json={"visibility": "private"})
     assert (await hs.ok("GET", f"{V3}/publicRooms"))["chunk"] == []
+
+
+async def test_context_limit_zero_tokens(hs: Harness) -> None:
+    a = await hs.register("alice")
+    room = await hs.create_room(a)
+    ids = [await hs.send(a, room, f"z{i}") for i in range(3)]
+    ctx = await hs.ok("GET", f"{V3}/rooms/{room}/context/{ids[1]}", a, params={"limit": 0})
+    assert ctx["events_before"] == [] and ctx["events_after"] == []
+    fwd = await hs.ok("GET", f"{V3}/rooms/{room}/messages", a, params={"from": ctx["end"], "dir": "f", "limit": 1})
+    assert fwd["chunk"][0]["event_id"] == ids[2]
+    back = await hs.ok("GET", f"{V3}/rooms/{room}/messages", a, params={"from": ctx["start"], "dir": "b", "limit": 1})
+    assert back["chunk"][0]["event_id"] == ids[0]

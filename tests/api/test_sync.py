@@ -244,3 +244,16 @@ async def test_sync_token_survives_restart(hs: Harness) -> None:
     await hs.server.start()
     await hs.send(a, room, "after restart")
     assert timeline_bodies(await hs.sync(a, since), room) == ["after restart"]
+
+
+async def test_profile_change_does_not_resend_history(hs: Harness) -> None:
+    a = await hs.register("alice")
+    room = await hs.create_room(a)
+    for i in range(12):
+        await hs.send(a, room, f"h{i}")
+    since = (await hs.sync(a))["next_batch"]
+    await hs.ok("PUT", f"{V3}/profile/{a.user_id}/displayname", a, json={"displayname": "Alice V"})
+    s = await hs.sync(a, since)
+    tl = s["rooms"]["join"][room]["timeline"]
+    assert tl["limited"] is False
+    assert [e["type"] for e in tl["events"]] == ["m.room.member"]

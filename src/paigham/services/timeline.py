@@ -126,12 +126,19 @@ class TimelineService:
             raise MatrixError(404, Codes.NOT_FOUND, "Event not found")
         before_n = limit // 2
         after_n = limit - before_n
-        before = await self.messages(requester, room_id, from_pos=ev.stream - 1, to_pos=None, backwards=True,
-                                     limit=max(before_n, 1), predicate=predicate, lazy_members=False)
-        after = await self.messages(requester, room_id, from_pos=ev.stream, to_pos=None, backwards=False,
-                                    limit=max(after_n, 1), predicate=predicate, lazy_members=False)
-        before_chunk = before.chunk[:before_n]
-        after_chunk = after.chunk[:after_n]
+        # Tokens point between events: `start` just before the earliest event returned (or the
+        # target), `end` just after the latest (or the target) — also when limit is 0.
+        before_chunk: list[dict[str, Any]] = []
+        after_chunk: list[dict[str, Any]] = []
+        start, end = make_token(ev.stream - 1), make_token(ev.stream)
+        if before_n:
+            before = await self.messages(requester, room_id, from_pos=ev.stream - 1, to_pos=None, backwards=True,
+                                         limit=before_n, predicate=predicate, lazy_members=False)
+            before_chunk, start = before.chunk, before.cursor
+        if after_n:
+            after = await self.messages(requester, room_id, from_pos=ev.stream, to_pos=None, backwards=False,
+                                        limit=after_n, predicate=predicate, lazy_members=False)
+            after_chunk, end = after.chunk, after.cursor
         event = (await self.serializer.serialize([ev], requester))[0]
         state_events = await self.store.state_at(room_id, ev.stream)
         if lazy_members:
@@ -141,7 +148,7 @@ class TimelineService:
             "event": event,
             "events_before": before_chunk,
             "events_after": after_chunk,
-            "start": before.cursor,
-            "end": after.cursor,
+            "start": start,
+            "end": end,
             "state": await self.serializer.serialize(state_events, None, bundle=False),
         }

@@ -375,6 +375,23 @@ class EventStore:
         async with self.db.read() as conn:
             return [_row_event(r) for r in (await conn.execute(q)).all()]
 
+    async def memberships_at(self, user_id: str, room_ids: Sequence[str], pos: int) -> dict[str, str]:
+        """The user's membership in each room as of stream position `pos` (absent: never a member)."""
+        if not room_ids:
+            return {}
+        e2 = events.alias("e2")
+        latest = (
+            select(func.max(e2.c.stream).label("m"))
+            .where(e2.c.type == "m.room.member", e2.c.state_key == user_id, e2.c.room_id.in_(room_ids),
+                   e2.c.stream <= pos)
+            .group_by(e2.c.room_id)
+            .subquery()
+        )
+        q = select(events.c.room_id, events.c.json).join(latest, latest.c.m == events.c.stream)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(q)).all()
+        return {r.room_id: str(_decode(r.json).get("content", {}).get("membership", "")) for r in rows}
+
     async def forget(self, user_id: str, room_id: str) -> None:
         async with self.db.write() as conn:
             await conn.execute(

@@ -112,10 +112,16 @@ class SyncService:
         return SyncResult(body, has)
 
     async def _membership_changes(self, req: SyncRequest, memberships: dict[str, tuple[str, int]]) -> set[str]:
-        """Rooms whose membership of this user changed in (since, upto]."""
+        """Rooms whose membership state for this user is different now from at `since`.
+
+        A join→join change (a new display name or avatar) is not a change: the room stays
+        incremental, so nothing already delivered is sent again.
+        """
         if req.since is None:
             return set()
-        return {r for r, (_, stream) in memberships.items() if req.since < stream <= req.upto}
+        moved = [r for r, (_, stream) in memberships.items() if req.since < stream <= req.upto]
+        before = await self.events.memberships_at(req.requester.user_id, moved, req.since)
+        return {r for r in moved if before.get(r) != memberships[r][0]}
 
     # -- joined rooms -----------------------------------------------------------------------------
     async def _joined(self, req: SyncRequest, memberships: dict[str, tuple[str, int]], changed: set[str],

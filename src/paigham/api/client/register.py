@@ -68,7 +68,10 @@ def shared_secret_mac(secret: str, nonce: str, username: str, password: str, adm
 
 def routes(config: Config, auth: AuthService, uia: UIAService, audit: AuditService) -> list[Route]:
     def flows() -> list[list[str]]:
-        return [[DUMMY], [REGISTRATION_TOKEN]] if config.enable_registration else [[REGISTRATION_TOKEN]]
+        # The token stage is followed by a dummy stage, as other servers offer it: matrix-nio's
+        # register_with_token walks exactly this flow, and other clients follow whatever is offered.
+        with_token = [REGISTRATION_TOKEN, DUMMY]
+        return [[DUMMY], with_token] if config.enable_registration else [with_token]
 
     async def register(request: Request) -> Response:
         """POST /_matrix/client/v3/register"""
