@@ -27,7 +27,7 @@ from paigham.domain.filters import (
 from paigham.domain.matching import MISSING, compile_glob, lookup_path, split_dotted_path
 from paigham.errors import MatrixError
 
-SPEC = Path("/work/shared/matrix-spec/client-server-v1.19.openapi.json")
+SPEC = Path(__file__).resolve().parents[3] / "shared" / "matrix-spec" / "client-server-v1.19.openapi.json"
 
 
 def ev(type_: str = "m.room.message", sender: str = "@a:x", **extra: Any) -> dict[str, Any]:
