@@ -43,6 +43,7 @@ from paigham.errors import Codes, MatrixError
 from paigham.keys import load_or_create_shared_secret, load_or_create_signing_key, write_admin_credentials
 from paigham.media.service import MediaService
 from paigham.metrics import MetricsMiddleware
+from paigham.org.directory import DirectoryService, official_keys, unit_key
 from paigham.org.service import OrgService
 from paigham.services.admin import AdminService
 from paigham.services.auth import AuthService
@@ -118,7 +119,13 @@ class Server:
         self.writer.commit_hooks.append(self.audit.on_events)
         self.jobs.every("audit-retention", 3600, self.audit.purge_expired)
         self.org = OrgService(config, OrgStore(self.db), self.auth, self.audit)
-        self.org.propagate_profile = lambda user_id, name: self.profiles.set(user_id, "displayname", name)
+        self.org.propagate_profile = lambda user_id, name: self.profiles.set(user_id, "displayname", name,
+                                                                             check=False)
+        self.org.search_keys, self.org.unit_keys = official_keys, unit_key
+        self.directory = DirectoryService(config, self.org.store, self.accounts, self.events)
+        self.profiles.directory = self.directory.search
+        self.profiles.extra_fields.append(self.directory.profile_fields)
+        self.profiles.guards.append(self.org.guard_profile)
         self.admin = AdminService(config.server_name, self.auth, self.rooms, self.events, self.profiles,
                                   AdminStore(self.db), self.org.store, self.audit)
         self.writer.persist_hooks.append(self.admin.refuse_blocked)

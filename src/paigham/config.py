@@ -50,6 +50,9 @@ class Config(msgspec.Struct, kw_only=True):
     # How officials' display names are built: {name} {designation} {unit} {unit_id} {employee_id}, or {name_hi}…
     org_displayname_format: str = "{name} ({designation}, {unit})"
     org_default_language: str = "en"  # the language of names in display names and of server text
+    org_lock_displayname: bool = True  # officials may not change the display name the format gives them
+    # /user_directory/search: "organisation" finds every active official; "shared_rooms" only those sharing a room.
+    user_directory_scope: str = "organisation"
     media_thumbnail_max_source_bytes: int = 20 * 1024 * 1024
     media_thumbnail_max_pixels: int = 32_000_000
     media_thumbnail_memory_mb: int = 512

@@ -181,6 +181,12 @@ class OrgService:
         for step in self.after_apply:
             await step(applied, progress)
 
+    async def guard_profile(self, user_id: str, key: str) -> None:
+        """ProfileService guard: officials' display names follow the organisation (if so configured)."""
+        if key == "displayname" and self.config.org_lock_displayname \
+                and await self.store.official_by_user(user_id) is not None:
+            raise MatrixError(403, Codes.FORBIDDEN, "Your display name is set by your organisation's directory")
+
     # -- single records (admin API) ---------------------------------------------------------------
     async def put_records(self, kind: str, records: Sequence[dict[str, Any]], actor: str | None) -> Plan:
         rows = [SourceRow("request", i + 1, kind, r) for i, r in enumerate(records)]

@@ -96,9 +96,9 @@ class AdminService:
                 await self.auth.logout_all(user_id)
             await self._record("reset_password", actor, user_id, {"logout_devices": body.get("logout_devices", True)})
         if not created and body.get("displayname") is not None and body["displayname"] != user.displayname:
-            await self.profiles.set(user_id, "displayname", body["displayname"])
+            await self.profiles.set(user_id, "displayname", body["displayname"], check=False)
         if "avatar_url" in body and body["avatar_url"] != user.avatar_url:
-            await self.profiles.set(user_id, "avatar_url", body["avatar_url"])
+            await self.profiles.set(user_id, "avatar_url", body["avatar_url"], check=False)
         if body.get("admin") is not None and bool(body["admin"]) != user.admin:
             if actor.user_id == user_id and not body["admin"]:
                 raise MatrixError(400, Codes.INVALID_PARAM, "You cannot demote yourself")

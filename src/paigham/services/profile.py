@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from paigham.errors import Codes, MatrixError
@@ -18,6 +19,10 @@ class ProfileService:
         self.accounts = accounts
         self.events = events
         self.rooms = rooms
+        # Other areas extend profiles: extra (extended) fields, checks before a change, the directory search.
+        self.extra_fields: list[Callable[[str], Awaitable[dict[str, Any]]]] = []
+        self.guards: list[Callable[[str, str], Awaitable[None]]] = []
+        self.directory: Callable[[str, str, int], Awaitable[tuple[list[dict[str, Any]], bool]]] | None = None
 
     async def get(self, user_id: str) -> dict[str, Any]:
         user = await self.accounts.get_user(user_id)
@@ -28,9 +33,16 @@ class ProfileService:
             out["displayname"] = user.displayname
         if user.avatar_url is not None:
             out["avatar_url"] = user.avatar_url
+        for extra in self.extra_fields:
+            for k, v in (await extra(user_id)).items():
+                out.setdefault(k, v)
         return out
 
-    async def set(self, user_id: str, key: str, value: Any) -> None:
+    async def set(self, user_id: str, key: str, value: Any, *, check: bool = True) -> None:
+        """Change a field; `check=False` for the server's own changes (admin, organisation)."""
+        if check:
+            for guard in self.guards:
+                await guard(user_id, key)
         if key not in FIELDS:
             raise MatrixError(400, Codes.UNRECOGNIZED, f"Profile field {key!r} is not supported"[:200])
         if value is not None and (not isinstance(value, str) or len(value) > FIELDS[key]):
@@ -52,6 +64,8 @@ class ProfileService:
         term = term.strip()
         if not term:
             return [], False
+        if self.directory is not None:
+            return await self.directory(searcher, term, limit)
         found = await self.accounts.search_users(term, limit + 1)
         results = []
         for u in found[:limit]:

@@ -190,14 +190,29 @@ class OrgStore:
             await conn.execute(delete(org_units).where(org_units.c.unit_id == unit_id))
         return True
 
-    async def search_rows(self, tokens: Sequence[str], limit: int) -> list[Any]:
-        """Active officials whose folded name, designation or unit contains every token (coarse filter)."""
-        q = select(officials, org_units.c.names.label("unit_names"), org_units.c.search_key.label("unit_key")) \
+    async def search_rows(self, query: Sequence[tuple[str, str]], limit: int, now: int) -> list[Any]:
+        """Active, unexpired officials whose name, designation or unit has a word starting with each
+        query word's fold or skeleton (a coarse filter; the directory ranks what it returns)."""
+        q = select(officials.c.user_id, officials.c.search_name, officials.c.search_designation,
+                   org_units.c.search_key.label("unit_key"), users.c.displayname, users.c.avatar_url) \
             .join(org_units, org_units.c.unit_id == officials.c.unit_id) \
-            .where(officials.c.status == "active")
-        for tok in tokens:
-            like = f"%{tok}%"
-            q = q.where(or_(officials.c.search_name.like(like), officials.c.search_designation.like(like),
-                            org_units.c.search_key.like(like)))
+            .join(users, users.c.user_id == officials.c.user_id) \
+            .where(officials.c.status == "active", users.c.deactivated.is_(False), users.c.suspended.is_(False),
+                   or_(officials.c.expires_ts.is_(None), officials.c.expires_ts > now))
+        for fold, skel in query:
+            alts = []
+            for col in (officials.c.search_name, officials.c.search_designation, org_units.c.search_key):
+                alts.append(col.like(f"% {fold}%"))
+                if skel:
+                    alts.append(col.like(f"% ~{skel}%"))
+            q = q.where(or_(*alts))
         async with self.db.read() as conn:
             return list((await conn.execute(q.limit(limit))).all())
+
+    async def official_users(self, user_ids: Sequence[str]) -> set[str]:
+        out: set[str] = set()
+        async with self.db.read() as conn:
+            for chunk in _chunks(list(user_ids)):
+                rows = (await conn.execute(select(officials.c.user_id).where(officials.c.user_id.in_(chunk)))).all()
+                out.update(r.user_id for r in rows)
+        return out

@@ -1,0 +1,114 @@
+"""Cross-script search keys: names in Latin, Devanagari and Urdu (Arabic script) reduce to the same keys.
+
+Every word becomes two keys:
+
+* the *fold*: NFKC, case-folded, transliterated to ASCII (anyascii), with the spellings that differ
+  between Hindi and Urdu romanisations unified (sh→s, kh→k, ph→f, q→k, z→j, c→k, w→v, …);
+* the *skeleton*: the fold without vowels, y/v/h and repeated letters, and with m→n — Urdu script
+  usually omits short vowels and Devanagari's anusvara becomes m, so "sharma", "शर्मा" and "شرما" all
+  give "srn", "secretary" and "سیکرٹری" give "skrtr".
+
+Matching is by prefix on either key, so a search can be typed letter by letter (a skeleton prefix
+counts once at least half of the word's consonants are typed). Pure code.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from anyascii import anyascii
+
+_DIGRAPHS = [("sh", "s"), ("kh", "k"), ("gh", "g"), ("ph", "f"), ("th", "t"), ("dh", "d"), ("bh", "b"),
+             ("jh", "j"), ("ch", "c"), ("ng", "n")]
+_LETTERS = str.maketrans({"q": "k", "z": "j", "c": "k", "w": "v", "x": "k"})
+_VOWELS = re.compile(r"[aeiouyvh]")
+_REPEATS = re.compile(r"(.)\1+")
+_NOT_WORD = re.compile(r"[^a-z0-9]+")
+_SPACE = re.compile(r"[\s,;:/|()\[\]{}\"]+")
+_SOFT_C = re.compile(r"c(?=[eiy])")
+MAX_TOKENS = 16
+
+
+def fold_word(word: str) -> str:
+    for a, b in _DIGRAPHS:
+        word = word.replace(a, b)
+    return _REPEATS.sub(r"\1", word.translate(_LETTERS))
+
+
+def skeleton(folded: str) -> str:
+    if folded.isdigit():
+        return folded
+    return _REPEATS.sub(r"\1", _VOWELS.sub("", folded).replace("m", "n"))
+
+
+def _english(word: str) -> str:
+    """Spellings of English words (designations are often English loanwords, written phonetically in
+    Hindi and Urdu): a soft c is an s, -tion is -shan."""
+    return _SOFT_C.sub("s", word.replace("tion", "shn"))
+
+
+def words(text: str) -> list[str]:
+    """The folded words of a text in any script (at most MAX_TOKENS)."""
+    out: list[str] = []
+    for raw in _SPACE.split(unicodedata.normalize("NFKC", text).casefold()):
+        if not raw:
+            continue
+        latin = raw.isascii()
+        ascii_ = anyascii(raw).lower().replace("'", "").replace("`", "")
+        for w in _NOT_WORD.split(ascii_):
+            if w:
+                out.append(fold_word(_english(w) if latin else w))
+    return out[:MAX_TOKENS]
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    fold: str
+    skel: str
+
+
+def tokens(text: str) -> list[Token]:
+    return [Token(w, skeleton(w)) for w in words(text)]
+
+
+def search_key(texts: list[str]) -> str:
+    """The stored key of some texts: ' fold ~skeleton …' — LIKE '% x%' finds a prefix of any word."""
+    seen: list[str] = []
+    for text in texts:
+        for t in tokens(text):
+            for part in (t.fold, "~" + t.skel if t.skel else ""):
+                if part and part not in seen:
+                    seen.append(part)
+    return " " + " ".join(seen) + " " if seen else ""
+
+
+def parse_key(key: str) -> list[Token]:
+    """The tokens of a stored key (for ranking the candidates a query found)."""
+    out: list[Token] = []
+    for part in key.split():
+        if not part.startswith("~"):
+            out.append(Token(part, skeleton(part)))
+    return out
+
+
+# Scores of one query word against one word of a field: exact > prefix > same skeleton > skeleton prefix.
+EXACT, PREFIX, SKELETON, SKELETON_PREFIX = 100, 70, 50, 30
+
+
+def word_score(q: Token, t: Token) -> int:
+    if t.fold == q.fold:
+        return EXACT
+    if t.fold.startswith(q.fold):
+        return PREFIX
+    if len(q.skel) >= 2 and t.skel == q.skel:
+        return SKELETON - min(10, abs(len(t.fold) - len(q.fold)))  # closer spellings first
+    if len(q.skel) >= 2 and 2 * len(q.skel) >= len(t.skel) and t.skel.startswith(q.skel):
+        return SKELETON_PREFIX  # at least half of the word's consonants typed
+    return 0
+
+
+def field_score(query: list[Token], field_: list[Token]) -> list[int]:
+    """For each query word, its best score in the field."""
+    return [max((word_score(q, t) for t in field_), default=0) for q in query]
