@@ -34,7 +34,7 @@ from paigham.api.client import (
     sync,
 )
 from paigham.api.client import media as media_api
-from paigham.api.http import error_response, ok
+from paigham.api.http import RejectNul, error_response, ok
 from paigham.audit.service import AuditService
 from paigham.bus.base import Bus, InMemoryBus
 from paigham.config import Config
@@ -231,7 +231,7 @@ def create_app(config: Config, server: Server | None = None) -> Starlette:
         middleware=[Middleware(MetricsMiddleware), Middleware(
             CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
             allow_headers=["X-Requested-With", "Content-Type", "Authorization", "Accept"],
-        )],
+        ), Middleware(RejectNul)],
     )
     app.state.server = srv
     return app

@@ -60,7 +60,42 @@ async def json_body(request: Request, *, allow_empty: bool = False) -> dict[str,
         raise MatrixError(400, Codes.NOT_JSON, f"Content not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise MatrixError(400, Codes.BAD_JSON, "The request body must be a JSON object")
+    if b"\\u0000" in raw and _has_nul(value):  # JSON can carry U+0000 only as the \u0000 escape
+        raise MatrixError(400, Codes.BAD_JSON, NUL_MESSAGE)
     return value
+
+
+# PostgreSQL text cannot hold U+0000 (SQLite can); both engines must answer alike, so it is refused
+# at the edge: in JSON bodies here, in paths and query strings by RejectNul.
+NUL_MESSAGE = "Strings must not contain the NUL character (U+0000)"
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in k or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+class RejectNul:
+    """Pure ASGI middleware: a NUL in the (decoded) path or the query string is 400 M_INVALID_PARAM,
+    before any handler can pass it on to storage."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"] or _query_has_nul(scope.get("query_string", b""))):
+            await error_response(MatrixError(400, Codes.INVALID_PARAM, NUL_MESSAGE))(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _query_has_nul(query: bytes) -> bool:
+    return b"\x00" in query or b"%00" in query
 
 
 def convert(value: Any, typ: type[T]) -> T:
