@@ -19,8 +19,8 @@ from starlette.routing import Route
 
 from paigham.api import ops
 from paigham.api.admin import media as admin_media
+from paigham.api.admin import moderation, synapse_rooms, synapse_users
 from paigham.api.admin import org as admin_org
-from paigham.api.admin import synapse_rooms, synapse_users
 from paigham.api.client import (
     directory,
     ephemeral,
@@ -51,6 +51,7 @@ from paigham.services.client_events import EventSerializer
 from paigham.services.ephemeral import EphemeralService
 from paigham.services.filtering import FilterService
 from paigham.services.jobs import Jobs
+from paigham.services.login_guard import LoginGuard
 from paigham.services.presence import PresenceService
 from paigham.services.profile import ProfileService
 from paigham.services.publisher import Publisher
@@ -64,6 +65,7 @@ from paigham.storage.admin_store import AdminStore
 from paigham.storage.audit_store import AuditStore
 from paigham.storage.database import Database
 from paigham.storage.events import EventStore
+from paigham.storage.login_store import LoginStore
 from paigham.storage.media import MediaStore
 from paigham.storage.migrate import migrate
 from paigham.storage.org_store import OrgStore
@@ -129,6 +131,14 @@ class Server:
         self.admin = AdminService(config.server_name, self.auth, self.rooms, self.events, self.profiles,
                                   AdminStore(self.db), self.org.store, self.audit)
         self.writer.persist_hooks.append(self.admin.refuse_blocked)
+        self.writer.persist_hooks.append(self.admin.refuse_suspended)
+        self.profiles.guards.append(self.admin.guard_profile)
+        self.login_guard = LoginGuard(config, LoginStore(self.db), self.audit)
+        self.admin.clear_login_failures = self.login_guard.clear
+        self.jobs.every("login-failures", 3600, self.login_guard.purge)
+        self.e2ee.cross_signing.changed_hooks.append(
+            lambda rq, keys: self.audit.record("keys.cross_signing", rq.user_id, rq.user_id, None, rq.device_id,
+                                               {"keys": keys}))
 
     def _make_bus(self) -> Bus:
         if self.config.nats_url:
@@ -142,7 +152,7 @@ class Server:
         return [
             Route("/health", _health, methods=["GET"]),
             *ops.routes(self.db, self.bus),
-            *login.routes(c, self.auth, self.audit),
+            *login.routes(c, self.auth, self.audit, self.login_guard),
             *register.routes(c, self.auth, self.uia, self.audit),
             *rooms.routes(self.auth, self.rooms, self.events),
             *room_events.routes(self.auth, self.writer, self.timeline, self.serializer),
@@ -159,6 +169,7 @@ class Server:
             *synapse_users.routes(self.auth, self.admin, self.admin.store, self.org.store),
             *synapse_rooms.routes(self.auth, self.admin, self.admin.store, c.server_name),
             *admin_org.routes(self.auth, self.org),
+            *moderation.routes(self.auth, self.admin),
         ]
 
     async def start(self) -> None:

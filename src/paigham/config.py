@@ -53,6 +53,15 @@ class Config(msgspec.Struct, kw_only=True):
     org_lock_displayname: bool = True  # officials may not change the display name the format gives them
     # /user_directory/search: "organisation" finds every active official; "shared_rooms" only those sharing a room.
     user_directory_scope: str = "organisation"
+    # Sign-in protection (0 turns a limit off): throttle after N failures in a row, lock out after M in the window.
+    login_throttle_after: int = 3
+    login_backoff_ms: int = 1000  # the first wait; it doubles with each further failure, up to a minute
+    login_lockout_after: int = 10
+    login_lockout_window_s: int = 900
+    login_lockout_s: int = 900
+    login_ip_throttle_after: int = 20
+    login_ip_lockout_after: int = 100
+    login_ip_exempt: str = "127.0.0.1,::1"  # addresses never limited (a reverse proxy that sends no X-Forwarded-For)
     media_thumbnail_max_source_bytes: int = 20 * 1024 * 1024
     media_thumbnail_max_pixels: int = 32_000_000
     media_thumbnail_memory_mb: int = 512

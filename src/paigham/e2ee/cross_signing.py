@@ -3,7 +3,7 @@ them (or with a device key on the master key). Every signature is verified befor
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from paigham.api.http import Requester
@@ -39,6 +39,8 @@ class CrossSigningService:
         self.accounts = accounts
         self.uia = uia
         self.lists = lists
+        # Called with (requester, key types) after the user's cross-signing keys changed (the audit log).
+        self.changed_hooks: list[Callable[[Requester, list[str]], Awaitable[None]]] = []
 
     async def _own(self, user_id: str) -> dict[str, CrossSigningKey]:
         return (await self.keys.cross_signing_keys([user_id], CROSS_SIGNING_TYPES)).get(user_id, {})
@@ -68,6 +70,8 @@ class CrossSigningService:
             return
         pos = await self.keys.set_cross_signing_keys(rq.user_id, list(new.values()))
         await self.lists.notify(pos, rq.user_id)
+        for hook in self.changed_hooks:
+            await hook(rq, sorted(new))
 
     # -- /keys/signatures/upload ------------------------------------------------------------------
     async def upload_signatures(self, rq: Requester, body: Mapping[str, Any]) -> dict[str, Any]:

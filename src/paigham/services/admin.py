@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from paigham.storage.admin_store import AdminStore
 from paigham.storage.events import EventStore, StoredEvent
 from paigham.storage.org_schema import blocked_rooms
 from paigham.storage.org_store import OrgStore
+from paigham.storage.schema import users
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,7 @@ class AdminService:
         self.store = store
         self.org = org
         self.audit = audit
+        self.clear_login_failures: Callable[[str], Awaitable[None]] | None = None
 
     async def _record(self, action: str, actor: Actor, target: str | None, details: dict[str, Any] | None = None
                       ) -> None:
@@ -90,11 +93,9 @@ class AdminService:
                                         displayname=body.get("displayname"))
             await self._record("create_user", actor, user_id, {"admin": bool(body.get("admin"))})
             user = await self.existing_user(user_id)
-        elif body.get("password") is not None:
-            await self.auth.set_password(user_id, body["password"])
-            if body.get("logout_devices", True):
-                await self.auth.logout_all(user_id)
-            await self._record("reset_password", actor, user_id, {"logout_devices": body.get("logout_devices", True)})
+        elif body.get("password") is not None and not user.deactivated:
+            await self.reset_password(user_id, body["password"], actor,
+                                      logout_devices=body.get("logout_devices", True))
         if not created and body.get("displayname") is not None and body["displayname"] != user.displayname:
             await self.profiles.set(user_id, "displayname", body["displayname"], check=False)
         if "avatar_url" in body and body["avatar_url"] != user.avatar_url:
@@ -107,8 +108,7 @@ class AdminService:
         if body.get("user_type") is not None:
             await self.auth.store.update_user(user_id, user_type=body["user_type"])
         if body.get("locked") is not None and bool(body["locked"]) != user.locked:
-            await self.auth.store.update_user(user_id, locked=bool(body["locked"]))
-            await self._record("lock" if body["locked"] else "unlock", actor, user_id)
+            await self.set_locked(user_id, bool(body["locked"]), actor)
         if body.get("deactivated") is True and not user.deactivated:
             await self.deactivate(user_id, actor)
         elif body.get("deactivated") is False and user.deactivated:
@@ -116,6 +116,34 @@ class AdminService:
                 raise MatrixError(400, Codes.MISSING_PARAM, "Reactivating a user needs a new password")
             await self.reactivate(user_id, body["password"], actor)
         return created
+
+    async def set_suspended(self, user_id: str, suspended: bool, actor: Actor) -> None:
+        """Suspended: may sign in, read, leave and redact their own events; nothing else (M_USER_SUSPENDED)."""
+        user = await self.existing_user(user_id)
+        if user.deactivated:
+            raise MatrixError(400, Codes.INVALID_PARAM, "The account is deactivated")
+        await self.auth.store.update_user(user_id, suspended=suspended)
+        await self.org.set_status(user_id, "suspended" if suspended else "active", now_ms())
+        await self._record("suspend" if suspended else "unsuspend", actor, user_id)
+
+    async def set_locked(self, user_id: str, locked: bool, actor: Actor) -> None:
+        """Locked: every request of the account fails with M_USER_LOCKED until unlocked."""
+        await self.existing_user(user_id)
+        await self.auth.store.update_user(user_id, locked=locked)
+        if not locked and self.clear_login_failures is not None:
+            await self.clear_login_failures(user_id)
+        await self._record("lock" if locked else "unlock", actor, user_id)
+
+    async def reset_password(self, user_id: str, password: str, actor: Actor, *, logout_devices: bool = True) -> None:
+        user = await self.existing_user(user_id)
+        if user.deactivated:
+            raise MatrixError(400, Codes.INVALID_PARAM, "The account is deactivated")
+        await self.auth.set_password(user_id, password)
+        if logout_devices:
+            await self.auth.logout_all(user_id)
+        if self.clear_login_failures is not None:
+            await self.clear_login_failures(user_id)
+        await self._record("reset_password", actor, user_id, {"logout_devices": logout_devices})
 
     async def delete_devices(self, user_id: str, device_ids: list[str], actor: Actor) -> None:
         await self.existing_user(user_id)
@@ -154,3 +182,27 @@ class AdminService:
         q = select(blocked_rooms.c.room_id).where(blocked_rooms.c.room_id == event.room_id)
         if (await conn.execute(q)).first() is not None:
             raise MatrixError(403, Codes.FORBIDDEN, "This room has been blocked on this server")
+
+    async def refuse_suspended(self, conn: AsyncConnection, event: StoredEvent, ctx: RoomCtx) -> None:
+        """Writer persist hook: a suspended account may leave rooms, reject invites and redact its own
+        events — and send nothing else (spec: account suspension)."""
+        q = select(users.c.suspended).where(users.c.user_id == event.sender)
+        row = (await conn.execute(q)).first()
+        if row is None or not row.suspended:
+            return
+        if event.type == "m.room.member" and event.state_key == event.sender \
+                and event.content.get("membership") == "leave":
+            return
+        if event.type == "m.room.redaction":
+            target_id = event.content.get("redacts") or event.pdu.get("redacts")
+            target = await self.events.get_event_in(conn, target_id) if isinstance(target_id, str) else None
+            if target is not None and target.sender == event.sender:
+                return
+        raise MatrixError(403, Codes.USER_SUSPENDED, "Your account is suspended: you can read and leave rooms, "
+                          "but not send, join or invite")
+
+    async def guard_profile(self, user_id: str, key: str) -> None:
+        """ProfileService guard: suspended accounts cannot change their profile."""
+        user = await self.auth.store.get_user(user_id)
+        if user is not None and user.suspended:
+            raise MatrixError(403, Codes.USER_SUSPENDED, "Your account is suspended: your profile cannot be changed")

@@ -60,3 +60,14 @@ erased_users = Table(
     Column("user_id", String(255), primary_key=True),
     Column("ts", BigInteger, nullable=False),
 )
+
+# Failed sign-ins per account ("u:<user id>") and per address ("ip:<address>"), for throttling and lockout.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("key", String(320), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("first_ts", BigInteger, nullable=False),  # start of the counting window
+    Column("last_ts", BigInteger, nullable=False),
+    Column("locked_until", BigInteger, nullable=True),
+)

@@ -15,6 +15,7 @@ from paigham.config import Config
 from paigham.domain.room_versions import KNOWN_ROOM_VERSIONS
 from paigham.errors import Codes, MatrixError
 from paigham.services.auth import AuthService, login_response
+from paigham.services.login_guard import LoginGuard
 
 SUPPORTED_VERSIONS = [
     "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8",
@@ -41,7 +42,7 @@ class RefreshBody(msgspec.Struct):
     refresh_token: str
 
 
-def routes(config: Config, auth: AuthService, audit: AuditService) -> list[Route]:
+def routes(config: Config, auth: AuthService, audit: AuditService, guard: LoginGuard) -> list[Route]:
     async def versions(_: Request) -> Response:
         """GET /_matrix/client/versions"""
         return ok({"versions": SUPPORTED_VERSIONS, "unstable_features": {}})
@@ -52,7 +53,7 @@ def routes(config: Config, auth: AuthService, audit: AuditService) -> list[Route
 
     async def capabilities(request: Request) -> Response:
         """GET /_matrix/client/v3/capabilities"""
-        await auth.authenticate(bearer(request))
+        requester = await auth.authenticate(bearer(request))
         return ok({
             "capabilities": {
                 "m.change_password": {"enabled": True},
@@ -65,6 +66,7 @@ def routes(config: Config, auth: AuthService, audit: AuditService) -> list[Route
                 "m.3pid_changes": {"enabled": False},
                 "m.get_login_token": {"enabled": False},
                 "m.profile_fields": {"enabled": True},
+                "m.account_moderation": {"suspend": requester.is_admin, "lock": requester.is_admin},
             }
         })
 
@@ -88,9 +90,16 @@ def routes(config: Config, auth: AuthService, audit: AuditService) -> list[Route
         except MatrixError:
             await audit.record("auth.login_failed", None, who, ip, body.device_id, {"reason": "invalid user ID"})
             raise MatrixError(403, Codes.FORBIDDEN, "Invalid username or password") from None
+        await guard.check(user_id, ip)
         if not await auth.check_password(user_id, body.password):
+            await guard.failed(user_id, ip, body.device_id)
             await audit.record("auth.login_failed", None, user_id, ip, body.device_id, {"reason": "bad password"})
             raise MatrixError(403, Codes.FORBIDDEN, "Invalid username or password")
+        await guard.succeeded(user_id)
+        account = await auth.store.get_user(user_id)
+        if account is not None and account.locked:
+            await audit.record("auth.login_failed", None, user_id, ip, body.device_id, {"reason": "account locked"})
+            raise MatrixError(401, Codes.USER_LOCKED, "This account has been locked by an administrator")
         session = await auth.start_session(
             user_id, body.device_id, body.initial_device_display_name, refresh=body.refresh_token
         )

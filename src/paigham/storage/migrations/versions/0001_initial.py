@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 09:29:47.782872
+Create Date: 2026-11-23 09:49:23.649426
 """
 
 from __future__ import annotations
@@ -228,6 +228,14 @@ def upgrade() -> None:
     sa.Column('filter_id', sa.Integer(), nullable=False),
     sa.Column('json', sa.Text(), nullable=False),
     sa.PrimaryKeyConstraint('user_id', 'filter_id')
+    )
+    op.create_table('login_failures',
+    sa.Column('key', sa.String(length=320), nullable=False),
+    sa.Column('count', sa.BigInteger(), nullable=False),
+    sa.Column('first_ts', sa.BigInteger(), nullable=False),
+    sa.Column('last_ts', sa.BigInteger(), nullable=False),
+    sa.Column('locked_until', sa.BigInteger(), nullable=True),
+    sa.PrimaryKeyConstraint('key')
     )
     op.create_table('media',
     sa.Column('media_id', sa.String(length=255), nullable=False),
@@ -476,6 +484,7 @@ def downgrade() -> None:
         batch_op.drop_index('media_created_idx')
 
     op.drop_table('media')
+    op.drop_table('login_failures')
     op.drop_table('filters')
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.drop_index('events_room_stream')
