@@ -4,6 +4,7 @@ without buffering, a fake clamd speaking the real INSTREAM protocol, and leftove
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import io
 import struct
@@ -66,6 +67,16 @@ def png_bomb(width: int = 60_000, height: int = 60_000) -> bytes:
     """A valid-looking PNG that claims billions of pixels in a few hundred bytes."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\0" * (width * 3 + 1) * 4, 9)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
+@functools.cache
+def png_solid(width: int, height: int) -> bytes:
+    """A genuine (complete) grey PNG of many pixels: small on the wire, slow to decode and resize."""
+    z = zlib.compressobj(6)
+    rows = (b"\0" + b"\x80" * (width * 3)) * 100
+    idat = b"".join(z.compress(rows) for _ in range(height // 100)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 

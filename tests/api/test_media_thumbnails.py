@@ -11,7 +11,7 @@ from PIL import Image
 
 from paigham.media.thumbnailer import Thumbnailer, ThumbnailLimits
 from tests.api.conftest import Harness, User
-from tests.api.media_support import THUMB, animated_gif, download, image_bytes, png_bomb, upload
+from tests.api.media_support import THUMB, animated_gif, download, image_bytes, png_bomb, png_solid, upload
 
 SIZES = [(32, 32, "crop"), (96, 96, "crop"), (320, 240, "scale"), (640, 480, "scale"), (800, 600, "scale")]
 FORMATS = [("JPEG", "image/jpeg", "image/jpeg"), ("PNG", "image/png", "image/png"),
@@ -140,8 +140,8 @@ async def test_memory_limit_stops_a_bomb_that_passes_the_pixel_check(hs: Harness
 
 async def test_slow_worker_is_killed(hs: Harness) -> None:
     alice = await hs.register("alice")
-    hs.server.media.thumbnailer = Thumbnailer(ThumbnailLimits(timeout_s=0.01))
-    mxc = await upload(hs, alice, image_bytes("PNG", (200, 200)), "image/png")
+    hs.server.media.thumbnailer = Thumbnailer(ThumbnailLimits(timeout_s=0.05))
+    mxc = await upload(hs, alice, png_solid(5000, 5000), "image/png")
     body = await hs.err(400, "M_UNKNOWN", "GET", f"{THUMB}/{mxc}", alice, params={"width": 32, "height": 32})
     assert "too long" in body["error"]
 

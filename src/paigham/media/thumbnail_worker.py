@@ -1,18 +1,23 @@
-"""The thumbnail worker: one short-lived process per image, run as
-`python -I -m paigham.media.thumbnail_worker WIDTH HEIGHT METHOD ANIMATED MAX_PIXELS MEMORY_MB CPU_S`.
+"""The thumbnail worker: one short-lived process per image, forked from a zygote — a separate, fresh
+interpreter (`python -I -B -m paigham.media.thumbnail_worker FD`) with Pillow preloaded that never held
+the server's keys, database connections or memory.
 
-It limits its own address space, CPU time, file writes and open files BEFORE it reads a byte of the
-(untrusted) image from stdin, then decodes it with Pillow restricted to JPEG, PNG, GIF and WebP.
-A decompression bomb, a malformed file or a decoder bug can only kill this process.
+A worker limits its own address space, CPU time, wall-clock time, file writes and open files BEFORE it
+reads a byte of the (untrusted) image from its socket, then decodes it with Pillow restricted to JPEG,
+PNG, GIF and WebP. A decompression bomb, a malformed file or a decoder bug can only kill this process.
 
-Output on stdout: one line `content_type width height`, then the thumbnail's bytes.
-Exit codes: 0 done, 3 too large (bomb), 4 not a decodable image; anything else is a crash.
+Reply: `0 content_type width height\n` then the thumbnail's bytes, or `3 reason` (too large, a bomb)
+or `4 reason` (not a decodable image). No reply (the process died) is a crash.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import os
 import resource
+import signal
+import socket
 import sys
 import warnings
 from typing import Any
@@ -109,25 +114,60 @@ def thumbnail(data: bytes, want: tuple[int, int], method: str, animated: bool,
     return kind, out.width, out.height, blob
 
 
-def main(argv: list[str]) -> int:
-    width, height, method, animated, max_pixels, memory_mb, cpu_s = argv
-    limit(int(memory_mb), int(cpu_s))
-    data = sys.stdin.buffer.read()
+def job(sock: socket.socket, args: list[Any]) -> None:
+    """In a freshly forked worker: limit first, then read the image (until EOF) and reply."""
+    width, height, method, animated, max_pixels, memory_mb, timeout_s, max_input = args
+    signal.alarm(int(timeout_s) + 1)  # wall-clock limit: SIGALRM ends the process
+    limit(int(memory_mb), int(timeout_s))
+    sock.settimeout(timeout_s)
     try:
-        kind, w, h, blob = thumbnail(data, (int(width), int(height)), method, animated == "1", int(max_pixels))
+        data = _read_all(sock, int(max_input))
+        kind, w, h, blob = thumbnail(data, (int(width), int(height)), str(method), bool(animated), int(max_pixels))
     except TooLarge as exc:
-        print(f"too large: {exc}", file=sys.stderr)
-        return EXIT_TOO_LARGE
+        reply = f"{EXIT_TOO_LARGE} too large: {exc}".encode()[:500]
     except MemoryError:
-        print("too large: out of memory", file=sys.stderr)
-        return EXIT_TOO_LARGE
+        reply = f"{EXIT_TOO_LARGE} too large: out of memory".encode()
     except Exception as exc:  # any decoder failure: truncated, malformed, unsupported
-        print(f"cannot decode: {type(exc).__name__}: {exc}"[:500], file=sys.stderr)
-        return EXIT_UNDECODABLE
-    sys.stdout.buffer.write(f"{kind} {w} {h}\n".encode() + blob)
-    sys.stdout.buffer.flush()
-    return 0
+        reply = f"{EXIT_UNDECODABLE} cannot decode: {type(exc).__name__}: {exc}".encode()[:500]
+    else:
+        reply = f"0 {kind} {w} {h}\n".encode() + blob
+    sock.sendall(reply)
+    sock.close()
+
+
+def _read_all(sock: socket.socket, limit_bytes: int) -> bytes:
+    parts, size = [], 0
+    while chunk := sock.recv(1 << 16):
+        size += len(chunk)
+        if size > limit_bytes:
+            raise TooLarge("more input than announced")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def zygote(control: socket.socket) -> None:
+    """Preload Pillow, then fork one worker per job request: `args as JSON` plus the job's socket (SCM_RIGHTS).
+    Ends when the server closes the control socket. Children are reaped by the kernel (SIGCHLD ignored)."""
+    from PIL import Image, ImageOps, ImageSequence  # noqa: F401
+
+    Image.init()
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    while True:
+        msg, fds, _, _ = socket.recv_fds(control, 4096, 1)
+        if not msg:
+            return
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            continue
+        if os.fork() == 0:
+            control.close()
+            try:
+                job(socket.socket(fileno=fds[0]), json.loads(msg))
+            finally:
+                os._exit(0)
+        os.close(fds[0])
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    zygote(socket.socket(fileno=int(sys.argv[1])))
