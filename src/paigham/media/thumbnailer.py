@@ -133,7 +133,11 @@ class Zygote:
                 self._control.close()  # the zygote sees end of file and exits
                 self._control = None
             if self._proc is not None:
-                self._proc.wait(5)
+                try:
+                    self._proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                    self._proc.wait()
                 self._proc = None
 
 
