@@ -81,6 +81,13 @@ async def test_purge_old_media_over_http(hs: Harness) -> None:
     res = await hs.ok("POST", f"{ADMIN}/media/delete", root, params={"before_ts": now_ms() - 30 * 86_400_000})
     assert res == {"deleted_media": [old.split("/")[1]], "total": 1}
     assert (await download(hs, alice, new)).status_code == 200
+    # An ID from /create that was never filled is purged once it expired, whatever before_ts says.
+    unused = (await hs.ok("POST", "/_matrix/media/v1/create", alice))["content_uri"].split("/")[-1]
+    async with hs.server.db.write() as conn:
+        await conn.execute(update(media).where(media.c.media_id == unused).values(expires_ts=now_ms() - 1))
+    await hs.err(404, "M_NOT_FOUND", "PUT", f"/_matrix/media/v3/upload/test.local/{unused}", alice, content=b"x")
+    res = await hs.ok("POST", f"{ADMIN}/media/delete", root, params={"before_ts": 0})
+    assert res == {"deleted_media": [unused], "total": 1}
 
 
 async def _cli(hs: Harness, *args: str) -> tuple[int, str]:

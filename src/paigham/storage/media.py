@@ -150,8 +150,9 @@ class MediaStore:
         return [_row(r) for r in rows], int(total)
 
     async def ids_older_than(self, before_ts: int, now: int, limit: int, user_id: str | None = None) -> list[str]:
-        """Media created before `before_ts`, and pending IDs that expired unused."""
-        cond = or_(media.c.created_ts < before_ts, and_(media.c.state == "pending", media.c.expires_ts < now))
+        """Media created before `before_ts`, and IDs that expired unused (or whose upload died midway)."""
+        cond = or_(media.c.created_ts < before_ts,
+                   and_(media.c.state.in_(("pending", "uploading")), media.c.expires_ts < now))
         if user_id is not None:
             cond = and_(cond, media.c.user_id == user_id)
         async with self.db.read() as conn:
