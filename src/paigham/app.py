@@ -21,6 +21,7 @@ from paigham.api import ops
 from paigham.api.admin import media as admin_media
 from paigham.api.admin import moderation, synapse_rooms, synapse_users
 from paigham.api.admin import org as admin_org
+from paigham.api.admin import policy as admin_policy
 from paigham.api.client import (
     directory,
     ephemeral,
@@ -44,6 +45,8 @@ from paigham.keys import load_or_create_shared_secret, load_or_create_signing_ke
 from paigham.media.service import MediaService
 from paigham.metrics import MetricsMiddleware
 from paigham.org.directory import DirectoryService, official_keys, unit_key
+from paigham.org.enforce import PolicyEnforcer
+from paigham.org.policy import PolicyService
 from paigham.org.service import OrgService
 from paigham.services.admin import AdminService
 from paigham.services.auth import AuthService
@@ -69,6 +72,7 @@ from paigham.storage.login_store import LoginStore
 from paigham.storage.media import MediaStore
 from paigham.storage.migrate import migrate
 from paigham.storage.org_store import OrgStore
+from paigham.storage.policy_store import PolicyStore
 from paigham.storage.rooms_directory import AliasStore
 from paigham.storage.streams import StreamStore
 from paigham.sync.notifier import Notifier
@@ -136,6 +140,17 @@ class Server:
         self.login_guard = LoginGuard(config, LoginStore(self.db), self.audit)
         self.admin.clear_login_failures = self.login_guard.clear
         self.jobs.every("login-failures", 3600, self.login_guard.purge)
+        self.policies = PolicyService(config, PolicyStore(self.db), self.org.store, self.audit)
+        self.org.after_apply.append(self.policies.on_org_change)
+        self.enforcer = PolicyEnforcer(self.policies, self.policies.store, self.events, self.accounts, self.audit)
+        self.rooms.creation_hooks.append(self.enforcer.room_creation)
+        self.writer.persist_hooks.append(self.enforcer.on_event)
+        self.media.upload_checks.append(self.enforcer.media_check)
+        self.media.uploaded_hooks.append(self.enforcer.media_uploaded)
+        self.auth.request_checks.append(self.enforcer.check_expiry)
+        self.auth.session_checks.append(self.enforcer.check_devices)
+        self.auth.token_lifetime_s = self.enforcer.token_lifetime_s
+        self.jobs.every("retention", 3600, self.enforcer.purge_history)
         self.e2ee.cross_signing.changed_hooks.append(
             lambda rq, keys: self.audit.record("keys.cross_signing", rq.user_id, rq.user_id, None, rq.device_id,
                                                {"keys": keys}))
@@ -170,6 +185,7 @@ class Server:
             *synapse_rooms.routes(self.auth, self.admin, self.admin.store, c.server_name),
             *admin_org.routes(self.auth, self.org),
             *moderation.routes(self.auth, self.admin),
+            *admin_policy.routes(self.auth, self.admin, self.policies, self.enforcer),
         ]
 
     async def start(self) -> None:

@@ -62,6 +62,15 @@ class Config(msgspec.Struct, kw_only=True):
     login_ip_throttle_after: int = 20
     login_ip_lockout_after: int = 100
     login_ip_exempt: str = "127.0.0.1,::1"  # addresses never limited (a reverse proxy that sends no X-Forwarded-For)
+    # Global policy (README "Policies"); the admin API can override it globally and per unit.
+    policy_require_encryption: bool = True  # private rooms and DMs must be end-to-end encrypted
+    policy_retention_days: int = 0  # events older than this are purged from the server; 0 keeps them
+    policy_media_max_bytes: int = 0  # per-user upload limit below media_max_upload_bytes; 0: none
+    policy_invite_outside_ministry: bool = True
+    policy_account_validity_days: int = 0  # accounts must be renewed this often; 0: no expiry
+    policy_max_devices: int = 0  # 0: no limit
+    # Per-unit overrides: {unit_id: {setting: value}} (YAML only); units inherit from their parents.
+    policy_units: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     media_thumbnail_max_source_bytes: int = 20 * 1024 * 1024
     media_thumbnail_max_pixels: int = 32_000_000
     media_thumbnail_memory_mb: int = 512

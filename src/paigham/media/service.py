@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +55,9 @@ class MediaService:
         self.thumbnailer = Thumbnailer(ThumbnailLimits(
             config.media_thumbnail_max_pixels, config.media_thumbnail_memory_mb,
             config.media_thumbnail_timeout_s, config.media_thumbnail_workers))
+        # Other areas check and observe uploads: policies per user (type, size), the audit log (metadata).
+        self.upload_checks: list[Callable[[str, str, int | None], Awaitable[None]]] = []
+        self.uploaded_hooks: list[Callable[[str, str, str, int, str | None], Awaitable[None]]] = []
         self.scanner: ClamdScanner | None = None
         if config.media_clamd_socket or config.media_clamd_host:
             self.scanner = ClamdScanner(socket_path=config.media_clamd_socket, host=config.media_clamd_host,
@@ -95,6 +98,8 @@ class MediaService:
 
     async def upload(self, user_id: str, up: Upload, media_id: str | None = None) -> str:
         """Stream the body to disk, scan it, then make it downloadable; returns the mxc URI."""
+        for check in self.upload_checks:
+            await check(user_id, up.content_type, up.declared_length)
         quota = self.config.media_user_quota_bytes
         used = await self.store.used_bytes(user_id) if quota > 0 else 0
         if quota > 0 and up.declared_length is not None and used + up.declared_length > quota:
@@ -106,6 +111,8 @@ class MediaService:
         writer = self.blobs.writer()
         try:
             digest = await self._receive(writer, up, used, quota)
+            for check in self.upload_checks:
+                await check(user_id, up.content_type, writer.size)
             wrapped = self.blobs.wrap(writer.key, media_id)
             await self._scan(writer, wrapped, media_id, user_id, up, digest)
             content = Content(up.content_type, rules.served_type(up.content_type, writer.head), up.filename,
@@ -123,6 +130,8 @@ class MediaService:
             await self.blobs.remove_media(media_id)
             raise self._over_quota()
         log.info("media.uploaded", media_id=media_id, user_id=user_id, length=writer.size)
+        for hook in self.uploaded_hooks:
+            await hook(user_id, media_id, up.content_type, writer.size, up.filename)
         return self.mxc(media_id)
 
     async def _receive(self, writer: BlobWriter, up: Upload, used: int, quota: int) -> str:

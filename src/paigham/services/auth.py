@@ -44,6 +44,11 @@ class AuthService:
         self.device_hooks: list[DeviceHooks] = []
         # Called with the user ID when an account is deactivated (leave rooms, drop keys, ...).
         self.deactivation_hooks: list[Callable[[str], Awaitable[None]]] = []
+        # Policies: checks on every authenticated request (account expiry) and on each new device
+        # (device limits), and the access-token lifetime of a user.
+        self.request_checks: list[Callable[[str], Awaitable[None]]] = []
+        self.session_checks: list[Callable[[str, str], Awaitable[None]]] = []
+        self.token_lifetime_s: Callable[[str], Awaitable[int]] | None = None
 
     # -- requests -----------------------------------------------------------------------------
     async def authenticate(self, token: str | None) -> Requester:
@@ -59,6 +64,8 @@ class AuthService:
             raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Account is deactivated", soft_logout=False)
         if user.locked:
             raise MatrixError(401, Codes.USER_LOCKED, "This account has been locked", soft_logout=True)
+        for check in self.request_checks:
+            await check(row.user_id)
         return Requester(row.user_id, row.device_id, token, user.admin)
 
     # -- users --------------------------------------------------------------------------------
@@ -121,6 +128,9 @@ class AuthService:
             raise MatrixError(400, Codes.INVALID_PARAM, "device_id is too long")
         now = now_ms()
         known = await self.store.get_device(user_id, device_id)
+        if known is None:
+            for check in self.session_checks:
+                await check(user_id, device_id)
         await self.store.upsert_device(user_id, device_id, display_name, now)
         if known is not None:
             # Re-using a device ID replaces its old sessions (spec: login with an existing device_id).
@@ -134,7 +144,10 @@ class AuthService:
     async def _issue(self, user_id: str, device_id: str, refresh: bool) -> Session:
         now = now_ms()
         token = "syt_" + secrets.token_urlsafe(32)
-        lifetime = self.config.access_token_lifetime_s * 1000
+        lifetime_s = self.config.access_token_lifetime_s
+        if self.token_lifetime_s is not None:
+            lifetime_s = await self.token_lifetime_s(user_id)
+        lifetime = lifetime_s * 1000
         if refresh and not lifetime:
             lifetime = 3600 * 1000  # refresh-token clients expect their access token to expire
         expires = now + lifetime if lifetime else None

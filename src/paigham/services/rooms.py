@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,9 +70,13 @@ class RoomService:
         self.events = events
         self.accounts = accounts
         self.aliases = aliases
+        # Policies may adjust a room before it is created (e.g. require encryption).
+        self.creation_hooks: list[Callable[[CreateRoomRequest], Awaitable[None]]] = []
 
     # -- creation -------------------------------------------------------------------------------
     async def create_room(self, req: CreateRoomRequest) -> str:
+        for hook in self.creation_hooks:
+            await hook(req)
         version = get_room_version(req.room_version or self.config.default_room_version)
         if version is None:
             raise MatrixError(400, Codes.UNSUPPORTED_ROOM_VERSION, "Unsupported room version")

@@ -71,3 +71,22 @@ login_failures = Table(
     Column("last_ts", BigInteger, nullable=False),
     Column("locked_until", BigInteger, nullable=True),
 )
+
+# Policy overrides set through the admin API: scope "global" or "unit:<unit id>" → JSON object.
+policies = Table(
+    "policies",
+    metadata,
+    Column("scope", String(80), primary_key=True),
+    Column("json", Text, nullable=False),
+    Column("updated_ts", BigInteger, nullable=False),
+    Column("updated_by", String(255), nullable=True),
+)
+
+# When each account must next be renewed (account validity policy, or an admin's renewal).
+account_validity = Table(
+    "account_validity",
+    metadata,
+    Column("user_id", String(255), primary_key=True),
+    Column("expires_ts", BigInteger, nullable=False),
+    Column("renewed_ts", BigInteger, nullable=False),
+)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 09:49:23.649426
+Create Date: 2026-11-23 10:03:02.032558
 """
 
 from __future__ import annotations
@@ -43,6 +43,12 @@ def upgrade() -> None:
     with op.batch_alter_table('account_data', schema=None) as batch_op:
         batch_op.create_index('account_data_stream', ['user_id', 'stream'], unique=False)
 
+    op.create_table('account_validity',
+    sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.Column('expires_ts', sa.BigInteger(), nullable=False),
+    sa.Column('renewed_ts', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('user_id')
+    )
     op.create_table('audit_head',
     sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
     sa.Column('seq', sa.BigInteger(), nullable=False),
@@ -335,6 +341,13 @@ def upgrade() -> None:
     with op.batch_alter_table('org_units', schema=None) as batch_op:
         batch_op.create_index('org_units_parent', ['parent_id'], unique=False)
 
+    op.create_table('policies',
+    sa.Column('scope', sa.String(length=80), nullable=False),
+    sa.Column('json', sa.Text(), nullable=False),
+    sa.Column('updated_ts', sa.BigInteger(), nullable=False),
+    sa.Column('updated_by', sa.String(length=255), nullable=True),
+    sa.PrimaryKeyConstraint('scope')
+    )
     op.create_table('presence',
     sa.Column('user_id', sa.String(length=255), nullable=False),
     sa.Column('state', sa.String(length=32), nullable=False),
@@ -461,6 +474,7 @@ def downgrade() -> None:
         batch_op.drop_index('presence_stream')
 
     op.drop_table('presence')
+    op.drop_table('policies')
     with op.batch_alter_table('org_units', schema=None) as batch_op:
         batch_op.drop_index('org_units_parent')
 
@@ -522,6 +536,7 @@ def downgrade() -> None:
 
     op.drop_table('audit_log')
     op.drop_table('audit_head')
+    op.drop_table('account_validity')
     with op.batch_alter_table('account_data', schema=None) as batch_op:
         batch_op.drop_index('account_data_stream')
 
