@@ -1,20 +1,35 @@
-"""The database handle: one async engine, read and write transactions, and the stream counter.
+"""The database handle: read and write transactions, and the stream counter.
 
 This module and dialect.py are the only places where SQLite and PostgreSQL differ.
+
+PostgreSQL goes through SQLAlchemy's async engine (asyncpg, a connection pool). SQLite does not:
+an SQLite query on an indexed column takes microseconds, far less than handing it to a driver
+thread and back (aiosqlite) through SQLAlchemy's greenlet adapter, which cost ~1 ms per query.
+So SQLite runs SQLAlchemy's *synchronous* engine in the event-loop thread, on two long-lived
+connections: one for reads (autocommit: each statement sees the latest commit, as READ COMMITTED
+does on PostgreSQL) and one for writes (BEGIN IMMEDIATE … COMMIT, one writer at a time behind an
+asyncio lock). Both are wrapped in `InLoopConnection`, which offers the `AsyncConnection` methods
+the stores use, so store code is the same for both engines.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, select, text, update
+from sqlalchemy import Connection, Engine, NullPool, create_engine, event, text
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from paigham.storage.schema import stream_counter
+# How long a writer waits for another *process* holding SQLite's write lock (CLI commands).
+SQLITE_LOCK_WAIT_S = 10.0
 
 
 def async_url(url: str) -> str:
@@ -26,38 +41,164 @@ def async_url(url: str) -> str:
     return url
 
 
+class InLoopConnection(AsyncConnection):
+    """The `AsyncConnection` API over a synchronous SQLAlchemy connection, executed in the calling
+    (event-loop) thread. Row results are fully buffered, as an `AsyncConnection`'s are."""
+
+    def __init__(self, sync_conn: Connection) -> None:  # deliberately no super().__init__: nothing async
+        self.conn = sync_conn
+        self.sync_connection = sync_conn
+        self.sync_engine = sync_conn.engine
+        self.dbapi: Any = sync_conn.connection.dbapi_connection  # the sqlite3 connection, for raw SQL
+
+    async def execute(self, statement: Any, parameters: Any = None, *,
+                      execution_options: Mapping[str, Any] | None = None) -> Any:
+        return _buffered(self.conn.execute(statement, parameters, execution_options=execution_options))
+
+    async def exec_driver_sql(self, statement: str, parameters: Any = None,
+                              execution_options: Mapping[str, Any] | None = None) -> Any:
+        return _buffered(self.conn.exec_driver_sql(statement, parameters, execution_options=execution_options))
+
+    async def scalar(self, statement: Any, parameters: Any = None, *,
+                     execution_options: Mapping[str, Any] | None = None) -> Any:
+        return (await self.execute(statement, parameters, execution_options=execution_options)).scalar()
+
+    async def scalars(self, statement: Any, parameters: Any = None, *,
+                      execution_options: Mapping[str, Any] | None = None) -> Any:
+        return (await self.execute(statement, parameters, execution_options=execution_options)).scalars()
+
+    async def run_sync(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return fn(self.conn, *args, **kwargs)
+
+    def get_execution_options(self) -> Mapping[str, Any]:
+        return self.conn.get_execution_options()
+
+    def in_transaction(self) -> bool:
+        return self.conn.in_transaction()
+
+
+def _buffered(result: CursorResult[Any]) -> Any:
+    """Rows fetched now (the cursor is released at once); DML results keep `rowcount`."""
+    return result.freeze()() if result.returns_rows else result
+
+
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        kwargs: dict[str, Any] = {}
-        if not self.is_sqlite:
-            kwargs = {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": False}
-        self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)
         # SQLite allows one writer at a time; queue writers here instead of spinning on SQLITE_BUSY.
         self._write_lock = asyncio.Lock()
+        self._sqlite: Engine | None = None
+        self._reader: InLoopConnection | None = None
+        self._writer: InLoopConnection | None = None
+        self._pool: Any = None  # asyncpg pool for raw reads on PostgreSQL, made on first use
+        self._pool_size = pool_size
         if self.is_sqlite:
-            _configure_sqlite(self.engine)
+            self._sqlite = create_engine(url, poolclass=NullPool, connect_args={"check_same_thread": False})
+            _configure_sqlite(self._sqlite)
+        else:
+            self.engine: AsyncEngine = create_async_engine(
+                async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
+
+    def _sqlite_conn(self, which: str) -> InLoopConnection:
+        conn = self._reader if which == "read" else self._writer
+        if conn is None:
+            assert self._sqlite is not None
+            raw = self._sqlite.connect().execution_options(isolation_level="AUTOCOMMIT")
+            conn = InLoopConnection(raw)
+            if which == "read":
+                self._reader = conn
+            else:
+                self._writer = conn
+        return conn
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        if self.is_sqlite:
+            async with self._write_lock:
+                for conn in (self._reader, self._writer):
+                    if conn is not None:
+                        conn.conn.close()
+                self._reader = self._writer = None
+                assert self._sqlite is not None
+                self._sqlite.dispose()
+        else:
+            if self._pool is not None:
+                await self._pool.close()
+                self._pool = None
+            await self.engine.dispose()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
+        if self.is_sqlite:
+            yield self._sqlite_conn("read")
+            return
         async with self.engine.connect() as conn:
             yield conn
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction: committed on success, rolled back on any exception."""
-        if self.is_sqlite:
-            async with self._write_lock, self.engine.connect() as conn:
-                await conn.execution_options(sqlite_immediate=True)
-                async with conn.begin():
-                    yield conn
-        else:
+        if not self.is_sqlite:
             async with self.engine.begin() as conn:
                 yield conn
+            return
+        async with self._write_lock:
+            conn = self._sqlite_conn("write")
+            await _begin_immediate(conn.conn)
+            try:
+                yield conn
+            except BaseException:
+                conn.conn.exec_driver_sql("ROLLBACK")
+                raise
+            conn.conn.exec_driver_sql("COMMIT")
+
+    # -- raw SQL for the hot paths ---------------------------------------------------------------
+    # Building and compiling a SQLAlchemy statement costs far more than running it, so the queries
+    # every send and every /sync make are written as SQL text, once, in PostgreSQL's style
+    # (`$1`, `col = ANY($2::text[])`); `_sqlite_sql` rewrites that for SQLite (`?1`,
+    # `col IN (SELECT value FROM json_each(?2))`, list arguments passed as JSON).
+
+    async def fetch(self, sql: str, *args: Any, conn: AsyncConnection | None = None) -> list[Sequence[Any]]:
+        """Rows of a query, as tuples (inside `conn`'s transaction if given, else a fresh read)."""
+        if self.is_sqlite:
+            dbapi = self._dbapi(conn)
+            return dbapi.execute(_sqlite_sql(sql), _sqlite_args(args)).fetchall()  # type: ignore[no-any-return]
+        if conn is not None:
+            return await _driver(conn).fetch(sql, *args)  # type: ignore[no-any-return]
+        pool = await self._pg_pool()
+        async with pool.acquire() as c:
+            return await c.fetch(sql, *args)  # type: ignore[no-any-return]
+
+    async def fetchrow(self, sql: str, *args: Any, conn: AsyncConnection | None = None) -> Sequence[Any] | None:
+        rows = await self.fetch(sql, *args, conn=conn)
+        return rows[0] if rows else None
+
+    async def run(self, sql: str, *args: Any, conn: AsyncConnection) -> None:
+        """A statement without result rows, inside the caller's write transaction."""
+        if self.is_sqlite:
+            self._dbapi(conn).execute(_sqlite_sql(sql), _sqlite_args(args))
+        else:
+            await _driver(conn).execute(sql, *args)
+
+    async def run_many(self, sql: str, rows: Sequence[Sequence[Any]], *, conn: AsyncConnection) -> None:
+        if not rows:
+            return
+        if self.is_sqlite:
+            self._dbapi(conn).executemany(_sqlite_sql(sql), [_sqlite_args(r) for r in rows])
+        else:
+            await _driver(conn).executemany(sql, rows)
+
+    def _dbapi(self, conn: AsyncConnection | None) -> Any:
+        c = conn if isinstance(conn, InLoopConnection) else self._sqlite_conn("read")
+        return c.dbapi
+
+    async def _pg_pool(self) -> Any:
+        if self._pool is None:
+            import asyncpg
+
+            dsn = "postgresql://" + self.url.split("://", 1)[1]
+            self._pool = await asyncpg.create_pool(dsn, min_size=1, max_size=self._pool_size)
+        return self._pool
 
     async def lock_room(self, conn: AsyncConnection, room_id: str) -> None:
         """Serialise writers of one room across processes (SQLite already has one writer)."""
@@ -68,37 +209,78 @@ class Database:
     @staticmethod
     async def next_position(conn: AsyncConnection, count: int = 1) -> int:
         """Take `count` stream positions; return the last. Call late in the transaction."""
-        result = await conn.execute(
-            update(stream_counter)
-            .where(stream_counter.c.id == 1)
-            .values(pos=stream_counter.c.pos + count)
-            .returning(stream_counter.c.pos)
-        )
-        return int(result.scalar_one())
+        if isinstance(conn, InLoopConnection):
+            row = conn.dbapi.execute("UPDATE stream_counter SET pos = pos + ? WHERE id = 1 RETURNING pos",
+                                     (count,)).fetchone()
+            return int(row[0])
+        return int(await _driver(conn).fetchval(
+            "UPDATE stream_counter SET pos = pos + $1 WHERE id = 1 RETURNING pos", count))
 
     async def current_position(self) -> int:
-        async with self.engine.connect() as conn:
-            result = await conn.execute(select(stream_counter.c.pos).where(stream_counter.c.id == 1))
-            return int(result.scalar_one())
+        row = await self.fetchrow("SELECT pos FROM stream_counter WHERE id = 1")
+        assert row is not None
+        return int(row[0])
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    sync_engine = engine.sync_engine
+def _driver(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under a SQLAlchemy connection (its transaction, if one is open)."""
+    sync = conn.sync_connection
+    assert sync is not None
+    return sync.connection.driver_connection
 
-    @event.listens_for(sync_engine, "connect")
+
+_PARAM = re.compile(r"\$(\d+)")
+_ANY = re.compile(r"=\s*ANY\(\$(\d+)(?:::\w+\[\])?\)")
+_CAST = re.compile(r"::\w+(\[\])?")
+_sqlite_cache: dict[str, str] = {}
+
+
+def _sqlite_sql(sql: str) -> str:
+    out = _sqlite_cache.get(sql)
+    if out is None:
+        out = _ANY.sub(lambda m: f"IN (SELECT value FROM json_each(?{m.group(1)}))", sql)
+        out = _PARAM.sub(lambda m: f"?{m.group(1)}", _CAST.sub("", out))
+        _sqlite_cache[sql] = out
+    return out
+
+
+def _sqlite_args(args: Sequence[Any]) -> tuple[Any, ...]:
+    out = []
+    for a in args:
+        if isinstance(a, set | frozenset):
+            a = sorted(a)
+        if isinstance(a, list | tuple):
+            a = json.dumps(list(a))
+        out.append(a)
+    return tuple(out)
+
+
+async def _begin_immediate(conn: Connection) -> None:
+    """BEGIN IMMEDIATE without blocking the event loop while another process holds the lock."""
+    deadline = time.monotonic() + SQLITE_LOCK_WAIT_S
+    delay = 0.002
+    while True:
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Take transaction control from the driver so BEGIN IMMEDIATE can be issued for writers.
+        # Transactions are issued explicitly (BEGIN IMMEDIATE … COMMIT); the driver must not.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=10000")
+        # Short: these connections run in the event loop, which must not sleep in SQLite's busy
+        # handler; writers wait for other processes in `_begin_immediate` instead.
+        cur.execute("PRAGMA busy_timeout=50")
         cur.execute("PRAGMA foreign_keys=OFF")
         cur.close()
 
-    @event.listens_for(sync_engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        if conn.get_execution_options().get("sqlite_immediate"):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            conn.exec_driver_sql("BEGIN")
