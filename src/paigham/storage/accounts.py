@@ -66,9 +66,13 @@ class AccountStore:
 
     # -- users --------------------------------------------------------------------------------
     async def get_user(self, user_id: str) -> UserRow | None:
-        async with self.db.read() as conn:
-            row = (await conn.execute(select(users).where(users.c.user_id == user_id))).first()
-        return _user(row) if row else None
+        # Raw SQL: every authenticated request reads its user.
+        r = await self.db.fetchrow(
+            "SELECT user_id, password_hash, admin, deactivated, suspended, locked, displayname, avatar_url, "
+            "created_ts FROM users WHERE user_id = $1", user_id)
+        if r is None:
+            return None
+        return UserRow(r[0], r[1], bool(r[2]), bool(r[3]), bool(r[4]), bool(r[5]), r[6], r[7], r[8])
 
     async def create_user(
         self, user_id: str, password_hash: str | None, *, admin: bool, displayname: str | None, now: int
@@ -185,12 +189,9 @@ class AccountStore:
             )
 
     async def get_token(self, token: str) -> TokenRow | None:
-        q = select(access_tokens.c.user_id, access_tokens.c.device_id, access_tokens.c.expires_ts).where(
-            access_tokens.c.token_hash == token_hash(token)
-        )
-        async with self.db.read() as conn:
-            row = (await conn.execute(q)).first()
-        return TokenRow(row.user_id, row.device_id, row.expires_ts) if row else None
+        row = await self.db.fetchrow(
+            "SELECT user_id, device_id, expires_ts FROM access_tokens WHERE token_hash = $1", token_hash(token))
+        return TokenRow(row[0], row[1], row[2]) if row else None
 
     async def take_refresh_token(self, refresh_token: str, now: int) -> TokenRow | None:
         """Consume a refresh token (single use): delete its token row and return who it was for."""

@@ -20,6 +20,7 @@ from paigham.storage.schema import current_state, event_txns, events, membership
 
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode
+_MAX_POS = 2**62
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,19 +66,25 @@ def _row_event(r: Any) -> StoredEvent:
     )
 
 
+# The same columns for the raw-SQL queries of the hot paths (send, /sync); rows are tuples.
+EV = ("e.stream, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.origin_server_ts, e.json, e.unsigned, "
+      "e.redacted_by, e.txn_id, e.device_id")
+
+
+def _tuple_event(r: Sequence[Any]) -> StoredEvent:
+    return StoredEvent(int(r[0]), r[1], r[2], r[3], r[4], r[5], int(r[6]), _decode(r[7]),
+                       _decode(r[8]) if r[8] else None, r[9], r[10], r[11])
+
+
 class EventStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     # -- rooms ----------------------------------------------------------------------------
     async def get_room(self, room_id: str, conn: AsyncConnection | None = None) -> RoomRow | None:
-        q = select(rooms).where(rooms.c.room_id == room_id)
-        if conn is not None:
-            row = (await conn.execute(q)).first()
-        else:
-            async with self.db.read() as c:
-                row = (await c.execute(q)).first()
-        return RoomRow(row.room_id, row.room_version, row.creator, bool(row.is_public)) if row else None
+        row = await self.db.fetchrow("SELECT room_id, room_version, creator, is_public FROM rooms WHERE room_id = $1",
+                                     room_id, conn=conn)
+        return RoomRow(row[0], row[1], row[2], bool(row[3])) if row else None
 
     @staticmethod
     async def insert_room(conn: AsyncConnection, room: RoomRow, now: int) -> None:
@@ -104,39 +111,29 @@ class EventStore:
         return [RoomRow(r.room_id, r.room_version, r.creator, bool(r.is_public)) for r in rows]
 
     # -- writing (inside the caller's transaction) -------------------------------------------
-    @staticmethod
-    async def tip(conn: AsyncConnection, room_id: str) -> tuple[str, int] | None:
-        q = (
-            select(events.c.event_id, events.c.depth)
-            .where(events.c.room_id == room_id)
-            .order_by(events.c.stream.desc())
-            .limit(1)
-        )
-        row = (await conn.execute(q)).first()
-        return (row.event_id, row.depth) if row else None
+    async def tip(self, conn: AsyncConnection, room_id: str) -> tuple[str, int] | None:
+        row = await self.db.fetchrow(
+            "SELECT event_id, depth FROM events WHERE room_id = $1 ORDER BY stream DESC LIMIT 1", room_id, conn=conn)
+        return (row[0], int(row[1])) if row else None
 
-    @staticmethod
     async def state_for_keys(
-        conn: AsyncConnection, room_id: str, keys: Iterable[tuple[str, str]]
+        self, conn: AsyncConnection, room_id: str, keys: Iterable[tuple[str, str]]
     ) -> dict[tuple[str, str], StoredEvent]:
-        keys = list(set(keys))
-        if not keys:
-            return {}
-        types = {t for t, _ in keys}
-        q = (
-            select(*_EVENT_COLS)
-            .join(current_state, current_state.c.event_id == events.c.event_id)
-            .where(current_state.c.room_id == room_id, current_state.c.type.in_(types))
-        )
         wanted = set(keys)
+        if not wanted:
+            return {}
+        types = sorted({t for t, _ in wanted})
+        rows = await self.db.fetch(
+            f"SELECT {EV} FROM current_state c JOIN events e ON e.event_id = c.event_id "
+            "WHERE c.room_id = $1 AND c.type = ANY($2::text[])", room_id, types, conn=conn)
         out: dict[tuple[str, str], StoredEvent] = {}
-        for r in (await conn.execute(q)).all():
-            if (r.type, r.state_key) in wanted:
-                out[(r.type, r.state_key)] = _row_event(r)
+        for r in rows:
+            if (r[3], r[4]) in wanted:
+                out[(r[3], r[4])] = _tuple_event(r)
         return out
 
-    @staticmethod
     async def insert_event(
+        self,
         conn: AsyncConnection,
         stream: int,
         event_id: str,
@@ -148,15 +145,13 @@ class EventStore:
         relates_to: str | None,
         rel_type: str | None,
     ) -> None:
-        await conn.execute(
-            events.insert().values(
-                stream=stream, event_id=event_id, room_id=pdu["room_id"], type=pdu["type"],
-                state_key=pdu.get("state_key"), sender=pdu["sender"],
-                origin_server_ts=pdu["origin_server_ts"], depth=pdu["depth"],
-                json=_encode(pdu).decode(), unsigned=_encode(unsigned).decode() if unsigned else None,
-                txn_id=txn_id, device_id=device_id, relates_to=relates_to, rel_type=rel_type,
-            )
-        )
+        await self.db.run(
+            "INSERT INTO events (stream, event_id, room_id, type, state_key, sender, origin_server_ts, depth, json, "
+            "unsigned, txn_id, device_id, relates_to, rel_type) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            stream, event_id, pdu["room_id"], pdu["type"], pdu.get("state_key"), pdu["sender"],
+            pdu["origin_server_ts"], pdu["depth"], _encode(pdu).decode(),
+            _encode(unsigned).decode() if unsigned else None, txn_id, device_id, relates_to, rel_type, conn=conn)
 
     async def set_current_state(
         self, conn: AsyncConnection, room_id: str, type_: str, state_key: str, event_id: str, stream: int
@@ -190,25 +185,19 @@ class EventStore:
             row = (await conn.execute(q)).first()
         return row.result if row else None
 
-    @staticmethod
-    async def get_txn_in(conn: AsyncConnection, user_id: str, device_id: str, scope: str,
+    async def get_txn_in(self, conn: AsyncConnection, user_id: str, device_id: str, scope: str,
                          txn_id: str) -> str | None:
-        q = select(event_txns.c.result).where(
-            event_txns.c.user_id == user_id, event_txns.c.device_id == device_id,
-            event_txns.c.scope == scope, event_txns.c.txn_id == txn_id,
-        )
-        row = (await conn.execute(q)).first()
-        return row.result if row else None
+        row = await self.db.fetchrow(
+            "SELECT result FROM event_txns WHERE user_id = $1 AND device_id = $2 AND scope = $3 AND txn_id = $4",
+            user_id, device_id, scope, txn_id, conn=conn)
+        return str(row[0]) if row else None
 
-    @staticmethod
     async def put_txn(
-        conn: AsyncConnection, user_id: str, device_id: str, scope: str, txn_id: str, result: str, now: int
+        self, conn: AsyncConnection, user_id: str, device_id: str, scope: str, txn_id: str, result: str, now: int
     ) -> None:
-        await conn.execute(
-            event_txns.insert().values(
-                user_id=user_id, device_id=device_id, scope=scope, txn_id=txn_id, result=result, created_ts=now
-            )
-        )
+        await self.db.run(
+            "INSERT INTO event_txns (user_id, device_id, scope, txn_id, result, created_ts) "
+            "VALUES ($1, $2, $3, $4, $5, $6)", user_id, device_id, scope, txn_id, result, now, conn=conn)
 
     @staticmethod
     async def get_event_in(conn: AsyncConnection, event_id: str) -> StoredEvent | None:
@@ -223,20 +212,17 @@ class EventStore:
     async def get_events(self, event_ids: Sequence[str]) -> dict[str, StoredEvent]:
         if not event_ids:
             return {}
-        async with self.db.read() as conn:
-            rows = (await conn.execute(select(*_EVENT_COLS).where(events.c.event_id.in_(set(event_ids))))).all()
-        return {r.event_id: _row_event(r) for r in rows}
+        rows = await self.db.fetch(f"SELECT {EV} FROM events e WHERE e.event_id = ANY($1::text[])",
+                                   sorted(set(event_ids)))
+        return {r[1]: _tuple_event(r) for r in rows}
 
     async def current_state(self, room_id: str, types: Sequence[str] | None = None) -> list[StoredEvent]:
-        q = (
-            select(*_EVENT_COLS)
-            .join(current_state, current_state.c.event_id == events.c.event_id)
-            .where(current_state.c.room_id == room_id)
-        )
-        if types is not None:
-            q = q.where(current_state.c.type.in_(types))
-        async with self.db.read() as conn:
-            return [_row_event(r) for r in (await conn.execute(q)).all()]
+        sql = f"SELECT {EV} FROM current_state c JOIN events e ON e.event_id = c.event_id WHERE c.room_id = $1"
+        if types is None:
+            rows = await self.db.fetch(sql, room_id)
+        else:
+            rows = await self.db.fetch(sql + " AND c.type = ANY($2::text[])", room_id, list(types))
+        return [_tuple_event(r) for r in rows]
 
     async def current_state_event(self, room_id: str, type_: str, state_key: str) -> StoredEvent | None:
         async with self.db.read() as conn:
@@ -245,53 +231,42 @@ class EventStore:
 
     async def state_at(self, room_id: str, stream: int, types: Sequence[str] | None = None) -> list[StoredEvent]:
         """The room state after the event at `stream` (inclusive)."""
-        e2 = events.alias("e2")
-        latest = (
-            select(e2.c.type, e2.c.state_key, func.max(e2.c.stream).label("m"))
-            .where(e2.c.room_id == room_id, e2.c.state_key.is_not(None), e2.c.stream <= stream)
-            .group_by(e2.c.type, e2.c.state_key)
-        )
-        if types is not None:
-            latest = latest.where(e2.c.type.in_(types))
-        sub = latest.subquery()
-        q = select(*_EVENT_COLS).join(sub, sub.c.m == events.c.stream)
-        async with self.db.read() as conn:
-            return [_row_event(r) for r in (await conn.execute(q)).all()]
+        if types is None:
+            rows = await self.db.fetch(
+                f"SELECT {EV} FROM events e JOIN (SELECT max(stream) AS m FROM events WHERE room_id = $1 "
+                "AND state_key IS NOT NULL AND stream <= $2 GROUP BY type, state_key) s ON s.m = e.stream",
+                room_id, stream)
+        else:
+            rows = await self.db.fetch(
+                f"SELECT {EV} FROM events e JOIN (SELECT max(stream) AS m FROM events WHERE room_id = $1 "
+                "AND state_key IS NOT NULL AND stream <= $2 AND type = ANY($3::text[]) GROUP BY type, state_key) s "
+                "ON s.m = e.stream", room_id, stream, list(types))
+        return [_tuple_event(r) for r in rows]
 
     async def state_changes(self, room_id: str, after: int, upto: int) -> list[StoredEvent]:
         """State events in (after, upto], oldest first."""
-        q = (
-            select(*_EVENT_COLS)
-            .where(events.c.room_id == room_id, events.c.state_key.is_not(None),
-                   events.c.stream > after, events.c.stream <= upto)
-            .order_by(events.c.stream)
-        )
-        async with self.db.read() as conn:
-            return [_row_event(r) for r in (await conn.execute(q)).all()]
+        rows = await self.db.fetch(
+            f"SELECT {EV} FROM events e WHERE e.room_id = $1 AND e.state_key IS NOT NULL AND e.stream > $2 "
+            "AND e.stream <= $3 ORDER BY e.stream", room_id, after, upto)
+        return [_tuple_event(r) for r in rows]
 
     async def room_events(
         self, room_id: str, *, after: int | None = None, upto: int | None = None, limit: int, backwards: bool
     ) -> list[StoredEvent]:
         """Events with after < stream <= upto, newest first if backwards, else oldest first."""
-        q = select(*_EVENT_COLS).where(events.c.room_id == room_id)
-        if after is not None:
-            q = q.where(events.c.stream > after)
-        if upto is not None:
-            q = q.where(events.c.stream <= upto)
-        q = q.order_by(events.c.stream.desc() if backwards else events.c.stream).limit(limit)
-        async with self.db.read() as conn:
-            return [_row_event(r) for r in (await conn.execute(q)).all()]
+        rows = await self.db.fetch(
+            f"SELECT {EV} FROM events e WHERE e.room_id = $1 AND e.stream > $2 AND e.stream <= $3 "
+            f"ORDER BY e.stream {'DESC' if backwards else 'ASC'} LIMIT $4",
+            room_id, -1 if after is None else after, _MAX_POS if upto is None else upto, limit)
+        return [_tuple_event(r) for r in rows]
 
     async def rooms_with_events(self, room_ids: Sequence[str], after: int, upto: int) -> set[str]:
         if not room_ids:
             return set()
-        q = (
-            select(events.c.room_id)
-            .where(events.c.room_id.in_(room_ids), events.c.stream > after, events.c.stream <= upto)
-            .group_by(events.c.room_id)
-        )
-        async with self.db.read() as conn:
-            return {r.room_id for r in (await conn.execute(q)).all()}
+        rows = await self.db.fetch(
+            "SELECT DISTINCT room_id FROM events WHERE room_id = ANY($1::text[]) AND stream > $2 AND stream <= $3",
+            list(room_ids), after, upto)
+        return {r[0] for r in rows}
 
     async def last_event_streams(self, room_ids: Sequence[str], upto: int) -> dict[str, int]:
         if not room_ids:
@@ -315,35 +290,25 @@ class EventStore:
 
     async def user_rooms(self, user_id: str, states: Sequence[str] = ("join",)) -> dict[str, tuple[str, int]]:
         """room_id → (membership, stream of the membership event) for the given membership states."""
-        q = select(memberships.c.room_id, memberships.c.membership, memberships.c.stream).where(
-            memberships.c.user_id == user_id, memberships.c.membership.in_(states),
-            memberships.c.forgotten.is_(False),
-        )
-        async with self.db.read() as conn:
-            return {r.room_id: (r.membership, r.stream) for r in (await conn.execute(q)).all()}
+        rows = await self.db.fetch(
+            "SELECT room_id, membership, stream FROM memberships WHERE user_id = $1 "
+            "AND membership = ANY($2::text[]) AND forgotten = false", user_id, list(states))
+        return {r[0]: (r[1], int(r[2])) for r in rows}
 
     async def room_members(self, room_id: str, states: Sequence[str] = ("join",)) -> list[str]:
-        q = select(memberships.c.user_id).where(
-            memberships.c.room_id == room_id, memberships.c.membership.in_(states)
-        )
-        async with self.db.read() as conn:
-            return [r.user_id for r in (await conn.execute(q)).all()]
+        return await self.room_members_in(None, room_id, states)
 
-    @staticmethod
-    async def room_members_in(conn: AsyncConnection, room_id: str, states: Sequence[str] = ("join",)) -> list[str]:
-        q = select(memberships.c.user_id).where(
-            memberships.c.room_id == room_id, memberships.c.membership.in_(states)
-        )
-        return [r.user_id for r in (await conn.execute(q)).all()]
+    async def room_members_in(self, conn: AsyncConnection | None, room_id: str,
+                              states: Sequence[str] = ("join",)) -> list[str]:
+        rows = await self.db.fetch(
+            "SELECT user_id FROM memberships WHERE room_id = $1 AND membership = ANY($2::text[])",
+            room_id, list(states), conn=conn)
+        return [r[0] for r in rows]
 
     async def member_counts(self, room_id: str) -> dict[str, int]:
-        q = (
-            select(memberships.c.membership, func.count().label("n"))
-            .where(memberships.c.room_id == room_id)
-            .group_by(memberships.c.membership)
-        )
-        async with self.db.read() as conn:
-            return {r.membership: int(r.n) for r in (await conn.execute(q)).all()}
+        rows = await self.db.fetch(
+            "SELECT membership, count(*) FROM memberships WHERE room_id = $1 GROUP BY membership", room_id)
+        return {r[0]: int(r[1]) for r in rows}
 
     async def membership_history(self, user_id: str, room_id: str) -> list[tuple[int, str]]:
         """(stream, membership) of every membership event of the user in the room, oldest first."""
@@ -432,13 +397,10 @@ class EventStore:
         """All m.replace and m.thread relations of the given events (for bundled aggregations)."""
         if not event_ids:
             return []
-        q = (
-            select(*_EVENT_COLS)
-            .where(events.c.relates_to.in_(set(event_ids)), events.c.rel_type.in_(("m.replace", "m.thread")))
-            .order_by(events.c.stream)
-        )
-        async with self.db.read() as conn:
-            return [_row_event(r) for r in (await conn.execute(q)).all()]
+        rows = await self.db.fetch(
+            f"SELECT {EV} FROM events e WHERE e.relates_to = ANY($1::text[]) "
+            "AND e.rel_type IN ('m.replace', 'm.thread') ORDER BY e.stream", sorted(set(event_ids)))
+        return [_tuple_event(r) for r in rows]
 
     async def thread_roots(self, room_id: str, limit: int, before: int | None) -> list[tuple[str, int]]:
         """(root event ID, stream of the latest reply) for the room's threads, newest activity first."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from sqlalchemy import and_, delete, func, select
@@ -29,6 +29,18 @@ _decode = msgspec.json.decode
 
 def _enc(v: Any) -> str:
     return msgspec.json.encode(v).decode()
+
+
+_MAX_POS = 2**62
+_PRESENCE = "user_id, state, status_msg, last_active_ts, stream"
+
+
+class PresenceRow(NamedTuple):
+    user_id: str
+    state: str
+    status_msg: str | None
+    last_active_ts: int
+    stream: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +77,10 @@ class StreamStore:
 
     async def account_data_since(self, user_id: str, after: int | None, upto: int) -> list[tuple[str, str, Any]]:
         """(room_id, type, content) changed in (after, upto]; everything when after is None."""
-        q = select(account_data.c.room_id, account_data.c.type, account_data.c.content).where(
-            account_data.c.user_id == user_id, account_data.c.stream <= upto
-        )
-        if after is not None:
-            q = q.where(account_data.c.stream > after)
-        async with self.db.read() as conn:
-            return [(r.room_id, r.type, _decode(r.content)) for r in (await conn.execute(q)).all()]
+        rows = await self.db.fetch(
+            "SELECT room_id, type, content FROM account_data WHERE user_id = $1 AND stream > $2 AND stream <= $3",
+            user_id, -1 if after is None else after, upto)
+        return [(r[0], r[1], _decode(r[2])) for r in rows]
 
     # -- receipts -----------------------------------------------------------------------------
     async def put_receipt(self, r: Receipt) -> int:
@@ -92,27 +101,21 @@ class StreamStore:
     async def receipts_since(self, room_ids: Sequence[str], after: int | None, upto: int) -> list[Receipt]:
         if not room_ids:
             return []
-        q = select(receipts).where(receipts.c.room_id.in_(room_ids), receipts.c.stream <= upto)
-        if after is not None:
-            q = q.where(receipts.c.stream > after)
-        async with self.db.read() as conn:
-            rows = (await conn.execute(q)).all()
-        return [Receipt(r.room_id, r.user_id, r.receipt_type, r.thread_id, r.event_id, r.event_stream, r.ts,
-                        r.stream) for r in rows]
+        rows = await self.db.fetch(
+            "SELECT room_id, user_id, receipt_type, thread_id, event_id, event_stream, ts, stream FROM receipts "
+            "WHERE room_id = ANY($1::text[]) AND stream > $2 AND stream <= $3",
+            list(room_ids), -1 if after is None else after, upto)
+        return [Receipt(r[0], r[1], r[2], r[3], r[4], int(r[5]), int(r[6]), int(r[7])) for r in rows]
 
     async def read_positions(self, user_id: str, room_ids: Sequence[str]) -> dict[str, int]:
         """The stream of each room's newest unthreaded/main read receipt (public or private)."""
         if not room_ids:
             return {}
-        q = (
-            select(receipts.c.room_id, func.max(receipts.c.event_stream).label("m"))
-            .where(receipts.c.user_id == user_id, receipts.c.room_id.in_(room_ids),
-                   receipts.c.receipt_type.in_(("m.read", "m.read.private")),
-                   receipts.c.thread_id.in_(("", "main")))
-            .group_by(receipts.c.room_id)
-        )
-        async with self.db.read() as conn:
-            return {r.room_id: int(r.m) for r in (await conn.execute(q)).all()}
+        rows = await self.db.fetch(
+            "SELECT room_id, max(event_stream) FROM receipts WHERE user_id = $1 AND room_id = ANY($2::text[]) "
+            "AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main') GROUP BY room_id",
+            user_id, list(room_ids))
+        return {r[0]: int(r[1]) for r in rows}
 
     # -- typing -------------------------------------------------------------------------------
     async def set_typing(self, room_id: str, user_id: str, expires_ts: int | None) -> int:
@@ -146,23 +149,18 @@ class StreamStore:
     async def typing_changed(self, room_ids: Sequence[str], after: int | None, upto: int) -> set[str]:
         if not room_ids:
             return set()
-        q = select(typing_stream.c.room_id).where(
-            typing_stream.c.room_id.in_(room_ids), typing_stream.c.stream <= upto
-        )
-        if after is not None:
-            q = q.where(typing_stream.c.stream > after)
-        async with self.db.read() as conn:
-            return {r.room_id for r in (await conn.execute(q)).all()}
+        rows = await self.db.fetch(
+            "SELECT room_id FROM typing_stream WHERE room_id = ANY($1::text[]) AND stream > $2 AND stream <= $3",
+            list(room_ids), -1 if after is None else after, upto)
+        return {r[0] for r in rows}
 
     async def typing_users(self, room_ids: Sequence[str], now: int) -> dict[str, list[str]]:
         if not room_ids:
             return {}
-        q = select(typing.c.room_id, typing.c.user_id).where(typing.c.room_id.in_(room_ids),
-                                                             typing.c.expires_ts > now)
         out: dict[str, list[str]] = {}
-        async with self.db.read() as conn:
-            for r in (await conn.execute(q)).all():
-                out.setdefault(r.room_id, []).append(r.user_id)
+        for r in await self.db.fetch("SELECT room_id, user_id FROM typing WHERE room_id = ANY($1::text[]) "
+                                     "AND expires_ts > $2", list(room_ids), now):
+            out.setdefault(r[0], []).append(r[1])
         return out
 
     # -- presence -----------------------------------------------------------------------------
@@ -175,16 +173,23 @@ class StreamStore:
         return pos
 
     async def get_presence(self, user_ids: Sequence[str], after: int | None = None,
-                           upto: int | None = None) -> list[Any]:
+                           upto: int | None = None) -> list[PresenceRow]:
         if not user_ids:
             return []
-        q = select(presence).where(presence.c.user_id.in_(user_ids))
-        if after is not None:
-            q = q.where(presence.c.stream > after)
-        if upto is not None:
-            q = q.where(presence.c.stream <= upto)
-        async with self.db.read() as conn:
-            return list((await conn.execute(q)).all())
+        rows = await self.db.fetch(
+            f"SELECT {_PRESENCE} FROM presence WHERE user_id = ANY($1::text[]) AND stream > $2 AND stream <= $3",
+            list(user_ids), -1 if after is None else after, _MAX_POS if upto is None else upto)
+        return [PresenceRow(*r) for r in rows]
+
+    async def co_member_presence(self, user_id: str, after: int | None, upto: int) -> list[PresenceRow]:
+        """Presence changed in (after, upto] of everyone who shares a joined room with `user_id` (and
+        the user's own): one query instead of one per room."""
+        rows = await self.db.fetch(
+            f"SELECT {_PRESENCE} FROM presence WHERE stream > $2 AND stream <= $3 AND user_id IN ("
+            "SELECT o.user_id FROM memberships m JOIN memberships o ON o.room_id = m.room_id "
+            "WHERE m.user_id = $1 AND m.membership = 'join' AND o.membership = 'join')",
+            user_id, -1 if after is None else after, upto)
+        return [PresenceRow(*r) for r in rows]
 
     # -- filters ------------------------------------------------------------------------------
     async def add_filter(self, user_id: str, definition: dict[str, Any]) -> int:
@@ -204,17 +209,20 @@ class StreamStore:
 
     # -- push rules ---------------------------------------------------------------------------
     async def get_push_rules(self, user_id: str) -> tuple[Any, int] | None:
-        q = select(push_rules.c.json, push_rules.c.stream).where(push_rules.c.user_id == user_id)
-        async with self.db.read() as conn:
-            row = (await conn.execute(q)).first()
-        return (_decode(row.json), int(row.stream)) if row else None
+        row = await self.db.fetchrow("SELECT json, stream FROM push_rules WHERE user_id = $1", user_id)
+        return (_decode(row[0]), int(row[1])) if row else None
 
-    @staticmethod
-    async def push_rules_for(conn: AsyncConnection, user_ids: Sequence[str]) -> dict[str, Any]:
+    async def push_rules_stream(self, user_id: str) -> int:
+        """The position of the user's last push rule change (0: never changed)."""
+        row = await self.db.fetchrow("SELECT stream FROM push_rules WHERE user_id = $1", user_id)
+        return int(row[0]) if row else 0
+
+    async def push_rules_for(self, conn: AsyncConnection, user_ids: Sequence[str]) -> dict[str, Any]:
         if not user_ids:
             return {}
-        q = select(push_rules.c.user_id, push_rules.c.json).where(push_rules.c.user_id.in_(user_ids))
-        return {r.user_id: _decode(r.json) for r in (await conn.execute(q)).all()}
+        rows = await self.db.fetch("SELECT user_id, json FROM push_rules WHERE user_id = ANY($1::text[])",
+                                   list(user_ids), conn=conn)
+        return {r[0]: _decode(r[1]) for r in rows}
 
     async def put_push_rules(self, user_id: str, rules: Any) -> int:
         async with self.db.write() as conn:
@@ -224,26 +232,26 @@ class StreamStore:
         return pos
 
     # -- push actions -------------------------------------------------------------------------
-    @staticmethod
-    async def add_push_actions(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            await conn.execute(event_push_actions.insert(), rows)
+    async def add_push_actions(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        await self.db.run_many(
+            "INSERT INTO event_push_actions (user_id, room_id, stream, thread_id, highlight) "
+            "VALUES ($1, $2, $3, $4, $5)",
+            [(r["user_id"], r["room_id"], r["stream"], r["thread_id"], bool(r["highlight"])) for r in rows],
+            conn=conn)
 
     async def unread_counts(self, user_id: str, read_upto: dict[str, int],
                             room_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
         """room → (notifications, highlights) after the user's read receipt in each room."""
         if not room_ids:
             return {}
-        q = (
-            select(event_push_actions.c.room_id, event_push_actions.c.stream, event_push_actions.c.highlight)
-            .where(event_push_actions.c.user_id == user_id, event_push_actions.c.room_id.in_(room_ids))
-        )
         out = {r: (0, 0) for r in room_ids}
-        async with self.db.read() as conn:
-            for r in (await conn.execute(q)).all():
-                if r.stream > read_upto.get(r.room_id, 0):
-                    n, h = out[r.room_id]
-                    out[r.room_id] = (n + 1, h + (1 if r.highlight else 0))
+        rows = await self.db.fetch(
+            "SELECT room_id, stream, highlight FROM event_push_actions WHERE user_id = $1 "
+            "AND room_id = ANY($2::text[])", user_id, list(room_ids))
+        for r in rows:
+            if r[1] > read_upto.get(r[0], 0):
+                n, h = out[r[0]]
+                out[r[0]] = (n + 1, h + (1 if r[2] else 0))
         return out
 
     async def clear_push_actions(self, user_id: str, room_id: str, upto: int) -> None:
