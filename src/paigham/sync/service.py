@@ -38,6 +38,8 @@ class SyncRequest:
 class SyncResult:
     body: dict[str, Any]
     has_data: bool
+    # Rooms whose news should wake a long-poll (joined, invited, knocked), from the same read.
+    wake_rooms: list[str] = field(default_factory=list)
 
 
 # An extension adds its sections to the body and says whether it found anything new.
@@ -78,8 +80,7 @@ class SyncService:
             remaining = deadline - time.monotonic()
             if result.has_data or since is None or full_state or remaining <= 0:
                 return result.body
-            rooms = await self.events.user_rooms(requester.user_id, ("join", "invite", "knock"))
-            keys = [f"u:{requester.user_id}", *(f"r:{r}" for r in rooms)]
+            keys = [f"u:{requester.user_id}", *(f"r:{r}" for r in result.wake_rooms)]
             if not await self.notifier.wait(keys, upto, remaining):
                 # Time is up: one last look, so an update racing the timeout is not lost.
                 return (await self.compute(SyncRequest(requester, since, await self.db.current_position(),
@@ -100,16 +101,19 @@ class SyncService:
         }
         memberships = await self.events.user_rooms(user_id, ("join", "invite", "leave", "ban", "knock"))
         changes = await self._membership_changes(req, memberships)
+        # Room and global account data come from one read.
+        acct = await self.streams.account_data_since(user_id, req.since, req.upto)
         has = False
-        has |= await self._joined(req, memberships, changes, body["rooms"]["join"])
+        has |= await self._joined(req, memberships, changes, acct, body["rooms"]["join"])
         has |= await self._invited(req, memberships, body["rooms"]["invite"])
         has |= await self._left(req, memberships, changes, body["rooms"]["leave"])
-        has |= await self._account_data(req, body)
+        has |= await self._account_data(req, acct, body)
         if self.presence_enabled:
-            has |= await self._presence(req, memberships, body)
+            has |= await self._presence(req, body)
         for ext in self.extensions:
             has |= await ext(req, body)
-        return SyncResult(body, has)
+        wake = [r for r, (m, _) in memberships.items() if m in ("join", "invite", "knock")]
+        return SyncResult(body, has, wake)
 
     async def _membership_changes(self, req: SyncRequest, memberships: dict[str, tuple[str, int]]) -> set[str]:
         """Rooms whose membership state for this user is different now from at `since`.
@@ -125,7 +129,7 @@ class SyncService:
 
     # -- joined rooms -----------------------------------------------------------------------------
     async def _joined(self, req: SyncRequest, memberships: dict[str, tuple[str, int]], changed: set[str],
-                      out: dict[str, Any]) -> bool:
+                      acct: list[tuple[str, str, Any]], out: dict[str, Any]) -> bool:
         joined = [r for r, (m, _) in memberships.items() if m == "join" and req.flt.room_allowed(r)]
         if not joined:
             return False
@@ -134,7 +138,7 @@ class SyncService:
         else:
             candidates = await self.events.rooms_with_events(joined, req.since, req.upto)
         ephemeral = await self._ephemeral(req, joined)
-        room_data = await self._room_account_data(req, joined)
+        room_data = self._room_account_data(acct, joined)
         candidates |= set(ephemeral) | set(room_data) | (changed & set(joined))
         if not candidates:
             return False
@@ -232,21 +236,21 @@ class SyncService:
             out.setdefault(r.room_id, []).append({"type": "m.receipt", "content": content})
         return {room: _merge_receipts(evs) for room, evs in out.items()}
 
-    async def _room_account_data(self, req: SyncRequest, rooms: list[str]) -> dict[str, list[dict[str, Any]]]:
+    @staticmethod
+    def _room_account_data(acct: list[tuple[str, str, Any]], rooms: list[str]) -> dict[str, list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = {}
         allowed = set(rooms)
-        for room_id, type_, content in await self.streams.account_data_since(req.requester.user_id, req.since,
-                                                                             req.upto):
+        for room_id, type_, content in acct:
             if room_id and room_id in allowed:
                 out.setdefault(room_id, []).append({"type": type_, "content": content})
         return out
 
-    async def _account_data(self, req: SyncRequest, body: dict[str, Any]) -> bool:
-        evs = [{"type": t, "content": c}
-               for room_id, t, c in await self.streams.account_data_since(req.requester.user_id, req.since,
-                                                                          req.upto) if not room_id]
-        rules, stream = await self.push_rules(req.requester.user_id)
+    async def _account_data(self, req: SyncRequest, acct: list[tuple[str, str, Any]], body: dict[str, Any]) -> bool:
+        evs = [{"type": t, "content": c} for room_id, t, c in acct if not room_id]
+        # The effective ruleset is only built when it is sent (initial sync, or changed since).
+        stream = await self.streams.push_rules_stream(req.requester.user_id)
         if req.since is None or req.since < stream <= req.upto:
+            rules, _ = await self.push_rules(req.requester.user_id)
             evs.append({"type": "m.push_rules", "content": rules})
         evs = [e for e in evs if req.flt.account_data_match(e)]
         body["account_data"]["events"] = evs
@@ -284,12 +288,9 @@ class SyncService:
             has = True
         return has
 
-    async def _presence(self, req: SyncRequest, memberships: dict[str, tuple[str, int]], body: dict[str, Any]) -> bool:
-        rooms = [r for r, (m, _) in memberships.items() if m == "join"]
-        users: set[str] = set()
-        for room_id in rooms:
-            users.update(await self.events.room_members(room_id))
-        rows = await self.streams.get_presence(sorted(users), req.since, req.upto)
+    async def _presence(self, req: SyncRequest, body: dict[str, Any]) -> bool:
+        # Everyone sharing a joined room with the user, in one query (not one per room).
+        rows = await self.streams.co_member_presence(req.requester.user_id, req.since, req.upto)
         now = now_ms()
         evs = [{"type": "m.presence", "sender": r.user_id, "content": {
             "presence": r.state, "last_active_ago": max(0, now - r.last_active_ts),
