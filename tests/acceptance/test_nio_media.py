@@ -4,6 +4,7 @@ encryption at rest) even a plain upload in readable form; downloads need a token
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 from pathlib import Path
@@ -15,15 +16,18 @@ from nio import (
     DownloadResponse,
     InviteMemberEvent,
     JoinResponse,
+    ResizingMethod,
     RoomCreateResponse,
     RoomEncryptedFile,
     RoomMemberEvent,
     RoomPreset,
     RoomSendResponse,
+    ThumbnailResponse,
     UploadResponse,
 )
 from nio.crypto.attachments import decrypt_attachment
 from nio_support import Tracked, login_tracked, register_with_token
+from PIL import Image
 
 pytestmark = pytest.mark.acceptance
 
@@ -33,20 +37,26 @@ MEGOLM = "m.megolm.v1.aes-sha2"
 
 async def _encrypted_room(a: Tracked, b: Tracked) -> str:
     created = await a.client.room_create(
-        invite=[b.user_id], preset=RoomPreset.private_chat,
-        initial_state=[{"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}}])
+        invite=[b.user_id],
+        preset=RoomPreset.private_chat,
+        initial_state=[{"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}}],
+    )
     assert isinstance(created, RoomCreateResponse), created
     room_id = created.room_id
 
     def invited(r: object) -> bool:
         room = r.rooms.invite.get(room_id)  # type: ignore[attr-defined]
-        return room is not None and any(isinstance(e, InviteMemberEvent) and e.state_key == b.user_id
-                                        for e in room.invite_state)
+        return room is not None and any(
+            isinstance(e, InviteMemberEvent) and e.state_key == b.user_id for e in room.invite_state
+        )
 
     await b.sync_until(invited, "invite at B")
     assert isinstance(await b.client.join(room_id), JoinResponse)
-    await a.wait_timeline(room_id, lambda e: isinstance(e, RoomMemberEvent) and e.state_key == b.user_id
-                          and e.membership == "join", "B's join at A")
+    await a.wait_timeline(
+        room_id,
+        lambda e: isinstance(e, RoomMemberEvent) and e.state_key == b.user_id and e.membership == "join",
+        "B's join at A",
+    )
     await b.sync_until(lambda r: room_id in r.rooms.join, "joined room in B's sync")
     return room_id
 
@@ -69,18 +79,33 @@ async def test_encrypted_attachment_round_trip_and_nothing_readable_at_rest(
 
         marker = f"CONFIDENTIAL-ORDER-{unique}-{secrets.token_hex(6)}".encode()
         document = b"%PDF-1.7\n" + marker + os.urandom(300_000) + marker
-        up, keys = await a.client.upload(lambda *_: document, content_type="application/pdf",
-                                         filename="order.pdf", encrypt=True, filesize=len(document))
+        up, keys = await a.client.upload(
+            lambda *_: document,
+            content_type="application/pdf",
+            filename="order.pdf",
+            encrypt=True,
+            filesize=len(document),
+        )
         assert isinstance(up, UploadResponse), up
         assert keys and {"key", "iv", "hashes"} <= set(keys)
-        sent = await a.client.room_send(room_id, "m.room.message", {
-            "msgtype": "m.file", "body": "order.pdf", "file": {"url": up.content_uri, **keys},
-            "info": {"mimetype": "application/pdf", "size": len(document)},
-        }, ignore_unverified_devices=True)
+        sent = await a.client.room_send(
+            room_id,
+            "m.room.message",
+            {
+                "msgtype": "m.file",
+                "body": "order.pdf",
+                "file": {"url": up.content_uri, **keys},
+                "info": {"mimetype": "application/pdf", "size": len(document)},
+            },
+            ignore_unverified_devices=True,
+        )
         assert isinstance(sent, RoomSendResponse), sent
 
-        ev = await b.wait_timeline(room_id, lambda e: isinstance(e, RoomEncryptedFile)
-                                   and e.event_id == sent.event_id, "the encrypted file event at B")
+        ev = await b.wait_timeline(
+            room_id,
+            lambda e: isinstance(e, RoomEncryptedFile) and e.event_id == sent.event_id,
+            "the encrypted file event at B",
+        )
         got = await b.client.download(mxc=ev.url)
         assert isinstance(got, DownloadResponse), got
         assert got.body != document  # the server only ever had ciphertext
@@ -89,16 +114,33 @@ async def test_encrypted_attachment_round_trip_and_nothing_readable_at_rest(
 
         # A plain (unencrypted) upload: the server's encryption at rest still hides it on disk.
         plain_marker = f"PLAIN-UPLOAD-{unique}-{secrets.token_hex(6)}".encode()
-        up2, _ = await a.client.upload(lambda *_: plain_marker * 50, content_type="text/plain",
-                                       filename=f"note-{unique}.txt", filesize=len(plain_marker) * 50)
+        up2, _ = await a.client.upload(
+            lambda *_: plain_marker * 50,
+            content_type="text/plain",
+            filename=f"note-{unique}.txt",
+            filesize=len(plain_marker) * 50,
+        )
         assert isinstance(up2, UploadResponse), up2
         got2 = await b.client.download(mxc=up2.content_uri)
         assert isinstance(got2, DownloadResponse) and got2.body == plain_marker * 50
 
+        # A thumbnail made by the server's worker process, fetched by the other user.
+        picture = io.BytesIO()
+        Image.new("RGB", (640, 480), (10, 120, 200)).save(picture, "JPEG")
+        up3, _ = await a.client.upload(lambda *_: picture.getvalue(), content_type="image/jpeg",
+                                       filename="photo.jpg", filesize=len(picture.getvalue()))
+        assert isinstance(up3, UploadResponse), up3
+        srv, mid = up3.content_uri[len("mxc://"):].split("/")
+        thumb = await b.client.thumbnail(srv, mid, 96, 96, ResizingMethod.crop)
+        assert isinstance(thumb, ThumbnailResponse), thumb
+        assert Image.open(io.BytesIO(thumb.body)).size == (96, 96)
+
         # Downloads need a token.
-        server_name, media_id = up2.content_uri[len("mxc://"):].split("/")
-        async with aiohttp.ClientSession() as http, http.get(
-                f"{server.base_url}/_matrix/client/v1/media/download/{server_name}/{media_id}") as resp:
+        server_name, media_id = up2.content_uri[len("mxc://") :].split("/")
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{server.base_url}/_matrix/client/v1/media/download/{server_name}/{media_id}") as resp,
+        ):
             assert resp.status == 401
             assert (await resp.json())["errcode"] == "M_MISSING_TOKEN"
 
