@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import update
+from typer.testing import CliRunner
 
+from paigham.cli.main import app as cli_app
 from paigham.clock import now_ms
 from paigham.media.scanner import ClamdScanner
 from paigham.storage.media_schema import media
@@ -18,7 +19,6 @@ from tests.api.conftest import Harness, User
 from tests.api.media_support import EICAR, THUMB, UPLOAD, FakeClamd, download, image_bytes, leftovers, upload
 
 ADMIN = "/_synapse/admin/v1"
-REPO = Path(__file__).resolve().parents[2]
 
 
 async def make_admin(hs: Harness) -> User:
@@ -91,14 +91,12 @@ async def test_purge_old_media_over_http(hs: Harness) -> None:
 
 
 async def _cli(hs: Harness, *args: str) -> tuple[int, str]:
+    """The real `paigham media …` command (Typer), run in a thread with its own event loop and its own
+    connection to the same database and media store, as an admin would while the server runs."""
     cfg = hs.server.config
-    env = dict(os.environ, PAIGHAM_SERVER_NAME=cfg.server_name)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "paigham", "media", *args, "--data-dir", cfg.data_dir,
-        "--database-url", cfg.database_url, cwd=REPO, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await proc.communicate()
-    return proc.returncode or 0, out.decode()
+    argv = ["media", *args, "--data-dir", cfg.data_dir, "--database-url", cfg.database_url]
+    result = await asyncio.to_thread(CliRunner().invoke, cli_app, argv, env={"PAIGHAM_SERVER_NAME": cfg.server_name})
+    return result.exit_code, result.output
 
 
 async def test_cli_purge_quarantine_list_delete(hs: Harness) -> None:
