@@ -29,9 +29,7 @@ def routes(auth: AuthService, events: EventStore) -> list[Route]:
                 continue
             out.append({"type": e.type, "state_key": e.state_key, "content": e.content, "sender": e.sender,
                         "origin_server_ts": e.origin_server_ts})
-        order = [(c["content"].get("order") if isinstance(c["content"].get("order"), str) else "\uffff",
-                  c["origin_server_ts"], c["state_key"]) for c in out]
-        return [c for _, c in sorted(zip(order, out, strict=True), key=lambda p: p[0])]
+        return sorted(out, key=_child_order)
 
     async def hierarchy(request: Request) -> Response:
         """GET /_matrix/client/v1/rooms/{roomId}/hierarchy"""
@@ -70,3 +68,9 @@ def routes(auth: AuthService, events: EventStore) -> list[Route]:
         return ok(body)
 
     return [Route("/_matrix/client/v1/rooms/{room_id}/hierarchy", hierarchy, methods=["GET"])]
+
+
+def _child_order(child: dict[str, Any]) -> tuple[str, int, str]:
+    """Spec order: `order` strings first (lexicographic), then by timestamp, then by room ID."""
+    order = child["content"].get("order")
+    return (order if isinstance(order, str) else "\uffff", child["origin_server_ts"], child["state_key"])
