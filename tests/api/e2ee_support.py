@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from unpaddedbase64 import encode_base64
 
 from paigham.domain.signing import SigningKey, encode_verify_key_base64, generate_signing_key, sign_json
 from tests.api.conftest import Harness, User
+from tests.api.openapi import ConformanceRecorder, spec
 
 V3 = "/_matrix/client/v3"
+
+
+@pytest.fixture(autouse=True)
+async def spec_conformance(hs: Harness) -> AsyncIterator[ConformanceRecorder]:
+    """Every response of the test (successes and errors) is checked against the spec's OpenAPI."""
+    recorder = ConformanceRecorder(spec()).attach(hs.http)
+    yield recorder
+    assert not recorder.problems, recorder.report()
 
 
 def fake_curve25519() -> str:

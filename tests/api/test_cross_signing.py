@@ -6,7 +6,12 @@ from typing import Any
 
 from paigham.domain.signing import encode_verify_key_base64, sign_json
 from tests.api.conftest import Harness, User
-from tests.api.e2ee_support import V3, CrossSigning, Device
+from tests.api.e2ee_support import (
+    V3,
+    CrossSigning,
+    Device,
+    spec_conformance,  # noqa: F401 - autouse fixture
+)
 
 UPLOAD = f"{V3}/keys/device_signing/upload"
 SIGS = f"{V3}/keys/signatures/upload"
@@ -147,3 +152,18 @@ async def test_encryption_cannot_be_switched_off(hs: Harness) -> None:
     await hs.err(403, "M_FORBIDDEN", "PUT", f"{V3}/rooms/{room}/redact/{event_id}/t1", alice, json={})
     await hs.err(403, "M_FORBIDDEN", "POST", f"{V3}/createRoom", alice,
                  json={"initial_state": [{"type": "m.room.encryption", "content": {}}]})
+
+
+async def test_deactivation_removes_keys_signatures_and_backups(hs: Harness) -> None:
+    alice = await hs.register("alice")
+    bob = await hs.register("bob")
+    await Device.of(alice).upload(hs, otks=2, fallback=True)
+    await hs.ok("POST", UPLOAD, alice, json=CrossSigning.new(alice).body())
+    await hs.ok("POST", f"{V3}/room_keys/version", alice,
+                json={"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {}})
+    await hs.server.auth.deactivate(alice.user_id)
+    q = await query(hs, bob, alice)
+    assert q["device_keys"] == {alice.user_id: {}} and q["master_keys"] == {} and q["self_signing_keys"] == {}
+    claim = {"one_time_keys": {alice.user_id: {alice.device_id: "signed_curve25519"}}}
+    assert (await hs.ok("POST", f"{V3}/keys/claim", bob, json=claim))["one_time_keys"] == {}
+    assert await hs.server.e2ee.backup_store.get(alice.user_id, None) is None

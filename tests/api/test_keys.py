@@ -8,7 +8,12 @@ from typing import Any
 
 from paigham.domain.signing import sign_json
 from tests.api.conftest import Harness
-from tests.api.e2ee_support import V3, Device, fake_curve25519
+from tests.api.e2ee_support import (
+    V3,
+    Device,
+    fake_curve25519,
+    spec_conformance,  # noqa: F401 - autouse fixture
+)
 
 
 async def test_upload_query_and_sync_counts(hs: Harness) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.api.conftest import Harness, User
+from tests.api.e2ee_support import spec_conformance  # noqa: F401 - autouse fixture
 
 V3 = "/_matrix/client/v3"
 ALG = "m.megolm_backup.v1.curve25519-aes-sha2"

@@ -10,6 +10,7 @@ import httpx
 
 from paigham.app import Server, create_app
 from tests.api.conftest import Harness, User
+from tests.api.e2ee_support import spec_conformance  # noqa: F401 - autouse fixture
 
 V3 = "/_matrix/client/v3"
 

@@ -53,7 +53,7 @@ class ToDeviceService:
             if user_id.split(":", 1)[1] == self.server_name:
                 local[user_id] = by_device
             else:
-                log.info("to_device.remote_dropped", user_id=user_id)  # no federation (yet)
+                log.debug("to_device.remote_dropped", user_id=user_id)  # no federation (yet)
         return local
 
     async def sync_section(self, req: SyncRequest, body: dict[str, Any]) -> bool:

@@ -15,7 +15,7 @@ from paigham.domain.e2e_keys import CrossSigningKey, UploadedKey, unsigned_body
 from paigham.errors import Codes, MatrixError
 from paigham.storage import e2ee_schema as t
 from paigham.storage.database import Database
-from paigham.storage.dialect import upsert
+from paigham.storage.dialect import insert_ignore, upsert
 from paigham.storage.e2ee_lists import record_change
 from paigham.storage.schema import devices
 
@@ -111,10 +111,11 @@ class KeyStore:
         top = (await conn.execute(select(func.max(otk.c.seq)).where(
             otk.c.user_id == user_id, otk.c.device_id == device_id))).scalar()
         seq = int(top or 0) + 1
-        await conn.execute(otk.insert(), [
-            {"user_id": user_id, "device_id": device_id, "algorithm": k.algorithm, "key_id": k.key_id,
-             "key_json": encode_str(k.value), "seq": seq} for k in wanted.values()
-        ])
+        for k in wanted.values():  # a concurrent retry of the same upload may have stored some already
+            values = {"user_id": user_id, "device_id": device_id, "algorithm": k.algorithm, "key_id": k.key_id,
+                      "key_json": encode_str(k.value), "seq": seq}
+            await conn.execute(insert_ignore(self.db.is_sqlite, otk, values,
+                                             ["user_id", "device_id", "algorithm", "key_id"]))
 
     async def _put_fallback(self, conn: AsyncConnection, user_id: str, device_id: str, key: UploadedKey) -> None:
         where = and_(fbk.c.user_id == user_id, fbk.c.device_id == device_id, fbk.c.algorithm == key.algorithm)

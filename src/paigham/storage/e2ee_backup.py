@@ -47,6 +47,7 @@ class BackupStore:
     # -- versions ---------------------------------------------------------------------------------
     async def create(self, user_id: str, algorithm: str, auth_data: dict[str, Any]) -> int:
         async with self.db.write() as conn:
+            await self._lock(conn, user_id)
             top = (await conn.execute(select(func.max(bv.c.version)).where(bv.c.user_id == user_id))).scalar()
             version = int(top or 0) + 1
             await conn.execute(bv.insert().values(user_id=user_id, version=version, algorithm=algorithm,
@@ -134,10 +135,9 @@ class BackupStore:
                                                 bk.c.room_id == room_id, bk.c.session_id == session_id)
                                .values(**values))
 
-    @staticmethod
-    async def _lock(conn: AsyncConnection, user_id: str) -> None:
-        """Serialise writers of one user's backup (PostgreSQL row locks; SQLite has one writer)."""
-        await conn.execute(select(bv.c.version).where(bv.c.user_id == user_id).with_for_update())
+    async def _lock(self, conn: AsyncConnection, user_id: str) -> None:
+        """Serialise writers of one user's backups (an advisory lock on PostgreSQL; SQLite has one writer)."""
+        await self.db.lock_room(conn, f"e2e_backup:{user_id}")
 
     @staticmethod
     async def _bump(conn: AsyncConnection, user_id: str, version: int) -> None:
