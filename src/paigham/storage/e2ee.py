@@ -133,14 +133,15 @@ class KeyStore:
         return {r.algorithm: int(r.n) for r in (await conn.execute(q)).all()}
 
     async def one_time_key_counts(self, user_id: str, device_id: str) -> dict[str, int]:
-        async with self.db.read() as conn:
-            return await self._counts(conn, user_id, device_id)
+        # Raw SQL (Database.fetch): every /sync runs this and the next one.
+        rows = await self.db.fetch("SELECT algorithm, count(*) FROM e2e_one_time_keys WHERE user_id = $1 "
+                                   "AND device_id = $2 GROUP BY algorithm", user_id, device_id)
+        return {r[0]: int(r[1]) for r in rows}
 
     async def unused_fallback_types(self, user_id: str, device_id: str) -> list[str]:
-        q = select(fbk.c.algorithm).where(fbk.c.user_id == user_id, fbk.c.device_id == device_id,
-                                          fbk.c.used.is_(False))
-        async with self.db.read() as conn:
-            return sorted(r.algorithm for r in (await conn.execute(q)).all())
+        rows = await self.db.fetch("SELECT algorithm FROM e2e_fallback_keys WHERE user_id = $1 AND device_id = $2 "
+                                   "AND used = false", user_id, device_id)
+        return sorted(r[0] for r in rows)
 
     # -- claiming ---------------------------------------------------------------------------------
     async def claim(self, wanted: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str], tuple[str, Any]]:

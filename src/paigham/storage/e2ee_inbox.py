@@ -83,19 +83,18 @@ class InboxStore:
         return out
 
     async def pending(self, user_id: str, device_id: str, upto: int, limit: int) -> list[ToDeviceMessage]:
-        q = (select(inbox.c.seq, inbox.c.sender, inbox.c.type, inbox.c.content)
-             .where(_device(user_id, device_id), inbox.c.stream <= upto)
-             .order_by(inbox.c.seq).limit(limit))
-        async with self.db.read() as conn:
-            return [ToDeviceMessage(r.seq, r.sender, r.type, _decode(r.content))
-                    for r in (await conn.execute(q)).all()]
+        # Raw SQL (Database.fetch): every /sync runs this.
+        rows = await self.db.fetch(
+            "SELECT seq, sender, type, content FROM e2e_device_inbox WHERE user_id = $1 AND device_id = $2 "
+            "AND stream <= $3 ORDER BY seq LIMIT $4", user_id, device_id, upto, limit)
+        return [ToDeviceMessage(int(r[0]), r[1], r[2], _decode(r[3])) for r in rows]
 
     async def acknowledge(self, user_id: str, device_id: str, since: int) -> None:
         """The device synced from `since`: every message at or before it was delivered."""
         done = and_(_device(user_id, device_id), inbox.c.stream <= since)
-        async with self.db.read() as conn:
-            if (await conn.execute(select(inbox.c.seq).where(done).limit(1))).first() is None:
-                return
+        if await self.db.fetchrow("SELECT seq FROM e2e_device_inbox WHERE user_id = $1 AND device_id = $2 "
+                                  "AND stream <= $3 LIMIT 1", user_id, device_id, since) is None:
+            return
         async with self.db.write() as conn:
             await conn.execute(delete(inbox).where(done))
 

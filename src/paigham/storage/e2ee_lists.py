@@ -44,31 +44,26 @@ class DeviceListStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    # The next three run on every incremental /sync: raw SQL (Database.fetch).
     async def changed_users(self, after: int, upto: int) -> set[str]:
-        q = select(changes.c.user_id).where(changes.c.stream > after, changes.c.stream <= upto).distinct()
-        async with self.db.read() as conn:
-            return {r.user_id for r in (await conn.execute(q)).all()}
+        rows = await self.db.fetch("SELECT DISTINCT user_id FROM e2e_device_list_changes WHERE stream > $1 "
+                                   "AND stream <= $2", after, upto)
+        return {r[0] for r in rows}
 
     async def own_membership_changes(self, user_id: str, after: int, upto: int) -> list[tuple[str, str]]:
         """(room_id, current membership) of the user's rooms whose membership changed in (after, upto]."""
-        m = memberships.c
-        q = select(m.room_id, m.membership).where(m.user_id == user_id, m.stream > after, m.stream <= upto)
-        async with self.db.read() as conn:
-            return [(r.room_id, r.membership) for r in (await conn.execute(q)).all()]
+        rows = await self.db.fetch("SELECT room_id, membership FROM memberships WHERE user_id = $1 AND stream > $2 "
+                                   "AND stream <= $3", user_id, after, upto)
+        return [(r[0], r[1]) for r in rows]
 
     async def others_membership_changes(self, user_id: str, after: int, upto: int) -> list[tuple[str, str]]:
         """(user_id, current membership) of other users whose membership changed in (after, upto] in a
         room this user is joined to."""
-        mine = memberships.alias("mine")
-        other = memberships.alias("other")
-        q = (
-            select(other.c.user_id, other.c.membership)
-            .join(mine, and_(mine.c.room_id == other.c.room_id, mine.c.user_id == user_id,
-                             mine.c.membership == "join"))
-            .where(other.c.user_id != user_id, other.c.stream > after, other.c.stream <= upto)
-        )
-        async with self.db.read() as conn:
-            return [(r.user_id, r.membership) for r in (await conn.execute(q)).all()]
+        rows = await self.db.fetch(
+            "SELECT other.user_id, other.membership FROM memberships other JOIN memberships mine "
+            "ON mine.room_id = other.room_id AND mine.user_id = $1 AND mine.membership = 'join' "
+            "WHERE other.user_id <> $1 AND other.stream > $2 AND other.stream <= $3", user_id, after, upto)
+        return [(r[0], r[1]) for r in rows]
 
     async def members_of(self, room_ids: Iterable[str]) -> set[str]:
         rooms = sorted(set(room_ids))
