@@ -61,11 +61,11 @@ class PushService:
 
     # -- push actions (inside the event's transaction) -----------------------------------------
     async def on_event(self, conn: AsyncConnection, event: StoredEvent, ctx: RoomCtx) -> None:
-        members = await self.events.room_members_in(conn, event.room_id)
-        targets = [m for m in members if m != event.sender]
-        if event.type == "m.room.member" and event.state_key and event.state_key not in targets \
-                and event.content.get("membership") == "invite":
-            targets.append(event.state_key)
+        if event.type == "m.room.member":
+            targets, member_count = await self._member_event_targets(conn, event)
+        else:
+            members = await self.events.room_members_in(conn, event.room_id)
+            targets, member_count = [m for m in members if m != event.sender], len(members)
         if not targets:
             return
         stored = await self.streams.push_rules_for(conn, targets)
@@ -86,7 +86,7 @@ class PushService:
             push_ctx = PushContext(
                 user_id=user_id,
                 user_display_name=display_name if isinstance(display_name, str) else None,
-                room_member_count=len(members),
+                room_member_count=member_count,
                 sender_power_level=sender_level,
                 notification_power_levels={"room": notification_level(pl_content, "room")},
             )
@@ -96,6 +96,24 @@ class PushService:
                 rows.append({"user_id": user_id, "room_id": event.room_id, "stream": event.stream,
                              "thread_id": thread_id, "highlight": highlight})
         await self.streams.add_push_actions(conn, rows)
+
+    async def _member_event_targets(self, conn: AsyncConnection, event: StoredEvent) -> tuple[list[str], int]:
+        """Who a membership event is evaluated for. Under the default rules it notifies nobody but an
+        invited user (.m.rule.invite_for_me; .m.rule.member_event is dont_notify), so only the invitee and
+        members with rules of their own are evaluated — joining many people to a room stays linear."""
+        db = self.events.db
+        rows = await db.fetch("SELECT m.user_id FROM memberships m JOIN push_rules p ON p.user_id = m.user_id "
+                              "WHERE m.room_id = $1 AND m.membership = 'join'", event.room_id, conn=conn)
+        targets = [r[0] for r in rows if r[0] != event.sender]
+        invitee = event.state_key
+        if invitee and invitee != event.sender and invitee not in targets \
+                and event.content.get("membership") == "invite":
+            targets.append(invitee)
+        if not targets:
+            return [], 0
+        count = await db.fetchrow("SELECT count(*) FROM memberships WHERE room_id = $1 AND membership = 'join'",
+                                  event.room_id, conn=conn)
+        return targets, int(count[0]) if count else 0
 
     # -- HTTP ------------------------------------------------------------------------------------
     def routes(self, auth: AuthService) -> list[Route]:
