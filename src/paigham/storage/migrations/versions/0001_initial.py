@@ -196,6 +196,9 @@ def upgrade() -> None:
     sa.Column('highlight', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('user_id', 'room_id', 'stream')
     )
+    with op.batch_alter_table('event_push_actions', schema=None) as batch_op:
+        batch_op.create_index('event_push_actions_unread', ['user_id', 'room_id', 'stream', 'highlight'], unique=False)
+
     op.create_table('event_txns',
     sa.Column('user_id', sa.String(length=255), nullable=False),
     sa.Column('device_id', sa.String(length=255), nullable=False),
@@ -507,6 +510,9 @@ def downgrade() -> None:
 
     op.drop_table('events')
     op.drop_table('event_txns')
+    with op.batch_alter_table('event_push_actions', schema=None) as batch_op:
+        batch_op.drop_index('event_push_actions_unread')
+
     op.drop_table('event_push_actions')
     op.drop_table('erased_users')
     with op.batch_alter_table('e2e_signatures', schema=None) as batch_op:
