@@ -182,8 +182,39 @@ class RoomService:
         if current is not None and current[0] == "join":
             return room_id  # joining again is a no-op (profile changes go through the profile API)
         content = await self.member_content(user_id, "join", reason)
+        if current is None or current[0] != "invite":
+            via = await self._restricted_authoriser(user_id, room_id)
+            if via is not None:
+                content["join_authorised_via_users_server"] = via
         await self.writer.send(room_id, EventSpec(user_id, "m.room.member", content, user_id))
         return room_id
+
+    async def _restricted_authoriser(self, user_id: str, room_id: str) -> str | None:
+        """For a restricted room (spec: restricted rooms) whose `allow` list the user meets — joined to
+        one of the listed rooms — a local joined member who may invite, to authorise the join."""
+        rules = await self.events.current_state_event(room_id, "m.room.join_rules", "")
+        if rules is None or rules.content.get("join_rule") not in ("restricted", "knock_restricted"):
+            return None
+        allow = rules.content.get("allow")
+        mine = await self.events.user_rooms(user_id)
+        if not isinstance(allow, list) or not any(
+                isinstance(a, dict) and a.get("type") == "m.room_membership" and a.get("room_id") in mine
+                for a in allow):
+            return None
+        pl = await self.events.current_state_event(room_id, "m.room.power_levels", "")
+        content = pl.content if pl else {}
+        needed = content.get("invite", 0)
+        users = content.get("users", {})
+        room = await self.events.get_room(room_id)
+        suffix = ":" + self.config.server_name
+        default = content.get("users_default", 0)
+        for member in await self.events.room_members(room_id):
+            level = users.get(member, default) if isinstance(users, dict) else default
+            is_creator = room is not None and member == room.creator  # v12 creators are not in `users`
+            if member.endswith(suffix) and (is_creator or (isinstance(level, int) and isinstance(needed, int)
+                                                             and level >= needed)):
+                return member
+        return None
 
     async def set_membership(
         self, sender: str, room_id: str, target: str, membership: str, reason: str | None = None,

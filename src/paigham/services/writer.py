@@ -90,6 +90,17 @@ class EventWriter:
         await self._after_commit([event])
         return event
 
+    async def send_many(self, room_id: str, specs: list[EventSpec]) -> list[StoredEvent]:
+        """Append many state events to one room in one transaction (see `persist_many`)."""
+        if not specs:
+            return []
+        async with self.db.write() as conn:
+            await self.db.lock_room(conn, room_id)
+            ctx = await self.load_room(conn, room_id)
+            out = await self.persist_many(conn, ctx, specs)
+        await self._after_commit(out)
+        return out
+
     async def create_room(
         self, version: RoomVersion, specs: list[EventSpec], *, is_public: bool, room_id: str | None
     ) -> tuple[str, list[StoredEvent]]:
@@ -136,6 +147,53 @@ class EventWriter:
         keys = auth_types_for_event(spec.type, spec.state_key, spec.sender, spec.content, ctx.version)
         await self._state(conn, ctx, [*keys, CREATE])
         is_create = spec.type == "m.room.create" and spec.state_key == ""
+        event_id, pdu = self._build(ctx, spec, keys, is_create)
+        if is_create and ctx.version.room_id_is_create_hash:
+            ctx.room_id = compute_v12_room_id(pdu)
+        if is_create:
+            pending = ctx.pending
+            if pending is None:
+                raise MatrixError(400, Codes.BAD_STATE, "The room already exists")
+            await self.store.insert_room(
+                conn, RoomRow(ctx.room_id, pending.room_version, pending.creator, pending.is_public), now_ms()
+            )
+        return await self._insert(conn, ctx, event_id, pdu, spec, txn)
+
+    async def persist_many(self, conn: AsyncConnection, ctx: RoomCtx, specs: list[EventSpec]) -> list[StoredEvent]:
+        """Append many state events (bulk membership changes) to an existing room in the caller's
+        transaction. Each is built, authorised and signed exactly as by `persist`, against the state the
+        ones before it left; the state they need is read once, the rows are written together, and then
+        the persist hooks run for each event in order."""
+        for spec in specs:
+            if spec.state_key is None or spec.type in ("m.room.create", "m.room.redaction"):
+                raise ValueError("persist_many takes state events of an existing room")
+            check_canonical(spec.content)
+        all_keys = [auth_types_for_event(s.type, s.state_key, s.sender, s.content, ctx.version) for s in specs]
+        await self._state(conn, ctx, [*{k for keys in all_keys for k in keys}, CREATE])
+        if not specs:
+            return []
+        first = await self.db.next_position(conn, len(specs)) - len(specs) + 1
+        out: list[StoredEvent] = []
+        for i, (spec, keys) in enumerate(zip(specs, all_keys, strict=True)):
+            event_id, pdu = self._build(ctx, spec, keys, False)
+            prev = ctx.state.get((spec.type, spec.state_key))  # type: ignore[arg-type]
+            unsigned = None if prev is None else {
+                "replaces_state": prev.event_id, "prev_content": prev.content, "prev_sender": prev.sender}
+            stored_pdu = {**pdu, "room_id": ctx.room_id}
+            event = StoredEvent(first + i, event_id, ctx.room_id, spec.type, spec.state_key, spec.sender,
+                                pdu["origin_server_ts"], stored_pdu, unsigned, None, None, None)
+            ctx.state[(spec.type, spec.state_key)] = event  # type: ignore[index]
+            ctx.tip = (event_id, pdu["depth"])
+            out.append(event)
+        await self.store.insert_state_events(conn, out)
+        for event in out:
+            for hook in self.persist_hooks:
+                await hook(conn, event, ctx)
+        return out
+
+    def _build(self, ctx: RoomCtx, spec: EventSpec, keys: list[tuple[str, str]],
+               is_create: bool) -> tuple[str, dict[str, Any]]:
+        """The signed PDU of `spec` on top of the room's tip, authorised against `ctx.state`."""
         pdu: dict[str, Any] = {
             "type": spec.type,
             "sender": spec.sender,
@@ -159,16 +217,7 @@ class EventWriter:
             raise MatrixError(403, Codes.FORBIDDEN, str(exc)) from None
         event_id, pdu = finalise_pdu(pdu, self.server_name, self.signing_key, ctx.version)
         check_event_size(pdu)
-        if is_create and ctx.version.room_id_is_create_hash:
-            ctx.room_id = compute_v12_room_id(pdu)
-        if is_create:
-            pending = ctx.pending
-            if pending is None:
-                raise MatrixError(400, Codes.BAD_STATE, "The room already exists")
-            await self.store.insert_room(
-                conn, RoomRow(ctx.room_id, pending.room_version, pending.creator, pending.is_public), now_ms()
-            )
-        return await self._insert(conn, ctx, event_id, pdu, spec, txn)
+        return event_id, pdu
 
     async def _insert(
         self, conn: AsyncConnection, ctx: RoomCtx, event_id: str, pdu: dict[str, Any], spec: EventSpec,

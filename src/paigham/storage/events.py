@@ -153,6 +153,29 @@ class EventStore:
             pdu["origin_server_ts"], pdu["depth"], _encode(pdu).decode(),
             _encode(unsigned).decode() if unsigned else None, txn_id, device_id, relates_to, rel_type, conn=conn)
 
+    async def insert_state_events(self, conn: AsyncConnection, evs: Sequence[StoredEvent]) -> None:
+        """Write many state events of one room at once: their rows, current state and memberships."""
+        await self.db.run_many(
+            "INSERT INTO events (stream, event_id, room_id, type, state_key, sender, origin_server_ts, depth, json, "
+            "unsigned, txn_id, device_id, relates_to, rel_type) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, NULL, NULL)",
+            [(e.stream, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.origin_server_ts, e.pdu["depth"],
+              _encode(e.pdu).decode(), _encode(e.unsigned).decode() if e.unsigned else None) for e in evs],
+            conn=conn)
+        last = {(e.room_id, e.type, e.state_key): e for e in evs}  # the newest per key wins
+        await self.db.run_many(
+            "INSERT INTO current_state (room_id, type, state_key, event_id, stream) VALUES ($1, $2, $3, $4, $5) "
+            "ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id, "
+            "stream = excluded.stream",
+            [(e.room_id, e.type, e.state_key, e.event_id, e.stream) for e in last.values()], conn=conn)
+        await self.db.run_many(
+            "INSERT INTO memberships (user_id, room_id, membership, event_id, stream, forgotten) "
+            "VALUES ($1, $2, $3, $4, $5, FALSE) ON CONFLICT (user_id, room_id) DO UPDATE SET "
+            "membership = excluded.membership, event_id = excluded.event_id, stream = excluded.stream, "
+            "forgotten = FALSE",
+            [(e.state_key, e.room_id, str(e.content.get("membership")), e.event_id, e.stream)
+             for e in last.values() if e.type == "m.room.member"], conn=conn)
+
     async def set_current_state(
         self, conn: AsyncConnection, room_id: str, type_: str, state_key: str, event_id: str, stream: int
     ) -> None:
