@@ -246,3 +246,12 @@ async def test_context_limit_zero_tokens(hs: Harness) -> None:
     assert fwd["chunk"][0]["event_id"] == ids[2]
     back = await hs.ok("GET", f"{V3}/rooms/{room}/messages", a, params={"from": ctx["start"], "dir": "b", "limit": 1})
     assert back["chunk"][0]["event_id"] == ids[0]
+
+
+async def test_state_change_carries_prev_content(hs: Harness) -> None:
+    a = await hs.register("alice")
+    room = await hs.create_room(a, name="Old name")
+    await hs.ok("PUT", f"{V3}/rooms/{room}/state/m.room.name", a, json={"name": "New name"})
+    ev = await hs.ok("GET", f"{V3}/rooms/{room}/state/m.room.name", a, params={"format": "event"})
+    assert ev["unsigned"]["prev_content"] == {"name": "Old name"}
+    assert ev["unsigned"]["replaces_state"]

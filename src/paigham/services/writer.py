@@ -145,7 +145,9 @@ class EventWriter:
     async def persist(self, conn: AsyncConnection, ctx: RoomCtx, spec: EventSpec, txn: Txn | None) -> StoredEvent:
         check_canonical(spec.content)
         keys = auth_types_for_event(spec.type, spec.state_key, spec.sender, spec.content, ctx.version)
-        await self._state(conn, ctx, [*keys, CREATE])
+        # The state this event replaces is loaded too, for unsigned.prev_content / replaces_state.
+        replaced = [(spec.type, spec.state_key)] if spec.state_key is not None else []
+        await self._state(conn, ctx, [*keys, *replaced, CREATE])
         is_create = spec.type == "m.room.create" and spec.state_key == ""
         event_id, pdu = self._build(ctx, spec, keys, is_create)
         if is_create and ctx.version.room_id_is_create_hash:
@@ -169,7 +171,8 @@ class EventWriter:
                 raise ValueError("persist_many takes state events of an existing room")
             check_canonical(spec.content)
         all_keys = [auth_types_for_event(s.type, s.state_key, s.sender, s.content, ctx.version) for s in specs]
-        await self._state(conn, ctx, [*{k for keys in all_keys for k in keys}, CREATE])
+        replaced = {(s.type, s.state_key) for s in specs if s.state_key is not None}
+        await self._state(conn, ctx, [*{k for keys in all_keys for k in keys}, *replaced, CREATE])
         if not specs:
             return []
         first = await self.db.next_position(conn, len(specs)) - len(specs) + 1
