@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import json
 import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -25,7 +26,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, NullPool, create_engine, event, text
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 # How long a writer waits for another *process* holding SQLite's write lock (CLI commands).
@@ -94,7 +94,8 @@ class Database:
         self._pool: Any = None  # asyncpg pool for raw reads on PostgreSQL, made on first use
         self._pool_size = pool_size
         if self.is_sqlite:
-            self._sqlite = create_engine(url, poolclass=NullPool, connect_args={"check_same_thread": False})
+            self._sqlite = create_engine(url, poolclass=NullPool, connect_args={"check_same_thread": False,
+                                                                                   "cached_statements": 2048})
             _configure_sqlite(self._sqlite)
         else:
             self.engine: AsyncEngine = create_async_engine(
@@ -144,13 +145,15 @@ class Database:
             return
         async with self._write_lock:
             conn = self._sqlite_conn("write")
-            await _begin_immediate(conn.conn)
+            await _begin_immediate(conn.dbapi)
             try:
                 yield conn
             except BaseException:
-                conn.conn.exec_driver_sql("ROLLBACK")
+                if conn.dbapi.in_transaction:
+                    conn.dbapi.execute("ROLLBACK")
                 raise
-            conn.conn.exec_driver_sql("COMMIT")
+            if conn.dbapi.in_transaction:  # (Alembic commits its own work through the driver)
+                conn.dbapi.execute("COMMIT")
 
     # -- raw SQL for the hot paths ---------------------------------------------------------------
     # Building and compiling a SQLAlchemy statement costs far more than running it, so the queries
@@ -161,10 +164,10 @@ class Database:
     async def fetch(self, sql: str, *args: Any, conn: AsyncConnection | None = None) -> list[Sequence[Any]]:
         """Rows of a query, as tuples (inside `conn`'s transaction if given, else a fresh read)."""
         if self.is_sqlite:
-            dbapi = self._dbapi(conn)
-            return dbapi.execute(_sqlite_sql(sql), _sqlite_args(args)).fetchall()  # type: ignore[no-any-return]
+            q, lists = _sqlite_sql(sql)
+            return self._dbapi(conn).execute(q, _sqlite_args(args) if lists else args).fetchall()  # type: ignore[no-any-return]
         if conn is not None:
-            return await _driver(conn).fetch(sql, *args)  # type: ignore[no-any-return]
+            return await (await _driver(conn)).fetch(sql, *args)  # type: ignore[no-any-return]
         pool = await self._pg_pool()
         async with pool.acquire() as c:
             return await c.fetch(sql, *args)  # type: ignore[no-any-return]
@@ -176,17 +179,19 @@ class Database:
     async def run(self, sql: str, *args: Any, conn: AsyncConnection) -> None:
         """A statement without result rows, inside the caller's write transaction."""
         if self.is_sqlite:
-            self._dbapi(conn).execute(_sqlite_sql(sql), _sqlite_args(args))
+            q, lists = _sqlite_sql(sql)
+            self._dbapi(conn).execute(q, _sqlite_args(args) if lists else args)
         else:
-            await _driver(conn).execute(sql, *args)
+            await (await _driver(conn)).execute(sql, *args)
 
     async def run_many(self, sql: str, rows: Sequence[Sequence[Any]], *, conn: AsyncConnection) -> None:
         if not rows:
             return
         if self.is_sqlite:
-            self._dbapi(conn).executemany(_sqlite_sql(sql), [_sqlite_args(r) for r in rows])
+            q, lists = _sqlite_sql(sql)
+            self._dbapi(conn).executemany(q, [_sqlite_args(r) for r in rows] if lists else rows)
         else:
-            await _driver(conn).executemany(sql, rows)
+            await (await _driver(conn)).executemany(sql, rows)
 
     def _dbapi(self, conn: AsyncConnection | None) -> Any:
         c = conn if isinstance(conn, InLoopConnection) else self._sqlite_conn("read")
@@ -213,7 +218,7 @@ class Database:
             row = conn.dbapi.execute("UPDATE stream_counter SET pos = pos + ? WHERE id = 1 RETURNING pos",
                                      (count,)).fetchone()
             return int(row[0])
-        return int(await _driver(conn).fetchval(
+        return int(await (await _driver(conn)).fetchval(
             "UPDATE stream_counter SET pos = pos + $1 WHERE id = 1 RETURNING pos", count))
 
     async def current_position(self) -> int:
@@ -222,24 +227,34 @@ class Database:
         return int(row[0])
 
 
-def _driver(conn: AsyncConnection) -> Any:
-    """The asyncpg connection under a SQLAlchemy connection (its transaction, if one is open)."""
+async def _driver(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under a SQLAlchemy connection, inside its transaction: SQLAlchemy's
+    asyncpg adapter sends BEGIN lazily with its first statement, so when raw SQL comes first the
+    BEGIN is sent here (otherwise the raw statement would run, and commit, on its own)."""
     sync = conn.sync_connection
     assert sync is not None
+    adapt = sync.connection.dbapi_connection
+    if sync.in_transaction() and getattr(adapt, "_transaction", True) is None:
+        start = getattr(adapt, "_start_transaction", None)
+        if start is not None:
+            await start()
+        else:  # another SQLAlchemy version: let it begin the way it does
+            await conn.execute(text("SELECT 1"))
     return sync.connection.driver_connection
 
 
 _PARAM = re.compile(r"\$(\d+)")
 _ANY = re.compile(r"=\s*ANY\(\$(\d+)(?:::\w+\[\])?\)")
 _CAST = re.compile(r"::\w+(\[\])?")
-_sqlite_cache: dict[str, str] = {}
+_sqlite_cache: dict[str, tuple[str, bool]] = {}
 
 
-def _sqlite_sql(sql: str) -> str:
+def _sqlite_sql(sql: str) -> tuple[str, bool]:
+    """The SQLite form of a query, and whether it takes list arguments (passed as JSON)."""
     out = _sqlite_cache.get(sql)
     if out is None:
-        out = _ANY.sub(lambda m: f"IN (SELECT value FROM json_each(?{m.group(1)}))", sql)
-        out = _PARAM.sub(lambda m: f"?{m.group(1)}", _CAST.sub("", out))
+        text_ = _ANY.sub(lambda m: f"IN (SELECT value FROM json_each(?{m.group(1)}))", sql)
+        out = (_PARAM.sub(lambda m: f"?{m.group(1)}", _CAST.sub("", text_)), text_ != sql)
         _sqlite_cache[sql] = out
     return out
 
@@ -255,15 +270,15 @@ def _sqlite_args(args: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-async def _begin_immediate(conn: Connection) -> None:
+async def _begin_immediate(dbapi: Any) -> None:
     """BEGIN IMMEDIATE without blocking the event loop while another process holds the lock."""
     deadline = time.monotonic() + SQLITE_LOCK_WAIT_S
     delay = 0.002
     while True:
         try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            dbapi.execute("BEGIN IMMEDIATE")
             return
-        except OperationalError as exc:
+        except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
         await asyncio.sleep(delay)
