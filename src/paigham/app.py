@@ -48,6 +48,7 @@ from paigham.org.directory import DirectoryService, official_keys, unit_key
 from paigham.org.enforce import PolicyEnforcer
 from paigham.org.policy import PolicyService
 from paigham.org.service import OrgService
+from paigham.org.spaces import UnitSpaces
 from paigham.services.admin import AdminService
 from paigham.services.auth import AuthService
 from paigham.services.client_events import EventSerializer
@@ -151,6 +152,12 @@ class Server:
         self.auth.session_checks.append(self.enforcer.check_devices)
         self.auth.token_lifetime_s = self.enforcer.token_lifetime_s
         self.jobs.every("retention", 3600, self.enforcer.purge_history)
+        self.spaces = UnitSpaces(config, self.org.store, self.rooms, self.events, self.auth)
+        self.enforcer.exempt_creators.add(self.spaces.system_user)
+        self.org.unit_deleted.append(self.spaces.unit_deleted)
+        self.org.after_apply.append(self.admin.invalidate_flags)
+        if config.org_spaces:
+            self.org.after_apply.append(self.spaces.reconcile)
         self.e2ee.cross_signing.changed_hooks.append(
             lambda rq, keys: self.audit.record("keys.cross_signing", rq.user_id, rq.user_id, None, rq.device_id,
                                                {"keys": keys}))
@@ -183,7 +190,7 @@ class Server:
             *admin_media.routes(self.auth, self.media),
             *synapse_users.routes(self.auth, self.admin, self.admin.store, self.org.store),
             *synapse_rooms.routes(self.auth, self.admin, self.admin.store, c.server_name),
-            *admin_org.routes(self.auth, self.org),
+            *admin_org.routes(self.auth, self.org, self.spaces),
             *moderation.routes(self.auth, self.admin),
             *admin_policy.routes(self.auth, self.admin, self.policies, self.enforcer),
         ]

@@ -71,6 +71,10 @@ class Config(msgspec.Struct, kw_only=True):
     policy_max_devices: int = 0  # 0: no limit
     # Per-unit overrides: {unit_id: {setting: value}} (YAML only); units inherit from their parents.
     policy_units: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    # Spaces per unit (README "Spaces per unit"): the server's own account creates them and joins officials.
+    org_spaces: bool = True
+    org_system_localpart: str = "paigham"
+    org_encrypt_unit_rooms: bool = False  # encrypted announcement rooms cannot carry server announcements
     media_thumbnail_max_source_bytes: int = 20 * 1024 * 1024
     media_thumbnail_max_pixels: int = 32_000_000
     media_thumbnail_memory_mb: int = 512

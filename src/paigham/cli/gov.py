@@ -197,3 +197,17 @@ def _write_csv(path: Any, records: list[dict[str, Any]], plain: list[str], per_l
         w.writerow(header)
         for r in records:
             w.writerow([r[c] or "" for c in plain] + [r[k].get(lang, "") for k in per_lang for lang in langs[k]])
+
+
+@org_app.command("sync")
+def org_sync(config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None) -> None:
+    """Bring every unit's space, announcements room and memberships in line with the organisation."""
+    cfg = _config(config, data_dir, database_url)
+    bars = _Bars(True)
+
+    async def go(s: Any) -> Any:
+        with bars.progress:
+            return await s.spaces.reconcile(None, bars)
+
+    res = _run(cfg, go)
+    typer.echo(f"Spaces created for {res['units_created']} units; {res['joined']} joins, {res['left']} leaves.")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 from anyascii import anyascii
 
@@ -49,17 +50,20 @@ def _english(word: str) -> str:
     return _SOFT_C.sub("s", word.replace("tion", "shn"))
 
 
+@lru_cache(maxsize=65536)
+def _fold_raw(raw: str) -> tuple[str, ...]:
+    """The folded words of one space-separated piece of text (names repeat: cached)."""
+    latin = raw.isascii()
+    ascii_ = anyascii(raw).lower().replace("'", "").replace("`", "")
+    return tuple(fold_word(_english(w) if latin else w) for w in _NOT_WORD.split(ascii_) if w)
+
+
 def words(text: str) -> list[str]:
     """The folded words of a text in any script (at most MAX_TOKENS)."""
     out: list[str] = []
     for raw in _SPACE.split(unicodedata.normalize("NFKC", text).casefold()):
-        if not raw:
-            continue
-        latin = raw.isascii()
-        ascii_ = anyascii(raw).lower().replace("'", "").replace("`", "")
-        for w in _NOT_WORD.split(ascii_):
-            if w:
-                out.append(fold_word(_english(w) if latin else w))
+        if raw:
+            out.extend(_fold_raw(raw))
     return out[:MAX_TOKENS]
 
 
@@ -70,7 +74,10 @@ class Token:
 
 
 def tokens(text: str) -> list[Token]:
-    return [Token(w, skeleton(w)) for w in words(text)]
+    return [Token(w, _skeleton(w)) for w in words(text)]
+
+
+_skeleton = lru_cache(maxsize=65536)(skeleton)
 
 
 def search_key(texts: list[str]) -> str:

@@ -34,11 +34,13 @@ class PolicyEnforcer:
         self.accounts = accounts
         self.audit = audit
         self._expiry: dict[str, tuple[float, int | None]] = {}
+        # Rooms these accounts create are left as requested (the server's own unit rooms).
+        self.exempt_creators: set[str] = set()
 
     # -- encryption -------------------------------------------------------------------------------
     async def room_creation(self, req: CreateRoomRequest) -> None:
         """RoomService creation hook: a private room or DM gets m.room.encryption when required."""
-        if not (await self.policies.for_user(req.creator)).require_encryption:
+        if req.creator in self.exempt_creators or not (await self.policies.for_user(req.creator)).require_encryption:
             return
         given = {(e.get("type"), e.get("state_key", "")): e for e in req.initial_state if isinstance(e, dict)}
         if ("m.room.encryption", "") in given:
@@ -57,7 +59,8 @@ class PolicyEnforcer:
         if event.type == "m.room.member" and event.content.get("membership") == "invite" \
                 and event.state_key and event.state_key != event.sender:
             await self._check_invite(event.sender, event.state_key)
-        elif event.type == "m.room.join_rules" and not ctx.fresh and event.content.get("join_rule") != "public":
+        elif event.type == "m.room.join_rules" and not ctx.fresh and event.content.get("join_rule") != "public" \
+                and event.sender not in self.exempt_creators:
             enc = await self.events.state_for_keys(conn, event.room_id, [("m.room.encryption", "")])
             if not enc and (await self.policies.for_user(event.sender)).require_encryption:
                 raise MatrixError(403, Codes.FORBIDDEN, "Your organisation requires private rooms to be end-to-end "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,8 @@ from paigham.storage.events import EventStore, StoredEvent
 from paigham.storage.org_schema import blocked_rooms
 from paigham.storage.org_store import OrgStore
 from paigham.storage.schema import users
+
+FLAGS_TTL_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,9 @@ class AdminService:
         self.org = org
         self.audit = audit
         self.clear_login_failures: Callable[[str], Awaitable[None]] | None = None
+        self._flags_at = 0.0
+        self._suspended: set[str] = set()
+        self._blocked: set[str] = set()
 
     async def _record(self, action: str, actor: Actor, target: str | None, details: dict[str, Any] | None = None
                       ) -> None:
@@ -123,6 +129,7 @@ class AdminService:
         if user.deactivated:
             raise MatrixError(400, Codes.INVALID_PARAM, "The account is deactivated")
         await self.auth.store.update_user(user_id, suspended=suspended)
+        self._flags_at = 0.0
         await self.org.set_status(user_id, "suspended" if suspended else "active", now_ms())
         await self._record("suspend" if suspended else "unsuspend", actor, user_id)
 
@@ -161,6 +168,7 @@ class AdminService:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
         if block:
             await self.store.block_room(room_id, actor.user_id, now_ms())
+            self._flags_at = 0.0
         kicked, failed = [], []
         for member in await self.events.room_members(room_id, ("join", "invite", "knock")):
             try:
@@ -175,20 +183,31 @@ class AdminService:
         return {"kicked_users": kicked, "failed_to_kick_users": failed, "local_aliases": aliases,
                 "new_room_id": None}
 
+    async def invalidate_flags(self, *_: Any) -> None:
+        """Suspensions or blocks changed elsewhere in this process (an import): re-read them."""
+        self._flags_at = 0.0
+
+    async def _flags(self, conn: AsyncConnection) -> tuple[set[str], set[str]]:
+        """Suspended users and blocked rooms, re-read at most every FLAGS_TTL_S (changes made in this
+        process apply at once; in a cluster, other workers apply them within that time)."""
+        if time.monotonic() - self._flags_at > FLAGS_TTL_S:
+            suspended = {r.user_id for r in (await conn.execute(
+                select(users.c.user_id).where(users.c.suspended.is_(True)))).all()}
+            blocked = {r.room_id for r in (await conn.execute(select(blocked_rooms.c.room_id))).all()}
+            self._suspended, self._blocked, self._flags_at = suspended, blocked, time.monotonic()
+        return self._suspended, self._blocked
+
     async def refuse_blocked(self, conn: AsyncConnection, event: StoredEvent, _ctx: RoomCtx) -> None:
         """Writer persist hook: nobody joins, is invited to or knocks on a blocked room."""
         if event.type != "m.room.member" or event.content.get("membership") not in ("join", "invite", "knock"):
             return
-        q = select(blocked_rooms.c.room_id).where(blocked_rooms.c.room_id == event.room_id)
-        if (await conn.execute(q)).first() is not None:
+        if event.room_id in (await self._flags(conn))[1]:
             raise MatrixError(403, Codes.FORBIDDEN, "This room has been blocked on this server")
 
     async def refuse_suspended(self, conn: AsyncConnection, event: StoredEvent, ctx: RoomCtx) -> None:
         """Writer persist hook: a suspended account may leave rooms, reject invites and redact its own
         events — and send nothing else (spec: account suspension)."""
-        q = select(users.c.suspended).where(users.c.user_id == event.sender)
-        row = (await conn.execute(q)).first()
-        if row is None or not row.suspended:
+        if event.sender not in (await self._flags(conn))[0]:
             return
         if event.type == "m.room.member" and event.state_key == event.sender \
                 and event.content.get("membership") == "leave":

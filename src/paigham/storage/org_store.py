@@ -120,15 +120,10 @@ class OrgStore:
             return {r[0]: int(r[1]) for r in (await conn.execute(q)).all()}
 
     async def accounts(self, user_ids: Sequence[str]) -> dict[str, AccountState]:
-        out: dict[str, AccountState] = {}
-        async with self.db.read() as conn:
-            for chunk in _chunks(list(user_ids)):
-                q = select(users.c.user_id, users.c.displayname, users.c.suspended, users.c.deactivated,
-                           users.c.admin).where(users.c.user_id.in_(chunk))
-                for r in (await conn.execute(q)).all():
-                    out[r.user_id] = AccountState(r.user_id, r.displayname, bool(r.suspended), bool(r.deactivated),
-                                                  bool(r.admin))
-        return out
+        rows = await self.db.fetch(
+            "SELECT user_id, displayname, suspended, deactivated, admin FROM users "
+            "WHERE user_id = ANY($1::text[])", list(user_ids))
+        return {r[0]: AccountState(r[0], r[1], bool(r[2]), bool(r[3]), bool(r[4])) for r in rows}
 
     # -- writes ---------------------------------------------------------------------------------
     async def apply(self, ch: Changes) -> None:
@@ -210,9 +205,5 @@ class OrgStore:
             return list((await conn.execute(q.limit(limit))).all())
 
     async def official_users(self, user_ids: Sequence[str]) -> set[str]:
-        out: set[str] = set()
-        async with self.db.read() as conn:
-            for chunk in _chunks(list(user_ids)):
-                rows = (await conn.execute(select(officials.c.user_id).where(officials.c.user_id.in_(chunk)))).all()
-                out.update(r.user_id for r in rows)
-        return out
+        rows = await self.db.fetch("SELECT user_id FROM officials WHERE user_id = ANY($1::text[])", list(user_ids))
+        return {r[0] for r in rows}

@@ -4,23 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from paigham.api.admin.common import require_admin
-from paigham.api.http import json_body, ok, query_bool, query_int, read_body
+from paigham.api.http import json_body, ok, query_bool, query_int, read_body, typed_body
 from paigham.domain.org import STATUSES
 from paigham.errors import Codes, MatrixError
 from paigham.org.importer import read_json
 from paigham.org.service import OrgService, row_errors_text
+from paigham.org.spaces import UnitSpaces
 from paigham.services.auth import AuthService
 
 BASE = "/_paigham/admin/v1"
 MAX_IMPORT_BODY = 64 * 1024 * 1024
 
 
-def routes(auth: AuthService, org: OrgService) -> list[Route]:
+class AnnounceBody(msgspec.Struct):
+    body: str
+
+
+def routes(auth: AuthService, org: OrgService, spaces: UnitSpaces) -> list[Route]:
     store = org.store
 
     async def unit_json(unit_id: str) -> dict[str, Any]:
@@ -121,6 +127,22 @@ def routes(auth: AuthService, org: OrgService) -> list[Route]:
         return ok({"dry_run": dry_run, "summary": plan.summary(), "diff": plan.to_json(),
                    "changes": list(plan.lines())[:10_000]})
 
+    async def sync(request: Request) -> Response:
+        """POST /_paigham/admin/v1/sync"""
+        await require_admin(auth, request)
+        return ok(await spaces.reconcile())
+
+    async def announce(request: Request) -> Response:
+        """POST /_paigham/admin/v1/units/{unitId}/announce"""
+        requester, actor = await require_admin(auth, request)
+        body = await typed_body(request, AnnounceBody)
+        if not body.body.strip() or len(body.body) > 16_000:
+            raise MatrixError(400, Codes.INVALID_PARAM, "body must be 1 to 16000 characters")
+        event_id = await spaces.announce(request.path_params["unit_id"], body.body, requester.user_id)
+        await org.audit.record("admin.announce", actor.user_id, request.path_params["unit_id"], actor.ip,
+                               actor.device, {"event_id": event_id})
+        return ok({"event_id": event_id})
+
     async def export(request: Request) -> Response:
         """GET /_paigham/admin/v1/export"""
         await require_admin(auth, request)
@@ -136,4 +158,6 @@ def routes(auth: AuthService, org: OrgService) -> list[Route]:
         Route(f"{BASE}/officials/{{employee_id}}", put_official, methods=["PUT"]),
         Route(f"{BASE}/import", bulk_import, methods=["POST"]),
         Route(f"{BASE}/export", export, methods=["GET"]),
+        Route(f"{BASE}/sync", sync, methods=["POST"]),
+        Route(f"{BASE}/units/{{unit_id}}/announce", announce, methods=["POST"]),
     ]
