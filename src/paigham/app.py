@@ -41,11 +41,13 @@ from paigham.bus.base import Bus, InMemoryBus
 from paigham.config import Config
 from paigham.e2ee.wiring import E2EE
 from paigham.errors import Codes, MatrixError
+from paigham.i18n import negotiate, translate
 from paigham.keys import load_or_create_shared_secret, load_or_create_signing_key, write_admin_credentials
 from paigham.media.service import MediaService
 from paigham.metrics import MetricsMiddleware
 from paigham.org.directory import DirectoryService, official_keys, unit_key
 from paigham.org.enforce import PolicyEnforcer
+from paigham.org.notices import ServerNotices
 from paigham.org.policy import PolicyService
 from paigham.org.service import OrgService
 from paigham.org.spaces import UnitSpaces
@@ -158,6 +160,9 @@ class Server:
         self.org.after_apply.append(self.admin.invalidate_flags)
         if config.org_spaces:
             self.org.after_apply.append(self.spaces.reconcile)
+        self.notices = ServerNotices(config, self.db, self.rooms, self.streams, self.org.store,
+                                     self.spaces.ensure_system_user)
+        self.admin.notify = self.enforcer.notify = self.notices.send
         self.e2ee.cross_signing.changed_hooks.append(
             lambda rq, keys: self.audit.record("keys.cross_signing", rq.user_id, rq.user_id, None, rq.device_id,
                                                {"keys": keys}))
@@ -191,7 +196,7 @@ class Server:
             *synapse_users.routes(self.auth, self.admin, self.admin.store, self.org.store),
             *synapse_rooms.routes(self.auth, self.admin, self.admin.store, c.server_name),
             *admin_org.routes(self.auth, self.org, self.spaces),
-            *moderation.routes(self.auth, self.admin),
+            *moderation.routes(self.auth, self.admin, self.notices),
             *admin_policy.routes(self.auth, self.admin, self.policies, self.enforcer),
         ]
 
@@ -223,8 +228,11 @@ async def _health(_: Request) -> Response:
     return ok({"status": "ok"})
 
 
-async def _matrix_error(_: Request, exc: Exception) -> Response:
+async def _matrix_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MatrixError)
+    # The `error` text is for people: in their language when a catalogue has it (Accept-Language).
+    default = request.app.state.server.config.org_default_language
+    exc.error = translate(exc.error, negotiate(request.headers.get("accept-language"), default))
     return error_response(exc)
 
 

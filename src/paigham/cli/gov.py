@@ -184,7 +184,8 @@ def org_export(
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(out / "units.csv", doc["units"], ["unit_id", "parent_id", "kind"], ["names"])
     _write_csv(out / "officials.csv", doc["officials"],
-               ["employee_id", "user_id", "unit_id", "email", "phone", "status", "expires"], ["names", "designation"])
+               ["employee_id", "user_id", "unit_id", "email", "phone", "status", "expires", "language"],
+               ["names", "designation"])
     typer.echo(f"Wrote {out / 'units.csv'} and {out / 'officials.csv'}", err=True)
 
 

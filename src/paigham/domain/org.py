@@ -27,7 +27,8 @@ _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,253}\.[^@\s.]{1,63}$")
 _PHONE_RE = re.compile(r"^\+?[0-9][0-9 ()./-]{3,30}$")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # control characters and lone surrogates
 UNIT_KEYS = {"unit_id", "parent_id", "kind", "names"}
-OFFICIAL_KEYS = {"employee_id", "user_id", "names", "designation", "unit_id", "email", "phone", "status", "expires"}
+OFFICIAL_KEYS = {"employee_id", "user_id", "names", "designation", "unit_id", "email", "phone", "status", "expires",
+                 "language"}
 
 
 class Invalid(ValueError):
@@ -56,11 +57,12 @@ class Official:
     phone: str | None = None
     status: str = "active"
     expires: str | None = None  # "YYYY-MM-DD" (valid through that day, UTC) or an ISO 8601 UTC time
+    language: str | None = None  # the language server notices are written in (en, hi, ur, …)
 
     def to_json(self) -> dict[str, Any]:
         return {"employee_id": self.employee_id, "user_id": self.user_id, "names": self.names,
                 "designation": self.designation, "unit_id": self.unit_id, "email": self.email,
-                "phone": self.phone, "status": self.status, "expires": self.expires}
+                "phone": self.phone, "status": self.status, "expires": self.expires, "language": self.language}
 
 
 def clean_text(value: Any, what: str, limit: int = MAX_NAME) -> str | None:
@@ -180,8 +182,11 @@ def parse_official(data: dict[str, Any], server_name: str, default_lang: str = "
         raise Invalid(f"status {status!r} must be one of {', '.join(STATUSES)}")
     unit_id = check_id(data.get("unit_id"), "unit_id")
     expires, _ = parse_expiry(data.get("expires"))
+    language = (clean_text(data.get("language"), "language", 16) or "").lower() or None
+    if language is not None and not _LANG_RE.match(language):
+        raise Invalid(f"language {language!r} is not a language code (en, hi, ur, …)")
     return Official(employee_id, user_id, _languages(data.get("names"), "names", True),
-                    _languages(designation, "designation", False), unit_id, email, phone, status, expires)
+                    _languages(designation, "designation", False), unit_id, email, phone, status, expires, language)
 
 
 def expiry_ms(official: Official) -> int | None:

@@ -4,6 +4,8 @@ request (account expiry), and the retention purge job."""
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -12,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from paigham.audit.service import AuditService
 from paigham.clock import now_ms
 from paigham.errors import Codes, MatrixError
+from paigham.i18n import N_
 from paigham.org.policy import PolicyService
 from paigham.services.rooms import MEGOLM, CreateRoomRequest
 from paigham.services.writer import RoomCtx
@@ -36,6 +39,7 @@ class PolicyEnforcer:
         self._expiry: dict[str, tuple[float, int | None]] = {}
         # Rooms these accounts create are left as requested (the server's own unit rooms).
         self.exempt_creators: set[str] = set()
+        self.notify: Callable[[str, str], Awaitable[Any]] | None = None
 
     # -- encryption -------------------------------------------------------------------------------
     async def room_creation(self, req: CreateRoomRequest) -> None:
@@ -63,8 +67,9 @@ class PolicyEnforcer:
                 and event.sender not in self.exempt_creators:
             enc = await self.events.state_for_keys(conn, event.room_id, [("m.room.encryption", "")])
             if not enc and (await self.policies.for_user(event.sender)).require_encryption:
-                raise MatrixError(403, Codes.FORBIDDEN, "Your organisation requires private rooms to be end-to-end "
-                                  "encrypted: turn on encryption before making the room private")
+                raise MatrixError(403, Codes.FORBIDDEN, N_(
+                    "Your organisation requires private rooms to be end-to-end encrypted: turn on encryption "
+                    "before making the room private"))
 
     async def _check_invite(self, sender: str, target: str) -> None:
         if (await self.policies.for_user(sender)).invite_outside_ministry:
@@ -77,21 +82,20 @@ class PolicyEnforcer:
             user = await self.accounts.get_user(target)
             if user is not None and user.admin:
                 return  # server admins may always be invited
-            raise MatrixError(403, Codes.FORBIDDEN, "Your organisation's policy does not allow inviting people "
-                              "outside your ministry")
+            raise MatrixError(403, Codes.FORBIDDEN, N_(
+                "Your organisation's policy does not allow inviting people outside your ministry"))
 
     # -- media ------------------------------------------------------------------------------------
     async def media_check(self, user_id: str, content_type: str, size: int | None) -> None:
         """MediaService upload check (before the body, with the declared size, and after it)."""
         user = await self.accounts.get_user(user_id)
         if user is not None and user.suspended:
-            raise MatrixError(403, Codes.USER_SUSPENDED, "Your account is suspended: you cannot upload files")
+            raise MatrixError(403, Codes.USER_SUSPENDED, N_("Your account is suspended: you cannot upload files"))
         p = await self.policies.for_user(user_id)
         why = p.allows_media(content_type, size)
         if why is not None:
             too_big = p.media_max_bytes and size is not None and size > p.media_max_bytes
-            raise MatrixError(413 if too_big else 403, Codes.TOO_LARGE if too_big else Codes.FORBIDDEN,
-                              why[0].upper() + why[1:])
+            raise MatrixError(413 if too_big else 403, Codes.TOO_LARGE if too_big else Codes.FORBIDDEN, why)
 
     async def media_uploaded(self, user_id: str, media_id: str, content_type: str, size: int,
                              filename: str | None) -> None:
@@ -106,8 +110,9 @@ class PolicyEnforcer:
     async def check_devices(self, user_id: str, device_id: str) -> None:
         limit = (await self.policies.for_user(user_id)).max_devices
         if limit and len(await self.accounts.get_devices(user_id)) >= limit:
-            raise MatrixError(403, Codes.FORBIDDEN, f"You are signed in on {limit} devices, the most your "
-                              "organisation allows: sign out of one of them first")
+            raise MatrixError(403, Codes.FORBIDDEN, N_(
+                "You are signed in on {limit} devices, the most your organisation allows: sign out of one of "
+                "them first", limit=limit))
 
     async def expires_at(self, user_id: str) -> int | None:
         """When the account expires: the directory's date or the renewal deadline, whichever comes first.
@@ -130,7 +135,7 @@ class PolicyEnforcer:
                 self._expiry.clear()
             self._expiry[user_id] = hit
         if hit[1] is not None and hit[1] <= now_ms():
-            raise MatrixError(403, EXPIRED_ACCOUNT, "Your account has expired: ask your administrator to renew it")
+            raise MatrixError(403, EXPIRED_ACCOUNT, N_("Your account has expired: ask your administrator to renew it"))
 
     async def renew(self, user_id: str, until_ts: int | None, actor: str | None) -> int | None:
         """Renew an account until the given time; without one, for the validity period (or for good when
@@ -147,6 +152,13 @@ class PolicyEnforcer:
             await self.store.clear_official_expiry(user_id)
         self._expiry.pop(user_id, None)
         await self.audit.record("admin.renew_account", actor, user_id, details={"until": until_ts})
+        if self.notify is not None:
+            when = datetime.fromtimestamp(until_ts / 1000, UTC).date().isoformat() if until_ts else None
+            try:
+                await self.notify(user_id, N_("Your account has been renewed until {date}.", date=when) if when
+                                  else N_("Your account has been renewed."))
+            except MatrixError as exc:
+                log.warning("renewal.notice_failed", user_id=user_id, error=exc.error)
         return until_ts
 
     # -- retention --------------------------------------------------------------------------------

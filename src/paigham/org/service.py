@@ -20,6 +20,7 @@ from paigham.clock import now_ms
 from paigham.config import Config
 from paigham.domain.org import Official, Unit, check_format, display_name, expiry_ms
 from paigham.errors import Codes, MatrixError
+from paigham.i18n import N_
 from paigham.org.importer import ReadResult, RowError, SourceRow
 from paigham.org.plan import Plan, build_plan, parse_rows
 from paigham.services.auth import AuthService
@@ -151,7 +152,8 @@ class OrgService:
     def _official_values(self, o: Official) -> dict[str, Any]:
         return {"employee_id": o.employee_id, "user_id": o.user_id, "names": _json(o.names),
                 "designation": _json(o.designation), "unit_id": o.unit_id, "email": o.email, "phone": o.phone,
-                "status": o.status, "expires": o.expires, "expires_ts": expiry_ms(o), **self.search_keys(o)}
+                "status": o.status, "expires": o.expires, "expires_ts": expiry_ms(o), "language": o.language,
+                **self.search_keys(o)}
 
     async def _audit(self, plan: Plan, actor: str | None) -> None:
         entries = [entry("org.import", actor, None, details={
@@ -185,7 +187,7 @@ class OrgService:
         """ProfileService guard: officials' display names follow the organisation (if so configured)."""
         if key == "displayname" and self.config.org_lock_displayname \
                 and await self.store.official_by_user(user_id) is not None:
-            raise MatrixError(403, Codes.FORBIDDEN, "Your display name is set by your organisation's directory")
+            raise MatrixError(403, Codes.FORBIDDEN, N_("Your display name is set by your organisation's directory"))
 
     # -- single records (admin API) ---------------------------------------------------------------
     async def put_records(self, kind: str, records: Sequence[dict[str, Any]], actor: str | None) -> Plan:

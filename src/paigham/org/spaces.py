@@ -23,6 +23,7 @@ import structlog
 from paigham.config import Config
 from paigham.domain.org import Unit, pick
 from paigham.errors import Codes, MatrixError
+from paigham.i18n import N_, translate
 from paigham.ids import make_user_id
 from paigham.services.auth import AuthService
 from paigham.services.rooms import MEGOLM, CreateRoomRequest, RoomService
@@ -43,7 +44,7 @@ def _restricted(allow: list[str]) -> dict[str, Any]:
 
 class UnitSpaces:
     def __init__(self, config: Config, store: OrgStore, rooms: RoomService, events: EventStore,
-                 auth: AuthService, translate: Callable[[str, str], str] | None = None) -> None:
+                 auth: AuthService) -> None:
         self.config = config
         self.store = store
         self.rooms = rooms
@@ -51,7 +52,6 @@ class UnitSpaces:
         self.events = events
         self.auth = auth
         self.system_user = make_user_id(config.org_system_localpart, config.server_name)
-        self.translate = translate or (lambda text, _lang: text)
         self.lang = config.org_default_language
 
     async def ensure_system_user(self) -> str:
@@ -63,7 +63,7 @@ class UnitSpaces:
     # -- rooms ------------------------------------------------------------------------------------
     def _names(self, unit: Unit) -> tuple[str, str]:
         name = pick(unit.names, self.lang)[:200]
-        return name, self.translate("{unit} — Announcements", self.lang).format(unit=name)[:255]
+        return name, translate(N_("{unit} — Announcements", unit=name), self.lang)[:255]
 
     async def _create(self, unit: Unit, parent_space: str | None) -> tuple[str, str]:
         bot = self.system_user

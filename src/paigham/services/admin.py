@@ -7,12 +7,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.audit.service import AuditService
 from paigham.clock import now_ms
 from paigham.errors import Codes, MatrixError
+from paigham.i18n import N_
 from paigham.ids import parse_user_id
 from paigham.services.auth import AuthService
 from paigham.services.profile import ProfileService
@@ -24,6 +26,7 @@ from paigham.storage.org_schema import blocked_rooms
 from paigham.storage.org_store import OrgStore
 from paigham.storage.schema import users
 
+log = structlog.get_logger(__name__)
 FLAGS_TTL_S = 2.0
 
 
@@ -48,9 +51,19 @@ class AdminService:
         self.org = org
         self.audit = audit
         self.clear_login_failures: Callable[[str], Awaitable[None]] | None = None
+        # Tells a user what happened to their account (server notices, in their language).
+        self.notify: Callable[[str, str], Awaitable[Any]] | None = None
         self._flags_at = 0.0
         self._suspended: set[str] = set()
         self._blocked: set[str] = set()
+
+    async def _notify(self, user_id: str, message: str) -> None:
+        if self.notify is None:
+            return
+        try:
+            await self.notify(user_id, message)
+        except MatrixError as exc:  # the action stands even if the notice cannot be delivered
+            log.warning("admin.notice_failed", user_id=user_id, error=exc.error)
 
     async def _record(self, action: str, actor: Actor, target: str | None, details: dict[str, Any] | None = None
                       ) -> None:
@@ -128,8 +141,13 @@ class AdminService:
         user = await self.existing_user(user_id)
         if user.deactivated:
             raise MatrixError(400, Codes.INVALID_PARAM, "The account is deactivated")
+        if suspended and not user.suspended:  # before: a suspended account could not join the notices room
+            await self._notify(user_id, N_("Your account has been suspended by an administrator. You can still "
+                                           "read your messages and leave rooms."))
         await self.auth.store.update_user(user_id, suspended=suspended)
         self._flags_at = 0.0
+        if not suspended and user.suspended:
+            await self._notify(user_id, N_("Your account is active again."))
         await self.org.set_status(user_id, "suspended" if suspended else "active", now_ms())
         await self._record("suspend" if suspended else "unsuspend", actor, user_id)
 
@@ -151,6 +169,7 @@ class AdminService:
         if self.clear_login_failures is not None:
             await self.clear_login_failures(user_id)
         await self._record("reset_password", actor, user_id, {"logout_devices": logout_devices})
+        await self._notify(user_id, N_("An administrator has reset your password."))
 
     async def delete_devices(self, user_id: str, device_ids: list[str], actor: Actor) -> None:
         await self.existing_user(user_id)
@@ -202,7 +221,7 @@ class AdminService:
         if event.type != "m.room.member" or event.content.get("membership") not in ("join", "invite", "knock"):
             return
         if event.room_id in (await self._flags(conn))[1]:
-            raise MatrixError(403, Codes.FORBIDDEN, "This room has been blocked on this server")
+            raise MatrixError(403, Codes.FORBIDDEN, N_("This room has been blocked on this server"))
 
     async def refuse_suspended(self, conn: AsyncConnection, event: StoredEvent, ctx: RoomCtx) -> None:
         """Writer persist hook: a suspended account may leave rooms, reject invites and redact its own
@@ -217,11 +236,12 @@ class AdminService:
             target = await self.events.get_event_in(conn, target_id) if isinstance(target_id, str) else None
             if target is not None and target.sender == event.sender:
                 return
-        raise MatrixError(403, Codes.USER_SUSPENDED, "Your account is suspended: you can read and leave rooms, "
-                          "but not send, join or invite")
+        raise MatrixError(403, Codes.USER_SUSPENDED, N_(
+            "Your account is suspended: you can read and leave rooms, but not send, join or invite"))
 
     async def guard_profile(self, user_id: str, key: str) -> None:
         """ProfileService guard: suspended accounts cannot change their profile."""
         user = await self.auth.store.get_user(user_id)
         if user is not None and user.suspended:
-            raise MatrixError(403, Codes.USER_SUSPENDED, "Your account is suspended: your profile cannot be changed")
+            raise MatrixError(403, Codes.USER_SUSPENDED,
+                              N_("Your account is suspended: your profile cannot be changed"))

@@ -14,6 +14,7 @@ from paigham.audit.service import AuditService
 from paigham.clock import now_ms
 from paigham.config import Config
 from paigham.errors import Codes, MatrixError
+from paigham.i18n import N_
 from paigham.storage.login_store import Failures, LoginStore
 
 MAX_BACKOFF_MS = 60_000
@@ -53,8 +54,9 @@ class LoginGuard:
             throttle_after, _ = self._limits(f.key)
             wait = max(wait, _wait_ms(f, throttle_after, self.config.login_backoff_ms, now))
         if wait > 0:
-            raise MatrixError(429, Codes.LIMIT_EXCEEDED, "Too many failed sign-in attempts; try again in "
-                              f"{(wait + 999) // 1000} seconds", retry_after_ms=wait)
+            raise MatrixError(429, Codes.LIMIT_EXCEEDED, N_(
+                "Too many failed sign-in attempts; try again in {seconds} seconds", seconds=(wait + 999) // 1000),
+                retry_after_ms=wait)
 
     async def failed(self, user_id: str, ip: str | None, device: str | None) -> None:
         c = self.config

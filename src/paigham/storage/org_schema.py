@@ -34,6 +34,7 @@ officials = Table(
     Column("status", String(16), nullable=False),
     Column("expires", String(40), nullable=True),
     Column("expires_ts", BigInteger, nullable=True),
+    Column("language", String(16), nullable=True),
     Column("search_name", Text, nullable=False, default=""),  # folded, transliterated names
     Column("search_designation", Text, nullable=False, default=""),
     # The unit whose space and rooms the official's memberships currently reflect (None: not yet joined).
@@ -89,4 +90,12 @@ account_validity = Table(
     Column("user_id", String(255), primary_key=True),
     Column("expires_ts", BigInteger, nullable=False),
     Column("renewed_ts", BigInteger, nullable=False),
+)
+
+# Each user's server notices room (messages from the server, in the user's language).
+server_notice_rooms = Table(
+    "server_notice_rooms",
+    metadata,
+    Column("user_id", String(255), primary_key=True),
+    Column("room_id", String(255), nullable=False),
 )

@@ -62,7 +62,7 @@ def unit_row(r: Any) -> UnitRow:
 
 def official_row(r: Any) -> OfficialRow:
     return OfficialRow(Official(r.employee_id, r.user_id, _dec(r.names), _dec(r.designation), r.unit_id, r.email,
-                                r.phone, r.status, r.expires), r.joined_unit)
+                                r.phone, r.status, r.expires, r.language), r.joined_unit)
 
 
 def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
@@ -10,6 +12,7 @@ from starlette.routing import Route
 from paigham.api.admin.common import require_admin
 from paigham.api.http import ok, typed_body
 from paigham.errors import Codes, MatrixError
+from paigham.org.notices import ServerNotices
 from paigham.services.admin import AdminService
 from paigham.services.auth import MAX_PASSWORD_LEN, AuthService
 
@@ -34,7 +37,12 @@ class ResetPasswordBody(msgspec.Struct):
     logout_devices: bool = True
 
 
-def routes(auth: AuthService, admin: AdminService) -> list[Route]:
+class ServerNoticeBody(msgspec.Struct):
+    user_id: str
+    content: dict[str, Any]
+
+
+def routes(auth: AuthService, admin: AdminService, notices: ServerNotices) -> list[Route]:
     async def get_suspended(request: Request) -> Response:
         """GET /_matrix/client/v1/admin/suspend/{userId}"""
         await require_admin(auth, request)
@@ -79,7 +87,24 @@ def routes(auth: AuthService, admin: AdminService) -> list[Route]:
                                    logout_devices=body.logout_devices)
         return ok({})
 
+    async def server_notice(request: Request) -> Response:
+        """POST /_synapse/admin/v1/send_server_notice"""
+        _, actor = await require_admin(auth, request)
+        body = await typed_body(request, ServerNoticeBody)
+        user = await admin.existing_user(body.user_id)
+        if user.deactivated:
+            raise MatrixError(400, Codes.INVALID_PARAM, "The account is deactivated")
+        text = body.content.get("body")
+        if not isinstance(text, str) or not text or len(text) > 16_000 or body.content.get("msgtype") not in (
+                "m.text", "m.notice"):
+            raise MatrixError(400, Codes.INVALID_PARAM, "content needs msgtype m.text or m.notice and a body")
+        event_id = await notices.send(body.user_id, text, {"msgtype": body.content["msgtype"], "body": text})
+        await admin.audit.record("admin.server_notice", actor.user_id, body.user_id, actor.ip, actor.device,
+                                 {"event_id": event_id})
+        return ok({"event_id": event_id})
+
     return [
+        Route(f"{SYNAPSE_V1}/send_server_notice", server_notice, methods=["POST"]),
         Route(f"{CLIENT_ADMIN}/suspend/{{user_id}}", get_suspended, methods=["GET"]),
         Route(f"{CLIENT_ADMIN}/suspend/{{user_id}}", put_suspended, methods=["PUT"]),
         Route(f"{CLIENT_ADMIN}/lock/{{user_id}}", get_locked, methods=["GET"]),

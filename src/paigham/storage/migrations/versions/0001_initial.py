@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 10:03:02.032558
+Create Date: 2026-11-23 10:36:09.398143
 """
 
 from __future__ import annotations
@@ -317,6 +317,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('expires', sa.String(length=40), nullable=True),
     sa.Column('expires_ts', sa.BigInteger(), nullable=True),
+    sa.Column('language', sa.String(length=16), nullable=True),
     sa.Column('search_name', sa.Text(), nullable=False),
     sa.Column('search_designation', sa.Text(), nullable=False),
     sa.Column('joined_unit', sa.String(length=64), nullable=True),
@@ -408,6 +409,11 @@ def upgrade() -> None:
     sa.Column('is_public', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('room_id')
     )
+    op.create_table('server_notice_rooms',
+    sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.Column('room_id', sa.String(length=255), nullable=False),
+    sa.PrimaryKeyConstraint('user_id')
+    )
     op.create_table('server_state',
     sa.Column('key', sa.String(length=64), nullable=False),
     sa.Column('value', sa.Text(), nullable=False),
@@ -462,6 +468,7 @@ def downgrade() -> None:
     op.drop_table('typing')
     op.drop_table('stream_counter')
     op.drop_table('server_state')
+    op.drop_table('server_notice_rooms')
     op.drop_table('rooms')
     with op.batch_alter_table('room_aliases', schema=None) as batch_op:
         batch_op.drop_index('room_aliases_room')
