@@ -18,8 +18,8 @@ from starlette.routing import Route
 from paigham.api.http import bearer, client_routes, json_body, ok
 from paigham.bus.base import StreamUpdate
 from paigham.domain import push_rules as pr
-from paigham.domain.push_evaluator import CompiledRule, PushContext, actions_notify, compile_ruleset, evaluate
 from paigham.domain.power_levels import notification_level, user_level
+from paigham.domain.push_evaluator import CompiledRule, PushContext, actions_notify, compile_ruleset, evaluate
 from paigham.errors import Codes, MatrixError
 from paigham.services.auth import AuthService
 from paigham.services.publisher import Publisher
