@@ -35,15 +35,24 @@ class PushService:
         self.streams = streams
         self.events = events
         self.publisher = publisher
-        self._cache: dict[tuple[str, bytes], tuple[CompiledRule, ...]] = {}
+        self._cache: dict[tuple[str, bytes], tuple[tuple[CompiledRule, ...], bytes]] = {}
 
     def _compiled(self, user_id: str, blob: Any) -> tuple[CompiledRule, ...]:
         """The user's compiled ruleset, cached by the stored blob (rules rarely change)."""
+        return self._compiled_and_template(user_id, blob)[0]
+
+    def _compiled_and_template(self, user_id: str, blob: Any) -> tuple[tuple[CompiledRule, ...], bytes]:
+        """The compiled ruleset, and the effective rules' JSON with this user's ID and localpart
+        replaced by placeholders: users with the same template evaluate any event that names
+        neither of them to the same result (see `on_event`)."""
         key = (user_id, msgspec.json.encode(blob) if blob is not None else b"")
         found = self._cache.get(key)
         if found is None:
             user_rules = pr.UserRules.from_json(blob) if blob is not None else pr.UserRules()
-            found = compile_ruleset(pr.effective_rules(user_id, user_rules))
+            effective = pr.effective_rules(user_id, user_rules)
+            template = msgspec.json.encode(effective).replace(user_id.encode(), b"\x00U\x00")
+            template = template.replace(_localpart(user_id).encode(), b"\x00L\x00")
+            found = (compile_ruleset(effective), template)
             if len(self._cache) > 50_000:
                 self._cache.clear()
             self._cache[key] = found
@@ -78,20 +87,31 @@ class PushService:
         client_event = {"type": event.type, "sender": event.sender, "content": event.content,
                         "room_id": event.room_id, **({"state_key": event.state_key} if event.state_key is not None
                                                      else {})}
+        # Conditions compare the event with the rules and with the context (display name, member
+        # count, power levels), never with the recipient's ID except through the rules' text. So
+        # recipients whose rules are the same up to their own ID and localpart, with the same display
+        # name, get the same result for an event that contains neither their ID nor their localpart:
+        # one evaluation per such group instead of one per member (the same (notify, highlight) as
+        # evaluating each; a recipient the event may name is evaluated on their own).
+        event_text = msgspec.json.encode(client_event).decode().lower()
+        levels = {"room": notification_level(pl_content, "room")}
+        memo: dict[tuple[bytes, str | None], tuple[bool, bool]] = {}
         rows = []
         for user_id in targets:
-            ruleset = self._compiled(user_id, stored.get(user_id))
+            ruleset, template = self._compiled_and_template(user_id, stored.get(user_id))
             member = ctx.state.get(("m.room.member", user_id))
             display_name = member.content.get("displayname") if member else None
-            push_ctx = PushContext(
-                user_id=user_id,
-                user_display_name=display_name if isinstance(display_name, str) else None,
-                room_member_count=member_count,
-                sender_power_level=sender_level,
-                notification_power_levels={"room": notification_level(pl_content, "room")},
-            )
-            actions = evaluate(client_event, ruleset, push_ctx)
-            notify, highlight = actions_notify(actions or [])
+            name = display_name if isinstance(display_name, str) else None
+            named = user_id.lower() in event_text or _localpart(user_id).lower() in event_text
+            group = (template, name)
+            result = None if named else memo.get(group)
+            if result is None:
+                push_ctx = PushContext(user_id=user_id, user_display_name=name, room_member_count=member_count,
+                                       sender_power_level=sender_level, notification_power_levels=levels)
+                result = actions_notify(evaluate(client_event, ruleset, push_ctx) or [])
+                if not named:
+                    memo[group] = result
+            notify, highlight = result
             if notify:
                 rows.append({"user_id": user_id, "room_id": event.room_id, "stream": event.stream,
                              "thread_id": thread_id, "highlight": highlight})
@@ -217,6 +237,10 @@ def _find(ruleset: tuple[dict[str, Any], int], request: Request) -> dict[str, An
         if rule["rule_id"] == rule_id:
             return dict(rule)
     raise MatrixError(404, Codes.NOT_FOUND, "Unknown push rule")
+
+
+def _localpart(user_id: str) -> str:
+    return user_id[1:].split(":", 1)[0]
 
 
 def _thread_of(event: StoredEvent) -> str:
