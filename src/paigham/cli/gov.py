@@ -12,7 +12,7 @@ import typer
 
 from paigham.cli.main import ConfigOpt, DataDirOpt, DbOpt, _config, _duration_ms, _run
 
-audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+audit_app: typer.Typer = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
 EXPORT_FIELDS = ["seq", "time", "ts", "kind", "actor", "target", "ip", "device", "details", "prev_hash", "hash"]
 
@@ -94,7 +94,7 @@ def audit_purge(config: ConfigOpt = None, data_dir: DataDirOpt = None, database_
     typer.echo(f"Removed {removed} records older than {cfg.audit_retention_days} days")
 
 
-org_app = typer.Typer(help="The organisation: units and officials.", no_args_is_help=True)
+org_app: typer.Typer = typer.Typer(help="The organisation: units and officials.", no_args_is_help=True)
 BAR_THRESHOLD = 1000
 
 

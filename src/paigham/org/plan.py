@@ -61,8 +61,8 @@ class Plan:
         """The diff, one line per change (what `paigham org import --dry-run` prints)."""
         for u in self.new_units:
             yield f"+ unit {u.unit_id} ({u.kind}) {next(iter(u.names.values()))!r} under {u.parent_id or '(top)'}"
-        for old, new in self.changed_units:
-            yield f"~ unit {new.unit_id}: " + "; ".join(changed_fields(old, new))
+        for old_unit, new_unit in self.changed_units:
+            yield f"~ unit {new_unit.unit_id}: " + "; ".join(changed_fields(old_unit, new_unit))
         for o in self.new_officials:
             adopt = " (existing account)" if o.user_id in self.adopted else ""
             yield f"+ official {o.employee_id} {o.user_id}{adopt} {next(iter(o.names.values()))!r} in {o.unit_id}"

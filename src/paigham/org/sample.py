@@ -65,11 +65,11 @@ def sample_org(officials: int, *, ministries: int = 3, departments: int = 4, sec
     people: list[dict[str, Any]] = []
     for i in range(officials):
         f, last = FIRST[i % len(FIRST)], LAST[(i // len(FIRST)) % len(LAST)]
-        d = DESIGNATIONS[min(i % 17, len(DESIGNATIONS) - 1)]
+        title = DESIGNATIONS[min(i % 17, len(DESIGNATIONS) - 1)]
         people.append({
             "employee_id": f"{prefix}E{i:06d}", "user_id": f"{prefix.lower()}{f[0].lower()}.{last[0].lower()}.{i}",
             "names": _names(f"{f[0]} {last[0]}", f"{f[1]} {last[1]}", f"{f[2]} {last[2]}"),
-            "designation": _names(*d), "unit_id": leaves[i % len(leaves)],
+            "designation": _names(*title), "unit_id": leaves[i % len(leaves)],
             "email": f"e{i}@gov.example", "phone": None, "status": "active", "expires": None,
         })
     return {"version": 1, "units": units, "officials": people}

@@ -65,7 +65,7 @@ class OrgService:
         self.search_keys: SearchKeys = lambda _o: {}
         self.unit_keys: Callable[[Unit], str] = lambda _u: ""
         # Run after every applied change (spaces per unit, ...).
-        self.after_apply: list[Callable[[Applied, Progress | None], Awaitable[None]]] = []
+        self.after_apply: list[Callable[[Applied, Progress | None], Awaitable[Any]]] = []
         self.unit_deleted: list[Callable[[UnitRow], Awaitable[None]]] = []
 
     def displayname(self, official: Official, unit: Unit | None) -> str:
@@ -166,10 +166,10 @@ class OrgService:
         for o in plan.new_officials:
             entries.append(entry("org.official.created", actor, o.user_id, details={
                 "employee_id": o.employee_id, "unit": o.unit_id, "status": o.status}))
-        for old, new in plan.changed_officials:
-            entries.append(entry("org.official.updated", actor, new.user_id, details={
-                "employee_id": new.employee_id, "fields": _fields(old, new), "unit": new.unit_id,
-                "status": new.status}))
+        for before, after in plan.changed_officials:
+            entries.append(entry("org.official.updated", actor, after.user_id, details={
+                "employee_id": after.employee_id, "fields": _fields(before, after), "unit": after.unit_id,
+                "status": after.status}))
         await self.audit.record_many(entries)
 
     async def follow_up(self, applied: Applied, progress: Progress | None = None) -> None:

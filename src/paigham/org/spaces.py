@@ -182,9 +182,9 @@ class UnitSpaces:
         profiles = await self.store.accounts(list(unit_of))
         joined = left = 0
         moved: dict[str, list[str]] = {}
-        for i, (uid, row) in enumerate(sorted(units.items())):
+        for i, (uid, unit_row) in enumerate(sorted(units.items())):
             members = set(want.get(uid, []))
-            for room_id in (row.space_id, row.announcements_id):
+            for room_id in (unit_row.space_id, unit_row.announcements_id):
                 if room_id is None:
                     continue
                 current = set(await self.events.room_members(room_id))
@@ -201,7 +201,7 @@ class UnitSpaces:
                 for start in range(0, len(specs), BATCH):
                     await self.writer.send_many(room_id, specs[start:start + BATCH])
                 joined, left = joined + len(joining), left + len(leaving)
-                if room_id == row.space_id and joining:
+                if room_id == unit_row.space_id and joining:
                     moved.setdefault(uid, []).extend(joining)
             if progress:
                 progress("memberships", i + 1, len(units))

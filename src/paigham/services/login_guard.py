@@ -25,7 +25,7 @@ def _wait_ms(f: Failures, throttle_after: int, base_ms: int, now: int) -> int:
     if f.locked_until is not None and f.locked_until > now:
         return f.locked_until - now
     if throttle_after and f.count >= throttle_after:
-        backoff = min(MAX_BACKOFF_MS, base_ms * 2 ** min(16, f.count - throttle_after))
+        backoff = min(MAX_BACKOFF_MS, base_ms * (1 << min(16, f.count - throttle_after)))
         return max(0, f.last_ts + backoff - now)
     return 0
 

@@ -28,7 +28,7 @@ class LoginStore:
     async def get(self, keys: Sequence[str]) -> list[Failures]:
         async with self.db.read() as conn:
             rows = (await conn.execute(select(login_failures).where(login_failures.c.key.in_(list(keys))))).all()
-        return [Failures(r.key, int(r.count), r.first_ts, r.last_ts, r.locked_until) for r in rows]
+        return [Failures(r.key, int(r._mapping["count"]), r.first_ts, r.last_ts, r.locked_until) for r in rows]
 
     async def add_failure(self, key: str, now: int, window_ms: int, lock_after: int, lock_ms: int) -> Failures:
         """Count one failure (a new window if the last one expired); lock the key once it reaches lock_after."""
@@ -37,7 +37,7 @@ class LoginStore:
             await conn.execute(insert_ignore(self.db.is_sqlite, t, {
                 "key": key, "count": 0, "first_ts": now, "last_ts": now, "locked_until": None}, ["key"]))
             row = (await conn.execute(select(t).where(t.c.key == key).with_for_update())).one()
-            count, first = int(row.count) + 1, row.first_ts
+            count, first = int(row._mapping["count"]) + 1, row.first_ts
             if now - first > window_ms:
                 count, first = 1, now
             locked = row.locked_until
