@@ -1,5 +1,5 @@
-"""Inputs that once made the server answer 500 (found by probing next to the schemathesis run), kept
-as regressions: each must be a 4xx standard Matrix error, on SQLite and on PostgreSQL alike.
+"""Inputs that once made the server answer 500 (found by the schemathesis run and by probing beside
+it), kept as regressions: each must be a 4xx standard Matrix error, on SQLite and on PostgreSQL alike.
 
 NUL (U+0000) is the main family: PostgreSQL text cannot hold it, so every string that reached a text
 column — a transaction ID, a state key, an account data type, a display name, a search term, a login
@@ -38,6 +38,8 @@ CASES: list[tuple[str, str, Any]] = [
     ("PUT", V3 + "/rooms/{room}/redact/{event}/" + Q, {"reason": "x"}),
     ("POST", V3 + "/createRoom", {"name": NUL}),
     ("POST", V3 + "/createRoom", {"initial_state": [{"type": "m.room.name", "content": {"name": NUL}}]}),
+    ("POST", V3 + "/createRoom", {"initial_state": [{"type": {}, "state_key": "", "content": {}}]}),
+    ("POST", V3 + "/createRoom", {"initial_state": [{"type": "x", "state_key": ["k"], "content": {}}]}),
     ("POST", V3 + "/join/" + quote("#" + NUL + ":test.local"), {}),
     ("POST", V3 + "/rooms/{room}/invite", {"user_id": "@" + NUL + ":test.local"}),
     ("PUT", V3 + "/directory/room/" + quote("#" + NUL + ":test.local"), {"room_id": "!r:test.local"}),

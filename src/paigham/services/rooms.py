@@ -75,6 +75,8 @@ class RoomService:
 
     # -- creation -------------------------------------------------------------------------------
     async def create_room(self, req: CreateRoomRequest) -> str:
+        for ev in req.initial_state:  # malformed entries are a 400 before any creation hook reads them
+            _initial_state_spec(req.creator, ev)
         for hook in self.creation_hooks:
             await hook(req)
         version = get_room_version(req.room_version or self.config.default_room_version)
@@ -127,7 +129,9 @@ class RoomService:
         specs.append(EventSpec(me, "m.room.power_levels", pl, ""))
         if alias is not None:
             specs.append(EventSpec(me, "m.room.canonical_alias", {"alias": alias}, ""))
-        given = {(e.get("type"), e.get("state_key", "")) for e in req.initial_state if isinstance(e, dict)}
+        # Validated first: a malformed entry (e.g. a non-string type) is a 400, not an unhashable key below.
+        initial = [_initial_state_spec(me, ev) for ev in req.initial_state]
+        given = {(spec.type, spec.state_key) for spec in initial}
         join_rule = "public" if preset == "public_chat" else "invite"
         for type_, content in (
             ("m.room.join_rules", {"join_rule": join_rule}),
@@ -139,8 +143,7 @@ class RoomService:
         if (self.config.encryption_by_default and preset != "public_chat"
                 and ("m.room.encryption", "") not in given):
             specs.append(EventSpec(me, "m.room.encryption", {"algorithm": MEGOLM}, ""))
-        for ev in req.initial_state:
-            specs.append(_initial_state_spec(me, ev))
+        specs.extend(initial)
         if req.name is not None:
             specs.append(EventSpec(me, "m.room.name", {"name": req.name}, ""))
         if req.topic is not None:
