@@ -128,6 +128,7 @@ class Server:
         self.writer.commit_hooks.append(self.audit.on_events)
         self.jobs.every("audit-retention", 3600, self.audit.purge_expired)
         self.org = OrgService(config, OrgStore(self.db), self.auth, self.audit)
+        self.auth.deactivation_hooks.append(self.org.account_deactivated)
         self.org.propagate_profile = lambda user_id, name: self.profiles.set(user_id, "displayname", name,
                                                                              check=False)
         self.org.search_keys, self.org.unit_keys = official_keys, unit_key

@@ -107,6 +107,13 @@ async def test_spaces_memberships_and_moves(hs: Harness) -> None:
     # a deactivated official leaves everything
     await load(hs, org(E1={"unit_id": "MOF-REV"}, E2={"status": "deactivated"}, E4={"status": "active"}))
     assert await members(hs, bud_space) == set()
+    # an account deactivated by the user (or an admin) is deactivated in the directory too
+    await hs.ok("POST", f"{V3}/account/deactivate", chetan, json={"auth": {
+        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": chetan.user_id},
+        "password": chetan.password}})
+    assert (await hs.server.org.store.official("E3")).official.status == "deactivated"  # type: ignore[union-attr]
+    assert await hs.ok("POST", f"{ADMIN}/sync", boss) == {"units_created": 0, "joined": 0, "left": 0}
+    assert await members(hs, rev_space) == {"anita"}
 
 
 async def test_moving_and_deleting_units_moves_their_spaces(hs: Harness) -> None:

@@ -183,6 +183,10 @@ class OrgService:
         for step in self.after_apply:
             await step(applied, progress)
 
+    async def account_deactivated(self, user_id: str) -> None:
+        """AuthService deactivation hook: the directory follows an account deactivated elsewhere."""
+        await self.store.set_status(user_id, "deactivated", now_ms())
+
     async def guard_profile(self, user_id: str, key: str) -> None:
         """ProfileService guard: officials' display names follow the organisation (if so configured)."""
         if key == "displayname" and self.config.org_lock_displayname \

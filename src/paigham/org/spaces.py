@@ -174,12 +174,13 @@ class UnitSpaces:
         officials = await self.store.all_officials()
         want: dict[str, list[str]] = {}
         unit_of: dict[str, str] = {}
+        profiles = await self.store.accounts([r.official.user_id for r in officials.values()])
         for row in officials.values():
             o = row.official
             unit_of[o.user_id] = o.unit_id
-            if o.status == "active":
+            acct = profiles.get(o.user_id)
+            if o.status == "active" and acct is not None and not acct.deactivated and not acct.suspended:
                 want.setdefault(o.unit_id, []).append(o.user_id)
-        profiles = await self.store.accounts(list(unit_of))
         joined = left = 0
         moved: dict[str, list[str]] = {}
         for i, (uid, unit_row) in enumerate(sorted(units.items())):
