@@ -229,3 +229,28 @@ def test_cli_import_dry_run_errors_and_export(database_url: str, tmp_path: Path)
     assert json.loads(res.output)["officials"][0]["employee_id"] == "E1"
     res = runner.invoke(cli, ["org", "import", str(tmp_path / "missing.csv"), *common])
     assert res.exit_code == 2
+
+
+async def test_hostile_import_inputs_get_clear_errors(hs: Harness) -> None:
+    boss = await admin(hs)
+    url = f"{ADMIN}/import"
+    cases: list[tuple[bytes, str]] = [
+        (b'{"units": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", "nested too deeply"),
+        (b'{"units": [1, "x"], "officials": {}}', "must be"),
+        (b'{"units": [{"unit_id": "A", "names": "Finance"}]}', "names must be an object"),
+        (b'{"units": [{"unit_id": "A", "names": {"en": "x\\u0000y"}}]}', "control characters"),
+        (b'{"units": [{"unit_id": "A", "names": {"en": "' + b"x" * 300 + b'"}}]}', "longer than 256"),
+        (b'{"officials": [{"employee_id": "E1", "user_id": 5, "names": {"en": "A"}, "unit_id": "A"}]}', "text"),
+        (b'{"units": [], "extra": 1}', "unknown top-level key"),
+        ('{"units": [{"unit_id": "A", "names": {"en": "\ud800"}}]}'.encode("utf-8", "surrogatepass"), "UTF-8"),
+    ]
+    for body, why in cases:
+        r = await hs.request("POST", url, boss, content=body)
+        assert r.status_code == 400, (body[:60], r.text[:300])
+        err = r.json()
+        assert err["errcode"] in ("M_INVALID_PARAM", "M_NOT_JSON"), err
+        assert why in json.dumps(err, ensure_ascii=False), (why, err)
+    await hs.err(400, "M_NOT_JSON", "POST", url, boss, content=b"[1, 2]")
+    await hs.err(400, "M_INVALID_PARAM", "GET", f"{ADMIN}/officials", boss, params={"from": "x"})
+    await hs.err(400, "M_INVALID_PARAM", "GET", f"{ADMIN}/officials", boss, params={"status": "retired"})
+    assert await hs.server.org.store.units() == {}

@@ -153,6 +153,8 @@ def read_json(text: str, source: str) -> ReadResult:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         return ReadResult([], [RowError(source, exc.lineno, f"not valid JSON: {exc.msg}")])
+    except RecursionError:
+        return ReadResult([], [RowError(source, 0, "the JSON is nested too deeply")])
     if not isinstance(doc, dict):
         return ReadResult([], [RowError(source, 1, 'the top level must be {"units": [...], "officials": [...]}')])
     unknown = sorted(set(doc) - {"units", "officials", "version"})
