@@ -194,11 +194,9 @@ def upgrade() -> None:
     sa.Column('stream', sa.BigInteger(), nullable=False),
     sa.Column('thread_id', sa.String(length=255), nullable=False),
     sa.Column('highlight', sa.Boolean(), nullable=False),
-    sa.PrimaryKeyConstraint('user_id', 'room_id', 'stream')
+    sa.PrimaryKeyConstraint('user_id', 'room_id', 'stream'),
+    sqlite_with_rowid=False
     )
-    with op.batch_alter_table('event_push_actions', schema=None) as batch_op:
-        batch_op.create_index('event_push_actions_unread', ['user_id', 'room_id', 'stream', 'highlight'], unique=False)
-
     op.create_table('event_txns',
     sa.Column('user_id', sa.String(length=255), nullable=False),
     sa.Column('device_id', sa.String(length=255), nullable=False),
@@ -517,9 +515,6 @@ def downgrade() -> None:
 
     op.drop_table('events')
     op.drop_table('event_txns')
-    with op.batch_alter_table('event_push_actions', schema=None) as batch_op:
-        batch_op.drop_index('event_push_actions_unread')
-
     op.drop_table('event_push_actions')
     op.drop_table('erased_users')
     with op.batch_alter_table('e2e_signatures', schema=None) as batch_op:
