@@ -18,6 +18,7 @@ V3 = "/_matrix/client/v3"
 NUL = "a\u0000b"
 Q = quote(NUL)
 
+RAW = b"raw:"  # a body starting with this is sent as the bytes after it, not as JSON
 # (method, path template, JSON body or None); {room}, {user}, {event}, {device} are filled in.
 CASES: list[tuple[str, str, Any]] = [
     ("PUT", V3 + "/rooms/{room}/send/m.room.message/t" + Q, {"msgtype": "m.text", "body": "x"}),
@@ -56,6 +57,17 @@ CASES: list[tuple[str, str, Any]] = [
     ("GET", V3 + "/sync?filter=" + quote(json.dumps({"room": {"rooms": [NUL]}})), None),
     ("GET", V3 + "/rooms/{room}/messages?filter=" + quote(json.dumps({"senders": [NUL]})), None),
     ("POST", "/_synapse/admin/v1/register", {"nonce": NUL, "username": NUL, "password": NUL, "mac": NUL}),
+    # Nesting deeper than Python's recursion limit, invalid UTF-8, over-long strings for 255-char columns.
+    ("PUT", V3 + "/rooms/{room}/send/m.room.message/deep", RAW + b"[" * 5000 + b"]" * 5000),
+    ("PUT", V3 + "/user/{user}/account_data/deep", RAW + b'{"a":' * 3000 + b"1" + b"}" * 3000),
+    ("PUT", V3 + "/user/{user}/account_data/deep2", RAW + b'{"a":' * 101 + b"1" + b"}" * 101),
+    ("POST", V3 + "/user/{user}/filter", RAW + b'{"a":' * 3000 + b"1" + b"}" * 3000),
+    ("GET", V3 + "/sync?filter=" + quote('{"a":' * 3000 + "1" + "}" * 3000), None),
+    ("GET", V3 + "/rooms/{room}/messages?filter=" + quote('{"a":' * 3000 + "1" + "}" * 3000), None),
+    ("PUT", V3 + "/rooms/{room}/send/m.room.message/latin1", RAW + b'{"body": "\xe9"}'),
+    ("POST", V3 + "/rooms/{room}/receipt/m.read/{event}", {"thread_id": "t" * 5000}),
+    ("GET", V3 + "/publicRooms?since=" + "9" * 5000, None),
+    ("POST", V3 + "/publicRooms", {"since": "9" * 5000}),
     # Out-of-range integers and tokens.
     ("PUT", V3 + "/rooms/{room}/send/m.room.message/big", {"msgtype": "m.text", "body": "x", "n": 10**30}),
     ("GET", V3 + "/sync?since=s" + "9" * 30, None),
@@ -73,7 +85,10 @@ async def test_hostile_inputs_get_matrix_errors(hs: Harness) -> None:
     for method, template, body in CASES:
         path = template.format(room=quote(room), user=quote(alice.user_id), event=quote(event),
                                device=quote(alice.device_id))
-        kw = {} if body is None else {"content": json.dumps(body).encode()}
+        if isinstance(body, bytes):
+            kw = {"content": body.removeprefix(RAW)}
+        else:
+            kw = {} if body is None else {"content": json.dumps(body).encode()}
         r = await hs.request(method, path, alice, **kw)
         err = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
         if not (400 <= r.status_code < 500 and isinstance(err.get("errcode"), str)

@@ -16,6 +16,8 @@ from paigham.errors import Codes, MatrixError
 T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
 MAX_JSON_BODY = 1024 * 1024
+MAX_JSON_DEPTH = 100
+TOO_DEEP_MESSAGE = f"JSON must not be nested more than {MAX_JSON_DEPTH} levels deep"
 
 
 class JSONResponse(Response):
@@ -56,10 +58,15 @@ async def json_body(request: Request, *, allow_empty: bool = False) -> dict[str,
         raise MatrixError(400, Codes.NOT_JSON, "Request body is empty; a JSON object is required")
     try:
         value = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # invalid UTF-8 raises the latter
         raise MatrixError(400, Codes.NOT_JSON, f"Content not JSON: {exc}") from None
+    except RecursionError:
+        raise MatrixError(400, Codes.BAD_JSON, TOO_DEEP_MESSAGE) from None
     if not isinstance(value, dict):
         raise MatrixError(400, Codes.BAD_JSON, "The request body must be a JSON object")
+    # Deeper JSON would reach recursive code further in (canonical JSON, redaction) and fail there.
+    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and json_depth(value) > MAX_JSON_DEPTH:
+        raise MatrixError(400, Codes.BAD_JSON, TOO_DEEP_MESSAGE)
     if b"\\u0000" in raw and _has_nul(value):  # JSON can carry U+0000 only as the \u0000 escape
         raise MatrixError(400, Codes.BAD_JSON, NUL_MESSAGE)
     return value
@@ -68,6 +75,19 @@ async def json_body(request: Request, *, allow_empty: bool = False) -> dict[str,
 # PostgreSQL text cannot hold U+0000 (SQLite can); both engines must answer alike, so it is refused
 # at the edge: in JSON bodies here, in paths and query strings by RejectNul.
 NUL_MESSAGE = "Strings must not contain the NUL character (U+0000)"
+
+
+def json_depth(value: Any) -> int:
+    """How deeply objects and arrays nest (a scalar is 0, {} is 1), without recursing."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _has_nul(value: Any) -> bool:

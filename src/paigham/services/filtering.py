@@ -69,7 +69,7 @@ def room_event_filter_param(raw: str | None) -> RoomEventFilterView:
         raise MatrixError(400, Codes.TOO_LARGE, "filter is too large")
     try:
         obj = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         raise MatrixError(400, Codes.NOT_JSON, "filter is not valid JSON") from None
     flt = parse_room_event_filter(obj)
     return RoomEventFilterView(flt.matches, bool(flt.lazy_load_members), flt.limit)
@@ -101,7 +101,7 @@ class FilterService:
                 raise MatrixError(400, Codes.TOO_LARGE, "filter is too large")
             try:
                 obj = msgspec.json.decode(param)
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, RecursionError):
                 raise MatrixError(400, Codes.NOT_JSON, "filter is not valid JSON") from None
             return SyncFilterView(parse_filter(obj))
         return SyncFilterView(parse_filter(await self.get(user_id, param)))
