@@ -49,6 +49,8 @@ def routes(auth: AuthService, eph: EphemeralService, presence: PresenceService) 
         thread_id = body.get("thread_id")
         if thread_id is not None and not isinstance(thread_id, str):
             raise MatrixError(400, Codes.BAD_JSON, "thread_id must be a string")
+        if thread_id is not None and thread_id != "main":
+            check_event_id(thread_id)  # a thread is named by its root event
         await eph.receipt(requester.user_id, check_room_id(request.path_params["room_id"]),
                           request.path_params["receipt_type"], check_event_id(request.path_params["event_id"]),
                           thread_id)
