@@ -68,6 +68,12 @@ CASES: list[tuple[str, str, Any]] = [
     ("POST", V3 + "/rooms/{room}/receipt/m.read/{event}", {"thread_id": "t" * 5000}),
     ("GET", V3 + "/publicRooms?since=" + "9" * 5000, None),
     ("POST", V3 + "/publicRooms", {"since": "9" * 5000}),
+    # Digits that str.isdigit() accepts but int() refuses (superscripts).
+    ("GET", V3 + "/sync?since=s" + quote("²"), None),
+    ("GET", V3 + "/rooms/{room}/messages?from=s" + quote("²"), None),
+    ("GET", V3 + "/user/{user}/filter/" + quote("²"), None),
+    ("GET", V3 + "/sync?filter=" + quote("²"), None),
+    ("GET", V3 + "/publicRooms?since=" + quote("²"), None),
     # Out-of-range integers and tokens.
     ("PUT", V3 + "/rooms/{room}/send/m.room.message/big", {"msgtype": "m.text", "body": "x", "n": 10**30}),
     ("GET", V3 + "/sync?since=s" + "9" * 30, None),

@@ -37,7 +37,7 @@ def error_response(err: MatrixError) -> JSONResponse:
 
 async def read_body(request: Request, limit: int = MAX_JSON_BODY) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise MatrixError(413, Codes.TOO_LARGE, f"Request body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0

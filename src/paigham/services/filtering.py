@@ -86,7 +86,7 @@ class FilterService:
         return await self.streams.add_filter(user_id, body)
 
     async def get(self, user_id: str, filter_id: str) -> dict[str, Any]:
-        if not filter_id.isdigit() or len(filter_id) > 9:
+        if not (filter_id.isascii() and filter_id.isdigit()) or len(filter_id) > 9:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown filter")
         found = await self.streams.get_filter(user_id, int(filter_id))
         if found is None:

@@ -130,7 +130,7 @@ def routes(config: Config, auth: AuthService, events: EventStore, aliases: Alias
             entries = [e for e in entries if t in (e.get("name") or "").lower()
                        or t in (e.get("topic") or "").lower() or t in (e.get("canonical_alias") or "").lower()]
         entries.sort(key=lambda e: (-e["num_joined_members"], e["room_id"]))
-        if since and not (since.isdigit() and len(since) <= 9):  # our tokens are offsets
+        if since and not (since.isascii() and since.isdigit() and len(since) <= 9):  # our tokens are offsets
             raise MatrixError(400, Codes.INVALID_PARAM, "Invalid since token")
         start = int(since) if since else 0
         chunk = entries[start:start + limit]
