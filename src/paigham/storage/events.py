@@ -266,6 +266,18 @@ class EventStore:
                 "ON s.m = e.stream", room_id, stream, list(types))
         return [_tuple_event(r) for r in rows]
 
+    async def state_at_keys(self, room_id: str, stream: int, type_: str,
+                            state_keys: Sequence[str]) -> list[StoredEvent]:
+        """The newest event of type `type_` for each of `state_keys` at or before `stream` (e.g. the
+        member events of a few senders, without reading every member of a big room)."""
+        if not state_keys:
+            return []
+        rows = await self.db.fetch(
+            f"SELECT {EV} FROM events e JOIN (SELECT max(stream) AS m FROM events WHERE room_id = $1 AND type = $2 "
+            "AND state_key = ANY($3::text[]) AND stream <= $4 GROUP BY state_key) s ON s.m = e.stream",
+            room_id, type_, sorted(set(state_keys)), stream)
+        return [_tuple_event(r) for r in rows]
+
     async def state_changes(self, room_id: str, after: int, upto: int) -> list[StoredEvent]:
         """State events in (after, upto], oldest first."""
         rows = await self.db.fetch(

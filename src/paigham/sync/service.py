@@ -189,8 +189,7 @@ class SyncService:
         have = {e.state_key for e in keep if e.type == "m.room.member"}
         missing = senders - have - in_timeline
         if missing and not delta.initial:
-            members = await self.events.state_at(room_id, start, ["m.room.member"])
-            keep.extend(m for m in members if m.state_key in missing)
+            keep.extend(await self.events.state_at_keys(room_id, start, "m.room.member", sorted(missing)))
         return keep
 
     async def _render_room(self, req: SyncRequest, room_id: str, delta: RoomDelta, initial: bool) -> dict[str, Any]:
