@@ -74,6 +74,7 @@ CASES: list[tuple[str, str, Any]] = [
     ("GET", V3 + "/user/{user}/filter/" + quote("²"), None),
     ("GET", V3 + "/sync?filter=" + quote("²"), None),
     ("GET", V3 + "/publicRooms?since=" + quote("²"), None),
+    ("GET", "/_matrix/client/v1/rooms/{room}/hierarchy?from=" + quote("²"), None),
     # Out-of-range integers and tokens.
     ("PUT", V3 + "/rooms/{room}/send/m.room.message/big", {"msgtype": "m.text", "body": "x", "n": 10**30}),
     ("GET", V3 + "/sync?since=s" + "9" * 30, None),

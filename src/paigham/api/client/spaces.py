@@ -43,7 +43,7 @@ def routes(auth: AuthService, events: EventStore) -> list[Route]:
         max_depth = query_int(request, "max_depth", 10, 0, 50)
         suggested = query_bool(request, "suggested_only")
         start = request.query_params.get("from")
-        skip = int(start) if start and start.isdigit() and len(start) < 7 else 0
+        skip = int(start) if start and start.isascii() and start.isdigit() and len(start) < 7 else 0
         if start and not skip:
             raise MatrixError(400, Codes.INVALID_PARAM, "Invalid pagination token")
         rooms: list[dict[str, Any]] = []
