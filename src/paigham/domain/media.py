@@ -149,6 +149,8 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if unit.strip().lower() != "bytes" or "," in spec:
         return None
     first, dash, last = spec.strip().partition("-")
+    if not (first + last).isascii() or len(first) > 19 or len(last) > 19:
+        return None
     if not dash or not (first.isdigit() or last.isdigit()) or (first and not first.isdigit()) \
             or (last and not last.isdigit()):
         return None

@@ -17,7 +17,7 @@ def parse_version(raw: str | None) -> int:
     """Backup versions are decimal numbers here; anything else names no backup (404)."""
     if raw is None or raw == "":
         raise MatrixError(400, Codes.MISSING_PARAM, "The version parameter is required")
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise MatrixError(404, Codes.NOT_FOUND, f"Unknown backup version {raw[:40]!r}")
     return int(raw)
 

@@ -67,7 +67,7 @@ def routes(auth: AuthService, media: MediaService) -> list[Route]:
         raw = request.query_params.get("before_ts")
         if raw is None:
             raise MatrixError(400, Codes.MISSING_PARAM, "before_ts is required (milliseconds since the epoch)")
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
             raise MatrixError(400, Codes.INVALID_PARAM, "before_ts must be a timestamp in milliseconds")
         deleted = await media.purge(int(raw))
         return ok({"deleted_media": deleted, "total": len(deleted)})

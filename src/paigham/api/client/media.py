@@ -27,11 +27,16 @@ def _security_headers(cache: str) -> dict[str, str]:
             "X-Content-Type-Options": "nosniff", "Cache-Control": cache}
 
 
+def _digits(raw: str, max_len: int) -> bool:
+    """ASCII digits only ("²".isdigit() is true but int() refuses it), and not absurdly long."""
+    return raw.isascii() and raw.isdigit() and len(raw) <= max_len
+
+
 def _declared_length(request: Request) -> int | None:
     raw = request.headers.get("content-length")
     if raw is None:
         return None
-    if not raw.strip().isdigit():
+    if not _digits(raw.strip(), 19):
         raise MatrixError(400, Codes.INVALID_PARAM, "Content-Length must be a number")
     return int(raw)
 
@@ -57,7 +62,7 @@ def _thumb_params(request: Request) -> tuple[int, int, str, bool]:
     for name in ("width", "height"):
         if not q.get(name):
             raise MatrixError(400, Codes.MISSING_PARAM, f"{name} is required")
-        if not q[name].isdigit():
+        if not _digits(q[name], 6):
             raise MatrixError(400, Codes.INVALID_PARAM, f"{name} must be a positive integer")
     return int(q["width"]), int(q["height"]), q.get("method") or "scale", query_bool(request, "animated")
 
