@@ -131,14 +131,9 @@ def routes(config: Config, auth: AuthService, audit: AuditService, guard: LoginG
         requester = await auth.authenticate(bearer(request))
         return ok({"user_id": requester.user_id, "device_id": requester.device_id, "is_guest": False})
 
-    async def auth_metadata(_: Request) -> Response:
-        """GET /_matrix/client/v1/auth_metadata — no OAuth 2.0 server here."""
-        raise MatrixError(404, Codes.UNRECOGNIZED, "OAuth 2.0 is not supported by this server")
-
     return [
         Route("/_matrix/client/versions", versions, methods=["GET"]),
         Route("/.well-known/matrix/client", well_known, methods=["GET"]),
-        Route("/_matrix/client/v1/auth_metadata", auth_metadata, methods=["GET"]),
         *client_routes("/capabilities", capabilities, ["GET"]),
         *client_routes("/login", login_flows, ["GET"]),
         *client_routes("/login", login, ["POST"]),
