@@ -340,6 +340,14 @@ class EventStore:
             room_id, list(states), conn=conn)
         return [r[0] for r in rows]
 
+    async def heroes(self, room_id: str, exclude: str, limit: int = 5) -> list[str]:
+        """The first `limit` joined or invited members other than `exclude`, in code point order."""
+        collate = "" if self.db.is_sqlite else ' COLLATE "C"'  # SQLite compares bytes: the same order
+        rows = await self.db.fetch(
+            "SELECT user_id FROM memberships WHERE room_id = $1 AND membership IN ('join', 'invite') "
+            f"AND user_id <> $2 ORDER BY user_id{collate} LIMIT $3", room_id, exclude, limit)
+        return [r[0] for r in rows]
+
     async def member_counts(self, room_id: str) -> dict[str, int]:
         rows = await self.db.fetch(
             "SELECT membership, count(*) FROM memberships WHERE room_id = $1 GROUP BY membership", room_id)

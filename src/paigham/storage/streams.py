@@ -184,11 +184,17 @@ class StreamStore:
     async def co_member_presence(self, user_id: str, after: int | None, upto: int) -> list[PresenceRow]:
         """Presence changed in (after, upto] of everyone who shares a joined room with `user_id` (and
         the user's own): one query instead of one per room."""
-        rows = await self.db.fetch(
-            f"SELECT {_PRESENCE} FROM presence WHERE stream > $2 AND stream <= $3 AND user_id IN ("
-            "SELECT o.user_id FROM memberships m JOIN memberships o ON o.room_id = m.room_id "
-            "WHERE m.user_id = $1 AND m.membership = 'join' AND o.membership = 'join')",
-            user_id, -1 if after is None else after, upto)
+        if after is None:  # everyone's current presence: from the co-members
+            rows = await self.db.fetch(
+                f"SELECT {_PRESENCE} FROM presence WHERE stream <= $2 AND user_id IN ("
+                "SELECT o.user_id FROM memberships m JOIN memberships o ON o.room_id = m.room_id "
+                "WHERE m.user_id = $1 AND m.membership = 'join' AND o.membership = 'join')", user_id, upto)
+        else:  # what changed: from the few recent presence rows (a big room has many co-members)
+            rows = await self.db.fetch(
+                f"SELECT {_PRESENCE} FROM presence p WHERE p.stream > $2 AND p.stream <= $3 AND EXISTS ("
+                "SELECT 1 FROM memberships o JOIN memberships m ON m.room_id = o.room_id AND m.user_id = $1 "
+                "AND m.membership = 'join' WHERE o.user_id = p.user_id AND o.membership = 'join')",
+                user_id, after, upto)
         return [PresenceRow(*r) for r in rows]
 
     # -- filters ------------------------------------------------------------------------------

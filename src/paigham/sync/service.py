@@ -212,8 +212,7 @@ class SyncService:
         }
         name = await self.events.current_state(room_id, ["m.room.name", "m.room.canonical_alias"])
         if not any(e.content.get("name") or e.content.get("alias") for e in name):
-            members = await self.events.room_members(room_id, ("join", "invite"))
-            summary["m.heroes"] = sorted(m for m in members if m != user_id)[:5]
+            summary["m.heroes"] = await self.events.heroes(room_id, user_id, 5)
         return summary
 
     async def _ephemeral(self, req: SyncRequest, rooms: list[str]) -> dict[str, list[dict[str, Any]]]:
