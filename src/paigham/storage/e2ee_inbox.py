@@ -91,10 +91,10 @@ class InboxStore:
 
     async def acknowledge(self, user_id: str, device_id: str, since: int) -> None:
         """The device synced from `since`: every message at or before it was delivered."""
-        done = and_(_device(user_id, device_id), inbox.c.stream <= since)
         if await self.db.fetchrow("SELECT seq FROM e2e_device_inbox WHERE user_id = $1 AND device_id = $2 "
                                   "AND stream <= $3 LIMIT 1", user_id, device_id, since) is None:
             return
+        done = and_(_device(user_id, device_id), inbox.c.stream <= since)
         async with self.db.write() as conn:
             await conn.execute(delete(inbox).where(done))
 
