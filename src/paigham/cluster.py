@@ -66,7 +66,7 @@ def serve_workers(cfg: Config) -> None:
     os.environ[CONFIG_ENV] = msgspec.json.encode(worker_cfg).decode()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir(cfg))
     uvicorn.run("paigham.cluster:app_from_env", factory=True, workers=cfg.workers, host=cfg.host, port=cfg.port,
-                log_level="warning", access_log=False, loop="auto", http="auto", lifespan="on")
+                log_level="warning", access_log=False, loop="auto", http="auto", ws="none", lifespan="on")
 
 
 def app_from_env() -> object:

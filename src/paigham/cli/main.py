@@ -98,7 +98,7 @@ def serve(
         serve_workers(cfg)
         return
     uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level="warning", access_log=False,
-                loop="auto", http="auto", lifespan="on")
+                loop="auto", http="auto", ws="none", lifespan="on")  # no WebSockets: not loaded (3 MB)
 
 
 @user_app.command("create")
