@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck services clean migration acceptance-deps unit coverage-doc
+.PHONY: run test lint typecheck services clean migration acceptance-deps unit coverage-doc bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,14 @@ run: $(STAMP)
 	$(VENV)/bin/paigham serve
 
 -include mk/acceptance.mk
+
+# Paigham against Synapse (installed from PyPI into build/bench/synapse-venv on first use), same
+# workloads, same database kind; writes docs/benchmarks.md. Options: BENCH_ARGS="--help".
+BENCH_VENV := build/bench/venv
+bench: $(STAMP)
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet -r bench/requirements.txt
+	$(BENCH_VENV)/bin/python -m bench $(BENCH_ARGS)
 
 # PostgreSQL and NATS must be up for the backend tests; start them if they are down.
 services:

@@ -1,0 +1,175 @@
+"""Turn one run's results into the table of docs/benchmarks.md and a PNG of the latency distributions."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+DOC = REPO / "docs" / "benchmarks.md"
+TIMES = "\u00d7"  # the multiplication sign
+
+
+def _get(d: dict[str, Any] | None, path: str) -> float | None:
+    cur: Any = d
+    for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return float(cur) if isinstance(cur, int | float) else None
+
+
+def _fmt(v: float | None, unit: str) -> str:
+    if v is None or math.isnan(v):
+        return "—"
+    if unit == "ms":
+        return f"{v:.1f} ms" if v < 100 else f"{v:,.0f} ms"
+    if unit == "s":
+        return f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s"
+    if unit == "MB":
+        return f"{v:.0f} MB"
+    if unit == "/s":
+        return f"{v:,.0f}/s" if v >= 100 else f"{v:.1f}/s"
+    if unit == "%":
+        return f"{v * 100:.0f} %"
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}".rstrip("0").rstrip(".")
+
+
+# (label, path in a server's results, unit, better: "high"|"low", target: (kind, value) or None)
+ROWS: list[tuple[str, str, str, str, tuple[str, float] | None]] = [
+    ("Send throughput, many concurrent senders", "throughput.messages_per_s", "/s", "high", ("ratio", 10)),
+    ("Server CPU per message (delivered to all syncing members)", "throughput.cpu_ms_per_message", "ms", "low",
+     ("ratio", 10)),
+    ("Send request latency p50 under load", "throughput.send.p50_ms", "ms", "low", None),
+    ("Send request latency p99 under load", "throughput.send.p99_ms", "ms", "low", None),
+    ("Delivery latency p50 under load (send → other user's /sync)", "throughput.delivery.p50_ms", "ms", "low", None),
+    ("Delivery latency p99 under load", "throughput.delivery.p99_ms", "ms", "low", ("ratio", 10)),
+    ("Send request latency p50, one sender", "latency.send.p50_ms", "ms", "low", None),
+    ("Delivery latency p50, one sender", "latency.delivery.p50_ms", "ms", "low", None),
+    ("Delivery latency p95, one sender", "latency.delivery.p95_ms", "ms", "low", None),
+    ("Delivery latency p99, one sender", "latency.delivery.p99_ms", "ms", "low", ("abs_ms", 50)),
+    ("Fan-out: delivery p50 (500 members, 50 syncing)", "fanout.delivery.p50_ms", "ms", "low", None),
+    ("Fan-out: delivery p99", "fanout.delivery.p99_ms", "ms", "low", None),
+    ("Fan-out: last of 50 receivers p99", "fanout.last_receiver.p99_ms", "ms", "low", None),
+    ("Fan-out: server CPU per message", "fanout.cpu_ms_per_message", "ms", "low", None),
+    ("Initial sync, user in 200 rooms (median of runs)", "initial_sync.median_s", "s", "low", ("ratio", 5)),
+    ("Initial sync: server CPU", "initial_sync.cpu_s", "s", "low", None),
+    ("Idle long-polling /sync connections held", "idle_syncs.held", "", "high", None),
+    ("RSS with those connections held", "idle_syncs.rss_held_mb", "MB", "low", ("abs_mb", 500)),
+    ("Memory per held connection (KiB)", "idle_syncs.kb_per_connection", "", "low", None),
+    ("Server CPU while holding them (share of a core)", "idle_syncs.idle_cpu_util", "%", "low", None),
+    ("Delivery p99 with them held, one sender", "idle_syncs.delivery_with_idle.p99_ms", "ms", "low", None),
+    ("RSS idle after start", "rss_idle_start_mb", "MB", "low", ("ratio", 3)),
+    ("RSS idle after a restart on the same data", "rss_idle_restart_mb", "MB", "low", ("ratio", 3)),
+    ("RSS idle after all workloads", "rss_idle_end_mb", "MB", "low", None),
+    ("Peak RSS over the run", "rss_peak_mb", "MB", "low", None),
+]
+
+
+def _ratio(p: float | None, s: float | None, better: str) -> float | None:
+    if p is None or s is None or p == 0 or s == 0 or math.isnan(p) or math.isnan(s):
+        return None
+    return p / s if better == "high" else s / p
+
+
+def _verdict(target: tuple[str, float] | None, p: float | None, ratio: float | None) -> str:
+    if target is None or p is None:
+        return ""
+    kind, value = target
+    if kind == "ratio":
+        met = ratio is not None and ratio >= value
+        return f"≥ {value:g}{TIMES} — {'met' if met else '**missed**'}"
+    if kind == "abs_ms":
+        met = p is not None and p < value
+        return f"< {value:g} ms — {'met' if met else '**missed**'}"
+    if kind == "abs_mb":
+        met = p is not None and p < value
+        return f"< {value:g} MB (one process) — {'met' if met else '**missed**'}"
+    return ""
+
+
+def table(results: dict[str, Any]) -> str:
+    p, s = results.get("paigham"), results.get("synapse")
+    lines = ["| Workload / figure | Paigham | Synapse | Paigham advantage | Target |", "|---|---:|---:|---:|---|"]
+    for label, path, unit, better, target in ROWS:
+        pv, sv = _get(p, path), _get(s, path)
+        if pv is None and sv is None:
+            continue
+        ratio = _ratio(pv, sv, better)
+        rtxt = f"{ratio:.1f}{TIMES}" if ratio is not None else "—"
+        lines.append(f"| {label} | {_fmt(pv, unit)} | {_fmt(sv, unit)} | {rtxt} | {_verdict(target, pv, ratio)} |")
+    c = results.get("cluster")
+    if c:
+        for label, key in (("Cluster (2 workers, PostgreSQL + NATS): delivery p50 across workers", "p50_ms"),
+                           ("Cluster: delivery p99 across workers", "p99_ms")):
+            v = _get(c, f"cross_worker.delivery.{key}")
+            verdict = "< 50 ms — " + ("met" if v is not None and v < 50 else "**missed**") if key == "p99_ms" else ""
+            lines.append(f"| {label} | {_fmt(v, 'ms')} | n/a | | {verdict} |")
+        v = _get(c, "cross_worker.send.p50_ms")
+        lines.append(f"| Cluster: send request p50 (PostgreSQL commit included) | {_fmt(v, 'ms')} | n/a | | |")
+        v = _get(c, "same_worker.delivery.p99_ms")
+        lines.append(f"| Cluster: delivery p99, both users on one worker (for comparison) | {_fmt(v, 'ms')} "
+                     "| n/a | | |")
+    return "\n".join(lines)
+
+
+def conditions(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    out = [f"- Date: {meta['date']}; machine: {meta['cpus']} cores, {meta['mem_gb']:.0f} GB; "
+           f"database: **{meta['db']}** for both servers; Synapse {meta.get('synapse_version', '?')}, "
+           f"Paigham {meta.get('paigham_commit', '?')}."]
+    for name in ("paigham", "synapse"):
+        r = results.get(name)
+        if r:
+            tp = r.get("throughput", {})
+            out.append(f"- {name}: load average {r['loadavg_start']:.1f} at start, {r['loadavg_end']:.1f} at end; "
+                       f"load generator used {tp.get('loadgen_cpu_util', float('nan')) * 100:.0f} % of a core "
+                       f"during the throughput run, the server {tp.get('server_cpu_util', float('nan')) * 100:.0f} %; "
+                       f"rate-limited responses: {r.get('rate_limited', 0)}, errors: {r.get('errors', 0)}.")
+    return "\n".join(out)
+
+
+def plot(samples: dict[str, dict[str, list[float]]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("latency_delivery", "Delivery, one sender"), ("throughput_delivery", "Delivery under load"),
+              ("throughput_send", "Send request under load"), ("fanout_delivery", "Fan-out delivery (500 members)"),
+              ("idle_latency_delivery", "Delivery with 5,000 idle syncs"), ("initial_sync", "Initial sync, 200 rooms")]
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    colours = {"paigham": "#1b7f3b", "synapse": "#8a2be2"}
+    for ax, (key, label) in zip(axes.flat, panels, strict=True):
+        for server, data in samples.items():
+            xs = sorted(v * 1000 for v in data.get(key, []))
+            if not xs:
+                continue
+            ys = [(i + 1) / len(xs) for i in range(len(xs))]
+            ax.step(xs, ys, where="post", label=f"{server} (n={len(xs)})", color=colours.get(server))
+        ax.set_xscale("log")
+        ax.set_title(label)
+        ax.set_xlabel("milliseconds (log scale)")
+        ax.set_ylabel("cumulative share")
+        ax.axhline(0.99, color="grey", lw=0.5, ls=":")
+        ax.grid(True, which="both", lw=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def update_doc(section: str, body: str) -> None:
+    """Replace the generated section `section` of docs/benchmarks.md, keeping the hand-written text."""
+    begin, end = f"<!-- bench:{section}:begin -->", f"<!-- bench:{section}:end -->"
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    block = f"{begin}\n{body.rstrip()}\n{end}"
+    if begin in text and end in text:
+        text = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    DOC.write_text(text)

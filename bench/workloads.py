@@ -1,0 +1,475 @@
+"""The workloads. Each one talks to one server through the Client-Server API only and returns a
+dict of figures (plus raw latency samples for the plot). Every loop is bounded in count and time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from bench.client import Client, bounded_gather, new_session, timeline_events
+from bench.servers import Server
+
+now = time.perf_counter
+
+
+def pct(xs: list[float], p: float) -> float:
+    if not xs:
+        return float("nan")
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, round(p / 100 * len(s) + 0.5) - 1))]
+
+
+def summary(xs: list[float]) -> dict[str, float]:
+    """Latency summary in milliseconds."""
+    return {"n": len(xs), "p50_ms": pct(xs, 50) * 1000, "p95_ms": pct(xs, 95) * 1000,
+            "p99_ms": pct(xs, 99) * 1000, "max_ms": (max(xs) if xs else float("nan")) * 1000}
+
+
+def loadavg() -> float:
+    return float(open("/proc/loadavg").read().split()[0])
+
+
+@dataclass
+class Scale:
+    """Workload sizes; `quick()` is a smoke-test size."""
+
+    latency_messages: int = 200
+    tp_rooms: int = 5
+    tp_members: int = 20
+    tp_syncing: int = 4
+    tp_duration_s: float = 20.0
+    tp_max_per_sender: int = 1000
+    fanout_members: int = 500
+    fanout_syncing: int = 50
+    fanout_messages: int = 50
+    is_rooms: int = 200
+    is_messages_per_room: int = 5
+    is_repeats: int = 5
+    idle_connections: int = 5000
+    idle_hold_s: float = 10.0
+    idle_latency_messages: int = 30
+
+    @classmethod
+    def quick(cls) -> Scale:
+        return cls(latency_messages=20, tp_rooms=2, tp_members=5, tp_syncing=2, tp_duration_s=3,
+                   fanout_members=30, fanout_syncing=5, fanout_messages=5, is_rooms=10, is_messages_per_room=2,
+                   is_repeats=2, idle_connections=200, idle_hold_s=2, idle_latency_messages=5)
+
+
+@dataclass
+class Run:
+    server: Server
+    http: aiohttp.ClientSession
+    scale: Scale
+    results: dict[str, Any] = field(default_factory=dict)
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    log: Callable[[str], None] = print
+    # Called when a workload's measured window opens; returns what to call when it closes (profiling).
+    window_hook: Callable[[], Callable[[], None] | None] | None = None
+    _closer: Callable[[], None] | None = None
+
+    def window_open(self) -> None:
+        self._closer = self.window_hook() if self.window_hook else None
+
+    def window_close(self) -> None:
+        if self._closer is not None:
+            self._closer()
+            self._closer = None
+
+    def client(self) -> Client:
+        return Client(self.http, self.server.base_url)
+
+    async def users(self, prefix: str, n: int) -> list[Client]:
+        out = [self.client() for _ in range(n)]
+        await bounded_gather(8, [c.register(self.server.secret, f"{prefix}{i}", f"pw-{prefix}{i}")
+                                 for i, c in enumerate(out)])
+        return out
+
+    def cpu(self) -> float:
+        return self.server.cpu_seconds()
+
+
+class Receiver:
+    """One user's /sync long-poll loop: records when each tracked message body arrives."""
+
+    def __init__(self, client: Client, since: str, sent_at: dict[str, float], flt: str | None = None,
+                 timeout_ms: int = 30_000) -> None:
+        self.client = client
+        self.since = since
+        self.sent_at = sent_at
+        self.flt = flt
+        self.timeout_ms = timeout_ms
+        self.latencies: dict[str, float] = {}
+        self.limited = 0
+        self.syncs = 0
+        self.listeners: list[Callable[[str], None]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        while True:
+            kwargs: dict[str, Any] = {} if self.flt is None else {"flt": self.flt}
+            body = await self.client.sync(self.since, timeout_ms=self.timeout_ms, **kwargs)
+            t = now()
+            self.syncs += 1
+            for _, ev, limited in timeline_events(body):
+                self.limited += limited
+                text = ev.get("content", {}).get("body")
+                if isinstance(text, str) and text in self.sent_at and text not in self.latencies:
+                    self.latencies[text] = t - self.sent_at[text]
+                    for fn in self.listeners:
+                        fn(text)
+            self.since = body["next_batch"]
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.run())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+
+
+async def first_since(c: Client, flt: str | None = None) -> str:
+    kwargs: dict[str, Any] = {} if flt is None else {"flt": flt}
+    body = await c.sync(**kwargs)
+    # Catch up with what the first sync itself caused (presence going online), so the next
+    # long-poll waits for real news.
+    body = await c.sync(body["next_batch"], **kwargs)
+    return str(body["next_batch"])
+
+
+# -- one sender at a time ------------------------------------------------------------------------
+async def one_sender(run: Run, n: int, key: str, pair: tuple[Client, Client, str] | None = None) -> dict[str, Any]:
+    """A sends, B's long-polling /sync receives; the next message goes once B has it."""
+    if pair is None:
+        a, b = await run.users(f"{key}_", 2)
+        room = await a.create_room()
+        await b.join(room)
+    else:
+        a, b, room = pair
+    sent_at: dict[str, float] = {}
+    rx = Receiver(b, await first_since(b), sent_at)
+    arrived: dict[str, asyncio.Event] = {}
+    rx.listeners.append(lambda text: arrived[text].set() if text in arrived else None)
+    rx.start()
+    await asyncio.sleep(0.2)
+    send_lat: list[float] = []
+    run.window_open()
+    cpu0 = run.cpu()
+    deadline = time.monotonic() + 600
+    try:
+        for i in range(n):
+            if time.monotonic() > deadline:
+                break
+            text = f"{key}-{i}-{time.time_ns()}"
+            arrived[text] = asyncio.Event()
+            t0 = now()
+            sent_at[text] = t0
+            await a.send(room, text)
+            send_lat.append(now() - t0)
+            await asyncio.wait_for(arrived[text].wait(), 60)
+            await asyncio.sleep(0.02)  # B's next long-poll is parked before the next send
+    finally:
+        cpu = run.cpu() - cpu0
+        run.window_close()
+        await rx.stop()
+    deliver = list(rx.latencies.values())
+    run.samples[f"{key}_send"] = send_lat
+    run.samples[f"{key}_delivery"] = deliver
+    return {"messages": len(send_lat), "send": summary(send_lat), "delivery": summary(deliver),
+            "cpu_ms_per_message": cpu / max(1, len(send_lat)) * 1000, "pair": (a, b, room)}
+
+
+async def w_latency(run: Run) -> dict[str, Any]:
+    out = await one_sender(run, run.scale.latency_messages, "latency")
+    run.results["_pair"] = out.pop("pair")
+    return out
+
+
+# -- many concurrent senders ------------------------------------------------------------------------
+async def w_throughput(run: Run) -> dict[str, Any]:
+    s = run.scale
+    users = await run.users("tp_", s.tp_rooms * s.tp_members)
+    rooms = [await users[r * s.tp_members].create_room() for r in range(s.tp_rooms)]
+    await bounded_gather(8, [users[r * s.tp_members + k].join(rooms[r])
+                             for r in range(s.tp_rooms) for k in range(1, s.tp_members)])
+    sent_at: dict[str, float] = {}
+    syncers = [users[r * s.tp_members + k] for r in range(s.tp_rooms) for k in range(s.tp_syncing)]
+    sinces = await bounded_gather(10, [first_since(c) for c in syncers])
+    receivers = [Receiver(c, since, sent_at) for c, since in zip(syncers, sinces, strict=True)]
+    for rx in receivers:
+        rx.start()
+    await asyncio.sleep(1)
+    send_lat: list[float] = []
+    acked = 0
+    stop_at = time.monotonic() + s.tp_duration_s
+    run.window_open()
+    t_start = now()
+    cpu0 = run.cpu()
+    gen0 = time.process_time()
+    last_ack = t_start
+
+    async def sender(i: int, c: Client) -> None:
+        nonlocal acked, last_ack
+        room = rooms[i // s.tp_members]
+        for n in range(s.tp_max_per_sender):
+            if time.monotonic() >= stop_at:
+                return
+            text = f"tp-{i}-{n}"
+            t0 = now()
+            sent_at[text] = t0
+            await c.send(room, text)
+            last_ack = now()
+            send_lat.append(last_ack - t0)
+            acked += 1
+
+    await asyncio.gather(*(sender(i, c) for i, c in enumerate(users)))
+    expected = acked * s.tp_syncing
+    deadline = time.monotonic() + 60
+    while sum(len(rx.latencies) for rx in receivers) < expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    t_done = now()
+    cpu = run.cpu() - cpu0
+    gen_cpu = time.process_time() - gen0
+    run.window_close()
+    for rx in receivers:
+        await rx.stop()
+    deliveries = [lat for rx in receivers for lat in rx.latencies.values()]
+    run.samples["throughput_send"] = send_lat
+    run.samples["throughput_delivery"] = deliveries
+    return {
+        "senders": len(users), "rooms": s.tp_rooms, "members_per_room": s.tp_members,
+        "syncing": len(receivers), "messages": acked,
+        "messages_per_s": acked / (last_ack - t_start),
+        "cpu_ms_per_message": cpu / max(1, acked) * 1000,
+        "server_cpu_util": cpu / (t_done - t_start),
+        "loadgen_cpu_util": gen_cpu / (t_done - t_start),
+        "send": summary(send_lat), "delivery": summary(deliveries),
+        "deliveries_missing": expected - len(deliveries), "limited_timelines": sum(rx.limited for rx in receivers),
+    }
+
+
+# -- fan-out into a big room -----------------------------------------------------------------------
+FANOUT_FILTER = json.dumps({"room": {"timeline": {"limit": 50}, "state": {"lazy_load_members": True}}})
+
+
+async def w_fanout(run: Run) -> dict[str, Any]:
+    s = run.scale
+    pool: list[Client] = run.results["_pool"]
+    members = pool[: s.fanout_members]
+    sender = members[0]
+    room = await sender.create_room()
+    t0 = now()
+    await bounded_gather(4, [m.join(room) for m in members[1:]])
+    join_s = now() - t0
+    syncers = members[1 : 1 + s.fanout_syncing]
+    sent_at: dict[str, float] = {}
+    sinces = await bounded_gather(10, [first_since(c, FANOUT_FILTER) for c in syncers])
+    receivers = [Receiver(c, since, sent_at, FANOUT_FILTER) for c, since in zip(syncers, sinces, strict=True)]
+    counts: dict[str, int] = {}
+    done: dict[str, asyncio.Event] = {}
+
+    def seen(text: str) -> None:
+        counts[text] = counts.get(text, 0) + 1
+        if counts[text] == len(receivers) and text in done:
+            done[text].set()
+
+    for rx in receivers:
+        rx.listeners.append(seen)
+        rx.start()
+    await asyncio.sleep(1)
+    last: list[float] = []
+    send_lat: list[float] = []
+    run.window_open()
+    cpu0 = run.cpu()
+    for m in range(s.fanout_messages):
+        text = f"fan-{m}-{time.time_ns()}"
+        done[text] = asyncio.Event()
+        t = now()
+        sent_at[text] = t
+        await sender.send(room, text)
+        send_lat.append(now() - t)
+        try:
+            await asyncio.wait_for(done[text].wait(), 60)
+        except TimeoutError:
+            run.log(f"  fan-out message {m}: only {counts.get(text, 0)} of {len(receivers)} received in 60 s")
+        last.append(now() - t)
+        await asyncio.sleep(0.1)
+    cpu = run.cpu() - cpu0
+    run.window_close()
+    for rx in receivers:
+        await rx.stop()
+    deliveries = [lat for rx in receivers for lat in rx.latencies.values()]
+    run.samples["fanout_delivery"] = deliveries
+    return {"members": len(members), "syncing": len(receivers), "messages": len(last), "join_all_s": join_s,
+            "send": summary(send_lat), "delivery": summary(deliveries), "last_receiver": summary(last),
+            "cpu_ms_per_message": cpu / max(1, len(last)) * 1000,
+            "deliveries_missing": len(last) * len(receivers) - len(deliveries)}
+
+
+# -- initial sync of a user in many rooms -------------------------------------------------------------
+IS_FILTER = json.dumps({"room": {"timeline": {"limit": 10}}})
+
+
+async def w_initial_sync(run: Run) -> dict[str, Any]:
+    s = run.scale
+    heavy, peer = await run.users("is_", 2)
+    t0 = now()
+    rooms = await bounded_gather(4, [heavy.create_room(name=f"room {i}") for i in range(s.is_rooms)])
+    await bounded_gather(8, [peer.join(r) for r in rooms])
+    await bounded_gather(8, [heavy.send(r, f"message {k} in {r}")
+                             for r in rooms for k in range(s.is_messages_per_room)])
+    setup_s = now() - t0
+    times: list[float] = []
+    sizes: list[int] = []
+    cpu_total = 0.0
+    run.window_open()
+    for _ in range(s.is_repeats):
+        device = await heavy.login("is_0", "pw-is_0")  # a new device: nothing cached for it
+        await asyncio.sleep(0.5)
+        cpu0 = run.cpu()
+        t = now()
+        body = await device.sync(flt=IS_FILTER)
+        times.append(now() - t)
+        cpu_total += run.cpu() - cpu0
+        joined = body.get("rooms", {}).get("join", {})
+        if len(joined) != s.is_rooms:
+            raise AssertionError(f"initial sync returned {len(joined)} rooms, expected {s.is_rooms}")
+        sizes.append(len(json.dumps(body)))
+    run.window_close()
+    run.samples["initial_sync"] = times
+    return {"rooms": s.is_rooms, "messages_per_room": s.is_messages_per_room, "setup_s": setup_s,
+            "median_s": pct(times, 50), "min_s": min(times), "max_s": max(times),
+            "cpu_s": cpu_total / len(times), "response_bytes": int(sum(sizes) / len(sizes))}
+
+
+# -- many idle long-polls ------------------------------------------------------------------------------
+async def w_idle_syncs(run: Run) -> dict[str, Any]:
+    s = run.scale
+    pool: list[Client] = run.results["_pool"]
+    per_user = max(1, s.idle_connections // len(pool))
+    sinces = await bounded_gather(20, [first_since(c) for c in pool])
+    await asyncio.sleep(2)
+    rss_before = run.server.rss_mb()
+    sockets_before = run.server.sockets()
+    http = new_session(limit=0)
+    early = 0
+    errors = 0
+
+    async def hold(c: Client, since: str) -> None:
+        nonlocal early, errors
+        mine = Client(http, c.base, c.token, c.user_id)
+        for _ in range(100):
+            try:
+                body = await mine.sync(since, timeout_ms=58_000)
+                since = body["next_batch"]
+                early += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                errors += 1
+                await asyncio.sleep(1)
+
+    tasks: list[asyncio.Task[None]] = []
+    t0 = now()
+    try:
+        for i in range(s.idle_connections):
+            u = i // per_user % len(pool)
+            tasks.append(asyncio.create_task(hold(pool[u], sinces[u])))
+            if i % 200 == 199:
+                await asyncio.sleep(0.2)
+        deadline = time.monotonic() + 120
+        held = 0
+        while time.monotonic() < deadline:
+            held = run.server.sockets() - sockets_before
+            if held >= s.idle_connections:
+                break
+            await asyncio.sleep(0.25)
+        open_s = now() - t0
+        settle_deadline = time.monotonic() + 30  # until the server has answered the first round
+        while time.monotonic() < settle_deadline and await _cpu_util(run.server, 1) > 0.05:
+            pass
+        cpu0 = run.cpu()
+        t1 = now()
+        await asyncio.sleep(s.idle_hold_s)
+        idle_cpu = (run.cpu() - cpu0) / (now() - t1)
+        rss_held = run.server.rss_mb()
+        held = run.server.sockets() - sockets_before
+        lat = await one_sender(run, s.idle_latency_messages, "idle_latency", run.results.get("_pair"))
+        lat.pop("pair", None)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await http.close()
+    await asyncio.sleep(3)
+    return {"connections": s.idle_connections, "held": held, "open_s": open_s, "rss_before_mb": rss_before,
+            "rss_held_mb": rss_held, "kb_per_connection": (rss_held - rss_before) * 1024 / max(1, held),
+            "idle_cpu_util": idle_cpu, "early_returns": early, "errors": errors,
+            "delivery_with_idle": lat["delivery"], "send_with_idle": lat["send"]}
+
+
+WORKLOADS: dict[str, Callable[[Run], Awaitable[dict[str, Any]]]] = {
+    "latency": w_latency,
+    "throughput": w_throughput,
+    "initial_sync": w_initial_sync,
+    "idle_syncs": w_idle_syncs,
+    "fanout": w_fanout,
+}
+
+
+async def run_all(server: Server, scale: Scale, only: list[str], log: Callable[[str], None],
+                  around: Callable[[str, str], Any] | None = None) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    """Start-to-stop measurement of one server: memory at rest, the workloads, memory after."""
+    http = new_session(limit=0)
+    run = Run(server, http, scale, log=log)
+    out: dict[str, Any] = {"server": server.name, "pid": server.pids[0], "loadavg_start": loadavg()}
+    try:
+        await asyncio.sleep(5)
+        out["rss_idle_start_mb"] = server.rss_mb()
+        out["cpu_idle_start_util"] = await _cpu_util(server, 5)
+        t = now()
+        pool_size = max(scale.fanout_members, min(500, scale.idle_connections // 10))
+        run.results["_pool"] = await run.users("pool_", pool_size)
+        out["register_pool_s"] = now() - t
+        for name in WORKLOADS:
+            if only and name not in only:
+                continue
+            log(f"  {server.name}: {name} (load average {loadavg():.1f}) ...")
+            run.window_hook = (lambda n=name: around(server.name, n)) if around else None
+            t = now()
+            out[name] = await WORKLOADS[name](run)
+            run.window_close()
+            out[name]["wall_s"] = now() - t
+            out[name]["loadavg"] = loadavg()
+            log(f"  {server.name}: {name} done in {out[name]['wall_s']:.1f} s")
+        await asyncio.sleep(10)
+        out["rss_idle_end_mb"] = server.rss_mb()
+        out["rss_peak_mb"] = server.peak_rss_mb()
+        out["cpu_idle_end_util"] = await _cpu_util(server, 5)
+        # Production processes mostly run restarted on existing data: idle memory after a restart.
+        server.stop()
+        server.start()
+        await server.wait_ready()
+        await asyncio.sleep(5)
+        out["rss_idle_restart_mb"] = server.rss_mb()
+    finally:
+        await http.close()
+    out["loadavg_end"] = loadavg()
+    out["pid_alive"] = os.path.exists(f"/proc/{server.pids[0]}")
+    return out, run.samples
+
+
+async def _cpu_util(server: Server, seconds: float) -> float:
+    c0, t0 = server.cpu_seconds(), now()
+    await asyncio.sleep(seconds)
+    return (server.cpu_seconds() - c0) / (now() - t0)
