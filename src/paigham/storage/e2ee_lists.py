@@ -59,10 +59,13 @@ class DeviceListStore:
     async def others_membership_changes(self, user_id: str, after: int, upto: int) -> list[tuple[str, str]]:
         """(user_id, current membership) of other users whose membership changed in (after, upto] in a
         room this user is joined to."""
+        # Driven by the stream index: an incremental sync's range holds few membership changes, while
+        # this user's rooms may hold thousands of members.
         rows = await self.db.fetch(
-            "SELECT other.user_id, other.membership FROM memberships other JOIN memberships mine "
-            "ON mine.room_id = other.room_id AND mine.user_id = $1 AND mine.membership = 'join' "
-            "WHERE other.user_id <> $1 AND other.stream > $2 AND other.stream <= $3", user_id, after, upto)
+            "SELECT other.user_id, other.membership FROM memberships other "
+            "WHERE other.stream > $2 AND other.stream <= $3 AND other.user_id <> $1 AND EXISTS ("
+            "SELECT 1 FROM memberships mine WHERE mine.user_id = $1 AND mine.room_id = other.room_id "
+            "AND mine.membership = 'join')", user_id, after, upto)
         return [(r[0], r[1]) for r in rows]
 
     async def members_of(self, room_ids: Iterable[str]) -> set[str]:

@@ -161,6 +161,7 @@ memberships = Table(
     Column("forgotten", Boolean, nullable=False, default=False),
     PrimaryKeyConstraint("user_id", "room_id"),
     Index("memberships_room", "room_id", "membership"),
+    Index("memberships_stream", "stream"),  # membership changes in a sync's range (device lists)
 )
 
 account_data = Table(

@@ -54,6 +54,9 @@ class RoomDelta:
     state: list[StoredEvent] = field(default_factory=list)
     prev_batch: int = 0
     initial: bool = False
+    # A membership changed in this delta (not counting members added by lazy-loading): the room's
+    # summary (member counts, heroes) is sent again only then.
+    members_changed: bool = False
 
 
 class SyncService:
@@ -177,6 +180,7 @@ class SyncService:
             for e in changed:
                 latest[(e.type, e.state_key)] = e
             delta.state = list(latest.values())
+        delta.members_changed = any(e.type == "m.room.member" for e in [*delta.timeline, *delta.state])
         if req.flt.lazy_load_members:
             delta.state = await self._lazy(req, room_id, delta, start)
         delta.state = [e for e in delta.state if req.flt.state_match_stored(e)]
@@ -200,7 +204,7 @@ class SyncService:
             "timeline": {"events": timeline, "limited": delta.limited, "prev_batch": make_token(delta.prev_batch)},
             "state": {"events": state},
         }
-        if initial or any(e.type == "m.room.member" for e in [*delta.timeline, *delta.state]):
+        if initial or delta.members_changed:
             room["summary"] = await self._summary(room_id, rq.user_id)
         return room
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 10:36:09.398143
+Create Date: 2026-11-23 12:55:09.602533
 """
 
 from __future__ import annotations
@@ -303,6 +303,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('memberships', schema=None) as batch_op:
         batch_op.create_index('memberships_room', ['room_id', 'membership'], unique=False)
+        batch_op.create_index('memberships_stream', ['stream'], unique=False)
 
     op.create_table('officials',
     sa.Column('employee_id', sa.String(length=64), nullable=False),
@@ -493,6 +494,7 @@ def downgrade() -> None:
 
     op.drop_table('officials')
     with op.batch_alter_table('memberships', schema=None) as batch_op:
+        batch_op.drop_index('memberships_stream')
         batch_op.drop_index('memberships_room')
 
     op.drop_table('memberships')
