@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -27,7 +28,5 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     import asyncio
 
-    try:
+    with contextlib.suppress(Exception):  # best-effort cleanup
         asyncio.run(pg.drop_template())
-    except Exception:  # noqa: BLE001 - best effort cleanup
-        pass
