@@ -44,6 +44,7 @@ ROWS: list[tuple[str, str, str, str, tuple[str, float] | None]] = [
      ("ratio", 10)),
     ("Send request latency p50 under load", "throughput.send.p50_ms", "ms", "low", None),
     ("Send request latency p99 under load", "throughput.send.p99_ms", "ms", "low", None),
+    ("Send request latency max under load (the slowest of all)", "throughput.send.max_ms", "ms", "low", None),
     ("Delivery latency p50 under load (send → other user's /sync)", "throughput.delivery.p50_ms", "ms", "low", None),
     ("Delivery latency p99 under load", "throughput.delivery.p99_ms", "ms", "low", ("ratio", 10)),
     ("Send request latency p50, one sender", "latency.send.p50_ms", "ms", "low", None),

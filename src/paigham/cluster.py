@@ -58,6 +58,14 @@ def _metrics_dir(cfg: Config) -> Path:
     return path
 
 
+# uvicorn options of every server process. The event loop is asyncio's own, not uvloop: under load,
+# uvloop accepted new connections one per loop turn, so 69 of 100 clients connecting to a busy
+# server waited 1.5 to 10 s for their first request (bench/, measured; asyncio's loop: none did,
+# at the same throughput). See docs/decisions.md. No WebSockets: not loaded (3 MB).
+UVICORN_OPTIONS: dict[str, object] = {"log_level": "warning", "access_log": False, "loop": "asyncio",
+                                      "http": "auto", "ws": "none", "lifespan": "on"}
+
+
 def serve_workers(cfg: Config) -> None:
     """Run N workers until SIGINT/SIGTERM (blocks)."""
     import uvicorn
@@ -66,7 +74,7 @@ def serve_workers(cfg: Config) -> None:
     os.environ[CONFIG_ENV] = msgspec.json.encode(worker_cfg).decode()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir(cfg))
     uvicorn.run("paigham.cluster:app_from_env", factory=True, workers=cfg.workers, host=cfg.host, port=cfg.port,
-                log_level="warning", access_log=False, loop="auto", http="auto", ws="none", lifespan="on")
+                **UVICORN_OPTIONS)  # type: ignore[arg-type]
 
 
 def app_from_env() -> object:

@@ -84,7 +84,7 @@ def serve(
     import uvicorn
 
     from paigham.app import create_app
-    from paigham.cluster import cluster_config_error, serve_workers
+    from paigham.cluster import UVICORN_OPTIONS, cluster_config_error, serve_workers
     from paigham.logging import configure_logging
 
     cfg = _config(config, data_dir, database_url, server_name, host=host, port=port,
@@ -97,8 +97,7 @@ def serve(
     if cfg.workers > 1:
         serve_workers(cfg)
         return
-    uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level="warning", access_log=False,
-                loop="auto", http="auto", ws="none", lifespan="on")  # no WebSockets: not loaded (3 MB)
+    uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, **UVICORN_OPTIONS)  # type: ignore[arg-type]
 
 
 @user_app.command("create")
