@@ -100,12 +100,13 @@ async def bench_server(kind: str, args: argparse.Namespace, root: Path, scale: S
     srv = make_server(kind, args, root, dbs)
     log(f"starting {kind} on {srv.base_url} ({args.db})")
     srv.start()
-    COUNTERS.rate_limited = COUNTERS.errors = 0
+    COUNTERS.rate_limited = COUNTERS.errors = COUNTERS.reconnects = 0
     try:
         await srv.wait_ready()
         around = profiler.around(srv) if profiler and kind == "paigham" else None
         res, samples = await run_all(srv, scale, args.only, log, around)
         res["rate_limited"], res["errors"] = COUNTERS.rate_limited, COUNTERS.errors
+        res["reconnects"] = COUNTERS.reconnects
         return res, samples
     finally:
         srv.stop()

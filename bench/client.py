@@ -30,6 +30,7 @@ class Counters:
     requests: int = 0
     rate_limited: int = 0
     errors: int = 0
+    reconnects: int = 0
 
 
 COUNTERS = Counters()
@@ -52,20 +53,28 @@ class Client:
     async def request(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None,
                       timeout: float = 120) -> Any:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        for _ in range(50):
+        for attempt in range(50):
             COUNTERS.requests += 1
-            async with self.http.request(method, self.base + path, json=body, params=params, headers=headers,
-                                         timeout=aiohttp.ClientTimeout(total=timeout)) as r:
-                data = await r.read()
-                out = json.loads(data) if data else {}
-                if r.status == 429:  # should not happen: rate limits are raised on both servers
-                    COUNTERS.rate_limited += 1
-                    await asyncio.sleep(out.get("retry_after_ms", 100) / 1000)
-                    continue
-                if r.status >= 400:
-                    COUNTERS.errors += 1
-                    raise MatrixError(r.status, out, f"{method} {path}")
-                return out
+            try:
+                async with self.http.request(method, self.base + path, json=body, params=params, headers=headers,
+                                             timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+                    data = await r.read()
+                    status = r.status
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError, aiohttp.ClientOSError):
+                # A keep-alive connection the server closed as it was reused (as any HTTP client does).
+                COUNTERS.reconnects += 1
+                if attempt >= 3:
+                    raise
+                continue
+            out = json.loads(data) if data else {}
+            if status == 429:  # should not happen: rate limits are raised on both servers
+                COUNTERS.rate_limited += 1
+                await asyncio.sleep(out.get("retry_after_ms", 100) / 1000)
+                continue
+            if status >= 400:
+                COUNTERS.errors += 1
+                raise MatrixError(status, out, f"{method} {path}")
+            return out
         raise MatrixError(429, {}, f"{method} {path} (rate limited 50 times)")
 
     async def register(self, secret: str, username: str, password: str) -> None:

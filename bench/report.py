@@ -128,7 +128,8 @@ def conditions(results: dict[str, Any]) -> str:
             out.append(f"- {name}: load average {r['loadavg_start']:.1f} at start, {r['loadavg_end']:.1f} at end; "
                        f"load generator used {tp.get('loadgen_cpu_util', float('nan')) * 100:.0f} % of a core "
                        f"during the throughput run, the server {tp.get('server_cpu_util', float('nan')) * 100:.0f} %; "
-                       f"rate-limited responses: {r.get('rate_limited', 0)}, errors: {r.get('errors', 0)}.")
+                       f"rate-limited responses: {r.get('rate_limited', 0)}, errors: {r.get('errors', 0)}, "
+                       f"requests resent on a fresh connection: {r.get('reconnects', 0)}.")
     return "\n".join(out)
 
 
