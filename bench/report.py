@@ -138,6 +138,7 @@ def plot(samples: dict[str, dict[str, list[float]]], path: Path, title: str) -> 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     panels = [("latency_delivery", "Delivery, one sender"), ("throughput_delivery", "Delivery under load"),
               ("throughput_send", "Send request under load"), ("fanout_delivery", "Fan-out delivery (500 members)"),
@@ -152,6 +153,7 @@ def plot(samples: dict[str, dict[str, list[float]]], path: Path, title: str) -> 
             ys = [(i + 1) / len(xs) for i in range(len(xs))]
             ax.step(xs, ys, where="post", label=f"{server} (n={len(xs)})", color=colours.get(server))
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # only 1, 10, 100 … labelled: minor labels overlap
         ax.set_title(label)
         ax.set_xlabel("milliseconds (log scale)")
         ax.set_ylabel("cumulative share")
