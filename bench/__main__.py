@@ -91,7 +91,8 @@ def make_server(kind: str, args: argparse.Namespace, root: Path, dbs: list[str])
 def synapse_version(args: argparse.Namespace) -> str:
     python = Path(args.synapse_venv) / "bin" / "python"
     out = subprocess.run([python, "-c", "import synapse; print(synapse.__version__)"], capture_output=True, text=True)
-    return out.stdout.strip() or "?"
+    # (Synapse appends the git branch and commit of its working directory, which is ours: dropped.)
+    return out.stdout.strip().split(" (")[0] or "?"
 
 
 async def bench_server(kind: str, args: argparse.Namespace, root: Path, scale: Scale,
