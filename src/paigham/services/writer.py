@@ -51,7 +51,6 @@ class RoomCtx:
     tip: tuple[str, int] | None
     state: dict[tuple[str, str], StoredEvent] = field(default_factory=dict)
     fresh: bool = False  # a room being created: nothing to load from the database
-    loaded: set[tuple[str, str]] = field(default_factory=set)  # state keys already looked up
     pending: RoomRow | None = None  # the rooms row to insert with the create event
 
 
@@ -86,7 +85,7 @@ class EventWriter:
                     existing = await self._event_in(conn, done)
                     if existing is not None:
                         return existing
-            ctx = await self.load_room(conn, room_id, spec)
+            ctx = await self.load_room(conn, room_id)
             event = await self.persist(conn, ctx, spec, txn)
         await self._after_commit([event])
         return event
@@ -123,31 +122,21 @@ class EventWriter:
             raise MatrixError(500, Codes.UNKNOWN, "room ID missing")
         ctx.pending = RoomRow(ctx.room_id, ctx.version.identifier, create.sender, is_public)
 
-    async def load_room(self, conn: AsyncConnection, room_id: str, spec: EventSpec | None = None) -> RoomCtx:
-        """The room's version, tip and create event; with `spec`, also the state its event needs (one
-        query for all of it)."""
+    async def load_room(self, conn: AsyncConnection, room_id: str) -> RoomCtx:
+        """The room's version and tip. The state its events need (the create event included) is
+        read by `persist`/`persist_many`, in one query."""
         room = await self.store.get_room(room_id, conn)
         if room is None:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
         version = get_room_version(room.room_version)
         if version is None:
             raise MatrixError(400, Codes.UNSUPPORTED_ROOM_VERSION, "Room version not supported")
-        ctx = RoomCtx(room_id, version, await self.store.tip(conn, room_id))
-        keys = [CREATE]
-        if spec is not None and isinstance(spec.content, dict):
-            keys += auth_types_for_event(spec.type, spec.state_key, spec.sender, spec.content, version)
-            if spec.state_key is not None:
-                keys.append((spec.type, spec.state_key))
-        keys = list(dict.fromkeys(keys))
-        ctx.state.update(await self.store.state_for_keys(conn, room_id, keys))
-        ctx.loaded.update(keys)
-        return ctx
+        return RoomCtx(room_id, version, await self.store.tip(conn, room_id))
 
     async def _state(self, conn: AsyncConnection, ctx: RoomCtx, keys: list[tuple[str, str]]) -> None:
-        missing = [k for k in keys if k not in ctx.state and k not in ctx.loaded]
+        missing = [k for k in keys if k not in ctx.state]
         if missing and not ctx.fresh:
-            ctx.state.update(await self.store.state_for_keys(conn, ctx.room_id, missing))
-            ctx.loaded.update(missing)
+            ctx.state.update(await self.store.state_for_keys(conn, ctx.room_id, list(dict.fromkeys(missing))))
 
     async def state_of(self, conn: AsyncConnection, ctx: RoomCtx, key: tuple[str, str]) -> StoredEvent | None:
         await self._state(conn, ctx, [key])
