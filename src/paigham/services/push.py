@@ -7,6 +7,7 @@ notifying events are recorded, so /sync can count unread notifications and highl
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import msgspec
@@ -70,7 +71,8 @@ class PushService:
 
     # -- push actions (inside the event's transaction) -----------------------------------------
     async def on_event(self, conn: AsyncConnection, event: StoredEvent, ctx: RoomCtx) -> None:
-        if event.type == "m.room.member":
+        evaluated_some = event.type == "m.room.member"
+        if evaluated_some:
             targets, member_count = await self._member_event_targets(conn, event)
         else:
             members = await self.events.room_members_in(conn, event.room_id)
@@ -96,7 +98,7 @@ class PushService:
         event_text = msgspec.json.encode(client_event).decode().lower()
         levels = {"room": notification_level(pl_content, "room")}
         memo: dict[tuple[bytes, str | None], tuple[bool, bool]] = {}
-        rows = []
+        results: dict[str, tuple[bool, bool]] = {}
         for user_id in targets:
             ruleset, template = self._compiled_and_template(user_id, stored.get(user_id))
             member = ctx.state.get(("m.room.member", user_id))
@@ -111,11 +113,13 @@ class PushService:
                 result = actions_notify(evaluate(client_event, ruleset, push_ctx) or [])
                 if not named:
                     memo[group] = result
-            notify, highlight = result
-            if notify:
-                rows.append({"user_id": user_id, "room_id": event.room_id, "stream": event.stream,
-                             "thread_id": thread_id, "highlight": highlight})
-        await self.streams.add_push_actions(conn, rows)
+            results[user_id] = result
+        # Stored as the result shared by the room's members plus the members whose result differs.
+        # A membership event evaluates only some members (the rest are known not to be notified).
+        shared = (False, False) if evaluated_some else Counter(results.values()).most_common(1)[0][0]
+        room_row = (event.room_id, event.stream, event.sender, thread_id, shared[1]) if shared[0] else None
+        own = [(u, event.room_id, event.stream, thread_id, n, h) for u, (n, h) in results.items() if (n, h) != shared]
+        await self.streams.add_push_actions(conn, room_row, own)
 
     async def _member_event_targets(self, conn: AsyncConnection, event: StoredEvent) -> tuple[list[str], int]:
         """Who a membership event is evaluated for. Under the default rules it notifies nobody but an

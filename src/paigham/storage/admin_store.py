@@ -21,6 +21,7 @@ from paigham.storage.schema import (
     receipts,
     registration_tokens,
     room_aliases,
+    room_push_actions,
     rooms,
     typing,
     typing_stream,
@@ -152,7 +153,7 @@ class AdminStore:
             await self.db.lock_room(conn, room_id)
             n = (await conn.execute(delete(events).where(events.c.room_id == room_id))).rowcount
             for table in (current_state, memberships, receipts, typing, typing_stream, event_push_actions,
-                          room_aliases, rooms):
+                          room_push_actions, room_aliases, rooms):
                 await conn.execute(delete(table).where(table.c.room_id == room_id))
             await conn.execute(delete(account_data).where(account_data.c.room_id == room_id))
         return int(n or 0)

@@ -76,6 +76,16 @@ def _tuple_event(r: Sequence[Any]) -> StoredEvent:
                        _decode(r[8]) if r[8] else None, r[9], r[10], r[11])
 
 
+# A member's row after a membership event; `joined_stream` moves only when the member (re)joins, not
+# on a join → join event (a display-name or avatar change).
+_SET_MEMBERSHIP = (
+    "INSERT INTO memberships (user_id, room_id, membership, event_id, stream, joined_stream, forgotten) "
+    "VALUES ($1, $2, $3, $4, $5, $5, FALSE) ON CONFLICT (user_id, room_id) DO UPDATE SET "
+    "membership = excluded.membership, event_id = excluded.event_id, stream = excluded.stream, "
+    "joined_stream = CASE WHEN memberships.membership = 'join' AND excluded.membership = 'join' "
+    "THEN memberships.joined_stream ELSE excluded.stream END, forgotten = FALSE")
+
+
 class EventStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -169,10 +179,7 @@ class EventStore:
             "stream = excluded.stream",
             [(e.room_id, e.type, e.state_key, e.event_id, e.stream) for e in last.values()], conn=conn)
         await self.db.run_many(
-            "INSERT INTO memberships (user_id, room_id, membership, event_id, stream, forgotten) "
-            "VALUES ($1, $2, $3, $4, $5, FALSE) ON CONFLICT (user_id, room_id) DO UPDATE SET "
-            "membership = excluded.membership, event_id = excluded.event_id, stream = excluded.stream, "
-            "forgotten = FALSE",
+            _SET_MEMBERSHIP,
             [(e.state_key, e.room_id, str(e.content.get("membership")), e.event_id, e.stream)
              for e in last.values() if e.type == "m.room.member"], conn=conn)
 
@@ -188,9 +195,7 @@ class EventStore:
     async def set_membership(
         self, conn: AsyncConnection, user_id: str, room_id: str, membership: str, event_id: str, stream: int
     ) -> None:
-        values = {"user_id": user_id, "room_id": room_id, "membership": membership, "event_id": event_id,
-                  "stream": stream, "forgotten": False}
-        await conn.execute(upsert(self.db.is_sqlite, memberships, values, ["user_id", "room_id"]))
+        await self.db.run(_SET_MEMBERSHIP, user_id, room_id, membership, event_id, stream, conn=conn)
 
     @staticmethod
     async def mark_redacted(conn: AsyncConnection, event_id: str, redacted_by: str) -> None:
@@ -274,7 +279,8 @@ class EventStore:
             return []
         rows = await self.db.fetch(
             f"SELECT {EV} FROM events e JOIN (SELECT max(stream) AS m FROM events WHERE room_id = $1 AND type = $2 "
-            "AND state_key = ANY($3::text[]) AND stream <= $4 GROUP BY state_key) s ON s.m = e.stream",
+            "AND state_key IS NOT NULL AND state_key = ANY($3::text[]) AND stream <= $4 GROUP BY state_key) s "
+            "ON s.m = e.stream",
             room_id, type_, sorted(set(state_keys)), stream)
         return [_tuple_event(r) for r in rows]
 
@@ -323,11 +329,15 @@ class EventStore:
             row = (await conn.execute(q)).first()
         return (row.membership, row.stream, bool(row.forgotten)) if row else None
 
-    async def user_rooms(self, user_id: str, states: Sequence[str] = ("join",)) -> dict[str, tuple[str, int]]:
-        """room_id → (membership, stream of the membership event) for the given membership states."""
+    async def user_rooms(self, user_id: str, states: Sequence[str] = ("join",),
+                         joined_at: dict[str, int] | None = None) -> dict[str, tuple[str, int]]:
+        """room_id → (membership, stream of the membership event) for the given membership states;
+        `joined_at`, if given, receives each joined room's `joined_stream` from the same read."""
         rows = await self.db.fetch(
-            "SELECT room_id, membership, stream FROM memberships WHERE user_id = $1 "
+            "SELECT room_id, membership, stream, joined_stream FROM memberships WHERE user_id = $1 "
             "AND membership = ANY($2::text[]) AND forgotten = false", user_id, list(states))
+        if joined_at is not None:
+            joined_at.update((r[0], int(r[3])) for r in rows if r[1] == "join")
         return {r[0]: (r[1], int(r[2])) for r in rows}
 
     async def room_members(self, room_id: str, states: Sequence[str] = ("join",)) -> list[str]:
@@ -441,7 +451,7 @@ class EventStore:
         if not event_ids:
             return []
         rows = await self.db.fetch(
-            f"SELECT {EV} FROM events e WHERE e.relates_to = ANY($1::text[]) "
+            f"SELECT {EV} FROM events e WHERE e.relates_to IS NOT NULL AND e.relates_to = ANY($1::text[]) "
             "AND e.rel_type IN ('m.replace', 'm.thread') ORDER BY e.stream", sorted(set(event_ids)))
         return [_tuple_event(r) for r in rows]
 

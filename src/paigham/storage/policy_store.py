@@ -10,7 +10,7 @@ from sqlalchemy import and_, delete, func, select, update
 from paigham.storage.database import Database
 from paigham.storage.dialect import upsert
 from paigham.storage.org_schema import account_validity, officials, policies
-from paigham.storage.schema import current_state, event_push_actions, events, rooms
+from paigham.storage.schema import current_state, event_push_actions, events, room_push_actions, rooms
 
 PURGE_BATCH = 2000
 
@@ -84,4 +84,6 @@ class PolicyStore:
                 await conn.execute(delete(events).where(events.c.stream.in_(streams)))
                 await conn.execute(delete(event_push_actions).where(and_(
                     event_push_actions.c.room_id == room_id, event_push_actions.c.stream.in_(streams))))
+                await conn.execute(delete(room_push_actions).where(and_(
+                    room_push_actions.c.room_id == room_id, room_push_actions.c.stream.in_(streams))))
             removed += len(streams)

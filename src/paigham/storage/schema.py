@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -106,7 +107,9 @@ rooms = Table(
 events = Table(
     "events",
     metadata,
-    Column("stream", BigInteger, primary_key=True, autoincrement=False),
+    # On SQLite an INTEGER primary key is the rowid itself: the table is keyed by stream with no
+    # separate primary-key index to write on every insert (BIGINT would make one).
+    Column("stream", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
     Column("event_id", String(255), nullable=False, unique=True),
     Column("room_id", String(255), nullable=False),
     Column("type", String(255), nullable=False),
@@ -123,8 +126,13 @@ events = Table(
     Column("txn_id", String(255), nullable=True),
     Column("device_id", String(255), nullable=True),
     Index("events_room_stream", "room_id", "stream"),
-    Index("events_room_state", "room_id", "type", "state_key", "stream"),
-    Index("events_relates", "relates_to", "rel_type"),
+    # Partial: a message (no state key, no relation) adds no entry to these, one B-tree page less
+    # to write per send. A query must imply the column IS NOT NULL to use them (SQLite does not
+    # infer it from `IN (SELECT …)`, the form `= ANY(…)` takes there; say it explicitly).
+    Index("events_room_state", "room_id", "type", "state_key", "stream",
+          sqlite_where=text("state_key IS NOT NULL"), postgresql_where=text("state_key IS NOT NULL")),
+    Index("events_relates", "relates_to", "rel_type",
+          sqlite_where=text("relates_to IS NOT NULL"), postgresql_where=text("relates_to IS NOT NULL")),
 )
 
 event_txns = Table(
@@ -158,6 +166,9 @@ memberships = Table(
     Column("membership", String(32), nullable=False),
     Column("event_id", String(255), nullable=False),
     Column("stream", BigInteger, nullable=False),
+    # The stream of the event that made the membership "join" (kept through later join → join
+    # events such as a display-name change): unread counts start there.
+    Column("joined_stream", BigInteger, nullable=False, server_default="0"),
     Column("forgotten", Boolean, nullable=False, default=False),
     PrimaryKeyConstraint("user_id", "room_id"),
     Index("memberships_room", "room_id", "membership"),
@@ -236,7 +247,25 @@ push_rules = Table(
     Column("stream", BigInteger, nullable=False),
 )
 
-# One row per (user, event) that notifies the user; unread counts count rows past the read receipt.
+# Push actions, the source of /sync's unread counts, are stored per event, not per recipient: in
+# a room most members get the same result for an event (under default rules every member but the
+# sender is notified), so one `room_push_actions` row holds that common result for everyone joined
+# when the event was sent, and `event_push_actions` holds only the members whose result differs
+# (a muted room, a mention, rules of their own). A message into a room of 500 writes one row, not
+# 499. Counting for a user: room rows past their read position (and join) not sent by them and
+# without a row of their own, plus their own rows that notify.
+room_push_actions = Table(
+    "room_push_actions",
+    metadata,
+    Column("room_id", String(255), nullable=False),
+    Column("stream", BigInteger, nullable=False),
+    Column("sender", String(255), nullable=False),
+    Column("thread_id", String(255), nullable=False),
+    Column("highlight", Boolean, nullable=False),  # stored only for events that notify by default
+    PrimaryKeyConstraint("room_id", "stream"),
+    sqlite_with_rowid=False,
+)
+
 event_push_actions = Table(
     "event_push_actions",
     metadata,
@@ -244,6 +273,7 @@ event_push_actions = Table(
     Column("room_id", String(255), nullable=False),
     Column("stream", BigInteger, nullable=False),
     Column("thread_id", String(255), nullable=False),
+    Column("notify", Boolean, nullable=False),
     Column("highlight", Boolean, nullable=False),
     PrimaryKeyConstraint("user_id", "room_id", "stream"),
     # SQLite: the table is its primary key's B-tree (one structure to insert into per row, and the

@@ -15,7 +15,6 @@ from paigham.storage.database import Database
 from paigham.storage.dialect import upsert
 from paigham.storage.schema import (
     account_data,
-    event_push_actions,
     filters,
     presence,
     push_rules,
@@ -238,42 +237,55 @@ class StreamStore:
         return pos
 
     # -- push actions -------------------------------------------------------------------------
-    async def add_push_actions(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    async def add_push_actions(self, conn: AsyncConnection, room: PushRoomRow | None,
+                               own: Sequence[PushUserRow]) -> None:
+        """One event's push actions: the result shared by the room's members (if it notifies), and
+        the members whose result differs from it (see schema.room_push_actions)."""
+        if room is not None:
+            await self.db.run("INSERT INTO room_push_actions (room_id, stream, sender, thread_id, highlight) "
+                              "VALUES ($1, $2, $3, $4, $5)", *room, conn=conn)
         await self.db.run_many(
-            "INSERT INTO event_push_actions (user_id, room_id, stream, thread_id, highlight) "
-            "VALUES ($1, $2, $3, $4, $5)",
-            [(r["user_id"], r["room_id"], r["stream"], r["thread_id"], bool(r["highlight"])) for r in rows],
-            conn=conn)
+            "INSERT INTO event_push_actions (user_id, room_id, stream, thread_id, notify, highlight) "
+            "VALUES ($1, $2, $3, $4, $5, $6)", own, conn=conn)
 
-    async def unread_counts(self, user_id: str, read_upto: dict[str, int],
-                            room_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
-        """room → (notifications, highlights) after the user's read receipt in each room."""
-        if not room_ids:
+    async def unread_counts(self, user_id: str, starts: dict[str, int]) -> dict[str, tuple[int, int]]:
+        """room → (notifications, highlights) for the user's events past `starts[room]`: their read
+        receipt, or their joining the room if that came later (see `SyncService._joined`)."""
+        if not starts:
             return {}
-        out = {r: (0, 0) for r in room_ids}
-        # Counted by the database past each room's own read position (rows are not fetched: a user
-        # with thousands of unread messages must not cost thousands of rows per /sync).
-        rooms = list(room_ids)
-        reads = [read_upto.get(r, 0) for r in rooms]
-        if self.db.is_sqlite:  # one index-only range count per room (SQLite plans a joined form badly)
+        out = {r: (0, 0) for r in starts}
+        rooms = sorted(starts)
+        reads = [starts[r] for r in rooms]
+        # Counted by the database (rows are not fetched: a user with thousands of unread messages
+        # must not cost thousands of rows per /sync); the cost is one index probe per unread event.
+        if self.db.is_sqlite:  # one range count per room (SQLite plans a joined form badly)
             rows = []
             for room_id, pos in zip(rooms, reads, strict=True):
-                rows += await self.db.fetch(
-                    "SELECT room_id, count(*), sum(highlight) FROM event_push_actions WHERE user_id = $1 "
-                    "AND room_id = $2 AND stream > $3 GROUP BY room_id", user_id, room_id, pos)
+                rows += await self.db.fetch(_UNREAD_ONE_ROOM, user_id, room_id, pos)
         else:
-            rows = await self.db.fetch(
-                "SELECT a.room_id, count(*), count(*) FILTER (WHERE a.highlight) "
-                "FROM unnest($2::text[], $3::bigint[]) AS t(room_id, pos) "
-                "JOIN event_push_actions a ON a.user_id = $1 AND a.room_id = t.room_id AND a.stream > t.pos "
-                "GROUP BY a.room_id", user_id, rooms, reads)
+            rows = await self.db.fetch(_UNREAD_ROOMS, user_id, rooms, reads)
         for r in rows:
             out[r[0]] = (int(r[1]), int(r[2] or 0))
         return out
 
-    async def clear_push_actions(self, user_id: str, room_id: str, upto: int) -> None:
-        async with self.db.write() as conn:
-            await conn.execute(delete(event_push_actions).where(
-                event_push_actions.c.user_id == user_id, event_push_actions.c.room_id == room_id,
-                event_push_actions.c.stream <= upto,
-            ))
+
+# (room_id, stream, sender, thread_id, highlight) and (user_id, room_id, stream, thread_id, notify, highlight)
+PushRoomRow = tuple[str, int, str, str, bool]
+PushUserRow = tuple[str, str, int, str, bool, bool]
+
+# The room's shared results that count for user $1: not their own events, no result of their own.
+_ROOM_UNREAD = (
+    "SELECT r.highlight AS h FROM room_push_actions r WHERE r.room_id = {room} AND r.stream > {pos} "
+    "AND r.sender <> $1 AND NOT EXISTS (SELECT 1 FROM event_push_actions o WHERE o.user_id = $1 "
+    "AND o.room_id = {room} AND o.stream = r.stream)")
+_OWN_UNREAD = (
+    "SELECT e.highlight AS h FROM event_push_actions e WHERE e.user_id = $1 AND e.room_id = {room} "
+    "AND e.stream > {pos} AND e.notify")
+_UNREAD_ONE_ROOM = (  # user $1, room $2, past stream $3
+    f"SELECT $2, count(*), sum(h) FROM ({_ROOM_UNREAD.format(room='$2', pos='$3')} UNION ALL "
+    f"{_OWN_UNREAD.format(room='$2', pos='$3')})")
+_UNREAD_ROOMS = (  # user $1, rooms $2 each past its stream in $3 (PostgreSQL)
+    "SELECT t.room_id, count(*), count(*) FILTER (WHERE x.h) "
+    "FROM unnest($2::text[], $3::bigint[]) AS t(room_id, pos) CROSS JOIN LATERAL ("
+    f"{_ROOM_UNREAD.format(room='t.room_id', pos='t.pos')} UNION ALL "
+    f"{_OWN_UNREAD.format(room='t.room_id', pos='t.pos')}) x GROUP BY t.room_id")

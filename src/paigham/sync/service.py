@@ -32,6 +32,7 @@ class SyncRequest:
     upto: int
     flt: SyncFilterView
     full_state: bool
+    joined_at: dict[str, int] = field(default_factory=dict)  # room → joined_stream (filled by compute)
 
 
 @dataclass
@@ -102,7 +103,8 @@ class SyncService:
             "device_one_time_keys_count": {},
             "device_unused_fallback_key_types": [],
         }
-        memberships = await self.events.user_rooms(user_id, ("join", "invite", "leave", "ban", "knock"))
+        memberships = await self.events.user_rooms(user_id, ("join", "invite", "leave", "ban", "knock"),
+                                                   joined_at=req.joined_at)
         changes = await self._membership_changes(req, memberships)
         # Room and global account data come from one read.
         acct = await self.streams.account_data_since(user_id, req.since, req.upto)
@@ -146,7 +148,9 @@ class SyncService:
         if not candidates:
             return False
         reads = await self.streams.read_positions(req.requester.user_id, sorted(candidates))
-        counts = await self.streams.unread_counts(req.requester.user_id, reads, sorted(candidates))
+        # Unread counts start after the read receipt, or the joining if that came later.
+        starts = {r: max(reads.get(r, 0), req.joined_at.get(r, 0)) for r in candidates}
+        counts = await self.streams.unread_counts(req.requester.user_id, starts)
         has = False
         for room_id in sorted(candidates):
             initial = req.since is None or req.full_state or room_id in changed

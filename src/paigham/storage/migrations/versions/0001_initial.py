@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 12:55:09.602533
+Create Date: 2026-11-23 14:43:44.399426
 """
 
 from __future__ import annotations
@@ -193,6 +193,7 @@ def upgrade() -> None:
     sa.Column('room_id', sa.String(length=255), nullable=False),
     sa.Column('stream', sa.BigInteger(), nullable=False),
     sa.Column('thread_id', sa.String(length=255), nullable=False),
+    sa.Column('notify', sa.Boolean(), nullable=False),
     sa.Column('highlight', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('user_id', 'room_id', 'stream'),
     sqlite_with_rowid=False
@@ -207,7 +208,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('user_id', 'device_id', 'scope', 'txn_id')
     )
     op.create_table('events',
-    sa.Column('stream', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('stream', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
     sa.Column('event_id', sa.String(length=255), nullable=False),
     sa.Column('room_id', sa.String(length=255), nullable=False),
     sa.Column('type', sa.String(length=255), nullable=False),
@@ -226,8 +227,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('event_id')
     )
     with op.batch_alter_table('events', schema=None) as batch_op:
-        batch_op.create_index('events_relates', ['relates_to', 'rel_type'], unique=False)
-        batch_op.create_index('events_room_state', ['room_id', 'type', 'state_key', 'stream'], unique=False)
+        batch_op.create_index('events_relates', ['relates_to', 'rel_type'], unique=False, sqlite_where=sa.text('relates_to IS NOT NULL'), postgresql_where=sa.text('relates_to IS NOT NULL'))
+        batch_op.create_index('events_room_state', ['room_id', 'type', 'state_key', 'stream'], unique=False, sqlite_where=sa.text('state_key IS NOT NULL'), postgresql_where=sa.text('state_key IS NOT NULL'))
         batch_op.create_index('events_room_stream', ['room_id', 'stream'], unique=False)
 
     op.create_table('filters',
@@ -298,6 +299,7 @@ def upgrade() -> None:
     sa.Column('membership', sa.String(length=32), nullable=False),
     sa.Column('event_id', sa.String(length=255), nullable=False),
     sa.Column('stream', sa.BigInteger(), nullable=False),
+    sa.Column('joined_stream', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('forgotten', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('user_id', 'room_id')
     )
@@ -400,6 +402,15 @@ def upgrade() -> None:
     with op.batch_alter_table('room_aliases', schema=None) as batch_op:
         batch_op.create_index('room_aliases_room', ['room_id'], unique=False)
 
+    op.create_table('room_push_actions',
+    sa.Column('room_id', sa.String(length=255), nullable=False),
+    sa.Column('stream', sa.BigInteger(), nullable=False),
+    sa.Column('sender', sa.String(length=255), nullable=False),
+    sa.Column('thread_id', sa.String(length=255), nullable=False),
+    sa.Column('highlight', sa.Boolean(), nullable=False),
+    sa.PrimaryKeyConstraint('room_id', 'stream'),
+    sqlite_with_rowid=False
+    )
     op.create_table('rooms',
     sa.Column('room_id', sa.String(length=255), nullable=False),
     sa.Column('room_version', sa.String(length=16), nullable=False),
@@ -469,6 +480,7 @@ def downgrade() -> None:
     op.drop_table('server_state')
     op.drop_table('server_notice_rooms')
     op.drop_table('rooms')
+    op.drop_table('room_push_actions')
     with op.batch_alter_table('room_aliases', schema=None) as batch_op:
         batch_op.drop_index('room_aliases_room')
 
@@ -512,8 +524,8 @@ def downgrade() -> None:
     op.drop_table('filters')
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.drop_index('events_room_stream')
-        batch_op.drop_index('events_room_state')
-        batch_op.drop_index('events_relates')
+        batch_op.drop_index('events_room_state', sqlite_where=sa.text('state_key IS NOT NULL'), postgresql_where=sa.text('state_key IS NOT NULL'))
+        batch_op.drop_index('events_relates', sqlite_where=sa.text('relates_to IS NOT NULL'), postgresql_where=sa.text('relates_to IS NOT NULL'))
 
     op.drop_table('events')
     op.drop_table('event_txns')

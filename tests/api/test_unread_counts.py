@@ -1,0 +1,110 @@
+"""Unread notification and highlight counts in /sync, against the per-event storage of push actions:
+one shared row per event for the members with the common result, own rows for the others."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from tests.api.conftest import Harness, User
+
+V3 = "/_matrix/client/v3"
+
+
+async def counts(hs: Harness, user: User, room: str) -> tuple[int, int]:
+    s = await hs.sync(user)
+    c = s["rooms"]["join"][room]["unread_notifications"]
+    return c["notification_count"], c["highlight_count"]
+
+
+async def send(hs: Harness, user: User, room: str, content: dict[str, Any]) -> str:
+    res = await hs.ok("PUT", f"{V3}/rooms/{room}/send/m.room.message/{uuid.uuid4().hex}", user, json=content)
+    return str(res["event_id"])
+
+
+async def rows(hs: Harness, table: str, room: str) -> int:
+    row = await hs.server.db.fetchrow(f"SELECT count(*) FROM {table} WHERE room_id = $1", room)
+    assert row is not None
+    return int(row[0])
+
+
+async def test_counts_start_at_join_and_survive_profile_changes(hs: Harness) -> None:
+    a, b, d = await hs.register("alice"), await hs.register("bob"), await hs.register("dave")
+    room = await hs.create_room(a, preset="public_chat")
+    await hs.ok("POST", f"{V3}/rooms/{room}/join", b, json={})
+    await hs.send(a, room, "before dave")
+    await hs.ok("POST", f"{V3}/rooms/{room}/join", d, json={})
+    await hs.send(a, room, "after dave")
+    assert await counts(hs, b, room) == (2, 0)
+    assert await counts(hs, d, room) == (1, 0)  # not the message from before they joined
+    assert await counts(hs, a, room) == (0, 0)  # nor one's own
+    # A display-name change is a join → join membership event: the count does not restart.
+    await hs.ok("PUT", f"{V3}/profile/{d.user_id}/displayname", d, json={"displayname": "Dave Kumar"})
+    await hs.send(a, room, "third")
+    assert await counts(hs, d, room) == (2, 0)
+    # Leaving and joining again does restart it.
+    await hs.ok("POST", f"{V3}/rooms/{room}/leave", d, json={})
+    await hs.send(a, room, "while away")
+    await hs.ok("POST", f"{V3}/rooms/{room}/join", d, json={})
+    assert await counts(hs, d, room) == (0, 0)
+    await hs.send(b, room, "welcome back")
+    assert await counts(hs, d, room) == (1, 0)
+    assert await counts(hs, a, room) == (1, 0)
+    assert await counts(hs, b, room) == (4, 0)
+
+
+async def test_one_row_per_message_and_own_rows_for_the_exceptions(hs: Harness) -> None:
+    a, b, c, d = await hs.register("amrit"), await hs.register("bela"), await hs.register("chitra"), \
+        await hs.register("deepak")
+    room = await hs.create_room(a, preset="public_chat")
+    for u in (b, c, d):
+        await hs.ok("POST", f"{V3}/rooms/{room}/join", u, json={})
+    await hs.send(a, room, "plain one")
+    # Every member gets the same result: one shared row, nobody's own.
+    assert await rows(hs, "room_push_actions", room) == 1
+    assert await rows(hs, "event_push_actions", room) == 0
+    # Chitra mutes the room (a room rule without actions); Bela is mentioned by her user ID.
+    await hs.ok("PUT", f"{V3}/pushrules/global/room/{room}", c, json={"actions": []})
+    await send(hs, a, room, {"msgtype": "m.text", "body": "Bela, please file it",
+                             "m.mentions": {"user_ids": [b.user_id]}})
+    assert await rows(hs, "room_push_actions", room) == 2
+    assert await rows(hs, "event_push_actions", room) == 2  # Chitra's silence, Bela's highlight
+    assert await counts(hs, b, room) == (2, 1)
+    assert await counts(hs, c, room) == (1, 0)  # the message from before she muted the room
+    assert await counts(hs, d, room) == (2, 0)
+    # A read receipt counts from there on.
+    last = await hs.send(d, room, "noted")
+    await hs.ok("POST", f"{V3}/rooms/{room}/receipt/m.read/{last}", b, json={})
+    assert await counts(hs, b, room) == (0, 0)
+    assert await counts(hs, a, room) == (1, 0)
+
+
+async def test_muted_by_most_members_stores_the_few_who_are_notified(hs: Harness) -> None:
+    a, b, c = await hs.register("anil"), await hs.register("bina"), await hs.register("chand")
+    room = await hs.create_room(a, preset="public_chat")
+    for u in (b, c):
+        await hs.ok("POST", f"{V3}/rooms/{room}/join", u, json={})
+        await hs.ok("PUT", f"{V3}/pushrules/global/room/{room}", u, json={"actions": []})
+    d = await hs.register("dhruv")
+    await hs.ok("POST", f"{V3}/rooms/{room}/join", d, json={})
+    await hs.send(a, room, "quiet room")
+    # Two of the three recipients are silent: no shared row, Dhruv's own row notifies.
+    assert await rows(hs, "room_push_actions", room) == 0
+    assert await counts(hs, d, room) == (1, 0)
+    assert await counts(hs, b, room) == (0, 0)
+    assert await counts(hs, c, room) == (0, 0)
+
+
+async def test_invites_notify_only_the_invitee_and_purge_removes_the_rows(hs: Harness) -> None:
+    a, b = await hs.register("asha"), await hs.register("balu")
+    room = await hs.create_room(a)
+    await hs.ok("POST", f"{V3}/rooms/{room}/invite", a, json={"user_id": b.user_id})
+    assert await rows(hs, "event_push_actions", room) == 1  # .m.rule.invite_for_me, for Balu alone
+    assert await rows(hs, "room_push_actions", room) == 0
+    await hs.ok("POST", f"{V3}/rooms/{room}/join", b, json={})
+    assert await counts(hs, b, room) == (0, 0)  # the invite came before the join
+    await hs.send(a, room, "hello")
+    assert await counts(hs, b, room) == (1, 0)
+    await hs.server.admin.store.purge_room(room)
+    assert await rows(hs, "room_push_actions", room) == 0
+    assert await rows(hs, "event_push_actions", room) == 0
