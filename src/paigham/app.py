@@ -36,6 +36,7 @@ from paigham.api.client import (
 )
 from paigham.api.client import media as media_api
 from paigham.api.http import RejectNul, error_response, ok
+from paigham.api.routing import grouped
 from paigham.audit.service import AuditService
 from paigham.bus.base import Bus, InMemoryBus
 from paigham.config import Config
@@ -268,7 +269,7 @@ def create_app(config: Config, server: Server | None = None) -> Starlette:
         Exception: _internal_error,
     }
     app = Starlette(
-        routes=srv.routes(),
+        routes=grouped(srv.routes()),
         lifespan=lifespan,
         exception_handlers=handlers,
         middleware=[Middleware(MetricsMiddleware), Middleware(
