@@ -147,6 +147,26 @@ async def test_filter_create_get_and_errors(hs: Harness) -> None:
     await hs.err(400, "M_INVALID_PARAM", "GET", f"{V3}/sync", a, params={"since": "bogus"})
 
 
+async def test_parsed_filters_are_reused_per_user_and_bad_ones_always_refused(hs: Harness) -> None:
+    a, b = await hs.register("alice"), await hs.register("bob")
+    room = await hs.create_room(a, preset="public_chat")
+    await hs.ok("POST", f"{V3}/rooms/{room}/join", b, json={})
+    for i in range(3):
+        await hs.send(a, room, f"m{i}")
+    fa = (await hs.ok("POST", f"{V3}/user/{a.user_id}/filter", a, json={"room": {"timeline": {"limit": 1}}}))
+    fb = (await hs.ok("POST", f"{V3}/user/{b.user_id}/filter", b, json={"room": {"timeline": {"limit": 2}}}))
+    for _ in range(2):  # the second time from the cache: still each user's own filter
+        assert len((await hs.sync(a, filter=fa["filter_id"]))["rooms"]["join"][room]["timeline"]["events"]) == 1
+        assert len((await hs.sync(b, filter=fb["filter_id"]))["rooms"]["join"][room]["timeline"]["events"]) == 2
+    if fa["filter_id"] != fb["filter_id"]:  # IDs are per user: Bob cannot use Alice's
+        await hs.err(404, "M_NOT_FOUND", "GET", f"{V3}/sync", b, params={"filter": fa["filter_id"], "timeout": 0})
+    inline = '{"room": {"timeline": {"limit": 1}}}'
+    for _ in range(2):
+        assert len((await hs.sync(b, filter=inline))["rooms"]["join"][room]["timeline"]["events"]) == 1
+        await hs.err(400, "M_NOT_JSON", "GET", f"{V3}/sync", b, params={"filter": "{bad", "timeout": 0})
+        await hs.err(400, "M_BAD_JSON", "GET", f"{V3}/sync", b, params={"filter": '{"room": {"timeline": 5}}'})
+
+
 async def test_typing_and_receipts_in_sync(hs: Harness) -> None:
     a, b = await hs.register("alice"), await hs.register("bob")
     room = await hs.create_room(a, preset="public_chat")

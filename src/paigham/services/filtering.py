@@ -14,6 +14,10 @@ from paigham.storage.events import StoredEvent
 from paigham.storage.streams import StreamStore
 
 MAX_FILTER_BYTES = 64 * 1024
+# Parsed filters kept (stored ones by user and ID, inline ones by their text if at most
+# PARSED_INLINE_MAX bytes: a client sending ever-new large filters must not fill memory).
+PARSED_CACHE_SIZE = 4096
+PARSED_INLINE_MAX = 4096
 DEFAULT_TIMELINE_LIMIT = 10
 
 
@@ -78,6 +82,7 @@ def room_event_filter_param(raw: str | None) -> RoomEventFilterView:
 class FilterService:
     def __init__(self, streams: StreamStore) -> None:
         self.streams = streams
+        self._parsed: dict[tuple[str, str], Filter] = {}
 
     async def create(self, user_id: str, body: dict[str, Any]) -> int:
         parse_filter(body)  # validate before storing
@@ -96,12 +101,24 @@ class FilterService:
     async def sync_view(self, user_id: str, param: str | None) -> SyncFilterView:
         if not param:
             return SyncFilterView(DEFAULT_FILTER)
-        if param.lstrip().startswith("{"):
-            if len(param) > MAX_FILTER_BYTES:
-                raise MatrixError(400, Codes.TOO_LARGE, "filter is too large")
-            try:
-                obj = msgspec.json.decode(param)
-            except (msgspec.DecodeError, RecursionError):
-                raise MatrixError(400, Codes.NOT_JSON, "filter is not valid JSON") from None
-            return SyncFilterView(parse_filter(obj))
-        return SyncFilterView(parse_filter(await self.get(user_id, param)))
+        # A client sends the same filter with every /sync: parsed once. Stored filters never change
+        # (the API has no update), and a parsed `Filter` is immutable, so the cache needs no expiry.
+        inline = param.lstrip().startswith("{")
+        key = ("" if inline else user_id, param)
+        found = self._parsed.get(key)
+        if found is None:
+            if inline:
+                if len(param) > MAX_FILTER_BYTES:
+                    raise MatrixError(400, Codes.TOO_LARGE, "filter is too large")
+                try:
+                    obj = msgspec.json.decode(param)
+                except (msgspec.DecodeError, RecursionError):
+                    raise MatrixError(400, Codes.NOT_JSON, "filter is not valid JSON") from None
+            else:
+                obj = await self.get(user_id, param)
+            found = parse_filter(obj)
+            if not inline or len(param) <= PARSED_INLINE_MAX:
+                if len(self._parsed) >= PARSED_CACHE_SIZE:
+                    self._parsed.clear()
+                self._parsed[key] = found
+        return SyncFilterView(found)
