@@ -45,7 +45,7 @@ from paigham.errors import Codes, MatrixError
 from paigham.i18n import negotiate, translate
 from paigham.keys import load_or_create_shared_secret, load_or_create_signing_key, write_admin_credentials
 from paigham.media.service import MediaService
-from paigham.metrics import MetricsMiddleware
+from paigham.metrics import MetricsMiddleware, settle_garbage_collector
 from paigham.org.directory import DirectoryService, official_keys, unit_key
 from paigham.org.enforce import PolicyEnforcer
 from paigham.org.notices import ServerNotices
@@ -258,6 +258,7 @@ def create_app(config: Config, server: Server | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await srv.start()
+        settle_garbage_collector()
         try:
             yield
         finally:
