@@ -54,12 +54,12 @@ class AuthService:
     async def authenticate(self, token: str | None) -> Requester:
         if not token:
             raise MatrixError(401, Codes.MISSING_TOKEN, "Missing access token")
-        row = await self.store.get_token(token)
-        if row is None:
+        found = await self.store.get_token_holder(token)
+        if found is None:
             raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Unknown access token", soft_logout=False)
+        row, user = found
         if row.expires_ts is not None and row.expires_ts < now_ms():
             raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Access token has expired", soft_logout=True)
-        user = await self.store.get_user(row.user_id)
         if user is None or user.deactivated:
             raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Account is deactivated", soft_logout=False)
         if user.locked:

@@ -188,6 +188,18 @@ class AccountStore:
                 )
             )
 
+    async def get_token_holder(self, token: str) -> tuple[TokenRow, UserRow | None] | None:
+        """An access token's row and its user's row, in one read (every authenticated request)."""
+        r = await self.db.fetchrow(
+            "SELECT t.user_id, t.device_id, t.expires_ts, u.user_id, u.password_hash, u.admin, u.deactivated, "
+            "u.suspended, u.locked, u.displayname, u.avatar_url, u.created_ts FROM access_tokens t "
+            "LEFT JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = $1", token_hash(token))
+        if r is None:
+            return None
+        user = None if r[3] is None else UserRow(r[3], r[4], bool(r[5]), bool(r[6]), bool(r[7]), bool(r[8]),
+                                                  r[9], r[10], r[11])
+        return TokenRow(r[0], r[1], r[2]), user
+
     async def get_token(self, token: str) -> TokenRow | None:
         row = await self.db.fetchrow(
             "SELECT user_id, device_id, expires_ts FROM access_tokens WHERE token_hash = $1", token_hash(token))
