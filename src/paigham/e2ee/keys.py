@@ -137,10 +137,10 @@ class KeyService:
     async def sync_section(self, req: SyncRequest, body: dict[str, Any]) -> bool:
         """/sync extension: the device's one-time key counts and unused fallback key types."""
         rq = req.requester
-        counts = await self.keys.one_time_key_counts(rq.user_id, rq.device_id)
+        counts, fallback = await self.keys.key_counts(rq.user_id, rq.device_id)
         # Clients (libolm/vodozemac based) treat a missing count as unknown: always send Olm's.
         body["device_one_time_keys_count"] = {OLM_OTK: 0, **counts}
-        body["device_unused_fallback_key_types"] = await self.keys.unused_fallback_types(rq.user_id, rq.device_id)
+        body["device_unused_fallback_key_types"] = fallback
         return False
 
 
