@@ -50,9 +50,8 @@ class DeviceListService(DeviceHooks):
 
     # -- reading ----------------------------------------------------------------------------------
     async def delta(self, user_id: str, since: int, upto: int) -> DeviceListDelta:
-        key_changes = await self.lists.changed_users(since, upto)
-        mine = await self.lists.own_membership_changes(user_id, since, upto)
-        others = await self.lists.others_membership_changes(user_id, since, upto)
+        found = await self.lists.list_changes(user_id, since, upto)
+        key_changes, mine, others = found.keys, found.mine, found.others
         if not (key_changes or mine or others):
             return DeviceListDelta()
         shared = await self.lists.shared_users(user_id)

@@ -4,6 +4,7 @@ earlier state (encryption settings)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -40,33 +41,40 @@ async def previous_state_content(conn: AsyncConnection, room_id: str, type_: str
     return content if isinstance(content, dict) else {}
 
 
+@dataclass(slots=True)
+class ListChanges:
+    keys: set[str]  # users whose devices or keys changed
+    mine: list[tuple[str, str]]  # (room_id, membership) of the user's own changed memberships
+    others: list[tuple[str, str]]  # (user_id, membership) of changes in rooms the user is joined to
+
+
 class DeviceListStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    # The next three run on every incremental /sync: raw SQL (Database.fetch).
-    async def changed_users(self, after: int, upto: int) -> set[str]:
-        rows = await self.db.fetch("SELECT DISTINCT user_id FROM e2e_device_list_changes WHERE stream > $1 "
-                                   "AND stream <= $2", after, upto)
-        return {r[0] for r in rows}
-
-    async def own_membership_changes(self, user_id: str, after: int, upto: int) -> list[tuple[str, str]]:
-        """(room_id, current membership) of the user's rooms whose membership changed in (after, upto]."""
-        rows = await self.db.fetch("SELECT room_id, membership FROM memberships WHERE user_id = $1 AND stream > $2 "
-                                   "AND stream <= $3", user_id, after, upto)
-        return [(r[0], r[1]) for r in rows]
-
-    async def others_membership_changes(self, user_id: str, after: int, upto: int) -> list[tuple[str, str]]:
-        """(user_id, current membership) of other users whose membership changed in (after, upto] in a
-        room this user is joined to."""
-        # Driven by the stream index: an incremental sync's range holds few membership changes, while
-        # this user's rooms may hold thousands of members.
+    async def list_changes(self, user_id: str, after: int, upto: int) -> ListChanges:
+        """What an incremental /sync needs to work out device-list changes in (after, upto], in one read
+        (raw SQL: every incremental /sync runs it):
+        - users whose devices or keys changed;
+        - (room_id, current membership) of this user's rooms whose membership changed;
+        - (user_id, current membership) of other users whose membership changed in a room this user is
+          joined to — driven by the stream index: a sync's range holds few membership changes, while
+          this user's rooms may hold thousands of members."""
         rows = await self.db.fetch(
-            "SELECT other.user_id, other.membership FROM memberships other "
+            "SELECT DISTINCT 0, user_id, '' FROM e2e_device_list_changes WHERE stream > $2 AND stream <= $3 "
+            "UNION ALL SELECT 1, room_id, membership FROM memberships WHERE user_id = $1 AND stream > $2 "
+            "AND stream <= $3 "
+            "UNION ALL SELECT 2, other.user_id, other.membership FROM memberships other "
             "WHERE other.stream > $2 AND other.stream <= $3 AND other.user_id <> $1 AND EXISTS ("
             "SELECT 1 FROM memberships mine WHERE mine.user_id = $1 AND mine.room_id = other.room_id "
             "AND mine.membership = 'join')", user_id, after, upto)
-        return [(r[0], r[1]) for r in rows]
+        out = ListChanges(set(), [], [])
+        for kind, name, membership in rows:
+            if kind == 0:
+                out.keys.add(name)
+            else:
+                (out.mine if kind == 1 else out.others).append((name, membership))
+        return out
 
     async def members_of(self, room_ids: Iterable[str]) -> set[str]:
         rooms = sorted(set(room_ids))
