@@ -65,17 +65,21 @@ class RoomEventFilterView:
     limit: int | None
 
 
+def _filter_json(raw: str) -> Any:
+    """A filter given as JSON text in a query parameter, size-checked and decoded."""
+    if len(raw) > MAX_FILTER_BYTES:
+        raise MatrixError(400, Codes.TOO_LARGE, "filter is too large")
+    try:
+        return msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        raise MatrixError(400, Codes.NOT_JSON, "filter is not valid JSON") from None
+
+
 def room_event_filter_param(raw: str | None) -> RoomEventFilterView:
     """The `filter` query parameter of /messages and /context (a RoomEventFilter as JSON)."""
     if not raw:
         return RoomEventFilterView(None, False, None)
-    if len(raw) > MAX_FILTER_BYTES:
-        raise MatrixError(400, Codes.TOO_LARGE, "filter is too large")
-    try:
-        obj = msgspec.json.decode(raw)
-    except (msgspec.DecodeError, RecursionError):
-        raise MatrixError(400, Codes.NOT_JSON, "filter is not valid JSON") from None
-    flt = parse_room_event_filter(obj)
+    flt = parse_room_event_filter(_filter_json(raw))
     return RoomEventFilterView(flt.matches, bool(flt.lazy_load_members), flt.limit)
 
 
@@ -107,16 +111,7 @@ class FilterService:
         key = ("" if inline else user_id, param)
         found = self._parsed.get(key)
         if found is None:
-            if inline:
-                if len(param) > MAX_FILTER_BYTES:
-                    raise MatrixError(400, Codes.TOO_LARGE, "filter is too large")
-                try:
-                    obj = msgspec.json.decode(param)
-                except (msgspec.DecodeError, RecursionError):
-                    raise MatrixError(400, Codes.NOT_JSON, "filter is not valid JSON") from None
-            else:
-                obj = await self.get(user_id, param)
-            found = parse_filter(obj)
+            found = parse_filter(_filter_json(param) if inline else await self.get(user_id, param))
             if not inline or len(param) <= PARSED_INLINE_MAX:
                 if len(self._parsed) >= PARSED_CACHE_SIZE:
                     self._parsed.clear()
