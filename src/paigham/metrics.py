@@ -54,16 +54,19 @@ def settle_garbage_collector() -> None:
     collection into `paigham_gc_pause_seconds`."""
     gc.collect()
     gc.freeze()
-    started = [0.0]
+    if _time_collection not in gc.callbacks:
+        gc.callbacks.append(_time_collection)
 
-    def timer(phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            started[0] = time.perf_counter()
-        else:
-            GC_PAUSE.labels(str(info["generation"])).observe(time.perf_counter() - started[0])
 
-    if not any(getattr(cb, "__qualname__", "").startswith("settle_garbage_collector") for cb in gc.callbacks):
-        gc.callbacks.append(timer)
+_collection_started = 0.0
+
+
+def _time_collection(phase: str, info: dict[str, Any]) -> None:
+    global _collection_started
+    if phase == "start":
+        _collection_started = time.perf_counter()
+    else:
+        GC_PAUSE.labels(str(info["generation"])).observe(time.perf_counter() - _collection_started)
 
 
 def events_committed(count: int) -> None:

@@ -32,7 +32,6 @@ class SyncRequest:
     upto: int
     flt: SyncFilterView
     full_state: bool
-    joined_at: dict[str, int] = field(default_factory=dict)  # room → joined_stream (filled by compute)
 
 
 @dataclass
@@ -103,13 +102,14 @@ class SyncService:
             "device_one_time_keys_count": {},
             "device_unused_fallback_key_types": [],
         }
+        joined_at: dict[str, int] = {}  # room → the stream the user joined it at
         memberships = await self.events.user_rooms(user_id, ("join", "invite", "leave", "ban", "knock"),
-                                                   joined_at=req.joined_at)
+                                                   joined_at=joined_at)
         changes = await self._membership_changes(req, memberships)
         # Room and global account data come from one read.
         acct = await self.streams.account_data_since(user_id, req.since, req.upto)
         has = False
-        has |= await self._joined(req, memberships, changes, acct, body["rooms"]["join"])
+        has |= await self._joined(req, memberships, joined_at, changes, acct, body["rooms"]["join"])
         has |= await self._invited(req, memberships, body["rooms"]["invite"])
         has |= await self._left(req, memberships, changes, body["rooms"]["leave"])
         has |= await self._account_data(req, acct, body)
@@ -133,8 +133,8 @@ class SyncService:
         return {r for r in moved if before.get(r) != memberships[r][0]}
 
     # -- joined rooms -----------------------------------------------------------------------------
-    async def _joined(self, req: SyncRequest, memberships: dict[str, tuple[str, int]], changed: set[str],
-                      acct: list[tuple[str, str, Any]], out: dict[str, Any]) -> bool:
+    async def _joined(self, req: SyncRequest, memberships: dict[str, tuple[str, int]], joined_at: dict[str, int],
+                      changed: set[str], acct: list[tuple[str, str, Any]], out: dict[str, Any]) -> bool:
         joined = [r for r, (m, _) in memberships.items() if m == "join" and req.flt.room_allowed(r)]
         if not joined:
             return False
@@ -149,7 +149,7 @@ class SyncService:
             return False
         reads = await self.streams.read_positions(req.requester.user_id, sorted(candidates))
         # Unread counts start after the read receipt, or the joining if that came later.
-        starts = {r: max(reads.get(r, 0), req.joined_at.get(r, 0)) for r in candidates}
+        starts = {r: max(reads.get(r, 0), joined_at.get(r, 0)) for r in candidates}
         counts = await self.streams.unread_counts(req.requester.user_id, starts)
         has = False
         for room_id in sorted(candidates):
