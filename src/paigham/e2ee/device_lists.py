@@ -17,6 +17,7 @@ from paigham.services.auth import DeviceHooks
 from paigham.services.publisher import Publisher
 from paigham.storage.e2ee import KeyStore
 from paigham.storage.e2ee_lists import SHARING, DeviceListStore
+from paigham.storage.sync_probe import DEVICE_LISTS
 from paigham.sync.service import SyncRequest
 
 
@@ -66,7 +67,7 @@ class DeviceListService(DeviceHooks):
 
     async def sync_section(self, req: SyncRequest, body: dict[str, Any]) -> bool:
         """/sync extension: `device_lists` (incremental syncs only, as the spec asks)."""
-        if req.since is None:
+        if req.since is None or not req.probe.has(DEVICE_LISTS):
             return False
         d = await self.delta(req.requester.user_id, req.since, req.upto)
         body["device_lists"] = {"changed": sorted(d.changed), "left": sorted(d.left)}

@@ -136,11 +136,10 @@ class KeyService:
     # -- /sync ------------------------------------------------------------------------------------
     async def sync_section(self, req: SyncRequest, body: dict[str, Any]) -> bool:
         """/sync extension: the device's one-time key counts and unused fallback key types."""
-        rq = req.requester
-        counts, fallback = await self.keys.key_counts(rq.user_id, rq.device_id)
+        # Read by the sync's first query (storage/sync_probe.py).
         # Clients (libolm/vodozemac based) treat a missing count as unknown: always send Olm's.
-        body["device_one_time_keys_count"] = {OLM_OTK: 0, **counts}
-        body["device_unused_fallback_key_types"] = fallback
+        body["device_one_time_keys_count"] = {OLM_OTK: 0, **req.probe.one_time_keys}
+        body["device_unused_fallback_key_types"] = list(req.probe.fallback_keys)
         return False
 
 

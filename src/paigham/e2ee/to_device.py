@@ -14,6 +14,7 @@ from paigham.errors import Codes, MatrixError
 from paigham.ids import is_valid_user_id
 from paigham.services.publisher import Publisher
 from paigham.storage.e2ee_inbox import InboxStore
+from paigham.storage.sync_probe import TO_DEVICE
 from paigham.sync.service import SyncRequest
 
 log = structlog.get_logger(__name__)
@@ -61,6 +62,8 @@ class ToDeviceService:
         then the oldest pending messages (at most SYNC_LIMIT) are delivered, and the rest deferred
         past this response's next_batch."""
         rq = req.requester
+        if not req.probe.has(TO_DEVICE):  # the device's inbox is empty: nothing to acknowledge or deliver
+            return False
         if req.since is not None:
             await self.inbox.acknowledge(rq.user_id, rq.device_id, req.since)
         pending = await self.inbox.pending(rq.user_id, rq.device_id, req.upto, SYNC_LIMIT + 1)

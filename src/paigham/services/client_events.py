@@ -31,13 +31,17 @@ class EventSerializer:
         return v
 
     async def serialize(
-        self, evs: Sequence[StoredEvent], requester: Requester | None, *, bundle: bool = True
+        self, evs: Sequence[StoredEvent], requester: Requester | None, *, bundle: bool = True,
+        related: Sequence[StoredEvent] | None = None,
     ) -> list[dict[str, Any]]:
+        """Client-format events; `related`, if given, holds the m.replace/m.thread relations of
+        (at least) these events, already read with them (EventStore.recent_with_relations)."""
         if not evs:
             return []
         redaction_ids = [e.redacted_by for e in evs if e.redacted_by]
         redactions = await self.store.get_events(redaction_ids) if redaction_ids else {}
-        relations = await self._aggregations([e for e in evs if not e.redacted_by], requester) if bundle else {}
+        relations = await self._aggregations([e for e in evs if not e.redacted_by], requester, related) \
+            if bundle else {}
         now = now_ms()
         out = []
         for e in evs:
@@ -75,12 +79,15 @@ class EventSerializer:
         return ev
 
     async def _aggregations(
-        self, evs: Sequence[StoredEvent], requester: Requester | None
+        self, evs: Sequence[StoredEvent], requester: Requester | None, known: Sequence[StoredEvent] | None
     ) -> dict[str, dict[str, Any]]:
-        related = await self.store.relation_summaries([e.event_id for e in evs])
+        originals = {e.event_id: e for e in evs}
+        if known is None:
+            related = await self.store.relation_summaries(list(originals))
+        else:
+            related = [r for r in known if _relates_to(r) in originals]
         if not related:
             return {}
-        originals = {e.event_id: e for e in evs}
         out: dict[str, dict[str, Any]] = {}
         threads: dict[str, list[StoredEvent]] = {}
         for r in related:

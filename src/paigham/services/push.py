@@ -75,7 +75,9 @@ class PushService:
         if evaluated_some:
             targets, member_count = await self._member_event_targets(conn, event)
         else:
-            members = await self.events.room_members_in(conn, event.room_id)
+            members = ctx.joined_members()
+            if members is None:
+                members = await self.events.room_members_in(conn, event.room_id)
             targets, member_count = [m for m in members if m != event.sender], len(members)
         if not targets:
             return

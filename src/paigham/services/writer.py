@@ -23,6 +23,9 @@ from paigham.storage.database import Database
 from paigham.storage.events import EventStore, RoomRow, StoredEvent
 
 CREATE = ("m.room.create", "")
+# The state types read with the room before a write (all current state of each): what most events'
+# authorisation needs, and every member — the push rules need their display names and who is joined.
+PRELOADED_TYPES = ("m.room.create", "m.room.power_levels", "m.room.member")
 
 
 @dataclass(slots=True)
@@ -52,6 +55,15 @@ class RoomCtx:
     state: dict[tuple[str, str], StoredEvent] = field(default_factory=dict)
     fresh: bool = False  # a room being created: nothing to load from the database
     pending: RoomRow | None = None  # the rooms row to insert with the create event
+    # Types whose whole current state is in `state` (a key of these types absent there does not exist).
+    loaded_types: frozenset[str] = frozenset()
+
+    def joined_members(self) -> list[str] | None:
+        """Who is joined now, if `state` holds every member (else None: ask the database)."""
+        if not (self.fresh or "m.room.member" in self.loaded_types):
+            return None
+        return [key for (type_, key), e in self.state.items()
+                if type_ == "m.room.member" and e.content.get("membership") == "join"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,13 +91,11 @@ class EventWriter:
         """Append one event to an existing room (idempotent per transaction ID)."""
         async with self.db.write() as conn:
             await self.db.lock_room(conn, room_id)
-            if txn is not None:
-                done = await self.store.get_txn_in(conn, txn.user_id, txn.device_id, txn.scope, txn.txn_id)
-                if done is not None:
-                    existing = await self._event_in(conn, done)
-                    if existing is not None:
-                        return existing
-            ctx = await self.load_room(conn, room_id)
+            ctx, done = await self.load_room(conn, room_id, txn)
+            if done is not None:
+                existing = await self._event_in(conn, done)
+                if existing is not None:
+                    return existing
             event = await self.persist(conn, ctx, spec, txn)
         await self._after_commit([event])
         return event
@@ -96,7 +106,7 @@ class EventWriter:
             return []
         async with self.db.write() as conn:
             await self.db.lock_room(conn, room_id)
-            ctx = await self.load_room(conn, room_id)
+            ctx, _ = await self.load_room(conn, room_id)
             out = await self.persist_many(conn, ctx, specs)
         await self._after_commit(out)
         return out
@@ -122,19 +132,23 @@ class EventWriter:
             raise MatrixError(500, Codes.UNKNOWN, "room ID missing")
         ctx.pending = RoomRow(ctx.room_id, ctx.version.identifier, create.sender, is_public)
 
-    async def load_room(self, conn: AsyncConnection, room_id: str) -> RoomCtx:
-        """The room's version and tip. The state its events need (the create event included) is
-        read by `persist`/`persist_many`, in one query."""
-        room = await self.store.get_room(room_id, conn)
-        if room is None:
+    async def load_room(self, conn: AsyncConnection, room_id: str,
+                        txn: Txn | None = None) -> tuple[RoomCtx, str | None]:
+        """The room's version, tip and the current state of PRELOADED_TYPES, and the event ID this
+        transaction ID already produced (if it did), in one read. Other state an event needs is read
+        by `persist`/`persist_many`."""
+        found = await self.store.room_for_write(
+            conn, room_id, PRELOADED_TYPES, (txn.user_id, txn.device_id, txn.scope, txn.txn_id) if txn else None)
+        if found is None:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
-        version = get_room_version(room.room_version)
+        version = get_room_version(found.room.room_version)
         if version is None:
             raise MatrixError(400, Codes.UNSUPPORTED_ROOM_VERSION, "Room version not supported")
-        return RoomCtx(room_id, version, await self.store.tip(conn, room_id))
+        ctx = RoomCtx(room_id, version, found.tip, found.state, loaded_types=frozenset(PRELOADED_TYPES))
+        return ctx, found.txn_result
 
     async def _state(self, conn: AsyncConnection, ctx: RoomCtx, keys: list[tuple[str, str]]) -> None:
-        missing = [k for k in keys if k not in ctx.state]
+        missing = [k for k in keys if k not in ctx.state and k[0] not in ctx.loaded_types]
         if missing and not ctx.fresh:
             ctx.state.update(await self.store.state_for_keys(conn, ctx.room_id, list(dict.fromkeys(missing))))
 

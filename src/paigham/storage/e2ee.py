@@ -132,16 +132,6 @@ class KeyStore:
              .where(otk.c.user_id == user_id, otk.c.device_id == device_id).group_by(otk.c.algorithm))
         return {r.algorithm: int(r.n) for r in (await conn.execute(q)).all()}
 
-    async def key_counts(self, user_id: str, device_id: str) -> tuple[dict[str, int], list[str]]:
-        """The device's one-time key counts per algorithm and its unused fallback key types, in one
-        read: every /sync of an encrypting device asks for both."""
-        rows = await self.db.fetch(
-            "SELECT algorithm, count(*), 0 FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2 "
-            "GROUP BY algorithm UNION ALL SELECT algorithm, 0, 1 FROM e2e_fallback_keys WHERE user_id = $1 "
-            "AND device_id = $2 AND used = false", user_id, device_id)
-        counts = {r[0]: int(r[1]) for r in rows if not r[2]}
-        return counts, sorted(r[0] for r in rows if r[2])
-
     # -- claiming ---------------------------------------------------------------------------------
     async def claim(self, wanted: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str], tuple[str, Any]]:
         """(user, device, algorithm) → the oldest one-time key, removed so nobody else gets it, or the

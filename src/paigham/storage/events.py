@@ -7,7 +7,7 @@ at any stream position is "the newest state event per (type, state_key) at or be
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -29,6 +29,14 @@ class RoomRow:
     room_version: str
     creator: str
     is_public: bool
+
+
+@dataclass
+class RoomForWrite:
+    room: RoomRow
+    tip: tuple[str, int] | None  # (event ID, depth) of the room's newest event
+    txn_result: str | None  # the event ID an already-used transaction ID produced
+    state: dict[tuple[str, str], StoredEvent] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -121,10 +129,28 @@ class EventStore:
         return [RoomRow(r.room_id, r.room_version, r.creator, bool(r.is_public)) for r in rows]
 
     # -- writing (inside the caller's transaction) -------------------------------------------
-    async def tip(self, conn: AsyncConnection, room_id: str) -> tuple[str, int] | None:
-        row = await self.db.fetchrow(
-            "SELECT event_id, depth FROM events WHERE room_id = $1 ORDER BY stream DESC LIMIT 1", room_id, conn=conn)
-        return (row[0], int(row[1])) if row else None
+    async def room_for_write(self, conn: AsyncConnection, room_id: str, types: Sequence[str],
+                             txn: tuple[str, str, str, str] | None) -> RoomForWrite | None:
+        """What a write to an existing room reads first, in one statement: the room, its tip, the
+        result of this transaction ID if it was used (user, device, scope, txn ID), and the current
+        state of the given types. None: no such room."""
+        rows = await self.db.fetch(
+            f"SELECT r.room_version, r.creator, r.is_public, t.event_id, t.depth, x.result, {EV} FROM rooms r "
+            "LEFT JOIN events t ON t.stream = (SELECT max(stream) FROM events WHERE room_id = $1) "
+            "LEFT JOIN event_txns x ON x.user_id = $3 AND x.device_id = $4 AND x.scope = $5 AND x.txn_id = $6 "
+            "LEFT JOIN current_state c ON c.room_id = r.room_id AND c.type = ANY($2::text[]) "
+            "LEFT JOIN events e ON e.event_id = c.event_id WHERE r.room_id = $1",
+            room_id, list(types), *(txn or (None, None, None, None)), conn=conn)
+        if not rows:
+            return None
+        first = rows[0]
+        out = RoomForWrite(RoomRow(room_id, first[0], first[1], bool(first[2])),
+                           (first[3], int(first[4])) if first[3] is not None else None, first[5])
+        for r in rows:
+            if r[6] is not None:
+                ev = _tuple_event(r[6:])
+                out.state[(ev.type, ev.state_key or "")] = ev
+        return out
 
     async def state_for_keys(
         self, conn: AsyncConnection, room_id: str, keys: Iterable[tuple[str, str]]
@@ -213,13 +239,6 @@ class EventStore:
             row = (await conn.execute(q)).first()
         return row.result if row else None
 
-    async def get_txn_in(self, conn: AsyncConnection, user_id: str, device_id: str, scope: str,
-                         txn_id: str) -> str | None:
-        row = await self.db.fetchrow(
-            "SELECT result FROM event_txns WHERE user_id = $1 AND device_id = $2 AND scope = $3 AND txn_id = $4",
-            user_id, device_id, scope, txn_id, conn=conn)
-        return str(row[0]) if row else None
-
     async def put_txn(
         self, conn: AsyncConnection, user_id: str, device_id: str, scope: str, txn_id: str, result: str, now: int
     ) -> None:
@@ -301,13 +320,20 @@ class EventStore:
             room_id, -1 if after is None else after, _MAX_POS if upto is None else upto, limit)
         return [_tuple_event(r) for r in rows]
 
-    async def rooms_with_events(self, room_ids: Sequence[str], after: int, upto: int) -> set[str]:
-        if not room_ids:
-            return set()
+    async def recent_with_relations(self, room_id: str, *, after: int | None, upto: int,
+                                    limit: int) -> tuple[list[StoredEvent], list[StoredEvent]]:
+        """The newest `limit` events with after < stream <= upto (oldest first), and the m.replace and
+        m.thread relations of those events (oldest first, as `relation_summaries` gives them) — one
+        read for what a /sync timeline and its bundled aggregations need."""
         rows = await self.db.fetch(
-            "SELECT DISTINCT room_id FROM events WHERE room_id = ANY($1::text[]) AND stream > $2 AND stream <= $3",
-            list(room_ids), after, upto)
-        return {r[0] for r in rows}
+            "WITH recent AS (SELECT e.stream, e.event_id FROM events e WHERE e.room_id = $1 AND e.stream > $2 "
+            "AND e.stream <= $3 ORDER BY e.stream DESC LIMIT $4) "
+            f"SELECT 0, {EV} FROM events e WHERE e.stream IN (SELECT stream FROM recent) "
+            f"UNION ALL SELECT 1, {EV} FROM events e WHERE e.relates_to IS NOT NULL "
+            "AND e.relates_to IN (SELECT event_id FROM recent) AND e.rel_type IN ('m.replace', 'm.thread') "
+            "ORDER BY 1, 2", room_id, -1 if after is None else after, upto, limit)
+        timeline = [_tuple_event(r[1:]) for r in rows if r[0] == 0]
+        return timeline, [_tuple_event(r[1:]) for r in rows if r[0] == 1]
 
     async def last_event_streams(self, room_ids: Sequence[str], upto: int) -> dict[str, int]:
         if not room_ids:

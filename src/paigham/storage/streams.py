@@ -217,11 +217,6 @@ class StreamStore:
         row = await self.db.fetchrow("SELECT json, stream FROM push_rules WHERE user_id = $1", user_id)
         return (_decode(row[0]), int(row[1])) if row else None
 
-    async def push_rules_stream(self, user_id: str) -> int:
-        """The position of the user's last push rule change (0: never changed)."""
-        row = await self.db.fetchrow("SELECT stream FROM push_rules WHERE user_id = $1", user_id)
-        return int(row[0]) if row else 0
-
     async def push_rules_for(self, conn: AsyncConnection, user_ids: Sequence[str]) -> dict[str, Any]:
         if not user_ids:
             return {}

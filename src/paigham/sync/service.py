@@ -18,6 +18,16 @@ from paigham.services.filtering import SyncFilterView
 from paigham.storage.database import Database
 from paigham.storage.events import EventStore, StoredEvent
 from paigham.storage.streams import StreamStore
+from paigham.storage.sync_probe import (
+    ACCOUNT_DATA,
+    PRESENCE,
+    PUSH_RULES,
+    ROOM_EVENTS,
+    ROOM_RECEIPTS,
+    ROOM_TYPING,
+    SyncProbe,
+    probe,
+)
 from paigham.sync.notifier import Notifier
 from paigham.sync.tokens import make_token
 
@@ -32,12 +42,16 @@ class SyncRequest:
     upto: int
     flt: SyncFilterView
     full_state: bool
+    # Where the streams stand and which have news past `since` (read once, at the start).
+    probe: SyncProbe
 
 
 @dataclass
 class SyncResult:
     body: dict[str, Any]
     has_data: bool
+    since: int | None  # as used: a token from the future is taken as "now"
+    upto: int
     # Rooms whose news should wake a long-poll (joined, invited, knocked), from the same read.
     wake_rooms: list[str] = field(default_factory=list)
 
@@ -57,6 +71,7 @@ class RoomDelta:
     # A membership changed in this delta (not counting members added by lazy-loading): the room's
     # summary (member counts, heroes) is sent again only then.
     members_changed: bool = False
+    related: list[StoredEvent] = field(default_factory=list)  # the timeline's relations (bundled aggregations)
 
 
 class SyncService:
@@ -75,23 +90,26 @@ class SyncService:
                    full_state: bool) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_ms / 1000
         while True:
-            upto = await self.db.current_position()
-            if since is not None and since > upto:
-                since = upto  # a token from a rolled-back or restored database: treat as "now"
-            req = SyncRequest(requester, since, upto, flt, full_state)
-            result = await self.compute(req)
+            result = await self.compute(requester, since, flt, full_state)
+            since = result.since
             remaining = deadline - time.monotonic()
             if result.has_data or since is None or full_state or remaining <= 0:
                 return result.body
             keys = [f"u:{requester.user_id}", *(f"r:{r}" for r in result.wake_rooms)]
-            if not await self.notifier.wait(keys, upto, remaining):
+            if not await self.notifier.wait(keys, result.upto, remaining):
                 # Time is up: one last look, so an update racing the timeout is not lost.
-                return (await self.compute(SyncRequest(requester, since, await self.db.current_position(),
-                                                       flt, full_state))).body
+                return (await self.compute(requester, since, flt, full_state)).body
             await asyncio.sleep(0)
 
-    async def compute(self, req: SyncRequest) -> SyncResult:
-        user_id = req.requester.user_id
+    async def compute(self, requester: Requester, since: int | None, flt: SyncFilterView,
+                      full_state: bool) -> SyncResult:
+        user_id = requester.user_id
+        # One read says where the streams stand and which have news for this device (sync_probe.py).
+        found = await probe(self.db, user_id, requester.device_id, since,
+                            ("join", "invite", "leave", "ban", "knock"))
+        if since is not None and since > found.position:
+            since = found.position  # a token from a rolled-back or restored database: treat as "now"
+        req = SyncRequest(requester, since, found.position, flt, full_state, found)
         body: dict[str, Any] = {
             "next_batch": make_token(req.upto),
             "rooms": {"join": {}, "invite": {}, "leave": {}, "knock": {}},
@@ -102,23 +120,22 @@ class SyncService:
             "device_one_time_keys_count": {},
             "device_unused_fallback_key_types": [],
         }
-        joined_at: dict[str, int] = {}  # room → the stream the user joined it at
-        memberships = await self.events.user_rooms(user_id, ("join", "invite", "leave", "ban", "knock"),
-                                                   joined_at=joined_at)
+        memberships = found.memberships
         changes = await self._membership_changes(req, memberships)
         # Room and global account data come from one read.
-        acct = await self.streams.account_data_since(user_id, req.since, req.upto)
+        acct = await self.streams.account_data_since(user_id, req.since, req.upto) \
+            if found.has(ACCOUNT_DATA) else []
         has = False
-        has |= await self._joined(req, memberships, joined_at, changes, acct, body["rooms"]["join"])
+        has |= await self._joined(req, memberships, found.joined_at, changes, acct, body["rooms"]["join"])
         has |= await self._invited(req, memberships, body["rooms"]["invite"])
         has |= await self._left(req, memberships, changes, body["rooms"]["leave"])
         has |= await self._account_data(req, acct, body)
-        if self.presence_enabled:
+        if self.presence_enabled and found.has(PRESENCE):
             has |= await self._presence(req, body)
         for ext in self.extensions:
             has |= await ext(req, body)
         wake = [r for r, (m, _) in memberships.items() if m in ("join", "invite", "knock")]
-        return SyncResult(body, has, wake)
+        return SyncResult(body, has, since, req.upto, wake)
 
     async def _membership_changes(self, req: SyncRequest, memberships: dict[str, tuple[str, int]]) -> set[str]:
         """Rooms whose membership state for this user is different now from at `since`.
@@ -141,13 +158,17 @@ class SyncService:
         if req.since is None or req.full_state:
             candidates = set(joined)
         else:
-            candidates = await self.events.rooms_with_events(joined, req.since, req.upto)
+            candidates = set(req.probe.rooms_with(ROOM_EVENTS, joined))
         ephemeral = await self._ephemeral(req, joined)
         room_data = self._room_account_data(acct, joined)
         candidates |= set(ephemeral) | set(room_data) | (changed & set(joined))
         if not candidates:
             return False
-        reads = await self.streams.read_positions(req.requester.user_id, sorted(candidates))
+        # The probe read the receipts of rooms with news; others (account data only) are read here.
+        reads = {r: p for r, p in req.probe.read_positions.items() if r in candidates}
+        missing = sorted(candidates - set(reads))
+        if missing:
+            reads.update(await self.streams.read_positions(req.requester.user_id, missing))
         # Unread counts start after the read receipt, or the joining if that came later.
         starts = {r: max(reads.get(r, 0), joined_at.get(r, 0)) for r in candidates}
         counts = await self.streams.unread_counts(req.requester.user_id, starts)
@@ -169,13 +190,15 @@ class SyncService:
 
     async def _room_delta(self, req: SyncRequest, room_id: str, since: int | None, upto: int) -> RoomDelta:
         limit = req.flt.timeline_limit
-        recent = await self.events.room_events(room_id, after=since, upto=upto, limit=limit + 1, backwards=True)
+        # Oldest first; one more than the limit, to tell whether the timeline is limited.
+        recent, related = await self.events.recent_with_relations(room_id, after=since, upto=upto, limit=limit + 1)
         limited = len(recent) > limit
-        timeline = list(reversed(recent[:limit]))
+        timeline = recent[-limit:] if limit else []
+        start = (timeline[0].stream - 1) if timeline else upto
         timeline = [e for e in timeline if req.flt.timeline_match_stored(e)] if req.flt.has_timeline_filter \
             else timeline
-        start = (recent[:limit][-1].stream - 1) if recent[:limit] else upto
-        delta = RoomDelta(timeline=timeline, limited=limited, prev_batch=start, initial=since is None)
+        delta = RoomDelta(timeline=timeline, limited=limited, prev_batch=start, initial=since is None,
+                          related=related)
         if since is None:
             delta.state = await self.events.state_at(room_id, start)
         elif limited:
@@ -202,7 +225,7 @@ class SyncService:
 
     async def _render_room(self, req: SyncRequest, room_id: str, delta: RoomDelta, initial: bool) -> dict[str, Any]:
         rq = req.requester
-        timeline = strip_room_id(await self.serializer.serialize(delta.timeline, rq))
+        timeline = strip_room_id(await self.serializer.serialize(delta.timeline, rq, related=delta.related))
         state = strip_room_id(await self.serializer.serialize(delta.state, rq, bundle=False))
         room: dict[str, Any] = {
             "timeline": {"events": timeline, "limited": delta.limited, "prev_batch": make_token(delta.prev_batch)},
@@ -225,14 +248,15 @@ class SyncService:
 
     async def _ephemeral(self, req: SyncRequest, rooms: list[str]) -> dict[str, list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = {}
-        typing_rooms = await self.streams.typing_changed(rooms, req.since, req.upto)
+        typing_rooms = await self.streams.typing_changed(req.probe.rooms_with(ROOM_TYPING, rooms), req.since,
+                                                         req.upto)
         if typing_rooms:
             users = await self.streams.typing_users(sorted(typing_rooms), now_ms())
             for room_id in typing_rooms:
                 out.setdefault(room_id, []).append(
                     {"type": "m.typing", "content": {"user_ids": sorted(users.get(room_id, []))}})
         me = req.requester.user_id
-        for r in await self.streams.receipts_since(rooms, req.since, req.upto):
+        for r in await self.streams.receipts_since(req.probe.rooms_with(ROOM_RECEIPTS, rooms), req.since, req.upto):
             if r.receipt_type == "m.read.private" and r.user_id != me:
                 continue
             entry: dict[str, Any] = {"ts": r.ts}
@@ -254,8 +278,7 @@ class SyncService:
     async def _account_data(self, req: SyncRequest, acct: list[tuple[str, str, Any]], body: dict[str, Any]) -> bool:
         evs = [{"type": t, "content": c} for room_id, t, c in acct if not room_id]
         # The effective ruleset is only built when it is sent (initial sync, or changed since).
-        stream = await self.streams.push_rules_stream(req.requester.user_id)
-        if req.since is None or req.since < stream <= req.upto:
+        if req.since is None or req.probe.has(PUSH_RULES):
             rules, _ = await self.push_rules(req.requester.user_id)
             evs.append({"type": "m.push_rules", "content": rules})
         evs = [e for e in evs if req.flt.account_data_match(e)]

@@ -1,0 +1,116 @@
+"""The first read of every /sync: the stream position, the user's rooms, and which streams have
+anything past `since` — in one statement, so that the sections with nothing new cost no query.
+
+A /sync used to ask each stream in turn (account data, typing, receipts, push rules, presence,
+to-device, device lists, …): ~13 statements for a sync that found nothing, each a round trip to
+PostgreSQL. Most syncs find news in one stream of one room; the rest is answered here by index
+probes (`EXISTS … stream > since`) inside the same statement.
+
+Every check reads rows *past* `since` without an upper bound: the statement sees one snapshot
+(one statement is one snapshot on both engines), and the position it returns is that snapshot's,
+so "past since" here means "in (since, position]". Positions commit in order (the stream counter's
+row lock is held to commit), so later reads bounded by the position see the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from paigham.storage.database import Database
+
+# Per joined room: what it has past `since`.
+ROOM_EVENTS, ROOM_TYPING, ROOM_RECEIPTS = 1, 2, 4
+# Per user (and device).
+ACCOUNT_DATA, PUSH_RULES, PRESENCE, TO_DEVICE, DEVICE_LISTS = 1, 2, 4, 8, 16
+
+
+
+def _flags(parts: Sequence[tuple[int, Sequence[tuple[str, str]]]]) -> str:
+    """`bit` for each part where any of its (table, condition) has a row; the bits added up."""
+    return " + ".join(
+        "CASE WHEN " + " OR ".join(f"EXISTS (SELECT 1 FROM {t} WHERE {w})" for t, w in checks)
+        + f" THEN {bit} ELSE 0 END" for bit, checks in parts)
+
+
+_ROOM_FLAGS = _flags([
+    (ROOM_EVENTS, [("events e", "e.room_id = m.room_id AND e.stream > $2")]),
+    (ROOM_TYPING, [("typing_stream t", "t.room_id = m.room_id AND t.stream > $2")]),
+    (ROOM_RECEIPTS, [("receipts r", "r.room_id = m.room_id AND r.stream > $2")]),
+])
+_USER_FLAGS = _flags([
+    (ACCOUNT_DATA, [("account_data", "user_id = $1 AND stream > $2")]),
+    (PUSH_RULES, [("push_rules", "user_id = $1 AND stream > $2")]),
+    (PRESENCE, [("presence", "stream > $2")]),
+    # Any message waiting (or delivered and not yet acknowledged by syncing past it).
+    (TO_DEVICE, [("e2e_device_inbox", "user_id = $1 AND device_id = $3")]),
+    # Someone's keys changed, or any membership changed (who shares a room with whom).
+    (DEVICE_LISTS, [("e2e_device_list_changes", "stream > $2"), ("memberships", "stream > $2")]),
+])
+
+# Rows: one per room the user is in (with its flags, and where counting unread starts — the
+# newest main-timeline read receipt — for rooms with news), then one row with the position and
+# the user's flags (room_id NULL).
+_PROBE = (
+    "SELECT x.room_id, x.membership, x.stream, x.joined_stream, x.flags, "
+    "CASE WHEN x.flags <> 0 THEN (SELECT max(r.event_stream) FROM receipts r WHERE r.room_id = x.room_id "
+    "AND r.user_id = $1 AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', 'main')) "
+    "END FROM (SELECT m.room_id, m.membership, m.stream, m.joined_stream, CASE WHEN m.membership = 'join' "
+    f"THEN {_ROOM_FLAGS} ELSE 0 END AS flags FROM memberships m WHERE m.user_id = $1 "
+    "AND m.membership = ANY($4::text[]) AND m.forgotten = false) x "
+    "UNION ALL SELECT NULL, NULL, (SELECT pos FROM stream_counter WHERE id = 1), 0, "
+    f"{_USER_FLAGS}, NULL "
+    # The device's one-time key counts and unused fallback key types (E2EE clients need them in
+    # every response): rows named by algorithm, kind 'otk' or 'fallback' in the membership column.
+    "UNION ALL SELECT algorithm, 'otk', count(*), 0, 0, NULL FROM e2e_one_time_keys "
+    "WHERE user_id = $1 AND device_id = $3 GROUP BY algorithm "
+    "UNION ALL SELECT algorithm, 'fallback', 0, 0, 0, NULL FROM e2e_fallback_keys "
+    "WHERE user_id = $1 AND device_id = $3 AND used = false"
+)
+
+
+@dataclass
+class SyncProbe:
+    position: int
+    # room → (membership, stream of the membership event)
+    memberships: dict[str, tuple[str, int]] = field(default_factory=dict)
+    joined_at: dict[str, int] = field(default_factory=dict)  # joined room → its joined_stream
+    room_flags: dict[str, int] = field(default_factory=dict)  # joined room → ROOM_* bits (absent: 0)
+    # joined room with news → stream of the user's read receipt (0: none); rooms without news absent
+    read_positions: dict[str, int] = field(default_factory=dict)
+    user_flags: int = 0
+    one_time_keys: dict[str, int] = field(default_factory=dict)  # algorithm → count
+    fallback_keys: list[str] = field(default_factory=list)  # algorithms with an unused fallback key
+
+    def rooms_with(self, bit: int, rooms: Sequence[str]) -> list[str]:
+        return [r for r in rooms if self.room_flags.get(r, 0) & bit]
+
+    def has(self, bit: int) -> bool:
+        return bool(self.user_flags & bit)
+
+
+async def probe(db: Database, user_id: str, device_id: str, since: int | None,
+                states: Sequence[str]) -> SyncProbe:
+    """What changed for (user, device) past `since` (None: everything counts as changed)."""
+    rows = await db.fetch(_PROBE, user_id, -1 if since is None else since, device_id, list(states))
+    out = SyncProbe(0)
+    for room_id, membership, stream, joined_stream, flags, read in rows:
+        if room_id is None:
+            out.position, out.user_flags = int(stream), int(flags)
+            continue
+        if membership == "otk":
+            out.one_time_keys[room_id] = int(stream)
+            continue
+        if membership == "fallback":
+            out.fallback_keys.append(room_id)
+            continue
+        out.memberships[room_id] = (membership, int(stream))
+        if membership == "join":
+            out.joined_at[room_id] = int(joined_stream)
+            if flags:
+                out.room_flags[room_id] = int(flags)
+                out.read_positions[room_id] = int(read or 0)
+    out.fallback_keys.sort()
+    if since is None:  # everything is news to a first sync
+        out.user_flags = ACCOUNT_DATA | PUSH_RULES | PRESENCE | TO_DEVICE | DEVICE_LISTS
+    return out
