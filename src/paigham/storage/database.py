@@ -213,7 +213,7 @@ class Database:
         """Serialise writers of one room across processes (SQLite already has one writer)."""
         if not self.is_sqlite:
             key = int.from_bytes(hashlib.sha256(room_id.encode()).digest()[:8], "big", signed=True)
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+            await (await _driver(conn)).execute("SELECT pg_advisory_xact_lock($1)", key)
 
     @staticmethod
     async def next_position(conn: AsyncConnection, count: int = 1) -> int:
