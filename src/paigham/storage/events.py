@@ -99,9 +99,9 @@ class EventStore:
         self.db = db
 
     # -- rooms ----------------------------------------------------------------------------
-    async def get_room(self, room_id: str, conn: AsyncConnection | None = None) -> RoomRow | None:
+    async def get_room(self, room_id: str) -> RoomRow | None:
         row = await self.db.fetchrow("SELECT room_id, room_version, creator, is_public FROM rooms WHERE room_id = $1",
-                                     room_id, conn=conn)
+                                     room_id)
         return RoomRow(row[0], row[1], row[2], bool(row[3])) if row else None
 
     @staticmethod
@@ -355,15 +355,11 @@ class EventStore:
             row = (await conn.execute(q)).first()
         return (row.membership, row.stream, bool(row.forgotten)) if row else None
 
-    async def user_rooms(self, user_id: str, states: Sequence[str] = ("join",),
-                         joined_at: dict[str, int] | None = None) -> dict[str, tuple[str, int]]:
-        """room_id → (membership, stream of the membership event) for the given membership states;
-        `joined_at`, if given, receives each joined room's `joined_stream` from the same read."""
+    async def user_rooms(self, user_id: str, states: Sequence[str] = ("join",)) -> dict[str, tuple[str, int]]:
+        """room_id → (membership, stream of the membership event) for the given membership states."""
         rows = await self.db.fetch(
-            "SELECT room_id, membership, stream, joined_stream FROM memberships WHERE user_id = $1 "
+            "SELECT room_id, membership, stream FROM memberships WHERE user_id = $1 "
             "AND membership = ANY($2::text[]) AND forgotten = false", user_id, list(states))
-        if joined_at is not None:
-            joined_at.update((r[0], int(r[3])) for r in rows if r[1] == "join")
         return {r[0]: (r[1], int(r[2])) for r in rows}
 
     async def room_members(self, room_id: str, states: Sequence[str] = ("join",)) -> list[str]:

@@ -120,24 +120,23 @@ class SyncService:
             "device_one_time_keys_count": {},
             "device_unused_fallback_key_types": [],
         }
-        memberships = found.memberships
-        changes = await self._membership_changes(req, memberships)
+        changes = await self._membership_changes(req)
         # Room and global account data come from one read.
         acct = await self.streams.account_data_since(user_id, req.since, req.upto) \
             if found.has(ACCOUNT_DATA) else []
         has = False
-        has |= await self._joined(req, memberships, found.joined_at, changes, acct, body["rooms"]["join"])
-        has |= await self._invited(req, memberships, body["rooms"]["invite"])
-        has |= await self._left(req, memberships, changes, body["rooms"]["leave"])
+        has |= await self._joined(req, changes, acct, body["rooms"]["join"])
+        has |= await self._invited(req, body["rooms"]["invite"])
+        has |= await self._left(req, changes, body["rooms"]["leave"])
         has |= await self._account_data(req, acct, body)
         if self.presence_enabled and found.has(PRESENCE):
             has |= await self._presence(req, body)
         for ext in self.extensions:
             has |= await ext(req, body)
-        wake = [r for r, (m, _) in memberships.items() if m in ("join", "invite", "knock")]
+        wake = [r for r, (m, _) in found.memberships.items() if m in ("join", "invite", "knock")]
         return SyncResult(body, has, since, req.upto, wake)
 
-    async def _membership_changes(self, req: SyncRequest, memberships: dict[str, tuple[str, int]]) -> set[str]:
+    async def _membership_changes(self, req: SyncRequest) -> set[str]:
         """Rooms whose membership state for this user is different now from at `since`.
 
         A join→join change (a new display name or avatar) is not a change: the room stays
@@ -145,14 +144,15 @@ class SyncService:
         """
         if req.since is None:
             return set()
+        memberships = req.probe.memberships
         moved = [r for r, (_, stream) in memberships.items() if req.since < stream <= req.upto]
         before = await self.events.memberships_at(req.requester.user_id, moved, req.since)
         return {r for r in moved if before.get(r) != memberships[r][0]}
 
     # -- joined rooms -----------------------------------------------------------------------------
-    async def _joined(self, req: SyncRequest, memberships: dict[str, tuple[str, int]], joined_at: dict[str, int],
-                      changed: set[str], acct: list[tuple[str, str, Any]], out: dict[str, Any]) -> bool:
-        joined = [r for r, (m, _) in memberships.items() if m == "join" and req.flt.room_allowed(r)]
+    async def _joined(self, req: SyncRequest, changed: set[str], acct: list[tuple[str, str, Any]],
+                      out: dict[str, Any]) -> bool:
+        joined = [r for r, (m, _) in req.probe.memberships.items() if m == "join" and req.flt.room_allowed(r)]
         if not joined:
             return False
         if req.since is None or req.full_state:
@@ -170,7 +170,7 @@ class SyncService:
         if missing:
             reads.update(await self.streams.read_positions(req.requester.user_id, missing))
         # Unread counts start after the read receipt, or the joining if that came later.
-        starts = {r: max(reads.get(r, 0), joined_at.get(r, 0)) for r in candidates}
+        starts = {r: max(reads.get(r, 0), req.probe.joined_at.get(r, 0)) for r in candidates}
         counts = await self.streams.unread_counts(req.requester.user_id, starts)
         has = False
         for room_id in sorted(candidates):
@@ -286,9 +286,9 @@ class SyncService:
         return bool(evs)
 
     # -- invites and leaves -------------------------------------------------------------------------
-    async def _invited(self, req: SyncRequest, memberships: dict[str, tuple[str, int]], out: dict[str, Any]) -> bool:
+    async def _invited(self, req: SyncRequest, out: dict[str, Any]) -> bool:
         has = False
-        for room_id, (m, stream) in memberships.items():
+        for room_id, (m, stream) in req.probe.memberships.items():
             if m != "invite" or (req.since is not None and stream <= req.since) or stream > req.upto:
                 continue
             state = await self.events.state_at(room_id, stream)
@@ -301,10 +301,9 @@ class SyncService:
             has = True
         return has
 
-    async def _left(self, req: SyncRequest, memberships: dict[str, tuple[str, int]], changed: set[str],
-                    out: dict[str, Any]) -> bool:
+    async def _left(self, req: SyncRequest, changed: set[str], out: dict[str, Any]) -> bool:
         has = False
-        for room_id, (m, stream) in memberships.items():
+        for room_id, (m, stream) in req.probe.memberships.items():
             if m not in ("leave", "ban"):
                 continue
             if req.since is None and not req.flt.include_leave:
