@@ -38,7 +38,7 @@ from paigham.api.client import media as media_api
 from paigham.api.http import RejectNul, error_response, ok
 from paigham.api.routing import grouped
 from paigham.audit.service import AuditService
-from paigham.bus.base import Bus, InMemoryBus
+from paigham.bus.base import Bus, InMemoryBus, StreamUpdate
 from paigham.config import Config
 from paigham.e2ee.wiring import E2EE
 from paigham.errors import Codes, MatrixError
@@ -105,6 +105,10 @@ class Server:
         self.aliases = AliasStore(self.db)
         self.publisher = Publisher(self.bus, self.events)
         self.auth = AuthService(config, self.accounts)
+        self.auth.cache_usable = self.bus.is_ready
+        self.auth.announce = lambda users: self.bus.publish(StreamUpdate(0, credentials=users))
+        self.bus.subscribe(lambda update: self.auth.tokens.forget(update.credentials) if update.credentials else None)
+        self.bus.on_resume(self.auth.tokens.clear)
         self.uia = UIAService(self.auth)
         self.writer = EventWriter(self.db, self.events, config.server_name, self.signing_key)
         self.writer.commit_hooks.append(self.publisher.events_committed)

@@ -5,6 +5,8 @@
   no gap, no fork) that every worker and every syncing client sees in the same order;
 - a worker killed with SIGKILL mid-load loses no acknowledged message, and clients that retry on
   another worker (same transaction IDs, same sync tokens) carry on without duplicates or gaps;
+- a token logged out through one worker stops working on the others at once (their token caches
+  are told over the bus);
 - `paigham serve --workers N` refuses SQLite / a missing NATS URL, and its supervisor replaces a
   killed worker while the others keep serving on the shared socket.
 
@@ -104,6 +106,27 @@ async def test_event_through_one_worker_wakes_sync_held_by_another(cluster: Clus
     print(f"cross-worker send->sync wake-up: p50 {p50 * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms")
     # Woken by the bus, not by the 20 s timeout (speed is bench/'s business; this bound is for slow CI).
     assert p99 < 2.0
+
+
+async def test_logout_on_one_worker_revokes_the_token_on_the_others_at_once(
+    cluster: Cluster, http: httpx.AsyncClient,
+) -> None:
+    """Each worker caches a token's row for up to 2 s (services/auth.py); a logout through one worker
+    must still end the token on every worker at once — the bus carries the change."""
+    (carol,) = await users(http, cluster, 1, "revoke")
+    whoami = "/_matrix/client/v3/account/whoami"
+    headers = {"Authorization": f"Bearer {carol.token}"}
+    for w in cluster.workers:  # every worker has the token cached now
+        for _ in range(3):
+            assert (await http.get(w.url + whoami, headers=headers)).status_code == 200
+    r = await http.post(cluster.workers[0].url + "/_matrix/client/v3/logout", headers=headers, json={})
+    assert r.status_code == 200
+    t0 = time.monotonic()
+    for w in cluster.workers[1:]:
+        while (r := await http.get(w.url + whoami, headers=headers)).status_code == 200:
+            assert time.monotonic() - t0 < 1.0, f"{w.url} still accepts a logged-out token"
+            await asyncio.sleep(0.01)
+        assert r.status_code == 401 and r.json()["errcode"] == "M_UNKNOWN_TOKEN"
 
 
 async def test_concurrent_writers_on_different_workers_keep_one_linear_history(

@@ -15,6 +15,8 @@ class StreamUpdate(msgspec.Struct, frozen=True):
     pos: int
     rooms: list[str] = msgspec.field(default_factory=list)
     users: list[str] = msgspec.field(default_factory=list)
+    # Users whose access tokens or account changed: every worker's token cache forgets them.
+    credentials: list[str] = msgspec.field(default_factory=list)
 
 
 Listener = Callable[[StreamUpdate], None]

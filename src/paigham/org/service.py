@@ -133,6 +133,8 @@ class OrgService:
         except IntegrityError:
             raise MatrixError(409, Codes.UNKNOWN, "The organisation changed during the import; nothing was "
                               "changed — run it again") from None
+        if ch.account_updates:  # suspended or deactivated accounts: no cached token may outlive that
+            await self.auth.credentials_changed([u["user_id"] for u in ch.account_updates])
         await self._audit(plan, actor)
         await self.follow_up(applied, progress)
         return applied

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,9 +14,70 @@ from paigham.config import Config
 from paigham.errors import Codes, MatrixError
 from paigham.ids import make_user_id, parse_user_id, random_string, valid_localpart
 from paigham.services.passwords import hash_password, verify_password
-from paigham.storage.accounts import AccountStore
+from paigham.storage.accounts import AccountStore, TokenRow, UserRow
 
 MAX_PASSWORD_LEN = 512
+# How long an access token's row (and its account's) is trusted without reading it again. Changes
+# made by a server process apply at once (this process forgets the user, the bus tells the other
+# workers); the time bounds changes made outside the servers (the CLI, an SQL session).
+TOKEN_CACHE_TTL_S = 2.0
+TOKEN_CACHE_MAX = 100_000
+
+
+class TokenCache:
+    """Access token → its row and its account's row, read at most every TOKEN_CACHE_TTL_S.
+
+    Nearly every request authenticates, and a busy client (a /sync loop) repeats the same read many
+    times a second; on PostgreSQL each read is a round trip. A change forgets every entry of the user
+    (`forget`); a read that raced with a change is not stored (the generation moved meanwhile).
+    """
+
+    def __init__(self, ttl_s: float = TOKEN_CACHE_TTL_S, max_entries: int = TOKEN_CACHE_MAX) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self.generation = 0
+        self._entries: dict[str, tuple[float, TokenRow, UserRow | None]] = {}
+        self._by_user: dict[str, set[str]] = {}
+
+    def get(self, token: str) -> tuple[TokenRow, UserRow | None] | None:
+        hit = self._entries.get(token)
+        if hit is None:
+            return None
+        if time.monotonic() - hit[0] >= self.ttl_s:
+            self._drop(token)
+            return None
+        return hit[1], hit[2]
+
+    def put(self, token: str, row: TokenRow, user: UserRow | None, generation: int) -> None:
+        if generation != self.generation:
+            return  # something changed while the row was being read: it may be stale already
+        if len(self._entries) >= self.max_entries:
+            self._drop(next(iter(self._entries)))
+        self._entries[token] = (time.monotonic(), row, user)
+        self._by_user.setdefault(row.user_id, set()).add(token)
+
+    def _drop(self, token: str) -> None:
+        hit = self._entries.pop(token, None)
+        if hit is not None:
+            tokens = self._by_user.get(hit[1].user_id)
+            if tokens is not None:
+                tokens.discard(token)
+                if not tokens:
+                    del self._by_user[hit[1].user_id]
+
+    def forget(self, user_ids: list[str]) -> None:
+        self.generation += 1
+        for user_id in user_ids:
+            for token in self._by_user.pop(user_id, ()):
+                self._entries.pop(token, None)
+
+    def clear(self) -> None:
+        self.generation += 1
+        self._entries.clear()
+        self._by_user.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,14 +111,33 @@ class AuthService:
         self.request_checks: list[Callable[[str], Awaitable[None]]] = []
         self.session_checks: list[Callable[[str, str], Awaitable[None]]] = []
         self.token_lifetime_s: Callable[[str], Awaitable[int]] | None = None
+        self.tokens = TokenCache()
+        # Whether other workers' changes reach this process now (the bus is connected); while they
+        # cannot, every request reads its token. Set by the composition root.
+        self.cache_usable: Callable[[], bool] = lambda: True
+        # Tells the other workers which users' credentials changed (set by the composition root).
+        self.announce: Callable[[list[str]], Awaitable[None]] | None = None
+        store.credentials_changed.append(self.credentials_changed)
+
+    async def credentials_changed(self, user_ids: list[str]) -> None:
+        """Tokens deleted or an account changed here: forget them, and tell the other workers."""
+        self.tokens.forget(user_ids)
+        if self.announce is not None:
+            await self.announce(user_ids)
 
     # -- requests -----------------------------------------------------------------------------
     async def authenticate(self, token: str | None) -> Requester:
         if not token:
             raise MatrixError(401, Codes.MISSING_TOKEN, "Missing access token")
-        found = await self.store.get_token_holder(token)
+        usable = self.cache_usable()
+        found = self.tokens.get(token) if usable else None
         if found is None:
-            raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Unknown access token", soft_logout=False)
+            generation = self.tokens.generation
+            found = await self.store.get_token_holder(token)
+            if found is None:
+                raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Unknown access token", soft_logout=False)
+            if usable:
+                self.tokens.put(token, found[0], found[1], generation)
         row, user = found
         if row.expires_ts is not None and row.expires_ts < now_ms():
             raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Access token has expired", soft_logout=True)

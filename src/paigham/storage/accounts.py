@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,14 @@ def _user(row: Any) -> UserRow:
 class AccountStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Called after commit with the users whose tokens were deleted or whose account row changed
+        # (the token cache forgets them, here and on the other workers).
+        self.credentials_changed: list[Callable[[list[str]], Awaitable[None]]] = []
+
+    async def _changed(self, user_ids: list[str]) -> None:
+        if user_ids:
+            for hook in self.credentials_changed:
+                await hook(sorted(set(user_ids)))
 
     # -- users --------------------------------------------------------------------------------
     async def get_user(self, user_id: str) -> UserRow | None:
@@ -93,6 +102,7 @@ class AccountStore:
     async def update_user(self, user_id: str, **values: Any) -> None:
         async with self.db.write() as conn:
             await conn.execute(update(users).where(users.c.user_id == user_id).values(**values))
+        await self._changed([user_id])
 
     async def count_users(self) -> int:
         async with self.db.read() as conn:
@@ -166,6 +176,7 @@ class AccountStore:
                     and_(access_tokens.c.user_id == user_id, access_tokens.c.device_id.in_(device_ids))
                 )
             )
+        await self._changed([user_id])
 
     # -- tokens -------------------------------------------------------------------------------
     async def add_token(
@@ -213,13 +224,16 @@ class AccountStore:
             if row is None:
                 return None
             await conn.execute(delete(access_tokens).where(access_tokens.c.token_hash == row.token_hash))
+        await self._changed([row.user_id])
         if row.refresh_expires_ts is not None and row.refresh_expires_ts < now:
             return None
         return TokenRow(row.user_id, row.device_id, row.expires_ts)
 
     async def delete_token(self, token: str) -> None:
         async with self.db.write() as conn:
-            await conn.execute(delete(access_tokens).where(access_tokens.c.token_hash == token_hash(token)))
+            gone = (await conn.execute(delete(access_tokens).where(access_tokens.c.token_hash == token_hash(token))
+                                       .returning(access_tokens.c.user_id))).all()
+        await self._changed([r[0] for r in gone])
 
     async def delete_device_tokens(self, user_id: str, device_id: str, except_token: str | None = None) -> None:
         cond = and_(access_tokens.c.user_id == user_id, access_tokens.c.device_id == device_id)
@@ -227,6 +241,7 @@ class AccountStore:
             cond = and_(cond, access_tokens.c.token_hash != token_hash(except_token))
         async with self.db.write() as conn:
             await conn.execute(delete(access_tokens).where(cond))
+        await self._changed([user_id])
 
     async def delete_all_tokens(self, user_id: str, except_token: str | None = None) -> None:
         cond = access_tokens.c.user_id == user_id
@@ -234,6 +249,7 @@ class AccountStore:
             cond = and_(cond, access_tokens.c.token_hash != token_hash(except_token))
         async with self.db.write() as conn:
             await conn.execute(delete(access_tokens).where(cond))
+        await self._changed([user_id])
 
     # -- registration tokens --------------------------------------------------------------------
     async def create_registration_token(

@@ -27,6 +27,8 @@ class Notifier:
     def on_update(self, update: StreamUpdate) -> None:
         keys = frozenset([*(f"r:{r}" for r in update.rooms), *(f"u:{u}" for u in update.users)])
         self.position = max(self.position, update.pos)
+        if not keys:
+            return  # nothing to wake (a credentials-only update carries no position)
         self._recent.append((update.pos, keys))
         for key in keys:
             for fut in self._waiters.pop(key, ()):
