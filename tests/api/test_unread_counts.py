@@ -108,3 +108,40 @@ async def test_invites_notify_only_the_invitee_and_purge_removes_the_rows(hs: Ha
     await hs.server.admin.store.purge_room(room)
     assert await rows(hs, "room_push_actions", room) == 0
     assert await rows(hs, "event_push_actions", room) == 0
+
+
+async def test_display_names_do_not_split_the_evaluation(hs: Harness, monkeypatch: Any) -> None:
+    """Members with distinct display names share one push evaluation unless the body names them
+    and a rule of theirs looks for it (`contains_display_name`), which then still highlights."""
+    from paigham.services import push
+
+    calls = 0
+    real = push.evaluate
+
+    def counting(*args: Any, **kw: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return real(*args, **kw)
+
+    monkeypatch.setattr(push, "evaluate", counting)
+    names = ["Ravi Sharma", "Meera Iyer", "Farhan Qureshi", "Lakshmi Rao", "अनिल कुमार"]
+    a = await hs.register("author")
+    members = [await hs.register(f"m{i}") for i in range(len(names))]
+    room = await hs.create_room(a, preset="public_chat")
+    for u, name in zip(members, names, strict=True):
+        await hs.ok("POST", f"{V3}/rooms/{room}/join", u, json={})
+        await hs.ok("PUT", f"{V3}/profile/{u.user_id}/displayname", u, json={"displayname": name})
+    calls = 0
+    await send(hs, a, room, {"msgtype": "m.text", "body": "The file is ready"})
+    assert calls == 1  # five members, five display names, one evaluation
+    for u in (members[1], members[2], members[3]):  # Meera, Farhan and Lakshmi: the same rule of their own
+        await hs.ok("PUT", f"{V3}/pushrules/global/override/my-name", u,
+                    json={"conditions": [{"kind": "contains_display_name"}],
+                          "actions": ["notify", {"set_tweak": "highlight"}]})
+    calls = 0
+    await send(hs, a, room, {"msgtype": "m.text", "body": "Meera Iyer and अनिल कुमार, please sign"})
+    # Ravi and Anil (default rules: no display name read) together; of the three with the rule,
+    # Meera (named) on her own, Farhan and Lakshmi (not named) together.
+    assert calls == 3
+    assert await counts(hs, members[1], room) == (2, 1)
+    assert [await counts(hs, members[i], room) for i in (0, 2, 3, 4)] == [(2, 0)] * 4

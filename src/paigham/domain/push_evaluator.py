@@ -105,10 +105,14 @@ def _display_name_regex(name: str) -> re.Pattern[str]:
     return re.compile(f"(?<!{word}){re.escape(name)}(?!{word})", re.IGNORECASE)
 
 
-def _contains_display_name(event: Mapping[str, Any], ctx: PushContext) -> bool:
-    name = ctx.user_display_name
+def names_in_body(event: Mapping[str, Any], name: str | None) -> bool:
+    """Whether `contains_display_name` matches for a member called `name` (None: no display name)."""
     body = lookup_path(event, ("content", "body"))
     return bool(name) and isinstance(body, str) and _display_name_regex(name or "").search(body) is not None
+
+
+def _contains_display_name(event: Mapping[str, Any], ctx: PushContext) -> bool:
+    return names_in_body(event, ctx.user_display_name)
 
 
 _MEMBER_COUNT_RE = re.compile(r"(==|<=|>=|<|>)?([0-9]{1,9})")

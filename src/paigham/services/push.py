@@ -20,7 +20,14 @@ from paigham.api.http import bearer, client_routes, json_body, ok
 from paigham.bus.base import StreamUpdate
 from paigham.domain import push_rules as pr
 from paigham.domain.power_levels import notification_level, user_level
-from paigham.domain.push_evaluator import CompiledRule, PushContext, actions_notify, compile_ruleset, evaluate
+from paigham.domain.push_evaluator import (
+    CompiledRule,
+    PushContext,
+    actions_notify,
+    compile_ruleset,
+    evaluate,
+    names_in_body,
+)
 from paigham.errors import Codes, MatrixError
 from paigham.services.auth import AuthService
 from paigham.services.publisher import Publisher
@@ -82,6 +89,15 @@ class PushService:
         if not targets:
             return
         stored = await self.streams.push_rules_for(conn, targets)
+        compiled = {u: self._compiled_and_template(u, stored.get(u)) for u in targets}
+        # Display names matter only to rules with a `contains_display_name` condition (none of the
+        # default rules since v1.17): read the member events of those recipients alone.
+        names = [("m.room.member", u) for u, (_, template) in compiled.items()
+                 if b"contains_display_name" in template and ("m.room.member", u) not in ctx.state
+                 and ("m.room.member", u) not in ctx.looked_up]
+        if names and not ctx.fresh:
+            ctx.state.update(await self.events.state_for_keys(conn, event.room_id, names))
+            ctx.looked_up.update(names)
         pl = ctx.state.get(("m.room.power_levels", ""))
         create = ctx.state.get(("m.room.create", ""))
         pl_content = pl.content if pl else None
@@ -93,21 +109,23 @@ class PushService:
                                                      else {})}
         # Conditions compare the event with the rules and with the context (display name, member
         # count, power levels), never with the recipient's ID except through the rules' text. So
-        # recipients whose rules are the same up to their own ID and localpart, with the same display
-        # name, get the same result for an event that contains neither their ID nor their localpart:
-        # one evaluation per such group instead of one per member (the same (notify, highlight) as
-        # evaluating each; a recipient the event may name is evaluated on their own).
+        # recipients whose rules are the same up to their own ID and localpart get the same result for
+        # an event that contains neither their ID nor their localpart, nor their display name where
+        # the display-name condition would look for it: one evaluation per such group instead of one
+        # per member (the same (notify, highlight) as evaluating each; a recipient the event may name
+        # is evaluated on their own). A display name the body does not contain is no display name
+        # for `contains_display_name`, so members called differently still share a group.
         event_text = msgspec.json.encode(client_event).decode().lower()
         levels = {"room": notification_level(pl_content, "room")}
         memo: dict[tuple[bytes, str | None], tuple[bool, bool]] = {}
         results: dict[str, tuple[bool, bool]] = {}
         for user_id in targets:
-            ruleset, template = self._compiled_and_template(user_id, stored.get(user_id))
+            ruleset, template = compiled[user_id]
             member = ctx.state.get(("m.room.member", user_id))
             display_name = member.content.get("displayname") if member else None
             name = display_name if isinstance(display_name, str) else None
             named = user_id.lower() in event_text or _localpart(user_id).lower() in event_text
-            group = (template, name)
+            group = (template, name if names_in_body(client_event, name) else None)
             result = None if named else memo.get(group)
             if result is None:
                 push_ctx = PushContext(user_id=user_id, user_display_name=name, room_member_count=member_count,

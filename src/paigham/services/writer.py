@@ -23,9 +23,21 @@ from paigham.storage.database import Database
 from paigham.storage.events import EventStore, RoomRow, StoredEvent
 
 CREATE = ("m.room.create", "")
-# The state types read with the room before a write (all current state of each): what most events'
-# authorisation needs, and every member — the push rules need their display names and who is joined.
-PRELOADED_TYPES = ("m.room.create", "m.room.power_levels", "m.room.member")
+POWER_LEVELS = ("m.room.power_levels", "")
+
+
+def preload_keys(specs: list[EventSpec]) -> list[tuple[str, str]]:
+    """The state read with the room before a write: what authorising these events usually needs
+    (create, power levels, the sender's membership; for a membership event the target's and the join
+    rules) and the state each replaces. Anything else an event needs is read by `persist`."""
+    keys = [CREATE, POWER_LEVELS]
+    for spec in specs:
+        keys.append(("m.room.member", spec.sender))
+        if spec.state_key is not None:
+            keys.append((spec.type, spec.state_key))
+            if spec.type == "m.room.member":
+                keys.append(("m.room.join_rules", ""))
+    return list(dict.fromkeys(keys))
 
 
 @dataclass(slots=True)
@@ -55,15 +67,25 @@ class RoomCtx:
     state: dict[tuple[str, str], StoredEvent] = field(default_factory=dict)
     fresh: bool = False  # a room being created: nothing to load from the database
     pending: RoomRow | None = None  # the rooms row to insert with the create event
-    # Types whose whole current state is in `state` (a key of these types absent there does not exist).
-    loaded_types: frozenset[str] = frozenset()
+    # Keys already read from the database: absent from `state` means no such state.
+    looked_up: set[tuple[str, str]] = field(default_factory=set)
+    # Who is joined, kept current as this transaction's membership events are persisted.
+    joined: set[str] | None = None
 
     def joined_members(self) -> list[str] | None:
-        """Who is joined now, if `state` holds every member (else None: ask the database)."""
-        if not (self.fresh or "m.room.member" in self.loaded_types):
-            return None
-        return [key for (type_, key), e in self.state.items()
-                if type_ == "m.room.member" and e.content.get("membership") == "join"]
+        """Who is joined now, if known (else None: ask the database)."""
+        if self.fresh and self.joined is None:
+            self.joined = set()
+        return None if self.joined is None else sorted(self.joined)
+
+    def membership_changed(self, user_id: str, membership: str) -> None:
+        if self.joined is None and self.fresh:
+            self.joined = set()
+        if self.joined is not None:
+            if membership == "join":
+                self.joined.add(user_id)
+            else:
+                self.joined.discard(user_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +113,7 @@ class EventWriter:
         """Append one event to an existing room (idempotent per transaction ID)."""
         async with self.db.write() as conn:
             await self.db.lock_room(conn, room_id)
-            ctx, done = await self.load_room(conn, room_id, txn)
+            ctx, done = await self.load_room(conn, room_id, txn, preload_keys([spec]))
             if done is not None:
                 existing = await self._event_in(conn, done)
                 if existing is not None:
@@ -106,7 +128,7 @@ class EventWriter:
             return []
         async with self.db.write() as conn:
             await self.db.lock_room(conn, room_id)
-            ctx, _ = await self.load_room(conn, room_id)
+            ctx, _ = await self.load_room(conn, room_id, None, preload_keys(specs))
             out = await self.persist_many(conn, ctx, specs)
         await self._after_commit(out)
         return out
@@ -132,25 +154,27 @@ class EventWriter:
             raise MatrixError(500, Codes.UNKNOWN, "room ID missing")
         ctx.pending = RoomRow(ctx.room_id, ctx.version.identifier, create.sender, is_public)
 
-    async def load_room(self, conn: AsyncConnection, room_id: str,
-                        txn: Txn | None = None) -> tuple[RoomCtx, str | None]:
-        """The room's version, tip and the current state of PRELOADED_TYPES, and the event ID this
-        transaction ID already produced (if it did), in one read. Other state an event needs is read
-        by `persist`/`persist_many`."""
+    async def load_room(self, conn: AsyncConnection, room_id: str, txn: Txn | None = None,
+                        keys: list[tuple[str, str]] | None = None) -> tuple[RoomCtx, str | None]:
+        """The room's version, tip, who is joined, the current state at `keys` (default: create and
+        power levels), and the event ID this transaction ID already produced (if it did), in one
+        read. Other state an event needs is read by `persist`/`persist_many`."""
+        keys = keys or [CREATE, POWER_LEVELS]
         found = await self.store.room_for_write(
-            conn, room_id, PRELOADED_TYPES, (txn.user_id, txn.device_id, txn.scope, txn.txn_id) if txn else None)
+            conn, room_id, keys, (txn.user_id, txn.device_id, txn.scope, txn.txn_id) if txn else None)
         if found is None:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
         version = get_room_version(found.room.room_version)
         if version is None:
             raise MatrixError(400, Codes.UNSUPPORTED_ROOM_VERSION, "Room version not supported")
-        ctx = RoomCtx(room_id, version, found.tip, found.state, loaded_types=frozenset(PRELOADED_TYPES))
+        ctx = RoomCtx(room_id, version, found.tip, found.state, looked_up=set(keys), joined=set(found.joined))
         return ctx, found.txn_result
 
     async def _state(self, conn: AsyncConnection, ctx: RoomCtx, keys: list[tuple[str, str]]) -> None:
-        missing = [k for k in keys if k not in ctx.state and k[0] not in ctx.loaded_types]
+        missing = list(dict.fromkeys(k for k in keys if k not in ctx.state and k not in ctx.looked_up))
         if missing and not ctx.fresh:
-            ctx.state.update(await self.store.state_for_keys(conn, ctx.room_id, list(dict.fromkeys(missing))))
+            ctx.state.update(await self.store.state_for_keys(conn, ctx.room_id, missing))
+            ctx.looked_up.update(missing)
 
     async def state_of(self, conn: AsyncConnection, ctx: RoomCtx, key: tuple[str, str]) -> StoredEvent | None:
         await self._state(conn, ctx, [key])
@@ -200,6 +224,8 @@ class EventWriter:
             event = StoredEvent(first + i, event_id, ctx.room_id, spec.type, spec.state_key, spec.sender,
                                 pdu["origin_server_ts"], stored_pdu, unsigned, None, None, None)
             ctx.state[(spec.type, spec.state_key)] = event  # type: ignore[index]
+            if spec.type == "m.room.member":
+                ctx.membership_changed(str(spec.state_key), str(spec.content.get("membership")))
             ctx.tip = (event_id, pdu["depth"])
             out.append(event)
         await self.store.insert_state_events(conn, out)
@@ -266,6 +292,7 @@ class EventWriter:
             if spec.type == "m.room.member":
                 membership = str(spec.content.get("membership"))
                 await self.store.set_membership(conn, spec.state_key, ctx.room_id, membership, event_id, stream)
+                ctx.membership_changed(spec.state_key, membership)
         if redact_target is not None:
             await self.store.mark_redacted(conn, redact_target, event_id)
         if txn is not None:

@@ -37,6 +37,7 @@ class RoomForWrite:
     tip: tuple[str, int] | None  # (event ID, depth) of the room's newest event
     txn_result: str | None  # the event ID an already-used transaction ID produced
     state: dict[tuple[str, str], StoredEvent] = field(default_factory=dict)
+    joined: list[str] = field(default_factory=list)  # who is joined (user IDs only)
 
 
 @dataclass(slots=True)
@@ -77,6 +78,7 @@ def _row_event(r: Any) -> StoredEvent:
 # The same columns for the raw-SQL queries of the hot paths (send, /sync); rows are tuples.
 EV = ("e.stream, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.origin_server_ts, e.json, e.unsigned, "
       "e.redacted_by, e.txn_id, e.device_id")
+_NO_EV = ", ".join(["NULL"] * len(EV.split(",")))
 
 
 def _tuple_event(r: Sequence[Any]) -> StoredEvent:
@@ -129,26 +131,33 @@ class EventStore:
         return [RoomRow(r.room_id, r.room_version, r.creator, bool(r.is_public)) for r in rows]
 
     # -- writing (inside the caller's transaction) -------------------------------------------
-    async def room_for_write(self, conn: AsyncConnection, room_id: str, types: Sequence[str],
+    async def room_for_write(self, conn: AsyncConnection, room_id: str, keys: Sequence[tuple[str, str]],
                              txn: tuple[str, str, str, str] | None) -> RoomForWrite | None:
         """What a write to an existing room reads first, in one statement: the room, its tip, the
-        result of this transaction ID if it was used (user, device, scope, txn ID), and the current
-        state of the given types. None: no such room."""
+        result of this transaction ID if it was used (user, device, scope, txn ID), the current state
+        at the given (type, state key)s, and who is joined. None: no such room."""
+        wanted = set(keys)
         rows = await self.db.fetch(
-            f"SELECT r.room_version, r.creator, r.is_public, t.event_id, t.depth, x.result, {EV} FROM rooms r "
+            f"SELECT r.room_version, r.creator, r.is_public, t.event_id, t.depth, x.result, NULL, {EV} FROM rooms r "
             "LEFT JOIN events t ON t.stream = (SELECT max(stream) FROM events WHERE room_id = $1) "
             "LEFT JOIN event_txns x ON x.user_id = $3 AND x.device_id = $4 AND x.scope = $5 AND x.txn_id = $6 "
             "LEFT JOIN current_state c ON c.room_id = r.room_id AND c.type = ANY($2::text[]) "
-            "LEFT JOIN events e ON e.event_id = c.event_id WHERE r.room_id = $1",
-            room_id, list(types), *(txn or (None, None, None, None)), conn=conn)
-        if not rows:
+            "AND c.state_key = ANY($7::text[]) "
+            "LEFT JOIN events e ON e.event_id = c.event_id WHERE r.room_id = $1 "
+            f"UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, m.user_id, {_NO_EV} FROM memberships m "
+            "WHERE m.room_id = $1 AND m.membership = 'join'",
+            room_id, sorted({t for t, _ in wanted}), *(txn or (None, None, None, None)),
+            sorted({k for _, k in wanted}), conn=conn)
+        first = next((r for r in rows if r[0] is not None), None)
+        if first is None:
             return None
-        first = rows[0]
         out = RoomForWrite(RoomRow(room_id, first[0], first[1], bool(first[2])),
                            (first[3], int(first[4])) if first[3] is not None else None, first[5])
         for r in rows:
             if r[6] is not None:
-                ev = _tuple_event(r[6:])
+                out.joined.append(r[6])
+            elif r[7] is not None and (r[10], r[11] or "") in wanted:
+                ev = _tuple_event(r[7:])
                 out.state[(ev.type, ev.state_key or "")] = ev
         return out
 
@@ -158,10 +167,11 @@ class EventStore:
         wanted = set(keys)
         if not wanted:
             return {}
-        types = sorted({t for t, _ in wanted})
+        types, state_keys = sorted({t for t, _ in wanted}), sorted({k for _, k in wanted})
         rows = await self.db.fetch(
             f"SELECT {EV} FROM current_state c JOIN events e ON e.event_id = c.event_id "
-            "WHERE c.room_id = $1 AND c.type = ANY($2::text[])", room_id, types, conn=conn)
+            "WHERE c.room_id = $1 AND c.type = ANY($2::text[]) AND c.state_key = ANY($3::text[])",
+            room_id, types, state_keys, conn=conn)
         out: dict[tuple[str, str], StoredEvent] = {}
         for r in rows:
             if (r[3], r[4]) in wanted:
