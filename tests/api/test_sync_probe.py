@@ -145,3 +145,34 @@ async def test_key_counts_and_read_position_come_with_the_probe(hs: Harness) -> 
     other = await hs.server.auth.start_session(bob.user_id, None, None)
     mine = await probe(hs.server.db, bob.user_id, other.device_id, None, STATES)
     assert (mine.one_time_keys, mine.fallback_keys) == ({}, [])
+
+
+async def test_unread_counts_come_with_the_probe_and_agree_with_the_store(hs: Harness) -> None:
+    """Rooms with news are counted inside the probe, others (a new tag only, say) by the store; both
+    counts must be the same numbers, highlights and the members' own results included."""
+    alice, bob, cara = await hs.register("alice"), await hs.register("bob"), await hs.register("cara")
+    room = await hs.create_room(alice, preset="public_chat")
+    for u in (bob, cara):
+        await hs.ok("POST", f"{V3}/join/{room}", u)
+    first = await hs.send(alice, room, "one")
+    await hs.ok("PUT", f"{V3}/rooms/{room}/send/m.room.message/t2", alice,
+                json={"msgtype": "m.text", "body": "bob, look", "m.mentions": {"user_ids": [bob.user_id]}})
+    await hs.send(cara, room, "three")
+    await hs.ok("PUT", f"{V3}/pushrules/global/room/{room}", cara, json={"actions": []})  # cara mutes it
+    await hs.send(alice, room, "four")
+    await hs.ok("POST", f"{V3}/rooms/{room}/receipt/m.read/{first}", bob, json={})
+
+    found = await look(hs, bob, 0)
+    stored = await hs.server.streams.unread_counts(
+        bob.user_id, {room: max(found.read_positions[room], found.joined_at[room])})
+    assert found.unread[room] == stored[room] == (3, 1)
+    assert (await look(hs, cara, 0)).unread[room] == (2, 0)  # alice's first two; not her own, not after muting
+
+    # An incremental sync where only the room's account data moved (a tag): counted by the store.
+    token = (await hs.sync(bob))["next_batch"]
+    await hs.ok("PUT", f"{V3}/user/{bob.user_id}/rooms/{room}/tags/m.favourite", bob, json={})
+    found = await look(hs, bob, int(token[1:]))
+    assert room not in found.room_flags and room not in found.unread and found.user_flags == ACCOUNT_DATA
+    body = await hs.sync(bob, since=token)
+    counts = body["rooms"]["join"][room]["unread_notifications"]
+    assert (counts["notification_count"], counts["highlight_count"]) == (3, 1)

@@ -48,23 +48,44 @@ _USER_FLAGS = _flags([
     (DEVICE_LISTS, [("e2e_device_list_changes", "stream > $2"), ("memberships", "stream > $2")]),
 ])
 
-# Rows: one per room the user is in (with its flags, and where counting unread starts — the
-# newest main-timeline read receipt — for rooms with news), then one row with the position and
-# the user's flags (room_id NULL).
+
+def _count(parts: Sequence[str]) -> str:
+    """`a - b + c` of three counts (see StreamStore.unread_counts), for room y.room_id past y.start."""
+    a, b, c = (f"(SELECT count(*) FROM {p})" for p in parts)
+    return f"{a} - {b} + {c}"
+
+
+_PAST = "room_id = y.room_id AND stream > y.start"
+_SHARED_MINUS_OWN = ("event_push_actions o JOIN room_push_actions r ON r.room_id = o.room_id AND "
+                     "r.stream = o.stream WHERE o.user_id = $1 AND o.room_id = y.room_id AND o.stream > y.start")
+_NOTIFIED = _count([f"room_push_actions WHERE {_PAST} AND sender <> $1", _SHARED_MINUS_OWN,
+                    f"event_push_actions WHERE user_id = $1 AND {_PAST} AND notify"])
+_HIGHLIGHTED = _count([f"room_push_actions WHERE {_PAST} AND sender <> $1 AND highlight",
+                       f"{_SHARED_MINUS_OWN} AND r.highlight",
+                       f"event_push_actions WHERE user_id = $1 AND {_PAST} AND notify AND highlight"])
+
+# Rows: one per room the user is in (with its flags and, for rooms with news, where counting unread
+# starts — the newest main-timeline read receipt, or the joining if later — and the unread
+# notification and highlight counts past it), then one row with the position and the user's flags
+# (room_id NULL). The CTEs are materialised so that each room's flags and receipt are computed
+# once (PostgreSQL would otherwise repeat the subqueries wherever their columns are used).
 _PROBE = (
-    "SELECT x.room_id, x.membership, x.stream, x.joined_stream, x.flags, "
-    "CASE WHEN x.flags <> 0 THEN (SELECT max(r.event_stream) FROM receipts r WHERE r.room_id = x.room_id "
-    "AND r.user_id = $1 AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', 'main')) "
-    "END FROM (SELECT m.room_id, m.membership, m.stream, m.joined_stream, CASE WHEN m.membership = 'join' "
-    f"THEN {_ROOM_FLAGS} ELSE 0 END AS flags FROM memberships m WHERE m.user_id = $1 "
-    "AND m.membership = ANY($4::text[]) AND m.forgotten = false) x "
+    "WITH x AS MATERIALIZED (SELECT m.room_id, m.membership, m.stream, m.joined_stream, "
+    f"CASE WHEN m.membership = 'join' THEN {_ROOM_FLAGS} ELSE 0 END AS flags FROM memberships m "
+    "WHERE m.user_id = $1 AND m.membership = ANY($4::text[]) AND m.forgotten = false), "
+    "w AS MATERIALIZED (SELECT x.*, CASE WHEN x.flags <> 0 THEN coalesce((SELECT max(r.event_stream) "
+    "FROM receipts r WHERE r.room_id = x.room_id AND r.user_id = $1 AND r.receipt_type IN ('m.read', "
+    "'m.read.private') AND r.thread_id IN ('', 'main')), 0) END AS read FROM x), "
+    "y AS (SELECT w.*, CASE WHEN w.read > w.joined_stream THEN w.read ELSE w.joined_stream END AS start FROM w) "
+    "SELECT y.room_id, y.membership, y.stream, y.joined_stream, y.flags, y.read, "
+    f"CASE WHEN y.flags <> 0 THEN {_NOTIFIED} END, CASE WHEN y.flags <> 0 THEN {_HIGHLIGHTED} END FROM y "
     "UNION ALL SELECT NULL, NULL, (SELECT pos FROM stream_counter WHERE id = 1), 0, "
-    f"{_USER_FLAGS}, NULL "
+    f"{_USER_FLAGS}, NULL, NULL, NULL "
     # The device's one-time key counts and unused fallback key types (E2EE clients need them in
     # every response): rows named by algorithm, kind 'otk' or 'fallback' in the membership column.
-    "UNION ALL SELECT algorithm, 'otk', count(*), 0, 0, NULL FROM e2e_one_time_keys "
+    "UNION ALL SELECT algorithm, 'otk', count(*), 0, 0, NULL, NULL, NULL FROM e2e_one_time_keys "
     "WHERE user_id = $1 AND device_id = $3 GROUP BY algorithm "
-    "UNION ALL SELECT algorithm, 'fallback', 0, 0, 0, NULL FROM e2e_fallback_keys "
+    "UNION ALL SELECT algorithm, 'fallback', 0, 0, 0, NULL, NULL, NULL FROM e2e_fallback_keys "
     "WHERE user_id = $1 AND device_id = $3 AND used = false"
 )
 
@@ -78,6 +99,8 @@ class SyncProbe:
     room_flags: dict[str, int] = field(default_factory=dict)  # joined room → ROOM_* bits (absent: 0)
     # joined room with news → stream of the user's read receipt (0: none); rooms without news absent
     read_positions: dict[str, int] = field(default_factory=dict)
+    # joined room with news → (notifications, highlights) unread past the receipt or the joining
+    unread: dict[str, tuple[int, int]] = field(default_factory=dict)
     user_flags: int = 0
     one_time_keys: dict[str, int] = field(default_factory=dict)  # algorithm → count
     fallback_keys: list[str] = field(default_factory=list)  # algorithms with an unused fallback key
@@ -94,7 +117,7 @@ async def probe(db: Database, user_id: str, device_id: str, since: int | None,
     """What changed for (user, device) past `since` (None: everything counts as changed)."""
     rows = await db.fetch(_PROBE, user_id, -1 if since is None else since, device_id, list(states))
     out = SyncProbe(0)
-    for room_id, membership, stream, joined_stream, flags, read in rows:
+    for room_id, membership, stream, joined_stream, flags, read, notified, highlighted in rows:
         if room_id is None:
             out.position, out.user_flags = int(stream), int(flags)
             continue
@@ -110,6 +133,7 @@ async def probe(db: Database, user_id: str, device_id: str, since: int | None,
             if flags:
                 out.room_flags[room_id] = int(flags)
                 out.read_positions[room_id] = int(read or 0)
+                out.unread[room_id] = (int(notified or 0), int(highlighted or 0))
     out.fallback_keys.sort()
     if since is None:  # everything is news to a first sync
         out.user_flags = ACCOUNT_DATA | PUSH_RULES | PRESENCE | TO_DEVICE | DEVICE_LISTS

@@ -164,14 +164,14 @@ class SyncService:
         candidates |= set(ephemeral) | set(room_data) | (changed & set(joined))
         if not candidates:
             return False
-        # The probe read the receipts of rooms with news; others (account data only) are read here.
-        reads = {r: p for r, p in req.probe.read_positions.items() if r in candidates}
-        missing = sorted(candidates - set(reads))
+        # The probe counted the unread of rooms with news; others (ephemeral or account data only)
+        # are counted here. Unread counts start after the read receipt, or the joining if later.
+        counts = {r: c for r, c in req.probe.unread.items() if r in candidates}
+        missing = sorted(candidates - set(counts))
         if missing:
-            reads.update(await self.streams.read_positions(req.requester.user_id, missing))
-        # Unread counts start after the read receipt, or the joining if that came later.
-        starts = {r: max(reads.get(r, 0), req.probe.joined_at.get(r, 0)) for r in candidates}
-        counts = await self.streams.unread_counts(req.requester.user_id, starts)
+            reads = await self.streams.read_positions(req.requester.user_id, missing)
+            counts.update(await self.streams.unread_counts(
+                req.requester.user_id, {r: max(reads.get(r, 0), req.probe.joined_at.get(r, 0)) for r in missing}))
         has = False
         for room_id in sorted(candidates):
             initial = req.since is None or req.full_state or room_id in changed
