@@ -88,7 +88,10 @@ class PushService:
             targets, member_count = [m for m in members if m != event.sender], len(members)
         if not targets:
             return
-        stored = await self.streams.push_rules_for(conn, targets)
+        if ctx.push_rules_of.issuperset(targets):  # read with the room
+            stored = {u: ctx.push_rules[u] for u in targets if u in ctx.push_rules}
+        else:
+            stored = await self.streams.push_rules_for(conn, targets)
         compiled = {u: self._compiled_and_template(u, stored.get(u)) for u in targets}
         # Display names matter only to rules with a `contains_display_name` condition (none of the
         # default rules since v1.17): read the member events of those recipients alone.
@@ -139,7 +142,10 @@ class PushService:
         shared = (False, False) if evaluated_some else Counter(results.values()).most_common(1)[0][0]
         room_row = (event.room_id, event.stream, event.sender, thread_id, shared[1]) if shared[0] else None
         own = [(u, event.room_id, event.stream, thread_id, n, h) for u, (n, h) in results.items() if (n, h) != shared]
-        await self.streams.add_push_actions(conn, room_row, own)
+        if ctx.defer_push:  # a message: the writer inserts these with it (see EventWriter._insert_message)
+            ctx.pending_push = (room_row, own)
+        else:
+            await self.streams.add_push_actions(conn, room_row, own)
 
     async def _member_event_targets(self, conn: AsyncConnection, event: StoredEvent) -> tuple[list[str], int]:
         """Who a membership event is evaluated for. Under the default rules it notifies nobody but an

@@ -20,7 +20,7 @@ from paigham.domain.power_levels import action_level, user_level
 from paigham.domain.room_versions import RoomVersion, get_room_version
 from paigham.errors import AuthError, Codes, MatrixError
 from paigham.storage.database import Database
-from paigham.storage.events import EventStore, RoomRow, StoredEvent
+from paigham.storage.events import EventStore, PushRoomRow, PushUserRow, RoomRow, StoredEvent
 
 CREATE = ("m.room.create", "")
 POWER_LEVELS = ("m.room.power_levels", "")
@@ -71,6 +71,13 @@ class RoomCtx:
     looked_up: set[tuple[str, str]] = field(default_factory=set)
     # Who is joined, kept current as this transaction's membership events are persisted.
     joined: set[str] | None = None
+    # The push rules of the members joined when the room was read (absent: the default rules).
+    push_rules: dict[str, Any] = field(default_factory=dict)
+    push_rules_of: frozenset[str] = frozenset()  # whose rules `push_rules` answers for
+    # Set while the persist hooks of a message run before its row is written: the push hook leaves
+    # its rows here (stream still unknown) for the writer to insert with the event.
+    pending_push: tuple[PushRoomRow | None, list[PushUserRow]] | None = None
+    defer_push: bool = False
 
     def joined_members(self) -> list[str] | None:
         """Who is joined now, if known (else None: ask the database)."""
@@ -167,7 +174,8 @@ class EventWriter:
         version = get_room_version(found.room.room_version)
         if version is None:
             raise MatrixError(400, Codes.UNSUPPORTED_ROOM_VERSION, "Room version not supported")
-        ctx = RoomCtx(room_id, version, found.tip, found.state, looked_up=set(keys), joined=set(found.joined))
+        ctx = RoomCtx(room_id, version, found.tip, found.state, looked_up=set(keys), joined=set(found.joined),
+                      push_rules=found.push_rules, push_rules_of=frozenset(found.joined))
         return ctx, found.txn_result
 
     async def _state(self, conn: AsyncConnection, ctx: RoomCtx, keys: list[tuple[str, str]]) -> None:
@@ -266,17 +274,19 @@ class EventWriter:
         self, conn: AsyncConnection, ctx: RoomCtx, event_id: str, pdu: dict[str, Any], spec: EventSpec,
         txn: Txn | None,
     ) -> StoredEvent:
+        rel = spec.content.get("m.relates_to")
+        rel_type = rel.get("rel_type") if isinstance(rel, dict) else None
+        rel_to = rel.get("event_id") if isinstance(rel, dict) else None
+        if not (isinstance(rel_type, str) and isinstance(rel_to, str)):
+            rel_type = rel_to = None
+        if spec.state_key is None and spec.type != "m.room.redaction":
+            return await self._insert_message(conn, ctx, event_id, pdu, spec, txn, rel_to, rel_type)
         redact_target = await self._redaction_target(conn, ctx, spec) if spec.type == "m.room.redaction" else None
         stream = await self.db.next_position(conn)
         unsigned = None
         prev = ctx.state.get((spec.type, spec.state_key)) if spec.state_key is not None else None
         if prev is not None:
             unsigned = {"replaces_state": prev.event_id, "prev_content": prev.content, "prev_sender": prev.sender}
-        rel = spec.content.get("m.relates_to")
-        rel_type = rel.get("rel_type") if isinstance(rel, dict) else None
-        rel_to = rel.get("event_id") if isinstance(rel, dict) else None
-        if not (isinstance(rel_type, str) and isinstance(rel_to, str)):
-            rel_type = rel_to = None
         stored_pdu = {**pdu, "room_id": ctx.room_id}
         await self.store.insert_event(
             conn, stream, event_id, stored_pdu, unsigned=unsigned,
@@ -300,6 +310,31 @@ class EventWriter:
         ctx.tip = (event_id, pdu["depth"])
         for hook in self.persist_hooks:
             await hook(conn, event, ctx)
+        return event
+
+    async def _insert_message(
+        self, conn: AsyncConnection, ctx: RoomCtx, event_id: str, pdu: dict[str, Any], spec: EventSpec,
+        txn: Txn | None, rel_to: str | None, rel_type: str | None,
+    ) -> StoredEvent:
+        """A non-state event: the persist hooks run first (on the event, its position not yet known),
+        then the event, its transaction ID and its push actions are written together, late, so the
+        stream counter (which orders all writers) is held for as short a time as possible."""
+        stored_pdu = {**pdu, "room_id": ctx.room_id}
+        event = StoredEvent(0, event_id, ctx.room_id, spec.type, None, spec.sender, pdu["origin_server_ts"],
+                            stored_pdu, None, None, txn.txn_id if txn else None, txn.device_id if txn else None)
+        ctx.defer_push, ctx.pending_push = True, None
+        try:
+            for hook in self.persist_hooks:
+                await hook(conn, event, ctx)
+        finally:
+            ctx.defer_push = False
+        pending: tuple[PushRoomRow | None, list[PushUserRow]] = ctx.pending_push or (None, [])
+        push_room, push_own = pending
+        ctx.pending_push = None
+        event.stream = await self.store.insert_message(
+            conn, event, relates_to=rel_to, rel_type=rel_type, push_room=push_room, push_own=push_own,
+            txn=(txn.user_id, txn.device_id, txn.scope, txn.txn_id, now_ms()) if txn else None)
+        ctx.tip = (event_id, pdu["depth"])
         return event
 
     async def _redaction_target(self, conn: AsyncConnection, ctx: RoomCtx, spec: EventSpec) -> str | None:

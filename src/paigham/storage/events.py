@@ -18,6 +18,10 @@ from paigham.storage.database import Database
 from paigham.storage.dialect import upsert
 from paigham.storage.schema import current_state, event_txns, events, memberships, rooms
 
+# (room_id, stream, sender, thread_id, highlight) and (user_id, room_id, stream, thread_id, notify, highlight)
+PushRoomRow = tuple[str, int, str, str, bool]
+PushUserRow = tuple[str, str, int, str, bool, bool]
+
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode
 _MAX_POS = 2**62
@@ -38,6 +42,7 @@ class RoomForWrite:
     txn_result: str | None  # the event ID an already-used transaction ID produced
     state: dict[tuple[str, str], StoredEvent] = field(default_factory=dict)
     joined: list[str] = field(default_factory=list)  # who is joined (user IDs only)
+    push_rules: dict[str, Any] = field(default_factory=dict)  # joined user → their own push rules, if any
 
 
 @dataclass(slots=True)
@@ -85,6 +90,22 @@ def _tuple_event(r: Sequence[Any]) -> StoredEvent:
     return StoredEvent(int(r[0]), r[1], r[2], r[3], r[4], r[5], int(r[6]), _decode(r[7]),
                        _decode(r[8]) if r[8] else None, r[9], r[10], r[11])
 
+
+# PostgreSQL: a non-state event, its transaction ID and its push actions at the next position, in
+# one statement (data-modifying CTEs all run, once, whether or not the final SELECT reads them).
+_INSERT_MESSAGE = (
+    "WITH pos AS (UPDATE stream_counter SET pos = pos + 1 WHERE id = 1 RETURNING pos), "
+    "ev AS (INSERT INTO events (stream, event_id, room_id, type, state_key, sender, origin_server_ts, depth, json, "
+    "unsigned, txn_id, device_id, relates_to, rel_type) SELECT pos, $1, $2, $3, NULL, $4, $5, $6, $7, NULL, $8, $9, "
+    "$10, $11 FROM pos), "
+    "tx AS (INSERT INTO event_txns (user_id, device_id, scope, txn_id, result, created_ts) "
+    "SELECT $12, $9, $13, $8, $1, $14 WHERE $12::varchar IS NOT NULL), "
+    "ra AS (INSERT INTO room_push_actions (room_id, stream, sender, thread_id, highlight) "
+    "SELECT $2, pos, $4, $15, $16 FROM pos WHERE $16::boolean IS NOT NULL), "
+    "oa AS (INSERT INTO event_push_actions (user_id, room_id, stream, thread_id, notify, highlight) "
+    "SELECT u.user_id, $2, pos.pos, u.thread_id, u.notify, u.highlight FROM pos, "
+    "unnest($17::text[], $18::text[], $19::boolean[], $20::boolean[]) AS u(user_id, thread_id, notify, highlight)) "
+    "SELECT pos FROM pos")
 
 # A member's row after a membership event; `joined_stream` moves only when the member (re)joins, not
 # on a join → join event (a display-name or avatar change).
@@ -135,17 +156,19 @@ class EventStore:
                              txn: tuple[str, str, str, str] | None) -> RoomForWrite | None:
         """What a write to an existing room reads first, in one statement: the room, its tip, the
         result of this transaction ID if it was used (user, device, scope, txn ID), the current state
-        at the given (type, state key)s, and who is joined. None: no such room."""
+        at the given (type, state key)s, and who is joined with their push rules (what the push
+        evaluation of the event needs). None: no such room."""
         wanted = set(keys)
         rows = await self.db.fetch(
-            f"SELECT r.room_version, r.creator, r.is_public, t.event_id, t.depth, x.result, NULL, {EV} FROM rooms r "
+            f"SELECT r.room_version, r.creator, r.is_public, t.event_id, t.depth, x.result, NULL, NULL, {EV} "
+            "FROM rooms r "
             "LEFT JOIN events t ON t.stream = (SELECT max(stream) FROM events WHERE room_id = $1) "
             "LEFT JOIN event_txns x ON x.user_id = $3 AND x.device_id = $4 AND x.scope = $5 AND x.txn_id = $6 "
             "LEFT JOIN current_state c ON c.room_id = r.room_id AND c.type = ANY($2::text[]) "
             "AND c.state_key = ANY($7::text[]) "
             "LEFT JOIN events e ON e.event_id = c.event_id WHERE r.room_id = $1 "
-            f"UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, m.user_id, {_NO_EV} FROM memberships m "
-            "WHERE m.room_id = $1 AND m.membership = 'join'",
+            f"UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, m.user_id, p.json, {_NO_EV} FROM memberships m "
+            "LEFT JOIN push_rules p ON p.user_id = m.user_id WHERE m.room_id = $1 AND m.membership = 'join'",
             room_id, sorted({t for t, _ in wanted}), *(txn or (None, None, None, None)),
             sorted({k for _, k in wanted}), conn=conn)
         first = next((r for r in rows if r[0] is not None), None)
@@ -156,8 +179,10 @@ class EventStore:
         for r in rows:
             if r[6] is not None:
                 out.joined.append(r[6])
-            elif r[7] is not None and (r[10], r[11] or "") in wanted:
-                ev = _tuple_event(r[7:])
+                if r[7] is not None:
+                    out.push_rules[r[6]] = _decode(r[7])
+            elif r[8] is not None and (r[11], r[12] or "") in wanted:
+                ev = _tuple_event(r[8:])
                 out.state[(ev.type, ev.state_key or "")] = ev
         return out
 
@@ -198,6 +223,38 @@ class EventStore:
             stream, event_id, pdu["room_id"], pdu["type"], pdu.get("state_key"), pdu["sender"],
             pdu["origin_server_ts"], pdu["depth"], _encode(pdu).decode(),
             _encode(unsigned).decode() if unsigned else None, txn_id, device_id, relates_to, rel_type, conn=conn)
+
+    async def insert_message(self, conn: AsyncConnection, event: StoredEvent, *, relates_to: str | None,
+                             rel_type: str | None, txn: tuple[str, str, str, str, int] | None,
+                             push_room: PushRoomRow | None, push_own: Sequence[PushUserRow]) -> int:
+        """Append a non-state event at the next stream position, with its transaction ID (user,
+        device, scope, txn ID, time) and push actions (rows whose stream is filled in here); return
+        the position. On PostgreSQL one statement (one round trip, and the stream counter's row,
+        which orders every writer, is held from here to commit only); on SQLite the same rows
+        statement by statement."""
+        pdu = event.pdu
+        if not self.db.is_sqlite:
+            row = await self.db.fetchrow(
+                _INSERT_MESSAGE, event.event_id, event.room_id, event.type, event.sender, event.origin_server_ts,
+                pdu["depth"], _encode(pdu).decode(), event.txn_id, event.device_id, relates_to, rel_type,
+                *(txn[0], txn[2], txn[4]) if txn else (None, None, None),
+                *(push_room[3], push_room[4]) if push_room else (None, None),
+                [r[0] for r in push_own], [r[3] for r in push_own], [r[4] for r in push_own],
+                [r[5] for r in push_own], conn=conn)
+            assert row is not None
+            return int(row[0])
+        stream = await self.db.next_position(conn)
+        await self.insert_event(conn, stream, event.event_id, pdu, unsigned=None, txn_id=event.txn_id,
+                                device_id=event.device_id, relates_to=relates_to, rel_type=rel_type)
+        if txn is not None:
+            await self.put_txn(conn, txn[0], txn[1], txn[2], txn[3], event.event_id, txn[4])
+        if push_room is not None:
+            await self.db.run("INSERT INTO room_push_actions (room_id, stream, sender, thread_id, highlight) "
+                              "VALUES ($1, $2, $3, $4, $5)", push_room[0], stream, *push_room[2:], conn=conn)
+        await self.db.run_many(
+            "INSERT INTO event_push_actions (user_id, room_id, stream, thread_id, notify, highlight) "
+            "VALUES ($1, $2, $3, $4, $5, $6)", [(r[0], r[1], stream, *r[3:]) for r in push_own], conn=conn)
+        return stream
 
     async def insert_state_events(self, conn: AsyncConnection, evs: Sequence[StoredEvent]) -> None:
         """Write many state events of one room at once: their rows, current state and memberships."""

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.storage.database import Database
 from paigham.storage.dialect import upsert
+from paigham.storage.events import PushRoomRow, PushUserRow
 from paigham.storage.schema import (
     account_data,
     filters,
@@ -264,9 +265,6 @@ class StreamStore:
         return out
 
 
-# (room_id, stream, sender, thread_id, highlight) and (user_id, room_id, stream, thread_id, notify, highlight)
-PushRoomRow = tuple[str, int, str, str, bool]
-PushUserRow = tuple[str, str, int, str, bool, bool]
 
 # The count for user $1 in a room past a position, as three range counts (each one row): the room's
 # shared results past it not sent by the user, minus those the user has a result of their own for,
