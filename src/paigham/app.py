@@ -215,6 +215,7 @@ class Server:
 
     async def stop(self) -> None:
         await self.jobs.stop()
+        await self.writer.finish()
         await self.ephemeral.stop()
         await self.bus.stop()
         await self.db.close()

@@ -6,6 +6,7 @@ commit, so auth checks see exactly the state the event is appended to, even acro
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from paigham.storage.database import Database
 from paigham.storage.events import EventStore, PushRoomRow, PushUserRow, RoomRow, StoredEvent
 
 CREATE = ("m.room.create", "")
+MAX_BATCH = 100  # messages of one room in one transaction at most
 POWER_LEVELS = ("m.room.power_levels", "")
 
 
@@ -96,6 +98,23 @@ class RoomCtx:
 
 
 @dataclass(frozen=True, slots=True)
+class _Queued:
+    spec: EventSpec
+    txn: Txn | None
+    fut: asyncio.Future[StoredEvent]
+
+
+def _settle(fut: asyncio.Future[StoredEvent], result: StoredEvent | BaseException) -> None:
+    if fut.done():  # (its caller gave up; the answer has nobody to go to)
+        return
+    if isinstance(result, BaseException):
+        fut.set_exception(result)
+        fut.exception()  # retrieved: a caller that went away must not leave a warning behind
+    else:
+        fut.set_result(result)
+
+
+@dataclass(frozen=True, slots=True)
 class Persisted:
     events: list[StoredEvent]
     position: int
@@ -115,9 +134,104 @@ class EventWriter:
         self.signing_key = signing_key
         self.persist_hooks: list[PersistHook] = []
         self.commit_hooks: list[CommitHook] = []
+        # Messages waiting for their room's next batch; a room is here while a batch of it runs.
+        self._waiting: dict[str, list[_Queued]] = {}
+        self._batches: set[asyncio.Task[None]] = set()
 
     async def send(self, room_id: str, spec: EventSpec, txn: Txn | None = None) -> StoredEvent:
-        """Append one event to an existing room (idempotent per transaction ID)."""
+        """Append one event to an existing room (idempotent per transaction ID).
+
+        Messages (non-state events other than redactions) into a room whose previous write is still
+        running wait and go together into the next transaction of that room: one lock, one read, one
+        commit for all of them, each built, authorised and stored as if sent alone (an event refused
+        does not stop the others). Under load a busy room's writes are serialised anyway; batching
+        them turns that queue into throughput. Alone, a message is one batch of one.
+        """
+        if spec.state_key is not None or spec.type == "m.room.redaction":
+            return await self._send_alone(room_id, spec, txn)
+        loop = asyncio.get_running_loop()
+        item = _Queued(spec, txn, loop.create_future())
+        queue = self._waiting.get(room_id)
+        if queue is not None:
+            queue.append(item)
+        else:
+            self._waiting[room_id] = [item]
+            task = loop.create_task(self._drain(room_id))
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+        # The batch runs in its own task: a caller that goes away does not abort the others' writes.
+        return await asyncio.shield(item.fut)
+
+    async def finish(self) -> None:
+        """Let the batches already running commit (shutdown)."""
+        while self._batches:
+            await asyncio.gather(*self._batches, return_exceptions=True)
+
+    async def _drain(self, room_id: str) -> None:
+        """Write the room's waiting messages, batch after batch, until none are left."""
+        while True:
+            queue = self._waiting[room_id]
+            if not queue:
+                del self._waiting[room_id]
+                return
+            batch, self._waiting[room_id] = queue[:MAX_BATCH], queue[MAX_BATCH:]
+            try:
+                await self._write_batch(room_id, batch)
+            except BaseException as exc:  # cancelled (shutdown): nobody is left waiting for an answer
+                for item in batch:
+                    _settle(item.fut, exc)
+                if not isinstance(exc, Exception):
+                    for item in self._waiting.pop(room_id, []):
+                        _settle(item.fut, exc)
+                    raise
+
+    async def _write_batch(self, room_id: str, batch: list[_Queued]) -> None:
+        if len(batch) > 1:
+            try:
+                results = await self._send_messages(room_id, batch)
+            except Exception:  # nothing of the batch was committed: each on its own, below
+                pass
+            else:
+                for item, result in zip(batch, results, strict=True):
+                    _settle(item.fut, result)
+                return
+        for item in batch:
+            try:
+                _settle(item.fut, await self._send_alone(room_id, item.spec, item.txn))
+            except Exception as exc:
+                _settle(item.fut, exc)
+
+    async def _send_messages(self, room_id: str, batch: list[_Queued]) -> list[StoredEvent | Exception]:
+        """Messages into one room in one transaction, in order; a refused one gets its error."""
+        results: list[StoredEvent | Exception] = []
+        new: list[StoredEvent] = []
+        async with self.db.write() as conn:
+            await self.db.lock_room(conn, room_id)
+            ctx, _ = await self.load_room(conn, room_id, None, preload_keys([item.spec for item in batch]))
+            keys = [(t.user_id, t.device_id, t.scope, t.txn_id) for t in (item.txn for item in batch) if t]
+            done = await self.store.txn_results(conn, keys)
+            by_txn: dict[tuple[str, str, str, str], StoredEvent] = {}
+            for item in batch:
+                t = item.txn
+                key = (t.user_id, t.device_id, t.scope, t.txn_id) if t else None
+                if key is not None and key in by_txn:  # the same request twice in one batch
+                    results.append(by_txn[key])
+                    continue
+                existing = await self._event_in(conn, done.get(key)) if key is not None else None
+                if existing is None:
+                    try:
+                        existing = await self.persist(conn, ctx, item.spec, item.txn)
+                    except MatrixError as exc:  # refused before anything of it was written
+                        results.append(exc)
+                        continue
+                    new.append(existing)
+                results.append(existing)
+                if key is not None:
+                    by_txn[key] = existing
+        await self._after_commit(new)
+        return results
+
+    async def _send_alone(self, room_id: str, spec: EventSpec, txn: Txn | None) -> StoredEvent:
         async with self.db.write() as conn:
             await self.db.lock_room(conn, room_id)
             ctx, done = await self.load_room(conn, room_id, txn, preload_keys([spec]))

@@ -313,6 +313,17 @@ class EventStore:
             "INSERT INTO event_txns (user_id, device_id, scope, txn_id, result, created_ts) "
             "VALUES ($1, $2, $3, $4, $5, $6)", user_id, device_id, scope, txn_id, result, now, conn=conn)
 
+    async def txn_results(self, conn: AsyncConnection, keys: Sequence[tuple[str, str, str, str]]
+                          ) -> dict[tuple[str, str, str, str], str]:
+        """(user, device, scope, txn ID) → the event ID it produced, for those already used."""
+        if not keys:
+            return {}
+        rows = await self.db.fetch(
+            "SELECT user_id, device_id, scope, txn_id, result FROM event_txns WHERE user_id = ANY($1::text[]) "
+            "AND txn_id = ANY($2::text[])", sorted({k[0] for k in keys}), sorted({k[3] for k in keys}), conn=conn)
+        wanted = set(keys)
+        return {k: r[4] for r in rows if (k := (r[0], r[1], r[2], r[3])) in wanted}
+
     @staticmethod
     async def get_event_in(conn: AsyncConnection, event_id: str) -> StoredEvent | None:
         row = (await conn.execute(select(*_EVENT_COLS).where(events.c.event_id == event_id))).first()

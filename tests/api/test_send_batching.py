@@ -1,0 +1,116 @@
+"""Messages into a busy room are written in batches (services/writer.py): one transaction for
+everything that queued up while the room's previous write ran. Each message must still be built,
+authorised and answered as if it had been sent alone: one linear history, one event per transaction ID, a
+refused one refused without taking the others down, and a batch the database rejects retried
+message by message."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import Harness, User
+
+V3 = "/_matrix/client/v3"
+
+
+def batch_sizes(hs: Harness, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    sizes: list[int] = []
+    writer = hs.server.writer
+    real = writer._send_messages
+
+    async def counting(room_id: str, batch: list[Any]) -> Any:
+        sizes.append(len(batch))
+        return await real(room_id, batch)
+
+    monkeypatch.setattr(writer, "_send_messages", counting)
+    return sizes
+
+
+async def put(hs: Harness, user: User, room: str, txn: str, body: str) -> Any:
+    return await hs.request("PUT", f"{V3}/rooms/{room}/send/m.room.message/{txn}", user,
+                            json={"msgtype": "m.text", "body": body})
+
+
+async def timeline(hs: Harness, user: User, room: str) -> list[dict[str, Any]]:
+    res = await hs.ok("GET", f"{V3}/rooms/{room}/messages", user, params={"dir": "f", "limit": 200})
+    return [e for e in res["chunk"] if e["type"] == "m.room.message"]
+
+
+async def test_concurrent_messages_share_transactions_and_keep_one_history(
+    hs: Harness, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sizes = batch_sizes(hs, monkeypatch)
+    users = [await hs.register(f"sender{i}") for i in range(5)]
+    room = await hs.create_room(users[0], preset="public_chat")
+    for u in users[1:]:
+        await hs.ok("POST", f"{V3}/join/{room}", u, json={})
+    sends = [put(hs, users[i % 5], room, f"t{i}", f"message {i}") for i in range(40)]
+    answers = await asyncio.gather(*sends)
+    assert all(r.status_code == 200 for r in answers), [r.text for r in answers if r.status_code != 200]
+    assert sizes and max(sizes) > 1, "nothing was batched"
+    events = await timeline(hs, users[0], room)
+    # Each answer names the event of its own request, each request made exactly one event.
+    by_id = {e["event_id"]: e for e in events}
+    assert len(by_id) == 40
+    assert [by_id[r.json()["event_id"]]["content"]["body"] for r in answers] == [f"message {i}" for i in range(40)]
+    # One linear history: every message's only prev_event is the one before it.
+    pdus = [await hs.server.events.get_event(e["event_id"]) for e in events]
+    for before, after in itertools.pairwise(pdus):
+        assert after is not None and before is not None
+        assert after.pdu["prev_events"] == [before.event_id]
+        assert after.pdu["depth"] == before.pdu["depth"] + 1
+
+
+async def test_a_refused_message_does_not_take_its_batch_down(hs: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    sizes = batch_sizes(hs, monkeypatch)
+    alice, bob, eve = await hs.register("alice"), await hs.register("bob"), await hs.register("eve")
+    room = await hs.create_room(alice, preset="public_chat")
+    await hs.ok("POST", f"{V3}/join/{room}", bob, json={})
+    senders = [alice, bob, eve] * 6  # eve is not in the room
+    answers = await asyncio.gather(*(put(hs, u, room, f"r{i}", f"m{i}") for i, u in enumerate(senders)))
+    assert sizes and max(sizes) > 1
+    for u, r in zip(senders, answers, strict=True):
+        if u is eve:
+            assert r.status_code == 403 and r.json()["errcode"] == "M_FORBIDDEN"
+        else:
+            assert r.status_code == 200
+    assert len(await timeline(hs, alice, room)) == 12
+
+
+async def test_the_same_transaction_id_twice_in_a_batch_is_one_event(
+    hs: Harness, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sizes = batch_sizes(hs, monkeypatch)
+    alice = await hs.register("alice")
+    room = await hs.create_room(alice, preset="public_chat")
+    sends = [put(hs, alice, room, "same" if i % 2 else f"other{i}", f"m{i}") for i in range(12)]
+    answers = await asyncio.gather(*sends)
+    assert sizes and max(sizes) > 1
+    same = {r.json()["event_id"] for i, r in enumerate(answers) if i % 2}
+    assert len(same) == 1  # six requests with one transaction ID: one event
+    assert len(await timeline(hs, alice, room)) == 7
+    again = await put(hs, alice, room, "same", "retried later")
+    assert again.json()["event_id"] in same
+
+
+async def test_a_batch_the_database_refuses_is_retried_message_by_message(
+    hs: Harness, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    alice = await hs.register("alice")
+    room = await hs.create_room(alice, preset="public_chat")
+    writer = hs.server.writer
+    failed: list[int] = []
+
+    async def broken(room_id: str, batch: list[Any]) -> Any:
+        failed.append(len(batch))
+        raise RuntimeError("the database went away mid-batch")
+
+    monkeypatch.setattr(writer, "_send_messages", broken)
+    answers = await asyncio.gather(*(put(hs, alice, room, f"f{i}", f"m{i}") for i in range(10)))
+    assert failed, "no batch was tried"
+    assert all(r.status_code == 200 for r in answers)
+    assert sorted(e["content"]["body"] for e in await timeline(hs, alice, room)) == sorted(f"m{i}" for i in range(10))
