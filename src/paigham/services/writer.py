@@ -21,7 +21,7 @@ from paigham.domain.power_levels import action_level, user_level
 from paigham.domain.room_versions import RoomVersion, get_room_version
 from paigham.errors import AuthError, Codes, MatrixError
 from paigham.storage.database import Database
-from paigham.storage.events import EventStore, PushRoomRow, PushUserRow, RoomRow, StoredEvent
+from paigham.storage.events import EventStore, NewMessage, PushRoomRow, PushUserRow, RoomRow, StoredEvent
 
 CREATE = ("m.room.create", "")
 MAX_BATCH = 100  # messages of one room in one transaction at most
@@ -80,6 +80,8 @@ class RoomCtx:
     # its rows here (stream still unknown) for the writer to insert with the event.
     pending_push: tuple[PushRoomRow | None, list[PushUserRow]] | None = None
     defer_push: bool = False
+    # Set while a batch is built: its messages, written together at the end (see `_send_messages`).
+    deferred: list[NewMessage] | None = None
 
     def joined_members(self) -> list[str] | None:
         """Who is joined now, if known (else None: ask the database)."""
@@ -208,6 +210,7 @@ class EventWriter:
         async with self.db.write() as conn:
             await self.db.lock_room(conn, room_id)
             ctx, _ = await self.load_room(conn, room_id, None, preload_keys([item.spec for item in batch]))
+            ctx.deferred = []
             keys = [(t.user_id, t.device_id, t.scope, t.txn_id) for t in (item.txn for item in batch) if t]
             done = await self.store.txn_results(conn, keys)
             by_txn: dict[tuple[str, str, str, str], StoredEvent] = {}
@@ -228,6 +231,7 @@ class EventWriter:
                 results.append(existing)
                 if key is not None:
                     by_txn[key] = existing
+            await self.store.insert_messages(conn, ctx.deferred)  # every message of the batch at once
         await self._after_commit(new)
         return results
 
@@ -443,12 +447,14 @@ class EventWriter:
         finally:
             ctx.defer_push = False
         pending: tuple[PushRoomRow | None, list[PushUserRow]] = ctx.pending_push or (None, [])
-        push_room, push_own = pending
         ctx.pending_push = None
-        event.stream = await self.store.insert_message(
-            conn, event, relates_to=rel_to, rel_type=rel_type, push_room=push_room, push_own=push_own,
-            txn=(txn.user_id, txn.device_id, txn.scope, txn.txn_id, now_ms()) if txn else None)
+        message = NewMessage(event, rel_to, rel_type, (txn.user_id, txn.device_id, txn.scope, txn.txn_id)
+                             if txn else None, pending[0], pending[1])
         ctx.tip = (event_id, pdu["depth"])
+        if ctx.deferred is not None:
+            ctx.deferred.append(message)  # written with the rest of its batch
+        else:
+            await self.store.insert_messages(conn, [message])
         return event
 
     async def _redaction_target(self, conn: AsyncConnection, ctx: RoomCtx, spec: EventSpec) -> str | None:

@@ -14,6 +14,7 @@ import msgspec
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from paigham.clock import now_ms
 from paigham.storage.database import Database
 from paigham.storage.dialect import upsert
 from paigham.storage.schema import current_state, event_txns, events, memberships, rooms
@@ -66,6 +67,18 @@ class StoredEvent:
         return c if isinstance(c, dict) else {}
 
 
+@dataclass(slots=True)
+class NewMessage:
+    """A non-state event ready to be written (its `stream` is set when it is)."""
+
+    event: StoredEvent
+    relates_to: str | None
+    rel_type: str | None
+    txn: tuple[str, str, str, str] | None  # (user, device, scope, transaction ID)
+    push_room: PushRoomRow | None
+    push_own: list[PushUserRow]
+
+
 _EVENT_COLS = (
     events.c.stream, events.c.event_id, events.c.room_id, events.c.type, events.c.state_key,
     events.c.sender, events.c.origin_server_ts, events.c.json, events.c.unsigned, events.c.redacted_by,
@@ -91,21 +104,29 @@ def _tuple_event(r: Sequence[Any]) -> StoredEvent:
                        _decode(r[8]) if r[8] else None, r[9], r[10], r[11])
 
 
-# PostgreSQL: a non-state event, its transaction ID and its push actions at the next position, in
-# one statement (data-modifying CTEs all run, once, whether or not the final SELECT reads them).
-_INSERT_MESSAGE = (
-    "WITH pos AS (UPDATE stream_counter SET pos = pos + 1 WHERE id = 1 RETURNING pos), "
+# PostgreSQL: non-state events, their transaction IDs and their push actions at the next positions
+# (base + 1 … base + n, in order), in one statement: data-modifying CTEs all run, once, whether or
+# not the final SELECT reads them. Push-action rows name their message by its ordinal (1 … n).
+_INSERT_MESSAGES = (
+    "WITH pos AS (UPDATE stream_counter SET pos = pos + $1 WHERE id = 1 RETURNING pos - $1 AS base), "
+    "m AS (SELECT pos.base + u.i AS stream, u.* FROM pos, unnest($2::text[], $3::text[], $4::text[], $5::text[], "
+    "$6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[]) WITH ORDINALITY "
+    "AS u(event_id, room_id, type, sender, ts, depth, json, txn_id, device_id, relates_to, rel_type, i)), "
     "ev AS (INSERT INTO events (stream, event_id, room_id, type, state_key, sender, origin_server_ts, depth, json, "
-    "unsigned, txn_id, device_id, relates_to, rel_type) SELECT pos, $1, $2, $3, NULL, $4, $5, $6, $7, NULL, $8, $9, "
-    "$10, $11 FROM pos), "
-    "tx AS (INSERT INTO event_txns (user_id, device_id, scope, txn_id, result, created_ts) "
-    "SELECT $12, $9, $13, $8, $1, $14 WHERE $12::varchar IS NOT NULL), "
-    "ra AS (INSERT INTO room_push_actions (room_id, stream, sender, thread_id, highlight) "
-    "SELECT $2, pos, $4, $15, $16 FROM pos WHERE $16::boolean IS NOT NULL), "
-    "oa AS (INSERT INTO event_push_actions (user_id, room_id, stream, thread_id, notify, highlight) "
-    "SELECT u.user_id, $2, pos.pos, u.thread_id, u.notify, u.highlight FROM pos, "
-    "unnest($17::text[], $18::text[], $19::boolean[], $20::boolean[]) AS u(user_id, thread_id, notify, highlight)) "
-    "SELECT pos FROM pos")
+    "unsigned, txn_id, device_id, relates_to, rel_type) SELECT stream, event_id, room_id, type, NULL, sender, ts, "
+    "depth, json, NULL, txn_id, device_id, relates_to, rel_type FROM m), "
+    "tx AS (INSERT INTO event_txns (user_id, device_id, scope, txn_id, result, created_ts) SELECT t.*, $13 FROM "
+    "unnest($14::text[], $15::text[], $16::text[], $17::text[], $18::text[]) AS t(user_id, device_id, scope, "
+    "txn_id, result)), "
+    "ra AS (INSERT INTO room_push_actions (room_id, stream, sender, thread_id, highlight) SELECT r.room_id, "
+    "pos.base + r.i, r.sender, r.thread_id, r.highlight FROM pos, unnest($19::bigint[], $20::text[], $21::text[], "
+    "$22::text[], $23::boolean[]) AS r(i, room_id, sender, thread_id, highlight)), "
+    "oa AS (INSERT INTO event_push_actions (user_id, room_id, stream, thread_id, notify, highlight) SELECT "
+    "o.user_id, o.room_id, pos.base + o.i, o.thread_id, o.notify, o.highlight FROM pos, unnest($24::bigint[], "
+    "$25::text[], $26::text[], $27::text[], $28::boolean[], $29::boolean[]) AS o(i, user_id, room_id, thread_id, "
+    "notify, highlight)) "
+    "SELECT base FROM pos")
+
 
 # A member's row after a membership event; `joined_stream` moves only when the member (re)joins, not
 # on a join → join event (a display-name or avatar change).
@@ -224,37 +245,49 @@ class EventStore:
             pdu["origin_server_ts"], pdu["depth"], _encode(pdu).decode(),
             _encode(unsigned).decode() if unsigned else None, txn_id, device_id, relates_to, rel_type, conn=conn)
 
-    async def insert_message(self, conn: AsyncConnection, event: StoredEvent, *, relates_to: str | None,
-                             rel_type: str | None, txn: tuple[str, str, str, str, int] | None,
-                             push_room: PushRoomRow | None, push_own: Sequence[PushUserRow]) -> int:
-        """Append a non-state event at the next stream position, with its transaction ID (user,
-        device, scope, txn ID, time) and push actions (rows whose stream is filled in here); return
-        the position. On PostgreSQL one statement (one round trip, and the stream counter's row,
-        which orders every writer, is held from here to commit only); on SQLite the same rows
-        statement by statement."""
-        pdu = event.pdu
+    async def insert_messages(self, conn: AsyncConnection, messages: Sequence[NewMessage]) -> None:
+        """Append non-state events at the next stream positions, in order, with their transaction
+        IDs and push actions (the rows' stream is filled in here), and set each event's `stream`.
+        On PostgreSQL one statement, so the stream counter's row — which orders every writer of every
+        room — is held from here to commit only, however many messages a batch has; on SQLite the
+        same rows statement by statement."""
+        n = len(messages)
+        if not n:
+            return
         if not self.db.is_sqlite:
+            evs = [m.event for m in messages]
+            txns = [(m.txn, m.event.event_id) for m in messages if m.txn is not None]
+            rooms = [(i, r) for i, m in enumerate(messages, 1) if (r := m.push_room) is not None]
+            own = [(i, r) for i, m in enumerate(messages, 1) for r in m.push_own]
             row = await self.db.fetchrow(
-                _INSERT_MESSAGE, event.event_id, event.room_id, event.type, event.sender, event.origin_server_ts,
-                pdu["depth"], _encode(pdu).decode(), event.txn_id, event.device_id, relates_to, rel_type,
-                *(txn[0], txn[2], txn[4]) if txn else (None, None, None),
-                *(push_room[3], push_room[4]) if push_room else (None, None),
-                [r[0] for r in push_own], [r[3] for r in push_own], [r[4] for r in push_own],
-                [r[5] for r in push_own], conn=conn)
+                _INSERT_MESSAGES, n, [e.event_id for e in evs], [e.room_id for e in evs], [e.type for e in evs],
+                [e.sender for e in evs], [e.origin_server_ts for e in evs], [e.pdu["depth"] for e in evs],
+                [_encode(e.pdu).decode() for e in evs], [e.txn_id for e in evs], [e.device_id for e in evs],
+                [m.relates_to for m in messages], [m.rel_type for m in messages], now_ms(),
+                [t[0] for t, _ in txns], [t[1] for t, _ in txns], [t[2] for t, _ in txns], [t[3] for t, _ in txns],
+                [result for _, result in txns],
+                [i for i, _ in rooms], [r[0] for _, r in rooms], [r[2] for _, r in rooms], [r[3] for _, r in rooms],
+                [r[4] for _, r in rooms],
+                [i for i, _ in own], [r[0] for _, r in own], [r[1] for _, r in own], [r[3] for _, r in own],
+                [r[4] for _, r in own], [r[5] for _, r in own], conn=conn)
             assert row is not None
-            return int(row[0])
-        stream = await self.db.next_position(conn)
-        await self.insert_event(conn, stream, event.event_id, pdu, unsigned=None, txn_id=event.txn_id,
-                                device_id=event.device_id, relates_to=relates_to, rel_type=rel_type)
-        if txn is not None:
-            await self.put_txn(conn, txn[0], txn[1], txn[2], txn[3], event.event_id, txn[4])
-        if push_room is not None:
-            await self.db.run("INSERT INTO room_push_actions (room_id, stream, sender, thread_id, highlight) "
-                              "VALUES ($1, $2, $3, $4, $5)", push_room[0], stream, *push_room[2:], conn=conn)
-        await self.db.run_many(
-            "INSERT INTO event_push_actions (user_id, room_id, stream, thread_id, notify, highlight) "
-            "VALUES ($1, $2, $3, $4, $5, $6)", [(r[0], r[1], stream, *r[3:]) for r in push_own], conn=conn)
-        return stream
+            for i, m in enumerate(messages, 1):
+                m.event.stream = int(row[0]) + i
+            return
+        base = await self.db.next_position(conn, n) - n
+        for i, m in enumerate(messages, 1):
+            stream = m.event.stream = base + i
+            await self.insert_event(conn, stream, m.event.event_id, m.event.pdu, unsigned=None,
+                                    txn_id=m.event.txn_id, device_id=m.event.device_id, relates_to=m.relates_to,
+                                    rel_type=m.rel_type)
+            if m.txn is not None:
+                await self.put_txn(conn, *m.txn, m.event.event_id, now_ms())
+            if m.push_room is not None:
+                await self.db.run("INSERT INTO room_push_actions (room_id, stream, sender, thread_id, highlight) "
+                                  "VALUES ($1, $2, $3, $4, $5)", m.push_room[0], stream, *m.push_room[2:], conn=conn)
+            await self.db.run_many(
+                "INSERT INTO event_push_actions (user_id, room_id, stream, thread_id, notify, highlight) "
+                "VALUES ($1, $2, $3, $4, $5, $6)", [(r[0], r[1], stream, *r[3:]) for r in m.push_own], conn=conn)
 
     async def insert_state_events(self, conn: AsyncConnection, evs: Sequence[StoredEvent]) -> None:
         """Write many state events of one room at once: their rows, current state and memberships."""
