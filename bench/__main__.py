@@ -169,7 +169,7 @@ async def main(args: argparse.Namespace) -> None:
     scale = Scale.quick() if args.quick else Scale()
     root = Path(args.workdir).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    profiler = Profiler(RESULTS, args.profile_workloads) if args.profile else None
+    profiler = Profiler(RESULTS, args.profile_workloads, args.db) if args.profile else None
     results: dict[str, Any] = {"meta": {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "db": args.db, "cpus": os.cpu_count(),
         "mem_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, "quick": args.quick,

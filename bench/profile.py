@@ -1,5 +1,6 @@
 """py-spy attached to the Paigham process during chosen workloads; the collapsed stacks are summed
-into `bench/results/profile-<workload>.txt`: where the server's time goes, by function and by package."""
+into `bench/results/profile-<workload>.txt` (SQLite) or `profile-postgres-<workload>.txt`: where the
+server's time goes, by function and by package."""
 
 from __future__ import annotations
 
@@ -75,9 +76,10 @@ def summarise(raw: Path, out: Path, title: str, top: int = 45) -> None:
 
 
 class Profiler:
-    def __init__(self, results: Path, workloads: list[str]) -> None:
+    def __init__(self, results: Path, workloads: list[str], db: str = "sqlite") -> None:
         self.results = results
         self.workloads = workloads
+        self.prefix = "profile-" if db == "sqlite" else f"profile-{db}-"  # one file per engine
         self.outputs: list[Path] = []
 
     def around(self, server: Server) -> Callable[[str, str], Callable[[], None] | None]:
@@ -85,7 +87,7 @@ class Profiler:
             if workload not in self.workloads:
                 return None
             self.results.mkdir(parents=True, exist_ok=True)
-            raw = self.results / f"profile-{workload}.raw"
+            raw = self.results / f"{self.prefix}{workload}.raw"
             proc = subprocess.Popen([_py_spy(), "record", "-p", str(server.pids[0]), "-f", "raw", "-o", str(raw),
                                      "-r", "100", "--nonblocking", "--nolineno"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
