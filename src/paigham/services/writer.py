@@ -1,7 +1,8 @@
 """The event pipeline: build a PDU, authorise it, hash and sign it, persist it, wake sync.
 
-One write transaction per request holds the room lock from reading the room's tip and state to
-commit, so auth checks see exactly the state the event is appended to, even across workers.
+One write transaction per request — or per batch of messages queued for a busy room — holds the
+room lock from reading the room's tip and state to commit, so auth checks see exactly the state the
+event is appended to, even across workers.
 """
 
 from __future__ import annotations
