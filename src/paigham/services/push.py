@@ -142,7 +142,7 @@ class PushService:
         shared = (False, False) if evaluated_some else Counter(results.values()).most_common(1)[0][0]
         room_row = (event.room_id, event.stream, event.sender, thread_id, shared[1]) if shared[0] else None
         own = [(u, event.room_id, event.stream, thread_id, n, h) for u, (n, h) in results.items() if (n, h) != shared]
-        if ctx.defer_push:  # a message: the writer inserts these with it (see EventWriter._insert_message)
+        if ctx.pending_push is not None:  # a message: the writer inserts these with it (_insert_message)
             ctx.pending_push = (room_row, own)
         else:
             await self.streams.add_push_actions(conn, room_row, own)

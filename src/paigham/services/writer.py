@@ -77,22 +77,17 @@ class RoomCtx:
     # The push rules of the members joined when the room was read (absent: the default rules).
     push_rules: dict[str, Any] = field(default_factory=dict)
     push_rules_of: frozenset[str] = frozenset()  # whose rules `push_rules` answers for
-    # Set while the persist hooks of a message run before its row is written: the push hook leaves
-    # its rows here (stream still unknown) for the writer to insert with the event.
+    # Not None while the persist hooks of a message run before its row is written: the push hook
+    # leaves its rows here (stream still unknown) for the writer to insert with the event.
     pending_push: tuple[PushRoomRow | None, list[PushUserRow]] | None = None
-    defer_push: bool = False
     # Set while a batch is built: its messages, written together at the end (see `_send_messages`).
     deferred: list[NewMessage] | None = None
 
     def joined_members(self) -> list[str] | None:
         """Who is joined now, if known (else None: ask the database)."""
-        if self.fresh and self.joined is None:
-            self.joined = set()
         return None if self.joined is None else sorted(self.joined)
 
     def membership_changed(self, user_id: str, membership: str) -> None:
-        if self.joined is None and self.fresh:
-            self.joined = set()
         if self.joined is not None:
             if membership == "join":
                 self.joined.add(user_id)
@@ -264,7 +259,7 @@ class EventWriter:
     ) -> tuple[str, list[StoredEvent]]:
         """Persist a new room's first events in one transaction: all of them or none."""
         async with self.db.write() as conn:
-            ctx = RoomCtx(room_id or "", version, None, fresh=True)
+            ctx = RoomCtx(room_id or "", version, None, fresh=True, joined=set())
             out: list[StoredEvent] = []
             for i, spec in enumerate(specs):
                 if i == 0:
@@ -441,14 +436,13 @@ class EventWriter:
         stored_pdu = {**pdu, "room_id": ctx.room_id}
         event = StoredEvent(0, event_id, ctx.room_id, spec.type, None, spec.sender, pdu["origin_server_ts"],
                             stored_pdu, None, None, txn.txn_id if txn else None, txn.device_id if txn else None)
-        ctx.defer_push, ctx.pending_push = True, None
+        ctx.pending_push = (None, [])
         try:
             for hook in self.persist_hooks:
                 await hook(conn, event, ctx)
+            pending = ctx.pending_push
         finally:
-            ctx.defer_push = False
-        pending: tuple[PushRoomRow | None, list[PushUserRow]] = ctx.pending_push or (None, [])
-        ctx.pending_push = None
+            ctx.pending_push = None
         message = NewMessage(event, rel_to, rel_type, (txn.user_id, txn.device_id, txn.scope, txn.txn_id)
                              if txn else None, pending[0], pending[1])
         ctx.tip = (event_id, pdu["depth"])
