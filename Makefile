@@ -42,9 +42,12 @@ coverage-doc: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -q -m "not acceptance" -p no:cacheprovider
 
+# The gate CI runs before the tests: lint, formatting, strict types, the import contracts (pyproject.toml).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
 	$(VENV)/bin/mypy
+	PYTHONPATH=src $(VENV)/bin/lint-imports
 
 migration: $(STAMP)
 	$(PY) scripts/regen_initial_migration.py

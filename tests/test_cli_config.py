@@ -44,8 +44,9 @@ def _invoke(*args: str) -> str:
 
 def test_cli_user_lifecycle(database_url: str, tmp_path: Path) -> None:
     common = ["--data-dir", str(tmp_path / "data"), "--database-url", database_url]
-    out = _invoke("user", "create", "Officer1", "--password", "pw-1", "--admin", "--display-name", "Officer One",
-                  *common)
+    out = _invoke(
+        "user", "create", "Officer1", "--password", "pw-1", "--admin", "--display-name", "Officer One", *common
+    )
     assert "@officer1:localhost" in out
     token = _invoke("registration-token", "create", "--uses", "2", "--expires-in", "7d", *common).strip()
     assert len(token) == 16

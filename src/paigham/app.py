@@ -23,12 +23,12 @@ from paigham.api.admin import moderation, synapse_rooms, synapse_users
 from paigham.api.admin import org as admin_org
 from paigham.api.admin import policy as admin_policy
 from paigham.api.client import (
-    directory,
     ephemeral,
     login,
     profile,
     register,
     relations,
+    room_directory,
     room_events,
     rooms,
     spaces,
@@ -43,18 +43,16 @@ from paigham.config import Config
 from paigham.e2ee.wiring import E2EE
 from paigham.errors import Codes, MatrixError
 from paigham.i18n import negotiate, translate
-from paigham.keys import load_or_create_shared_secret, load_or_create_signing_key, write_admin_credentials
 from paigham.media.service import MediaService
 from paigham.metrics import MetricsMiddleware, settle_garbage_collector
-from paigham.org.directory import DirectoryService, official_keys, unit_key
 from paigham.org.enforce import PolicyEnforcer
 from paigham.org.notices import ServerNotices
 from paigham.org.policy import PolicyService
 from paigham.org.service import OrgService
 from paigham.org.spaces import UnitSpaces
+from paigham.org.user_directory import DirectoryService, official_keys, unit_key
 from paigham.services.admin import AdminService
 from paigham.services.auth import AuthService
-from paigham.services.client_events import EventSerializer
 from paigham.services.ephemeral import EphemeralService
 from paigham.services.filtering import FilterService
 from paigham.services.jobs import Jobs
@@ -64,20 +62,22 @@ from paigham.services.profile import ProfileService
 from paigham.services.publisher import Publisher
 from paigham.services.push import PushService
 from paigham.services.rooms import RoomService
+from paigham.services.serializer import EventSerializer
 from paigham.services.timeline import TimelineService
 from paigham.services.uia import UIAService
 from paigham.services.writer import EventWriter
+from paigham.signing_keys import load_or_create_shared_secret, load_or_create_signing_key, write_admin_credentials
 from paigham.storage.accounts import AccountStore
-from paigham.storage.admin_store import AdminStore
-from paigham.storage.audit_store import AuditStore
+from paigham.storage.admin import AdminStore
+from paigham.storage.aliases import AliasStore
+from paigham.storage.audit import AuditStore
 from paigham.storage.database import Database
 from paigham.storage.events import EventStore
-from paigham.storage.login_store import LoginStore
+from paigham.storage.logins import LoginStore
 from paigham.storage.media import MediaStore
 from paigham.storage.migrate import migrate
-from paigham.storage.org_store import OrgStore
-from paigham.storage.policy_store import PolicyStore
-from paigham.storage.rooms_directory import AliasStore
+from paigham.storage.org import OrgStore
+from paigham.storage.policies import PolicyStore
 from paigham.storage.streams import StreamStore
 from paigham.sync.notifier import Notifier
 from paigham.sync.service import SyncService
@@ -92,7 +92,8 @@ class Server:
         self.config = config
         config.data_path.mkdir(parents=True, exist_ok=True)
         config.registration_shared_secret = load_or_create_shared_secret(
-            config.data_path, config.registration_shared_secret)
+            config.data_path, config.registration_shared_secret
+        )
         self.signing_key = load_or_create_signing_key(config.data_path)
         self.db = Database(config.effective_database_url)
         self.bus: Bus = self._make_bus()
@@ -123,8 +124,15 @@ class Server:
         self.presence = PresenceService(self.streams, self.publisher, enabled=config.presence_enabled)
         self.ephemeral = EphemeralService(self.events, self.streams, self.publisher)
         self.filters = FilterService(self.streams)
-        self.sync = SyncService(self.db, self.events, self.streams, self.serializer, self.notifier,
-                                self.push.rules_for_sync, presence_enabled=config.presence_enabled)
+        self.sync = SyncService(
+            self.db,
+            self.events,
+            self.streams,
+            self.serializer,
+            self.notifier,
+            self.push.rules_for_sync,
+            presence_enabled=config.presence_enabled,
+        )
         self.e2ee = E2EE(config, self.db, self.auth, self.uia, self.writer, self.sync, self.publisher)
         self.media = MediaService(config, MediaStore(self.db))
         self.jobs = Jobs()
@@ -134,15 +142,22 @@ class Server:
         self.jobs.every("audit-retention", 3600, self.audit.purge_expired)
         self.org = OrgService(config, OrgStore(self.db), self.auth, self.audit)
         self.auth.deactivation_hooks.append(self.org.account_deactivated)
-        self.org.propagate_profile = lambda user_id, name: self.profiles.set(user_id, "displayname", name,
-                                                                             check=False)
+        self.org.propagate_profile = lambda user_id, name: self.profiles.set(user_id, "displayname", name, check=False)
         self.org.search_keys, self.org.unit_keys = official_keys, unit_key
         self.directory = DirectoryService(config, self.org.store, self.accounts, self.events)
         self.profiles.directory = self.directory.search
         self.profiles.extra_fields.append(self.directory.profile_fields)
         self.profiles.guards.append(self.org.guard_profile)
-        self.admin = AdminService(config.server_name, self.auth, self.rooms, self.events, self.profiles,
-                                  AdminStore(self.db), self.org.store, self.audit)
+        self.admin = AdminService(
+            config.server_name,
+            self.auth,
+            self.rooms,
+            self.events,
+            self.profiles,
+            AdminStore(self.db),
+            self.org.store,
+            self.audit,
+        )
         self.writer.persist_hooks.append(self.admin.refuse_blocked)
         self.writer.persist_hooks.append(self.admin.refuse_suspended)
         self.profiles.guards.append(self.admin.guard_profile)
@@ -166,12 +181,15 @@ class Server:
         self.org.after_apply.append(self.admin.invalidate_flags)
         if config.org_spaces:
             self.org.after_apply.append(self.spaces.reconcile)
-        self.notices = ServerNotices(config, self.db, self.rooms, self.streams, self.org.store,
-                                     self.spaces.ensure_system_user)
+        self.notices = ServerNotices(
+            config, self.db, self.rooms, self.streams, self.org.store, self.spaces.ensure_system_user
+        )
         self.admin.notify = self.enforcer.notify = self.notices.send
         self.e2ee.cross_signing.changed_hooks.append(
-            lambda rq, keys: self.audit.record("keys.cross_signing", rq.user_id, rq.user_id, None, rq.device_id,
-                                               {"keys": keys}))
+            lambda rq, keys: self.audit.record(
+                "keys.cross_signing", rq.user_id, rq.user_id, None, rq.device_id, {"keys": keys}
+            )
+        )
 
     def _make_bus(self) -> Bus:
         if self.config.nats_url:
@@ -192,7 +210,7 @@ class Server:
             *sync.routes(c, self.auth, self.sync, self.filters, self.presence),
             *ephemeral.routes(self.auth, self.ephemeral, self.presence),
             *profile.routes(self.auth, self.uia, self.profiles),
-            *directory.routes(c, self.auth, self.events, self.aliases),
+            *room_directory.routes(c, self.auth, self.events, self.aliases),
             *spaces.routes(self.auth, self.events),
             *relations.routes(self.auth, self.timeline, self.serializer),
             *self.e2ee.routes(self.auth),
@@ -278,10 +296,16 @@ def create_app(config: Config, server: Server | None = None) -> Starlette:
         routes=grouped(srv.routes()),
         lifespan=lifespan,
         exception_handlers=handlers,
-        middleware=[Middleware(MetricsMiddleware), Middleware(
-            CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
-            allow_headers=["X-Requested-With", "Content-Type", "Authorization", "Accept"],
-        ), Middleware(RejectNul)],
+        middleware=[
+            Middleware(MetricsMiddleware),
+            Middleware(
+                CORSMiddleware,
+                allow_origins=["*"],
+                allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+                allow_headers=["X-Requested-With", "Content-Type", "Authorization", "Accept"],
+            ),
+            Middleware(RejectNul),
+        ],
     )
     app.state.server = srv
     return app

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -46,8 +47,7 @@ async def _prepare(cfg: Config) -> Config:
     finally:
         await srv.db.close()
     # Workers read the resolved secret and never create an admin themselves.
-    return msgspec.structs.replace(cfg, registration_shared_secret=once.registration_shared_secret,
-                                   create_admin=False)
+    return msgspec.structs.replace(cfg, registration_shared_secret=once.registration_shared_secret, create_admin=False)
 
 
 def _metrics_dir(cfg: Config) -> Path:
@@ -62,8 +62,14 @@ def _metrics_dir(cfg: Config) -> Path:
 # uvloop accepted new connections one per loop turn, so 69 of 100 clients connecting to a busy
 # server waited 1.5 to 10 s for their first request (bench/, measured; asyncio's loop: none did,
 # at the same throughput). See docs/decisions.md. No WebSockets: not loaded (3 MB).
-UVICORN_OPTIONS: dict[str, object] = {"log_level": "warning", "access_log": False, "loop": "asyncio",
-                                      "http": "auto", "ws": "none", "lifespan": "on"}
+UVICORN_OPTIONS: dict[str, Any] = {
+    "log_level": "warning",
+    "access_log": False,
+    "loop": "asyncio",
+    "http": "auto",
+    "ws": "none",
+    "lifespan": "on",
+}
 
 
 def serve_workers(cfg: Config) -> None:
@@ -73,8 +79,14 @@ def serve_workers(cfg: Config) -> None:
     worker_cfg = asyncio.run(_prepare(cfg))
     os.environ[CONFIG_ENV] = msgspec.json.encode(worker_cfg).decode()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir(cfg))
-    uvicorn.run("paigham.cluster:app_from_env", factory=True, workers=cfg.workers, host=cfg.host, port=cfg.port,
-                **UVICORN_OPTIONS)  # type: ignore[arg-type]
+    uvicorn.run(
+        "paigham.cluster:app_from_env",
+        factory=True,
+        workers=cfg.workers,
+        host=cfg.host,
+        port=cfg.port,
+        **UVICORN_OPTIONS,
+    )
 
 
 def app_from_env() -> object:

@@ -66,12 +66,7 @@ def check_room_id(value: str) -> str:
 
 
 def check_event_id(value: str) -> str:
-    if (
-        not isinstance(value, str)
-        or not value.startswith("$")
-        or len(value) < 2
-        or len(value.encode()) > MAX_ID_BYTES
-    ):
+    if not isinstance(value, str) or not value.startswith("$") or len(value) < 2 or len(value.encode()) > MAX_ID_BYTES:
         raise MatrixError(400, Codes.INVALID_PARAM, f"Invalid event ID: {value!r}"[:300])
     return value
 

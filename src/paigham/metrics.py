@@ -38,12 +38,16 @@ REQUEST_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 SYNC_WAITERS = Gauge(
-    "paigham_sync_waiters", "/sync requests currently long-polling for news.", multiprocess_mode="livesum",
+    "paigham_sync_waiters",
+    "/sync requests currently long-polling for news.",
+    multiprocess_mode="livesum",
 )
 EVENTS_PERSISTED = Counter("paigham_events_persisted", "Room events committed to the database.")
 GC_PAUSE = Histogram(
-    "paigham_gc_pause_seconds", "Time the process stood still in Python's cyclic garbage collector.",
-    ["generation"], buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+    "paigham_gc_pause_seconds",
+    "Time the process stood still in Python's cyclic garbage collector.",
+    ["generation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
 )
 
 

@@ -69,18 +69,19 @@ async def _body(digest: hashlib._Hash) -> AsyncIterator[bytes]:
 async def test_large_upload_and_download_keep_server_memory_flat(server: ServerInfo, unique: str) -> None:
     if server.process is None or not Path(f"/proc/{server.process.pid}/status").exists():
         pytest.skip("needs the server process on this machine (/proc)")
-    acct = await register_with_token(server.base_url, f"stream{unique}", "stream password 3",
-                                     server.registration_token)
+    acct = await register_with_token(server.base_url, f"stream{unique}", "stream password 3", server.registration_token)
     auth = {"Authorization": f"Bearer {acct.access_token}"}
     sent = hashlib.sha256()
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(timeout=timeout) as http:
         with PeakRss(server.process.pid) as up_mem:
-            async with http.post(f"{server.base_url}/_matrix/media/v3/upload?filename=big.bin", data=_body(sent),
-                                 headers={**auth, "Content-Type": "application/octet-stream",
-                                          "Content-Length": str(TOTAL)}) as resp:
+            async with http.post(
+                f"{server.base_url}/_matrix/media/v3/upload?filename=big.bin",
+                data=_body(sent),
+                headers={**auth, "Content-Type": "application/octet-stream", "Content-Length": str(TOTAL)},
+            ) as resp:
                 assert resp.status == 200, await resp.text()
-                mxc = (await resp.json())["content_uri"][len("mxc://"):]
+                mxc = (await resp.json())["content_uri"][len("mxc://") :]
         got, size = hashlib.sha256(), 0
         with PeakRss(server.process.pid) as down_mem:
             async with http.get(f"{server.base_url}/_matrix/client/v1/media/download/{mxc}", headers=auth) as resp:

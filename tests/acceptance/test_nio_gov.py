@@ -50,8 +50,9 @@ class Admin:
         self.server, self.http, self.token = server, http, token
 
     async def call(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
-        async with self.http.request(method, self.server.base_url + path, json=body,
-                                     headers={"Authorization": f"Bearer {self.token}"}) as r:
+        async with self.http.request(
+            method, self.server.base_url + path, json=body, headers={"Authorization": f"Bearer {self.token}"}
+        ) as r:
             data = await r.json(content_type=None)
             assert r.status == expect, f"{method} {path} -> {r.status} {data}"
             return data
@@ -60,9 +61,14 @@ class Admin:
 @pytest.fixture
 async def admin(server: ServerInfo) -> AsyncIterator[Admin]:
     async with aiohttp.ClientSession() as http:
-        async with http.post(f"{server.base_url}/_matrix/client/v3/login", json={
-                "type": "m.login.password", "identifier": {"type": "m.id.user", "user": server.admin_user},
-                "password": server.admin_password}) as r:
+        async with http.post(
+            f"{server.base_url}/_matrix/client/v3/login",
+            json={
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": server.admin_user},
+                "password": server.admin_password,
+            },
+        ) as r:
             assert r.status == 200, await r.text()
             token = (await r.json())["access_token"]
         yield Admin(server, http, token)
@@ -84,25 +90,38 @@ async def people(server: ServerInfo, unique: str) -> AsyncIterator[Callable[[str
         await t.client.close()
 
 
-async def unit_with(admin: Admin, unit: str, users: list[Tracked], policy: dict[str, Any],
-                    ministry: str | None = None) -> None:
+async def unit_with(
+    admin: Admin, unit: str, users: list[Tracked], policy: dict[str, Any], ministry: str | None = None
+) -> None:
     """A ministry-level unit holding these (already registered) users as officials, with a policy."""
-    doc = {"units": [{"unit_id": unit, "parent_id": ministry, "kind": "ministry" if not ministry else "section",
-                      "names": {"en": f"Unit {unit}"}}],
-           "officials": [{"employee_id": f"{unit}-{i}", "user_id": t.user_id, "names": {"en": f"Person {i}"},
-                          "unit_id": unit} for i, t in enumerate(users)]}
+    doc = {
+        "units": [
+            {
+                "unit_id": unit,
+                "parent_id": ministry,
+                "kind": "ministry" if not ministry else "section",
+                "names": {"en": f"Unit {unit}"},
+            }
+        ],
+        "officials": [
+            {"employee_id": f"{unit}-{i}", "user_id": t.user_id, "names": {"en": f"Person {i}"}, "unit_id": unit}
+            for i, t in enumerate(users)
+        ],
+    }
     await admin.call("POST", f"{ADMIN}/import", doc)
     await admin.call("PUT", f"{ADMIN}/policies/units/{unit}", policy)
 
 
 async def test_suspension_and_deactivation_seen_by_a_signed_in_client(
-        server: ServerInfo, admin: Admin, people: Callable[[str], Awaitable[Tracked]]) -> None:
+    server: ServerInfo, admin: Admin, people: Callable[[str], Awaitable[Tracked]]
+) -> None:
     alice, bob = await people("susp"), await people("peer")
     created = await alice.client.room_create(name="talk", invite=[bob.user_id])
     assert isinstance(created, RoomCreateResponse)
     room = created.room_id
-    assert isinstance(await alice.client.room_send(room, "m.room.message", {"msgtype": "m.text", "body": "one"}),
-                      RoomSendResponse)
+    assert isinstance(
+        await alice.client.room_send(room, "m.room.message", {"msgtype": "m.text", "body": "one"}), RoomSendResponse
+    )
 
     await admin.call("PUT", f"/_matrix/client/v1/admin/suspend/{alice.user_id}", {"suspended": True})
     refused = await alice.client.room_send(room, "m.room.message", {"msgtype": "m.text", "body": "two"})
@@ -111,8 +130,9 @@ async def test_suspension_and_deactivation_seen_by_a_signed_in_client(
     msgs = await alice.client.room_messages(room, limit=10)
     assert isinstance(msgs, RoomMessagesResponse)
     await admin.call("PUT", f"/_matrix/client/v1/admin/suspend/{alice.user_id}", {"suspended": False})
-    assert isinstance(await alice.client.room_send(room, "m.room.message", {"msgtype": "m.text", "body": "three"}),
-                      RoomSendResponse)
+    assert isinstance(
+        await alice.client.room_send(room, "m.room.message", {"msgtype": "m.text", "body": "three"}), RoomSendResponse
+    )
 
     await admin.call("POST", f"/_synapse/admin/v1/deactivate/{bob.user_id}", {"erase": False})
     gone = await bob.client.sync(timeout=0)
@@ -144,14 +164,21 @@ async def test_lockout_after_failed_sign_ins(server: ServerInfo, people: Callabl
 
 
 async def test_encryption_invites_devices_and_token_lifetime_policies(
-        server: ServerInfo, admin: Admin, people: Callable[[str], Awaitable[Tracked]], unique: str) -> None:
+    server: ServerInfo, admin: Admin, people: Callable[[str], Awaitable[Tracked]], unique: str
+) -> None:
     insider, colleague, outsider = await people("pin"), await people("pco"), await people("pout")
-    await unit_with(admin, f"MINA{unique}", [insider, colleague], {
-        "invite_outside_ministry": False, "max_devices": 3, "access_token_lifetime_s": 2})
+    await unit_with(
+        admin,
+        f"MINA{unique}",
+        [insider, colleague],
+        {"invite_outside_ministry": False, "max_devices": 3, "access_token_lifetime_s": 2},
+    )
     await unit_with(admin, f"MINB{unique}", [outsider], {})
     # a room made private through initial_state (the public preset would leave it unencrypted) is encrypted
-    made = await insider.client.room_create(preset=RoomPreset.public_chat, initial_state=[
-        {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "invite"}}])
+    made = await insider.client.room_create(
+        preset=RoomPreset.public_chat,
+        initial_state=[{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "invite"}}],
+    )
     assert isinstance(made, RoomCreateResponse)
     enc = await insider.client.room_get_state_event(made.room_id, "m.room.encryption")
     assert isinstance(enc, RoomGetStateEventResponse) and enc.content["algorithm"] == "m.megolm.v1.aes-sha2"
@@ -177,7 +204,8 @@ async def test_encryption_invites_devices_and_token_lifetime_policies(
 
 
 async def test_media_policy_and_account_expiry(
-        server: ServerInfo, admin: Admin, people: Callable[[str], Awaitable[Tracked]], unique: str) -> None:
+    server: ServerInfo, admin: Admin, people: Callable[[str], Awaitable[Tracked]], unique: str
+) -> None:
     user = await people("pmed")
     await unit_with(admin, f"MED{unique}", [user], {"media_allowed_types": ["image/*"], "media_max_bytes": 1000})
     refused, _ = await user.client.upload(io.BytesIO(b"plain text"), content_type="text/plain", filesize=10)
@@ -187,8 +215,9 @@ async def test_media_policy_and_account_expiry(
     small, _ = await user.client.upload(io.BytesIO(b"\x89PNG" + b"0" * 10), content_type="image/png", filesize=14)
     assert isinstance(small, UploadResponse)
 
-    await admin.call("POST", "/_synapse/admin/v1/account_validity/validity",
-                     {"user_id": user.user_id, "expiration_ts": 1000})
+    await admin.call(
+        "POST", "/_synapse/admin/v1/account_validity/validity", {"user_id": user.user_id, "expiration_ts": 1000}
+    )
     expired = await user.client.whoami()
     assert isinstance(expired, WhoamiError) and expired.status_code == "ORG_MATRIX_EXPIRED_ACCOUNT", expired
     await admin.call("POST", f"{ADMIN}/users/{user.user_id}/renew", {"days": 30})
@@ -218,7 +247,8 @@ async def _backdate(server: ServerInfo, event_ids: list[str]) -> None:
 
 
 async def test_retention_purges_old_messages(
-        server: ServerInfo, admin: Admin, people: Callable[[str], Awaitable[Tracked]], unique: str) -> None:
+    server: ServerInfo, admin: Admin, people: Callable[[str], Awaitable[Tracked]], unique: str
+) -> None:
     if server.engine == "external":
         pytest.skip("needs direct access to the server's database")
     user = await people("pret")

@@ -127,10 +127,14 @@ async def test_encrypted_attachment_round_trip_and_nothing_readable_at_rest(
         # A thumbnail made by the server's worker process, fetched by the other user.
         picture = io.BytesIO()
         Image.new("RGB", (640, 480), (10, 120, 200)).save(picture, "JPEG")
-        up3, _ = await a.client.upload(lambda *_: picture.getvalue(), content_type="image/jpeg",
-                                       filename="photo.jpg", filesize=len(picture.getvalue()))
+        up3, _ = await a.client.upload(
+            lambda *_: picture.getvalue(),
+            content_type="image/jpeg",
+            filename="photo.jpg",
+            filesize=len(picture.getvalue()),
+        )
         assert isinstance(up3, UploadResponse), up3
-        srv, mid = up3.content_uri[len("mxc://"):].split("/")
+        srv, mid = up3.content_uri[len("mxc://") :].split("/")
         thumb = await b.client.thumbnail(srv, mid, 96, 96, ResizingMethod.crop)
         assert isinstance(thumb, ThumbnailResponse), thumb
         assert Image.open(io.BytesIO(thumb.body)).size == (96, 96)

@@ -24,8 +24,10 @@ def record_request(method: str, path: str) -> None:
     test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
     _RECORD.parent.mkdir(exist_ok=True)
     with open(_RECORD, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"method": method, "path": urllib.parse.unquote(path.split("?")[0]),
-                             "test": test.split("[")[0]}) + "\n")
+        fh.write(
+            json.dumps({"method": method, "path": urllib.parse.unquote(path.split("?")[0]), "test": test.split("[")[0]})
+            + "\n"
+        )
 
 
 @dataclass
@@ -54,8 +56,9 @@ class Harness:
         assert r.status_code == 200, f"{method} {path} -> {r.status_code} {r.text}"
         return r.json()
 
-    async def err(self, status: int, errcode: str, method: str, path: str, user: User | None = None,
-                  **kw: Any) -> dict[str, Any]:
+    async def err(
+        self, status: int, errcode: str, method: str, path: str, user: User | None = None, **kw: Any
+    ) -> dict[str, Any]:
         r = await self.request(method, path, user, **kw)
         assert r.status_code == status, f"{method} {path} -> {r.status_code} {r.text}"
         body = r.json()
@@ -78,8 +81,12 @@ class Harness:
         import uuid
 
         txn = txn or uuid.uuid4().hex
-        res = await self.ok("PUT", f"/_matrix/client/v3/rooms/{room_id}/send/m.room.message/{txn}", user,
-                            json={"msgtype": "m.text", "body": body})
+        res = await self.ok(
+            "PUT",
+            f"/_matrix/client/v3/rooms/{room_id}/send/m.room.message/{txn}",
+            user,
+            json={"msgtype": "m.text", "body": body},
+        )
         return str(res["event_id"])
 
     async def sync(self, user: User, since: str | None = None, timeout: int = 0, **params: Any) -> Any:
@@ -91,8 +98,13 @@ class Harness:
 
 @pytest.fixture
 async def hs(database_url: str, tmp_path: Path) -> AsyncIterator[Harness]:
-    config = Config(data_dir=str(tmp_path / "data"), database_url=database_url, server_name="test.local",
-                    create_admin=False, encryption_by_default=False)
+    config = Config(
+        data_dir=str(tmp_path / "data"),
+        database_url=database_url,
+        server_name="test.local",
+        create_admin=False,
+        encryption_by_default=False,
+    )
     server = Server(config)
     app = create_app(config, server)
     await server.start()

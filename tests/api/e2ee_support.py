@@ -48,9 +48,12 @@ class Device:
 
     def device_keys(self) -> dict[str, Any]:
         d = self.user.device_id
-        obj = {"user_id": self.user.user_id, "device_id": d,
-               "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
-               "keys": {f"curve25519:{d}": self.curve25519, f"ed25519:{d}": self.ed25519}}
+        obj = {
+            "user_id": self.user.user_id,
+            "device_id": d,
+            "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+            "keys": {f"curve25519:{d}": self.curve25519, f"ed25519:{d}": self.ed25519},
+        }
         return sign_json(obj, self.user.user_id, self.key)
 
     def one_time_keys(self, n: int, *, fallback: bool = False) -> dict[str, Any]:

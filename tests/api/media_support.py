@@ -27,15 +27,16 @@ THUMB = "/_matrix/client/v1/media/thumbnail"
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
 
-async def upload(hs: Harness, user: User, data: bytes, content_type: str | None = "application/pdf",
-                 filename: str | None = None) -> str:
+async def upload(
+    hs: Harness, user: User, data: bytes, content_type: str | None = "application/pdf", filename: str | None = None
+) -> str:
     headers = {"Content-Type": content_type} if content_type else {}
     params = {"filename": filename} if filename is not None else {}
     r = await hs.request("POST", UPLOAD, user, content=data, headers=headers, params=params)
     assert r.status_code == 200, r.text
     uri = r.json()["content_uri"]
     assert uri.startswith("mxc://test.local/")
-    return str(uri[len("mxc://"):])
+    return str(uri[len("mxc://") :])
 
 
 async def download(hs: Harness, user: User | None, mxc: str, **kw: Any) -> httpx.Response:
@@ -99,16 +100,33 @@ class Streamed:
     body_head: bytes = b""
 
 
-async def asgi_stream(app: Any, method: str, path: str, token: str, body: AsyncIterator[bytes] | None = None,
-                      headers: dict[str, str] | None = None) -> Streamed:
+async def asgi_stream(
+    app: Any,
+    method: str,
+    path: str,
+    token: str,
+    body: AsyncIterator[bytes] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Streamed:
     out = Streamed()
     done = asyncio.Event()
     path, _, query = path.partition("?")
     hdrs = [(b"authorization", f"Bearer {token}".encode())]
     hdrs += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query.encode(),
-             "root_path": "", "headers": hdrs, "client": ("127.0.0.1", 5000), "server": ("test", 80)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": hdrs,
+        "client": ("127.0.0.1", 5000),
+        "server": ("test", 80),
+    }
     chunks = body.__aiter__() if body is not None else None
 
     async def receive() -> dict[str, Any]:
@@ -207,4 +225,3 @@ class FakeClamd:
 
 def store_files_contain(root: Path, needle: bytes) -> bool:
     return any(p.is_file() and needle in p.read_bytes() for p in root.rglob("*"))
-

@@ -55,16 +55,24 @@ MAX_PROBLEMS_PER_RESPONSE = 8
 # (operation label, status, JSON path or "" for the whole body) -> why this server's answer differs
 # from the document on purpose; errors at that path (or anywhere, for "") are not reported.
 DEVIATIONS: dict[tuple[str, int, str], str] = {
-    ("GET /_matrix/client/v3/voip/turnServer", 200, ""):
-        "No TURN server is configured. The schema requires username/password/uris/ttl, and the spec "
-        "has no answer for 'none'; `{}` is what clients expect (matrix-js-sdk checks `res.uris`), while "
-        "`uris: []` would make browsers reject the RTCPeerConnection config and an error would make "
-        "clients retry forever.",
-    **{(f"GET /_matrix/client/v3/room_keys/version{tail}", 200, "algorithm"):
-        "The backup's algorithm is whatever the client stored (e2ee/backup.py accepts any non-empty "
+    (
+        "GET /_matrix/client/v3/voip/turnServer",
+        200,
+        "",
+    ): "No TURN server is configured. The schema requires username/password/uris/ttl, and the spec "
+    "has no answer for 'none'; `{}` is what clients expect (matrix-js-sdk checks `res.uris`), while "
+    "`uris: []` would make browsers reject the RTCPeerConnection config and an error would make "
+    "clients retry forever.",
+    **{
+        (
+            f"GET /_matrix/client/v3/room_keys/version{tail}",
+            200,
+            "algorithm",
+        ): "The backup's algorithm is whatever the client stored (e2ee/backup.py accepts any non-empty "
         "string, as clients may use algorithms newer than v1.19); the response enum lists only the one "
         "algorithm v1.19 defines, so a stored other value is echoed, not invented."
-       for tail in ("", "/{version}")},
+        for tail in ("", "/{version}")
+    },
 }
 
 TOKEN_ERRORS = ("M_MISSING_TOKEN", "M_UNKNOWN_TOKEN")
@@ -145,7 +153,8 @@ class Spec:
         document = _relax_object_oneof(document)
         self.document = document
         self.registry: Registry[Any] = Registry().with_resource(
-            BASE_URI, Resource.from_contents(document, default_specification=DRAFT202012))
+            BASE_URI, Resource.from_contents(document, default_specification=DRAFT202012)
+        )
         self.format_checker = _format_checker()
         self.operations: list[Operation] = []
         for template, item in document["paths"].items():
@@ -153,10 +162,16 @@ class Spec:
                 op = item.get(method)
                 if op is None:
                     continue
-                self.operations.append(Operation(
-                    method=method, template=template, operation_id=op.get("operationId", ""),
-                    pointer=f"/paths/{_escape_pointer(template)}/{method}",
-                    param_count=template.count("{"), regex=_template_regex(template)))
+                self.operations.append(
+                    Operation(
+                        method=method,
+                        template=template,
+                        operation_id=op.get("operationId", ""),
+                        pointer=f"/paths/{_escape_pointer(template)}/{method}",
+                        param_count=template.count("{"),
+                        regex=_template_regex(template),
+                    )
+                )
         # Literal segments win over parameters: /room_keys/version before /room_keys/version/{version}.
         self.operations.sort(key=lambda o: o.param_count)
 
@@ -166,8 +181,9 @@ class Spec:
     @functools.cache  # noqa: B019 - one Spec per process, validators are reused on purpose
     def validator(self, pointer: str) -> Draft202012Validator:
         """A validator for the schema at `pointer`; `$ref`s inside resolve against the whole document."""
-        return Draft202012Validator({"$ref": f"{BASE_URI}#{pointer}"}, registry=self.registry,
-                                    format_checker=self.format_checker)
+        return Draft202012Validator(
+            {"$ref": f"{BASE_URI}#{pointer}"}, registry=self.registry, format_checker=self.format_checker
+        )
 
     def find(self, method: str, path: str) -> list[Operation]:
         """The operations for a concrete, percent-encoded request path (no query string)."""
@@ -180,8 +196,14 @@ class Spec:
                 return [o for o in found if o.param_count == fewest]
         return []
 
-    def check(self, method: str, path: str, status: int, body: Any, content_type: str = "application/json",
-              ) -> list[str]:
+    def check(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        body: Any,
+        content_type: str = "application/json",
+    ) -> list[str]:
         """How this response breaks the spec (empty: it conforms)."""
         ops = self.find(method, path)
         if not ops:
@@ -297,8 +319,9 @@ class ConformanceRecorder:
         return [p for s in self.seen for p in s.problems]
 
     def operations(self, *, status_class: int | None = None) -> set[str]:
-        return {s.operation for s in self.seen
-                if s.operation and (status_class is None or s.status // 100 == status_class)}
+        return {
+            s.operation for s in self.seen if s.operation and (status_class is None or s.status // 100 == status_class)
+        }
 
     def report(self, limit: int = 60) -> str:
         lines = self.problems

@@ -23,9 +23,14 @@ async def test_unknown_endpoint_and_method(hs: Harness) -> None:
 
 
 async def test_cors_preflight(hs: Harness) -> None:
-    r = await hs.http.options(f"{V3}/sync", headers={
-        "Origin": "https://element.example", "Access-Control-Request-Method": "GET",
-        "Access-Control-Request-Headers": "Authorization"})
+    r = await hs.http.options(
+        f"{V3}/sync",
+        headers={
+            "Origin": "https://element.example",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "Authorization",
+        },
+    )
     assert r.status_code == 200
     assert r.headers["access-control-allow-origin"] == "*"
     r = await hs.http.get("/_matrix/client/versions", headers={"Origin": "https://element.example"})
@@ -36,9 +41,16 @@ async def test_login_flow_and_whoami(hs: Harness) -> None:
     await hs.server.auth.create_user("alice", "pw-alice")
     flows = await hs.ok("GET", f"{V3}/login")
     assert {"type": "m.login.password"} in flows["flows"]
-    body = await hs.ok("POST", f"{V3}/login", json={
-        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
-        "password": "pw-alice", "initial_device_display_name": "Phone"})
+    body = await hs.ok(
+        "POST",
+        f"{V3}/login",
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": "alice"},
+            "password": "pw-alice",
+            "initial_device_display_name": "Phone",
+        },
+    )
     assert body["user_id"] == "@alice:test.local"
     headers = {"Authorization": f"Bearer {body['access_token']}"}
     who = (await hs.http.get(f"{V3}/account/whoami", headers=headers)).json()
@@ -49,24 +61,42 @@ async def test_login_flow_and_whoami(hs: Harness) -> None:
 
 async def test_login_reuses_device_id_and_invalidates_old_token(hs: Harness) -> None:
     await hs.server.auth.create_user("bob", "pw")
-    login = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "@bob:test.local"},
-             "password": "pw", "device_id": "DEV1"}
+    login = {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": "@bob:test.local"},
+        "password": "pw",
+        "device_id": "DEV1",
+    }
     first = await hs.ok("POST", f"{V3}/login", json=login)
     second = await hs.ok("POST", f"{V3}/login", json=login)
     assert first["device_id"] == second["device_id"] == "DEV1"
-    await hs.err(401, "M_UNKNOWN_TOKEN", "GET", f"{V3}/account/whoami",
-                 headers={"Authorization": f"Bearer {first['access_token']}"})
+    await hs.err(
+        401,
+        "M_UNKNOWN_TOKEN",
+        "GET",
+        f"{V3}/account/whoami",
+        headers={"Authorization": f"Bearer {first['access_token']}"},
+    )
 
 
-@pytest.mark.parametrize("body,status,code", [
-    ({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "carol"}, "password": "bad"},
-     403, "M_FORBIDDEN"),
-    ({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "nobody"}, "password": "x"},
-     403, "M_FORBIDDEN"),
-    ({"type": "m.login.token", "token": "x"}, 400, "M_UNKNOWN"),
-    ({"type": "m.login.password", "password": 5}, 400, "M_BAD_JSON"),
-    ({"identifier": {}}, 400, "M_BAD_JSON"),
-])
+@pytest.mark.parametrize(
+    "body,status,code",
+    [
+        (
+            {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "carol"}, "password": "bad"},
+            403,
+            "M_FORBIDDEN",
+        ),
+        (
+            {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "nobody"}, "password": "x"},
+            403,
+            "M_FORBIDDEN",
+        ),
+        ({"type": "m.login.token", "token": "x"}, 400, "M_UNKNOWN"),
+        ({"type": "m.login.password", "password": 5}, 400, "M_BAD_JSON"),
+        ({"identifier": {}}, 400, "M_BAD_JSON"),
+    ],
+)
 async def test_login_errors(hs: Harness, body: dict[str, object], status: int, code: str) -> None:
     await hs.server.auth.create_user("carol", "good")
     await hs.err(status, code, "POST", f"{V3}/login", json=body)
@@ -80,8 +110,7 @@ async def test_malformed_json(hs: Harness) -> None:
 
 async def test_missing_and_bad_token(hs: Harness) -> None:
     await hs.err(401, "M_MISSING_TOKEN", "GET", f"{V3}/account/whoami")
-    await hs.err(401, "M_UNKNOWN_TOKEN", "GET", f"{V3}/account/whoami",
-                 headers={"Authorization": "Bearer nope"})
+    await hs.err(401, "M_UNKNOWN_TOKEN", "GET", f"{V3}/account/whoami", headers={"Authorization": "Bearer nope"})
 
 
 async def test_register_closed_without_token(hs: Harness) -> None:
@@ -90,36 +119,66 @@ async def test_register_closed_without_token(hs: Harness) -> None:
     flows = r.json()["flows"]
     assert flows == [{"stages": ["m.login.registration_token", "m.login.dummy"]}]
     session = r.json()["session"]
-    r = await hs.request("POST", f"{V3}/register", json={
-        "username": "dave", "password": "pw", "auth": {"type": "m.login.dummy", "session": session}})
+    r = await hs.request(
+        "POST",
+        f"{V3}/register",
+        json={"username": "dave", "password": "pw", "auth": {"type": "m.login.dummy", "session": session}},
+    )
     assert r.status_code == 401 and "m.login.registration_token" not in r.json()["completed"]
-    r = await hs.request("POST", f"{V3}/register", json={
-        "username": "dave", "password": "pw", "auth": {"type": "m.login.password", "session": session}})
+    r = await hs.request(
+        "POST",
+        f"{V3}/register",
+        json={"username": "dave", "password": "pw", "auth": {"type": "m.login.password", "session": session}},
+    )
     assert r.status_code == 401 and r.json()["errcode"] == "M_UNRECOGNIZED"
     assert await hs.server.accounts.get_user("@dave:test.local") is None
 
 
 async def test_register_with_registration_token(hs: Harness) -> None:
     token = await hs.server.auth.create_registration_token(uses=1)
-    valid = await hs.ok("GET", "/_matrix/client/v1/register/m.login.registration_token/validity",
-                        params={"token": token})
+    valid = await hs.ok(
+        "GET", "/_matrix/client/v1/register/m.login.registration_token/validity", params={"token": token}
+    )
     assert valid == {"valid": True}
     r = await hs.request("POST", f"{V3}/register", json={"username": "Erin", "password": "pw"})
     session = r.json()["session"]
-    await hs.err(401, "M_UNAUTHORIZED", "POST", f"{V3}/register", json={
-        "username": "erin", "password": "pw",
-        "auth": {"type": "m.login.registration_token", "token": "wrong", "session": session}})
-    r = await hs.request("POST", f"{V3}/register", json={
-        "username": "erin", "password": "pw", "initial_device_display_name": "Laptop",
-        "auth": {"type": "m.login.registration_token", "token": token, "session": session}})
+    await hs.err(
+        401,
+        "M_UNAUTHORIZED",
+        "POST",
+        f"{V3}/register",
+        json={
+            "username": "erin",
+            "password": "pw",
+            "auth": {"type": "m.login.registration_token", "token": "wrong", "session": session},
+        },
+    )
+    r = await hs.request(
+        "POST",
+        f"{V3}/register",
+        json={
+            "username": "erin",
+            "password": "pw",
+            "initial_device_display_name": "Laptop",
+            "auth": {"type": "m.login.registration_token", "token": token, "session": session},
+        },
+    )
     assert r.status_code == 401 and r.json()["completed"] == ["m.login.registration_token"]
-    body = await hs.ok("POST", f"{V3}/register", json={
-        "username": "erin", "password": "pw", "initial_device_display_name": "Laptop",
-        "auth": {"type": "m.login.dummy", "session": session}})
+    body = await hs.ok(
+        "POST",
+        f"{V3}/register",
+        json={
+            "username": "erin",
+            "password": "pw",
+            "initial_device_display_name": "Laptop",
+            "auth": {"type": "m.login.dummy", "session": session},
+        },
+    )
     assert body["user_id"] == "@erin:test.local" and body["access_token"]
     # The single use is spent.
-    assert (await hs.ok("GET", "/_matrix/client/v1/register/m.login.registration_token/validity",
-                        params={"token": token})) == {"valid": False}
+    assert (
+        await hs.ok("GET", "/_matrix/client/v1/register/m.login.registration_token/validity", params={"token": token})
+    ) == {"valid": False}
     await hs.err(400, "M_USER_IN_USE", "GET", f"{V3}/register/available", params={"username": "erin"})
     assert (await hs.ok("GET", f"{V3}/register/available", params={"username": "frank"}))["available"]
     await hs.err(400, "M_INVALID_USERNAME", "GET", f"{V3}/register/available", params={"username": "bad name"})
@@ -133,17 +192,30 @@ async def test_shared_secret_registration(hs: Harness) -> None:
     secret = hs.server.config.registration_shared_secret
     nonce = (await hs.ok("GET", "/_synapse/admin/v1/register"))["nonce"]
     mac = shared_secret_mac(secret, nonce, "gita", "pw", True)
-    body = await hs.ok("POST", "/_synapse/admin/v1/register", json={
-        "nonce": nonce, "username": "gita", "password": "pw", "admin": True, "mac": mac})
+    body = await hs.ok(
+        "POST",
+        "/_synapse/admin/v1/register",
+        json={"nonce": nonce, "username": "gita", "password": "pw", "admin": True, "mac": mac},
+    )
     assert body["user_id"] == "@gita:test.local"
     user = await hs.server.accounts.get_user("@gita:test.local")
     assert user is not None and user.admin
     # A nonce is single use; a wrong MAC is refused.
-    await hs.err(400, "M_UNKNOWN", "POST", "/_synapse/admin/v1/register", json={
-        "nonce": nonce, "username": "x", "password": "pw", "mac": mac})
+    await hs.err(
+        400,
+        "M_UNKNOWN",
+        "POST",
+        "/_synapse/admin/v1/register",
+        json={"nonce": nonce, "username": "x", "password": "pw", "mac": mac},
+    )
     nonce2 = (await hs.ok("GET", "/_synapse/admin/v1/register"))["nonce"]
-    await hs.err(403, "M_FORBIDDEN", "POST", "/_synapse/admin/v1/register", json={
-        "nonce": nonce2, "username": "hari", "password": "pw", "mac": "00" * 20})
+    await hs.err(
+        403,
+        "M_FORBIDDEN",
+        "POST",
+        "/_synapse/admin/v1/register",
+        json={"nonce": nonce2, "username": "hari", "password": "pw", "mac": "00" * 20},
+    )
 
 
 async def test_logout_and_logout_all(hs: Harness) -> None:
@@ -160,9 +232,16 @@ async def test_logout_and_logout_all(hs: Harness) -> None:
 
 async def test_refresh_tokens(hs: Harness) -> None:
     await hs.server.auth.create_user("jaya", "pw")
-    body = await hs.ok("POST", f"{V3}/login", json={
-        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "jaya"}, "password": "pw",
-        "refresh_token": True})
+    body = await hs.ok(
+        "POST",
+        f"{V3}/login",
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": "jaya"},
+            "password": "pw",
+            "refresh_token": True,
+        },
+    )
     assert body["refresh_token"] and body["expires_in_ms"] > 0
     new = await hs.ok("POST", f"{V3}/refresh", json={"refresh_token": body["refresh_token"]})
     assert new["access_token"] != body["access_token"]
@@ -179,25 +258,48 @@ async def test_devices_update_and_delete_with_uia(hs: Harness) -> None:
     r = await hs.request("DELETE", f"{V3}/devices/OLD", u, json={})
     assert r.status_code == 401 and r.json()["flows"] == [{"stages": ["m.login.password"]}]
     session = r.json()["session"]
-    await hs.err(401, "M_FORBIDDEN", "DELETE", f"{V3}/devices/OLD", u, json={"auth": {
-        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": u.user_id},
-        "password": "wrong", "session": session}})
-    await hs.ok("DELETE", f"{V3}/devices/OLD", u, json={"auth": {
-        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": u.user_id},
-        "password": "pw-k", "session": session}})
-    await hs.err(401, "M_UNKNOWN_TOKEN", "GET", f"{V3}/account/whoami",
-                 headers={"Authorization": f"Bearer {extra.access_token}"})
+    await hs.err(
+        401,
+        "M_FORBIDDEN",
+        "DELETE",
+        f"{V3}/devices/OLD",
+        u,
+        json={
+            "auth": {
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": u.user_id},
+                "password": "wrong",
+                "session": session,
+            }
+        },
+    )
+    await hs.ok(
+        "DELETE",
+        f"{V3}/devices/OLD",
+        u,
+        json={
+            "auth": {
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": u.user_id},
+                "password": "pw-k",
+                "session": session,
+            }
+        },
+    )
+    await hs.err(
+        401, "M_UNKNOWN_TOKEN", "GET", f"{V3}/account/whoami", headers={"Authorization": f"Bearer {extra.access_token}"}
+    )
 
 
 async def test_password_change_logs_out_other_devices(hs: Harness) -> None:
     u = await hs.register("lata", "old-pw")
     other = await hs.server.auth.start_session(u.user_id, None, None)
-    auth = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": u.user_id},
-            "password": "old-pw"}
+    auth = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": u.user_id}, "password": "old-pw"}
     await hs.ok("POST", f"{V3}/account/password", u, json={"new_password": "new-pw", "auth": auth})
     await hs.ok("GET", f"{V3}/account/whoami", u)
-    await hs.err(401, "M_UNKNOWN_TOKEN", "GET", f"{V3}/account/whoami",
-                 headers={"Authorization": f"Bearer {other.access_token}"})
+    await hs.err(
+        401, "M_UNKNOWN_TOKEN", "GET", f"{V3}/account/whoami", headers={"Authorization": f"Bearer {other.access_token}"}
+    )
     assert await hs.server.auth.check_password(u.user_id, "new-pw")
 
 
@@ -208,8 +310,13 @@ async def test_deactivate_account(hs: Harness) -> None:
     await hs.ok("POST", f"{V3}/account/deactivate", u, json={"auth": auth})
     await hs.err(401, "M_UNKNOWN_TOKEN", "GET", f"{V3}/account/whoami", u)
     assert (await hs.server.events.membership(u.user_id, room))[0] == "leave"  # type: ignore[index]
-    await hs.err(403, "M_FORBIDDEN", "POST", f"{V3}/login", json={
-        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "mohan"}, "password": "pw"})
+    await hs.err(
+        403,
+        "M_FORBIDDEN",
+        "POST",
+        f"{V3}/login",
+        json={"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "mohan"}, "password": "pw"},
+    )
 
 
 async def test_capabilities(hs: Harness) -> None:

@@ -26,14 +26,26 @@ async def test_list_get_create_and_modify_users(hs: Harness) -> None:
     assert (await hs.ok("GET", f"{V2}/users", boss, params={"name": "cle"}))["total"] == 1
     await hs.err(400, "M_INVALID_PARAM", "GET", f"{V2}/users", boss, params={"order_by": "password"})
 
-    r = await hs.request("PUT", f"{V2}/users/@newbie:test.local", boss,
-                         json={"password": "first-pass", "displayname": "New Bie"})
+    r = await hs.request(
+        "PUT", f"{V2}/users/@newbie:test.local", boss, json={"password": "first-pass", "displayname": "New Bie"}
+    )
     assert r.status_code == 201 and r.json()["displayname"] == "New Bie"
-    login = await hs.ok("POST", "/_matrix/client/v3/login", json={
-        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "newbie"}, "password": "first-pass"})
+    login = await hs.ok(
+        "POST",
+        "/_matrix/client/v3/login",
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": "newbie"},
+            "password": "first-pass",
+        },
+    )
     newbie = User("@newbie:test.local", login["access_token"], login["device_id"], "first-pass")
-    res = await hs.ok("PUT", f"{V2}/users/@newbie:test.local", boss,
-                      json={"password": "second-pass", "displayname": "Newbie B.", "admin": True})
+    res = await hs.ok(
+        "PUT",
+        f"{V2}/users/@newbie:test.local",
+        boss,
+        json={"password": "second-pass", "displayname": "Newbie B.", "admin": True},
+    )
     assert res["admin"] is True and res["displayname"] == "Newbie B."
     await hs.err(401, "M_UNKNOWN_TOKEN", "GET", "/_matrix/client/v3/account/whoami", newbie)  # logged out
     await hs.err(400, "M_INVALID_PARAM", "PUT", f"{V2}/users/@x:elsewhere.org", boss, json={})
@@ -58,17 +70,28 @@ async def test_deactivation_logs_out_removes_from_rooms_and_can_erase(hs: Harnes
     assert victim.user_id not in members["joined"]
     got = await hs.ok("GET", f"{V2}/users/{victim.user_id}", boss, params={"deactivated": "true"})
     assert got["deactivated"] is True and got["erased"] is True and got["displayname"] is None
-    await hs.err(403, "M_FORBIDDEN", "POST", "/_matrix/client/v3/login", json={
-        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "leaver"},
-        "password": victim.password})
+    await hs.err(
+        403,
+        "M_FORBIDDEN",
+        "POST",
+        "/_matrix/client/v3/login",
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": "leaver"},
+            "password": victim.password,
+        },
+    )
     assert (await hs.ok("GET", f"{V2}/users", boss))["total"] == 1
     assert (await hs.ok("GET", f"{V2}/users", boss, params={"deactivated": "true"}))["total"] == 2
     await hs.err(404, "M_NOT_FOUND", "POST", f"{V1}/deactivate/@ghost:test.local", boss, json={})
     # reactivation needs a new password
     await hs.err(400, "M_MISSING_PARAM", "PUT", f"{V2}/users/{victim.user_id}", boss, json={"deactivated": False})
     await hs.ok("PUT", f"{V2}/users/{victim.user_id}", boss, json={"deactivated": False, "password": "again-1"})
-    await hs.ok("POST", "/_matrix/client/v3/login", json={
-        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "leaver"}, "password": "again-1"})
+    await hs.ok(
+        "POST",
+        "/_matrix/client/v3/login",
+        json={"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "leaver"}, "password": "again-1"},
+    )
 
 
 async def test_devices_list_and_delete(hs: Harness) -> None:
@@ -80,8 +103,13 @@ async def test_devices_list_and_delete(hs: Harness) -> None:
     one = await hs.ok("GET", f"{V2}/users/{user.user_id}/devices/TABLET", boss)
     assert one["display_name"] == "Tablet" and one["user_id"] == user.user_id
     await hs.ok("DELETE", f"{V2}/users/{user.user_id}/devices/TABLET", boss)
-    await hs.err(401, "M_UNKNOWN_TOKEN", "GET", "/_matrix/client/v3/account/whoami",
-                 headers={"Authorization": f"Bearer {second.access_token}"})
+    await hs.err(
+        401,
+        "M_UNKNOWN_TOKEN",
+        "GET",
+        "/_matrix/client/v3/account/whoami",
+        headers={"Authorization": f"Bearer {second.access_token}"},
+    )
     await hs.ok("GET", "/_matrix/client/v3/account/whoami", user)  # the other device still works
     await hs.err(404, "M_NOT_FOUND", "DELETE", f"{V2}/users/{user.user_id}/devices/TABLET", boss)
     await hs.ok("POST", f"{V2}/users/{user.user_id}/delete_devices", boss, json={"devices": [user.device_id]})
@@ -125,8 +153,7 @@ async def test_rooms_list_details_and_delete(hs: Harness) -> None:
     assert (await hs.ok("GET", f"{V1}/rooms/{r2}", boss))["blocked"] is True
     err = await hs.err(403, "M_FORBIDDEN", "POST", f"/_matrix/client/v3/rooms/{r2}/join", bob, json={})
     assert "blocked" in err["error"]
-    await hs.err(400, "M_INVALID_PARAM", "DELETE", f"{V1}/rooms/{r2}", boss,
-                 json={"new_room_user_id": boss.user_id})
+    await hs.err(400, "M_INVALID_PARAM", "DELETE", f"{V1}/rooms/{r2}", boss, json={"new_room_user_id": boss.user_id})
 
 
 async def test_registration_tokens(hs: Harness) -> None:
@@ -145,8 +172,11 @@ async def test_registration_tokens(hs: Harness) -> None:
     assert upd["uses_allowed"] == 0
     invalid = await hs.ok("GET", f"{V1}/registration_tokens", boss, params={"valid": "false"})
     assert [t["token"] for t in invalid["registration_tokens"]] == ["gov-2025"]
-    assert (await hs.ok("GET", "/_matrix/client/v1/register/m.login.registration_token/validity",
-                        params={"token": "gov-2025"}))["valid"] is False
+    assert (
+        await hs.ok(
+            "GET", "/_matrix/client/v1/register/m.login.registration_token/validity", params={"token": "gov-2025"}
+        )
+    )["valid"] is False
     await hs.ok("DELETE", f"{V1}/registration_tokens/gov-2025", boss)
     await hs.err(404, "M_NOT_FOUND", "GET", f"{V1}/registration_tokens/gov-2025", boss)
     await hs.err(404, "M_NOT_FOUND", "PUT", f"{V1}/registration_tokens/gov-2025", boss, json={})

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import delete, update
 from typer.testing import CliRunner
 
-from paigham.audit.chain import GENESIS, record_hash
 from paigham.cli.main import app as cli
+from paigham.domain.audit_chain import GENESIS, record_hash
 from paigham.storage.audit_schema import audit_log
 from tests.api.conftest import Harness
 
@@ -24,21 +24,39 @@ async def records(hs: Harness, kind: str | None = None) -> list[dict[str, Any]]:
 async def test_logins_devices_rooms_and_memberships_are_recorded(hs: Harness) -> None:
     alice = await hs.register("alice")
     bob = await hs.register("bob")
-    await hs.err(403, "M_FORBIDDEN", "POST", LOGIN, json={
-        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "wrong",
-        "device_id": "EVIL"})
-    res = await hs.ok("POST", LOGIN, json={
-        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
-        "password": alice.password, "device_id": "PHONE"})
+    await hs.err(
+        403,
+        "M_FORBIDDEN",
+        "POST",
+        LOGIN,
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": "alice"},
+            "password": "wrong",
+            "device_id": "EVIL",
+        },
+    )
+    res = await hs.ok(
+        "POST",
+        LOGIN,
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": "alice"},
+            "password": alice.password,
+            "device_id": "PHONE",
+        },
+    )
     assert res["device_id"] == "PHONE"
     room = await hs.create_room(alice, invite=[bob.user_id])
     await hs.ok("POST", f"/_matrix/client/v3/rooms/{room}/join", bob, json={})
-    await hs.ok("POST", "/_matrix/client/v3/logout", json={},
-                headers={"Authorization": f"Bearer {res['access_token']}"})
+    await hs.ok(
+        "POST", "/_matrix/client/v3/logout", json={}, headers={"Authorization": f"Bearer {res['access_token']}"}
+    )
 
     failed = await records(hs, "auth.login_failed")
     assert [(r["target"], r["ip"], r["device"], r["details"]["reason"]) for r in failed] == [
-        ("@alice:test.local", "127.0.0.1", "EVIL", "bad password")]
+        ("@alice:test.local", "127.0.0.1", "EVIL", "bad password")
+    ]
     ok = await records(hs, "auth.login")
     assert [(r["actor"], r["ip"], r["device"]) for r in ok] == [("@alice:test.local", "127.0.0.1", "PHONE")]
     added = [(r["actor"], r["device"]) for r in await records(hs, "device.added")]
@@ -46,10 +64,15 @@ async def test_logins_devices_rooms_and_memberships_are_recorded(hs: Harness) ->
     assert [(r["actor"], r["device"]) for r in await records(hs, "device.removed")] == [("@alice:test.local", "PHONE")]
     created = await records(hs, "room.created")
     assert [(r["actor"], r["target"]) for r in created] == [(alice.user_id, room)]
-    members = [(r["actor"], r["target"], r["details"]["membership"], r["details"]["previous"])
-               for r in await records(hs, "room.membership")]
-    assert members == [(alice.user_id, alice.user_id, "join", None), (alice.user_id, bob.user_id, "invite", None),
-                       (bob.user_id, bob.user_id, "join", "invite")]
+    members = [
+        (r["actor"], r["target"], r["details"]["membership"], r["details"]["previous"])
+        for r in await records(hs, "room.membership")
+    ]
+    assert members == [
+        (alice.user_id, alice.user_id, "join", None),
+        (alice.user_id, bob.user_id, "invite", None),
+        (bob.user_id, bob.user_id, "join", "invite"),
+    ]
     assert (await hs.server.audit.verify()).ok
 
 

@@ -18,8 +18,12 @@ SIGS = f"{V3}/keys/signatures/upload"
 
 
 def password_auth(user: User, session: str) -> dict[str, Any]:
-    return {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user.user_id},
-            "password": user.password, "session": session}
+    return {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": user.user_id},
+        "password": user.password,
+        "session": session,
+    }
 
 
 async def query(hs: Harness, who: User, target: User) -> Any:
@@ -62,10 +66,17 @@ async def test_cross_signing_upload_errors(hs: Harness) -> None:
     await hs.err(400, "M_MISSING_PARAM", "POST", UPLOAD, alice, json={})
     two_keys = {**body["master_key"], "keys": {**body["master_key"]["keys"], "ed25519:x": "x"}}
     await hs.err(400, "M_BAD_JSON", "POST", UPLOAD, alice, json={"master_key": two_keys})
-    await hs.err(400, "M_BAD_JSON", "POST", UPLOAD, alice,
-                 json={"master_key": {**body["master_key"], "usage": ["self_signing"]}})
-    await hs.err(400, "M_INVALID_PARAM", "POST", UPLOAD, alice,
-                 json={"master_key": {**body["master_key"], "user_id": "@bob:test.local"}})
+    await hs.err(
+        400, "M_BAD_JSON", "POST", UPLOAD, alice, json={"master_key": {**body["master_key"], "usage": ["self_signing"]}}
+    )
+    await hs.err(
+        400,
+        "M_INVALID_PARAM",
+        "POST",
+        UPLOAD,
+        alice,
+        json={"master_key": {**body["master_key"], "user_id": "@bob:test.local"}},
+    )
     await hs.err(400, "M_BAD_JSON", "POST", UPLOAD, alice, json={"master_key": "nope"})
     assert (await query(hs, alice, alice))["master_keys"] == {}  # nothing was stored
 
@@ -89,13 +100,19 @@ async def test_signatures_upload_verified_and_visible(hs: Harness) -> None:
     # bob's master key signed by alice's user-signing key
     bob_master = (await query(hs, alice, bob))["master_keys"][bob.user_id]
     signed_bob = sign_json(bob_master, alice.user_id, a_xs.user_signing)
-    r = await hs.ok("POST", SIGS, alice, json={
-        alice.user_id: {alice.device_id: signed_device, a_xs.master_pub: signed_master},
-        bob.user_id: {b_xs.master_pub: signed_bob},
-    })
+    r = await hs.ok(
+        "POST",
+        SIGS,
+        alice,
+        json={
+            alice.user_id: {alice.device_id: signed_device, a_xs.master_pub: signed_master},
+            bob.user_id: {b_xs.master_pub: signed_bob},
+        },
+    )
     assert r == {"failures": {}}
-    seen_by_carol = await hs.ok("POST", f"{V3}/keys/query", carol,
-                                json={"device_keys": {alice.user_id: [], bob.user_id: []}})
+    seen_by_carol = await hs.ok(
+        "POST", f"{V3}/keys/query", carol, json={"device_keys": {alice.user_id: [], bob.user_id: []}}
+    )
     dev_sigs = seen_by_carol["device_keys"][alice.user_id][alice.device_id]["signatures"][alice.user_id]
     assert ssk_id in dev_sigs
     master_sigs = seen_by_carol["master_keys"][alice.user_id]["signatures"][alice.user_id]
@@ -117,14 +134,21 @@ async def test_signatures_that_do_not_verify_are_failures(hs: Harness) -> None:
     forged["algorithms"] = ["evil"]  # no longer the stored key
     wrong_key = sign_json(a_dev.device_keys(), alice.user_id, a_xs.user_signing)
     wrong_key["signatures"][alice.user_id] = {
-        f"ed25519:{encode_verify_key_base64(a_xs.self_signing)}":
-            next(iter(wrong_key["signatures"][alice.user_id].values()))}
+        f"ed25519:{encode_verify_key_base64(a_xs.self_signing)}": next(
+            iter(wrong_key["signatures"][alice.user_id].values())
+        )
+    }
     bob_master = b_xs.obj("master", b_xs.master, None)
     by_ssk = sign_json(bob_master, alice.user_id, a_xs.self_signing)
-    r = await hs.ok("POST", SIGS, alice, json={
-        alice.user_id: {alice.device_id: forged, "UNKNOWN": {"signatures": {}}},
-        bob.user_id: {b_xs.master_pub: by_ssk, bob.device_id: by_ssk},
-    })
+    r = await hs.ok(
+        "POST",
+        SIGS,
+        alice,
+        json={
+            alice.user_id: {alice.device_id: forged, "UNKNOWN": {"signatures": {}}},
+            bob.user_id: {b_xs.master_pub: by_ssk, bob.device_id: by_ssk},
+        },
+    )
     f = r["failures"]
     assert f[alice.user_id][alice.device_id]["errcode"] == "M_INVALID_SIGNATURE"
     assert f[alice.user_id]["UNKNOWN"]["errcode"] in ("M_INVALID_SIGNATURE", "M_NOT_FOUND", "M_BAD_JSON")
@@ -147,11 +171,20 @@ async def test_encryption_cannot_be_switched_off(hs: Harness) -> None:
     await hs.err(403, "M_FORBIDDEN", "PUT", path, alice, json={"algorithm": "m.none"})
     await hs.ok("PUT", path, alice, json={**megolm, "rotation_period_ms": 3_600_000})
     assert (await hs.ok("GET", path, alice))["algorithm"] == megolm["algorithm"]
-    event_id = next(e["event_id"] for e in (await hs.ok("GET", f"{V3}/rooms/{room}/state", alice))
-                    if e["type"] == "m.room.encryption")
+    event_id = next(
+        e["event_id"]
+        for e in (await hs.ok("GET", f"{V3}/rooms/{room}/state", alice))
+        if e["type"] == "m.room.encryption"
+    )
     await hs.err(403, "M_FORBIDDEN", "PUT", f"{V3}/rooms/{room}/redact/{event_id}/t1", alice, json={})
-    await hs.err(403, "M_FORBIDDEN", "POST", f"{V3}/createRoom", alice,
-                 json={"initial_state": [{"type": "m.room.encryption", "content": {}}]})
+    await hs.err(
+        403,
+        "M_FORBIDDEN",
+        "POST",
+        f"{V3}/createRoom",
+        alice,
+        json={"initial_state": [{"type": "m.room.encryption", "content": {}}]},
+    )
 
 
 async def test_deactivation_removes_keys_signatures_and_backups(hs: Harness) -> None:
@@ -159,8 +192,12 @@ async def test_deactivation_removes_keys_signatures_and_backups(hs: Harness) -> 
     bob = await hs.register("bob")
     await Device.of(alice).upload(hs, otks=2, fallback=True)
     await hs.ok("POST", UPLOAD, alice, json=CrossSigning.new(alice).body())
-    await hs.ok("POST", f"{V3}/room_keys/version", alice,
-                json={"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {}})
+    await hs.ok(
+        "POST",
+        f"{V3}/room_keys/version",
+        alice,
+        json={"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {}},
+    )
     await hs.server.auth.deactivate(alice.user_id)
     q = await query(hs, bob, alice)
     assert q["device_keys"] == {alice.user_id: {}} and q["master_keys"] == {} and q["self_signing_keys"] == {}

@@ -13,29 +13,72 @@ SEARCH = "/_matrix/client/v3/user_directory/search"
 
 ORG = {
     "units": [
-        {"unit_id": "MOF", "kind": "ministry", "names": {"en": "Ministry of Finance", "hi": "वित्त मंत्रालय",
-                                                          "ur": "وزارت خزانہ"}},
+        {
+            "unit_id": "MOF",
+            "kind": "ministry",
+            "names": {"en": "Ministry of Finance", "hi": "वित्त मंत्रालय", "ur": "وزارت خزانہ"},
+        },
         {"unit_id": "MHA", "kind": "ministry", "names": {"en": "Ministry of Home Affairs", "hi": "गृह मंत्रालय"}},
     ],
     "officials": [
-        {"employee_id": "E1", "user_id": "rsharma", "names": {"en": "Rakesh Sharma"},
-         "designation": {"en": "Joint Secretary"}, "unit_id": "MOF"},
-        {"employee_id": "E2", "user_id": "u2", "names": {"hi": "सुनीता शर्मा"},
-         "designation": {"hi": "अवर सचिव"}, "unit_id": "MHA"},
-        {"employee_id": "E3", "user_id": "u3", "names": {"ur": "عمران شرما"},
-         "designation": {"ur": "جوائنٹ سیکرٹری"}, "unit_id": "MHA"},
-        {"employee_id": "E4", "user_id": "vverma", "names": {"en": "Vikram Verma", "hi": "विक्रम वर्मा"},
-         "designation": {"en": "Section Officer"}, "unit_id": "MOF"},
-        {"employee_id": "E5", "user_id": "u5", "names": {"hi": "परवीन ख़ान", "ur": "پروین خان"},
-         "designation": {"en": "Deputy Secretary"}, "unit_id": "MOF"},
+        {
+            "employee_id": "E1",
+            "user_id": "rsharma",
+            "names": {"en": "Rakesh Sharma"},
+            "designation": {"en": "Joint Secretary"},
+            "unit_id": "MOF",
+        },
+        {
+            "employee_id": "E2",
+            "user_id": "u2",
+            "names": {"hi": "सुनीता शर्मा"},
+            "designation": {"hi": "अवर सचिव"},
+            "unit_id": "MHA",
+        },
+        {
+            "employee_id": "E3",
+            "user_id": "u3",
+            "names": {"ur": "عمران شرما"},
+            "designation": {"ur": "جوائنٹ سیکرٹری"},
+            "unit_id": "MHA",
+        },
+        {
+            "employee_id": "E4",
+            "user_id": "vverma",
+            "names": {"en": "Vikram Verma", "hi": "विक्रम वर्मा"},
+            "designation": {"en": "Section Officer"},
+            "unit_id": "MOF",
+        },
+        {
+            "employee_id": "E5",
+            "user_id": "u5",
+            "names": {"hi": "परवीन ख़ान", "ur": "پروین خان"},
+            "designation": {"en": "Deputy Secretary"},
+            "unit_id": "MOF",
+        },
         {"employee_id": "E6", "user_id": "u6", "names": {"hi": "अमित क़ुरैशी"}, "unit_id": "MOF"},
         {"employee_id": "E7", "user_id": "sharmila", "names": {"en": "Sharmila Rao"}, "unit_id": "MHA"},
-        {"employee_id": "E8", "user_id": "gone", "names": {"en": "Gopal Sharma"}, "unit_id": "MHA",
-         "status": "deactivated"},
-        {"employee_id": "E9", "user_id": "paused", "names": {"en": "Pawan Sharma"}, "unit_id": "MHA",
-         "status": "suspended"},
-        {"employee_id": "E10", "user_id": "old", "names": {"en": "Om Sharma"}, "unit_id": "MHA",
-         "expires": "2001-01-01"},
+        {
+            "employee_id": "E8",
+            "user_id": "gone",
+            "names": {"en": "Gopal Sharma"},
+            "unit_id": "MHA",
+            "status": "deactivated",
+        },
+        {
+            "employee_id": "E9",
+            "user_id": "paused",
+            "names": {"en": "Pawan Sharma"},
+            "unit_id": "MHA",
+            "status": "suspended",
+        },
+        {
+            "employee_id": "E10",
+            "user_id": "old",
+            "names": {"en": "Om Sharma"},
+            "unit_id": "MHA",
+            "expires": "2001-01-01",
+        },
     ],
 }
 
@@ -46,8 +89,7 @@ async def search(hs: Harness, user: User, term: str, limit: int = 20) -> list[st
 
 
 async def test_cross_script_search_ranking_and_scope(hs: Harness) -> None:
-    plan = await hs.server.org.import_rows(read_bytes(json.dumps(ORG).encode(), "org.json"), dry_run=False,
-                                           actor=None)
+    plan = await hs.server.org.import_rows(read_bytes(json.dumps(ORG).encode(), "org.json"), dry_run=False, actor=None)
     assert plan.ok, plan.errors
     me = await hs.register("searcher")  # not an official, shares no room with anyone
 
@@ -67,8 +109,11 @@ async def test_cross_script_search_ranking_and_scope(hs: Harness) -> None:
     assert await search(hs, me, "verma") == ["vverma"] and await search(hs, me, "वर्मा") == ["vverma"]
     # designations, in any script, and units
     assert await search(hs, me, "joint secretary") == ["rsharma", "u3"]
-    assert await search(hs, me, "secretary") == ["rsharma", "u5", "u3"] or \
-        set(await search(hs, me, "secretary")) == {"rsharma", "u5", "u3"}
+    assert await search(hs, me, "secretary") == ["rsharma", "u5", "u3"] or set(await search(hs, me, "secretary")) == {
+        "rsharma",
+        "u5",
+        "u3",
+    }
     assert (await search(hs, me, "sachiv"))[0] == "u2"  # सचिव; "Section" shares only its first consonants
     assert set(await search(hs, me, "finance")) == {"rsharma", "vverma", "u5", "u6"}
     assert await search(hs, me, "sharma home") == ["u2", "u3", "sharmila"]
@@ -100,27 +145,36 @@ async def test_cross_script_search_ranking_and_scope(hs: Harness) -> None:
 
 
 async def test_extended_profile_and_display_name_format(hs: Harness) -> None:
-    plan = await hs.server.org.import_rows(read_bytes(json.dumps(ORG).encode(), "org.json"), dry_run=False,
-                                           actor=None)
+    plan = await hs.server.org.import_rows(read_bytes(json.dumps(ORG).encode(), "org.json"), dry_run=False, actor=None)
     assert plan.ok
     viewer = await hs.register("viewer")
     prof: dict[str, Any] = await hs.ok("GET", "/_matrix/client/v3/profile/@rsharma:test.local", viewer)
-    assert prof == {"displayname": "Rakesh Sharma (Joint Secretary, Ministry of Finance)",
-                    "org.paigham.designation": "Joint Secretary", "org.paigham.unit": "Ministry of Finance",
-                    "org.paigham.unit_id": "MOF"}
+    assert prof == {
+        "displayname": "Rakesh Sharma (Joint Secretary, Ministry of Finance)",
+        "org.paigham.designation": "Joint Secretary",
+        "org.paigham.unit": "Ministry of Finance",
+        "org.paigham.unit_id": "MOF",
+    }
     field = await hs.ok("GET", "/_matrix/client/v3/profile/@u2:test.local/org.paigham.unit", viewer)
     assert field == {"org.paigham.unit": "Ministry of Home Affairs"}
     # names without an English form fall back to what exists
-    assert (await hs.ok("GET", "/_matrix/client/v3/profile/@u3:test.local", viewer))["displayname"] == \
-        "عمران شرما (جوائنٹ سیکرٹری, Ministry of Home Affairs)"
+    assert (await hs.ok("GET", "/_matrix/client/v3/profile/@u3:test.local", viewer))[
+        "displayname"
+    ] == "عمران شرما (جوائنٹ سیکرٹری, Ministry of Home Affairs)"
     # an official cannot override the directory's display name; a non-official can
     await hs.server.auth.set_password("@rsharma:test.local", "pw-r")
     s = await hs.server.auth.start_session("@rsharma:test.local", None, None)
     rakesh = User("@rsharma:test.local", s.access_token, s.device_id, "pw-r")
-    await hs.err(403, "M_FORBIDDEN", "PUT", "/_matrix/client/v3/profile/@rsharma:test.local/displayname", rakesh,
-                 json={"displayname": "Boss"})
-    await hs.ok("PUT", "/_matrix/client/v3/profile/@viewer:test.local/displayname", viewer,
-                json={"displayname": "Viewer V"})
+    await hs.err(
+        403,
+        "M_FORBIDDEN",
+        "PUT",
+        "/_matrix/client/v3/profile/@rsharma:test.local/displayname",
+        rakesh,
+        json={"displayname": "Boss"},
+    )
+    await hs.ok(
+        "PUT", "/_matrix/client/v3/profile/@viewer:test.local/displayname", viewer, json={"displayname": "Viewer V"}
+    )
     hs.server.config.org_lock_displayname = False
-    await hs.ok("PUT", "/_matrix/client/v3/profile/@rsharma:test.local/displayname", rakesh,
-                json={"displayname": "RS"})
+    await hs.ok("PUT", "/_matrix/client/v3/profile/@rsharma:test.local/displayname", rakesh, json={"displayname": "RS"})

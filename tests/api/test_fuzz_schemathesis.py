@@ -99,16 +99,32 @@ def _free_port() -> int:
 def _start(data_dir: Path, database_url: str | None) -> tuple[subprocess.Popen[bytes], str, Path]:
     port = _free_port()
     log = data_dir / "server.log"
-    cmd = [sys.executable, "-m", "paigham", "serve", "--data-dir", str(data_dir), "--port", str(port),
-           "--server-name", SERVER_NAME, "--registration-shared-secret", SECRET]
+    cmd = [
+        sys.executable,
+        "-m",
+        "paigham",
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(port),
+        "--server-name",
+        SERVER_NAME,
+        "--registration-shared-secret",
+        SECRET,
+    ]
     if database_url:
         cmd += ["--database-url", database_url]
     # A fuzzed /sync timeout may ask for a long poll; cap it so no case waits for a minute.
-    env = dict(os.environ, PAIGHAM_CREATE_ADMIN="false", PAIGHAM_ENCRYPTION_BY_DEFAULT="false",
-               PAIGHAM_SYNC_TIMEOUT_MAX_MS="100", PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        PAIGHAM_CREATE_ADMIN="false",
+        PAIGHAM_ENCRYPTION_BY_DEFAULT="false",
+        PAIGHAM_SYNC_TIMEOUT_MAX_MS="100",
+        PYTHONUNBUFFERED="1",
+    )
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env)
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -127,10 +143,12 @@ def _start(data_dir: Path, database_url: str | None) -> tuple[subprocess.Popen[b
 def _register(http: httpx.Client, name: str) -> dict[str, Any]:
     """Shared-secret registration (the provisioning path), so the test needs no CLI round trip."""
     nonce = http.get("/_synapse/admin/v1/register").json()["nonce"]
-    mac = hmac.new(SECRET.encode(), b"\x00".join([nonce.encode(), name.encode(), PASSWORD.encode(), b"notadmin"]),
-                   hashlib.sha1).hexdigest()
-    r = http.post("/_synapse/admin/v1/register", json={"nonce": nonce, "username": name, "password": PASSWORD,
-                                                       "mac": mac})
+    mac = hmac.new(
+        SECRET.encode(), b"\x00".join([nonce.encode(), name.encode(), PASSWORD.encode(), b"notadmin"]), hashlib.sha1
+    ).hexdigest()
+    r = http.post(
+        "/_synapse/admin/v1/register", json={"nonce": nonce, "username": name, "password": PASSWORD, "mac": mac}
+    )
     r.raise_for_status()
     return dict(r.json())
 
@@ -141,21 +159,40 @@ def _seed(http: httpx.Client) -> tuple[dict[str, Any], dict[str, str]]:
     _register(http, "spare")
     me = {"Authorization": f"Bearer {fuzzer['access_token']}"}
     other = {"Authorization": f"Bearer {peer['access_token']}"}
-    room = http.post(f"{V3}/createRoom", headers=other, json={
-        "preset": "public_chat", "room_alias_name": "fuzz", "name": "Fuzz",
-        "power_level_content_override": {"users": {peer["user_id"]: 100, fuzzer["user_id"]: 50}},
-    }).json()["room_id"]
+    room = http.post(
+        f"{V3}/createRoom",
+        headers=other,
+        json={
+            "preset": "public_chat",
+            "room_alias_name": "fuzz",
+            "name": "Fuzz",
+            "power_level_content_override": {"users": {peer["user_id"]: 100, fuzzer["user_id"]: 50}},
+        },
+    ).json()["room_id"]
     http.post(f"{V3}/join/{quote(room)}", headers=me, json={}).raise_for_status()
-    sent = http.put(f"{V3}/rooms/{quote(room)}/send/m.room.message/seed1", headers=me,
-                    json={"msgtype": "m.text", "body": "seed"})
+    sent = http.put(
+        f"{V3}/rooms/{quote(room)}/send/m.room.message/seed1", headers=me, json={"msgtype": "m.text", "body": "seed"}
+    )
     sent.raise_for_status()
-    flt = http.post(f"{V3}/user/{quote(fuzzer['user_id'])}/filter", headers=me, json={"room": {"timeline": {
-        "limit": 5}}}).json()["filter_id"]
+    flt = http.post(
+        f"{V3}/user/{quote(fuzzer['user_id'])}/filter", headers=me, json={"room": {"timeline": {"limit": 5}}}
+    ).json()["filter_id"]
     ids = {
-        "userId": fuzzer["user_id"], "roomId": room, "roomIdOrAlias": room, "eventId": sent.json()["event_id"],
-        "deviceId": fuzzer["device_id"], "filterId": flt, "roomAlias": f"#fuzz:{SERVER_NAME}",
-        "kind": "override", "ruleId": ".m.rule.master", "receiptType": "m.read", "relType": "m.thread",
-        "keyName": "displayname", "eventType": "m.room.message", "type": "org.example.fuzz", "tag": "u.fuzz",
+        "userId": fuzzer["user_id"],
+        "roomId": room,
+        "roomIdOrAlias": room,
+        "eventId": sent.json()["event_id"],
+        "deviceId": fuzzer["device_id"],
+        "filterId": flt,
+        "roomAlias": f"#fuzz:{SERVER_NAME}",
+        "kind": "override",
+        "ruleId": ".m.rule.master",
+        "receiptType": "m.read",
+        "relType": "m.thread",
+        "keyName": "displayname",
+        "eventType": "m.room.message",
+        "type": "org.example.fuzz",
+        "tag": "u.fuzz",
     }
     return {**fuzzer, "peer_token": peer["access_token"]}, ids
 
@@ -187,8 +224,12 @@ def routed_operations() -> set[str]:
     from paigham.config import Config
 
     with tempfile.TemporaryDirectory() as tmp:
-        routes = [(m, r.path_regex) for r in Server(Config(data_dir=tmp, create_admin=False)).routes()
-                  for m in (getattr(r, "methods", None) or []) if m != "HEAD" and hasattr(r, "path_regex")]
+        routes = [
+            (m, r.path_regex)
+            for r in Server(Config(data_dir=tmp, create_admin=False)).routes()
+            for m in (getattr(r, "methods", None) or [])
+            if m != "HEAD" and hasattr(r, "path_regex")
+        ]
     out = set()
     for op in spec().operations:
         sample = re.sub(r"\{[^}]+\}", "x", op.template.strip())
@@ -216,8 +257,9 @@ def matrix_conformance(ctx: Any, response: Any, case: Any) -> bool | None:
             body = response.content[:200]
     raw = httpx.URL(response.request.url).raw_path.decode("ascii").split("?", 1)[0]
     ctype = response.headers.get("content-type", [""])
-    problems = spec().check(case.method, raw, response.status_code, body,
-                            ctype[0] if isinstance(ctype, list) else str(ctype))
+    problems = spec().check(
+        case.method, raw, response.status_code, body, ctype[0] if isinstance(ctype, list) else str(ctype)
+    )
     assert not problems, "\n".join(problems)
     return None
 
@@ -317,8 +359,15 @@ def run_engine(live: Live) -> tuple[list[Finding], Counter[str]]:
                         req = interaction.request
                         body = (req.body or b"")[:300].decode(errors="replace")
                         status = interaction.response.status_code if interaction.response else None
-                        findings.append(Finding(recorder.label, node.name, f"{req.method} {req.uri} {body}",
-                                                status, node.failure_info.failure.message))
+                        findings.append(
+                            Finding(
+                                recorder.label,
+                                node.name,
+                                f"{req.method} {req.uri} {body}",
+                                status,
+                                node.failure_info.failure.message,
+                            )
+                        )
     finally:
         _Run.live = None
     if os.environ.get("PAIGHAM_FUZZ_TIMINGS"):

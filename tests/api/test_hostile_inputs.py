@@ -90,25 +90,39 @@ async def test_hostile_inputs_get_matrix_errors(hs: Harness) -> None:
     event = await hs.send(alice, room, "hello")
     wrong = []
     for method, template, body in CASES:
-        path = template.format(room=quote(room), user=quote(alice.user_id), event=quote(event),
-                               device=quote(alice.device_id))
+        path = template.format(
+            room=quote(room), user=quote(alice.user_id), event=quote(event), device=quote(alice.device_id)
+        )
         if isinstance(body, bytes):
             kw = {"content": body.removeprefix(RAW)}
         else:
             kw = {} if body is None else {"content": json.dumps(body).encode()}
         r = await hs.request(method, path, alice, **kw)
         err = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
-        if not (400 <= r.status_code < 500 and isinstance(err.get("errcode"), str)
-                and isinstance(err.get("error"), str)):
+        if not (
+            400 <= r.status_code < 500 and isinstance(err.get("errcode"), str) and isinstance(err.get("error"), str)
+        ):
             wrong.append(f"{method} {path} -> {r.status_code} {r.text[:200]}")
     assert not wrong, "\n".join(wrong)
 
 
 async def test_non_ascii_digits_in_media_and_backup_parameters(hs: Harness) -> None:
     a = await hs.register("digits")
-    await hs.err(400, "M_INVALID_PARAM", "GET", "/_matrix/client/v1/media/thumbnail/test.local/abc", a,
-                 params={"width": "²", "height": "32"})
-    await hs.err(400, "M_INVALID_PARAM", "GET", "/_matrix/client/v1/media/thumbnail/test.local/abc", a,
-                 params={"width": "9" * 5000, "height": "32"})
+    await hs.err(
+        400,
+        "M_INVALID_PARAM",
+        "GET",
+        "/_matrix/client/v1/media/thumbnail/test.local/abc",
+        a,
+        params={"width": "²", "height": "32"},
+    )
+    await hs.err(
+        400,
+        "M_INVALID_PARAM",
+        "GET",
+        "/_matrix/client/v1/media/thumbnail/test.local/abc",
+        a,
+        params={"width": "9" * 5000, "height": "32"},
+    )
     r = await hs.request("GET", "/_matrix/client/v3/room_keys/version/²", a)
     assert r.status_code in (400, 404) and r.json()["errcode"].startswith("M_")

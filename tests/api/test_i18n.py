@@ -8,7 +8,8 @@ from pathlib import Path
 
 from babel.messages.pofile import read_po
 
-from paigham.i18n import LANGUAGES, LOCALE_DIR, N_, catalogue, negotiate, translate
+from paigham.i18n import LANGUAGES, LOCALE_DIR, catalogue, negotiate, translate
+from paigham.messages import N_
 from paigham.org.importer import read_bytes
 from tests.api.conftest import Harness, User
 
@@ -58,17 +59,31 @@ async def test_errors_follow_accept_language(hs: Harness) -> None:
     assert err["error"] == "آپ سرور کے منتظم نہیں ہیں"
     hs.server.config.policy_max_devices = 1
     hs.server.policies.invalidate()
-    err = await hs.err(403, "M_FORBIDDEN", "POST", LOGIN, headers={"Accept-Language": "hi"}, json={
-        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "plain"}, "password": user.password})
+    err = await hs.err(
+        403,
+        "M_FORBIDDEN",
+        "POST",
+        LOGIN,
+        headers={"Accept-Language": "hi"},
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": "plain"},
+            "password": user.password,
+        },
+    )
     assert err["error"].startswith("आप 1 उपकरणों पर साइन इन हैं")
 
 
 async def test_server_notices_in_the_users_language(hs: Harness) -> None:
-    doc = {"units": [{"unit_id": "MOF", "names": {"en": "Finance"}}],
-           "officials": [{"employee_id": "E1", "user_id": "zara", "names": {"en": "Zara"}, "unit_id": "MOF",
-                          "language": "ur"}]}
-    assert (await hs.server.org.import_rows(read_bytes(json.dumps(doc).encode(), "o.json"), dry_run=False,
-                                            actor=None)).ok
+    doc = {
+        "units": [{"unit_id": "MOF", "names": {"en": "Finance"}}],
+        "officials": [
+            {"employee_id": "E1", "user_id": "zara", "names": {"en": "Zara"}, "unit_id": "MOF", "language": "ur"}
+        ],
+    }
+    assert (
+        await hs.server.org.import_rows(read_bytes(json.dumps(doc).encode(), "o.json"), dry_run=False, actor=None)
+    ).ok
     boss = await hs.register("boss")
     await hs.server.accounts.update_user(boss.user_id, admin=True)
     await hs.server.auth.set_password("@zara:test.local", "pw-zara")
@@ -76,28 +91,51 @@ async def test_server_notices_in_the_users_language(hs: Harness) -> None:
     zara = User("@zara:test.local", s.access_token, s.device_id, "pw-zara")
     await hs.ok("PUT", f"/_matrix/client/v1/admin/suspend/{zara.user_id}", boss, json={"suspended": True})
     sync = await hs.sync(zara)
-    notices = [(rid, r) for rid, r in sync["rooms"]["join"].items()
-               if any(e["type"] == "m.tag" and "m.server_notice" in e["content"]["tags"]
-                      for e in r["account_data"]["events"])]
+    notices = [
+        (rid, r)
+        for rid, r in sync["rooms"]["join"].items()
+        if any(e["type"] == "m.tag" and "m.server_notice" in e["content"]["tags"] for e in r["account_data"]["events"])
+    ]
     assert len(notices) == 1
     room_id, room = notices[0]
     bodies = [e["content"]["body"] for e in room["timeline"]["events"] if e["type"] == "m.room.message"]
-    assert bodies == [translate(N_("Your account has been suspended by an administrator. You can still read your "
-                                   "messages and leave rooms."), "ur")]
+    assert bodies == [
+        translate(
+            N_(
+                "Your account has been suspended by an administrator. You can still read your messages and leave rooms."
+            ),
+            "ur",
+        )
+    ]
     assert bodies[0].startswith("ایک منتظم نے آپ کا اکاؤنٹ معطل کر دیا ہے")
-    names = [e["content"]["name"] for e in room["state"]["events"] + room["timeline"]["events"]
-             if e["type"] == "m.room.name"]
+    names = [
+        e["content"]["name"] for e in room["state"]["events"] + room["timeline"]["events"] if e["type"] == "m.room.name"
+    ]
     assert names == ["سرور نوٹس"]
     # the user's own choice wins over the directory's
-    await hs.ok("PUT", f"/_matrix/client/v3/user/{zara.user_id}/account_data/org.paigham.language", zara,
-                json={"language": "hi"})
+    await hs.ok(
+        "PUT",
+        f"/_matrix/client/v3/user/{zara.user_id}/account_data/org.paigham.language",
+        zara,
+        json={"language": "hi"},
+    )
     await hs.ok("PUT", f"/_matrix/client/v1/admin/suspend/{zara.user_id}", boss, json={"suspended": False})
     msgs = await hs.ok("GET", f"/_matrix/client/v3/rooms/{room_id}/messages", zara, params={"dir": "b", "limit": 1})
     assert msgs["chunk"][0]["content"]["body"] == "आपका खाता फिर से सक्रिय है।"
     # an admin's own notice (Synapse's API) is delivered as written
-    res = await hs.ok("POST", "/_synapse/admin/v1/send_server_notice", boss,
-                      json={"user_id": zara.user_id, "content": {"msgtype": "m.text", "body": "Meeting at 3"}})
+    res = await hs.ok(
+        "POST",
+        "/_synapse/admin/v1/send_server_notice",
+        boss,
+        json={"user_id": zara.user_id, "content": {"msgtype": "m.text", "body": "Meeting at 3"}},
+    )
     ev = await hs.ok("GET", f"/_matrix/client/v3/rooms/{room_id}/event/{res['event_id']}", zara)
     assert ev["content"]["body"] == "Meeting at 3" and ev["sender"] == "@paigham:test.local"
-    await hs.err(400, "M_INVALID_PARAM", "POST", "/_synapse/admin/v1/send_server_notice", boss,
-                 json={"user_id": zara.user_id, "content": {"msgtype": "m.image"}})
+    await hs.err(
+        400,
+        "M_INVALID_PARAM",
+        "POST",
+        "/_synapse/admin/v1/send_server_notice",
+        boss,
+        json={"user_id": zara.user_id, "content": {"msgtype": "m.image"}},
+    )

@@ -63,8 +63,14 @@ async def test_upload_errors_write_nothing(hs: Harness) -> None:
     good = dev.one_time_keys(3)
     forged = sign_json({"key": fake_curve25519()}, alice.user_id, Device.of(alice).key)
     forged["key"] = fake_curve25519()
-    await hs.err(400, "M_INVALID_SIGNATURE", "POST", up, alice,
-                 json={"one_time_keys": {**good, "signed_curve25519:EVIL": forged}})
+    await hs.err(
+        400,
+        "M_INVALID_SIGNATURE",
+        "POST",
+        up,
+        alice,
+        json={"one_time_keys": {**good, "signed_curve25519:EVIL": forged}},
+    )
     await hs.err(400, "M_BAD_JSON", "POST", up, alice, json={"one_time_keys": {"no-colon": "abc"}})
     await hs.err(400, "M_BAD_JSON", "POST", up, alice, json={"one_time_keys": {"alg:id": 5}})
     await hs.err(400, "M_BAD_JSON", "POST", up, alice, json={"one_time_keys": []})
@@ -102,16 +108,25 @@ async def test_claim_order_once_then_fallback(hs: Harness) -> None:
     await dev.upload(hs, fallback=True)  # a new fallback key is unused again
     assert (await hs.sync(alice))["device_unused_fallback_key_types"] == ["signed_curve25519"]
 
-    unknown = {"one_time_keys": {"@ghost:test.local": {"X": "signed_curve25519"},
-                                 alice.user_id: {"NODEVICE": "signed_curve25519"},
-                                 "@far:elsewhere.example": {"D": "signed_curve25519"}}}
+    unknown = {
+        "one_time_keys": {
+            "@ghost:test.local": {"X": "signed_curve25519"},
+            alice.user_id: {"NODEVICE": "signed_curve25519"},
+            "@far:elsewhere.example": {"D": "signed_curve25519"},
+        }
+    }
     r = await hs.ok("POST", f"{V3}/keys/claim", bob, json=unknown)
     assert r["one_time_keys"] == {}
     assert "elsewhere.example" in r["failures"]
-    await hs.err(400, "M_INVALID_PARAM", "POST", f"{V3}/keys/claim", bob,
-                 json={"one_time_keys": {"not-a-user": {}}})
-    await hs.err(400, "M_BAD_JSON", "POST", f"{V3}/keys/claim", bob,
-                 json={"one_time_keys": {alice.user_id: {alice.device_id: 7}}})
+    await hs.err(400, "M_INVALID_PARAM", "POST", f"{V3}/keys/claim", bob, json={"one_time_keys": {"not-a-user": {}}})
+    await hs.err(
+        400,
+        "M_BAD_JSON",
+        "POST",
+        f"{V3}/keys/claim",
+        bob,
+        json={"one_time_keys": {alice.user_id: {alice.device_id: 7}}},
+    )
     await hs.err(400, "M_BAD_JSON", "POST", f"{V3}/keys/claim", bob, json={})
     await hs.err(400, "M_BAD_JSON", "POST", f"{V3}/keys/query", bob, json={"device_keys": {alice.user_id: "x"}})
 
@@ -211,4 +226,3 @@ async def test_own_new_device_and_logout_clear_keys(hs: Harness) -> None:
     assert list(q["device_keys"][alice.user_id]) == [alice2.device_id]
     claim = {"one_time_keys": {alice.user_id: {alice.device_id: "signed_curve25519"}}}
     assert (await hs.ok("POST", f"{V3}/keys/claim", bob, json=claim))["one_time_keys"] == {}
-

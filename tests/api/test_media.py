@@ -75,12 +75,17 @@ async def test_range_requests(hs: Harness) -> None:
     alice = await hs.register("alice")
     data = os.urandom(200_000)
     mxc = await upload(hs, alice, data, "video/mp4")
-    cases = {"bytes=0-0": (0, 0), "bytes=65530-65600": (65530, 65600), "bytes=-10": (199_990, 199_999),
-             "bytes=131072-": (131072, 199_999), "bytes=199000-999999": (199000, 199_999)}
+    cases = {
+        "bytes=0-0": (0, 0),
+        "bytes=65530-65600": (65530, 65600),
+        "bytes=-10": (199_990, 199_999),
+        "bytes=131072-": (131072, 199_999),
+        "bytes=199000-999999": (199000, 199_999),
+    }
     for rng, (lo, hi) in cases.items():
         r = await download(hs, alice, mxc, headers={"Range": rng})
         assert r.status_code == 206, rng
-        assert r.content == data[lo:hi + 1], rng
+        assert r.content == data[lo : hi + 1], rng
         assert r.headers["content-range"] == f"bytes {lo}-{hi}/200000"
         assert r.headers["content-length"] == str(hi - lo + 1)
     full = await download(hs, alice, mxc, headers={"Range": "bytes=0-1,5-6"})
@@ -100,8 +105,14 @@ async def test_large_file_streams_in_flat_memory(hs: Harness) -> None:
     total = 64 * 1024 * 1024
     tracemalloc.start()
     try:
-        up = await asgi_stream(app, "POST", f"{UPLOAD}?filename=big.bin", alice.token, generated(total),
-                               {"content-type": "application/octet-stream", "content-length": str(total)})
+        up = await asgi_stream(
+            app,
+            "POST",
+            f"{UPLOAD}?filename=big.bin",
+            alice.token,
+            generated(total),
+            {"content-type": "application/octet-stream", "content-length": str(total)},
+        )
         _, up_peak = tracemalloc.get_traced_memory()
         assert up.status == 200, up.body_head
         mxc = up.body_head.decode().split('"mxc://')[1].split('"')[0]
@@ -120,15 +131,17 @@ async def test_oversize_uploads_are_refused_and_leave_nothing(hs: Harness) -> No
     alice = await hs.register("alice")
     hs.server.config.media_max_upload_bytes = 100_000
     assert await hs.ok("GET", CONFIG, alice) == {"m.upload.size": 100_000}
-    await hs.err(413, "M_TOO_LARGE", "POST", UPLOAD, alice, content=b"x" * 100_001,
-                 headers={"Content-Type": "application/pdf"})
+    await hs.err(
+        413, "M_TOO_LARGE", "POST", UPLOAD, alice, content=b"x" * 100_001, headers={"Content-Type": "application/pdf"}
+    )
 
     async def chunked() -> object:  # no Content-Length: the limit is enforced while streaming
         for _ in range(20):
             yield b"y" * 10_000
 
-    await hs.err(413, "M_TOO_LARGE", "POST", UPLOAD, alice, content=chunked(),
-                 headers={"Content-Type": "application/pdf"})
+    await hs.err(
+        413, "M_TOO_LARGE", "POST", UPLOAD, alice, content=chunked(), headers={"Content-Type": "application/pdf"}
+    )
     assert await leftovers(hs) == (0, [])
     await upload(hs, alice, b"z" * 100_000)
 
@@ -143,8 +156,7 @@ async def test_content_types(hs: Harness) -> None:
     assert r.headers["content-disposition"] == "attachment"
     # Malformed.
     for bad in ("not a type", "image/", "text/plain; charset", "a/b\x7f", "x/" + "y" * 300):
-        await hs.err(400, "M_INVALID_PARAM", "POST", UPLOAD, alice, content=b"abc",
-                     headers={"Content-Type": bad})
+        await hs.err(400, "M_INVALID_PARAM", "POST", UPLOAD, alice, content=b"abc", headers={"Content-Type": bad})
     # Not allowed by configuration.
     hs.server.media.allowed = ["image/*", "application/pdf"]
     await hs.err(403, "M_FORBIDDEN", "POST", UPLOAD, alice, content=b"<html>", headers={"Content-Type": "text/html"})
@@ -164,10 +176,27 @@ async def test_content_types(hs: Harness) -> None:
 
 async def test_hostile_filenames(hs: Harness) -> None:
     alice = await hs.register("alice")
-    for bad in ("../../etc/passwd", "a/b.pdf", "C:\\x.exe", "a\r\nSet-Cookie: x=1", "nul\x00.pdf",
-                "invoice\u202efdp.exe", "..", "n" * 256, "\u0939" * 90):
-        await hs.err(400, "M_INVALID_PARAM", "POST", UPLOAD, alice, content=b"abc",
-                     headers={"Content-Type": "application/pdf"}, params={"filename": bad})
+    for bad in (
+        "../../etc/passwd",
+        "a/b.pdf",
+        "C:\\x.exe",
+        "a\r\nSet-Cookie: x=1",
+        "nul\x00.pdf",
+        "invoice\u202efdp.exe",
+        "..",
+        "n" * 256,
+        "\u0939" * 90,
+    ):
+        await hs.err(
+            400,
+            "M_INVALID_PARAM",
+            "POST",
+            UPLOAD,
+            alice,
+            content=b"abc",
+            headers={"Content-Type": "application/pdf"},
+            params={"filename": bad},
+        )
     assert await leftovers(hs) == (0, [])
     mxc = await upload(hs, alice, b"abc", "application/pdf", 'say "hi"; filename=evil.exe')
     cd = (await download(hs, alice, mxc)).headers["content-disposition"]
@@ -197,8 +226,9 @@ async def test_unknown_invalid_remote_and_unauthenticated(hs: Harness) -> None:
     assert r.status_code == 200 and r.content == b"abc"
     assert r.headers["cache-control"].startswith("public")
     # URL previews are never fetched.
-    await hs.err(404, "M_UNRECOGNIZED", "GET", "/_matrix/client/v1/media/preview_url", alice,
-                 params={"url": "http://127.0.0.1/"})
+    await hs.err(
+        404, "M_UNRECOGNIZED", "GET", "/_matrix/client/v1/media/preview_url", alice, params={"url": "http://127.0.0.1/"}
+    )
 
 
 async def test_asynchronous_upload(hs: Harness) -> None:
@@ -209,8 +239,7 @@ async def test_asynchronous_upload(hs: Harness) -> None:
     put = f"/_matrix/media/v3/upload/{mxc}"
     await hs.err(504, "M_NOT_YET_UPLOADED", "GET", f"{DOWNLOAD}/{mxc}", bob, params={"timeout_ms": 0})
     await hs.err(403, "M_FORBIDDEN", "PUT", put, bob, content=b"bob's", headers={"Content-Type": "text/plain"})
-    await hs.err(404, "M_NOT_FOUND", "PUT", "/_matrix/media/v3/upload/test.local/neverCreated", alice,
-                 content=b"x")
+    await hs.err(404, "M_NOT_FOUND", "PUT", "/_matrix/media/v3/upload/test.local/neverCreated", alice, content=b"x")
     # A download that waits is answered as soon as the upload lands.
     waiting = asyncio.create_task(download(hs, bob, mxc, params={"timeout_ms": 10_000}))
     await asyncio.sleep(0.3)

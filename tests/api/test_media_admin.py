@@ -31,8 +31,12 @@ async def make_admin(hs: Harness) -> User:
 async def test_admin_needs_an_admin(hs: Harness) -> None:
     alice = await hs.register("alice")
     mxc = await upload(hs, alice, b"abc")
-    for method, path in [("POST", f"{ADMIN}/media/quarantine/{mxc}"), ("DELETE", f"{ADMIN}/media/{mxc}"),
-                         ("GET", f"{ADMIN}/users/{alice.user_id}/media"), ("POST", f"{ADMIN}/media/delete")]:
+    for method, path in [
+        ("POST", f"{ADMIN}/media/quarantine/{mxc}"),
+        ("DELETE", f"{ADMIN}/media/{mxc}"),
+        ("GET", f"{ADMIN}/users/{alice.user_id}/media"),
+        ("POST", f"{ADMIN}/media/delete"),
+    ]:
         await hs.err(403, "M_FORBIDDEN", method, path, alice)
         await hs.err(401, "M_MISSING_TOKEN", method, path)
 
@@ -68,8 +72,9 @@ async def test_quarantine_list_and_delete(hs: Harness) -> None:
 
 async def _age(hs: Harness, mxc: str, days: int) -> None:
     async with hs.server.db.write() as conn:
-        await conn.execute(update(media).where(media.c.media_id == mxc.split("/")[1]).values(
-            created_ts=now_ms() - days * 86_400_000))
+        await conn.execute(
+            update(media).where(media.c.media_id == mxc.split("/")[1]).values(created_ts=now_ms() - days * 86_400_000)
+        )
 
 
 async def test_purge_old_media_over_http(hs: Harness) -> None:
@@ -101,8 +106,11 @@ async def _cli(hs: Harness, *args: str) -> tuple[int, str]:
 
 async def test_cli_purge_quarantine_list_delete(hs: Harness) -> None:
     alice = await hs.register("alice")
-    old, keep, doomed = (await upload(hs, alice, b"old", filename="old.txt"), await upload(hs, alice, b"keep"),
-                         await upload(hs, alice, b"doomed"))
+    old, keep, doomed = (
+        await upload(hs, alice, b"old", filename="old.txt"),
+        await upload(hs, alice, b"keep"),
+        await upload(hs, alice, b"doomed"),
+    )
     await _age(hs, old, 31)
     code, out = await _cli(hs, "purge", "--older-than", "30d")
     assert code == 0 and "Deleted 1 media" in out, out
@@ -124,14 +132,23 @@ async def test_scanner_refuses_infected_files_and_records_them(hs: Harness, tmp_
     try:
         clean = await upload(hs, alice, b"harmless report " * 10_000, "text/plain", "report.txt")
         assert clamd.scanned == [160_000]  # the whole plaintext went through the INSTREAM protocol
-        body = await hs.err(403, "M_FORBIDDEN", "POST", UPLOAD, alice, content=b"x" * 70_000 + EICAR,
-                            headers={"Content-Type": "application/zip"}, params={"filename": "invoice.zip"})
+        body = await hs.err(
+            403,
+            "M_FORBIDDEN",
+            "POST",
+            UPLOAD,
+            alice,
+            content=b"x" * 70_000 + EICAR,
+            headers={"Content-Type": "application/zip"},
+            params={"filename": "invoice.zip"},
+        )
         assert "Eicar-Test-Signature" in body["error"]
         rows, files = await leftovers(hs)
         assert rows == 1 and len(files) == 1  # only the clean file
         found = await hs.server.media.store.detections(10)
-        assert [(d["user_id"], d["signature"], d["upload_name"]) for d in found] == \
-            [(alice.user_id, "Eicar-Test-Signature", "invoice.zip")]
+        assert [(d["user_id"], d["signature"], d["upload_name"]) for d in found] == [
+            (alice.user_id, "Eicar-Test-Signature", "invoice.zip")
+        ]
         assert (await download(hs, alice, clean)).status_code == 200
     finally:
         await clamd.stop()
@@ -170,10 +187,13 @@ async def test_real_clamd(hs: Harness, tmp_path: Path) -> None:
     sock = tmp_path / "clamd.sock"
     conf = tmp_path / "clamd.conf"
     user = "User root\n" if os.geteuid() == 0 else ""
-    conf.write_text(f"Foreground yes\nLocalSocket {sock}\nDatabaseDirectory {db}\nStreamMaxLength 200M\n"
-                    f"LogFile {tmp_path / 'clamd.log'}\n{user}")
-    proc = await asyncio.create_subprocess_exec(CLAMD or "clamd", "-c", str(conf), stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.DEVNULL)
+    conf.write_text(
+        f"Foreground yes\nLocalSocket {sock}\nDatabaseDirectory {db}\nStreamMaxLength 200M\n"
+        f"LogFile {tmp_path / 'clamd.log'}\n{user}"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        CLAMD or "clamd", "-c", str(conf), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
     try:
         for _ in range(100):
             if sock.exists():
@@ -183,8 +203,15 @@ async def test_real_clamd(hs: Harness, tmp_path: Path) -> None:
         hs.server.media.scanner = ClamdScanner(socket_path=str(sock), timeout_s=20)
         alice = await hs.register("alice")
         await upload(hs, alice, b"an ordinary circular " * 1000, "text/plain")
-        body = await hs.err(403, "M_FORBIDDEN", "POST", UPLOAD, alice, content=b"PK\x03\x04" + EICAR * 2,
-                            headers={"Content-Type": "application/zip"})
+        body = await hs.err(
+            403,
+            "M_FORBIDDEN",
+            "POST",
+            UPLOAD,
+            alice,
+            content=b"PK\x03\x04" + EICAR * 2,
+            headers={"Content-Type": "application/zip"},
+        )
         assert "Paigham.Test.EICAR" in body["error"]
         assert len((await leftovers(hs))[1]) == 1
     finally:

@@ -14,12 +14,17 @@ from tests.api.conftest import Harness, User
 from tests.api.media_support import THUMB, animated_gif, download, image_bytes, png_bomb, png_solid, upload
 
 SIZES = [(32, 32, "crop"), (96, 96, "crop"), (320, 240, "scale"), (640, 480, "scale"), (800, 600, "scale")]
-FORMATS = [("JPEG", "image/jpeg", "image/jpeg"), ("PNG", "image/png", "image/png"),
-           ("WEBP", "image/webp", "image/png"), ("GIF", "image/gif", "image/png")]
+FORMATS = [
+    ("JPEG", "image/jpeg", "image/jpeg"),
+    ("PNG", "image/png", "image/png"),
+    ("WEBP", "image/webp", "image/png"),
+    ("GIF", "image/gif", "image/png"),
+]
 
 
-async def thumb(hs: Harness, user: User, mxc: str, w: int, h: int, method: str = "scale",
-                **params: object) -> tuple[str, Image.Image]:
+async def thumb(
+    hs: Harness, user: User, mxc: str, w: int, h: int, method: str = "scale", **params: object
+) -> tuple[str, Image.Image]:
     r = await hs.request("GET", f"{THUMB}/{mxc}", user, params={"width": w, "height": h, "method": method, **params})
     assert r.status_code == 200, r.text
     assert r.headers["content-disposition"].startswith('inline; filename="thumbnail.')
@@ -84,8 +89,9 @@ async def test_bad_parameters(hs: Harness) -> None:
     await hs.err(400, "M_INVALID_PARAM", "GET", url, alice, params={"width": 32, "height": 32, "method": "zoom"})
     await hs.err(400, "M_INVALID_PARAM", "GET", url, alice, params={"width": 9000, "height": 32})
     await hs.err(400, "M_INVALID_PARAM", "GET", url, alice, params={"width": 32, "height": 32, "animated": "x"})
-    await hs.err(404, "M_NOT_FOUND", "GET", f"{THUMB}/test.local/noSuchMedia", alice,
-                 params={"width": 32, "height": 32})
+    await hs.err(
+        404, "M_NOT_FOUND", "GET", f"{THUMB}/test.local/noSuchMedia", alice, params={"width": 32, "height": 32}
+    )
 
 
 async def served_while(hs: Harness, user: User, hostile: asyncio.Task[object]) -> None:
@@ -96,13 +102,16 @@ async def served_while(hs: Harness, user: User, hostile: asyncio.Task[object]) -
     await hostile
 
 
-@pytest.mark.parametrize("label, data, claimed", [
-    ("truncated png", image_bytes("PNG")[:3000], "image/png"),
-    ("truncated jpeg", image_bytes("JPEG")[:2000], "image/jpeg"),
-    ("garbage after jpeg magic", b"\xff\xd8\xff\xe0" + b"\x13" * 5000, "image/jpeg"),
-    ("random bytes called png", bytes(range(256)) * 20, "image/png"),
-    ("a pdf", b"%PDF-1.7\n" + b"0" * 500, "application/pdf"),
-])
+@pytest.mark.parametrize(
+    "label, data, claimed",
+    [
+        ("truncated png", image_bytes("PNG")[:3000], "image/png"),
+        ("truncated jpeg", image_bytes("JPEG")[:2000], "image/jpeg"),
+        ("garbage after jpeg magic", b"\xff\xd8\xff\xe0" + b"\x13" * 5000, "image/jpeg"),
+        ("random bytes called png", bytes(range(256)) * 20, "image/png"),
+        ("a pdf", b"%PDF-1.7\n" + b"0" * 500, "application/pdf"),
+    ],
+)
 async def test_undecodable_content(hs: Harness, label: str, data: bytes, claimed: str) -> None:
     alice = await hs.register("alice")
     mxc = await upload(hs, alice, data, claimed)
@@ -133,8 +142,9 @@ async def test_memory_limit_stops_a_bomb_that_passes_the_pixel_check(hs: Harness
     alice = await hs.register("alice")
     hs.server.media.thumbnailer = Thumbnailer(ThumbnailLimits(max_pixels=10**10, memory_mb=300, timeout_s=20))
     mxc = await upload(hs, alice, png_bomb(30_000, 30_000), "image/png")
-    task = asyncio.create_task(hs.err(413, "M_TOO_LARGE", "GET", f"{THUMB}/{mxc}", alice,
-                                      params={"width": 96, "height": 96}))
+    task = asyncio.create_task(
+        hs.err(413, "M_TOO_LARGE", "GET", f"{THUMB}/{mxc}", alice, params={"width": 96, "height": 96})
+    )
     await served_while(hs, alice, task)
 
 

@@ -49,14 +49,21 @@ async def test_suspended_account_can_read_leave_and_redact_own_but_not_write(hs:
     assert room in synced["rooms"]["join"]
     await hs.ok("GET", f"{V3}/rooms/{room}/messages", sus, params={"dir": "b"})
     # writing does not
-    err = await hs.err(403, "M_USER_SUSPENDED", "PUT", f"{V3}/rooms/{room}/send/m.room.message/t1", sus,
-                       json={"msgtype": "m.text", "body": "hi"})
+    err = await hs.err(
+        403,
+        "M_USER_SUSPENDED",
+        "PUT",
+        f"{V3}/rooms/{room}/send/m.room.message/t1",
+        sus,
+        json={"msgtype": "m.text", "body": "hi"},
+    )
     assert "suspended" in err["error"]
     await hs.err(403, "M_USER_SUSPENDED", "POST", f"{V3}/rooms/{other_room}/join", sus, json={})
     await hs.err(403, "M_USER_SUSPENDED", "POST", f"{V3}/rooms/{mine}/invite", sus, json={"user_id": boss.user_id})
     await hs.err(403, "M_USER_SUSPENDED", "POST", f"{V3}/createRoom", sus, json={})
-    await hs.err(403, "M_USER_SUSPENDED", "PUT", f"{V3}/profile/{sus.user_id}/displayname", sus,
-                 json={"displayname": "x"})
+    await hs.err(
+        403, "M_USER_SUSPENDED", "PUT", f"{V3}/profile/{sus.user_id}/displayname", sus, json={"displayname": "x"}
+    )
     await hs.err(403, "M_USER_SUSPENDED", "PUT", f"{V3}/rooms/{mine}/state/m.room.topic", sus, json={"topic": "x"})
     # redacting one's own event and leaving are allowed
     await hs.ok("PUT", f"{V3}/rooms/{room}/redact/{own}/r1", sus, json={})
@@ -89,10 +96,22 @@ async def test_lock_and_password_reset(hs: Harness) -> None:
     await hs.err(401, "M_UNKNOWN_TOKEN", "GET", f"{V3}/account/whoami", user)  # logged out everywhere
     await hs.err(403, "M_FORBIDDEN", "POST", LOGIN, json=login_body("lockee", "pw-original"))
     await hs.ok("POST", LOGIN, json=login_body("lockee", "pw-new"))
-    await hs.err(400, "M_INVALID_PARAM", "POST", f"/_synapse/admin/v1/reset_password/{user.user_id}", boss,
-                 json={"new_password": ""})
-    await hs.err(404, "M_NOT_FOUND", "POST", "/_synapse/admin/v1/reset_password/@ghost:test.local", boss,
-                 json={"new_password": "x"})
+    await hs.err(
+        400,
+        "M_INVALID_PARAM",
+        "POST",
+        f"/_synapse/admin/v1/reset_password/{user.user_id}",
+        boss,
+        json={"new_password": ""},
+    )
+    await hs.err(
+        404,
+        "M_NOT_FOUND",
+        "POST",
+        "/_synapse/admin/v1/reset_password/@ghost:test.local",
+        boss,
+        json={"new_password": "x"},
+    )
 
 
 async def test_failed_logins_throttle_then_lock_out_the_account(hs: Harness) -> None:
@@ -113,12 +132,17 @@ async def test_failed_logins_throttle_then_lock_out_the_account(hs: Harness) -> 
     await hs.ok("GET", f"{V3}/account/whoami", victim)  # existing sessions are not affected
     locked = [r async for r in hs.server.audit.export(kinds=["auth.locked_out"])]
     assert [(r["target"], r["details"]["scope"], r["details"]["failures"]) for r in locked] == [
-        (victim.user_id, "account", 5)]
+        (victim.user_id, "account", 5)
+    ]
     # other accounts are unaffected (loopback is exempt from per-address limits by default)
     await hs.ok("POST", LOGIN, json=login_body("boss", boss.password))
     # an admin password reset clears the lockout
-    await hs.ok("POST", f"/_synapse/admin/v1/reset_password/{victim.user_id}", boss,
-                json={"new_password": "fresh-one", "logout_devices": False})
+    await hs.ok(
+        "POST",
+        f"/_synapse/admin/v1/reset_password/{victim.user_id}",
+        boss,
+        json={"new_password": "fresh-one", "logout_devices": False},
+    )
     await hs.ok("POST", LOGIN, json=login_body("victim", "fresh-one"))
 
 
@@ -139,4 +163,5 @@ async def test_cross_signing_changes_are_audited(hs: Harness) -> None:
     await hs.ok("POST", f"{V3}/keys/device_signing/upload", alice, json=CrossSigning.new(alice).body())
     recs = [r async for r in hs.server.audit.export(kinds=["keys.cross_signing"])]
     assert [(r["actor"], r["device"], r["details"]["keys"]) for r in recs] == [
-        (alice.user_id, alice.device_id, ["master", "self_signing", "user_signing"])]
+        (alice.user_id, alice.device_id, ["master", "self_signing", "user_signing"])
+    ]

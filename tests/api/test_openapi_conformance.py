@@ -21,18 +21,30 @@ V1 = "/_matrix/client/v1"
 # Operations this scenario must reach with a successful (2xx) answer; a guard against the scenario
 # silently losing coverage when an endpoint starts failing.
 EXPECTED_OK = [
-    "GET /.well-known/matrix/client", "GET /_matrix/client/versions",
-    "GET /_matrix/client/v3/login", "POST /_matrix/client/v3/login", "POST /_matrix/client/v3/refresh",
-    "GET /_matrix/client/v3/account/whoami", "GET /_matrix/client/v3/capabilities",
-    "GET /_matrix/client/v3/register/available", "GET /_matrix/client/v1/register/m.login.registration_token/validity",
-    "GET /_matrix/client/v3/account/3pid", "POST /_matrix/client/v3/account/password",
-    "POST /_matrix/client/v3/account/deactivate", "POST /_matrix/client/v3/logout",
+    "GET /.well-known/matrix/client",
+    "GET /_matrix/client/versions",
+    "GET /_matrix/client/v3/login",
+    "POST /_matrix/client/v3/login",
+    "POST /_matrix/client/v3/refresh",
+    "GET /_matrix/client/v3/account/whoami",
+    "GET /_matrix/client/v3/capabilities",
+    "GET /_matrix/client/v3/register/available",
+    "GET /_matrix/client/v1/register/m.login.registration_token/validity",
+    "GET /_matrix/client/v3/account/3pid",
+    "POST /_matrix/client/v3/account/password",
+    "POST /_matrix/client/v3/account/deactivate",
+    "POST /_matrix/client/v3/logout",
     "POST /_matrix/client/v3/logout/all",
-    "POST /_matrix/client/v3/createRoom", "GET /_matrix/client/v3/joined_rooms",
-    "POST /_matrix/client/v3/rooms/{roomId}/invite", "POST /_matrix/client/v3/rooms/{roomId}/join",
-    "POST /_matrix/client/v3/join/{roomIdOrAlias}", "POST /_matrix/client/v3/knock/{roomIdOrAlias}",
-    "POST /_matrix/client/v3/rooms/{roomId}/leave", "POST /_matrix/client/v3/rooms/{roomId}/forget",
-    "POST /_matrix/client/v3/rooms/{roomId}/kick", "POST /_matrix/client/v3/rooms/{roomId}/ban",
+    "POST /_matrix/client/v3/createRoom",
+    "GET /_matrix/client/v3/joined_rooms",
+    "POST /_matrix/client/v3/rooms/{roomId}/invite",
+    "POST /_matrix/client/v3/rooms/{roomId}/join",
+    "POST /_matrix/client/v3/join/{roomIdOrAlias}",
+    "POST /_matrix/client/v3/knock/{roomIdOrAlias}",
+    "POST /_matrix/client/v3/rooms/{roomId}/leave",
+    "POST /_matrix/client/v3/rooms/{roomId}/forget",
+    "POST /_matrix/client/v3/rooms/{roomId}/kick",
+    "POST /_matrix/client/v3/rooms/{roomId}/ban",
     "POST /_matrix/client/v3/rooms/{roomId}/unban",
     "PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}",
     "PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}",
@@ -40,11 +52,15 @@ EXPECTED_OK = [
     "GET /_matrix/client/v3/rooms/{roomId}/state",
     "PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}",
     "GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}",
-    "GET /_matrix/client/v3/rooms/{roomId}/members", "GET /_matrix/client/v3/rooms/{roomId}/joined_members",
-    "GET /_matrix/client/v3/rooms/{roomId}/messages", "GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}",
+    "GET /_matrix/client/v3/rooms/{roomId}/members",
+    "GET /_matrix/client/v3/rooms/{roomId}/joined_members",
+    "GET /_matrix/client/v3/rooms/{roomId}/messages",
+    "GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}",
     "POST /_matrix/client/v3/rooms/{roomId}/receipt/{receiptType}/{eventId}",
-    "POST /_matrix/client/v3/rooms/{roomId}/read_markers", "PUT /_matrix/client/v3/rooms/{roomId}/typing/{userId}",
-    "GET /_matrix/client/v3/presence/{userId}/status", "PUT /_matrix/client/v3/presence/{userId}/status",
+    "POST /_matrix/client/v3/rooms/{roomId}/read_markers",
+    "PUT /_matrix/client/v3/rooms/{roomId}/typing/{userId}",
+    "GET /_matrix/client/v3/presence/{userId}/status",
+    "PUT /_matrix/client/v3/presence/{userId}/status",
     "GET /_matrix/client/v3/user/{userId}/account_data/{type}",
     "PUT /_matrix/client/v3/user/{userId}/account_data/{type}",
     "GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}",
@@ -52,18 +68,24 @@ EXPECTED_OK = [
     "GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags",
     "PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}",
     "DELETE /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}",
-    "GET /_matrix/client/v3/profile/{userId}", "GET /_matrix/client/v3/profile/{userId}/{keyName}",
-    "PUT /_matrix/client/v3/profile/{userId}/{keyName}", "DELETE /_matrix/client/v3/profile/{userId}/{keyName}",
-    "GET /_matrix/client/v3/devices", "GET /_matrix/client/v3/devices/{deviceId}",
-    "PUT /_matrix/client/v3/devices/{deviceId}", "DELETE /_matrix/client/v3/devices/{deviceId}",
+    "GET /_matrix/client/v3/profile/{userId}",
+    "GET /_matrix/client/v3/profile/{userId}/{keyName}",
+    "PUT /_matrix/client/v3/profile/{userId}/{keyName}",
+    "DELETE /_matrix/client/v3/profile/{userId}/{keyName}",
+    "GET /_matrix/client/v3/devices",
+    "GET /_matrix/client/v3/devices/{deviceId}",
+    "PUT /_matrix/client/v3/devices/{deviceId}",
+    "DELETE /_matrix/client/v3/devices/{deviceId}",
     "POST /_matrix/client/v3/delete_devices",
-    "POST /_matrix/client/v3/user/{userId}/filter", "GET /_matrix/client/v3/user/{userId}/filter/{filterId}",
+    "POST /_matrix/client/v3/user/{userId}/filter",
+    "GET /_matrix/client/v3/user/{userId}/filter/{filterId}",
     "GET /_matrix/client/v3/sync",
     "GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}",
     "GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}",
     "GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}",
     "GET /_matrix/client/v1/rooms/{roomId}/threads",
-    "GET /_matrix/client/v3/pushrules/", "GET /_matrix/client/v3/pushrules/global/",
+    "GET /_matrix/client/v3/pushrules/",
+    "GET /_matrix/client/v3/pushrules/global/",
     "GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}",
     "PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}",
     "DELETE /_matrix/client/v3/pushrules/global/{kind}/{ruleId}",
@@ -71,12 +93,17 @@ EXPECTED_OK = [
     "PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled",
     "GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions",
     "PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions",
-    "GET /_matrix/client/v3/directory/room/{roomAlias}", "PUT /_matrix/client/v3/directory/room/{roomAlias}",
-    "DELETE /_matrix/client/v3/directory/room/{roomAlias}", "GET /_matrix/client/v3/rooms/{roomId}/aliases",
-    "GET /_matrix/client/v3/directory/list/room/{roomId}", "PUT /_matrix/client/v3/directory/list/room/{roomId}",
-    "GET /_matrix/client/v3/publicRooms", "POST /_matrix/client/v3/publicRooms",
+    "GET /_matrix/client/v3/directory/room/{roomAlias}",
+    "PUT /_matrix/client/v3/directory/room/{roomAlias}",
+    "DELETE /_matrix/client/v3/directory/room/{roomAlias}",
+    "GET /_matrix/client/v3/rooms/{roomId}/aliases",
+    "GET /_matrix/client/v3/directory/list/room/{roomId}",
+    "PUT /_matrix/client/v3/directory/list/room/{roomId}",
+    "GET /_matrix/client/v3/publicRooms",
+    "POST /_matrix/client/v3/publicRooms",
     "POST /_matrix/client/v3/user_directory/search",
-    "GET /_matrix/client/v3/thirdparty/protocols", "GET /_matrix/client/v3/voip/turnServer",
+    "GET /_matrix/client/v3/thirdparty/protocols",
+    "GET /_matrix/client/v3/voip/turnServer",
 ]
 
 
@@ -119,9 +146,17 @@ async def discovery_and_accounts(hs: Harness, alice: User) -> None:
     await hs.ok("GET", "/.well-known/matrix/client")
     await hs.ok("GET", "/_matrix/client/versions")
     await hs.ok("GET", f"{V3}/login")
-    login = await hs.ok("POST", f"{V3}/login", json={
-        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
-        "password": "alice-password-1", "initial_device_display_name": "laptop", "refresh_token": True})
+    login = await hs.ok(
+        "POST",
+        f"{V3}/login",
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": "alice"},
+            "password": "alice-password-1",
+            "initial_device_display_name": "laptop",
+            "refresh_token": True,
+        },
+    )
     assert login["user_id"] == alice.user_id
     refreshed = await hs.ok("POST", f"{V3}/refresh", json={"refresh_token": login["refresh_token"]})
     assert refreshed["access_token"] != login["access_token"]
@@ -134,23 +169,42 @@ async def discovery_and_accounts(hs: Harness, alice: User) -> None:
     uia = await hs.request("POST", f"{V3}/register", json={"username": "carol", "password": "pw-pw-pw-pw"})
     assert uia.status_code == 401 and "flows" in uia.json()
     await hs.ok("GET", f"{V3}/account/3pid", alice)
-    await hs.err(403, "M_FORBIDDEN", "POST", f"{V3}/login", json={
-        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "wrong"})
+    await hs.err(
+        403,
+        "M_FORBIDDEN",
+        "POST",
+        f"{V3}/login",
+        json={"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "wrong"},
+    )
     await hs.err(401, "M_UNKNOWN_TOKEN", "POST", f"{V3}/refresh", json={"refresh_token": "not-a-token"})
 
 
 async def room_lifecycle(hs: Harness, alice: User, bob: User) -> dict[str, str]:
     rooms = {
-        "private": await hs.create_room(alice, preset="private_chat", name="Cabinet", topic="Agenda",
-                                        invite=[bob.user_id], is_direct=False),
+        "private": await hs.create_room(
+            alice, preset="private_chat", name="Cabinet", topic="Agenda", invite=[bob.user_id], is_direct=False
+        ),
         "trusted": await hs.create_room(alice, preset="trusted_private_chat", invite=[bob.user_id], is_direct=True),
-        "public": await hs.create_room(alice, preset="public_chat", visibility="public", room_alias_name="notices",
-                                       name="Notices", initial_state=[
-                                           {"type": "m.room.history_visibility", "state_key": "",
-                                            "content": {"history_visibility": "world_readable"}}]),
-        "knock": await hs.create_room(alice, preset="private_chat", initial_state=[
-            {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}],
-            power_level_content_override={"kick": 60}),
+        "public": await hs.create_room(
+            alice,
+            preset="public_chat",
+            visibility="public",
+            room_alias_name="notices",
+            name="Notices",
+            initial_state=[
+                {
+                    "type": "m.room.history_visibility",
+                    "state_key": "",
+                    "content": {"history_visibility": "world_readable"},
+                }
+            ],
+        ),
+        "knock": await hs.create_room(
+            alice,
+            preset="private_chat",
+            initial_state=[{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}],
+            power_level_content_override={"kick": 60},
+        ),
     }
     await hs.ok("POST", f"{V3}/rooms/{q(rooms['private'])}/join", bob, json={})
     await hs.ok("POST", f"{V3}/join/{q(rooms['trusted'])}", bob, json={"reason": "hello"})
@@ -174,13 +228,28 @@ async def events_and_reading(hs: Harness, alice: User, bob: User, room: str) -> 
     initial = await hs.sync(alice)
     root = await hs.send(alice, room, "Budget draft attached")
     await hs.send(bob, room, "Looks fine")
-    reply = await txn_put(hs, bob, room, "m.room.message", {
-        "msgtype": "m.text", "body": "In thread", "m.relates_to": {"rel_type": "m.thread", "event_id": root}})
-    await txn_put(hs, alice, room, "m.reaction", {
-        "m.relates_to": {"rel_type": "m.annotation", "event_id": root, "key": "👍"}})
-    await txn_put(hs, alice, room, "m.room.message", {
-        "msgtype": "m.text", "body": "* Budget draft v2", "m.new_content": {"msgtype": "m.text", "body": "v2"},
-        "m.relates_to": {"rel_type": "m.replace", "event_id": root}})
+    reply = await txn_put(
+        hs,
+        bob,
+        room,
+        "m.room.message",
+        {"msgtype": "m.text", "body": "In thread", "m.relates_to": {"rel_type": "m.thread", "event_id": root}},
+    )
+    await txn_put(
+        hs, alice, room, "m.reaction", {"m.relates_to": {"rel_type": "m.annotation", "event_id": root, "key": "👍"}}
+    )
+    await txn_put(
+        hs,
+        alice,
+        room,
+        "m.room.message",
+        {
+            "msgtype": "m.text",
+            "body": "* Budget draft v2",
+            "m.new_content": {"msgtype": "m.text", "body": "v2"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": root},
+        },
+    )
     doomed = await hs.send(alice, room, "typo")
     await hs.ok("PUT", f"{V3}/rooms/{r}/redact/{q(doomed)}/t1", alice, json={"reason": "typo"})
     await hs.ok("PUT", f"{V3}/rooms/{r}/state/m.room.topic/", alice, json={"topic": "New agenda"})
@@ -196,8 +265,12 @@ async def events_and_reading(hs: Harness, alice: User, bob: User, room: str) -> 
     await hs.ok("GET", f"{V3}/rooms/{r}/joined_members", alice)
     page = await hs.ok("GET", f"{V3}/rooms/{r}/messages", alice, params={"dir": "b", "limit": 3})
     await hs.ok("GET", f"{V3}/rooms/{r}/messages", alice, params={"dir": "b", "from": page["end"]})
-    await hs.ok("GET", f"{V3}/rooms/{r}/messages", alice, params={
-        "dir": "f", "filter": '{"lazy_load_members": true, "types": ["m.room.message"]}'})
+    await hs.ok(
+        "GET",
+        f"{V3}/rooms/{r}/messages",
+        alice,
+        params={"dir": "f", "filter": '{"lazy_load_members": true, "types": ["m.room.message"]}'},
+    )
     await hs.ok("GET", f"{V3}/rooms/{r}/context/{q(root)}", alice, params={"limit": 4})
     rel = f"{V1}/rooms/{r}/relations/{q(root)}"
     await hs.ok("GET", rel, alice)
@@ -249,20 +322,47 @@ async def profile_devices_filters(hs: Harness, alice: User) -> None:
     spare = await hs.server.auth.start_session(alice.user_id, "SPARE1", "spare")
     first = await hs.request("DELETE", f"{V3}/devices/SPARE1", alice, json={})
     assert first.status_code == 401
-    await hs.ok("DELETE", f"{V3}/devices/SPARE1", alice, json={"auth": {
-        "type": "m.login.password", "session": first.json()["session"],
-        "identifier": {"type": "m.id.user", "user": alice.user_id}, "password": "alice-password-1"}})
+    await hs.ok(
+        "DELETE",
+        f"{V3}/devices/SPARE1",
+        alice,
+        json={
+            "auth": {
+                "type": "m.login.password",
+                "session": first.json()["session"],
+                "identifier": {"type": "m.id.user", "user": alice.user_id},
+                "password": "alice-password-1",
+            }
+        },
+    )
     assert spare.device_id == "SPARE1"
     await hs.server.auth.start_session(alice.user_id, "SPARE2", "spare")
     first = await hs.request("POST", f"{V3}/delete_devices", alice, json={"devices": ["SPARE2"]})
     assert first.status_code == 401
-    await hs.ok("POST", f"{V3}/delete_devices", alice, json={"devices": ["SPARE2"], "auth": {
-        "type": "m.login.password", "session": first.json()["session"], "user": "alice",
-        "password": "alice-password-1"}})
-    made = await hs.ok("POST", f"{V3}/user/{me}/filter", alice, json={
-        "event_fields": ["type", "content.body"], "room": {"timeline": {"limit": 5, "types": ["m.room.message"]},
-                                                           "state": {"lazy_load_members": True}},
-        "presence": {"not_types": ["*"]}})
+    await hs.ok(
+        "POST",
+        f"{V3}/delete_devices",
+        alice,
+        json={
+            "devices": ["SPARE2"],
+            "auth": {
+                "type": "m.login.password",
+                "session": first.json()["session"],
+                "user": "alice",
+                "password": "alice-password-1",
+            },
+        },
+    )
+    made = await hs.ok(
+        "POST",
+        f"{V3}/user/{me}/filter",
+        alice,
+        json={
+            "event_fields": ["type", "content.body"],
+            "room": {"timeline": {"limit": 5, "types": ["m.room.message"]}, "state": {"lazy_load_members": True}},
+            "presence": {"not_types": ["*"]},
+        },
+    )
     await hs.ok("GET", f"{V3}/user/{me}/filter/{made['filter_id']}", alice)
     await hs.sync(alice, filter=made["filter_id"])
 
@@ -276,15 +376,27 @@ async def push_rules(hs: Harness, alice: User) -> None:
     await hs.ok("GET", f"{base}/global/override/.m.rule.master/enabled", alice)
     await hs.ok("GET", f"{base}/global/underride/.m.rule.message/actions", alice)
     await hs.ok("PUT", f"{base}/global/underride/.m.rule.message/actions", alice, json={"actions": ["notify"]})
-    await hs.ok("PUT", f"{base}/global/content/budget", alice, json={
-        "pattern": "budget", "actions": ["notify", {"set_tweak": "highlight"}]})
+    await hs.ok(
+        "PUT",
+        f"{base}/global/content/budget",
+        alice,
+        json={"pattern": "budget", "actions": ["notify", {"set_tweak": "highlight"}]},
+    )
     quiet = {"conditions": [{"kind": "event_match", "key": "type", "pattern": "m.call.*"}], "actions": []}
     await hs.ok("PUT", f"{base}/global/override/org.example.quiet", alice, json=quiet)
-    await hs.ok("PUT", f"{base}/global/override/org.example.first", alice, params={"before": "org.example.quiet"},
-                json=quiet)
+    await hs.ok(
+        "PUT", f"{base}/global/override/org.example.first", alice, params={"before": "org.example.quiet"}, json=quiet
+    )
     # Rules cannot be placed relative to the server's predefined rules.
-    await hs.err(400, "M_UNKNOWN", "PUT", f"{base}/global/override/org.example.bad", alice,
-                 params={"after": ".m.rule.master"}, json=quiet)
+    await hs.err(
+        400,
+        "M_UNKNOWN",
+        "PUT",
+        f"{base}/global/override/org.example.bad",
+        alice,
+        params={"after": ".m.rule.master"},
+        json=quiet,
+    )
     await hs.ok("PUT", f"{base}/global/room/{q('!room:test.local')}", alice, json={"actions": []})
     await hs.ok("GET", f"{base}/global/content/budget", alice)
     await hs.ok("DELETE", f"{base}/global/content/budget", alice)
@@ -324,24 +436,47 @@ async def errors(hs: Harness, alice: User, bob: User) -> None:
 
 async def sessions_and_deactivation(hs: Harness) -> None:
     dave = await hs.register("dave", "dave-password-1")
-    other = await hs.ok("POST", f"{V3}/login", json={
-        "type": "m.login.password", "user": "dave", "password": "dave-password-1"})
+    other = await hs.ok(
+        "POST", f"{V3}/login", json={"type": "m.login.password", "user": "dave", "password": "dave-password-1"}
+    )
     body: dict[str, Any] = {"new_password": "dave-password-2", "logout_devices": False}
     first = await hs.request("POST", f"{V3}/account/password", dave, json=body)
     assert first.status_code == 401
-    await hs.ok("POST", f"{V3}/account/password", dave, json={**body, "auth": {
-        "type": "m.login.password", "session": first.json()["session"], "user": "dave",
-        "password": "dave-password-1"}})
+    await hs.ok(
+        "POST",
+        f"{V3}/account/password",
+        dave,
+        json={
+            **body,
+            "auth": {
+                "type": "m.login.password",
+                "session": first.json()["session"],
+                "user": "dave",
+                "password": "dave-password-1",
+            },
+        },
+    )
     await hs.ok("POST", f"{V3}/logout", headers={"Authorization": f"Bearer {other['access_token']}"})
-    third = await hs.ok("POST", f"{V3}/login", json={
-        "type": "m.login.password", "user": "dave", "password": "dave-password-2"})
+    third = await hs.ok(
+        "POST", f"{V3}/login", json={"type": "m.login.password", "user": "dave", "password": "dave-password-2"}
+    )
     await hs.ok("POST", f"{V3}/logout/all", headers={"Authorization": f"Bearer {third['access_token']}"})
     erin = await hs.register("erin", "erin-password-1")
     first = await hs.request("POST", f"{V3}/account/deactivate", erin, json={})
     assert first.status_code == 401
-    await hs.ok("POST", f"{V3}/account/deactivate", erin, json={"auth": {
-        "type": "m.login.password", "session": first.json()["session"], "user": "erin",
-        "password": "erin-password-1"}})
+    await hs.ok(
+        "POST",
+        f"{V3}/account/deactivate",
+        erin,
+        json={
+            "auth": {
+                "type": "m.login.password",
+                "session": first.json()["session"],
+                "user": "erin",
+                "password": "erin-password-1",
+            }
+        },
+    )
 
 
 def test_checker_finds_mismatches() -> None:
@@ -360,8 +495,15 @@ def test_checker_finds_mismatches() -> None:
     assert s.check("GET", members, 200, {"joined": {"@a:x": {"display_name": "A"}}}) == []
     state = "/_matrix/client/v3/rooms/%21r%3Ax/state/m.room.topic"  # stateKey "" without the slash
     assert [o.operation_id for o in s.find("GET", state)] == ["getRoomStateWithKey"]
-    event = {"type": "m.room.topic", "state_key": "", "content": {}, "sender": "@a:x", "room_id": "!r:x",
-             "event_id": "$e", "origin_server_ts": 1}
+    event = {
+        "type": "m.room.topic",
+        "state_key": "",
+        "content": {},
+        "sender": "@a:x",
+        "room_id": "!r:x",
+        "event_id": "$e",
+        "origin_server_ts": 1,
+    }
     assert s.check("GET", state, 200, event) == []
     assert s.check("GET", "/_matrix/client/v3/no/such/thing", 404, {"errcode": "M_UNRECOGNIZED", "error": "?"}) == []
     assert s.check("GET", "/_matrix/client/v3/no/such/thing", 200, {})

@@ -97,18 +97,27 @@ async def test_unit_loops_and_unknown_columns_are_rejected(hs: Harness) -> None:
 
 
 async def test_json_import_reports_lines_and_dry_run_prints_the_diff(hs: Harness) -> None:
-    doc = {"units": [{"unit_id": "MOF", "kind": "ministry", "names": {"en": "Ministry of Finance"}}],
-           "officials": [
-               {"employee_id": "E1", "user_id": "rsharma", "names": {"en": "Rakesh Sharma", "hi": "राकेश शर्मा"},
-                "designation": "Joint Secretary", "unit_id": "MOF"},
-               {"employee_id": "E2", "user_id": "x", "names": {"xx-toolongtag": "X"}, "unit_id": "MOF"},
-               {"employee_id": "E3", "user_id": "y", "names": {"en": "Y"}, "unit_id": "MOF", "rank": 3}]}
+    doc = {
+        "units": [{"unit_id": "MOF", "kind": "ministry", "names": {"en": "Ministry of Finance"}}],
+        "officials": [
+            {
+                "employee_id": "E1",
+                "user_id": "rsharma",
+                "names": {"en": "Rakesh Sharma", "hi": "राकेश शर्मा"},
+                "designation": "Joint Secretary",
+                "unit_id": "MOF",
+            },
+            {"employee_id": "E2", "user_id": "x", "names": {"xx-toolongtag": "X"}, "unit_id": "MOF"},
+            {"employee_id": "E3", "user_id": "y", "names": {"en": "Y"}, "unit_id": "MOF", "rank": 3},
+        ],
+    }
     text = json.dumps(doc, ensure_ascii=False, indent=2)
     plan = await do_import(hs, ("org.json", text))
     lines = {e.line: e.reason for e in plan.errors}
     assert len(lines) == 2 and min(lines) > 10  # the second and third officials, not the first
-    assert any("not a language code" in r for r in lines.values()) and any("unknown field(s) rank" in r
-                                                                           for r in lines.values())
+    assert any("not a language code" in r for r in lines.values()) and any(
+        "unknown field(s) rank" in r for r in lines.values()
+    )
     for ln in lines:
         assert text.splitlines()[ln - 1].strip() == "{"
     doc["officials"] = doc["officials"][:1]
@@ -116,7 +125,8 @@ async def test_json_import_reports_lines_and_dry_run_prints_the_diff(hs: Harness
     dry = await do_import(hs, ("org.json", text), dry_run=True)
     assert dry.ok and list(dry.lines()) == [
         "+ unit MOF (ministry) 'Ministry of Finance' under (top)",
-        "+ official E1 @rsharma:test.local 'Rakesh Sharma' in MOF"]
+        "+ official E1 @rsharma:test.local 'Rakesh Sharma' in MOF",
+    ]
     assert await hs.server.org.store.units() == {}
     assert (await do_import(hs, ("org.json", text))).ok
     doc["officials"][0]["designation"] = {"en": "Additional Secretary"}
@@ -124,7 +134,8 @@ async def test_json_import_reports_lines_and_dry_run_prints_the_diff(hs: Harness
     dry = await do_import(hs, ("org.json", json.dumps(doc, ensure_ascii=False)), dry_run=True)
     assert list(dry.lines()) == [
         "~ unit MOF: names.hi: None → 'वित्त मंत्रालय'",
-        "~ official E1: designation.en: 'Joint Secretary' → 'Additional Secretary'"]
+        "~ official E1: designation.en: 'Joint Secretary' → 'Additional Secretary'",
+    ]
 
 
 async def test_moving_renaming_and_deactivating_through_import(hs: Harness) -> None:
@@ -159,10 +170,15 @@ async def test_export_round_trips_through_json_and_csv(hs: Harness, tmp_path: Pa
     from paigham.cli.gov import _write_csv
 
     _write_csv(tmp_path / "u.csv", doc["units"], ["unit_id", "parent_id", "kind"], ["names"])
-    _write_csv(tmp_path / "o.csv", doc["officials"],
-               ["employee_id", "user_id", "unit_id", "email", "phone", "status", "expires"], ["names", "designation"])
-    again = await do_import(hs, ("u.csv", (tmp_path / "u.csv").read_text()),
-                            ("o.csv", (tmp_path / "o.csv").read_text()))
+    _write_csv(
+        tmp_path / "o.csv",
+        doc["officials"],
+        ["employee_id", "user_id", "unit_id", "email", "phone", "status", "expires"],
+        ["names", "designation"],
+    )
+    again = await do_import(
+        hs, ("u.csv", (tmp_path / "u.csv").read_text()), ("o.csv", (tmp_path / "o.csv").read_text())
+    )
     assert again.ok and again.changes == 0, list(again.lines())
 
 
@@ -174,13 +190,18 @@ async def test_org_admin_api(hs: Harness) -> None:
     res = await hs.ok("PUT", f"{ADMIN}/units/MOF", boss, json={"kind": "ministry", "names": {"en": "Finance"}})
     assert res["unit_id"] == "MOF" and res["children"] == [] and res["officials"] == 0
     await hs.ok("PUT", f"{ADMIN}/units/MOF-A", boss, json={"parent_id": "MOF", "names": {"en": "A"}})
-    err = await hs.err(400, "M_INVALID_PARAM", "PUT", f"{ADMIN}/units/MOF", boss,
-                       json={"parent_id": "MOF-A", "names": {"en": "Finance"}})
+    err = await hs.err(
+        400,
+        "M_INVALID_PARAM",
+        "PUT",
+        f"{ADMIN}/units/MOF",
+        boss,
+        json={"parent_id": "MOF-A", "names": {"en": "Finance"}},
+    )
     assert "loop" in err["error"]
     await hs.err(400, "M_INVALID_PARAM", "PUT", f"{ADMIN}/units/X", boss, json={"names": {}})
     await hs.err(400, "M_NOT_JSON", "PUT", f"{ADMIN}/units/X", boss, content=b"nope")
-    off = {"user_id": "pkhan", "names": {"en": "Parveen Khan"}, "designation": {"en": "Director"},
-           "unit_id": "MOF-A"}
+    off = {"user_id": "pkhan", "names": {"en": "Parveen Khan"}, "designation": {"en": "Director"}, "unit_id": "MOF-A"}
     res = await hs.ok("PUT", f"{ADMIN}/officials/E9", boss, json=off)
     assert res["user_id"] == "@pkhan:test.local" and res["status"] == "active"
     await hs.err(400, "M_INVALID_PARAM", "PUT", f"{ADMIN}/officials/E10", boss, json={**off, "unit_id": "ZZ"})
@@ -213,8 +234,9 @@ def test_cli_import_dry_run_errors_and_export(database_url: str, tmp_path: Path)
     assert res.exit_code == 1 and "bad.csv:5: user_id 'x y' may only contain" in res.output
     assert "bad.csv:3: user_id '@pkhan:test.local' must be a local user of localhost" in res.output
     assert "2 invalid rows; nothing was changed." in res.output
-    res = runner.invoke(cli, ["org", "import", "--dry-run", str(tmp_path / "units.csv"), str(tmp_path / "off.csv"),
-                              *common])
+    res = runner.invoke(
+        cli, ["org", "import", "--dry-run", str(tmp_path / "units.csv"), str(tmp_path / "off.csv"), *common]
+    )
     assert res.exit_code == 0 and "+ official E1 @rsharma:localhost 'Rakesh Sharma' in MOF-BUD" in res.output
     assert "(dry run: nothing was changed)" in res.output
     res = runner.invoke(cli, ["org", "import", str(tmp_path / "units.csv"), str(tmp_path / "off.csv"), *common])
@@ -222,8 +244,9 @@ def test_cli_import_dry_run_errors_and_export(database_url: str, tmp_path: Path)
     res = runner.invoke(cli, ["org", "export", "--format", "csv", "-o", str(tmp_path / "out"), *common])
     assert res.exit_code == 0
     assert (tmp_path / "out" / "officials.csv").read_text().splitlines()[0].startswith("employee_id,user_id,unit_id")
-    res = runner.invoke(cli, ["org", "import", str(tmp_path / "out" / "units.csv"),
-                              str(tmp_path / "out" / "officials.csv"), *common])
+    res = runner.invoke(
+        cli, ["org", "import", str(tmp_path / "out" / "units.csv"), str(tmp_path / "out" / "officials.csv"), *common]
+    )
     assert res.exit_code == 0 and "officials: 0 new, 0 changed, 3 unchanged" in res.output
     res = runner.invoke(cli, ["org", "export", *common])
     assert json.loads(res.output)["officials"][0]["employee_id"] == "E1"

@@ -32,14 +32,15 @@ async def test_ten_thousand_officials(hs: Harness) -> None:
     lines[101] = lines[101].replace(",active,", ",on-leave,")  # line 102
     lines[5001] = lines[5001].replace("@gov.example", "@@gov.example")  # line 5002
     lines[9998] = lines[9998].replace(doc["officials"][9997]["unit_id"], "NO-SUCH-UNIT")  # line 9999
-    bad = await srv.org.import_rows(read(("units.csv", units), ("officials.csv", "".join(lines))),
-                                    dry_run=False, actor=None)
-    assert [(e.line, e.reason.split(" ")[0]) for e in bad.errors] == [
-        (102, "status"), (5002, "email"), (9999, "unit")]
+    bad = await srv.org.import_rows(
+        read(("units.csv", units), ("officials.csv", "".join(lines))), dry_run=False, actor=None
+    )
+    assert [(e.line, e.reason.split(" ")[0]) for e in bad.errors] == [(102, "status"), (5002, "email"), (9999, "unit")]
     assert await srv.org.store.units() == {} and await srv.accounts.count_users() == 0
 
-    plan = await srv.org.import_rows(read(("units.csv", units), ("officials.csv", officials)),
-                                     dry_run=False, actor=None)
+    plan = await srv.org.import_rows(
+        read(("units.csv", units), ("officials.csv", officials)), dry_run=False, actor=None
+    )
     assert plan.ok and len(plan.new_units) == 111 and len(plan.new_officials) == N
     stored = await srv.org.store.units()
     assert {u: r.unit.parent_id for u, r in stored.items()} == {u["unit_id"]: u["parent_id"] for u in doc["units"]}
@@ -58,7 +59,8 @@ async def test_ten_thousand_officials(hs: Harness) -> None:
 
     # the same files again: no change to the organisation, no new event
     pos = await srv.db.current_position()
-    again = await srv.org.import_rows(read(("units.csv", units), ("officials.csv", officials)),
-                                      dry_run=False, actor=None)
+    again = await srv.org.import_rows(
+        read(("units.csv", units), ("officials.csv", officials)), dry_run=False, actor=None
+    )
     assert again.ok and again.changes == 0 and again.same_officials == N
     assert await srv.db.current_position() == pos

@@ -23,8 +23,13 @@ def org(**changes: Any) -> dict[str, Any]:
             {"employee_id": "E1", "user_id": "anita", "names": {"en": "Anita Rao"}, "unit_id": "MOF-BUD"},
             {"employee_id": "E2", "user_id": "bilal", "names": {"en": "Bilal Khan"}, "unit_id": "MOF-BUD"},
             {"employee_id": "E3", "user_id": "chetan", "names": {"en": "Chetan Das"}, "unit_id": "MOF-REV"},
-            {"employee_id": "E4", "user_id": "dina", "names": {"en": "Dina Paul"}, "unit_id": "MOF",
-             "status": "suspended"},
+            {
+                "employee_id": "E4",
+                "user_id": "dina",
+                "names": {"en": "Dina Paul"},
+                "unit_id": "MOF",
+                "status": "suspended",
+            },
         ],
     }
     for emp, fields in changes.items():
@@ -35,8 +40,7 @@ def org(**changes: Any) -> dict[str, Any]:
 
 
 async def load(hs: Harness, doc: dict[str, Any]) -> None:
-    plan = await hs.server.org.import_rows(read_bytes(json.dumps(doc).encode(), "org.json"), dry_run=False,
-                                           actor=None)
+    plan = await hs.server.org.import_rows(read_bytes(json.dumps(doc).encode(), "org.json"), dry_run=False, actor=None)
     assert plan.ok, plan.errors
 
 
@@ -69,16 +73,21 @@ async def test_spaces_memberships_and_moves(hs: Harness) -> None:
     create = await hs.ok("GET", f"{V3}/rooms/{bud_space}/state/m.room.create", anita)
     assert create["type"] == "m.space"
     assert (await hs.ok("GET", f"{V3}/rooms/{bud_space}/state/m.room.name", anita))["name"] == "Budget"
-    assert (await hs.ok("GET", f"{V3}/rooms/{bud_room}/state/m.room.name", anita))["name"] == \
-        "Budget — Announcements"
+    assert (await hs.ok("GET", f"{V3}/rooms/{bud_room}/state/m.room.name", anita))["name"] == "Budget — Announcements"
     # the tree of spaces: Finance → Budget → announcements
     tree = await hs.ok("GET", f"/_matrix/client/v1/rooms/{bud_space}/hierarchy", anita)
     assert bud_room in {r["room_id"] for r in tree["rooms"]}
     parent = await hs.ok("GET", f"{V3}/rooms/{bud_space}/state/m.space.parent/{mof_space}", anita)
     assert parent["canonical"] is True
     # officials read announcements but do not post; the server posts them
-    await hs.err(403, "M_FORBIDDEN", "PUT", f"{V3}/rooms/{bud_room}/send/m.room.message/t1", anita,
-                 json={"msgtype": "m.text", "body": "hi"})
+    await hs.err(
+        403,
+        "M_FORBIDDEN",
+        "PUT",
+        f"{V3}/rooms/{bud_room}/send/m.room.message/t1",
+        anita,
+        json={"msgtype": "m.text", "body": "hi"},
+    )
     boss = await hs.register("boss")
     await hs.server.accounts.update_user(boss.user_id, admin=True)
     res = await hs.ok("POST", f"{ADMIN}/units/MOF-BUD/announce", boss, json={"body": "Budget due Friday"})
@@ -108,9 +117,18 @@ async def test_spaces_memberships_and_moves(hs: Harness) -> None:
     await load(hs, org(E1={"unit_id": "MOF-REV"}, E2={"status": "deactivated"}, E4={"status": "active"}))
     assert await members(hs, bud_space) == set()
     # an account deactivated by the user (or an admin) is deactivated in the directory too
-    await hs.ok("POST", f"{V3}/account/deactivate", chetan, json={"auth": {
-        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": chetan.user_id},
-        "password": chetan.password}})
+    await hs.ok(
+        "POST",
+        f"{V3}/account/deactivate",
+        chetan,
+        json={
+            "auth": {
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": chetan.user_id},
+                "password": chetan.password,
+            }
+        },
+    )
     assert (await hs.server.org.store.official("E3")).official.status == "deactivated"  # type: ignore[union-attr]
     assert await hs.ok("POST", f"{ADMIN}/sync", boss) == {"units_created": 0, "joined": 0, "left": 0}
     assert await members(hs, rev_space) == {"anita"}

@@ -32,8 +32,7 @@ ORG = {
 
 
 async def setup_org(hs: Harness) -> tuple[User, dict[str, User]]:
-    plan = await hs.server.org.import_rows(read_bytes(json.dumps(ORG).encode(), "org.json"), dry_run=False,
-                                           actor=None)
+    plan = await hs.server.org.import_rows(read_bytes(json.dumps(ORG).encode(), "org.json"), dry_run=False, actor=None)
     assert plan.ok, plan.errors
     boss = await hs.register("boss")
     await hs.server.accounts.update_user(boss.user_id, admin=True)
@@ -68,8 +67,9 @@ async def test_policy_api_inheritance_and_validation(hs: Harness) -> None:
     assert "unknown policy setting(s) retention" in err["error"]
     await hs.err(400, "M_INVALID_PARAM", "PUT", f"{ADMIN}/policies/global", boss, json={"max_devices": -1})
     await hs.err(400, "M_INVALID_PARAM", "PUT", f"{ADMIN}/policies/global", boss, json={"require_encryption": 1})
-    await hs.err(400, "M_INVALID_PARAM", "PUT", f"{ADMIN}/policies/global", boss,
-                 json={"media_allowed_types": ["not a type"]})
+    await hs.err(
+        400, "M_INVALID_PARAM", "PUT", f"{ADMIN}/policies/global", boss, json={"media_allowed_types": ["not a type"]}
+    )
     await hs.err(404, "M_NOT_FOUND", "PUT", f"{ADMIN}/policies/units/NOPE", boss, json={})
     await hs.err(403, "M_FORBIDDEN", "PUT", f"{ADMIN}/policies/global", people["fin1"], json={})
     await hs.ok("DELETE", f"{ADMIN}/policies/units/MOF-BUD", boss)
@@ -91,13 +91,17 @@ async def test_encryption_required_for_private_rooms_and_dms(hs: Harness) -> Non
     assert await state(hs, fin1, private, "m.room.encryption") == 200
     dm = await hs.create_room(fin1, is_direct=True, invite=[people["fin2"].user_id], preset="trusted_private_chat")
     assert await state(hs, fin1, dm, "m.room.encryption") == 200
-    sneaky = await hs.create_room(fin1, preset="public_chat", initial_state=[
-        {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "invite"}}])
+    sneaky = await hs.create_room(
+        fin1,
+        preset="public_chat",
+        initial_state=[{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "invite"}}],
+    )
     assert await state(hs, fin1, sneaky, "m.room.encryption") == 200
     public = await hs.create_room(fin1, preset="public_chat")
     assert await state(hs, fin1, public, "m.room.encryption") == 404
-    err = await hs.err(403, "M_FORBIDDEN", "PUT", f"{V3}/rooms/{public}/state/m.room.join_rules", fin1,
-                       json={"join_rule": "invite"})
+    err = await hs.err(
+        403, "M_FORBIDDEN", "PUT", f"{V3}/rooms/{public}/state/m.room.join_rules", fin1, json={"join_rule": "invite"}
+    )
     assert "encrypted" in err["error"]
     await hs.ok("PUT", f"{ADMIN}/policies/units/MOF", boss, json={"require_encryption": False})
     plain = await hs.create_room(fin1)
@@ -128,25 +132,36 @@ async def test_retention_purges_old_events(hs: Harness) -> None:
     await hs.ok("GET", f"{V3}/rooms/{other}/event/{home_old}", people["home1"])  # no retention for Home
     await hs.send(fin1, room, "still works")
     assert [r["details"] async for r in hs.server.audit.export(kinds=["retention.purged"])] == [
-        {"events": 3, "rooms": 1}]
+        {"events": 3, "rooms": 1}
+    ]
 
 
 async def test_media_types_and_size(hs: Harness) -> None:
     boss, people = await setup_org(hs)
     fin1, home1 = people["fin1"], people["home1"]
-    await hs.ok("PUT", f"{ADMIN}/policies/units/MOF", boss,
-                json={"media_allowed_types": ["image/*"], "media_max_bytes": 100})
+    await hs.ok(
+        "PUT", f"{ADMIN}/policies/units/MOF", boss, json={"media_allowed_types": ["image/*"], "media_max_bytes": 100}
+    )
     up = "/_matrix/media/v3/upload"
     await hs.err(403, "M_FORBIDDEN", "POST", up, fin1, content=b"hello", headers={"Content-Type": "text/plain"})
-    await hs.err(413, "M_TOO_LARGE", "POST", up, fin1, content=b"\x89PNG" + b"0" * 200,
-                 headers={"Content-Type": "image/png"})
-    ok = await hs.ok("POST", up, fin1, content=b"\x89PNG" + b"0" * 20, headers={"Content-Type": "image/png"},
-                     params={"filename": "chart.png"})
+    await hs.err(
+        413, "M_TOO_LARGE", "POST", up, fin1, content=b"\x89PNG" + b"0" * 200, headers={"Content-Type": "image/png"}
+    )
+    ok = await hs.ok(
+        "POST",
+        up,
+        fin1,
+        content=b"\x89PNG" + b"0" * 20,
+        headers={"Content-Type": "image/png"},
+        params={"filename": "chart.png"},
+    )
     assert ok["content_uri"].startswith("mxc://")
     await hs.ok("POST", up, home1, content=b"hello", headers={"Content-Type": "text/plain"})  # other ministry
     recs = [r async for r in hs.server.audit.export(kinds=["media.uploaded"])]
     assert [(r["actor"], r["details"]["content_type"], r["details"]["size"]) for r in recs] == [
-        (fin1.user_id, "image/png", 24), (home1.user_id, "text/plain", 5)]
+        (fin1.user_id, "image/png", 24),
+        (home1.user_id, "text/plain", 5),
+    ]
     assert recs[0]["details"]["filename"] == "chart.png" and "hello" not in json.dumps(recs)
 
 
@@ -157,8 +172,9 @@ async def test_invites_outside_the_ministry(hs: Harness) -> None:
     await hs.ok("POST", f"{V3}/rooms/{room}/invite", fin1, json={"user_id": people["home1"].user_id})
     await hs.ok("PUT", f"{ADMIN}/policies/units/MOF", boss, json={"invite_outside_ministry": False})
     room2 = await hs.create_room(fin1)
-    err = await hs.err(403, "M_FORBIDDEN", "POST", f"{V3}/rooms/{room2}/invite", fin1,
-                       json={"user_id": people["home1"].user_id})
+    err = await hs.err(
+        403, "M_FORBIDDEN", "POST", f"{V3}/rooms/{room2}/invite", fin1, json={"user_id": people["home1"].user_id}
+    )
     assert "outside your ministry" in err["error"]
     await hs.ok("POST", f"{V3}/rooms/{room2}/invite", fin1, json={"user_id": people["fin2"].user_id})  # same one
     await hs.ok("POST", f"{V3}/rooms/{room2}/invite", fin1, json={"user_id": boss.user_id})  # an admin
@@ -172,8 +188,12 @@ async def test_account_expiry_and_renewal(hs: Harness) -> None:
     boss, people = await setup_org(hs)
     fin1, fin2 = people["fin1"], people["fin2"]
     await hs.ok("GET", f"{V3}/account/whoami", fin1)
-    await hs.ok("POST", "/_synapse/admin/v1/account_validity/validity", boss,
-                json={"user_id": fin1.user_id, "expiration_ts": 1000})
+    await hs.ok(
+        "POST",
+        "/_synapse/admin/v1/account_validity/validity",
+        boss,
+        json={"user_id": fin1.user_id, "expiration_ts": 1000},
+    )
     err = await hs.err(403, "ORG_MATRIX_EXPIRED_ACCOUNT", "GET", f"{V3}/account/whoami", fin1)
     assert "expired" in err["error"]
     res = await hs.ok("POST", f"{ADMIN}/users/{fin1.user_id}/renew", boss, json={"days": 30})
@@ -199,6 +219,9 @@ async def test_token_lifetime_and_max_devices(hs: Harness) -> None:
     await asyncio.sleep(1.1)
     r = await hs.request("GET", f"{V3}/account/whoami", headers={"Authorization": f"Bearer {again['access_token']}"})
     assert r.status_code == 401 and r.json()["errcode"] == "M_UNKNOWN_TOKEN" and r.json()["soft_logout"] is True
-    home = await hs.ok("POST", f"{V3}/login", json={**login, "identifier": {"type": "m.id.user", "user": "home1"},
-                                                     "password": "pw-home1"})
+    home = await hs.ok(
+        "POST",
+        f"{V3}/login",
+        json={**login, "identifier": {"type": "m.id.user", "user": "home1"}, "password": "pw-home1"},
+    )
     assert "expires_in_ms" not in home

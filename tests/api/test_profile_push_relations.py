@@ -41,13 +41,13 @@ async def test_presence(hs: Harness) -> None:
     room = await hs.create_room(a, preset="public_chat")
     await hs.ok("POST", f"{V3}/rooms/{room}/join", b, json={})
     since = (await hs.sync(b))["next_batch"]
-    await hs.ok("PUT", f"{V3}/presence/{a.user_id}/status", a,
-                json={"presence": "unavailable", "status_msg": "In a meeting"})
+    await hs.ok(
+        "PUT", f"{V3}/presence/{a.user_id}/status", a, json={"presence": "unavailable", "status_msg": "In a meeting"}
+    )
     got = await hs.ok("GET", f"{V3}/presence/{a.user_id}/status", b)
     assert got["presence"] == "unavailable" and got["status_msg"] == "In a meeting"
     s = await hs.sync(b, since, set_presence="offline")
-    assert any(e["sender"] == a.user_id and e["content"]["presence"] == "unavailable"
-               for e in s["presence"]["events"])
+    assert any(e["sender"] == a.user_id and e["content"]["presence"] == "unavailable" for e in s["presence"]["events"])
     await hs.err(400, "M_INVALID_PARAM", "PUT", f"{V3}/presence/{a.user_id}/status", a, json={"presence": "busy"})
     await hs.err(403, "M_FORBIDDEN", "PUT", f"{V3}/presence/{b.user_id}/status", a, json={"presence": "online"})
 
@@ -55,8 +55,12 @@ async def test_presence(hs: Harness) -> None:
 async def test_user_directory(hs: Harness) -> None:
     a = await hs.register("alice")
     await hs.register("rsharma")
-    await hs.ok("PUT", f"{V3}/profile/@rsharma:test.local/displayname",
-                next(u for u in hs.users if u.user_id == "@rsharma:test.local"), json={"displayname": "Ravi Sharma"})
+    await hs.ok(
+        "PUT",
+        f"{V3}/profile/@rsharma:test.local/displayname",
+        next(u for u in hs.users if u.user_id == "@rsharma:test.local"),
+        json={"displayname": "Ravi Sharma"},
+    )
     res = await hs.ok("POST", f"{V3}/user_directory/search", a, json={"search_term": "sharma"})
     assert [r["user_id"] for r in res["results"]] == ["@rsharma:test.local"]
     assert res["results"][0]["display_name"] == "Ravi Sharma"
@@ -68,8 +72,12 @@ async def test_push_rules_api(hs: Harness) -> None:
     rules = await hs.ok("GET", f"{V3}/pushrules/", a)
     assert rules["global"]["override"][0]["rule_id"] == ".m.rule.master"
     since = (await hs.sync(a))["next_batch"]
-    await hs.ok("PUT", f"{V3}/pushrules/global/content/budget", a,
-                json={"pattern": "budget", "actions": ["notify", {"set_tweak": "highlight"}]})
+    await hs.ok(
+        "PUT",
+        f"{V3}/pushrules/global/content/budget",
+        a,
+        json={"pattern": "budget", "actions": ["notify", {"set_tweak": "highlight"}]},
+    )
     rule = await hs.ok("GET", f"{V3}/pushrules/global/content/budget", a)
     assert rule["pattern"] == "budget" and rule["enabled"] is True
     await hs.ok("PUT", f"{V3}/pushrules/global/override/.m.rule.master/enabled", a, json={"enabled": True})
@@ -114,14 +122,29 @@ async def test_edits_threads_and_relations(hs: Harness) -> None:
     room = await hs.create_room(a, preset="public_chat")
     await hs.ok("POST", f"{V3}/rooms/{room}/join", b, json={})
     root = await hs.send(a, room, "Draft order")
-    await send_content(hs, a, room, {"msgtype": "m.text", "body": "* Final order",
-                                     "m.new_content": {"msgtype": "m.text", "body": "Final order"},
-                                     "m.relates_to": {"rel_type": "m.replace", "event_id": root}})
-    replies = [await send_content(hs, b, room, {"msgtype": "m.text", "body": f"reply {i}",
-                                                "m.relates_to": {"rel_type": "m.thread", "event_id": root}})
-               for i in range(3)]
-    reaction = await send_content(hs, b, room, {"m.relates_to": {"rel_type": "m.annotation", "event_id": root,
-                                                                 "key": "👍"}}, "m.reaction")
+    await send_content(
+        hs,
+        a,
+        room,
+        {
+            "msgtype": "m.text",
+            "body": "* Final order",
+            "m.new_content": {"msgtype": "m.text", "body": "Final order"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": root},
+        },
+    )
+    replies = [
+        await send_content(
+            hs,
+            b,
+            room,
+            {"msgtype": "m.text", "body": f"reply {i}", "m.relates_to": {"rel_type": "m.thread", "event_id": root}},
+        )
+        for i in range(3)
+    ]
+    reaction = await send_content(
+        hs, b, room, {"m.relates_to": {"rel_type": "m.annotation", "event_id": root, "key": "👍"}}, "m.reaction"
+    )
     ev = await hs.ok("GET", f"{V3}/rooms/{room}/event/{root}", b)
     rel = ev["unsigned"]["m.relations"]
     assert rel["m.replace"]["content"]["m.new_content"]["body"] == "Final order"
@@ -131,8 +154,12 @@ async def test_edits_threads_and_relations(hs: Harness) -> None:
     assert len(all_rel["chunk"]) == 5
     threads_only = await hs.ok("GET", f"{V1}/rooms/{room}/relations/{root}/m.thread", b, params={"limit": 2})
     assert [e["event_id"] for e in threads_only["chunk"]] == [replies[2], replies[1]]
-    page2 = await hs.ok("GET", f"{V1}/rooms/{room}/relations/{root}/m.thread", b,
-                        params={"limit": 2, "from": threads_only["next_batch"]})
+    page2 = await hs.ok(
+        "GET",
+        f"{V1}/rooms/{room}/relations/{root}/m.thread",
+        b,
+        params={"limit": 2, "from": threads_only["next_batch"]},
+    )
     assert [e["event_id"] for e in page2["chunk"]] == [replies[0]]
     reactions = await hs.ok("GET", f"{V1}/rooms/{room}/relations/{root}/m.annotation/m.reaction", b)
     assert [e["event_id"] for e in reactions["chunk"]] == [reaction]

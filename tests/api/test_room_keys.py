@@ -14,13 +14,21 @@ ROOM = "!room:test.local"
 
 
 def key(fmi: int = 0, fwd: int = 0, verified: bool = False, data: str = "c1") -> dict[str, Any]:
-    return {"first_message_index": fmi, "forwarded_count": fwd, "is_verified": verified,
-            "session_data": {"ephemeral": "e", "ciphertext": data, "mac": "m"}}
+    return {
+        "first_message_index": fmi,
+        "forwarded_count": fwd,
+        "is_verified": verified,
+        "session_data": {"ephemeral": "e", "ciphertext": data, "mac": "m"},
+    }
 
 
 async def make_backup(hs: Harness, user: User) -> str:
-    r = await hs.ok("POST", f"{V3}/room_keys/version", user,
-                    json={"algorithm": ALG, "auth_data": {"public_key": "pk", "signatures": {}}})
+    r = await hs.ok(
+        "POST",
+        f"{V3}/room_keys/version",
+        user,
+        json={"algorithm": ALG, "auth_data": {"public_key": "pk", "signatures": {}}},
+    )
     return str(r["version"])
 
 
@@ -30,8 +38,13 @@ async def test_versions_lifecycle(hs: Harness) -> None:
     await hs.err(404, "M_NOT_FOUND", "GET", f"{V3}/room_keys/version", alice)
     v1 = await make_backup(hs, alice)
     cur = await hs.ok("GET", f"{V3}/room_keys/version", alice)
-    assert cur == {"version": v1, "algorithm": ALG, "auth_data": {"public_key": "pk", "signatures": {}},
-                   "count": 0, "etag": cur["etag"]}
+    assert cur == {
+        "version": v1,
+        "algorithm": ALG,
+        "auth_data": {"public_key": "pk", "signatures": {}},
+        "count": 0,
+        "etag": cur["etag"],
+    }
     assert isinstance(cur["etag"], str)
     await hs.err(404, "M_NOT_FOUND", "GET", f"{V3}/room_keys/version", bob)  # backups are per user
     await hs.err(404, "M_NOT_FOUND", "GET", f"{V3}/room_keys/version/{v1}", bob)
@@ -42,8 +55,9 @@ async def test_versions_lifecycle(hs: Harness) -> None:
     await hs.err(400, "M_INVALID_PARAM", "PUT", path, alice, json={"algorithm": "other", "auth_data": {}})
     await hs.err(400, "M_INVALID_PARAM", "PUT", path, alice, json={"algorithm": ALG, "auth_data": {}, "version": "9"})
     await hs.err(400, "M_BAD_JSON", "PUT", path, alice, json={"algorithm": ALG})
-    await hs.err(404, "M_NOT_FOUND", "PUT", f"{V3}/room_keys/version/77", alice,
-                 json={"algorithm": ALG, "auth_data": {}})
+    await hs.err(
+        404, "M_NOT_FOUND", "PUT", f"{V3}/room_keys/version/77", alice, json={"algorithm": ALG, "auth_data": {}}
+    )
     await hs.err(400, "M_BAD_JSON", "POST", f"{V3}/room_keys/version", alice, json={"algorithm": 5, "auth_data": {}})
     await hs.err(400, "M_BAD_JSON", "POST", f"{V3}/room_keys/version", alice, json={"algorithm": ALG})
 
@@ -64,8 +78,13 @@ async def test_keys_three_levels_merge_and_etag(hs: Harness) -> None:
     alice = await hs.register("alice")
     v = await make_backup(hs, alice)
     q = {"version": v}
-    r = await hs.ok("PUT", f"{V3}/room_keys/keys", alice, params=q,
-                    json={"rooms": {ROOM: {"sessions": {"s1": key(5), "s2": key(0)}}}})
+    r = await hs.ok(
+        "PUT",
+        f"{V3}/room_keys/keys",
+        alice,
+        params=q,
+        json={"rooms": {ROOM: {"sessions": {"s1": key(5), "s2": key(0)}}}},
+    )
     assert r["count"] == 2
     etag1 = r["etag"]
     r = await hs.ok("PUT", f"{V3}/room_keys/keys/{ROOM}", alice, params=q, json={"sessions": {"s3": key(1)}})
@@ -79,16 +98,16 @@ async def test_keys_three_levels_merge_and_etag(hs: Harness) -> None:
     assert r == {"count": 4, "etag": etag}
     # a better one does: lower index; then a verified one beats a lower index
     await hs.ok("PUT", f"{V3}/room_keys/keys/{ROOM}/s1", alice, params=q, json=key(3, data="better"))
-    assert (await hs.ok("GET", f"{V3}/room_keys/keys/{ROOM}/s1", alice, params=q))["session_data"]["ciphertext"] \
-        == "better"
+    assert (await hs.ok("GET", f"{V3}/room_keys/keys/{ROOM}/s1", alice, params=q))["session_data"][
+        "ciphertext"
+    ] == "better"
     await hs.ok("PUT", f"{V3}/room_keys/keys/{ROOM}/s1", alice, params=q, json=key(4, verified=True, data="verified"))
     await hs.ok("PUT", f"{V3}/room_keys/keys/{ROOM}/s1", alice, params=q, json=key(0, data="unverified"))
     got = await hs.ok("GET", f"{V3}/room_keys/keys/{ROOM}/s1", alice, params=q)
     assert got == key(4, verified=True, data="verified")
     # equal index and verification: the lower forwarded_count wins
     await hs.ok("PUT", f"{V3}/room_keys/keys/{ROOM}/s2", alice, params=q, json=key(0, fwd=2, data="fwd"))
-    assert (await hs.ok("GET", f"{V3}/room_keys/keys/{ROOM}/s2", alice, params=q))["session_data"]["ciphertext"] \
-        == "c1"
+    assert (await hs.ok("GET", f"{V3}/room_keys/keys/{ROOM}/s2", alice, params=q))["session_data"]["ciphertext"] == "c1"
 
     everything = await hs.ok("GET", f"{V3}/room_keys/keys", alice, params=q)
     assert sorted(everything["rooms"][ROOM]["sessions"]) == ["s1", "s2", "s3", "s4"]
@@ -116,16 +135,20 @@ async def test_keys_errors(hs: Harness) -> None:
     await hs.err(404, "M_NOT_FOUND", "PUT", f"{V3}/room_keys/keys", alice, params={"version": "1"}, json=body)
     v1 = await make_backup(hs, alice)
     v2 = await make_backup(hs, alice)
-    e = await hs.err(403, "M_WRONG_ROOM_KEYS_VERSION", "PUT", f"{V3}/room_keys/keys", alice,
-                     params={"version": v1}, json=body)
+    e = await hs.err(
+        403, "M_WRONG_ROOM_KEYS_VERSION", "PUT", f"{V3}/room_keys/keys", alice, params={"version": v1}, json=body
+    )
     assert e["current_version"] == v2
     await hs.err(400, "M_MISSING_PARAM", "PUT", f"{V3}/room_keys/keys", alice, json=body)
     await hs.err(400, "M_MISSING_PARAM", "GET", f"{V3}/room_keys/keys", alice)
     q = {"version": v2}
-    for bad in ({"rooms": []}, {"rooms": {ROOM: {"sessions": {"s": {**key(), "first_message_index": -1}}}}},
-                {"rooms": {ROOM: {"sessions": {"s": {**key(), "is_verified": "yes"}}}}},
-                {"rooms": {ROOM: {"sessions": {"s": {**key(), "session_data": "plain"}}}}},
-                {"rooms": {ROOM: {"nosessions": {}}}}):
+    for bad in (
+        {"rooms": []},
+        {"rooms": {ROOM: {"sessions": {"s": {**key(), "first_message_index": -1}}}}},
+        {"rooms": {ROOM: {"sessions": {"s": {**key(), "is_verified": "yes"}}}}},
+        {"rooms": {ROOM: {"sessions": {"s": {**key(), "session_data": "plain"}}}}},
+        {"rooms": {ROOM: {"nosessions": {}}}},
+    ):
         await hs.err(400, "M_BAD_JSON", "PUT", f"{V3}/room_keys/keys", alice, params=q, json=bad)
     await hs.err(400, "M_BAD_JSON", "PUT", f"{V3}/room_keys/keys/{ROOM}/s1", alice, params=q, json={"x": 1})
     assert (await hs.ok("GET", f"{V3}/room_keys/version", alice))["count"] == 0  # nothing half-written

@@ -40,8 +40,14 @@ async def test_create_room_errors(hs: Harness) -> None:
     await hs.err(400, "M_INVALID_PARAM", "POST", f"{V3}/createRoom", u, json={"invite": ["not-a-user"]})
     await hs.err(400, "M_BAD_JSON", "POST", f"{V3}/createRoom", u, json={"name": 5})
     await hs.err(400, "M_BAD_JSON", "POST", f"{V3}/createRoom", u, json={"creation_content": {"x": 1.5}})
-    await hs.err(400, "M_BAD_JSON", "POST", f"{V3}/createRoom", u,
-                 json={"initial_state": [{"type": "m.room.power_levels", "content": {}}]})
+    await hs.err(
+        400,
+        "M_BAD_JSON",
+        "POST",
+        f"{V3}/createRoom",
+        u,
+        json={"initial_state": [{"type": "m.room.power_levels", "content": {}}]},
+    )
     # Nothing half-written: a failing createRoom leaves no room behind.
     assert await hs.server.events.user_rooms(u.user_id) == {}
 
@@ -93,8 +99,11 @@ async def test_send_is_idempotent_per_device(hs: Harness) -> None:
     e2 = await hs.send(a, room, "hello again", txn="t1")
     assert e1 == e2
     other = await hs.server.auth.start_session(a.user_id, None, None)
-    r = await hs.http.put(f"{V3}/rooms/{room}/send/m.room.message/t1", json={"msgtype": "m.text", "body": "x"},
-                          headers={"Authorization": f"Bearer {other.access_token}"})
+    r = await hs.http.put(
+        f"{V3}/rooms/{room}/send/m.room.message/t1",
+        json={"msgtype": "m.text", "body": "x"},
+        headers={"Authorization": f"Bearer {other.access_token}"},
+    )
     assert r.json()["event_id"] != e1
     ev = await hs.ok("GET", f"{V3}/rooms/{room}/event/{e1}", a)
     assert ev["content"]["body"] == "hello" and ev["unsigned"]["transaction_id"] == "t1"
@@ -104,14 +113,14 @@ async def test_send_errors(hs: Harness) -> None:
     a, b = await hs.register("alice"), await hs.register("bob")
     room = await hs.create_room(a)
     await hs.err(403, "M_FORBIDDEN", "PUT", f"{V3}/rooms/{room}/send/m.room.message/1", b, json={"body": "x"})
-    await hs.err(404, "M_NOT_FOUND", "PUT", f"{V3}/rooms/!missing:test.local/send/m.room.message/1", a,
-                 json={"body": "x"})
+    await hs.err(
+        404, "M_NOT_FOUND", "PUT", f"{V3}/rooms/!missing:test.local/send/m.room.message/1", a, json={"body": "x"}
+    )
     await hs.err(400, "M_INVALID_PARAM", "PUT", f"{V3}/rooms/notaroom/send/m.room.message/1", a, json={})
     await hs.err(400, "M_NOT_JSON", "PUT", f"{V3}/rooms/{room}/send/m.room.message/2", a, content=b"nope")
     await hs.err(400, "M_BAD_JSON", "PUT", f"{V3}/rooms/{room}/send/m.room.message/3", a, json={"n": 1.5})
     await hs.err(400, "M_BAD_JSON", "PUT", f"{V3}/rooms/{room}/send/m.room.message/4", a, json={"n": 2**60})
-    await hs.err(413, "M_TOO_LARGE", "PUT", f"{V3}/rooms/{room}/send/m.room.message/5", a,
-                 json={"body": "x" * 70000})
+    await hs.err(413, "M_TOO_LARGE", "PUT", f"{V3}/rooms/{room}/send/m.room.message/5", a, json={"body": "x" * 70000})
     # The failed requests left no event behind.
     msgs = await hs.ok("GET", f"{V3}/rooms/{room}/messages", a, params={"dir": "b", "limit": 50})
     assert not [e for e in msgs["chunk"] if e["type"] == "m.room.message"]
@@ -172,8 +181,11 @@ async def test_messages_pagination_both_directions(hs: Harness) -> None:
 
 async def test_history_visibility_joined(hs: Harness) -> None:
     a, b = await hs.register("alice"), await hs.register("bob")
-    room = await hs.create_room(a, preset="public_chat", initial_state=[
-        {"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}}])
+    room = await hs.create_room(
+        a,
+        preset="public_chat",
+        initial_state=[{"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}}],
+    )
     await hs.send(a, room, "before bob")
     await hs.ok("POST", f"{V3}/rooms/{room}/join", b, json={})
     await hs.send(a, room, "after bob")

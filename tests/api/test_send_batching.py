@@ -31,8 +31,9 @@ def batch_sizes(hs: Harness, monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 async def put(hs: Harness, user: User, room: str, txn: str, body: str) -> Any:
-    return await hs.request("PUT", f"{V3}/rooms/{room}/send/m.room.message/{txn}", user,
-                            json={"msgtype": "m.text", "body": body})
+    return await hs.request(
+        "PUT", f"{V3}/rooms/{room}/send/m.room.message/{txn}", user, json={"msgtype": "m.text", "body": body}
+    )
 
 
 async def timeline(hs: Harness, user: User, room: str) -> list[dict[str, Any]]:
@@ -41,7 +42,8 @@ async def timeline(hs: Harness, user: User, room: str) -> list[dict[str, Any]]:
 
 
 async def test_concurrent_messages_share_transactions_and_keep_one_history(
-    hs: Harness, monkeypatch: pytest.MonkeyPatch,
+    hs: Harness,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sizes = batch_sizes(hs, monkeypatch)
     users = [await hs.register(f"sender{i}") for i in range(5)]
@@ -82,7 +84,8 @@ async def test_a_refused_message_does_not_take_its_batch_down(hs: Harness, monke
 
 
 async def test_the_same_transaction_id_twice_in_a_batch_is_one_event(
-    hs: Harness, monkeypatch: pytest.MonkeyPatch,
+    hs: Harness,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sizes = batch_sizes(hs, monkeypatch)
     alice = await hs.register("alice")
@@ -98,7 +101,8 @@ async def test_the_same_transaction_id_twice_in_a_batch_is_one_event(
 
 
 async def test_a_batch_the_database_refuses_is_retried_message_by_message(
-    hs: Harness, monkeypatch: pytest.MonkeyPatch,
+    hs: Harness,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     alice = await hs.register("alice")
     room = await hs.create_room(alice, preset="public_chat")

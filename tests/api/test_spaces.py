@@ -14,10 +14,12 @@ async def test_space_hierarchy(hs: Harness) -> None:
     dept = await hs.create_room(a, preset="public_chat", name="Department", creation_content={"type": "m.space"})
     notices = await hs.create_room(a, preset="public_chat", name="Notices")
     private = await hs.create_room(a, preset="private_chat", name="Secret")
-    for parent, child, extra in ((space, dept, {"order": "a"}), (space, private, {}), (dept, notices,
-                                                                                        {"suggested": True})):
-        await hs.ok("PUT", f"{V3}/rooms/{parent}/state/m.space.child/{child}", a,
-                    json={"via": ["test.local"], **extra})
+    for parent, child, extra in (
+        (space, dept, {"order": "a"}),
+        (space, private, {}),
+        (dept, notices, {"suggested": True}),
+    ):
+        await hs.ok("PUT", f"{V3}/rooms/{parent}/state/m.space.child/{child}", a, json={"via": ["test.local"], **extra})
     res = await hs.ok("GET", f"{V1}/rooms/{space}/hierarchy", b)
     ids = [r["room_id"] for r in res["rooms"]]
     assert ids == [space, dept, notices]  # bob cannot see the private room

@@ -13,8 +13,11 @@ V3 = "/_matrix/client/v3"
 
 def timeline_bodies(sync: dict, room: str) -> list[str]:
     room_data = sync["rooms"]["join"].get(room, {})
-    return [e["content"].get("body") for e in room_data.get("timeline", {}).get("events", [])
-            if e["type"] == "m.room.message"]
+    return [
+        e["content"].get("body")
+        for e in room_data.get("timeline", {}).get("events", [])
+        if e["type"] == "m.room.message"
+    ]
 
 
 async def test_initial_and_incremental_sync(hs: Harness) -> None:
@@ -48,8 +51,9 @@ async def test_limited_timeline_and_prev_batch(hs: Harness) -> None:
     s = await hs.sync(a, first["next_batch"], filter=flt)
     tl = s["rooms"]["join"][room]["timeline"]
     assert tl["limited"] is True and [e["content"]["body"] for e in tl["events"]] == [f"m{i}" for i in range(10, 15)]
-    page = await hs.ok("GET", f"{V3}/rooms/{room}/messages", a, params={"from": tl["prev_batch"], "dir": "b",
-                                                                         "limit": 5})
+    page = await hs.ok(
+        "GET", f"{V3}/rooms/{room}/messages", a, params={"from": tl["prev_batch"], "dir": "b", "limit": 5}
+    )
     assert [e["content"]["body"] for e in page["chunk"]] == [f"m{i}" for i in range(9, 4, -1)]
 
 
@@ -100,8 +104,11 @@ async def test_every_event_exactly_once_under_concurrency(hs: Harness) -> None:
         while not stop.is_set():
             s = await hs.sync(reader, since, timeout=200, filter=flt)
             for r in rooms:
-                seen[r] += [e["event_id"] for e in s["rooms"]["join"].get(r, {}).get("timeline", {}).get("events", [])
-                            if e["type"] == "m.room.message"]
+                seen[r] += [
+                    e["event_id"]
+                    for e in s["rooms"]["join"].get(r, {}).get("timeline", {}).get("events", [])
+                    if e["type"] == "m.room.message"
+                ]
             since = s["next_batch"]
 
     stop = asyncio.Event()
@@ -112,8 +119,11 @@ async def test_every_event_exactly_once_under_concurrency(hs: Harness) -> None:
     await reader_task
     final = await hs.sync(reader, since, filter=json.dumps({"room": {"timeline": {"limit": 1000}}}))
     for r in rooms:
-        seen[r] += [e["event_id"] for e in final["rooms"]["join"].get(r, {}).get("timeline", {}).get("events", [])
-                    if e["type"] == "m.room.message"]
+        seen[r] += [
+            e["event_id"]
+            for e in final["rooms"]["join"].get(r, {}).get("timeline", {}).get("events", [])
+            if e["type"] == "m.room.message"
+        ]
         assert seen[r] == sent[r]
 
 
@@ -153,8 +163,8 @@ async def test_parsed_filters_are_reused_per_user_and_bad_ones_always_refused(hs
     await hs.ok("POST", f"{V3}/rooms/{room}/join", b, json={})
     for i in range(3):
         await hs.send(a, room, f"m{i}")
-    fa = (await hs.ok("POST", f"{V3}/user/{a.user_id}/filter", a, json={"room": {"timeline": {"limit": 1}}}))
-    fb = (await hs.ok("POST", f"{V3}/user/{b.user_id}/filter", b, json={"room": {"timeline": {"limit": 2}}}))
+    fa = await hs.ok("POST", f"{V3}/user/{a.user_id}/filter", a, json={"room": {"timeline": {"limit": 1}}})
+    fb = await hs.ok("POST", f"{V3}/user/{b.user_id}/filter", b, json={"room": {"timeline": {"limit": 2}}})
     for _ in range(2):  # the second time from the cache: still each user's own filter
         assert len((await hs.sync(a, filter=fa["filter_id"]))["rooms"]["join"][room]["timeline"]["events"]) == 1
         assert len((await hs.sync(b, filter=fb["filter_id"]))["rooms"]["join"][room]["timeline"]["events"]) == 2
@@ -197,7 +207,8 @@ async def test_private_receipt_only_for_self(hs: Harness) -> None:
     await hs.ok("POST", f"{V3}/rooms/{room}/receipt/m.read.private/{eid}", b, json={})
     s_a = await hs.sync(a, since_a)
     assert room not in s_a["rooms"]["join"] or not any(
-        e["type"] == "m.receipt" for e in s_a["rooms"]["join"][room]["ephemeral"]["events"])
+        e["type"] == "m.receipt" for e in s_a["rooms"]["join"][room]["ephemeral"]["events"]
+    )
     s_b = await hs.sync(b)
     receipts = [e for e in s_b["rooms"]["join"][room]["ephemeral"]["events"] if e["type"] == "m.receipt"]
     assert b.user_id in receipts[0]["content"][eid]["m.read.private"]
@@ -230,7 +241,8 @@ async def test_account_data_and_tags(hs: Harness) -> None:
     tags = [e for e in s["rooms"]["join"][room]["account_data"]["events"] if e["type"] == "m.tag"]
     assert tags[0]["content"]["tags"] == {"m.favourite": {"order": 0.5}}
     assert (await hs.ok("GET", f"{V3}/user/{a.user_id}/rooms/{room}/tags", a))["tags"] == {
-        "m.favourite": {"order": 0.5}}
+        "m.favourite": {"order": 0.5}
+    }
     await hs.ok("DELETE", f"{V3}/user/{a.user_id}/rooms/{room}/tags/m.favourite", a)
     assert (await hs.ok("GET", f"{V3}/user/{a.user_id}/rooms/{room}/tags", a))["tags"] == {}
     assert (await hs.ok("GET", f"{V3}/user/{a.user_id}/account_data/m.direct", a)) == {"@b:test.local": [room]}

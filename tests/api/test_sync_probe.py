@@ -63,7 +63,8 @@ async def test_each_stream_sets_its_bit_and_reaches_sync(hs: Harness) -> None:
     found, body = await step()
     assert found.room_flags[room] == ROOM_TYPING
     assert body["rooms"]["join"][room]["ephemeral"]["events"] == [
-        {"type": "m.typing", "content": {"user_ids": [alice.user_id]}}]
+        {"type": "m.typing", "content": {"user_ids": [alice.user_id]}}
+    ]
 
     await hs.ok("POST", f"{V3}/rooms/{room}/receipt/m.read/{event_id}", alice, json={})
     found, body = await step()
@@ -81,8 +82,7 @@ async def test_each_stream_sets_its_bit_and_reaches_sync(hs: Harness) -> None:
     assert found.user_flags & ACCOUNT_DATA
     assert body["rooms"]["join"][room]["account_data"]["events"][0]["type"] == "m.tag"
 
-    await hs.ok("PUT", f"{V3}/pushrules/global/content/budget", bob,
-                json={"pattern": "budget", "actions": ["notify"]})
+    await hs.ok("PUT", f"{V3}/pushrules/global/content/budget", bob, json={"pattern": "budget", "actions": ["notify"]})
     found, body = await step()
     assert found.user_flags & PUSH_RULES
     assert any(e["type"] == "m.push_rules" for e in body["account_data"]["events"])
@@ -90,11 +90,13 @@ async def test_each_stream_sets_its_bit_and_reaches_sync(hs: Harness) -> None:
     await hs.ok("PUT", f"{V3}/presence/{alice.user_id}/status", alice, json={"presence": "unavailable"})
     found, body = await step()
     assert found.user_flags & PRESENCE
-    assert any(e["sender"] == alice.user_id and e["content"]["presence"] == "unavailable"
-               for e in body["presence"]["events"])
+    assert any(
+        e["sender"] == alice.user_id and e["content"]["presence"] == "unavailable" for e in body["presence"]["events"]
+    )
 
-    await hs.ok("PUT", f"{V3}/sendToDevice/m.test/t1", alice,
-                json={"messages": {bob.user_id: {bob.device_id: {"n": 1}}}})
+    await hs.ok(
+        "PUT", f"{V3}/sendToDevice/m.test/t1", alice, json={"messages": {bob.user_id: {bob.device_id: {"n": 1}}}}
+    )
     found, body = await step()
     assert found.user_flags & TO_DEVICE
     assert [e["content"] for e in body["to_device"]["events"]] == [{"n": 1}]
@@ -155,8 +157,12 @@ async def test_unread_counts_come_with_the_probe_and_agree_with_the_store(hs: Ha
     for u in (bob, cara):
         await hs.ok("POST", f"{V3}/join/{room}", u)
     first = await hs.send(alice, room, "one")
-    await hs.ok("PUT", f"{V3}/rooms/{room}/send/m.room.message/t2", alice,
-                json={"msgtype": "m.text", "body": "bob, look", "m.mentions": {"user_ids": [bob.user_id]}})
+    await hs.ok(
+        "PUT",
+        f"{V3}/rooms/{room}/send/m.room.message/t2",
+        alice,
+        json={"msgtype": "m.text", "body": "bob, look", "m.mentions": {"user_ids": [bob.user_id]}},
+    )
     await hs.send(cara, room, "three")
     await hs.ok("PUT", f"{V3}/pushrules/global/room/{room}", cara, json={"actions": []})  # cara mutes it
     await hs.send(alice, room, "four")
@@ -164,7 +170,8 @@ async def test_unread_counts_come_with_the_probe_and_agree_with_the_store(hs: Ha
 
     found = await look(hs, bob, 0)
     stored = await hs.server.streams.unread_counts(
-        bob.user_id, {room: max(found.read_positions[room], found.joined_at[room])})
+        bob.user_id, {room: max(found.read_positions[room], found.joined_at[room])}
+    )
     assert found.unread[room] == stored[room] == (3, 1)
     assert (await look(hs, cara, 0)).unread[room] == (2, 0)  # alice's first two; not her own, not after muting
 

@@ -47,8 +47,11 @@ async def test_idempotent_star_and_unknown_targets(hs: Harness) -> None:
     bob = await hs.register("bob")
     second = await hs.server.auth.start_session(bob.user_id, None, None)
     bob2 = User(bob.user_id, second.access_token, second.device_id, bob.password)
-    msg = {bob.user_id: {"*": {"x": 1}}, "@ghost:test.local": {"D": {"x": 2}},
-           "@far:elsewhere.example": {"D": {"x": 3}}}
+    msg = {
+        bob.user_id: {"*": {"x": 1}},
+        "@ghost:test.local": {"D": {"x": 2}},
+        "@far:elsewhere.example": {"D": {"x": 3}},
+    }
     await send(hs, alice, "same", msg)
     await send(hs, alice, "same", msg)  # retried: not delivered twice
     await send(hs, alice, "named", {bob.user_id: {"*": {"x": "all"}, bob2.device_id: {"x": "named"}}})
@@ -100,8 +103,9 @@ async def test_pending_messages_survive_a_restart(hs: Harness) -> None:
     try:
         transport = httpx.ASGITransport(app=create_app(restarted.config, restarted))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            r = await client.get(f"{V3}/sync", params={"since": since, "timeout": 0},
-                                 headers={"Authorization": f"Bearer {bob.token}"})
+            r = await client.get(
+                f"{V3}/sync", params={"since": since, "timeout": 0}, headers={"Authorization": f"Bearer {bob.token}"}
+            )
     finally:
         await restarted.stop()
         await hs.server.start()  # the fixture stops it again
@@ -129,10 +133,15 @@ async def test_send_to_device_errors(hs: Harness) -> None:
     await hs.err(400, "M_INVALID_PARAM", "PUT", path, alice, json={"messages": {"bob": {"D": {}}}})
     await hs.err(400, "M_BAD_JSON", "PUT", path, alice, json={"messages": {alice.user_id: ["x"]}})
     await hs.err(400, "M_BAD_JSON", "PUT", path, alice, json={"messages": {alice.user_id: {"D": "text"}}})
-    await hs.err(400, "M_TOO_LARGE", "PUT", path, alice,
-                 json={"messages": {alice.user_id: {alice.device_id: {"big": "x" * 70_000}}}})
-    await hs.err(400, "M_INVALID_PARAM", "PUT", f"{V3}/sendToDevice/m.test/{'t' * 300}", alice,
-                 json={"messages": {}})
+    await hs.err(
+        400,
+        "M_TOO_LARGE",
+        "PUT",
+        path,
+        alice,
+        json={"messages": {alice.user_id: {alice.device_id: {"big": "x" * 70_000}}}},
+    )
+    await hs.err(400, "M_INVALID_PARAM", "PUT", f"{V3}/sendToDevice/m.test/{'t' * 300}", alice, json={"messages": {}})
     await hs.err(401, "M_MISSING_TOKEN", "PUT", path, None, json={"messages": {}})
     await hs.err(400, "M_NOT_JSON", "PUT", path, alice, content=b"nope")
     assert events(await hs.sync(alice)) == []  # nothing half-written

@@ -54,8 +54,12 @@ async def test_counts_start_at_join_and_survive_profile_changes(hs: Harness) -> 
 
 
 async def test_one_row_per_message_and_own_rows_for_the_exceptions(hs: Harness) -> None:
-    a, b, c, d = await hs.register("amrit"), await hs.register("bela"), await hs.register("chitra"), \
-        await hs.register("deepak")
+    a, b, c, d = (
+        await hs.register("amrit"),
+        await hs.register("bela"),
+        await hs.register("chitra"),
+        await hs.register("deepak"),
+    )
     room = await hs.create_room(a, preset="public_chat")
     for u in (b, c, d):
         await hs.ok("POST", f"{V3}/rooms/{room}/join", u, json={})
@@ -65,8 +69,9 @@ async def test_one_row_per_message_and_own_rows_for_the_exceptions(hs: Harness) 
     assert await rows(hs, "event_push_actions", room) == 0
     # Chitra mutes the room (a room rule without actions); Bela is mentioned by her user ID.
     await hs.ok("PUT", f"{V3}/pushrules/global/room/{room}", c, json={"actions": []})
-    await send(hs, a, room, {"msgtype": "m.text", "body": "Bela, please file it",
-                             "m.mentions": {"user_ids": [b.user_id]}})
+    await send(
+        hs, a, room, {"msgtype": "m.text", "body": "Bela, please file it", "m.mentions": {"user_ids": [b.user_id]}}
+    )
     assert await rows(hs, "room_push_actions", room) == 2
     assert await rows(hs, "event_push_actions", room) == 2  # Chitra's silence, Bela's highlight
     assert await counts(hs, b, room) == (2, 1)
@@ -136,9 +141,12 @@ async def test_display_names_do_not_split_the_evaluation(hs: Harness, monkeypatc
     await send(hs, a, room, {"msgtype": "m.text", "body": "The file is ready"})
     assert calls == 1  # five members, five display names, one evaluation
     for u in (members[1], members[2], members[3]):  # Meera, Farhan and Lakshmi: the same rule of their own
-        await hs.ok("PUT", f"{V3}/pushrules/global/override/my-name", u,
-                    json={"conditions": [{"kind": "contains_display_name"}],
-                          "actions": ["notify", {"set_tweak": "highlight"}]})
+        await hs.ok(
+            "PUT",
+            f"{V3}/pushrules/global/override/my-name",
+            u,
+            json={"conditions": [{"kind": "contains_display_name"}], "actions": ["notify", {"set_tweak": "highlight"}]},
+        )
     calls = 0
     await send(hs, a, room, {"msgtype": "m.text", "body": "Meera Iyer and अनिल कुमार, please sign"})
     # Ravi and Anil (default rules: no display name read) together; of the three with the rule,

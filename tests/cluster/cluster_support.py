@@ -102,10 +102,27 @@ class Cluster:
         return pg_url(self.database)
 
     def command(self, port: int, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "paigham", "serve", "--data-dir", str(self.data_dir),
-                "--server-name", "localhost", "--host", "127.0.0.1", "--port", str(port),
-                "--database-url", self.database_url, "--nats-url", NATS_URL,
-                "--registration-shared-secret", self.secret, *extra]
+        return [
+            sys.executable,
+            "-m",
+            "paigham",
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--server-name",
+            "localhost",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--database-url",
+            self.database_url,
+            "--nats-url",
+            NATS_URL,
+            "--registration-shared-secret",
+            self.secret,
+            *extra,
+        ]
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PAIGHAM_", "PROMETHEUS_"))}
@@ -116,8 +133,9 @@ class Cluster:
     def start(self, w: Worker) -> None:
         w.log = self.data_dir.parent / f"worker{w.index}-{w.port}.log"
         with open(w.log, "ab") as out:
-            w.proc = subprocess.Popen(self.command(w.port), stdout=out, stderr=subprocess.STDOUT, env=self.env(),
-                                      start_new_session=True)
+            w.proc = subprocess.Popen(
+                self.command(w.port), stdout=out, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True
+            )
 
     def kill(self, w: Worker) -> None:
         assert w.proc is not None
@@ -191,14 +209,28 @@ class Client:
         self.token = ""
         self.failovers = 0
 
-    async def request(self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None,
-                      timeout: float = 30, attempts: int = 6) -> dict[str, Any]:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict[str, Any] | None = None,
+        timeout: float = 30,
+        attempts: int = 6,
+    ) -> dict[str, Any]:
         last: Exception | None = None
         for _ in range(attempts):
             url = self.urls[self.home] + path
             try:
-                r = await self.http.request(method, url, json=json_body, params=params, timeout=timeout,
-                                            headers={"Authorization": f"Bearer {self.token}"} if self.token else {})
+                r = await self.http.request(
+                    method,
+                    url,
+                    json=json_body,
+                    params=params,
+                    timeout=timeout,
+                    headers={"Authorization": f"Bearer {self.token}"} if self.token else {},
+                )
                 if r.status_code < 500:
                     if r.status_code >= 400:
                         raise AssertionError(f"{method} {path} -> {r.status_code} {r.text}")
@@ -215,16 +247,18 @@ class Client:
     async def register(self, secret: str, username: str) -> None:
         nonce = (await self.request("GET", "/_synapse/admin/v1/register"))["nonce"]
         password = "pw-" + username
-        mac = hmac.new(secret.encode(), b"\x00".join(x.encode() for x in (nonce, username, password, "notadmin")),
-                       hashlib.sha1).hexdigest()
-        body = await self.request("POST", "/_synapse/admin/v1/register",
-                                  json_body={"nonce": nonce, "username": username, "password": password,
-                                             "admin": False, "mac": mac})
+        mac = hmac.new(
+            secret.encode(), b"\x00".join(x.encode() for x in (nonce, username, password, "notadmin")), hashlib.sha1
+        ).hexdigest()
+        body = await self.request(
+            "POST",
+            "/_synapse/admin/v1/register",
+            json_body={"nonce": nonce, "username": username, "password": password, "admin": False, "mac": mac},
+        )
         self.user_id, self.token = body["user_id"], body["access_token"]
 
     async def create_room(self, **extra: Any) -> str:
-        body = await self.request("POST", "/_matrix/client/v3/createRoom",
-                                  json_body={"preset": "public_chat", **extra})
+        body = await self.request("POST", "/_matrix/client/v3/createRoom", json_body={"preset": "public_chat", **extra})
         return str(body["room_id"])
 
     async def join(self, room_id: str) -> None:
@@ -232,13 +266,15 @@ class Client:
 
     async def send(self, room_id: str, body: str, txn_id: str | None = None) -> str:
         txn = txn_id or secrets.token_hex(8)
-        out = await self.request("PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/{txn}",
-                                 json_body={"msgtype": "m.text", "body": body})
+        out = await self.request(
+            "PUT",
+            f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/{txn}",
+            json_body={"msgtype": "m.text", "body": body},
+        )
         return str(out["event_id"])
 
     async def sync(self, since: str | None = None, timeout_ms: int = 0, limit: int = 500) -> dict[str, Any]:
-        params: dict[str, Any] = {"timeout": timeout_ms,
-                                  "filter": json.dumps({"room": {"timeline": {"limit": limit}}})}
+        params: dict[str, Any] = {"timeout": timeout_ms, "filter": json.dumps({"room": {"timeline": {"limit": limit}}})}
         if since:
             params["since"] = since
         return await self.request("GET", "/_matrix/client/v3/sync", params=params, timeout=timeout_ms / 1000 + 30)
@@ -251,8 +287,12 @@ class Client:
             params: dict[str, Any] = {"dir": "b", "limit": 500}
             if frm:
                 params["from"] = frm
-            r = await self.http.get(self.urls[worker] + f"/_matrix/client/v3/rooms/{quote(room_id)}/messages",
-                                    params=params, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+            r = await self.http.get(
+                self.urls[worker] + f"/_matrix/client/v3/rooms/{quote(room_id)}/messages",
+                params=params,
+                headers={"Authorization": f"Bearer {self.token}"},
+                timeout=30,
+            )
             assert r.status_code == 200, r.text
             body = r.json()
             events.extend(body["chunk"])
@@ -281,8 +321,9 @@ async def room_chain(database: str, room_id: str) -> list[tuple[int, str, int, l
 
     conn = await asyncpg.connect(pg_url(database), timeout=5)
     try:
-        rows = await conn.fetch("SELECT stream, event_id, depth, json FROM events WHERE room_id = $1 "
-                                "ORDER BY stream", room_id)
+        rows = await conn.fetch(
+            "SELECT stream, event_id, depth, json FROM events WHERE room_id = $1 ORDER BY stream", room_id
+        )
     finally:
         await conn.close()
     return [(r["stream"], r["event_id"], r["depth"], json.loads(r["json"])["prev_events"]) for r in rows]

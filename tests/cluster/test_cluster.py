@@ -109,7 +109,8 @@ async def test_event_through_one_worker_wakes_sync_held_by_another(cluster: Clus
 
 
 async def test_logout_on_one_worker_revokes_the_token_on_the_others_at_once(
-    cluster: Cluster, http: httpx.AsyncClient,
+    cluster: Cluster,
+    http: httpx.AsyncClient,
 ) -> None:
     """Each worker caches a token's row for up to 2 s (services/auth.py); a logout through one worker
     must still end the token on every worker at once — the bus carries the change."""
@@ -130,7 +131,8 @@ async def test_logout_on_one_worker_revokes_the_token_on_the_others_at_once(
 
 
 async def test_concurrent_writers_on_different_workers_keep_one_linear_history(
-    cluster: Cluster, http: httpx.AsyncClient,
+    cluster: Cluster,
+    http: httpx.AsyncClient,
 ) -> None:
     members = await users(http, cluster, 6, "writer")
     room_id = await shared_room(members)
@@ -229,8 +231,9 @@ async def test_worker_killed_mid_load_loses_no_acknowledged_message(cluster: Clu
 
 
 def _serve(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "paigham", "serve", *args], capture_output=True, text=True,
-                          env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "paigham", "serve", *args], capture_output=True, text=True, env=env, timeout=60
+    )
 
 
 def test_workers_need_postgresql_and_nats(tmp_path: Path) -> None:
@@ -238,8 +241,9 @@ def test_workers_need_postgresql_and_nats(tmp_path: Path) -> None:
     r = _serve(["--data-dir", str(tmp_path), "--workers", "2"], env)
     assert r.returncode == 2
     assert "PostgreSQL" in r.stderr and "--nats-url" in r.stderr
-    r = _serve(["--data-dir", str(tmp_path), "--workers", "2",
-                "--database-url", "postgresql://postgres@127.0.0.1:5432/x"], env)
+    r = _serve(
+        ["--data-dir", str(tmp_path), "--workers", "2", "--database-url", "postgresql://postgres@127.0.0.1:5432/x"], env
+    )
     assert r.returncode == 2
     assert "--nats-url" in r.stderr and "PostgreSQL" not in r.stderr
 
@@ -260,7 +264,8 @@ def _is_worker(pid: int) -> bool:
 
 
 async def test_serve_workers_shares_one_socket_and_replaces_a_killed_worker(
-    tmp_path: Path, http: httpx.AsyncClient,
+    tmp_path: Path,
+    http: httpx.AsyncClient,
 ) -> None:
     require_services()
     from tests.cluster.cluster_support import create_database
@@ -271,8 +276,9 @@ async def test_serve_workers_shares_one_socket_and_replaces_a_killed_worker(
     env = c.env()
     env["PAIGHAM_CREATE_ADMIN"] = "true"
     log = open(tmp_path / "supervisor.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(c.command(port, "--workers", "2"), stdout=log, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        c.command(port, "--workers", "2"), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         await wait_ready(url, proc)
@@ -300,8 +306,11 @@ async def test_serve_workers_shares_one_socket_and_replaces_a_killed_worker(
             await asyncio.sleep(0.2)
         await wait_ready(url, proc)
         metrics = (await http.get(url + "/metrics")).text  # summed over the workers
-        persisted = next(float(line.split()[1]) for line in metrics.splitlines()
-                         if line.startswith("paigham_events_persisted_total "))
+        persisted = next(
+            float(line.split()[1])
+            for line in metrics.splitlines()
+            if line.startswith("paigham_events_persisted_total ")
+        )
         assert persisted >= 20
         assert 'route="/_matrix/client/v3/rooms/{room_id}/send/{event_type}/{txn_id}"' in metrics
     finally:

@@ -25,8 +25,16 @@ def create_event(version: RoomVersion, **content: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"room_version": version.identifier, **content}
     if not version.creator_removed_from_create:
         body.setdefault("creator", ALICE)
-    event: dict[str, Any] = {"type": "m.room.create", "state_key": "", "sender": ALICE, "content": body,
-                             "prev_events": [], "auth_events": [], "depth": 1, "origin_server_ts": 1}
+    event: dict[str, Any] = {
+        "type": "m.room.create",
+        "state_key": "",
+        "sender": ALICE,
+        "content": body,
+        "prev_events": [],
+        "auth_events": [],
+        "depth": 1,
+        "origin_server_ts": 1,
+    }
     if not version.room_id_is_create_hash:
         event["room_id"] = "!r:x"
     return event
@@ -50,8 +58,13 @@ class Room:
         state: State = {("m.room.create", ""): create}
 
         def put(event_type: str, state_key: str, content: dict[str, Any], sender: str = ALICE) -> None:
-            state[(event_type, state_key)] = {"type": event_type, "state_key": state_key, "sender": sender,
-                                              "room_id": room_id, "content": content}
+            state[(event_type, state_key)] = {
+                "type": event_type,
+                "state_key": state_key,
+                "sender": sender,
+                "room_id": room_id,
+                "content": content,
+            }
 
         for user, membership in {ALICE: "join", BOB: "join", CAROL: "join", EVE: "ban", **self.members}.items():
             if membership != "none":
@@ -67,17 +80,35 @@ def default_pl(version: RoomVersion, **changes: Any) -> dict[str, Any]:
     users = {BOB: 50, FRANK: 50}
     if not version.creators_have_infinite_power:
         users[ALICE] = 100
-    pl: dict[str, Any] = {"users": users, "users_default": 0, "events": {"m.room.power_levels": 100},
-                          "events_default": 0, "state_default": 50, "ban": 50, "kick": 50, "invite": 0,
-                          "redact": 50, "notifications": {"room": 50}}
+    pl: dict[str, Any] = {
+        "users": users,
+        "users_default": 0,
+        "events": {"m.room.power_levels": 100},
+        "events_default": 0,
+        "state_default": 50,
+        "ban": 50,
+        "kick": 50,
+        "invite": 0,
+        "redact": 50,
+        "notifications": {"room": 50},
+    }
     pl.update(changes)
     return pl
 
 
-def event(room_id: str, event_type: str, sender: str, content: dict[str, Any], state_key: str | None = None,
-          **extra: Any) -> dict[str, Any]:
-    ev: dict[str, Any] = {"type": event_type, "sender": sender, "content": content, "room_id": room_id,
-                          "prev_events": ["$prev"], "auth_events": [], "depth": 5, "origin_server_ts": 1}
+def event(
+    room_id: str, event_type: str, sender: str, content: dict[str, Any], state_key: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "type": event_type,
+        "sender": sender,
+        "content": content,
+        "room_id": room_id,
+        "prev_events": ["$prev"],
+        "auth_events": [],
+        "depth": 5,
+        "origin_server_ts": 1,
+    }
     if state_key is not None:
         ev["state_key"] = state_key
     ev.update(extra)
@@ -117,42 +148,76 @@ CASES = [
     # Non-membership events
     Case("member sends message", lambda r: event(r, "m.room.message", CAROL, {"body": "hi"}), True),
     Case("non-member sends message", lambda r: event(r, "m.room.message", DAVE, {}), False),
-    Case("invited user sends message", lambda r: event(r, "m.room.message", DAVE, {}), False,
-         members={DAVE: "invite"}),
+    Case("invited user sends message", lambda r: event(r, "m.room.message", DAVE, {}), False, members={DAVE: "invite"}),
     Case("banned user sends message", lambda r: event(r, "m.room.message", EVE, {}), False),
-    Case("message below events_default", lambda r: event(r, "m.room.message", CAROL, {}), False,
-         pl={"events_default": 10}),
-    Case("message at events level", lambda r: event(r, "m.room.message", BOB, {}), True,
-         pl={"events_default": 10, "users": {BOB: 10}}),
-    Case("redaction below its events level", lambda r: event(r, "m.room.redaction", CAROL, {"redacts": "$x"}),
-         False, pl={"events": {"m.room.redaction": 1}}),
-    Case("redaction not gated by the redact level", lambda r: event(r, "m.room.redaction", CAROL, {}), True,
-         pl={"redact": 100}),
+    Case(
+        "message below events_default",
+        lambda r: event(r, "m.room.message", CAROL, {}),
+        False,
+        pl={"events_default": 10},
+    ),
+    Case(
+        "message at events level",
+        lambda r: event(r, "m.room.message", BOB, {}),
+        True,
+        pl={"events_default": 10, "users": {BOB: 10}},
+    ),
+    Case(
+        "redaction below its events level",
+        lambda r: event(r, "m.room.redaction", CAROL, {"redacts": "$x"}),
+        False,
+        pl={"events": {"m.room.redaction": 1}},
+    ),
+    Case(
+        "redaction not gated by the redact level",
+        lambda r: event(r, "m.room.redaction", CAROL, {}),
+        True,
+        pl={"redact": 100},
+    ),
     Case("state below state_default", lambda r: event(r, "m.room.topic", CAROL, {"topic": "t"}, ""), False),
     Case("state at state_default", lambda r: event(r, "m.room.topic", BOB, {"topic": "t"}, ""), True),
-    Case("state with per-type level", lambda r: event(r, "m.room.name", CAROL, {}, ""), True,
-         pl={"events": {"m.room.name": 0}}),
+    Case(
+        "state with per-type level",
+        lambda r: event(r, "m.room.name", CAROL, {}, ""),
+        True,
+        pl={"events": {"m.room.name": 0}},
+    ),
     Case("own @-state key", lambda r: event(r, "org.custom", CAROL, {}, CAROL), True, pl={"state_default": 0}),
     Case("other's @-state key", lambda r: event(r, "org.custom", BOB, {}, CAROL), False, pl={"state_default": 0}),
-    Case("third_party_invite with invite power", lambda r: event(r, "m.room.third_party_invite", CAROL, {}, "t"),
-         True),
-    Case("third_party_invite below invite level",
-         lambda r: event(r, "m.room.third_party_invite", BOB, {}, "t"), False, pl={"invite": 60}),
-    Case("third_party_invite by non-member",
-         lambda r: event(r, "m.room.third_party_invite", DAVE, {}, "t"), False),
+    Case("third_party_invite with invite power", lambda r: event(r, "m.room.third_party_invite", CAROL, {}, "t"), True),
+    Case(
+        "third_party_invite below invite level",
+        lambda r: event(r, "m.room.third_party_invite", BOB, {}, "t"),
+        False,
+        pl={"invite": 60},
+    ),
+    Case("third_party_invite by non-member", lambda r: event(r, "m.room.third_party_invite", DAVE, {}, "t"), False),
     Case("no power levels: creator sends state", lambda r: event(r, "m.room.name", ALICE, {}, ""), True, pl=None),
     Case("no power levels: member sends state", lambda r: event(r, "m.room.name", BOB, {}, ""), False, pl=None),
     Case("no power levels: member sends message", lambda r: event(r, "m.room.message", BOB, {}), True, pl=None),
-    Case("federate false: remote user", lambda r: member(r, REMOTE, REMOTE, "join"), False, join_rule="public",
-         create_content={"m.federate": False}),
-    Case("federate false: local user", lambda r: member(r, DAVE, DAVE, "join"), True, join_rule="public",
-         create_content={"m.federate": False}),
+    Case(
+        "federate false: remote user",
+        lambda r: member(r, REMOTE, REMOTE, "join"),
+        False,
+        join_rule="public",
+        create_content={"m.federate": False},
+    ),
+    Case(
+        "federate false: local user",
+        lambda r: member(r, DAVE, DAVE, "join"),
+        True,
+        join_rule="public",
+        create_content={"m.federate": False},
+    ),
     Case("federate default: remote user", lambda r: member(r, REMOTE, REMOTE, "join"), True, join_rule="public"),
     # Membership: malformed
-    Case("member without state_key", lambda r: event(r, "m.room.member", DAVE, {"membership": "join"}), False,
-         join_rule="public"),
-    Case("member without membership", lambda r: event(r, "m.room.member", DAVE, {}, DAVE), False,
-         join_rule="public"),
+    Case(
+        "member without state_key",
+        lambda r: event(r, "m.room.member", DAVE, {"membership": "join"}),
+        False,
+        join_rule="public",
+    ),
+    Case("member without membership", lambda r: event(r, "m.room.member", DAVE, {}, DAVE), False, join_rule="public"),
     Case("unknown membership", lambda r: member(r, CAROL, CAROL, "sleep"), False),
     # Join
     Case("join public room", lambda r: member(r, DAVE, DAVE, "join"), True, join_rule="public"),
@@ -161,34 +226,69 @@ CASES = [
     Case("join invite room uninvited", lambda r: member(r, DAVE, DAVE, "join"), False),
     Case("join invite room invited", lambda r: member(r, DAVE, DAVE, "join"), True, members={DAVE: "invite"}),
     Case("re-join (profile change)", lambda r: member(r, CAROL, CAROL, "join", displayname="C"), True),
-    Case("join knock room invited", lambda r: member(r, DAVE, DAVE, "join"), True, join_rule="knock",
-         members={DAVE: "invite"}),
-    Case("join knock room after knocking", lambda r: member(r, DAVE, DAVE, "join"), False, join_rule="knock",
-         members={DAVE: "knock"}),
+    Case(
+        "join knock room invited",
+        lambda r: member(r, DAVE, DAVE, "join"),
+        True,
+        join_rule="knock",
+        members={DAVE: "invite"},
+    ),
+    Case(
+        "join knock room after knocking",
+        lambda r: member(r, DAVE, DAVE, "join"),
+        False,
+        join_rule="knock",
+        members={DAVE: "knock"},
+    ),
     Case("join without join rules", lambda r: member(r, DAVE, DAVE, "join"), False, join_rule=None),
     Case("join private room", lambda r: member(r, DAVE, DAVE, "join"), False, join_rule="private"),
-    Case("restricted: invited", lambda r: member(r, DAVE, DAVE, "join"), True, join_rule="restricted",
-         members={DAVE: "invite"}),
-    Case("restricted: authorised by member who may invite",
-         lambda r: member(r, DAVE, DAVE, "join", join_authorised_via_users_server=CAROL), True,
-         join_rule="restricted"),
-    Case("restricted: no authorising user", lambda r: member(r, DAVE, DAVE, "join"), False,
-         join_rule="restricted"),
-    Case("restricted: authoriser not joined",
-         lambda r: member(r, DAVE, DAVE, "join", join_authorised_via_users_server=FRANK), False,
-         join_rule="restricted"),
-    Case("restricted: authoriser may not invite",
-         lambda r: member(r, DAVE, DAVE, "join", join_authorised_via_users_server=CAROL), False,
-         join_rule="restricted", pl={"invite": 50}),
-    Case("restricted: banned", lambda r: member(r, EVE, EVE, "join", join_authorised_via_users_server=BOB),
-         False, join_rule="restricted"),
-    Case("knock_restricted: authorised",
-         lambda r: member(r, DAVE, DAVE, "join", join_authorised_via_users_server=BOB), True,
-         join_rule="knock_restricted"),
-    Case("knock_restricted: invited", lambda r: member(r, DAVE, DAVE, "join"), True, join_rule="knock_restricted",
-         members={DAVE: "invite"}),
-    Case("knock_restricted: neither", lambda r: member(r, DAVE, DAVE, "join"), False,
-         join_rule="knock_restricted"),
+    Case(
+        "restricted: invited",
+        lambda r: member(r, DAVE, DAVE, "join"),
+        True,
+        join_rule="restricted",
+        members={DAVE: "invite"},
+    ),
+    Case(
+        "restricted: authorised by member who may invite",
+        lambda r: member(r, DAVE, DAVE, "join", join_authorised_via_users_server=CAROL),
+        True,
+        join_rule="restricted",
+    ),
+    Case("restricted: no authorising user", lambda r: member(r, DAVE, DAVE, "join"), False, join_rule="restricted"),
+    Case(
+        "restricted: authoriser not joined",
+        lambda r: member(r, DAVE, DAVE, "join", join_authorised_via_users_server=FRANK),
+        False,
+        join_rule="restricted",
+    ),
+    Case(
+        "restricted: authoriser may not invite",
+        lambda r: member(r, DAVE, DAVE, "join", join_authorised_via_users_server=CAROL),
+        False,
+        join_rule="restricted",
+        pl={"invite": 50},
+    ),
+    Case(
+        "restricted: banned",
+        lambda r: member(r, EVE, EVE, "join", join_authorised_via_users_server=BOB),
+        False,
+        join_rule="restricted",
+    ),
+    Case(
+        "knock_restricted: authorised",
+        lambda r: member(r, DAVE, DAVE, "join", join_authorised_via_users_server=BOB),
+        True,
+        join_rule="knock_restricted",
+    ),
+    Case(
+        "knock_restricted: invited",
+        lambda r: member(r, DAVE, DAVE, "join"),
+        True,
+        join_rule="knock_restricted",
+        members={DAVE: "invite"},
+    ),
+    Case("knock_restricted: neither", lambda r: member(r, DAVE, DAVE, "join"), False, join_rule="knock_restricted"),
     # Invite
     Case("member invites", lambda r: member(r, CAROL, DAVE, "invite"), True),
     Case("non-member invites", lambda r: member(r, DAVE, FRANK, "invite"), False),
@@ -210,8 +310,9 @@ CASES = [
     Case("moderator kicks member", lambda r: member(r, BOB, CAROL, "leave"), True),
     Case("moderator revokes invite", lambda r: member(r, BOB, DAVE, "leave"), True, members={DAVE: "invite"}),
     Case("member kicks member", lambda r: member(r, CAROL, BOB, "leave"), False, members={DAVE: "join"}),
-    Case("kick needs a strictly higher level", lambda r: member(r, BOB, FRANK, "leave"), False,
-         members={FRANK: "join"}),
+    Case(
+        "kick needs a strictly higher level", lambda r: member(r, BOB, FRANK, "leave"), False, members={FRANK: "join"}
+    ),
     Case("kick a higher user", lambda r: member(r, BOB, ALICE, "leave"), False),
     Case("non-member kicks", lambda r: member(r, FRANK, CAROL, "leave"), False),
     Case("kick below kick level", lambda r: member(r, BOB, CAROL, "leave"), False, pl={"kick": 60}),
@@ -229,14 +330,20 @@ CASES = [
     Case("creator bans moderator", lambda r: member(r, ALICE, BOB, "ban"), True),
     # Knock
     Case("knock on knock room", lambda r: member(r, DAVE, DAVE, "knock"), True, join_rule="knock"),
-    Case("knock on knock_restricted room", lambda r: member(r, DAVE, DAVE, "knock"), True,
-         join_rule="knock_restricted"),
+    Case(
+        "knock on knock_restricted room", lambda r: member(r, DAVE, DAVE, "knock"), True, join_rule="knock_restricted"
+    ),
     Case("knock on invite room", lambda r: member(r, DAVE, DAVE, "knock"), False),
     Case("knock on public room", lambda r: member(r, DAVE, DAVE, "knock"), False, join_rule="public"),
     Case("knock for someone else", lambda r: member(r, CAROL, DAVE, "knock"), False, join_rule="knock"),
     Case("banned user knocks", lambda r: member(r, EVE, EVE, "knock"), False, join_rule="knock"),
-    Case("invited user knocks", lambda r: member(r, DAVE, DAVE, "knock"), False, join_rule="knock",
-         members={DAVE: "invite"}),
+    Case(
+        "invited user knocks",
+        lambda r: member(r, DAVE, DAVE, "knock"),
+        False,
+        join_rule="knock",
+        members={DAVE: "invite"},
+    ),
     Case("joined user knocks", lambda r: member(r, CAROL, CAROL, "knock"), False, join_rule="knock"),
     Case("knock again", lambda r: member(r, DAVE, DAVE, "knock"), True, join_rule="knock", members={DAVE: "knock"}),
 ]
@@ -247,8 +354,7 @@ CASES = [
 def test_rule_table(case: Case, version: RoomVersion) -> None:
     if version not in case.versions:
         pytest.skip("not applicable to this room version")
-    pl = default_pl(version) if case.pl == "default" else (
-        None if case.pl is None else default_pl(version, **case.pl))  # type: ignore[arg-type]
+    pl = default_pl(version) if case.pl == "default" else (None if case.pl is None else default_pl(version, **case.pl))  # type: ignore[arg-type]
     room_id, state = Room(version, case.create_content, case.join_rule, pl, case.members).build()
     assert allowed(case.make(room_id), state, version) is case.expected
 
@@ -329,8 +435,9 @@ def test_v12_room_id_must_be_the_create_hash() -> None:
 def test_creator_first_join(version: RoomVersion) -> None:
     create = create_event(version)
     room_id = room_id_of(create, version)
-    create_id = create_event_id_for_room(room_id) if version.room_id_is_create_hash \
-        else compute_event_id(create, version)
+    create_id = (
+        create_event_id_for_room(room_id) if version.room_id_is_create_hash else compute_event_id(create, version)
+    )
     state: State = {("m.room.create", ""): create}
     join = member(room_id, ALICE, ALICE, "join")
     join["prev_events"] = [create_id]
@@ -415,8 +522,15 @@ def test_power_levels_remove_entry(version: RoomVersion) -> None:
 @pytest.mark.parametrize("version", ALL, ids=lambda v: f"v{v.identifier}")
 @pytest.mark.parametrize(
     "bad",
-    [{"ban": "50"}, {"kick": 50.0}, {"events": {"m.room.name": "1"}}, {"notifications": []},
-     {"users": {"nobody": 1}}, {"users": {BOB: True}}, {"invite": None}],
+    [
+        {"ban": "50"},
+        {"kick": 50.0},
+        {"events": {"m.room.name": "1"}},
+        {"notifications": []},
+        {"users": {"nobody": 1}},
+        {"users": {BOB: True}},
+        {"invite": None},
+    ],
 )
 def test_power_levels_must_be_integers(version: RoomVersion, bad: dict[str, Any]) -> None:
     room_id, state = _pl_room(version)
@@ -435,8 +549,9 @@ def test_first_power_levels_event(version: RoomVersion) -> None:
 
 
 def test_v12_creators() -> None:
-    room_id, state = Room(V12, create_content={"additional_creators": [DAVE]},
-                          power_levels=default_pl(V12), members={DAVE: "join"}).build()
+    room_id, state = Room(
+        V12, create_content={"additional_creators": [DAVE]}, power_levels=default_pl(V12), members={DAVE: "join"}
+    ).build()
 
     def pl_event(sender: str, **changes: Any) -> dict[str, Any]:
         return _pl_change(room_id, state, sender, **changes)
@@ -453,13 +568,18 @@ def test_v12_creators() -> None:
     assert allowed(member(room_id, DAVE, BOB, "ban"), state, V12)
     # An additional creator sends state needing any level; a moderator cannot.
     high = {"events": {"m.room.tombstone": 2**53 - 1}}
-    room_id, state = Room(V12, create_content={"additional_creators": [DAVE]},
-                          power_levels=default_pl(V12, **high), members={DAVE: "join"}).build()
+    room_id, state = Room(
+        V12,
+        create_content={"additional_creators": [DAVE]},
+        power_levels=default_pl(V12, **high),
+        members={DAVE: "join"},
+    ).build()
     assert allowed(event(room_id, "m.room.tombstone", DAVE, {}, ""), state, V12)
     assert not allowed(event(room_id, "m.room.tombstone", BOB, {}, ""), state, V12)
     # In v11 additional_creators means nothing, and users may list the creator.
-    room_id11, state11 = Room(V11, create_content={"additional_creators": [DAVE]},
-                              power_levels=default_pl(V11), members={DAVE: "join"}).build()
+    room_id11, state11 = Room(
+        V11, create_content={"additional_creators": [DAVE]}, power_levels=default_pl(V11), members={DAVE: "join"}
+    ).build()
     assert not allowed(member(room_id11, DAVE, BOB, "ban"), state11, V11)
     assert allowed(_pl_change(room_id11, state11, ALICE, users=_with_user(state11, ALICE, 100)), state11, V11)
 
@@ -478,10 +598,16 @@ def _third_party_room(version: RoomVersion) -> tuple[str, State, dict[str, Any]]
     room_id, state = Room(version, power_levels=default_pl(version)).build()
     id_key = generate_signing_key("0")
     state[("m.room.third_party_invite", "tok")] = {
-        "type": "m.room.third_party_invite", "state_key": "tok", "sender": CAROL, "room_id": room_id,
-        "content": {"display_name": "d...@example.com", "key_validity_url": "https://id/valid",
-                    "public_key": "bm90IGEga2V5",
-                    "public_keys": [{"public_key": encode_verify_key_base64(id_key)}]},
+        "type": "m.room.third_party_invite",
+        "state_key": "tok",
+        "sender": CAROL,
+        "room_id": room_id,
+        "content": {
+            "display_name": "d...@example.com",
+            "key_validity_url": "https://id/valid",
+            "public_key": "bm90IGEga2V5",
+            "public_keys": [{"public_key": encode_verify_key_base64(id_key)}],
+        },
     }
     signed = sign_json({"mxid": DAVE, "token": "tok"}, "id.example", id_key)
     return room_id, state, signed
@@ -518,11 +644,21 @@ def test_auth_types_for_event() -> None:
     assert auth_types_for_event("m.room.message", None, BOB, {}, V11) == [create, pl, ("m.room.member", BOB)]
     assert auth_types_for_event("m.room.message", None, BOB, {}, V12) == [pl, ("m.room.member", BOB)]
     assert auth_types_for_event("m.room.member", BOB, BOB, {"membership": "join"}, V12) == [
-        pl, ("m.room.member", BOB), jr]
+        pl,
+        ("m.room.member", BOB),
+        jr,
+    ]
     assert auth_types_for_event("m.room.member", CAROL, BOB, {"membership": "leave"}, V12) == [
-        pl, ("m.room.member", BOB), ("m.room.member", CAROL)]
+        pl,
+        ("m.room.member", BOB),
+        ("m.room.member", CAROL),
+    ]
     assert auth_types_for_event("m.room.member", CAROL, BOB, {"membership": "ban"}, V10) == [
-        create, pl, ("m.room.member", BOB), ("m.room.member", CAROL)]
+        create,
+        pl,
+        ("m.room.member", BOB),
+        ("m.room.member", CAROL),
+    ]
     for membership in ("invite", "knock"):
         assert jr in auth_types_for_event("m.room.member", CAROL, BOB, {"membership": membership}, V11)
     tpi = {"membership": "invite", "third_party_invite": {"signed": {"token": "tok", "mxid": CAROL}}}
@@ -530,7 +666,8 @@ def test_auth_types_for_event() -> None:
     via = {"membership": "join", "join_authorised_via_users_server": DAVE}
     assert auth_types_for_event("m.room.member", BOB, BOB, via, V10)[-1] == ("m.room.member", DAVE)
     assert ("m.room.member", DAVE) not in auth_types_for_event(
-        "m.room.member", BOB, BOB, {**via, "membership": "invite"}, V10)
+        "m.room.member", BOB, BOB, {**via, "membership": "invite"}, V10
+    )
 
 
 @pytest.mark.parametrize("version", ALL, ids=lambda v: f"v{v.identifier}")

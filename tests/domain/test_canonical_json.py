@@ -49,7 +49,7 @@ def test_spec_examples(given_text: str, expected: str) -> None:
 
 
 def test_control_characters_use_short_escapes_and_lowercase_hex() -> None:
-    assert encode({"a": "\b\t\n\f\r\"\\\x01\x1f"}) == b'{"a":"\\b\\t\\n\\f\\r\\"\\\\\\u0001\\u001f"}'
+    assert encode({"a": '\b\t\n\f\r"\\\x01\x1f'}) == b'{"a":"\\b\\t\\n\\f\\r\\"\\\\\\u0001\\u001f"}'
 
 
 def test_non_ascii_is_raw_utf8_and_keys_sort_by_code_point() -> None:

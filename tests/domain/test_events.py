@@ -45,22 +45,10 @@ from paigham.errors import MatrixError
 SEED = decode_base64("YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1")
 KEY = signing_key_from_seed(SEED, "1")
 ALL_VERSIONS = [ROOM_V10, ROOM_V11, ROOM_V12]
-SIG_EMPTY = (
-    "K8280/U9SSy9IVtjBuVeLr+HpOB4BQFWbg+UZaADMtTd"
-    "GYI7Geitb76LTrr5QV/7Xg4ahLwYGYZzuHGZKM5ZAQ"
-)
-SIG_ONE_TWO = (
-    "KqmLSbO39/Bzb0QIYE82zqLwsA+PDzYIpIRA2sRQ4sL5"
-    "3+sN6/fpNSoqE7BP7vBZhG6kYdD13EIMJpvhJI+6Bw"
-)
-SIG_MINIMAL = (
-    "KxwGjPSDEtvnFgU00fwFz+l6d2pJM6XBIaMEn81SXPTR"
-    "l16AqLAYqfIReFGZlHi5KLjAWbOoMszkwsQma+lYAg"
-)
-SIG_REDACTABLE = (
-    "Wm+VzmOUOz08Ds+0NTWb1d4CZrVsJSikkeRxh6aCcUwu"
-    "6pNC78FunoD7KNWzqFn241eYHYMGCA5McEiVPdhzBA"
-)
+SIG_EMPTY = "K8280/U9SSy9IVtjBuVeLr+HpOB4BQFWbg+UZaADMtTdGYI7Geitb76LTrr5QV/7Xg4ahLwYGYZzuHGZKM5ZAQ"
+SIG_ONE_TWO = "KqmLSbO39/Bzb0QIYE82zqLwsA+PDzYIpIRA2sRQ4sL53+sN6/fpNSoqE7BP7vBZhG6kYdD13EIMJpvhJI+6Bw"
+SIG_MINIMAL = "KxwGjPSDEtvnFgU00fwFz+l6d2pJM6XBIaMEn81SXPTRl16AqLAYqfIReFGZlHi5KLjAWbOoMszkwsQma+lYAg"
+SIG_REDACTABLE = "Wm+VzmOUOz08Ds+0NTWb1d4CZrVsJSikkeRxh6aCcUwu6pNC78FunoD7KNWzqFn241eYHYMGCA5McEiVPdhzBA"
 
 MINIMAL_EVENT: dict[str, Any] = {
     "room_id": "!x:domain",
@@ -91,9 +79,7 @@ REDACTABLE_EVENT: dict[str, Any] = {
 
 def test_json_signing_vectors() -> None:
     assert key_id(KEY) == "ed25519:1"
-    assert sign_json({}, "domain", KEY) == {
-        "signatures": {"domain": {"ed25519:1": SIG_EMPTY}}
-    }
+    assert sign_json({}, "domain", KEY) == {"signatures": {"domain": {"ed25519:1": SIG_EMPTY}}}
     assert sign_json({"one": 1, "two": "Two"}, "domain", KEY) == {
         "one": 1,
         "signatures": {"domain": {"ed25519:1": SIG_ONE_TWO}},
@@ -125,9 +111,7 @@ def test_event_signing_vector_minimal_event() -> None:
 def test_event_signing_vector_redactable_event() -> None:
     _, signed = finalise_pdu(REDACTABLE_EVENT, "domain", KEY, ROOM_V10)
     assert signed["hashes"] == {"sha256": "onLKD1bGljeBWQhWZ1kaP9SorVmRQNdN5aM2JYU2n/g"}
-    assert signed["signatures"] == {
-        "domain": {"ed25519:1": SIG_REDACTABLE}
-    }
+    assert signed["signatures"] == {"domain": {"ed25519:1": SIG_REDACTABLE}}
     assert signed["unsigned"] == {"age_ts": 1000000}
     verify = verify_key_of(KEY)
     assert verify_pdu_signature(signed, "domain", verify, ROOM_V10)
@@ -219,8 +203,12 @@ def test_v12_room_id_is_create_event_id() -> None:
 @pytest.mark.parametrize("version", ALL_VERSIONS, ids=lambda v: v.identifier)
 def test_signatures_verify_and_detect_tampering(version: RoomVersion) -> None:
     key = generate_signing_key("a_test")
-    pdu = {**_create_v12(), "type": "m.room.power_levels", "room_id": "!r:example.org",
-           "content": {"users": {"@alice:example.org": 100}, "ban": 50}}
+    pdu = {
+        **_create_v12(),
+        "type": "m.room.power_levels",
+        "room_id": "!r:example.org",
+        "content": {"users": {"@alice:example.org": 100}, "ban": 50},
+    }
     _, signed = finalise_pdu(pdu, "example.org", key, version)
     verify = verify_key_of(key)
     assert verify_pdu_signature(signed, "example.org", verify, version)

@@ -37,11 +37,16 @@ def test_range_forms() -> None:
         rules.parse_range("bytes=0-", 0)
 
 
-@pytest.mark.parametrize("header, expected", [
-    (None, "application/octet-stream"), ("", "application/octet-stream"), ("IMAGE/PNG", "image/png"),
-    ("text/plain; charset=utf-8", "text/plain; charset=utf-8"),
-    ('text/plain; charset="utf-8"', 'text/plain; charset="utf-8"'),
-])
+@pytest.mark.parametrize(
+    "header, expected",
+    [
+        (None, "application/octet-stream"),
+        ("", "application/octet-stream"),
+        ("IMAGE/PNG", "image/png"),
+        ("text/plain; charset=utf-8", "text/plain; charset=utf-8"),
+        ('text/plain; charset="utf-8"', 'text/plain; charset="utf-8"'),
+    ],
+)
 def test_content_type_parsing(header: str | None, expected: str) -> None:
     assert rules.parse_content_type(header) == expected
 
@@ -98,7 +103,7 @@ def test_sealed_chunks_detect_tampering(tmp_path: Path) -> None:
         # Swap chunks 0 and 1: each is authenticated with its index.
         c0, c1 = crypto.chunk_offset(0), crypto.chunk_offset(1)
         n = crypto.CHUNK + crypto.TAG
-        swapped = raw[:c0] + raw[c1:c1 + n] + raw[c0:c0 + n] + raw[c1 + n:]
+        swapped = raw[:c0] + raw[c1 : c1 + n] + raw[c0 : c0 + n] + raw[c1 + n :]
         path.write_bytes(bytes(swapped))
         with pytest.raises(crypto.MediaCryptoError):
             await store.read_all(path, wrapped, "mid", len(data))

@@ -20,8 +20,7 @@ from paigham.errors import MatrixError
 
 CREATE_V10 = {"type": "m.room.create", "sender": "@alice:x", "content": {"creator": "@alice:x"}}
 CREATE_V11 = {"type": "m.room.create", "sender": "@alice:x", "content": {}}
-CREATE_V12 = {"type": "m.room.create", "sender": "@alice:x",
-              "content": {"additional_creators": ["@carol:y", 5]}}
+CREATE_V12 = {"type": "m.room.create", "sender": "@alice:x", "content": {"additional_creators": ["@carol:y", 5]}}
 PL: dict[str, Any] = {"users": {"@bob:x": 75, "@alice:x": 100}, "users_default": 10}
 
 
@@ -121,9 +120,17 @@ def test_invalid_power_levels_content(content: dict[str, Any]) -> None:
 
 def test_valid_power_levels_content() -> None:
     content = {
-        "ban": 50, "kick": -5, "invite": 0, "redact": 50, "users_default": 0, "events_default": 0,
-        "state_default": 50, "events": {"m.room.name": 100}, "notifications": {"room": 50},
-        "users": {"@a:x": 100}, "historical": "anything else is not validated",
+        "ban": 50,
+        "kick": -5,
+        "invite": 0,
+        "redact": 50,
+        "users_default": 0,
+        "events_default": 0,
+        "state_default": 50,
+        "events": {"m.room.name": 100},
+        "notifications": {"room": 50},
+        "users": {"@a:x": 100},
+        "historical": "anything else is not validated",
     }
     assert power_levels_content_error(content) is None
     assert power_levels_content_error({}) is None

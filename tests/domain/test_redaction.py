@@ -33,8 +33,21 @@ ENVELOPE: dict[str, Any] = {
     "extra": {"whatever": 1},
 }
 KEPT_V10 = {
-    "event_id", "type", "room_id", "sender", "state_key", "content", "hashes", "signatures", "depth",
-    "prev_events", "prev_state", "auth_events", "origin", "origin_server_ts", "membership",
+    "event_id",
+    "type",
+    "room_id",
+    "sender",
+    "state_key",
+    "content",
+    "hashes",
+    "signatures",
+    "depth",
+    "prev_events",
+    "prev_state",
+    "auth_events",
+    "origin",
+    "origin_server_ts",
+    "membership",
 }
 KEPT_V11 = KEPT_V10 - {"origin", "membership", "prev_state"}
 
@@ -70,8 +83,16 @@ CREATE = {
 }
 JOIN_RULES = {"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": "!s:x"}], "x": 1}
 POWER_LEVELS = {
-    "ban": 50, "events": {"m.room.name": 50}, "events_default": 0, "invite": 0, "kick": 50, "redact": 50,
-    "state_default": 50, "users": {"@a:x": 100}, "users_default": 0, "notifications": {"room": 50},
+    "ban": 50,
+    "events": {"m.room.name": 50},
+    "events_default": 0,
+    "invite": 0,
+    "kick": 50,
+    "redact": 50,
+    "state_default": 50,
+    "users": {"@a:x": 100},
+    "users_default": 0,
+    "notifications": {"room": 50},
     "historical": 100,
 }
 PL_V10 = {k: v for k, v in POWER_LEVELS.items() if k not in ("invite", "notifications", "historical")}
@@ -83,15 +104,26 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = [
         "m.room.member",
         MEMBER,
         {"membership": "join", "join_authorised_via_users_server": "@b:x"},
-        {"membership": "join", "join_authorised_via_users_server": "@b:x",
-         "third_party_invite": {"signed": {"mxid": "@a:x", "token": "t", "signatures": {}}}},
+        {
+            "membership": "join",
+            "join_authorised_via_users_server": "@b:x",
+            "third_party_invite": {"signed": {"mxid": "@a:x", "token": "t", "signatures": {}}},
+        },
     ),
     ("m.room.create", CREATE, {"creator": "@a:x"}, CREATE),
-    ("m.room.join_rules", JOIN_RULES, {"join_rule": "restricted", "allow": JOIN_RULES["allow"]},
-     {"join_rule": "restricted", "allow": JOIN_RULES["allow"]}),
+    (
+        "m.room.join_rules",
+        JOIN_RULES,
+        {"join_rule": "restricted", "allow": JOIN_RULES["allow"]},
+        {"join_rule": "restricted", "allow": JOIN_RULES["allow"]},
+    ),
     ("m.room.power_levels", POWER_LEVELS, PL_V10, PL_V11),
-    ("m.room.history_visibility", {"history_visibility": "shared", "x": 1}, {"history_visibility": "shared"},
-     {"history_visibility": "shared"}),
+    (
+        "m.room.history_visibility",
+        {"history_visibility": "shared", "x": 1},
+        {"history_visibility": "shared"},
+        {"history_visibility": "shared"},
+    ),
     ("m.room.redaction", {"redacts": "$t", "reason": "spam"}, {}, {"redacts": "$t"}),
     ("m.room.message", {"body": "hi", "msgtype": "m.text"}, {}, {}),
     ("m.room.name", {"name": "n"}, {}, {}),
@@ -112,8 +144,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = [
 
 
 @pytest.mark.parametrize(("event_type", "content", "v10", "v11"), CASES, ids=[c[0] for c in CASES])
-def test_content_per_type(event_type: str, content: dict[str, Any], v10: dict[str, Any],
-                          v11: dict[str, Any]) -> None:
+def test_content_per_type(event_type: str, content: dict[str, Any], v10: dict[str, Any], v11: dict[str, Any]) -> None:
     event = _event(event_type, content)
     assert prune_event(event, V10)["content"] == v10
     assert prune_event(event, V11)["content"] == v11
@@ -131,8 +162,7 @@ def test_v11_member_third_party_invite_without_signed(invite: Any) -> None:
 
 @pytest.mark.parametrize("version", ALL_VERSIONS, ids=lambda v: v.identifier)
 def test_malformed_content_and_missing_keys(version: RoomVersion) -> None:
-    assert prune_event({"type": "m.room.member", "content": "x"}, version) == {
-        "type": "m.room.member", "content": {}}
+    assert prune_event({"type": "m.room.member", "content": "x"}, version) == {"type": "m.room.member", "content": {}}
     assert prune_event({}, version) == {"content": {}}
     assert prune_event({"type": 5, "content": {"membership": "join"}}, version) == {"type": 5, "content": {}}
 
@@ -156,8 +186,22 @@ json_value = st.recursive(
     max_leaves=10,
 )
 content_keys = st.sampled_from(
-    ["membership", "join_authorised_via_users_server", "creator", "join_rule", "allow", "ban", "users",
-     "history_visibility", "redacts", "third_party_invite", "signed", "body", "invite", "x"]
+    [
+        "membership",
+        "join_authorised_via_users_server",
+        "creator",
+        "join_rule",
+        "allow",
+        "ban",
+        "users",
+        "history_visibility",
+        "redacts",
+        "third_party_invite",
+        "signed",
+        "body",
+        "invite",
+        "x",
+    ]
 )
 events = st.fixed_dictionaries(
     {

@@ -23,14 +23,19 @@ async def db(database_url: str) -> Database:
 
 async def test_raw_helpers_same_results_on_both_engines(db: Database) -> None:
     async with db.write() as conn:
-        await db.run_many("INSERT INTO presence (user_id, state, status_msg, last_active_ts, stream) "
-                          "VALUES ($1, $2, $3, $4, $5)",
-                          [(f"@u{i}:x", "online", None, 1000 + i, i) for i in range(1, 6)], conn=conn)
+        await db.run_many(
+            "INSERT INTO presence (user_id, state, status_msg, last_active_ts, stream) VALUES ($1, $2, $3, $4, $5)",
+            [(f"@u{i}:x", "online", None, 1000 + i, i) for i in range(1, 6)],
+            conn=conn,
+        )
         await db.run("UPDATE presence SET state = $1 WHERE user_id = $2", "offline", "@u1:x", conn=conn)
         inside = await db.fetch("SELECT count(*) FROM presence", conn=conn)
         assert int(inside[0][0]) == 5  # visible inside the transaction
-    rows = await db.fetch("SELECT user_id, state FROM presence WHERE user_id = ANY($1::text[]) AND stream > $2 "
-                          "ORDER BY user_id", ["@u1:x", "@u2:x", "@u5:x", "@nobody:x"], 1)
+    rows = await db.fetch(
+        "SELECT user_id, state FROM presence WHERE user_id = ANY($1::text[]) AND stream > $2 ORDER BY user_id",
+        ["@u1:x", "@u2:x", "@u5:x", "@nobody:x"],
+        1,
+    )
     assert [tuple(r) for r in rows] == [("@u2:x", "online"), ("@u5:x", "online")]
     assert await db.fetch("SELECT user_id FROM presence WHERE user_id = ANY($1::text[])", []) == []
     row = await db.fetchrow("SELECT state FROM presence WHERE user_id = $1", "@u1:x")
@@ -42,8 +47,15 @@ async def test_failed_write_transaction_rolls_back(db: Database) -> None:
     with pytest.raises(RuntimeError):
         async with db.write() as conn:
             pos = await db.next_position(conn)
-            await db.run("INSERT INTO presence (user_id, state, status_msg, last_active_ts, stream) "
-                         "VALUES ($1, $2, $3, $4, $5)", "@r:x", "online", None, 1, pos, conn=conn)
+            await db.run(
+                "INSERT INTO presence (user_id, state, status_msg, last_active_ts, stream) VALUES ($1, $2, $3, $4, $5)",
+                "@r:x",
+                "online",
+                None,
+                1,
+                pos,
+                conn=conn,
+            )
             raise RuntimeError("boom")
     assert await db.fetchrow("SELECT 1 FROM presence WHERE user_id = $1", "@r:x") is None
     assert await db.current_position() == 0

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 from starlette.requests import Request
@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from paigham.errors import Codes, MatrixError
+from paigham.requester import Requester
 
 T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
@@ -152,15 +153,28 @@ def query_bool(request: Request, name: str, default: bool = False) -> bool:
     raise MatrixError(400, Codes.INVALID_PARAM, f"{name} must be true or false")
 
 
-@dataclass(frozen=True, slots=True)
-class Requester:
-    user_id: str
-    device_id: str
-    access_token: str
-    is_admin: bool = False
-
-
 Handler = Callable[[Request], Awaitable[Response]]
+# A handler for signed-in users: `authed` authenticates the request and hands it the requester.
+AuthedHandler = Callable[[Request, Requester], Awaitable[Response]]
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, token: str | None) -> Requester: ...
+
+
+def authed(auth: Authenticator) -> Callable[[AuthedHandler], Handler]:
+    """Declares that a route needs an access token: the wrapped handler is called as
+    `handler(request, requester)` once the bearer token is valid (else 401 before it runs).
+    Routes without it (login, register, discovery) are the visible exceptions."""
+
+    def wrap(handler: AuthedHandler) -> Handler:
+        @functools.wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            return await handler(request, await auth.authenticate(bearer(request)))
+
+        return endpoint
+
+    return wrap
 
 
 def route(path: str, handler: Handler, methods: list[str]) -> Route:

@@ -11,9 +11,9 @@ from starlette.routing import Route
 
 from paigham.api.http import ok
 from paigham.bus.base import Bus
+from paigham.domain.stored_event import StoredEvent
 from paigham.metrics import events_committed, metrics_endpoint
 from paigham.storage.database import Database
-from paigham.storage.events import StoredEvent
 
 READY_TIMEOUT_S = 2.0
 

@@ -21,7 +21,7 @@ _ROUTE = "paigham.route"
 
 
 def _key(path: str) -> tuple[str, ...]:
-    return tuple(path.split("/", KEY_SEGMENTS + 1)[1:KEY_SEGMENTS + 1])
+    return tuple(path.split("/", KEY_SEGMENTS + 1)[1 : KEY_SEGMENTS + 1])
 
 
 def _route_path(scope: Scope) -> str:
@@ -29,7 +29,7 @@ def _route_path(scope: Scope) -> str:
     path: str = scope["path"]
     root = scope.get("root_path", "")
     if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
-        return path[len(root):]
+        return path[len(root) :]
     return path
 
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import structlog
 
-from paigham.audit.chain import Broken, Verifier
 from paigham.clock import now_ms
-from paigham.services.auth import DeviceHooks
-from paigham.storage.audit_store import AuditStore, Entry
-from paigham.storage.events import StoredEvent
+from paigham.domain.audit_chain import Broken, Verifier
+from paigham.domain.stored_event import StoredEvent
+from paigham.services.ports import DeviceHooks
+from paigham.storage.audit import AuditStore, Entry
 
 log = structlog.get_logger(__name__)
 
@@ -48,10 +48,24 @@ def _short(v: str | None, n: int) -> str | None:
     return v[:n] if v is not None else None
 
 
-def entry(kind: str, actor: str | None = None, target: str | None = None, ip: str | None = None,
-          device: str | None = None, details: dict[str, Any] | None = None, ts: int | None = None) -> Entry:
-    return Entry(ts if ts is not None else now_ms(), kind[:64], _short(actor, 255), _short(target, 512),
-                 _short(ip, 64), _short(device, 255), _clean(details or {}))
+def entry(
+    kind: str,
+    actor: str | None = None,
+    target: str | None = None,
+    ip: str | None = None,
+    device: str | None = None,
+    details: dict[str, Any] | None = None,
+    ts: int | None = None,
+) -> Entry:
+    return Entry(
+        ts if ts is not None else now_ms(),
+        kind[:64],
+        _short(actor, 255),
+        _short(target, 512),
+        _short(ip, 64),
+        _short(device, 255),
+        _clean(details or {}),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +89,15 @@ class AuditService:
         self.store = store
         self.retention_days = retention_days
 
-    async def record(self, kind: str, actor: str | None = None, target: str | None = None, ip: str | None = None,
-                     device: str | None = None, details: dict[str, Any] | None = None) -> None:
+    async def record(
+        self,
+        kind: str,
+        actor: str | None = None,
+        target: str | None = None,
+        ip: str | None = None,
+        device: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         await self.store.append([entry(kind, actor, target, ip, device, details)])
 
     async def record_many(self, entries: Sequence[Entry]) -> None:
@@ -92,18 +113,40 @@ class AuditService:
         for ev in events:
             if ev.type == "m.room.create" and ev.state_key == "":
                 room_type = ev.content.get("type")
-                entries.append(entry("room.created", ev.sender, ev.room_id, device=ev.device_id, details={
-                    "room_version": ev.content.get("room_version"),
-                    **({"type": room_type} if isinstance(room_type, str) else {})}, ts=ev.origin_server_ts))
+                entries.append(
+                    entry(
+                        "room.created",
+                        ev.sender,
+                        ev.room_id,
+                        device=ev.device_id,
+                        details={
+                            "room_version": ev.content.get("room_version"),
+                            **({"type": room_type} if isinstance(room_type, str) else {}),
+                        },
+                        ts=ev.origin_server_ts,
+                    )
+                )
             elif ev.type == "m.room.member" and ev.state_key is not None:
                 membership = ev.content.get("membership")
                 prev = (ev.unsigned or {}).get("prev_content") or {}
                 before = prev.get("membership") if isinstance(prev, dict) else None
                 if membership == before:
                     continue  # a profile update, not a membership change
-                entries.append(entry("room.membership", ev.sender, ev.state_key, device=ev.device_id, details={
-                    "room_id": ev.room_id, "membership": membership, "previous": before,
-                    "event_id": ev.event_id}, ts=ev.origin_server_ts))
+                entries.append(
+                    entry(
+                        "room.membership",
+                        ev.sender,
+                        ev.state_key,
+                        device=ev.device_id,
+                        details={
+                            "room_id": ev.room_id,
+                            "membership": membership,
+                            "previous": before,
+                            "event_id": ev.event_id,
+                        },
+                        ts=ev.origin_server_ts,
+                    )
+                )
         if entries:
             try:
                 await self.store.append(entries)
@@ -111,8 +154,9 @@ class AuditService:
                 log.exception("audit.append_failed", count=len(entries))
 
     # -- export, verify, retention ----------------------------------------------------------------
-    async def export(self, since_ts: int | None = None, kinds: Sequence[str] | None = None,
-                     limit: int | None = None) -> AsyncIterator[dict[str, Any]]:
+    async def export(
+        self, since_ts: int | None = None, kinds: Sequence[str] | None = None, limit: int | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
         async for r in self.store.records(since_ts=since_ts, kinds=kinds, limit=limit):
             yield {"time": iso(r.ts), **r.to_json()}
 
@@ -133,8 +177,10 @@ class AuditService:
             return 0
         removed, anchor = await self.store.purge_before((now or now_ms()) - self.retention_days * DAY_MS)
         if removed:
-            await self.record("audit.purged", details={"removed": removed, "anchor_seq": anchor,
-                                                       "retention_days": self.retention_days})
+            await self.record(
+                "audit.purged",
+                details={"removed": removed, "anchor_seq": anchor, "retention_days": self.retention_days},
+            )
         return removed
 
 

@@ -27,8 +27,14 @@ class NatsBus:
         self._decoder = msgspec.msgpack.Decoder(StreamUpdate)
 
     async def start(self) -> None:
-        self._nc = await nats.connect(self.url, max_reconnect_attempts=-1, name="paigham", no_echo=True,
-                                      reconnected_cb=self._reconnected, disconnected_cb=self._disconnected)
+        self._nc = await nats.connect(
+            self.url,
+            max_reconnect_attempts=-1,
+            name="paigham",
+            no_echo=True,
+            reconnected_cb=self._reconnected,
+            disconnected_cb=self._disconnected,
+        )
         await self._nc.subscribe(self.subject, cb=self._on_message)
 
     async def stop(self) -> None:

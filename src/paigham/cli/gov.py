@@ -29,8 +29,9 @@ def parse_since(text: str, now_ms: int | None = None) -> int:
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise typer.BadParameter("use an ISO 8601 time (2025-01-31 or 2025-01-31T09:00:00Z), epoch "
-                                 "milliseconds, or an age such as 7d or 12h") from None
+        raise typer.BadParameter(
+            "use an ISO 8601 time (2025-01-31 or 2025-01-31T09:00:00Z), epoch milliseconds, or an age such as 7d or 12h"
+        ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
@@ -42,7 +43,9 @@ def audit_export(
     format: Annotated[str, typer.Option("--format", help="jsonl (one JSON object a line) or csv")] = "jsonl",
     kind: Annotated[list[str] | None, typer.Option(help="Only these kinds (repeatable), e.g. auth.login")] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Write to this file (default stdout)")] = None,
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
 ) -> None:
     """Export audit records for a SIEM, oldest first."""
     if format not in ("jsonl", "csv"):
@@ -79,8 +82,10 @@ def audit_verify(config: ConfigOpt = None, data_dir: DataDirOpt = None, database
     cfg = _config(config, data_dir, database_url)
     report = _run(cfg, lambda s: s.audit.verify())
     if report.broken is not None:
-        typer.echo(f"BROKEN at record {report.broken.seq}: {report.broken.reason} "
-                   f"({report.checked} records verified before it)")
+        typer.echo(
+            f"BROKEN at record {report.broken.seq}: {report.broken.reason} "
+            f"({report.checked} records verified before it)"
+        )
         raise typer.Exit(1)
     span = f" (records {report.first_seq}..{report.head_seq})" if report.checked else ""
     typer.echo(f"OK: {report.checked} records verified{span}; the chain is intact")
@@ -104,8 +109,14 @@ class _Bars:
     def __init__(self, enabled: bool) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.progress = Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), disable=not enabled, transient=False)
+        self.progress = Progress(
+            TextColumn("{task.description:<14}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            disable=not enabled,
+            transient=False,
+        )
         self.tasks: dict[str, Any] = {}
 
     def __call__(self, phase: str, done: int, total: int) -> None:
@@ -118,7 +129,9 @@ class _Bars:
 def org_import(
     files: Annotated[list[str], typer.Argument(help="CSV (units or officials) and/or JSON files, one batch")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the changes and stop")] = False,
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
 ) -> None:
     """Create or update units and officials (keyed on employee_id): all rows or none."""
     from paigham.org.importer import ReadResult, read_bytes
@@ -157,11 +170,15 @@ def org_import(
 
 @org_app.command("export")
 def org_export(
-    format: Annotated[str, typer.Option("--format", help="json (one file) or csv (units.csv + officials.csv)")]
-    = "json",
-    output: Annotated[str | None, typer.Option("--output", "-o",
-                                               help="File (json; default stdout) or directory (csv)")] = None,
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+    format: Annotated[
+        str, typer.Option("--format", help="json (one file) or csv (units.csv + officials.csv)")
+    ] = "json",
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="File (json; default stdout) or directory (csv)")
+    ] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
 ) -> None:
     """Write the organisation in the import format (importing it again changes nothing)."""
     if format not in ("json", "csv"):
@@ -183,9 +200,12 @@ def org_export(
     out = Path(output or ".")
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(out / "units.csv", doc["units"], ["unit_id", "parent_id", "kind"], ["names"])
-    _write_csv(out / "officials.csv", doc["officials"],
-               ["employee_id", "user_id", "unit_id", "email", "phone", "status", "expires", "language"],
-               ["names", "designation"])
+    _write_csv(
+        out / "officials.csv",
+        doc["officials"],
+        ["employee_id", "user_id", "unit_id", "email", "phone", "status", "expires", "language"],
+        ["names", "designation"],
+    )
     typer.echo(f"Wrote {out / 'units.csv'} and {out / 'officials.csv'}", err=True)
 
 

@@ -28,11 +28,13 @@ DbOpt = Annotated[str | None, typer.Option("--database-url", help="sqlite:///pat
 ServerNameOpt = Annotated[str | None, typer.Option("--server-name", help="Server name (default localhost)")]
 
 
-def _config(config: str | None, data_dir: str | None, database_url: str | None,
-            server_name: str | None = None, **extra: Any) -> Config:
+def _config(
+    config: str | None, data_dir: str | None, database_url: str | None, server_name: str | None = None, **extra: Any
+) -> Config:
     try:
-        return load_config(config, {"data_dir": data_dir, "database_url": database_url,
-                                    "server_name": server_name, **extra})
+        return load_config(
+            config, {"data_dir": data_dir, "database_url": database_url, "server_name": server_name, **extra}
+        )
     except (ValueError, OSError, msgspec.ValidationError) as exc:
         typer.echo(f"Configuration error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -77,8 +79,9 @@ def serve(
     database_url: DbOpt = None,
     registration_shared_secret: Annotated[str | None, typer.Option(help="Shared secret for provisioning")] = None,
     nats_url: Annotated[str | None, typer.Option(help="NATS URL for fan-out between workers")] = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes on one socket (needs PostgreSQL + NATS)")]
-    = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes on one socket (needs PostgreSQL + NATS)")
+    ] = None,
 ) -> None:
     """Start the homeserver."""
     import uvicorn
@@ -87,8 +90,17 @@ def serve(
     from paigham.cluster import UVICORN_OPTIONS, cluster_config_error, serve_workers
     from paigham.logging import configure_logging
 
-    cfg = _config(config, data_dir, database_url, server_name, host=host, port=port,
-                  registration_shared_secret=registration_shared_secret, nats_url=nats_url, workers=workers)
+    cfg = _config(
+        config,
+        data_dir,
+        database_url,
+        server_name,
+        host=host,
+        port=port,
+        registration_shared_secret=registration_shared_secret,
+        nats_url=nats_url,
+        workers=workers,
+    )
     configure_logging(cfg.log_level)
     problem = cluster_config_error(cfg)
     if problem:
@@ -97,7 +109,7 @@ def serve(
     if cfg.workers > 1:
         serve_workers(cfg)
         return
-    uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, **UVICORN_OPTIONS)  # type: ignore[arg-type]
+    uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, **UVICORN_OPTIONS)
 
 
 @user_app.command("create")
@@ -106,21 +118,27 @@ def user_create(
     password: Annotated[str | None, typer.Option(help="Password (prompted when omitted)")] = None,
     admin: Annotated[bool, typer.Option("--admin", help="Make the user a server admin")] = False,
     display_name: Annotated[str | None, typer.Option(help="Display name")] = None,
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
 ) -> None:
     """Create an account."""
     cfg = _config(config, data_dir, database_url)
     if password is None:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     localpart = name[1:].split(":", 1)[0] if name.startswith("@") else name
-    user_id = _run(cfg, lambda s: s.auth.create_user(localpart.lower(), password, admin=admin,
-                                                     displayname=display_name))
+    user_id = _run(
+        cfg, lambda s: s.auth.create_user(localpart.lower(), password, admin=admin, displayname=display_name)
+    )
     typer.echo(user_id)
 
 
 @user_app.command("deactivate")
 def user_deactivate(
-    name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+    name: str,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
 ) -> None:
     """Deactivate an account: log out all devices, leave all rooms, refuse logins."""
     cfg = _config(config, data_dir, database_url)
@@ -142,7 +160,9 @@ def user_reset_password(
     name: str,
     password: Annotated[str | None, typer.Option(help="New password (prompted when omitted)")] = None,
     keep_devices: Annotated[bool, typer.Option(help="Do not log out the user's devices")] = False,
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
 ) -> None:
     """Set a new password (and log out every device unless --keep-devices)."""
     cfg = _config(config, data_dir, database_url)
@@ -175,7 +195,9 @@ def _duration_ms(text: str) -> int:
 def token_create(
     uses: Annotated[int | None, typer.Option(help="How many registrations it allows (default unlimited)")] = None,
     expires_in: Annotated[str | None, typer.Option(help="Lifetime, e.g. 3600s, 12h, 7d")] = None,
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
 ) -> None:
     """Create a registration token and print it."""
     cfg = _config(config, data_dir, database_url)

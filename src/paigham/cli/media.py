@@ -31,7 +31,9 @@ def _when(ts: int | None) -> str:
 @media_app.command("purge")
 def purge(
     older_than: Annotated[str, typer.Option(help="Delete media uploaded longer ago than this, e.g. 30d, 12h")],
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
 ) -> None:
     """Delete media (and unused upload IDs) older than a duration; files and keys are destroyed."""
     cfg = _config(config, data_dir, database_url)
@@ -46,7 +48,9 @@ def purge(
 def quarantine(
     uri: str,
     undo: Annotated[bool, typer.Option("--undo", help="Lift the quarantine")] = False,
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
 ) -> None:
     """Stop serving a file (it stays stored for investigation)."""
     cfg = _config(config, data_dir, database_url)
@@ -73,7 +77,9 @@ def delete(uri: str, config: ConfigOpt = None, data_dir: DataDirOpt = None, data
 def list_media(
     user: str,
     limit: Annotated[int, typer.Option(help="How many, newest first")] = 100,
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
 ) -> None:
     """List a user's uploads, newest first."""
     cfg = _config(config, data_dir, database_url)
@@ -85,20 +91,26 @@ def list_media(
     rows, total = _run(cfg, go)
     for r in rows:
         flag = f" QUARANTINED by {r.quarantined_by}" if r.quarantined_by else ""
-        typer.echo(f"mxc://{cfg.server_name}/{r.media_id}\t{_when(r.created_ts)}\t{r.length or 0}\t"
-                   f"{r.content_type or '-'}\t{r.upload_name or '-'}\t{r.state}{flag}")
+        typer.echo(
+            f"mxc://{cfg.server_name}/{r.media_id}\t{_when(r.created_ts)}\t{r.length or 0}\t"
+            f"{r.content_type or '-'}\t{r.upload_name or '-'}\t{r.state}{flag}"
+        )
     typer.echo(f"{total} media")
 
 
 @media_app.command("detections")
 def detections(
     limit: Annotated[int, typer.Option(help="How many, newest first")] = 100,
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
 ) -> None:
     """Uploads the virus scanner refused."""
     cfg = _config(config, data_dir, database_url)
     rows = _run(cfg, lambda s: s.media.store.detections(limit))
     for d in rows:
-        typer.echo(f"{_when(d['ts'])}\t{d['user_id']}\t{d['signature']}\t{d['upload_name'] or '-'}\t"
-                   f"{d['length']}\tsha256:{d['sha256']}")
+        typer.echo(
+            f"{_when(d['ts'])}\t{d['user_id']}\t{d['signature']}\t{d['upload_name'] or '-'}\t"
+            f"{d['length']}\tsha256:{d['sha256']}"
+        )
     typer.echo(f"{len(rows)} detections")

@@ -87,8 +87,7 @@ def auth_types_for_event(
     return list(dict.fromkeys(keys))
 
 
-def check_auth_events(event: Mapping[str, Any], auth_events: Sequence[Mapping[str, Any]],
-                      version: RoomVersion) -> None:
+def check_auth_events(event: Mapping[str, Any], auth_events: Sequence[Mapping[str, Any]], version: RoomVersion) -> None:
     """The "Considering the event's auth_events" rules for a PDU with its cited auth events: no
     duplicate keys, only keys from the selection algorithm, the create event present (v10/11) and
     every auth event in the same room. (Rejected auth events are the caller's to exclude.)"""
@@ -98,8 +97,13 @@ def check_auth_events(event: Mapping[str, Any], auth_events: Sequence[Mapping[st
         return
     state_key = event.get("state_key")
     expected = set(
-        auth_types_for_event(str(event.get("type")), state_key if isinstance(state_key, str) else None,
-                             str(event.get("sender")), _content(event), version)
+        auth_types_for_event(
+            str(event.get("type")),
+            state_key if isinstance(state_key, str) else None,
+            str(event.get("sender")),
+            _content(event),
+            version,
+        )
     )
     seen: set[StateKey] = set()
     for auth_event in auth_events:
@@ -111,8 +115,9 @@ def check_auth_events(event: Mapping[str, Any], auth_events: Sequence[Mapping[st
         seen.add(key)  # type: ignore[arg-type]
         if key not in expected:
             raise AuthError(f"auth event {key} is not one the event needs")
-        if not (version.room_id_is_create_hash and key == CREATE_KEY) and \
-                auth_event.get("room_id") != event.get("room_id"):
+        if not (version.room_id_is_create_hash and key == CREATE_KEY) and auth_event.get("room_id") != event.get(
+            "room_id"
+        ):
             raise AuthError("an auth event belongs to another room")
     if version.create_event_in_auth_events and CREATE_KEY not in seen:
         raise AuthError("no m.room.create event among the auth events")
@@ -180,8 +185,9 @@ def check_create(event: Mapping[str, Any], version: RoomVersion) -> None:
             raise AuthError("additional_creators must be a list of user IDs")
 
 
-def check_room_id(event: Mapping[str, Any], create: Mapping[str, Any], auth_state: StateMap,
-                  version: RoomVersion) -> None:
+def check_room_id(
+    event: Mapping[str, Any], create: Mapping[str, Any], auth_state: StateMap, version: RoomVersion
+) -> None:
     """The event belongs to the create event's room, and so does every state event used."""
     room_id = event.get("room_id")
     if not isinstance(room_id, str):
@@ -227,8 +233,9 @@ def _creator_first_join(event: Mapping[str, Any], create: Mapping[str, Any], ver
     return bool(prev[0] == create_id)
 
 
-def check_membership(event: Mapping[str, Any], create: Mapping[str, Any], auth_state: StateMap,
-                     version: RoomVersion) -> None:
+def check_membership(
+    event: Mapping[str, Any], create: Mapping[str, Any], auth_state: StateMap, version: RoomVersion
+) -> None:
     """The ``m.room.member`` rules."""
     content = _content(event)
     target = event.get("state_key")
@@ -254,8 +261,13 @@ def _join_rule(auth_state: StateMap) -> object:
     return _content(auth_state.get((JOIN_RULES, ""))).get("join_rule")
 
 
-def _check_join(event: Mapping[str, Any], content: Mapping[str, Any], create: Mapping[str, Any],
-                auth_state: StateMap, version: RoomVersion) -> None:
+def _check_join(
+    event: Mapping[str, Any],
+    content: Mapping[str, Any],
+    create: Mapping[str, Any],
+    auth_state: StateMap,
+    version: RoomVersion,
+) -> None:
     if _creator_first_join(event, create, version):
         return
     sender, target = event["sender"], event["state_key"]
@@ -286,8 +298,13 @@ def _check_join(event: Mapping[str, Any], content: Mapping[str, Any], create: Ma
     raise AuthError("the room's join rules do not allow joining")
 
 
-def _check_invite(event: Mapping[str, Any], content: Mapping[str, Any], create: Mapping[str, Any],
-                  auth_state: StateMap, version: RoomVersion) -> None:
+def _check_invite(
+    event: Mapping[str, Any],
+    content: Mapping[str, Any],
+    create: Mapping[str, Any],
+    auth_state: StateMap,
+    version: RoomVersion,
+) -> None:
     sender, target = event["sender"], event["state_key"]
     if "third_party_invite" in content:
         if _membership(auth_state, target) == "ban":
@@ -326,8 +343,9 @@ def _check_third_party_invite(sender: str, target: str, invite: object, auth_sta
         raise AuthError("third_party_invite is not signed by any of the invite's keys")
 
 
-def _check_leave(sender: str, target: str, create: Mapping[str, Any], auth_state: StateMap,
-                 version: RoomVersion) -> None:
+def _check_leave(
+    sender: str, target: str, create: Mapping[str, Any], auth_state: StateMap, version: RoomVersion
+) -> None:
     target_membership = _membership(auth_state, target)
     if sender == target:
         if target_membership in ("invite", "join", "knock"):
@@ -345,8 +363,7 @@ def _check_leave(sender: str, target: str, create: Mapping[str, Any], auth_state
         raise AuthError(f"{sender} may only kick users with a lower power level")
 
 
-def _check_ban(sender: str, target: str, create: Mapping[str, Any], auth_state: StateMap,
-               version: RoomVersion) -> None:
+def _check_ban(sender: str, target: str, create: Mapping[str, Any], auth_state: StateMap, version: RoomVersion) -> None:
     if _membership(auth_state, sender) != "join":
         raise AuthError(f"{sender} is not joined to the room")
     pl_content = _pl_content(auth_state)
@@ -367,8 +384,9 @@ def _check_knock(sender: str, target: str, auth_state: StateMap, version: RoomVe
         raise AuthError(f"{sender} cannot knock: banned, invited or joined")
 
 
-def check_power_levels(event: Mapping[str, Any], create: Mapping[str, Any], auth_state: StateMap,
-                       version: RoomVersion) -> None:
+def check_power_levels(
+    event: Mapping[str, Any], create: Mapping[str, Any], auth_state: StateMap, version: RoomVersion
+) -> None:
     """The ``m.room.power_levels`` rules: valid integer content, no creators in ``users`` (v12),
     and no change to a level above the sender's own."""
     content = _content(event)

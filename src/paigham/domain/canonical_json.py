@@ -129,9 +129,7 @@ def decode(data: bytes | str) -> Any:
     The result still needs :func:`check_canonical` for the depth limit and string validity.
     """
     try:
-        return json.loads(
-            data, parse_float=_parse_number, parse_int=_parse_int, parse_constant=_reject_constant
-        )
+        return json.loads(data, parse_float=_parse_number, parse_int=_parse_int, parse_constant=_reject_constant)
     except MatrixError:
         raise
     except (ValueError, RecursionError) as exc:

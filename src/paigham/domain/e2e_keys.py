@@ -67,13 +67,21 @@ def check_device_keys(obj: Any, user_id: str, device_id: str) -> str:
     if obj.get("user_id") != user_id or obj.get("device_id") != device_id:
         raise MatrixError(400, Codes.INVALID_PARAM, "device_keys must be for your own user ID and device ID")
     algorithms = obj.get("algorithms")
-    if not isinstance(algorithms, list) or not all(isinstance(a, str) and a for a in algorithms) \
-            or len(algorithms) > 64:
+    if (
+        not isinstance(algorithms, list)
+        or not all(isinstance(a, str) and a for a in algorithms)
+        or len(algorithms) > 64
+    ):
         raise bad("device_keys.algorithms must be a list of algorithm names")
     keys = obj.get("keys")
-    if not isinstance(keys, dict) or not keys or len(keys) > 64 or not all(
-        isinstance(k, str) and isinstance(v, str) and len(k) <= MAX_ID_LEN and len(v) <= MAX_KEY_LEN
-        for k, v in keys.items()
+    if (
+        not isinstance(keys, dict)
+        or not keys
+        or len(keys) > 64
+        or not all(
+            isinstance(k, str) and isinstance(v, str) and len(k) <= MAX_ID_LEN and len(v) <= MAX_KEY_LEN
+            for k, v in keys.items()
+        )
     ):
         raise bad("device_keys.keys must map <algorithm>:<device_id> to key strings")
     _signatures(obj, "device_keys")
@@ -122,8 +130,12 @@ def _check_key_value(value: Any, what: str, user_id: str, signer: VerifyKey | No
         if not value or len(value) > MAX_KEY_LEN:
             raise bad(f"{what} must be a non-empty key string")
         return
-    if not isinstance(value, dict) or not isinstance(value.get("key"), str) or not value["key"] \
-            or len(value["key"]) > MAX_KEY_LEN:
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("key"), str)
+        or not value["key"]
+        or len(value["key"]) > MAX_KEY_LEN
+    ):
         raise bad(f"{what} must be a key string or an object with a key and signatures")
     _check_size(value, what)
     _signatures(value, what)
@@ -166,8 +178,8 @@ def parse_cross_signing_key(obj: Any, key_type: str, user_id: str) -> CrossSigni
     if not isinstance(keys, dict) or len(keys) != 1:
         raise bad(f"{what}.keys must contain exactly one key")
     ((key_id, public),) = keys.items()
-    if not isinstance(key_id, str) or not key_id.startswith("ed25519:") or key_id[len("ed25519:"):] != public:
-        raise bad(f"{what}.keys must be {{\"ed25519:<public key>\": \"<public key>\"}}")
+    if not isinstance(key_id, str) or not key_id.startswith("ed25519:") or key_id[len("ed25519:") :] != public:
+        raise bad(f'{what}.keys must be {{"ed25519:<public key>": "<public key>"}}')
     _signatures(obj, what)
     key = CrossSigningKey(key_type, str(public), obj)
     key.verify_key()  # a valid ed25519 public key
@@ -187,15 +199,20 @@ class BackupKey:
     session_data: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        return {"first_message_index": self.first_message_index, "forwarded_count": self.forwarded_count,
-                "is_verified": self.is_verified, "session_data": self.session_data}
+        return {
+            "first_message_index": self.first_message_index,
+            "forwarded_count": self.forwarded_count,
+            "is_verified": self.is_verified,
+            "session_data": self.session_data,
+        }
 
 
 def parse_backup_key(raw: Any, what: str) -> BackupKey:
     if not isinstance(raw, dict):
         raise bad(f"{what} must be an object")
-    fmi, fwd, verified, data = (raw.get(k) for k in
-                                ("first_message_index", "forwarded_count", "is_verified", "session_data"))
+    fmi, fwd, verified, data = (
+        raw.get(k) for k in ("first_message_index", "forwarded_count", "is_verified", "session_data")
+    )
     if not _nonneg_int(fmi) or not _nonneg_int(fwd):
         raise bad(f"{what}: first_message_index and forwarded_count must be non-negative integers")
     if not isinstance(verified, bool):

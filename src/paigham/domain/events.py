@@ -102,9 +102,7 @@ def add_content_hash(pdu: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def sign_pdu(
-    pdu: Mapping[str, Any], server_name: str, signing_key: SigningKey, version: RoomVersion
-) -> dict[str, Any]:
+def sign_pdu(pdu: Mapping[str, Any], server_name: str, signing_key: SigningKey, version: RoomVersion) -> dict[str, Any]:
     """A copy of ``pdu`` signed by ``server_name``: the signature covers the redacted event (so it
     survives redaction), and is merged into the PDU's existing ``signatures``."""
     signed = sign_json(prune_event(pdu, version), server_name, signing_key)
@@ -113,9 +111,7 @@ def sign_pdu(
     return out
 
 
-def verify_pdu_signature(
-    pdu: Mapping[str, Any], server_name: str, verify_key: VerifyKey, version: RoomVersion
-) -> bool:
+def verify_pdu_signature(pdu: Mapping[str, Any], server_name: str, verify_key: VerifyKey, version: RoomVersion) -> bool:
     """Whether ``pdu`` carries a valid signature of ``server_name`` by ``verify_key`` (checked over
     the redacted form, so a redacted copy of a signed event verifies too)."""
     return verify_json(prune_event(pdu, version), server_name, verify_key)

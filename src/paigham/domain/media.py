@@ -20,13 +20,36 @@ _CONTENT_TYPE_RE = re.compile(rf"^({_TOKEN})/({_TOKEN})\s*(;.*)?$")
 _PARAM_RE = re.compile(rf"^\s*{_TOKEN}\s*=\s*({_TOKEN}|\"[^\"\\\x00-\x1f\x7f]*\")\s*$")
 
 # The spec's list of types that are safe to serve with `Content-Disposition: inline`.
-INLINE_TYPES = frozenset({
-    "text/css", "text/plain", "text/csv", "application/json", "application/ld+json",
-    "image/jpeg", "image/gif", "image/png", "image/apng", "image/webp", "image/avif",
-    "video/mp4", "video/webm", "video/ogg", "video/quicktime",
-    "audio/mp4", "audio/webm", "audio/aac", "audio/mpeg", "audio/ogg", "audio/wave", "audio/wav",
-    "audio/x-wav", "audio/x-pn-wav", "audio/flac", "audio/x-flac",
-})
+INLINE_TYPES = frozenset(
+    {
+        "text/css",
+        "text/plain",
+        "text/csv",
+        "application/json",
+        "application/ld+json",
+        "image/jpeg",
+        "image/gif",
+        "image/png",
+        "image/apng",
+        "image/webp",
+        "image/avif",
+        "video/mp4",
+        "video/webm",
+        "video/ogg",
+        "video/quicktime",
+        "audio/mp4",
+        "audio/webm",
+        "audio/aac",
+        "audio/mpeg",
+        "audio/ogg",
+        "audio/wave",
+        "audio/wav",
+        "audio/x-wav",
+        "audio/x-pn-wav",
+        "audio/flac",
+        "audio/x-flac",
+    }
+)
 
 # Image types Paigham thumbnails, with the magic bytes that must start such a file.
 THUMBNAILABLE = {
@@ -39,7 +62,11 @@ THUMBNAILABLE = {
 
 # Sizes the spec recommends; requests are snapped up to one of these so the cache stays small.
 STANDARD_THUMBNAILS: tuple[tuple[int, int, str], ...] = (
-    (32, 32, "crop"), (96, 96, "crop"), (320, 240, "scale"), (640, 480, "scale"), (800, 600, "scale"),
+    (32, 32, "crop"),
+    (96, 96, "crop"),
+    (320, 240, "scale"),
+    (640, 480, "scale"),
+    (800, 600, "scale"),
 )
 MAX_THUMBNAIL_DIMENSION = 2048
 
@@ -151,8 +178,12 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     first, dash, last = spec.strip().partition("-")
     if not (first + last).isascii() or len(first) > 19 or len(last) > 19:
         return None
-    if not dash or not (first.isdigit() or last.isdigit()) or (first and not first.isdigit()) \
-            or (last and not last.isdigit()):
+    if (
+        not dash
+        or not (first.isdigit() or last.isdigit())
+        or (first and not first.isdigit())
+        or (last and not last.isdigit())
+    ):
         return None
     if not first:  # suffix: the last N bytes
         n = int(last)
@@ -184,8 +215,7 @@ def thumbnail_size(width: int, height: int, method: str) -> tuple[int, int, str]
     if method not in ("crop", "scale"):
         raise MatrixError(400, Codes.INVALID_PARAM, "method must be crop or scale")
     if not (1 <= width <= MAX_THUMBNAIL_DIMENSION and 1 <= height <= MAX_THUMBNAIL_DIMENSION):
-        raise MatrixError(400, Codes.INVALID_PARAM,
-                          f"width and height must be between 1 and {MAX_THUMBNAIL_DIMENSION}")
+        raise MatrixError(400, Codes.INVALID_PARAM, f"width and height must be between 1 and {MAX_THUMBNAIL_DIMENSION}")
     fits = [s for s in STANDARD_THUMBNAILS if s[0] >= width and s[1] >= height]
     same = [s for s in fits if s[2] == method]
     if same:

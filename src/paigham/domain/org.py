@@ -27,8 +27,18 @@ _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,253}\.[^@\s.]{1,63}$")
 _PHONE_RE = re.compile(r"^\+?[0-9][0-9 ()./-]{3,30}$")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # control characters and lone surrogates
 UNIT_KEYS = {"unit_id", "parent_id", "kind", "names"}
-OFFICIAL_KEYS = {"employee_id", "user_id", "names", "designation", "unit_id", "email", "phone", "status", "expires",
-                 "language"}
+OFFICIAL_KEYS = {
+    "employee_id",
+    "user_id",
+    "names",
+    "designation",
+    "unit_id",
+    "email",
+    "phone",
+    "status",
+    "expires",
+    "language",
+}
 
 
 class Invalid(ValueError):
@@ -60,9 +70,18 @@ class Official:
     language: str | None = None  # the language server notices are written in (en, hi, ur, …)
 
     def to_json(self) -> dict[str, Any]:
-        return {"employee_id": self.employee_id, "user_id": self.user_id, "names": self.names,
-                "designation": self.designation, "unit_id": self.unit_id, "email": self.email,
-                "phone": self.phone, "status": self.status, "expires": self.expires, "language": self.language}
+        return {
+            "employee_id": self.employee_id,
+            "user_id": self.user_id,
+            "names": self.names,
+            "designation": self.designation,
+            "unit_id": self.unit_id,
+            "email": self.email,
+            "phone": self.phone,
+            "status": self.status,
+            "expires": self.expires,
+            "language": self.language,
+        }
 
 
 def clean_text(value: Any, what: str, limit: int = MAX_NAME) -> str | None:
@@ -92,7 +111,7 @@ def _languages(value: Any, what: str, required: bool) -> dict[str, str]:
     if value is None:
         value = {}
     if not isinstance(value, dict):
-        raise Invalid(f"{what} must be an object of language code to text, e.g. {{\"en\": \"…\"}}")
+        raise Invalid(f'{what} must be an object of language code to text, e.g. {{"en": "…"}}')
     if len(value) > MAX_LANGS:
         raise Invalid(f"{what} has more than {MAX_LANGS} languages")
     out: dict[str, str] = {}
@@ -185,8 +204,18 @@ def parse_official(data: dict[str, Any], server_name: str, default_lang: str = "
     language = (clean_text(data.get("language"), "language", 16) or "").lower() or None
     if language is not None and not _LANG_RE.match(language):
         raise Invalid(f"language {language!r} is not a language code (en, hi, ur, …)")
-    return Official(employee_id, user_id, _languages(data.get("names"), "names", True),
-                    _languages(designation, "designation", False), unit_id, email, phone, status, expires, language)
+    return Official(
+        employee_id,
+        user_id,
+        _languages(data.get("names"), "names", True),
+        _languages(designation, "designation", False),
+        unit_id,
+        email,
+        phone,
+        status,
+        expires,
+        language,
+    )
 
 
 def expiry_ms(official: Official) -> int | None:
@@ -213,15 +242,21 @@ def check_format(fmt: str) -> None:
         if name is None:
             continue
         if spec or conv or not re.match(r"^(name|designation|unit|unit_id|employee_id)(_[a-z]{2,3})?$", name):
-            raise ValueError(f"display name format: unknown placeholder {{{name}}}; use {{name}}, {{designation}}, "
-                             "{unit}, {unit_id}, {employee_id}, optionally with a language as in {name_hi}")
+            raise ValueError(
+                f"display name format: unknown placeholder {{{name}}}; use {{name}}, {{designation}}, "
+                "{unit}, {unit_id}, {employee_id}, optionally with a language as in {name_hi}"
+            )
 
 
 def display_name(fmt: str, official: Official, unit: Unit | None, lang: str) -> str:
     """The display name the admin's format gives; empty brackets and separators are tidied away."""
-    fields = _Fields(name=pick(official.names, lang), designation=pick(official.designation, lang),
-                     unit=pick(unit.names, lang) if unit else "", unit_id=official.unit_id,
-                     employee_id=official.employee_id)
+    fields = _Fields(
+        name=pick(official.names, lang),
+        designation=pick(official.designation, lang),
+        unit=pick(unit.names, lang) if unit else "",
+        unit_id=official.unit_id,
+        employee_id=official.employee_id,
+    )
     for code, text in official.names.items():
         fields[f"name_{code}"] = text
     for code, text in official.designation.items():
@@ -243,7 +278,7 @@ def find_cycle(parents: dict[str, str | None], start: str) -> list[str] | None:
     node: str | None = start
     while node is not None:
         if node in seen:
-            return [*seen[seen.index(node):], node]
+            return [*seen[seen.index(node) :], node]
         seen.append(node)
         node = parents.get(node)
     return None

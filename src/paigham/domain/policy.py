@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from paigham.domain.media import type_allowed
-from paigham.i18n import N_
+from paigham.messages import N_
 
 MAX_DAYS = 36_500
 _TYPE_RE = re.compile(r"^(\*|[a-z0-9][a-z0-9!#$&^_.+-]{0,63})/(\*|[a-z0-9][a-z0-9!#$&^_.+-]{0,63})$")
@@ -40,11 +40,15 @@ class Policy:
     def allows_media(self, content_type: str, size: int | None) -> str | None:
         """None if allowed, else why not."""
         if not type_allowed(content_type, list(self.media_allowed_types)):
-            return N_("Files of type {type} are not allowed by your organisation's policy",
-                      type=content_type.split(";")[0].strip()[:100])
+            return N_(
+                "Files of type {type} are not allowed by your organisation's policy",
+                type=content_type.split(";")[0].strip()[:100],
+            )
         if self.media_max_bytes and size is not None and size > self.media_max_bytes:
-            return N_("Files larger than {size} bytes are not allowed by your organisation's policy",
-                      size=self.media_max_bytes)
+            return N_(
+                "Files larger than {size} bytes are not allowed by your organisation's policy",
+                size=self.media_max_bytes,
+            )
         return None
 
 
@@ -59,6 +63,7 @@ def _int(hi: int) -> Callable[[str, Any], int]:
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= hi:
             raise Invalid(f"{name} must be a whole number from 0 to {hi}")
         return v
+
     return check
 
 

@@ -18,8 +18,21 @@ from paigham.domain.room_versions import RedactionRules, RoomVersion
 # Top-level keys kept by the redaction algorithm (fragment "v9-redactions", used by room v10).
 _TOP_LEVEL_V9 = frozenset(
     {
-        "event_id", "type", "room_id", "sender", "state_key", "content", "hashes", "signatures",
-        "depth", "prev_events", "prev_state", "auth_events", "origin", "origin_server_ts", "membership",
+        "event_id",
+        "type",
+        "room_id",
+        "sender",
+        "state_key",
+        "content",
+        "hashes",
+        "signatures",
+        "depth",
+        "prev_events",
+        "prev_state",
+        "auth_events",
+        "origin",
+        "origin_server_ts",
+        "membership",
     }
 )
 # Room v11+ (fragment "v11-redactions"): `origin`, `membership` and `prev_state` are no longer kept.
@@ -42,7 +55,14 @@ _CONTENT_V11: dict[str, frozenset[str] | None] = {
     "m.room.create": _ALL,
     "m.room.power_levels": frozenset(
         {
-            "ban", "events", "events_default", "invite", "kick", "redact", "state_default", "users",
+            "ban",
+            "events",
+            "events_default",
+            "invite",
+            "kick",
+            "redact",
+            "state_default",
+            "users",
             "users_default",
         }
     ),

@@ -21,8 +21,18 @@ from functools import lru_cache
 
 from anyascii import anyascii
 
-_DIGRAPHS = [("sh", "s"), ("kh", "k"), ("gh", "g"), ("ph", "f"), ("th", "t"), ("dh", "d"), ("bh", "b"),
-             ("jh", "j"), ("ch", "c"), ("ng", "n")]
+_DIGRAPHS = [
+    ("sh", "s"),
+    ("kh", "k"),
+    ("gh", "g"),
+    ("ph", "f"),
+    ("th", "t"),
+    ("dh", "d"),
+    ("bh", "b"),
+    ("jh", "j"),
+    ("ch", "c"),
+    ("ng", "n"),
+]
 _LETTERS = str.maketrans({"q": "k", "z": "j", "c": "k", "w": "v", "x": "k"})
 _VOWELS = re.compile(r"[aeiouyvh]")
 _REPEATS = re.compile(r"(.)\1+")

@@ -85,11 +85,13 @@ class BackupService:
         result = await self.store.put_keys(user_id, parse_version(version), keys)
         return {"count": result.count, "etag": str(result.etag)}
 
-    async def get_keys(self, user_id: str, version: str | None, room_id: str | None,
-                       session_id: str | None) -> RoomKeys:
+    async def get_keys(
+        self, user_id: str, version: str | None, room_id: str | None, session_id: str | None
+    ) -> RoomKeys:
         return await self.store.get_keys(user_id, parse_version(version), room_id, session_id)
 
-    async def delete_keys(self, user_id: str, version: str | None, room_id: str | None,
-                          session_id: str | None) -> dict[str, Any]:
+    async def delete_keys(
+        self, user_id: str, version: str | None, room_id: str | None, session_id: str | None
+    ) -> dict[str, Any]:
         result = await self.store.delete_keys(user_id, parse_version(version), room_id, session_id)
         return {"count": result.count, "etag": str(result.etag)}

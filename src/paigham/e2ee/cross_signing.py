@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from paigham.api.http import Requester
 from paigham.domain.e2e_keys import (
     CROSS_SIGNING_TYPES,
     CrossSigningKey,
@@ -18,9 +17,10 @@ from paigham.domain.signing import verify_json
 from paigham.e2ee.device_lists import DeviceListService
 from paigham.e2ee.keys import check_user_map
 from paigham.errors import Codes, MatrixError
+from paigham.requester import Requester
 from paigham.services.uia import PASSWORD, UIAService
 from paigham.storage.accounts import AccountStore
-from paigham.storage.e2ee import KeyStore, Signature, same_key_object
+from paigham.storage.e2ee_keys import KeyStore, Signature, same_key_object
 
 FIELDS = {"master": "master_key", "self_signing": "self_signing_key", "user_signing": "user_signing_key"}
 MAX_SIGNED_OBJECTS = 1000
@@ -47,8 +47,7 @@ class CrossSigningService:
 
     # -- /keys/device_signing/upload --------------------------------------------------------------
     async def upload_keys(self, rq: Requester, body: Mapping[str, Any]) -> None:
-        new = {t: parse_cross_signing_key(body[f], t, rq.user_id) for t, f in FIELDS.items()
-               if body.get(f) is not None}
+        new = {t: parse_cross_signing_key(body[f], t, rq.user_id) for t, f in FIELDS.items() if body.get(f) is not None}
         if not new:
             raise MatrixError(400, Codes.MISSING_PARAM, "No cross-signing keys given")
         existing = await self._own(rq.user_id)
@@ -64,8 +63,7 @@ class CrossSigningService:
         unchanged = all(k.same_as(existing.get(t)) for t, k in new.items())
         if "master" in existing and not unchanged:
             # Replacing keys needs the password; the first upload (and an identical retry) does not.
-            await self.uia.check(body.get("auth"), kind="device_signing_upload", flows=[[PASSWORD]],
-                                 user_id=rq.user_id)
+            await self.uia.check(body.get("auth"), kind="device_signing_upload", flows=[[PASSWORD]], user_id=rq.user_id)
         if unchanged:
             return
         pos = await self.keys.set_cross_signing_keys(rq.user_id, list(new.values()))
@@ -100,8 +98,9 @@ class CrossSigningService:
                 await self.lists.notify(pos, user_id)
         return {"failures": failures}
 
-    def _own_key(self, me: str, key_id: str, obj: Any, mine: dict[str, CrossSigningKey],
-                 my_devices: dict[str, dict[str, Any]]) -> list[Signature]:
+    def _own_key(
+        self, me: str, key_id: str, obj: Any, mine: dict[str, CrossSigningKey], my_devices: dict[str, dict[str, Any]]
+    ) -> list[Signature]:
         """My device signed by my self-signing key, or my master key signed by one of my devices."""
         sigs = _signatures_by(obj, me)
         if key_id in my_devices:
@@ -113,16 +112,22 @@ class CrossSigningService:
         master = mine.get("master")
         if master is not None and key_id == master.public_key:
             _same(obj, master.obj)
-            by_devices = [(kid, my_devices[kid[len("ed25519:"):]]) for kid in sorted(sigs)
-                          if kid.startswith("ed25519:") and kid[len("ed25519:"):] in my_devices]
+            by_devices = [
+                (kid, my_devices[kid[len("ed25519:") :]])
+                for kid in sorted(sigs)
+                if kid.startswith("ed25519:") and kid[len("ed25519:") :] in my_devices
+            ]
             if not by_devices:
                 raise SignatureFailure(Codes.INVALID_SIGNATURE, "The master key carries no signature by your devices")
-            return [_verified(obj, me, key_id, me, kid, sigs, ed25519_key(kid, device["keys"].get(kid)))
-                    for kid, device in by_devices]
+            return [
+                _verified(obj, me, key_id, me, kid, sigs, ed25519_key(kid, device["keys"].get(kid)))
+                for kid, device in by_devices
+            ]
         raise SignatureFailure(Codes.NOT_FOUND, "Unknown key: neither one of your devices nor your master key")
 
-    async def _other_master(self, me: str, target: str, key_id: str, obj: Any,
-                            mine: dict[str, CrossSigningKey]) -> Signature:
+    async def _other_master(
+        self, me: str, target: str, key_id: str, obj: Any, mine: dict[str, CrossSigningKey]
+    ) -> Signature:
         """Another user's master key, signed by my user-signing key."""
         theirs = (await self.keys.cross_signing_keys([target], ["master"])).get(target, {}).get("master")
         if theirs is None or key_id != theirs.public_key:
@@ -152,8 +157,9 @@ def _same(obj: dict[str, Any], stored: dict[str, Any]) -> None:
         raise SignatureFailure(Codes.INVALID_SIGNATURE, "The signed object does not match the stored key")
 
 
-def _verified(obj: dict[str, Any], user_id: str, key_id: str, signer: str, signer_key_id: str,
-              sigs: dict[str, str], verify: Any) -> Signature:
+def _verified(
+    obj: dict[str, Any], user_id: str, key_id: str, signer: str, signer_key_id: str, sigs: dict[str, str], verify: Any
+) -> Signature:
     if signer_key_id not in sigs:
         raise SignatureFailure(Codes.INVALID_SIGNATURE, f"No signature with {signer_key_id}")
     if not verify_json(obj, signer, verify):

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from paigham.bus.base import StreamUpdate
-from paigham.services.auth import DeviceHooks
+from paigham.services.ports import DeviceHooks
 from paigham.services.publisher import Publisher
-from paigham.storage.e2ee import KeyStore
+from paigham.storage.e2ee_keys import KeyStore
 from paigham.storage.e2ee_lists import SHARING, DeviceListStore
 from paigham.storage.sync_probe import DEVICE_LISTS
 from paigham.sync.service import SyncRequest

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from paigham.api.http import Requester
 from paigham.domain.e2e_keys import (
     CROSS_SIGNING_TYPES,
     UploadedKey,
@@ -17,7 +16,8 @@ from paigham.domain.signing import VerifyKey
 from paigham.e2ee.device_lists import DeviceListService
 from paigham.errors import Codes, MatrixError
 from paigham.ids import is_valid_user_id
-from paigham.storage.e2ee import KeyStore, Signature
+from paigham.requester import Requester
+from paigham.storage.e2ee_keys import KeyStore, Signature
 from paigham.sync.service import SyncRequest
 
 MAX_QUERY_USERS = 1000
@@ -88,25 +88,35 @@ class KeyService:
         failures = {_server_of(u): NOT_FEDERATING for u in wanted if not self.is_local(u)}
         found = await self.keys.query_devices(local)
         signatures = await self.keys.signatures_on(local)
-        out: dict[str, Any] = {"device_keys": {}, "failures": failures, "master_keys": {},
-                               "self_signing_keys": {}, "user_signing_keys": {}}
+        out: dict[str, Any] = {
+            "device_keys": {},
+            "failures": failures,
+            "master_keys": {},
+            "self_signing_keys": {},
+            "user_signing_keys": {},
+        }
         for user_id in local:
             devices = found.get(user_id, {})
             only = set(wanted[user_id])
-            out["device_keys"][user_id] = {d: _with_signatures(k, d, user_id, signatures, None)
-                                           for d, k in devices.items() if not only or d in only}
+            out["device_keys"][user_id] = {
+                d: _with_signatures(k, d, user_id, signatures, None)
+                for d, k in devices.items()
+                if not only or d in only
+            }
         await self._cross_signing(rq, local, signatures, out)
         return out
 
-    async def _cross_signing(self, rq: Requester, users: list[str], signatures: list[Signature],
-                             out: dict[str, Any]) -> None:
+    async def _cross_signing(
+        self, rq: Requester, users: list[str], signatures: list[Signature], out: dict[str, Any]
+    ) -> None:
         xs = await self.keys.cross_signing_keys(users, CROSS_SIGNING_TYPES)
         for user_id, by_type in xs.items():
             master = by_type.get("master")
             if master is not None:
                 visible = {user_id, rq.user_id}
-                out["master_keys"][user_id] = _with_signatures(master.obj, master.public_key, user_id, signatures,
-                                                               visible)
+                out["master_keys"][user_id] = _with_signatures(
+                    master.obj, master.public_key, user_id, signatures, visible
+                )
             if "self_signing" in by_type:
                 out["self_signing_keys"][user_id] = by_type["self_signing"].obj
             if "user_signing" in by_type and user_id == rq.user_id:
@@ -149,11 +159,15 @@ def _one_per_algorithm(keys: list[UploadedKey]) -> None:
         raise MatrixError(400, Codes.BAD_JSON, "fallback_keys: at most one key per algorithm")
 
 
-def _with_signatures(obj: dict[str, Any], key_id: str, user_id: str, signatures: list[Signature],
-                     visible_signers: set[str] | None) -> dict[str, Any]:
+def _with_signatures(
+    obj: dict[str, Any], key_id: str, user_id: str, signatures: list[Signature], visible_signers: set[str] | None
+) -> dict[str, Any]:
     """The key object with the signatures uploaded later merged in (only those the requester may see)."""
-    extra = [s for s in signatures if s.user_id == user_id and s.key_id == key_id
-             and (visible_signers is None or s.signer_id in visible_signers)]
+    extra = [
+        s
+        for s in signatures
+        if s.user_id == user_id and s.key_id == key_id and (visible_signers is None or s.signer_id in visible_signers)
+    ]
     if not extra:
         return obj
     merged = {u: dict(v) for u, v in obj.get("signatures", {}).items()}

@@ -11,10 +11,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from paigham.domain.stored_event import StoredEvent
 from paigham.errors import Codes, MatrixError
 from paigham.services.writer import RoomCtx
 from paigham.storage.e2ee_lists import previous_state_content
-from paigham.storage.events import EventStore, StoredEvent
+from paigham.storage.events import EventStore
 
 ENCRYPTION = "m.room.encryption"
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import structlog
 
-from paigham.api.http import Requester
 from paigham.bus.base import StreamUpdate
 from paigham.domain.canonical_json import encode
 from paigham.errors import Codes, MatrixError
 from paigham.ids import is_valid_user_id
+from paigham.requester import Requester
 from paigham.services.publisher import Publisher
 from paigham.storage.e2ee_inbox import InboxStore
 from paigham.storage.sync_probe import TO_DEVICE

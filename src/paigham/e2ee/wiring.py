@@ -20,16 +20,24 @@ from paigham.services.publisher import Publisher
 from paigham.services.uia import UIAService
 from paigham.services.writer import EventWriter
 from paigham.storage.database import Database
-from paigham.storage.e2ee import KeyStore
 from paigham.storage.e2ee_backup import BackupStore
 from paigham.storage.e2ee_inbox import InboxStore
+from paigham.storage.e2ee_keys import KeyStore
 from paigham.storage.e2ee_lists import DeviceListStore
 from paigham.sync.service import SyncService
 
 
 class E2EE:
-    def __init__(self, config: Config, db: Database, auth: AuthService, uia: UIAService, writer: EventWriter,
-                 sync: SyncService, publisher: Publisher) -> None:
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        auth: AuthService,
+        uia: UIAService,
+        writer: EventWriter,
+        sync: SyncService,
+        publisher: Publisher,
+    ) -> None:
         self.db = db
         self.key_store = KeyStore(db)
         self.backup_store = BackupStore(db)

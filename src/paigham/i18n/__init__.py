@@ -11,31 +11,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from babel.support import NullTranslations, Translations
+
+from paigham.messages import N_ as N_
+from paigham.messages import Msg as Msg
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 DOMAIN = "paigham"
 LANGUAGES = ("en", "hi", "ur")
 RTL = {"ur"}
-
-
-class Msg(str):
-    """An English message that can be rendered again in another language."""
-
-    msgid: str
-    params: dict[str, Any]
-
-    def __new__(cls, msgid: str, **params: Any) -> Msg:
-        obj = super().__new__(cls, msgid.format(**params) if params else msgid)
-        obj.msgid = msgid
-        obj.params = params
-        return obj
-
-
-def N_(msgid: str, **params: Any) -> Msg:  # the conventional name of the gettext marker
-    return Msg(msgid, **params)
 
 
 @lru_cache(maxsize=16)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from paigham.i18n import N_
+from paigham.messages import N_
 
 MESSAGES = [
     N_("Invalid username or password"),

@@ -56,8 +56,9 @@ class BlobStore:
         return crypto.wrap_key(self.master, key, media_id)
 
     # -- reading --------------------------------------------------------------------------------
-    async def read(self, path: Path, wrapped: bytes, key_id: str, size: int,
-                   start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    async def read(
+        self, path: Path, wrapped: bytes, key_id: str, size: int, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
         """Plaintext bytes [start, end] (inclusive), decrypting only the chunks that hold them."""
         key = crypto.unwrap_key(self.master, wrapped, key_id)
         end = size - 1 if end is None else end

@@ -58,8 +58,11 @@ def wrap_key(master: bytes, file_key: bytes, media_id: str) -> bytes:
 
 def unwrap_key(master: bytes, wrapped: bytes, media_id: str) -> bytes:
     try:
-        return bytes(sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(
-            wrapped[_NONCE:], _key_ad(media_id), wrapped[:_NONCE], master))
+        return bytes(
+            sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(
+                wrapped[_NONCE:], _key_ad(media_id), wrapped[:_NONCE], master
+            )
+        )
     except Exception:
         raise MediaCryptoError(f"cannot unwrap the key of {media_id}") from None
 

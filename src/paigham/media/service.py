@@ -52,23 +52,33 @@ class MediaService:
         self.blobs = BlobStore(root, crypto.load_or_create_master_key(key_file))
         self.blobs.sweep_tmp()
         self.allowed = rules.parse_patterns(config.media_allowed_content_types)
-        self.thumbnailer = Thumbnailer(ThumbnailLimits(
-            config.media_thumbnail_max_pixels, config.media_thumbnail_memory_mb,
-            config.media_thumbnail_timeout_s, config.media_thumbnail_workers))
+        self.thumbnailer = Thumbnailer(
+            ThumbnailLimits(
+                config.media_thumbnail_max_pixels,
+                config.media_thumbnail_memory_mb,
+                config.media_thumbnail_timeout_s,
+                config.media_thumbnail_workers,
+            )
+        )
         # Other areas check and observe uploads: policies per user (type, size), the audit log (metadata).
         self.upload_checks: list[Callable[[str, str, int | None], Awaitable[None]]] = []
         self.uploaded_hooks: list[Callable[[str, str, str, int, str | None], Awaitable[None]]] = []
         self.scanner: ClamdScanner | None = None
         if config.media_clamd_socket or config.media_clamd_host:
-            self.scanner = ClamdScanner(socket_path=config.media_clamd_socket, host=config.media_clamd_host,
-                                        port=config.media_clamd_port, timeout_s=config.media_clamd_timeout_s)
+            self.scanner = ClamdScanner(
+                socket_path=config.media_clamd_socket,
+                host=config.media_clamd_host,
+                port=config.media_clamd_port,
+                timeout_s=config.media_clamd_timeout_s,
+            )
 
     def mxc(self, media_id: str) -> str:
         return f"mxc://{self.server_name}/{media_id}"
 
     # -- upload ---------------------------------------------------------------------------------
-    def check_upload(self, content_type: str | None, filename: str | None,
-                     declared: int | None) -> tuple[str, str | None]:
+    def check_upload(
+        self, content_type: str | None, filename: str | None, declared: int | None
+    ) -> tuple[str, str | None]:
         """Checks that need no body: refuse before reading a byte (and before touching the disk)."""
         kind = rules.parse_content_type(content_type)
         name = rules.check_filename(filename)
@@ -79,12 +89,16 @@ class MediaService:
         return kind, name
 
     def _too_large(self) -> MatrixError:
-        return MatrixError(413, Codes.TOO_LARGE,
-                           f"Cannot upload files larger than {self.config.media_max_upload_bytes} bytes")
+        return MatrixError(
+            413, Codes.TOO_LARGE, f"Cannot upload files larger than {self.config.media_max_upload_bytes} bytes"
+        )
 
     def _over_quota(self) -> MatrixError:
-        return MatrixError(403, Codes.FORBIDDEN,
-                           f"Upload quota exceeded: each user may store {self.config.media_user_quota_bytes} bytes")
+        return MatrixError(
+            403,
+            Codes.FORBIDDEN,
+            f"Upload quota exceeded: each user may store {self.config.media_user_quota_bytes} bytes",
+        )
 
     async def create(self, user_id: str) -> dict[str, object]:
         """POST /_matrix/media/v1/create: reserve an ID for an upload that comes later."""
@@ -92,8 +106,12 @@ class MediaService:
         expires = now + self.config.media_pending_expiry_s * 1000
         media_id = secrets.token_urlsafe(18)
         if not await self.store.create_pending(media_id, user_id, now, expires, self.config.media_max_pending_uploads):
-            raise MatrixError(429, Codes.LIMIT_EXCEEDED, "Too many pending uploads; finish or wait for them to expire",
-                              retry_after_ms=60_000)
+            raise MatrixError(
+                429,
+                Codes.LIMIT_EXCEEDED,
+                "Too many pending uploads; finish or wait for them to expire",
+                retry_after_ms=60_000,
+            )
         return {"content_uri": self.mxc(media_id), "unused_expires_at": expires}
 
     async def upload(self, user_id: str, up: Upload, media_id: str | None = None) -> str:
@@ -115,8 +133,14 @@ class MediaService:
                 await check(user_id, up.content_type, writer.size)
             wrapped = self.blobs.wrap(writer.key, media_id)
             await self._scan(writer, wrapped, media_id, user_id, up, digest)
-            content = Content(up.content_type, rules.served_type(up.content_type, writer.head), up.filename,
-                              writer.size, digest, wrapped)
+            content = Content(
+                up.content_type,
+                rules.served_type(up.content_type, writer.head),
+                up.filename,
+                writer.size,
+                digest,
+                wrapped,
+            )
             await writer.commit(self.blobs.media_path(media_id))
         except BaseException:
             await writer.abort()
@@ -150,22 +174,31 @@ class MediaService:
         await writer.finish()
         return digest.hexdigest()
 
-    async def _scan(self, writer: BlobWriter, wrapped: bytes, media_id: str, user_id: str, up: Upload,
-                    digest: str) -> None:
+    async def _scan(
+        self, writer: BlobWriter, wrapped: bytes, media_id: str, user_id: str, up: Upload, digest: str
+    ) -> None:
         if self.scanner is None:
             return
         try:
             result = await self.scanner.scan(self.blobs.read(writer.tmp, wrapped, media_id, writer.size))
         except ScannerUnavailable as exc:
             log.error("media.scanner_unavailable", error=str(exc), scanner=repr(self.scanner))
-            raise MatrixError(503, Codes.UNKNOWN, f"The upload could not be checked for viruses ({exc}); "
-                              "try again later") from None
+            raise MatrixError(
+                503, Codes.UNKNOWN, f"The upload could not be checked for viruses ({exc}); try again later"
+            ) from None
         if result.clean:
             return
         log.warning("media.infected", user_id=user_id, signature=result.signature, sha256=digest)
-        await self.store.record_detection(ts=now_ms(), user_id=user_id, media_id=media_id,
-                                          upload_name=up.filename, content_type=up.content_type,
-                                          length=writer.size, sha256=digest, signature=result.signature)
+        await self.store.record_detection(
+            ts=now_ms(),
+            user_id=user_id,
+            media_id=media_id,
+            upload_name=up.filename,
+            content_type=up.content_type,
+            length=writer.size,
+            sha256=digest,
+            signature=result.signature,
+        )
         raise MatrixError(403, Codes.FORBIDDEN, f"The file was rejected by the virus scanner ({result.signature})")
 
     async def upload_to(self, user_id: str, server_name: str, media_id: str, up: Upload) -> None:
@@ -210,8 +243,9 @@ class MediaService:
         """The plaintext, with its first piece already decrypted: a damaged file fails here, with a
         clear error, instead of after the response headers were sent."""
         assert row.wrapped_key is not None and row.length is not None
-        stream = self.blobs.read(self.blobs.media_path(row.media_id), row.wrapped_key, row.media_id, row.length,
-                                 start, end)
+        stream = self.blobs.read(
+            self.blobs.media_path(row.media_id), row.wrapped_key, row.media_id, row.length, start, end
+        )
         try:
             first = await anext(stream, b"")
         except (crypto.MediaCryptoError, OSError) as exc:
@@ -239,8 +273,7 @@ class MediaService:
         await self.store.touch(row, now_ms())
 
     # -- thumbnails -----------------------------------------------------------------------------
-    async def thumbnail(self, row: MediaRow, width: int, height: int, method: str,
-                        animated: bool) -> tuple[str, bytes]:
+    async def thumbnail(self, row: MediaRow, width: int, height: int, method: str, animated: bool) -> tuple[str, bytes]:
         w, h, m = rules.thumbnail_size(width, height, method)
         kind = rules.essence(row.served_type or "")
         if kind not in rules.THUMBNAILABLE:
@@ -254,7 +287,8 @@ class MediaService:
         cached = await self.store.get_thumbnail(row.media_id, w, h, m, animated)
         if cached is not None:
             return cached.content_type, await self.blobs.read_all(
-                self._thumb_path(row.media_id, cached), cached.wrapped_key, row.media_id, cached.length)
+                self._thumb_path(row.media_id, cached), cached.wrapped_key, row.media_id, cached.length
+            )
         return await self._generate(row, w, h, m, animated)
 
     def _thumb_path(self, media_id: str, t: ThumbRow) -> Path:
@@ -263,8 +297,9 @@ class MediaService:
 
     async def _generate(self, row: MediaRow, w: int, h: int, m: str, animated: bool) -> tuple[str, bytes]:
         assert row.wrapped_key is not None
-        source = await self.blobs.read_all(self.blobs.media_path(row.media_id), row.wrapped_key, row.media_id,
-                                           row.length or 0)
+        source = await self.blobs.read_all(
+            self.blobs.media_path(row.media_id), row.wrapped_key, row.media_id, row.length or 0
+        )
         try:
             thumb = await self.thumbnailer.make(source, w, h, m, animated)
         except ThumbnailFailed as exc:
@@ -273,8 +308,9 @@ class MediaService:
             raise
         if (w, h, m) in rules.STANDARD_THUMBNAILS:
             writer = await self.blobs.write_bytes(thumb.data)
-            t = ThumbRow(w, h, m, animated, thumb.content_type, len(thumb.data),
-                         self.blobs.wrap(writer.key, row.media_id))
+            t = ThumbRow(
+                w, h, m, animated, thumb.content_type, len(thumb.data), self.blobs.wrap(writer.key, row.media_id)
+            )
             await writer.commit(self._thumb_path(row.media_id, t))
             await self.store.put_thumbnail(row.media_id, t, now_ms())
         return thumb.content_type, thumb.data

@@ -90,13 +90,13 @@ def _animated(img: Any, want: tuple[int, int], method: str) -> tuple[str, Any, b
         durations.append(int(frame.info.get("duration", 100)))
         frames.append(_resize(frame.convert("RGBA"), want, method))
     buf = io.BytesIO()
-    frames[0].save(buf, "WEBP", save_all=True, append_images=frames[1:], duration=durations, loop=0,
-                   quality=80)
+    frames[0].save(buf, "WEBP", save_all=True, append_images=frames[1:], duration=durations, loop=0, quality=80)
     return "image/webp", frames[0], buf.getvalue()
 
 
-def thumbnail(data: bytes, want: tuple[int, int], method: str, animated: bool,
-              max_pixels: int) -> tuple[str, int, int, bytes]:
+def thumbnail(
+    data: bytes, want: tuple[int, int], method: str, animated: bool, max_pixels: int
+) -> tuple[str, int, int, bytes]:
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = max_pixels

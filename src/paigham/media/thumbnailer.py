@@ -51,8 +51,9 @@ class ThumbnailFailed(MatrixError):
 
 
 def cannot_thumbnail(why: str = "") -> ThumbnailFailed:
-    return ThumbnailFailed(400, Codes.UNKNOWN, "Cannot generate thumbnails for the requested content" + why,
-                           permanent=True)
+    return ThumbnailFailed(
+        400, Codes.UNKNOWN, "Cannot generate thumbnails for the requested content" + why, permanent=True
+    )
 
 
 class Thumbnailer:
@@ -62,8 +63,16 @@ class Thumbnailer:
 
     async def make(self, data: bytes, width: int, height: int, method: str, animated: bool) -> Thumbnail:
         lim = self.limits
-        args = [width, height, method, animated, lim.max_pixels, lim.memory_mb, max(1, math.ceil(lim.timeout_s)),
-                len(data)]
+        args = [
+            width,
+            height,
+            method,
+            animated,
+            lim.max_pixels,
+            lim.memory_mb,
+            max(1, math.ceil(lim.timeout_s)),
+            len(data),
+        ]
         async with self._slots:
             reply = await asyncio.to_thread(_ZYGOTE.run, args, data, lim.timeout_s)
         return _result(reply)
@@ -101,8 +110,12 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # EOF when we go
         self._proc = subprocess.Popen(
             [sys.executable, "-I", "-B", "-m", worker.__name__, str(theirs.fileno())],
-            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, close_fds=True)
+            pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            close_fds=True,
+        )
         theirs.close()
         self._control = ours
         return ours

@@ -13,14 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.audit.service import AuditService
 from paigham.clock import now_ms
+from paigham.domain.stored_event import StoredEvent
 from paigham.errors import Codes, MatrixError
-from paigham.i18n import N_
+from paigham.messages import N_
 from paigham.org.policy import PolicyService
 from paigham.services.rooms import MEGOLM, CreateRoomRequest
 from paigham.services.writer import RoomCtx
 from paigham.storage.accounts import AccountStore
-from paigham.storage.events import EventStore, StoredEvent
-from paigham.storage.policy_store import PolicyStore
+from paigham.storage.events import EventStore
+from paigham.storage.policies import PolicyStore
 
 log = structlog.get_logger(__name__)
 EXPIRED_ACCOUNT = "ORG_MATRIX_EXPIRED_ACCOUNT"  # the code Synapse uses and Element understands
@@ -29,8 +30,14 @@ EXPIRY_CACHE_S = 10.0
 
 
 class PolicyEnforcer:
-    def __init__(self, policies: PolicyService, store: PolicyStore, events: EventStore, accounts: AccountStore,
-                 audit: AuditService) -> None:
+    def __init__(
+        self,
+        policies: PolicyService,
+        store: PolicyStore,
+        events: EventStore,
+        accounts: AccountStore,
+        audit: AuditService,
+    ) -> None:
         self.policies = policies
         self.store = store
         self.events = events
@@ -54,22 +61,37 @@ class PolicyEnforcer:
         preset = req.preset or ("public_chat" if req.visibility == "public" else "private_chat")
         public = join_rule == "public" if join_rule is not None else preset == "public_chat"
         if not public or req.is_direct:
-            req.initial_state = [*req.initial_state, {"type": "m.room.encryption", "state_key": "",
-                                                      "content": {"algorithm": MEGOLM}}]
+            req.initial_state = [
+                *req.initial_state,
+                {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}},
+            ]
 
     # -- the event pipeline -----------------------------------------------------------------------
     async def on_event(self, conn: AsyncConnection, event: StoredEvent, ctx: RoomCtx) -> None:
         """Writer persist hook: invitations across ministries, and rooms turned private unencrypted."""
-        if event.type == "m.room.member" and event.content.get("membership") == "invite" \
-                and event.state_key and event.state_key != event.sender:
+        if (
+            event.type == "m.room.member"
+            and event.content.get("membership") == "invite"
+            and event.state_key
+            and event.state_key != event.sender
+        ):
             await self._check_invite(event.sender, event.state_key)
-        elif event.type == "m.room.join_rules" and not ctx.fresh and event.content.get("join_rule") != "public" \
-                and event.sender not in self.exempt_creators:
+        elif (
+            event.type == "m.room.join_rules"
+            and not ctx.fresh
+            and event.content.get("join_rule") != "public"
+            and event.sender not in self.exempt_creators
+        ):
             enc = await self.events.state_for_keys(conn, event.room_id, [("m.room.encryption", "")])
             if not enc and (await self.policies.for_user(event.sender)).require_encryption:
-                raise MatrixError(403, Codes.FORBIDDEN, N_(
-                    "Your organisation requires private rooms to be end-to-end encrypted: turn on encryption "
-                    "before making the room private"))
+                raise MatrixError(
+                    403,
+                    Codes.FORBIDDEN,
+                    N_(
+                        "Your organisation requires private rooms to be end-to-end encrypted: turn on encryption "
+                        "before making the room private"
+                    ),
+                )
 
     async def _check_invite(self, sender: str, target: str) -> None:
         if (await self.policies.for_user(sender)).invite_outside_ministry:
@@ -82,8 +104,11 @@ class PolicyEnforcer:
             user = await self.accounts.get_user(target)
             if user is not None and user.admin:
                 return  # server admins may always be invited
-            raise MatrixError(403, Codes.FORBIDDEN, N_(
-                "Your organisation's policy does not allow inviting people outside your ministry"))
+            raise MatrixError(
+                403,
+                Codes.FORBIDDEN,
+                N_("Your organisation's policy does not allow inviting people outside your ministry"),
+            )
 
     # -- media ------------------------------------------------------------------------------------
     async def media_check(self, user_id: str, content_type: str, size: int | None) -> None:
@@ -97,11 +122,16 @@ class PolicyEnforcer:
             too_big = p.media_max_bytes and size is not None and size > p.media_max_bytes
             raise MatrixError(413 if too_big else 403, Codes.TOO_LARGE if too_big else Codes.FORBIDDEN, why)
 
-    async def media_uploaded(self, user_id: str, media_id: str, content_type: str, size: int,
-                             filename: str | None) -> None:
+    async def media_uploaded(
+        self, user_id: str, media_id: str, content_type: str, size: int, filename: str | None
+    ) -> None:
         """Audit the upload: metadata only, never the content."""
-        await self.audit.record("media.uploaded", user_id, media_id, details={
-            "content_type": content_type[:100], "size": size, "filename": filename})
+        await self.audit.record(
+            "media.uploaded",
+            user_id,
+            media_id,
+            details={"content_type": content_type[:100], "size": size, "filename": filename},
+        )
 
     # -- accounts ---------------------------------------------------------------------------------
     async def token_lifetime_s(self, user_id: str) -> int:
@@ -110,9 +140,15 @@ class PolicyEnforcer:
     async def check_devices(self, user_id: str, device_id: str) -> None:
         limit = (await self.policies.for_user(user_id)).max_devices
         if limit and len(await self.accounts.get_devices(user_id)) >= limit:
-            raise MatrixError(403, Codes.FORBIDDEN, N_(
-                "You are signed in on {limit} devices, the most your organisation allows: sign out of one of "
-                "them first", limit=limit))
+            raise MatrixError(
+                403,
+                Codes.FORBIDDEN,
+                N_(
+                    "You are signed in on {limit} devices, the most your organisation allows: sign out of one of "
+                    "them first",
+                    limit=limit,
+                ),
+            )
 
     async def expires_at(self, user_id: str) -> int | None:
         """When the account expires: the directory's date or the renewal deadline, whichever comes first.
@@ -155,8 +191,12 @@ class PolicyEnforcer:
         if self.notify is not None:
             when = datetime.fromtimestamp(until_ts / 1000, UTC).date().isoformat() if until_ts else None
             try:
-                await self.notify(user_id, N_("Your account has been renewed until {date}.", date=when) if when
-                                  else N_("Your account has been renewed."))
+                await self.notify(
+                    user_id,
+                    N_("Your account has been renewed until {date}.", date=when)
+                    if when
+                    else N_("Your account has been renewed."),
+                )
             except MatrixError as exc:
                 log.warning("renewal.notice_failed", user_id=user_id, error=exc.error)
         return until_ts

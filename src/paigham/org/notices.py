@@ -14,21 +14,29 @@ from typing import Any
 from sqlalchemy import select
 
 from paigham.config import Config
-from paigham.i18n import LANGUAGES, N_, translate
+from paigham.i18n import LANGUAGES, translate
+from paigham.messages import N_
 from paigham.services.rooms import CreateRoomRequest, RoomService
 from paigham.services.writer import EventSpec
 from paigham.storage.database import Database
 from paigham.storage.dialect import insert_ignore
+from paigham.storage.org import OrgStore
 from paigham.storage.org_schema import server_notice_rooms
-from paigham.storage.org_store import OrgStore
 from paigham.storage.streams import StreamStore
 
 LANGUAGE_TYPE = "org.paigham.language"
 
 
 class ServerNotices:
-    def __init__(self, config: Config, db: Database, rooms: RoomService, streams: StreamStore, org: OrgStore,
-                 system_user: Callable[[], Awaitable[str]]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        rooms: RoomService,
+        streams: StreamStore,
+        org: OrgStore,
+        system_user: Callable[[], Awaitable[str]],
+    ) -> None:
         self.config = config
         self.db = db
         self.rooms = rooms
@@ -49,25 +57,37 @@ class ServerNotices:
 
     async def _room(self, user_id: str, lang: str) -> str:
         async with self.db.read() as conn:
-            row = (await conn.execute(select(server_notice_rooms.c.room_id)
-                                      .where(server_notice_rooms.c.user_id == user_id))).first()
+            row = (
+                await conn.execute(
+                    select(server_notice_rooms.c.room_id).where(server_notice_rooms.c.user_id == user_id)
+                )
+            ).first()
         if row is not None:
             membership = await self.rooms.events.membership(user_id, row.room_id)
             if membership is not None and membership[0] == "join":
                 return str(row.room_id)
         # Not end-to-end encrypted: the server writes these messages itself.
-        room_id = await self.rooms.create_room(CreateRoomRequest(
-            creator=self.system_user, name=translate(N_("Server notices"), lang), preset="public_chat",
-            initial_state=[{"type": "m.room.join_rules", "content": {"join_rule": "invite"}}],
-            invite=[user_id], power_level_content_override={"events_default": 100, "invite": 100,
-                                                            "users": {self.system_user: 100}}))
-        await self.rooms.writer.send_many(room_id, [EventSpec(
-            user_id, "m.room.member", await self.rooms.member_content(user_id, "join"), user_id)])
+        room_id = await self.rooms.create_room(
+            CreateRoomRequest(
+                creator=self.system_user,
+                name=translate(N_("Server notices"), lang),
+                preset="public_chat",
+                initial_state=[{"type": "m.room.join_rules", "content": {"join_rule": "invite"}}],
+                invite=[user_id],
+                power_level_content_override={"events_default": 100, "invite": 100, "users": {self.system_user: 100}},
+            )
+        )
+        await self.rooms.writer.send_many(
+            room_id, [EventSpec(user_id, "m.room.member", await self.rooms.member_content(user_id, "join"), user_id)]
+        )
         await self.streams.put_account_data(user_id, room_id, "m.tag", {"tags": {"m.server_notice": {"order": 0}}})
         async with self.db.write() as conn:
             await conn.execute(server_notice_rooms.delete().where(server_notice_rooms.c.user_id == user_id))
-            await conn.execute(insert_ignore(self.db.is_sqlite, server_notice_rooms,
-                                             {"user_id": user_id, "room_id": room_id}, ["user_id"]))
+            await conn.execute(
+                insert_ignore(
+                    self.db.is_sqlite, server_notice_rooms, {"user_id": user_id, "room_id": room_id}, ["user_id"]
+                )
+            )
         return room_id
 
     async def send(self, user_id: str, message: str, content: dict[str, Any] | None = None) -> str:

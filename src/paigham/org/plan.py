@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from paigham.domain.org import Invalid, Official, Unit, changed_fields, find_cycle, parse_official, parse_unit
 from paigham.org.importer import RowError, SourceRow
-from paigham.storage.org_store import AccountState, OfficialRow, UnitRow
+from paigham.storage.org import AccountState, OfficialRow, UnitRow
 
 DisplayNamer = Callable[[Official, Unit | None], str]
 
@@ -36,24 +36,34 @@ class Plan:
 
     @property
     def changes(self) -> int:
-        return len(self.new_units) + len(self.changed_units) + len(self.new_officials) + len(self.changed_officials) \
+        return (
+            len(self.new_units)
+            + len(self.changed_units)
+            + len(self.new_officials)
+            + len(self.changed_officials)
             + len(self.displaynames)
+        )
 
     def summary(self) -> str:
-        return (f"units: {len(self.new_units)} new, {len(self.changed_units)} changed, {self.same_units} unchanged; "
-                f"officials: {len(self.new_officials)} new, {len(self.changed_officials)} changed, "
-                f"{self.same_officials} unchanged")
+        return (
+            f"units: {len(self.new_units)} new, {len(self.changed_units)} changed, {self.same_units} unchanged; "
+            f"officials: {len(self.new_officials)} new, {len(self.changed_officials)} changed, "
+            f"{self.same_officials} unchanged"
+        )
 
     def to_json(self) -> dict[str, object]:
         return {
             "errors": [{"source": e.source, "line": e.line, "reason": e.reason} for e in self.errors],
-            "units": {"new": [u.unit_id for u in self.new_units],
-                      "changed": {new.unit_id: changed_fields(old, new) for old, new in self.changed_units},
-                      "unchanged": self.same_units},
-            "officials": {"new": [o.employee_id for o in self.new_officials],
-                          "changed": {new.employee_id: changed_fields(old, new)
-                                      for old, new in self.changed_officials},
-                          "unchanged": self.same_officials},
+            "units": {
+                "new": [u.unit_id for u in self.new_units],
+                "changed": {new.unit_id: changed_fields(old, new) for old, new in self.changed_units},
+                "unchanged": self.same_units,
+            },
+            "officials": {
+                "new": [o.employee_id for o in self.new_officials],
+                "changed": {new.employee_id: changed_fields(old, new) for old, new in self.changed_officials},
+                "unchanged": self.same_officials,
+            },
             "display_names": len(self.displaynames),
         }
 
@@ -104,8 +114,9 @@ def parse_rows(rows: list[SourceRow], server_name: str, default_lang: str) -> Ba
                     raise Invalid(f"employee {off.employee_id} appears again (first at {first.source}:{first.line})")
                 other = seen_user.get(off.user_id)
                 if other is not None:
-                    raise Invalid(f"user {off.user_id} is also given to employee {other[0]} "
-                                  f"({other[1].source}:{other[1].line})")
+                    raise Invalid(
+                        f"user {off.user_id} is also given to employee {other[0]} ({other[1].source}:{other[1].line})"
+                    )
                 seen_emp[off.employee_id] = row
                 seen_user[off.user_id] = (off.employee_id, row)
                 batch.officials.append((row, off))
@@ -114,8 +125,13 @@ def parse_rows(rows: list[SourceRow], server_name: str, default_lang: str) -> Ba
     return batch
 
 
-def build_plan(batch: Batch, units: dict[str, UnitRow], officials: dict[str, OfficialRow],
-               accounts: dict[str, AccountState], displayname: DisplayNamer) -> Plan:
+def build_plan(
+    batch: Batch,
+    units: dict[str, UnitRow],
+    officials: dict[str, OfficialRow],
+    accounts: dict[str, AccountState],
+    displayname: DisplayNamer,
+) -> Plan:
     plan = Plan(errors=list(batch.errors))
     merged = {uid: r.unit for uid, r in units.items()}
     merged.update({u.unit_id: u for _, u in batch.units})

@@ -14,8 +14,8 @@ from paigham.domain import policy as rules
 from paigham.domain.media import parse_patterns
 from paigham.domain.policy import Policy
 from paigham.errors import Codes, MatrixError
-from paigham.storage.org_store import OrgStore
-from paigham.storage.policy_store import PolicyStore
+from paigham.storage.org import OrgStore
+from paigham.storage.policies import PolicyStore
 
 CACHE_S = 5.0
 GLOBAL = "global"

@@ -20,11 +20,11 @@ from paigham.clock import now_ms
 from paigham.config import Config
 from paigham.domain.org import Official, Unit, check_format, display_name, expiry_ms
 from paigham.errors import Codes, MatrixError
-from paigham.i18n import N_
+from paigham.messages import N_
 from paigham.org.importer import ReadResult, RowError, SourceRow
 from paigham.org.plan import Plan, build_plan, parse_rows
 from paigham.services.auth import AuthService
-from paigham.storage.org_store import Changes, OrgStore, UnitRow
+from paigham.storage.org import Changes, OrgStore, UnitRow
 
 Progress = Callable[[str, int, int], None]
 SearchKeys = Callable[[Official], dict[str, str]]
@@ -84,8 +84,9 @@ class OrgService:
         plan.accounts = accounts
         return plan
 
-    async def import_rows(self, read: ReadResult, *, dry_run: bool, actor: str | None,
-                          progress: Progress | None = None) -> Plan:
+    async def import_rows(
+        self, read: ReadResult, *, dry_run: bool, actor: str | None, progress: Progress | None = None
+    ) -> Plan:
         async with self._lock:
             plan = await self.plan(read)
             if plan.ok and plan.changes and not dry_run:
@@ -109,19 +110,30 @@ class OrgService:
             ch.new_officials.append({**self._official_values(o), "created_ts": now, "updated_ts": now})
             acct = accounts.get(o.user_id)
             if acct is None:
-                ch.new_accounts.append({
-                    "user_id": o.user_id, "password_hash": None, "admin": False, "locked": False, "created_ts": now,
-                    "displayname": plan.displaynames.get(o.user_id), "avatar_url": None, **_flags(o.status)})
+                ch.new_accounts.append(
+                    {
+                        "user_id": o.user_id,
+                        "password_hash": None,
+                        "admin": False,
+                        "locked": False,
+                        "created_ts": now,
+                        "displayname": plan.displaynames.get(o.user_id),
+                        "avatar_url": None,
+                        **_flags(o.status),
+                    }
+                )
             else:
                 updates[o.user_id] = self._status_update(o.user_id, acct.deactivated, o.status, applied)
         for old, new in plan.changed_officials:
             ch.changed_officials.append({**self._official_values(new), "updated_ts": now})
             if old.status != new.status:
                 acct = accounts.get(new.user_id)
-                updates[new.user_id] = self._status_update(new.user_id, bool(acct and acct.deactivated), new.status,
-                                                            applied)
+                updates[new.user_id] = self._status_update(
+                    new.user_id, bool(acct and acct.deactivated), new.status, applied
+                )
         applied.touched_officials = {o.employee_id for o in plan.new_officials} | {
-            n.employee_id for _, n in plan.changed_officials}
+            n.employee_id for _, n in plan.changed_officials
+        }
         new_ids = {a["user_id"] for a in ch.new_accounts}
         for user_id, name in plan.displaynames.items():
             if user_id not in new_ids:
@@ -131,8 +143,9 @@ class OrgService:
         try:
             await self.store.apply(ch)
         except IntegrityError:
-            raise MatrixError(409, Codes.UNKNOWN, "The organisation changed during the import; nothing was "
-                              "changed — run it again") from None
+            raise MatrixError(
+                409, Codes.UNKNOWN, "The organisation changed during the import; nothing was changed — run it again"
+            ) from None
         if ch.account_updates:  # suspended or deactivated accounts: no cached token may outlive that
             await self.auth.credentials_changed([u["user_id"] for u in ch.account_updates])
         await self._audit(plan, actor)
@@ -148,30 +161,71 @@ class OrgService:
         return vals
 
     def _unit_values(self, u: Unit) -> dict[str, Any]:
-        return {"unit_id": u.unit_id, "parent_id": u.parent_id, "kind": u.kind, "names": _json(u.names),
-                "search_key": self.unit_keys(u)}
+        return {
+            "unit_id": u.unit_id,
+            "parent_id": u.parent_id,
+            "kind": u.kind,
+            "names": _json(u.names),
+            "search_key": self.unit_keys(u),
+        }
 
     def _official_values(self, o: Official) -> dict[str, Any]:
-        return {"employee_id": o.employee_id, "user_id": o.user_id, "names": _json(o.names),
-                "designation": _json(o.designation), "unit_id": o.unit_id, "email": o.email, "phone": o.phone,
-                "status": o.status, "expires": o.expires, "expires_ts": expiry_ms(o), "language": o.language,
-                **self.search_keys(o)}
+        return {
+            "employee_id": o.employee_id,
+            "user_id": o.user_id,
+            "names": _json(o.names),
+            "designation": _json(o.designation),
+            "unit_id": o.unit_id,
+            "email": o.email,
+            "phone": o.phone,
+            "status": o.status,
+            "expires": o.expires,
+            "expires_ts": expiry_ms(o),
+            "language": o.language,
+            **self.search_keys(o),
+        }
 
     async def _audit(self, plan: Plan, actor: str | None) -> None:
-        entries = [entry("org.import", actor, None, details={
-            "units_new": len(plan.new_units), "units_changed": len(plan.changed_units),
-            "officials_new": len(plan.new_officials), "officials_changed": len(plan.changed_officials)})]
+        entries = [
+            entry(
+                "org.import",
+                actor,
+                None,
+                details={
+                    "units_new": len(plan.new_units),
+                    "units_changed": len(plan.changed_units),
+                    "officials_new": len(plan.new_officials),
+                    "officials_changed": len(plan.changed_officials),
+                },
+            )
+        ]
         for u in plan.new_units:
             entries.append(entry("org.unit.created", actor, u.unit_id, details={"parent": u.parent_id}))
         for old, new in plan.changed_units:
             entries.append(entry("org.unit.updated", actor, new.unit_id, details={"fields": _fields(old, new)}))
         for o in plan.new_officials:
-            entries.append(entry("org.official.created", actor, o.user_id, details={
-                "employee_id": o.employee_id, "unit": o.unit_id, "status": o.status}))
+            entries.append(
+                entry(
+                    "org.official.created",
+                    actor,
+                    o.user_id,
+                    details={"employee_id": o.employee_id, "unit": o.unit_id, "status": o.status},
+                )
+            )
         for before, after in plan.changed_officials:
-            entries.append(entry("org.official.updated", actor, after.user_id, details={
-                "employee_id": after.employee_id, "fields": _fields(before, after), "unit": after.unit_id,
-                "status": after.status}))
+            entries.append(
+                entry(
+                    "org.official.updated",
+                    actor,
+                    after.user_id,
+                    details={
+                        "employee_id": after.employee_id,
+                        "fields": _fields(before, after),
+                        "unit": after.unit_id,
+                        "status": after.status,
+                    },
+                )
+            )
         await self.audit.record_many(entries)
 
     async def follow_up(self, applied: Applied, progress: Progress | None = None) -> None:
@@ -191,8 +245,11 @@ class OrgService:
 
     async def guard_profile(self, user_id: str, key: str) -> None:
         """ProfileService guard: officials' display names follow the organisation (if so configured)."""
-        if key == "displayname" and self.config.org_lock_displayname \
-                and await self.store.official_by_user(user_id) is not None:
+        if (
+            key == "displayname"
+            and self.config.org_lock_displayname
+            and await self.store.official_by_user(user_id) is not None
+        ):
             raise MatrixError(403, Codes.FORBIDDEN, N_("Your display name is set by your organisation's directory"))
 
     # -- single records (admin API) ---------------------------------------------------------------
@@ -226,8 +283,11 @@ class OrgService:
             u = stack.pop()
             ordered.append(u)
             stack.extend(sorted(children.get(u.unit_id, []), key=lambda x: x.unit_id, reverse=True))
-        return {"version": 1, "units": [u.to_json() for u in ordered],
-                "officials": [officials[k].official.to_json() for k in sorted(officials)]}
+        return {
+            "version": 1,
+            "units": [u.to_json() for u in ordered],
+            "officials": [officials[k].official.to_json() for k in sorted(officials)],
+        }
 
 
 def _fields(old: Any, new: Any) -> list[str]:

@@ -23,13 +23,14 @@ import structlog
 from paigham.config import Config
 from paigham.domain.org import Unit, pick
 from paigham.errors import Codes, MatrixError
-from paigham.i18n import N_, translate
+from paigham.i18n import translate
 from paigham.ids import make_user_id
+from paigham.messages import N_
 from paigham.services.auth import AuthService
 from paigham.services.rooms import MEGOLM, CreateRoomRequest, RoomService
 from paigham.services.writer import EventSpec
 from paigham.storage.events import EventStore
-from paigham.storage.org_store import OrgStore, UnitRow
+from paigham.storage.org import OrgStore, UnitRow
 
 log = structlog.get_logger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -43,8 +44,9 @@ def _restricted(allow: list[str]) -> dict[str, Any]:
 
 
 class UnitSpaces:
-    def __init__(self, config: Config, store: OrgStore, rooms: RoomService, events: EventStore,
-                 auth: AuthService) -> None:
+    def __init__(
+        self, config: Config, store: OrgStore, rooms: RoomService, events: EventStore, auth: AuthService
+    ) -> None:
         self.config = config
         self.store = store
         self.rooms = rooms
@@ -70,27 +72,54 @@ class UnitSpaces:
         space_name, room_name = self._names(unit)
         state: list[dict[str, Any]] = [{"type": "m.room.join_rules", "content": _restricted([])}]
         if parent_space:
-            state.append({"type": "m.space.parent", "state_key": parent_space,
-                          "content": {"via": [self.config.server_name], "canonical": True}})
-        space = await self.rooms.create_room(CreateRoomRequest(
-            creator=bot, name=space_name, preset="public_chat", creation_content={"type": "m.space"},
-            initial_state=state, power_level_content_override={**SPACE_PL, "users": {bot: 100}}))
+            state.append(
+                {
+                    "type": "m.space.parent",
+                    "state_key": parent_space,
+                    "content": {"via": [self.config.server_name], "canonical": True},
+                }
+            )
+        space = await self.rooms.create_room(
+            CreateRoomRequest(
+                creator=bot,
+                name=space_name,
+                preset="public_chat",
+                creation_content={"type": "m.space"},
+                initial_state=state,
+                power_level_content_override={**SPACE_PL, "users": {bot: 100}},
+            )
+        )
         room_state: list[dict[str, Any]] = [
             {"type": "m.room.join_rules", "content": _restricted([space])},
-            {"type": "m.space.parent", "state_key": space,
-             "content": {"via": [self.config.server_name], "canonical": True}}]
+            {
+                "type": "m.space.parent",
+                "state_key": space,
+                "content": {"via": [self.config.server_name], "canonical": True},
+            },
+        ]
         if self.config.org_encrypt_unit_rooms:
             room_state.append({"type": "m.room.encryption", "content": {"algorithm": MEGOLM}})
-        room = await self.rooms.create_room(CreateRoomRequest(
-            creator=bot, name=room_name, preset="public_chat", initial_state=room_state,
-            power_level_content_override={**ROOM_PL, "users": {bot: 100}}))
+        room = await self.rooms.create_room(
+            CreateRoomRequest(
+                creator=bot,
+                name=room_name,
+                preset="public_chat",
+                initial_state=room_state,
+                power_level_content_override={**ROOM_PL, "users": {bot: 100}},
+            )
+        )
         via = {"via": [self.config.server_name]}
-        await self.writer.send_many(space, [
-            EventSpec(bot, "m.space.child", {**via, "order": "0"}, room),
-            EventSpec(bot, "m.room.join_rules", _restricted([room]), "")])
+        await self.writer.send_many(
+            space,
+            [
+                EventSpec(bot, "m.space.child", {**via, "order": "0"}, room),
+                EventSpec(bot, "m.room.join_rules", _restricted([room]), ""),
+            ],
+        )
         if parent_space:
-            await self.writer.send_many(parent_space, [
-                EventSpec(bot, "m.space.child", {**via, "order": unit.unit_id[:50]}, space)])
+            await self.writer.send_many(
+                parent_space, [EventSpec(bot, "m.space.child", {**via, "order": unit.unit_id[:50]}, space)]
+            )
         await self.store.set_unit_rooms(unit.unit_id, space, room)
         return space, room
 
@@ -115,8 +144,10 @@ class UnitSpaces:
             if p != parent_space:
                 await self._try_send(p, [EventSpec(bot, "m.space.child", {}, row.space_id)])
         if parent_space and parent_space not in old:
-            await self._try_send(parent_space, [EventSpec(bot, "m.space.child",
-                                                          {"via": via, "order": row.unit.unit_id[:50]}, row.space_id)])
+            await self._try_send(
+                parent_space,
+                [EventSpec(bot, "m.space.child", {"via": via, "order": row.unit.unit_id[:50]}, row.space_id)],
+            )
 
     async def _try_send(self, room_id: str, specs: list[EventSpec]) -> None:
         try:
@@ -132,10 +163,15 @@ class UnitSpaces:
         if row.announcements_id is None:
             raise MatrixError(400, Codes.INVALID_PARAM, "The unit has no announcements room yet (run paigham org sync)")
         if self.config.org_encrypt_unit_rooms:
-            raise MatrixError(400, Codes.INVALID_PARAM, "Announcement rooms are end-to-end encrypted "
-                              "(org_encrypt_unit_rooms): post announcements from a client")
-        event = await self.writer.send(row.announcements_id, EventSpec(
-            self.system_user, "m.room.message", {"msgtype": "m.text", "body": body}))
+            raise MatrixError(
+                400,
+                Codes.INVALID_PARAM,
+                "Announcement rooms are end-to-end encrypted "
+                "(org_encrypt_unit_rooms): post announcements from a client",
+            )
+        event = await self.writer.send(
+            row.announcements_id, EventSpec(self.system_user, "m.room.message", {"msgtype": "m.text", "body": body})
+        )
         return event.event_id
 
     async def unit_deleted(self, row: UnitRow) -> None:
@@ -193,14 +229,16 @@ class UnitSpaces:
                 joining = sorted(members - current)
                 specs = [EventSpec(u, "m.room.member", {"membership": "leave"}, u) for u in leaving]
                 for u in joining:
-                    content: dict[str, Any] = {"membership": "join", "join_authorised_via_users_server":
-                                               self.system_user}
+                    content: dict[str, Any] = {
+                        "membership": "join",
+                        "join_authorised_via_users_server": self.system_user,
+                    }
                     acct = profiles.get(u)
                     if acct is not None and acct.displayname is not None:
                         content["displayname"] = acct.displayname
                     specs.append(EventSpec(u, "m.room.member", content, u))
                 for start in range(0, len(specs), BATCH):
-                    await self.writer.send_many(room_id, specs[start:start + BATCH])
+                    await self.writer.send_many(room_id, specs[start : start + BATCH])
                 joined, left = joined + len(joining), left + len(leaving)
                 if room_id == unit_row.space_id and joining:
                     moved.setdefault(uid, []).extend(joining)

@@ -13,17 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.audit.service import AuditService
 from paigham.clock import now_ms
+from paigham.domain.stored_event import StoredEvent
 from paigham.errors import Codes, MatrixError
-from paigham.i18n import N_
 from paigham.ids import parse_user_id
+from paigham.messages import N_
 from paigham.services.auth import AuthService
 from paigham.services.profile import ProfileService
 from paigham.services.rooms import RoomService
 from paigham.services.writer import RoomCtx
-from paigham.storage.admin_store import AdminStore
-from paigham.storage.events import EventStore, StoredEvent
+from paigham.storage.admin import AdminStore
+from paigham.storage.events import EventStore
+from paigham.storage.org import OrgStore
 from paigham.storage.org_schema import blocked_rooms
-from paigham.storage.org_store import OrgStore
 from paigham.storage.schema import users
 
 log = structlog.get_logger(__name__)
@@ -40,8 +41,17 @@ class Actor:
 
 
 class AdminService:
-    def __init__(self, server_name: str, auth: AuthService, rooms: RoomService, events: EventStore,
-                 profiles: ProfileService, store: AdminStore, org: OrgStore, audit: AuditService) -> None:
+    def __init__(
+        self,
+        server_name: str,
+        auth: AuthService,
+        rooms: RoomService,
+        events: EventStore,
+        profiles: ProfileService,
+        store: AdminStore,
+        org: OrgStore,
+        audit: AuditService,
+    ) -> None:
         self.server_name = server_name
         self.auth = auth
         self.rooms = rooms
@@ -65,8 +75,9 @@ class AdminService:
         except MatrixError as exc:  # the action stands even if the notice cannot be delivered
             log.warning("admin.notice_failed", user_id=user_id, error=exc.error)
 
-    async def _record(self, action: str, actor: Actor, target: str | None, details: dict[str, Any] | None = None
-                      ) -> None:
+    async def _record(
+        self, action: str, actor: Actor, target: str | None, details: dict[str, Any] | None = None
+    ) -> None:
         await self.audit.record(f"admin.{action}", actor.user_id, target, actor.ip, actor.device, details)
 
     def local_user(self, user_id: str) -> str:
@@ -108,13 +119,13 @@ class AdminService:
         created = user is None
         if user is None:
             localpart = parse_user_id(user_id)[0]
-            await self.auth.create_user(localpart, body.get("password"), admin=bool(body.get("admin")),
-                                        displayname=body.get("displayname"))
+            await self.auth.create_user(
+                localpart, body.get("password"), admin=bool(body.get("admin")), displayname=body.get("displayname")
+            )
             await self._record("create_user", actor, user_id, {"admin": bool(body.get("admin"))})
             user = await self.existing_user(user_id)
         elif body.get("password") is not None and not user.deactivated:
-            await self.reset_password(user_id, body["password"], actor,
-                                      logout_devices=body.get("logout_devices", True))
+            await self.reset_password(user_id, body["password"], actor, logout_devices=body.get("logout_devices", True))
         if not created and body.get("displayname") is not None and body["displayname"] != user.displayname:
             await self.profiles.set(user_id, "displayname", body["displayname"], check=False)
         if "avatar_url" in body and body["avatar_url"] != user.avatar_url:
@@ -142,8 +153,13 @@ class AdminService:
         if user.deactivated:
             raise MatrixError(400, Codes.INVALID_PARAM, "The account is deactivated")
         if suspended and not user.suspended:  # before: a suspended account could not join the notices room
-            await self._notify(user_id, N_("Your account has been suspended by an administrator. You can still "
-                                           "read your messages and leave rooms."))
+            await self._notify(
+                user_id,
+                N_(
+                    "Your account has been suspended by an administrator. You can still "
+                    "read your messages and leave rooms."
+                ),
+            )
         await self.auth.store.update_user(user_id, suspended=suspended)
         self._flags_at = 0.0
         if not suspended and user.suspended:
@@ -197,10 +213,13 @@ class AdminService:
                 failed.append(member)
         aliases = await self.store.remove_aliases(room_id)
         purged = await self.store.purge_room(room_id) if purge else 0
-        await self._record("delete_room", actor, room_id, {"block": block, "purge": purge, "kicked": len(kicked),
-                                                           "events_purged": purged})
-        return {"kicked_users": kicked, "failed_to_kick_users": failed, "local_aliases": aliases,
-                "new_room_id": None}
+        await self._record(
+            "delete_room",
+            actor,
+            room_id,
+            {"block": block, "purge": purge, "kicked": len(kicked), "events_purged": purged},
+        )
+        return {"kicked_users": kicked, "failed_to_kick_users": failed, "local_aliases": aliases, "new_room_id": None}
 
     async def invalidate_flags(self, *_: Any) -> None:
         """Suspensions or blocks changed elsewhere in this process (an import): re-read them."""
@@ -210,8 +229,10 @@ class AdminService:
         """Suspended users and blocked rooms, re-read at most every FLAGS_TTL_S (changes made in this
         process apply at once; in a cluster, other workers apply them within that time)."""
         if time.monotonic() - self._flags_at > FLAGS_TTL_S:
-            suspended = {r.user_id for r in (await conn.execute(
-                select(users.c.user_id).where(users.c.suspended.is_(True)))).all()}
+            suspended = {
+                r.user_id
+                for r in (await conn.execute(select(users.c.user_id).where(users.c.suspended.is_(True)))).all()
+            }
             blocked = {r.room_id for r in (await conn.execute(select(blocked_rooms.c.room_id))).all()}
             self._suspended, self._blocked, self._flags_at = suspended, blocked, time.monotonic()
         return self._suspended, self._blocked
@@ -228,20 +249,27 @@ class AdminService:
         events — and send nothing else (spec: account suspension)."""
         if event.sender not in (await self._flags(conn))[0]:
             return
-        if event.type == "m.room.member" and event.state_key == event.sender \
-                and event.content.get("membership") == "leave":
+        if (
+            event.type == "m.room.member"
+            and event.state_key == event.sender
+            and event.content.get("membership") == "leave"
+        ):
             return
         if event.type == "m.room.redaction":
             target_id = event.content.get("redacts") or event.pdu.get("redacts")
             target = await self.events.get_event_in(conn, target_id) if isinstance(target_id, str) else None
             if target is not None and target.sender == event.sender:
                 return
-        raise MatrixError(403, Codes.USER_SUSPENDED, N_(
-            "Your account is suspended: you can read and leave rooms, but not send, join or invite"))
+        raise MatrixError(
+            403,
+            Codes.USER_SUSPENDED,
+            N_("Your account is suspended: you can read and leave rooms, but not send, join or invite"),
+        )
 
     async def guard_profile(self, user_id: str, key: str) -> None:
         """ProfileService guard: suspended accounts cannot change their profile."""
         user = await self.auth.store.get_user(user_id)
         if user is not None and user.suspended:
-            raise MatrixError(403, Codes.USER_SUSPENDED,
-                              N_("Your account is suspended: your profile cannot be changed"))
+            raise MatrixError(
+                403, Codes.USER_SUSPENDED, N_("Your account is suspended: your profile cannot be changed")
+            )

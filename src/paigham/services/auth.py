@@ -8,12 +8,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from paigham.api.http import Requester
 from paigham.clock import now_ms
 from paigham.config import Config
 from paigham.errors import Codes, MatrixError
 from paigham.ids import make_user_id, parse_user_id, random_string, valid_localpart
+from paigham.requester import Requester
 from paigham.services.passwords import hash_password, verify_password
+from paigham.services.ports import DeviceHooks
 from paigham.storage.accounts import AccountStore, TokenRow, UserRow
 
 MAX_PASSWORD_LEN = 512
@@ -89,16 +90,6 @@ class Session:
     expires_in_ms: int | None
 
 
-class DeviceHooks:
-    """Called when devices appear or disappear, so E2EE and sync state stays consistent."""
-
-    async def device_added(self, user_id: str, device_id: str) -> None:  # pragma: no cover - interface
-        return None
-
-    async def devices_removed(self, user_id: str, device_ids: list[str]) -> None:  # pragma: no cover
-        return None
-
-
 class AuthService:
     def __init__(self, config: Config, store: AccountStore) -> None:
         self.config = config
@@ -159,7 +150,8 @@ class AuthService:
     def check_localpart(self, localpart: str) -> str:
         if not valid_localpart(localpart):
             raise MatrixError(
-                400, Codes.INVALID_USERNAME,
+                400,
+                Codes.INVALID_USERNAME,
                 "User ID may only contain a-z, 0-9, and the characters . _ = - / +",
             )
         user_id = make_user_id(localpart, self.config.server_name)
@@ -175,7 +167,10 @@ class AuthService:
             raise MatrixError(400, Codes.BAD_JSON, "Password is too long")
         pw_hash = await hash_password(password) if password else None
         created = await self.store.create_user(
-            user_id, pw_hash, admin=admin, displayname=displayname if displayname is not None else localpart,
+            user_id,
+            pw_hash,
+            admin=admin,
+            displayname=displayname if displayname is not None else localpart,
             now=now_ms(),
         )
         if not created:
@@ -234,7 +229,12 @@ class AuthService:
         expires = now + lifetime if lifetime else None
         refresh_token = "syr_" + secrets.token_urlsafe(32) if refresh else None
         await self.store.add_token(
-            token, user_id, device_id, now, expires, refresh_token,
+            token,
+            user_id,
+            device_id,
+            now,
+            expires,
+            refresh_token,
             now + self.config.refresh_token_lifetime_s * 1000 if refresh_token else None,
         )
         return Session(user_id, device_id, token, refresh_token, lifetime or None)
@@ -268,9 +268,7 @@ class AuthService:
         if not (1 <= len(token) <= 64) or not all(c.isalnum() or c in "._~-" for c in token):
             raise MatrixError(400, Codes.INVALID_PARAM, "Token must be 1-64 characters of [A-Za-z0-9._~-]")
         now = now_ms()
-        await self.store.create_registration_token(
-            token, uses, now + expires_in_ms if expires_in_ms else None, now
-        )
+        await self.store.create_registration_token(token, uses, now + expires_in_ms if expires_in_ms else None, now)
         return token
 
 

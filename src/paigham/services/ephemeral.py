@@ -38,8 +38,9 @@ class EphemeralService:
             raise MatrixError(403, Codes.FORBIDDEN, "You are not joined to this room")
 
     # -- receipts -------------------------------------------------------------------------------
-    async def receipt(self, user_id: str, room_id: str, receipt_type: str, event_id: str,
-                      thread_id: str | None) -> None:
+    async def receipt(
+        self, user_id: str, room_id: str, receipt_type: str, event_id: str, thread_id: str | None
+    ) -> None:
         if receipt_type not in RECEIPT_TYPES:
             raise MatrixError(400, Codes.INVALID_PARAM, f"Unknown receipt type {receipt_type!r}")
         await self._joined(user_id, room_id)
@@ -52,7 +53,8 @@ class EphemeralService:
             await self.account_data(user_id, room_id, "m.fully_read", {"event_id": event_id}, internal=True)
             return
         pos = await self.streams.put_receipt(
-            Receipt(room_id, user_id, receipt_type, thread_id or "", event_id, ev.stream, now_ms(), 0))
+            Receipt(room_id, user_id, receipt_type, thread_id or "", event_id, ev.stream, now_ms(), 0)
+        )
         if pos:
             await self.publisher.publish(StreamUpdate(pos, rooms=[room_id], users=[user_id]))
 
@@ -83,8 +85,9 @@ class EphemeralService:
             self._expiry_task.cancel()
 
     # -- account data ---------------------------------------------------------------------------
-    async def account_data(self, user_id: str, room_id: str, type_: str, content: dict[str, Any],
-                           *, internal: bool = False) -> None:
+    async def account_data(
+        self, user_id: str, room_id: str, type_: str, content: dict[str, Any], *, internal: bool = False
+    ) -> None:
         if not internal and type_ in SERVER_MANAGED:
             raise MatrixError(405, Codes.BAD_JSON, f"Cannot set {type_} through this API")
         if not type_ or len(type_.encode()) > 255:

@@ -9,8 +9,8 @@ from typing import Any
 import msgspec
 
 from paigham.domain.filters import DEFAULT_FILTER, Filter, RoomEventFilter, parse_filter, parse_room_event_filter
+from paigham.domain.stored_event import StoredEvent
 from paigham.errors import Codes, MatrixError
-from paigham.storage.events import StoredEvent
 from paigham.storage.streams import StreamStore
 
 MAX_FILTER_BYTES = 64 * 1024

@@ -14,8 +14,8 @@ from paigham.audit.service import AuditService
 from paigham.clock import now_ms
 from paigham.config import Config
 from paigham.errors import Codes, MatrixError
-from paigham.i18n import N_
-from paigham.storage.login_store import Failures, LoginStore
+from paigham.messages import N_
+from paigham.storage.logins import Failures, LoginStore
 
 MAX_BACKOFF_MS = 60_000
 
@@ -54,9 +54,12 @@ class LoginGuard:
             throttle_after, _ = self._limits(f.key)
             wait = max(wait, _wait_ms(f, throttle_after, self.config.login_backoff_ms, now))
         if wait > 0:
-            raise MatrixError(429, Codes.LIMIT_EXCEEDED, N_(
-                "Too many failed sign-in attempts; try again in {seconds} seconds", seconds=(wait + 999) // 1000),
-                retry_after_ms=wait)
+            raise MatrixError(
+                429,
+                Codes.LIMIT_EXCEEDED,
+                N_("Too many failed sign-in attempts; try again in {seconds} seconds", seconds=(wait + 999) // 1000),
+                retry_after_ms=wait,
+            )
 
     async def failed(self, user_id: str, ip: str | None, device: str | None) -> None:
         c = self.config
@@ -64,13 +67,23 @@ class LoginGuard:
         for key in self.keys(user_id, ip):
             _, lock_after = self._limits(key)
             before = await self.store.get([key])
-            f = await self.store.add_failure(key, now, c.login_lockout_window_s * 1000, lock_after,
-                                             c.login_lockout_s * 1000)
+            f = await self.store.add_failure(
+                key, now, c.login_lockout_window_s * 1000, lock_after, c.login_lockout_s * 1000
+            )
             was_locked = bool(before and before[0].locked_until and before[0].locked_until > now)
             if f.locked_until and f.locked_until > now and not was_locked:
-                await self.audit.record("auth.locked_out", None, key.split(":", 1)[1], ip, device, {
-                    "scope": "account" if key.startswith("u:") else "address", "failures": f.count,
-                    "until": f.locked_until})
+                await self.audit.record(
+                    "auth.locked_out",
+                    None,
+                    key.split(":", 1)[1],
+                    ip,
+                    device,
+                    {
+                        "scope": "account" if key.startswith("u:") else "address",
+                        "failures": f.count,
+                        "until": f.locked_until,
+                    },
+                )
 
     async def succeeded(self, user_id: str) -> None:
         await self.store.clear([f"u:{user_id}"])

@@ -51,8 +51,11 @@ class PresenceService:
         if not rows:
             return {"presence": "offline"}
         r = rows[0]
-        out: dict[str, Any] = {"presence": r.state, "last_active_ago": max(0, now_ms() - r.last_active_ts),
-                               "currently_active": r.state == "online"}
+        out: dict[str, Any] = {
+            "presence": r.state,
+            "last_active_ago": max(0, now_ms() - r.last_active_ts),
+            "currently_active": r.state == "online",
+        }
         if r.status_msg:
             out["status_msg"] = r.status_msg
         return out

@@ -4,7 +4,8 @@ when other users' syncs must wake too (presence, profile, device lists)."""
 from __future__ import annotations
 
 from paigham.bus.base import Bus, StreamUpdate
-from paigham.storage.events import EventStore, StoredEvent
+from paigham.domain.stored_event import StoredEvent
+from paigham.storage.events import EventStore
 
 
 class Publisher:

@@ -28,11 +28,12 @@ from paigham.domain.push_evaluator import (
     evaluate,
     names_in_body,
 )
+from paigham.domain.stored_event import StoredEvent
 from paigham.errors import Codes, MatrixError
 from paigham.services.auth import AuthService
 from paigham.services.publisher import Publisher
 from paigham.services.writer import RoomCtx
-from paigham.storage.events import EventStore, StoredEvent
+from paigham.storage.events import EventStore
 from paigham.storage.streams import StreamStore
 
 KINDS = ("override", "underride", "sender", "room", "content")
@@ -95,9 +96,13 @@ class PushService:
         compiled = {u: self._compiled_and_template(u, stored.get(u)) for u in targets}
         # Display names matter only to rules with a `contains_display_name` condition (none of the
         # default rules since v1.17): read the member events of those recipients alone.
-        names = [("m.room.member", u) for u, (_, template) in compiled.items()
-                 if b"contains_display_name" in template and ("m.room.member", u) not in ctx.state
-                 and ("m.room.member", u) not in ctx.looked_up]
+        names = [
+            ("m.room.member", u)
+            for u, (_, template) in compiled.items()
+            if b"contains_display_name" in template
+            and ("m.room.member", u) not in ctx.state
+            and ("m.room.member", u) not in ctx.looked_up
+        ]
         if names and not ctx.fresh:
             ctx.state.update(await self.events.state_for_keys(conn, event.room_id, names))
             ctx.looked_up.update(names)
@@ -107,9 +112,13 @@ class PushService:
         level = user_level(event.sender, pl_content, create.pdu, ctx.version) if create else 0
         sender_level = int(min(level, 2**53))  # v12 creators have infinite power
         thread_id = _thread_of(event)
-        client_event = {"type": event.type, "sender": event.sender, "content": event.content,
-                        "room_id": event.room_id, **({"state_key": event.state_key} if event.state_key is not None
-                                                     else {})}
+        client_event = {
+            "type": event.type,
+            "sender": event.sender,
+            "content": event.content,
+            "room_id": event.room_id,
+            **({"state_key": event.state_key} if event.state_key is not None else {}),
+        }
         # Conditions compare the event with the rules and with the context (display name, member
         # count, power levels), never with the recipient's ID except through the rules' text. So
         # recipients whose rules are the same up to their own ID and localpart get the same result for
@@ -131,8 +140,13 @@ class PushService:
             group = (template, name if names_in_body(client_event, name) else None)
             result = None if named else memo.get(group)
             if result is None:
-                push_ctx = PushContext(user_id=user_id, user_display_name=name, room_member_count=member_count,
-                                       sender_power_level=sender_level, notification_power_levels=levels)
+                push_ctx = PushContext(
+                    user_id=user_id,
+                    user_display_name=name,
+                    room_member_count=member_count,
+                    sender_power_level=sender_level,
+                    notification_power_levels=levels,
+                )
                 result = actions_notify(evaluate(client_event, ruleset, push_ctx) or [])
                 if not named:
                     memo[group] = result
@@ -152,17 +166,26 @@ class PushService:
         invited user (.m.rule.invite_for_me; .m.rule.member_event is dont_notify), so only the invitee and
         members with rules of their own are evaluated — joining many people to a room stays linear."""
         db = self.events.db
-        rows = await db.fetch("SELECT m.user_id FROM memberships m JOIN push_rules p ON p.user_id = m.user_id "
-                              "WHERE m.room_id = $1 AND m.membership = 'join'", event.room_id, conn=conn)
+        rows = await db.fetch(
+            "SELECT m.user_id FROM memberships m JOIN push_rules p ON p.user_id = m.user_id "
+            "WHERE m.room_id = $1 AND m.membership = 'join'",
+            event.room_id,
+            conn=conn,
+        )
         targets = [r[0] for r in rows if r[0] != event.sender]
         invitee = event.state_key
-        if invitee and invitee != event.sender and invitee not in targets \
-                and event.content.get("membership") == "invite":
+        if (
+            invitee
+            and invitee != event.sender
+            and invitee not in targets
+            and event.content.get("membership") == "invite"
+        ):
             targets.append(invitee)
         if not targets:
             return [], 0
-        count = await db.fetchrow("SELECT count(*) FROM memberships WHERE room_id = $1 AND membership = 'join'",
-                                  event.room_id, conn=conn)
+        count = await db.fetchrow(
+            "SELECT count(*) FROM memberships WHERE room_id = $1 AND membership = 'join'", event.room_id, conn=conn
+        )
         return targets, int(count[0]) if count else 0
 
     # -- HTTP ------------------------------------------------------------------------------------
@@ -195,8 +218,14 @@ class PushService:
             body = await json_body(request)
             rules, _ = await self.user_rules(requester.user_id)
             q = request.query_params
-            new = pr.add_rule(rules, _kind(request), request.path_params["rule_id"], body,
-                              before=q.get("before"), after=q.get("after"))
+            new = pr.add_rule(
+                rules,
+                _kind(request),
+                request.path_params["rule_id"],
+                body,
+                before=q.get("before"),
+                after=q.get("after"),
+            )
             await self._save(requester.user_id, new)
             return ok()
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from paigham.storage.events import EventStore, StoredEvent
+from paigham.domain.stored_event import StoredEvent
+from paigham.storage.events import EventStore
 
 _FIELDS = (
     (("m.room.name", ""), "name", "name"),
@@ -14,8 +15,7 @@ _FIELDS = (
 )
 
 
-def summary_from_state(room_id: str, state: dict[tuple[str, str | None], StoredEvent],
-                       joined: int) -> dict[str, Any]:
+def summary_from_state(room_id: str, state: dict[tuple[str, str | None], StoredEvent], joined: int) -> dict[str, Any]:
     def content(key: tuple[str, str]) -> dict[str, Any]:
         ev = state.get(key)
         return ev.content if ev else {}
@@ -48,7 +48,11 @@ async def can_peek(events: EventStore, user_id: str, room_id: str) -> bool:
     m = await events.membership(user_id, room_id)
     if m is not None and m[0] in ("join", "invite"):
         return True
-    state = {e.type: e.content for e in await events.current_state(
-        room_id, ["m.room.join_rules", "m.room.history_visibility"])}
-    return (state.get("m.room.join_rules", {}).get("join_rule") == "public"
-            or state.get("m.room.history_visibility", {}).get("history_visibility") == "world_readable")
+    state = {
+        e.type: e.content
+        for e in await events.current_state(room_id, ["m.room.join_rules", "m.room.history_visibility"])
+    }
+    return (
+        state.get("m.room.join_rules", {}).get("join_rule") == "public"
+        or state.get("m.room.history_visibility", {}).get("history_visibility") == "world_readable"
+    )

@@ -8,12 +8,13 @@ from typing import Any
 
 from paigham.config import Config
 from paigham.domain.room_versions import RoomVersion, get_room_version
+from paigham.domain.stored_event import StoredEvent
 from paigham.errors import Codes, MatrixError
 from paigham.ids import check_alias, check_room_id, is_valid_user_id, random_string
 from paigham.services.writer import EventSpec, EventWriter
 from paigham.storage.accounts import AccountStore
-from paigham.storage.events import EventStore, StoredEvent
-from paigham.storage.rooms_directory import AliasStore
+from paigham.storage.aliases import AliasStore
+from paigham.storage.events import EventStore
 
 MEGOLM = "m.megolm.v1.aes-sha2"
 PRESETS = ("private_chat", "public_chat", "trusted_private_chat")
@@ -46,9 +47,15 @@ def default_power_levels(creator: str, version: RoomVersion, preset: str, invite
         "users": users,
         "users_default": 0,
         "events": {
-            "m.room.name": 50, "m.room.power_levels": 100, "m.room.history_visibility": 100,
-            "m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": 100,
-            "m.room.server_acl": 100, "m.room.encryption": 100, "m.room.topic": 50,
+            "m.room.name": 50,
+            "m.room.power_levels": 100,
+            "m.room.history_visibility": 100,
+            "m.room.canonical_alias": 50,
+            "m.room.avatar": 50,
+            "m.room.tombstone": 100,
+            "m.room.server_acl": 100,
+            "m.room.encryption": 100,
+            "m.room.topic": 50,
             "m.room.pinned_events": 50,
         },
         "events_default": 0,
@@ -63,8 +70,9 @@ def default_power_levels(creator: str, version: RoomVersion, preset: str, invite
 
 
 class RoomService:
-    def __init__(self, config: Config, writer: EventWriter, events: EventStore, accounts: AccountStore,
-                 aliases: AliasStore) -> None:
+    def __init__(
+        self, config: Config, writer: EventWriter, events: EventStore, accounts: AccountStore, aliases: AliasStore
+    ) -> None:
         self.config = config
         self.writer = writer
         self.events = events
@@ -140,8 +148,7 @@ class RoomService:
         ):
             if (type_, "") not in given:
                 specs.append(EventSpec(me, type_, content, ""))
-        if (self.config.encryption_by_default and preset != "public_chat"
-                and ("m.room.encryption", "") not in given):
+        if self.config.encryption_by_default and preset != "public_chat" and ("m.room.encryption", "") not in given:
             specs.append(EventSpec(me, "m.room.encryption", {"algorithm": MEGOLM}, ""))
         specs.extend(initial)
         if req.name is not None:
@@ -201,8 +208,8 @@ class RoomService:
         allow = rules.content.get("allow")
         mine = await self.events.user_rooms(user_id)
         if not isinstance(allow, list) or not any(
-                isinstance(a, dict) and a.get("type") == "m.room_membership" and a.get("room_id") in mine
-                for a in allow):
+            isinstance(a, dict) and a.get("type") == "m.room_membership" and a.get("room_id") in mine for a in allow
+        ):
             return None
         pl = await self.events.current_state_event(room_id, "m.room.power_levels", "")
         content = pl.content if pl else {}
@@ -214,13 +221,19 @@ class RoomService:
         for member in await self.events.room_members(room_id):
             level = users.get(member, default) if isinstance(users, dict) else default
             is_creator = room is not None and member == room.creator  # v12 creators are not in `users`
-            if member.endswith(suffix) and (is_creator or (isinstance(level, int) and isinstance(needed, int)
-                                                             and level >= needed)):
+            if member.endswith(suffix) and (
+                is_creator or (isinstance(level, int) and isinstance(needed, int) and level >= needed)
+            ):
                 return member
         return None
 
     async def set_membership(
-        self, sender: str, room_id: str, target: str, membership: str, reason: str | None = None,
+        self,
+        sender: str,
+        room_id: str,
+        target: str,
+        membership: str,
+        reason: str | None = None,
         extra: dict[str, Any] | None = None,
     ) -> StoredEvent:
         check_room_id(room_id)

@@ -6,13 +6,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from paigham.api.http import Requester
+from paigham.domain.stored_event import StoredEvent
+from paigham.domain.tokens import make_token
 from paigham.errors import Codes, MatrixError
-from paigham.services.client_events import EventSerializer
+from paigham.requester import Requester
+from paigham.services.serializer import EventSerializer
 from paigham.services.visibility import filter_visible
 from paigham.storage.database import Database
-from paigham.storage.events import EventStore, StoredEvent
-from paigham.sync.tokens import make_token
+from paigham.storage.events import EventStore
 
 EventPredicate = Callable[[dict[str, Any]], bool]
 MAX_SCAN_ROUNDS = 5
@@ -67,8 +68,16 @@ class TimelineService:
         return await self.store.state_at(room_id, upto, ["m.room.member"])
 
     async def messages(
-        self, requester: Requester, room_id: str, *, from_pos: int | None, to_pos: int | None, backwards: bool,
-        limit: int, predicate: EventPredicate | None, lazy_members: bool,
+        self,
+        requester: Requester,
+        room_id: str,
+        *,
+        from_pos: int | None,
+        to_pos: int | None,
+        backwards: bool,
+        limit: int,
+        predicate: EventPredicate | None,
+        lazy_members: bool,
     ) -> Page:
         membership, mstream = await self.require_member(requester.user_id, room_id)
         current = await self.db.current_position()
@@ -95,11 +104,17 @@ class TimelineService:
             cursor = picked[limit - 1].stream - 1 if backwards else picked[limit - 1].stream
             exhausted = False
         state = await self._lazy_members(room_id, serialized) if lazy_members else []
-        return Page(serialized, make_token(from_pos), None if exhausted else make_token(cursor), state,
-                    make_token(max(cursor, 0)))
+        return Page(
+            serialized,
+            make_token(from_pos),
+            None if exhausted else make_token(cursor),
+            state,
+            make_token(max(cursor, 0)),
+        )
 
-    async def _batch(self, room_id: str, cursor: int, to_pos: int | None, upper: int, backwards: bool,
-                     limit: int) -> list[StoredEvent]:
+    async def _batch(
+        self, room_id: str, cursor: int, to_pos: int | None, upper: int, backwards: bool, limit: int
+    ) -> list[StoredEvent]:
         if backwards:
             after = to_pos if to_pos is not None else None
             return await self.store.room_events(room_id, after=after, upto=cursor, limit=limit, backwards=True)
@@ -115,7 +130,12 @@ class TimelineService:
         return await self.serializer.serialize(wanted, None, bundle=False)
 
     async def context(
-        self, requester: Requester, room_id: str, event_id: str, limit: int, predicate: EventPredicate | None,
+        self,
+        requester: Requester,
+        room_id: str,
+        event_id: str,
+        limit: int,
+        predicate: EventPredicate | None,
         lazy_members: bool,
     ) -> dict[str, Any]:
         ev = await self.store.get_event(event_id)
@@ -132,12 +152,28 @@ class TimelineService:
         after_chunk: list[dict[str, Any]] = []
         start, end = make_token(ev.stream - 1), make_token(ev.stream)
         if before_n:
-            before = await self.messages(requester, room_id, from_pos=ev.stream - 1, to_pos=None, backwards=True,
-                                         limit=before_n, predicate=predicate, lazy_members=False)
+            before = await self.messages(
+                requester,
+                room_id,
+                from_pos=ev.stream - 1,
+                to_pos=None,
+                backwards=True,
+                limit=before_n,
+                predicate=predicate,
+                lazy_members=False,
+            )
             before_chunk, start = before.chunk, before.cursor
         if after_n:
-            after = await self.messages(requester, room_id, from_pos=ev.stream, to_pos=None, backwards=False,
-                                        limit=after_n, predicate=predicate, lazy_members=False)
+            after = await self.messages(
+                requester,
+                room_id,
+                from_pos=ev.stream,
+                to_pos=None,
+                backwards=False,
+                limit=after_n,
+                predicate=predicate,
+                lazy_members=False,
+            )
             after_chunk, end = after.chunk, after.cursor
         event = (await self.serializer.serialize([ev], requester))[0]
         state_events = await self.store.state_at(room_id, ev.stream)

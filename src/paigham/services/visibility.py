@@ -5,16 +5,20 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Sequence
 
-from paigham.storage.events import EventStore, StoredEvent
+from paigham.domain.stored_event import StoredEvent
+from paigham.storage.events import EventStore
 
 
-async def filter_visible(store: EventStore, user_id: str, room_id: str,
-                         evs: Sequence[StoredEvent]) -> list[StoredEvent]:
+async def filter_visible(
+    store: EventStore, user_id: str, room_id: str, evs: Sequence[StoredEvent]
+) -> list[StoredEvent]:
     if not evs:
         return []
     memberships = await store.membership_history(user_id, room_id)
-    hv = [(e.stream, str(e.content.get("history_visibility", "shared")))
-          for e in await store.state_history(room_id, "m.room.history_visibility")]
+    hv = [
+        (e.stream, str(e.content.get("history_visibility", "shared")))
+        for e in await store.state_history(room_id, "m.room.history_visibility")
+    ]
     mem_streams = [s for s, _ in memberships]
     hv_streams = [s for s, _ in hv]
     joins = [s for s, m in memberships if m == "join"]

@@ -20,9 +20,10 @@ from paigham.domain.canonical_json import check_canonical
 from paigham.domain.events import check_event_size, compute_v12_room_id, finalise_pdu
 from paigham.domain.power_levels import action_level, user_level
 from paigham.domain.room_versions import RoomVersion, get_room_version
+from paigham.domain.stored_event import StoredEvent
 from paigham.errors import AuthError, Codes, MatrixError
 from paigham.storage.database import Database
-from paigham.storage.events import EventStore, NewMessage, PushRoomRow, PushUserRow, RoomRow, StoredEvent
+from paigham.storage.events import EventStore, NewMessage, PushRoomRow, PushUserRow, RoomRow
 
 CREATE = ("m.room.create", "")
 MAX_BATCH = 100  # messages of one room in one transaction at most
@@ -275,21 +276,31 @@ class EventWriter:
             raise MatrixError(500, Codes.UNKNOWN, "room ID missing")
         ctx.pending = RoomRow(ctx.room_id, ctx.version.identifier, create.sender, is_public)
 
-    async def load_room(self, conn: AsyncConnection, room_id: str, txn: Txn | None = None,
-                        keys: list[tuple[str, str]] | None = None) -> tuple[RoomCtx, str | None]:
+    async def load_room(
+        self, conn: AsyncConnection, room_id: str, txn: Txn | None = None, keys: list[tuple[str, str]] | None = None
+    ) -> tuple[RoomCtx, str | None]:
         """The room's version, tip, who is joined, the current state at `keys` (default: create and
         power levels), and the event ID this transaction ID already produced (if it did), in one
         read. Other state an event needs is read by `persist`/`persist_many`."""
         keys = keys or [CREATE, POWER_LEVELS]
         found = await self.store.room_for_write(
-            conn, room_id, keys, (txn.user_id, txn.device_id, txn.scope, txn.txn_id) if txn else None)
+            conn, room_id, keys, (txn.user_id, txn.device_id, txn.scope, txn.txn_id) if txn else None
+        )
         if found is None:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
         version = get_room_version(found.room.room_version)
         if version is None:
             raise MatrixError(400, Codes.UNSUPPORTED_ROOM_VERSION, "Room version not supported")
-        ctx = RoomCtx(room_id, version, found.tip, found.state, looked_up=set(keys), joined=set(found.joined),
-                      push_rules=found.push_rules, push_rules_of=frozenset(found.joined))
+        ctx = RoomCtx(
+            room_id,
+            version,
+            found.tip,
+            found.state,
+            looked_up=set(keys),
+            joined=set(found.joined),
+            push_rules=found.push_rules,
+            push_rules_of=frozenset(found.joined),
+        )
         return ctx, found.txn_result
 
     async def _state(self, conn: AsyncConnection, ctx: RoomCtx, keys: list[tuple[str, str]]) -> None:
@@ -340,11 +351,26 @@ class EventWriter:
         for i, (spec, keys) in enumerate(zip(specs, all_keys, strict=True)):
             event_id, pdu = self._build(ctx, spec, keys, False)
             prev = ctx.state.get((spec.type, spec.state_key))  # type: ignore[arg-type]
-            unsigned = None if prev is None else {
-                "replaces_state": prev.event_id, "prev_content": prev.content, "prev_sender": prev.sender}
+            unsigned = (
+                None
+                if prev is None
+                else {"replaces_state": prev.event_id, "prev_content": prev.content, "prev_sender": prev.sender}
+            )
             stored_pdu = {**pdu, "room_id": ctx.room_id}
-            event = StoredEvent(first + i, event_id, ctx.room_id, spec.type, spec.state_key, spec.sender,
-                                pdu["origin_server_ts"], stored_pdu, unsigned, None, None, None)
+            event = StoredEvent(
+                first + i,
+                event_id,
+                ctx.room_id,
+                spec.type,
+                spec.state_key,
+                spec.sender,
+                pdu["origin_server_ts"],
+                stored_pdu,
+                unsigned,
+                None,
+                None,
+                None,
+            )
             ctx.state[(spec.type, spec.state_key)] = event  # type: ignore[index]
             if spec.type == "m.room.member":
                 ctx.membership_changed(str(spec.state_key), str(spec.content.get("membership")))
@@ -356,8 +382,9 @@ class EventWriter:
                 await hook(conn, event, ctx)
         return out
 
-    def _build(self, ctx: RoomCtx, spec: EventSpec, keys: list[tuple[str, str]],
-               is_create: bool) -> tuple[str, dict[str, Any]]:
+    def _build(
+        self, ctx: RoomCtx, spec: EventSpec, keys: list[tuple[str, str]], is_create: bool
+    ) -> tuple[str, dict[str, Any]]:
         """The signed PDU of `spec` on top of the room's tip, authorised against `ctx.state`."""
         pdu: dict[str, Any] = {
             "type": spec.type,
@@ -366,8 +393,11 @@ class EventWriter:
             "origin_server_ts": now_ms(),
             "depth": ctx.tip[1] + 1 if ctx.tip else 1,
             "prev_events": [ctx.tip[0]] if ctx.tip else [],
-            "auth_events": [ctx.state[k].event_id for k in keys if k in ctx.state
-                            and not (k == CREATE and not ctx.version.create_event_in_auth_events)],
+            "auth_events": [
+                ctx.state[k].event_id
+                for k in keys
+                if k in ctx.state and not (k == CREATE and not ctx.version.create_event_in_auth_events)
+            ],
         }
         if not (is_create and ctx.version.room_id_is_create_hash):
             pdu["room_id"] = ctx.room_id
@@ -385,7 +415,12 @@ class EventWriter:
         return event_id, pdu
 
     async def _insert(
-        self, conn: AsyncConnection, ctx: RoomCtx, event_id: str, pdu: dict[str, Any], spec: EventSpec,
+        self,
+        conn: AsyncConnection,
+        ctx: RoomCtx,
+        event_id: str,
+        pdu: dict[str, Any],
+        spec: EventSpec,
         txn: Txn | None,
     ) -> StoredEvent:
         rel = spec.content.get("m.relates_to")
@@ -403,13 +438,30 @@ class EventWriter:
             unsigned = {"replaces_state": prev.event_id, "prev_content": prev.content, "prev_sender": prev.sender}
         stored_pdu = {**pdu, "room_id": ctx.room_id}
         await self.store.insert_event(
-            conn, stream, event_id, stored_pdu, unsigned=unsigned,
-            txn_id=txn.txn_id if txn else None, device_id=txn.device_id if txn else None,
-            relates_to=rel_to, rel_type=rel_type,
+            conn,
+            stream,
+            event_id,
+            stored_pdu,
+            unsigned=unsigned,
+            txn_id=txn.txn_id if txn else None,
+            device_id=txn.device_id if txn else None,
+            relates_to=rel_to,
+            rel_type=rel_type,
         )
-        event = StoredEvent(stream, event_id, ctx.room_id, spec.type, spec.state_key, spec.sender,
-                            pdu["origin_server_ts"], stored_pdu, unsigned, None,
-                            txn.txn_id if txn else None, txn.device_id if txn else None)
+        event = StoredEvent(
+            stream,
+            event_id,
+            ctx.room_id,
+            spec.type,
+            spec.state_key,
+            spec.sender,
+            pdu["origin_server_ts"],
+            stored_pdu,
+            unsigned,
+            None,
+            txn.txn_id if txn else None,
+            txn.device_id if txn else None,
+        )
         if spec.state_key is not None:
             await self.store.set_current_state(conn, ctx.room_id, spec.type, spec.state_key, event_id, stream)
             ctx.state[(spec.type, spec.state_key)] = event
@@ -427,15 +479,34 @@ class EventWriter:
         return event
 
     async def _insert_message(
-        self, conn: AsyncConnection, ctx: RoomCtx, event_id: str, pdu: dict[str, Any], spec: EventSpec,
-        txn: Txn | None, rel_to: str | None, rel_type: str | None,
+        self,
+        conn: AsyncConnection,
+        ctx: RoomCtx,
+        event_id: str,
+        pdu: dict[str, Any],
+        spec: EventSpec,
+        txn: Txn | None,
+        rel_to: str | None,
+        rel_type: str | None,
     ) -> StoredEvent:
         """A non-state event: the persist hooks run first (on the event, its position not yet known),
         then the event, its transaction ID and its push actions are written together, late, so the
         stream counter (which orders all writers) is held for as short a time as possible."""
         stored_pdu = {**pdu, "room_id": ctx.room_id}
-        event = StoredEvent(0, event_id, ctx.room_id, spec.type, None, spec.sender, pdu["origin_server_ts"],
-                            stored_pdu, None, None, txn.txn_id if txn else None, txn.device_id if txn else None)
+        event = StoredEvent(
+            0,
+            event_id,
+            ctx.room_id,
+            spec.type,
+            None,
+            spec.sender,
+            pdu["origin_server_ts"],
+            stored_pdu,
+            None,
+            None,
+            txn.txn_id if txn else None,
+            txn.device_id if txn else None,
+        )
         ctx.pending_push = (None, [])
         try:
             for hook in self.persist_hooks:
@@ -443,8 +514,14 @@ class EventWriter:
             pending = ctx.pending_push
         finally:
             ctx.pending_push = None
-        message = NewMessage(event, rel_to, rel_type, (txn.user_id, txn.device_id, txn.scope, txn.txn_id)
-                             if txn else None, pending[0], pending[1])
+        message = NewMessage(
+            event,
+            rel_to,
+            rel_type,
+            (txn.user_id, txn.device_id, txn.scope, txn.txn_id) if txn else None,
+            pending[0],
+            pending[1],
+        )
         ctx.tip = (event_id, pdu["depth"])
         if ctx.deferred is not None:
             ctx.deferred.append(message)  # written with the rest of its batch

@@ -56,8 +56,15 @@ class DeviceRow:
 
 def _user(row: Any) -> UserRow:
     return UserRow(
-        row.user_id, row.password_hash, bool(row.admin), bool(row.deactivated), bool(row.suspended),
-        bool(row.locked), row.displayname, row.avatar_url, row.created_ts,
+        row.user_id,
+        row.password_hash,
+        bool(row.admin),
+        bool(row.deactivated),
+        bool(row.suspended),
+        bool(row.locked),
+        row.displayname,
+        row.avatar_url,
+        row.created_ts,
     )
 
 
@@ -78,7 +85,9 @@ class AccountStore:
         # Raw SQL: every authenticated request reads its user.
         r = await self.db.fetchrow(
             "SELECT user_id, password_hash, admin, deactivated, suspended, locked, displayname, avatar_url, "
-            "created_ts FROM users WHERE user_id = $1", user_id)
+            "created_ts FROM users WHERE user_id = $1",
+            user_id,
+        )
         if r is None:
             return None
         return UserRow(r[0], r[1], bool(r[2]), bool(r[3]), bool(r[4]), bool(r[5]), r[6], r[7], r[8])
@@ -93,8 +102,14 @@ class AccountStore:
                 return False
             await conn.execute(
                 users.insert().values(
-                    user_id=user_id, password_hash=password_hash, admin=admin, deactivated=False,
-                    suspended=False, locked=False, created_ts=now, displayname=displayname,
+                    user_id=user_id,
+                    password_hash=password_hash,
+                    admin=admin,
+                    deactivated=False,
+                    suspended=False,
+                    locked=False,
+                    created_ts=now,
+                    displayname=displayname,
                 )
             )
         return True
@@ -133,8 +148,11 @@ class AccountStore:
             if row is None:
                 await conn.execute(
                     devices.insert().values(
-                        user_id=user_id, device_id=device_id, display_name=display_name,
-                        created_ts=now, last_seen_ts=now,
+                        user_id=user_id,
+                        device_id=device_id,
+                        display_name=display_name,
+                        created_ts=now,
+                        last_seen_ts=now,
                     )
                 )
             elif display_name is not None:
@@ -192,7 +210,10 @@ class AccountStore:
         async with self.db.write() as conn:
             await conn.execute(
                 access_tokens.insert().values(
-                    token_hash=token_hash(token), user_id=user_id, device_id=device_id, created_ts=now,
+                    token_hash=token_hash(token),
+                    user_id=user_id,
+                    device_id=device_id,
+                    created_ts=now,
                     expires_ts=expires_ts,
                     refresh_hash=token_hash(refresh_token) if refresh_token else None,
                     refresh_expires_ts=refresh_expires_ts,
@@ -204,16 +225,22 @@ class AccountStore:
         r = await self.db.fetchrow(
             "SELECT t.user_id, t.device_id, t.expires_ts, u.user_id, u.password_hash, u.admin, u.deactivated, "
             "u.suspended, u.locked, u.displayname, u.avatar_url, u.created_ts FROM access_tokens t "
-            "LEFT JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = $1", token_hash(token))
+            "LEFT JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = $1",
+            token_hash(token),
+        )
         if r is None:
             return None
-        user = None if r[3] is None else UserRow(r[3], r[4], bool(r[5]), bool(r[6]), bool(r[7]), bool(r[8]),
-                                                  r[9], r[10], r[11])
+        user = (
+            None
+            if r[3] is None
+            else UserRow(r[3], r[4], bool(r[5]), bool(r[6]), bool(r[7]), bool(r[8]), r[9], r[10], r[11])
+        )
         return TokenRow(r[0], r[1], r[2]), user
 
     async def get_token(self, token: str) -> TokenRow | None:
         row = await self.db.fetchrow(
-            "SELECT user_id, device_id, expires_ts FROM access_tokens WHERE token_hash = $1", token_hash(token))
+            "SELECT user_id, device_id, expires_ts FROM access_tokens WHERE token_hash = $1", token_hash(token)
+        )
         return TokenRow(row[0], row[1], row[2]) if row else None
 
     async def take_refresh_token(self, refresh_token: str, now: int) -> TokenRow | None:
@@ -231,8 +258,13 @@ class AccountStore:
 
     async def delete_token(self, token: str) -> None:
         async with self.db.write() as conn:
-            gone = (await conn.execute(delete(access_tokens).where(access_tokens.c.token_hash == token_hash(token))
-                                       .returning(access_tokens.c.user_id))).all()
+            gone = (
+                await conn.execute(
+                    delete(access_tokens)
+                    .where(access_tokens.c.token_hash == token_hash(token))
+                    .returning(access_tokens.c.user_id)
+                )
+            ).all()
         await self._changed([r[0] for r in gone])
 
     async def delete_device_tokens(self, user_id: str, device_id: str, except_token: str | None = None) -> None:
@@ -258,16 +290,18 @@ class AccountStore:
         async with self.db.write() as conn:
             await conn.execute(
                 registration_tokens.insert().values(
-                    token=token, uses_allowed=uses_allowed, pending=0, completed=0,
-                    expiry_time=expiry_time, created_ts=now,
+                    token=token,
+                    uses_allowed=uses_allowed,
+                    pending=0,
+                    completed=0,
+                    expiry_time=expiry_time,
+                    created_ts=now,
                 )
             )
 
     async def registration_token_valid(self, token: str, now: int) -> bool:
         async with self.db.read() as conn:
-            row = (
-                await conn.execute(select(registration_tokens).where(registration_tokens.c.token == token))
-            ).first()
+            row = (await conn.execute(select(registration_tokens).where(registration_tokens.c.token == token))).first()
         if row is None:
             return False
         if row.expiry_time is not None and row.expiry_time < now:
@@ -298,16 +332,24 @@ class AccountStore:
         if row is None:
             return None
         return {
-            "session_id": row.session_id, "kind": row.kind, "user_id": row.user_id, "created_ts": row.created_ts,
-            "completed": msgspec.json.decode(row.completed), "data": msgspec.json.decode(row.data),
+            "session_id": row.session_id,
+            "kind": row.kind,
+            "user_id": row.user_id,
+            "created_ts": row.created_ts,
+            "completed": msgspec.json.decode(row.completed),
+            "data": msgspec.json.decode(row.data),
         }
 
     async def save_uia_session(
         self, session_id: str, kind: str, user_id: str | None, completed: list[str], data: dict[str, Any], now: int
     ) -> None:
         values = {
-            "session_id": session_id, "kind": kind, "user_id": user_id, "created_ts": now,
-            "completed": msgspec.json.encode(completed).decode(), "data": msgspec.json.encode(data).decode(),
+            "session_id": session_id,
+            "kind": kind,
+            "user_id": user_id,
+            "created_ts": now,
+            "completed": msgspec.json.encode(completed).decode(),
+            "data": msgspec.json.encode(data).decode(),
         }
         async with self.db.write() as conn:
             await conn.execute(

@@ -51,20 +51,24 @@ class InLoopConnection(AsyncConnection):
         self.sync_engine = sync_conn.engine
         self.dbapi: Any = sync_conn.connection.dbapi_connection  # the sqlite3 connection, for raw SQL
 
-    async def execute(self, statement: Any, parameters: Any = None, *,
-                      execution_options: Mapping[str, Any] | None = None) -> Any:
+    async def execute(
+        self, statement: Any, parameters: Any = None, *, execution_options: Mapping[str, Any] | None = None
+    ) -> Any:
         return _buffered(self.conn.execute(statement, parameters, execution_options=execution_options))
 
-    async def exec_driver_sql(self, statement: str, parameters: Any = None,
-                              execution_options: Mapping[str, Any] | None = None) -> Any:
+    async def exec_driver_sql(
+        self, statement: str, parameters: Any = None, execution_options: Mapping[str, Any] | None = None
+    ) -> Any:
         return _buffered(self.conn.exec_driver_sql(statement, parameters, execution_options=execution_options))
 
-    async def scalar(self, statement: Any, parameters: Any = None, *,
-                     execution_options: Mapping[str, Any] | None = None) -> Any:
+    async def scalar(
+        self, statement: Any, parameters: Any = None, *, execution_options: Mapping[str, Any] | None = None
+    ) -> Any:
         return (await self.execute(statement, parameters, execution_options=execution_options)).scalar()
 
-    async def scalars(self, statement: Any, parameters: Any = None, *,
-                      execution_options: Mapping[str, Any] | None = None) -> Any:
+    async def scalars(
+        self, statement: Any, parameters: Any = None, *, execution_options: Mapping[str, Any] | None = None
+    ) -> Any:
         return (await self.execute(statement, parameters, execution_options=execution_options)).scalars()
 
     async def run_sync(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -94,12 +98,14 @@ class Database:
         self._pool: Any = None  # asyncpg pool for raw reads on PostgreSQL, made on first use
         self._pool_size = pool_size
         if self.is_sqlite:
-            self._sqlite = create_engine(url, poolclass=NullPool, connect_args={"check_same_thread": False,
-                                                                                   "cached_statements": 2048})
+            self._sqlite = create_engine(
+                url, poolclass=NullPool, connect_args={"check_same_thread": False, "cached_statements": 2048}
+            )
             _configure_sqlite(self._sqlite)
         else:
             self.engine: AsyncEngine = create_async_engine(
-                async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
+                async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
+            )
 
     def _sqlite_conn(self, which: str) -> InLoopConnection:
         conn = self._reader if which == "read" else self._writer
@@ -219,11 +225,15 @@ class Database:
     async def next_position(conn: AsyncConnection, count: int = 1) -> int:
         """Take `count` stream positions; return the last. Call late in the transaction."""
         if isinstance(conn, InLoopConnection):
-            row = conn.dbapi.execute("UPDATE stream_counter SET pos = pos + ? WHERE id = 1 RETURNING pos",
-                                     (count,)).fetchone()
+            row = conn.dbapi.execute(
+                "UPDATE stream_counter SET pos = pos + ? WHERE id = 1 RETURNING pos", (count,)
+            ).fetchone()
             return int(row[0])
-        return int(await (await _driver(conn)).fetchval(
-            "UPDATE stream_counter SET pos = pos + $1 WHERE id = 1 RETURNING pos", count))
+        return int(
+            await (await _driver(conn)).fetchval(
+                "UPDATE stream_counter SET pos = pos + $1 WHERE id = 1 RETURNING pos", count
+            )
+        )
 
     async def current_position(self) -> int:
         row = await self.fetchrow("SELECT pos FROM stream_counter WHERE id = 1")
@@ -308,4 +318,3 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA busy_timeout=50")
         cur.execute("PRAGMA foreign_keys=OFF")
         cur.close()
-

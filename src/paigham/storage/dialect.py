@@ -22,9 +22,7 @@ def upsert(
     cols = [c for c in values if c not in keys] if update is None else list(update)
     if not cols:
         return ins.on_conflict_do_nothing(index_elements=list(keys))
-    return ins.on_conflict_do_update(
-        index_elements=list(keys), set_={c: ins.excluded[c] for c in cols}
-    )
+    return ins.on_conflict_do_update(index_elements=list(keys), set_={c: ins.excluded[c] for c in cols})
 
 
 def insert_ignore(is_sqlite: bool, table: Table, values: Mapping[str, Any], keys: Sequence[str]) -> Insert:

@@ -30,8 +30,13 @@ class BackupVersion:
     count: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": str(self.version), "algorithm": self.algorithm, "auth_data": self.auth_data,
-                "etag": str(self.etag), "count": self.count}
+        return {
+            "version": str(self.version),
+            "algorithm": self.algorithm,
+            "auth_data": self.auth_data,
+            "etag": str(self.etag),
+            "count": self.count,
+        }
 
 
 def no_backup(version: int | None = None) -> MatrixError:
@@ -50,8 +55,16 @@ class BackupStore:
             await self._lock(conn, user_id)
             top = (await conn.execute(select(func.max(bv.c.version)).where(bv.c.user_id == user_id))).scalar()
             version = int(top or 0) + 1
-            await conn.execute(bv.insert().values(user_id=user_id, version=version, algorithm=algorithm,
-                                                  auth_data=encode_str(auth_data), etag=0, deleted=False))
+            await conn.execute(
+                bv.insert().values(
+                    user_id=user_id,
+                    version=version,
+                    algorithm=algorithm,
+                    auth_data=encode_str(auth_data),
+                    etag=0,
+                    deleted=False,
+                )
+            )
         return version
 
     async def get(self, user_id: str, version: int | None) -> BackupVersion | None:
@@ -66,8 +79,11 @@ class BackupStore:
         row = (await conn.execute(q)).first()
         if row is None:
             return None
-        count = (await conn.execute(select(func.count()).select_from(bk).where(
-            bk.c.user_id == user_id, bk.c.version == row.version))).scalar_one()
+        count = (
+            await conn.execute(
+                select(func.count()).select_from(bk).where(bk.c.user_id == user_id, bk.c.version == row.version)
+            )
+        ).scalar_one()
         return BackupVersion(row.version, row.algorithm, _decode(row.auth_data), row.etag, int(count))
 
     async def update(self, user_id: str, version: int, algorithm: str, auth_data: dict[str, Any]) -> None:
@@ -77,19 +93,22 @@ class BackupStore:
                 raise no_backup(version)
             if current.algorithm != algorithm:
                 raise MatrixError(400, Codes.INVALID_PARAM, "algorithm cannot be changed; create a new backup")
-            await conn.execute(update(bv).where(bv.c.user_id == user_id, bv.c.version == version)
-                               .values(auth_data=encode_str(auth_data)))
+            await conn.execute(
+                update(bv)
+                .where(bv.c.user_id == user_id, bv.c.version == version)
+                .values(auth_data=encode_str(auth_data))
+            )
 
     async def delete(self, user_id: str, version: int) -> bool:
         """Delete a version and its keys; False if it never existed (deleting twice succeeds)."""
         async with self.db.write() as conn:
-            row = (await conn.execute(select(bv.c.version).where(bv.c.user_id == user_id,
-                                                                 bv.c.version == version))).first()
+            row = (
+                await conn.execute(select(bv.c.version).where(bv.c.user_id == user_id, bv.c.version == version))
+            ).first()
             if row is None:
                 return False
             await conn.execute(delete(bk).where(bk.c.user_id == user_id, bk.c.version == version))
-            await conn.execute(update(bv).where(bv.c.user_id == user_id, bv.c.version == version)
-                               .values(deleted=True))
+            await conn.execute(update(bv).where(bv.c.user_id == user_id, bv.c.version == version).values(deleted=True))
         return True
 
     async def delete_user(self, user_id: str) -> None:
@@ -106,8 +125,12 @@ class BackupStore:
             if current is None:
                 raise no_backup()
             if current.version != version:
-                raise MatrixError(403, Codes.WRONG_ROOM_KEYS_VERSION, "Keys can only be added to the current backup",
-                                  current_version=str(current.version))
+                raise MatrixError(
+                    403,
+                    Codes.WRONG_ROOM_KEYS_VERSION,
+                    "Keys can only be added to the current backup",
+                    current_version=str(current.version),
+                )
             old = await self._load(conn, user_id, version, list(keys), None)
             changed = 0
             for room_id, sessions in keys.items():
@@ -123,17 +146,30 @@ class BackupStore:
         return result
 
     @staticmethod
-    async def _write_key(conn: AsyncConnection, user_id: str, version: int, room_id: str, session_id: str,
-                         key: BackupKey, new: bool) -> None:
-        values = {"first_message_index": key.first_message_index, "forwarded_count": key.forwarded_count,
-                  "is_verified": key.is_verified, "session_data": encode_str(key.session_data)}
+    async def _write_key(
+        conn: AsyncConnection, user_id: str, version: int, room_id: str, session_id: str, key: BackupKey, new: bool
+    ) -> None:
+        values = {
+            "first_message_index": key.first_message_index,
+            "forwarded_count": key.forwarded_count,
+            "is_verified": key.is_verified,
+            "session_data": encode_str(key.session_data),
+        }
         if new:
-            await conn.execute(bk.insert().values(user_id=user_id, version=version, room_id=room_id,
-                                                  session_id=session_id, **values))
+            await conn.execute(
+                bk.insert().values(user_id=user_id, version=version, room_id=room_id, session_id=session_id, **values)
+            )
         else:
-            await conn.execute(update(bk).where(bk.c.user_id == user_id, bk.c.version == version,
-                                                bk.c.room_id == room_id, bk.c.session_id == session_id)
-                               .values(**values))
+            await conn.execute(
+                update(bk)
+                .where(
+                    bk.c.user_id == user_id,
+                    bk.c.version == version,
+                    bk.c.room_id == room_id,
+                    bk.c.session_id == session_id,
+                )
+                .values(**values)
+            )
 
     async def _lock(self, conn: AsyncConnection, user_id: str) -> None:
         """Serialise writers of one user's backups (an advisory lock on PostgreSQL; SQLite has one writer)."""
@@ -141,12 +177,14 @@ class BackupStore:
 
     @staticmethod
     async def _bump(conn: AsyncConnection, user_id: str, version: int) -> None:
-        await conn.execute(update(bv).where(bv.c.user_id == user_id, bv.c.version == version)
-                           .values(etag=bv.c.etag + 1))
+        await conn.execute(
+            update(bv).where(bv.c.user_id == user_id, bv.c.version == version).values(etag=bv.c.etag + 1)
+        )
 
     @staticmethod
-    async def _load(conn: AsyncConnection, user_id: str, version: int, rooms: list[str] | None,
-                    session_id: str | None) -> RoomKeys:
+    async def _load(
+        conn: AsyncConnection, user_id: str, version: int, rooms: list[str] | None, session_id: str | None
+    ) -> RoomKeys:
         q = select(bk).where(bk.c.user_id == user_id, bk.c.version == version)
         if rooms is not None:
             q = q.where(bk.c.room_id.in_(rooms))
@@ -155,19 +193,19 @@ class BackupStore:
         out: RoomKeys = {}
         for r in (await conn.execute(q)).all():
             out.setdefault(r.room_id, {})[r.session_id] = BackupKey(
-                int(r.first_message_index), int(r.forwarded_count), bool(r.is_verified), _decode(r.session_data))
+                int(r.first_message_index), int(r.forwarded_count), bool(r.is_verified), _decode(r.session_data)
+            )
         return out
 
-    async def get_keys(self, user_id: str, version: int, room_id: str | None,
-                       session_id: str | None) -> RoomKeys:
+    async def get_keys(self, user_id: str, version: int, room_id: str | None, session_id: str | None) -> RoomKeys:
         async with self.db.read() as conn:
             if await self._get(conn, user_id, version) is None:
                 raise no_backup(version)
-            return await self._load(conn, user_id, version, [room_id] if room_id is not None else None,
-                                    session_id)
+            return await self._load(conn, user_id, version, [room_id] if room_id is not None else None, session_id)
 
-    async def delete_keys(self, user_id: str, version: int, room_id: str | None,
-                          session_id: str | None) -> BackupVersion:
+    async def delete_keys(
+        self, user_id: str, version: int, room_id: str | None, session_id: str | None
+    ) -> BackupVersion:
         async with self.db.write() as conn:
             await self._lock(conn, user_id)
             if await self._get(conn, user_id, version) is None:
@@ -185,5 +223,6 @@ class BackupStore:
 
 
 def keys_json(keys: Mapping[str, Mapping[str, BackupKey]]) -> dict[str, Any]:
-    return {"rooms": {room: {"sessions": {s: k.to_json() for s, k in sessions.items()}}
-                      for room, sessions in keys.items()}}
+    return {
+        "rooms": {room: {"sessions": {s: k.to_json() for s, k in sessions.items()}} for room, sessions in keys.items()}
+    }

@@ -43,30 +43,55 @@ class InboxStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def enqueue(self, sender: str, sender_device: str, txn_id: str, type_: str,
-                      messages: Mapping[str, Mapping[str, dict[str, Any]]]) -> Enqueued | None:
+    async def enqueue(
+        self,
+        sender: str,
+        sender_device: str,
+        txn_id: str,
+        type_: str,
+        messages: Mapping[str, Mapping[str, dict[str, Any]]],
+    ) -> Enqueued | None:
         """Queue one message per target device (`*` = every device of the user); None when this
         transaction ID was already used by the sending device."""
         async with self.db.write() as conn:
-            txn = {"user_id": sender, "device_id": sender_device, "scope": TXN_SCOPE, "txn_id": txn_id,
-                   "result": "", "created_ts": now_ms()}
-            done = await conn.execute(insert_ignore(self.db.is_sqlite, event_txns, txn,
-                                                    ["user_id", "device_id", "scope", "txn_id"]))
+            txn = {
+                "user_id": sender,
+                "device_id": sender_device,
+                "scope": TXN_SCOPE,
+                "txn_id": txn_id,
+                "result": "",
+                "created_ts": now_ms(),
+            }
+            done = await conn.execute(
+                insert_ignore(self.db.is_sqlite, event_txns, txn, ["user_id", "device_id", "scope", "txn_id"])
+            )
             if done.rowcount == 0:
                 return None
             targets = await self._targets(conn, messages)
             if not targets:
                 return Enqueued(0, [])
             pos = await self.db.next_position(conn)
-            await conn.execute(inbox.insert(), [
-                {"user_id": u, "device_id": d, "seq": pos, "stream": pos, "sender": sender, "type": type_,
-                 "content": encode_str(content)} for (u, d), content in sorted(targets.items())
-            ])
+            await conn.execute(
+                inbox.insert(),
+                [
+                    {
+                        "user_id": u,
+                        "device_id": d,
+                        "seq": pos,
+                        "stream": pos,
+                        "sender": sender,
+                        "type": type_,
+                        "content": encode_str(content),
+                    }
+                    for (u, d), content in sorted(targets.items())
+                ],
+            )
         return Enqueued(pos, sorted({u for u, _ in targets}))
 
     @staticmethod
-    async def _targets(conn: AsyncConnection, messages: Mapping[str, Mapping[str, dict[str, Any]]]
-                       ) -> dict[tuple[str, str], dict[str, Any]]:
+    async def _targets(
+        conn: AsyncConnection, messages: Mapping[str, Mapping[str, dict[str, Any]]]
+    ) -> dict[tuple[str, str], dict[str, Any]]:
         """(user, device) → content for existing devices; a named device overrides `*`."""
         if not messages:
             return {}
@@ -86,13 +111,25 @@ class InboxStore:
         # Raw SQL (Database.fetch): every /sync runs this.
         rows = await self.db.fetch(
             "SELECT seq, sender, type, content FROM e2e_device_inbox WHERE user_id = $1 AND device_id = $2 "
-            "AND stream <= $3 ORDER BY seq LIMIT $4", user_id, device_id, upto, limit)
+            "AND stream <= $3 ORDER BY seq LIMIT $4",
+            user_id,
+            device_id,
+            upto,
+            limit,
+        )
         return [ToDeviceMessage(int(r[0]), r[1], r[2], _decode(r[3])) for r in rows]
 
     async def acknowledge(self, user_id: str, device_id: str, since: int) -> None:
         """The device synced from `since`: every message at or before it was delivered."""
-        if await self.db.fetchrow("SELECT seq FROM e2e_device_inbox WHERE user_id = $1 AND device_id = $2 "
-                                  "AND stream <= $3 LIMIT 1", user_id, device_id, since) is None:
+        if (
+            await self.db.fetchrow(
+                "SELECT seq FROM e2e_device_inbox WHERE user_id = $1 AND device_id = $2 AND stream <= $3 LIMIT 1",
+                user_id,
+                device_id,
+                since,
+            )
+            is None
+        ):
             return
         done = and_(_device(user_id, device_id), inbox.c.stream <= since)
         async with self.db.write() as conn:
@@ -104,8 +141,11 @@ class InboxStore:
         async with self.db.write() as conn:
             # Take the position first: on PostgreSQL this waits for in-flight senders to commit.
             pos = await self.db.next_position(conn)
-            await conn.execute(update(inbox).where(_device(user_id, device_id), inbox.c.stream <= upto,
-                                                   inbox.c.seq > after_seq).values(stream=pos))
+            await conn.execute(
+                update(inbox)
+                .where(_device(user_id, device_id), inbox.c.stream <= upto, inbox.c.seq > after_seq)
+                .values(stream=pos)
+            )
 
 
 def _device(user_id: str, device_id: str) -> ColumnElement[bool]:

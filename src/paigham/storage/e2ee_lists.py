@@ -28,12 +28,21 @@ async def record_change(db: Database, conn: AsyncConnection, users: Iterable[str
     return pos
 
 
-async def previous_state_content(conn: AsyncConnection, room_id: str, type_: str, state_key: str,
-                                 before: int) -> dict[str, Any] | None:
+async def previous_state_content(
+    conn: AsyncConnection, room_id: str, type_: str, state_key: str, before: int
+) -> dict[str, Any] | None:
     """The content of the newest (type, state_key) state event of the room before `before`."""
-    q = (select(events.c.json).where(events.c.room_id == room_id, events.c.type == type_,
-                                     events.c.state_key == state_key, events.c.stream < before)
-         .order_by(events.c.stream.desc()).limit(1))
+    q = (
+        select(events.c.json)
+        .where(
+            events.c.room_id == room_id,
+            events.c.type == type_,
+            events.c.state_key == state_key,
+            events.c.stream < before,
+        )
+        .order_by(events.c.stream.desc())
+        .limit(1)
+    )
     row = (await conn.execute(q)).first()
     if row is None:
         return None
@@ -67,7 +76,11 @@ class DeviceListStore:
             "UNION ALL SELECT 2, other.user_id, other.membership FROM memberships other "
             "WHERE other.stream > $2 AND other.stream <= $3 AND other.user_id <> $1 AND EXISTS ("
             "SELECT 1 FROM memberships mine WHERE mine.user_id = $1 AND mine.room_id = other.room_id "
-            "AND mine.membership = 'join')", user_id, after, upto)
+            "AND mine.membership = 'join')",
+            user_id,
+            after,
+            upto,
+        )
         out = ListChanges(set(), [], [])
         for kind, name, membership in rows:
             if kind == 0:
@@ -80,8 +93,11 @@ class DeviceListStore:
         rooms = sorted(set(room_ids))
         if not rooms:
             return set()
-        q = select(memberships.c.user_id).where(memberships.c.room_id.in_(rooms),
-                                                memberships.c.membership.in_(SHARING)).distinct()
+        q = (
+            select(memberships.c.user_id)
+            .where(memberships.c.room_id.in_(rooms), memberships.c.membership.in_(SHARING))
+            .distinct()
+        )
         async with self.db.read() as conn:
             return {r.user_id for r in (await conn.execute(q)).all()}
 
@@ -91,8 +107,7 @@ class DeviceListStore:
         other = memberships.alias("other")
         q = (
             select(other.c.user_id)
-            .join(mine, and_(mine.c.room_id == other.c.room_id, mine.c.user_id == user_id,
-                             mine.c.membership == "join"))
+            .join(mine, and_(mine.c.room_id == other.c.room_id, mine.c.user_id == user_id, mine.c.membership == "join"))
             .where(other.c.membership.in_(SHARING))
             .distinct()
         )

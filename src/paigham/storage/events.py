@@ -15,6 +15,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.clock import now_ms
+from paigham.domain.stored_event import StoredEvent
 from paigham.storage.database import Database
 from paigham.storage.dialect import upsert
 from paigham.storage.schema import current_state, event_txns, events, memberships, rooms
@@ -47,27 +48,6 @@ class RoomForWrite:
 
 
 @dataclass(slots=True)
-class StoredEvent:
-    stream: int
-    event_id: str
-    room_id: str
-    type: str
-    state_key: str | None
-    sender: str
-    origin_server_ts: int
-    pdu: dict[str, Any]
-    unsigned: dict[str, Any] | None
-    redacted_by: str | None
-    txn_id: str | None
-    device_id: str | None
-
-    @property
-    def content(self) -> dict[str, Any]:
-        c = self.pdu.get("content")
-        return c if isinstance(c, dict) else {}
-
-
-@dataclass(slots=True)
 class NewMessage:
     """A non-state event ready to be written (its `stream` is set when it is)."""
 
@@ -80,28 +60,61 @@ class NewMessage:
 
 
 _EVENT_COLS = (
-    events.c.stream, events.c.event_id, events.c.room_id, events.c.type, events.c.state_key,
-    events.c.sender, events.c.origin_server_ts, events.c.json, events.c.unsigned, events.c.redacted_by,
-    events.c.txn_id, events.c.device_id,
+    events.c.stream,
+    events.c.event_id,
+    events.c.room_id,
+    events.c.type,
+    events.c.state_key,
+    events.c.sender,
+    events.c.origin_server_ts,
+    events.c.json,
+    events.c.unsigned,
+    events.c.redacted_by,
+    events.c.txn_id,
+    events.c.device_id,
 )
 
 
 def _row_event(r: Any) -> StoredEvent:
     return StoredEvent(
-        r.stream, r.event_id, r.room_id, r.type, r.state_key, r.sender, r.origin_server_ts,
-        _decode(r.json), _decode(r.unsigned) if r.unsigned else None, r.redacted_by, r.txn_id, r.device_id,
+        r.stream,
+        r.event_id,
+        r.room_id,
+        r.type,
+        r.state_key,
+        r.sender,
+        r.origin_server_ts,
+        _decode(r.json),
+        _decode(r.unsigned) if r.unsigned else None,
+        r.redacted_by,
+        r.txn_id,
+        r.device_id,
     )
 
 
 # The same columns for the raw-SQL queries of the hot paths (send, /sync); rows are tuples.
-EV = ("e.stream, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.origin_server_ts, e.json, e.unsigned, "
-      "e.redacted_by, e.txn_id, e.device_id")
+EV = (
+    "e.stream, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.origin_server_ts, e.json, e.unsigned, "
+    "e.redacted_by, e.txn_id, e.device_id"
+)
 _NO_EV = ", ".join(["NULL"] * len(EV.split(",")))
 
 
 def _tuple_event(r: Sequence[Any]) -> StoredEvent:
-    return StoredEvent(int(r[0]), r[1], r[2], r[3], r[4], r[5], int(r[6]), _decode(r[7]),
-                       _decode(r[8]) if r[8] else None, r[9], r[10], r[11])
+    return StoredEvent(
+        int(r[0]),
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        int(r[6]),
+        _decode(r[7]),
+        _decode(r[8]) if r[8] else None,
+        r[9],
+        r[10],
+        r[11],
+    )
 
 
 # PostgreSQL: non-state events, their transaction IDs and their push actions at the next positions
@@ -125,7 +138,8 @@ _INSERT_MESSAGES = (
     "o.user_id, o.room_id, pos.base + o.i, o.thread_id, o.notify, o.highlight FROM pos, unnest($24::bigint[], "
     "$25::text[], $26::text[], $27::text[], $28::boolean[], $29::boolean[]) AS o(i, user_id, room_id, thread_id, "
     "notify, highlight)) "
-    "SELECT base FROM pos")
+    "SELECT base FROM pos"
+)
 
 
 # A member's row after a membership event; `joined_stream` moves only when the member (re)joins, not
@@ -135,7 +149,8 @@ _SET_MEMBERSHIP = (
     "VALUES ($1, $2, $3, $4, $5, $5, FALSE) ON CONFLICT (user_id, room_id) DO UPDATE SET "
     "membership = excluded.membership, event_id = excluded.event_id, stream = excluded.stream, "
     "joined_stream = CASE WHEN memberships.membership = 'join' AND excluded.membership = 'join' "
-    "THEN memberships.joined_stream ELSE excluded.stream END, forgotten = FALSE")
+    "THEN memberships.joined_stream ELSE excluded.stream END, forgotten = FALSE"
+)
 
 
 class EventStore:
@@ -144,16 +159,20 @@ class EventStore:
 
     # -- rooms ----------------------------------------------------------------------------
     async def get_room(self, room_id: str) -> RoomRow | None:
-        row = await self.db.fetchrow("SELECT room_id, room_version, creator, is_public FROM rooms WHERE room_id = $1",
-                                     room_id)
+        row = await self.db.fetchrow(
+            "SELECT room_id, room_version, creator, is_public FROM rooms WHERE room_id = $1", room_id
+        )
         return RoomRow(row[0], row[1], row[2], bool(row[3])) if row else None
 
     @staticmethod
     async def insert_room(conn: AsyncConnection, room: RoomRow, now: int) -> None:
         await conn.execute(
             rooms.insert().values(
-                room_id=room.room_id, room_version=room.room_version, creator=room.creator,
-                created_ts=now, is_public=room.is_public,
+                room_id=room.room_id,
+                room_version=room.room_version,
+                creator=room.creator,
+                created_ts=now,
+                is_public=room.is_public,
             )
         )
 
@@ -173,8 +192,13 @@ class EventStore:
         return [RoomRow(r.room_id, r.room_version, r.creator, bool(r.is_public)) for r in rows]
 
     # -- writing (inside the caller's transaction) -------------------------------------------
-    async def room_for_write(self, conn: AsyncConnection, room_id: str, keys: Sequence[tuple[str, str]],
-                             txn: tuple[str, str, str, str] | None) -> RoomForWrite | None:
+    async def room_for_write(
+        self,
+        conn: AsyncConnection,
+        room_id: str,
+        keys: Sequence[tuple[str, str]],
+        txn: tuple[str, str, str, str] | None,
+    ) -> RoomForWrite | None:
         """What a write to an existing room reads first, in one statement: the room, its tip, the
         result of this transaction ID if it was used (user, device, scope, txn ID), the current state
         at the given (type, state key)s, and who is joined with their push rules (what the push
@@ -190,13 +214,20 @@ class EventStore:
             "LEFT JOIN events e ON e.event_id = c.event_id WHERE r.room_id = $1 "
             f"UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, m.user_id, p.json, {_NO_EV} FROM memberships m "
             "LEFT JOIN push_rules p ON p.user_id = m.user_id WHERE m.room_id = $1 AND m.membership = 'join'",
-            room_id, sorted({t for t, _ in wanted}), *(txn or (None, None, None, None)),
-            sorted({k for _, k in wanted}), conn=conn)
+            room_id,
+            sorted({t for t, _ in wanted}),
+            *(txn or (None, None, None, None)),
+            sorted({k for _, k in wanted}),
+            conn=conn,
+        )
         first = next((r for r in rows if r[0] is not None), None)
         if first is None:
             return None
-        out = RoomForWrite(RoomRow(room_id, first[0], first[1], bool(first[2])),
-                           (first[3], int(first[4])) if first[3] is not None else None, first[5])
+        out = RoomForWrite(
+            RoomRow(room_id, first[0], first[1], bool(first[2])),
+            (first[3], int(first[4])) if first[3] is not None else None,
+            first[5],
+        )
         for r in rows:
             if r[6] is not None:
                 out.joined.append(r[6])
@@ -217,7 +248,11 @@ class EventStore:
         rows = await self.db.fetch(
             f"SELECT {EV} FROM current_state c JOIN events e ON e.event_id = c.event_id "
             "WHERE c.room_id = $1 AND c.type = ANY($2::text[]) AND c.state_key = ANY($3::text[])",
-            room_id, types, state_keys, conn=conn)
+            room_id,
+            types,
+            state_keys,
+            conn=conn,
+        )
         out: dict[tuple[str, str], StoredEvent] = {}
         for r in rows:
             if (r[3], r[4]) in wanted:
@@ -241,9 +276,22 @@ class EventStore:
             "INSERT INTO events (stream, event_id, room_id, type, state_key, sender, origin_server_ts, depth, json, "
             "unsigned, txn_id, device_id, relates_to, rel_type) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-            stream, event_id, pdu["room_id"], pdu["type"], pdu.get("state_key"), pdu["sender"],
-            pdu["origin_server_ts"], pdu["depth"], _encode(pdu).decode(),
-            _encode(unsigned).decode() if unsigned else None, txn_id, device_id, relates_to, rel_type, conn=conn)
+            stream,
+            event_id,
+            pdu["room_id"],
+            pdu["type"],
+            pdu.get("state_key"),
+            pdu["sender"],
+            pdu["origin_server_ts"],
+            pdu["depth"],
+            _encode(pdu).decode(),
+            _encode(unsigned).decode() if unsigned else None,
+            txn_id,
+            device_id,
+            relates_to,
+            rel_type,
+            conn=conn,
+        )
 
     async def insert_messages(self, conn: AsyncConnection, messages: Sequence[NewMessage]) -> None:
         """Append non-state events at the next stream positions, in order, with their transaction
@@ -260,16 +308,38 @@ class EventStore:
             rooms = [(i, r) for i, m in enumerate(messages, 1) if (r := m.push_room) is not None]
             own = [(i, r) for i, m in enumerate(messages, 1) for r in m.push_own]
             row = await self.db.fetchrow(
-                _INSERT_MESSAGES, n, [e.event_id for e in evs], [e.room_id for e in evs], [e.type for e in evs],
-                [e.sender for e in evs], [e.origin_server_ts for e in evs], [e.pdu["depth"] for e in evs],
-                [_encode(e.pdu).decode() for e in evs], [e.txn_id for e in evs], [e.device_id for e in evs],
-                [m.relates_to for m in messages], [m.rel_type for m in messages], now_ms(),
-                [t[0] for t, _ in txns], [t[1] for t, _ in txns], [t[2] for t, _ in txns], [t[3] for t, _ in txns],
+                _INSERT_MESSAGES,
+                n,
+                [e.event_id for e in evs],
+                [e.room_id for e in evs],
+                [e.type for e in evs],
+                [e.sender for e in evs],
+                [e.origin_server_ts for e in evs],
+                [e.pdu["depth"] for e in evs],
+                [_encode(e.pdu).decode() for e in evs],
+                [e.txn_id for e in evs],
+                [e.device_id for e in evs],
+                [m.relates_to for m in messages],
+                [m.rel_type for m in messages],
+                now_ms(),
+                [t[0] for t, _ in txns],
+                [t[1] for t, _ in txns],
+                [t[2] for t, _ in txns],
+                [t[3] for t, _ in txns],
                 [result for _, result in txns],
-                [i for i, _ in rooms], [r[0] for _, r in rooms], [r[2] for _, r in rooms], [r[3] for _, r in rooms],
+                [i for i, _ in rooms],
+                [r[0] for _, r in rooms],
+                [r[2] for _, r in rooms],
+                [r[3] for _, r in rooms],
                 [r[4] for _, r in rooms],
-                [i for i, _ in own], [r[0] for _, r in own], [r[1] for _, r in own], [r[3] for _, r in own],
-                [r[4] for _, r in own], [r[5] for _, r in own], conn=conn)
+                [i for i, _ in own],
+                [r[0] for _, r in own],
+                [r[1] for _, r in own],
+                [r[3] for _, r in own],
+                [r[4] for _, r in own],
+                [r[5] for _, r in own],
+                conn=conn,
+            )
             assert row is not None
             for i, m in enumerate(messages, 1):
                 m.event.stream = int(row[0]) + i
@@ -277,17 +347,34 @@ class EventStore:
         base = await self.db.next_position(conn, n) - n
         for i, m in enumerate(messages, 1):
             stream = m.event.stream = base + i
-            await self.insert_event(conn, stream, m.event.event_id, m.event.pdu, unsigned=None,
-                                    txn_id=m.event.txn_id, device_id=m.event.device_id, relates_to=m.relates_to,
-                                    rel_type=m.rel_type)
+            await self.insert_event(
+                conn,
+                stream,
+                m.event.event_id,
+                m.event.pdu,
+                unsigned=None,
+                txn_id=m.event.txn_id,
+                device_id=m.event.device_id,
+                relates_to=m.relates_to,
+                rel_type=m.rel_type,
+            )
             if m.txn is not None:
                 await self.put_txn(conn, *m.txn, m.event.event_id, now_ms())
             if m.push_room is not None:
-                await self.db.run("INSERT INTO room_push_actions (room_id, stream, sender, thread_id, highlight) "
-                                  "VALUES ($1, $2, $3, $4, $5)", m.push_room[0], stream, *m.push_room[2:], conn=conn)
+                await self.db.run(
+                    "INSERT INTO room_push_actions (room_id, stream, sender, thread_id, highlight) "
+                    "VALUES ($1, $2, $3, $4, $5)",
+                    m.push_room[0],
+                    stream,
+                    *m.push_room[2:],
+                    conn=conn,
+                )
             await self.db.run_many(
                 "INSERT INTO event_push_actions (user_id, room_id, stream, thread_id, notify, highlight) "
-                "VALUES ($1, $2, $3, $4, $5, $6)", [(r[0], r[1], stream, *r[3:]) for r in m.push_own], conn=conn)
+                "VALUES ($1, $2, $3, $4, $5, $6)",
+                [(r[0], r[1], stream, *r[3:]) for r in m.push_own],
+                conn=conn,
+            )
 
     async def insert_state_events(self, conn: AsyncConnection, evs: Sequence[StoredEvent]) -> None:
         """Write many state events of one room at once: their rows, current state and memberships."""
@@ -295,28 +382,46 @@ class EventStore:
             "INSERT INTO events (stream, event_id, room_id, type, state_key, sender, origin_server_ts, depth, json, "
             "unsigned, txn_id, device_id, relates_to, rel_type) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, NULL, NULL)",
-            [(e.stream, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.origin_server_ts, e.pdu["depth"],
-              _encode(e.pdu).decode(), _encode(e.unsigned).decode() if e.unsigned else None) for e in evs],
-            conn=conn)
+            [
+                (
+                    e.stream,
+                    e.event_id,
+                    e.room_id,
+                    e.type,
+                    e.state_key,
+                    e.sender,
+                    e.origin_server_ts,
+                    e.pdu["depth"],
+                    _encode(e.pdu).decode(),
+                    _encode(e.unsigned).decode() if e.unsigned else None,
+                )
+                for e in evs
+            ],
+            conn=conn,
+        )
         last = {(e.room_id, e.type, e.state_key): e for e in evs}  # the newest per key wins
         await self.db.run_many(
             "INSERT INTO current_state (room_id, type, state_key, event_id, stream) VALUES ($1, $2, $3, $4, $5) "
             "ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id, "
             "stream = excluded.stream",
-            [(e.room_id, e.type, e.state_key, e.event_id, e.stream) for e in last.values()], conn=conn)
+            [(e.room_id, e.type, e.state_key, e.event_id, e.stream) for e in last.values()],
+            conn=conn,
+        )
         await self.db.run_many(
             _SET_MEMBERSHIP,
-            [(e.state_key, e.room_id, str(e.content.get("membership")), e.event_id, e.stream)
-             for e in last.values() if e.type == "m.room.member"], conn=conn)
+            [
+                (e.state_key, e.room_id, str(e.content.get("membership")), e.event_id, e.stream)
+                for e in last.values()
+                if e.type == "m.room.member"
+            ],
+            conn=conn,
+        )
 
     async def set_current_state(
         self, conn: AsyncConnection, room_id: str, type_: str, state_key: str, event_id: str, stream: int
     ) -> None:
-        values = {"room_id": room_id, "type": type_, "state_key": state_key, "event_id": event_id,
-                  "stream": stream}
-        await conn.execute(
-            upsert(self.db.is_sqlite, current_state, values, ["room_id", "type", "state_key"])
-        )
+        values = {"room_id": room_id, "type": type_, "state_key": state_key, "event_id": event_id, "stream": stream}
+        await conn.execute(upsert(self.db.is_sqlite, current_state, values, ["room_id", "type", "state_key"]))
 
     async def set_membership(
         self, conn: AsyncConnection, user_id: str, room_id: str, membership: str, event_id: str, stream: int
@@ -325,15 +430,15 @@ class EventStore:
 
     @staticmethod
     async def mark_redacted(conn: AsyncConnection, event_id: str, redacted_by: str) -> None:
-        await conn.execute(
-            update(events).where(events.c.event_id == event_id).values(redacted_by=redacted_by)
-        )
+        await conn.execute(update(events).where(events.c.event_id == event_id).values(redacted_by=redacted_by))
 
     # -- transaction IDs ---------------------------------------------------------------------
     async def get_txn(self, user_id: str, device_id: str, scope: str, txn_id: str) -> str | None:
         q = select(event_txns.c.result).where(
-            event_txns.c.user_id == user_id, event_txns.c.device_id == device_id,
-            event_txns.c.scope == scope, event_txns.c.txn_id == txn_id,
+            event_txns.c.user_id == user_id,
+            event_txns.c.device_id == device_id,
+            event_txns.c.scope == scope,
+            event_txns.c.txn_id == txn_id,
         )
         async with self.db.read() as conn:
             row = (await conn.execute(q)).first()
@@ -344,16 +449,29 @@ class EventStore:
     ) -> None:
         await self.db.run(
             "INSERT INTO event_txns (user_id, device_id, scope, txn_id, result, created_ts) "
-            "VALUES ($1, $2, $3, $4, $5, $6)", user_id, device_id, scope, txn_id, result, now, conn=conn)
+            "VALUES ($1, $2, $3, $4, $5, $6)",
+            user_id,
+            device_id,
+            scope,
+            txn_id,
+            result,
+            now,
+            conn=conn,
+        )
 
-    async def txn_results(self, conn: AsyncConnection, keys: Sequence[tuple[str, str, str, str]]
-                          ) -> dict[tuple[str, str, str, str], str]:
+    async def txn_results(
+        self, conn: AsyncConnection, keys: Sequence[tuple[str, str, str, str]]
+    ) -> dict[tuple[str, str, str, str], str]:
         """(user, device, scope, txn ID) → the event ID it produced, for those already used."""
         if not keys:
             return {}
         rows = await self.db.fetch(
             "SELECT user_id, device_id, scope, txn_id, result FROM event_txns WHERE user_id = ANY($1::text[]) "
-            "AND txn_id = ANY($2::text[])", sorted({k[0] for k in keys}), sorted({k[3] for k in keys}), conn=conn)
+            "AND txn_id = ANY($2::text[])",
+            sorted({k[0] for k in keys}),
+            sorted({k[3] for k in keys}),
+            conn=conn,
+        )
         wanted = set(keys)
         return {k: r[4] for r in rows if (k := (r[0], r[1], r[2], r[3])) in wanted}
 
@@ -370,8 +488,9 @@ class EventStore:
     async def get_events(self, event_ids: Sequence[str]) -> dict[str, StoredEvent]:
         if not event_ids:
             return {}
-        rows = await self.db.fetch(f"SELECT {EV} FROM events e WHERE e.event_id = ANY($1::text[])",
-                                   sorted(set(event_ids)))
+        rows = await self.db.fetch(
+            f"SELECT {EV} FROM events e WHERE e.event_id = ANY($1::text[])", sorted(set(event_ids))
+        )
         return {r[1]: _tuple_event(r) for r in rows}
 
     async def current_state(self, room_id: str, types: Sequence[str] | None = None) -> list[StoredEvent]:
@@ -393,16 +512,23 @@ class EventStore:
             rows = await self.db.fetch(
                 f"SELECT {EV} FROM events e JOIN (SELECT max(stream) AS m FROM events WHERE room_id = $1 "
                 "AND state_key IS NOT NULL AND stream <= $2 GROUP BY type, state_key) s ON s.m = e.stream",
-                room_id, stream)
+                room_id,
+                stream,
+            )
         else:
             rows = await self.db.fetch(
                 f"SELECT {EV} FROM events e JOIN (SELECT max(stream) AS m FROM events WHERE room_id = $1 "
                 "AND state_key IS NOT NULL AND stream <= $2 AND type = ANY($3::text[]) GROUP BY type, state_key) s "
-                "ON s.m = e.stream", room_id, stream, list(types))
+                "ON s.m = e.stream",
+                room_id,
+                stream,
+                list(types),
+            )
         return [_tuple_event(r) for r in rows]
 
-    async def state_at_keys(self, room_id: str, stream: int, type_: str,
-                            state_keys: Sequence[str]) -> list[StoredEvent]:
+    async def state_at_keys(
+        self, room_id: str, stream: int, type_: str, state_keys: Sequence[str]
+    ) -> list[StoredEvent]:
         """The newest event of type `type_` for each of `state_keys` at or before `stream` (e.g. the
         member events of a few senders, without reading every member of a big room)."""
         if not state_keys:
@@ -411,14 +537,22 @@ class EventStore:
             f"SELECT {EV} FROM events e JOIN (SELECT max(stream) AS m FROM events WHERE room_id = $1 AND type = $2 "
             "AND state_key IS NOT NULL AND state_key = ANY($3::text[]) AND stream <= $4 GROUP BY state_key) s "
             "ON s.m = e.stream",
-            room_id, type_, sorted(set(state_keys)), stream)
+            room_id,
+            type_,
+            sorted(set(state_keys)),
+            stream,
+        )
         return [_tuple_event(r) for r in rows]
 
     async def state_changes(self, room_id: str, after: int, upto: int) -> list[StoredEvent]:
         """State events in (after, upto], oldest first."""
         rows = await self.db.fetch(
             f"SELECT {EV} FROM events e WHERE e.room_id = $1 AND e.state_key IS NOT NULL AND e.stream > $2 "
-            "AND e.stream <= $3 ORDER BY e.stream", room_id, after, upto)
+            "AND e.stream <= $3 ORDER BY e.stream",
+            room_id,
+            after,
+            upto,
+        )
         return [_tuple_event(r) for r in rows]
 
     async def room_events(
@@ -428,11 +562,16 @@ class EventStore:
         rows = await self.db.fetch(
             f"SELECT {EV} FROM events e WHERE e.room_id = $1 AND e.stream > $2 AND e.stream <= $3 "
             f"ORDER BY e.stream {'DESC' if backwards else 'ASC'} LIMIT $4",
-            room_id, -1 if after is None else after, _MAX_POS if upto is None else upto, limit)
+            room_id,
+            -1 if after is None else after,
+            _MAX_POS if upto is None else upto,
+            limit,
+        )
         return [_tuple_event(r) for r in rows]
 
-    async def recent_with_relations(self, room_id: str, *, after: int | None, upto: int,
-                                    limit: int) -> tuple[list[StoredEvent], list[StoredEvent]]:
+    async def recent_with_relations(
+        self, room_id: str, *, after: int | None, upto: int, limit: int
+    ) -> tuple[list[StoredEvent], list[StoredEvent]]:
         """The newest `limit` events with after < stream <= upto (oldest first), and the m.replace and
         m.thread relations of those events (oldest first, as `relation_summaries` gives them) — one
         read for what a /sync timeline and its bundled aggregations need."""
@@ -442,7 +581,12 @@ class EventStore:
             f"SELECT 0, {EV} FROM events e WHERE e.stream IN (SELECT stream FROM recent) "
             f"UNION ALL SELECT 1, {EV} FROM events e WHERE e.relates_to IS NOT NULL "
             "AND e.relates_to IN (SELECT event_id FROM recent) AND e.rel_type IN ('m.replace', 'm.thread') "
-            "ORDER BY 1, 2", room_id, -1 if after is None else after, upto, limit)
+            "ORDER BY 1, 2",
+            room_id,
+            -1 if after is None else after,
+            upto,
+            limit,
+        )
         timeline = [_tuple_event(r[1:]) for r in rows if r[0] == 0]
         return timeline, [_tuple_event(r[1:]) for r in rows if r[0] == 1]
 
@@ -470,17 +614,24 @@ class EventStore:
         """room_id → (membership, stream of the membership event) for the given membership states."""
         rows = await self.db.fetch(
             "SELECT room_id, membership, stream FROM memberships WHERE user_id = $1 "
-            "AND membership = ANY($2::text[]) AND forgotten = false", user_id, list(states))
+            "AND membership = ANY($2::text[]) AND forgotten = false",
+            user_id,
+            list(states),
+        )
         return {r[0]: (r[1], int(r[2])) for r in rows}
 
     async def room_members(self, room_id: str, states: Sequence[str] = ("join",)) -> list[str]:
         return await self.room_members_in(None, room_id, states)
 
-    async def room_members_in(self, conn: AsyncConnection | None, room_id: str,
-                              states: Sequence[str] = ("join",)) -> list[str]:
+    async def room_members_in(
+        self, conn: AsyncConnection | None, room_id: str, states: Sequence[str] = ("join",)
+    ) -> list[str]:
         rows = await self.db.fetch(
             "SELECT user_id FROM memberships WHERE room_id = $1 AND membership = ANY($2::text[])",
-            room_id, list(states), conn=conn)
+            room_id,
+            list(states),
+            conn=conn,
+        )
         return [r[0] for r in rows]
 
     async def heroes(self, room_id: str, exclude: str, limit: int = 5) -> list[str]:
@@ -488,12 +639,17 @@ class EventStore:
         collate = "" if self.db.is_sqlite else ' COLLATE "C"'  # SQLite compares bytes: the same order
         rows = await self.db.fetch(
             "SELECT user_id FROM memberships WHERE room_id = $1 AND membership IN ('join', 'invite') "
-            f"AND user_id <> $2 ORDER BY user_id{collate} LIMIT $3", room_id, exclude, limit)
+            f"AND user_id <> $2 ORDER BY user_id{collate} LIMIT $3",
+            room_id,
+            exclude,
+            limit,
+        )
         return [r[0] for r in rows]
 
     async def member_counts(self, room_id: str) -> dict[str, int]:
         rows = await self.db.fetch(
-            "SELECT membership, count(*) FROM memberships WHERE room_id = $1 GROUP BY membership", room_id)
+            "SELECT membership, count(*) FROM memberships WHERE room_id = $1 GROUP BY membership", room_id
+        )
         return {r[0]: int(r[1]) for r in rows}
 
     async def membership_history(self, user_id: str, room_id: str) -> list[tuple[int, str]]:
@@ -519,8 +675,12 @@ class EventStore:
     async def membership_changes(self, user_id: str, after: int, upto: int) -> list[StoredEvent]:
         q = (
             select(*_EVENT_COLS)
-            .where(events.c.type == "m.room.member", events.c.state_key == user_id,
-                   events.c.stream > after, events.c.stream <= upto)
+            .where(
+                events.c.type == "m.room.member",
+                events.c.state_key == user_id,
+                events.c.stream > after,
+                events.c.stream <= upto,
+            )
             .order_by(events.c.stream)
         )
         async with self.db.read() as conn:
@@ -533,8 +693,9 @@ class EventStore:
         e2 = events.alias("e2")
         latest = (
             select(func.max(e2.c.stream).label("m"))
-            .where(e2.c.type == "m.room.member", e2.c.state_key == user_id, e2.c.room_id.in_(room_ids),
-                   e2.c.stream <= pos)
+            .where(
+                e2.c.type == "m.room.member", e2.c.state_key == user_id, e2.c.room_id.in_(room_ids), e2.c.stream <= pos
+            )
             .group_by(e2.c.room_id)
             .subquery()
         )
@@ -557,16 +718,25 @@ class EventStore:
         q = (
             select(m1.c.room_id)
             .join(m2, m1.c.room_id == m2.c.room_id)
-            .where(m1.c.user_id == user_a, m2.c.user_id == user_b,
-                   m1.c.membership == "join", m2.c.membership.in_(("join", "invite")))
+            .where(
+                m1.c.user_id == user_a,
+                m2.c.user_id == user_b,
+                m1.c.membership == "join",
+                m2.c.membership.in_(("join", "invite")),
+            )
             .limit(1)
         )
         async with self.db.read() as conn:
             return (await conn.execute(q)).first() is not None
 
     async def relations(
-        self, event_id: str, rel_type: str | None = None, limit: int = 50, before: int | None = None,
-        after: int | None = None, backwards: bool = True,
+        self,
+        event_id: str,
+        rel_type: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+        after: int | None = None,
+        backwards: bool = True,
     ) -> list[StoredEvent]:
         q = select(*_EVENT_COLS).where(events.c.relates_to == event_id)
         if rel_type is not None:
@@ -585,7 +755,9 @@ class EventStore:
             return []
         rows = await self.db.fetch(
             f"SELECT {EV} FROM events e WHERE e.relates_to IS NOT NULL AND e.relates_to = ANY($1::text[]) "
-            "AND e.rel_type IN ('m.replace', 'm.thread') ORDER BY e.stream", sorted(set(event_ids)))
+            "AND e.rel_type IN ('m.replace', 'm.thread') ORDER BY e.stream",
+            sorted(set(event_ids)),
+        )
         return [_tuple_event(r) for r in rows]
 
     async def thread_roots(self, room_id: str, limit: int, before: int | None) -> list[tuple[str, int]]:

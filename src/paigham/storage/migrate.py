@@ -59,8 +59,11 @@ def head_revision() -> str | None:
 
 
 async def _current_revision(db: Database, conn: AsyncConnection) -> str | None:
-    exists_sql = ("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'" if db.is_sqlite
-                  else "SELECT to_regclass('alembic_version')::text")
+    exists_sql = (
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+        if db.is_sqlite
+        else "SELECT to_regclass('alembic_version')::text"
+    )
     if (await conn.execute(text(exists_sql))).scalar() is None:
         return None
     rows = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()

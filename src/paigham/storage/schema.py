@@ -129,10 +129,22 @@ events = Table(
     # Partial: a message (no state key, no relation) adds no entry to these, one B-tree page less
     # to write per send. A query must imply the column IS NOT NULL to use them (SQLite does not
     # infer it from `IN (SELECT …)`, the form `= ANY(…)` takes there; say it explicitly).
-    Index("events_room_state", "room_id", "type", "state_key", "stream",
-          sqlite_where=text("state_key IS NOT NULL"), postgresql_where=text("state_key IS NOT NULL")),
-    Index("events_relates", "relates_to", "rel_type",
-          sqlite_where=text("relates_to IS NOT NULL"), postgresql_where=text("relates_to IS NOT NULL")),
+    Index(
+        "events_room_state",
+        "room_id",
+        "type",
+        "state_key",
+        "stream",
+        sqlite_where=text("state_key IS NOT NULL"),
+        postgresql_where=text("state_key IS NOT NULL"),
+    ),
+    Index(
+        "events_relates",
+        "relates_to",
+        "rel_type",
+        sqlite_where=text("relates_to IS NOT NULL"),
+        postgresql_where=text("relates_to IS NOT NULL"),
+    ),
 )
 
 event_txns = Table(

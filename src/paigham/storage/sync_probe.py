@@ -25,28 +25,34 @@ ROOM_EVENTS, ROOM_TYPING, ROOM_RECEIPTS = 1, 2, 4
 ACCOUNT_DATA, PUSH_RULES, PRESENCE, TO_DEVICE, DEVICE_LISTS = 1, 2, 4, 8, 16
 
 
-
 def _flags(parts: Sequence[tuple[int, Sequence[tuple[str, str]]]]) -> str:
     """`bit` for each part where any of its (table, condition) has a row; the bits added up."""
     return " + ".join(
-        "CASE WHEN " + " OR ".join(f"EXISTS (SELECT 1 FROM {t} WHERE {w})" for t, w in checks)
-        + f" THEN {bit} ELSE 0 END" for bit, checks in parts)
+        "CASE WHEN "
+        + " OR ".join(f"EXISTS (SELECT 1 FROM {t} WHERE {w})" for t, w in checks)
+        + f" THEN {bit} ELSE 0 END"
+        for bit, checks in parts
+    )
 
 
-_ROOM_FLAGS = _flags([
-    (ROOM_EVENTS, [("events e", "e.room_id = m.room_id AND e.stream > $2")]),
-    (ROOM_TYPING, [("typing_stream t", "t.room_id = m.room_id AND t.stream > $2")]),
-    (ROOM_RECEIPTS, [("receipts r", "r.room_id = m.room_id AND r.stream > $2")]),
-])
-_USER_FLAGS = _flags([
-    (ACCOUNT_DATA, [("account_data", "user_id = $1 AND stream > $2")]),
-    (PUSH_RULES, [("push_rules", "user_id = $1 AND stream > $2")]),
-    (PRESENCE, [("presence", "stream > $2")]),
-    # Any message waiting (or delivered and not yet acknowledged by syncing past it).
-    (TO_DEVICE, [("e2e_device_inbox", "user_id = $1 AND device_id = $3")]),
-    # Someone's keys changed, or any membership changed (who shares a room with whom).
-    (DEVICE_LISTS, [("e2e_device_list_changes", "stream > $2"), ("memberships", "stream > $2")]),
-])
+_ROOM_FLAGS = _flags(
+    [
+        (ROOM_EVENTS, [("events e", "e.room_id = m.room_id AND e.stream > $2")]),
+        (ROOM_TYPING, [("typing_stream t", "t.room_id = m.room_id AND t.stream > $2")]),
+        (ROOM_RECEIPTS, [("receipts r", "r.room_id = m.room_id AND r.stream > $2")]),
+    ]
+)
+_USER_FLAGS = _flags(
+    [
+        (ACCOUNT_DATA, [("account_data", "user_id = $1 AND stream > $2")]),
+        (PUSH_RULES, [("push_rules", "user_id = $1 AND stream > $2")]),
+        (PRESENCE, [("presence", "stream > $2")]),
+        # Any message waiting (or delivered and not yet acknowledged by syncing past it).
+        (TO_DEVICE, [("e2e_device_inbox", "user_id = $1 AND device_id = $3")]),
+        # Someone's keys changed, or any membership changed (who shares a room with whom).
+        (DEVICE_LISTS, [("e2e_device_list_changes", "stream > $2"), ("memberships", "stream > $2")]),
+    ]
+)
 
 
 def _count(parts: Sequence[str]) -> str:
@@ -56,13 +62,24 @@ def _count(parts: Sequence[str]) -> str:
 
 
 _PAST = "room_id = y.room_id AND stream > y.start"
-_SHARED_MINUS_OWN = ("event_push_actions o JOIN room_push_actions r ON r.room_id = o.room_id AND "
-                     "r.stream = o.stream WHERE o.user_id = $1 AND o.room_id = y.room_id AND o.stream > y.start")
-_NOTIFIED = _count([f"room_push_actions WHERE {_PAST} AND sender <> $1", _SHARED_MINUS_OWN,
-                    f"event_push_actions WHERE user_id = $1 AND {_PAST} AND notify"])
-_HIGHLIGHTED = _count([f"room_push_actions WHERE {_PAST} AND sender <> $1 AND highlight",
-                       f"{_SHARED_MINUS_OWN} AND r.highlight",
-                       f"event_push_actions WHERE user_id = $1 AND {_PAST} AND notify AND highlight"])
+_SHARED_MINUS_OWN = (
+    "event_push_actions o JOIN room_push_actions r ON r.room_id = o.room_id AND "
+    "r.stream = o.stream WHERE o.user_id = $1 AND o.room_id = y.room_id AND o.stream > y.start"
+)
+_NOTIFIED = _count(
+    [
+        f"room_push_actions WHERE {_PAST} AND sender <> $1",
+        _SHARED_MINUS_OWN,
+        f"event_push_actions WHERE user_id = $1 AND {_PAST} AND notify",
+    ]
+)
+_HIGHLIGHTED = _count(
+    [
+        f"room_push_actions WHERE {_PAST} AND sender <> $1 AND highlight",
+        f"{_SHARED_MINUS_OWN} AND r.highlight",
+        f"event_push_actions WHERE user_id = $1 AND {_PAST} AND notify AND highlight",
+    ]
+)
 
 # Rows: one per room the user is in (with its flags and, for rooms with news, where counting unread
 # starts — the newest main-timeline read receipt, or the joining if later — and the unread
@@ -112,8 +129,7 @@ class SyncProbe:
         return bool(self.user_flags & bit)
 
 
-async def probe(db: Database, user_id: str, device_id: str, since: int | None,
-                states: Sequence[str]) -> SyncProbe:
+async def probe(db: Database, user_id: str, device_id: str, since: int | None, states: Sequence[str]) -> SyncProbe:
     """What changed for (user, device) past `since` (None: everything counts as changed)."""
     rows = await db.fetch(_PROBE, user_id, -1 if since is None else since, device_id, list(states))
     out = SyncProbe(0)

@@ -11,12 +11,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from paigham.api.http import Requester
 from paigham.clock import now_ms
-from paigham.services.client_events import EventSerializer, strip_room_id
+from paigham.domain.stored_event import StoredEvent
+from paigham.domain.tokens import make_token
+from paigham.requester import Requester
 from paigham.services.filtering import SyncFilterView
+from paigham.services.serializer import EventSerializer, strip_room_id
 from paigham.storage.database import Database
-from paigham.storage.events import EventStore, StoredEvent
+from paigham.storage.events import EventStore
 from paigham.storage.streams import StreamStore
 from paigham.storage.sync_probe import (
     ACCOUNT_DATA,
@@ -29,10 +31,16 @@ from paigham.storage.sync_probe import (
     probe,
 )
 from paigham.sync.notifier import Notifier
-from paigham.sync.tokens import make_token
 
-STRIPPED_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.canonical_alias",
-                  "m.room.encryption", "m.room.topic")
+STRIPPED_TYPES = (
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+)
 
 
 @dataclass
@@ -75,8 +83,17 @@ class RoomDelta:
 
 
 class SyncService:
-    def __init__(self, db: Database, events: EventStore, streams: StreamStore, serializer: EventSerializer,
-                 notifier: Notifier, push_rules: PushRulesProvider, *, presence_enabled: bool) -> None:
+    def __init__(
+        self,
+        db: Database,
+        events: EventStore,
+        streams: StreamStore,
+        serializer: EventSerializer,
+        notifier: Notifier,
+        push_rules: PushRulesProvider,
+        *,
+        presence_enabled: bool,
+    ) -> None:
         self.db = db
         self.events = events
         self.streams = streams
@@ -86,8 +103,9 @@ class SyncService:
         self.presence_enabled = presence_enabled
         self.extensions: list[Extension] = []
 
-    async def sync(self, requester: Requester, since: int | None, timeout_ms: int, flt: SyncFilterView,
-                   full_state: bool) -> dict[str, Any]:
+    async def sync(
+        self, requester: Requester, since: int | None, timeout_ms: int, flt: SyncFilterView, full_state: bool
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_ms / 1000
         while True:
             result = await self.compute(requester, since, flt, full_state)
@@ -101,12 +119,12 @@ class SyncService:
                 return (await self.compute(requester, since, flt, full_state)).body
             await asyncio.sleep(0)
 
-    async def compute(self, requester: Requester, since: int | None, flt: SyncFilterView,
-                      full_state: bool) -> SyncResult:
+    async def compute(
+        self, requester: Requester, since: int | None, flt: SyncFilterView, full_state: bool
+    ) -> SyncResult:
         user_id = requester.user_id
         # One read says where the streams stand and which have news for this device (sync_probe.py).
-        found = await probe(self.db, user_id, requester.device_id, since,
-                            ("join", "invite", "leave", "ban", "knock"))
+        found = await probe(self.db, user_id, requester.device_id, since, ("join", "invite", "leave", "ban", "knock"))
         if since is not None and since > found.position:
             since = found.position  # a token from a rolled-back or restored database: treat as "now"
         req = SyncRequest(requester, since, found.position, flt, full_state, found)
@@ -122,8 +140,7 @@ class SyncService:
         }
         changes = await self._membership_changes(req)
         # Room and global account data come from one read.
-        acct = await self.streams.account_data_since(user_id, req.since, req.upto) \
-            if found.has(ACCOUNT_DATA) else []
+        acct = await self.streams.account_data_since(user_id, req.since, req.upto) if found.has(ACCOUNT_DATA) else []
         has = False
         has |= await self._joined(req, changes, acct, body["rooms"]["join"])
         has |= await self._invited(req, body["rooms"]["invite"])
@@ -150,8 +167,9 @@ class SyncService:
         return {r for r in moved if before.get(r) != memberships[r][0]}
 
     # -- joined rooms -----------------------------------------------------------------------------
-    async def _joined(self, req: SyncRequest, changed: set[str], acct: list[tuple[str, str, Any]],
-                      out: dict[str, Any]) -> bool:
+    async def _joined(
+        self, req: SyncRequest, changed: set[str], acct: list[tuple[str, str, Any]], out: dict[str, Any]
+    ) -> bool:
         joined = [r for r, (m, _) in req.probe.memberships.items() if m == "join" and req.flt.room_allowed(r)]
         if not joined:
             return False
@@ -170,8 +188,11 @@ class SyncService:
         missing = sorted(candidates - set(counts))
         if missing:
             reads = await self.streams.read_positions(req.requester.user_id, missing)
-            counts.update(await self.streams.unread_counts(
-                req.requester.user_id, {r: max(reads.get(r, 0), req.probe.joined_at.get(r, 0)) for r in missing}))
+            counts.update(
+                await self.streams.unread_counts(
+                    req.requester.user_id, {r: max(reads.get(r, 0), req.probe.joined_at.get(r, 0)) for r in missing}
+                )
+            )
         has = False
         for room_id in sorted(candidates):
             initial = req.since is None or req.full_state or room_id in changed
@@ -181,8 +202,13 @@ class SyncService:
             room["account_data"] = {"events": room_data.get(room_id, [])}
             n, h = counts.get(room_id, (0, 0))
             room["unread_notifications"] = {"notification_count": n, "highlight_count": h}
-            if req.since is not None and not (delta.timeline or delta.state or room["ephemeral"]["events"]
-                                              or room["account_data"]["events"] or room_id in changed):
+            if req.since is not None and not (
+                delta.timeline
+                or delta.state
+                or room["ephemeral"]["events"]
+                or room["account_data"]["events"]
+                or room_id in changed
+            ):
                 continue
             out[room_id] = room
             has = True
@@ -195,10 +221,10 @@ class SyncService:
         limited = len(recent) > limit
         timeline = recent[-limit:] if limit else []
         start = (timeline[0].stream - 1) if timeline else upto
-        timeline = [e for e in timeline if req.flt.timeline_match_stored(e)] if req.flt.has_timeline_filter \
-            else timeline
-        delta = RoomDelta(timeline=timeline, limited=limited, prev_batch=start, initial=since is None,
-                          related=related)
+        timeline = (
+            [e for e in timeline if req.flt.timeline_match_stored(e)] if req.flt.has_timeline_filter else timeline
+        )
+        delta = RoomDelta(timeline=timeline, limited=limited, prev_batch=start, initial=since is None, related=related)
         if since is None:
             delta.state = await self.events.state_at(room_id, start)
         elif limited:
@@ -248,13 +274,13 @@ class SyncService:
 
     async def _ephemeral(self, req: SyncRequest, rooms: list[str]) -> dict[str, list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = {}
-        typing_rooms = await self.streams.typing_changed(req.probe.rooms_with(ROOM_TYPING, rooms), req.since,
-                                                         req.upto)
+        typing_rooms = await self.streams.typing_changed(req.probe.rooms_with(ROOM_TYPING, rooms), req.since, req.upto)
         if typing_rooms:
             users = await self.streams.typing_users(sorted(typing_rooms), now_ms())
             for room_id in typing_rooms:
                 out.setdefault(room_id, []).append(
-                    {"type": "m.typing", "content": {"user_ids": sorted(users.get(room_id, []))}})
+                    {"type": "m.typing", "content": {"user_ids": sorted(users.get(room_id, []))}}
+                )
         me = req.requester.user_id
         for r in await self.streams.receipts_since(req.probe.rooms_with(ROOM_RECEIPTS, rooms), req.since, req.upto):
             if r.receipt_type == "m.read.private" and r.user_id != me:
@@ -320,10 +346,19 @@ class SyncService:
         # Everyone sharing a joined room with the user, in one query (not one per room).
         rows = await self.streams.co_member_presence(req.requester.user_id, req.since, req.upto)
         now = now_ms()
-        evs = [{"type": "m.presence", "sender": r.user_id, "content": {
-            "presence": r.state, "last_active_ago": max(0, now - r.last_active_ts),
-            "currently_active": r.state == "online", **({"status_msg": r.status_msg} if r.status_msg else {}),
-        }} for r in rows]
+        evs = [
+            {
+                "type": "m.presence",
+                "sender": r.user_id,
+                "content": {
+                    "presence": r.state,
+                    "last_active_ago": max(0, now - r.last_active_ts),
+                    "currently_active": r.state == "online",
+                    **({"status_msg": r.status_msg} if r.status_msg else {}),
+                },
+            }
+            for r in rows
+        ]
         body["presence"]["events"] = evs
         return bool(evs) and req.since is not None
 

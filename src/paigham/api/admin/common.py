@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
-from starlette.requests import Request
+import functools
+from collections.abc import Awaitable, Callable
 
-from paigham.api.http import Requester, bearer, client_ip
+from starlette.requests import Request
+from starlette.responses import Response
+
+from paigham.api.http import Handler, bearer, client_ip
 from paigham.errors import Codes, MatrixError
-from paigham.i18n import N_
+from paigham.messages import N_
+from paigham.requester import Requester
 from paigham.services.admin import Actor
 from paigham.services.auth import AuthService
+
+# An admin handler: `admin_only` checks the caller is a server admin and hands it the actor too.
+AdminHandler = Callable[[Request, Requester, Actor], Awaitable[Response]]
+
+
+def admin_only(auth: AuthService) -> Callable[[AdminHandler], Handler]:
+    """Declares an admin route: the wrapped handler runs as `handler(request, requester, actor)`
+    only for a valid token of a server admin (401 without one, 403 for anyone else)."""
+
+    def wrap(handler: AdminHandler) -> Handler:
+        @functools.wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            requester, actor = await require_admin(auth, request)
+            return await handler(request, requester, actor)
+
+        return endpoint
+
+    return wrap
 
 
 async def require_admin(auth: AuthService, request: Request) -> tuple[Requester, Actor]:

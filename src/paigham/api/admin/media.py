@@ -8,10 +8,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from paigham.api.http import Requester, bearer, ok, query_int
+from paigham.api.http import bearer, ok, query_int
 from paigham.errors import Codes, MatrixError
 from paigham.ids import parse_user_id
 from paigham.media.service import MediaService
+from paigham.requester import Requester
 from paigham.services.auth import AuthService
 from paigham.storage.media import MediaRow
 
@@ -21,10 +22,17 @@ ADMIN = "/_synapse/admin/v1"
 def media_info(row: MediaRow) -> dict[str, Any]:
     """One media in the shape of Synapse's admin API."""
     return {
-        "media_id": row.media_id, "media_type": row.content_type, "media_length": row.length,
-        "upload_name": row.upload_name, "created_ts": row.created_ts, "last_access_ts": row.last_access_ts,
-        "quarantined_by": row.quarantined_by, "safe_from_quarantine": False, "user_id": row.user_id,
-        "state": row.state, "sha256": row.sha256,
+        "media_id": row.media_id,
+        "media_type": row.content_type,
+        "media_length": row.length,
+        "upload_name": row.upload_name,
+        "created_ts": row.created_ts,
+        "last_access_ts": row.last_access_ts,
+        "quarantined_by": row.quarantined_by,
+        "safe_from_quarantine": False,
+        "user_id": row.user_id,
+        "state": row.state,
+        "sha256": row.sha256,
     }
 
 
@@ -38,8 +46,7 @@ def routes(auth: AuthService, media: MediaService) -> list[Route]:
     async def quarantine(request: Request) -> Response:
         """POST /_synapse/admin/v1/media/quarantine/{serverName}/{mediaId}"""
         requester = await admin(request)
-        await media.quarantine(request.path_params["server_name"], request.path_params["media_id"],
-                               requester.user_id)
+        await media.quarantine(request.path_params["server_name"], request.path_params["media_id"], requester.user_id)
         return ok({})
 
     async def unquarantine(request: Request) -> Response:
@@ -102,4 +109,3 @@ def routes(auth: AuthService, media: MediaService) -> list[Route]:
         Route(f"{ADMIN}/users/{{user_id}}/media", user_media, methods=["GET"]),
         Route(f"{ADMIN}/users/{{user_id}}/media", delete_user_media, methods=["DELETE"]),
     ]
-

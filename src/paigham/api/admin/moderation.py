@@ -83,8 +83,9 @@ def routes(auth: AuthService, admin: AdminService, notices: ServerNotices) -> li
         body = await typed_body(request, ResetPasswordBody)
         if not 0 < len(body.new_password) <= MAX_PASSWORD_LEN:
             raise MatrixError(400, Codes.INVALID_PARAM, f"new_password must be 1 to {MAX_PASSWORD_LEN} characters")
-        await admin.reset_password(request.path_params["user_id"], body.new_password, actor,
-                                   logout_devices=body.logout_devices)
+        await admin.reset_password(
+            request.path_params["user_id"], body.new_password, actor, logout_devices=body.logout_devices
+        )
         return ok({})
 
     async def server_notice(request: Request) -> Response:
@@ -95,12 +96,17 @@ def routes(auth: AuthService, admin: AdminService, notices: ServerNotices) -> li
         if user.deactivated:
             raise MatrixError(400, Codes.INVALID_PARAM, "The account is deactivated")
         text = body.content.get("body")
-        if not isinstance(text, str) or not text or len(text) > 16_000 or body.content.get("msgtype") not in (
-                "m.text", "m.notice"):
+        if (
+            not isinstance(text, str)
+            or not text
+            or len(text) > 16_000
+            or body.content.get("msgtype") not in ("m.text", "m.notice")
+        ):
             raise MatrixError(400, Codes.INVALID_PARAM, "content needs msgtype m.text or m.notice and a body")
         event_id = await notices.send(body.user_id, text, {"msgtype": body.content["msgtype"], "body": text})
-        await admin.audit.record("admin.server_notice", actor.user_id, body.user_id, actor.ip, actor.device,
-                                 {"event_id": event_id})
+        await admin.audit.record(
+            "admin.server_notice", actor.user_id, body.user_id, actor.ip, actor.device, {"event_id": event_id}
+        )
         return ok({"event_id": event_id})
 
     return [

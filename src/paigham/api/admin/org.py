@@ -35,9 +35,13 @@ def routes(auth: AuthService, org: OrgService, spaces: UnitSpaces) -> list[Route
             raise MatrixError(404, Codes.NOT_FOUND, "Unit not found")
         units = await store.units()
         counts = await store.unit_counts()
-        return {**row.unit.to_json(), "space_id": row.space_id, "announcements_room_id": row.announcements_id,
-                "officials": counts.get(unit_id, 0),
-                "children": sorted(u for u, r in units.items() if r.unit.parent_id == unit_id)}
+        return {
+            **row.unit.to_json(),
+            "space_id": row.space_id,
+            "announcements_room_id": row.announcements_id,
+            "officials": counts.get(unit_id, 0),
+            "children": sorted(u for u, r in units.items() if r.unit.parent_id == unit_id),
+        }
 
     async def list_units(request: Request) -> Response:
         """GET /_paigham/admin/v1/units"""
@@ -45,9 +49,16 @@ def routes(auth: AuthService, org: OrgService, spaces: UnitSpaces) -> list[Route
         units = await store.units()
         counts = await store.unit_counts()
         parent = request.query_params.get("parent_id")
-        out = [{**r.unit.to_json(), "space_id": r.space_id, "announcements_room_id": r.announcements_id,
-                "officials": counts.get(uid, 0)}
-               for uid, r in sorted(units.items()) if parent is None or r.unit.parent_id == (parent or None)]
+        out = [
+            {
+                **r.unit.to_json(),
+                "space_id": r.space_id,
+                "announcements_room_id": r.announcements_id,
+                "officials": counts.get(uid, 0),
+            }
+            for uid, r in sorted(units.items())
+            if parent is None or r.unit.parent_id == (parent or None)
+        ]
         return ok({"units": out, "total": len(out)})
 
     async def get_unit(request: Request) -> Response:
@@ -82,8 +93,9 @@ def routes(auth: AuthService, org: OrgService, spaces: UnitSpaces) -> list[Route
             raise MatrixError(400, Codes.INVALID_PARAM, f"status must be one of {', '.join(STATUSES)}")
         offset = query_int(request, "from", 0, 0, 2**31)
         limit = query_int(request, "limit", 100, 1, 1000)
-        rows, total = await store.list_officials(unit_id=request.query_params.get("unit_id"), status=status,
-                                                 offset=offset, limit=limit)
+        rows, total = await store.list_officials(
+            unit_id=request.query_params.get("unit_id"), status=status, offset=offset, limit=limit
+        )
         body: dict[str, Any] = {"officials": [r.official.to_json() for r in rows], "total": total}
         if offset + len(rows) < total:
             body["next_token"] = str(offset + len(rows))
@@ -122,10 +134,20 @@ def routes(auth: AuthService, org: OrgService, spaces: UnitSpaces) -> list[Route
             raise MatrixError(400, Codes.NOT_JSON, 'The body must be a JSON object {"units": [], "officials": []}')
         plan = await org.import_rows(read_json(text, "request"), dry_run=dry_run, actor=requester.user_id)
         if not plan.ok:
-            raise MatrixError(400, Codes.INVALID_PARAM, f"{len(plan.errors)} records are invalid; nothing was changed",
-                              errors=row_errors_text(plan.errors))
-        return ok({"dry_run": dry_run, "summary": plan.summary(), "diff": plan.to_json(),
-                   "changes": list(plan.lines())[:10_000]})
+            raise MatrixError(
+                400,
+                Codes.INVALID_PARAM,
+                f"{len(plan.errors)} records are invalid; nothing was changed",
+                errors=row_errors_text(plan.errors),
+            )
+        return ok(
+            {
+                "dry_run": dry_run,
+                "summary": plan.summary(),
+                "diff": plan.to_json(),
+                "changes": list(plan.lines())[:10_000],
+            }
+        )
 
     async def sync(request: Request) -> Response:
         """POST /_paigham/admin/v1/sync"""
@@ -139,8 +161,14 @@ def routes(auth: AuthService, org: OrgService, spaces: UnitSpaces) -> list[Route
         if not body.body.strip() or len(body.body) > 16_000:
             raise MatrixError(400, Codes.INVALID_PARAM, "body must be 1 to 16000 characters")
         event_id = await spaces.announce(request.path_params["unit_id"], body.body, requester.user_id)
-        await org.audit.record("admin.announce", actor.user_id, request.path_params["unit_id"], actor.ip,
-                               actor.device, {"event_id": event_id})
+        await org.audit.record(
+            "admin.announce",
+            actor.user_id,
+            request.path_params["unit_id"],
+            actor.ip,
+            actor.device,
+            {"event_id": event_id},
+        )
         return ok({"event_id": event_id})
 
     async def export(request: Request) -> Response:

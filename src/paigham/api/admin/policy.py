@@ -39,10 +39,14 @@ def routes(auth: AuthService, admin: AdminService, policies: PolicyService, enfo
         """GET /_paigham/admin/v1/policies"""
         await require_admin(auth, request)
         overrides = await policies.overrides()
-        return ok({"global": (await policies.global_policy()).to_json(),
-                   "global_overrides": overrides.get(GLOBAL, {}),
-                   "config_units": {u: _json(o) for u, o in policies.config_units.items()},
-                   "units": {k.split(":", 1)[1]: v for k, v in overrides.items() if k.startswith("unit:")}})
+        return ok(
+            {
+                "global": (await policies.global_policy()).to_json(),
+                "global_overrides": overrides.get(GLOBAL, {}),
+                "config_units": {u: _json(o) for u, o in policies.config_units.items()},
+                "units": {k.split(":", 1)[1]: v for k, v in overrides.items() if k.startswith("unit:")},
+            }
+        )
 
     async def put_global(request: Request) -> Response:
         """PUT /_paigham/admin/v1/policies/global"""
@@ -63,8 +67,9 @@ def routes(auth: AuthService, admin: AdminService, policies: PolicyService, enfo
         """PUT /_paigham/admin/v1/policies/units/{unitId}"""
         requester, _ = await require_admin(auth, request)
         unit_id = request.path_params["unit_id"]
-        overrides = await policies.set(unit_scope(unit_id), await json_body(request, allow_empty=True),
-                                       requester.user_id)
+        overrides = await policies.set(
+            unit_scope(unit_id), await json_body(request, allow_empty=True), requester.user_id
+        )
         return ok({"overrides": _json(overrides), "effective": (await policies.for_unit(unit_id)).to_json()})
 
     async def delete_unit(request: Request) -> Response:
@@ -78,9 +83,14 @@ def routes(auth: AuthService, admin: AdminService, policies: PolicyService, enfo
         await require_admin(auth, request)
         user_id = request.path_params["user_id"]
         await admin.existing_user(user_id)
-        return ok({"user_id": user_id, "unit_id": await policies.unit_of(user_id),
-                   "policy": (await policies.for_user(user_id)).to_json(),
-                   "expires_ts": await enforcer.expires_at(user_id)})
+        return ok(
+            {
+                "user_id": user_id,
+                "unit_id": await policies.unit_of(user_id),
+                "policy": (await policies.for_user(user_id)).to_json(),
+                "expires_ts": await enforcer.expires_at(user_id),
+            }
+        )
 
     async def run_retention(request: Request) -> Response:
         """POST /_paigham/admin/v1/retention/run"""

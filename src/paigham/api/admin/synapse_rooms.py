@@ -18,12 +18,26 @@ from paigham.errors import Codes, MatrixError
 from paigham.ids import check_room_id
 from paigham.services.admin import AdminService
 from paigham.services.auth import AuthService
-from paigham.storage.admin_store import AdminStore, RoomSummary
+from paigham.storage.admin import AdminStore, RoomSummary
 
 V1 = "/_synapse/admin/v1"
-ROOM_ORDERS = ("name", "canonical_alias", "joined_members", "joined_local_members", "version", "creator",
-               "encryption", "federatable", "public", "join_rules", "guest_access", "history_visibility",
-               "state_events", "room_type", "created")
+ROOM_ORDERS = (
+    "name",
+    "canonical_alias",
+    "joined_members",
+    "joined_local_members",
+    "version",
+    "creator",
+    "encryption",
+    "federatable",
+    "public",
+    "join_rules",
+    "guest_access",
+    "history_visibility",
+    "state_events",
+    "room_type",
+    "created",
+)
 TOKEN_CHARS = string.ascii_letters + string.digits + "._~-"
 
 
@@ -84,13 +98,20 @@ def routes(auth: AuthService, admin: AdminService, store: AdminStore, server_nam
         term = request.query_params.get("search_term", "")[:255].lower()
         summaries = await store.room_summaries()
         if term:
-            summaries = [s for s in summaries if term in s.room_id.lower()
-                         or term in str(s.state.get("m.room.name", {}).get("name", "")).lower()
-                         or term in str(s.state.get("m.room.canonical_alias", {}).get("alias", "")).lower()]
+            summaries = [
+                s
+                for s in summaries
+                if term in s.room_id.lower()
+                or term in str(s.state.get("m.room.name", {}).get("name", "")).lower()
+                or term in str(s.state.get("m.room.canonical_alias", {}).get("alias", "")).lower()
+            ]
         summaries.sort(key=lambda s: _sort_key(order, s, server_name), reverse=direction == "b")
-        page = summaries[offset:offset + limit]
-        body: dict[str, Any] = {"rooms": [s.to_synapse(server_name) for s in page], "offset": offset,
-                                "total_rooms": len(summaries)}
+        page = summaries[offset : offset + limit]
+        body: dict[str, Any] = {
+            "rooms": [s.to_synapse(server_name) for s in page],
+            "offset": offset,
+            "total_rooms": len(summaries),
+        }
         if offset + len(page) < len(summaries):
             body["next_batch"] = offset + len(page)
         if offset > 0:
@@ -114,8 +135,11 @@ def routes(auth: AuthService, admin: AdminService, store: AdminStore, server_nam
         room_id = check_room_id(request.path_params["room_id"])
         body = await typed_body(request, DeleteRoomBody, allow_empty=True)
         if body.new_room_user_id is not None:
-            raise MatrixError(400, Codes.INVALID_PARAM, "new_room_user_id is not supported: members are removed "
-                              "and no replacement room is created")
+            raise MatrixError(
+                400,
+                Codes.INVALID_PARAM,
+                "new_room_user_id is not supported: members are removed and no replacement room is created",
+            )
         return ok(await admin.delete_room(room_id, actor, block=body.block, purge=body.purge or body.force_purge))
 
     async def list_tokens(request: Request) -> Response:
@@ -128,7 +152,8 @@ def routes(auth: AuthService, admin: AdminService, store: AdminStore, server_nam
 
             def valid(r: dict[str, Any]) -> bool:
                 return (r["expiry_time"] is None or r["expiry_time"] >= now) and (
-                    r["uses_allowed"] is None or r["pending"] + r["completed"] < r["uses_allowed"])
+                    r["uses_allowed"] is None or r["pending"] + r["completed"] < r["uses_allowed"]
+                )
 
             rows = [r for r in rows if valid(r) == want]
         return ok({"registration_tokens": [token_json(r) for r in rows]})
@@ -149,15 +174,22 @@ def routes(auth: AuthService, admin: AdminService, store: AdminStore, server_nam
         _check_expiry(body.expiry_time)
         if body.token is None and not 1 <= body.length <= 64:
             raise MatrixError(400, Codes.INVALID_PARAM, "length must be between 1 and 64")
-        token = body.token if body.token is not None else "".join(
-            secrets.choice(TOKEN_CHARS) for _ in range(body.length))
+        token = (
+            body.token if body.token is not None else "".join(secrets.choice(TOKEN_CHARS) for _ in range(body.length))
+        )
         if await store.get_token(token) is not None:
             raise MatrixError(400, Codes.INVALID_PARAM, "This token already exists")
         await auth.create_registration_token(body.uses_allowed, None, token)
         if body.expiry_time is not None:
             await store.update_token(token, {"expiry_time": body.expiry_time})
-        await admin.audit.record("admin.registration_token_created", actor.user_id, token[:4] + "…", actor.ip,
-                                 actor.device, {"uses_allowed": body.uses_allowed, "expiry_time": body.expiry_time})
+        await admin.audit.record(
+            "admin.registration_token_created",
+            actor.user_id,
+            token[:4] + "…",
+            actor.ip,
+            actor.device,
+            {"uses_allowed": body.uses_allowed, "expiry_time": body.expiry_time},
+        )
         row = await store.get_token(token)
         assert row is not None
         return ok(token_json(row))
@@ -176,8 +208,9 @@ def routes(auth: AuthService, admin: AdminService, store: AdminStore, server_nam
         token = request.path_params["token"]
         if await store.get_token(token) is None or (values and not await store.update_token(token, values)):
             raise MatrixError(404, Codes.NOT_FOUND, "No such registration token")
-        await admin.audit.record("admin.registration_token_updated", actor.user_id, token[:4] + "…", actor.ip,
-                                 actor.device, values)
+        await admin.audit.record(
+            "admin.registration_token_updated", actor.user_id, token[:4] + "…", actor.ip, actor.device, values
+        )
         row = await store.get_token(token)
         assert row is not None
         return ok(token_json(row))
@@ -188,8 +221,9 @@ def routes(auth: AuthService, admin: AdminService, store: AdminStore, server_nam
         token = request.path_params["token"]
         if not await store.delete_token(token):
             raise MatrixError(404, Codes.NOT_FOUND, "No such registration token")
-        await admin.audit.record("admin.registration_token_deleted", actor.user_id, token[:4] + "…", actor.ip,
-                                 actor.device)
+        await admin.audit.record(
+            "admin.registration_token_deleted", actor.user_id, token[:4] + "…", actor.ip, actor.device
+        )
         return ok({})
 
     return [

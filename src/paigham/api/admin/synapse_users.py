@@ -14,8 +14,8 @@ from paigham.api.http import json_body, ok, query_bool, query_int, typed_body
 from paigham.errors import Codes, MatrixError
 from paigham.services.admin import AdminService
 from paigham.services.auth import MAX_PASSWORD_LEN, AuthService
-from paigham.storage.admin_store import AdminStore
-from paigham.storage.org_store import OrgStore
+from paigham.storage.admin import AdminStore
+from paigham.storage.org import OrgStore
 
 V1 = "/_synapse/admin/v1"
 V2 = "/_synapse/admin/v2"
@@ -45,17 +45,34 @@ class DeleteDevicesBody(msgspec.Struct):
 
 def user_json(u: Any, erased: bool = False) -> dict[str, Any]:
     return {
-        "name": u.user_id, "displayname": u.displayname, "avatar_url": u.avatar_url, "threepids": [],
-        "is_guest": False, "admin": bool(u.admin), "deactivated": bool(u.deactivated), "erased": erased,
-        "shadow_banned": False, "locked": bool(u.locked), "suspended": bool(u.suspended),
-        "creation_ts": u.created_ts, "appservice_id": None, "user_type": getattr(u, "user_type", None),
-        "approved": True, "external_ids": [],
+        "name": u.user_id,
+        "displayname": u.displayname,
+        "avatar_url": u.avatar_url,
+        "threepids": [],
+        "is_guest": False,
+        "admin": bool(u.admin),
+        "deactivated": bool(u.deactivated),
+        "erased": erased,
+        "shadow_banned": False,
+        "locked": bool(u.locked),
+        "suspended": bool(u.suspended),
+        "creation_ts": u.created_ts,
+        "appservice_id": None,
+        "user_type": getattr(u, "user_type", None),
+        "approved": True,
+        "external_ids": [],
     }
 
 
 def device_json(user_id: str, d: Any) -> dict[str, Any]:
-    return {"device_id": d.device_id, "display_name": d.display_name, "last_seen_ip": d.last_seen_ip,
-            "last_seen_ts": d.last_seen_ts, "last_seen_user_agent": None, "user_id": user_id}
+    return {
+        "device_id": d.device_id,
+        "display_name": d.display_name,
+        "last_seen_ip": d.last_seen_ip,
+        "last_seen_ts": d.last_seen_ts,
+        "last_seen_user_agent": None,
+        "user_id": user_id,
+    }
 
 
 def routes(auth: AuthService, admin: AdminService, store: AdminStore, org: OrgStore) -> list[Route]:
@@ -82,11 +99,15 @@ def routes(auth: AuthService, admin: AdminService, store: AdminStore, org: OrgSt
             raise MatrixError(400, Codes.INVALID_PARAM, "dir must be f or b")
         admins = request.query_params.get("admins")
         rows, total = await store.list_users(
-            offset=offset, limit=limit, name=request.query_params.get("name", "")[:255] or None,
+            offset=offset,
+            limit=limit,
+            name=request.query_params.get("name", "")[:255] or None,
             user_id=request.query_params.get("user_id", "")[:255] or None,
             deactivated=query_bool(request, "deactivated", False),
-            admins=None if admins is None else query_bool(request, "admins"), order_by=order_by,
-            descending=direction == "b")
+            admins=None if admins is None else query_bool(request, "admins"),
+            order_by=order_by,
+            descending=direction == "b",
+        )
         body: dict[str, Any] = {"users": [user_json(u) for u in rows], "total": total}
         if offset + len(rows) < total:
             body["next_token"] = str(offset + len(rows))

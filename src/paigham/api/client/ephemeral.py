@@ -9,9 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from paigham.api.http import Requester, bearer, client_routes, json_body, ok, typed_body
+from paigham.api.http import bearer, client_routes, json_body, ok, typed_body
 from paigham.errors import Codes, MatrixError
 from paigham.ids import check_event_id, check_room_id
+from paigham.requester import Requester
 from paigham.services.auth import AuthService
 from paigham.services.ephemeral import EphemeralService
 from paigham.services.presence import PresenceService
@@ -29,8 +30,9 @@ class PresenceBody(msgspec.Struct):
     status_msg: str | None = None
 
 
-class ReadMarkersBody(msgspec.Struct, rename={"fully_read": "m.fully_read", "read": "m.read",
-                                              "read_private": "m.read.private"}):
+class ReadMarkersBody(
+    msgspec.Struct, rename={"fully_read": "m.fully_read", "read": "m.read", "read_private": "m.read.private"}
+):
     fully_read: str | None = None
     read: str | None = None
     read_private: str | None = None
@@ -51,9 +53,13 @@ def routes(auth: AuthService, eph: EphemeralService, presence: PresenceService) 
             raise MatrixError(400, Codes.BAD_JSON, "thread_id must be a string")
         if thread_id is not None and thread_id != "main":
             check_event_id(thread_id)  # a thread is named by its root event
-        await eph.receipt(requester.user_id, check_room_id(request.path_params["room_id"]),
-                          request.path_params["receipt_type"], check_event_id(request.path_params["event_id"]),
-                          thread_id)
+        await eph.receipt(
+            requester.user_id,
+            check_room_id(request.path_params["room_id"]),
+            request.path_params["receipt_type"],
+            check_event_id(request.path_params["event_id"]),
+            thread_id,
+        )
         return ok()
 
     async def read_markers(request: Request) -> Response:
@@ -61,8 +67,11 @@ def routes(auth: AuthService, eph: EphemeralService, presence: PresenceService) 
         requester = await auth.authenticate(bearer(request))
         body = await typed_body(request, ReadMarkersBody, allow_empty=True)
         room_id = check_room_id(request.path_params["room_id"])
-        for rtype, event_id in (("m.fully_read", body.fully_read), ("m.read", body.read),
-                                ("m.read.private", body.read_private)):
+        for rtype, event_id in (
+            ("m.fully_read", body.fully_read),
+            ("m.read", body.read),
+            ("m.read.private", body.read_private),
+        ):
             if event_id is not None:
                 await eph.receipt(requester.user_id, room_id, rtype, check_event_id(event_id), None)
         return ok()

@@ -7,17 +7,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from paigham.api.http import bearer, client_routes, json_body, ok
+from paigham.domain.tokens import parse_token
 from paigham.e2ee.cross_signing import CrossSigningService
 from paigham.e2ee.device_lists import DeviceListService
 from paigham.e2ee.keys import KeyService
 from paigham.errors import Codes, MatrixError
 from paigham.services.auth import AuthService
 from paigham.storage.database import Database
-from paigham.sync.tokens import parse_token
 
 
-def routes(auth: AuthService, db: Database, keys: KeyService, cross_signing: CrossSigningService,
-           lists: DeviceListService) -> list[Route]:
+def routes(
+    auth: AuthService, db: Database, keys: KeyService, cross_signing: CrossSigningService, lists: DeviceListService
+) -> list[Route]:
     async def upload(request: Request) -> Response:
         """POST /_matrix/client/v3/keys/upload"""
         requester = await auth.authenticate(bearer(request))

@@ -18,8 +18,25 @@ from paigham.services.auth import AuthService, login_response
 from paigham.services.login_guard import LoginGuard
 
 SUPPORTED_VERSIONS = [
-    "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8",
-    "v1.9", "v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15", "v1.16",
+    "r0.5.0",
+    "r0.6.0",
+    "r0.6.1",
+    "v1.1",
+    "v1.2",
+    "v1.3",
+    "v1.4",
+    "v1.5",
+    "v1.6",
+    "v1.7",
+    "v1.8",
+    "v1.9",
+    "v1.10",
+    "v1.11",
+    "v1.12",
+    "v1.13",
+    "v1.14",
+    "v1.15",
+    "v1.16",
 ]
 
 
@@ -54,21 +71,23 @@ def routes(config: Config, auth: AuthService, audit: AuditService, guard: LoginG
     async def capabilities(request: Request) -> Response:
         """GET /_matrix/client/v3/capabilities"""
         requester = await auth.authenticate(bearer(request))
-        return ok({
-            "capabilities": {
-                "m.change_password": {"enabled": True},
-                "m.room_versions": {
-                    "default": config.default_room_version,
-                    "available": {v: "stable" for v in KNOWN_ROOM_VERSIONS},
-                },
-                "m.set_displayname": {"enabled": True},
-                "m.set_avatar_url": {"enabled": True},
-                "m.3pid_changes": {"enabled": False},
-                "m.get_login_token": {"enabled": False},
-                "m.profile_fields": {"enabled": True},
-                "m.account_moderation": {"suspend": requester.is_admin, "lock": requester.is_admin},
+        return ok(
+            {
+                "capabilities": {
+                    "m.change_password": {"enabled": True},
+                    "m.room_versions": {
+                        "default": config.default_room_version,
+                        "available": {v: "stable" for v in KNOWN_ROOM_VERSIONS},
+                    },
+                    "m.set_displayname": {"enabled": True},
+                    "m.set_avatar_url": {"enabled": True},
+                    "m.3pid_changes": {"enabled": False},
+                    "m.get_login_token": {"enabled": False},
+                    "m.profile_fields": {"enabled": True},
+                    "m.account_moderation": {"suspend": requester.is_admin, "lock": requester.is_admin},
+                }
             }
-        })
+        )
 
     async def login_flows(_: Request) -> Response:
         """GET /_matrix/client/v3/login"""

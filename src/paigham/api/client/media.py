@@ -16,15 +16,21 @@ from paigham.media.service import MAX_WAIT_MS, MediaService, Upload
 from paigham.services.auth import AuthService
 from paigham.storage.media import MediaRow
 
-CSP = ("sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; "
-       "style-src 'unsafe-inline'; object-src 'self';")
+CSP = (
+    "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; "
+    "style-src 'unsafe-inline'; object-src 'self';"
+)
 AUTHED = "/_matrix/client/v1/media"
 LEGACY = ("/_matrix/media/v3", "/_matrix/media/r0")
 
 
 def _security_headers(cache: str) -> dict[str, str]:
-    return {"Content-Security-Policy": CSP, "Cross-Origin-Resource-Policy": "cross-origin",
-            "X-Content-Type-Options": "nosniff", "Cache-Control": cache}
+    return {
+        "Content-Security-Policy": CSP,
+        "Cross-Origin-Resource-Policy": "cross-origin",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": cache,
+    }
 
 
 def _digits(raw: str, max_len: int) -> bool:
@@ -52,8 +58,7 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
 
 def _upload(media: MediaService, request: Request) -> Upload:
     declared = _declared_length(request)
-    kind, name = media.check_upload(request.headers.get("content-type"), request.query_params.get("filename"),
-                                    declared)
+    kind, name = media.check_upload(request.headers.get("content-type"), request.query_params.get("filename"), declared)
     return Upload(kind, name, declared, _body(request))
 
 
@@ -105,8 +110,12 @@ def routes(config: Config, auth: AuthService, media: MediaService) -> list[Route
     async def preview_url(request: Request) -> Response:
         """GET /_matrix/client/v1/media/preview_url"""
         await auth.authenticate(bearer(request))
-        raise MatrixError(404, Codes.UNRECOGNIZED, "URL previews are not available: this server never fetches "
-                          "outside web pages on a user's behalf (privacy, and no requests to internal addresses)")
+        raise MatrixError(
+            404,
+            Codes.UNRECOGNIZED,
+            "URL previews are not available: this server never fetches "
+            "outside web pages on a user's behalf (privacy, and no requests to internal addresses)",
+        )
 
     async def upload(request: Request) -> Response:
         """POST /_matrix/media/v3/upload"""
@@ -158,16 +167,25 @@ def routes(config: Config, auth: AuthService, media: MediaService) -> list[Route
 
 def _legacy_allowed(config: Config) -> None:
     if not config.media_legacy_unauthenticated:
-        raise MatrixError(404, Codes.NOT_FOUND, "Unauthenticated media downloads are disabled on this server; "
-                          "use /_matrix/client/v1/media/ with an access token")
+        raise MatrixError(
+            404,
+            Codes.NOT_FOUND,
+            "Unauthenticated media downloads are disabled on this server; "
+            "use /_matrix/client/v1/media/ with an access token",
+        )
 
 
 async def _serve(media: MediaService, request: Request, row: MediaRow, name: str | None, *, private: bool) -> Response:
     size = row.length or 0
     kind = row.served_type or "application/octet-stream"
     headers = _security_headers(f"{'private' if private else 'public'}, max-age=86400, immutable")
-    headers.update({"Content-Disposition": rules.content_disposition(kind, name), "Accept-Ranges": "bytes",
-                    "ETag": f'"{row.sha256}"'})
+    headers.update(
+        {
+            "Content-Disposition": rules.content_disposition(kind, name),
+            "Accept-Ranges": "bytes",
+            "ETag": f'"{row.sha256}"',
+        }
+    )
     if request.headers.get("if-none-match") == headers["ETag"]:
         return Response(status_code=304, headers=headers)
     try:
@@ -181,5 +199,6 @@ async def _serve(media: MediaService, request: Request, row: MediaRow, name: str
         return StreamingResponse(await media.content(row), media_type=kind, headers=headers)
     headers["Content-Length"] = str(rng.length)
     headers["Content-Range"] = f"bytes {rng.start}-{rng.end}/{size}"
-    return StreamingResponse(await media.content(row, rng.start, rng.end), status_code=206, media_type=kind,
-                             headers=headers)
+    return StreamingResponse(
+        await media.content(row, rng.start, rng.end), status_code=206, media_type=kind, headers=headers
+    )

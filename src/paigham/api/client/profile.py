@@ -97,8 +97,9 @@ def routes(auth: AuthService, uia: UIAService, profiles: ProfileService) -> list
         if body.display_name is not None and len(body.display_name) > MAX_DISPLAYNAME:
             raise MatrixError(400, Codes.TOO_LARGE, "display_name is too long")
         if body.display_name is not None:
-            found = await auth.store.update_device(requester.user_id, request.path_params["device_id"],
-                                                   display_name=body.display_name)
+            found = await auth.store.update_device(
+                requester.user_id, request.path_params["device_id"], display_name=body.display_name
+            )
             if not found:
                 raise MatrixError(404, Codes.NOT_FOUND, "Unknown device")
         elif await auth.store.get_device(requester.user_id, request.path_params["device_id"]) is None:

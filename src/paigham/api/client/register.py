@@ -55,8 +55,9 @@ class SharedSecretBody(msgspec.Struct):
     user_type: str | None = None
 
 
-def shared_secret_mac(secret: str, nonce: str, username: str, password: str, admin: bool,
-                      user_type: str | None = None) -> str:
+def shared_secret_mac(
+    secret: str, nonce: str, username: str, password: str, admin: bool, user_type: str | None = None
+) -> str:
     """The HMAC-SHA1 the Synapse admin API documents for /_synapse/admin/v1/register."""
     mac = hmac.new(secret.encode(), digestmod=hashlib.sha1)
     parts = [nonce, username, password, "admin" if admin else "notadmin"]
@@ -89,8 +90,14 @@ def routes(config: Config, auth: AuthService, uia: UIAService, audit: AuditServi
         if token is not None and not await auth.store.use_registration_token(str(token), now_ms()):
             raise MatrixError(401, Codes.UNAUTHORIZED, "Registration token is no longer valid")
         await auth.create_user(localpart, body.password)
-        await audit.record("account.registered", user_id, user_id, client_ip(request), body.device_id,
-                           {"via": "registration_token" if token is not None else "open"})
+        await audit.record(
+            "account.registered",
+            user_id,
+            user_id,
+            client_ip(request),
+            body.device_id,
+            {"via": "registration_token" if token is not None else "open"},
+        )
         if body.inhibit_login:
             return ok({"user_id": user_id, "home_server": config.server_name})
         session = await auth.start_session(
@@ -122,8 +129,11 @@ def routes(config: Config, auth: AuthService, uia: UIAService, audit: AuditServi
         await uia.check(body.auth, kind="password", flows=[[PASSWORD]], user_id=requester.user_id)
         await auth.set_password(requester.user_id, body.new_password)
         if body.logout_devices:
-            others = [d.device_id for d in await auth.store.get_devices(requester.user_id)
-                      if d.device_id != requester.device_id]
+            others = [
+                d.device_id
+                for d in await auth.store.get_devices(requester.user_id)
+                if d.device_id != requester.device_id
+            ]
             await auth.delete_devices(requester.user_id, others)
             await auth.store.delete_all_tokens(requester.user_id, except_token=requester.access_token)
         return ok()
@@ -153,27 +163,38 @@ def routes(config: Config, auth: AuthService, uia: UIAService, audit: AuditServi
         if not config.registration_shared_secret:
             raise MatrixError(400, Codes.UNKNOWN, "Shared secret registration is not enabled")
         session = await auth.store.get_uia_session(body.nonce)
-        if (session is None or session["kind"] != "shared_secret_nonce"
-                or session["created_ts"] + NONCE_LIFETIME_MS < now_ms()):
+        if (
+            session is None
+            or session["kind"] != "shared_secret_nonce"
+            or session["created_ts"] + NONCE_LIFETIME_MS < now_ms()
+        ):
             raise MatrixError(400, Codes.UNKNOWN, "Unrecognised nonce")
         await auth.store.delete_uia_session(body.nonce)
-        want = shared_secret_mac(config.registration_shared_secret, body.nonce, body.username,
-                                 body.password, body.admin, body.user_type)
+        want = shared_secret_mac(
+            config.registration_shared_secret, body.nonce, body.username, body.password, body.admin, body.user_type
+        )
         if not hmac.compare_digest(want, body.mac.lower()):
             raise MatrixError(403, Codes.FORBIDDEN, "HMAC incorrect")
-        user_id = await auth.create_user(body.username.lower(), body.password, admin=body.admin,
-                                         displayname=body.displayname)
-        await audit.record("account.registered", None, user_id, client_ip(request), None,
-                           {"via": "shared_secret", "admin": body.admin})
+        user_id = await auth.create_user(
+            body.username.lower(), body.password, admin=body.admin, displayname=body.displayname
+        )
+        await audit.record(
+            "account.registered", None, user_id, client_ip(request), None, {"via": "shared_secret", "admin": body.admin}
+        )
         session_ = await auth.start_session(user_id, None, None)
-        return ok({"user_id": user_id, "access_token": session_.access_token,
-                   "device_id": session_.device_id, "home_server": config.server_name})
+        return ok(
+            {
+                "user_id": user_id,
+                "access_token": session_.access_token,
+                "device_id": session_.device_id,
+                "home_server": config.server_name,
+            }
+        )
 
     return [
         *client_routes("/register", register, ["POST"]),
         *client_routes("/register/available", available, ["GET"]),
-        Route("/_matrix/client/v1/register/m.login.registration_token/validity", token_validity,
-              methods=["GET"]),
+        Route("/_matrix/client/v1/register/m.login.registration_token/validity", token_validity, methods=["GET"]),
         *client_routes("/account/password", change_password, ["POST"]),
         *client_routes("/account/deactivate", deactivate, ["POST"]),
         *client_routes("/account/3pid", threepids, ["GET"]),

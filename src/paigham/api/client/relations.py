@@ -10,13 +10,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from paigham.api.http import bearer, client_routes, ok, query_int
+from paigham.domain.tokens import make_token, parse_token
 from paigham.errors import Codes, MatrixError
 from paigham.ids import check_event_id, check_room_id
 from paigham.services.auth import AuthService
-from paigham.services.client_events import EventSerializer
+from paigham.services.serializer import EventSerializer
 from paigham.services.timeline import TimelineService
 from paigham.services.visibility import filter_visible
-from paigham.sync.tokens import make_token, parse_token
 
 
 def routes(auth: AuthService, timeline: TimelineService, serializer: EventSerializer) -> list[Route]:
@@ -40,9 +40,13 @@ def routes(auth: AuthService, timeline: TimelineService, serializer: EventSerial
         limit = query_int(request, "limit", 50, 1, 1000)
         cursor = parse_token(q["from"], "from") if q.get("from") else None
         found = await store.relations(
-            event_id, rel_type, limit + 1,
+            event_id,
+            rel_type,
+            limit + 1,
             before=cursor + 1 if (cursor is not None and backwards) else None,
-            after=cursor if (cursor is not None and not backwards) else None, backwards=backwards)
+            after=cursor if (cursor is not None and not backwards) else None,
+            backwards=backwards,
+        )
         if event_type is not None:
             found = [e for e in found if e.type == event_type]
         page = found[:limit]
@@ -68,8 +72,11 @@ def routes(auth: AuthService, timeline: TimelineService, serializer: EventSerial
         ordered = await filter_visible(store, requester.user_id, room_id, ordered)
         chunk = await serializer.serialize(ordered, requester)
         if include == "participated":
-            chunk = [e for e in chunk
-                     if e["unsigned"].get("m.relations", {}).get("m.thread", {}).get("current_user_participated")]
+            chunk = [
+                e
+                for e in chunk
+                if e["unsigned"].get("m.relations", {}).get("m.thread", {}).get("current_user_participated")
+            ]
         body: dict[str, Any] = {"chunk": chunk}
         if len(roots) > limit:
             body["next_batch"] = make_token(roots[limit - 1][1])
@@ -88,8 +95,11 @@ def routes(auth: AuthService, timeline: TimelineService, serializer: EventSerial
     return [
         Route("/_matrix/client/v1/rooms/{room_id}/relations/{event_id}", relations, methods=["GET"]),
         Route("/_matrix/client/v1/rooms/{room_id}/relations/{event_id}/{rel_type}", relations, methods=["GET"]),
-        Route("/_matrix/client/v1/rooms/{room_id}/relations/{event_id}/{rel_type}/{event_type}", relations,
-              methods=["GET"]),
+        Route(
+            "/_matrix/client/v1/rooms/{room_id}/relations/{event_id}/{rel_type}/{event_type}",
+            relations,
+            methods=["GET"],
+        ),
         Route("/_matrix/client/v1/rooms/{room_id}/threads", threads, methods=["GET"]),
         *client_routes("/thirdparty/protocols", thirdparty_protocols, ["GET"]),
         *client_routes("/voip/turnServer", turn_server, ["GET"]),

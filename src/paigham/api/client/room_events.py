@@ -9,14 +9,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from paigham.api.http import bearer, client_routes, json_body, ok, query_int
+from paigham.domain.tokens import parse_token
 from paigham.errors import Codes, MatrixError
 from paigham.ids import check_event_id, check_room_id
 from paigham.services.auth import AuthService
-from paigham.services.client_events import EventSerializer
 from paigham.services.filtering import room_event_filter_param
+from paigham.services.serializer import EventSerializer
 from paigham.services.timeline import TimelineService
 from paigham.services.writer import EventSpec, EventWriter, Txn
-from paigham.sync.tokens import parse_token
 
 MAX_TYPE_LEN = 255
 
@@ -27,8 +27,9 @@ def _check_type(event_type: str) -> str:
     return event_type
 
 
-def routes(auth: AuthService, writer: EventWriter, timeline: TimelineService,
-           serializer: EventSerializer) -> list[Route]:
+def routes(
+    auth: AuthService, writer: EventWriter, timeline: TimelineService, serializer: EventSerializer
+) -> list[Route]:
     async def send(request: Request) -> Response:
         """PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}"""
         requester = await auth.authenticate(bearer(request))
@@ -60,8 +61,12 @@ def routes(auth: AuthService, writer: EventWriter, timeline: TimelineService,
             if membership not in ("join", "invite", "leave", "ban", "knock"):
                 raise MatrixError(400, Codes.BAD_JSON, "Invalid membership")
         existing = await timeline.store.current_state_event(room_id, event_type, state_key)
-        if existing is not None and existing.sender == requester.user_id and existing.content == content \
-                and event_type != "m.room.member":
+        if (
+            existing is not None
+            and existing.sender == requester.user_id
+            and existing.content == content
+            and event_type != "m.room.member"
+        ):
             return ok({"event_id": existing.event_id})  # identical state: no new event (as other servers)
         event = await writer.send(room_id, EventSpec(requester.user_id, event_type, content, state_key))
         return ok({"event_id": event.event_id})
@@ -76,8 +81,9 @@ def routes(auth: AuthService, writer: EventWriter, timeline: TimelineService,
         if isinstance(body.get("reason"), str):
             content["reason"] = body["reason"][:1024]
         txn = Txn(requester.user_id, requester.device_id, "redact", request.path_params["txn_id"][:255])
-        event = await writer.send(room_id, EventSpec(requester.user_id, "m.room.redaction", content, None,
-                                                     redacts=target), txn)
+        event = await writer.send(
+            room_id, EventSpec(requester.user_id, "m.room.redaction", content, None, redacts=target), txn
+        )
         return ok({"event_id": event.event_id})
 
     async def get_event(request: Request) -> Response:
@@ -100,8 +106,9 @@ def routes(auth: AuthService, writer: EventWriter, timeline: TimelineService,
         room_id = check_room_id(request.path_params["room_id"])
         event_type = request.path_params["event_type"]
         state_key = request.path_params.get("state_key", "")
-        found = [e for e in await timeline.state(requester, room_id)
-                 if e.type == event_type and e.state_key == state_key]
+        found = [
+            e for e in await timeline.state(requester, room_id) if e.type == event_type and e.state_key == state_key
+        ]
         if not found:
             raise MatrixError(404, Codes.NOT_FOUND, "Event not found")
         if request.query_params.get("format") == "event":
@@ -117,8 +124,12 @@ def routes(auth: AuthService, writer: EventWriter, timeline: TimelineService,
         evs = await timeline.members(requester, room_id, parse_token(at, "at") if at else None)
         want = request.query_params.get("membership")
         not_want = request.query_params.get("not_membership")
-        evs = [e for e in evs if (want is None or e.content.get("membership") == want)
-               and (not_want is None or e.content.get("membership") != not_want)]
+        evs = [
+            e
+            for e in evs
+            if (want is None or e.content.get("membership") == want)
+            and (not_want is None or e.content.get("membership") != not_want)
+        ]
         return ok({"chunk": await serializer.serialize(evs, requester, bundle=False)})
 
     async def joined_members(request: Request) -> Response:
@@ -128,10 +139,13 @@ def routes(auth: AuthService, writer: EventWriter, timeline: TimelineService,
         evs = await timeline.members(requester, room_id, None)
         # RoomMember fields are strings when present and absent otherwise (never null).
         joined = {
-            e.state_key: {field: e.content[key] for field, key in (("display_name", "displayname"),
-                                                                  ("avatar_url", "avatar_url"))
-                          if isinstance(e.content.get(key), str)}
-            for e in evs if e.content.get("membership") == "join" and e.state_key
+            e.state_key: {
+                field: e.content[key]
+                for field, key in (("display_name", "displayname"), ("avatar_url", "avatar_url"))
+                if isinstance(e.content.get(key), str)
+            }
+            for e in evs
+            if e.content.get("membership") == "join" and e.state_key
         }
         return ok({"joined": joined})
 
@@ -146,11 +160,14 @@ def routes(auth: AuthService, writer: EventWriter, timeline: TimelineService,
         flt = room_event_filter_param(q.get("filter"))
         limit = query_int(request, "limit", 10, 0, 1000)
         page = await timeline.messages(
-            requester, room_id,
+            requester,
+            room_id,
             from_pos=parse_token(q["from"], "from") if q.get("from") else None,
             to_pos=parse_token(q["to"], "to") if q.get("to") else None,
-            backwards=direction == "b", limit=flt.limit or limit if "limit" not in q else limit,
-            predicate=flt.predicate, lazy_members=flt.lazy_load_members,
+            backwards=direction == "b",
+            limit=flt.limit or limit if "limit" not in q else limit,
+            predicate=flt.predicate,
+            lazy_members=flt.lazy_load_members,
         )
         body: dict[str, Any] = {"chunk": page.chunk, "start": page.start, "state": page.state}
         if page.end is not None:
@@ -164,8 +181,7 @@ def routes(auth: AuthService, writer: EventWriter, timeline: TimelineService,
         event_id = check_event_id(request.path_params["event_id"])
         flt = room_event_filter_param(request.query_params.get("filter"))
         limit = query_int(request, "limit", 10, 0, 100)
-        return ok(await timeline.context(requester, room_id, event_id, limit, flt.predicate,
-                                         flt.lazy_load_members))
+        return ok(await timeline.context(requester, room_id, event_id, limit, flt.predicate, flt.lazy_load_members))
 
     return [
         *client_routes("/rooms/{room_id}/send/{event_type}/{txn_id}", send, ["PUT"]),

@@ -58,8 +58,14 @@ def routes(auth: AuthService, backups: BackupService) -> list[Route]:
     async def delete_keys(request: Request) -> Response:
         """DELETE /_matrix/client/v3/room_keys/keys (also …/keys/{roomId} and …/keys/{roomId}/{sessionId})"""
         requester = await auth.authenticate(bearer(request))
-        return ok(await backups.delete_keys(requester.user_id, request.query_params.get("version"),
-                                            request.path_params.get("room_id"), request.path_params.get("session_id")))
+        return ok(
+            await backups.delete_keys(
+                requester.user_id,
+                request.query_params.get("version"),
+                request.path_params.get("room_id"),
+                request.path_params.get("session_id"),
+            )
+        )
 
     async def get_keys(request: Request) -> Response:
         """GET /_matrix/client/v3/room_keys/keys (also …/keys/{roomId} and …/keys/{roomId}/{sessionId})"""

@@ -48,12 +48,22 @@ def routes(auth: AuthService, rooms: RoomService, events: EventStore) -> list[Ro
         body = await typed_body(request, CreateRoomBody, allow_empty=True)
         if body.invite_3pid:
             raise MatrixError(400, Codes.UNRECOGNIZED, "Third-party invites are not supported")
-        room_id = await rooms.create_room(CreateRoomRequest(
-            creator=requester.user_id, visibility=body.visibility, room_alias_name=body.room_alias_name,
-            name=body.name, topic=body.topic, invite=body.invite, room_version=body.room_version,
-            creation_content=body.creation_content, initial_state=body.initial_state, preset=body.preset,
-            is_direct=body.is_direct, power_level_content_override=body.power_level_content_override,
-        ))
+        room_id = await rooms.create_room(
+            CreateRoomRequest(
+                creator=requester.user_id,
+                visibility=body.visibility,
+                room_alias_name=body.room_alias_name,
+                name=body.name,
+                topic=body.topic,
+                invite=body.invite,
+                room_version=body.room_version,
+                creation_content=body.creation_content,
+                initial_state=body.initial_state,
+                preset=body.preset,
+                is_direct=body.is_direct,
+                power_level_content_override=body.power_level_content_override,
+            )
+        )
         return ok({"room_id": room_id})
 
     async def join_by_id(request: Request) -> Response:

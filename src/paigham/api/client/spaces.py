@@ -27,8 +27,15 @@ def routes(auth: AuthService, events: EventStore) -> list[Route]:
                 continue  # a child without `via` is a removed child (spec)
             if suggested_only and e.content.get("suggested") is not True:
                 continue
-            out.append({"type": e.type, "state_key": e.state_key, "content": e.content, "sender": e.sender,
-                        "origin_server_ts": e.origin_server_ts})
+            out.append(
+                {
+                    "type": e.type,
+                    "state_key": e.state_key,
+                    "content": e.content,
+                    "sender": e.sender,
+                    "origin_server_ts": e.origin_server_ts,
+                }
+            )
         return sorted(out, key=_child_order)
 
     async def hierarchy(request: Request) -> Response:
@@ -62,7 +69,7 @@ def routes(auth: AuthService, events: EventStore) -> list[Route]:
             rooms.append(entry)
             if depth < max_depth:
                 queue.extend((k["state_key"], depth + 1) for k in kids)
-        body: dict[str, Any] = {"rooms": rooms[skip:skip + limit]}
+        body: dict[str, Any] = {"rooms": rooms[skip : skip + limit]}
         if queue and len(rooms) >= skip + limit:
             body["next_batch"] = str(skip + limit)
         return ok(body)

@@ -8,16 +8,17 @@ from starlette.routing import Route
 
 from paigham.api.http import bearer, client_routes, json_body, ok, query_bool, query_int
 from paigham.config import Config
+from paigham.domain.tokens import parse_token
 from paigham.errors import Codes, MatrixError
 from paigham.services.auth import AuthService
 from paigham.services.filtering import FilterService
 from paigham.services.presence import PresenceService
 from paigham.sync.service import SyncService
-from paigham.sync.tokens import parse_token
 
 
-def routes(config: Config, auth: AuthService, sync: SyncService, filters: FilterService,
-           presence: PresenceService) -> list[Route]:
+def routes(
+    config: Config, auth: AuthService, sync: SyncService, filters: FilterService, presence: PresenceService
+) -> list[Route]:
     async def do_sync(request: Request) -> Response:
         """GET /_matrix/client/v3/sync"""
         requester = await auth.authenticate(bearer(request))

@@ -19,8 +19,9 @@ def routes(auth: AuthService, to_device: ToDeviceService) -> list[Route]:
         body = await json_body(request)
         if "messages" not in body:
             raise MatrixError(400, Codes.MISSING_PARAM, "messages is required")
-        await to_device.send(requester, request.path_params["event_type"], request.path_params["txn_id"],
-                             body["messages"])
+        await to_device.send(
+            requester, request.path_params["event_type"], request.path_params["txn_id"], body["messages"]
+        )
         return ok({})
 
     return client_routes("/sendToDevice/{event_type}/{txn_id}", send, ["PUT"])

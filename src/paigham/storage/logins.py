@@ -34,8 +34,14 @@ class LoginStore:
         """Count one failure (a new window if the last one expired); lock the key once it reaches lock_after."""
         t = login_failures
         async with self.db.write() as conn:
-            await conn.execute(insert_ignore(self.db.is_sqlite, t, {
-                "key": key, "count": 0, "first_ts": now, "last_ts": now, "locked_until": None}, ["key"]))
+            await conn.execute(
+                insert_ignore(
+                    self.db.is_sqlite,
+                    t,
+                    {"key": key, "count": 0, "first_ts": now, "last_ts": now, "locked_until": None},
+                    ["key"],
+                )
+            )
             row = (await conn.execute(select(t).where(t.c.key == key).with_for_update())).one()
             count, first = int(row._mapping["count"]) + 1, row.first_ts
             if now - first > window_ms:
@@ -43,8 +49,9 @@ class LoginStore:
             locked = row.locked_until
             if lock_after and count >= lock_after and (locked is None or locked <= now):
                 locked = now + lock_ms
-            await conn.execute(update(t).where(t.c.key == key).values(count=count, first_ts=first, last_ts=now,
-                                                                      locked_until=locked))
+            await conn.execute(
+                update(t).where(t.c.key == key).values(count=count, first_ts=first, last_ts=now, locked_until=locked)
+            )
         return Failures(key, count, first, now, locked)
 
     async def clear(self, keys: Sequence[str]) -> None:

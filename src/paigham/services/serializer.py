@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from paigham.api.http import Requester
 from paigham.clock import now_ms
 from paigham.domain.redaction import prune_event
 from paigham.domain.room_versions import RoomVersion, get_room_version
-from paigham.storage.events import EventStore, StoredEvent
+from paigham.domain.stored_event import StoredEvent
+from paigham.requester import Requester
+from paigham.storage.events import EventStore
 
 _CLIENT_KEYS = ("event_id", "type", "sender", "origin_server_ts", "content", "state_key", "room_id", "redacts")
 _version_cache: dict[str, RoomVersion] = {}
@@ -31,7 +32,11 @@ class EventSerializer:
         return v
 
     async def serialize(
-        self, evs: Sequence[StoredEvent], requester: Requester | None, *, bundle: bool = True,
+        self,
+        evs: Sequence[StoredEvent],
+        requester: Requester | None,
+        *,
+        bundle: bool = True,
         related: Sequence[StoredEvent] | None = None,
     ) -> list[dict[str, Any]]:
         """Client-format events; `related`, if given, holds the m.replace/m.thread relations of
@@ -40,8 +45,9 @@ class EventSerializer:
             return []
         redaction_ids = [e.redacted_by for e in evs if e.redacted_by]
         redactions = await self.store.get_events(redaction_ids) if redaction_ids else {}
-        relations = await self._aggregations([e for e in evs if not e.redacted_by], requester, related) \
-            if bundle else {}
+        relations = (
+            await self._aggregations([e for e in evs if not e.redacted_by], requester, related) if bundle else {}
+        )
         now = now_ms()
         out = []
         for e in evs:
@@ -50,7 +56,11 @@ class EventSerializer:
         return out
 
     async def one(
-        self, e: StoredEvent, requester: Requester | None, now: int, redacted_because: StoredEvent | None = None,
+        self,
+        e: StoredEvent,
+        requester: Requester | None,
+        now: int,
+        redacted_because: StoredEvent | None = None,
         relations: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         pdu = e.pdu
@@ -68,8 +78,7 @@ class EventSerializer:
         unsigned: dict[str, Any] = {"age": max(0, now - e.origin_server_ts)}
         if e.unsigned:
             unsigned.update(e.unsigned)
-        if requester is not None and e.txn_id and e.sender == requester.user_id \
-                and e.device_id == requester.device_id:
+        if requester is not None and e.txn_id and e.sender == requester.user_id and e.device_id == requester.device_id:
             unsigned["transaction_id"] = e.txn_id
         if redacted_because is not None:
             unsigned["redacted_because"] = await self.one(redacted_because, None, now)
@@ -111,8 +120,7 @@ class EventSerializer:
             out.setdefault(parent_id, {})["m.thread"] = {
                 "latest_event": await self.one(latest, requester, now),
                 "count": len(replies),
-                "current_user_participated": any(r.sender == me for r in replies)
-                or originals[parent_id].sender == me,
+                "current_user_participated": any(r.sender == me for r in replies) or originals[parent_id].sender == me,
             }
         return out
 

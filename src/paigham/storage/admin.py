@@ -28,8 +28,15 @@ from paigham.storage.schema import (
     users,
 )
 
-SUMMARY_STATE = ("m.room.create", "m.room.name", "m.room.canonical_alias", "m.room.join_rules",
-                 "m.room.guest_access", "m.room.history_visibility", "m.room.encryption")
+SUMMARY_STATE = (
+    "m.room.create",
+    "m.room.name",
+    "m.room.canonical_alias",
+    "m.room.join_rules",
+    "m.room.guest_access",
+    "m.room.history_visibility",
+    "m.room.encryption",
+)
 
 
 @dataclass
@@ -47,16 +54,21 @@ class RoomSummary:
         s = self.state
         create = s.get("m.room.create", {})
         return {
-            "room_id": self.room_id, "name": s.get("m.room.name", {}).get("name"),
+            "room_id": self.room_id,
+            "name": s.get("m.room.name", {}).get("name"),
             "canonical_alias": s.get("m.room.canonical_alias", {}).get("alias"),
-            "joined_members": self.joined, "joined_local_members": self.joined,
-            "version": self.version, "creator": self.creator,
+            "joined_members": self.joined,
+            "joined_local_members": self.joined,
+            "version": self.version,
+            "creator": self.creator,
             "encryption": s.get("m.room.encryption", {}).get("algorithm"),
-            "federatable": create.get("m.federate", True) is not False, "public": self.public,
+            "federatable": create.get("m.federate", True) is not False,
+            "public": self.public,
             "join_rules": s.get("m.room.join_rules", {}).get("join_rule"),
             "guest_access": s.get("m.room.guest_access", {}).get("guest_access"),
             "history_visibility": s.get("m.room.history_visibility", {}).get("history_visibility"),
-            "state_events": self.state_events, "room_type": create.get("type"),
+            "state_events": self.state_events,
+            "room_type": create.get("type"),
         }
 
 
@@ -65,9 +77,18 @@ class AdminStore:
         self.db = db
 
     # -- users ------------------------------------------------------------------------------------
-    async def list_users(self, *, offset: int, limit: int, name: str | None, user_id: str | None,
-                         deactivated: bool, admins: bool | None, order_by: str, descending: bool
-                         ) -> tuple[list[Any], int]:
+    async def list_users(
+        self,
+        *,
+        offset: int,
+        limit: int,
+        name: str | None,
+        user_id: str | None,
+        deactivated: bool,
+        admins: bool | None,
+        order_by: str,
+        descending: bool,
+    ) -> tuple[list[Any], int]:
         cond: list[Any] = []
         if not deactivated:
             cond.append(users.c.deactivated.is_(False))
@@ -79,44 +100,65 @@ class AdminStore:
         elif user_id:
             cond.append(func.lower(users.c.user_id).like(f"%{user_id.lower()}%"))
         where = and_(True, *cond)
-        col = {"name": users.c.user_id, "displayname": users.c.displayname, "creation_ts": users.c.created_ts,
-               "admin": users.c.admin, "deactivated": users.c.deactivated, "locked": users.c.locked}[order_by]
-        q = select(users).where(where).order_by(col.desc() if descending else col.asc(), users.c.user_id) \
-            .offset(offset).limit(limit)
+        col = {
+            "name": users.c.user_id,
+            "displayname": users.c.displayname,
+            "creation_ts": users.c.created_ts,
+            "admin": users.c.admin,
+            "deactivated": users.c.deactivated,
+            "locked": users.c.locked,
+        }[order_by]
+        q = (
+            select(users)
+            .where(where)
+            .order_by(col.desc() if descending else col.asc(), users.c.user_id)
+            .offset(offset)
+            .limit(limit)
+        )
         async with self.db.read() as conn:
             total = int((await conn.execute(select(func.count()).select_from(users).where(where))).scalar_one())
             return list((await conn.execute(q)).all()), total
 
     async def erased(self, user_id: str) -> bool:
         async with self.db.read() as conn:
-            return (await conn.execute(select(erased_users).where(erased_users.c.user_id == user_id))).first() \
-                is not None
+            return (
+                await conn.execute(select(erased_users).where(erased_users.c.user_id == user_id))
+            ).first() is not None
 
     async def mark_erased(self, user_id: str, now: int) -> None:
         async with self.db.write() as conn:
-            await conn.execute(insert_ignore(self.db.is_sqlite, erased_users, {"user_id": user_id, "ts": now},
-                                             ["user_id"]))
-            await conn.execute(update(users).where(users.c.user_id == user_id).values(displayname=None,
-                                                                                       avatar_url=None))
+            await conn.execute(
+                insert_ignore(self.db.is_sqlite, erased_users, {"user_id": user_id, "ts": now}, ["user_id"])
+            )
+            await conn.execute(
+                update(users).where(users.c.user_id == user_id).values(displayname=None, avatar_url=None)
+            )
             await conn.execute(delete(account_data).where(account_data.c.user_id == user_id))
 
     # -- rooms ------------------------------------------------------------------------------------
     async def room_summaries(self, room_ids: Sequence[str] | None = None) -> list[RoomSummary]:
         """Summaries of every room (or of the given ones): a few grouped queries, not one per room."""
         rq = select(rooms)
-        jq = select(memberships.c.room_id, func.count()).where(memberships.c.membership == "join") \
+        jq = (
+            select(memberships.c.room_id, func.count())
+            .where(memberships.c.membership == "join")
             .group_by(memberships.c.room_id)
+        )
         cq = select(current_state.c.room_id, func.count()).group_by(current_state.c.room_id)
-        sq = select(current_state.c.room_id, current_state.c.type, events.c.json) \
-            .join(events, events.c.event_id == current_state.c.event_id) \
+        sq = (
+            select(current_state.c.room_id, current_state.c.type, events.c.json)
+            .join(events, events.c.event_id == current_state.c.event_id)
             .where(current_state.c.type.in_(SUMMARY_STATE), current_state.c.state_key == "")
+        )
         if room_ids is not None:
             ids = list(room_ids)
             rq, jq = rq.where(rooms.c.room_id.in_(ids)), jq.where(memberships.c.room_id.in_(ids))
             cq, sq = cq.where(current_state.c.room_id.in_(ids)), sq.where(current_state.c.room_id.in_(ids))
         async with self.db.read() as conn:
-            out = {r.room_id: RoomSummary(r.room_id, r.room_version, r.creator, bool(r.is_public), r.created_ts)
-                   for r in (await conn.execute(rq)).all()}
+            out = {
+                r.room_id: RoomSummary(r.room_id, r.room_version, r.creator, bool(r.is_public), r.created_ts)
+                for r in (await conn.execute(rq)).all()
+            }
             for room_id, n in (await conn.execute(jq)).all():
                 if room_id in out:
                     out[room_id].joined = int(n)
@@ -131,18 +173,26 @@ class AdminStore:
 
     async def block_room(self, room_id: str, by: str | None, now: int) -> None:
         async with self.db.write() as conn:
-            await conn.execute(insert_ignore(self.db.is_sqlite, blocked_rooms,
-                                             {"room_id": room_id, "blocked_by": by, "ts": now}, ["room_id"]))
+            await conn.execute(
+                insert_ignore(
+                    self.db.is_sqlite, blocked_rooms, {"room_id": room_id, "blocked_by": by, "ts": now}, ["room_id"]
+                )
+            )
 
     async def is_blocked(self, room_id: str) -> bool:
         async with self.db.read() as conn:
-            return (await conn.execute(select(blocked_rooms.c.room_id)
-                                       .where(blocked_rooms.c.room_id == room_id))).first() is not None
+            return (
+                await conn.execute(select(blocked_rooms.c.room_id).where(blocked_rooms.c.room_id == room_id))
+            ).first() is not None
 
     async def remove_aliases(self, room_id: str) -> list[str]:
         async with self.db.write() as conn:
-            found = [r.alias for r in (await conn.execute(select(room_aliases.c.alias)
-                                                          .where(room_aliases.c.room_id == room_id))).all()]
+            found = [
+                r.alias
+                for r in (
+                    await conn.execute(select(room_aliases.c.alias).where(room_aliases.c.room_id == room_id))
+                ).all()
+            ]
             await conn.execute(delete(room_aliases).where(room_aliases.c.room_id == room_id))
             await conn.execute(update(rooms).where(rooms.c.room_id == room_id).values(is_public=False))
         return found
@@ -152,8 +202,17 @@ class AdminStore:
         async with self.db.write() as conn:
             await self.db.lock_room(conn, room_id)
             n = (await conn.execute(delete(events).where(events.c.room_id == room_id))).rowcount
-            for table in (current_state, memberships, receipts, typing, typing_stream, event_push_actions,
-                          room_push_actions, room_aliases, rooms):
+            for table in (
+                current_state,
+                memberships,
+                receipts,
+                typing,
+                typing_stream,
+                event_push_actions,
+                room_push_actions,
+                room_aliases,
+                rooms,
+            ):
                 await conn.execute(delete(table).where(table.c.room_id == room_id))
             await conn.execute(delete(account_data).where(account_data.c.room_id == room_id))
         return int(n or 0)
@@ -161,14 +220,14 @@ class AdminStore:
     # -- registration tokens --------------------------------------------------------------------------
     async def get_token(self, token: str) -> dict[str, Any] | None:
         async with self.db.read() as conn:
-            row = (await conn.execute(select(registration_tokens)
-                                      .where(registration_tokens.c.token == token))).first()
+            row = (await conn.execute(select(registration_tokens).where(registration_tokens.c.token == token))).first()
         return dict(row._mapping) if row else None
 
     async def update_token(self, token: str, values: dict[str, Any]) -> bool:
         async with self.db.write() as conn:
-            res = await conn.execute(update(registration_tokens).where(registration_tokens.c.token == token)
-                                     .values(**values))
+            res = await conn.execute(
+                update(registration_tokens).where(registration_tokens.c.token == token).values(**values)
+            )
         return bool(res.rowcount)
 
     async def delete_token(self, token: str) -> bool:

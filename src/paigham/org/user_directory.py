@@ -16,7 +16,7 @@ from paigham.domain.org import Official, Unit, pick
 from paigham.domain.translit import Token, field_score, parse_key, search_key, tokens
 from paigham.storage.accounts import AccountStore
 from paigham.storage.events import EventStore
-from paigham.storage.org_store import OrgStore
+from paigham.storage.org import OrgStore
 
 MAX_QUERY_WORDS = 8
 CANDIDATES = 5000
@@ -30,8 +30,10 @@ FIELD_UNIT_ID = "org.paigham.unit_id"
 
 def official_keys(o: Official) -> dict[str, str]:
     localpart = o.user_id[1:].split(":", 1)[0]
-    return {"search_name": search_key([*o.names.values(), localpart.replace(".", " ").replace("_", " ")]),
-            "search_designation": search_key(list(o.designation.values()))}
+    return {
+        "search_name": search_key([*o.names.values(), localpart.replace(".", " ").replace("_", " ")]),
+        "search_designation": search_key(list(o.designation.values())),
+    }
 
 
 def unit_key(u: Unit) -> str:
@@ -41,8 +43,9 @@ def unit_key(u: Unit) -> str:
 def score(query: list[Token], name: list[Token], designation: list[Token], unit: list[Token]) -> float:
     """Sum over query words of the best weighted match; 0 if any word matches nothing."""
     total = 0.0
-    for n, d, u in zip(field_score(query, name), field_score(query, designation), field_score(query, unit),
-                       strict=True):
+    for n, d, u in zip(
+        field_score(query, name), field_score(query, designation), field_score(query, unit), strict=True
+    ):
         best = max(n, d * DESIGNATION_WEIGHT, u * UNIT_WEIGHT)
         if best <= 0:
             return 0.0

@@ -10,7 +10,7 @@ import msgspec
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from paigham.audit.chain import GENESIS, Record, record_hash
+from paigham.domain.audit_chain import GENESIS, Record, record_hash
 from paigham.domain.canonical_json import encode_str
 from paigham.storage.audit_schema import audit_head, audit_log
 from paigham.storage.database import Database
@@ -41,8 +41,9 @@ class Entry:
 
 
 def _record(r: Any) -> Record:
-    return Record(r.seq, r.ts, r.kind, r.actor, r.target, r.ip, r.device, msgspec.json.decode(r.details),
-                  r.prev_hash, r.hash)
+    return Record(
+        r.seq, r.ts, r.kind, r.actor, r.target, r.ip, r.device, msgspec.json.decode(r.details), r.prev_hash, r.hash
+    )
 
 
 class AuditStore:
@@ -53,8 +54,14 @@ class AuditStore:
         """The chain head, row-locked until commit (SQLite: the single writer already serialises)."""
         row = (await conn.execute(select(audit_head).where(audit_head.c.id == 1).with_for_update())).first()
         if row is None:
-            await conn.execute(insert_ignore(self.db.is_sqlite, audit_head, {
-                "id": 1, "seq": 0, "hash": GENESIS, "anchor_seq": 0, "anchor_hash": GENESIS}, ["id"]))
+            await conn.execute(
+                insert_ignore(
+                    self.db.is_sqlite,
+                    audit_head,
+                    {"id": 1, "seq": 0, "hash": GENESIS, "anchor_seq": 0, "anchor_hash": GENESIS},
+                    ["id"],
+                )
+            )
             row = (await conn.execute(select(audit_head).where(audit_head.c.id == 1).with_for_update())).one()
         return Head(row.seq, row.hash, row.anchor_seq, row.anchor_hash)
 
@@ -72,11 +79,24 @@ class AuditStore:
                 h = record_hash(prev, rec.body())
                 out.append(Record(seq, e.ts, e.kind, e.actor, e.target, e.ip, e.device, e.details, prev, h))
                 prev = h
-            await conn.execute(audit_log.insert(), [
-                {"seq": r.seq, "ts": r.ts, "kind": r.kind, "actor": r.actor, "target": r.target, "ip": r.ip,
-                 "device": r.device, "details": encode_str(r.details), "prev_hash": r.prev_hash, "hash": r.hash}
-                for r in out
-            ])
+            await conn.execute(
+                audit_log.insert(),
+                [
+                    {
+                        "seq": r.seq,
+                        "ts": r.ts,
+                        "kind": r.kind,
+                        "actor": r.actor,
+                        "target": r.target,
+                        "ip": r.ip,
+                        "device": r.device,
+                        "details": encode_str(r.details),
+                        "prev_hash": r.prev_hash,
+                        "hash": r.hash,
+                    }
+                    for r in out
+                ],
+            )
             await conn.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=prev))
         return out
 
@@ -87,8 +107,14 @@ class AuditStore:
             return Head(0, GENESIS, 0, GENESIS)
         return Head(row.seq, row.hash, row.anchor_seq, row.anchor_hash)
 
-    async def records(self, *, since_ts: int | None = None, after_seq: int = 0,
-                      kinds: Sequence[str] | None = None, limit: int | None = None) -> AsyncIterator[Record]:
+    async def records(
+        self,
+        *,
+        since_ts: int | None = None,
+        after_seq: int = 0,
+        kinds: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[Record]:
         """Records in sequence order, read in batches (the log may be large)."""
         sent = 0
         while True:
@@ -117,14 +143,18 @@ class AuditStore:
         last one removed. Returns (records removed, new anchor seq). Never removes the newest record."""
         async with self.db.write() as conn:
             head = await self._locked_head(conn)
-            last = (await conn.execute(
-                select(audit_log.c.seq, audit_log.c.hash)
-                .where(audit_log.c.ts < before_ts, audit_log.c.seq < head.seq)
-                .order_by(audit_log.c.seq.desc()).limit(1)
-            )).first()
+            last = (
+                await conn.execute(
+                    select(audit_log.c.seq, audit_log.c.hash)
+                    .where(audit_log.c.ts < before_ts, audit_log.c.seq < head.seq)
+                    .order_by(audit_log.c.seq.desc())
+                    .limit(1)
+                )
+            ).first()
             if last is None:
                 return 0, head.anchor_seq
             res = await conn.execute(delete(audit_log).where(audit_log.c.seq <= last.seq))
-            await conn.execute(update(audit_head).where(audit_head.c.id == 1)
-                               .values(anchor_seq=last.seq, anchor_hash=last.hash))
+            await conn.execute(
+                update(audit_head).where(audit_head.c.id == 1).values(anchor_seq=last.seq, anchor_hash=last.hash)
+            )
         return int(res.rowcount or 0), int(last.seq)

@@ -66,8 +66,11 @@ class Verifier:
                 return False
             if r.seq != self.expected_seq:
                 if r.seq > self.expected_seq:
-                    missing = (f"record {self.expected_seq} is missing" if r.seq == self.expected_seq + 1
-                               else f"records {self.expected_seq}..{r.seq - 1} are missing")
+                    missing = (
+                        f"record {self.expected_seq} is missing"
+                        if r.seq == self.expected_seq + 1
+                        else f"records {self.expected_seq}..{r.seq - 1} are missing"
+                    )
                     self.broken = Broken(self.expected_seq, missing)
                 else:
                     self.broken = Broken(r.seq, f"record {r.seq} is out of order or duplicated")
@@ -87,8 +90,9 @@ class Verifier:
         """After the last record: the head must point at it (else records were removed at the end)."""
         if self.broken is None and (self.expected_seq - 1 != head_seq or self.expected_prev != head_hash):
             if self.expected_seq - 1 < head_seq:
-                self.broken = Broken(self.expected_seq,
-                                     f"records {self.expected_seq}..{head_seq} are missing from the end")
+                self.broken = Broken(
+                    self.expected_seq, f"records {self.expected_seq}..{head_seq} are missing from the end"
+                )
             else:
                 self.broken = Broken(head_seq, "the chain head does not match the last record")
         return self.broken

@@ -25,8 +25,7 @@ class PolicyStore:
         return {r.scope: msgspec.json.decode(r.json) for r in rows}
 
     async def put(self, scope: str, overrides: dict[str, Any], by: str | None, now: int) -> None:
-        values = {"scope": scope, "json": msgspec.json.encode(overrides).decode(), "updated_ts": now,
-                  "updated_by": by}
+        values = {"scope": scope, "json": msgspec.json.encode(overrides).decode(), "updated_ts": now, "updated_by": by}
         async with self.db.write() as conn:
             await conn.execute(upsert(self.db.is_sqlite, policies, values, ["scope"]))
 
@@ -38,15 +37,22 @@ class PolicyStore:
     async def expiry(self, user_id: str) -> tuple[int | None, int | None]:
         """(renewal deadline, the official's expiry from the directory)."""
         async with self.db.read() as conn:
-            v = (await conn.execute(select(account_validity.c.expires_ts)
-                                    .where(account_validity.c.user_id == user_id))).first()
+            v = (
+                await conn.execute(select(account_validity.c.expires_ts).where(account_validity.c.user_id == user_id))
+            ).first()
             o = (await conn.execute(select(officials.c.expires_ts).where(officials.c.user_id == user_id))).first()
         return (v.expires_ts if v else None), (o.expires_ts if o else None)
 
     async def set_validity(self, user_id: str, expires_ts: int, now: int) -> None:
         async with self.db.write() as conn:
-            await conn.execute(upsert(self.db.is_sqlite, account_validity,
-                                      {"user_id": user_id, "expires_ts": expires_ts, "renewed_ts": now}, ["user_id"]))
+            await conn.execute(
+                upsert(
+                    self.db.is_sqlite,
+                    account_validity,
+                    {"user_id": user_id, "expires_ts": expires_ts, "renewed_ts": now},
+                    ["user_id"],
+                )
+            )
 
     async def delete_validity(self, user_id: str) -> None:
         async with self.db.write() as conn:
@@ -54,8 +60,9 @@ class PolicyStore:
 
     async def clear_official_expiry(self, user_id: str) -> None:
         async with self.db.write() as conn:
-            await conn.execute(update(officials).where(officials.c.user_id == user_id)
-                               .values(expires=None, expires_ts=None))
+            await conn.execute(
+                update(officials).where(officials.c.user_id == user_id).values(expires=None, expires_ts=None)
+            )
 
     # -- retention --------------------------------------------------------------------------------
     async def room_creators(self) -> list[tuple[str, str]]:
@@ -69,21 +76,35 @@ class PolicyStore:
         while True:
             async with self.db.write() as conn:
                 await self.db.lock_room(conn, room_id)
-                newest = (await conn.execute(select(func.max(events.c.stream))
-                                             .where(events.c.room_id == room_id))).scalar()
+                newest = (
+                    await conn.execute(select(func.max(events.c.stream)).where(events.c.room_id == room_id))
+                ).scalar()
                 if newest is None:
                     return removed
                 keep = select(current_state.c.event_id).where(current_state.c.room_id == room_id)
-                q = select(events.c.stream).where(
-                    events.c.room_id == room_id, events.c.origin_server_ts < before_ts,
-                    events.c.stream < newest, events.c.type != "m.room.create",
-                    events.c.event_id.not_in(keep)).limit(PURGE_BATCH)
+                q = (
+                    select(events.c.stream)
+                    .where(
+                        events.c.room_id == room_id,
+                        events.c.origin_server_ts < before_ts,
+                        events.c.stream < newest,
+                        events.c.type != "m.room.create",
+                        events.c.event_id.not_in(keep),
+                    )
+                    .limit(PURGE_BATCH)
+                )
                 streams = [r.stream for r in (await conn.execute(q)).all()]
                 if not streams:
                     return removed
                 await conn.execute(delete(events).where(events.c.stream.in_(streams)))
-                await conn.execute(delete(event_push_actions).where(and_(
-                    event_push_actions.c.room_id == room_id, event_push_actions.c.stream.in_(streams))))
-                await conn.execute(delete(room_push_actions).where(and_(
-                    room_push_actions.c.room_id == room_id, room_push_actions.c.stream.in_(streams))))
+                await conn.execute(
+                    delete(event_push_actions).where(
+                        and_(event_push_actions.c.room_id == room_id, event_push_actions.c.stream.in_(streams))
+                    )
+                )
+                await conn.execute(
+                    delete(room_push_actions).where(
+                        and_(room_push_actions.c.room_id == room_id, room_push_actions.c.stream.in_(streams))
+                    )
+                )
             removed += len(streams)

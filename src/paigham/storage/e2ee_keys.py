@@ -20,8 +20,13 @@ from paigham.storage.e2ee_lists import record_change
 from paigham.storage.schema import devices
 
 _decode = msgspec.json.decode
-dk, otk, fbk, xsk, sigs = (t.e2e_device_keys, t.e2e_one_time_keys, t.e2e_fallback_keys, t.e2e_cross_signing_keys,
-                           t.e2e_signatures)
+dk, otk, fbk, xsk, sigs = (
+    t.e2e_device_keys,
+    t.e2e_one_time_keys,
+    t.e2e_fallback_keys,
+    t.e2e_cross_signing_keys,
+    t.e2e_signatures,
+)
 CLAIM_RETRIES = 8
 
 
@@ -69,8 +74,15 @@ class KeyStore:
                 out.setdefault(r.user_id, {})[r.device_id] = keys
         return out
 
-    async def upload(self, user_id: str, device_id: str, device_keys: dict[str, Any] | None, ed25519: str,
-                     one_time: list[UploadedKey], fallback: list[UploadedKey]) -> UploadResult:
+    async def upload(
+        self,
+        user_id: str,
+        device_id: str,
+        device_keys: dict[str, Any] | None,
+        ed25519: str,
+        one_time: list[UploadedKey],
+        fallback: list[UploadedKey],
+    ) -> UploadResult:
         """Store everything of one /keys/upload in one transaction: all of it or nothing."""
         async with self.db.write() as conn:
             if one_time:
@@ -80,8 +92,13 @@ class KeyStore:
             changed_at = None
             if device_keys is not None and await self._device_keys_differ(conn, user_id, device_id, device_keys):
                 changed_at = await record_change(self.db, conn, [user_id])
-                values = {"user_id": user_id, "device_id": device_id, "ed25519": ed25519,
-                          "key_json": encode_str(device_keys), "stream": changed_at}
+                values = {
+                    "user_id": user_id,
+                    "device_id": device_id,
+                    "ed25519": ed25519,
+                    "key_json": encode_str(device_keys),
+                    "stream": changed_at,
+                }
                 await conn.execute(upsert(self.db.is_sqlite, dk, values, ["user_id", "device_id"]))
             counts = await self._counts(conn, user_id, device_id)
         return UploadResult(counts, changed_at)
@@ -92,11 +109,13 @@ class KeyStore:
         row = (await conn.execute(q)).first()
         return row is None or _decode(row.key_json) != keys
 
-    async def _add_one_time_keys(self, conn: AsyncConnection, user_id: str, device_id: str,
-                                 keys: list[UploadedKey]) -> None:
+    async def _add_one_time_keys(
+        self, conn: AsyncConnection, user_id: str, device_id: str, keys: list[UploadedKey]
+    ) -> None:
         wanted = {(k.algorithm, k.key_id): k for k in keys}
         q = select(otk.c.algorithm, otk.c.key_id, otk.c.key_json).where(
-            otk.c.user_id == user_id, otk.c.device_id == device_id,
+            otk.c.user_id == user_id,
+            otk.c.device_id == device_id,
             otk.c.key_id.in_(sorted({k.key_id for k in keys})),
         )
         for r in (await conn.execute(q)).all():
@@ -104,32 +123,52 @@ class KeyStore:
             if key is None:
                 continue
             if _decode(r.key_json) != key.value:
-                raise MatrixError(400, Codes.INVALID_PARAM,
-                                  f"One-time key {key.full_id} already exists with a different value"[:300])
+                raise MatrixError(
+                    400, Codes.INVALID_PARAM, f"One-time key {key.full_id} already exists with a different value"[:300]
+                )
         if not wanted:
             return
-        top = (await conn.execute(select(func.max(otk.c.seq)).where(
-            otk.c.user_id == user_id, otk.c.device_id == device_id))).scalar()
+        top = (
+            await conn.execute(
+                select(func.max(otk.c.seq)).where(otk.c.user_id == user_id, otk.c.device_id == device_id)
+            )
+        ).scalar()
         seq = int(top or 0) + 1
         for k in wanted.values():  # a concurrent retry of the same upload may have stored some already
-            values = {"user_id": user_id, "device_id": device_id, "algorithm": k.algorithm, "key_id": k.key_id,
-                      "key_json": encode_str(k.value), "seq": seq}
-            await conn.execute(insert_ignore(self.db.is_sqlite, otk, values,
-                                             ["user_id", "device_id", "algorithm", "key_id"]))
+            values = {
+                "user_id": user_id,
+                "device_id": device_id,
+                "algorithm": k.algorithm,
+                "key_id": k.key_id,
+                "key_json": encode_str(k.value),
+                "seq": seq,
+            }
+            await conn.execute(
+                insert_ignore(self.db.is_sqlite, otk, values, ["user_id", "device_id", "algorithm", "key_id"])
+            )
 
     async def _put_fallback(self, conn: AsyncConnection, user_id: str, device_id: str, key: UploadedKey) -> None:
         where = and_(fbk.c.user_id == user_id, fbk.c.device_id == device_id, fbk.c.algorithm == key.algorithm)
         old = (await conn.execute(select(fbk.c.key_id, fbk.c.key_json).where(where))).first()
         if old is not None and old.key_id == key.key_id and _decode(old.key_json) == key.value:
             return  # the same key again: keep whether it was used
-        values = {"user_id": user_id, "device_id": device_id, "algorithm": key.algorithm, "key_id": key.key_id,
-                  "key_json": encode_str(key.value), "used": False}
+        values = {
+            "user_id": user_id,
+            "device_id": device_id,
+            "algorithm": key.algorithm,
+            "key_id": key.key_id,
+            "key_json": encode_str(key.value),
+            "used": False,
+        }
         await conn.execute(upsert(self.db.is_sqlite, fbk, values, ["user_id", "device_id", "algorithm"]))
 
     @staticmethod
     async def _counts(conn: AsyncConnection, user_id: str, device_id: str) -> dict[str, int]:
-        q = (select(otk.c.algorithm, func.count().label("n"))
-             .where(otk.c.user_id == user_id, otk.c.device_id == device_id).group_by(otk.c.algorithm))
+        q = (
+            select(otk.c.algorithm, func.count().label("n"))
+            .where(otk.c.user_id == user_id, otk.c.device_id == device_id)
+            .group_by(otk.c.algorithm)
+        )
         return {r.algorithm: int(r.n) for r in (await conn.execute(q)).all()}
 
     # -- claiming ---------------------------------------------------------------------------------
@@ -147,25 +186,33 @@ class KeyStore:
         return out
 
     @staticmethod
-    async def _take_one_time_key(conn: AsyncConnection, user_id: str, device_id: str,
-                                 algorithm: str) -> tuple[str, Any] | None:
+    async def _take_one_time_key(
+        conn: AsyncConnection, user_id: str, device_id: str, algorithm: str
+    ) -> tuple[str, Any] | None:
         where = and_(otk.c.user_id == user_id, otk.c.device_id == device_id, otk.c.algorithm == algorithm)
         for _ in range(CLAIM_RETRIES):
             # PostgreSQL: concurrent claimers skip each other's locked rows; SQLite has one writer.
-            pick = (select(otk.c.key_id).where(where).order_by(otk.c.seq, otk.c.key_id).limit(1)
-                    .with_for_update(skip_locked=True))
+            pick = (
+                select(otk.c.key_id)
+                .where(where)
+                .order_by(otk.c.seq, otk.c.key_id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
             row = (await conn.execute(pick)).first()
             if row is None:
                 return None
-            taken = (await conn.execute(
-                delete(otk).where(where, otk.c.key_id == row.key_id).returning(otk.c.key_json))).first()
+            taken = (
+                await conn.execute(delete(otk).where(where, otk.c.key_id == row.key_id).returning(otk.c.key_json))
+            ).first()
             if taken is not None:
                 return f"{algorithm}:{row.key_id}", _decode(taken.key_json)
         return None
 
     @staticmethod
-    async def _use_fallback(conn: AsyncConnection, user_id: str, device_id: str,
-                            algorithm: str) -> tuple[str, Any] | None:
+    async def _use_fallback(
+        conn: AsyncConnection, user_id: str, device_id: str, algorithm: str
+    ) -> tuple[str, Any] | None:
         where = and_(fbk.c.user_id == user_id, fbk.c.device_id == device_id, fbk.c.algorithm == algorithm)
         row = (await conn.execute(select(fbk.c.key_id, fbk.c.key_json, fbk.c.used).where(where))).first()
         if row is None:
@@ -192,16 +239,18 @@ class KeyStore:
             return await record_change(self.db, conn, [user_id])
 
     # -- cross-signing ----------------------------------------------------------------------------
-    async def cross_signing_keys(self, user_ids: Sequence[str],
-                                 types: Sequence[str]) -> dict[str, dict[str, CrossSigningKey]]:
+    async def cross_signing_keys(
+        self, user_ids: Sequence[str], types: Sequence[str]
+    ) -> dict[str, dict[str, CrossSigningKey]]:
         if not user_ids:
             return {}
         q = select(xsk).where(xsk.c.user_id.in_(sorted(set(user_ids))), xsk.c.key_type.in_(list(types)))
         out: dict[str, dict[str, CrossSigningKey]] = {}
         async with self.db.read() as conn:
             for r in (await conn.execute(q)).all():
-                out.setdefault(r.user_id, {})[r.key_type] = CrossSigningKey(r.key_type, r.public_key,
-                                                                            _decode(r.key_json))
+                out.setdefault(r.user_id, {})[r.key_type] = CrossSigningKey(
+                    r.key_type, r.public_key, _decode(r.key_json)
+                )
         return out
 
     async def set_cross_signing_keys(self, user_id: str, keys: list[CrossSigningKey]) -> int:
@@ -211,24 +260,37 @@ class KeyStore:
                 where = and_(xsk.c.user_id == user_id, xsk.c.key_type == key.key_type)
                 old = (await conn.execute(select(xsk.c.public_key).where(where))).first()
                 if old is not None and old.public_key != key.public_key:
-                    await conn.execute(delete(sigs).where(sigs.c.signer_id == user_id,
-                                                          sigs.c.signer_key_id == f"ed25519:{old.public_key}"))
-                    await conn.execute(delete(sigs).where(sigs.c.user_id == user_id,
-                                                          sigs.c.key_id == old.public_key))
+                    await conn.execute(
+                        delete(sigs).where(
+                            sigs.c.signer_id == user_id, sigs.c.signer_key_id == f"ed25519:{old.public_key}"
+                        )
+                    )
+                    await conn.execute(delete(sigs).where(sigs.c.user_id == user_id, sigs.c.key_id == old.public_key))
             pos = await record_change(self.db, conn, [user_id])
             for key in keys:
-                values = {"user_id": user_id, "key_type": key.key_type, "public_key": key.public_key,
-                          "key_json": encode_str(key.obj), "stream": pos}
+                values = {
+                    "user_id": user_id,
+                    "key_type": key.key_type,
+                    "public_key": key.public_key,
+                    "key_json": encode_str(key.obj),
+                    "stream": pos,
+                }
                 await conn.execute(upsert(self.db.is_sqlite, xsk, values, ["user_id", "key_type"]))
         return pos
 
     async def add_signatures(self, new: list[Signature], changed_users: Iterable[str]) -> int:
         async with self.db.write() as conn:
             for s in new:
-                values = {"user_id": s.user_id, "key_id": s.key_id, "signer_id": s.signer_id,
-                          "signer_key_id": s.signer_key_id, "signature": s.signature}
-                await conn.execute(upsert(self.db.is_sqlite, sigs, values,
-                                          ["user_id", "key_id", "signer_id", "signer_key_id"]))
+                values = {
+                    "user_id": s.user_id,
+                    "key_id": s.key_id,
+                    "signer_id": s.signer_id,
+                    "signer_key_id": s.signer_key_id,
+                    "signature": s.signature,
+                }
+                await conn.execute(
+                    upsert(self.db.is_sqlite, sigs, values, ["user_id", "key_id", "signer_id", "signer_key_id"])
+                )
             return await record_change(self.db, conn, changed_users)
 
     async def signatures_on(self, user_ids: Sequence[str]) -> list[Signature]:
@@ -236,8 +298,10 @@ class KeyStore:
             return []
         q = select(sigs).where(sigs.c.user_id.in_(sorted(set(user_ids))))
         async with self.db.read() as conn:
-            return [Signature(r.user_id, r.key_id, r.signer_id, r.signer_key_id, r.signature)
-                    for r in (await conn.execute(q)).all()]
+            return [
+                Signature(r.user_id, r.key_id, r.signer_id, r.signer_key_id, r.signature)
+                for r in (await conn.execute(q)).all()
+            ]
 
 
 def same_key_object(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -17,8 +17,8 @@ from paigham.errors import Codes, MatrixError
 from paigham.ids import check_alias, check_room_id
 from paigham.services import room_summary
 from paigham.services.auth import AuthService
+from paigham.storage.aliases import AliasStore
 from paigham.storage.events import EventStore
-from paigham.storage.rooms_directory import AliasStore
 
 
 class AliasBody(msgspec.Struct):
@@ -43,8 +43,10 @@ def routes(config: Config, auth: AuthService, events: EventStore, aliases: Alias
         version = get_room_version(room.room_version) if room else None
         if room is None or version is None:
             return False
-        state = {(e.type, e.state_key): e for e in await events.current_state(
-            room_id, ["m.room.create", "m.room.power_levels"])}
+        state = {
+            (e.type, e.state_key): e
+            for e in await events.current_state(room_id, ["m.room.create", "m.room.power_levels"])
+        }
         pl = state.get(("m.room.power_levels", ""))
         create = state[("m.room.create", "")]
         pl_content = pl.content if pl else None
@@ -84,8 +86,11 @@ def routes(config: Config, auth: AuthService, events: EventStore, aliases: Alias
         if found is None:
             raise MatrixError(404, Codes.NOT_FOUND, "Room alias not found")
         room_id, creator = found
-        if creator != requester.user_id and not requester.is_admin \
-                and not await can_edit(requester.user_id, room_id, "m.room.canonical_alias"):
+        if (
+            creator != requester.user_id
+            and not requester.is_admin
+            and not await can_edit(requester.user_id, room_id, "m.room.canonical_alias")
+        ):
             raise MatrixError(403, Codes.FORBIDDEN, "You may not delete this alias")
         await aliases.delete(alias)
         return ok()
@@ -127,13 +132,18 @@ def routes(config: Config, auth: AuthService, events: EventStore, aliases: Alias
         entries = [await summarise(r) for r in await events.public_rooms()]
         if term:
             t = term.lower()
-            entries = [e for e in entries if t in (e.get("name") or "").lower()
-                       or t in (e.get("topic") or "").lower() or t in (e.get("canonical_alias") or "").lower()]
+            entries = [
+                e
+                for e in entries
+                if t in (e.get("name") or "").lower()
+                or t in (e.get("topic") or "").lower()
+                or t in (e.get("canonical_alias") or "").lower()
+            ]
         entries.sort(key=lambda e: (-e["num_joined_members"], e["room_id"]))
         if since and not (since.isascii() and since.isdigit() and len(since) <= 9):  # our tokens are offsets
             raise MatrixError(400, Codes.INVALID_PARAM, "Invalid since token")
         start = int(since) if since else 0
-        chunk = entries[start:start + limit]
+        chunk = entries[start : start + limit]
         out: dict[str, Any] = {"chunk": chunk, "total_room_count_estimate": len(entries)}
         if start + limit < len(entries):
             out["next_batch"] = str(start + limit)

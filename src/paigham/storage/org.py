@@ -61,12 +61,25 @@ def unit_row(r: Any) -> UnitRow:
 
 
 def official_row(r: Any) -> OfficialRow:
-    return OfficialRow(Official(r.employee_id, r.user_id, _dec(r.names), _dec(r.designation), r.unit_id, r.email,
-                                r.phone, r.status, r.expires, r.language), r.joined_unit)
+    return OfficialRow(
+        Official(
+            r.employee_id,
+            r.user_id,
+            _dec(r.names),
+            _dec(r.designation),
+            r.unit_id,
+            r.email,
+            r.phone,
+            r.status,
+            r.expires,
+            r.language,
+        ),
+        r.joined_unit,
+    )
 
 
 def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
-    return [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
+    return [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
 
 
 class OrgStore:
@@ -99,8 +112,9 @@ class OrgStore:
             r = (await conn.execute(select(officials).where(officials.c.user_id == user_id))).first()
         return official_row(r) if r else None
 
-    async def list_officials(self, *, unit_id: str | None, status: str | None, offset: int,
-                             limit: int) -> tuple[list[OfficialRow], int]:
+    async def list_officials(
+        self, *, unit_id: str | None, status: str | None, offset: int, limit: int
+    ) -> tuple[list[OfficialRow], int]:
         cond = []
         if unit_id is not None:
             cond.append(officials.c.unit_id == unit_id)
@@ -109,20 +123,27 @@ class OrgStore:
         where = and_(*cond) if cond else and_(True)
         async with self.db.read() as conn:
             total = int((await conn.execute(select(func.count()).select_from(officials).where(where))).scalar_one())
-            rows = (await conn.execute(select(officials).where(where).order_by(officials.c.employee_id)
-                                       .offset(offset).limit(limit))).all()
+            rows = (
+                await conn.execute(
+                    select(officials).where(where).order_by(officials.c.employee_id).offset(offset).limit(limit)
+                )
+            ).all()
         return [official_row(r) for r in rows], total
 
     async def unit_counts(self) -> dict[str, int]:
-        q = select(officials.c.unit_id, func.count()).where(officials.c.status != "deactivated") \
+        q = (
+            select(officials.c.unit_id, func.count())
+            .where(officials.c.status != "deactivated")
             .group_by(officials.c.unit_id)
+        )
         async with self.db.read() as conn:
             return {r[0]: int(r[1]) for r in (await conn.execute(q)).all()}
 
     async def accounts(self, user_ids: Sequence[str]) -> dict[str, AccountState]:
         rows = await self.db.fetch(
-            "SELECT user_id, displayname, suspended, deactivated, admin FROM users "
-            "WHERE user_id = ANY($1::text[])", list(user_ids))
+            "SELECT user_id, displayname, suspended, deactivated, admin FROM users WHERE user_id = ANY($1::text[])",
+            list(user_ids),
+        )
         return {r[0]: AccountState(r[0], r[1], bool(r[2]), bool(r[3]), bool(r[4])) for r in rows}
 
     # -- writes ---------------------------------------------------------------------------------
@@ -155,19 +176,24 @@ class OrgStore:
 
     async def set_unit_rooms(self, unit_id: str, space_id: str | None, announcements_id: str | None) -> None:
         async with self.db.write() as conn:
-            await conn.execute(update(org_units).where(org_units.c.unit_id == unit_id)
-                               .values(space_id=space_id, announcements_id=announcements_id))
+            await conn.execute(
+                update(org_units)
+                .where(org_units.c.unit_id == unit_id)
+                .values(space_id=space_id, announcements_id=announcements_id)
+            )
 
     async def set_joined_unit(self, employee_ids: Sequence[str], unit_id: str | None) -> None:
         async with self.db.write() as conn:
             for chunk in _chunks(list(employee_ids)):
-                await conn.execute(update(officials).where(officials.c.employee_id.in_(chunk))
-                                   .values(joined_unit=unit_id))
+                await conn.execute(
+                    update(officials).where(officials.c.employee_id.in_(chunk)).values(joined_unit=unit_id)
+                )
 
     async def set_status(self, user_id: str, status: str, now: int) -> bool:
         async with self.db.write() as conn:
-            res = await conn.execute(update(officials).where(officials.c.user_id == user_id)
-                                     .values(status=status, updated_ts=now))
+            res = await conn.execute(
+                update(officials).where(officials.c.user_id == user_id).values(status=status, updated_ts=now)
+            )
         return bool(res.rowcount)
 
     async def erase_contact(self, user_id: str) -> None:
@@ -176,10 +202,12 @@ class OrgStore:
 
     async def delete_unit(self, unit_id: str) -> bool:
         async with self.db.write() as conn:
-            busy = (await conn.execute(select(func.count()).select_from(officials)
-                                       .where(officials.c.unit_id == unit_id))).scalar_one()
-            kids = (await conn.execute(select(func.count()).select_from(org_units)
-                                       .where(org_units.c.parent_id == unit_id))).scalar_one()
+            busy = (
+                await conn.execute(select(func.count()).select_from(officials).where(officials.c.unit_id == unit_id))
+            ).scalar_one()
+            kids = (
+                await conn.execute(select(func.count()).select_from(org_units).where(org_units.c.parent_id == unit_id))
+            ).scalar_one()
             if busy or kids:
                 return False
             await conn.execute(delete(org_units).where(org_units.c.unit_id == unit_id))
@@ -188,12 +216,24 @@ class OrgStore:
     async def search_rows(self, query: Sequence[tuple[str, str]], limit: int, now: int) -> list[Any]:
         """Active, unexpired officials whose name, designation or unit has a word starting with each
         query word's fold or skeleton (a coarse filter; the directory ranks what it returns)."""
-        q = select(officials.c.user_id, officials.c.search_name, officials.c.search_designation,
-                   org_units.c.search_key.label("unit_key"), users.c.displayname, users.c.avatar_url) \
-            .join(org_units, org_units.c.unit_id == officials.c.unit_id) \
-            .join(users, users.c.user_id == officials.c.user_id) \
-            .where(officials.c.status == "active", users.c.deactivated.is_(False), users.c.suspended.is_(False),
-                   or_(officials.c.expires_ts.is_(None), officials.c.expires_ts > now))
+        q = (
+            select(
+                officials.c.user_id,
+                officials.c.search_name,
+                officials.c.search_designation,
+                org_units.c.search_key.label("unit_key"),
+                users.c.displayname,
+                users.c.avatar_url,
+            )
+            .join(org_units, org_units.c.unit_id == officials.c.unit_id)
+            .join(users, users.c.user_id == officials.c.user_id)
+            .where(
+                officials.c.status == "active",
+                users.c.deactivated.is_(False),
+                users.c.suspended.is_(False),
+                or_(officials.c.expires_ts.is_(None), officials.c.expires_ts > now),
+            )
+        )
         for fold, skel in query:
             alts = []
             for col in (officials.c.search_name, officials.c.search_designation, org_units.c.search_key):
