@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT.parent / "shared" / "matrix-spec" / "client-server-v1.19.openapi.json"
+SPEC = ROOT / "spec" / "matrix" / "client-server-v1.19.openapi.json"
 OUT = ROOT / "docs" / "api-coverage.md"
 HITS = ROOT / "build"
 # Routed on purpose but refused, with a clear error (see the notes at the end of the document).

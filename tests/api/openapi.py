@@ -1,6 +1,6 @@
 """The spec's own OpenAPI document (Client-Server API v1.19) as a response checker for tests.
 
-`spec()` loads /work/shared/matrix-spec/client-server-v1.19.openapi.json once (or the file named by
+`spec()` loads spec/matrix/client-server-v1.19.openapi.json (vendored in the repository) once (or the file named by
 PAIGHAM_CS_SPEC). `Spec.check(method, path, status, body)` finds the operation for a concrete request
 path and returns the ways the response breaks the declared schema (JSON Schema Draft 2020-12);
 an empty list means it conforms. `ConformanceRecorder` does this for every response an httpx client
@@ -47,7 +47,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_SPEC = REPO.parent / "shared" / "matrix-spec" / "client-server-v1.19.openapi.json"
+DEFAULT_SPEC = REPO / "spec" / "matrix" / "client-server-v1.19.openapi.json"
 BASE_URI = "urn:matrix:client-server-v1.19"
 METHODS = ("get", "put", "post", "delete")
 MAX_PROBLEMS_PER_RESPONSE = 8
@@ -268,7 +268,7 @@ def _load(path: str) -> Spec:
 
 
 def spec() -> Spec:
-    """The loaded document; a missing document fails the test (it ships in shared/ beside the checkout)."""
+    """The loaded document; a missing document fails the test (vendored in spec/matrix/)."""
     path = spec_path()
     if not path.is_file():
         pytest.fail(f"the Client-Server OpenAPI document is missing at {path} (set PAIGHAM_CS_SPEC)")

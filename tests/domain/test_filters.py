@@ -27,7 +27,7 @@ from paigham.domain.filters import (
 from paigham.domain.matching import MISSING, compile_glob, lookup_path, split_dotted_path
 from paigham.errors import MatrixError
 
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "matrix-spec" / "client-server-v1.19.openapi.json"
+SPEC = Path(__file__).resolve().parents[2] / "spec" / "matrix" / "client-server-v1.19.openapi.json"
 
 
 def ev(type_: str = "m.room.message", sender: str = "@a:x", **extra: Any) -> dict[str, Any]:
@@ -63,9 +63,9 @@ def test_spec_example_parses_and_round_trips() -> None:
             },
         },
     }
-    if SPEC.exists():
-        op = json.loads(SPEC.read_text())["paths"]["/_matrix/client/v3/user/{userId}/filter"]["post"]
-        body = op["requestBody"]["content"]["application/json"]["schema"]["example"]
+    assert SPEC.exists(), f"the spec's OpenAPI document is missing: {SPEC}"
+    op = json.loads(SPEC.read_text())["paths"]["/_matrix/client/v3/user/{userId}/filter"]["post"]
+    body = op["requestBody"]["content"]["application/json"]["schema"]["example"]
     f = parse_filter(body)
     assert f.event_fields == ("type", "content", "sender")
     assert f.room.timeline.limit == 10

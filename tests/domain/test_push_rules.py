@@ -34,7 +34,7 @@ from paigham.domain.push_rules import (
 )
 from paigham.errors import MatrixError
 
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "matrix-spec" / "client-server-v1.19.openapi.json"
+SPEC = Path(__file__).resolve().parents[2] / "spec" / "matrix" / "client-server-v1.19.openapi.json"
 ME = "@me:example.org"
 OTHER = "@other:example.org"
 ROOM = "!room:example.org"
