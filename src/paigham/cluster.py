@@ -66,7 +66,7 @@ UVICORN_OPTIONS: dict[str, Any] = {
     "log_level": "warning",
     "access_log": False,
     "loop": "asyncio",
-    "http": "auto",
+    "http": "paigham.connection_guard:GuardedProtocol",  # deadlines and connection caps
     "ws": "none",
     "lifespan": "on",
 }
@@ -76,6 +76,9 @@ def serve_workers(cfg: Config) -> None:
     """Run N workers until SIGINT/SIGTERM (blocks)."""
     import uvicorn
 
+    from paigham.connection_guard import raise_file_limit
+
+    raise_file_limit()  # the workers inherit it
     worker_cfg = asyncio.run(_prepare(cfg))
     os.environ[CONFIG_ENV] = msgspec.json.encode(worker_cfg).decode()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir(cfg))

@@ -84,6 +84,13 @@ class Config(msgspec.Struct, kw_only=True):
     media_clamd_host: str = ""
     media_clamd_port: int = 3310
     media_clamd_timeout_s: float = 60.0
+    # Connections (paigham/connection_guard.py): deadlines for a request's headers and for a stalled
+    # body, and caps on open connections in total and per client address (0: no cap).
+    http_header_timeout_s: float = 30.0
+    http_body_idle_timeout_s: float = 60.0
+    http_max_connections: int = 10_000
+    http_max_connections_per_ip: int = 200
+    http_connection_exempt: str = "127.0.0.1,::1"  # a reverse proxy on this host: only the total applies
 
     @property
     def data_path(self) -> Path:

@@ -86,6 +86,7 @@ def serve(
     """Start the homeserver."""
     import uvicorn
 
+    from paigham import connection_guard
     from paigham.app import create_app
     from paigham.cluster import UVICORN_OPTIONS, cluster_config_error, serve_workers
     from paigham.logging import configure_logging
@@ -109,6 +110,8 @@ def serve(
     if cfg.workers > 1:
         serve_workers(cfg)
         return
+    connection_guard.configure(cfg)
+    connection_guard.raise_file_limit()
     uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, **UVICORN_OPTIONS)
 
 
