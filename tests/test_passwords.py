@@ -42,3 +42,9 @@ async def test_concurrent_hashes_are_limited(monkeypatch: pytest.MonkeyPatch) ->
     assert out == [f"h:{i}" for i in range(10)]
     assert peak == 2
     passwords._gates.clear()
+
+
+async def test_no_stored_hash_costs_a_real_verification() -> None:
+    """An account without a hash (unknown, deactivated) is checked against a dummy Argon2 hash."""
+    assert not await passwords.verify_password("anything", None)
+    assert passwords._dummy_hash is not None and passwords._dummy_hash.startswith("$argon2id$")

@@ -324,3 +324,35 @@ async def test_capabilities(hs: Harness) -> None:
     caps = (await hs.ok("GET", f"{V3}/capabilities", u))["capabilities"]
     assert set(caps["m.room_versions"]["available"]) == {"10", "11", "12"}
     assert caps["m.change_password"]["enabled"] is True
+
+
+async def test_sign_in_as_an_unknown_or_deactivated_user_does_a_real_password_check(
+    hs: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Timing must not tell which usernames exist (issue 14 #7): every password sign-in runs one Argon2
+    verification, whether the account exists, is deactivated or not (on 81fc255 only real users did)."""
+    from paigham.services import passwords
+
+    real = passwords._hasher
+    checked: list[str] = []
+
+    class Counting:
+        def hash(self, password: str) -> str:
+            return real.hash(password)
+
+        def verify(self, stored: str, password: str) -> bool:
+            checked.append(password)
+            return real.verify(stored, password)
+
+    monkeypatch.setattr(passwords, "_hasher", Counting())
+    await hs.server.auth.create_user("carol", "pw-carol")
+    await hs.server.auth.create_user("dave", "pw-dave")
+    await hs.server.auth.deactivate("@dave:test.local")
+
+    def login(user: str, password: str) -> dict[str, object]:
+        return {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user}, "password": password}
+
+    for user in ("nobody", "dave", "carol"):
+        checked.clear()
+        await hs.err(403, "M_FORBIDDEN", "POST", f"{V3}/login", json=login(user, "guess"))
+        assert checked == ["guess"], user

@@ -180,6 +180,7 @@ class AuthService:
     async def check_password(self, user_id: str, password: str) -> bool:
         user = await self.store.get_user(user_id)
         if user is None or user.deactivated:
+            await verify_password(password, None)  # as slow as a real check: no hint the user is missing
             return False
         return await verify_password(password, user.password_hash)
 

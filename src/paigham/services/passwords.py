@@ -37,13 +37,25 @@ async def hash_password(password: str) -> str:
     return await _limited(lambda: _hasher.hash(password))
 
 
+_dummy_hash: str | None = None
+
+
+def _dummy() -> str:
+    """A hash of a random password, made once: what an account without a hash is checked against."""
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = _hasher.hash(os.urandom(16).hex())
+    return _dummy_hash
+
+
 async def verify_password(password: str, stored: str | None) -> bool:
-    if not stored:
-        return False
+    """Whether `password` matches `stored`. Without a stored hash (no such user, a deactivated one)
+    the same work is done against a dummy hash and False returned, so the time a sign-in takes does
+    not tell whether the username exists."""
 
     def _verify() -> bool:
         try:
-            return _hasher.verify(stored, password)
+            return _hasher.verify(stored or _dummy(), password) and bool(stored)
         except (VerificationError, InvalidHashError):
             return False
 
