@@ -226,6 +226,7 @@ class Server:
 
     async def start(self) -> None:
         await migrate(self.db)
+        await self.spaces.check_system_account()  # refuse to start rather than adopt a person's account
         await self.bus.start()
         self.notifier.position = await self.db.current_position()
         await self.ensure_admin()

@@ -43,6 +43,17 @@ def _restricted(allow: list[str]) -> dict[str, Any]:
     return {"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": r} for r in allow]}
 
 
+class SystemAccountTaken(MatrixError):
+    def __init__(self, user_id: str) -> None:
+        super().__init__(
+            409,
+            Codes.EXCLUSIVE,
+            f"{user_id} exists and was not created by the server, so it cannot be the system account that "
+            "owns unit rooms and sends notices: deactivate or rename it (paigham user deactivate), or set "
+            "org_system_localpart to a free name",
+        )
+
+
 class UnitSpaces:
     def __init__(
         self, config: Config, store: OrgStore, rooms: RoomService, events: EventStore, auth: AuthService
@@ -57,10 +68,20 @@ class UnitSpaces:
         self.lang = config.org_default_language
 
     async def ensure_system_user(self) -> str:
+        """The server's own account (creator of unit rooms, sender of notices), created on first use.
+        An account of that name that the server did not create is never adopted: it would own every
+        unit room. Such a name was registered before it was reserved; the server refuses to go on."""
         if await self.auth.store.get_user(self.system_user) is None:
-            await self.auth.create_user(self.config.org_system_localpart, None, displayname="Paigham")
-            await self.auth.store.update_user(self.system_user, user_type="bot")
+            await self.auth.create_user(self.config.org_system_localpart, None, displayname="Paigham", system=True)
+        else:
+            await self.check_system_account()
         return self.system_user
+
+    async def check_system_account(self) -> None:
+        """At start and before use: an existing account of the system name must be the server's own."""
+        exists = await self.auth.store.get_user(self.system_user) is not None
+        if exists and await self.auth.store.user_type(self.system_user) != "bot":
+            raise SystemAccountTaken(self.system_user)
 
     # -- rooms ------------------------------------------------------------------------------------
     def _names(self, unit: Unit) -> tuple[str, str]:

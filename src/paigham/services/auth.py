@@ -147,7 +147,11 @@ class AuthService:
             return localpart_or_id
         return make_user_id(localpart_or_id.lower(), self.config.server_name)
 
-    def check_localpart(self, localpart: str) -> str:
+    def check_localpart(self, localpart: str, *, system: bool = False) -> str:
+        """The user ID for a new account's localpart; the server's own (the system account that owns
+        unit rooms and sends notices) is refused to everyone but the server itself."""
+        if localpart == self.config.org_system_localpart and not system:
+            raise MatrixError(400, Codes.EXCLUSIVE, "This user ID is reserved for the server")
         if not valid_localpart(localpart):
             raise MatrixError(
                 400,
@@ -160,9 +164,16 @@ class AuthService:
         return user_id
 
     async def create_user(
-        self, localpart: str, password: str | None, *, admin: bool = False, displayname: str | None = None
+        self,
+        localpart: str,
+        password: str | None,
+        *,
+        admin: bool = False,
+        displayname: str | None = None,
+        system: bool = False,
     ) -> str:
-        user_id = self.check_localpart(localpart)
+        """A new account (`system`: the server's own, a bot without a password)."""
+        user_id = self.check_localpart(localpart, system=system)
         if password is not None and len(password) > MAX_PASSWORD_LEN:
             raise MatrixError(400, Codes.BAD_JSON, "Password is too long")
         pw_hash = await hash_password(password) if password else None
@@ -172,6 +183,7 @@ class AuthService:
             admin=admin,
             displayname=displayname if displayname is not None else localpart,
             now=now_ms(),
+            user_type="bot" if system else None,
         )
         if not created:
             raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken")

@@ -93,7 +93,14 @@ class AccountStore:
         return UserRow(r[0], r[1], bool(r[2]), bool(r[3]), bool(r[4]), bool(r[5]), r[6], r[7], r[8])
 
     async def create_user(
-        self, user_id: str, password_hash: str | None, *, admin: bool, displayname: str | None, now: int
+        self,
+        user_id: str,
+        password_hash: str | None,
+        *,
+        admin: bool,
+        displayname: str | None,
+        now: int,
+        user_type: str | None = None,
     ) -> bool:
         """Insert a user; False if the ID is taken."""
         async with self.db.write() as conn:
@@ -110,9 +117,15 @@ class AccountStore:
                     locked=False,
                     created_ts=now,
                     displayname=displayname,
+                    user_type=user_type,
                 )
             )
         return True
+
+    async def user_type(self, user_id: str) -> str | None:
+        """The account's type (`bot` for the server's own accounts), None for a person or no account."""
+        r = await self.db.fetchrow("SELECT user_type FROM users WHERE user_id = $1", user_id)
+        return None if r is None else r[0]
 
     async def update_user(self, user_id: str, **values: Any) -> None:
         async with self.db.write() as conn:
