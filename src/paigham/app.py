@@ -79,6 +79,7 @@ from paigham.storage.migrate import migrate
 from paigham.storage.org import OrgStore
 from paigham.storage.policies import PolicyStore
 from paigham.storage.streams import StreamStore
+from paigham.storage.unavailable import RETRY_AFTER_S, database_unreachable
 from paigham.sync.notifier import Notifier
 from paigham.sync.service import SyncService
 
@@ -272,6 +273,15 @@ async def _http_error(_: Request, exc: Exception) -> Response:
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
+    if database_unreachable(exc):  # not a bug: the database is down or out of reach; it will be back
+        log.warning("request.database_unreachable", path=request.url.path, error=repr(exc)[:300])
+        err = MatrixError(
+            503, Codes.UNKNOWN, "The server cannot reach its database; try again shortly",
+            retry_after_ms=RETRY_AFTER_S * 1000,
+        )  # fmt: skip
+        response = error_response(err)
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
     log.exception("request.failed", path=request.url.path, exc_info=exc)
     return error_response(MatrixError(500, Codes.UNKNOWN, "Internal server error"))
 

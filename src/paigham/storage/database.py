@@ -15,6 +15,7 @@ the stores use, so store code is the same for both engines.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -27,6 +28,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, NullPool, create_engine, event, text
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from paigham.storage.unavailable import database_unreachable
 
 # How long a writer waits for another *process* holding SQLite's write lock (CLI commands).
 SQLITE_LOCK_WAIT_S = 10.0
@@ -139,14 +142,14 @@ class Database:
         if self.is_sqlite:
             yield self._sqlite_conn("read")
             return
-        async with self.engine.connect() as conn:
+        async with self.engine.connect() as conn, _discard_if_dead(conn):
             yield conn
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction: committed on success, rolled back on any exception."""
         if not self.is_sqlite:
-            async with self.engine.begin() as conn:
+            async with self.engine.connect() as conn, _discard_if_dead(conn), conn.begin():
                 yield conn
             return
         async with self._write_lock:
@@ -239,6 +242,21 @@ class Database:
         row = await self.fetchrow("SELECT pos FROM stream_counter WHERE id = 1")
         assert row is not None
         return int(row[0])
+
+
+@asynccontextmanager
+async def _discard_if_dead(conn: AsyncConnection) -> AsyncIterator[None]:
+    """A pooled connection that failed because the database went out of reach is discarded, not
+    returned to the pool. SQLAlchemy does that for errors of its own statements, but the hot paths
+    run raw statements on the driver under it (`_driver`), whose errors it never sees: without this a
+    network cut left dead connections in the pool, and every write failed until a restart."""
+    try:
+        yield
+    except BaseException as exc:
+        if database_unreachable(exc) and not conn.invalidated:
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+        raise
 
 
 async def _no_reset(_connection: Any) -> None:
