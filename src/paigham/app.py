@@ -40,6 +40,7 @@ from paigham.api.routing import grouped
 from paigham.audit.service import AuditService
 from paigham.bus.base import Bus, InMemoryBus, StreamUpdate
 from paigham.config import Config
+from paigham.data_dir import prepare_data_dir
 from paigham.e2ee.wiring import E2EE
 from paigham.errors import Codes, MatrixError
 from paigham.i18n import negotiate, translate
@@ -91,7 +92,7 @@ class Server:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        config.data_path.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(config)  # 0700, files 0600, umask 077
         config.registration_shared_secret = load_or_create_shared_secret(
             config.data_path, config.registration_shared_secret
         )
@@ -141,6 +142,7 @@ class Server:
         self.auth.device_hooks.append(self.audit.device_hooks())
         self.writer.commit_hooks.append(self.audit.on_events)
         self.jobs.every("audit-retention", 3600, self.audit.purge_expired)
+        self.jobs.every("uia-sessions", 600, self.uia.purge_expired)
         self.org = OrgService(config, OrgStore(self.db), self.auth, self.audit)
         self.auth.deactivation_hooks.append(self.org.account_deactivated)
         self.org.propagate_profile = lambda user_id, name: self.profiles.set(user_id, "displayname", name, check=False)

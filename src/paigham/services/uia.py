@@ -93,6 +93,10 @@ class UIAService:
             return
         raise UIARequired(body, Codes.UNRECOGNIZED, f"Unsupported auth stage {stage!r}")
 
+    async def purge_expired(self) -> int:
+        """Forget sessions past their lifetime (a job): abandoned sign-ups would otherwise stay for ever."""
+        return await self.store.delete_uia_sessions_before(now_ms() - SESSION_LIFETIME_MS)
+
     @staticmethod
     def _body(flows: list[list[str]], session_id: str, completed: list[str]) -> dict[str, Any]:
         return {

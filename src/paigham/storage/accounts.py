@@ -372,3 +372,9 @@ class AccountStore:
     async def delete_uia_session(self, session_id: str) -> None:
         async with self.db.write() as conn:
             await conn.execute(delete(uia_sessions).where(uia_sessions.c.session_id == session_id))
+
+    async def delete_uia_sessions_before(self, created_before: int) -> int:
+        """Drop sessions started before `created_before` (ms); returns how many."""
+        async with self.db.write() as conn:
+            result = await conn.execute(delete(uia_sessions).where(uia_sessions.c.created_ts < created_before))
+        return int(result.rowcount or 0)
