@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck services clean migration acceptance-deps unit coverage-doc bench
+.PHONY: run test lint typecheck services system-deps clean migration acceptance-deps unit coverage-doc bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,18 @@ bench: $(STAMP)
 services:
 	@bash scripts/ensure-services.sh
 
-test: $(STAMP) services acceptance-deps
+# Debian packages whose real servers the tests drive (ClamAV's clamd, with a local signature file:
+# no signature download), installed when missing (as root, as on CI machines).
+SYSTEM_PKGS := clamav-daemon:/usr/sbin/clamd
+system-deps:
+	@for spec in $(SYSTEM_PKGS); do pkg=$${spec%%:*}; bin=$${spec#*:}; \
+	  if [ ! -x "$$bin" ]; then echo "installing Debian package $$pkg for the tests"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$pkg >/dev/null 2>&1 \
+	    || { apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive \
+	         apt-get install -y --no-install-recommends $$pkg >/dev/null; } \
+	    || echo "WARNING: could not install $$pkg" >&2; fi; done
+
+test: $(STAMP) services acceptance-deps system-deps
 	rm -f build/requests-*.jsonl
 	$(PY) -m pytest -q -p no:cacheprovider
 
