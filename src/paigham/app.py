@@ -52,6 +52,9 @@ from paigham.org.service import OrgService
 from paigham.org.spaces import UnitSpaces
 from paigham.org.user_directory import DirectoryService, official_keys, unit_key
 from paigham.services.admin import AdminService
+from paigham.services.admin_messages import AdminMessages
+from paigham.services.admin_rooms import AdminRooms
+from paigham.services.admin_users import AdminUsers
 from paigham.services.auth import AuthService
 from paigham.services.ephemeral import EphemeralService
 from paigham.services.filtering import FilterService
@@ -61,6 +64,7 @@ from paigham.services.presence import PresenceService
 from paigham.services.profile import ProfileService
 from paigham.services.publisher import Publisher
 from paigham.services.push import PushService
+from paigham.services.registration_tokens import RegistrationTokens
 from paigham.services.rooms import RoomService
 from paigham.services.serializer import EventSerializer
 from paigham.services.timeline import TimelineService
@@ -190,6 +194,12 @@ class Server:
                 "keys.cross_signing", rq.user_id, rq.user_id, None, rq.device_id, {"keys": keys}
             )
         )
+        # -- admin-edge, for the lead to place with the admin plug-in's wiring: the admin API's services
+        admin_store = AdminStore(self.db)
+        self.admin_users = AdminUsers(self.admin, admin_store, self.accounts, self.org.store)
+        self.admin_rooms = AdminRooms(config.server_name, admin_store)
+        self.registration_tokens = RegistrationTokens(self.auth, self.accounts, admin_store, self.audit)
+        self.admin_messages = AdminMessages(self.admin, self.notices.send, self.spaces.announce, self.audit)
 
     def _make_bus(self) -> Bus:
         if self.config.nats_url:
