@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from paigham.api import ops
 from paigham.api.admin import media as admin_media
-from paigham.api.admin import moderation, synapse_rooms, synapse_users
+from paigham.api.admin import moderation, registration_tokens, synapse_rooms, synapse_users
 from paigham.api.admin import org as admin_org
 from paigham.api.admin import policy as admin_policy
 from paigham.api.client import (
@@ -227,10 +227,11 @@ class Server:
             *self.push.routes(self.auth),
             *media_api.routes(c, self.auth, self.media),
             *admin_media.routes(self.auth, self.media),
-            *synapse_users.routes(self.auth, self.admin, self.admin.store, self.org.store),
-            *synapse_rooms.routes(self.auth, self.admin, self.admin.store, c.server_name),
-            *admin_org.routes(self.auth, self.org, self.spaces),
-            *moderation.routes(self.auth, self.admin, self.notices),
+            *synapse_users.routes(self.auth, self.admin, self.admin_users),
+            *synapse_rooms.routes(self.auth, self.admin, self.admin_rooms),
+            *registration_tokens.routes(self.auth, self.registration_tokens),
+            *admin_org.routes(self.auth, self.org, self.spaces, self.admin_messages),
+            *moderation.routes(self.auth, self.admin, self.admin_users, self.admin_messages),
             *admin_policy.routes(self.auth, self.admin, self.policies, self.enforcer),
         ]
 
