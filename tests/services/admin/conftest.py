@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -18,13 +19,20 @@ from paigham.types import JsonDict
 ADMIN = Actor("@boss:test.local", "192.0.2.7", "BOSSDEVICE")
 
 
+class Recorded(NamedTuple):
+    kind: str
+    actor: str | None
+    target: str | None
+    ip: str | None
+    device: str | None
+    details: JsonDict | None
+
+
 @dataclass
 class FakeAudit:
     """An AuditLog that keeps the entries in a list."""
 
-    entries: list[tuple[str, str | None, str | None, str | None, str | None, JsonDict | None]] = field(
-        default_factory=list
-    )
+    entries: list[Recorded] = field(default_factory=list)
 
     async def record(
         self,
@@ -35,10 +43,10 @@ class FakeAudit:
         device: str | None = None,
         details: JsonDict | None = None,
     ) -> None:
-        self.entries.append((kind, actor, target, ip, device, details))
+        self.entries.append(Recorded(kind, actor, target, ip, device, details))
 
     def kinds(self) -> list[str]:
-        return [e[0] for e in self.entries]
+        return [e.kind for e in self.entries]
 
 
 async def refused(status: int, call: Awaitable[object]) -> str:

@@ -28,8 +28,14 @@ async def test_create_random_and_named_with_checks(server: Server, audit: FakeAu
     await refused(400, tokens.create(None, None, None, 65, ADMIN))
     assert audit.kinds() == ["admin.registration_token_created"] * 2
     # the audit log shows enough of a token to tell it apart, not the secret
-    assert audit.entries[1][1:5] == (ADMIN.user_id, "gov-…", ADMIN.ip, ADMIN.device)
-    assert audit.entries[1][5] == {"uses_allowed": None, "expiry_time": later}
+    assert audit.entries[1] == (
+        "admin.registration_token_created",
+        ADMIN.user_id,
+        "gov-…",
+        ADMIN.ip,
+        ADMIN.device,
+        {"uses_allowed": None, "expiry_time": later},
+    )
 
 
 async def test_validity_update_and_delete(server: Server, audit: FakeAudit) -> None:

@@ -106,9 +106,10 @@ def _until(body: RenewBody) -> int | None:
     """The renewal's end: a date or time, or a number of days from now; None for the validity period."""
     if body.until is not None:
         try:
-            return parse_expiry(body.until)[1]
+            _, until = parse_expiry(body.until)
         except Invalid as exc:
             raise MatrixError(400, Codes.INVALID_PARAM, str(exc)) from None
+        return until
     if body.days is not None:
         if not 1 <= body.days <= 36_500:
             raise MatrixError(400, Codes.INVALID_PARAM, "days must be from 1 to 36500")
