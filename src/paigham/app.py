@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from paigham.api import ops
 from paigham.api.admin import media as admin_media
-from paigham.api.admin import moderation, synapse_rooms, synapse_users
+from paigham.api.admin import moderation, registration_tokens, synapse_rooms, synapse_users
 from paigham.api.admin import org as admin_org
 from paigham.api.admin import policy as admin_policy
 from paigham.api.client import (
@@ -53,6 +53,9 @@ from paigham.org.service import OrgService
 from paigham.org.spaces import UnitSpaces
 from paigham.org.user_directory import DirectoryService, official_keys, unit_key
 from paigham.services.admin import AdminService
+from paigham.services.admin_messages import AdminMessages
+from paigham.services.admin_rooms import AdminRooms
+from paigham.services.admin_users import AdminUsers
 from paigham.services.auth import AuthService
 from paigham.services.ephemeral import EphemeralService
 from paigham.services.filtering import FilterService
@@ -62,6 +65,7 @@ from paigham.services.presence import PresenceService
 from paigham.services.profile import ProfileService
 from paigham.services.publisher import Publisher
 from paigham.services.push import PushService
+from paigham.services.registration_tokens import RegistrationTokens
 from paigham.services.rooms import RoomService
 from paigham.services.serializer import EventSerializer
 from paigham.services.timeline import TimelineService
@@ -193,6 +197,12 @@ class Server:
                 "keys.cross_signing", rq.user_id, rq.user_id, None, rq.device_id, {"keys": keys}
             )
         )
+        # -- admin-edge, for the lead to place with the admin plug-in's wiring: the admin API's services
+        admin_store = AdminStore(self.db)
+        self.admin_users = AdminUsers(self.admin, admin_store, self.accounts, self.org.store)
+        self.admin_rooms = AdminRooms(config.server_name, admin_store)
+        self.registration_tokens = RegistrationTokens(self.auth, self.accounts, admin_store, self.audit)
+        self.admin_messages = AdminMessages(self.admin, self.notices.send, self.spaces.announce, self.audit)
 
     def _make_bus(self) -> Bus:
         if self.config.nats_url:
@@ -220,10 +230,11 @@ class Server:
             *self.push.routes(self.auth),
             *media_api.routes(c, self.auth, self.media),
             *admin_media.routes(self.auth, self.media),
-            *synapse_users.routes(self.auth, self.admin, self.admin.store, self.org.store),
-            *synapse_rooms.routes(self.auth, self.admin, self.admin.store, c.server_name),
-            *admin_org.routes(self.auth, self.org, self.spaces),
-            *moderation.routes(self.auth, self.admin, self.notices),
+            *synapse_users.routes(self.auth, self.admin, self.admin_users),
+            *synapse_rooms.routes(self.auth, self.admin, self.admin_rooms),
+            *registration_tokens.routes(self.auth, self.registration_tokens),
+            *admin_org.routes(self.auth, self.org, self.spaces, self.admin_messages),
+            *moderation.routes(self.auth, self.admin, self.admin_users, self.admin_messages),
             *admin_policy.routes(self.auth, self.admin, self.policies, self.enforcer),
         ]
 

@@ -9,6 +9,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import structlog
 
@@ -21,6 +22,7 @@ from paigham.media.blobs import BlobStore, BlobWriter
 from paigham.media.scanner import ClamdScanner, ScannerUnavailable
 from paigham.media.thumbnailer import Thumbnailer, ThumbnailFailed, ThumbnailLimits
 from paigham.storage.media import Content, MediaRow, MediaStore, ThumbRow
+from paigham.types import JsonDict
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +38,28 @@ class Upload:
     filename: str | None
     declared_length: int | None
     body: AsyncIterator[bytes]
+
+
+class MediaPage(NamedTuple):
+    media: list[MediaRow]
+    total: int  # on every page
+
+
+def media_info(row: MediaRow) -> JsonDict:
+    """One media in the shape of Synapse's admin API."""
+    return {
+        "media_id": row.media_id,
+        "media_type": row.content_type,
+        "media_length": row.length,
+        "upload_name": row.upload_name,
+        "created_ts": row.created_ts,
+        "last_access_ts": row.last_access_ts,
+        "quarantined_by": row.quarantined_by,
+        "safe_from_quarantine": False,
+        "user_id": row.user_id,
+        "state": row.state,
+        "sha256": row.sha256,
+    }
 
 
 def not_found(what: str = "Media not found") -> MatrixError:
@@ -321,6 +345,17 @@ class MediaService:
         if row is None:
             raise not_found()
         return row
+
+    async def user_media(self, user_id: str, start: int, limit: int) -> MediaPage:
+        """A user's uploads, newest first, one page."""
+        rows, total = await self.store.list_user(user_id, start, limit)
+        return MediaPage(rows, total)
+
+    async def remove(self, server_name: str, media_id: str) -> str:
+        """Delete one local media (404 if there is none); returns its ID."""
+        row = await self.row(server_name, media_id)
+        await self.delete(row.media_id)
+        return row.media_id
 
     async def quarantine(self, server_name: str, media_id: str, by: str | None) -> None:
         if await self._local_row(server_name, media_id) is None or not await self.store.set_quarantine(media_id, by):

@@ -22,6 +22,7 @@ from paigham.services.writer import RoomCtx
 from paigham.storage.accounts import AccountStore
 from paigham.storage.events import EventStore
 from paigham.storage.policies import PolicyStore
+from paigham.types import JsonDict
 
 log = structlog.get_logger(__name__)
 EXPIRED_ACCOUNT = "ORG_MATRIX_EXPIRED_ACCOUNT"  # the code Synapse uses and Element understands
@@ -161,6 +162,15 @@ class PolicyEnforcer:
                 await self.store.set_validity(user_id, renewal, now_ms())
         found = [t for t in (renewal, official) if t is not None]
         return min(found) if found else None
+
+    async def user_policy(self, user_id: str) -> JsonDict:
+        """A user's unit, the policy in effect for them and when their account expires (admin API)."""
+        return {
+            "user_id": user_id,
+            "unit_id": await self.policies.unit_of(user_id),
+            "policy": (await self.policies.for_user(user_id)).to_json(),
+            "expires_ts": await self.expires_at(user_id),
+        }
 
     async def check_expiry(self, user_id: str) -> None:
         """AuthService request check: expired accounts get 403 ORG_MATRIX_EXPIRED_ACCOUNT until renewed."""

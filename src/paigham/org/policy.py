@@ -16,6 +16,7 @@ from paigham.domain.policy import Policy
 from paigham.errors import Codes, MatrixError
 from paigham.storage.org import OrgStore
 from paigham.storage.policies import PolicyStore
+from paigham.types import JsonDict
 
 CACHE_S = 5.0
 GLOBAL = "global"
@@ -128,3 +129,36 @@ class PolicyService:
         self.invalidate()
         await self.audit.record("policy.changed", actor, scope, details=rules.overrides_json(overrides))
         return overrides
+
+    # -- the admin API's views --------------------------------------------------------------------
+    async def describe(self) -> JsonDict:
+        """The global policy, the overrides stored for it and for each unit, and the configured ones."""
+        overrides = await self.overrides()
+        return {
+            "global": (await self.global_policy()).to_json(),
+            "global_overrides": overrides.get(GLOBAL, {}),
+            "config_units": {u: _lists(o) for u, o in self.config_units.items()},
+            "units": {k.split(":", 1)[1]: v for k, v in overrides.items() if k.startswith("unit:")},
+        }
+
+    async def set_global(self, data: Any, actor: str | None) -> JsonDict:
+        """Replace the global overrides; returns the global policy that results."""
+        await self.set(GLOBAL, data, actor)
+        return (await self.global_policy()).to_json()
+
+    async def unit_view(self, unit_id: str) -> JsonDict:
+        """A unit's stored overrides and the policy in effect for its officials."""
+        if await self.org.unit(unit_id) is None:
+            raise MatrixError(404, Codes.NOT_FOUND, "Unit not found")
+        overrides = (await self.overrides()).get(unit_scope(unit_id), {})
+        return {"overrides": overrides, "effective": (await self.for_unit(unit_id)).to_json()}
+
+    async def set_unit(self, unit_id: str, data: Any, actor: str | None) -> JsonDict:
+        """Replace a unit's overrides ({} removes them); returns them with the policy now in effect."""
+        overrides = await self.set(unit_scope(unit_id), data, actor)
+        return {"overrides": _lists(overrides), "effective": (await self.for_unit(unit_id)).to_json()}
+
+
+def _lists(overrides: JsonDict) -> JsonDict:
+    """Overrides as JSON: tuples (lists of media types) become lists."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +25,7 @@ from paigham.org.importer import ReadResult, RowError, SourceRow
 from paigham.org.plan import Plan, build_plan, parse_rows
 from paigham.services.auth import AuthService
 from paigham.storage.org import Changes, OrgStore, UnitRow
+from paigham.types import JsonDict
 
 Progress = Callable[[str, int, int], None]
 SearchKeys = Callable[[Official], dict[str, str]]
@@ -38,6 +39,11 @@ def _flags(status: str) -> dict[str, Any]:
     if status == "deactivated":
         return {"deactivated": True, "suspended": False}
     return {"deactivated": False, "suspended": status == "suspended"}
+
+
+class OfficialPage(NamedTuple):
+    officials: list[Official]
+    total: int  # officials matching, on every page
 
 
 @dataclass
@@ -252,7 +258,47 @@ class OrgService:
         ):
             raise MatrixError(403, Codes.FORBIDDEN, N_("Your display name is set by your organisation's directory"))
 
+    # -- the admin API's reads ---------------------------------------------------------------------
+    async def units_json(self, parent_id: str | None = None) -> list[JsonDict]:
+        """Every unit (or the children of `parent_id`; "" for the top level), with its rooms and size."""
+        units, counts = await self.store.units(), await self.store.unit_counts()
+        return [
+            _unit_json(row, counts)
+            for unit_id, row in sorted(units.items())
+            if parent_id is None or row.unit.parent_id == (parent_id or None)
+        ]
+
+    async def unit_json(self, unit_id: str) -> JsonDict:
+        """One unit with its rooms, its number of officials and its sub-units."""
+        row = await self.store.unit(unit_id)
+        if row is None:
+            raise MatrixError(404, Codes.NOT_FOUND, "Unit not found")
+        units, counts = await self.store.units(), await self.store.unit_counts()
+        children = sorted(u for u, r in units.items() if r.unit.parent_id == unit_id)
+        return {**_unit_json(row, counts), "children": children}
+
+    async def officials(self, unit_id: str | None, status: str | None, offset: int, limit: int) -> OfficialPage:
+        """One page of officials, optionally of one unit and one status, in employee ID order."""
+        rows, total = await self.store.list_officials(unit_id=unit_id, status=status, offset=offset, limit=limit)
+        return OfficialPage([r.official for r in rows], total)
+
+    async def official(self, employee_id: str) -> Official:
+        row = await self.store.official(employee_id)
+        if row is None:
+            raise MatrixError(404, Codes.NOT_FOUND, "Official not found")
+        return row.official
+
     # -- single records (admin API) ---------------------------------------------------------------
+    async def put_unit(self, unit_id: str, record: JsonDict, actor: str | None) -> JsonDict:
+        """Create or replace one unit (as one import row); returns it as `unit_json` does."""
+        await self.put_records("unit", [{**record, "unit_id": unit_id}], actor)
+        return await self.unit_json(unit_id)
+
+    async def put_official(self, employee_id: str, record: JsonDict, actor: str | None) -> Official:
+        """Create or replace one official (as one import row)."""
+        await self.put_records("official", [{**record, "employee_id": employee_id}], actor)
+        return await self.official(employee_id)
+
     async def put_records(self, kind: str, records: Sequence[dict[str, Any]], actor: str | None) -> Plan:
         rows = [SourceRow("request", i + 1, kind, r) for i, r in enumerate(records)]
         plan = await self.import_rows(ReadResult(rows, []), dry_run=False, actor=actor)
@@ -288,6 +334,15 @@ class OrgService:
             "units": [u.to_json() for u in ordered],
             "officials": [officials[k].official.to_json() for k in sorted(officials)],
         }
+
+
+def _unit_json(row: UnitRow, counts: dict[str, int]) -> JsonDict:
+    return {
+        **row.unit.to_json(),
+        "space_id": row.space_id,
+        "announcements_room_id": row.announcements_id,
+        "officials": counts.get(row.unit.unit_id, 0),
+    }
 
 
 def _fields(old: Any, new: Any) -> list[str]:
