@@ -178,9 +178,7 @@ async def test_scanner_over_unix_socket_and_fail_closed(hs: Harness, tmp_path: P
 CLAMD = shutil.which("clamd") or ("/usr/sbin/clamd" if os.path.exists("/usr/sbin/clamd") else None)
 
 
-@pytest.mark.skipif(
-    CLAMD is None and not os.environ.get("CI"), reason="clamd (Debian clamav-daemon) is not installed"
-)
+@pytest.mark.skipif(CLAMD is None and not os.environ.get("CI"), reason="clamd (Debian clamav-daemon) is not installed")
 async def test_real_clamd(hs: Harness, tmp_path: Path) -> None:
     """Debian's clamd with a local signature for the EICAR test string (no signature download needed).
     `make test` installs clamav-daemon when missing; in CI a missing clamd fails this test."""
