@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from paigham.ids import make_user_id, valid_localpart
 
@@ -132,17 +133,45 @@ def _unknown(data: dict[str, Any], allowed: set[str]) -> None:
         raise Invalid(f"unknown field(s) {', '.join(extra)[:200]}")
 
 
+T = TypeVar("T")
+
+
+class _Problems:
+    """Collects every problem of one record, so an import reports them all at once, not one per try."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def __call__(self, check: Callable[..., T], *args: Any) -> T | None:
+        try:
+            return check(*args)
+        except Invalid as exc:
+            self.found.append(str(exc))
+            return None
+
+    def add(self, problem: str) -> None:
+        self.found.append(problem)
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise Invalid("; ".join(self.found)[:1000])
+
+
 def parse_unit(data: dict[str, Any]) -> Unit:
-    _unknown(data, UNIT_KEYS)
-    unit_id = check_id(data.get("unit_id"), "unit_id")
+    problems = _Problems()
+    problems(_unknown, data, UNIT_KEYS)
+    unit_id = problems(check_id, data.get("unit_id"), "unit_id")
     parent = data.get("parent_id")
-    parent_id = check_id(parent, "parent_id") if parent not in (None, "") else None
-    if parent_id == unit_id:
-        raise Invalid("a unit cannot be its own parent")
-    kind = clean_text(data.get("kind"), "kind", 32) or "unit"
+    parent_id = problems(check_id, parent, "parent_id") if parent not in (None, "") else None
+    if parent_id is not None and parent_id == unit_id:
+        problems.add("a unit cannot be its own parent")
+    kind = problems(clean_text, data.get("kind"), "kind", 32) or "unit"
     if not _KIND_RE.match(kind):
-        raise Invalid(f"kind {kind!r} must be lower-case letters, digits, '_' or '-' (e.g. ministry)")
-    return Unit(unit_id, parent_id, kind, _languages(data.get("names"), "names", True))
+        problems.add(f"kind {kind!r} must be lower-case letters, digits, '_' or '-' (e.g. ministry)")
+    names = problems(_languages, data.get("names"), "names", True)
+    problems.raise_any()
+    assert unit_id is not None and names is not None
+    return Unit(unit_id, parent_id, kind, names)
 
 
 def user_id_for(value: Any, server_name: str) -> str:
@@ -184,38 +213,34 @@ def parse_expiry(value: Any) -> tuple[str | None, int | None]:
 
 
 def parse_official(data: dict[str, Any], server_name: str, default_lang: str = "en") -> Official:
-    _unknown(data, OFFICIAL_KEYS)
-    employee_id = check_id(data.get("employee_id"), "employee_id")
-    user_id = user_id_for(data.get("user_id"), server_name)
+    problems = _Problems()
+    problems(_unknown, data, OFFICIAL_KEYS)
+    employee_id = problems(check_id, data.get("employee_id"), "employee_id")
+    user_id = problems(user_id_for, data.get("user_id"), server_name)
     designation = data.get("designation")
     if isinstance(designation, str):
         designation = {default_lang: designation}
-    email = clean_text(data.get("email"), "email", 320)
+    email = problems(clean_text, data.get("email"), "email", 320)
     if email is not None and not _EMAIL_RE.match(email):
-        raise Invalid(f"email {email!r} is not an e-mail address")
-    phone = clean_text(data.get("phone"), "phone", 32)
+        problems.add(f"email {email!r} is not an e-mail address")
+    phone = problems(clean_text, data.get("phone"), "phone", 32)
     if phone is not None and not _PHONE_RE.match(phone):
-        raise Invalid(f"phone {phone!r} is not a phone number")
-    status = (clean_text(data.get("status"), "status", 16) or "active").lower()
+        problems.add(f"phone {phone!r} is not a phone number")
+    status = (problems(clean_text, data.get("status"), "status", 16) or "active").lower()
     if status not in STATUSES:
-        raise Invalid(f"status {status!r} must be one of {', '.join(STATUSES)}")
-    unit_id = check_id(data.get("unit_id"), "unit_id")
-    expires, _ = parse_expiry(data.get("expires"))
-    language = (clean_text(data.get("language"), "language", 16) or "").lower() or None
+        problems.add(f"status {status!r} must be one of {', '.join(STATUSES)}")
+    unit_id = problems(check_id, data.get("unit_id"), "unit_id")
+    expiry = problems(parse_expiry, data.get("expires"))
+    language = (problems(clean_text, data.get("language"), "language", 16) or "").lower() or None
     if language is not None and not _LANG_RE.match(language):
-        raise Invalid(f"language {language!r} is not a language code (en, hi, ur, …)")
+        problems.add(f"language {language!r} is not a language code (en, hi, ur, …)")
+    names = problems(_languages, data.get("names"), "names", True)
+    designations = problems(_languages, designation, "designation", False)
+    problems.raise_any()
+    assert employee_id and user_id and unit_id and names is not None and designations is not None and expiry
     return Official(
-        employee_id,
-        user_id,
-        _languages(data.get("names"), "names", True),
-        _languages(designation, "designation", False),
-        unit_id,
-        email,
-        phone,
-        status,
-        expires,
-        language,
-    )
+        employee_id, user_id, names, designations, unit_id, email, phone, status, expiry[0], language
+    )  # fmt: skip
 
 
 def expiry_ms(official: Official) -> int | None:
