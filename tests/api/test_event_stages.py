@@ -144,7 +144,7 @@ async def test_refused_events_run_no_push_evaluation(hs: Harness, evaluations: l
     # A state event refused by a check: an invitation into a blocked room (the invitee is evaluated
     # for an invitation that passes).
     other = await hs.create_room(friend)
-    await hs.server.admin_store.block_room(other, boss.user_id, now_ms())
+    await hs.server.admin.store.block_room(other, boss.user_id, now_ms())
     await hs.server.admin.invalidate_flags()
     evaluations.clear()
     err = await hs.err(403, "M_FORBIDDEN", "POST", f"{V3}/rooms/{other}/invite", friend, json={"user_id": boss.user_id})

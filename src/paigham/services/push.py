@@ -97,7 +97,8 @@ class PushService:
         # Display names matter only to rules with a `contains_display_name` condition (none of the
         # default rules since v1.17): read the member events of those recipients alone.
         names = [("m.room.member", u) for u, (_, template) in compiled.items() if b"contains_display_name" in template]
-        await ctx.read_state(conn, self.events, names)
+        if names:
+            await ctx.read_state(conn, self.events, names)
         results = self._evaluate(event, ctx, targets, compiled, member_count)
         # Stored as the result shared by the room's members plus the members whose result differs.
         # A membership event evaluates only some members (the rest are known not to be notified).
