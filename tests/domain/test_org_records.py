@@ -36,7 +36,7 @@ def test_a_good_record_still_parses() -> None:
             "unit_id": "MOF",
             "designation": "Under Secretary",
             "expires": "2027-03-31",
-        },  # fmt: skip
+        },
         "gov.example",
     )
     assert off.user_id == "@rsharma:gov.example" and off.designation == {"en": "Under Secretary"}

@@ -1,8 +1,8 @@
 """Encryption, once on, stays on (config `lock_room_encryption`, on by default).
 
-A persist hook of the event pipeline: it runs inside the write transaction after the event is
-inserted, so refusing rolls the whole request back (a room created with a bad `initial_state` is
-not created at all).
+A check of the event pipeline (services/writer.py): it runs before anything of the event is written,
+inside the write transaction, so refusing rolls the whole request back (a room created with a bad
+`initial_state` is not created at all).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.domain.stored_event import StoredEvent
 from paigham.errors import Codes, MatrixError
-from paigham.services.writer import RoomCtx
-from paigham.storage.e2ee_lists import previous_state_content
+from paigham.services.stages import RoomCtx
 from paigham.storage.events import EventStore
 
 ENCRYPTION = "m.room.encryption"
@@ -28,12 +27,14 @@ class EncryptionLock:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
 
-    async def on_event(self, conn: AsyncConnection, event: StoredEvent, ctx: RoomCtx) -> None:
+    async def check(self, conn: AsyncConnection, event: StoredEvent, ctx: RoomCtx) -> None:
+        """Writer check: no m.room.encryption without an algorithm or with another one than before, and
+        no redaction of it."""
         if not self.enabled:
             return
         if event.type == ENCRYPTION and event.state_key == "":
-            prev = await previous_state_content(conn, event.room_id, ENCRYPTION, "", event.stream)
-            self._check_change(event, prev)
+            prev = ctx.state.get((ENCRYPTION, ""))  # the state this event replaces: always known to checks
+            self._check_change(event, prev.content if prev is not None else None)
         elif event.type == "m.room.redaction":
             await self._check_redaction(conn, event)
 

@@ -1,5 +1,6 @@
-"""Builds the E2EE stores and services and hooks them into accounts, the event pipeline and /sync,
-so the composition root needs only two lines."""
+"""Builds the E2EE stores and services and hooks them into accounts and /sync, so the composition root
+needs only two lines. (Its event-pipeline check, `EncryptionLock`, needs only the configuration: the
+composition root builds it with the writer's stages.)"""
 
 from __future__ import annotations
 
@@ -13,12 +14,10 @@ from paigham.e2ee.backup import BackupService
 from paigham.e2ee.cross_signing import CrossSigningService
 from paigham.e2ee.device_lists import DeviceListService
 from paigham.e2ee.keys import KeyService
-from paigham.e2ee.policy import EncryptionLock
 from paigham.e2ee.to_device import ToDeviceService
 from paigham.services.auth import AuthService
 from paigham.services.publisher import Publisher
 from paigham.services.uia import UIAService
-from paigham.services.writer import EventWriter
 from paigham.storage.database import Database
 from paigham.storage.e2ee_backup import BackupStore
 from paigham.storage.e2ee_inbox import InboxStore
@@ -34,7 +33,6 @@ class E2EE:
         db: Database,
         auth: AuthService,
         uia: UIAService,
-        writer: EventWriter,
         sync: SyncService,
         publisher: Publisher,
     ) -> None:
@@ -46,10 +44,8 @@ class E2EE:
         self.cross_signing = CrossSigningService(self.key_store, auth.store, uia, self.lists)
         self.to_device = ToDeviceService(config.server_name, InboxStore(db), publisher)
         self.backups = BackupService(self.backup_store)
-        self.lock = EncryptionLock(config.lock_room_encryption)
         auth.device_hooks.append(self.lists)
         auth.deactivation_hooks.append(self.user_deactivated)
-        writer.persist_hooks.append(self.lock.on_event)
         sync.extensions.extend([self.to_device.sync_section, self.lists.sync_section, self.keys.sync_section])
 
     async def user_deactivated(self, user_id: str) -> None:

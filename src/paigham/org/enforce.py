@@ -1,5 +1,5 @@
-"""Where policies are enforced: room creation, the event pipeline, media uploads, sign-in, every
-request (account expiry), and the retention purge job."""
+"""Where policies are enforced: room creation, media uploads, sign-in, every request (account expiry),
+and the retention purge job. (In the event pipeline: org/event_policy.py.)"""
 
 from __future__ import annotations
 
@@ -9,18 +9,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.audit.service import AuditService
 from paigham.clock import now_ms
-from paigham.domain.stored_event import StoredEvent
 from paigham.errors import Codes, MatrixError
 from paigham.messages import N_
 from paigham.org.policy import PolicyService
 from paigham.services.rooms import MEGOLM, CreateRoomRequest
-from paigham.services.writer import RoomCtx
 from paigham.storage.accounts import AccountStore
-from paigham.storage.events import EventStore
 from paigham.storage.policies import PolicyStore
 from paigham.types import JsonDict
 
@@ -35,13 +31,11 @@ class PolicyEnforcer:
         self,
         policies: PolicyService,
         store: PolicyStore,
-        events: EventStore,
         accounts: AccountStore,
         audit: AuditService,
     ) -> None:
         self.policies = policies
         self.store = store
-        self.events = events
         self.accounts = accounts
         self.audit = audit
         self._expiry: dict[str, tuple[float, int | None]] = {}
@@ -66,50 +60,6 @@ class PolicyEnforcer:
                 *req.initial_state,
                 {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}},
             ]
-
-    # -- the event pipeline -----------------------------------------------------------------------
-    async def on_event(self, conn: AsyncConnection, event: StoredEvent, ctx: RoomCtx) -> None:
-        """Writer persist hook: invitations across ministries, and rooms turned private unencrypted."""
-        if (
-            event.type == "m.room.member"
-            and event.content.get("membership") == "invite"
-            and event.state_key
-            and event.state_key != event.sender
-        ):
-            await self._check_invite(event.sender, event.state_key)
-        elif (
-            event.type == "m.room.join_rules"
-            and not ctx.fresh
-            and event.content.get("join_rule") != "public"
-            and event.sender not in self.exempt_creators
-        ):
-            enc = await self.events.state_for_keys(conn, event.room_id, [("m.room.encryption", "")])
-            if not enc and (await self.policies.for_user(event.sender)).require_encryption:
-                raise MatrixError(
-                    403,
-                    Codes.FORBIDDEN,
-                    N_(
-                        "Your organisation requires private rooms to be end-to-end encrypted: turn on encryption "
-                        "before making the room private"
-                    ),
-                )
-
-    async def _check_invite(self, sender: str, target: str) -> None:
-        if (await self.policies.for_user(sender)).invite_outside_ministry:
-            return
-        mine = await self.policies.ministry_of(sender)
-        if mine is None:
-            return  # not an official: the policy does not apply
-        theirs = await self.policies.ministry_of(target)
-        if theirs != mine:
-            user = await self.accounts.get_user(target)
-            if user is not None and user.admin:
-                return  # server admins may always be invited
-            raise MatrixError(
-                403,
-                Codes.FORBIDDEN,
-                N_("Your organisation's policy does not allow inviting people outside your ministry"),
-            )
 
     # -- media ------------------------------------------------------------------------------------
     async def media_check(self, user_id: str, content_type: str, size: int | None) -> None:

@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.audit.service import AuditService
 from paigham.clock import now_ms
-from paigham.domain.stored_event import StoredEvent
 from paigham.errors import Codes, MatrixError
 from paigham.ids import parse_user_id
 from paigham.messages import N_
 from paigham.services.auth import AuthService
+from paigham.services.moderation_checks import ModerationChecks
 from paigham.services.profile import ProfileService
 from paigham.services.rooms import RoomService
-from paigham.services.writer import RoomCtx
 from paigham.storage.admin import AdminStore
 from paigham.storage.events import EventStore
 from paigham.storage.org import OrgStore
-from paigham.storage.org_schema import blocked_rooms
-from paigham.storage.schema import users
 
 log = structlog.get_logger(__name__)
-FLAGS_TTL_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +44,7 @@ class AdminService:
         store: AdminStore,
         org: OrgStore,
         audit: AuditService,
+        checks: ModerationChecks,
     ) -> None:
         self.server_name = server_name
         self.auth = auth
@@ -60,12 +54,10 @@ class AdminService:
         self.store = store
         self.org = org
         self.audit = audit
+        self.checks = checks  # blocked rooms and suspended accounts, as the event pipeline sees them
         self.clear_login_failures: Callable[[str], Awaitable[None]] | None = None
         # Tells a user what happened to their account (server notices, in their language).
         self.notify: Callable[[str, str], Awaitable[Any]] | None = None
-        self._flags_at = 0.0
-        self._suspended: set[str] = set()
-        self._blocked: set[str] = set()
 
     async def _notify(self, user_id: str, message: str) -> None:
         if self.notify is None:
@@ -161,7 +153,7 @@ class AdminService:
                 ),
             )
         await self.auth.store.update_user(user_id, suspended=suspended)
-        self._flags_at = 0.0
+        self.checks.invalidate()
         if not suspended and user.suspended:
             await self._notify(user_id, N_("Your account is active again."))
         await self.org.set_status(user_id, "suspended" if suspended else "active", now_ms())
@@ -203,7 +195,7 @@ class AdminService:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
         if block:
             await self.store.block_room(room_id, actor.user_id, now_ms())
-            self._flags_at = 0.0
+            self.checks.invalidate()
         kicked, failed = [], []
         for member in await self.events.room_members(room_id, ("join", "invite", "knock")):
             try:
@@ -223,48 +215,7 @@ class AdminService:
 
     async def invalidate_flags(self, *_: Any) -> None:
         """Suspensions or blocks changed elsewhere in this process (an import): re-read them."""
-        self._flags_at = 0.0
-
-    async def _flags(self, conn: AsyncConnection) -> tuple[set[str], set[str]]:
-        """Suspended users and blocked rooms, re-read at most every FLAGS_TTL_S (changes made in this
-        process apply at once; in a cluster, other workers apply them within that time)."""
-        if time.monotonic() - self._flags_at > FLAGS_TTL_S:
-            suspended = {
-                r.user_id
-                for r in (await conn.execute(select(users.c.user_id).where(users.c.suspended.is_(True)))).all()
-            }
-            blocked = {r.room_id for r in (await conn.execute(select(blocked_rooms.c.room_id))).all()}
-            self._suspended, self._blocked, self._flags_at = suspended, blocked, time.monotonic()
-        return self._suspended, self._blocked
-
-    async def refuse_blocked(self, conn: AsyncConnection, event: StoredEvent, _ctx: RoomCtx) -> None:
-        """Writer persist hook: nobody joins, is invited to or knocks on a blocked room."""
-        if event.type != "m.room.member" or event.content.get("membership") not in ("join", "invite", "knock"):
-            return
-        if event.room_id in (await self._flags(conn))[1]:
-            raise MatrixError(403, Codes.FORBIDDEN, N_("This room has been blocked on this server"))
-
-    async def refuse_suspended(self, conn: AsyncConnection, event: StoredEvent, ctx: RoomCtx) -> None:
-        """Writer persist hook: a suspended account may leave rooms, reject invites and redact its own
-        events — and send nothing else (spec: account suspension)."""
-        if event.sender not in (await self._flags(conn))[0]:
-            return
-        if (
-            event.type == "m.room.member"
-            and event.state_key == event.sender
-            and event.content.get("membership") == "leave"
-        ):
-            return
-        if event.type == "m.room.redaction":
-            target_id = event.content.get("redacts") or event.pdu.get("redacts")
-            target = await self.events.get_event_in(conn, target_id) if isinstance(target_id, str) else None
-            if target is not None and target.sender == event.sender:
-                return
-        raise MatrixError(
-            403,
-            Codes.USER_SUSPENDED,
-            N_("Your account is suspended: you can read and leave rooms, but not send, join or invite"),
-        )
+        self.checks.invalidate()
 
     async def guard_profile(self, user_id: str, key: str) -> None:
         """ProfileService guard: suspended accounts cannot change their profile."""

@@ -32,7 +32,7 @@ from paigham.domain.stored_event import StoredEvent
 from paigham.errors import Codes, MatrixError
 from paigham.services.auth import AuthService
 from paigham.services.publisher import Publisher
-from paigham.services.writer import RoomCtx
+from paigham.services.stages import NO_ROWS, EffectRows, RoomCtx
 from paigham.storage.events import EventStore
 from paigham.storage.streams import StreamStore
 
@@ -53,7 +53,7 @@ class PushService:
     def _compiled_and_template(self, user_id: str, blob: Any) -> tuple[tuple[CompiledRule, ...], bytes]:
         """The compiled ruleset, and the effective rules' JSON with this user's ID and localpart
         replaced by placeholders: users with the same template evaluate any event that names
-        neither of them to the same result (see `on_event`)."""
+        neither of them to the same result (see `_evaluate`)."""
         key = (user_id, msgspec.json.encode(blob) if blob is not None else b"")
         found = self._cache.get(key)
         if found is None:
@@ -77,18 +77,18 @@ class PushService:
         rules, stream = await self.user_rules(user_id)
         return pr.effective_rules(user_id, rules), stream
 
-    # -- push actions (inside the event's transaction) -----------------------------------------
-    async def on_event(self, conn: AsyncConnection, event: StoredEvent, ctx: RoomCtx) -> None:
+    # -- push actions (an effect of the event pipeline) ----------------------------------------
+    async def push_actions(self, conn: AsyncConnection, event: StoredEvent, ctx: RoomCtx) -> EffectRows:
+        """Writer effect: evaluate the recipients' push rules for the event and return the rows that
+        record the result for unread counts (written with the event, at its position)."""
         evaluated_some = event.type == "m.room.member"
         if evaluated_some:
-            targets, member_count = await self._member_event_targets(conn, event)
+            targets, member_count = await self._member_event_targets(conn, event, ctx)
         else:
             members = ctx.joined_members()
-            if members is None:
-                members = await self.events.room_members_in(conn, event.room_id)
             targets, member_count = [m for m in members if m != event.sender], len(members)
         if not targets:
-            return
+            return NO_ROWS
         if ctx.push_rules_of.issuperset(targets):  # read with the room
             stored = {u: ctx.push_rules[u] for u in targets if u in ctx.push_rules}
         else:
@@ -96,22 +96,33 @@ class PushService:
         compiled = {u: self._compiled_and_template(u, stored.get(u)) for u in targets}
         # Display names matter only to rules with a `contains_display_name` condition (none of the
         # default rules since v1.17): read the member events of those recipients alone.
-        names = [
-            ("m.room.member", u)
-            for u, (_, template) in compiled.items()
-            if b"contains_display_name" in template
-            and ("m.room.member", u) not in ctx.state
-            and ("m.room.member", u) not in ctx.looked_up
-        ]
-        if names and not ctx.fresh:
-            ctx.state.update(await self.events.state_for_keys(conn, event.room_id, names))
-            ctx.looked_up.update(names)
+        names = [("m.room.member", u) for u, (_, template) in compiled.items() if b"contains_display_name" in template]
+        if names:
+            await ctx.read_state(conn, self.events, names)
+        results = self._evaluate(event, ctx, targets, compiled, member_count)
+        # Stored as the result shared by the room's members plus the members whose result differs.
+        # A membership event evaluates only some members (the rest are known not to be notified).
+        shared = (False, False) if evaluated_some else Counter(results.values()).most_common(1)[0][0]
+        thread_id = _thread_of(event)
+        # (the stream slots are placeholders: the writer writes the rows at the event's position)
+        room_row = (event.room_id, event.stream, event.sender, thread_id, shared[1]) if shared[0] else None
+        own = [(u, event.room_id, event.stream, thread_id, n, h) for u, (n, h) in results.items() if (n, h) != shared]
+        return EffectRows(room_row, tuple(own))
+
+    def _evaluate(
+        self,
+        event: StoredEvent,
+        ctx: RoomCtx,
+        targets: list[str],
+        compiled: dict[str, tuple[tuple[CompiledRule, ...], bytes]],
+        member_count: int,
+    ) -> dict[str, tuple[bool, bool]]:
+        """(notify, highlight) of the event for each target."""
         pl = ctx.state.get(("m.room.power_levels", ""))
         create = ctx.state.get(("m.room.create", ""))
         pl_content = pl.content if pl else None
         level = user_level(event.sender, pl_content, create.pdu, ctx.version) if create else 0
         sender_level = int(min(level, 2**53))  # v12 creators have infinite power
-        thread_id = _thread_of(event)
         client_event = {
             "type": event.type,
             "sender": event.sender,
@@ -151,28 +162,21 @@ class PushService:
                 if not named:
                     memo[group] = result
             results[user_id] = result
-        # Stored as the result shared by the room's members plus the members whose result differs.
-        # A membership event evaluates only some members (the rest are known not to be notified).
-        shared = (False, False) if evaluated_some else Counter(results.values()).most_common(1)[0][0]
-        room_row = (event.room_id, event.stream, event.sender, thread_id, shared[1]) if shared[0] else None
-        own = [(u, event.room_id, event.stream, thread_id, n, h) for u, (n, h) in results.items() if (n, h) != shared]
-        if ctx.pending_push is not None:  # a message: the writer inserts these with it (_insert_message)
-            ctx.pending_push = (room_row, own)
-        else:
-            await self.streams.add_push_actions(conn, room_row, own)
+        return results
 
-    async def _member_event_targets(self, conn: AsyncConnection, event: StoredEvent) -> tuple[list[str], int]:
+    async def _member_event_targets(
+        self, conn: AsyncConnection, event: StoredEvent, ctx: RoomCtx
+    ) -> tuple[list[str], int]:
         """Who a membership event is evaluated for. Under the default rules it notifies nobody but an
         invited user (.m.rule.invite_for_me; .m.rule.member_event is dont_notify), so only the invitee and
-        members with rules of their own are evaluated — joining many people to a room stays linear."""
-        db = self.events.db
-        rows = await db.fetch(
-            "SELECT m.user_id FROM memberships m JOIN push_rules p ON p.user_id = m.user_id "
-            "WHERE m.room_id = $1 AND m.membership = 'join'",
-            event.room_id,
-            conn=conn,
-        )
-        targets = [r[0] for r in rows if r[0] != event.sender]
+        the joined members with rules of their own are evaluated — joining many people to a room stays
+        linear. `ctx` holds who is joined after the event, and the push rules of those joined when the
+        room was read; only members who joined since, in this transaction, have theirs read."""
+        unknown = [u for u in ctx.joined if u != event.sender and u not in ctx.push_rules_of]
+        if unknown:
+            ctx.push_rules.update(await self.streams.push_rules_for(conn, unknown))
+            ctx.push_rules_of = ctx.push_rules_of.union(unknown)
+        targets = [u for u in ctx.joined_members() if u != event.sender and u in ctx.push_rules]
         invitee = event.state_key
         if (
             invitee
@@ -183,10 +187,7 @@ class PushService:
             targets.append(invitee)
         if not targets:
             return [], 0
-        count = await db.fetchrow(
-            "SELECT count(*) FROM memberships WHERE room_id = $1 AND membership = 'join'", event.room_id, conn=conn
-        )
-        return targets, int(count[0]) if count else 0
+        return targets, len(ctx.joined)
 
     # -- HTTP ------------------------------------------------------------------------------------
     def routes(self, auth: AuthService) -> list[Route]:

@@ -186,13 +186,13 @@ class RoomService:
 
     async def join(self, user_id: str, room_id_or_alias: str, reason: str | None = None) -> str:
         room_id = await self.resolve_room(room_id_or_alias)
-        current = await self.events.membership(user_id, room_id)
+        current = await self._membership(user_id, room_id)
         if await self.events.get_room(room_id) is None:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
-        if current is not None and current[0] == "join":
+        if current == "join":
             return room_id  # joining again is a no-op (profile changes go through the profile API)
         content = await self.member_content(user_id, "join", reason)
-        if current is None or current[0] != "invite":
+        if current != "invite":
             via = await self._restricted_authoriser(user_id, room_id)
             if via is not None:
                 content["join_authorised_via_users_server"] = via
@@ -246,9 +246,28 @@ class RoomService:
             content.update(extra)
         return await self.writer.send(room_id, EventSpec(sender, "m.room.member", content, target))
 
-    async def leave(self, user_id: str, room_id: str, reason: str | None = None) -> None:
+    # "May this membership change be sent?" beyond the auth rules: what the action needs the target's
+    # current membership to be. Here rather than a writer check because kick and unban send the same
+    # event (a leave by someone else) and differ only in this precondition; leave and forget may need
+    # no event at all.
+    async def _membership(self, user_id: str, room_id: str) -> str | None:
         current = await self.events.membership(user_id, room_id)
-        if current is None or current[0] in ("leave", "ban"):
+        return current[0] if current is not None else None
+
+    async def kick(self, sender: str, room_id: str, target: str, reason: str | None = None) -> None:
+        if await self._membership(target, room_id) in (None, "leave", "ban"):
+            raise MatrixError(403, Codes.FORBIDDEN, "The user is not in the room")
+        await self.set_membership(sender, room_id, target, "leave", reason)
+
+    async def unban(self, sender: str, room_id: str, target: str, reason: str | None = None) -> None:
+        if await self._membership(target, room_id) != "ban":
+            raise MatrixError(403, Codes.FORBIDDEN, "The user is not banned")
+        await self.set_membership(sender, room_id, target, "leave", reason)
+
+    async def leave(self, user_id: str, room_id: str, reason: str | None = None) -> None:
+        """Leave (or reject an invitation, withdraw a knock); no event when already gone."""
+        current = await self._membership(user_id, room_id)
+        if current in (None, "leave", "ban"):
             if await self.events.get_room(room_id) is None:
                 raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
             if current is None:
@@ -257,10 +276,10 @@ class RoomService:
         await self.set_membership(user_id, room_id, user_id, "leave", reason)
 
     async def forget(self, user_id: str, room_id: str) -> None:
-        current = await self.events.membership(user_id, room_id)
+        current = await self._membership(user_id, room_id)
         if current is None:
             raise MatrixError(404, Codes.NOT_FOUND, "Not a member of this room")
-        if current[0] in ("join", "invite", "knock"):
+        if current in ("join", "invite", "knock"):
             raise MatrixError(400, Codes.UNKNOWN, "Leave the room before forgetting it")
         await self.events.forget(user_id, room_id)
 

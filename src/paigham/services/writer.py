@@ -1,15 +1,25 @@
-"""The event pipeline: build a PDU, authorise it, hash and sign it, persist it, wake sync.
+"""The event pipeline: build a PDU, authorise it, admit it, hash and sign it, persist it, wake sync.
 
 One write transaction per request — or per batch of messages queued for a busy room — holds the
 room lock from reading the room's tip and state to commit, so auth checks see exactly the state the
 event is appended to, even across workers.
+
+Every event, message or state event alike, goes through the same steps; the stages besides the auth
+rules are declared once, in order, in the `Stages` the composition root gives the writer:
+1. built on the room's tip and authorised against its state (`_build`: auth rules, hash, signature);
+2. checks: refusals only — each may raise `MatrixError`, none writes; they see the room before the
+   event, and nothing of the event is written yet;
+3. the event is applied to the room context (its state, who is joined);
+4. effects: each returns rows written with the event (push actions); they see the room after it;
+5. written (messages of a batch together, in one statement on PostgreSQL) and committed;
+6. after commit: the hooks, with every event of the transaction (sync wake-ups, metrics, audit).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -22,35 +32,33 @@ from paigham.domain.power_levels import action_level, user_level
 from paigham.domain.room_versions import RoomVersion, get_room_version
 from paigham.domain.stored_event import StoredEvent
 from paigham.errors import AuthError, Codes, MatrixError
+from paigham.services.stages import NO_ROWS, EffectRows, RoomCtx, Stages, StateKey
 from paigham.storage.database import Database
-from paigham.storage.events import EventStore, NewMessage, PushRoomRow, PushUserRow, RoomRow
+from paigham.storage.events import EventStore, NewMessage, RoomRow
+from paigham.types import JsonDict
 
-CREATE = ("m.room.create", "")
+CREATE: StateKey = ("m.room.create", "")
 MAX_BATCH = 100  # messages of one room in one transaction at most
-POWER_LEVELS = ("m.room.power_levels", "")
-
-
-def preload_keys(specs: list[EventSpec]) -> list[tuple[str, str]]:
-    """The state read with the room before a write: what authorising these events usually needs
-    (create, power levels, the sender's membership; for a membership event the target's and the join
-    rules) and the state each replaces. Anything else an event needs is read by `persist`."""
-    keys = [CREATE, POWER_LEVELS]
-    for spec in specs:
-        keys.append(("m.room.member", spec.sender))
-        if spec.state_key is not None:
-            keys.append((spec.type, spec.state_key))
-            if spec.type == "m.room.member":
-                keys.append(("m.room.join_rules", ""))
-    return list(dict.fromkeys(keys))
+POWER_LEVELS: StateKey = ("m.room.power_levels", "")
 
 
 @dataclass(slots=True)
 class EventSpec:
     sender: str
     type: str
-    content: dict[str, Any]
+    content: JsonDict
     state_key: str | None = None
     redacts: str | None = None
+
+    @property
+    def state(self) -> StateKey | None:
+        """(type, state key) of a state event; None for any other event."""
+        return None if self.state_key is None else (self.type, self.state_key)
+
+    @property
+    def is_message(self) -> bool:
+        """A non-state event other than a redaction: written with its room's batch (see `send`)."""
+        return self.state_key is None and self.type != "m.room.redaction"
 
 
 @dataclass(slots=True)
@@ -60,40 +68,42 @@ class Txn:
     scope: str
     txn_id: str
 
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """What identifies the request: (user, device, scope, transaction ID)."""
+        return (self.user_id, self.device_id, self.scope, self.txn_id)
 
-@dataclass
-class RoomCtx:
-    """What the pipeline knows of one room inside the current transaction."""
 
-    room_id: str
-    version: RoomVersion
-    tip: tuple[str, int] | None
-    state: dict[tuple[str, str], StoredEvent] = field(default_factory=dict)
-    fresh: bool = False  # a room being created: nothing to load from the database
-    pending: RoomRow | None = None  # the rooms row to insert with the create event
-    # Keys already read from the database: absent from `state` means no such state.
-    looked_up: set[tuple[str, str]] = field(default_factory=set)
-    # Who is joined, kept current as this transaction's membership events are persisted.
-    joined: set[str] | None = None
-    # The push rules of the members joined when the room was read (absent: the default rules).
-    push_rules: dict[str, Any] = field(default_factory=dict)
-    push_rules_of: frozenset[str] = frozenset()  # whose rules `push_rules` answers for
-    # Not None while the persist hooks of a message run before its row is written: the push hook
-    # leaves its rows here (stream still unknown) for the writer to insert with the event.
-    pending_push: tuple[PushRoomRow | None, list[PushUserRow]] | None = None
-    # Set while a batch is built: its messages, written together at the end (see `_send_messages`).
-    deferred: list[NewMessage] | None = None
+def preload_keys(specs: Sequence[EventSpec]) -> list[StateKey]:
+    """The state read with the room before a write: what authorising these events usually needs
+    (create, power levels, the sender's membership; for a membership event the target's and the join
+    rules) and the state each replaces. Anything else an event needs is read when it is built."""
+    keys = [CREATE, POWER_LEVELS]
+    for spec in specs:
+        keys.append(("m.room.member", spec.sender))
+        if spec.state is not None:
+            keys.append(spec.state)
+            if spec.type == "m.room.member":
+                keys.append(("m.room.join_rules", ""))
+    return list(dict.fromkeys(keys))
 
-    def joined_members(self) -> list[str] | None:
-        """Who is joined now, if known (else None: ask the database)."""
-        return None if self.joined is None else sorted(self.joined)
 
-    def membership_changed(self, user_id: str, membership: str) -> None:
-        if self.joined is not None:
-            if membership == "join":
-                self.joined.add(user_id)
-            else:
-                self.joined.discard(user_id)
+@dataclass(slots=True)
+class _Admitted:
+    """An event that passed every check, with what its effects add; nothing of it is written yet."""
+
+    event: StoredEvent  # its `stream` is set when it is written
+    rows: EffectRows
+    txn: Txn | None
+    relates_to: str | None
+    rel_type: str | None
+    redacts: str | None  # the event a redaction redacts now (None: accepted, not applied)
+
+    def message(self) -> NewMessage:
+        """The row batch of a message (written by `EventStore.insert_messages`)."""
+        rows = self.rows
+        key = self.txn.key if self.txn is not None else None
+        return NewMessage(self.event, self.relates_to, self.rel_type, key, rows.push_room, list(rows.push_own))
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,26 +123,29 @@ def _settle(fut: asyncio.Future[StoredEvent], result: StoredEvent | BaseExceptio
         fut.set_result(result)
 
 
-@dataclass(frozen=True, slots=True)
-class Persisted:
-    events: list[StoredEvent]
-    position: int
+def _relation(content: JsonDict) -> tuple[str | None, str | None]:
+    """(event ID, rel_type) of the content's `m.relates_to`, when it names both."""
+    rel = content.get("m.relates_to")
+    if isinstance(rel, dict) and isinstance(rel.get("event_id"), str) and isinstance(rel.get("rel_type"), str):
+        return rel["event_id"], rel["rel_type"]
+    return None, None
 
 
-# Called inside the transaction after each event is inserted (push actions, device lists, ...).
-PersistHook = Callable[[AsyncConnection, StoredEvent, RoomCtx], Awaitable[None]]
-# Called after commit with every event of the transaction (sync wake-ups).
-CommitHook = Callable[[list[StoredEvent]], Awaitable[None]]
+def _new_room(version: RoomVersion, room_id: str | None) -> RoomCtx:
+    if version.room_id_is_create_hash:
+        room_id = ""  # known once the create event is hashed
+    elif not room_id:
+        raise MatrixError(500, Codes.UNKNOWN, "room ID missing")
+    return RoomCtx(room_id, version, None, fresh=True)
 
 
 class EventWriter:
-    def __init__(self, db: Database, store: EventStore, server_name: str, signing_key: Any) -> None:
+    def __init__(self, db: Database, store: EventStore, server_name: str, signing_key: Any, stages: Stages) -> None:
         self.db = db
         self.store = store
         self.server_name = server_name
         self.signing_key = signing_key
-        self.persist_hooks: list[PersistHook] = []
-        self.commit_hooks: list[CommitHook] = []
+        self.stages = stages
         # Messages waiting for their room's next batch; a room is here while a batch of it runs.
         self._waiting: dict[str, list[_Queued]] = {}
         self._batches: set[asyncio.Task[None]] = set()
@@ -142,11 +155,11 @@ class EventWriter:
 
         Messages (non-state events other than redactions) into a room whose previous write is still
         running wait and go together into the next transaction of that room: one lock, one read, one
-        commit for all of them, each built, authorised and stored as if sent alone (an event refused
+        commit for all of them, each built, authorised and admitted as if sent alone (an event refused
         does not stop the others). Under load a busy room's writes are serialised anyway; batching
         them turns that queue into throughput. Alone, a message is one batch of one.
         """
-        if spec.state_key is not None or spec.type == "m.room.redaction":
+        if not spec.is_message:
             return await self._send_alone(room_id, spec, txn)
         loop = asyncio.get_running_loop()
         item = _Queued(spec, txn, loop.create_future())
@@ -201,91 +214,82 @@ class EventWriter:
                 _settle(item.fut, exc)
 
     async def _send_messages(self, room_id: str, batch: list[_Queued]) -> list[StoredEvent | Exception]:
-        """Messages into one room in one transaction, in order; a refused one gets its error."""
+        """Messages into one room in one transaction, in order; a refused one gets its error. The
+        admitted ones are written together at the end."""
         results: list[StoredEvent | Exception] = []
-        new: list[StoredEvent] = []
+        admitted: list[NewMessage] = []  # the batch's rows, private to this transaction
         async with self.db.write() as conn:
             await self.db.lock_room(conn, room_id)
-            ctx, _ = await self.load_room(conn, room_id, None, preload_keys([item.spec for item in batch]))
-            ctx.deferred = []
-            keys = [(t.user_id, t.device_id, t.scope, t.txn_id) for t in (item.txn for item in batch) if t]
-            done = await self.store.txn_results(conn, keys)
+            ctx, _ = await self._load_room(conn, room_id, None, preload_keys([item.spec for item in batch]))
+            done = await self.store.txn_results(conn, [item.txn.key for item in batch if item.txn])
             by_txn: dict[tuple[str, str, str, str], StoredEvent] = {}
             for item in batch:
-                t = item.txn
-                key = (t.user_id, t.device_id, t.scope, t.txn_id) if t else None
+                key = item.txn.key if item.txn else None
                 if key is not None and key in by_txn:  # the same request twice in one batch
                     results.append(by_txn[key])
                     continue
-                existing = await self._event_in(conn, done.get(key)) if key is not None else None
-                if existing is None:
+                event = await self._event_in(conn, done.get(key)) if key is not None else None
+                if event is None:
                     try:
-                        existing = await self.persist(conn, ctx, item.spec, item.txn)
+                        message = (await self._prepare(conn, ctx, item.spec, item.txn)).message()
                     except MatrixError as exc:  # refused before anything of it was written
                         results.append(exc)
                         continue
-                    new.append(existing)
-                results.append(existing)
+                    admitted.append(message)
+                    event = message.event
+                results.append(event)
                 if key is not None:
-                    by_txn[key] = existing
-            await self.store.insert_messages(conn, ctx.deferred)  # every message of the batch at once
-        await self._after_commit(new)
+                    by_txn[key] = event
+            await self.store.insert_messages(conn, admitted)  # every message of the batch at once
+        await self._after_commit([m.event for m in admitted])
         return results
 
     async def _send_alone(self, room_id: str, spec: EventSpec, txn: Txn | None) -> StoredEvent:
         async with self.db.write() as conn:
             await self.db.lock_room(conn, room_id)
-            ctx, done = await self.load_room(conn, room_id, txn, preload_keys([spec]))
-            if done is not None:
-                existing = await self._event_in(conn, done)
-                if existing is not None:
-                    return existing
-            event = await self.persist(conn, ctx, spec, txn)
+            ctx, done = await self._load_room(conn, room_id, txn, preload_keys([spec]))
+            existing = await self._event_in(conn, done)
+            if existing is not None:
+                return existing
+            event = await self._write(conn, ctx, await self._prepare(conn, ctx, spec, txn))
         await self._after_commit([event])
         return event
 
     async def send_many(self, room_id: str, specs: list[EventSpec]) -> list[StoredEvent]:
-        """Append many state events to one room in one transaction (see `persist_many`)."""
+        """Append many state events (bulk membership changes) to one room in one transaction: all of
+        them or none. Each is built, authorised and admitted exactly as if sent alone, against the state
+        the ones before it left; the state they need is read once and their rows are written together."""
         if not specs:
             return []
         async with self.db.write() as conn:
             await self.db.lock_room(conn, room_id)
-            ctx, _ = await self.load_room(conn, room_id, None, preload_keys(specs))
-            out = await self.persist_many(conn, ctx, specs)
+            ctx, _ = await self._load_room(conn, room_id, None, preload_keys(specs))
+            out = await self._persist_many(conn, ctx, specs)
         await self._after_commit(out)
         return out
 
     async def create_room(
         self, version: RoomVersion, specs: list[EventSpec], *, is_public: bool, room_id: str | None
     ) -> tuple[str, list[StoredEvent]]:
-        """Persist a new room's first events in one transaction: all of them or none."""
+        """Persist a new room's first events (the create event first) in one transaction: all or none."""
         async with self.db.write() as conn:
-            ctx = RoomCtx(room_id or "", version, None, fresh=True, joined=set())
+            ctx = _new_room(version, room_id)
             out: list[StoredEvent] = []
             for i, spec in enumerate(specs):
-                if i == 0:
-                    await self._start_room(conn, ctx, spec, is_public)
-                out.append(await self.persist(conn, ctx, spec, None))
+                admitted = await self._prepare(conn, ctx, spec, None, creating=i == 0)
+                if i == 0:  # the room's row before its first event's
+                    row = RoomRow(ctx.room_id, version.identifier, spec.sender, is_public)
+                    await self.store.insert_room(conn, row, now_ms())
+                out.append(await self._write(conn, ctx, admitted))
         await self._after_commit(out)
         return ctx.room_id, out
 
-    async def _start_room(self, conn: AsyncConnection, ctx: RoomCtx, create: EventSpec, is_public: bool) -> None:
-        if ctx.version.room_id_is_create_hash:
-            ctx.room_id = ""  # known once the create event is hashed
-        elif not ctx.room_id:
-            raise MatrixError(500, Codes.UNKNOWN, "room ID missing")
-        ctx.pending = RoomRow(ctx.room_id, ctx.version.identifier, create.sender, is_public)
-
-    async def load_room(
-        self, conn: AsyncConnection, room_id: str, txn: Txn | None = None, keys: list[tuple[str, str]] | None = None
+    async def _load_room(
+        self, conn: AsyncConnection, room_id: str, txn: Txn | None, keys: list[StateKey]
     ) -> tuple[RoomCtx, str | None]:
-        """The room's version, tip, who is joined, the current state at `keys` (default: create and
-        power levels), and the event ID this transaction ID already produced (if it did), in one
-        read. Other state an event needs is read by `persist`/`persist_many`."""
-        keys = keys or [CREATE, POWER_LEVELS]
-        found = await self.store.room_for_write(
-            conn, room_id, keys, (txn.user_id, txn.device_id, txn.scope, txn.txn_id) if txn else None
-        )
+        """The room's version, tip, who is joined with their push rules, the current state at `keys`,
+        and the event ID this transaction ID already produced (if it did), in one read."""
+        found = await self.store.room_for_write(conn, room_id, keys, txn.key if txn else None)
         if found is None:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
         version = get_room_version(found.room.room_version)
@@ -303,90 +307,69 @@ class EventWriter:
         )
         return ctx, found.txn_result
 
-    async def _state(self, conn: AsyncConnection, ctx: RoomCtx, keys: list[tuple[str, str]]) -> None:
-        missing = list(dict.fromkeys(k for k in keys if k not in ctx.state and k not in ctx.looked_up))
-        if missing and not ctx.fresh:
-            ctx.state.update(await self.store.state_for_keys(conn, ctx.room_id, missing))
-            ctx.looked_up.update(missing)
-
-    async def state_of(self, conn: AsyncConnection, ctx: RoomCtx, key: tuple[str, str]) -> StoredEvent | None:
-        await self._state(conn, ctx, [key])
-        return ctx.state.get(key)
-
-    async def persist(self, conn: AsyncConnection, ctx: RoomCtx, spec: EventSpec, txn: Txn | None) -> StoredEvent:
+    async def _prepare(
+        self, conn: AsyncConnection, ctx: RoomCtx, spec: EventSpec, txn: Txn | None, *, creating: bool = False
+    ) -> _Admitted:
+        """Read the state `spec` needs (its auth state and the state it replaces), then admit it."""
         check_canonical(spec.content)
         keys = auth_types_for_event(spec.type, spec.state_key, spec.sender, spec.content, ctx.version)
-        # The state this event replaces is loaded too, for unsigned.prev_content / replaces_state.
-        replaced = [(spec.type, spec.state_key)] if spec.state_key is not None else []
-        await self._state(conn, ctx, [*keys, *replaced, CREATE])
-        is_create = spec.type == "m.room.create" and spec.state_key == ""
-        event_id, pdu = self._build(ctx, spec, keys, is_create)
-        if is_create and ctx.version.room_id_is_create_hash:
-            ctx.room_id = compute_v12_room_id(pdu)
-        if is_create:
-            pending = ctx.pending
-            if pending is None:
-                raise MatrixError(400, Codes.BAD_STATE, "The room already exists")
-            await self.store.insert_room(
-                conn, RoomRow(ctx.room_id, pending.room_version, pending.creator, pending.is_public), now_ms()
-            )
-        return await self._insert(conn, ctx, event_id, pdu, spec, txn)
+        replaced = [spec.state] if spec.state is not None else []
+        await ctx.read_state(conn, self.store, [*keys, *replaced, CREATE])
+        return await self._admit(conn, ctx, spec, txn, keys, creating=creating)
 
-    async def persist_many(self, conn: AsyncConnection, ctx: RoomCtx, specs: list[EventSpec]) -> list[StoredEvent]:
-        """Append many state events (bulk membership changes) to an existing room in the caller's
-        transaction. Each is built, authorised and signed exactly as by `persist`, against the state the
-        ones before it left; the state they need is read once, the rows are written together, and then
-        the persist hooks run for each event in order."""
+    async def _persist_many(self, conn: AsyncConnection, ctx: RoomCtx, specs: list[EventSpec]) -> list[StoredEvent]:
+        """`send_many` inside its transaction: the state every event needs in one read, each event
+        admitted in order, then all rows in a few statements."""
         for spec in specs:
-            if spec.state_key is None or spec.type in ("m.room.create", "m.room.redaction"):
-                raise ValueError("persist_many takes state events of an existing room")
+            if spec.state is None or spec.type in ("m.room.create", "m.room.redaction"):
+                raise ValueError("send_many takes state events of an existing room")
             check_canonical(spec.content)
         all_keys = [auth_types_for_event(s.type, s.state_key, s.sender, s.content, ctx.version) for s in specs]
-        replaced = {(s.type, s.state_key) for s in specs if s.state_key is not None}
-        await self._state(conn, ctx, [*{k for keys in all_keys for k in keys}, *replaced, CREATE])
-        if not specs:
-            return []
-        first = await self.db.next_position(conn, len(specs)) - len(specs) + 1
-        out: list[StoredEvent] = []
-        for i, (spec, keys) in enumerate(zip(specs, all_keys, strict=True)):
-            event_id, pdu = self._build(ctx, spec, keys, False)
-            prev = ctx.state.get((spec.type, spec.state_key))  # type: ignore[arg-type]
-            unsigned = (
-                None
-                if prev is None
-                else {"replaces_state": prev.event_id, "prev_content": prev.content, "prev_sender": prev.sender}
-            )
-            stored_pdu = {**pdu, "room_id": ctx.room_id}
-            event = StoredEvent(
-                first + i,
-                event_id,
-                ctx.room_id,
-                spec.type,
-                spec.state_key,
-                spec.sender,
-                pdu["origin_server_ts"],
-                stored_pdu,
-                unsigned,
-                None,
-                None,
-                None,
-            )
-            ctx.state[(spec.type, spec.state_key)] = event  # type: ignore[index]
-            if spec.type == "m.room.member":
-                ctx.membership_changed(str(spec.state_key), str(spec.content.get("membership")))
-            ctx.tip = (event_id, pdu["depth"])
-            out.append(event)
-        await self.store.insert_state_events(conn, out)
-        for event in out:
-            for hook in self.persist_hooks:
-                await hook(conn, event, ctx)
-        return out
+        replaced = [s.state for s in specs if s.state is not None]
+        await ctx.read_state(conn, self.store, [*(k for keys in all_keys for k in keys), *replaced, CREATE])
+        admitted = [await self._admit(conn, ctx, s, None, keys) for s, keys in zip(specs, all_keys, strict=True)]
+        first = await self.db.next_position(conn, len(admitted)) - len(admitted) + 1
+        for i, a in enumerate(admitted):
+            a.event.stream = first + i
+        await self.store.insert_state_events(conn, [a.event for a in admitted])
+        push = [(a.event.stream, a.rows.push_room, a.rows.push_own) for a in admitted]
+        await self.store.insert_push_actions(conn, push)
+        return [a.event for a in admitted]
 
-    def _build(
-        self, ctx: RoomCtx, spec: EventSpec, keys: list[tuple[str, str]], is_create: bool
-    ) -> tuple[str, dict[str, Any]]:
+    async def _admit(
+        self,
+        conn: AsyncConnection,
+        ctx: RoomCtx,
+        spec: EventSpec,
+        txn: Txn | None,
+        keys: list[StateKey],
+        *,
+        creating: bool = False,
+    ) -> _Admitted:
+        """Build `spec` on the room's tip and authorise it, run the checks (any may refuse it), apply it
+        to `ctx`, collect what the effects add to its write. Nothing is written here."""
+        is_create = spec.state == CREATE
+        event_id, pdu = self._build(ctx, spec, keys, is_create)
+        if is_create:
+            if ctx.version.room_id_is_create_hash:
+                ctx.room_id = compute_v12_room_id(pdu)
+            if not creating:
+                raise MatrixError(400, Codes.BAD_STATE, "The room already exists")
+        redacts = await self._redaction_target(conn, ctx, spec) if spec.type == "m.room.redaction" else None
+        event = self._stored(ctx, event_id, pdu, spec, txn)
+        for _, check in self.stages.checks:
+            await check(conn, event, ctx)
+        ctx.apply(event)
+        rows = NO_ROWS
+        for _, effect in self.stages.effects:
+            rows = rows.plus(await effect(conn, event, ctx))
+        ctx.tip = (event_id, pdu["depth"])  # only now: a message refused above leaves the tip alone
+        relates_to, rel_type = _relation(spec.content)
+        return _Admitted(event, rows, txn, relates_to, rel_type, redacts)
+
+    def _build(self, ctx: RoomCtx, spec: EventSpec, keys: list[StateKey], is_create: bool) -> tuple[str, JsonDict]:
         """The signed PDU of `spec` on top of the room's tip, authorised against `ctx.state`."""
-        pdu: dict[str, Any] = {
+        pdu: JsonDict = {
             "type": spec.type,
             "sender": spec.sender,
             "content": spec.content,
@@ -414,132 +397,71 @@ class EventWriter:
         check_event_size(pdu)
         return event_id, pdu
 
-    async def _insert(
-        self,
-        conn: AsyncConnection,
-        ctx: RoomCtx,
-        event_id: str,
-        pdu: dict[str, Any],
-        spec: EventSpec,
-        txn: Txn | None,
-    ) -> StoredEvent:
-        rel = spec.content.get("m.relates_to")
-        rel_type = rel.get("rel_type") if isinstance(rel, dict) else None
-        rel_to = rel.get("event_id") if isinstance(rel, dict) else None
-        if not (isinstance(rel_type, str) and isinstance(rel_to, str)):
-            rel_type = rel_to = None
-        if spec.state_key is None and spec.type != "m.room.redaction":
-            return await self._insert_message(conn, ctx, event_id, pdu, spec, txn, rel_to, rel_type)
-        redact_target = await self._redaction_target(conn, ctx, spec) if spec.type == "m.room.redaction" else None
-        stream = await self.db.next_position(conn)
-        unsigned = None
-        prev = ctx.state.get((spec.type, spec.state_key)) if spec.state_key is not None else None
-        if prev is not None:
-            unsigned = {"replaces_state": prev.event_id, "prev_content": prev.content, "prev_sender": prev.sender}
-        stored_pdu = {**pdu, "room_id": ctx.room_id}
+    @staticmethod
+    def _stored(ctx: RoomCtx, event_id: str, pdu: JsonDict, spec: EventSpec, txn: Txn | None) -> StoredEvent:
+        """The event as it is stored; its position in the stream is set when it is written."""
+        prev = ctx.state.get(spec.state) if spec.state is not None else None
+        return StoredEvent(
+            stream=0,
+            event_id=event_id,
+            room_id=ctx.room_id,
+            type=spec.type,
+            state_key=spec.state_key,
+            sender=spec.sender,
+            origin_server_ts=pdu["origin_server_ts"],
+            pdu={**pdu, "room_id": ctx.room_id},
+            unsigned=None
+            if prev is None
+            else {"replaces_state": prev.event_id, "prev_content": prev.content, "prev_sender": prev.sender},
+            redacted_by=None,
+            txn_id=txn.txn_id if txn else None,
+            device_id=txn.device_id if txn else None,
+        )
+
+    async def _write(self, conn: AsyncConnection, ctx: RoomCtx, admitted: _Admitted) -> StoredEvent:
+        """Write one admitted event: a message in one statement with its transaction ID and push rows
+        (late, so the stream counter, which orders all writers, is held as briefly as possible); any
+        other event with its current state, membership, redaction, transaction ID and push rows."""
+        event, txn = admitted.event, admitted.txn
+        if event.state_key is None and event.type != "m.room.redaction":
+            await self.store.insert_messages(conn, [admitted.message()])
+            return event
+        event.stream = stream = await self.db.next_position(conn)
         await self.store.insert_event(
             conn,
             stream,
-            event_id,
-            stored_pdu,
-            unsigned=unsigned,
-            txn_id=txn.txn_id if txn else None,
-            device_id=txn.device_id if txn else None,
-            relates_to=rel_to,
-            rel_type=rel_type,
+            event.event_id,
+            event.pdu,
+            unsigned=event.unsigned,
+            txn_id=event.txn_id,
+            device_id=event.device_id,
+            relates_to=admitted.relates_to,
+            rel_type=admitted.rel_type,
         )
-        event = StoredEvent(
-            stream,
-            event_id,
-            ctx.room_id,
-            spec.type,
-            spec.state_key,
-            spec.sender,
-            pdu["origin_server_ts"],
-            stored_pdu,
-            unsigned,
-            None,
-            txn.txn_id if txn else None,
-            txn.device_id if txn else None,
-        )
-        if spec.state_key is not None:
-            await self.store.set_current_state(conn, ctx.room_id, spec.type, spec.state_key, event_id, stream)
-            ctx.state[(spec.type, spec.state_key)] = event
-            if spec.type == "m.room.member":
-                membership = str(spec.content.get("membership"))
-                await self.store.set_membership(conn, spec.state_key, ctx.room_id, membership, event_id, stream)
-                ctx.membership_changed(spec.state_key, membership)
-        if redact_target is not None:
-            await self.store.mark_redacted(conn, redact_target, event_id)
+        if event.state_key is not None:
+            await self.store.set_current_state(conn, ctx.room_id, event.type, event.state_key, event.event_id, stream)
+            if event.type == "m.room.member":
+                membership = str(event.content.get("membership"))
+                await self.store.set_membership(conn, event.state_key, ctx.room_id, membership, event.event_id, stream)
+        if admitted.redacts is not None:
+            await self.store.mark_redacted(conn, admitted.redacts, event.event_id)
         if txn is not None:
-            await self.store.put_txn(conn, txn.user_id, txn.device_id, txn.scope, txn.txn_id, event_id, now_ms())
-        ctx.tip = (event_id, pdu["depth"])
-        for hook in self.persist_hooks:
-            await hook(conn, event, ctx)
-        return event
-
-    async def _insert_message(
-        self,
-        conn: AsyncConnection,
-        ctx: RoomCtx,
-        event_id: str,
-        pdu: dict[str, Any],
-        spec: EventSpec,
-        txn: Txn | None,
-        rel_to: str | None,
-        rel_type: str | None,
-    ) -> StoredEvent:
-        """A non-state event: the persist hooks run first (on the event, its position not yet known),
-        then the event, its transaction ID and its push actions are written together, late, so the
-        stream counter (which orders all writers) is held for as short a time as possible."""
-        stored_pdu = {**pdu, "room_id": ctx.room_id}
-        event = StoredEvent(
-            0,
-            event_id,
-            ctx.room_id,
-            spec.type,
-            None,
-            spec.sender,
-            pdu["origin_server_ts"],
-            stored_pdu,
-            None,
-            None,
-            txn.txn_id if txn else None,
-            txn.device_id if txn else None,
-        )
-        ctx.pending_push = (None, [])
-        try:
-            for hook in self.persist_hooks:
-                await hook(conn, event, ctx)
-            pending = ctx.pending_push
-        finally:
-            ctx.pending_push = None
-        message = NewMessage(
-            event,
-            rel_to,
-            rel_type,
-            (txn.user_id, txn.device_id, txn.scope, txn.txn_id) if txn else None,
-            pending[0],
-            pending[1],
-        )
-        ctx.tip = (event_id, pdu["depth"])
-        if ctx.deferred is not None:
-            ctx.deferred.append(message)  # written with the rest of its batch
-        else:
-            await self.store.insert_messages(conn, [message])
+            await self.store.put_txn(conn, *txn.key, event.event_id, now_ms())
+        await self.store.insert_push_actions(conn, [(stream, admitted.rows.push_room, admitted.rows.push_own)])
         return event
 
     async def _redaction_target(self, conn: AsyncConnection, ctx: RoomCtx, spec: EventSpec) -> str | None:
         """The event this redaction may redact now (None: accepted but not applied)."""
         target_id = spec.redacts
-        target = await self._event_in(conn, target_id) if target_id else None
+        target = await self._event_in(conn, target_id)
         if target is None or target.room_id != ctx.room_id:
             raise MatrixError(404, Codes.NOT_FOUND, "Cannot redact an unknown event")
         if target.type == "m.room.create":
             raise MatrixError(403, Codes.FORBIDDEN, "The create event cannot be redacted")
         if target.sender == spec.sender:
             return target.event_id
-        pl = await self.state_of(conn, ctx, ("m.room.power_levels", ""))
+        await ctx.read_state(conn, self.store, [POWER_LEVELS])
+        pl = ctx.state.get(POWER_LEVELS)
         create = ctx.state[CREATE]
         level = user_level(spec.sender, pl.content if pl else None, create.pdu, ctx.version)
         if level >= action_level(pl.content if pl else None, "redact"):
@@ -549,6 +471,6 @@ class EventWriter:
     async def _event_in(self, conn: AsyncConnection, event_id: str | None) -> StoredEvent | None:
         return await self.store.get_event_in(conn, event_id) if event_id else None
 
-    async def _after_commit(self, evs: list[StoredEvent]) -> None:
-        for hook in self.commit_hooks:
-            await hook(evs)
+    async def _after_commit(self, events: list[StoredEvent]) -> None:
+        for _, hook in self.stages.after_commit:
+            await hook(events)

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.storage.database import Database
 from paigham.storage.dialect import insert_ignore
@@ -184,6 +185,12 @@ class AdminStore:
             return (
                 await conn.execute(select(blocked_rooms.c.room_id).where(blocked_rooms.c.room_id == room_id))
             ).first() is not None
+
+    async def moderation_flags(self, conn: AsyncConnection) -> tuple[set[str], set[str]]:
+        """Suspended users and blocked rooms, read in the caller's transaction (the event pipeline's)."""
+        suspended = (await conn.execute(select(users.c.user_id).where(users.c.suspended.is_(True)))).all()
+        blocked = (await conn.execute(select(blocked_rooms.c.room_id))).all()
+        return {r.user_id for r in suspended}, {r.room_id for r in blocked}
 
     async def remove_aliases(self, room_id: str) -> list[str]:
         async with self.db.write() as conn:

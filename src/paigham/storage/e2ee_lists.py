@@ -1,19 +1,16 @@
-"""Device-list changes and the room facts E2EE needs: memberships (who must hear of a change) and
-earlier state (encryption settings)."""
+"""Device-list changes and the room facts E2EE needs: memberships (who must hear of a change)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-import msgspec
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.storage.database import Database
 from paigham.storage.e2ee_schema import e2e_device_list_changes as changes
-from paigham.storage.schema import events, memberships
+from paigham.storage.schema import memberships
 
 SHARING = ("join", "invite")
 
@@ -26,28 +23,6 @@ async def record_change(db: Database, conn: AsyncConnection, users: Iterable[str
     if rows:
         await conn.execute(changes.insert(), rows)
     return pos
-
-
-async def previous_state_content(
-    conn: AsyncConnection, room_id: str, type_: str, state_key: str, before: int
-) -> dict[str, Any] | None:
-    """The content of the newest (type, state_key) state event of the room before `before`."""
-    q = (
-        select(events.c.json)
-        .where(
-            events.c.room_id == room_id,
-            events.c.type == type_,
-            events.c.state_key == state_key,
-            events.c.stream < before,
-        )
-        .order_by(events.c.stream.desc())
-        .limit(1)
-    )
-    row = (await conn.execute(q)).first()
-    if row is None:
-        return None
-    content = msgspec.json.decode(row.json).get("content")
-    return content if isinstance(content, dict) else {}
 
 
 @dataclass(slots=True)

@@ -417,6 +417,26 @@ class EventStore:
             conn=conn,
         )
 
+    async def insert_push_actions(
+        self,
+        conn: AsyncConnection,
+        actions: Sequence[tuple[int, PushRoomRow | None, Sequence[PushUserRow]]],
+    ) -> None:
+        """The push actions of events other than messages (those come with `insert_messages`), as
+        (stream, shared row, own rows) per event: each event's rows at its stream position (the rows'
+        own stream slot is a placeholder). See schema.room_push_actions."""
+        await self.db.run_many(
+            "INSERT INTO room_push_actions (room_id, stream, sender, thread_id, highlight) VALUES ($1, $2, $3, $4, $5)",
+            [(r[0], stream, *r[2:]) for stream, r, _ in actions if r is not None],
+            conn=conn,
+        )
+        await self.db.run_many(
+            "INSERT INTO event_push_actions (user_id, room_id, stream, thread_id, notify, highlight) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
+            [(r[0], r[1], stream, *r[3:]) for stream, _, own in actions for r in own],
+            conn=conn,
+        )
+
     async def set_current_state(
         self, conn: AsyncConnection, room_id: str, type_: str, state_key: str, event_id: str, stream: int
     ) -> None:

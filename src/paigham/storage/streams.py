@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.storage.database import Database
 from paigham.storage.dialect import upsert
-from paigham.storage.events import PushRoomRow, PushUserRow
 from paigham.storage.schema import (
     account_data,
     filters,
@@ -275,26 +274,6 @@ class StreamStore:
             values = {"user_id": user_id, "json": _enc(rules), "stream": pos}
             await conn.execute(upsert(self.db.is_sqlite, push_rules, values, ["user_id"]))
         return pos
-
-    # -- push actions -------------------------------------------------------------------------
-    async def add_push_actions(
-        self, conn: AsyncConnection, room: PushRoomRow | None, own: Sequence[PushUserRow]
-    ) -> None:
-        """One event's push actions: the result shared by the room's members (if it notifies), and
-        the members whose result differs from it (see schema.room_push_actions)."""
-        if room is not None:
-            await self.db.run(
-                "INSERT INTO room_push_actions (room_id, stream, sender, thread_id, highlight) "
-                "VALUES ($1, $2, $3, $4, $5)",
-                *room,
-                conn=conn,
-            )
-        await self.db.run_many(
-            "INSERT INTO event_push_actions (user_id, room_id, stream, thread_id, notify, highlight) "
-            "VALUES ($1, $2, $3, $4, $5, $6)",
-            own,
-            conn=conn,
-        )
 
     async def unread_counts(self, user_id: str, starts: dict[str, int]) -> dict[str, tuple[int, int]]:
         """room → (notifications, highlights) for the user's events past `starts[room]`: their read

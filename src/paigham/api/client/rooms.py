@@ -93,16 +93,10 @@ def routes(auth: AuthService, rooms: RoomService, events: EventStore) -> list[Ro
             requester = await auth.authenticate(bearer(request))
             body = await typed_body(request, MembershipBody)
             room_id = check_room_id(request.path_params["room_id"])
-            if membership == "unban":
-                current = await events.membership(body.user_id, room_id)
-                if current is None or current[0] != "ban":
-                    raise MatrixError(403, Codes.FORBIDDEN, "The user is not banned")
-                await rooms.set_membership(requester.user_id, room_id, body.user_id, "leave", body.reason)
-            elif membership == "kick":
-                current = await events.membership(body.user_id, room_id)
-                if current is None or current[0] in ("leave", "ban"):
-                    raise MatrixError(403, Codes.FORBIDDEN, "The user is not in the room")
-                await rooms.set_membership(requester.user_id, room_id, body.user_id, "leave", body.reason)
+            if membership == "kick":
+                await rooms.kick(requester.user_id, room_id, body.user_id, body.reason)
+            elif membership == "unban":
+                await rooms.unban(requester.user_id, room_id, body.user_id, body.reason)
             else:
                 await rooms.set_membership(requester.user_id, room_id, body.user_id, membership, body.reason)
             return ok()

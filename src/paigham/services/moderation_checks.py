@@ -1,0 +1,70 @@
+"""Event-pipeline checks of moderation: nobody joins a blocked room, a suspended account sends nothing
+but leaves and redactions of its own events (spec: account suspension).
+
+Both read the same flags — suspended users and blocked rooms — cached for FLAGS_TTL_S: changes made in
+this process apply at once (`invalidate`); in a cluster, other workers apply them within that time.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from paigham.domain.stored_event import StoredEvent
+from paigham.errors import Codes, MatrixError
+from paigham.messages import N_
+from paigham.services.stages import RoomCtx
+from paigham.storage.admin import AdminStore
+from paigham.storage.events import EventStore
+
+FLAGS_TTL_S = 2.0
+
+
+class ModerationChecks:
+    def __init__(self, store: AdminStore, events: EventStore) -> None:
+        self.store = store
+        self.events = events
+        self._flags_at = 0.0
+        self._suspended: set[str] = set()
+        self._blocked: set[str] = set()
+
+    def invalidate(self) -> None:
+        """Suspensions or blocks changed: re-read them at the next event."""
+        self._flags_at = 0.0
+
+    async def _flags(self, conn: AsyncConnection) -> tuple[set[str], set[str]]:
+        """Suspended users and blocked rooms, re-read at most every FLAGS_TTL_S."""
+        if time.monotonic() - self._flags_at > FLAGS_TTL_S:
+            self._suspended, self._blocked = await self.store.moderation_flags(conn)
+            self._flags_at = time.monotonic()
+        return self._suspended, self._blocked
+
+    async def refuse_blocked(self, conn: AsyncConnection, event: StoredEvent, _ctx: RoomCtx) -> None:
+        """Writer check: nobody joins, is invited to or knocks on a blocked room."""
+        if event.type != "m.room.member" or event.content.get("membership") not in ("join", "invite", "knock"):
+            return
+        if event.room_id in (await self._flags(conn))[1]:
+            raise MatrixError(403, Codes.FORBIDDEN, N_("This room has been blocked on this server"))
+
+    async def refuse_suspended(self, conn: AsyncConnection, event: StoredEvent, _ctx: RoomCtx) -> None:
+        """Writer check: a suspended account may leave rooms, reject invites and redact its own
+        events — and send nothing else."""
+        if event.sender not in (await self._flags(conn))[0]:
+            return
+        if (
+            event.type == "m.room.member"
+            and event.state_key == event.sender
+            and event.content.get("membership") == "leave"
+        ):
+            return
+        if event.type == "m.room.redaction":
+            target_id = event.content.get("redacts") or event.pdu.get("redacts")
+            target = await self.events.get_event_in(conn, target_id) if isinstance(target_id, str) else None
+            if target is not None and target.sender == event.sender:
+                return
+        raise MatrixError(
+            403,
+            Codes.USER_SUSPENDED,
+            N_("Your account is suspended: you can read and leave rooms, but not send, join or invite"),
+        )
