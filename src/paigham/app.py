@@ -24,6 +24,7 @@ from paigham.api.admin import org as admin_org
 from paigham.api.admin import policy as admin_policy
 from paigham.api.client import (
     ephemeral,
+    keys,
     login,
     profile,
     push_rules,
@@ -31,9 +32,11 @@ from paigham.api.client import (
     relations,
     room_directory,
     room_events,
+    room_keys,
     rooms,
     spaces,
     sync,
+    to_device,
 )
 from paigham.api.client import media as media_api
 from paigham.api.http import RejectNul, error_response, ok
@@ -214,7 +217,9 @@ class Server:
             *room_directory.routes(c, self.auth, self.events, self.aliases),
             *spaces.routes(self.auth, self.events),
             *relations.routes(self.auth, self.timeline, self.serializer),
-            *self.e2ee.routes(self.auth),
+            *keys.routes(self.auth, self.e2ee.keys, self.e2ee.cross_signing, self.e2ee.lists, self.db.current_position),
+            *to_device.routes(self.auth, self.e2ee.to_device),
+            *room_keys.routes(self.auth, self.e2ee.backups),
             *push_rules.routes(self.auth, self.push),
             *media_api.routes(c, self.auth, self.media),
             *admin_media.routes(self.auth, self.media),
