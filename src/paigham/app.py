@@ -206,7 +206,7 @@ class Server:
         c = self.config
         return [
             Route("/health", _health, methods=["GET"]),
-            *ops.routes(self.db, self.bus),
+            *ops.routes(self.db.ping, self.bus.is_ready),
             *login.routes(c, self.auth, self.audit, self.login_guard),
             *register.routes(c, self.auth, self.uia, self.audit),
             *rooms.routes(self.auth, self.rooms, self.events),
