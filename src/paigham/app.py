@@ -210,7 +210,7 @@ class Server:
             *login.routes(c, self.auth, self.audit, self.login_guard),
             *register.routes(c, self.auth, self.uia, self.audit),
             *rooms.routes(self.auth, self.rooms, self.events),
-            *room_events.routes(self.auth, self.writer, self.timeline, self.serializer),
+            *room_events.routes(self.auth, self.writer, self.rooms, self.timeline, self.serializer),
             *sync.routes(c, self.auth, self.sync, self.filters, self.presence),
             *ephemeral.routes(self.auth, self.ephemeral, self.presence),
             *profile.routes(self.auth, self.uia, self.profiles),
