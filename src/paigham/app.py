@@ -67,6 +67,7 @@ from paigham.services.publisher import Publisher
 from paigham.services.push import PushService
 from paigham.services.rooms import RoomService
 from paigham.services.serializer import EventSerializer
+from paigham.services.spaces import SpaceHierarchy
 from paigham.services.timeline import TimelineService
 from paigham.services.uia import UIAService
 from paigham.services.writer import EventWriter
@@ -195,6 +196,10 @@ class Server:
             )
         )
 
+        # -- issue 13, helper `edge` (lead: place these with the wiring): the services the HTTP
+        # handlers call instead of stores.
+        self.hierarchy = SpaceHierarchy(self.events)
+
     def _make_bus(self) -> Bus:
         if self.config.nats_url:
             from paigham.bus.nats import NatsBus
@@ -215,7 +220,7 @@ class Server:
             *ephemeral.routes(self.auth, self.ephemeral, self.presence),
             *profile.routes(self.auth, self.uia, self.profiles),
             *room_directory.routes(c, self.auth, self.events, self.aliases),
-            *spaces.routes(self.auth, self.events),
+            *spaces.routes(self.auth, self.hierarchy),
             *relations.routes(self.auth, self.timeline, self.serializer),
             *keys.routes(self.auth, self.e2ee.keys, self.e2ee.cross_signing, self.e2ee.lists, self.db.current_position),
             *to_device.routes(self.auth, self.e2ee.to_device),
