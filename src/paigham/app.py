@@ -65,6 +65,7 @@ from paigham.services.presence import PresenceService
 from paigham.services.profile import ProfileService
 from paigham.services.publisher import Publisher
 from paigham.services.push import PushService
+from paigham.services.room_directory import RoomDirectoryService
 from paigham.services.rooms import RoomService
 from paigham.services.serializer import EventSerializer
 from paigham.services.spaces import SpaceHierarchy
@@ -199,6 +200,7 @@ class Server:
         # -- issue 13, helper `edge` (lead: place these with the wiring): the services the HTTP
         # handlers call instead of stores.
         self.hierarchy = SpaceHierarchy(self.events)
+        self.room_directory = RoomDirectoryService(config.server_name, self.events, self.aliases)
 
     def _make_bus(self) -> Bus:
         if self.config.nats_url:
@@ -219,7 +221,7 @@ class Server:
             *sync.routes(c, self.auth, self.sync, self.filters, self.presence),
             *ephemeral.routes(self.auth, self.ephemeral, self.presence),
             *profile.routes(self.auth, self.uia, self.profiles),
-            *room_directory.routes(c, self.auth, self.events, self.aliases),
+            *room_directory.routes(self.auth, self.room_directory),
             *spaces.routes(self.auth, self.hierarchy),
             *relations.routes(self.auth, self.timeline, self.serializer),
             *keys.routes(self.auth, self.e2ee.keys, self.e2ee.cross_signing, self.e2ee.lists, self.db.current_position),
