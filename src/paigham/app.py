@@ -23,6 +23,7 @@ from paigham.api.admin import moderation, synapse_rooms, synapse_users
 from paigham.api.admin import org as admin_org
 from paigham.api.admin import policy as admin_policy
 from paigham.api.client import (
+    devices,
     ephemeral,
     keys,
     login,
@@ -57,6 +58,7 @@ from paigham.org.spaces import UnitSpaces
 from paigham.org.user_directory import DirectoryService, official_keys, unit_key
 from paigham.services.admin import AdminService
 from paigham.services.auth import AuthService
+from paigham.services.devices import DeviceService
 from paigham.services.ephemeral import EphemeralService
 from paigham.services.filtering import FilterService
 from paigham.services.jobs import Jobs
@@ -65,6 +67,7 @@ from paigham.services.presence import PresenceService
 from paigham.services.profile import ProfileService
 from paigham.services.publisher import Publisher
 from paigham.services.push import PushService
+from paigham.services.registration import RegistrationService
 from paigham.services.room_directory import RoomDirectoryService
 from paigham.services.rooms import RoomService
 from paigham.services.serializer import EventSerializer
@@ -201,6 +204,14 @@ class Server:
         # handlers call instead of stores.
         self.hierarchy = SpaceHierarchy(self.events)
         self.room_directory = RoomDirectoryService(config.server_name, self.events, self.aliases)
+        self.registration = RegistrationService(
+            self.auth,
+            self.uia,
+            self.accounts,
+            open_registration=config.enable_registration,
+            shared_secret=config.registration_shared_secret,
+        )
+        self.devices = DeviceService(self.accounts, self.auth, self.uia)
 
     def _make_bus(self) -> Bus:
         if self.config.nats_url:
@@ -215,12 +226,13 @@ class Server:
             Route("/health", _health, methods=["GET"]),
             *ops.routes(self.db.ping, self.bus.is_ready),
             *login.routes(c, self.auth, self.audit, self.login_guard),
-            *register.routes(c, self.auth, self.uia, self.audit),
+            *register.routes(c, self.auth, self.uia, self.registration, self.devices, self.audit),
             *rooms.routes(self.auth, self.rooms, self.events),
             *room_events.routes(self.auth, self.writer, self.rooms, self.timeline, self.serializer),
             *sync.routes(c, self.auth, self.sync, self.filters, self.presence),
             *ephemeral.routes(self.auth, self.ephemeral, self.presence),
-            *profile.routes(self.auth, self.uia, self.profiles),
+            *profile.routes(self.auth, self.profiles),
+            *devices.routes(self.auth, self.devices),
             *room_directory.routes(self.auth, self.room_directory),
             *spaces.routes(self.auth, self.hierarchy),
             *relations.routes(self.auth, self.timeline, self.serializer),
