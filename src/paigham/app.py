@@ -24,6 +24,7 @@ from paigham.api.admin import org as admin_org
 from paigham.api.admin import policy as admin_policy
 from paigham.api.client import (
     devices,
+    discovery,
     ephemeral,
     keys,
     login,
@@ -68,6 +69,7 @@ from paigham.services.profile import ProfileService
 from paigham.services.publisher import Publisher
 from paigham.services.push import PushService
 from paigham.services.registration import RegistrationService
+from paigham.services.relations import RelationService
 from paigham.services.room_directory import RoomDirectoryService
 from paigham.services.rooms import RoomService
 from paigham.services.serializer import EventSerializer
@@ -212,6 +214,7 @@ class Server:
             shared_secret=config.registration_shared_secret,
         )
         self.devices = DeviceService(self.accounts, self.auth, self.uia)
+        self.relations = RelationService(self.events, self.serializer, self.timeline)
 
     def _make_bus(self) -> Bus:
         if self.config.nats_url:
@@ -225,6 +228,7 @@ class Server:
         return [
             Route("/health", _health, methods=["GET"]),
             *ops.routes(self.db.ping, self.bus.is_ready),
+            *discovery.routes(c, self.auth),
             *login.routes(c, self.auth, self.audit, self.login_guard),
             *register.routes(c, self.auth, self.uia, self.registration, self.devices, self.audit),
             *rooms.routes(self.auth, self.rooms, self.events),
@@ -235,7 +239,7 @@ class Server:
             *devices.routes(self.auth, self.devices),
             *room_directory.routes(self.auth, self.room_directory),
             *spaces.routes(self.auth, self.hierarchy),
-            *relations.routes(self.auth, self.timeline, self.serializer),
+            *relations.routes(self.auth, self.relations),
             *keys.routes(self.auth, self.e2ee.keys, self.e2ee.cross_signing, self.e2ee.lists, self.db.current_position),
             *to_device.routes(self.auth, self.e2ee.to_device),
             *room_keys.routes(self.auth, self.e2ee.backups),
