@@ -23,6 +23,7 @@ from paigham.api.admin import moderation, synapse_rooms, synapse_users
 from paigham.api.admin import org as admin_org
 from paigham.api.admin import policy as admin_policy
 from paigham.api.client import (
+    account_data,
     devices,
     discovery,
     ephemeral,
@@ -74,6 +75,7 @@ from paigham.services.room_directory import RoomDirectoryService
 from paigham.services.rooms import RoomService
 from paigham.services.serializer import EventSerializer
 from paigham.services.spaces import SpaceHierarchy
+from paigham.services.tags import TagService
 from paigham.services.timeline import TimelineService
 from paigham.services.uia import UIAService
 from paigham.services.writer import EventWriter
@@ -215,6 +217,7 @@ class Server:
         )
         self.devices = DeviceService(self.accounts, self.auth, self.uia)
         self.relations = RelationService(self.events, self.serializer, self.timeline)
+        self.tags = TagService(self.streams, self.ephemeral)
 
     def _make_bus(self) -> Bus:
         if self.config.nats_url:
@@ -235,6 +238,7 @@ class Server:
             *room_events.routes(self.auth, self.writer, self.rooms, self.timeline, self.serializer),
             *sync.routes(c, self.auth, self.sync, self.filters, self.presence),
             *ephemeral.routes(self.auth, self.ephemeral, self.presence),
+            *account_data.routes(self.auth, self.ephemeral, self.tags),
             *profile.routes(self.auth, self.profiles),
             *devices.routes(self.auth, self.devices),
             *room_directory.routes(self.auth, self.room_directory),
