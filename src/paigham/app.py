@@ -23,16 +23,23 @@ from paigham.api.admin import moderation, registration_tokens, synapse_rooms, sy
 from paigham.api.admin import org as admin_org
 from paigham.api.admin import policy as admin_policy
 from paigham.api.client import (
+    account_data,
+    devices,
+    discovery,
     ephemeral,
+    keys,
     login,
     profile,
+    push_rules,
     register,
     relations,
     room_directory,
     room_events,
+    room_keys,
     rooms,
     spaces,
     sync,
+    to_device,
 )
 from paigham.api.client import media as media_api
 from paigham.api.http import RejectNul, error_response, ok
@@ -59,6 +66,7 @@ from paigham.services.admin_messages import AdminMessages
 from paigham.services.admin_rooms import AdminRooms
 from paigham.services.admin_users import AdminUsers
 from paigham.services.auth import AuthService
+from paigham.services.devices import DeviceService
 from paigham.services.ephemeral import EphemeralService
 from paigham.services.filtering import FilterService
 from paigham.services.jobs import Jobs
@@ -68,10 +76,15 @@ from paigham.services.presence import PresenceService
 from paigham.services.profile import ProfileService
 from paigham.services.publisher import Publisher
 from paigham.services.push import PushService
+from paigham.services.registration import RegistrationService
 from paigham.services.registration_tokens import RegistrationTokens
+from paigham.services.relations import RelationService
+from paigham.services.room_directory import RoomDirectoryService
 from paigham.services.rooms import RoomService
 from paigham.services.serializer import EventSerializer
+from paigham.services.spaces import SpaceHierarchy
 from paigham.services.stages import Stages
+from paigham.services.tags import TagService
 from paigham.services.timeline import TimelineService
 from paigham.services.uia import UIAService
 from paigham.services.writer import EventWriter
@@ -221,6 +234,21 @@ class Server:
         self.registration_tokens = RegistrationTokens(self.auth, self.accounts, admin_store, self.audit)
         self.admin_messages = AdminMessages(self.admin, self.notices.send, self.spaces.announce, self.audit)
 
+        # -- issue 13, helper `edge` (lead: place these with the wiring): the services the HTTP
+        # handlers call instead of stores.
+        self.hierarchy = SpaceHierarchy(self.events)
+        self.room_directory = RoomDirectoryService(config.server_name, self.events, self.aliases)
+        self.registration = RegistrationService(
+            self.auth,
+            self.uia,
+            self.accounts,
+            open_registration=config.enable_registration,
+            shared_secret=config.registration_shared_secret,
+        )
+        self.devices = DeviceService(self.accounts, self.auth, self.uia)
+        self.relations = RelationService(self.events, self.serializer, self.timeline)
+        self.tags = TagService(self.streams, self.ephemeral)
+
     def _make_bus(self) -> Bus:
         if self.config.nats_url:
             from paigham.bus.nats import NatsBus
@@ -232,19 +260,24 @@ class Server:
         c = self.config
         return [
             Route("/health", _health, methods=["GET"]),
-            *ops.routes(self.db, self.bus),
+            *ops.routes(self.db.ping, self.bus.is_ready),
+            *discovery.routes(c, self.auth),
             *login.routes(c, self.auth, self.audit, self.login_guard),
-            *register.routes(c, self.auth, self.uia, self.audit),
-            *rooms.routes(self.auth, self.rooms, self.events),
-            *room_events.routes(self.auth, self.writer, self.timeline, self.serializer),
+            *register.routes(c, self.auth, self.uia, self.registration, self.devices, self.audit),
+            *rooms.routes(self.auth, self.rooms),
+            *room_events.routes(self.auth, self.writer, self.rooms, self.timeline, self.serializer),
             *sync.routes(c, self.auth, self.sync, self.filters, self.presence),
             *ephemeral.routes(self.auth, self.ephemeral, self.presence),
-            *profile.routes(self.auth, self.uia, self.profiles),
-            *room_directory.routes(c, self.auth, self.events, self.aliases),
-            *spaces.routes(self.auth, self.events),
-            *relations.routes(self.auth, self.timeline, self.serializer),
-            *self.e2ee.routes(self.auth),
-            *self.push.routes(self.auth),
+            *account_data.routes(self.auth, self.ephemeral, self.tags),
+            *profile.routes(self.auth, self.profiles),
+            *devices.routes(self.auth, self.devices),
+            *room_directory.routes(self.auth, self.room_directory),
+            *spaces.routes(self.auth, self.hierarchy),
+            *relations.routes(self.auth, self.relations),
+            *keys.routes(self.auth, self.e2ee.keys, self.e2ee.cross_signing, self.e2ee.lists, self.db.current_position),
+            *to_device.routes(self.auth, self.e2ee.to_device),
+            *room_keys.routes(self.auth, self.e2ee.backups),
+            *push_rules.routes(self.auth, self.push),
             *media_api.routes(c, self.auth, self.media),
             *admin_media.routes(self.auth, self.media),
             *synapse_users.routes(self.auth, self.admin, self.admin_users),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from paigham.api.client.register import shared_secret_mac
+from paigham.services.registration import shared_secret_mac
 from tests.api.conftest import Harness
 
 V3 = "/_matrix/client/v3"

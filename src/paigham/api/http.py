@@ -177,8 +177,10 @@ def authed(auth: Authenticator) -> Callable[[AuthedHandler], Handler]:
     return wrap
 
 
-def route(path: str, handler: Handler, methods: list[str]) -> Route:
-    return Route(path, handler, methods=methods)
+def require_self(requester: Requester, user_id: str) -> None:
+    """For routes with a {userId} that only that user may use (their own account data, typing, ...)."""
+    if user_id != requester.user_id:
+        raise MatrixError(403, Codes.FORBIDDEN, "You can only do this for yourself")
 
 
 CLIENT_V3 = "/_matrix/client/v3"

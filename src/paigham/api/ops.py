@@ -3,32 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
-from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from paigham.api.http import ok
-from paigham.bus.base import Bus
 from paigham.domain.stored_event import StoredEvent
 from paigham.metrics import events_committed, metrics_endpoint
-from paigham.storage.database import Database
 
 READY_TIMEOUT_S = 2.0
 
 
-def routes(db: Database, bus: Bus) -> list[Route]:
+def routes(ping_database: Callable[[], Awaitable[None]], bus_ready: Callable[[], bool]) -> list[Route]:
+    """`ping_database` raises when the database does not answer; `bus_ready` says whether the bus is connected."""
+
     async def ready(_: Request) -> Response:
         """GET /ready: 200 when this worker can serve (database answers, bus connected), else 503."""
         checks: dict[str, str] = {}
         try:
-            async with asyncio.timeout(READY_TIMEOUT_S), db.read() as conn:
-                await conn.execute(text("SELECT 1"))
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                await ping_database()
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"unavailable: {type(exc).__name__}"
-        checks["bus"] = "ok" if bus.is_ready() else "unavailable"
+        checks["bus"] = "ok" if bus_ready() else "unavailable"
         healthy = all(v == "ok" for v in checks.values())
         return ok({"status": "ok" if healthy else "unavailable", "checks": checks}, status=200 if healthy else 503)
 

@@ -4,11 +4,6 @@ composition root builds it with the writer's stages.)"""
 
 from __future__ import annotations
 
-from starlette.routing import Route
-
-from paigham.api.client import keys as keys_api
-from paigham.api.client import room_keys as room_keys_api
-from paigham.api.client import to_device as to_device_api
 from paigham.config import Config
 from paigham.e2ee.backup import BackupService
 from paigham.e2ee.cross_signing import CrossSigningService
@@ -51,10 +46,3 @@ class E2EE:
     async def user_deactivated(self, user_id: str) -> None:
         await self.lists.user_deactivated(user_id)
         await self.backup_store.delete_user(user_id)
-
-    def routes(self, auth: AuthService) -> list[Route]:
-        return [
-            *keys_api.routes(auth, self.db, self.keys, self.cross_signing, self.lists),
-            *to_device_api.routes(auth, self.to_device),
-            *room_keys_api.routes(auth, self.backups),
-        ]

@@ -163,6 +163,10 @@ class AuthService:
             raise MatrixError(400, Codes.INVALID_USERNAME, "User ID is too long")
         return user_id
 
+    async def get_user(self, user_id: str) -> UserRow | None:
+        """The account (None when there is none): whether it exists, is locked, ..."""
+        return await self.store.get_user(user_id)
+
     async def create_user(
         self,
         localpart: str,

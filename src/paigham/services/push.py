@@ -1,4 +1,4 @@
-"""Push rules (GET/PUT/DELETE, enabled, actions) and push actions for unread counts.
+"""Push rules (each user's ruleset and its changes) and push actions for unread counts.
 
 Each user's customisations are one JSON document; the effective ruleset is the server defaults
 merged with it. When an event is persisted, every other joined member's rules are evaluated and
@@ -12,11 +12,7 @@ from typing import Any
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from paigham.api.http import bearer, client_routes, json_body, ok
 from paigham.bus.base import StreamUpdate
 from paigham.domain import push_rules as pr
 from paigham.domain.power_levels import notification_level, user_level
@@ -30,13 +26,11 @@ from paigham.domain.push_evaluator import (
 )
 from paigham.domain.stored_event import StoredEvent
 from paigham.errors import Codes, MatrixError
-from paigham.services.auth import AuthService
 from paigham.services.publisher import Publisher
 from paigham.services.stages import NO_ROWS, EffectRows, RoomCtx
 from paigham.storage.events import EventStore
 from paigham.storage.streams import StreamStore
-
-KINDS = ("override", "underride", "sender", "room", "content")
+from paigham.types import JsonDict, JsonList
 
 
 class PushService:
@@ -189,114 +183,38 @@ class PushService:
             return [], 0
         return targets, len(ctx.joined)
 
-    # -- HTTP ------------------------------------------------------------------------------------
-    def routes(self, auth: AuthService) -> list[Route]:
-        async def get_all(request: Request) -> Response:
-            """GET /_matrix/client/v3/pushrules/"""
-            requester = await auth.authenticate(bearer(request))
-            return ok((await self.rules_for_sync(requester.user_id))[0])
+    # -- the push-rule API: reading and changing one user's rules ------------------------------
+    async def ruleset(self, user_id: str) -> JsonDict:
+        """The effective rules: the server defaults merged with the user's customisations."""
+        return (await self.rules_for_sync(user_id))[0]
 
-        async def get_global(request: Request) -> Response:
-            """GET /_matrix/client/v3/pushrules/global/"""
-            requester = await auth.authenticate(bearer(request))
-            return ok((await self.rules_for_sync(requester.user_id))[0]["global"])
+    async def rule(self, user_id: str, kind: str, rule_id: str) -> JsonDict:
+        for rule in (await self.ruleset(user_id))["global"][kind]:
+            if rule["rule_id"] == rule_id:
+                return dict(rule)
+        raise MatrixError(404, Codes.NOT_FOUND, "Unknown push rule")
 
-        async def get_kind(request: Request) -> Response:
-            """GET /_matrix/client/v3/pushrules/global/{kind}/"""
-            requester = await auth.authenticate(bearer(request))
-            kind = _kind(request)
-            return ok((await self.rules_for_sync(requester.user_id))[0]["global"][kind])
+    async def put_rule(
+        self, user_id: str, kind: str, rule_id: str, body: JsonDict, *, before: str | None, after: str | None
+    ) -> None:
+        rules, _ = await self.user_rules(user_id)
+        await self._save(user_id, pr.add_rule(rules, kind, rule_id, body, before=before, after=after))
 
-        async def get_rule(request: Request) -> Response:
-            """GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}"""
-            requester = await auth.authenticate(bearer(request))
-            rule = _find(await self.rules_for_sync(requester.user_id), request)
-            return ok(rule)
+    async def delete_rule(self, user_id: str, kind: str, rule_id: str) -> None:
+        rules, _ = await self.user_rules(user_id)
+        await self._save(user_id, pr.delete_rule(rules, kind, rule_id))
 
-        async def put_rule(request: Request) -> Response:
-            """PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}"""
-            requester = await auth.authenticate(bearer(request))
-            body = await json_body(request)
-            rules, _ = await self.user_rules(requester.user_id)
-            q = request.query_params
-            new = pr.add_rule(
-                rules,
-                _kind(request),
-                request.path_params["rule_id"],
-                body,
-                before=q.get("before"),
-                after=q.get("after"),
-            )
-            await self._save(requester.user_id, new)
-            return ok()
+    async def set_enabled(self, user_id: str, kind: str, rule_id: str, enabled: bool) -> None:
+        rules, _ = await self.user_rules(user_id)
+        await self._save(user_id, pr.set_enabled(rules, kind, rule_id, enabled))
 
-        async def delete_rule(request: Request) -> Response:
-            """DELETE /_matrix/client/v3/pushrules/global/{kind}/{ruleId}"""
-            requester = await auth.authenticate(bearer(request))
-            rules, _ = await self.user_rules(requester.user_id)
-            new = pr.delete_rule(rules, _kind(request), request.path_params["rule_id"])
-            await self._save(requester.user_id, new)
-            return ok()
-
-        def attr_handlers(attr: str) -> tuple[Any, Any]:
-            async def get_attr(request: Request) -> Response:
-                requester = await auth.authenticate(bearer(request))
-                rule = _find(await self.rules_for_sync(requester.user_id), request)
-                return ok({attr: rule[attr]})
-
-            async def put_attr(request: Request) -> Response:
-                requester = await auth.authenticate(bearer(request))
-                body = await json_body(request)
-                rules, _ = await self.user_rules(requester.user_id)
-                kind, rule_id = _kind(request), request.path_params["rule_id"]
-                if attr == "enabled":
-                    if not isinstance(body.get("enabled"), bool):
-                        raise MatrixError(400, Codes.BAD_JSON, "enabled must be a boolean")
-                    new = pr.set_enabled(rules, kind, rule_id, body["enabled"])
-                else:
-                    if not isinstance(body.get("actions"), list):
-                        raise MatrixError(400, Codes.BAD_JSON, "actions must be a list")
-                    new = pr.set_actions(rules, kind, rule_id, body["actions"])
-                await self._save(requester.user_id, new)
-                return ok()
-
-            get_attr.__doc__ = f"GET /_matrix/client/v3/pushrules/global/{{kind}}/{{ruleId}}/{attr}"
-            put_attr.__doc__ = f"PUT /_matrix/client/v3/pushrules/global/{{kind}}/{{ruleId}}/{attr}"
-            return get_attr, put_attr
-
-        routes = [
-            *client_routes("/pushrules/", get_all, ["GET"]),
-            *client_routes("/pushrules/global/", get_global, ["GET"]),
-            *client_routes("/pushrules/global/{kind}/", get_kind, ["GET"]),
-            *client_routes("/pushrules/global/{kind}/{rule_id}", get_rule, ["GET"]),
-            *client_routes("/pushrules/global/{kind}/{rule_id}", put_rule, ["PUT"]),
-            *client_routes("/pushrules/global/{kind}/{rule_id}", delete_rule, ["DELETE"]),
-        ]
-        for attr in ("enabled", "actions"):
-            getter, putter = attr_handlers(attr)
-            routes += client_routes(f"/pushrules/global/{{kind}}/{{rule_id}}/{attr}", getter, ["GET"])
-            routes += client_routes(f"/pushrules/global/{{kind}}/{{rule_id}}/{attr}", putter, ["PUT"])
-        return routes
+    async def set_actions(self, user_id: str, kind: str, rule_id: str, actions: JsonList) -> None:
+        rules, _ = await self.user_rules(user_id)
+        await self._save(user_id, pr.set_actions(rules, kind, rule_id, actions))
 
     async def _save(self, user_id: str, rules: pr.UserRules) -> None:
         pos = await self.streams.put_push_rules(user_id, rules.to_json())
         await self.publisher.publish(StreamUpdate(pos, users=[user_id]))
-
-
-def _kind(request: Request) -> str:
-    kind = str(request.path_params["kind"])
-    if kind not in KINDS:
-        raise MatrixError(400, Codes.INVALID_PARAM, f"Unknown push rule kind {kind!r}"[:200])
-    return kind
-
-
-def _find(ruleset: tuple[dict[str, Any], int], request: Request) -> dict[str, Any]:
-    kind = _kind(request)
-    rule_id = request.path_params["rule_id"]
-    for rule in ruleset[0]["global"][kind]:
-        if rule["rule_id"] == rule_id:
-            return dict(rule)
-    raise MatrixError(404, Codes.NOT_FOUND, "Unknown push rule")
 
 
 def _localpart(user_id: str) -> str:

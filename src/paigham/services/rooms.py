@@ -15,11 +15,13 @@ from paigham.services.writer import EventSpec, EventWriter
 from paigham.storage.accounts import AccountStore
 from paigham.storage.aliases import AliasStore
 from paigham.storage.events import EventStore
+from paigham.types import JsonDict
 
 MEGOLM = "m.megolm.v1.aes-sha2"
 PRESETS = ("private_chat", "public_chat", "trusted_private_chat")
 MAX_INVITES = 100
 MAX_INITIAL_STATE = 100
+MEMBERSHIPS = ("join", "invite", "leave", "ban", "knock")
 
 
 @dataclass
@@ -173,6 +175,25 @@ class RoomService:
         if reason:
             content["reason"] = reason[:1024]
         return content
+
+    # -- state, and the user's rooms ----------------------------------------------------------
+    async def send_state(self, sender: str, room_id: str, event_type: str, state_key: str, content: JsonDict) -> str:
+        """Send a state event; its ID. Sending the same content again as the same sender sends
+        nothing and answers the current event's ID, as other servers do (membership excepted)."""
+        if event_type == "m.room.member" and content.get("membership") not in MEMBERSHIPS:
+            raise MatrixError(400, Codes.BAD_JSON, "Invalid membership")
+        existing = await self.events.current_state_event(room_id, event_type, state_key)
+        if (
+            existing is not None
+            and existing.sender == sender
+            and existing.content == content
+            and event_type != "m.room.member"
+        ):
+            return existing.event_id
+        return (await self.writer.send(room_id, EventSpec(sender, event_type, content, state_key))).event_id
+
+    async def joined_rooms(self, user_id: str) -> list[str]:
+        return sorted(await self.events.user_rooms(user_id))
 
     # -- membership ---------------------------------------------------------------------------
     async def resolve_room(self, room_id_or_alias: str) -> str:

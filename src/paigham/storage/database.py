@@ -137,6 +137,11 @@ class Database:
                 self._pool = None
             await self.engine.dispose()
 
+    async def ping(self) -> None:
+        """One round trip (the readiness probe): raises when the database does not answer."""
+        async with self.read() as conn:
+            await conn.execute(text("SELECT 1"))
+
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         if self.is_sqlite:

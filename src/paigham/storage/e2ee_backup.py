@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,9 +219,3 @@ class BackupStore:
             result = await self._get(conn, user_id, version)
         assert result is not None
         return result
-
-
-def keys_json(keys: Mapping[str, Mapping[str, BackupKey]]) -> dict[str, Any]:
-    return {
-        "rooms": {room: {"sessions": {s: k.to_json() for s, k in sessions.items()}} for room, sessions in keys.items()}
-    }

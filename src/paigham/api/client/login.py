@@ -1,4 +1,4 @@
-"""Discovery, login, logout, token refresh and whoami."""
+"""Login, logout, token refresh and whoami."""
 
 from __future__ import annotations
 
@@ -9,35 +9,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from paigham.api.http import bearer, client_ip, client_routes, ok, typed_body
+from paigham.api.http import authed, client_ip, client_routes, ok, typed_body
 from paigham.audit.service import AuditService
 from paigham.config import Config
-from paigham.domain.room_versions import KNOWN_ROOM_VERSIONS
 from paigham.errors import Codes, MatrixError
+from paigham.requester import Requester
 from paigham.services.auth import AuthService, login_response
 from paigham.services.login_guard import LoginGuard
-
-SUPPORTED_VERSIONS = [
-    "r0.5.0",
-    "r0.6.0",
-    "r0.6.1",
-    "v1.1",
-    "v1.2",
-    "v1.3",
-    "v1.4",
-    "v1.5",
-    "v1.6",
-    "v1.7",
-    "v1.8",
-    "v1.9",
-    "v1.10",
-    "v1.11",
-    "v1.12",
-    "v1.13",
-    "v1.14",
-    "v1.15",
-    "v1.16",
-]
 
 
 class Identifier(msgspec.Struct):
@@ -60,35 +38,6 @@ class RefreshBody(msgspec.Struct):
 
 
 def routes(config: Config, auth: AuthService, audit: AuditService, guard: LoginGuard) -> list[Route]:
-    async def versions(_: Request) -> Response:
-        """GET /_matrix/client/versions"""
-        return ok({"versions": SUPPORTED_VERSIONS, "unstable_features": {}})
-
-    async def well_known(_: Request) -> Response:
-        """GET /.well-known/matrix/client"""
-        return ok({"m.homeserver": {"base_url": config.base_url}})
-
-    async def capabilities(request: Request) -> Response:
-        """GET /_matrix/client/v3/capabilities"""
-        requester = await auth.authenticate(bearer(request))
-        return ok(
-            {
-                "capabilities": {
-                    "m.change_password": {"enabled": True},
-                    "m.room_versions": {
-                        "default": config.default_room_version,
-                        "available": {v: "stable" for v in KNOWN_ROOM_VERSIONS},
-                    },
-                    "m.set_displayname": {"enabled": True},
-                    "m.set_avatar_url": {"enabled": True},
-                    "m.3pid_changes": {"enabled": False},
-                    "m.get_login_token": {"enabled": False},
-                    "m.profile_fields": {"enabled": True},
-                    "m.account_moderation": {"suspend": requester.is_admin, "lock": requester.is_admin},
-                }
-            }
-        )
-
     async def login_flows(_: Request) -> Response:
         """GET /_matrix/client/v3/login"""
         return ok({"flows": [{"type": "m.login.password"}]})
@@ -115,7 +64,7 @@ def routes(config: Config, auth: AuthService, audit: AuditService, guard: LoginG
             await audit.record("auth.login_failed", None, user_id, ip, body.device_id, {"reason": "bad password"})
             raise MatrixError(403, Codes.FORBIDDEN, "Invalid username or password")
         await guard.succeeded(user_id)
-        account = await auth.store.get_user(user_id)
+        account = await auth.get_user(user_id)
         if account is not None and account.locked:
             await audit.record("auth.login_failed", None, user_id, ip, body.device_id, {"reason": "account locked"})
             raise MatrixError(401, Codes.USER_LOCKED, "This account has been locked by an administrator")
@@ -134,26 +83,24 @@ def routes(config: Config, auth: AuthService, audit: AuditService, guard: LoginG
             out["expires_in_ms"] = session.expires_in_ms
         return ok(out)
 
-    async def logout(request: Request) -> Response:
+    @authed(auth)
+    async def logout(request: Request, requester: Requester) -> Response:
         """POST /_matrix/client/v3/logout"""
-        await auth.logout(await auth.authenticate(bearer(request)))
+        await auth.logout(requester)
         return ok()
 
-    async def logout_all(request: Request) -> Response:
+    @authed(auth)
+    async def logout_all(request: Request, requester: Requester) -> Response:
         """POST /_matrix/client/v3/logout/all"""
-        requester = await auth.authenticate(bearer(request))
         await auth.logout_all(requester.user_id)
         return ok()
 
-    async def whoami(request: Request) -> Response:
+    @authed(auth)
+    async def whoami(request: Request, requester: Requester) -> Response:
         """GET /_matrix/client/v3/account/whoami"""
-        requester = await auth.authenticate(bearer(request))
         return ok({"user_id": requester.user_id, "device_id": requester.device_id, "is_guest": False})
 
     return [
-        Route("/_matrix/client/versions", versions, methods=["GET"]),
-        Route("/.well-known/matrix/client", well_known, methods=["GET"]),
-        *client_routes("/capabilities", capabilities, ["GET"]),
         *client_routes("/login", login_flows, ["GET"]),
         *client_routes("/login", login, ["POST"]),
         *client_routes("/refresh", refresh, ["POST"], versions=("v3", "v1")),

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from paigham.api.http import bearer, error_response, ok, query_bool, query_int
+from paigham.api.http import Authenticator, authed, error_response, ok, query_bool, query_int
 from paigham.config import Config
 from paigham.domain import media as rules
 from paigham.errors import Codes, MatrixError
 from paigham.media.service import MAX_WAIT_MS, MediaService, Upload
-from paigham.services.auth import AuthService
-from paigham.storage.media import MediaRow
+from paigham.requester import Requester
 
 CSP = (
     "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; "
@@ -22,6 +22,21 @@ CSP = (
 )
 AUTHED = "/_matrix/client/v1/media"
 LEGACY = ("/_matrix/media/v3", "/_matrix/media/r0")
+
+
+# Reads a stored file's plaintext from `start` up to `end` (None: to the end).
+Content = Callable[[int, int | None], Awaitable[AsyncIterator[bytes]]]
+
+
+class StoredFile(Protocol):
+    """What serving a stored file needs to know of it (the media service's row)."""
+
+    @property
+    def length(self) -> int | None: ...
+    @property
+    def served_type(self) -> str | None: ...
+    @property
+    def sha256(self) -> str | None: ...
 
 
 def _security_headers(cache: str) -> dict[str, str]:
@@ -72,14 +87,14 @@ def _thumb_params(request: Request) -> tuple[int, int, str, bool]:
     return int(q["width"]), int(q["height"]), q.get("method") or "scale", query_bool(request, "animated")
 
 
-def routes(config: Config, auth: AuthService, media: MediaService) -> list[Route]:
+def routes(config: Config, auth: Authenticator, media: MediaService) -> list[Route]:
     async def download_response(request: Request, *, private: bool) -> Response:
         params = request.path_params
         timeout = query_int(request, "timeout_ms", MAX_WAIT_MS, 0, MAX_WAIT_MS)
         row = await media.ready(params["server_name"], params["media_id"], timeout)
         name = rules.check_filename(params.get("file_name")) or row.upload_name
         await media.check_stored(row)
-        return await _serve(media, request, row, name, private=private)
+        return await _serve(request, row, name, lambda start, end: media.content(row, start, end), private=private)
 
     async def thumbnail_response(request: Request, *, private: bool) -> Response:
         width, height, method, animated = _thumb_params(request)
@@ -92,24 +107,24 @@ def routes(config: Config, auth: AuthService, media: MediaService) -> list[Route
         headers["Content-Disposition"] = f'inline; filename="thumbnail.{ext}"'
         return Response(data, media_type=kind, headers=headers)
 
-    async def config_(request: Request) -> Response:
+    @authed(auth)
+    async def config_(request: Request, _: Requester) -> Response:
         """GET /_matrix/client/v1/media/config"""
-        await auth.authenticate(bearer(request))
         return ok({"m.upload.size": config.media_max_upload_bytes})
 
-    async def download(request: Request) -> Response:
+    @authed(auth)
+    async def download(request: Request, _: Requester) -> Response:
         """GET /_matrix/client/v1/media/download/{serverName}/{mediaId}[/{fileName}]"""
-        await auth.authenticate(bearer(request))
         return await download_response(request, private=True)
 
-    async def thumbnail(request: Request) -> Response:
+    @authed(auth)
+    async def thumbnail(request: Request, _: Requester) -> Response:
         """GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}"""
-        await auth.authenticate(bearer(request))
         return await thumbnail_response(request, private=True)
 
-    async def preview_url(request: Request) -> Response:
+    @authed(auth)
+    async def preview_url(request: Request, _: Requester) -> Response:
         """GET /_matrix/client/v1/media/preview_url"""
-        await auth.authenticate(bearer(request))
         raise MatrixError(
             404,
             Codes.UNRECOGNIZED,
@@ -117,19 +132,19 @@ def routes(config: Config, auth: AuthService, media: MediaService) -> list[Route
             "outside web pages on a user's behalf (privacy, and no requests to internal addresses)",
         )
 
-    async def upload(request: Request) -> Response:
+    @authed(auth)
+    async def upload(request: Request, requester: Requester) -> Response:
         """POST /_matrix/media/v3/upload"""
-        requester = await auth.authenticate(bearer(request))
         return ok({"content_uri": await media.upload(requester.user_id, _upload(media, request))})
 
-    async def create(request: Request) -> Response:
+    @authed(auth)
+    async def create(request: Request, requester: Requester) -> Response:
         """POST /_matrix/media/v1/create"""
-        requester = await auth.authenticate(bearer(request))
         return ok(await media.create(requester.user_id))
 
-    async def upload_to(request: Request) -> Response:
+    @authed(auth)
+    async def upload_to(request: Request, requester: Requester) -> Response:
         """PUT /_matrix/media/v3/upload/{serverName}/{mediaId}"""
-        requester = await auth.authenticate(bearer(request))
         p = request.path_params
         await media.upload_to(requester.user_id, p["server_name"], p["media_id"], _upload(media, request))
         return ok({})
@@ -175,7 +190,7 @@ def _legacy_allowed(config: Config) -> None:
         )
 
 
-async def _serve(media: MediaService, request: Request, row: MediaRow, name: str | None, *, private: bool) -> Response:
+async def _serve(request: Request, row: StoredFile, name: str | None, content: Content, *, private: bool) -> Response:
     size = row.length or 0
     kind = row.served_type or "application/octet-stream"
     headers = _security_headers(f"{'private' if private else 'public'}, max-age=86400, immutable")
@@ -196,9 +211,7 @@ async def _serve(media: MediaService, request: Request, row: MediaRow, name: str
         return resp
     if rng is None:
         headers["Content-Length"] = str(size)
-        return StreamingResponse(await media.content(row), media_type=kind, headers=headers)
+        return StreamingResponse(await content(0, None), media_type=kind, headers=headers)
     headers["Content-Length"] = str(rng.length)
     headers["Content-Range"] = f"bytes {rng.start}-{rng.end}/{size}"
-    return StreamingResponse(
-        await media.content(row, rng.start, rng.end), status_code=206, media_type=kind, headers=headers
-    )
+    return StreamingResponse(await content(rng.start, rng.end), status_code=206, media_type=kind, headers=headers)

@@ -8,12 +8,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from paigham.api.http import bearer, client_routes, json_body, ok, query_int
+from paigham.api.http import Authenticator, authed, client_routes, json_body, ok, query_int
 from paigham.domain.tokens import parse_token
 from paigham.errors import Codes, MatrixError
 from paigham.ids import check_event_id, check_room_id
-from paigham.services.auth import AuthService
+from paigham.requester import Requester
 from paigham.services.filtering import room_event_filter_param
+from paigham.services.rooms import RoomService
 from paigham.services.serializer import EventSerializer
 from paigham.services.timeline import TimelineService
 from paigham.services.writer import EventSpec, EventWriter, Txn
@@ -28,11 +29,11 @@ def _check_type(event_type: str) -> str:
 
 
 def routes(
-    auth: AuthService, writer: EventWriter, timeline: TimelineService, serializer: EventSerializer
+    auth: Authenticator, writer: EventWriter, rooms: RoomService, timeline: TimelineService, serializer: EventSerializer
 ) -> list[Route]:
-    async def send(request: Request) -> Response:
+    @authed(auth)
+    async def send(request: Request, requester: Requester) -> Response:
         """PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}"""
-        requester = await auth.authenticate(bearer(request))
         room_id = check_room_id(request.path_params["room_id"])
         event_type = _check_type(request.path_params["event_type"])
         content = await json_body(request)
@@ -47,33 +48,20 @@ def routes(
         event = await writer.send(room_id, spec, txn)
         return ok({"event_id": event.event_id})
 
-    async def put_state(request: Request) -> Response:
+    @authed(auth)
+    async def put_state(request: Request, requester: Requester) -> Response:
         """PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
-        requester = await auth.authenticate(bearer(request))
         room_id = check_room_id(request.path_params["room_id"])
         event_type = _check_type(request.path_params["event_type"])
         state_key = request.path_params.get("state_key", "")
         if len(state_key.encode()) > 255:
             raise MatrixError(400, Codes.INVALID_PARAM, "state_key is too long")
         content = await json_body(request)
-        if event_type == "m.room.member":
-            membership = content.get("membership")
-            if membership not in ("join", "invite", "leave", "ban", "knock"):
-                raise MatrixError(400, Codes.BAD_JSON, "Invalid membership")
-        existing = await timeline.store.current_state_event(room_id, event_type, state_key)
-        if (
-            existing is not None
-            and existing.sender == requester.user_id
-            and existing.content == content
-            and event_type != "m.room.member"
-        ):
-            return ok({"event_id": existing.event_id})  # identical state: no new event (as other servers)
-        event = await writer.send(room_id, EventSpec(requester.user_id, event_type, content, state_key))
-        return ok({"event_id": event.event_id})
+        return ok({"event_id": await rooms.send_state(requester.user_id, room_id, event_type, state_key, content)})
 
-    async def redact(request: Request) -> Response:
+    @authed(auth)
+    async def redact(request: Request, requester: Requester) -> Response:
         """PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}"""
-        requester = await auth.authenticate(bearer(request))
         room_id = check_room_id(request.path_params["room_id"])
         target = check_event_id(request.path_params["event_id"])
         body = await json_body(request, allow_empty=True)
@@ -86,23 +74,23 @@ def routes(
         )
         return ok({"event_id": event.event_id})
 
-    async def get_event(request: Request) -> Response:
+    @authed(auth)
+    async def get_event(request: Request, requester: Requester) -> Response:
         """GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}"""
-        requester = await auth.authenticate(bearer(request))
         room_id = check_room_id(request.path_params["room_id"])
         event_id = check_event_id(request.path_params["event_id"])
         return ok(await timeline.get_event(requester, room_id, event_id))
 
-    async def get_state(request: Request) -> Response:
+    @authed(auth)
+    async def get_state(request: Request, requester: Requester) -> Response:
         """GET /_matrix/client/v3/rooms/{roomId}/state"""
-        requester = await auth.authenticate(bearer(request))
         room_id = check_room_id(request.path_params["room_id"])
         state = await timeline.state(requester, room_id)
         return ok(await serializer.serialize(state, requester, bundle=False))
 
-    async def get_state_event(request: Request) -> Response:
+    @authed(auth)
+    async def get_state_event(request: Request, requester: Requester) -> Response:
         """GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
-        requester = await auth.authenticate(bearer(request))
         room_id = check_room_id(request.path_params["room_id"])
         event_type = request.path_params["event_type"]
         state_key = request.path_params.get("state_key", "")
@@ -116,9 +104,9 @@ def routes(
         ev = (await serializer.serialize(found, requester, bundle=False))[0]
         return ok(ev["content"])
 
-    async def members(request: Request) -> Response:
+    @authed(auth)
+    async def members(request: Request, requester: Requester) -> Response:
         """GET /_matrix/client/v3/rooms/{roomId}/members"""
-        requester = await auth.authenticate(bearer(request))
         room_id = check_room_id(request.path_params["room_id"])
         at = request.query_params.get("at")
         evs = await timeline.members(requester, room_id, parse_token(at, "at") if at else None)
@@ -132,9 +120,9 @@ def routes(
         ]
         return ok({"chunk": await serializer.serialize(evs, requester, bundle=False)})
 
-    async def joined_members(request: Request) -> Response:
+    @authed(auth)
+    async def joined_members(request: Request, requester: Requester) -> Response:
         """GET /_matrix/client/v3/rooms/{roomId}/joined_members"""
-        requester = await auth.authenticate(bearer(request))
         room_id = check_room_id(request.path_params["room_id"])
         evs = await timeline.members(requester, room_id, None)
         # RoomMember fields are strings when present and absent otherwise (never null).
@@ -149,9 +137,9 @@ def routes(
         }
         return ok({"joined": joined})
 
-    async def messages(request: Request) -> Response:
+    @authed(auth)
+    async def messages(request: Request, requester: Requester) -> Response:
         """GET /_matrix/client/v3/rooms/{roomId}/messages"""
-        requester = await auth.authenticate(bearer(request))
         room_id = check_room_id(request.path_params["room_id"])
         q = request.query_params
         direction = q.get("dir", "b")
@@ -174,9 +162,9 @@ def routes(
             body["end"] = page.end
         return ok(body)
 
-    async def context(request: Request) -> Response:
+    @authed(auth)
+    async def context(request: Request, requester: Requester) -> Response:
         """GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}"""
-        requester = await auth.authenticate(bearer(request))
         room_id = check_room_id(request.path_params["room_id"])
         event_id = check_event_id(request.path_params["event_id"])
         flt = room_event_filter_param(request.query_params.get("filter"))

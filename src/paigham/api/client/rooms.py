@@ -9,12 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from paigham.api.http import bearer, client_routes, ok, typed_body
+from paigham.api.http import Authenticator, Handler, authed, client_routes, ok, typed_body
 from paigham.errors import Codes, MatrixError
 from paigham.ids import check_room_id
-from paigham.services.auth import AuthService
+from paigham.requester import Requester
 from paigham.services.rooms import CreateRoomRequest, RoomService
-from paigham.storage.events import EventStore
 
 
 class CreateRoomBody(msgspec.Struct):
@@ -41,10 +40,10 @@ class ReasonBody(msgspec.Struct):
     reason: str | None = None
 
 
-def routes(auth: AuthService, rooms: RoomService, events: EventStore) -> list[Route]:
-    async def create_room(request: Request) -> Response:
+def routes(auth: Authenticator, rooms: RoomService) -> list[Route]:
+    @authed(auth)
+    async def create_room(request: Request, requester: Requester) -> Response:
         """POST /_matrix/client/v3/createRoom"""
-        requester = await auth.authenticate(bearer(request))
         body = await typed_body(request, CreateRoomBody, allow_empty=True)
         if body.invite_3pid:
             raise MatrixError(400, Codes.UNRECOGNIZED, "Third-party invites are not supported")
@@ -66,31 +65,30 @@ def routes(auth: AuthService, rooms: RoomService, events: EventStore) -> list[Ro
         )
         return ok({"room_id": room_id})
 
-    async def join_by_id(request: Request) -> Response:
+    @authed(auth)
+    async def join_by_id(request: Request, requester: Requester) -> Response:
         """POST /_matrix/client/v3/rooms/{roomId}/join"""
-        requester = await auth.authenticate(bearer(request))
         body = await typed_body(request, ReasonBody, allow_empty=True)
         room_id = check_room_id(request.path_params["room_id"])
         return ok({"room_id": await rooms.join(requester.user_id, room_id, body.reason)})
 
-    async def join_by_alias(request: Request) -> Response:
+    @authed(auth)
+    async def join_by_alias(request: Request, requester: Requester) -> Response:
         """POST /_matrix/client/v3/join/{roomIdOrAlias}"""
-        requester = await auth.authenticate(bearer(request))
         body = await typed_body(request, ReasonBody, allow_empty=True)
         target = request.path_params["room"]
         return ok({"room_id": await rooms.join(requester.user_id, target, body.reason)})
 
-    async def knock(request: Request) -> Response:
+    @authed(auth)
+    async def knock(request: Request, requester: Requester) -> Response:
         """POST /_matrix/client/v3/knock/{roomIdOrAlias}"""
-        requester = await auth.authenticate(bearer(request))
         body = await typed_body(request, ReasonBody, allow_empty=True)
         room_id = await rooms.resolve_room(request.path_params["room"])
         await rooms.set_membership(requester.user_id, room_id, requester.user_id, "knock", body.reason)
         return ok({"room_id": room_id})
 
-    def membership_action(membership: str) -> Any:
-        async def handler(request: Request) -> Response:
-            requester = await auth.authenticate(bearer(request))
+    def membership_action(membership: str) -> Handler:
+        async def handler(request: Request, requester: Requester) -> Response:
             body = await typed_body(request, MembershipBody)
             room_id = check_room_id(request.path_params["room_id"])
             if membership == "kick":
@@ -102,25 +100,25 @@ def routes(auth: AuthService, rooms: RoomService, events: EventStore) -> list[Ro
             return ok()
 
         handler.__doc__ = f"POST /_matrix/client/v3/rooms/{{roomId}}/{membership}"
-        return handler
+        return authed(auth)(handler)
 
-    async def leave(request: Request) -> Response:
+    @authed(auth)
+    async def leave(request: Request, requester: Requester) -> Response:
         """POST /_matrix/client/v3/rooms/{roomId}/leave"""
-        requester = await auth.authenticate(bearer(request))
         body = await typed_body(request, ReasonBody, allow_empty=True)
         await rooms.leave(requester.user_id, check_room_id(request.path_params["room_id"]), body.reason)
         return ok()
 
-    async def forget(request: Request) -> Response:
+    @authed(auth)
+    async def forget(request: Request, requester: Requester) -> Response:
         """POST /_matrix/client/v3/rooms/{roomId}/forget"""
-        requester = await auth.authenticate(bearer(request))
         await rooms.forget(requester.user_id, check_room_id(request.path_params["room_id"]))
         return ok()
 
-    async def joined_rooms(request: Request) -> Response:
+    @authed(auth)
+    async def joined_rooms(request: Request, requester: Requester) -> Response:
         """GET /_matrix/client/v3/joined_rooms"""
-        requester = await auth.authenticate(bearer(request))
-        return ok({"joined_rooms": sorted(await events.user_rooms(requester.user_id))})
+        return ok({"joined_rooms": await rooms.joined_rooms(requester.user_id)})
 
     return [
         *client_routes("/createRoom", create_room, ["POST"]),

@@ -6,22 +6,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from paigham.api.http import bearer, client_routes, json_body, ok, query_bool, query_int
+from paigham.api.http import Authenticator, authed, client_routes, json_body, ok, query_bool, query_int
 from paigham.config import Config
 from paigham.domain.tokens import parse_token
 from paigham.errors import Codes, MatrixError
-from paigham.services.auth import AuthService
+from paigham.requester import Requester
 from paigham.services.filtering import FilterService
 from paigham.services.presence import PresenceService
 from paigham.sync.service import SyncService
 
 
 def routes(
-    config: Config, auth: AuthService, sync: SyncService, filters: FilterService, presence: PresenceService
+    config: Config, auth: Authenticator, sync: SyncService, filters: FilterService, presence: PresenceService
 ) -> list[Route]:
-    async def do_sync(request: Request) -> Response:
+    @authed(auth)
+    async def do_sync(request: Request, requester: Requester) -> Response:
         """GET /_matrix/client/v3/sync"""
-        requester = await auth.authenticate(bearer(request))
         q = request.query_params
         since = parse_token(q["since"], "since") if q.get("since") else None
         timeout = query_int(request, "timeout", 0, 0, config.sync_timeout_max_ms)
@@ -33,17 +33,17 @@ def routes(
         body = await sync.sync(requester, since, timeout, flt, query_bool(request, "full_state"))
         return ok(body)
 
-    async def create_filter(request: Request) -> Response:
+    @authed(auth)
+    async def create_filter(request: Request, requester: Requester) -> Response:
         """POST /_matrix/client/v3/user/{userId}/filter"""
-        requester = await auth.authenticate(bearer(request))
         if request.path_params["user_id"] != requester.user_id:
             raise MatrixError(403, Codes.FORBIDDEN, "Cannot create filters for other users")
         body = await json_body(request)
         return ok({"filter_id": str(await filters.create(requester.user_id, body))})
 
-    async def get_filter(request: Request) -> Response:
+    @authed(auth)
+    async def get_filter(request: Request, requester: Requester) -> Response:
         """GET /_matrix/client/v3/user/{userId}/filter/{filterId}"""
-        requester = await auth.authenticate(bearer(request))
         if request.path_params["user_id"] != requester.user_id:
             raise MatrixError(403, Codes.FORBIDDEN, "Cannot read other users' filters")
         return ok(await filters.get(requester.user_id, request.path_params["filter_id"]))

@@ -6,16 +6,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from paigham.api.http import bearer, client_routes, json_body, ok
+from paigham.api.http import Authenticator, authed, client_routes, json_body, ok
 from paigham.e2ee.to_device import ToDeviceService
 from paigham.errors import Codes, MatrixError
-from paigham.services.auth import AuthService
+from paigham.requester import Requester
 
 
-def routes(auth: AuthService, to_device: ToDeviceService) -> list[Route]:
-    async def send(request: Request) -> Response:
+def routes(auth: Authenticator, to_device: ToDeviceService) -> list[Route]:
+    @authed(auth)
+    async def send(request: Request, requester: Requester) -> Response:
         """PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId}"""
-        requester = await auth.authenticate(bearer(request))
         body = await json_body(request)
         if "messages" not in body:
             raise MatrixError(400, Codes.MISSING_PARAM, "messages is required")
