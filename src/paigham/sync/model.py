@@ -2,6 +2,10 @@
 
 The body is a tree of msgspec Structs that the HTTP layer encodes as it is: field order is the JSON
 key order, and a field left UNSET is left out. Events inside stay client-format dicts.
+
+The Structs are not tracked by the garbage collector (gc=False): a response is a tree, nothing in
+it refers back to a node, so no cycle can pass through one; a big initial sync then adds no
+tracked objects of its own (the dicts it replaced were tracked).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ class SyncRequest:
     probe: SyncProbe
 
 
-class Events(Struct):
+class Events(Struct, gc=False):
     events: list[JsonDict]
 
 
@@ -35,24 +39,24 @@ def no_events() -> Events:
     return Events([])
 
 
-class Timeline(Struct):
+class Timeline(Struct, gc=False):
     events: list[JsonDict]
     limited: bool
     prev_batch: str
 
 
-class RoomSummary(Struct, kw_only=True):
+class RoomSummary(Struct, kw_only=True, gc=False):
     joined_member_count: int = field(name="m.joined_member_count")
     invited_member_count: int = field(name="m.invited_member_count")
     heroes: list[str] | UnsetType = field(name="m.heroes", default=UNSET)  # only for a room without a name
 
 
-class UnreadNotifications(Struct):
+class UnreadNotifications(Struct, gc=False):
     notification_count: int
     highlight_count: int
 
 
-class _Room(Struct, kw_only=True):
+class _Room(Struct, kw_only=True, gc=False):
     """What joined and left rooms share."""
 
     timeline: Timeline
@@ -61,33 +65,33 @@ class _Room(Struct, kw_only=True):
     summary: RoomSummary | UnsetType = UNSET
 
 
-class JoinedRoom(_Room, kw_only=True):
+class JoinedRoom(_Room, kw_only=True, gc=False):
     ephemeral: Events
     account_data: Events
     unread_notifications: UnreadNotifications
 
 
-class LeftRoom(_Room, kw_only=True):
+class LeftRoom(_Room, kw_only=True, gc=False):
     account_data: Events = field(default_factory=no_events)  # room account data is sent while joined only
 
 
-class InvitedRoom(Struct):
+class InvitedRoom(Struct, gc=False):
     invite_state: Events
 
 
-class Rooms(Struct, kw_only=True):
+class Rooms(Struct, kw_only=True, gc=False):
     join: dict[str, JoinedRoom]
     invite: dict[str, InvitedRoom]
     leave: dict[str, LeftRoom]
     knock: dict[str, JsonDict] = {}  # knocked rooms are not reported (yet): always empty
 
 
-class DeviceLists(Struct):
+class DeviceLists(Struct, gc=False):
     changed: list[str] = []
     left: list[str] = []
 
 
-class SyncResponse(Struct, kw_only=True):
+class SyncResponse(Struct, kw_only=True, gc=False):
     next_batch: str
     rooms: Rooms
     account_data: Events

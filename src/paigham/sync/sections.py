@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from msgspec import UNSET, UnsetType
+from msgspec import UNSET, Struct, UnsetType
 
 from paigham.clock import now_ms
 from paigham.domain.stored_event import StoredEvent
@@ -62,7 +62,7 @@ class RoomDelta:
     related: list[StoredEvent] = field(default_factory=list)  # the timeline's relations (bundled aggregations)
 
 
-class RenderedRoom(NamedTuple):
+class RenderedRoom(Struct, gc=False):
     """A room's delta in the client format: what joined and left rooms share."""
 
     timeline: Timeline
