@@ -53,7 +53,8 @@ def stored(
 
 class History:
     """Every room's linear history (the data model of storage/events.py): state at a position is the
-    newest state event per (type, state_key) at or before it. Satisfies sync.sources.RoomReads."""
+    newest state event per (type, state_key) at or before it. Satisfies sync.sources.RoomReads and
+    services.visibility.RoomHistory."""
 
     def __init__(self) -> None:
         self.events: list[StoredEvent] = []
@@ -87,6 +88,16 @@ class History:
 
     def _room(self, room_id: str, upto: int = _END) -> list[StoredEvent]:
         return [e for e in self.events if e.room_id == room_id and e.stream <= upto]
+
+    async def membership_history(self, user_id: str, room_id: str) -> list[tuple[int, str]]:
+        return [
+            (e.stream, str(e.content["membership"]))
+            for e in self._room(room_id)
+            if e.type == "m.room.member" and e.state_key == user_id
+        ]
+
+    async def state_history(self, room_id: str, type_: str, state_key: str = "") -> list[StoredEvent]:
+        return [e for e in self._room(room_id) if e.type == type_ and e.state_key == state_key]
 
     async def memberships_at(self, user_id: str, room_ids: Sequence[str], pos: int) -> dict[str, str]:
         out = {}
