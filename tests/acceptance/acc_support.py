@@ -165,7 +165,8 @@ def endpoint_unrouted(base_url: str, method: str, path: str) -> bool:
         if exc.code != 404:
             return False
         try:
-            return json.loads(exc.read()).get("errcode") == "M_UNRECOGNIZED"
+            errcode: object = json.loads(exc.read()).get("errcode")
+            return errcode == "M_UNRECOGNIZED"
         except ValueError:
             return True
     except OSError:

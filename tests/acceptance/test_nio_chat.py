@@ -8,6 +8,7 @@ import pytest
 from acc_support import ServerInfo
 from nio import (
     AsyncClient,
+    Event,
     JoinResponse,
     LoginError,
     MessageDirection,
@@ -61,8 +62,9 @@ def text_body(ev: object) -> str | None:
 async def send_text(t: Tracked, room_id: str, body: str) -> str:
     resp = await t.client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": body})
     assert isinstance(resp, RoomSendResponse), f"{t.user_id} send {body!r}: {resp!r}"
-    assert resp.event_id.startswith("$"), resp.event_id
-    return resp.event_id
+    event_id: str = resp.event_id
+    assert event_id.startswith("$"), event_id
+    return event_id
 
 
 async def test_two_users_chat_end_to_end(server: ServerInfo, clients) -> None:
@@ -141,7 +143,7 @@ async def test_two_users_chat_end_to_end(server: ServerInfo, clients) -> None:
     assert [text_body(e) for p in back_pages for e in p.chunk] == [f"history {i:02d}" for i in reversed(range(30))]
 
     # ... and on, down to the very start of the room, with no duplicates
-    older: list = []
+    older: list[Event] = []
     for _ in range(20):
         p = await page(token, MessageDirection.back)
         older.extend(p.chunk)

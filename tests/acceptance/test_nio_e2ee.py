@@ -40,7 +40,8 @@ async def send_encrypted(t: Tracked, room_id: str, body: str) -> str:
         ignore_unverified_devices=True,
     )
     assert isinstance(resp, RoomSendResponse), f"{t.user_id} encrypted send: {resp!r}"
-    return resp.event_id
+    event_id: str = resp.event_id
+    return event_id
 
 
 async def wait_decrypted(t: Tracked, room_id: str, event_id: str, body: str) -> None:

@@ -235,10 +235,11 @@ async def _backdate(server: ServerInfo, event_ids: list[str]) -> None:
         finally:
             await conn.close()
         return
-    assert server.data_dir is not None
+    data_dir = server.data_dir
+    assert data_dir is not None
 
     def update() -> None:
-        db = sqlite3.connect(server.data_dir / "paigham.db", timeout=30)  # type: ignore[operator]
+        db = sqlite3.connect(data_dir / "paigham.db", timeout=30)
         with db:
             db.executemany("UPDATE events SET origin_server_ts = 1 WHERE event_id = ?", [(e,) for e in event_ids])
         db.close()

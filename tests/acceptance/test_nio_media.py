@@ -42,7 +42,7 @@ async def _encrypted_room(a: Tracked, b: Tracked) -> str:
         initial_state=[{"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}}],
     )
     assert isinstance(created, RoomCreateResponse), created
-    room_id = created.room_id
+    room_id: str = created.room_id
 
     def invited(r: object) -> bool:
         room = r.rooms.invite.get(room_id)  # type: ignore[attr-defined]

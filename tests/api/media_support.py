@@ -113,7 +113,7 @@ async def asgi_stream(
     path, _, query = path.partition("?")
     hdrs = [(b"authorization", f"Bearer {token}".encode())]
     hdrs += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    scope = {
+    scope: dict[str, Any] = {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",

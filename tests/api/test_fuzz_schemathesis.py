@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -309,15 +309,15 @@ def fuzz_schema(live: Live) -> Any:
     def served(ctx: Any) -> bool:
         return f"{ctx.operation.method.upper()} {ctx.operation.path}" in wanted
 
-    schema = schema.include(served)
-    config = schema.config
+    included = schema.include(served)
+    config = included.config
     config.update(base_url=live.base_url, workers=WORKERS, request_timeout=30)
     config.generation.update(max_examples=MAX_EXAMPLES, deterministic=True, no_shrink=True)
     config.phases.update(phases=PHASES)
     # Wrong-method probes only meet Starlette's generic 405, already covered by the conformance test.
     config.phases.coverage.unexpected_methods = set()
     config.checks.update(included_check_names=["not_a_server_error", "matrix_conformance"])
-    return schema
+    return included
 
 
 @dataclass
@@ -337,7 +337,7 @@ def run_engine(live: Live) -> tuple[list[Finding], Counter[str]]:
 
     findings: list[Finding] = []
     stats: Counter[str] = Counter()
-    slow: Counter[str] = Counter()
+    slow: defaultdict[str, float] = defaultdict(float)
     _Run.live = live
     try:
         for event in from_schema(fuzz_schema(live)).execute():
@@ -371,7 +371,8 @@ def run_engine(live: Live) -> tuple[list[Finding], Counter[str]]:
     finally:
         _Run.live = None
     if os.environ.get("PAIGHAM_FUZZ_TIMINGS"):
-        print("\n".join(f"{t:6.2f}s {label}" for label, t in slow.most_common(25)))
+        slowest = sorted(slow.items(), key=lambda kv: kv[1], reverse=True)[:25]
+        print("\n".join(f"{t:6.2f}s {label}" for label, t in slowest))
     return findings, stats
 
 

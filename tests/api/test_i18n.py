@@ -30,6 +30,7 @@ def test_every_message_is_translated_and_compiled() -> None:
             po = {m.id: m.string for m in read_po(fh, locale=lang) if m.id}
         assert set(po) == template, lang
         for msgid, text in po.items():  # the compiled .mo says the same as the .po
+            assert isinstance(msgid, str), msgid  # no plural forms
             assert catalogue(lang).gettext(msgid) == text, (lang, msgid)
             assert text.count("{") == msgid.count("{"), (lang, msgid)  # placeholders kept
 

@@ -97,7 +97,7 @@ async def test_unit_loops_and_unknown_columns_are_rejected(hs: Harness) -> None:
 
 
 async def test_json_import_reports_lines_and_dry_run_prints_the_diff(hs: Harness) -> None:
-    doc = {
+    doc: dict[str, Any] = {
         "units": [{"unit_id": "MOF", "kind": "ministry", "names": {"en": "Ministry of Finance"}}],
         "officials": [
             {

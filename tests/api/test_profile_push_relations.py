@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 
+from paigham.types import JsonDict
 from tests.api.conftest import Harness, User
 
 V3 = "/_matrix/client/v3"
 V1 = "/_matrix/client/v1"
 
 
-async def send_content(hs: Harness, user: User, room: str, content: dict, etype: str = "m.room.message") -> str:
+async def send_content(hs: Harness, user: User, room: str, content: JsonDict, etype: str = "m.room.message") -> str:
     res = await hs.ok("PUT", f"{V3}/rooms/{room}/send/{etype}/{uuid.uuid4().hex}", user, json=content)
     return str(res["event_id"])
 

@@ -142,6 +142,7 @@ async def test_keys_errors(hs: Harness) -> None:
     await hs.err(400, "M_MISSING_PARAM", "PUT", f"{V3}/room_keys/keys", alice, json=body)
     await hs.err(400, "M_MISSING_PARAM", "GET", f"{V3}/room_keys/keys", alice)
     q = {"version": v2}
+    bad: dict[str, Any]
     for bad in (
         {"rooms": []},
         {"rooms": {ROOM: {"sessions": {"s": {**key(), "first_message_index": -1}}}}},

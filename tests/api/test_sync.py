@@ -6,12 +6,13 @@ import asyncio
 import json
 import time
 
-from tests.api.conftest import Harness
+from paigham.types import JsonDict
+from tests.api.conftest import Harness, User
 
 V3 = "/_matrix/client/v3"
 
 
-def timeline_bodies(sync: dict, room: str) -> list[str]:
+def timeline_bodies(sync: JsonDict, room: str) -> list[str]:
     room_data = sync["rooms"]["join"].get(room, {})
     return [
         e["content"].get("body")
@@ -94,7 +95,7 @@ async def test_every_event_exactly_once_under_concurrency(hs: Harness) -> None:
     sent: dict[str, list[str]] = {r: [] for r in rooms}
     seen: dict[str, list[str]] = {r: [] for r in rooms}
 
-    async def writer(u, room):  # type: ignore[no-untyped-def]
+    async def writer(u: User, room: str) -> None:
         for i in range(15):
             sent[room].append(await hs.send(u, room, f"{i}"))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from paigham.services.auth import TokenCache
-from paigham.storage.accounts import TokenRow
+from paigham.storage.accounts import TokenRow, UserRow
 from tests.api.conftest import Harness
 
 V3 = "/_matrix/client/v3"
@@ -21,7 +21,7 @@ async def reads_of_tokens(hs: Harness) -> list[int]:
     store = hs.server.auth.store
     real = store.get_token_holder
 
-    async def counting(token: str):  # type: ignore[no-untyped-def]
+    async def counting(token: str) -> tuple[TokenRow, UserRow | None] | None:
         calls[0] += 1
         return await real(token)
 

@@ -118,10 +118,10 @@ async def test_invites_notify_only_the_invitee_and_purge_removes_the_rows(hs: Ha
 async def test_display_names_do_not_split_the_evaluation(hs: Harness, monkeypatch: Any) -> None:
     """Members with distinct display names share one push evaluation unless the body names them
     and a rule of theirs looks for it (`contains_display_name`), which then still highlights."""
+    from paigham.domain.push_evaluator import evaluate as real
     from paigham.services import push
 
     calls = 0
-    real = push.evaluate
 
     def counting(*args: Any, **kw: Any) -> Any:
         nonlocal calls

@@ -249,7 +249,7 @@ def test_workers_need_postgresql_and_nats(tmp_path: Path) -> None:
 
 
 def _children(pid: int) -> set[int]:
-    out = set()
+    out: set[int] = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
         text = (task / "children").read_text().split()
         out.update(int(x) for x in text)

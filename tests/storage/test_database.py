@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,10 @@ from paigham.storage.migrate import migrate
 
 
 @pytest.fixture
-async def db(database_url: str) -> Database:
+async def db(database_url: str) -> AsyncIterator[Database]:
     d = Database(database_url)
     await migrate(d)
-    yield d  # type: ignore[misc]
+    yield d
     await d.close()
 
 

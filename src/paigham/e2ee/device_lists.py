@@ -10,7 +10,6 @@ when memberships change.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from paigham.bus.base import StreamUpdate
 from paigham.services.ports import DeviceHooks
@@ -18,7 +17,7 @@ from paigham.services.publisher import Publisher
 from paigham.storage.e2ee_keys import KeyStore
 from paigham.storage.e2ee_lists import SHARING, DeviceListStore
 from paigham.storage.sync_probe import DEVICE_LISTS
-from paigham.sync.service import SyncRequest
+from paigham.sync.model import DeviceLists, SyncRequest, SyncResponse
 
 
 @dataclass
@@ -65,10 +64,9 @@ class DeviceListService(DeviceHooks):
         candidates |= await self.lists.members_of(r for r, m in mine if m not in SHARING)
         return DeviceListDelta(changed & shared, candidates - shared)
 
-    async def sync_section(self, req: SyncRequest, body: dict[str, Any]) -> bool:
+    async def sync_section(self, req: SyncRequest, response: SyncResponse) -> None:
         """/sync extension: `device_lists` (incremental syncs only, as the spec asks)."""
         if req.since is None or not req.probe.has(DEVICE_LISTS):
-            return False
+            return
         d = await self.delta(req.requester.user_id, req.since, req.upto)
-        body["device_lists"] = {"changed": sorted(d.changed), "left": sorted(d.left)}
-        return bool(d.changed or d.left)
+        response.device_lists = DeviceLists(sorted(d.changed), sorted(d.left))

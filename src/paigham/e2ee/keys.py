@@ -18,7 +18,7 @@ from paigham.errors import Codes, MatrixError
 from paigham.ids import is_valid_user_id
 from paigham.requester import Requester
 from paigham.storage.e2ee_keys import KeyStore, Signature
-from paigham.sync.service import SyncRequest
+from paigham.sync.model import SyncRequest, SyncResponse
 
 MAX_QUERY_USERS = 1000
 MAX_QUERY_DEVICES = 10_000
@@ -144,13 +144,12 @@ class KeyService:
         return {"one_time_keys": keys, "failures": failures}
 
     # -- /sync ------------------------------------------------------------------------------------
-    async def sync_section(self, req: SyncRequest, body: dict[str, Any]) -> bool:
+    async def sync_section(self, req: SyncRequest, response: SyncResponse) -> None:
         """/sync extension: the device's one-time key counts and unused fallback key types."""
         # Read by the sync's first query (storage/sync_probe.py).
         # Clients (libolm/vodozemac based) treat a missing count as unknown: always send Olm's.
-        body["device_one_time_keys_count"] = {OLM_OTK: 0, **req.probe.one_time_keys}
-        body["device_unused_fallback_key_types"] = list(req.probe.fallback_keys)
-        return False
+        response.device_one_time_keys_count = {OLM_OTK: 0, **req.probe.one_time_keys}
+        response.device_unused_fallback_key_types = list(req.probe.fallback_keys)
 
 
 def _one_per_algorithm(keys: list[UploadedKey]) -> None:

@@ -15,7 +15,7 @@ from paigham.requester import Requester
 from paigham.services.publisher import Publisher
 from paigham.storage.e2ee_inbox import InboxStore
 from paigham.storage.sync_probe import TO_DEVICE
-from paigham.sync.service import SyncRequest
+from paigham.sync.model import Events, SyncRequest, SyncResponse
 
 log = structlog.get_logger(__name__)
 SYNC_LIMIT = 100  # messages per /sync response (the spec's recommendation)
@@ -57,21 +57,20 @@ class ToDeviceService:
                 log.debug("to_device.remote_dropped", user_id=user_id)  # no federation (yet)
         return local
 
-    async def sync_section(self, req: SyncRequest, body: dict[str, Any]) -> bool:
+    async def sync_section(self, req: SyncRequest, response: SyncResponse) -> None:
         """/sync extension: syncing from `since` acknowledges what the previous response delivered;
         then the oldest pending messages (at most SYNC_LIMIT) are delivered, and the rest deferred
         past this response's next_batch."""
         rq = req.requester
         if not req.probe.has(TO_DEVICE):  # the device's inbox is empty: nothing to acknowledge or deliver
-            return False
+            return
         if req.since is not None:
             await self.inbox.acknowledge(rq.user_id, rq.device_id, req.since)
         pending = await self.inbox.pending(rq.user_id, rq.device_id, req.upto, SYNC_LIMIT + 1)
         if len(pending) > SYNC_LIMIT:
             pending = pending[:SYNC_LIMIT]
             await self.inbox.defer(rq.user_id, rq.device_id, req.upto, pending[-1].seq)
-        body["to_device"] = {"events": [m.to_json() for m in pending]}
-        return bool(pending)
+        response.to_device = Events([m.to_json() for m in pending])
 
 
 def _check_ids(event_type: str, txn_id: str) -> None:

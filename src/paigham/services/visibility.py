@@ -4,14 +4,28 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Sequence
+from typing import Protocol
 
 from paigham.domain.stored_event import StoredEvent
-from paigham.storage.events import EventStore
+
+
+class RoomHistory(Protocol):
+    """What the rules read (storage/events.py EventStore)."""
+
+    async def membership_history(self, user_id: str, room_id: str) -> Sequence[tuple[int, str]]:
+        """(stream, membership) of every membership event of the user in the room, oldest first."""
+        ...
+
+    async def state_history(self, room_id: str, type_: str, state_key: str = "") -> list[StoredEvent]:
+        """Every state event of this type and key, oldest first."""
+        ...
 
 
 async def filter_visible(
-    store: EventStore, user_id: str, room_id: str, evs: Sequence[StoredEvent]
+    store: RoomHistory, user_id: str, room_id: str, evs: Sequence[StoredEvent]
 ) -> list[StoredEvent]:
+    """The events of `evs` the user may see, by the room's history visibility and the user's
+    membership when each was sent."""
     if not evs:
         return []
     memberships = await store.membership_history(user_id, room_id)

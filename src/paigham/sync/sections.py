@@ -1,0 +1,338 @@
+"""The sections of a /sync response, each built by its own small function over the stores.
+
+`Sections.build` reads the sections in a fixed order (membership changes, account data, joined,
+invited and left rooms, global account data, presence) and returns them assembled; nothing writes
+into a shared body. The E2EE extension adds its fields afterwards (sync/service.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from msgspec import UNSET, Struct, UnsetType
+
+from paigham.clock import now_ms
+from paigham.domain.stored_event import StoredEvent
+from paigham.domain.tokens import make_token
+from paigham.services.serializer import strip_room_id
+from paigham.storage.sync_probe import ACCOUNT_DATA, PRESENCE, PUSH_RULES, ROOM_EVENTS, ROOM_RECEIPTS, ROOM_TYPING
+from paigham.sync.model import (
+    Events,
+    InvitedRoom,
+    JoinedRoom,
+    LeftRoom,
+    Rooms,
+    RoomSummary,
+    SyncRequest,
+    SyncResponse,
+    Timeline,
+    UnreadNotifications,
+)
+from paigham.sync.sources import PushRulesProvider, RoomReads, Serializer, StreamReads
+from paigham.types import JsonDict
+
+# The memberships a sync looks at: rooms it syncs (join), offers (invite, knock) or reports as left.
+MEMBERSHIPS = ("join", "invite", "leave", "ban", "knock")
+LEFT = ("leave", "ban")
+
+# The state an invitee sees of the room (with their own membership event).
+STRIPPED_TYPES = (
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+)
+
+
+@dataclass
+class RoomDelta:
+    timeline: list[StoredEvent] = field(default_factory=list)
+    limited: bool = False
+    state: list[StoredEvent] = field(default_factory=list)
+    prev_batch: int = 0
+    initial: bool = False
+    # A membership changed in this delta (not counting members added by lazy-loading): the room's
+    # summary (member counts, heroes) is sent again only then.
+    members_changed: bool = False
+    related: list[StoredEvent] = field(default_factory=list)  # the timeline's relations (bundled aggregations)
+
+
+class RenderedRoom(Struct, gc=False):
+    """A room's delta in the client format: what joined and left rooms share."""
+
+    timeline: Timeline
+    state: Events
+    summary: RoomSummary | UnsetType
+
+
+class AccountData(NamedTuple):
+    """The user's account data changed in the window, as events: global, and by room."""
+
+    global_events: list[JsonDict]
+    by_room: dict[str, list[JsonDict]]
+
+
+def _room_has_news(
+    delta: RoomDelta, ephemeral: list[JsonDict], account_data: list[JsonDict], membership_changed: bool
+) -> bool:
+    """Whether an incremental sync sends this joined room (a room with nothing new is left out)."""
+    return bool(delta.timeline or delta.state or ephemeral or account_data or membership_changed)
+
+
+class Sections:
+    """Builds the core of a /sync response from the stores (through the Protocols in sources.py)."""
+
+    def __init__(
+        self,
+        events: RoomReads,
+        streams: StreamReads,
+        serializer: Serializer,
+        push_rules: PushRulesProvider,
+        *,
+        presence_enabled: bool,
+    ) -> None:
+        self.events = events
+        self.streams = streams
+        self.serializer = serializer
+        self.push_rules = push_rules
+        self.presence_enabled = presence_enabled
+
+    async def build(self, req: SyncRequest) -> SyncResponse:
+        changes = await self._membership_changes(req)
+        acct = await self._account_data_changes(req)
+        rooms = Rooms(
+            join=await self._joined(req, changes, acct.by_room),
+            invite=await self._invited(req),
+            leave=await self._left(req, changes),
+        )
+        account_data = await self._account_data(req, acct.global_events)
+        presence = await self._presence(req) if self.presence_enabled and req.probe.has(PRESENCE) else []
+        return SyncResponse(
+            next_batch=make_token(req.upto), rooms=rooms, account_data=Events(account_data), presence=Events(presence)
+        )
+
+    async def _membership_changes(self, req: SyncRequest) -> set[str]:
+        """Rooms whose membership state for this user is different now from at `since`.
+
+        A join→join change (a new display name or avatar) is not a change: the room stays
+        incremental, so nothing already delivered is sent again.
+        """
+        if req.since is None:
+            return set()
+        moved = {r: m for r, (m, stream) in req.probe.memberships.items() if req.since < stream <= req.upto}
+        before = await self.events.memberships_at(req.requester.user_id, list(moved), req.since)
+        return {r for r, now in moved.items() if before.get(r) != now}
+
+    async def _account_data_changes(self, req: SyncRequest) -> AccountData:
+        """Room and global account data changed in the window, from one read."""
+        out = AccountData([], {})
+        if not req.probe.has(ACCOUNT_DATA):
+            return out
+        rows = await self.streams.account_data_since(req.requester.user_id, req.since, req.upto)
+        for room_id, type_, content in rows:  # room_id "" for global data
+            ev = {"type": type_, "content": content}
+            if room_id:
+                out.by_room.setdefault(room_id, []).append(ev)
+            else:
+                out.global_events.append(ev)
+        return out
+
+    # -- joined rooms -----------------------------------------------------------------------------
+    async def _joined(
+        self, req: SyncRequest, changed: set[str], account_data: dict[str, list[JsonDict]]
+    ) -> dict[str, JoinedRoom]:
+        joined = [r for r, (m, _) in req.probe.memberships.items() if m == "join" and req.flt.room_allowed(r)]
+        if not joined:
+            return {}
+        if req.since is None or req.full_state:
+            candidates = set(joined)
+        else:
+            candidates = set(req.probe.rooms_with(ROOM_EVENTS, joined))
+        ephemeral = await self._ephemeral(req, joined)
+        joined_set = set(joined)
+        room_data = {r: evs for r, evs in account_data.items() if r in joined_set}
+        candidates |= set(ephemeral) | set(room_data) | (changed & joined_set)
+        if not candidates:
+            return {}
+        counts = await self._unread_counts(req, candidates)
+        out: dict[str, JoinedRoom] = {}
+        for room_id in sorted(candidates):
+            membership_changed = room_id in changed
+            initial = req.since is None or req.full_state or membership_changed
+            delta = await self._room_delta(req, room_id, None if initial else req.since, req.upto)
+            room_ephemeral, room_account_data = ephemeral.get(room_id, []), room_data.get(room_id, [])
+            news = _room_has_news(delta, room_ephemeral, room_account_data, membership_changed)
+            if req.since is not None and not news:
+                continue
+            rendered = await self._render_room(req, room_id, delta, initial)
+            notifications, highlights = counts.get(room_id, (0, 0))
+            out[room_id] = JoinedRoom(
+                timeline=rendered.timeline,
+                state=rendered.state,
+                summary=rendered.summary,
+                ephemeral=Events(room_ephemeral),
+                account_data=Events(room_account_data),
+                unread_notifications=UnreadNotifications(notifications, highlights),
+            )
+        return out
+
+    async def _unread_counts(self, req: SyncRequest, rooms: set[str]) -> Mapping[str, tuple[int, int]]:
+        """room → (notifications, highlights). The probe counted the unread of rooms with news; others
+        (ephemeral or account data only) are counted here. Unread counts start after the read receipt,
+        or the joining if later."""
+        counts = {r: c for r, c in req.probe.unread.items() if r in rooms}
+        missing = sorted(rooms - set(counts))
+        if missing:
+            user_id = req.requester.user_id
+            reads = await self.streams.read_positions(user_id, missing)
+            starts = {r: max(reads.get(r, 0), req.probe.joined_at.get(r, 0)) for r in missing}
+            counts.update(await self.streams.unread_counts(user_id, starts))
+        return counts
+
+    async def _room_delta(self, req: SyncRequest, room_id: str, since: int | None, upto: int) -> RoomDelta:
+        limit = req.flt.timeline_limit
+        # Oldest first; one more than the limit, to tell whether the timeline is limited.
+        recent, related = await self.events.recent_with_relations(room_id, after=since, upto=upto, limit=limit + 1)
+        limited = len(recent) > limit
+        timeline = recent[-limit:] if limit else []
+        start = (timeline[0].stream - 1) if timeline else upto
+        timeline = (
+            [e for e in timeline if req.flt.timeline_match_stored(e)] if req.flt.has_timeline_filter else timeline
+        )
+        delta = RoomDelta(timeline=timeline, limited=limited, prev_batch=start, initial=since is None, related=related)
+        if since is None:
+            delta.state = await self.events.state_at(room_id, start)
+        elif limited:
+            changed = await self.events.state_changes(room_id, since, start)
+            latest: dict[tuple[str, str | None], StoredEvent] = {}
+            for e in changed:
+                latest[(e.type, e.state_key)] = e
+            delta.state = list(latest.values())
+        delta.members_changed = any(e.type == "m.room.member" for e in [*delta.timeline, *delta.state])
+        if req.flt.lazy_load_members:
+            delta.state = await self._lazy(req, room_id, delta, start)
+        delta.state = [e for e in delta.state if req.flt.state_match_stored(e)]
+        return delta
+
+    async def _lazy(self, req: SyncRequest, room_id: str, delta: RoomDelta, start: int) -> list[StoredEvent]:
+        senders = {e.sender for e in delta.timeline} | {req.requester.user_id}
+        in_timeline = {e.state_key for e in delta.timeline if e.type == "m.room.member"}
+        keep = [e for e in delta.state if e.type != "m.room.member" or e.state_key in senders]
+        have = {e.state_key for e in keep if e.type == "m.room.member"}
+        missing = senders - have - in_timeline
+        if missing and not delta.initial:
+            keep.extend(await self.events.state_at_keys(room_id, start, "m.room.member", sorted(missing)))
+        return keep
+
+    async def _render_room(self, req: SyncRequest, room_id: str, delta: RoomDelta, initial: bool) -> RenderedRoom:
+        rq = req.requester
+        timeline = strip_room_id(await self.serializer.serialize(delta.timeline, rq, related=delta.related))
+        state = strip_room_id(await self.serializer.serialize(delta.state, rq, bundle=False))
+        summary = await self._summary(room_id, rq.user_id) if initial or delta.members_changed else UNSET
+        return RenderedRoom(Timeline(timeline, delta.limited, make_token(delta.prev_batch)), Events(state), summary)
+
+    async def _summary(self, room_id: str, user_id: str) -> RoomSummary:
+        counts = await self.events.member_counts(room_id)
+        name = await self.events.current_state(room_id, ["m.room.name", "m.room.canonical_alias"])
+        named = any(e.content.get("name") or e.content.get("alias") for e in name)
+        return RoomSummary(
+            joined_member_count=counts.get("join", 0),
+            invited_member_count=counts.get("invite", 0),
+            heroes=UNSET if named else await self.events.heroes(room_id, user_id, 5),
+        )
+
+    async def _ephemeral(self, req: SyncRequest, rooms: list[str]) -> dict[str, list[JsonDict]]:
+        out: dict[str, list[JsonDict]] = {}
+        typing_rooms = await self.streams.typing_changed(req.probe.rooms_with(ROOM_TYPING, rooms), req.since, req.upto)
+        if typing_rooms:
+            users = await self.streams.typing_users(sorted(typing_rooms), now_ms())
+            for room_id in typing_rooms:
+                out.setdefault(room_id, []).append(
+                    {"type": "m.typing", "content": {"user_ids": sorted(users.get(room_id, []))}}
+                )
+        me = req.requester.user_id
+        for r in await self.streams.receipts_since(req.probe.rooms_with(ROOM_RECEIPTS, rooms), req.since, req.upto):
+            if r.receipt_type == "m.read.private" and r.user_id != me:
+                continue
+            entry: JsonDict = {"ts": r.ts}
+            if r.thread_id:
+                entry["thread_id"] = r.thread_id
+            content = {r.event_id: {r.receipt_type: {r.user_id: entry}}}
+            out.setdefault(r.room_id, []).append({"type": "m.receipt", "content": content})
+        return {room: _merge_receipts(evs) for room, evs in out.items()}
+
+    # -- global account data and presence ----------------------------------------------------------
+    async def _account_data(self, req: SyncRequest, global_events: list[JsonDict]) -> list[JsonDict]:
+        evs = global_events
+        # The effective ruleset is only built when it is sent (initial sync, or changed since).
+        if req.since is None or req.probe.has(PUSH_RULES):
+            rules, _ = await self.push_rules(req.requester.user_id)
+            evs = [*evs, {"type": "m.push_rules", "content": rules}]
+        return [e for e in evs if req.flt.account_data_match(e)]
+
+    async def _presence(self, req: SyncRequest) -> list[JsonDict]:
+        # Everyone sharing a joined room with the user, in one query (not one per room).
+        rows = await self.streams.co_member_presence(req.requester.user_id, req.since, req.upto)
+        now = now_ms()
+        return [
+            {
+                "type": "m.presence",
+                "sender": r.user_id,
+                "content": {
+                    "presence": r.state,
+                    "last_active_ago": max(0, now - r.last_active_ts),
+                    "currently_active": r.state == "online",
+                    **({"status_msg": r.status_msg} if r.status_msg else {}),
+                },
+            }
+            for r in rows
+        ]
+
+    # -- invites and leaves -------------------------------------------------------------------------
+    async def _invited(self, req: SyncRequest) -> dict[str, InvitedRoom]:
+        out: dict[str, InvitedRoom] = {}
+        for room_id, (m, stream) in req.probe.memberships.items():
+            if m != "invite" or (req.since is not None and stream <= req.since) or stream > req.upto:
+                continue
+            state = await self.events.state_at(room_id, stream)
+            stripped = [
+                {"type": e.type, "state_key": e.state_key, "content": e.content, "sender": e.sender}
+                for e in state
+                if e.type in STRIPPED_TYPES or (e.type == "m.room.member" and e.state_key == req.requester.user_id)
+            ]
+            out[room_id] = InvitedRoom(Events(stripped))
+        return out
+
+    async def _left(self, req: SyncRequest, changed: set[str]) -> dict[str, LeftRoom]:
+        out: dict[str, LeftRoom] = {}
+        for room_id, (m, stream) in req.probe.memberships.items():
+            if m not in LEFT:
+                continue
+            if req.since is None and not req.flt.include_leave:
+                continue
+            if req.since is not None and room_id not in changed:
+                continue
+            delta = await self._room_delta(req, room_id, req.since, stream)
+            rendered = await self._render_room(req, room_id, delta, req.since is None)
+            out[room_id] = LeftRoom(timeline=rendered.timeline, state=rendered.state, summary=rendered.summary)
+        return out
+
+
+def _merge_receipts(evs: list[JsonDict]) -> list[JsonDict]:
+    merged: JsonDict = {}
+    others = []
+    for ev in evs:
+        if ev["type"] != "m.receipt":
+            others.append(ev)
+            continue
+        for event_id, by_type in ev["content"].items():
+            for rtype, by_user in by_type.items():
+                merged.setdefault(event_id, {}).setdefault(rtype, {}).update(by_user)
+    if merged:
+        others.append({"type": "m.receipt", "content": merged})
+    return others
