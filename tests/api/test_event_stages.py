@@ -116,10 +116,10 @@ async def test_a_refused_event_runs_no_effect_and_is_not_committed(hs: Harness) 
 @pytest.fixture
 def evaluations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many push-rule evaluations ran (one entry each)."""
+    from paigham.domain.push_evaluator import evaluate as real
     from paigham.services import push
 
     calls: list[int] = []
-    real = push.evaluate
 
     def counting(*args: Any, **kw: Any) -> Any:
         calls.append(1)
