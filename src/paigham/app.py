@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,7 @@ from paigham.services.serializer import EventSerializer
 from paigham.services.timeline import TimelineService
 from paigham.services.uia import UIAService
 from paigham.services.writer import EventWriter
-from paigham.signing_keys import load_or_create_shared_secret, load_or_create_signing_key, write_admin_credentials
+from paigham.signing_keys import Secrets, write_admin_credentials
 from paigham.storage.accounts import AccountStore
 from paigham.storage.admin import AdminStore
 from paigham.storage.aliases import AliasStore
@@ -82,6 +82,8 @@ from paigham.storage.streams import StreamStore
 from paigham.sync.notifier import Notifier
 from paigham.sync.service import SyncService
 
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
+
 log = structlog.get_logger(__name__)
 
 
@@ -90,11 +92,7 @@ class Server:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        config.data_path.mkdir(parents=True, exist_ok=True)
-        config.registration_shared_secret = load_or_create_shared_secret(
-            config.data_path, config.registration_shared_secret
-        )
-        self.signing_key = load_or_create_signing_key(config.data_path)
+        self.secrets = Secrets.load(config.data_path, config.registration_shared_secret)
         self.db = Database(config.effective_database_url)
         self.bus: Bus = self._make_bus()
         self.notifier = Notifier()
@@ -111,7 +109,7 @@ class Server:
         self.bus.subscribe(lambda update: self.auth.tokens.forget(update.credentials) if update.credentials else None)
         self.bus.on_resume(self.auth.tokens.clear)
         self.uia = UIAService(self.auth)
-        self.writer = EventWriter(self.db, self.events, config.server_name, self.signing_key)
+        self.writer = EventWriter(self.db, self.events, config.server_name, self.secrets.signing_key)
         self.writer.commit_hooks.append(self.publisher.events_committed)
         self.writer.commit_hooks.append(ops.count_events)
         self.push = PushService(self.streams, self.events, self.publisher)
@@ -204,7 +202,7 @@ class Server:
             Route("/health", _health, methods=["GET"]),
             *ops.routes(self.db, self.bus),
             *login.routes(c, self.auth, self.audit, self.login_guard),
-            *register.routes(c, self.auth, self.uia, self.audit),
+            *register.routes(c, self.auth, self.uia, self.audit, self.secrets.registration_shared_secret),
             *rooms.routes(self.auth, self.rooms, self.events),
             *room_events.routes(self.auth, self.writer, self.timeline, self.serializer),
             *sync.routes(c, self.auth, self.sync, self.filters, self.presence),
@@ -253,12 +251,14 @@ async def _health(_: Request) -> Response:
     return ok({"status": "ok"})
 
 
-async def _matrix_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, MatrixError)
-    # The `error` text is for people: in their language when a catalogue has it (Accept-Language).
-    default = request.app.state.server.config.org_default_language
-    exc.error = translate(exc.error, negotiate(request.headers.get("accept-language"), default))
-    return error_response(exc)
+def _matrix_error(default_language: str) -> ExceptionHandler:
+    async def handle(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, MatrixError)
+        # The `error` text is for people: in their language when a catalogue has it (Accept-Language).
+        exc.error = translate(exc.error, negotiate(request.headers.get("accept-language"), default_language))
+        return error_response(exc)
+
+    return handle
 
 
 async def _http_error(_: Request, exc: Exception) -> Response:
@@ -288,7 +288,7 @@ def create_app(config: Config, server: Server | None = None) -> Starlette:
             await srv.stop()
 
     handlers: dict[Any, Any] = {
-        MatrixError: _matrix_error,
+        MatrixError: _matrix_error(srv.config.org_default_language),
         HTTPException: _http_error,
         Exception: _internal_error,
     }
@@ -307,5 +307,4 @@ def create_app(config: Config, server: Server | None = None) -> Starlette:
             Middleware(RejectNul),
         ],
     )
-    app.state.server = srv
     return app

@@ -67,7 +67,7 @@ def shared_secret_mac(
     return mac.hexdigest()
 
 
-def routes(config: Config, auth: AuthService, uia: UIAService, audit: AuditService) -> list[Route]:
+def routes(config: Config, auth: AuthService, uia: UIAService, audit: AuditService, shared_secret: str) -> list[Route]:
     def flows() -> list[list[str]]:
         # The token stage is followed by a dummy stage, as other servers offer it: matrix-nio's
         # register_with_token walks exactly this flow, and other clients follow whatever is offered.
@@ -160,7 +160,7 @@ def routes(config: Config, auth: AuthService, uia: UIAService, audit: AuditServi
     async def shared_secret_register(request: Request) -> Response:
         """POST /_synapse/admin/v1/register"""
         body = await typed_body(request, SharedSecretBody)
-        if not config.registration_shared_secret:
+        if not shared_secret:
             raise MatrixError(400, Codes.UNKNOWN, "Shared secret registration is not enabled")
         session = await auth.store.get_uia_session(body.nonce)
         if (
@@ -170,9 +170,7 @@ def routes(config: Config, auth: AuthService, uia: UIAService, audit: AuditServi
         ):
             raise MatrixError(400, Codes.UNKNOWN, "Unrecognised nonce")
         await auth.store.delete_uia_session(body.nonce)
-        want = shared_secret_mac(
-            config.registration_shared_secret, body.nonce, body.username, body.password, body.admin, body.user_type
-        )
+        want = shared_secret_mac(shared_secret, body.nonce, body.username, body.password, body.admin, body.user_type)
         if not hmac.compare_digest(want, body.mac.lower()):
             raise MatrixError(403, Codes.FORBIDDEN, "HMAC incorrect")
         user_id = await auth.create_user(
