@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,25 +38,21 @@ from paigham.api.client import media as media_api
 from paigham.api.http import RejectNul, error_response, ok
 from paigham.api.routing import grouped
 from paigham.audit.service import AuditService
-from paigham.bus.base import Bus, InMemoryBus, StreamUpdate
+from paigham.bus.base import Bus, InMemoryBus, Listener
 from paigham.config import Config
 from paigham.e2ee.wiring import E2EE
 from paigham.errors import Codes, MatrixError
 from paigham.i18n import negotiate, translate
 from paigham.media.service import MediaService
 from paigham.metrics import MetricsMiddleware, settle_garbage_collector
-from paigham.org.enforce import PolicyEnforcer
-from paigham.org.notices import ServerNotices
-from paigham.org.policy import PolicyService
-from paigham.org.service import OrgService
-from paigham.org.spaces import UnitSpaces
-from paigham.org.user_directory import DirectoryService, official_keys, unit_key
-from paigham.services.admin import AdminService
-from paigham.services.auth import AuthService
+from paigham.org.wiring import OrgRules, OrgServices
+from paigham.services.admin import AdminService, Moderation
+from paigham.services.auth import AuthService, CredentialChanges, TokenCache
 from paigham.services.ephemeral import EphemeralService
 from paigham.services.filtering import FilterService
-from paigham.services.jobs import Jobs
+from paigham.services.jobs import Every, Jobs
 from paigham.services.login_guard import LoginGuard
+from paigham.services.ports import AccountHooks
 from paigham.services.presence import PresenceService
 from paigham.services.profile import ProfileService
 from paigham.services.publisher import Publisher
@@ -76,8 +72,6 @@ from paigham.storage.events import EventStore
 from paigham.storage.logins import LoginStore
 from paigham.storage.media import MediaStore
 from paigham.storage.migrate import migrate
-from paigham.storage.org import OrgStore
-from paigham.storage.policies import PolicyStore
 from paigham.storage.streams import StreamStore
 from paigham.sync.notifier import Notifier
 from paigham.sync.service import SyncService
@@ -88,37 +82,72 @@ log = structlog.get_logger(__name__)
 
 
 class Server:
-    """Holds what the process shares; built once by `create_app`, never passed into handlers whole."""
+    """Holds what the process shares; built once by `create_app`, never passed into handlers whole.
+
+    The composition root. Each object is built once, in dependency order, and is given what it needs
+    as constructor arguments; nothing is patched afterwards (docs/architecture.md, "Wiring").
+    """
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.secrets = Secrets.load(config.data_path, config.registration_shared_secret)
-        self.db = Database(config.effective_database_url)
-        self.bus: Bus = self._make_bus()
-        self.notifier = Notifier()
-        self.bus.subscribe(self.notifier.on_update)
-        self.bus.on_resume(self.notifier.wake_all)
-        self.accounts = AccountStore(self.db)
-        self.events = EventStore(self.db)
-        self.streams = StreamStore(self.db)
-        self.aliases = AliasStore(self.db)
+        self._storage_and_bus()
+        self._what_the_core_consults()
+        self._core_services()
+        self._what_acts_through_the_core()
+        self._writer_hooks()
+
+    def _storage_and_bus(self) -> None:
+        """The database, the core's stores, and the bus (every worker's token cache forgets the users
+        another worker announces; the account store announces the changes made here)."""
+        self.db = Database(self.config.effective_database_url)
+        self.events, self.streams, self.aliases = EventStore(self.db), StreamStore(self.db), AliasStore(self.db)
+        self.notifier, tokens = Notifier(), TokenCache()
+        listeners, on_resume = [self.notifier.on_update, tokens.on_update], [self.notifier.wake_all, tokens.clear]
+        self.bus = _bus(self.config, listeners, on_resume)
         self.publisher = Publisher(self.bus, self.events)
-        self.auth = AuthService(config, self.accounts)
-        self.auth.cache_usable = self.bus.is_ready
-        self.auth.announce = lambda users: self.bus.publish(StreamUpdate(0, credentials=users))
-        self.bus.subscribe(lambda update: self.auth.tokens.forget(update.credentials) if update.credentials else None)
-        self.bus.on_resume(self.auth.tokens.clear)
-        self.uia = UIAService(self.auth)
+        self.credentials = CredentialChanges(tokens, self.publisher.credentials_changed)
+        self.accounts = AccountStore(self.db, self.credentials)
+
+    def _what_the_core_consults(self) -> None:
+        """Plug-in parts the core services call, built before them: the audit log, E2EE, the
+        organisation's policies and directory, and moderation (suspensions, blocked rooms)."""
+        config = self.config
+        self.audit = AuditService(AuditStore(self.db), config.audit_retention_days)
+        self.uia = UIAService(config.server_name, self.accounts)
+        self.e2ee = E2EE(
+            config,
+            self.db,
+            self.accounts,
+            self.uia,
+            self.publisher,
+            cross_signing_changed=self.audit.cross_signing_changed,
+        )
+        self.org_rules = OrgRules(config, self.db, self.accounts, self.events, self.audit)
+        self.policies, self.enforcer = self.org_rules.policies, self.org_rules.enforcer
+        self.directory = self.org_rules.directory
+        self.moderation = Moderation(self.accounts)
+
+    def _core_services(self) -> None:
+        config = self.config
         self.writer = EventWriter(self.db, self.events, config.server_name, self.secrets.signing_key)
-        self.writer.commit_hooks.append(self.publisher.events_committed)
-        self.writer.commit_hooks.append(ops.count_events)
         self.push = PushService(self.streams, self.events, self.publisher)
-        self.writer.persist_hooks.append(self.push.on_event)
-        self.rooms = RoomService(config, self.writer, self.events, self.accounts, self.aliases)
-        self.auth.deactivation_hooks.append(self.rooms.leave_all)
+        self.rooms = RoomService(
+            config, self.writer, self.events, self.accounts, self.aliases, creation_hooks=[self.enforcer.room_creation]
+        )
+        self.auth = AuthService(
+            config, self.accounts, self.credentials, cache_usable=self.bus.is_ready, hooks=self._account_hooks()
+        )
         self.serializer = EventSerializer(self.events)
         self.timeline = TimelineService(self.db, self.events, self.serializer)
-        self.profiles = ProfileService(self.accounts, self.events, self.rooms)
+        self.profiles = ProfileService(
+            self.accounts,
+            self.events,
+            self.rooms,
+            directory=self.directory.search,
+            extra_fields=[self.directory.profile_fields],
+            guards=[self.directory.guard_profile, self.moderation.guard_profile],
+        )
         self.presence = PresenceService(self.streams, self.publisher, enabled=config.presence_enabled)
         self.ephemeral = EphemeralService(self.events, self.streams, self.publisher)
         self.filters = FilterService(self.streams)
@@ -130,71 +159,73 @@ class Server:
             self.notifier,
             self.push.rules_for_sync,
             presence_enabled=config.presence_enabled,
+            extensions=self.e2ee.sync_sections,
         )
-        self.e2ee = E2EE(config, self.db, self.auth, self.uia, self.writer, self.sync, self.publisher)
-        self.media = MediaService(config, MediaStore(self.db))
-        self.jobs = Jobs()
-        self.audit = AuditService(AuditStore(self.db), config.audit_retention_days)
-        self.auth.device_hooks.append(self.audit.device_hooks())
-        self.writer.commit_hooks.append(self.audit.on_events)
-        self.jobs.every("audit-retention", 3600, self.audit.purge_expired)
-        self.org = OrgService(config, OrgStore(self.db), self.auth, self.audit)
-        self.auth.deactivation_hooks.append(self.org.account_deactivated)
-        self.org.propagate_profile = lambda user_id, name: self.profiles.set(user_id, "displayname", name, check=False)
-        self.org.search_keys, self.org.unit_keys = official_keys, unit_key
-        self.directory = DirectoryService(config, self.org.store, self.accounts, self.events)
-        self.profiles.directory = self.directory.search
-        self.profiles.extra_fields.append(self.directory.profile_fields)
-        self.profiles.guards.append(self.org.guard_profile)
+        self.login_guard = LoginGuard(config, LoginStore(self.db), self.audit)
+
+    def _account_hooks(self) -> AccountHooks:
+        """What AuthService calls when devices and accounts change, and the limits it applies."""
+        return AccountHooks(
+            devices=[self.e2ee.lists, self.audit.device_hooks()],
+            deactivated=[self.rooms.leave_all, self.e2ee.user_deactivated, self.directory.account_deactivated],
+            policy=self.enforcer,
+        )
+
+    def _what_acts_through_the_core(self) -> None:
+        """Plug-in parts built from the core services: the organisation's import, spaces, notices and
+        renewals; admin actions; media; and the background jobs."""
+        org = OrgServices(
+            self.config,
+            self.db,
+            self.org_rules,
+            auth=self.auth,
+            rooms=self.rooms,
+            events=self.events,
+            profiles=self.profiles,
+            streams=self.streams,
+            audit=self.audit,
+            moderation=self.moderation,
+        )
+        self.org, self.spaces, self.notices, self.renewals = org.service, org.spaces, org.notices, org.renewals
         self.admin = AdminService(
-            config.server_name,
+            self.config.server_name,
             self.auth,
             self.rooms,
             self.events,
             self.profiles,
             AdminStore(self.db),
-            self.org.store,
+            self.org_rules.store,
             self.audit,
+            moderation=self.moderation,
+            clear_login_failures=self.login_guard.clear,
+            notify=self.notices.send,
         )
+        self.media = MediaService(
+            self.config,
+            MediaStore(self.db),
+            upload_checks=[self.enforcer.media_check],
+            uploaded_hooks=[self.enforcer.media_uploaded],
+        )
+        self.jobs = Jobs(
+            [
+                Every("audit-retention", 3600, self.audit.purge_expired),
+                Every("login-failures", 3600, self.login_guard.purge),
+                Every("retention", 3600, self.enforcer.purge_history),
+            ]
+        )
+
+    def _writer_hooks(self) -> None:
+        """The event writer's hooks, in the order they run. The `stages` work (issue 13 item 1) turns
+        these into a constructor argument of the EventWriter; until then this is the one place where an
+        object is extended after it was built (tests/test_wiring.py allows exactly these)."""
+        self.writer.commit_hooks.append(self.publisher.events_committed)
+        self.writer.commit_hooks.append(ops.count_events)
+        self.writer.commit_hooks.append(self.audit.on_events)
+        self.writer.persist_hooks.append(self.push.on_event)
+        self.writer.persist_hooks.append(self.e2ee.lock.on_event)
         self.writer.persist_hooks.append(self.admin.refuse_blocked)
         self.writer.persist_hooks.append(self.admin.refuse_suspended)
-        self.profiles.guards.append(self.admin.guard_profile)
-        self.login_guard = LoginGuard(config, LoginStore(self.db), self.audit)
-        self.admin.clear_login_failures = self.login_guard.clear
-        self.jobs.every("login-failures", 3600, self.login_guard.purge)
-        self.policies = PolicyService(config, PolicyStore(self.db), self.org.store, self.audit)
-        self.org.after_apply.append(self.policies.on_org_change)
-        self.enforcer = PolicyEnforcer(self.policies, self.policies.store, self.events, self.accounts, self.audit)
-        self.rooms.creation_hooks.append(self.enforcer.room_creation)
         self.writer.persist_hooks.append(self.enforcer.on_event)
-        self.media.upload_checks.append(self.enforcer.media_check)
-        self.media.uploaded_hooks.append(self.enforcer.media_uploaded)
-        self.auth.request_checks.append(self.enforcer.check_expiry)
-        self.auth.session_checks.append(self.enforcer.check_devices)
-        self.auth.token_lifetime_s = self.enforcer.token_lifetime_s
-        self.jobs.every("retention", 3600, self.enforcer.purge_history)
-        self.spaces = UnitSpaces(config, self.org.store, self.rooms, self.events, self.auth)
-        self.enforcer.exempt_creators.add(self.spaces.system_user)
-        self.org.unit_deleted.append(self.spaces.unit_deleted)
-        self.org.after_apply.append(self.admin.invalidate_flags)
-        if config.org_spaces:
-            self.org.after_apply.append(self.spaces.reconcile)
-        self.notices = ServerNotices(
-            config, self.db, self.rooms, self.streams, self.org.store, self.spaces.ensure_system_user
-        )
-        self.admin.notify = self.enforcer.notify = self.notices.send
-        self.e2ee.cross_signing.changed_hooks.append(
-            lambda rq, keys: self.audit.record(
-                "keys.cross_signing", rq.user_id, rq.user_id, None, rq.device_id, {"keys": keys}
-            )
-        )
-
-    def _make_bus(self) -> Bus:
-        if self.config.nats_url:
-            from paigham.bus.nats import NatsBus
-
-            return NatsBus(self.config.nats_url)
-        return InMemoryBus()
 
     def routes(self) -> list[Route]:
         c = self.config
@@ -219,13 +250,12 @@ class Server:
             *synapse_rooms.routes(self.auth, self.admin, self.admin.store, c.server_name),
             *admin_org.routes(self.auth, self.org, self.spaces),
             *moderation.routes(self.auth, self.admin, self.notices),
-            *admin_policy.routes(self.auth, self.admin, self.policies, self.enforcer),
+            *admin_policy.routes(self.auth, self.admin, self.policies, self.enforcer, self.renewals),
         ]
 
     async def start(self) -> None:
         await migrate(self.db)
         await self.bus.start()
-        self.notifier.position = await self.db.current_position()
         await self.ensure_admin()
         self.jobs.start()
 
@@ -249,6 +279,14 @@ class Server:
 
 async def _health(_: Request) -> Response:
     return ok({"status": "ok"})
+
+
+def _bus(config: Config, listeners: Sequence[Listener], on_resume: Sequence[Callable[[], None]]) -> Bus:
+    if config.nats_url:
+        from paigham.bus.nats import NatsBus
+
+        return NatsBus(config.nats_url, listeners=listeners, on_resume=on_resume)
+    return InMemoryBus(listeners)  # one process: never interrupted, nothing to resume
 
 
 def _matrix_error(default_language: str) -> ExceptionHandler:

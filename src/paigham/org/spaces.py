@@ -39,6 +39,11 @@ SPACE_PL = {"events_default": 100, "state_default": 100, "invite": 100, "kick": 
 ROOM_PL = {"events_default": 50, "state_default": 100, "invite": 100, "kick": 100, "ban": 100, "redact": 50}
 
 
+def system_user_id(config: Config) -> str:
+    """The server's own account, which creates and administers the unit rooms."""
+    return make_user_id(config.org_system_localpart, config.server_name)
+
+
 def _restricted(allow: list[str]) -> dict[str, Any]:
     return {"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": r} for r in allow]}
 
@@ -53,7 +58,7 @@ class UnitSpaces:
         self.writer = rooms.writer
         self.events = events
         self.auth = auth
-        self.system_user = make_user_id(config.org_system_localpart, config.server_name)
+        self.system_user = system_user_id(config)
         self.lang = config.org_default_language
 
     async def ensure_system_user(self) -> str:

@@ -11,16 +11,17 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from paigham.audit.service import AuditService
 from paigham.clock import now_ms
 from paigham.domain.stored_event import StoredEvent
 from paigham.errors import Codes, MatrixError
 from paigham.ids import parse_user_id
 from paigham.messages import N_
 from paigham.services.auth import AuthService
+from paigham.services.ports import AuditLog
 from paigham.services.profile import ProfileService
 from paigham.services.rooms import RoomService
 from paigham.services.writer import RoomCtx
+from paigham.storage.accounts import AccountStore
 from paigham.storage.admin import AdminStore
 from paigham.storage.events import EventStore
 from paigham.storage.org import OrgStore
@@ -40,6 +41,42 @@ class Actor:
     device: str | None = None
 
 
+class Moderation:
+    """What the core consults about suspensions and blocks. Built before the services that consult it
+    (ProfileService, the organisation's import, AdminService and the writer's refusals), so that each
+    takes it as a constructor argument."""
+
+    def __init__(self, accounts: AccountStore) -> None:
+        self.accounts = accounts
+        self._flags_at = 0.0
+        self._suspended: set[str] = set()
+        self._blocked: set[str] = set()
+
+    async def invalidate(self, *_: Any) -> None:
+        """Suspensions or blocks changed in this process (an admin action, an import): re-read them."""
+        self._flags_at = 0.0
+
+    async def flags(self, conn: AsyncConnection) -> tuple[set[str], set[str]]:
+        """Suspended users and blocked rooms, re-read at most every FLAGS_TTL_S (changes made in this
+        process apply at once; in a cluster, other workers apply them within that time)."""
+        if time.monotonic() - self._flags_at > FLAGS_TTL_S:
+            suspended = {
+                r.user_id
+                for r in (await conn.execute(select(users.c.user_id).where(users.c.suspended.is_(True)))).all()
+            }
+            blocked = {r.room_id for r in (await conn.execute(select(blocked_rooms.c.room_id))).all()}
+            self._suspended, self._blocked, self._flags_at = suspended, blocked, time.monotonic()
+        return self._suspended, self._blocked
+
+    async def guard_profile(self, user_id: str, key: str) -> None:
+        """ProfileService guard: suspended accounts cannot change their profile."""
+        user = await self.accounts.get_user(user_id)
+        if user is not None and user.suspended:
+            raise MatrixError(
+                403, Codes.USER_SUSPENDED, N_("Your account is suspended: your profile cannot be changed")
+            )
+
+
 class AdminService:
     def __init__(
         self,
@@ -50,7 +87,11 @@ class AdminService:
         profiles: ProfileService,
         store: AdminStore,
         org: OrgStore,
-        audit: AuditService,
+        audit: AuditLog,
+        *,
+        moderation: Moderation,
+        clear_login_failures: Callable[[str], Awaitable[None]],
+        notify: Callable[[str, str], Awaitable[Any]],
     ) -> None:
         self.server_name = server_name
         self.auth = auth
@@ -60,16 +101,12 @@ class AdminService:
         self.store = store
         self.org = org
         self.audit = audit
-        self.clear_login_failures: Callable[[str], Awaitable[None]] | None = None
+        self.moderation = moderation
+        self.clear_login_failures = clear_login_failures
         # Tells a user what happened to their account (server notices, in their language).
-        self.notify: Callable[[str, str], Awaitable[Any]] | None = None
-        self._flags_at = 0.0
-        self._suspended: set[str] = set()
-        self._blocked: set[str] = set()
+        self.notify = notify
 
     async def _notify(self, user_id: str, message: str) -> None:
-        if self.notify is None:
-            return
         try:
             await self.notify(user_id, message)
         except MatrixError as exc:  # the action stands even if the notice cannot be delivered
@@ -161,7 +198,7 @@ class AdminService:
                 ),
             )
         await self.auth.store.update_user(user_id, suspended=suspended)
-        self._flags_at = 0.0
+        await self.moderation.invalidate()
         if not suspended and user.suspended:
             await self._notify(user_id, N_("Your account is active again."))
         await self.org.set_status(user_id, "suspended" if suspended else "active", now_ms())
@@ -171,7 +208,7 @@ class AdminService:
         """Locked: every request of the account fails with M_USER_LOCKED until unlocked."""
         await self.existing_user(user_id)
         await self.auth.store.update_user(user_id, locked=locked)
-        if not locked and self.clear_login_failures is not None:
+        if not locked:
             await self.clear_login_failures(user_id)
         await self._record("lock" if locked else "unlock", actor, user_id)
 
@@ -182,8 +219,7 @@ class AdminService:
         await self.auth.set_password(user_id, password)
         if logout_devices:
             await self.auth.logout_all(user_id)
-        if self.clear_login_failures is not None:
-            await self.clear_login_failures(user_id)
+        await self.clear_login_failures(user_id)
         await self._record("reset_password", actor, user_id, {"logout_devices": logout_devices})
         await self._notify(user_id, N_("An administrator has reset your password."))
 
@@ -203,7 +239,7 @@ class AdminService:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
         if block:
             await self.store.block_room(room_id, actor.user_id, now_ms())
-            self._flags_at = 0.0
+            await self.moderation.invalidate()
         kicked, failed = [], []
         for member in await self.events.room_members(room_id, ("join", "invite", "knock")):
             try:
@@ -221,21 +257,8 @@ class AdminService:
         )
         return {"kicked_users": kicked, "failed_to_kick_users": failed, "local_aliases": aliases, "new_room_id": None}
 
-    async def invalidate_flags(self, *_: Any) -> None:
-        """Suspensions or blocks changed elsewhere in this process (an import): re-read them."""
-        self._flags_at = 0.0
-
     async def _flags(self, conn: AsyncConnection) -> tuple[set[str], set[str]]:
-        """Suspended users and blocked rooms, re-read at most every FLAGS_TTL_S (changes made in this
-        process apply at once; in a cluster, other workers apply them within that time)."""
-        if time.monotonic() - self._flags_at > FLAGS_TTL_S:
-            suspended = {
-                r.user_id
-                for r in (await conn.execute(select(users.c.user_id).where(users.c.suspended.is_(True)))).all()
-            }
-            blocked = {r.room_id for r in (await conn.execute(select(blocked_rooms.c.room_id))).all()}
-            self._suspended, self._blocked, self._flags_at = suspended, blocked, time.monotonic()
-        return self._suspended, self._blocked
+        return await self.moderation.flags(conn)
 
     async def refuse_blocked(self, conn: AsyncConnection, event: StoredEvent, _ctx: RoomCtx) -> None:
         """Writer persist hook: nobody joins, is invited to or knocks on a blocked room."""
@@ -265,11 +288,3 @@ class AdminService:
             Codes.USER_SUSPENDED,
             N_("Your account is suspended: you can read and leave rooms, but not send, join or invite"),
         )
-
-    async def guard_profile(self, user_id: str, key: str) -> None:
-        """ProfileService guard: suspended accounts cannot change their profile."""
-        user = await self.auth.store.get_user(user_id)
-        if user is not None and user.suspended:
-            raise MatrixError(
-                403, Codes.USER_SUSPENDED, N_("Your account is suspended: your profile cannot be changed")
-            )

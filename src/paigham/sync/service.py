@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +93,7 @@ class SyncService:
         push_rules: PushRulesProvider,
         *,
         presence_enabled: bool,
+        extensions: Sequence[Extension] = (),
     ) -> None:
         self.db = db
         self.events = events
@@ -101,7 +102,8 @@ class SyncService:
         self.notifier = notifier
         self.push_rules = push_rules
         self.presence_enabled = presence_enabled
-        self.extensions: list[Extension] = []
+        # Sections other areas add to each response (E2EE: to-device, device lists, key counts).
+        self.extensions = tuple(extensions)
 
     async def sync(
         self, requester: Requester, since: int | None, timeout_ms: int, flt: SyncFilterView, full_state: bool

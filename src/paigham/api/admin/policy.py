@@ -15,7 +15,7 @@ from paigham.api.http import json_body, ok, typed_body
 from paigham.clock import now_ms
 from paigham.domain.org import Invalid, parse_expiry
 from paigham.errors import Codes, MatrixError
-from paigham.org.enforce import PolicyEnforcer
+from paigham.org.enforce import PolicyEnforcer, Renewals
 from paigham.org.policy import GLOBAL, PolicyService, unit_scope
 from paigham.services.admin import AdminService
 from paigham.services.auth import AuthService
@@ -34,7 +34,9 @@ class SynapseValidityBody(msgspec.Struct):
     enable_renewal_emails: bool = False
 
 
-def routes(auth: AuthService, admin: AdminService, policies: PolicyService, enforcer: PolicyEnforcer) -> list[Route]:
+def routes(
+    auth: AuthService, admin: AdminService, policies: PolicyService, enforcer: PolicyEnforcer, renewals: Renewals
+) -> list[Route]:
     async def show(request: Request) -> Response:
         """GET /_paigham/admin/v1/policies"""
         await require_admin(auth, request)
@@ -113,7 +115,7 @@ def routes(auth: AuthService, admin: AdminService, policies: PolicyService, enfo
             if not 1 <= body.days <= 36_500:
                 raise MatrixError(400, Codes.INVALID_PARAM, "days must be from 1 to 36500")
             until = now_ms() + body.days * 86_400_000
-        return ok({"expiration_ts": await enforcer.renew(user_id, until, requester.user_id)})
+        return ok({"expiration_ts": await renewals.renew(user_id, until, requester.user_id)})
 
     async def synapse_validity(request: Request) -> Response:
         """POST /_synapse/admin/v1/account_validity/validity"""
@@ -122,7 +124,7 @@ def routes(auth: AuthService, admin: AdminService, policies: PolicyService, enfo
         await admin.existing_user(body.user_id)
         if body.expiration_ts is not None and not 0 <= body.expiration_ts <= 2**53:
             raise MatrixError(400, Codes.INVALID_PARAM, "expiration_ts must be a time in milliseconds")
-        return ok({"expiration_ts": await enforcer.renew(body.user_id, body.expiration_ts, requester.user_id)})
+        return ok({"expiration_ts": await renewals.renew(body.user_id, body.expiration_ts, requester.user_id)})
 
     return [
         Route(f"{BASE}/policies", show, methods=["GET"]),
