@@ -60,7 +60,7 @@ def _patches(tree: ast.AST) -> Iterator[str]:
             # `self.name = ...` builds the object itself; anything else changes another object.
             own = isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self"
             if isinstance(target, (ast.Attribute, ast.Subscript)) and not own:
-                yield f"line {node.lineno}: {ast.unparse(target)} = ..."
+                yield f"line {target.lineno}: {ast.unparse(target)} = ..."
         if isinstance(node, ast.Call):
             func = node.func
             if isinstance(func, ast.Name) and func.id == "setattr":

@@ -1,4 +1,6 @@
-"""Composition root: config → storage → bus → services → routes, wired once."""
+"""Composition root: config and secrets → storage and the bus → what the core consults (plug-in
+parts) → the core services → what acts through them (plug-in services) → routes. Each object is built
+once, with what it needs as constructor arguments."""
 
 from __future__ import annotations
 
