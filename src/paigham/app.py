@@ -1,10 +1,12 @@
-"""Composition root: config → storage → bus → services → routes, wired once."""
+"""Composition root: config and secrets → storage and the bus → what the core consults (plug-in
+parts) → the core services → what acts through them (plug-in services) → routes. Each object is built
+once, with what it needs as constructor arguments."""
 
 from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,33 +47,27 @@ from paigham.api.client import media as media_api
 from paigham.api.http import RejectNul, error_response, ok
 from paigham.api.routing import grouped
 from paigham.audit.service import AuditService
-from paigham.bus.base import Bus, InMemoryBus, StreamUpdate
+from paigham.bus.base import Bus, InMemoryBus, Listener
 from paigham.config import Config
 from paigham.data_dir import prepare_data_dir
-from paigham.e2ee.policy import EncryptionLock
 from paigham.e2ee.wiring import E2EE
 from paigham.errors import Codes, MatrixError
 from paigham.i18n import negotiate, translate
 from paigham.media.service import MediaService
 from paigham.metrics import MetricsMiddleware, settle_garbage_collector
-from paigham.org.enforce import PolicyEnforcer
-from paigham.org.event_policy import EventPolicy
-from paigham.org.notices import ServerNotices
-from paigham.org.policy import PolicyService
-from paigham.org.service import OrgService
-from paigham.org.spaces import UnitSpaces, system_user_id
-from paigham.org.user_directory import DirectoryService, official_keys, unit_key
+from paigham.org.wiring import OrgRules, OrgServices
 from paigham.services.admin import AdminService
 from paigham.services.admin_messages import AdminMessages
 from paigham.services.admin_rooms import AdminRooms
 from paigham.services.admin_users import AdminUsers
-from paigham.services.auth import AuthService
+from paigham.services.auth import AuthService, CredentialChanges, TokenCache
 from paigham.services.devices import DeviceService
 from paigham.services.ephemeral import EphemeralService
 from paigham.services.filtering import FilterService
-from paigham.services.jobs import Jobs
+from paigham.services.jobs import Every, Jobs
 from paigham.services.login_guard import LoginGuard
 from paigham.services.moderation_checks import ModerationChecks
+from paigham.services.ports import AccountHooks
 from paigham.services.presence import PresenceService
 from paigham.services.profile import ProfileService
 from paigham.services.publisher import Publisher
@@ -88,7 +84,7 @@ from paigham.services.tags import TagService
 from paigham.services.timeline import TimelineService
 from paigham.services.uia import UIAService
 from paigham.services.writer import EventWriter
-from paigham.signing_keys import load_or_create_shared_secret, load_or_create_signing_key, write_admin_credentials
+from paigham.signing_keys import Secrets, write_admin_credentials
 from paigham.storage.accounts import AccountStore
 from paigham.storage.admin import AdminStore
 from paigham.storage.aliases import AliasStore
@@ -98,56 +94,76 @@ from paigham.storage.events import EventStore
 from paigham.storage.logins import LoginStore
 from paigham.storage.media import MediaStore
 from paigham.storage.migrate import migrate
-from paigham.storage.org import OrgStore
-from paigham.storage.policies import PolicyStore
 from paigham.storage.streams import StreamStore
 from paigham.storage.unavailable import RETRY_AFTER_S, database_unreachable
 from paigham.sync.notifier import Notifier
 from paigham.sync.service import SyncService
 
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
+
 log = structlog.get_logger(__name__)
 
 
 class Server:
-    """Holds what the process shares; built once by `create_app`, never passed into handlers whole."""
+    """Holds what the process shares; built once by `create_app`, never passed into handlers whole.
+
+    The composition root. Each object is built once, in dependency order, and is given what it needs
+    as constructor arguments; nothing is patched afterwards (docs/architecture.md, "Wiring").
+    """
 
     def __init__(self, config: Config) -> None:
         self.config = config
         prepare_data_dir(config)  # 0700, files 0600, umask 077
-        config.registration_shared_secret = load_or_create_shared_secret(
-            config.data_path, config.registration_shared_secret
-        )
-        self.signing_key = load_or_create_signing_key(config.data_path)
-        self.db = Database(config.effective_database_url)
-        self.bus: Bus = self._make_bus()
-        self.notifier = Notifier()
-        self.bus.subscribe(self.notifier.on_update)
-        self.bus.on_resume(self.notifier.wake_all)
-        self.accounts = AccountStore(self.db)
-        self.events = EventStore(self.db)
-        self.streams = StreamStore(self.db)
-        self.aliases = AliasStore(self.db)
+        self.secrets = Secrets.load(config.data_path, config.registration_shared_secret)
+        self._storage_and_bus()
+        self._what_the_core_consults()
+        self._core_services()
+        self._what_acts_through_the_core()
+        self._what_the_handlers_call()
+
+    def _storage_and_bus(self) -> None:
+        """The database, the core's stores, and the bus (every worker's token cache forgets the users
+        another worker announces; the account store announces the changes made here)."""
+        self.db = Database(self.config.effective_database_url)
+        self.events, self.streams, self.aliases = EventStore(self.db), StreamStore(self.db), AliasStore(self.db)
+        self.notifier, tokens = Notifier(), TokenCache()
+        listeners, on_resume = [self.notifier.on_update, tokens.on_update], [self.notifier.wake_all, tokens.clear]
+        self.bus = _bus(self.config, listeners, on_resume)
         self.publisher = Publisher(self.bus, self.events)
-        self.auth = AuthService(config, self.accounts)
-        self.auth.cache_usable = self.bus.is_ready
-        self.auth.announce = lambda users: self.bus.publish(StreamUpdate(0, credentials=users))
-        self.bus.subscribe(lambda update: self.auth.tokens.forget(update.credentials) if update.credentials else None)
-        self.bus.on_resume(self.auth.tokens.clear)
-        self.uia = UIAService(self.auth)
-        # The event pipeline: what the writer runs for every event besides the auth rules, in this
-        # order (services/writer.py; the table is in docs/architecture.md), built before the writer.
+        self.credentials = CredentialChanges(tokens, self.publisher.credentials_changed)
+        self.accounts = AccountStore(self.db, self.credentials)
+
+    def _what_the_core_consults(self) -> None:
+        """Plug-in parts the core services call, built before them: the audit log, E2EE, the
+        organisation's policies and directory, and moderation (suspensions, blocked rooms)."""
+        config = self.config
         self.audit = AuditService(AuditStore(self.db), config.audit_retention_days)
-        self.admin_store, self.org_store = AdminStore(self.db), OrgStore(self.db)
-        self.policies = PolicyService(config, PolicyStore(self.db), self.org_store, self.audit)
-        self.moderation = ModerationChecks(self.admin_store, self.events)
+        self.uia = UIAService(config.server_name, self.accounts)
+        self.e2ee = E2EE(
+            config,
+            self.db,
+            self.accounts,
+            self.uia,
+            self.publisher,
+            cross_signing_changed=self.audit.cross_signing_changed,
+        )
+        self.org_rules = OrgRules(config, self.db, self.accounts, self.events, self.audit)
+        self.policies, self.enforcer = self.org_rules.policies, self.org_rules.enforcer
+        self.directory = self.org_rules.directory
+        self.admin_store = AdminStore(self.db)
+        self.moderation = ModerationChecks(self.admin_store, self.events, self.accounts)
         self.push = PushService(self.streams, self.events, self.publisher)
-        org_policy = EventPolicy(self.policies, self.events, self.accounts, system_user_id(config))
-        stages = Stages(
+
+    def _stages(self) -> Stages:
+        """What the writer runs for every event besides the auth rules, in this order (the stage
+        table is in docs/architecture.md): refusals first, then the rows effects add, then what
+        follows the commit."""
+        return Stages(
             checks=(
                 ("blocked room", self.moderation.refuse_blocked),
                 ("suspended sender", self.moderation.refuse_suspended),
-                ("encryption lock", EncryptionLock(config.lock_room_encryption).check),
-                ("organisation policy", org_policy.check),
+                ("encryption lock", self.e2ee.lock.check),
+                ("organisation policy", self.org_rules.event_policy.check),
             ),
             effects=(("push actions", self.push.push_actions),),
             after_commit=(
@@ -156,12 +172,26 @@ class Server:
                 ("audit", self.audit.on_events),
             ),
         )
-        self.writer = EventWriter(self.db, self.events, config.server_name, self.signing_key, stages)
-        self.rooms = RoomService(config, self.writer, self.events, self.accounts, self.aliases)
-        self.auth.deactivation_hooks.append(self.rooms.leave_all)
+
+    def _core_services(self) -> None:
+        config = self.config
+        self.writer = EventWriter(self.db, self.events, config.server_name, self.secrets.signing_key, self._stages())
+        self.rooms = RoomService(
+            config, self.writer, self.events, self.accounts, self.aliases, creation_hooks=[self.enforcer.room_creation]
+        )
+        self.auth = AuthService(
+            config, self.accounts, self.credentials, cache_usable=self.bus.is_ready, hooks=self._account_hooks()
+        )
         self.serializer = EventSerializer(self.events)
         self.timeline = TimelineService(self.db, self.events, self.serializer)
-        self.profiles = ProfileService(self.accounts, self.events, self.rooms)
+        self.profiles = ProfileService(
+            self.accounts,
+            self.events,
+            self.rooms,
+            directory=self.directory.search,
+            extra_fields=[self.directory.profile_fields],
+            guards=[self.directory.guard_profile, self.moderation.guard_profile],
+        )
         self.presence = PresenceService(self.streams, self.publisher, enabled=config.presence_enabled)
         self.ephemeral = EphemeralService(self.events, self.streams, self.publisher)
         self.filters = FilterService(self.streams)
@@ -173,69 +203,70 @@ class Server:
             self.notifier,
             self.push.rules_for_sync,
             presence_enabled=config.presence_enabled,
+            extensions=self.e2ee.sync_sections,
         )
-        self.e2ee = E2EE(config, self.db, self.auth, self.uia, self.sync, self.publisher)
-        self.media = MediaService(config, MediaStore(self.db))
-        self.jobs = Jobs()
-        self.auth.device_hooks.append(self.audit.device_hooks())
-        self.jobs.every("audit-retention", 3600, self.audit.purge_expired)
-        self.jobs.every("uia-sessions", 600, self.uia.purge_expired)
-        self.org = OrgService(config, self.org_store, self.auth, self.audit)
-        self.auth.deactivation_hooks.append(self.org.account_deactivated)
-        self.org.propagate_profile = lambda user_id, name: self.profiles.set(user_id, "displayname", name, check=False)
-        self.org.search_keys, self.org.unit_keys = official_keys, unit_key
-        self.directory = DirectoryService(config, self.org.store, self.accounts, self.events)
-        self.profiles.directory = self.directory.search
-        self.profiles.extra_fields.append(self.directory.profile_fields)
-        self.profiles.guards.append(self.org.guard_profile)
+        self.login_guard = LoginGuard(config, LoginStore(self.db), self.audit)
+
+    def _account_hooks(self) -> AccountHooks:
+        """What AuthService calls when devices and accounts change, and the limits it applies."""
+        return AccountHooks(
+            devices=[self.e2ee.lists, self.audit.device_hooks()],
+            deactivated=[self.rooms.leave_all, self.e2ee.user_deactivated, self.directory.account_deactivated],
+            policy=self.enforcer,
+        )
+
+    def _what_acts_through_the_core(self) -> None:
+        """Plug-in parts built from the core services: the organisation's import, spaces, notices and
+        renewals; admin actions; media; and the background jobs."""
+        org = OrgServices(
+            self.config,
+            self.db,
+            self.org_rules,
+            auth=self.auth,
+            rooms=self.rooms,
+            events=self.events,
+            profiles=self.profiles,
+            streams=self.streams,
+            audit=self.audit,
+            moderation=self.moderation,
+        )
+        self.org, self.spaces, self.notices, self.renewals = org.service, org.spaces, org.notices, org.renewals
         self.admin = AdminService(
-            config.server_name,
+            self.config.server_name,
             self.auth,
             self.rooms,
             self.events,
             self.profiles,
             self.admin_store,
-            self.org.store,
+            self.org_rules.store,
             self.audit,
-            self.moderation,
+            moderation=self.moderation,
+            clear_login_failures=self.login_guard.clear,
+            notify=self.notices.send,
         )
-        self.profiles.guards.append(self.admin.guard_profile)
-        self.login_guard = LoginGuard(config, LoginStore(self.db), self.audit)
-        self.admin.clear_login_failures = self.login_guard.clear
-        self.jobs.every("login-failures", 3600, self.login_guard.purge)
-        self.org.after_apply.append(self.policies.on_org_change)
-        self.enforcer = PolicyEnforcer(self.policies, self.policies.store, self.accounts, self.audit)
-        self.rooms.creation_hooks.append(self.enforcer.room_creation)
-        self.media.upload_checks.append(self.enforcer.media_check)
-        self.media.uploaded_hooks.append(self.enforcer.media_uploaded)
-        self.auth.request_checks.append(self.enforcer.check_expiry)
-        self.auth.session_checks.append(self.enforcer.check_devices)
-        self.auth.token_lifetime_s = self.enforcer.token_lifetime_s
-        self.jobs.every("retention", 3600, self.enforcer.purge_history)
-        self.spaces = UnitSpaces(config, self.org.store, self.rooms, self.events, self.auth)
-        self.enforcer.exempt_creators.add(self.spaces.system_user)
-        self.org.unit_deleted.append(self.spaces.unit_deleted)
-        self.org.after_apply.append(self.admin.invalidate_flags)
-        if config.org_spaces:
-            self.org.after_apply.append(self.spaces.reconcile)
-        self.notices = ServerNotices(
-            config, self.db, self.rooms, self.streams, self.org.store, self.spaces.ensure_system_user
+        self.media = MediaService(
+            self.config,
+            MediaStore(self.db),
+            upload_checks=[self.enforcer.media_check],
+            uploaded_hooks=[self.enforcer.media_uploaded],
         )
-        self.admin.notify = self.enforcer.notify = self.notices.send
-        self.e2ee.cross_signing.changed_hooks.append(
-            lambda rq, keys: self.audit.record(
-                "keys.cross_signing", rq.user_id, rq.user_id, None, rq.device_id, {"keys": keys}
-            )
+        self.jobs = Jobs(
+            [
+                Every("audit-retention", 3600, self.audit.purge_expired),
+                Every("login-failures", 3600, self.login_guard.purge),
+                Every("retention", 3600, self.enforcer.purge_history),
+                Every("uia-sessions", 600, self.uia.purge_expired),
+            ]
         )
-        # -- admin-edge, for the lead to place with the admin plug-in's wiring: the admin API's services
-        admin_store = self.admin_store
-        self.admin_users = AdminUsers(self.admin, admin_store, self.accounts, self.org.store)
-        self.admin_rooms = AdminRooms(config.server_name, admin_store)
-        self.registration_tokens = RegistrationTokens(self.auth, self.accounts, admin_store, self.audit)
-        self.admin_messages = AdminMessages(self.admin, self.notices.send, self.spaces.announce, self.audit)
 
-        # -- issue 13, helper `edge` (lead: place these with the wiring): the services the HTTP
-        # handlers call instead of stores.
+    def _what_the_handlers_call(self) -> None:
+        """Services only the HTTP handlers call: the admin's views and actions, and the client API's
+        rules that need no other service to consult them."""
+        config = self.config
+        self.admin_users = AdminUsers(self.admin, self.admin_store, self.accounts, self.org_rules.store)
+        self.admin_rooms = AdminRooms(config.server_name, self.admin_store)
+        self.registration_tokens = RegistrationTokens(self.auth, self.accounts, self.admin_store, self.audit)
+        self.admin_messages = AdminMessages(self.admin, self.notices.send, self.spaces.announce, self.audit)
         self.hierarchy = SpaceHierarchy(self.events)
         self.room_directory = RoomDirectoryService(config.server_name, self.events, self.aliases)
         self.registration = RegistrationService(
@@ -243,18 +274,11 @@ class Server:
             self.uia,
             self.accounts,
             open_registration=config.enable_registration,
-            shared_secret=config.registration_shared_secret,
+            shared_secret=self.secrets.registration_shared_secret,
         )
         self.devices = DeviceService(self.accounts, self.auth, self.uia)
         self.relations = RelationService(self.events, self.serializer, self.timeline)
         self.tags = TagService(self.streams, self.ephemeral)
-
-    def _make_bus(self) -> Bus:
-        if self.config.nats_url:
-            from paigham.bus.nats import NatsBus
-
-            return NatsBus(self.config.nats_url)
-        return InMemoryBus()
 
     def routes(self) -> list[Route]:
         c = self.config
@@ -285,14 +309,13 @@ class Server:
             *registration_tokens.routes(self.auth, self.registration_tokens),
             *admin_org.routes(self.auth, self.org, self.spaces, self.admin_messages),
             *moderation.routes(self.auth, self.admin, self.admin_users, self.admin_messages),
-            *admin_policy.routes(self.auth, self.admin, self.policies, self.enforcer),
+            *admin_policy.routes(self.auth, self.admin, self.policies, self.enforcer, self.renewals),
         ]
 
     async def start(self) -> None:
         await migrate(self.db)
         await self.spaces.check_system_account()  # refuse to start rather than adopt a person's account
         await self.bus.start()
-        self.notifier.position = await self.db.current_position()
         await self.ensure_admin()
         self.jobs.start()
 
@@ -318,12 +341,22 @@ async def _health(_: Request) -> Response:
     return ok({"status": "ok"})
 
 
-async def _matrix_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, MatrixError)
-    # The `error` text is for people: in their language when a catalogue has it (Accept-Language).
-    default = request.app.state.server.config.org_default_language
-    exc.error = translate(exc.error, negotiate(request.headers.get("accept-language"), default))
-    return error_response(exc)
+def _bus(config: Config, listeners: Sequence[Listener], on_resume: Sequence[Callable[[], None]]) -> Bus:
+    if config.nats_url:
+        from paigham.bus.nats import NatsBus
+
+        return NatsBus(config.nats_url, listeners=listeners, on_resume=on_resume)
+    return InMemoryBus(listeners)  # one process: never interrupted, nothing to resume
+
+
+def _matrix_error(default_language: str) -> ExceptionHandler:
+    async def handle(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, MatrixError)
+        # The `error` text is for people: in their language when a catalogue has it (Accept-Language).
+        exc.error = translate(exc.error, negotiate(request.headers.get("accept-language"), default_language))
+        return error_response(exc)
+
+    return handle
 
 
 async def _http_error(_: Request, exc: Exception) -> Response:
@@ -362,7 +395,7 @@ def create_app(config: Config, server: Server | None = None) -> Starlette:
             await srv.stop()
 
     handlers: dict[Any, Any] = {
-        MatrixError: _matrix_error,
+        MatrixError: _matrix_error(srv.config.org_default_language),
         HTTPException: _http_error,
         Exception: _internal_error,
     }
@@ -381,5 +414,4 @@ def create_app(config: Config, server: Server | None = None) -> Starlette:
             Middleware(RejectNul),
         ],
     )
-    app.state.server = srv
     return app

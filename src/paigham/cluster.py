@@ -39,15 +39,14 @@ async def _prepare(cfg: Config) -> Config:
     from paigham.app import Server
     from paigham.storage.migrate import migrate
 
-    once = msgspec.structs.replace(cfg, nats_url="")
-    srv = Server(once)
+    srv = Server(msgspec.structs.replace(cfg, nats_url=""))  # writes the signing key and shared secret
     try:
         await migrate(srv.db)
         await srv.ensure_admin()
     finally:
         await srv.db.close()
-    # Workers read the resolved secret and never create an admin themselves.
-    return msgspec.structs.replace(cfg, registration_shared_secret=once.registration_shared_secret, create_admin=False)
+    # Workers read the secrets from the data dir, written above, and never create an admin themselves.
+    return msgspec.structs.replace(cfg, create_admin=False)
 
 
 def _metrics_dir(cfg: Config) -> Path:

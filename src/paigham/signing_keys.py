@@ -1,10 +1,12 @@
-"""Files the server keeps in its data dir: the ed25519 signing key and the shared secret."""
+"""Files the server keeps in its data dir: the ed25519 signing key and the shared secret, loaded at
+start into `Secrets`, which the server keeps beside its (immutable) configuration."""
 
 from __future__ import annotations
 
 import io
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,22 @@ def load_or_create_shared_secret(data_dir: Path, configured: str) -> str:
     if not path.exists():
         _create_once(path, secrets.token_urlsafe(32) + "\n")
     return path.read_text(encoding="utf-8").strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """What the server keeps secret, read from the data dir (created there on first start)."""
+
+    signing_key: Any
+    # The configured secret if there is one, else the one kept in the data dir.
+    registration_shared_secret: str
+
+    @classmethod
+    def load(cls, data_dir: Path, configured_shared_secret: str) -> Secrets:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return cls(
+            load_or_create_signing_key(data_dir), load_or_create_shared_secret(data_dir, configured_shared_secret)
+        )
 
 
 def write_admin_credentials(data_dir: Path, user_id: str, password: str) -> Path:

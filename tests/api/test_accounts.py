@@ -189,7 +189,7 @@ async def test_register_guest_forbidden(hs: Harness) -> None:
 
 
 async def test_shared_secret_registration(hs: Harness) -> None:
-    secret = hs.server.config.registration_shared_secret
+    secret = hs.server.secrets.registration_shared_secret
     nonce = (await hs.ok("GET", "/_synapse/admin/v1/register"))["nonce"]
     mac = shared_secret_mac(secret, nonce, "gita", "pw", True)
     body = await hs.ok(

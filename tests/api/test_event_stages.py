@@ -44,7 +44,7 @@ def recording_writer(hs: Harness, seen: list[Seen], committed: list[list[str]]) 
         effects=(("the effect", stage("the effect")),),
         after_commit=(("after commit", after_commit),),
     )
-    return EventWriter(srv.db, srv.events, srv.config.server_name, srv.signing_key, stages)
+    return EventWriter(srv.db, srv.events, srv.config.server_name, srv.secrets.signing_key, stages)
 
 
 async def test_the_server_declares_its_stages_in_order(hs: Harness) -> None:
@@ -106,7 +106,7 @@ async def test_a_refused_event_runs_no_effect_and_is_not_committed(hs: Harness) 
 
     srv = hs.server
     stages = Stages(checks=(("refuse", refuse),), effects=(("note", effect),))
-    writer = EventWriter(srv.db, srv.events, srv.config.server_name, srv.signing_key, stages)
+    writer = EventWriter(srv.db, srv.events, srv.config.server_name, srv.secrets.signing_key, stages)
     with pytest.raises(MatrixError):
         await writer.send(room, EventSpec(alice.user_id, "m.room.message", {"body": "no"}))
     await writer.send(room, EventSpec(alice.user_id, "m.room.message", {"body": "yes"}))
@@ -145,7 +145,7 @@ async def test_refused_events_run_no_push_evaluation(hs: Harness, evaluations: l
     # for an invitation that passes).
     other = await hs.create_room(friend)
     await hs.server.admin.store.block_room(other, boss.user_id, now_ms())
-    await hs.server.admin.invalidate_flags()
+    await hs.server.moderation.invalidate()
     evaluations.clear()
     err = await hs.err(403, "M_FORBIDDEN", "POST", f"{V3}/rooms/{other}/invite", friend, json={"user_id": boss.user_id})
     assert "blocked" in err["error"] and evaluations == []

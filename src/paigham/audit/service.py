@@ -17,6 +17,7 @@ import structlog
 from paigham.clock import now_ms
 from paigham.domain.audit_chain import Broken, Verifier
 from paigham.domain.stored_event import StoredEvent
+from paigham.requester import Requester
 from paigham.services.ports import DeviceHooks
 from paigham.storage.audit import AuditStore, Entry
 
@@ -106,6 +107,10 @@ class AuditService:
     # -- hooks ----------------------------------------------------------------------------------
     def device_hooks(self) -> DeviceHooks:
         return _DeviceAudit(self)
+
+    async def cross_signing_changed(self, rq: Requester, keys: list[str]) -> None:
+        """CrossSigningService hook: the user uploaded new cross-signing keys (their types)."""
+        await self.record("keys.cross_signing", rq.user_id, rq.user_id, None, rq.device_id, {"keys": keys})
 
     async def on_events(self, events: list[StoredEvent]) -> None:
         """Writer commit hook: room creation and membership changes (after commit; never fails the request)."""

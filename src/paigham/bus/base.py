@@ -4,8 +4,8 @@ bus carries the same `StreamUpdate` to every worker."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import msgspec
@@ -23,23 +23,22 @@ Listener = Callable[[StreamUpdate], None]
 
 
 class Bus(Protocol):
+    """Built with its listeners (called with every update, this worker's own included) and, for a bus
+    that can be interrupted, the hooks to call when it reconnects after an outage (updates may have
+    been missed)."""
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
 
     async def publish(self, update: StreamUpdate) -> None: ...
 
-    def subscribe(self, listener: Listener) -> None: ...
-
-    def on_resume(self, hook: Callable[[], None]) -> None:
-        """Call `hook` when the bus reconnects after an outage (updates may have been missed)."""
-
     def is_ready(self) -> bool: ...
 
 
-@dataclass
+@dataclass(frozen=True)
 class InMemoryBus:
-    listeners: list[Listener] = field(default_factory=list)
+    listeners: Sequence[Listener] = ()
 
     async def start(self) -> None:
         return None
@@ -51,11 +50,5 @@ class InMemoryBus:
         for listener in self.listeners:
             listener(update)
 
-    def subscribe(self, listener: Listener) -> None:
-        self.listeners.append(listener)
-
-    def on_resume(self, hook: Callable[[], None]) -> None:
-        return None  # in-process: never interrupted
-
     def is_ready(self) -> bool:
-        return True
+        return True  # in-process: never interrupted

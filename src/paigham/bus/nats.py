@@ -3,7 +3,7 @@ database stays the source of truth, so a lost message only delays a sync until i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -17,11 +17,19 @@ SUBJECT = "paigham.stream"
 
 
 class NatsBus:
-    def __init__(self, url: str, subject: str = SUBJECT) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        listeners: Sequence[Listener] = (),
+        on_resume: Sequence[Callable[[], None]] = (),
+        subject: str = SUBJECT,
+    ) -> None:
         self.url = url
         self.subject = subject
-        self.listeners: list[Listener] = []
-        self.resume_hooks: list[Callable[[], None]] = []
+        self.listeners = tuple(listeners)
+        # Called when the connection comes back after an outage (updates may have been missed).
+        self.resume_hooks = tuple(on_resume)
         self._nc: Any = None
         self._stopping = False
         self._decoder = msgspec.msgpack.Decoder(StreamUpdate)
@@ -53,9 +61,6 @@ class NatsBus:
         for hook in self.resume_hooks:
             hook()
 
-    def on_resume(self, hook: Callable[[], None]) -> None:
-        self.resume_hooks.append(hook)
-
     def is_ready(self) -> bool:
         return self._nc is not None and bool(self._nc.is_connected)
 
@@ -76,6 +81,3 @@ class NatsBus:
             await self._nc.publish(self.subject, msgspec.msgpack.encode(update))
         except Exception as exc:
             log.warning("bus.publish_failed", error=str(exc))
-
-    def subscribe(self, listener: Listener) -> None:
-        self.listeners.append(listener)

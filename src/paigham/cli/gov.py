@@ -5,12 +5,16 @@ from __future__ import annotations
 import csv
 import sys
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 import typer
 
-from paigham.cli.main import ConfigOpt, DataDirOpt, DbOpt, _config, _duration_ms, _run
+from paigham.cli.common import ConfigOpt, DataDirOpt, DbOpt, config_from, duration_ms, run
+
+if TYPE_CHECKING:
+    from paigham.app import Server
+    from paigham.org.plan import Plan
 
 audit_app: typer.Typer = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
@@ -25,7 +29,7 @@ def parse_since(text: str, now_ms: int | None = None) -> int:
     if text and text[-1] in "smhdw" and text[:-1].isdigit():
         from paigham.clock import now_ms as _now
 
-        return (now_ms if now_ms is not None else _now()) - _duration_ms(text)
+        return (now_ms if now_ms is not None else _now()) - duration_ms(text)
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -50,10 +54,10 @@ def audit_export(
     """Export audit records for a SIEM, oldest first."""
     if format not in ("jsonl", "csv"):
         raise typer.BadParameter("--format must be jsonl or csv")
-    cfg = _config(config, data_dir, database_url)
+    cfg = config_from(config, data_dir, database_url)
     since_ms = parse_since(since) if since else None
 
-    async def go(s: Any) -> int:
+    async def export(s: Server) -> int:
         out = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
         n = 0
         try:
@@ -71,7 +75,7 @@ def audit_export(
                 out.close()
         return n
 
-    n = _run(cfg, go)
+    n = run(cfg, export)
     if output:
         typer.echo(f"Exported {n} records to {output}", err=True)
 
@@ -79,8 +83,8 @@ def audit_export(
 @audit_app.command("verify")
 def audit_verify(config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None) -> None:
     """Check the hash chain; report the first broken link if a record was altered or removed."""
-    cfg = _config(config, data_dir, database_url)
-    report = _run(cfg, lambda s: s.audit.verify())
+    cfg = config_from(config, data_dir, database_url)
+    report = run(cfg, lambda s: s.audit.verify())
     if report.broken is not None:
         typer.echo(
             f"BROKEN at record {report.broken.seq}: {report.broken.reason} "
@@ -94,8 +98,8 @@ def audit_verify(config: ConfigOpt = None, data_dir: DataDirOpt = None, database
 @audit_app.command("purge")
 def audit_purge(config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None) -> None:
     """Apply the retention period now (the server also does this every hour)."""
-    cfg = _config(config, data_dir, database_url)
-    removed = _run(cfg, lambda s: s.audit.purge_expired())
+    cfg = config_from(config, data_dir, database_url)
+    removed = run(cfg, lambda s: s.audit.purge_expired())
     typer.echo(f"Removed {removed} records older than {cfg.audit_retention_days} days")
 
 
@@ -137,7 +141,7 @@ def org_import(
     from paigham.org.importer import ReadResult, read_bytes
     from paigham.org.service import row_errors_text
 
-    cfg = _config(config, data_dir, database_url)
+    cfg = config_from(config, data_dir, database_url)
     read = ReadResult([], [])
     for path in files:
         try:
@@ -150,11 +154,11 @@ def org_import(
         read.errors.extend(part.errors)
     bars = _Bars(len(read.rows) >= BAR_THRESHOLD and not dry_run)
 
-    async def go(s: Any) -> Any:
+    async def import_rows(s: Server) -> Plan:
         with bars.progress:
             return await s.org.import_rows(read, dry_run=dry_run, actor=None, progress=bars)
 
-    plan = _run(cfg, go)
+    plan = run(cfg, import_rows)
     if not plan.ok:
         for line in row_errors_text(plan.errors):
             typer.echo(line, err=True)
@@ -185,8 +189,8 @@ def org_export(
         raise typer.BadParameter("--format must be json or csv")
     if format == "csv" and not output:
         raise typer.BadParameter("--format csv needs --output DIRECTORY")
-    cfg = _config(config, data_dir, database_url)
-    doc = _run(cfg, lambda s: s.org.export())
+    cfg = config_from(config, data_dir, database_url)
+    doc = run(cfg, lambda s: s.org.export())
     if format == "json":
         text = msgspec.json.format(msgspec.json.encode(doc), indent=1).decode() + "\n"
         if output:
@@ -223,12 +227,12 @@ def _write_csv(path: Any, records: list[dict[str, Any]], plain: list[str], per_l
 @org_app.command("sync")
 def org_sync(config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None) -> None:
     """Bring every unit's space, announcements room and memberships in line with the organisation."""
-    cfg = _config(config, data_dir, database_url)
+    cfg = config_from(config, data_dir, database_url)
     bars = _Bars(True)
 
-    async def go(s: Any) -> Any:
+    async def reconcile(s: Server) -> dict[str, int]:
         with bars.progress:
             return await s.spaces.reconcile(None, bars)
 
-    res = _run(cfg, go)
+    res = run(cfg, reconcile)
     typer.echo(f"Spaces created for {res['units_created']} units; {res['joined']} joins, {res['left']} leaves.")

@@ -6,11 +6,14 @@ Runs against the same database and media store as the server, also while it is r
 from __future__ import annotations
 
 import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from paigham.cli.main import ConfigOpt, DataDirOpt, DbOpt, _config, _duration_ms, _run
+from paigham.cli.common import ConfigOpt, DataDirOpt, DbOpt, config_from, duration_ms, run
+
+if TYPE_CHECKING:
+    from paigham.app import Server
 
 media_app = typer.Typer(help="Manage uploaded media (files and pictures).", no_args_is_help=True)
 
@@ -36,11 +39,11 @@ def purge(
     database_url: DbOpt = None,
 ) -> None:
     """Delete media (and unused upload IDs) older than a duration; files and keys are destroyed."""
-    cfg = _config(config, data_dir, database_url)
+    cfg = config_from(config, data_dir, database_url)
     from paigham.clock import now_ms
 
-    before = now_ms() - _duration_ms(older_than)
-    deleted = _run(cfg, lambda s: s.media.purge(before))
+    before = now_ms() - duration_ms(older_than)
+    deleted = run(cfg, lambda s: s.media.purge(before))
     typer.echo(f"Deleted {len(deleted)} media older than {older_than}")
 
 
@@ -53,23 +56,23 @@ def quarantine(
     database_url: DbOpt = None,
 ) -> None:
     """Stop serving a file (it stays stored for investigation)."""
-    cfg = _config(config, data_dir, database_url)
+    cfg = config_from(config, data_dir, database_url)
     server, media_id = _mxc(uri)
-    _run(cfg, lambda s: s.media.quarantine(server, media_id, None if undo else "cli"))
+    run(cfg, lambda s: s.media.quarantine(server, media_id, None if undo else "cli"))
     typer.echo(f"{'Released' if undo else 'Quarantined'} {uri}")
 
 
 @media_app.command("delete")
 def delete(uri: str, config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None) -> None:
     """Delete one file, its thumbnails and its key."""
-    cfg = _config(config, data_dir, database_url)
+    cfg = config_from(config, data_dir, database_url)
     server, media_id = _mxc(uri)
 
-    async def go(s: Any) -> None:
+    async def delete_one(s: Server) -> None:
         row = await s.media.row(server, media_id)
         await s.media.delete(row.media_id)
 
-    _run(cfg, go)
+    run(cfg, delete_one)
     typer.echo(f"Deleted {uri}")
 
 
@@ -82,13 +85,13 @@ def list_media(
     database_url: DbOpt = None,
 ) -> None:
     """List a user's uploads, newest first."""
-    cfg = _config(config, data_dir, database_url)
+    cfg = config_from(config, data_dir, database_url)
 
-    async def go(s: Any) -> tuple[list[Any], int]:
+    async def uploads(s: Server) -> tuple[list[Any], int]:
         rows, total = await s.media.store.list_user(s.auth.user_id_for(user), 0, limit)
         return rows, int(total)
 
-    rows, total = _run(cfg, go)
+    rows, total = run(cfg, uploads)
     for r in rows:
         flag = f" QUARANTINED by {r.quarantined_by}" if r.quarantined_by else ""
         typer.echo(
@@ -106,8 +109,8 @@ def detections(
     database_url: DbOpt = None,
 ) -> None:
     """Uploads the virus scanner refused."""
-    cfg = _config(config, data_dir, database_url)
-    rows = _run(cfg, lambda s: s.media.store.detections(limit))
+    cfg = config_from(config, data_dir, database_url)
+    rows = run(cfg, lambda s: s.media.store.detections(limit))
     for d in rows:
         typer.echo(
             f"{_when(d['ts'])}\t{d['user_id']}\t{d['signature']}\t{d['upload_name'] or '-'}\t"

@@ -3,7 +3,7 @@ them (or with a device key on the master key). Every signature is verified befor
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from paigham.domain.e2e_keys import (
@@ -33,14 +33,25 @@ class SignatureFailure(Exception):
         self.error = error
 
 
+KeysChanged = Callable[[Requester, list[str]], Awaitable[None]]
+
+
 class CrossSigningService:
-    def __init__(self, keys: KeyStore, accounts: AccountStore, uia: UIAService, lists: DeviceListService) -> None:
+    def __init__(
+        self,
+        keys: KeyStore,
+        accounts: AccountStore,
+        uia: UIAService,
+        lists: DeviceListService,
+        *,
+        changed_hooks: Sequence[KeysChanged] = (),
+    ) -> None:
         self.keys = keys
         self.accounts = accounts
         self.uia = uia
         self.lists = lists
         # Called with (requester, key types) after the user's cross-signing keys changed (the audit log).
-        self.changed_hooks: list[Callable[[Requester, list[str]], Awaitable[None]]] = []
+        self.changed_hooks = tuple(changed_hooks)
 
     async def _own(self, user_id: str) -> dict[str, CrossSigningKey]:
         return (await self.keys.cross_signing_keys([user_id], CROSS_SIGNING_TYPES)).get(user_id, {})

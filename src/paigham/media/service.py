@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -27,6 +27,10 @@ from paigham.types import JsonDict
 log = structlog.get_logger(__name__)
 
 MAX_WAIT_MS = 20_000
+# Other areas check and observe uploads: policies per user (type, size), the audit log (metadata).
+UploadCheck = Callable[[str, str, int | None], Awaitable[None]]  # user, content type, size (None: not known yet)
+UploadedHook = Callable[[str, str, str, int, str | None], Awaitable[None]]  # user, media ID, type, size, name
+
 _POLL_S = 0.2
 
 
@@ -67,7 +71,14 @@ def not_found(what: str = "Media not found") -> MatrixError:
 
 
 class MediaService:
-    def __init__(self, config: Config, store: MediaStore) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: MediaStore,
+        *,
+        upload_checks: Sequence[UploadCheck] = (),
+        uploaded_hooks: Sequence[UploadedHook] = (),
+    ) -> None:
         self.config = config
         self.server_name = config.server_name
         self.store = store
@@ -84,9 +95,8 @@ class MediaService:
                 config.media_thumbnail_workers,
             )
         )
-        # Other areas check and observe uploads: policies per user (type, size), the audit log (metadata).
-        self.upload_checks: list[Callable[[str, str, int | None], Awaitable[None]]] = []
-        self.uploaded_hooks: list[Callable[[str, str, str, int, str | None], Awaitable[None]]] = []
+        self.upload_checks = tuple(upload_checks)
+        self.uploaded_hooks = tuple(uploaded_hooks)
         self.scanner: ClamdScanner | None = None
         if config.media_clamd_socket or config.media_clamd_host:
             self.scanner = ClamdScanner(

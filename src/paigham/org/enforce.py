@@ -1,10 +1,14 @@
 """Where policies are enforced: room creation, media uploads, sign-in, every request (account expiry),
-and the retention purge job. (In the event pipeline: org/event_policy.py.)"""
+the retention purge job, and account renewal. (In the event pipeline: org/event_policy.py.)
+
+`PolicyEnforcer` is consulted by the core services (AuthService, RoomService, MediaService), so it is
+built before them; `Renewals` sends server notices, which act through the core, so it is built after
+them."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +37,8 @@ class PolicyEnforcer:
         store: PolicyStore,
         accounts: AccountStore,
         audit: AuditService,
+        *,
+        exempt_creators: Collection[str] = (),
     ) -> None:
         self.policies = policies
         self.store = store
@@ -40,8 +46,7 @@ class PolicyEnforcer:
         self.audit = audit
         self._expiry: dict[str, tuple[float, int | None]] = {}
         # Rooms these accounts create are left as requested (the server's own unit rooms).
-        self.exempt_creators: set[str] = set()
-        self.notify: Callable[[str, str], Awaitable[Any]] | None = None
+        self.exempt_creators = frozenset(exempt_creators)
 
     # -- encryption -------------------------------------------------------------------------------
     async def room_creation(self, req: CreateRoomRequest) -> None:
@@ -133,33 +138,9 @@ class PolicyEnforcer:
         if hit[1] is not None and hit[1] <= now_ms():
             raise MatrixError(403, EXPIRED_ACCOUNT, N_("Your account has expired: ask your administrator to renew it"))
 
-    async def renew(self, user_id: str, until_ts: int | None, actor: str | None) -> int | None:
-        """Renew an account until the given time; without one, for the validity period (or for good when
-        there is none). An earlier expiry date from the directory is lifted."""
-        if until_ts is None:
-            days = (await self.policies.for_user(user_id)).account_validity_days
-            until_ts = now_ms() + days * DAY_MS if days else None
-        if until_ts is None:
-            await self.store.delete_validity(user_id)
-        else:
-            await self.store.set_validity(user_id, until_ts, now_ms())
-        _, official = await self.store.expiry(user_id)
-        if official is not None and (until_ts is None or official < until_ts):
-            await self.store.clear_official_expiry(user_id)
+    def forget_expiry(self, user_id: str) -> None:
+        """The account was renewed: the next request reads its expiry again."""
         self._expiry.pop(user_id, None)
-        await self.audit.record("admin.renew_account", actor, user_id, details={"until": until_ts})
-        if self.notify is not None:
-            when = datetime.fromtimestamp(until_ts / 1000, UTC).date().isoformat() if until_ts else None
-            try:
-                await self.notify(
-                    user_id,
-                    N_("Your account has been renewed until {date}.", date=when)
-                    if when
-                    else N_("Your account has been renewed."),
-                )
-            except MatrixError as exc:
-                log.warning("renewal.notice_failed", user_id=user_id, error=exc.error)
-        return until_ts
 
     # -- retention --------------------------------------------------------------------------------
     async def purge_history(self) -> dict[str, Any]:
@@ -177,3 +158,48 @@ class PolicyEnforcer:
         if total:
             await self.audit.record("retention.purged", None, None, details={"events": total, "rooms": rooms})
         return {"purged_events": total, "rooms": rooms}
+
+
+class Renewals:
+    """Account renewal (the admin API): built after the server notices it sends, unlike the enforcer,
+    which the core services consult and which is therefore built before them."""
+
+    def __init__(
+        self,
+        enforcer: PolicyEnforcer,
+        audit: AuditService,
+        *,
+        notify: Callable[[str, str], Awaitable[Any]],
+    ) -> None:
+        self.enforcer = enforcer
+        self.policies = enforcer.policies
+        self.store = enforcer.store
+        self.audit = audit
+        self.notify = notify
+
+    async def renew(self, user_id: str, until_ts: int | None, actor: str | None) -> int | None:
+        """Renew an account until the given time; without one, for the validity period (or for good when
+        there is none). An earlier expiry date from the directory is lifted."""
+        if until_ts is None:
+            days = (await self.policies.for_user(user_id)).account_validity_days
+            until_ts = now_ms() + days * DAY_MS if days else None
+        if until_ts is None:
+            await self.store.delete_validity(user_id)
+        else:
+            await self.store.set_validity(user_id, until_ts, now_ms())
+        _, official = await self.store.expiry(user_id)
+        if official is not None and (until_ts is None or official < until_ts):
+            await self.store.clear_official_expiry(user_id)
+        self.enforcer.forget_expiry(user_id)
+        await self.audit.record("admin.renew_account", actor, user_id, details={"until": until_ts})
+        when = datetime.fromtimestamp(until_ts / 1000, UTC).date().isoformat() if until_ts else None
+        try:
+            await self.notify(
+                user_id,
+                N_("Your account has been renewed until {date}.", date=when)
+                if when
+                else N_("Your account has been renewed."),
+            )
+        except MatrixError as exc:
+            log.warning("renewal.notice_failed", user_id=user_id, error=exc.error)
+        return until_ts

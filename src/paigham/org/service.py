@@ -20,15 +20,15 @@ from paigham.clock import now_ms
 from paigham.config import Config
 from paigham.domain.org import Official, Unit, check_format, display_name, expiry_ms
 from paigham.errors import Codes, MatrixError
-from paigham.messages import N_
 from paigham.org.importer import ReadResult, RowError, SourceRow
 from paigham.org.plan import Plan, build_plan, parse_rows
+from paigham.org.user_directory import official_keys, unit_key
 from paigham.services.auth import AuthService
+from paigham.services.profile import ProfileService
 from paigham.storage.org import Changes, OrgStore, UnitRow
 from paigham.types import JsonDict
 
 Progress = Callable[[str, int, int], None]
-SearchKeys = Callable[[Official], dict[str, str]]
 
 
 def _json(v: Any) -> str:
@@ -57,22 +57,31 @@ class Applied:
     touched_officials: set[str] = field(default_factory=set)
 
 
+AfterApply = Callable[[Applied, Progress | None], Awaitable[Any]]
+
+
 class OrgService:
-    def __init__(self, config: Config, store: OrgStore, auth: AuthService, audit: AuditService) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: OrgStore,
+        auth: AuthService,
+        profiles: ProfileService,
+        audit: AuditService,
+        *,
+        after_apply: Sequence[AfterApply] = (),
+        unit_deleted: Sequence[Callable[[UnitRow], Awaitable[None]]] = (),
+    ) -> None:
         self.config = config
         self.store = store
         self.auth = auth
+        self.profiles = profiles
         self.audit = audit
         check_format(config.org_displayname_format)
         self._lock = asyncio.Lock()
-        # Set by the composition root: re-announce a display name in the user's rooms.
-        self.propagate_profile: Callable[[str, str], Awaitable[None]] | None = None
-        # Extra columns derived from an official (the directory's search keys).
-        self.search_keys: SearchKeys = lambda _o: {}
-        self.unit_keys: Callable[[Unit], str] = lambda _u: ""
-        # Run after every applied change (spaces per unit, ...).
-        self.after_apply: list[Callable[[Applied, Progress | None], Awaitable[Any]]] = []
-        self.unit_deleted: list[Callable[[UnitRow], Awaitable[None]]] = []
+        # Run after every applied change, in this order (policy caches, moderation flags, spaces per unit).
+        self.after_apply = tuple(after_apply)
+        self.unit_deleted = tuple(unit_deleted)
 
     def displayname(self, official: Official, unit: Unit | None) -> str:
         return display_name(self.config.org_displayname_format, official, unit, self.config.org_default_language)
@@ -172,7 +181,7 @@ class OrgService:
             "parent_id": u.parent_id,
             "kind": u.kind,
             "names": _json(u.names),
-            "search_key": self.unit_keys(u),
+            "search_key": unit_key(u),
         }
 
     def _official_values(self, o: Official) -> dict[str, Any]:
@@ -188,7 +197,7 @@ class OrgService:
             "expires": o.expires,
             "expires_ts": expiry_ms(o),
             "language": o.language,
-            **self.search_keys(o),
+            **official_keys(o),
         }
 
     async def _audit(self, plan: Plan, actor: str | None) -> None:
@@ -239,24 +248,10 @@ class OrgService:
             await self.auth.deactivate(user_id)
             if progress:
                 progress("deactivating", i + 1, len(applied.deactivated))
-        if self.propagate_profile is not None:
-            for user_id, name in applied.renamed.items():
-                await self.propagate_profile(user_id, name)
+        for user_id, name in applied.renamed.items():  # re-announced in the user's rooms
+            await self.profiles.set(user_id, "displayname", name, check=False)
         for step in self.after_apply:
             await step(applied, progress)
-
-    async def account_deactivated(self, user_id: str) -> None:
-        """AuthService deactivation hook: the directory follows an account deactivated elsewhere."""
-        await self.store.set_status(user_id, "deactivated", now_ms())
-
-    async def guard_profile(self, user_id: str, key: str) -> None:
-        """ProfileService guard: officials' display names follow the organisation (if so configured)."""
-        if (
-            key == "displayname"
-            and self.config.org_lock_displayname
-            and await self.store.official_by_user(user_id) is not None
-        ):
-            raise MatrixError(403, Codes.FORBIDDEN, N_("Your display name is set by your organisation's directory"))
 
     # -- the admin API's reads ---------------------------------------------------------------------
     async def units_json(self, parent_id: str | None = None) -> list[JsonDict]:

@@ -1,4 +1,5 @@
-"""The organisation directory: /user_directory/search across scripts, and officials' extended profile.
+"""The organisation directory: /user_directory/search across scripts, officials' extended profile,
+the lock on officials' display names, and the directory's view of accounts deactivated elsewhere.
 
 With `user_directory_scope: organisation` (the default) every active official — and every other
 active account (admins, staff not in the directory) — is found, whether or not they share a room
@@ -14,6 +15,8 @@ from paigham.clock import now_ms
 from paigham.config import Config
 from paigham.domain.org import Official, Unit, pick
 from paigham.domain.translit import Token, field_score, parse_key, search_key, tokens
+from paigham.errors import Codes, MatrixError
+from paigham.messages import N_
 from paigham.storage.accounts import AccountStore
 from paigham.storage.events import EventStore
 from paigham.storage.org import OrgStore
@@ -115,6 +118,19 @@ class DirectoryService:
         if unit is not None:
             out[FIELD_UNIT] = pick(unit.unit.names, lang)
         return out
+
+    async def guard_profile(self, user_id: str, key: str) -> None:
+        """ProfileService guard: officials' display names follow the organisation (if so configured)."""
+        if (
+            key == "displayname"
+            and self.config.org_lock_displayname
+            and await self.store.official_by_user(user_id) is not None
+        ):
+            raise MatrixError(403, Codes.FORBIDDEN, N_("Your display name is set by your organisation's directory"))
+
+    async def account_deactivated(self, user_id: str) -> None:
+        """AuthService deactivation hook: the directory follows an account deactivated elsewhere."""
+        await self.store.set_status(user_id, "deactivated", now_ms())
 
 
 def _entry(user_id: str, displayname: str | None, avatar_url: str | None) -> dict[str, Any]:

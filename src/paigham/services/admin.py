@@ -8,13 +8,13 @@ from typing import Any
 
 import structlog
 
-from paigham.audit.service import AuditService
 from paigham.clock import now_ms
 from paigham.errors import Codes, MatrixError
 from paigham.ids import parse_user_id
 from paigham.messages import N_
 from paigham.services.auth import AuthService
 from paigham.services.moderation_checks import ModerationChecks
+from paigham.services.ports import AuditLog
 from paigham.services.profile import ProfileService
 from paigham.services.rooms import RoomService
 from paigham.storage.admin import AdminStore
@@ -43,8 +43,11 @@ class AdminService:
         profiles: ProfileService,
         store: AdminStore,
         org: OrgStore,
-        audit: AuditService,
-        checks: ModerationChecks,
+        audit: AuditLog,
+        *,
+        moderation: ModerationChecks,
+        clear_login_failures: Callable[[str], Awaitable[None]],
+        notify: Callable[[str, str], Awaitable[Any]],
     ) -> None:
         self.server_name = server_name
         self.auth = auth
@@ -54,14 +57,12 @@ class AdminService:
         self.store = store
         self.org = org
         self.audit = audit
-        self.checks = checks  # blocked rooms and suspended accounts, as the event pipeline sees them
-        self.clear_login_failures: Callable[[str], Awaitable[None]] | None = None
+        self.moderation = moderation  # blocked rooms and suspended accounts, as the event pipeline sees them
+        self.clear_login_failures = clear_login_failures
         # Tells a user what happened to their account (server notices, in their language).
-        self.notify: Callable[[str, str], Awaitable[Any]] | None = None
+        self.notify = notify
 
     async def _notify(self, user_id: str, message: str) -> None:
-        if self.notify is None:
-            return
         try:
             await self.notify(user_id, message)
         except MatrixError as exc:  # the action stands even if the notice cannot be delivered
@@ -153,7 +154,7 @@ class AdminService:
                 ),
             )
         await self.auth.store.update_user(user_id, suspended=suspended)
-        self.checks.invalidate()
+        await self.moderation.invalidate()
         if not suspended and user.suspended:
             await self._notify(user_id, N_("Your account is active again."))
         await self.org.set_status(user_id, "suspended" if suspended else "active", now_ms())
@@ -163,7 +164,7 @@ class AdminService:
         """Locked: every request of the account fails with M_USER_LOCKED until unlocked."""
         await self.existing_user(user_id)
         await self.auth.store.update_user(user_id, locked=locked)
-        if not locked and self.clear_login_failures is not None:
+        if not locked:
             await self.clear_login_failures(user_id)
         await self._record("lock" if locked else "unlock", actor, user_id)
 
@@ -174,8 +175,7 @@ class AdminService:
         await self.auth.set_password(user_id, password)
         if logout_devices:
             await self.auth.logout_all(user_id)
-        if self.clear_login_failures is not None:
-            await self.clear_login_failures(user_id)
+        await self.clear_login_failures(user_id)
         await self._record("reset_password", actor, user_id, {"logout_devices": logout_devices})
         await self._notify(user_id, N_("An administrator has reset your password."))
 
@@ -195,7 +195,7 @@ class AdminService:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
         if block:
             await self.store.block_room(room_id, actor.user_id, now_ms())
-            self.checks.invalidate()
+            await self.moderation.invalidate()
         kicked, failed = [], []
         for member in await self.events.room_members(room_id, ("join", "invite", "knock")):
             try:
@@ -212,15 +212,3 @@ class AdminService:
             {"block": block, "purge": purge, "kicked": len(kicked), "events_purged": purged},
         )
         return {"kicked_users": kicked, "failed_to_kick_users": failed, "local_aliases": aliases, "new_room_id": None}
-
-    async def invalidate_flags(self, *_: Any) -> None:
-        """Suspensions or blocks changed elsewhere in this process (an import): re-read them."""
-        self.checks.invalidate()
-
-    async def guard_profile(self, user_id: str, key: str) -> None:
-        """ProfileService guard: suspended accounts cannot change their profile."""
-        user = await self.auth.store.get_user(user_id)
-        if user is not None and user.suspended:
-            raise MatrixError(
-                403, Codes.USER_SUSPENDED, N_("Your account is suspended: your profile cannot be changed")
-            )

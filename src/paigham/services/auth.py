@@ -8,13 +8,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from paigham.bus.base import StreamUpdate
 from paigham.clock import now_ms
 from paigham.config import Config
 from paigham.errors import Codes, MatrixError
 from paigham.ids import make_user_id, parse_user_id, random_string, valid_localpart
 from paigham.requester import Requester
 from paigham.services.passwords import hash_password, verify_password
-from paigham.services.ports import DeviceHooks
+from paigham.services.ports import AccountHooks
 from paigham.storage.accounts import AccountStore, TokenRow, UserRow
 
 MAX_PASSWORD_LEN = 512
@@ -77,8 +78,45 @@ class TokenCache:
         self._entries.clear()
         self._by_user.clear()
 
+    def on_update(self, update: StreamUpdate) -> None:
+        """Bus listener: another worker changed these users' credentials."""
+        if update.credentials:
+            self.forget(update.credentials)
+
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class CredentialChanges:
+    """Users whose tokens were deleted or whose account row changed: this process forgets their
+    cached tokens at once, and the other workers are told (their TokenCache.on_update forgets them).
+
+    Built before the AccountStore, which calls it after each such commit, and AuthService."""
+
+    def __init__(self, tokens: TokenCache, announce: Callable[[list[str]], Awaitable[None]]) -> None:
+        self.tokens = tokens
+        self.announce = announce
+
+    async def __call__(self, user_ids: list[str]) -> None:
+        self.tokens.forget(user_ids)
+        await self.announce(user_ids)
+
+
+def user_id_for(localpart_or_id: str, server_name: str) -> str:
+    """A full user ID as given, or a localpart (any case) made into one of this server's."""
+    if localpart_or_id.startswith("@"):
+        parse_user_id(localpart_or_id)
+        return localpart_or_id
+    return make_user_id(localpart_or_id.lower(), server_name)
+
+
+async def password_matches(user: UserRow | None, password: str) -> bool:
+    """Whether `password` is the account's; never for an unknown or deactivated account, whose check
+    takes as long as a real one (a dummy hash): the time a sign-in takes does not tell who exists."""
+    if user is None or user.deactivated:
+        await verify_password(password, None)
+        return False
+    return await verify_password(password, user.password_hash)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,30 +129,24 @@ class Session:
 
 
 class AuthService:
-    def __init__(self, config: Config, store: AccountStore) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: AccountStore,
+        changes: CredentialChanges,
+        *,
+        cache_usable: Callable[[], bool],
+        hooks: AccountHooks,
+    ) -> None:
         self.config = config
         self.store = store
-        self.device_hooks: list[DeviceHooks] = []
-        # Called with the user ID when an account is deactivated (leave rooms, drop keys, ...).
-        self.deactivation_hooks: list[Callable[[str], Awaitable[None]]] = []
-        # Policies: checks on every authenticated request (account expiry) and on each new device
-        # (device limits), and the access-token lifetime of a user.
-        self.request_checks: list[Callable[[str], Awaitable[None]]] = []
-        self.session_checks: list[Callable[[str, str], Awaitable[None]]] = []
-        self.token_lifetime_s: Callable[[str], Awaitable[int]] | None = None
-        self.tokens = TokenCache()
+        self.tokens = changes.tokens
+        # Tokens deleted or an account changed here (the store calls it too): forget, tell the others.
+        self.credentials_changed = changes
         # Whether other workers' changes reach this process now (the bus is connected); while they
-        # cannot, every request reads its token. Set by the composition root.
-        self.cache_usable: Callable[[], bool] = lambda: True
-        # Tells the other workers which users' credentials changed (set by the composition root).
-        self.announce: Callable[[list[str]], Awaitable[None]] | None = None
-        store.credentials_changed.append(self.credentials_changed)
-
-    async def credentials_changed(self, user_ids: list[str]) -> None:
-        """Tokens deleted or an account changed here: forget them, and tell the other workers."""
-        self.tokens.forget(user_ids)
-        if self.announce is not None:
-            await self.announce(user_ids)
+        # cannot, every request reads its token.
+        self.cache_usable = cache_usable
+        self.hooks = hooks
 
     # -- requests -----------------------------------------------------------------------------
     async def authenticate(self, token: str | None) -> Requester:
@@ -136,16 +168,13 @@ class AuthService:
             raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Account is deactivated", soft_logout=False)
         if user.locked:
             raise MatrixError(401, Codes.USER_LOCKED, "This account has been locked", soft_logout=True)
-        for check in self.request_checks:
-            await check(row.user_id)
+        if self.hooks.policy is not None:
+            await self.hooks.policy.check_expiry(row.user_id)
         return Requester(row.user_id, row.device_id, token, user.admin)
 
     # -- users --------------------------------------------------------------------------------
     def user_id_for(self, localpart_or_id: str) -> str:
-        if localpart_or_id.startswith("@"):
-            parse_user_id(localpart_or_id)
-            return localpart_or_id
-        return make_user_id(localpart_or_id.lower(), self.config.server_name)
+        return user_id_for(localpart_or_id, self.config.server_name)
 
     def check_localpart(self, localpart: str, *, system: bool = False) -> str:
         """The user ID for a new account's localpart; the server's own (the system account that owns
@@ -194,11 +223,7 @@ class AuthService:
         return user_id
 
     async def check_password(self, user_id: str, password: str) -> bool:
-        user = await self.store.get_user(user_id)
-        if user is None or user.deactivated:
-            await verify_password(password, None)  # as slow as a real check: no hint the user is missing
-            return False
-        return await verify_password(password, user.password_hash)
+        return await password_matches(await self.store.get_user(user_id), password)
 
     async def set_password(self, user_id: str, password: str) -> None:
         if not password or len(password) > MAX_PASSWORD_LEN:
@@ -209,7 +234,7 @@ class AuthService:
         """Log out every device, leave every room, and refuse the account from now on."""
         await self.logout_all(user_id)
         await self.store.update_user(user_id, deactivated=True, password_hash=None)
-        for hook in self.deactivation_hooks:
+        for hook in self.hooks.deactivated:
             await hook(user_id)
 
     # -- sessions -----------------------------------------------------------------------------
@@ -221,16 +246,15 @@ class AuthService:
             raise MatrixError(400, Codes.INVALID_PARAM, "device_id is too long")
         now = now_ms()
         known = await self.store.get_device(user_id, device_id)
-        if known is None:
-            for check in self.session_checks:
-                await check(user_id, device_id)
+        if known is None and self.hooks.policy is not None:
+            await self.hooks.policy.check_devices(user_id, device_id)
         await self.store.upsert_device(user_id, device_id, display_name, now)
         if known is not None:
             # Re-using a device ID replaces its old sessions (spec: login with an existing device_id).
             await self.store.delete_device_tokens(user_id, device_id)
         session = await self._issue(user_id, device_id, refresh)
         if known is None:
-            for hook in self.device_hooks:
+            for hook in self.hooks.devices:
                 await hook.device_added(user_id, device_id)
         return session
 
@@ -238,8 +262,8 @@ class AuthService:
         now = now_ms()
         token = "syt_" + secrets.token_urlsafe(32)
         lifetime_s = self.config.access_token_lifetime_s
-        if self.token_lifetime_s is not None:
-            lifetime_s = await self.token_lifetime_s(user_id)
+        if self.hooks.policy is not None:
+            lifetime_s = await self.hooks.policy.token_lifetime_s(user_id)
         lifetime = lifetime_s * 1000
         if refresh and not lifetime:
             lifetime = 3600 * 1000  # refresh-token clients expect their access token to expire
@@ -274,7 +298,7 @@ class AuthService:
         if not device_ids:
             return
         await self.store.delete_devices(user_id, device_ids)
-        for hook in self.device_hooks:
+        for hook in self.hooks.devices:
             await hook.devices_removed(user_id, device_ids)
 
     # -- registration tokens ------------------------------------------------------------------

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NamedTuple
 
 import structlog
 
@@ -17,13 +17,18 @@ log = structlog.get_logger(__name__)
 Job = Callable[[], Awaitable[Any]]
 
 
-class Jobs:
-    def __init__(self) -> None:
-        self._jobs: list[tuple[str, float, Job]] = []
-        self._tasks: list[asyncio.Task[None]] = []
+class Every(NamedTuple):
+    """Run `job` every `interval_s` seconds (first about a minute after start)."""
 
-    def every(self, name: str, interval_s: float, job: Job) -> None:
-        self._jobs.append((name, interval_s, job))
+    name: str
+    interval_s: float
+    job: Job
+
+
+class Jobs:
+    def __init__(self, jobs: Sequence[Every]) -> None:
+        self._jobs = tuple(jobs)
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def run_all(self) -> None:
         """Run every job once now (the CLI and tests use this)."""

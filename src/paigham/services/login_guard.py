@@ -10,11 +10,11 @@ address with the `login_ip_*` limits. A successful sign-in clears the account's 
 
 from __future__ import annotations
 
-from paigham.audit.service import AuditService
 from paigham.clock import now_ms
 from paigham.config import Config
 from paigham.errors import Codes, MatrixError
 from paigham.messages import N_
+from paigham.services.ports import AuditLog
 from paigham.storage.logins import Failures, LoginStore
 
 MAX_BACKOFF_MS = 60_000
@@ -31,7 +31,7 @@ def _wait_ms(f: Failures, throttle_after: int, base_ms: int, now: int) -> int:
 
 
 class LoginGuard:
-    def __init__(self, config: Config, store: LoginStore, audit: AuditService) -> None:
+    def __init__(self, config: Config, store: LoginStore, audit: AuditLog) -> None:
         self.config = config
         self.store = store
         self.audit = audit

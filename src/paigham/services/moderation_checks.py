@@ -1,5 +1,7 @@
-"""Event-pipeline checks of moderation: nobody joins a blocked room, a suspended account sends nothing
-but leaves and redactions of its own events (spec: account suspension).
+"""What the core consults about moderation: nobody joins a blocked room, a suspended account sends
+nothing but leaves and redactions of its own events (spec: account suspension) — two checks of the
+event pipeline — and a suspended account cannot change its profile (a ProfileService guard). Built
+before the services that consult it, so each takes it as a constructor argument.
 
 Both read the same flags — suspended users and blocked rooms — cached for FLAGS_TTL_S: changes made in
 this process apply at once (`invalidate`); in a cluster, other workers apply them within that time.
@@ -8,6 +10,7 @@ this process apply at once (`invalidate`); in a cluster, other workers apply the
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -15,6 +18,7 @@ from paigham.domain.stored_event import StoredEvent
 from paigham.errors import Codes, MatrixError
 from paigham.messages import N_
 from paigham.services.stages import RoomCtx
+from paigham.storage.accounts import AccountStore
 from paigham.storage.admin import AdminStore
 from paigham.storage.events import EventStore
 
@@ -22,15 +26,17 @@ FLAGS_TTL_S = 2.0
 
 
 class ModerationChecks:
-    def __init__(self, store: AdminStore, events: EventStore) -> None:
+    def __init__(self, store: AdminStore, events: EventStore, accounts: AccountStore) -> None:
         self.store = store
         self.events = events
+        self.accounts = accounts
         self._flags_at = 0.0
         self._suspended: set[str] = set()
         self._blocked: set[str] = set()
 
-    def invalidate(self) -> None:
-        """Suspensions or blocks changed: re-read them at the next event."""
+    async def invalidate(self, *_: Any) -> None:
+        """Suspensions or blocks changed in this process (an admin action, an import): re-read them at
+        the next event (an `OrgService` after-apply hook, hence the ignored arguments)."""
         self._flags_at = 0.0
 
     async def _flags(self, conn: AsyncConnection) -> tuple[set[str], set[str]]:
@@ -68,3 +74,11 @@ class ModerationChecks:
             Codes.USER_SUSPENDED,
             N_("Your account is suspended: you can read and leave rooms, but not send, join or invite"),
         )
+
+    async def guard_profile(self, user_id: str, key: str) -> None:
+        """ProfileService guard: suspended accounts cannot change their profile."""
+        user = await self.accounts.get_user(user_id)
+        if user is not None and user.suspended:
+            raise MatrixError(
+                403, Codes.USER_SUSPENDED, N_("Your account is suspended: your profile cannot be changed")
+            )

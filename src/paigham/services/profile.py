@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from paigham.errors import Codes, MatrixError
@@ -10,19 +10,35 @@ from paigham.services.rooms import RoomService
 from paigham.services.writer import EventSpec
 from paigham.storage.accounts import AccountStore
 from paigham.storage.events import EventStore
+from paigham.types import JsonDict
 
 FIELDS = {"displayname": 256, "avatar_url": 1024}
 
 
+ExtraFields = Callable[[str], Awaitable[JsonDict]]
+Guard = Callable[[str, str], Awaitable[None]]
+DirectorySearch = Callable[[str, str, int], Awaitable[tuple[list[JsonDict], bool]]]
+
+
 class ProfileService:
-    def __init__(self, accounts: AccountStore, events: EventStore, rooms: RoomService) -> None:
+    def __init__(
+        self,
+        accounts: AccountStore,
+        events: EventStore,
+        rooms: RoomService,
+        *,
+        directory: DirectorySearch | None = None,
+        extra_fields: Sequence[ExtraFields] = (),
+        guards: Sequence[Guard] = (),
+    ) -> None:
         self.accounts = accounts
         self.events = events
         self.rooms = rooms
-        # Other areas extend profiles: extra (extended) fields, checks before a change, the directory search.
-        self.extra_fields: list[Callable[[str], Awaitable[dict[str, Any]]]] = []
-        self.guards: list[Callable[[str, str], Awaitable[None]]] = []
-        self.directory: Callable[[str, str, int], Awaitable[tuple[list[dict[str, Any]], bool]]] | None = None
+        # Other areas extend profiles: the user directory's search (instead of a search of all
+        # accounts), extra (extended) fields, and checks before a change (in this order).
+        self.directory = directory
+        self.extra_fields = tuple(extra_fields)
+        self.guards = tuple(guards)
 
     async def get(self, user_id: str) -> dict[str, Any]:
         user = await self.accounts.get_user(user_id)

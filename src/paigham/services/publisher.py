@@ -19,6 +19,10 @@ class Publisher:
             update = StreamUpdate(update.pos, sorted({*update.rooms, *rooms}), update.users)
         await self.bus.publish(update)
 
+    async def credentials_changed(self, user_ids: list[str]) -> None:
+        """Every worker's token cache forgets these users (their tokens or account changed)."""
+        await self.bus.publish(StreamUpdate(0, credentials=user_ids))
+
     async def events_committed(self, evs: list[StoredEvent]) -> None:
         if not evs:
             return

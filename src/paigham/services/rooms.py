@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +73,14 @@ def default_power_levels(creator: str, version: RoomVersion, preset: str, invite
 
 class RoomService:
     def __init__(
-        self, config: Config, writer: EventWriter, events: EventStore, accounts: AccountStore, aliases: AliasStore
+        self,
+        config: Config,
+        writer: EventWriter,
+        events: EventStore,
+        accounts: AccountStore,
+        aliases: AliasStore,
+        *,
+        creation_hooks: Sequence[Callable[[CreateRoomRequest], Awaitable[None]]] = (),
     ) -> None:
         self.config = config
         self.writer = writer
@@ -81,7 +88,7 @@ class RoomService:
         self.accounts = accounts
         self.aliases = aliases
         # Policies may adjust a room before it is created (e.g. require encryption).
-        self.creation_hooks: list[Callable[[CreateRoomRequest], Awaitable[None]]] = []
+        self.creation_hooks = tuple(creation_hooks)
 
     # -- creation -------------------------------------------------------------------------------
     async def create_room(self, req: CreateRoomRequest) -> str:

@@ -7,7 +7,8 @@ from typing import Any
 from paigham.clock import now_ms
 from paigham.errors import Codes, MatrixError
 from paigham.ids import random_string
-from paigham.services.auth import AuthService
+from paigham.services.auth import password_matches, user_id_for
+from paigham.storage.accounts import AccountStore
 
 DUMMY = "m.login.dummy"
 PASSWORD = "m.login.password"
@@ -30,9 +31,11 @@ class UIARequired(MatrixError):
 
 
 class UIAService:
-    def __init__(self, auth: AuthService) -> None:
-        self.auth = auth
-        self.store = auth.store
+    # Built from the account store, not from AuthService: E2EE (cross-signing uploads) needs it and is
+    # built before AuthService, which calls E2EE when devices change.
+    def __init__(self, server_name: str, store: AccountStore) -> None:
+        self.server_name = server_name
+        self.store = store
 
     async def check(
         self, auth: Any, *, kind: str, flows: list[list[str]], user_id: str | None = None
@@ -79,10 +82,12 @@ class UIAService:
             return
         if stage == PASSWORD:
             who = _password_user(auth)
-            if user_id is None or who is None or self.auth.user_id_for(who) != user_id:
+            if user_id is None or who is None or user_id_for(who, self.server_name) != user_id:
                 raise UIARequired(body, Codes.FORBIDDEN, "Invalid user for password authentication")
             password = auth.get("password")
-            if not isinstance(password, str) or not await self.auth.check_password(user_id, password):
+            if not isinstance(password, str) or not await password_matches(
+                await self.store.get_user(user_id), password
+            ):
                 raise UIARequired(body, Codes.FORBIDDEN, "Invalid password")
             return
         if stage == REGISTRATION_TOKEN:

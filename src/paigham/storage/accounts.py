@@ -69,16 +69,15 @@ def _user(row: Any) -> UserRow:
 
 
 class AccountStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, credentials_changed: Callable[[list[str]], Awaitable[None]] | None = None) -> None:
         self.db = db
         # Called after commit with the users whose tokens were deleted or whose account row changed
         # (the token cache forgets them, here and on the other workers).
-        self.credentials_changed: list[Callable[[list[str]], Awaitable[None]]] = []
+        self.credentials_changed = credentials_changed
 
     async def _changed(self, user_ids: list[str]) -> None:
-        if user_ids:
-            for hook in self.credentials_changed:
-                await hook(sorted(set(user_ids)))
+        if user_ids and self.credentials_changed is not None:
+            await self.credentials_changed(sorted(set(user_ids)))
 
     # -- users --------------------------------------------------------------------------------
     async def get_user(self, user_id: str) -> UserRow | None:

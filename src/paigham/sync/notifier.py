@@ -15,7 +15,6 @@ RECENT = 20_000
 
 class Notifier:
     def __init__(self) -> None:
-        self.position = 0
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         # Recent updates, so a waiter registering late still sees what it raced with.
         self._recent: deque[tuple[int, frozenset[str]]] = deque(maxlen=RECENT)
@@ -26,7 +25,6 @@ class Notifier:
 
     def on_update(self, update: StreamUpdate) -> None:
         keys = frozenset([*(f"r:{r}" for r in update.rooms), *(f"u:{u}" for u in update.users)])
-        self.position = max(self.position, update.pos)
         if not keys:
             return  # nothing to wake (a credentials-only update carries no position)
         self._recent.append((update.pos, keys))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from paigham.requester import Requester
@@ -48,11 +48,13 @@ class SyncService:
         push_rules: PushRulesProvider,
         *,
         presence_enabled: bool,
+        extensions: Sequence[Extension] = (),
     ) -> None:
         self.db = db
         self.notifier = notifier
         self.sections = Sections(events, streams, serializer, push_rules, presence_enabled=presence_enabled)
-        self.extensions: list[Extension] = []
+        # Sections other areas add to each response (E2EE: to-device, device lists, key counts).
+        self.extensions = tuple(extensions)
 
     async def sync(
         self, requester: Requester, since: int | None, timeout_ms: int, flt: SyncFilterView, full_state: bool

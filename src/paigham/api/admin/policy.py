@@ -13,7 +13,7 @@ from paigham.api.http import Authenticator, json_body, ok, typed_body
 from paigham.clock import now_ms
 from paigham.domain.org import Invalid, parse_expiry
 from paigham.errors import Codes, MatrixError
-from paigham.org.enforce import PolicyEnforcer
+from paigham.org.enforce import PolicyEnforcer, Renewals
 from paigham.org.policy import PolicyService
 from paigham.requester import Requester
 from paigham.services.admin import Actor, AdminService
@@ -32,7 +32,9 @@ class SynapseValidityBody(msgspec.Struct):
     enable_renewal_emails: bool = False
 
 
-def routes(auth: Authenticator, admin: AdminService, policies: PolicyService, enforcer: PolicyEnforcer) -> list[Route]:
+def routes(
+    auth: Authenticator, admin: AdminService, policies: PolicyService, enforcer: PolicyEnforcer, renewals: Renewals
+) -> list[Route]:
     @admin_only(auth)
     async def show(request: Request, _requester: Requester, _actor: Actor) -> Response:
         """GET /_paigham/admin/v1/policies"""
@@ -78,7 +80,7 @@ def routes(auth: Authenticator, admin: AdminService, policies: PolicyService, en
         body = await typed_body(request, RenewBody, allow_empty=True)
         user_id = request.path_params["user_id"]
         await admin.existing_user(user_id)
-        return ok({"expiration_ts": await enforcer.renew(user_id, _until(body), requester.user_id)})
+        return ok({"expiration_ts": await renewals.renew(user_id, _until(body), requester.user_id)})
 
     @admin_only(auth)
     async def synapse_validity(request: Request, requester: Requester, _actor: Actor) -> Response:
@@ -87,7 +89,7 @@ def routes(auth: Authenticator, admin: AdminService, policies: PolicyService, en
         await admin.existing_user(body.user_id)
         if body.expiration_ts is not None and not 0 <= body.expiration_ts <= 2**53:
             raise MatrixError(400, Codes.INVALID_PARAM, "expiration_ts must be a time in milliseconds")
-        return ok({"expiration_ts": await enforcer.renew(body.user_id, body.expiration_ts, requester.user_id)})
+        return ok({"expiration_ts": await renewals.renew(body.user_id, body.expiration_ts, requester.user_id)})
 
     return [
         Route(f"{BASE}/policies", show, methods=["GET"]),
