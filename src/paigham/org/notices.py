@@ -19,7 +19,6 @@ from paigham.messages import N_
 from paigham.services.rooms import CreateRoomRequest, RoomService
 from paigham.services.writer import EventSpec
 from paigham.storage.database import Database
-from paigham.storage.dialect import insert_ignore
 from paigham.storage.org import OrgStore
 from paigham.storage.org_schema import server_notice_rooms
 from paigham.storage.streams import StreamStore
@@ -84,9 +83,7 @@ class ServerNotices:
         async with self.db.write() as conn:
             await conn.execute(server_notice_rooms.delete().where(server_notice_rooms.c.user_id == user_id))
             await conn.execute(
-                insert_ignore(
-                    self.db.is_sqlite, server_notice_rooms, {"user_id": user_id, "room_id": room_id}, ["user_id"]
-                )
+                self.db.insert_ignore(server_notice_rooms, {"user_id": user_id, "room_id": room_id}, ["user_id"])
             )
         return room_id
 

@@ -11,7 +11,6 @@ import msgspec
 from sqlalchemy import and_, delete, func, or_, select, update
 
 from paigham.storage.database import Database
-from paigham.storage.dialect import upsert
 from paigham.storage.schema import (
     access_tokens,
     devices,
@@ -352,9 +351,7 @@ class AccountStore:
             "data": msgspec.json.encode(data).decode(),
         }
         async with self.db.write() as conn:
-            await conn.execute(
-                upsert(self.db.is_sqlite, uia_sessions, values, ["session_id"], ["completed", "data", "user_id"])
-            )
+            await conn.execute(self.db.upsert(uia_sessions, values, ["session_id"], ["completed", "data", "user_id"]))
 
     async def delete_uia_session(self, session_id: str) -> None:
         async with self.db.write() as conn:

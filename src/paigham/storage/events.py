@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from paigham.clock import now_ms
 from paigham.domain.stored_event import StoredEvent
 from paigham.storage.database import Database
-from paigham.storage.dialect import upsert
 from paigham.storage.schema import current_state, event_txns, events, memberships, rooms
 
 # (room_id, stream, sender, thread_id, highlight) and (user_id, room_id, stream, thread_id, notify, highlight)
@@ -156,6 +155,7 @@ _SET_MEMBERSHIP = (
 class EventStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._insert_messages = db.per_engine(sqlite=self._insert_messages_sqlite, postgresql=self._insert_messages_pg)
 
     # -- rooms ----------------------------------------------------------------------------
     async def get_room(self, room_id: str) -> RoomRow | None:
@@ -299,51 +299,54 @@ class EventStore:
         On PostgreSQL one statement, so the stream counter's row — which orders every writer of every
         room — is held from here to commit only, however many messages a batch has; on SQLite the
         same rows statement by statement."""
+        if messages:
+            await self._insert_messages(conn, messages)
+
+    async def _insert_messages_pg(self, conn: AsyncConnection, messages: Sequence[NewMessage]) -> None:
         n = len(messages)
-        if not n:
-            return
-        if not self.db.is_sqlite:
-            evs = [m.event for m in messages]
-            txns = [(m.txn, m.event.event_id) for m in messages if m.txn is not None]
-            rooms = [(i, r) for i, m in enumerate(messages, 1) if (r := m.push_room) is not None]
-            own = [(i, r) for i, m in enumerate(messages, 1) for r in m.push_own]
-            row = await self.db.fetchrow(
-                _INSERT_MESSAGES,
-                n,
-                [e.event_id for e in evs],
-                [e.room_id for e in evs],
-                [e.type for e in evs],
-                [e.sender for e in evs],
-                [e.origin_server_ts for e in evs],
-                [e.pdu["depth"] for e in evs],
-                [_encode(e.pdu).decode() for e in evs],
-                [e.txn_id for e in evs],
-                [e.device_id for e in evs],
-                [m.relates_to for m in messages],
-                [m.rel_type for m in messages],
-                now_ms(),
-                [t[0] for t, _ in txns],
-                [t[1] for t, _ in txns],
-                [t[2] for t, _ in txns],
-                [t[3] for t, _ in txns],
-                [result for _, result in txns],
-                [i for i, _ in rooms],
-                [r[0] for _, r in rooms],
-                [r[2] for _, r in rooms],
-                [r[3] for _, r in rooms],
-                [r[4] for _, r in rooms],
-                [i for i, _ in own],
-                [r[0] for _, r in own],
-                [r[1] for _, r in own],
-                [r[3] for _, r in own],
-                [r[4] for _, r in own],
-                [r[5] for _, r in own],
-                conn=conn,
-            )
-            assert row is not None
-            for i, m in enumerate(messages, 1):
-                m.event.stream = int(row[0]) + i
-            return
+        evs = [m.event for m in messages]
+        txns = [(m.txn, m.event.event_id) for m in messages if m.txn is not None]
+        rooms = [(i, r) for i, m in enumerate(messages, 1) if (r := m.push_room) is not None]
+        own = [(i, r) for i, m in enumerate(messages, 1) for r in m.push_own]
+        row = await self.db.fetchrow(
+            _INSERT_MESSAGES,
+            n,
+            [e.event_id for e in evs],
+            [e.room_id for e in evs],
+            [e.type for e in evs],
+            [e.sender for e in evs],
+            [e.origin_server_ts for e in evs],
+            [e.pdu["depth"] for e in evs],
+            [_encode(e.pdu).decode() for e in evs],
+            [e.txn_id for e in evs],
+            [e.device_id for e in evs],
+            [m.relates_to for m in messages],
+            [m.rel_type for m in messages],
+            now_ms(),
+            [t[0] for t, _ in txns],
+            [t[1] for t, _ in txns],
+            [t[2] for t, _ in txns],
+            [t[3] for t, _ in txns],
+            [result for _, result in txns],
+            [i for i, _ in rooms],
+            [r[0] for _, r in rooms],
+            [r[2] for _, r in rooms],
+            [r[3] for _, r in rooms],
+            [r[4] for _, r in rooms],
+            [i for i, _ in own],
+            [r[0] for _, r in own],
+            [r[1] for _, r in own],
+            [r[3] for _, r in own],
+            [r[4] for _, r in own],
+            [r[5] for _, r in own],
+            conn=conn,
+        )
+        assert row is not None
+        for i, m in enumerate(messages, 1):
+            m.event.stream = int(row[0]) + i
+
+    async def _insert_messages_sqlite(self, conn: AsyncConnection, messages: Sequence[NewMessage]) -> None:
+        n = len(messages)
         base = await self.db.next_position(conn, n) - n
         for i, m in enumerate(messages, 1):
             stream = m.event.stream = base + i
@@ -421,7 +424,7 @@ class EventStore:
         self, conn: AsyncConnection, room_id: str, type_: str, state_key: str, event_id: str, stream: int
     ) -> None:
         values = {"room_id": room_id, "type": type_, "state_key": state_key, "event_id": event_id, "stream": stream}
-        await conn.execute(upsert(self.db.is_sqlite, current_state, values, ["room_id", "type", "state_key"]))
+        await conn.execute(self.db.upsert(current_state, values, ["room_id", "type", "state_key"]))
 
     async def set_membership(
         self, conn: AsyncConnection, user_id: str, room_id: str, membership: str, event_id: str, stream: int
@@ -636,10 +639,9 @@ class EventStore:
 
     async def heroes(self, room_id: str, exclude: str, limit: int = 5) -> list[str]:
         """The first `limit` joined or invited members other than `exclude`, in code point order."""
-        collate = "" if self.db.is_sqlite else ' COLLATE "C"'  # SQLite compares bytes: the same order
         rows = await self.db.fetch(
             "SELECT user_id FROM memberships WHERE room_id = $1 AND membership IN ('join', 'invite') "
-            f"AND user_id <> $2 ORDER BY user_id{collate} LIMIT $3",
+            f"AND user_id <> $2 ORDER BY user_id{self.db.dialect.code_point_collation} LIMIT $3",
             room_id,
             exclude,
             limit,

@@ -12,7 +12,6 @@ from sqlalchemy import and_, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.storage.database import Database
-from paigham.storage.dialect import upsert
 from paigham.storage.events import PushRoomRow, PushUserRow
 from paigham.storage.schema import (
     account_data,
@@ -58,13 +57,17 @@ class Receipt:
 class StreamStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Unread counts are counted by the database (rows are not fetched: a user with thousands of
+        # unread messages must not cost thousands of rows per /sync). SQLite plans the joined form
+        # badly: one count per room there.
+        self._unread = db.per_engine(sqlite=self._unread_room_by_room, postgresql=self._unread_in_one)
 
     # -- account data -------------------------------------------------------------------------
     async def put_account_data(self, user_id: str, room_id: str, type_: str, content: dict[str, Any]) -> int:
         async with self.db.write() as conn:
             pos = await self.db.next_position(conn)
             values = {"user_id": user_id, "room_id": room_id, "type": type_, "content": _enc(content), "stream": pos}
-            await conn.execute(upsert(self.db.is_sqlite, account_data, values, ["user_id", "room_id", "type"]))
+            await conn.execute(self.db.upsert(account_data, values, ["user_id", "room_id", "type"]))
         return pos
 
     async def get_account_data(self, user_id: str, room_id: str, type_: str) -> dict[str, Any] | None:
@@ -108,9 +111,7 @@ class StreamStore:
                 "ts": r.ts,
                 "stream": pos,
             }
-            await conn.execute(
-                upsert(self.db.is_sqlite, receipts, values, ["room_id", "user_id", "receipt_type", "thread_id"])
-            )
+            await conn.execute(self.db.upsert(receipts, values, ["room_id", "user_id", "receipt_type", "thread_id"]))
         return pos
 
     async def receipts_since(self, room_ids: Sequence[str], after: int | None, upto: int) -> list[Receipt]:
@@ -144,9 +145,7 @@ class StreamStore:
             if expires_ts is not None:
                 await conn.execute(typing.insert().values(room_id=room_id, user_id=user_id, expires_ts=expires_ts))
             pos = await self.db.next_position(conn)
-            await conn.execute(
-                upsert(self.db.is_sqlite, typing_stream, {"room_id": room_id, "stream": pos}, ["room_id"])
-            )
+            await conn.execute(self.db.upsert(typing_stream, {"room_id": room_id, "stream": pos}, ["room_id"]))
         return pos
 
     async def expire_typing(self, now: int) -> tuple[int, list[str]]:
@@ -159,9 +158,7 @@ class StreamStore:
             pos = await self.db.next_position(conn)
             rooms = sorted({r.room_id for r in rows})
             for room_id in rooms:
-                await conn.execute(
-                    upsert(self.db.is_sqlite, typing_stream, {"room_id": room_id, "stream": pos}, ["room_id"])
-                )
+                await conn.execute(self.db.upsert(typing_stream, {"room_id": room_id, "stream": pos}, ["room_id"]))
         return pos, rooms
 
     async def any_typing(self) -> bool:
@@ -202,7 +199,7 @@ class StreamStore:
                 "last_active_ts": now,
                 "stream": pos,
             }
-            await conn.execute(upsert(self.db.is_sqlite, presence, values, ["user_id"]))
+            await conn.execute(self.db.upsert(presence, values, ["user_id"]))
         return pos
 
     async def get_presence(
@@ -273,7 +270,7 @@ class StreamStore:
         async with self.db.write() as conn:
             pos = await self.db.next_position(conn)
             values = {"user_id": user_id, "json": _enc(rules), "stream": pos}
-            await conn.execute(upsert(self.db.is_sqlite, push_rules, values, ["user_id"]))
+            await conn.execute(self.db.upsert(push_rules, values, ["user_id"]))
         return pos
 
     # -- push actions -------------------------------------------------------------------------
@@ -304,17 +301,18 @@ class StreamStore:
         out = {r: (0, 0) for r in starts}
         rooms = sorted(starts)
         reads = [starts[r] for r in rooms]
-        # Counted by the database (rows are not fetched: a user with thousands of unread messages
-        # must not cost thousands of rows per /sync); the shared rows are scanned, not looked up one by one.
-        if self.db.is_sqlite:  # one range count per room (SQLite plans a joined form badly)
-            rows = []
-            for room_id, pos in zip(rooms, reads, strict=True):
-                rows += await self.db.fetch(_UNREAD_ONE_ROOM, user_id, room_id, pos)
-        else:
-            rows = await self.db.fetch(_UNREAD_ROOMS, user_id, rooms, reads)
-        for r in rows:
+        for r in await self._unread(user_id, rooms, reads):
             out[r[0]] = (int(r[1]), int(r[2] or 0))
         return out
+
+    async def _unread_room_by_room(self, user_id: str, rooms: list[str], starts: list[int]) -> list[Sequence[Any]]:
+        rows = []
+        for room_id, pos in zip(rooms, starts, strict=True):
+            rows += await self.db.fetch(_UNREAD_ONE_ROOM, user_id, room_id, pos)
+        return rows
+
+    async def _unread_in_one(self, user_id: str, rooms: list[str], starts: list[int]) -> list[Sequence[Any]]:
+        return await self.db.fetch(_UNREAD_ROOMS, user_id, rooms, starts)
 
 
 # The count for user $1 in a room past a position, as three range counts (each one row): the room's
