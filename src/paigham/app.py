@@ -67,18 +67,25 @@ from paigham.services.timeline import TimelineService
 from paigham.services.uia import UIAService
 from paigham.services.writer import EventWriter
 from paigham.signing_keys import load_or_create_shared_secret, load_or_create_signing_key, write_admin_credentials
+from paigham.storage.account_data import AccountDataStore
 from paigham.storage.accounts import AccountStore
 from paigham.storage.admin import AdminStore
 from paigham.storage.aliases import AliasStore
 from paigham.storage.audit import AuditStore
 from paigham.storage.database import Database
+from paigham.storage.event_writes import EventWriteStore
 from paigham.storage.events import EventStore
+from paigham.storage.filters import FilterStore
 from paigham.storage.logins import LoginStore
 from paigham.storage.media import MediaStore
 from paigham.storage.migrate import migrate
 from paigham.storage.org import OrgStore
 from paigham.storage.policies import PolicyStore
-from paigham.storage.streams import StreamStore
+from paigham.storage.presence import PresenceStore
+from paigham.storage.push_actions import PushActionStore
+from paigham.storage.push_rules import PushRuleStore
+from paigham.storage.receipts import ReceiptStore
+from paigham.storage.typing_notices import TypingStore
 from paigham.sync.notifier import Notifier
 from paigham.sync.service import SyncService
 
@@ -102,7 +109,13 @@ class Server:
         self.bus.on_resume(self.notifier.wake_all)
         self.accounts = AccountStore(self.db)
         self.events = EventStore(self.db)
-        self.streams = StreamStore(self.db)
+        # The stores that were storage/streams.py, one per area (storage helper, issue 13).
+        self.account_data = AccountDataStore(self.db)
+        self.receipts = ReceiptStore(self.db)
+        self.typing = TypingStore(self.db)
+        self.presence_store = PresenceStore(self.db)
+        self.push_rules = PushRuleStore(self.db)
+        self.push_actions = PushActionStore(self.db)
         self.aliases = AliasStore(self.db)
         self.publisher = Publisher(self.bus, self.events)
         self.auth = AuthService(config, self.accounts)
@@ -111,23 +124,27 @@ class Server:
         self.bus.subscribe(lambda update: self.auth.tokens.forget(update.credentials) if update.credentials else None)
         self.bus.on_resume(self.auth.tokens.clear)
         self.uia = UIAService(self.auth)
-        self.writer = EventWriter(self.db, self.events, config.server_name, self.signing_key)
+        self.writer = EventWriter(self.db, self.events, EventWriteStore(self.db), config.server_name, self.signing_key)
         self.writer.commit_hooks.append(self.publisher.events_committed)
         self.writer.commit_hooks.append(ops.count_events)
-        self.push = PushService(self.streams, self.events, self.publisher)
+        self.push = PushService(self.push_rules, self.push_actions, self.events, self.publisher)
         self.writer.persist_hooks.append(self.push.on_event)
         self.rooms = RoomService(config, self.writer, self.events, self.accounts, self.aliases)
         self.auth.deactivation_hooks.append(self.rooms.leave_all)
         self.serializer = EventSerializer(self.events)
         self.timeline = TimelineService(self.db, self.events, self.serializer)
         self.profiles = ProfileService(self.accounts, self.events, self.rooms)
-        self.presence = PresenceService(self.streams, self.publisher, enabled=config.presence_enabled)
-        self.ephemeral = EphemeralService(self.events, self.streams, self.publisher)
-        self.filters = FilterService(self.streams)
+        self.presence = PresenceService(self.presence_store, self.publisher, enabled=config.presence_enabled)
+        self.ephemeral = EphemeralService(self.events, self.receipts, self.typing, self.account_data, self.publisher)
+        self.filters = FilterService(FilterStore(self.db))
         self.sync = SyncService(
             self.db,
             self.events,
-            self.streams,
+            self.account_data,
+            self.receipts,
+            self.typing,
+            self.presence_store,
+            self.push_actions,
             self.serializer,
             self.notifier,
             self.push.rules_for_sync,
@@ -182,7 +199,7 @@ class Server:
         if config.org_spaces:
             self.org.after_apply.append(self.spaces.reconcile)
         self.notices = ServerNotices(
-            config, self.db, self.rooms, self.streams, self.org.store, self.spaces.ensure_system_user
+            config, self.db, self.rooms, self.account_data, self.org.store, self.spaces.ensure_system_user
         )
         self.admin.notify = self.enforcer.notify = self.notices.send
         self.e2ee.cross_signing.changed_hooks.append(

@@ -24,6 +24,7 @@ from paigham.storage.e2ee_backup import BackupStore
 from paigham.storage.e2ee_inbox import InboxStore
 from paigham.storage.e2ee_keys import KeyStore
 from paigham.storage.e2ee_lists import DeviceListStore
+from paigham.storage.events import EventStore
 from paigham.sync.service import SyncService
 
 
@@ -46,7 +47,7 @@ class E2EE:
         self.cross_signing = CrossSigningService(self.key_store, auth.store, uia, self.lists)
         self.to_device = ToDeviceService(config.server_name, InboxStore(db), publisher)
         self.backups = BackupService(self.backup_store)
-        self.lock = EncryptionLock(config.lock_room_encryption)
+        self.lock = EncryptionLock(config.lock_room_encryption, EventStore(db))
         auth.device_hooks.append(self.lists)
         auth.deactivation_hooks.append(self.user_deactivated)
         writer.persist_hooks.append(self.lock.on_event)

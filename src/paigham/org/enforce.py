@@ -82,7 +82,7 @@ class PolicyEnforcer:
             and event.content.get("join_rule") != "public"
             and event.sender not in self.exempt_creators
         ):
-            enc = await self.events.state_for_keys(conn, event.room_id, [("m.room.encryption", "")])
+            enc = await self.events.state_for_keys(event.room_id, [("m.room.encryption", "")], conn=conn)
             if not enc and (await self.policies.for_user(event.sender)).require_encryption:
                 raise MatrixError(
                     403,

@@ -18,10 +18,10 @@ from paigham.i18n import LANGUAGES, translate
 from paigham.messages import N_
 from paigham.services.rooms import CreateRoomRequest, RoomService
 from paigham.services.writer import EventSpec
+from paigham.storage.account_data import AccountDataStore
 from paigham.storage.database import Database
 from paigham.storage.org import OrgStore
 from paigham.storage.org_schema import server_notice_rooms
-from paigham.storage.streams import StreamStore
 
 LANGUAGE_TYPE = "org.paigham.language"
 
@@ -32,20 +32,20 @@ class ServerNotices:
         config: Config,
         db: Database,
         rooms: RoomService,
-        streams: StreamStore,
+        account_data: AccountDataStore,
         org: OrgStore,
         system_user: Callable[[], Awaitable[str]],
     ) -> None:
         self.config = config
         self.db = db
         self.rooms = rooms
-        self.streams = streams
+        self.account_data = account_data
         self.org = org
         self.ensure_system_user = system_user
         self.system_user = ""
 
     async def language_of(self, user_id: str) -> str:
-        chosen = await self.streams.get_account_data(user_id, "", LANGUAGE_TYPE)
+        chosen = await self.account_data.get(user_id, "", LANGUAGE_TYPE)
         lang = chosen.get("language") if isinstance(chosen, dict) else None
         if isinstance(lang, str) and lang.lower().split("-")[0] in LANGUAGES:
             return lang.lower().split("-")[0]
@@ -79,7 +79,7 @@ class ServerNotices:
         await self.rooms.writer.send_many(
             room_id, [EventSpec(user_id, "m.room.member", await self.rooms.member_content(user_id, "join"), user_id)]
         )
-        await self.streams.put_account_data(user_id, room_id, "m.tag", {"tags": {"m.server_notice": {"order": 0}}})
+        await self.account_data.put(user_id, room_id, "m.tag", {"tags": {"m.server_notice": {"order": 0}}})
         async with self.db.write() as conn:
             await conn.execute(server_notice_rooms.delete().where(server_notice_rooms.c.user_id == user_id))
             await conn.execute(

@@ -11,7 +11,7 @@ import msgspec
 from paigham.domain.filters import DEFAULT_FILTER, Filter, RoomEventFilter, parse_filter, parse_room_event_filter
 from paigham.domain.stored_event import StoredEvent
 from paigham.errors import Codes, MatrixError
-from paigham.storage.streams import StreamStore
+from paigham.storage.filters import FilterStore
 
 MAX_FILTER_BYTES = 64 * 1024
 # Parsed filters kept (stored ones by user and ID, inline ones by their text if at most
@@ -84,20 +84,20 @@ def room_event_filter_param(raw: str | None) -> RoomEventFilterView:
 
 
 class FilterService:
-    def __init__(self, streams: StreamStore) -> None:
-        self.streams = streams
+    def __init__(self, store: FilterStore) -> None:
+        self.store = store
         self._parsed: dict[tuple[str, str], Filter] = {}
 
     async def create(self, user_id: str, body: dict[str, Any]) -> int:
         parse_filter(body)  # validate before storing
         if len(msgspec.json.encode(body)) > MAX_FILTER_BYTES:
             raise MatrixError(400, Codes.TOO_LARGE, "Filter is too large")
-        return await self.streams.add_filter(user_id, body)
+        return await self.store.add(user_id, body)
 
     async def get(self, user_id: str, filter_id: str) -> dict[str, Any]:
         if not (filter_id.isascii() and filter_id.isdigit()) or len(filter_id) > 9:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown filter")
-        found = await self.streams.get_filter(user_id, int(filter_id))
+        found = await self.store.get(user_id, int(filter_id))
         if found is None:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown filter")
         return found

@@ -34,14 +34,18 @@ from paigham.services.auth import AuthService
 from paigham.services.publisher import Publisher
 from paigham.services.writer import RoomCtx
 from paigham.storage.events import EventStore
-from paigham.storage.streams import StreamStore
+from paigham.storage.push_actions import PushActionStore, PushRoomRow, PushUserRow
+from paigham.storage.push_rules import PushRuleStore
 
 KINDS = ("override", "underride", "sender", "room", "content")
 
 
 class PushService:
-    def __init__(self, streams: StreamStore, events: EventStore, publisher: Publisher) -> None:
-        self.streams = streams
+    def __init__(
+        self, rules: PushRuleStore, actions: PushActionStore, events: EventStore, publisher: Publisher
+    ) -> None:
+        self.rules = rules
+        self.actions = actions
         self.events = events
         self.publisher = publisher
         self._cache: dict[tuple[str, bytes], tuple[tuple[CompiledRule, ...], bytes]] = {}
@@ -68,10 +72,10 @@ class PushService:
         return found
 
     async def user_rules(self, user_id: str) -> tuple[pr.UserRules, int]:
-        found = await self.streams.get_push_rules(user_id)
+        found = await self.rules.get(user_id)
         if found is None:
             return pr.UserRules(), 0
-        return pr.UserRules.from_json(found[0]), found[1]
+        return pr.UserRules.from_json(found.rules), found.stream
 
     async def rules_for_sync(self, user_id: str) -> tuple[dict[str, Any], int]:
         rules, stream = await self.user_rules(user_id)
@@ -85,14 +89,14 @@ class PushService:
         else:
             members = ctx.joined_members()
             if members is None:
-                members = await self.events.room_members_in(conn, event.room_id)
+                members = await self.events.room_members(event.room_id, conn=conn)
             targets, member_count = [m for m in members if m != event.sender], len(members)
         if not targets:
             return
         if ctx.push_rules_of.issuperset(targets):  # read with the room
             stored = {u: ctx.push_rules[u] for u in targets if u in ctx.push_rules}
         else:
-            stored = await self.streams.push_rules_for(conn, targets)
+            stored = await self.rules.of_users(targets, conn=conn)
         compiled = {u: self._compiled_and_template(u, stored.get(u)) for u in targets}
         # Display names matter only to rules with a `contains_display_name` condition (none of the
         # default rules since v1.17): read the member events of those recipients alone.
@@ -104,7 +108,7 @@ class PushService:
             and ("m.room.member", u) not in ctx.looked_up
         ]
         if names and not ctx.fresh:
-            ctx.state.update(await self.events.state_for_keys(conn, event.room_id, names))
+            ctx.state.update(await self.events.state_for_keys(event.room_id, names, conn=conn))
             ctx.looked_up.update(names)
         pl = ctx.state.get(("m.room.power_levels", ""))
         create = ctx.state.get(("m.room.create", ""))
@@ -154,12 +158,16 @@ class PushService:
         # Stored as the result shared by the room's members plus the members whose result differs.
         # A membership event evaluates only some members (the rest are known not to be notified).
         shared = (False, False) if evaluated_some else Counter(results.values()).most_common(1)[0][0]
-        room_row = (event.room_id, event.stream, event.sender, thread_id, shared[1]) if shared[0] else None
-        own = [(u, event.room_id, event.stream, thread_id, n, h) for u, (n, h) in results.items() if (n, h) != shared]
+        room_row = PushRoomRow(event.room_id, event.stream, event.sender, thread_id, shared[1]) if shared[0] else None
+        own = [
+            PushUserRow(u, event.room_id, event.stream, thread_id, n, h)
+            for u, (n, h) in results.items()
+            if (n, h) != shared
+        ]
         if ctx.pending_push is not None:  # a message: the writer inserts these with it (_insert_message)
             ctx.pending_push = (room_row, own)
         else:
-            await self.streams.add_push_actions(conn, room_row, own)
+            await self.actions.add(conn, room_row, own)
 
     async def _member_event_targets(self, conn: AsyncConnection, event: StoredEvent) -> tuple[list[str], int]:
         """Who a membership event is evaluated for. Under the default rules it notifies nobody but an
@@ -278,7 +286,7 @@ class PushService:
         return routes
 
     async def _save(self, user_id: str, rules: pr.UserRules) -> None:
-        pos = await self.streams.put_push_rules(user_id, rules.to_json())
+        pos = await self.rules.put(user_id, rules.to_json())
         await self.publisher.publish(StreamUpdate(pos, users=[user_id]))
 
 

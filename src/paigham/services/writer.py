@@ -23,7 +23,9 @@ from paigham.domain.room_versions import RoomVersion, get_room_version
 from paigham.domain.stored_event import StoredEvent
 from paigham.errors import AuthError, Codes, MatrixError
 from paigham.storage.database import Database
-from paigham.storage.events import EventStore, NewMessage, PushRoomRow, PushUserRow, RoomRow
+from paigham.storage.event_writes import EventWriteStore, NewMessage
+from paigham.storage.events import EventStore, RoomRow
+from paigham.storage.push_actions import PushRoomRow, PushUserRow
 
 CREATE = ("m.room.create", "")
 MAX_BATCH = 100  # messages of one room in one transaction at most
@@ -126,9 +128,12 @@ CommitHook = Callable[[list[StoredEvent]], Awaitable[None]]
 
 
 class EventWriter:
-    def __init__(self, db: Database, store: EventStore, server_name: str, signing_key: Any) -> None:
+    def __init__(
+        self, db: Database, events: EventStore, store: EventWriteStore, server_name: str, signing_key: Any
+    ) -> None:
         self.db = db
-        self.store = store
+        self.events = events  # reads inside the transaction
+        self.store = store  # the transaction's writes
         self.server_name = server_name
         self.signing_key = signing_key
         self.persist_hooks: list[PersistHook] = []
@@ -306,7 +311,7 @@ class EventWriter:
     async def _state(self, conn: AsyncConnection, ctx: RoomCtx, keys: list[tuple[str, str]]) -> None:
         missing = list(dict.fromkeys(k for k in keys if k not in ctx.state and k not in ctx.looked_up))
         if missing and not ctx.fresh:
-            ctx.state.update(await self.store.state_for_keys(conn, ctx.room_id, missing))
+            ctx.state.update(await self.events.state_for_keys(ctx.room_id, missing, conn=conn))
             ctx.looked_up.update(missing)
 
     async def state_of(self, conn: AsyncConnection, ctx: RoomCtx, key: tuple[str, str]) -> StoredEvent | None:
@@ -547,7 +552,7 @@ class EventWriter:
         raise MatrixError(403, Codes.FORBIDDEN, "You may not redact other users' events")
 
     async def _event_in(self, conn: AsyncConnection, event_id: str | None) -> StoredEvent | None:
-        return await self.store.get_event_in(conn, event_id) if event_id else None
+        return await self.events.get_event(event_id, conn=conn) if event_id else None
 
     async def _after_commit(self, evs: list[StoredEvent]) -> None:
         for hook in self.commit_hooks:

@@ -3,7 +3,7 @@
 `Database` holds one `Dialect`, chosen when it is made (`db.dialect`), and offers its statements as
 `db.upsert(...)` and `db.insert_ignore(...)`; no store asks which engine it runs on. A store whose
 hot-path SQL must differ per engine names both forms and picks one at construction with
-`Database.per_engine` (`EventStore.insert_messages`, `StreamStore.unread_counts`).
+`Database.per_engine` (see storage/event_writes.py and storage/push_actions.py).
 """
 
 from __future__ import annotations

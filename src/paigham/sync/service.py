@@ -17,9 +17,12 @@ from paigham.domain.tokens import make_token
 from paigham.requester import Requester
 from paigham.services.filtering import SyncFilterView
 from paigham.services.serializer import EventSerializer, strip_room_id
+from paigham.storage.account_data import AccountData, AccountDataStore
 from paigham.storage.database import Database
 from paigham.storage.events import EventStore
-from paigham.storage.streams import StreamStore
+from paigham.storage.presence import PresenceStore
+from paigham.storage.push_actions import PushActionStore
+from paigham.storage.receipts import ReceiptStore
 from paigham.storage.sync_probe import (
     ACCOUNT_DATA,
     PRESENCE,
@@ -30,6 +33,7 @@ from paigham.storage.sync_probe import (
     SyncProbe,
     probe,
 )
+from paigham.storage.typing_notices import TypingStore
 from paigham.sync.notifier import Notifier
 
 STRIPPED_TYPES = (
@@ -87,7 +91,11 @@ class SyncService:
         self,
         db: Database,
         events: EventStore,
-        streams: StreamStore,
+        account_data: AccountDataStore,
+        receipts: ReceiptStore,
+        typing: TypingStore,
+        presence: PresenceStore,
+        push_actions: PushActionStore,
         serializer: EventSerializer,
         notifier: Notifier,
         push_rules: PushRulesProvider,
@@ -96,7 +104,11 @@ class SyncService:
     ) -> None:
         self.db = db
         self.events = events
-        self.streams = streams
+        self.account_data = account_data
+        self.receipts = receipts
+        self.typing = typing
+        self.presence = presence
+        self.push_actions = push_actions
         self.serializer = serializer
         self.notifier = notifier
         self.push_rules = push_rules
@@ -140,7 +152,7 @@ class SyncService:
         }
         changes = await self._membership_changes(req)
         # Room and global account data come from one read.
-        acct = await self.streams.account_data_since(user_id, req.since, req.upto) if found.has(ACCOUNT_DATA) else []
+        acct = await self.account_data.since(user_id, req.since, req.upto) if found.has(ACCOUNT_DATA) else []
         has = False
         has |= await self._joined(req, changes, acct, body["rooms"]["join"])
         has |= await self._invited(req, body["rooms"]["invite"])
@@ -167,9 +179,7 @@ class SyncService:
         return {r for r in moved if before.get(r) != memberships[r][0]}
 
     # -- joined rooms -----------------------------------------------------------------------------
-    async def _joined(
-        self, req: SyncRequest, changed: set[str], acct: list[tuple[str, str, Any]], out: dict[str, Any]
-    ) -> bool:
+    async def _joined(self, req: SyncRequest, changed: set[str], acct: list[AccountData], out: dict[str, Any]) -> bool:
         joined = [r for r, (m, _) in req.probe.memberships.items() if m == "join" and req.flt.room_allowed(r)]
         if not joined:
             return False
@@ -187,9 +197,9 @@ class SyncService:
         counts = {r: c for r, c in req.probe.unread.items() if r in candidates}
         missing = sorted(candidates - set(counts))
         if missing:
-            reads = await self.streams.read_positions(req.requester.user_id, missing)
+            reads = await self.receipts.read_positions(req.requester.user_id, missing)
             counts.update(
-                await self.streams.unread_counts(
+                await self.push_actions.unread_counts(
                     req.requester.user_id, {r: max(reads.get(r, 0), req.probe.joined_at.get(r, 0)) for r in missing}
                 )
             )
@@ -274,15 +284,15 @@ class SyncService:
 
     async def _ephemeral(self, req: SyncRequest, rooms: list[str]) -> dict[str, list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = {}
-        typing_rooms = await self.streams.typing_changed(req.probe.rooms_with(ROOM_TYPING, rooms), req.since, req.upto)
+        typing_rooms = await self.typing.changed(req.probe.rooms_with(ROOM_TYPING, rooms), req.since, req.upto)
         if typing_rooms:
-            users = await self.streams.typing_users(sorted(typing_rooms), now_ms())
+            users = await self.typing.users(sorted(typing_rooms), now_ms())
             for room_id in typing_rooms:
                 out.setdefault(room_id, []).append(
                     {"type": "m.typing", "content": {"user_ids": sorted(users.get(room_id, []))}}
                 )
         me = req.requester.user_id
-        for r in await self.streams.receipts_since(req.probe.rooms_with(ROOM_RECEIPTS, rooms), req.since, req.upto):
+        for r in await self.receipts.since(req.probe.rooms_with(ROOM_RECEIPTS, rooms), req.since, req.upto):
             if r.receipt_type == "m.read.private" and r.user_id != me:
                 continue
             entry: dict[str, Any] = {"ts": r.ts}
@@ -293,7 +303,7 @@ class SyncService:
         return {room: _merge_receipts(evs) for room, evs in out.items()}
 
     @staticmethod
-    def _room_account_data(acct: list[tuple[str, str, Any]], rooms: list[str]) -> dict[str, list[dict[str, Any]]]:
+    def _room_account_data(acct: list[AccountData], rooms: list[str]) -> dict[str, list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = {}
         allowed = set(rooms)
         for room_id, type_, content in acct:
@@ -301,7 +311,7 @@ class SyncService:
                 out.setdefault(room_id, []).append({"type": type_, "content": content})
         return out
 
-    async def _account_data(self, req: SyncRequest, acct: list[tuple[str, str, Any]], body: dict[str, Any]) -> bool:
+    async def _account_data(self, req: SyncRequest, acct: list[AccountData], body: dict[str, Any]) -> bool:
         evs = [{"type": t, "content": c} for room_id, t, c in acct if not room_id]
         # The effective ruleset is only built when it is sent (initial sync, or changed since).
         if req.since is None or req.probe.has(PUSH_RULES):
@@ -344,7 +354,7 @@ class SyncService:
 
     async def _presence(self, req: SyncRequest, body: dict[str, Any]) -> bool:
         # Everyone sharing a joined room with the user, in one query (not one per room).
-        rows = await self.streams.co_member_presence(req.requester.user_id, req.since, req.upto)
+        rows = await self.presence.of_co_members(req.requester.user_id, req.since, req.upto)
         now = now_ms()
         evs = [
             {

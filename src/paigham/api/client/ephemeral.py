@@ -129,7 +129,7 @@ def routes(auth: AuthService, eph: EphemeralService, presence: PresenceService) 
         return ok(await eph.get_account_data(requester.user_id, room_id, request.path_params["type"]))
 
     async def _tags(requester: Requester, room_id: str) -> dict[str, Any]:
-        current = await eph.streams.get_account_data(requester.user_id, room_id, "m.tag")
+        current = await eph.account_data_store.get(requester.user_id, room_id, "m.tag")
         tags = (current or {}).get("tags")
         return dict(tags) if isinstance(tags, dict) else {}
 
