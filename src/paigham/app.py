@@ -199,7 +199,7 @@ class Server:
         if config.org_spaces:
             self.org.after_apply.append(self.spaces.reconcile)
         self.notices = ServerNotices(
-            config, self.db, self.rooms, self.account_data, self.org.store, self.spaces.ensure_system_user
+            config, self.rooms, self.account_data, self.org.store, self.spaces.ensure_system_user
         )
         self.admin.notify = self.enforcer.notify = self.notices.send
         self.e2ee.cross_signing.changed_hooks.append(

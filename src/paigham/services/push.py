@@ -173,14 +173,7 @@ class PushService:
         """Who a membership event is evaluated for. Under the default rules it notifies nobody but an
         invited user (.m.rule.invite_for_me; .m.rule.member_event is dont_notify), so only the invitee and
         members with rules of their own are evaluated — joining many people to a room stays linear."""
-        db = self.events.db
-        rows = await db.fetch(
-            "SELECT m.user_id FROM memberships m JOIN push_rules p ON p.user_id = m.user_id "
-            "WHERE m.room_id = $1 AND m.membership = 'join'",
-            event.room_id,
-            conn=conn,
-        )
-        targets = [r[0] for r in rows if r[0] != event.sender]
+        targets = [u for u in await self.rules.joined_with_rules(event.room_id, conn=conn) if u != event.sender]
         invitee = event.state_key
         if (
             invitee
@@ -191,10 +184,7 @@ class PushService:
             targets.append(invitee)
         if not targets:
             return [], 0
-        count = await db.fetchrow(
-            "SELECT count(*) FROM memberships WHERE room_id = $1 AND membership = 'join'", event.room_id, conn=conn
-        )
-        return targets, int(count[0]) if count else 0
+        return targets, await self.events.joined_count(event.room_id, conn=conn)
 
     # -- HTTP ------------------------------------------------------------------------------------
     def routes(self, auth: AuthService) -> list[Route]:

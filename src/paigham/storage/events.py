@@ -235,6 +235,12 @@ class EventStore:
         )
         return [r[0] for r in rows]
 
+    async def joined_count(self, room_id: str, *, conn: AsyncConnection | None = None) -> int:
+        row = await self.db.fetchrow(
+            "SELECT count(*) FROM memberships WHERE room_id = $1 AND membership = 'join'", room_id, conn=conn
+        )
+        return int(row[0]) if row else 0
+
     async def heroes(self, room_id: str, exclude: str, limit: int = 5) -> list[str]:
         """The first `limit` joined or invited members other than `exclude`, in code point order."""
         rows = await self.db.fetch(

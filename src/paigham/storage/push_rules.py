@@ -38,6 +38,16 @@ class PushRuleStore:
         )
         return {r[0]: _decode(r[1]) for r in rows}
 
+    async def joined_with_rules(self, room_id: str, *, conn: AsyncConnection | None = None) -> list[str]:
+        """The room's joined members who have rules of their own (the others have the defaults)."""
+        rows = await self.db.fetch(
+            "SELECT m.user_id FROM memberships m JOIN push_rules p ON p.user_id = m.user_id "
+            "WHERE m.room_id = $1 AND m.membership = 'join'",
+            room_id,
+            conn=conn,
+        )
+        return [r[0] for r in rows]
+
     async def put(self, user_id: str, rules: JsonDict) -> int:
         async with self.db.write() as conn:
             pos = await self.db.next_position(conn)
