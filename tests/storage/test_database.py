@@ -13,14 +13,6 @@ from paigham.storage.database import Database
 from paigham.storage.migrate import migrate
 
 
-@pytest.fixture
-async def db(database_url: str) -> Database:
-    d = Database(database_url)
-    await migrate(d)
-    yield d  # type: ignore[misc]
-    await d.close()
-
-
 async def test_raw_helpers_same_results_on_both_engines(db: Database) -> None:
     async with db.write() as conn:
         await db.run_many(
