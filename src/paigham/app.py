@@ -85,19 +85,27 @@ from paigham.services.timeline import TimelineService
 from paigham.services.uia import UIAService
 from paigham.services.writer import EventWriter
 from paigham.signing_keys import Secrets, write_admin_credentials
+from paigham.storage.account_data import AccountDataStore
 from paigham.storage.accounts import AccountStore
 from paigham.storage.admin import AdminStore
 from paigham.storage.aliases import AliasStore
 from paigham.storage.audit import AuditStore
 from paigham.storage.database import Database
+from paigham.storage.event_writes import EventWriteStore
 from paigham.storage.events import EventStore
+from paigham.storage.filters import FilterStore
 from paigham.storage.logins import LoginStore
 from paigham.storage.media import MediaStore
 from paigham.storage.migrate import migrate
-from paigham.storage.streams import StreamStore
+from paigham.storage.presence import PresenceStore
+from paigham.storage.push_actions import PushActionStore
+from paigham.storage.push_rules import PushRuleStore
+from paigham.storage.receipts import ReceiptStore
+from paigham.storage.typing_notices import TypingStore
 from paigham.storage.unavailable import RETRY_AFTER_S, database_unreachable
 from paigham.sync.notifier import Notifier
 from paigham.sync.service import SyncService
+from paigham.sync.sources import StreamReads
 
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
@@ -125,7 +133,11 @@ class Server:
         """The database, the core's stores, and the bus (every worker's token cache forgets the users
         another worker announces; the account store announces the changes made here)."""
         self.db = Database(self.config.effective_database_url)
-        self.events, self.streams, self.aliases = EventStore(self.db), StreamStore(self.db), AliasStore(self.db)
+        self.events, self.aliases = EventStore(self.db), AliasStore(self.db)
+        # What moves besides room events, one store per area.
+        self.account_data, self.receipts = AccountDataStore(self.db), ReceiptStore(self.db)
+        self.typing, self.presence_store = TypingStore(self.db), PresenceStore(self.db)
+        self.push_rules, self.push_actions = PushRuleStore(self.db), PushActionStore(self.db)
         self.notifier, tokens = Notifier(), TokenCache()
         listeners, on_resume = [self.notifier.on_update, tokens.on_update], [self.notifier.wake_all, tokens.clear]
         self.bus = _bus(self.config, listeners, on_resume)
@@ -152,7 +164,7 @@ class Server:
         self.directory = self.org_rules.directory
         self.admin_store = AdminStore(self.db)
         self.moderation = ModerationChecks(self.admin_store, self.events, self.accounts)
-        self.push = PushService(self.streams, self.events, self.publisher)
+        self.push = PushService(self.push_rules, self.events, self.publisher)
 
     def _stages(self) -> Stages:
         """What the writer runs for every event besides the auth rules, in this order (the stage
@@ -175,7 +187,9 @@ class Server:
 
     def _core_services(self) -> None:
         config = self.config
-        self.writer = EventWriter(self.db, self.events, config.server_name, self.secrets.signing_key, self._stages())
+        self.writer = EventWriter(
+            self.db, self.events, EventWriteStore(self.db), config.server_name, self.secrets.signing_key, self._stages()
+        )
         self.rooms = RoomService(
             config, self.writer, self.events, self.accounts, self.aliases, creation_hooks=[self.enforcer.room_creation]
         )
@@ -192,13 +206,13 @@ class Server:
             extra_fields=[self.directory.profile_fields],
             guards=[self.directory.guard_profile, self.moderation.guard_profile],
         )
-        self.presence = PresenceService(self.streams, self.publisher, enabled=config.presence_enabled)
-        self.ephemeral = EphemeralService(self.events, self.streams, self.publisher)
-        self.filters = FilterService(self.streams)
+        self.presence = PresenceService(self.presence_store, self.publisher, enabled=config.presence_enabled)
+        self.ephemeral = EphemeralService(self.events, self.receipts, self.typing, self.account_data, self.publisher)
+        self.filters = FilterService(FilterStore(self.db))
         self.sync = SyncService(
             self.db,
             self.events,
-            self.streams,
+            StreamReads(self.account_data, self.receipts, self.push_actions, self.typing, self.presence_store),
             self.serializer,
             self.notifier,
             self.push.rules_for_sync,
@@ -226,7 +240,7 @@ class Server:
             rooms=self.rooms,
             events=self.events,
             profiles=self.profiles,
-            streams=self.streams,
+            account_data=self.account_data,
             audit=self.audit,
             moderation=self.moderation,
         )
@@ -278,7 +292,7 @@ class Server:
         )
         self.devices = DeviceService(self.accounts, self.auth, self.uia)
         self.relations = RelationService(self.events, self.serializer, self.timeline)
-        self.tags = TagService(self.streams, self.ephemeral)
+        self.tags = TagService(self.account_data, self.ephemeral)
 
     def routes(self) -> list[Route]:
         c = self.config

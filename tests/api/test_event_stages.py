@@ -16,7 +16,7 @@ from paigham.domain.stored_event import StoredEvent
 from paigham.errors import Codes, MatrixError
 from paigham.services.stages import NO_ROWS, EffectRows, RoomCtx, Stages
 from paigham.services.writer import EventSpec, EventWriter, Txn
-from paigham.storage.events import EventStore
+from paigham.storage.event_writes import EventWriteStore
 from tests.api.conftest import Harness
 
 V3 = "/_matrix/client/v3"
@@ -28,7 +28,7 @@ def recording_writer(hs: Harness, seen: list[Seen], committed: list[list[str]]) 
 
     def stage(name: str) -> Any:
         async def run(conn: AsyncConnection, event: StoredEvent, ctx: RoomCtx) -> Any:
-            written = await EventStore.get_event_in(conn, event.event_id) is not None
+            written = await hs.server.events.get_event(event.event_id, conn=conn) is not None
             in_state = event.state_key is not None and ctx.state.get((event.type, event.state_key)) is event
             seen.append((name, event.type, written, in_state))
             return NO_ROWS
@@ -44,7 +44,9 @@ def recording_writer(hs: Harness, seen: list[Seen], committed: list[list[str]]) 
         effects=(("the effect", stage("the effect")),),
         after_commit=(("after commit", after_commit),),
     )
-    return EventWriter(srv.db, srv.events, srv.config.server_name, srv.secrets.signing_key, stages)
+    return EventWriter(
+        srv.db, srv.events, EventWriteStore(srv.db), srv.config.server_name, srv.secrets.signing_key, stages
+    )
 
 
 async def test_the_server_declares_its_stages_in_order(hs: Harness) -> None:
@@ -106,7 +108,9 @@ async def test_a_refused_event_runs_no_effect_and_is_not_committed(hs: Harness) 
 
     srv = hs.server
     stages = Stages(checks=(("refuse", refuse),), effects=(("note", effect),))
-    writer = EventWriter(srv.db, srv.events, srv.config.server_name, srv.secrets.signing_key, stages)
+    writer = EventWriter(
+        srv.db, srv.events, EventWriteStore(srv.db), srv.config.server_name, srv.secrets.signing_key, stages
+    )
     with pytest.raises(MatrixError):
         await writer.send(room, EventSpec(alice.user_id, "m.room.message", {"body": "no"}))
     await writer.send(room, EventSpec(alice.user_id, "m.room.message", {"body": "yes"}))

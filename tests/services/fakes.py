@@ -8,7 +8,8 @@ from typing import Any
 
 from paigham.domain.stored_event import StoredEvent
 from paigham.requester import Requester
-from paigham.storage.streams import PresenceRow, Receipt
+from paigham.storage.presence import PresenceRow
+from paigham.storage.receipts import Receipt
 from paigham.storage.sync_probe import (
     ACCOUNT_DATA,
     DEVICE_LISTS,
@@ -20,6 +21,7 @@ from paigham.storage.sync_probe import (
     TO_DEVICE,
     SyncProbe,
 )
+from paigham.sync.sources import StreamReads
 from paigham.types import JsonDict
 
 _END = 2**62
@@ -144,8 +146,8 @@ class History:
 
 
 class Streams:
-    """Account data, receipts, typing, unread counts and presence as lists and dicts. Satisfies
-    sync.sources.StreamReads. Rows carry their stream position; reads return those in the window."""
+    """Account data, receipts, typing, unread counts and presence as lists and dicts. `reads()` gives
+    them as sync.sources.StreamReads. Rows carry their stream position; reads return those in the window."""
 
     def __init__(self) -> None:
         self.account_data: list[tuple[int, str, str, JsonDict]] = []  # (stream, room_id, type, content)
@@ -176,6 +178,46 @@ class Streams:
 
     async def co_member_presence(self, user_id: str, after: int | None, upto: int) -> list[PresenceRow]:
         return [p for p in self.presence if (after is None or p.stream > after) and p.stream <= upto]
+
+    def reads(self) -> StreamReads:
+        """These lists seen through the per-store interfaces the sections read."""
+        return StreamReads(_AccountData(self), _Receipts(self), _Unread(self), _Typing(self), _Presence(self))
+
+
+class _View:
+    def __init__(self, streams: Streams) -> None:
+        self.s = streams
+
+
+class _AccountData(_View):
+    async def since(self, user_id: str, after: int | None, upto: int) -> list[tuple[str, str, Any]]:
+        return await self.s.account_data_since(user_id, after, upto)
+
+
+class _Receipts(_View):
+    async def read_positions(self, user_id: str, room_ids: Sequence[str]) -> dict[str, int]:
+        return await self.s.read_positions(user_id, room_ids)
+
+    async def since(self, room_ids: Sequence[str], after: int | None, upto: int) -> list[Receipt]:
+        return await self.s.receipts_since(room_ids, after, upto)
+
+
+class _Unread(_View):
+    async def unread_counts(self, user_id: str, starts: dict[str, int]) -> dict[str, tuple[int, int]]:
+        return await self.s.unread_counts(user_id, starts)
+
+
+class _Typing(_View):
+    async def changed(self, room_ids: Sequence[str], after: int | None, upto: int) -> set[str]:
+        return await self.s.typing_changed(room_ids, after, upto)
+
+    async def users(self, room_ids: Sequence[str], now: int) -> dict[str, list[str]]:
+        return await self.s.typing_users(room_ids, now)
+
+
+class _Presence(_View):
+    async def of_co_members(self, user_id: str, after: int | None, upto: int) -> list[PresenceRow]:
+        return await self.s.co_member_presence(user_id, after, upto)
 
 
 class Serializer:

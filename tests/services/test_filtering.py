@@ -29,11 +29,11 @@ class Filters:
         self.by_user: dict[str, list[JsonDict]] = {}
         self.reads = 0
 
-    async def add_filter(self, user_id: str, definition: JsonDict) -> int:
+    async def add(self, user_id: str, definition: JsonDict) -> int:
         self.by_user.setdefault(user_id, []).append(definition)
         return len(self.by_user[user_id])
 
-    async def get_filter(self, user_id: str, filter_id: int) -> JsonDict | None:
+    async def get(self, user_id: str, filter_id: int) -> JsonDict | None:
         self.reads += 1
         found = self.by_user.get(user_id, [])
         return found[filter_id - 1] if 0 < filter_id <= len(found) else None

@@ -12,7 +12,8 @@ from msgspec.structs import astuple
 from paigham.domain.filters import DEFAULT_FILTER, parse_filter
 from paigham.domain.tokens import make_token
 from paigham.services.filtering import SyncFilterView
-from paigham.storage.streams import PresenceRow, Receipt
+from paigham.storage.presence import PresenceRow
+from paigham.storage.receipts import Receipt
 from paigham.sync.model import DeviceLists, Events, RoomSummary, SyncRequest, SyncResponse
 from paigham.sync.sections import Sections
 from paigham.types import JsonDict
@@ -39,7 +40,7 @@ async def sync(
     view = SyncFilterView(parse_filter(flt) if flt is not None else DEFAULT_FILTER)
     found = probe(h, s, user, since, push_rules_changed=push_rules_changed)
     req = SyncRequest(requester(user), since, found.position, view, full_state, found)
-    return await Sections(h, s, Serializer(), push_rules, presence_enabled=True).build(req)
+    return await Sections(h, s.reads(), Serializer(), push_rules, presence_enabled=True).build(req)
 
 
 def room_of(h: History, room_id: str, *members: str) -> None:

@@ -5,21 +5,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from paigham.storage.database import Database
 from paigham.storage.migrate import migrate
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    d = Database(database_url)
-    await migrate(d)
-    yield d
-    await d.close()
 
 
 async def test_raw_helpers_same_results_on_both_engines(db: Database) -> None:

@@ -24,8 +24,9 @@ def _refuse(msg: str) -> MatrixError:
 
 
 class EncryptionLock:
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, events: EventStore) -> None:
         self.enabled = enabled
+        self.events = events
 
     async def check(self, conn: AsyncConnection, event: StoredEvent, ctx: RoomCtx) -> None:
         """Writer check: no m.room.encryption without an algorithm or with another one than before, and
@@ -47,11 +48,10 @@ class EncryptionLock:
         if isinstance(old, str) and old and old != algorithm:
             raise _refuse(f"The room's encryption algorithm {old} cannot be changed or downgraded"[:300])
 
-    @staticmethod
-    async def _check_redaction(conn: AsyncConnection, event: StoredEvent) -> None:
+    async def _check_redaction(self, conn: AsyncConnection, event: StoredEvent) -> None:
         target = event.content.get("redacts") or event.pdu.get("redacts")
         if not isinstance(target, str):
             return
-        redacted = await EventStore.get_event_in(conn, target)
+        redacted = await self.events.get_event(target, conn=conn)
         if redacted is not None and redacted.type == ENCRYPTION and redacted.state_key == "":
             raise _refuse("The room's m.room.encryption event cannot be redacted")

@@ -22,6 +22,7 @@ from paigham.storage.e2ee_backup import BackupStore
 from paigham.storage.e2ee_inbox import InboxStore
 from paigham.storage.e2ee_keys import KeyStore
 from paigham.storage.e2ee_lists import DeviceListStore
+from paigham.storage.events import EventStore
 from paigham.sync.service import Extension
 
 
@@ -46,7 +47,7 @@ class E2EE:
         )
         self.to_device = ToDeviceService(config.server_name, InboxStore(db), publisher)
         self.backups = BackupService(self.backup_store)
-        self.lock = EncryptionLock(config.lock_room_encryption)
+        self.lock = EncryptionLock(config.lock_room_encryption, EventStore(db))
         # /sync sections, in this order: to-device messages, device lists, one-time key counts.
         self.sync_sections: tuple[Extension, ...] = (
             self.to_device.sync_section,

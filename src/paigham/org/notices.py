@@ -11,18 +11,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import select
-
 from paigham.config import Config
 from paigham.i18n import LANGUAGES, translate
 from paigham.messages import N_
 from paigham.services.rooms import CreateRoomRequest, RoomService
 from paigham.services.writer import EventSpec
-from paigham.storage.database import Database
-from paigham.storage.dialect import insert_ignore
+from paigham.storage.account_data import AccountDataStore
 from paigham.storage.org import OrgStore
-from paigham.storage.org_schema import server_notice_rooms
-from paigham.storage.streams import StreamStore
 
 LANGUAGE_TYPE = "org.paigham.language"
 
@@ -31,22 +26,20 @@ class ServerNotices:
     def __init__(
         self,
         config: Config,
-        db: Database,
         rooms: RoomService,
-        streams: StreamStore,
+        account_data: AccountDataStore,
         org: OrgStore,
         system_user: Callable[[], Awaitable[str]],
     ) -> None:
         self.config = config
-        self.db = db
         self.rooms = rooms
-        self.streams = streams
+        self.account_data = account_data
         self.org = org
         self.ensure_system_user = system_user
         self.system_user = ""
 
     async def language_of(self, user_id: str) -> str:
-        chosen = await self.streams.get_account_data(user_id, "", LANGUAGE_TYPE)
+        chosen = await self.account_data.get(user_id, "", LANGUAGE_TYPE)
         lang = chosen.get("language") if isinstance(chosen, dict) else None
         if isinstance(lang, str) and lang.lower().split("-")[0] in LANGUAGES:
             return lang.lower().split("-")[0]
@@ -56,16 +49,11 @@ class ServerNotices:
         return self.config.org_default_language
 
     async def _room(self, user_id: str, lang: str) -> str:
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(server_notice_rooms.c.room_id).where(server_notice_rooms.c.user_id == user_id)
-                )
-            ).first()
-        if row is not None:
-            membership = await self.rooms.events.membership(user_id, row.room_id)
-            if membership is not None and membership[0] == "join":
-                return str(row.room_id)
+        existing = await self.org.notice_room(user_id)
+        if existing is not None:
+            membership = await self.rooms.events.membership(user_id, existing)
+            if membership is not None and membership.membership == "join":
+                return existing
         # Not end-to-end encrypted: the server writes these messages itself.
         room_id = await self.rooms.create_room(
             CreateRoomRequest(
@@ -80,14 +68,8 @@ class ServerNotices:
         await self.rooms.writer.send_many(
             room_id, [EventSpec(user_id, "m.room.member", await self.rooms.member_content(user_id, "join"), user_id)]
         )
-        await self.streams.put_account_data(user_id, room_id, "m.tag", {"tags": {"m.server_notice": {"order": 0}}})
-        async with self.db.write() as conn:
-            await conn.execute(server_notice_rooms.delete().where(server_notice_rooms.c.user_id == user_id))
-            await conn.execute(
-                insert_ignore(
-                    self.db.is_sqlite, server_notice_rooms, {"user_id": user_id, "room_id": room_id}, ["user_id"]
-                )
-            )
+        await self.account_data.put(user_id, room_id, "m.tag", {"tags": {"m.server_notice": {"order": 0}}})
+        await self.org.set_notice_room(user_id, room_id)
         return room_id
 
     async def send(self, user_id: str, message: str, content: dict[str, Any] | None = None) -> str:

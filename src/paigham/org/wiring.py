@@ -24,12 +24,12 @@ from paigham.services.auth import AuthService
 from paigham.services.moderation_checks import ModerationChecks
 from paigham.services.profile import ProfileService
 from paigham.services.rooms import RoomService
+from paigham.storage.account_data import AccountDataStore
 from paigham.storage.accounts import AccountStore
 from paigham.storage.database import Database
 from paigham.storage.events import EventStore
 from paigham.storage.org import OrgStore
 from paigham.storage.policies import PolicyStore
-from paigham.storage.streams import StreamStore
 
 
 class OrgRules:
@@ -62,12 +62,12 @@ class OrgServices:
         rooms: RoomService,
         events: EventStore,
         profiles: ProfileService,
-        streams: StreamStore,
+        account_data: AccountDataStore,
         audit: AuditService,
         moderation: ModerationChecks,
     ) -> None:
         self.spaces = UnitSpaces(config, rules.store, rooms, events, auth)
-        self.notices = ServerNotices(config, db, rooms, streams, rules.store, self.spaces.ensure_system_user)
+        self.notices = ServerNotices(config, rooms, account_data, rules.store, self.spaces.ensure_system_user)
         self.renewals = Renewals(rules.enforcer, audit, notify=self.notices.send)
         # After every applied change: policies and moderation flags are read again, spaces follow units.
         spaces: list[AfterApply] = [self.spaces.reconcile] if config.org_spaces else []

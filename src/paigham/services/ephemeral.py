@@ -13,8 +13,10 @@ from paigham.bus.base import StreamUpdate
 from paigham.clock import now_ms
 from paigham.errors import Codes, MatrixError
 from paigham.services.publisher import Publisher
+from paigham.storage.account_data import AccountDataStore
 from paigham.storage.events import EventStore
-from paigham.storage.streams import Receipt, StreamStore
+from paigham.storage.receipts import Receipt, ReceiptStore
+from paigham.storage.typing_notices import TypingStore
 
 RECEIPT_TYPES = ("m.read", "m.read.private", "m.fully_read")
 MAX_TYPING_MS = 120_000
@@ -24,9 +26,18 @@ MAX_ACCOUNT_DATA_BYTES = 65536
 
 
 class EphemeralService:
-    def __init__(self, events: EventStore, streams: StreamStore, publisher: Publisher) -> None:
+    def __init__(
+        self,
+        events: EventStore,
+        receipts: ReceiptStore,
+        typing: TypingStore,
+        account_data: AccountDataStore,
+        publisher: Publisher,
+    ) -> None:
         self.events = events
-        self.streams = streams
+        self.receipts = receipts
+        self.typing_store = typing
+        self.account_data_store = account_data
         self.publisher = publisher
         self._expiry_task: asyncio.Task[None] | None = None
 
@@ -52,7 +63,7 @@ class EphemeralService:
                 raise MatrixError(400, Codes.INVALID_PARAM, "m.fully_read cannot be threaded")
             await self.account_data(user_id, room_id, "m.fully_read", {"event_id": event_id}, internal=True)
             return
-        pos = await self.streams.put_receipt(
+        pos = await self.receipts.put(
             Receipt(room_id, user_id, receipt_type, thread_id or "", event_id, ev.stream, now_ms(), 0)
         )
         if pos:
@@ -62,7 +73,7 @@ class EphemeralService:
     async def typing(self, user_id: str, room_id: str, typing: bool, timeout_ms: int | None) -> None:
         await self._joined(user_id, room_id)
         timeout = min(max(timeout_ms or 30_000, 0), MAX_TYPING_MS)
-        pos = await self.streams.set_typing(room_id, user_id, now_ms() + timeout if typing else None)
+        pos = await self.typing_store.put(room_id, user_id, now_ms() + timeout if typing else None)
         await self.publisher.publish(StreamUpdate(pos, rooms=[room_id]))
         self._ensure_expiry()
 
@@ -74,10 +85,10 @@ class EphemeralService:
         with contextlib.suppress(asyncio.CancelledError):
             while True:
                 await asyncio.sleep(1.0)
-                pos, rooms = await self.streams.expire_typing(now_ms())
+                pos, rooms = await self.typing_store.expire(now_ms())
                 if rooms:
                     await self.publisher.publish(StreamUpdate(pos, rooms=rooms))
-                elif not await self.streams.any_typing():
+                elif not await self.typing_store.anyone_typing():
                     return
 
     async def stop(self) -> None:
@@ -94,11 +105,11 @@ class EphemeralService:
             raise MatrixError(400, Codes.INVALID_PARAM, "Invalid account data type")
         if len(msgspec.json.encode(content)) > MAX_ACCOUNT_DATA_BYTES:
             raise MatrixError(413, Codes.TOO_LARGE, "Account data is too large")
-        pos = await self.streams.put_account_data(user_id, room_id, type_, content)
+        pos = await self.account_data_store.put(user_id, room_id, type_, content)
         await self.publisher.publish(StreamUpdate(pos, users=[user_id]))
 
     async def get_account_data(self, user_id: str, room_id: str, type_: str) -> dict[str, Any]:
-        found = await self.streams.get_account_data(user_id, room_id, type_)
+        found = await self.account_data_store.get(user_id, room_id, type_)
         if found is None:
             raise MatrixError(404, Codes.NOT_FOUND, "Account data not found")
         return found

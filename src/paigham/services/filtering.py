@@ -84,11 +84,11 @@ def room_event_filter_param(raw: str | None) -> RoomEventFilterView:
 
 
 class StoredFilters(Protocol):
-    """Where filters are kept (storage/streams.py StreamStore)."""
+    """Where filters are kept (storage/filters.py FilterStore)."""
 
-    async def add_filter(self, user_id: str, definition: JsonDict) -> int: ...
+    async def add(self, user_id: str, definition: JsonDict) -> int: ...
 
-    async def get_filter(self, user_id: str, filter_id: int) -> JsonDict | None: ...
+    async def get(self, user_id: str, filter_id: int) -> JsonDict | None: ...
 
 
 class FilterService:
@@ -100,12 +100,12 @@ class FilterService:
         parse_filter(body)  # validate before storing
         if len(msgspec.json.encode(body)) > MAX_FILTER_BYTES:
             raise MatrixError(400, Codes.TOO_LARGE, "Filter is too large")
-        return await self.store.add_filter(user_id, body)
+        return await self.store.add(user_id, body)
 
     async def get(self, user_id: str, filter_id: str) -> dict[str, Any]:
         if not (filter_id.isascii() and filter_id.isdigit()) or len(filter_id) > 9:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown filter")
-        found = await self.store.get_filter(user_id, int(filter_id))
+        found = await self.store.get(user_id, int(filter_id))
         if found is None:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown filter")
         return found

@@ -66,7 +66,7 @@ class ModerationChecks:
             return
         if event.type == "m.room.redaction":
             target_id = event.content.get("redacts") or event.pdu.get("redacts")
-            target = await self.events.get_event_in(conn, target_id) if isinstance(target_id, str) else None
+            target = await self.events.get_event(target_id, conn=conn) if isinstance(target_id, str) else None
             if target is not None and target.sender == event.sender:
                 return
         raise MatrixError(

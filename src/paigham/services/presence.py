@@ -8,15 +8,15 @@ from paigham.bus.base import StreamUpdate
 from paigham.clock import now_ms
 from paigham.errors import Codes, MatrixError
 from paigham.services.publisher import Publisher
-from paigham.storage.streams import StreamStore
+from paigham.storage.presence import PresenceStore
 
 STATES = ("online", "offline", "unavailable")
 IDLE_AFTER_MS = 5 * 60 * 1000
 
 
 class PresenceService:
-    def __init__(self, streams: StreamStore, publisher: Publisher, *, enabled: bool) -> None:
-        self.streams = streams
+    def __init__(self, store: PresenceStore, publisher: Publisher, *, enabled: bool) -> None:
+        self.store = store
         self.publisher = publisher
         self.enabled = enabled
         self._last: dict[str, tuple[str, int]] = {}
@@ -29,7 +29,7 @@ class PresenceService:
         now = now_ms()
         if last is not None and last[0] == state and now - last[1] < IDLE_AFTER_MS:
             return
-        rows = await self.streams.get_presence([user_id])
+        rows = await self.store.get([user_id])
         if rows and rows[0].state == state and now - rows[0].last_active_ts < IDLE_AFTER_MS:
             self._last[user_id] = (state, rows[0].last_active_ts)
             return
@@ -42,12 +42,12 @@ class PresenceService:
             raise MatrixError(400, Codes.TOO_LARGE, "status_msg is too long")
         if not self.enabled:
             return
-        pos = await self.streams.set_presence(user_id, state, status_msg, now_ms())
+        pos = await self.store.put(user_id, state, status_msg, now_ms())
         self._last[user_id] = (state, now_ms())
         await self.publisher.publish(StreamUpdate(pos, users=[user_id]), rooms_of=user_id)
 
     async def get(self, user_id: str) -> dict[str, Any]:
-        rows = await self.streams.get_presence([user_id]) if self.enabled else []
+        rows = await self.store.get([user_id]) if self.enabled else []
         if not rows:
             return {"presence": "offline"}
         r = rows[0]

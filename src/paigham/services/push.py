@@ -29,13 +29,14 @@ from paigham.errors import Codes, MatrixError
 from paigham.services.publisher import Publisher
 from paigham.services.stages import NO_ROWS, EffectRows, RoomCtx
 from paigham.storage.events import EventStore
-from paigham.storage.streams import StreamStore
+from paigham.storage.push_actions import PushRoomRow, PushUserRow
+from paigham.storage.push_rules import PushRuleStore
 from paigham.types import JsonDict, JsonList
 
 
 class PushService:
-    def __init__(self, streams: StreamStore, events: EventStore, publisher: Publisher) -> None:
-        self.streams = streams
+    def __init__(self, rules: PushRuleStore, events: EventStore, publisher: Publisher) -> None:
+        self.rules = rules
         self.events = events
         self.publisher = publisher
         self._cache: dict[tuple[str, bytes], tuple[tuple[CompiledRule, ...], bytes]] = {}
@@ -62,10 +63,10 @@ class PushService:
         return found
 
     async def user_rules(self, user_id: str) -> tuple[pr.UserRules, int]:
-        found = await self.streams.get_push_rules(user_id)
+        found = await self.rules.get(user_id)
         if found is None:
             return pr.UserRules(), 0
-        return pr.UserRules.from_json(found[0]), found[1]
+        return pr.UserRules.from_json(found.rules), found.stream
 
     async def rules_for_sync(self, user_id: str) -> tuple[dict[str, Any], int]:
         rules, stream = await self.user_rules(user_id)
@@ -86,7 +87,7 @@ class PushService:
         if ctx.push_rules_of.issuperset(targets):  # read with the room
             stored = {u: ctx.push_rules[u] for u in targets if u in ctx.push_rules}
         else:
-            stored = await self.streams.push_rules_for(conn, targets)
+            stored = await self.rules.of_users(targets, conn=conn)
         compiled = {u: self._compiled_and_template(u, stored.get(u)) for u in targets}
         # Display names matter only to rules with a `contains_display_name` condition (none of the
         # default rules since v1.17): read the member events of those recipients alone.
@@ -99,8 +100,12 @@ class PushService:
         shared = (False, False) if evaluated_some else Counter(results.values()).most_common(1)[0][0]
         thread_id = _thread_of(event)
         # (the stream slots are placeholders: the writer writes the rows at the event's position)
-        room_row = (event.room_id, event.stream, event.sender, thread_id, shared[1]) if shared[0] else None
-        own = [(u, event.room_id, event.stream, thread_id, n, h) for u, (n, h) in results.items() if (n, h) != shared]
+        room_row = PushRoomRow(event.room_id, event.stream, event.sender, thread_id, shared[1]) if shared[0] else None
+        own = [
+            PushUserRow(u, event.room_id, event.stream, thread_id, n, h)
+            for u, (n, h) in results.items()
+            if (n, h) != shared
+        ]
         return EffectRows(room_row, tuple(own))
 
     def _evaluate(
@@ -168,7 +173,7 @@ class PushService:
         room was read; only members who joined since, in this transaction, have theirs read."""
         unknown = [u for u in ctx.joined if u != event.sender and u not in ctx.push_rules_of]
         if unknown:
-            ctx.push_rules.update(await self.streams.push_rules_for(conn, unknown))
+            ctx.push_rules.update(await self.rules.of_users(unknown, conn=conn))
             ctx.push_rules_of = ctx.push_rules_of.union(unknown)
         targets = [u for u in ctx.joined_members() if u != event.sender and u in ctx.push_rules]
         invitee = event.state_key
@@ -213,7 +218,7 @@ class PushService:
         await self._save(user_id, pr.set_actions(rules, kind, rule_id, actions))
 
     async def _save(self, user_id: str, rules: pr.UserRules) -> None:
-        pos = await self.streams.put_push_rules(user_id, rules.to_json())
+        pos = await self.rules.put(user_id, rules.to_json())
         await self.publisher.publish(StreamUpdate(pos, users=[user_id]))
 
 

@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.domain.room_versions import RoomVersion
 from paigham.domain.stored_event import StoredEvent
-from paigham.storage.events import EventStore, PushRoomRow, PushUserRow
+from paigham.storage.events import EventStore
+from paigham.storage.push_actions import PushRoomRow, PushUserRow
 
 StateKey = tuple[str, str]  # (event type, state key)
 
@@ -53,7 +54,7 @@ class RoomCtx:
         from the room's current state (a room being created has none to read)."""
         missing = list(dict.fromkeys(k for k in keys if k not in self.state and k not in self.looked_up))
         if missing and not self.fresh:
-            self.state.update(await store.state_for_keys(conn, self.room_id, missing))
+            self.state.update(await store.state_for_keys(self.room_id, missing, conn=conn))
             self.looked_up.update(missing)
 
     def apply(self, event: StoredEvent) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from paigham.errors import Codes, MatrixError
 from paigham.services.ephemeral import EphemeralService
-from paigham.storage.streams import StreamStore
+from paigham.storage.account_data import AccountDataStore
 from paigham.types import JsonDict
 
 MAX_TAGS = 100
@@ -14,13 +14,13 @@ TAG_TYPE = "m.tag"
 
 
 class TagService:
-    def __init__(self, streams: StreamStore, account_data: EphemeralService) -> None:
-        self.streams = streams
+    def __init__(self, store: AccountDataStore, account_data: EphemeralService) -> None:
+        self.store = store
         self.account_data = account_data  # writes go through it: its checks, its stream update
 
     async def tags(self, user_id: str, room_id: str) -> JsonDict:
         """The room's tags: name → content (e.g. {"order": 0.5}); empty when there are none."""
-        current = await self.streams.get_account_data(user_id, room_id, TAG_TYPE)
+        current = await self.store.get(user_id, room_id, TAG_TYPE)
         tags = (current or {}).get("tags")
         return dict(tags) if isinstance(tags, dict) else {}
 

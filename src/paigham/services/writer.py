@@ -34,7 +34,8 @@ from paigham.domain.stored_event import StoredEvent
 from paigham.errors import AuthError, Codes, MatrixError
 from paigham.services.stages import NO_ROWS, EffectRows, RoomCtx, Stages, StateKey
 from paigham.storage.database import Database
-from paigham.storage.events import EventStore, NewMessage, RoomRow
+from paigham.storage.event_writes import EventWriteStore, NewMessage
+from paigham.storage.events import EventStore, RoomRow
 from paigham.types import JsonDict
 
 CREATE: StateKey = ("m.room.create", "")
@@ -100,7 +101,7 @@ class _Admitted:
     redacts: str | None  # the event a redaction redacts now (None: accepted, not applied)
 
     def message(self) -> NewMessage:
-        """The row batch of a message (written by `EventStore.insert_messages`)."""
+        """The row batch of a message (written by `EventWriteStore.insert_messages`)."""
         rows = self.rows
         key = self.txn.key if self.txn is not None else None
         return NewMessage(self.event, self.relates_to, self.rel_type, key, rows.push_room, list(rows.push_own))
@@ -140,9 +141,18 @@ def _new_room(version: RoomVersion, room_id: str | None) -> RoomCtx:
 
 
 class EventWriter:
-    def __init__(self, db: Database, store: EventStore, server_name: str, signing_key: Any, stages: Stages) -> None:
+    def __init__(
+        self,
+        db: Database,
+        events: EventStore,
+        store: EventWriteStore,
+        server_name: str,
+        signing_key: Any,
+        stages: Stages,
+    ) -> None:
         self.db = db
-        self.store = store
+        self.events = events  # reads inside the transaction
+        self.store = store  # the transaction's writes
         self.server_name = server_name
         self.signing_key = signing_key
         self.stages = stages
@@ -314,7 +324,7 @@ class EventWriter:
         check_canonical(spec.content)
         keys = auth_types_for_event(spec.type, spec.state_key, spec.sender, spec.content, ctx.version)
         replaced = [spec.state] if spec.state is not None else []
-        await ctx.read_state(conn, self.store, [*keys, *replaced, CREATE])
+        await ctx.read_state(conn, self.events, [*keys, *replaced, CREATE])
         return await self._admit(conn, ctx, spec, txn, keys, creating=creating)
 
     async def _persist_many(self, conn: AsyncConnection, ctx: RoomCtx, specs: list[EventSpec]) -> list[StoredEvent]:
@@ -326,7 +336,7 @@ class EventWriter:
             check_canonical(spec.content)
         all_keys = [auth_types_for_event(s.type, s.state_key, s.sender, s.content, ctx.version) for s in specs]
         replaced = [s.state for s in specs if s.state is not None]
-        await ctx.read_state(conn, self.store, [*(k for keys in all_keys for k in keys), *replaced, CREATE])
+        await ctx.read_state(conn, self.events, [*(k for keys in all_keys for k in keys), *replaced, CREATE])
         admitted = [await self._admit(conn, ctx, s, None, keys) for s, keys in zip(specs, all_keys, strict=True)]
         first = await self.db.next_position(conn, len(admitted)) - len(admitted) + 1
         for i, a in enumerate(admitted):
@@ -460,7 +470,7 @@ class EventWriter:
             raise MatrixError(403, Codes.FORBIDDEN, "The create event cannot be redacted")
         if target.sender == spec.sender:
             return target.event_id
-        await ctx.read_state(conn, self.store, [POWER_LEVELS])
+        await ctx.read_state(conn, self.events, [POWER_LEVELS])
         pl = ctx.state.get(POWER_LEVELS)
         create = ctx.state[CREATE]
         level = user_level(spec.sender, pl.content if pl else None, create.pdu, ctx.version)
@@ -469,7 +479,7 @@ class EventWriter:
         raise MatrixError(403, Codes.FORBIDDEN, "You may not redact other users' events")
 
     async def _event_in(self, conn: AsyncConnection, event_id: str | None) -> StoredEvent | None:
-        return await self.store.get_event_in(conn, event_id) if event_id else None
+        return await self.events.get_event(event_id, conn=conn) if event_id else None
 
     async def _after_commit(self, events: list[StoredEvent]) -> None:
         for _, hook in self.stages.after_commit:

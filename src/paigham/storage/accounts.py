@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +11,6 @@ import msgspec
 from sqlalchemy import and_, delete, func, or_, select, update
 
 from paigham.storage.database import Database
-from paigham.storage.dialect import upsert
 from paigham.storage.schema import (
     access_tokens,
     devices,
@@ -54,18 +53,26 @@ class DeviceRow:
     last_seen_ip: str | None
 
 
-def _user(row: Any) -> UserRow:
-    return UserRow(
-        row.user_id,
-        row.password_hash,
-        bool(row.admin),
-        bool(row.deactivated),
-        bool(row.suspended),
-        bool(row.locked),
-        row.displayname,
-        row.avatar_url,
-        row.created_ts,
-    )
+# The columns a UserRow is read from, in its fields' order (for SQL text and for SQLAlchemy alike).
+USER_COLUMNS = (
+    "user_id",
+    "password_hash",
+    "admin",
+    "deactivated",
+    "suspended",
+    "locked",
+    "displayname",
+    "avatar_url",
+    "created_ts",
+)
+
+_U_COLUMNS = ", ".join(f"u.{c}" for c in USER_COLUMNS)
+_USER_BY_ID = f"SELECT {', '.join(USER_COLUMNS)} FROM users WHERE user_id = $1"
+
+
+def _user(r: Sequence[Any]) -> UserRow:
+    """A UserRow from the `USER_COLUMNS` of a row (a tuple, an asyncpg record or a SQLAlchemy row)."""
+    return UserRow(r[0], r[1], bool(r[2]), bool(r[3]), bool(r[4]), bool(r[5]), r[6], r[7], r[8])
 
 
 class AccountStore:
@@ -82,14 +89,8 @@ class AccountStore:
     # -- users --------------------------------------------------------------------------------
     async def get_user(self, user_id: str) -> UserRow | None:
         # Raw SQL: every authenticated request reads its user.
-        r = await self.db.fetchrow(
-            "SELECT user_id, password_hash, admin, deactivated, suspended, locked, displayname, avatar_url, "
-            "created_ts FROM users WHERE user_id = $1",
-            user_id,
-        )
-        if r is None:
-            return None
-        return UserRow(r[0], r[1], bool(r[2]), bool(r[3]), bool(r[4]), bool(r[5]), r[6], r[7], r[8])
+        r = await self.db.fetchrow(_USER_BY_ID, user_id)
+        return _user(r) if r is not None else None
 
     async def create_user(
         self,
@@ -138,7 +139,7 @@ class AccountStore:
     async def search_users(self, term: str, limit: int) -> list[UserRow]:
         like = f"%{term.lower()}%"
         q = (
-            select(users)
+            select(*(users.c[c] for c in USER_COLUMNS))
             .where(users.c.deactivated.is_(False))
             .where(or_(func.lower(users.c.user_id).like(like), func.lower(users.c.displayname).like(like)))
             .order_by(users.c.user_id)
@@ -235,19 +236,13 @@ class AccountStore:
     async def get_token_holder(self, token: str) -> tuple[TokenRow, UserRow | None] | None:
         """An access token's row and its user's row, in one read (every authenticated request)."""
         r = await self.db.fetchrow(
-            "SELECT t.user_id, t.device_id, t.expires_ts, u.user_id, u.password_hash, u.admin, u.deactivated, "
-            "u.suspended, u.locked, u.displayname, u.avatar_url, u.created_ts FROM access_tokens t "
+            f"SELECT t.user_id, t.device_id, t.expires_ts, {_U_COLUMNS} FROM access_tokens t "
             "LEFT JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = $1",
             token_hash(token),
         )
         if r is None:
             return None
-        user = (
-            None
-            if r[3] is None
-            else UserRow(r[3], r[4], bool(r[5]), bool(r[6]), bool(r[7]), bool(r[8]), r[9], r[10], r[11])
-        )
-        return TokenRow(r[0], r[1], r[2]), user
+        return TokenRow(r[0], r[1], r[2]), _user(r[3:]) if r[3] is not None else None
 
     async def get_token(self, token: str) -> TokenRow | None:
         row = await self.db.fetchrow(
@@ -364,9 +359,7 @@ class AccountStore:
             "data": msgspec.json.encode(data).decode(),
         }
         async with self.db.write() as conn:
-            await conn.execute(
-                upsert(self.db.is_sqlite, uia_sessions, values, ["session_id"], ["completed", "data", "user_id"])
-            )
+            await conn.execute(self.db.upsert(uia_sessions, values, ["session_id"], ["completed", "data", "user_id"]))
 
     async def delete_uia_session(self, session_id: str) -> None:
         async with self.db.write() as conn:

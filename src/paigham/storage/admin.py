@@ -11,7 +11,6 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.storage.database import Database
-from paigham.storage.dialect import insert_ignore
 from paigham.storage.org_schema import blocked_rooms, erased_users
 from paigham.storage.schema import (
     account_data,
@@ -128,9 +127,7 @@ class AdminStore:
 
     async def mark_erased(self, user_id: str, now: int) -> None:
         async with self.db.write() as conn:
-            await conn.execute(
-                insert_ignore(self.db.is_sqlite, erased_users, {"user_id": user_id, "ts": now}, ["user_id"])
-            )
+            await conn.execute(self.db.insert_ignore(erased_users, {"user_id": user_id, "ts": now}, ["user_id"]))
             await conn.execute(
                 update(users).where(users.c.user_id == user_id).values(displayname=None, avatar_url=None)
             )
@@ -175,9 +172,7 @@ class AdminStore:
     async def block_room(self, room_id: str, by: str | None, now: int) -> None:
         async with self.db.write() as conn:
             await conn.execute(
-                insert_ignore(
-                    self.db.is_sqlite, blocked_rooms, {"room_id": room_id, "blocked_by": by, "ts": now}, ["room_id"]
-                )
+                self.db.insert_ignore(blocked_rooms, {"room_id": room_id, "blocked_by": by, "ts": now}, ["room_id"])
             )
 
     async def is_blocked(self, room_id: str) -> bool:

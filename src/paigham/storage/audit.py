@@ -14,7 +14,6 @@ from paigham.domain.audit_chain import GENESIS, Record, record_hash
 from paigham.domain.canonical_json import encode_str
 from paigham.storage.audit_schema import audit_head, audit_log
 from paigham.storage.database import Database
-from paigham.storage.dialect import insert_ignore
 
 READ_BATCH = 2000
 
@@ -55,8 +54,7 @@ class AuditStore:
         row = (await conn.execute(select(audit_head).where(audit_head.c.id == 1).with_for_update())).first()
         if row is None:
             await conn.execute(
-                insert_ignore(
-                    self.db.is_sqlite,
+                self.db.insert_ignore(
                     audit_head,
                     {"id": 1, "seq": 0, "hash": GENESIS, "anchor_seq": 0, "anchor_hash": GENESIS},
                     ["id"],

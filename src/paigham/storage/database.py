@@ -1,6 +1,8 @@
 """The database handle: read and write transactions, and the stream counter.
 
-This module and dialect.py are the only places where SQLite and PostgreSQL differ.
+This module and dialect.py are the only places that know which engine runs: stores build their
+engine-specific statements through `db.upsert`/`db.insert_ignore` (dialect.py), and where a hot-path
+statement must differ they name both forms and pick one when they are made (`Database.per_engine`).
 
 PostgreSQL goes through SQLAlchemy's async engine (asyncpg, a connection pool). SQLite does not:
 an SQLite query on an indexed column takes microseconds, far less than handing it to a driver
@@ -23,13 +25,17 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, NullPool, create_engine, event, text
+from sqlalchemy import Connection, Engine, NullPool, Table, create_engine, event, text
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.dml import Insert
 
+from paigham.storage.dialect import POSTGRESQL, SQLITE, Dialect
 from paigham.storage.unavailable import database_unreachable
+
+T = TypeVar("T")
 
 # How long a writer waits for another *process* holding SQLite's write lock (CLI commands).
 SQLITE_LOCK_WAIT_S = 10.0
@@ -92,7 +98,8 @@ def _buffered(result: CursorResult[Any]) -> Any:
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
-        self.is_sqlite = url.startswith("sqlite")
+        self._is_sqlite = url.startswith("sqlite")
+        self.dialect: Dialect = SQLITE if self._is_sqlite else POSTGRESQL
         # SQLite allows one writer at a time; queue writers here instead of spinning on SQLITE_BUSY.
         self._write_lock = asyncio.Lock()
         self._sqlite: Engine | None = None
@@ -100,7 +107,7 @@ class Database:
         self._writer: InLoopConnection | None = None
         self._pool: Any = None  # asyncpg pool for raw reads on PostgreSQL, made on first use
         self._pool_size = pool_size
-        if self.is_sqlite:
+        if self._is_sqlite:
             self._sqlite = create_engine(
                 url, poolclass=NullPool, connect_args={"check_same_thread": False, "cached_statements": 2048}
             )
@@ -109,6 +116,22 @@ class Database:
             self.engine: AsyncEngine = create_async_engine(
                 async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
             )
+
+    # -- what differs between the engines (dialect.py) -------------------------------------------
+    def upsert(
+        self, table: Table, values: Mapping[str, Any], keys: Sequence[str], update: Sequence[str] | None = None
+    ) -> Insert:
+        """INSERT … ON CONFLICT (keys) DO UPDATE SET the `update` columns (default: all non-key ones)."""
+        return self.dialect.upsert(table, values, keys, update)
+
+    def insert_ignore(self, table: Table, values: Mapping[str, Any], keys: Sequence[str]) -> Insert:
+        """INSERT … ON CONFLICT (keys) DO NOTHING."""
+        return self.dialect.insert_ignore(table, values, keys)
+
+    def per_engine(self, *, sqlite: T, postgresql: T) -> T:
+        """One of two forms of the same thing, chosen once by the store that names both (a query or a
+        function whose SQL must differ per engine), so no call asks which engine runs."""
+        return sqlite if self._is_sqlite else postgresql
 
     def _sqlite_conn(self, which: str) -> InLoopConnection:
         conn = self._reader if which == "read" else self._writer
@@ -123,7 +146,7 @@ class Database:
         return conn
 
     async def close(self) -> None:
-        if self.is_sqlite:
+        if self._is_sqlite:
             async with self._write_lock:
                 for conn in (self._reader, self._writer):
                     if conn is not None:
@@ -144,7 +167,7 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        if self.is_sqlite:
+        if self._is_sqlite:
             yield self._sqlite_conn("read")
             return
         async with self.engine.connect() as conn, _discard_if_dead(conn):
@@ -153,7 +176,7 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction: committed on success, rolled back on any exception."""
-        if not self.is_sqlite:
+        if not self._is_sqlite:
             async with self.engine.connect() as conn, _discard_if_dead(conn), conn.begin():
                 yield conn
             return
@@ -177,7 +200,7 @@ class Database:
 
     async def fetch(self, sql: str, *args: Any, conn: AsyncConnection | None = None) -> list[Sequence[Any]]:
         """Rows of a query, as tuples (inside `conn`'s transaction if given, else a fresh read)."""
-        if self.is_sqlite:
+        if self._is_sqlite:
             q, lists = _sqlite_sql(sql)
             return self._dbapi(conn).execute(q, _sqlite_args(args) if lists else args).fetchall()  # type: ignore[no-any-return]
         if conn is not None:
@@ -192,7 +215,7 @@ class Database:
 
     async def run(self, sql: str, *args: Any, conn: AsyncConnection) -> None:
         """A statement without result rows, inside the caller's write transaction."""
-        if self.is_sqlite:
+        if self._is_sqlite:
             q, lists = _sqlite_sql(sql)
             self._dbapi(conn).execute(q, _sqlite_args(args) if lists else args)
         else:
@@ -201,7 +224,7 @@ class Database:
     async def run_many(self, sql: str, rows: Sequence[Sequence[Any]], *, conn: AsyncConnection) -> None:
         if not rows:
             return
-        if self.is_sqlite:
+        if self._is_sqlite:
             q, lists = _sqlite_sql(sql)
             self._dbapi(conn).executemany(q, [_sqlite_args(r) for r in rows] if lists else rows)
         else:
@@ -225,8 +248,12 @@ class Database:
 
     async def lock_room(self, conn: AsyncConnection, room_id: str) -> None:
         """Serialise writers of one room across processes (SQLite already has one writer)."""
-        if not self.is_sqlite:
-            key = int.from_bytes(hashlib.sha256(room_id.encode()).digest()[:8], "big", signed=True)
+        await self.lock(conn, int.from_bytes(hashlib.sha256(room_id.encode()).digest()[:8], "big", signed=True))
+
+    async def lock(self, conn: AsyncConnection, key: int) -> None:
+        """Hold the lock `key` until `conn`'s transaction ends: on PostgreSQL a transaction-scoped
+        advisory lock; SQLite has one writer at a time already."""
+        if not self._is_sqlite:
             await (await _driver(conn)).execute("SELECT pg_advisory_xact_lock($1)", key)
 
     @staticmethod

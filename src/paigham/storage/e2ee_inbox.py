@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from paigham.clock import now_ms
 from paigham.domain.canonical_json import encode_str
 from paigham.storage.database import Database
-from paigham.storage.dialect import insert_ignore
 from paigham.storage.e2ee_schema import e2e_device_inbox as inbox
 from paigham.storage.schema import devices, event_txns
 
@@ -63,7 +62,7 @@ class InboxStore:
                 "created_ts": now_ms(),
             }
             done = await conn.execute(
-                insert_ignore(self.db.is_sqlite, event_txns, txn, ["user_id", "device_id", "scope", "txn_id"])
+                self.db.insert_ignore(event_txns, txn, ["user_id", "device_id", "scope", "txn_id"])
             )
             if done.rowcount == 0:
                 return None

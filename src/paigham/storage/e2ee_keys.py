@@ -15,7 +15,6 @@ from paigham.domain.e2e_keys import CrossSigningKey, UploadedKey, unsigned_body
 from paigham.errors import Codes, MatrixError
 from paigham.storage import e2ee_schema as t
 from paigham.storage.database import Database
-from paigham.storage.dialect import insert_ignore, upsert
 from paigham.storage.e2ee_lists import record_change
 from paigham.storage.schema import devices
 
@@ -99,7 +98,7 @@ class KeyStore:
                     "key_json": encode_str(device_keys),
                     "stream": changed_at,
                 }
-                await conn.execute(upsert(self.db.is_sqlite, dk, values, ["user_id", "device_id"]))
+                await conn.execute(self.db.upsert(dk, values, ["user_id", "device_id"]))
             counts = await self._counts(conn, user_id, device_id)
         return UploadResult(counts, changed_at)
 
@@ -143,9 +142,7 @@ class KeyStore:
                 "key_json": encode_str(k.value),
                 "seq": seq,
             }
-            await conn.execute(
-                insert_ignore(self.db.is_sqlite, otk, values, ["user_id", "device_id", "algorithm", "key_id"])
-            )
+            await conn.execute(self.db.insert_ignore(otk, values, ["user_id", "device_id", "algorithm", "key_id"]))
 
     async def _put_fallback(self, conn: AsyncConnection, user_id: str, device_id: str, key: UploadedKey) -> None:
         where = and_(fbk.c.user_id == user_id, fbk.c.device_id == device_id, fbk.c.algorithm == key.algorithm)
@@ -160,7 +157,7 @@ class KeyStore:
             "key_json": encode_str(key.value),
             "used": False,
         }
-        await conn.execute(upsert(self.db.is_sqlite, fbk, values, ["user_id", "device_id", "algorithm"]))
+        await conn.execute(self.db.upsert(fbk, values, ["user_id", "device_id", "algorithm"]))
 
     @staticmethod
     async def _counts(conn: AsyncConnection, user_id: str, device_id: str) -> dict[str, int]:
@@ -275,7 +272,7 @@ class KeyStore:
                     "key_json": encode_str(key.obj),
                     "stream": pos,
                 }
-                await conn.execute(upsert(self.db.is_sqlite, xsk, values, ["user_id", "key_type"]))
+                await conn.execute(self.db.upsert(xsk, values, ["user_id", "key_type"]))
         return pos
 
     async def add_signatures(self, new: list[Signature], changed_users: Iterable[str]) -> int:
@@ -288,9 +285,7 @@ class KeyStore:
                     "signer_key_id": s.signer_key_id,
                     "signature": s.signature,
                 }
-                await conn.execute(
-                    upsert(self.db.is_sqlite, sigs, values, ["user_id", "key_id", "signer_id", "signer_key_id"])
-                )
+                await conn.execute(self.db.upsert(sigs, values, ["user_id", "key_id", "signer_id", "signer_key_id"]))
             return await record_change(self.db, conn, changed_users)
 
     async def signatures_on(self, user_ids: Sequence[str]) -> list[Signature]:

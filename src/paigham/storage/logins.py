@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select, update
 
 from paigham.storage.database import Database
-from paigham.storage.dialect import insert_ignore
 from paigham.storage.org_schema import login_failures
 
 
@@ -35,8 +34,7 @@ class LoginStore:
         t = login_failures
         async with self.db.write() as conn:
             await conn.execute(
-                insert_ignore(
-                    self.db.is_sqlite,
+                self.db.insert_ignore(
                     t,
                     {"key": key, "count": 0, "first_ts": now, "last_ts": now, "locked_until": None},
                     ["key"],

@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 
 from paigham.storage.database import Database
-from paigham.storage.dialect import upsert
 from paigham.storage.media_schema import media, media_detections, media_thumbnails
 
 _ACCESS_RESOLUTION_MS = 3600_000
@@ -262,9 +261,7 @@ class MediaStore:
         )
         async with self.db.write() as conn:
             await conn.execute(
-                upsert(
-                    self.db.is_sqlite, media_thumbnails, values, ["media_id", "width", "height", "method", "animated"]
-                )
+                self.db.upsert(media_thumbnails, values, ["media_id", "width", "height", "method", "animated"])
             )
 
     # -- scanner --------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.storage.database import Database
@@ -58,13 +58,8 @@ def head_revision() -> str | None:
     return heads.pop() if len(heads) == 1 else None
 
 
-async def _current_revision(db: Database, conn: AsyncConnection) -> str | None:
-    exists_sql = (
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
-        if db.is_sqlite
-        else "SELECT to_regclass('alembic_version')::text"
-    )
-    if (await conn.execute(text(exists_sql))).scalar() is None:
+async def _current_revision(conn: AsyncConnection) -> str | None:
+    if not await conn.run_sync(lambda sync: inspect(sync).has_table("alembic_version")):
         return None
     rows = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
     return str(rows[0][0]) if len(rows) == 1 else None
@@ -72,11 +67,10 @@ async def _current_revision(db: Database, conn: AsyncConnection) -> str | None:
 
 async def migrate(db: Database) -> None:
     async with db.write() as conn:
-        if not db.is_sqlite:
-            # Several workers may start at once; one migrates, the others wait and find nothing to do.
-            await conn.execute(text("SELECT pg_advisory_xact_lock(7202611)"))
+        # Several workers may start at once; one migrates, the others wait and find nothing to do.
+        await db.lock(conn, 7202611)
         head = head_revision()
-        if head is None or await _current_revision(db, conn) != head:
+        if head is None or await _current_revision(conn) != head:
             await conn.run_sync(_upgrade)
         row = (await conn.execute(select(stream_counter.c.pos).where(stream_counter.c.id == 1))).first()
         if row is None:

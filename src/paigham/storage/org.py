@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.domain.org import Official, Unit
 from paigham.storage.database import Database
-from paigham.storage.org_schema import officials, org_units
+from paigham.storage.org_schema import officials, org_units, server_notice_rooms
 from paigham.storage.schema import users
 
 CHUNK = 900  # bound IN lists and executemany batches (SQLite allows 32766 parameters)
@@ -247,3 +247,18 @@ class OrgStore:
     async def official_users(self, user_ids: Sequence[str]) -> set[str]:
         rows = await self.db.fetch("SELECT user_id FROM officials WHERE user_id = ANY($1::text[])", list(user_ids))
         return {r[0] for r in rows}
+
+    # -- server notices (org/notices.py) --------------------------------------------------
+    async def notice_room(self, user_id: str) -> str | None:
+        """The room the server's account keeps with the user for server notices, if it made one."""
+        q = select(server_notice_rooms.c.room_id).where(server_notice_rooms.c.user_id == user_id)
+        async with self.db.read() as conn:
+            row = (await conn.execute(q)).first()
+        return str(row.room_id) if row else None
+
+    async def set_notice_room(self, user_id: str, room_id: str) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(server_notice_rooms.delete().where(server_notice_rooms.c.user_id == user_id))
+            await conn.execute(
+                self.db.insert_ignore(server_notice_rooms, {"user_id": user_id, "room_id": room_id}, ["user_id"])
+            )

@@ -8,7 +8,6 @@ import msgspec
 from sqlalchemy import and_, delete, func, select, update
 
 from paigham.storage.database import Database
-from paigham.storage.dialect import upsert
 from paigham.storage.org_schema import account_validity, officials, policies
 from paigham.storage.schema import current_state, event_push_actions, events, room_push_actions, rooms
 
@@ -27,7 +26,7 @@ class PolicyStore:
     async def put(self, scope: str, overrides: dict[str, Any], by: str | None, now: int) -> None:
         values = {"scope": scope, "json": msgspec.json.encode(overrides).decode(), "updated_ts": now, "updated_by": by}
         async with self.db.write() as conn:
-            await conn.execute(upsert(self.db.is_sqlite, policies, values, ["scope"]))
+            await conn.execute(self.db.upsert(policies, values, ["scope"]))
 
     async def delete(self, scope: str) -> bool:
         async with self.db.write() as conn:
@@ -46,8 +45,7 @@ class PolicyStore:
     async def set_validity(self, user_id: str, expires_ts: int, now: int) -> None:
         async with self.db.write() as conn:
             await conn.execute(
-                upsert(
-                    self.db.is_sqlite,
+                self.db.upsert(
                     account_validity,
                     {"user_id": user_id, "expires_ts": expires_ts, "renewed_ts": now},
                     ["user_id"],

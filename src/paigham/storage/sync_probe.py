@@ -56,7 +56,7 @@ _USER_FLAGS = _flags(
 
 
 def _count(parts: Sequence[str]) -> str:
-    """`a - b + c` of three counts (see StreamStore.unread_counts), for room y.room_id past y.start."""
+    """`a - b + c` of three counts (see PushActionStore.unread_counts), for room y.room_id past y.start."""
     a, b, c = (f"(SELECT count(*) FROM {p})" for p in parts)
     return f"{a} - {b} + {c}"
 

@@ -133,7 +133,7 @@ class Sections:
         out = AccountData([], {})
         if not req.probe.has(ACCOUNT_DATA):
             return out
-        rows = await self.streams.account_data_since(req.requester.user_id, req.since, req.upto)
+        rows = await self.streams.account_data.since(req.requester.user_id, req.since, req.upto)
         for room_id, type_, content in rows:  # room_id "" for global data
             ev = {"type": type_, "content": content}
             if room_id:
@@ -189,9 +189,9 @@ class Sections:
         missing = sorted(rooms - set(counts))
         if missing:
             user_id = req.requester.user_id
-            reads = await self.streams.read_positions(user_id, missing)
+            reads = await self.streams.receipts.read_positions(user_id, missing)
             starts = {r: max(reads.get(r, 0), req.probe.joined_at.get(r, 0)) for r in missing}
-            counts.update(await self.streams.unread_counts(user_id, starts))
+            counts.update(await self.streams.unread.unread_counts(user_id, starts))
         return counts
 
     async def _room_delta(self, req: SyncRequest, room_id: str, since: int | None, upto: int) -> RoomDelta:
@@ -248,15 +248,15 @@ class Sections:
 
     async def _ephemeral(self, req: SyncRequest, rooms: list[str]) -> dict[str, list[JsonDict]]:
         out: dict[str, list[JsonDict]] = {}
-        typing_rooms = await self.streams.typing_changed(req.probe.rooms_with(ROOM_TYPING, rooms), req.since, req.upto)
+        typing_rooms = await self.streams.typing.changed(req.probe.rooms_with(ROOM_TYPING, rooms), req.since, req.upto)
         if typing_rooms:
-            users = await self.streams.typing_users(sorted(typing_rooms), now_ms())
+            users = await self.streams.typing.users(sorted(typing_rooms), now_ms())
             for room_id in typing_rooms:
                 out.setdefault(room_id, []).append(
                     {"type": "m.typing", "content": {"user_ids": sorted(users.get(room_id, []))}}
                 )
         me = req.requester.user_id
-        for r in await self.streams.receipts_since(req.probe.rooms_with(ROOM_RECEIPTS, rooms), req.since, req.upto):
+        for r in await self.streams.receipts.since(req.probe.rooms_with(ROOM_RECEIPTS, rooms), req.since, req.upto):
             if r.receipt_type == "m.read.private" and r.user_id != me:
                 continue
             entry: JsonDict = {"ts": r.ts}
@@ -277,7 +277,7 @@ class Sections:
 
     async def _presence(self, req: SyncRequest) -> list[JsonDict]:
         # Everyone sharing a joined room with the user, in one query (not one per room).
-        rows = await self.streams.co_member_presence(req.requester.user_id, req.since, req.upto)
+        rows = await self.streams.presence.of_co_members(req.requester.user_id, req.since, req.upto)
         now = now_ms()
         return [
             {

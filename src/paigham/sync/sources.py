@@ -8,11 +8,13 @@ NamedTuples satisfy them too.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from paigham.domain.stored_event import StoredEvent
 from paigham.requester import Requester
-from paigham.storage.streams import PresenceRow, Receipt
+from paigham.storage.presence import PresenceRow
+from paigham.storage.receipts import Receipt
 from paigham.types import JsonDict
 
 # A user's effective push ruleset, and where the push-rule stream stands.
@@ -43,24 +45,52 @@ class RoomReads(Protocol):
     async def heroes(self, room_id: str, exclude: str, limit: int = 5) -> list[str]: ...
 
 
-class StreamReads(Protocol):
-    """Account data, receipts, typing, unread counts and presence (storage/streams.py)."""
+class AccountDataReads(Protocol):
+    """storage/account_data.py"""
 
-    async def account_data_since(
+    async def since(
         self, user_id: str, after: int | None, upto: int
     ) -> Sequence[tuple[str, str, Any]]: ...  # (room_id, type, content); room_id "" for global data
 
+
+class ReceiptReads(Protocol):
+    """storage/receipts.py"""
+
     async def read_positions(self, user_id: str, room_ids: Sequence[str]) -> dict[str, int]: ...
+
+    async def since(self, room_ids: Sequence[str], after: int | None, upto: int) -> Sequence[Receipt]: ...
+
+
+class UnreadReads(Protocol):
+    """storage/push_actions.py"""
 
     async def unread_counts(self, user_id: str, starts: dict[str, int]) -> Mapping[str, tuple[int, int]]: ...
 
-    async def typing_changed(self, room_ids: Sequence[str], after: int | None, upto: int) -> set[str]: ...
 
-    async def typing_users(self, room_ids: Sequence[str], now: int) -> dict[str, list[str]]: ...
+class TypingReads(Protocol):
+    """storage/typing_notices.py"""
 
-    async def receipts_since(self, room_ids: Sequence[str], after: int | None, upto: int) -> Sequence[Receipt]: ...
+    async def changed(self, room_ids: Sequence[str], after: int | None, upto: int) -> set[str]: ...
 
-    async def co_member_presence(self, user_id: str, after: int | None, upto: int) -> Sequence[PresenceRow]: ...
+    async def users(self, room_ids: Sequence[str], now: int) -> dict[str, list[str]]: ...
+
+
+class PresenceReads(Protocol):
+    """storage/presence.py"""
+
+    async def of_co_members(self, user_id: str, after: int | None, upto: int) -> Sequence[PresenceRow]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReads:
+    """The stores of what moves besides room events: account data, receipts, unread counts, typing
+    and presence (one store each in storage/)."""
+
+    account_data: AccountDataReads
+    receipts: ReceiptReads
+    unread: UnreadReads
+    typing: TypingReads
+    presence: PresenceReads
 
 
 class Serializer(Protocol):

@@ -1,0 +1,57 @@
+"""Account data: a user's JSON documents by (room or "" for global, type), each change a stream
+position (tags and m.fully_read are account data too)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import msgspec
+from sqlalchemy import select
+
+from paigham.storage.database import Database
+from paigham.storage.schema import account_data
+from paigham.types import JsonDict
+
+_decode = msgspec.json.decode
+
+
+class AccountData(NamedTuple):
+    room_id: str  # "" for global account data
+    type: str
+    content: JsonDict
+
+
+class AccountDataStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def put(self, user_id: str, room_id: str, type_: str, content: JsonDict) -> int:
+        async with self.db.write() as conn:
+            pos = await self.db.next_position(conn)
+            values = {
+                "user_id": user_id,
+                "room_id": room_id,
+                "type": type_,
+                "content": msgspec.json.encode(content).decode(),
+                "stream": pos,
+            }
+            await conn.execute(self.db.upsert(account_data, values, ["user_id", "room_id", "type"]))
+        return pos
+
+    async def get(self, user_id: str, room_id: str, type_: str) -> JsonDict | None:
+        q = select(account_data.c.content).where(
+            account_data.c.user_id == user_id, account_data.c.room_id == room_id, account_data.c.type == type_
+        )
+        async with self.db.read() as conn:
+            row = (await conn.execute(q)).first()
+        return _decode(row.content) if row else None
+
+    async def since(self, user_id: str, after: int | None, upto: int) -> list[AccountData]:
+        """What changed in (after, upto]; everything when after is None."""
+        rows = await self.db.fetch(
+            "SELECT room_id, type, content FROM account_data WHERE user_id = $1 AND stream > $2 AND stream <= $3",
+            user_id,
+            -1 if after is None else after,
+            upto,
+        )
+        return [AccountData(r[0], r[1], _decode(r[2])) for r in rows]

@@ -1,0 +1,86 @@
+"""An `events` row, read and written: its columns, named once, and the one mapper to `StoredEvent`.
+
+The hot paths (send, /sync) read events with SQL text (`EVENT_COLUMNS` as `EV`) and the rest with
+SQLAlchemy Core (`EVENT_TABLE_COLUMNS`); both select the same columns in the same order, so one
+mapper (`event_from_row`) serves both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from paigham.domain.stored_event import StoredEvent
+from paigham.storage.schema import events
+
+_decode = msgspec.json.decode
+_encode = msgspec.json.encode
+
+# The columns a StoredEvent is read from, in its fields' order.
+EVENT_COLUMNS = (
+    "stream",
+    "event_id",
+    "room_id",
+    "type",
+    "state_key",
+    "sender",
+    "origin_server_ts",
+    "json",
+    "unsigned",
+    "redacted_by",
+    "txn_id",
+    "device_id",
+)
+EV = ", ".join(f"e.{c}" for c in EVENT_COLUMNS)  # for SQL text, with the events table as `e`
+NO_EV = ", ".join(["NULL"] * len(EVENT_COLUMNS))  # the same width of NULLs (the other side of a UNION)
+EVENT_TABLE_COLUMNS = tuple(events.c[c] for c in EVENT_COLUMNS)  # for SQLAlchemy Core
+
+
+def event_from_row(r: Sequence[Any]) -> StoredEvent:
+    """A StoredEvent from the `EVENT_COLUMNS` of a row (a tuple, an asyncpg record or a SQLAlchemy row)."""
+    return StoredEvent(
+        stream=int(r[0]),
+        event_id=r[1],
+        room_id=r[2],
+        type=r[3],
+        state_key=r[4],
+        sender=r[5],
+        origin_server_ts=int(r[6]),
+        pdu=_decode(r[7]),
+        unsigned=_decode(r[8]) if r[8] else None,
+        redacted_by=r[9],
+        txn_id=r[10],
+        device_id=r[11],
+    )
+
+
+# The columns an event is written with (`redacted_by` is set later, by its redaction).
+INSERT_COLUMNS = (
+    "stream, event_id, room_id, type, state_key, sender, origin_server_ts, depth, json, unsigned, txn_id, device_id, "
+    "relates_to, rel_type"
+)
+INSERT_EVENT = (
+    f"INSERT INTO events ({INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+)
+
+
+def insert_values(e: StoredEvent, relates_to: str | None, rel_type: str | None) -> tuple[Any, ...]:
+    """The `INSERT_EVENT` arguments of an event."""
+    return (
+        e.stream,
+        e.event_id,
+        e.room_id,
+        e.type,
+        e.state_key,
+        e.sender,
+        e.origin_server_ts,
+        e.pdu["depth"],
+        _encode(e.pdu).decode(),
+        _encode(e.unsigned).decode() if e.unsigned else None,
+        e.txn_id,
+        e.device_id,
+        relates_to,
+        rel_type,
+    )

@@ -1,0 +1,124 @@
+"""Push actions (whether an event notifies, and highlights for, each member) and the unread counts
+/sync derives from them.
+
+One `room_push_actions` row per notifying event holds the result most members share; only members
+whose result differs get an `event_push_actions` row of their own (docs/decisions.md, "Push actions
+per event, not per recipient"). A message's rows are written with the message itself
+(storage/event_writes.py); `PushActionStore.add` writes those of a state event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from paigham.storage.database import Database
+
+
+class PushRoomRow(NamedTuple):
+    """The result an event has for the room's members (stored only if it notifies)."""
+
+    room_id: str
+    stream: int  # 0 until the event's position is known (a message's, see event_writes.py)
+    sender: str
+    thread_id: str
+    highlight: bool
+
+
+class PushUserRow(NamedTuple):
+    """A member whose result for an event differs from the room's."""
+
+    user_id: str
+    room_id: str
+    stream: int  # as in PushRoomRow
+    thread_id: str
+    notify: bool
+    highlight: bool
+
+
+async def insert_push_actions(
+    db: Database, conn: AsyncConnection, room: PushRoomRow | None, own: Sequence[PushUserRow]
+) -> None:
+    """One event's rows, in the caller's transaction."""
+    if room is not None:
+        await db.run(
+            "INSERT INTO room_push_actions (room_id, stream, sender, thread_id, highlight) VALUES ($1, $2, $3, $4, $5)",
+            *room,
+            conn=conn,
+        )
+    await db.run_many(
+        "INSERT INTO event_push_actions (user_id, room_id, stream, thread_id, notify, highlight) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        own,
+        conn=conn,
+    )
+
+
+class PushActionStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        # Counted by the database (rows are not fetched: a user with thousands of unread messages must
+        # not cost thousands of rows per /sync). SQLite plans the joined form badly: one count per room.
+        self._unread = db.per_engine(sqlite=self._unread_room_by_room, postgresql=self._unread_in_one)
+
+    async def add(self, conn: AsyncConnection, room: PushRoomRow | None, own: Sequence[PushUserRow]) -> None:
+        """One event's push actions: the result shared by the room's members (if it notifies), and
+        the members whose result differs from it."""
+        await insert_push_actions(self.db, conn, room, own)
+
+    async def unread_counts(self, user_id: str, starts: dict[str, int]) -> dict[str, tuple[int, int]]:
+        """room → (notifications, highlights) for the user's events past `starts[room]`: their read
+        receipt, or their joining the room if that came later (see `SyncService._joined`)."""
+        if not starts:
+            return {}
+        out = {r: (0, 0) for r in starts}
+        rooms = sorted(starts)
+        for r in await self._unread(user_id, rooms, [starts[r] for r in rooms]):
+            out[r[0]] = (int(r[1]), int(r[2] or 0))
+        return out
+
+    async def _unread_room_by_room(self, user_id: str, rooms: list[str], starts: list[int]) -> list[Sequence[Any]]:
+        rows = []
+        for room_id, pos in zip(rooms, starts, strict=True):
+            rows += await self.db.fetch(_UNREAD_ONE_ROOM, user_id, room_id, pos)
+        return rows
+
+    async def _unread_in_one(self, user_id: str, rooms: list[str], starts: list[int]) -> list[Sequence[Any]]:
+        return await self.db.fetch(_UNREAD_ROOMS, user_id, rooms, starts)
+
+
+# The count for user $1 in a room past a position, as three range counts (each one row): the room's
+# shared results past it not sent by the user, minus those the user has a result of their own for,
+# plus the user's own results that notify. A scan of the shared rows, without a lookup per row:
+# a backlog of thousands of unread messages stays a sub-millisecond count.
+_COUNT_PARTS = (
+    "(SELECT count(*) AS n, {hl} AS h FROM room_push_actions WHERE room_id = {room} AND stream > {pos} "
+    "AND sender <> $1) a",
+    "(SELECT count(*) AS n, {rhl} AS h FROM event_push_actions o JOIN room_push_actions r "
+    "ON r.room_id = o.room_id AND r.stream = o.stream WHERE o.user_id = $1 AND o.room_id = {room} "
+    "AND o.stream > {pos}) b",
+    "(SELECT count(*) AS n, {hl} AS h FROM event_push_actions WHERE user_id = $1 AND room_id = {room} "
+    "AND stream > {pos} AND notify) c",
+)
+_UNREAD_ONE_ROOM = (  # SQLite: user $1, room $2, past stream $3
+    "SELECT $2, a.n - b.n + c.n, a.h - b.h + c.h FROM "
+    + ", ".join(
+        p.format(room="$2", pos="$3", hl="coalesce(sum(highlight), 0)", rhl="coalesce(sum(r.highlight), 0)")
+        for p in _COUNT_PARTS
+    )
+)
+_UNREAD_ROOMS = (  # PostgreSQL: user $1, rooms $2 each past its stream in $3
+    "SELECT t.room_id, a.n - b.n + c.n, a.h - b.h + c.h FROM unnest($2::text[], $3::bigint[]) AS t(room_id, pos) "
+    + "".join(
+        " CROSS JOIN LATERAL "
+        + p.format(
+            room="t.room_id",
+            pos="t.pos",
+            hl="count(*) FILTER (WHERE highlight)",
+            rhl="count(*) FILTER (WHERE r.highlight)",
+        )
+        for p in _COUNT_PARTS
+    )
+)

@@ -1,0 +1,139 @@
+"""Rooms and events written straight through the stores (no writer, no signing): what the store
+tests need to set up history. PDUs here are not valid Matrix events, only rows with the fields the
+stores read."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from paigham.domain.stored_event import StoredEvent
+from paigham.storage.database import Database
+from paigham.storage.event_writes import EventWriteStore, NewMessage
+from paigham.storage.events import RoomRow
+from paigham.storage.push_actions import PushRoomRow, PushUserRow
+
+ROOM = "!room:test.local"
+ALICE, BOB, CARA = "@alice:test.local", "@bob:test.local", "@cara:test.local"
+
+
+def event(
+    event_id: str,
+    type_: str,
+    sender: str,
+    content: dict[str, Any],
+    *,
+    state_key: str | None = None,
+    stream: int = 0,
+    room_id: str = ROOM,
+    depth: int = 1,
+) -> StoredEvent:
+    pdu: dict[str, Any] = {
+        "room_id": room_id,
+        "type": type_,
+        "sender": sender,
+        "content": content,
+        "origin_server_ts": 1_000 + stream,
+        "depth": depth,
+    }
+    if state_key is not None:
+        pdu["state_key"] = state_key
+    return StoredEvent(
+        stream=stream,
+        event_id=event_id,
+        room_id=room_id,
+        type=type_,
+        state_key=state_key,
+        sender=sender,
+        origin_server_ts=pdu["origin_server_ts"],
+        pdu=pdu,
+        unsigned=None,
+        redacted_by=None,
+        txn_id=None,
+        device_id=None,
+    )
+
+
+def member(user_id: str, membership: str, event_id: str, room_id: str = ROOM) -> StoredEvent:
+    return event(event_id, "m.room.member", user_id, {"membership": membership}, state_key=user_id, room_id=room_id)
+
+
+async def new_room(db: Database, room_id: str = ROOM, creator: str = ALICE) -> None:
+    async with db.write() as conn:
+        await EventWriteStore(db).insert_room(conn, RoomRow(room_id, "11", creator, False), 1)
+
+
+async def add_state(db: Database, *evs: StoredEvent) -> list[StoredEvent]:
+    """Write state events at the next positions (as the writer's `persist_many` does)."""
+    async with db.write() as conn:
+        first = await db.next_position(conn, len(evs)) - len(evs) + 1
+        for i, e in enumerate(evs):
+            e.stream = first + i
+            e.pdu["depth"] = e.stream
+        await EventWriteStore(db).insert_state_events(conn, list(evs))
+    return list(evs)
+
+
+def message(
+    event_id: str,
+    sender: str,
+    body: str,
+    *,
+    room_id: str = ROOM,
+    relates_to: tuple[str, str] | None = None,
+    txn: tuple[str, str, str, str] | None = None,
+    push_room: PushRoomRow | None = None,
+    push_own: list[PushUserRow] | None = None,
+) -> NewMessage:
+    content: dict[str, Any] = {"msgtype": "m.text", "body": body}
+    if relates_to is not None:
+        content["m.relates_to"] = {"rel_type": relates_to[0], "event_id": relates_to[1]}
+    ev = event(event_id, "m.room.message", sender, content, room_id=room_id)
+    if txn is not None:
+        ev.txn_id, ev.device_id = txn[3], txn[1]
+    return NewMessage(
+        ev,
+        relates_to[1] if relates_to else None,
+        relates_to[0] if relates_to else None,
+        txn,
+        push_room,
+        push_own or [],
+    )
+
+
+async def add_messages(db: Database, *messages: NewMessage) -> list[StoredEvent]:
+    async with db.write() as conn:
+        await EventWriteStore(db).insert_messages(conn, list(messages))
+    return [m.event for m in messages]
+
+
+@contextmanager
+def statements(db: Database) -> Iterator[list[str]]:
+    """The SQL text statements `db` sends while inside, through its raw-SQL entry points (spied on,
+    still run), and "<stream counter>" for each take of stream positions."""
+    sent: list[str] = []
+
+    def spy(name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
+        real = getattr(db, name)
+
+        async def counted(sql: str, *args: Any, **kw: Any) -> Any:
+            sent.append(sql)
+            return await real(sql, *args, **kw)
+
+        return counted
+
+    real_position = db.next_position
+
+    async def next_position(conn: Any, count: int = 1) -> int:
+        sent.append("<stream counter>")
+        return await real_position(conn, count)
+
+    spies = {name: spy(name) for name in ("fetch", "run", "run_many")} | {"next_position": next_position}
+    for name, fn in spies.items():
+        setattr(db, name, fn)  # instance attributes over the methods, removed below
+    try:
+        yield sent
+    finally:
+        for name in spies:
+            delattr(db, name)

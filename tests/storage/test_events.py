@@ -1,0 +1,255 @@
+"""EventStore and EventWriteStore on both engines: state at a position, the writer's one-statement
+room read, message batches with their transaction IDs and push actions, redactions, pagination."""
+
+from __future__ import annotations
+
+import pytest
+
+from paigham.storage.database import Database
+from paigham.storage.event_writes import EventWriteStore
+from paigham.storage.events import EventStore
+from paigham.storage.push_actions import PushActionStore, PushRoomRow, PushUserRow
+from paigham.storage.push_rules import PushRuleStore
+from tests.storage.support import (
+    ALICE,
+    BOB,
+    CARA,
+    ROOM,
+    add_messages,
+    add_state,
+    event,
+    member,
+    message,
+    new_room,
+    statements,
+)
+
+
+async def test_state_now_and_at_each_position(db: Database) -> None:
+    events = EventStore(db)
+    await new_room(db)
+    create, join, first = await add_state(
+        db,
+        event("$create", "m.room.create", ALICE, {"creator": ALICE}, state_key=""),
+        member(ALICE, "join", "$join"),
+        event("$n1", "m.room.name", ALICE, {"name": "one"}, state_key=""),
+    )
+    await add_messages(db, message("$m1", ALICE, "hello"))
+    (second,) = await add_state(db, event("$n2", "m.room.name", ALICE, {"name": "two"}, state_key=""))
+
+    now = {(e.type, e.state_key): e.event_id for e in await events.current_state(ROOM)}
+    assert now == {("m.room.create", ""): "$create", ("m.room.member", ALICE): "$join", ("m.room.name", ""): "$n2"}
+    at_first = await events.state_at(ROOM, first.stream)
+    assert {e.event_id for e in at_first} == {"$create", "$join", "$n1"}
+    assert [e.event_id for e in await events.state_at(ROOM, first.stream, ["m.room.name"])] == ["$n1"]
+    assert [e.event_id for e in await events.state_at(ROOM, create.stream)] == ["$create"]
+    assert [e.event_id for e in await events.state_changes(ROOM, join.stream, second.stream)] == ["$n1", "$n2"]
+    assert [e.event_id for e in await events.state_history(ROOM, "m.room.name")] == ["$n1", "$n2"]
+    assert [e.event_id for e in await events.state_at_keys(ROOM, second.stream, "m.room.member", [ALICE, BOB])] == [
+        "$join"
+    ]
+    found = await events.current_state_event(ROOM, "m.room.name", "")
+    assert found is not None and found.content == {"name": "two"} and found.stream == second.stream
+    assert await events.current_state_event(ROOM, "m.room.topic", "") is None
+    # Only the asked-for (type, state key) pairs, even where the types and keys would cross.
+    pairs = await events.state_for_keys(ROOM, [("m.room.name", ""), ("m.room.member", BOB)])
+    assert list(pairs) == [("m.room.name", "")]
+
+
+async def test_reads_inside_a_write_see_its_uncommitted_rows(db: Database) -> None:
+    events = EventStore(db)
+    await new_room(db)
+    async with db.write() as conn:
+        pos = await db.next_position(conn)
+        e = member(BOB, "join", "$bob")
+        e.stream = pos
+        await EventWriteStore(db).insert_state_events(conn, [e])
+        inside = await events.get_event("$bob", conn=conn)
+        state = await events.state_for_keys(ROOM, [("m.room.member", BOB)], conn=conn)
+        members = await events.room_members(ROOM, conn=conn)
+        assert inside is not None and inside.stream == pos
+        assert state[("m.room.member", BOB)].event_id == "$bob"
+        assert members == [BOB] and await events.joined_count(ROOM, conn=conn) == 1
+    assert (await events.get_events(["$bob", "$nothing"])).keys() == {"$bob"}
+
+
+async def test_room_for_write_reads_room_tip_transaction_state_and_joined_members(db: Database) -> None:
+    writes = EventWriteStore(db)
+    await new_room(db)
+    await add_state(
+        db,
+        event("$create", "m.room.create", ALICE, {"creator": ALICE}, state_key=""),
+        member(ALICE, "join", "$a"),
+        member(BOB, "join", "$b"),
+        member(CARA, "leave", "$c"),
+    )
+    txn = (ALICE, "DEV", "send", "t1")
+    (sent,) = await add_messages(db, message("$m1", ALICE, "hi", txn=txn))
+    await PushRuleStore(db).put(BOB, {"muted": True})
+    keys = [("m.room.create", ""), ("m.room.member", ALICE), ("m.room.member", CARA), ("m.room.name", "")]
+    async with db.write() as conn:
+        with statements(db) as sent_sql:
+            found = await writes.room_for_write(conn, ROOM, keys, txn)
+            fresh = await writes.room_for_write(conn, ROOM, keys, (ALICE, "DEV", "send", "t2"))
+            missing = await writes.room_for_write(conn, "!nowhere:test.local", keys, None)
+    assert len(sent_sql) == 3  # one statement each
+    assert found is not None and fresh is not None and missing is None
+    assert (found.room.room_version, found.room.creator, found.room.is_public) == ("11", ALICE, False)
+    assert found.tip == ("$m1", sent.pdu["depth"])
+    assert found.txn_result == "$m1" and fresh.txn_result is None
+    assert {k: e.event_id for k, e in found.state.items()} == {
+        ("m.room.create", ""): "$create",
+        ("m.room.member", ALICE): "$a",
+        ("m.room.member", CARA): "$c",
+    }
+    assert sorted(found.joined) == [ALICE, BOB]
+    assert found.push_rules == {BOB: {"muted": True}}
+
+
+async def test_a_batch_of_messages_gets_consecutive_positions_with_its_txn_ids_and_push_actions(
+    db: Database,
+) -> None:
+    events, writes = EventStore(db), EventWriteStore(db)
+    await new_room(db)
+    await add_state(db, member(ALICE, "join", "$a"), member(BOB, "join", "$b"), member(CARA, "join", "$c"))
+    t1, t2 = (ALICE, "DEV", "send", "t1"), (BOB, "DEV2", "send", "t1")
+    batch = [
+        # notifies everyone but the sender; cara muted the room
+        message("$m1", ALICE, "one", txn=t1, push_room=PushRoomRow(ROOM, 0, ALICE, "", False),
+                push_own=[PushUserRow(CARA, ROOM, 0, "", False, False)]),
+        message("$m2", BOB, "two", txn=t2),  # notifies nobody
+        # mentions cara: a highlight for her alone
+        message("$m3", ALICE, "three", push_own=[PushUserRow(CARA, ROOM, 0, "", True, True)]),
+    ]  # fmt: skip
+    start = await db.current_position()
+    with statements(db) as sent_sql:
+        stored = await add_messages(db, *batch)
+    assert [e.stream for e in stored] == [start + 1, start + 2, start + 3]
+    assert await db.current_position() == start + 3
+    if db.dialect.name == "postgresql":  # the measured hot path: one statement for the whole batch
+        assert len(sent_sql) == 1
+
+    got = await events.get_events(["$m1", "$m2", "$m3"])
+    assert {i: (e.stream, e.sender, e.content["body"], e.txn_id) for i, e in got.items()} == {
+        "$m1": (start + 1, ALICE, "one", "t1"),
+        "$m2": (start + 2, BOB, "two", "t1"),
+        "$m3": (start + 3, ALICE, "three", None),
+    }
+    async with db.write() as conn:
+        done = await writes.txn_results(conn, [t1, t2, (ALICE, "DEV", "send", "t9"), (ALICE, "OTHER", "send", "t1")])
+    assert done == {t1: "$m1", t2: "$m2"}
+
+    actions = PushActionStore(db)
+    counts = {u: await actions.unread_counts(u, {ROOM: start}) for u in (ALICE, BOB, CARA)}
+    assert counts == {ALICE: {ROOM: (0, 0)}, BOB: {ROOM: (1, 0)}, CARA: {ROOM: (1, 1)}}
+
+
+async def test_an_empty_batch_writes_nothing(db: Database) -> None:
+    before = await db.current_position()
+    with statements(db) as sent_sql:
+        assert await add_messages(db) == []
+    assert sent_sql == [] and await db.current_position() == before
+
+
+async def test_memberships(db: Database) -> None:
+    events = EventStore(db)
+    await new_room(db)
+    other = "!other:test.local"
+    await new_room(db, other)
+    a, b, _ = await add_state(db, member(ALICE, "join", "$a"), member(BOB, "invite", "$b"), member(CARA, "ban", "$c"))
+    await add_state(db, member(ALICE, "join", "$oa", other), member(BOB, "join", "$ob", other))
+    (b_join,) = await add_state(db, member(BOB, "join", "$b2"))
+
+    alice = await events.membership(ALICE, ROOM)
+    assert alice is not None and (alice.membership, alice.stream, alice.forgotten) == ("join", a.stream, False)
+    assert await events.membership(ALICE, "!nowhere:test.local") is None
+    assert await events.user_rooms(BOB) == {ROOM: ("join", b_join.stream), other: ("join", b_join.stream - 1)}
+    assert sorted(await events.room_members(ROOM)) == [ALICE, BOB]
+    assert await events.room_members(ROOM, ("ban",)) == [CARA]
+    assert await events.member_counts(ROOM) == {"join": 2, "ban": 1}
+    assert await events.heroes(ROOM, ALICE) == [BOB]
+    assert await events.shares_room(ALICE, BOB) and not await events.shares_room(ALICE, CARA)
+    assert await events.membership_history(BOB, ROOM) == [(b.stream, "invite"), (b_join.stream, "join")]
+    assert await events.memberships_at(BOB, [ROOM, other], b.stream) == {ROOM: "invite"}
+    assert await events.memberships_at(BOB, [ROOM, other], b_join.stream) == {ROOM: "join", other: "join"}
+
+    (left,) = await add_state(db, member(BOB, "leave", "$b3"))
+    await events.forget(BOB, ROOM)
+    bob = await events.membership(BOB, ROOM)
+    assert bob is not None and (bob.membership, bob.stream, bob.forgotten) == ("leave", left.stream, True)
+    assert ROOM not in await events.user_rooms(BOB, ("join", "leave"))
+
+
+async def test_joined_stream_moves_only_when_a_member_joins_again(db: Database) -> None:
+    """Unread counts start at a member's joining: a profile change (join → join) keeps it."""
+    await new_room(db)
+
+    async def joined_stream() -> int:
+        row = await db.fetchrow("SELECT joined_stream FROM memberships WHERE user_id = $1", BOB)
+        assert row is not None
+        return int(row[0])
+
+    (join,) = await add_state(db, member(BOB, "join", "$j1"))
+    await add_state(db, event("$j2", "m.room.member", BOB, {"membership": "join", "displayname": "B"}, state_key=BOB))
+    assert await joined_stream() == join.stream
+    await add_state(db, member(BOB, "leave", "$l"))
+    (again,) = await add_state(db, member(BOB, "join", "$j3"))
+    assert await joined_stream() == again.stream
+
+
+async def test_relations_threads_and_the_timeline_with_its_relations(db: Database) -> None:
+    events = EventStore(db)
+    await new_room(db)
+    root, reply1, edit, reply2, other = await add_messages(
+        db,
+        message("$root", ALICE, "root"),
+        message("$r1", BOB, "reply", relates_to=("m.thread", "$root")),
+        message("$edit", ALICE, "root!", relates_to=("m.replace", "$root")),
+        message("$r2", CARA, "reply", relates_to=("m.thread", "$root")),
+        message("$x", ALICE, "unrelated"),
+    )
+    assert [e.event_id for e in await events.relations("$root")] == ["$r2", "$edit", "$r1"]
+    assert [e.event_id for e in await events.relations("$root", "m.thread", backwards=False)] == ["$r1", "$r2"]
+    assert [e.event_id for e in await events.relations("$root", before=reply2.stream, limit=1)] == ["$edit"]
+    assert [e.event_id for e in await events.relations("$root", after=edit.stream)] == ["$r2"]
+    assert [e.event_id for e in await events.relation_summaries(["$root", "$x"])] == ["$r1", "$edit", "$r2"]
+    assert await events.thread_roots(ROOM, 10, None) == [("$root", reply2.stream)]
+    assert await events.thread_roots(ROOM, 10, reply1.stream) == []
+
+    timeline, related = await events.recent_with_relations(ROOM, after=None, upto=other.stream, limit=3)
+    assert [e.event_id for e in timeline] == ["$edit", "$r2", "$x"]
+    assert related == []  # the root is not in this timeline
+    timeline, related = await events.recent_with_relations(ROOM, after=None, upto=other.stream, limit=5)
+    assert timeline[0].event_id == root.event_id
+    assert [e.event_id for e in related] == ["$r1", "$edit", "$r2"]
+
+
+async def test_redaction_marks_the_original_and_keeps_it(db: Database) -> None:
+    events = EventStore(db)
+    await new_room(db)
+    (target,) = await add_messages(db, message("$t", BOB, "oops"))
+    async with db.write() as conn:
+        await EventWriteStore(db).mark_redacted(conn, "$t", "$redaction")
+    found = await events.get_event("$t")
+    assert found is not None and found.redacted_by == "$redaction" and found.content == target.content
+
+
+@pytest.mark.parametrize("backwards", [False, True])
+async def test_room_events_pages_through_a_range(db: Database, backwards: bool) -> None:
+    events = EventStore(db)
+    await new_room(db)
+    sent = await add_messages(db, *(message(f"$m{i}", ALICE, str(i)) for i in range(5)))
+    page = await events.room_events(ROOM, after=sent[0].stream, upto=sent[3].stream, limit=2, backwards=backwards)
+    assert [e.event_id for e in page] == (["$m3", "$m2"] if backwards else ["$m1", "$m2"])
+    assert len(await events.room_events(ROOM, limit=10, backwards=True)) == 5
+
+
+async def test_rooms(db: Database) -> None:
+    events = EventStore(db)
+    await new_room(db)
+    await new_room(db, "!two:test.local", BOB)
+    await events.set_room_public("!two:test.local", True)
+    two = await events.get_room("!two:test.local")
+    assert two is not None and (two.room_version, two.creator, two.is_public) == ("11", BOB, True)
+    assert await events.public_rooms() == ["!two:test.local"]
+    assert await events.get_room("!nowhere:test.local") is None
