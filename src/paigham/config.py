@@ -10,7 +10,7 @@ import msgspec
 import yaml
 
 
-class Config(msgspec.Struct, kw_only=True):
+class Config(msgspec.Struct, kw_only=True, frozen=True):
     server_name: str = "localhost"
     data_dir: str = "./data"
     host: str = "127.0.0.1"

@@ -8,6 +8,7 @@ from typing import Any
 
 from paigham.org.importer import read_bytes
 from tests.api.conftest import Harness, User
+from tests.reconfigure import reconfigure
 
 SEARCH = "/_matrix/client/v3/user_directory/search"
 
@@ -132,7 +133,7 @@ async def test_cross_script_search_ranking_and_scope(hs: Harness) -> None:
     assert (await search(hs, me, "sharma"))[-1] == "sharmaji"
 
     # closed user group off: only people sharing a room are found
-    hs.server.config.user_directory_scope = "shared_rooms"
+    reconfigure(hs.server.config, user_directory_scope="shared_rooms")
     assert await search(hs, me, "sharma") == []
     room = await hs.create_room(me, preset="public_chat")
     await hs.ok("POST", f"/_matrix/client/v3/rooms/{room}/join", other, json={})
@@ -176,5 +177,5 @@ async def test_extended_profile_and_display_name_format(hs: Harness) -> None:
     await hs.ok(
         "PUT", "/_matrix/client/v3/profile/@viewer:test.local/displayname", viewer, json={"displayname": "Viewer V"}
     )
-    hs.server.config.org_lock_displayname = False
+    reconfigure(hs.server.config, org_lock_displayname=False)
     await hs.ok("PUT", "/_matrix/client/v3/profile/@rsharma:test.local/displayname", rakesh, json={"displayname": "RS"})

@@ -12,6 +12,7 @@ from paigham.i18n import LANGUAGES, LOCALE_DIR, catalogue, negotiate, translate
 from paigham.messages import N_
 from paigham.org.importer import read_bytes
 from tests.api.conftest import Harness, User
+from tests.reconfigure import reconfigure
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGIN = "/_matrix/client/v3/login"
@@ -58,7 +59,7 @@ async def test_errors_follow_accept_language(hs: Harness) -> None:
     user = await hs.register("plain")
     err = await hs.err(403, "M_FORBIDDEN", "GET", "/_synapse/admin/v2/users", user, headers={"Accept-Language": "ur"})
     assert err["error"] == "آپ سرور کے منتظم نہیں ہیں"
-    hs.server.config.policy_max_devices = 1
+    reconfigure(hs.server.config, policy_max_devices=1)
     hs.server.policies.invalidate()
     err = await hs.err(
         403,

@@ -21,6 +21,7 @@ from tests.api.media_support import (
     store_files_contain,
     upload,
 )
+from tests.reconfigure import reconfigure
 
 CONFIG = "/_matrix/client/v1/media/config"
 CREATE = "/_matrix/media/v1/create"
@@ -129,7 +130,7 @@ async def test_large_file_streams_in_flat_memory(hs: Harness) -> None:
 
 async def test_oversize_uploads_are_refused_and_leave_nothing(hs: Harness) -> None:
     alice = await hs.register("alice")
-    hs.server.config.media_max_upload_bytes = 100_000
+    reconfigure(hs.server.config, media_max_upload_bytes=100_000)
     assert await hs.ok("GET", CONFIG, alice) == {"m.upload.size": 100_000}
     await hs.err(
         413, "M_TOO_LARGE", "POST", UPLOAD, alice, content=b"x" * 100_001, headers={"Content-Type": "application/pdf"}
@@ -221,7 +222,7 @@ async def test_unknown_invalid_remote_and_unauthenticated(hs: Harness) -> None:
     await hs.err(401, "M_MISSING_TOKEN", "GET", f"/_matrix/client/v1/media/thumbnail/{mxc}?width=32&height=32")
     # The deprecated unauthenticated endpoints are off by default, and can be turned on.
     await hs.err(404, "M_NOT_FOUND", "GET", f"/_matrix/media/v3/download/{mxc}")
-    hs.server.config.media_legacy_unauthenticated = True
+    reconfigure(hs.server.config, media_legacy_unauthenticated=True)
     r = await hs.request("GET", f"/_matrix/media/v3/download/{mxc}")
     assert r.status_code == 200 and r.content == b"abc"
     assert r.headers["cache-control"].startswith("public")
@@ -249,15 +250,15 @@ async def test_asynchronous_upload(hs: Harness) -> None:
     await hs.err(409, "M_CANNOT_OVERWRITE_MEDIA", "PUT", put, alice, content=b"again")
     # A failed PUT (too large) leaves the ID pending and usable.
     second = (await hs.ok("POST", CREATE, alice))["content_uri"][6:]
-    hs.server.config.media_max_upload_bytes = 10
+    reconfigure(hs.server.config, media_max_upload_bytes=10)
     await hs.err(413, "M_TOO_LARGE", "PUT", f"/_matrix/media/v3/upload/{second}", alice, content=b"x" * 11)
-    hs.server.config.media_max_upload_bytes = 1000
+    reconfigure(hs.server.config, media_max_upload_bytes=1000)
     await hs.ok("PUT", f"/_matrix/media/v3/upload/{second}", alice, content=b"fits")
 
 
 async def test_pending_upload_limit(hs: Harness) -> None:
     alice = await hs.register("alice")
-    hs.server.config.media_max_pending_uploads = 3
+    reconfigure(hs.server.config, media_max_pending_uploads=3)
     for _ in range(3):
         await hs.ok("POST", CREATE, alice)
     body = await hs.err(429, "M_LIMIT_EXCEEDED", "POST", CREATE, alice)
@@ -266,7 +267,7 @@ async def test_pending_upload_limit(hs: Harness) -> None:
 
 async def test_quota(hs: Harness) -> None:
     alice, bob = await hs.register("alice"), await hs.register("bob")
-    hs.server.config.media_user_quota_bytes = 1000
+    reconfigure(hs.server.config, media_user_quota_bytes=1000)
     await upload(hs, alice, b"a" * 600)
     before = await leftovers(hs)
     await hs.err(403, "M_FORBIDDEN", "POST", UPLOAD, alice, content=b"b" * 600)
@@ -287,7 +288,7 @@ async def test_legacy_endpoints_when_enabled(hs: Harness) -> None:
     legacy = "/_matrix/media/v3"
     for path in (f"{legacy}/download/{pic}/x.png", f"{legacy}/thumbnail/{pic}?width=32&height=32"):
         await hs.err(404, "M_NOT_FOUND", "GET", path)
-    hs.server.config.media_legacy_unauthenticated = True
+    reconfigure(hs.server.config, media_legacy_unauthenticated=True)
     r = await hs.request("GET", f"{legacy}/download/{pic}/x.png")
     assert r.status_code == 200 and r.headers["content-disposition"] == 'inline; filename="x.png"'
     r = await hs.request("GET", f"{legacy}/thumbnail/{pic}", params={"width": 32, "height": 32, "method": "crop"})

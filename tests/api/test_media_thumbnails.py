@@ -12,6 +12,7 @@ from PIL import Image
 from paigham.media.thumbnailer import Thumbnailer, ThumbnailLimits
 from tests.api.conftest import Harness, User
 from tests.api.media_support import THUMB, animated_gif, download, image_bytes, png_bomb, png_solid, upload
+from tests.reconfigure import reconfigure
 
 SIZES = [(32, 32, "crop"), (96, 96, "crop"), (320, 240, "scale"), (640, 480, "scale"), (800, 600, "scale")]
 FORMATS = [
@@ -158,6 +159,6 @@ async def test_slow_worker_is_killed(hs: Harness) -> None:
 
 async def test_source_too_large_to_thumbnail(hs: Harness) -> None:
     alice = await hs.register("alice")
-    hs.server.config.media_thumbnail_max_source_bytes = 500
+    reconfigure(hs.server.config, media_thumbnail_max_source_bytes=500)
     mxc = await upload(hs, alice, image_bytes("PNG", (300, 300)), "image/png")
     await hs.err(413, "M_TOO_LARGE", "GET", f"{THUMB}/{mxc}", alice, params={"width": 32, "height": 32})

@@ -6,6 +6,7 @@ from typing import Any
 
 from tests.api.conftest import Harness, User
 from tests.api.e2ee_support import CrossSigning
+from tests.reconfigure import reconfigure
 
 V3 = "/_matrix/client/v3"
 SUSPEND = "/_matrix/client/v1/admin/suspend"
@@ -116,7 +117,7 @@ async def test_lock_and_password_reset(hs: Harness) -> None:
 
 async def test_failed_logins_throttle_then_lock_out_the_account(hs: Harness) -> None:
     cfg = hs.server.config
-    cfg.login_backoff_ms, cfg.login_throttle_after, cfg.login_lockout_after = 60_000, 3, 5
+    reconfigure(cfg, login_backoff_ms=60_000, login_throttle_after=3, login_lockout_after=5)
     boss = await admin(hs)
     victim = await hs.register("victim", "right-password")
     for _ in range(3):
@@ -124,7 +125,7 @@ async def test_failed_logins_throttle_then_lock_out_the_account(hs: Harness) -> 
     err = await hs.err(429, "M_LIMIT_EXCEEDED", "POST", LOGIN, json=login_body("victim", "right-password"))
     assert 50_000 < err["retry_after_ms"] <= 60_000
     # the wait has passed (simulate by shortening it): more failures until the lockout
-    cfg.login_backoff_ms = 0
+    reconfigure(cfg, login_backoff_ms=0)
     for _ in range(2):
         await hs.err(403, "M_FORBIDDEN", "POST", LOGIN, json=login_body("victim", "guess"))
     err = await hs.err(429, "M_LIMIT_EXCEEDED", "POST", LOGIN, json=login_body("victim", "right-password"))
@@ -148,8 +149,8 @@ async def test_failed_logins_throttle_then_lock_out_the_account(hs: Harness) -> 
 
 async def test_failed_logins_per_address(hs: Harness) -> None:
     cfg = hs.server.config
-    cfg.login_ip_exempt, cfg.login_ip_throttle_after, cfg.login_ip_lockout_after = "", 100, 4
-    cfg.login_throttle_after = cfg.login_lockout_after = 0
+    reconfigure(cfg, login_ip_exempt="", login_ip_throttle_after=100, login_ip_lockout_after=4)
+    reconfigure(cfg, login_throttle_after=0, login_lockout_after=0)
     await hs.register("someone", "pw-someone")
     for name in ("a1", "a2", "a3", "a4"):  # guessing different accounts from one address
         await hs.err(403, "M_FORBIDDEN", "POST", LOGIN, json=login_body(name, "guess"))
