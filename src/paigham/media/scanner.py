@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 MAX_REPLY = 4096
 
@@ -34,10 +36,22 @@ class ClamdScanner:
     def __repr__(self) -> str:
         return f"ClamdScanner({self.socket_path or f'{self.host}:{self.port}'})"
 
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _connect(self) -> socket.socket:
+        loop = asyncio.get_running_loop()
         if self.socket_path:
-            return await asyncio.open_unix_connection(self.socket_path)
-        return await asyncio.open_connection(self.host, self.port)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            address: Any = self.socket_path
+        else:
+            info = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+            family, _, _, _, address = info[0]
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, address)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     async def scan(self, chunks: AsyncIterator[bytes]) -> ScanResult:
         try:
@@ -48,33 +62,44 @@ class ClamdScanner:
             raise ScannerUnavailable(f"the virus scanner is unreachable: {exc.strerror or exc}") from None
 
     async def _scan(self, chunks: AsyncIterator[bytes]) -> ScanResult:
-        reader, writer = await self._connect()
-        # Read while sending: clamd answers early and hangs up when a stream is over its size limit.
-        answer = asyncio.ensure_future(reader.readuntil(b"\0"))
+        """Send the stream while reading the answer. clamd answers early and hangs up when a stream is
+        over its size limit; the socket (not a stream transport, which drops what it has not read yet
+        when a write fails) is kept open after a failed send, so that answer is still read."""
+        sock = await self._connect()
+        answer = asyncio.ensure_future(_read_reply(sock))
         try:
             with contextlib.suppress(ConnectionError):
-                await _send(writer, chunks)
+                await _send(sock, chunks, answer)
             reply = await answer
-        except asyncio.IncompleteReadError as exc:
-            raise ScannerUnavailable(f"the virus scanner closed the connection: {exc.partial[:200]!r}") from None
-        except asyncio.LimitOverrunError:
-            raise ScannerUnavailable("the virus scanner sent an over-long reply") from None
         finally:
             answer.cancel()
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+            sock.close()
         return parse_reply(reply.rstrip(b"\0").decode("utf-8", "replace"))
 
 
-async def _send(writer: asyncio.StreamWriter, chunks: AsyncIterator[bytes]) -> None:
-    writer.write(b"zINSTREAM\0")
+async def _send(sock: socket.socket, chunks: AsyncIterator[bytes], answer: asyncio.Future[bytes]) -> None:
+    loop = asyncio.get_running_loop()
+    await loop.sock_sendall(sock, b"zINSTREAM\0")
     async for chunk in chunks:
+        if answer.done():  # answered already (over the size limit): the rest is not read
+            return
         if chunk:
-            writer.write(len(chunk).to_bytes(4, "big") + chunk)
-            await writer.drain()
-    writer.write(b"\0\0\0\0")
-    await writer.drain()
+            await loop.sock_sendall(sock, len(chunk).to_bytes(4, "big") + chunk)
+    await loop.sock_sendall(sock, b"\0\0\0\0")
+
+
+async def _read_reply(sock: socket.socket) -> bytes:
+    """The NUL-terminated reply (at most MAX_REPLY bytes)."""
+    loop = asyncio.get_running_loop()
+    reply = b""
+    while b"\0" not in reply:
+        data = await loop.sock_recv(sock, MAX_REPLY)
+        if not data:
+            raise ScannerUnavailable(f"the virus scanner closed the connection: {reply[:200]!r}")
+        reply += data
+        if len(reply) > MAX_REPLY:
+            raise ScannerUnavailable("the virus scanner sent an over-long reply")
+    return reply.split(b"\0", 1)[0]
 
 
 def parse_reply(text: str) -> ScanResult:
