@@ -19,7 +19,7 @@ MAX_DAYS = 36_500
 _TYPE_RE = re.compile(r"^(\*|[a-z0-9][a-z0-9!#$&^_.+-]{0,63})/(\*|[a-z0-9][a-z0-9!#$&^_.+-]{0,63})$")
 
 
-class Invalid(ValueError):
+class InvalidPolicy(ValueError):
     """A policy value that cannot be accepted; the message says why."""
 
 
@@ -54,14 +54,14 @@ class Policy:
 
 def _bool(name: str, v: Any) -> bool:
     if not isinstance(v, bool):
-        raise Invalid(f"{name} must be true or false")
+        raise InvalidPolicy(f"{name} must be true or false")
     return v
 
 
 def _int(hi: int) -> Callable[[str, Any], int]:
     def check(name: str, v: Any) -> int:
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= hi:
-            raise Invalid(f"{name} must be a whole number from 0 to {hi}")
+            raise InvalidPolicy(f"{name} must be a whole number from 0 to {hi}")
         return v
 
     return check
@@ -71,11 +71,11 @@ def _types(name: str, v: Any) -> tuple[str, ...]:
     if isinstance(v, str):
         v = [p.strip() for p in v.split(",") if p.strip()]
     if not isinstance(v, list) or not v or len(v) > 100:
-        raise Invalid(f"{name} must be a non-empty list of media types such as image/* (at most 100)")
+        raise InvalidPolicy(f"{name} must be a non-empty list of media types such as image/* (at most 100)")
     out = []
     for p in v:
         if not isinstance(p, str) or not _TYPE_RE.match(p.strip().lower()):
-            raise Invalid(f"{name}: {str(p)[:80]!r} is not a media type pattern (image/png, image/*, */*)")
+            raise InvalidPolicy(f"{name}: {str(p)[:80]!r} is not a media type pattern (image/png, image/*, */*)")
         out.append(p.strip().lower())
     return tuple(out)
 
@@ -95,10 +95,10 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
 def parse_overrides(data: Any) -> dict[str, Any]:
     """Validate a (partial) policy given by an admin; returns the normalised overrides."""
     if not isinstance(data, Mapping):
-        raise Invalid("a policy must be an object of setting to value")
+        raise InvalidPolicy("a policy must be an object of setting to value")
     unknown = sorted(str(k) for k in data if k not in CHECKS)
     if unknown:
-        raise Invalid(f"unknown policy setting(s) {', '.join(unknown)[:200]}; known: {', '.join(CHECKS)}")
+        raise InvalidPolicy(f"unknown policy setting(s) {', '.join(unknown)[:200]}; known: {', '.join(CHECKS)}")
     return {k: CHECKS[k](k, v) for k, v in data.items() if v is not None}
 
 

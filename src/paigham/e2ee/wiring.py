@@ -11,8 +11,8 @@ from paigham.config import Config
 from paigham.e2ee.backup import BackupService
 from paigham.e2ee.cross_signing import CrossSigningService, KeysChanged
 from paigham.e2ee.device_lists import DeviceListService
+from paigham.e2ee.encryption_lock import EncryptionLock
 from paigham.e2ee.keys import KeyService
-from paigham.e2ee.policy import EncryptionLock
 from paigham.e2ee.to_device import ToDeviceService
 from paigham.services.publisher import Publisher
 from paigham.services.uia import UIAService

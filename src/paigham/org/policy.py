@@ -49,7 +49,7 @@ class PolicyService:
         try:
             self.config_units = {u: rules.parse_overrides(o) for u, o in config.policy_units.items()}
             base_policy(config)
-        except rules.Invalid as exc:
+        except rules.InvalidPolicy as exc:
             raise ValueError(f"policy_units: {exc}") from None
         self._loaded = 0.0
         self._db: dict[str, dict[str, Any]] = {}
@@ -120,7 +120,7 @@ class PolicyService:
             raise MatrixError(404, Codes.NOT_FOUND, "Unit not found")
         try:
             overrides = rules.parse_overrides(data)
-        except rules.Invalid as exc:
+        except rules.InvalidPolicy as exc:
             raise MatrixError(400, Codes.INVALID_PARAM, str(exc)) from None
         if overrides:
             await self.store.put(scope, rules.overrides_json(overrides), actor, now_ms())

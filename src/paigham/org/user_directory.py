@@ -56,7 +56,7 @@ def score(query: list[Token], name: list[Token], designation: list[Token], unit:
     return total
 
 
-class DirectoryService:
+class UserDirectory:
     def __init__(self, config: Config, store: OrgStore, accounts: AccountStore, events: EventStore) -> None:
         if config.user_directory_scope not in ("organisation", "shared_rooms"):
             raise ValueError("user_directory_scope must be organisation or shared_rooms")

@@ -19,7 +19,7 @@ from paigham.org.notices import ServerNotices
 from paigham.org.policy import PolicyService
 from paigham.org.service import AfterApply, OrgService
 from paigham.org.spaces import UnitSpaces, system_user_id
-from paigham.org.user_directory import DirectoryService
+from paigham.org.user_directory import UserDirectory
 from paigham.services.auth import AuthService
 from paigham.services.moderation_checks import ModerationChecks
 from paigham.services.profile import ProfileService
@@ -46,7 +46,7 @@ class OrgRules:
         )
         # The writer's "organisation policy" check: invitations across ministries, private rooms unencrypted.
         self.event_policy = EventPolicy(self.policies, events, accounts, system_user_id(config))
-        self.directory = DirectoryService(config, self.store, accounts, events)
+        self.directory = UserDirectory(config, self.store, accounts, events)
 
 
 class OrgServices:
