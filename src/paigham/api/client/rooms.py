@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from paigham.api.http import Authenticator, Handler, authed, client_routes, ok, typed_body
+from paigham.api.http import Authenticator, authed, client_routes, ok, typed_body
 from paigham.errors import Codes, MatrixError
 from paigham.ids import check_room_id
 from paigham.requester import Requester
@@ -87,20 +87,35 @@ def routes(auth: Authenticator, rooms: RoomService) -> list[Route]:
         await rooms.set_membership(requester.user_id, room_id, requester.user_id, "knock", body.reason)
         return ok({"room_id": room_id})
 
-    def membership_action(membership: str) -> Handler:
-        async def handler(request: Request, requester: Requester) -> Response:
-            body = await typed_body(request, MembershipBody)
-            room_id = check_room_id(request.path_params["room_id"])
-            if membership == "kick":
-                await rooms.kick(requester.user_id, room_id, body.user_id, body.reason)
-            elif membership == "unban":
-                await rooms.unban(requester.user_id, room_id, body.user_id, body.reason)
-            else:
-                await rooms.set_membership(requester.user_id, room_id, body.user_id, membership, body.reason)
-            return ok()
+    @authed(auth)
+    async def invite(request: Request, requester: Requester) -> Response:
+        """POST /_matrix/client/v3/rooms/{roomId}/invite"""
+        body = await typed_body(request, MembershipBody)
+        room_id = check_room_id(request.path_params["room_id"])
+        await rooms.set_membership(requester.user_id, room_id, body.user_id, "invite", body.reason)
+        return ok()
 
-        handler.__doc__ = f"POST /_matrix/client/v3/rooms/{{roomId}}/{membership}"
-        return authed(auth)(handler)
+    @authed(auth)
+    async def kick(request: Request, requester: Requester) -> Response:
+        """POST /_matrix/client/v3/rooms/{roomId}/kick"""
+        body = await typed_body(request, MembershipBody)
+        await rooms.kick(requester.user_id, check_room_id(request.path_params["room_id"]), body.user_id, body.reason)
+        return ok()
+
+    @authed(auth)
+    async def ban(request: Request, requester: Requester) -> Response:
+        """POST /_matrix/client/v3/rooms/{roomId}/ban"""
+        body = await typed_body(request, MembershipBody)
+        room_id = check_room_id(request.path_params["room_id"])
+        await rooms.set_membership(requester.user_id, room_id, body.user_id, "ban", body.reason)
+        return ok()
+
+    @authed(auth)
+    async def unban(request: Request, requester: Requester) -> Response:
+        """POST /_matrix/client/v3/rooms/{roomId}/unban"""
+        body = await typed_body(request, MembershipBody)
+        await rooms.unban(requester.user_id, check_room_id(request.path_params["room_id"]), body.user_id, body.reason)
+        return ok()
 
     @authed(auth)
     async def leave(request: Request, requester: Requester) -> Response:
@@ -125,10 +140,10 @@ def routes(auth: Authenticator, rooms: RoomService) -> list[Route]:
         *client_routes("/rooms/{room_id}/join", join_by_id, ["POST"]),
         *client_routes("/join/{room:path}", join_by_alias, ["POST"]),
         *client_routes("/knock/{room:path}", knock, ["POST"]),
-        *client_routes("/rooms/{room_id}/invite", membership_action("invite"), ["POST"]),
-        *client_routes("/rooms/{room_id}/kick", membership_action("kick"), ["POST"]),
-        *client_routes("/rooms/{room_id}/ban", membership_action("ban"), ["POST"]),
-        *client_routes("/rooms/{room_id}/unban", membership_action("unban"), ["POST"]),
+        *client_routes("/rooms/{room_id}/invite", invite, ["POST"]),
+        *client_routes("/rooms/{room_id}/kick", kick, ["POST"]),
+        *client_routes("/rooms/{room_id}/ban", ban, ["POST"]),
+        *client_routes("/rooms/{room_id}/unban", unban, ["POST"]),
         *client_routes("/rooms/{room_id}/leave", leave, ["POST"]),
         *client_routes("/rooms/{room_id}/forget", forget, ["POST"]),
         *client_routes("/joined_rooms", joined_rooms, ["GET"]),
