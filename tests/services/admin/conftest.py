@@ -1,17 +1,14 @@
-"""A started Paigham without HTTP (real storage on both engines) for the admin services' own tests, and
-in-memory fakes of what the plug-ins hand them."""
+"""In-memory fakes of what the plug-ins hand the admin services (the started server without HTTP is
+tests/services/conftest.py's `server`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 
-from paigham.app import Server
-from paigham.config import Config
 from paigham.errors import MatrixError
 from paigham.services.admin import Actor
 from paigham.types import JsonDict
@@ -55,23 +52,6 @@ async def refused(status: int, call: Awaitable[object]) -> str:
         await call
     assert err.value.status == status
     return err.value.error
-
-
-@pytest.fixture
-async def server(database_url: str, tmp_path: Path) -> AsyncIterator[Server]:
-    config = Config(
-        data_dir=str(tmp_path / "data"),
-        database_url=database_url,
-        server_name="test.local",
-        create_admin=False,
-        encryption_by_default=False,
-    )
-    srv = Server(config)
-    await srv.start()
-    try:
-        yield srv
-    finally:
-        await srv.stop()
 
 
 @pytest.fixture
