@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+import pytest
 
 from tests.api.conftest import Harness, User
 from tests.api.e2ee_support import CrossSigning
@@ -166,3 +169,32 @@ async def test_cross_signing_changes_are_audited(hs: Harness) -> None:
     assert [(r["actor"], r["device"], r["details"]["keys"]) for r in recs] == [
         (alice.user_id, alice.device_id, ["master", "self_signing", "user_signing"])
     ]
+
+
+async def test_parallel_guesses_are_refused_before_their_passwords_are_checked(
+    hs: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200 simultaneous guesses against one account (issue 14 #1: on 81fc255 all 200 were checked,
+    199 answers 403 and the right one 200, no 429): one password check runs at a time per account, the
+    others are refused at once without theirs being checked; the counters then hold as before."""
+    from paigham.services import passwords
+
+    real = passwords._hasher
+    checked: list[str] = []
+
+    class Counting:
+        def hash(self, password: str) -> str:
+            return real.hash(password)
+
+        def verify(self, stored: str, password: str) -> bool:
+            checked.append(password)
+            return real.verify(stored, password)
+
+    await hs.register("target", "right-password")
+    monkeypatch.setattr(passwords, "_hasher", Counting())
+    guesses = [login_body("target", f"guess-{i}") for i in range(199)] + [login_body("target", "right-password")]
+    answers = await asyncio.gather(*(hs.request("POST", LOGIN, json=g) for g in guesses))
+    codes = [r.status_code for r in answers]
+    assert len(checked) == codes.count(403) + codes.count(200) < 10, (len(checked), set(codes))
+    assert codes.count(429) > 190
+    assert all(r.json()["errcode"] == "M_LIMIT_EXCEEDED" for r in answers if r.status_code == 429)

@@ -6,9 +6,19 @@ checked. After `login_lockout_after` failures within `login_lockout_window_s`, s
 same way for `login_lockout_s`, even with the right password; sessions already signed in are not
 affected (an attacker guessing passwords must not log the real user out). The same applies per IP
 address with the `login_ip_*` limits. A successful sign-in clears the account's counter.
+
+Guesses sent in parallel must not get around the counters, which are consulted before the ~100 ms
+password hash and moved after it: `attempt` reserves a place before anything is awaited — one
+password check in flight per account and at most IN_FLIGHT_PER_ADDRESS per address in this process
+— and an attempt that finds its place taken is refused at once (429) without its password being
+checked. In a cluster each worker keeps its own places, so at most one check per account per worker.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator
 
 from paigham.clock import now_ms
 from paigham.config import Config
@@ -18,6 +28,8 @@ from paigham.services.ports import AuditLog
 from paigham.storage.logins import Failures, LoginStore
 
 MAX_BACKOFF_MS = 60_000
+IN_FLIGHT_PER_ADDRESS = 4  # password checks running at once for one address (not exempt)
+BUSY_RETRY_MS = 1000
 
 
 def _wait_ms(f: Failures, throttle_after: int, base_ms: int, now: int) -> int:
@@ -35,6 +47,7 @@ class LoginGuard:
         self.config = config
         self.store = store
         self.audit = audit
+        self._in_flight: Counter[str] = Counter()  # key → password checks running now in this process
 
     def _limits(self, key: str) -> tuple[int, int]:
         c = self.config
@@ -45,6 +58,30 @@ class LoginGuard:
     def keys(self, user_id: str, ip: str | None) -> list[str]:
         exempt = {a.strip() for a in self.config.login_ip_exempt.split(",")}
         return [f"u:{user_id}"[:320], *([f"ip:{ip}"] if ip and ip not in exempt else [])]
+
+    @contextlib.asynccontextmanager
+    async def attempt(self, user_id: str, ip: str | None) -> AsyncIterator[None]:
+        """A password check may run inside: its place is taken before anything is awaited, so a
+        parallel attempt on the same account (or past the address's share) is refused at once, and
+        then the counters are consulted (`check`)."""
+        keys = self.keys(user_id, ip)
+        busy = any(self._in_flight[k] >= (IN_FLIGHT_PER_ADDRESS if k.startswith("ip:") else 1) for k in keys)
+        if busy:
+            raise MatrixError(
+                429,
+                Codes.LIMIT_EXCEEDED,
+                N_("Another sign-in attempt for this account is being checked; try again in a moment"),
+                retry_after_ms=BUSY_RETRY_MS,
+            )
+        self._in_flight.update(keys)
+        try:
+            await self.check(user_id, ip)
+            yield
+        finally:
+            self._in_flight.subtract(keys)
+            for k in keys:
+                if self._in_flight[k] <= 0:
+                    del self._in_flight[k]
 
     async def check(self, user_id: str, ip: str | None) -> None:
         """Raise 429 M_LIMIT_EXCEEDED if this account or address must wait before trying again."""

@@ -58,12 +58,12 @@ def routes(config: Config, auth: AuthService, audit: AuditService, guard: LoginG
         except MatrixError:
             await audit.record("auth.login_failed", None, who, ip, body.device_id, {"reason": "invalid user ID"})
             raise MatrixError(403, Codes.FORBIDDEN, "Invalid username or password") from None
-        await guard.check(user_id, ip)
-        if not await auth.check_password(user_id, body.password):
-            await guard.failed(user_id, ip, body.device_id)
-            await audit.record("auth.login_failed", None, user_id, ip, body.device_id, {"reason": "bad password"})
-            raise MatrixError(403, Codes.FORBIDDEN, "Invalid username or password")
-        await guard.succeeded(user_id)
+        async with guard.attempt(user_id, ip):  # one check per account at a time; counters first
+            if not await auth.check_password(user_id, body.password):
+                await guard.failed(user_id, ip, body.device_id)
+                await audit.record("auth.login_failed", None, user_id, ip, body.device_id, {"reason": "bad password"})
+                raise MatrixError(403, Codes.FORBIDDEN, "Invalid username or password")
+            await guard.succeeded(user_id)
         account = await auth.get_user(user_id)
         if account is not None and account.locked:
             await audit.record("auth.login_failed", None, user_id, ip, body.device_id, {"reason": "account locked"})
