@@ -217,7 +217,9 @@ async def test_non_member_cannot_read(hs: Harness) -> None:
     eid = await hs.send(a, room, "private")
     await hs.err(403, "M_FORBIDDEN", "GET", f"{V3}/rooms/{room}/messages", b)
     await hs.err(403, "M_FORBIDDEN", "GET", f"{V3}/rooms/{room}/state", b)
-    await hs.err(403, "M_FORBIDDEN", "GET", f"{V3}/rooms/{room}/event/{eid}", b)
+    # Spec: 404 "The event was not found or you do not have permission to read this event" — the same
+    # answer as for a missing event, so an outsider cannot probe event IDs (tests/api/test_outsiders.py).
+    await hs.err(404, "M_NOT_FOUND", "GET", f"{V3}/rooms/{room}/event/{eid}", b)
 
 
 async def test_concurrent_senders_keep_one_linear_history(hs: Harness) -> None:

@@ -282,12 +282,20 @@ class RoomService:
         current = await self.events.membership(user_id, room_id)
         return current[0] if current is not None else None
 
+    async def _require_joined(self, sender: str, room_id: str) -> None:
+        """Whoever is not in the room learns nothing about its members: the same answer for every
+        target, before any precondition on the target is looked at."""
+        if await self._membership(sender, room_id) != "join":
+            raise MatrixError(403, Codes.FORBIDDEN, "You are not a member of this room")
+
     async def kick(self, sender: str, room_id: str, target: str, reason: str | None = None) -> None:
+        await self._require_joined(sender, room_id)
         if await self._membership(target, room_id) in (None, "leave", "ban"):
             raise MatrixError(403, Codes.FORBIDDEN, "The user is not in the room")
         await self.set_membership(sender, room_id, target, "leave", reason)
 
     async def unban(self, sender: str, room_id: str, target: str, reason: str | None = None) -> None:
+        await self._require_joined(sender, room_id)
         if await self._membership(target, room_id) != "ban":
             raise MatrixError(403, Codes.FORBIDDEN, "The user is not banned")
         await self.set_membership(sender, room_id, target, "leave", reason)

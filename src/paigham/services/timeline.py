@@ -35,22 +35,33 @@ class TimelineService:
         self.serializer = serializer
 
     async def require_member(self, user_id: str, room_id: str, *, allow_left: bool = True) -> tuple[str, int]:
-        """The user's membership; members and (if allowed) former members may read, others may not."""
+        """The user's membership; members and (if allowed) former members may read, others may not. An
+        invitation is not membership: an invitee sees the invite's stripped state, not the room (spec;
+        as Synapse does)."""
         m = await self.store.membership(user_id, room_id)
-        if m is None or (m[0] not in ("join",) and not (allow_left and m[0] in ("leave", "ban", "invite"))):
+        if m is None or (m[0] not in ("join",) and not (allow_left and m[0] in ("leave", "ban"))):
             if await self.store.get_room(room_id) is None:
                 raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
             raise MatrixError(403, Codes.FORBIDDEN, "You are not a member of this room")
         return m[0], m[1]
 
     async def get_event(self, requester: Requester, room_id: str, event_id: str) -> dict[str, Any]:
+        ev = await self._visible_event(requester, room_id, event_id)
+        return (await self.serializer.serialize([ev], requester))[0]
+
+    async def _visible_event(self, requester: Requester, room_id: str, event_id: str) -> StoredEvent:
+        """The event, if the requester may see it. Whoever may not see the room gets the same 404
+        whether the event exists or not: the answer must not tell an outsider what a room holds."""
+        try:
+            await self.require_member(requester.user_id, room_id)
+        except MatrixError:
+            raise MatrixError(404, Codes.NOT_FOUND, "Event not found") from None
         ev = await self.store.get_event(event_id)
         if ev is None or ev.room_id != room_id:
             raise MatrixError(404, Codes.NOT_FOUND, "Event not found")
-        await self.require_member(requester.user_id, room_id)
         if not await filter_visible(self.store, requester.user_id, room_id, [ev]):
             raise MatrixError(404, Codes.NOT_FOUND, "Event not found")
-        return (await self.serializer.serialize([ev], requester))[0]
+        return ev
 
     async def state(self, requester: Requester, room_id: str) -> list[StoredEvent]:
         membership, stream = await self.require_member(requester.user_id, room_id)
@@ -138,12 +149,7 @@ class TimelineService:
         predicate: EventPredicate | None,
         lazy_members: bool,
     ) -> dict[str, Any]:
-        ev = await self.store.get_event(event_id)
-        if ev is None or ev.room_id != room_id:
-            raise MatrixError(404, Codes.NOT_FOUND, "Event not found")
-        await self.require_member(requester.user_id, room_id)
-        if not await filter_visible(self.store, requester.user_id, room_id, [ev]):
-            raise MatrixError(404, Codes.NOT_FOUND, "Event not found")
+        ev = await self._visible_event(requester, room_id, event_id)
         before_n = limit // 2
         after_n = limit - before_n
         # Tokens point between events: `start` just before the earliest event returned (or the
