@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import os
 import stat
 from pathlib import Path
@@ -92,3 +93,77 @@ def test_first_start_creates_admin_and_secrets(tmp_path: Path) -> None:
     for name in ("admin-credentials", "signing.key", "registration-shared-secret"):
         mode = stat.S_IMODE(os.stat(data / name).st_mode)
         assert mode == 0o600, (name, oct(mode))
+
+
+def test_commands_work_for_the_server_the_data_belongs_to(database_url: str, tmp_path: Path) -> None:
+    """Issue 14 #5: on 81fc255 `paigham user create` on ministry.gov.example's data made @…:localhost,
+    and a restart under another name was accepted silently."""
+    from paigham.app import Server
+    from paigham.config import Config
+    from paigham.services.server_identity import ServerNameMismatch
+
+    data = str(tmp_path / "data")
+    common = ["--data-dir", data, "--database-url", database_url]
+
+    async def start(name: str) -> None:
+        srv = Server(Config(data_dir=data, database_url=database_url, server_name=name, create_admin=False))
+        try:
+            await srv.start()
+            await srv.stop()
+        finally:
+            await srv.db.close()
+
+    asyncio.run(start("ministry.gov.example"))  # the first start keeps the name with the data
+    assert "@rsharma:ministry.gov.example" in _invoke("user", "create", "rsharma", "--password", "pw-1", *common)
+    with pytest.raises(ServerNameMismatch, match=r"ministry\.gov\.example"):
+        asyncio.run(start("other.example"))
+    refused = runner.invoke(app, ["serve", "--server-name", "other.example", *common])
+    assert refused.exit_code == 2 and "belongs to the server 'ministry.gov.example'" in refused.output
+    named = runner.invoke(
+        app, ["user", "create", "x", "--password", "p", *common], env={"PAIGHAM_SERVER_NAME": "b.example"}
+    )
+    assert named.exit_code == 2 and "ministry.gov.example" in named.output
+
+
+def test_admin_commands_are_audited_with_the_os_user(database_url: str, tmp_path: Path) -> None:
+    """Issue 14 #4 and #11: CLI admin actions leave audit records as the API's do, with the operating-system
+    user as the actor; reset-password clears a sign-in lockout."""
+    from paigham.app import Server
+    from paigham.config import Config
+
+    data = str(tmp_path / "data")
+    common = ["--data-dir", data, "--database-url", database_url]
+    _invoke("user", "create", "officer", "--password", "pw-1", "--admin", *common)
+    _invoke("registration-token", "create", "--uses", "1", *common)
+
+    async def lock_out() -> None:
+        srv = Server(Config(data_dir=data, database_url=database_url, create_admin=False))
+        try:
+            for _ in range(20):
+                await srv.login_guard.failed("@officer:localhost", None, None)
+        finally:
+            await srv.db.close()
+
+    asyncio.run(lock_out())
+    _invoke("user", "reset-password", "officer", "--password", "pw-2", *common)
+    _invoke("user", "deactivate", "officer", *common)
+
+    async def records() -> tuple[list[tuple[str, str | None, str | None]], int]:
+        srv = Server(Config(data_dir=data, database_url=database_url, create_admin=False))
+        try:
+            entries = [e async for e in srv.audit.export()]
+            failures = await srv.login_guard.store.get(["u:@officer:localhost"])
+        finally:
+            await srv.db.close()
+        return [(e["kind"], e["actor"], e["target"]) for e in entries], len(failures)
+
+    entries, failures = asyncio.run(records())
+    me = f"os:{getpass.getuser()}"
+    kinds = {kind for kind, actor, _ in entries if actor == me}
+    assert {
+        "admin.create_user",
+        "admin.registration_token_created",
+        "admin.reset_password",
+        "admin.deactivate",
+    } <= kinds
+    assert failures == 0  # the lockout went with the reset

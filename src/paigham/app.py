@@ -56,6 +56,7 @@ from paigham.i18n import negotiate, translate
 from paigham.media.service import MediaService
 from paigham.metrics import MetricsMiddleware, settle_garbage_collector
 from paigham.org.wiring import OrgRules, OrgServices
+from paigham.services import server_identity
 from paigham.services.admin import AdminService
 from paigham.services.admin_messages import AdminMessages
 from paigham.services.admin_rooms import AdminRooms
@@ -101,6 +102,7 @@ from paigham.storage.presence import PresenceStore
 from paigham.storage.push_actions import PushActionStore
 from paigham.storage.push_rules import PushRuleStore
 from paigham.storage.receipts import ReceiptStore
+from paigham.storage.server_state import ServerStateStore
 from paigham.storage.typing_notices import TypingStore
 from paigham.storage.unavailable import RETRY_AFTER_S, database_unreachable
 from paigham.sync.notifier import Notifier
@@ -134,6 +136,7 @@ class Server:
         another worker announces; the account store announces the changes made here)."""
         self.db = Database(self.config.effective_database_url)
         self.events, self.aliases = EventStore(self.db), AliasStore(self.db)
+        self.server_state = ServerStateStore(self.db)
         # What moves besides room events, one store per area.
         self.account_data, self.receipts = AccountDataStore(self.db), ReceiptStore(self.db)
         self.typing, self.presence_store = TypingStore(self.db), PresenceStore(self.db)
@@ -328,10 +331,16 @@ class Server:
 
     async def start(self) -> None:
         await migrate(self.db)
-        await self.spaces.check_system_account()  # refuse to start rather than adopt a person's account
+        await self.check_identity()
         await self.bus.start()
         await self.ensure_admin()
         self.jobs.start()
+
+    async def check_identity(self) -> None:
+        """Refuse to start over data of another server name, or when the system account's name is
+        held by an account the server did not create (it would own every unit room)."""
+        await server_identity.settle(self.server_state, self.config.server_name)
+        await self.spaces.check_system_account()
 
     async def stop(self) -> None:
         await self.jobs.stop()

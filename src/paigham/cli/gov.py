@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import msgspec
 import typer
 
-from paigham.cli.common import ConfigOpt, DataDirOpt, DbOpt, config_from, duration_ms, run
+from paigham.cli.common import ConfigOpt, DataDirOpt, DbOpt, cli_actor, config_from, duration_ms, run
 
 if TYPE_CHECKING:
     from paigham.app import Server
@@ -156,7 +156,7 @@ def org_import(
 
     async def import_rows(s: Server) -> Plan:
         with bars.progress:
-            return await s.org.import_rows(read, dry_run=dry_run, actor=None, progress=bars)
+            return await s.org.import_rows(read, dry_run=dry_run, actor=cli_actor().user_id, progress=bars)
 
     plan = run(cfg, import_rows)
     if not plan.ok:

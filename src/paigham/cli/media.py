@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from paigham.cli.common import ConfigOpt, DataDirOpt, DbOpt, config_from, duration_ms, run
+from paigham.cli.common import ConfigOpt, DataDirOpt, DbOpt, cli_actor, config_from, duration_ms, run
 
 if TYPE_CHECKING:
     from paigham.app import Server
@@ -58,7 +58,14 @@ def quarantine(
     """Stop serving a file (it stays stored for investigation)."""
     cfg = config_from(config, data_dir, database_url)
     server, media_id = _mxc(uri)
-    run(cfg, lambda s: s.media.quarantine(server, media_id, None if undo else "cli"))
+    actor = cli_actor()
+
+    async def quarantine_one(s: Server) -> None:
+        await s.media.quarantine(server, media_id, None if undo else actor.user_id)
+        kind = "admin.media_unquarantine" if undo else "admin.media_quarantine"
+        await s.audit.record(kind, actor.user_id, uri, actor.ip, actor.device)
+
+    run(cfg, quarantine_one)
     typer.echo(f"{'Released' if undo else 'Quarantined'} {uri}")
 
 
@@ -71,6 +78,8 @@ def delete(uri: str, config: ConfigOpt = None, data_dir: DataDirOpt = None, data
     async def delete_one(s: Server) -> None:
         row = await s.media.row(server, media_id)
         await s.media.delete(row.media_id)
+        actor = cli_actor()
+        await s.audit.record("admin.media_delete", actor.user_id, uri, actor.ip, actor.device)
 
     run(cfg, delete_one)
     typer.echo(f"Deleted {uri}")
@@ -87,15 +96,20 @@ def list_media(
     """List a user's uploads, newest first."""
     cfg = config_from(config, data_dir, database_url)
 
-    async def uploads(s: Server) -> tuple[list[Any], int]:
-        rows, total = await s.media.store.list_user(s.auth.user_id_for(user), 0, limit)
-        return rows, int(total)
+    async def uploads(s: Server) -> tuple[list[Any], int, str]:
+        from paigham.errors import Codes, MatrixError
 
-    rows, total = run(cfg, uploads)
+        user_id = s.auth.user_id_for(user)
+        if await s.accounts.get_user(user_id) is None:  # "0 media" would hide a typo
+            raise MatrixError(404, Codes.NOT_FOUND, f"No such user {user_id}")
+        page = await s.media.user_media(user_id, 0, limit)
+        return list(page.media), page.total, s.config.server_name
+
+    rows, total, server_name = run(cfg, uploads)
     for r in rows:
         flag = f" QUARANTINED by {r.quarantined_by}" if r.quarantined_by else ""
         typer.echo(
-            f"mxc://{cfg.server_name}/{r.media_id}\t{_when(r.created_ts)}\t{r.length or 0}\t"
+            f"mxc://{server_name}/{r.media_id}\t{_when(r.created_ts)}\t{r.length or 0}\t"
             f"{r.content_type or '-'}\t{r.upload_name or '-'}\t{r.state}{flag}"
         )
     typer.echo(f"{total} media")
