@@ -40,6 +40,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         ready, why = wait_until_ready(base, proc, 60)
         assert ready, why
+        printed = (data / "server.log").read_text()
+        assert f"Listening on   {base}" in printed, printed  # the start-up banner (README's quick start)
+        assert "alembic" not in printed.lower()  # and no migration narration
         yield base
     finally:
         proc.terminate()

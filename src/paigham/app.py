@@ -152,7 +152,12 @@ class Server:
         """Plug-in parts the core services call, built before them: the audit log, E2EE, the
         organisation's policies and directory, and moderation (suspensions, blocked rooms)."""
         config = self.config
-        self.audit = AuditService(AuditStore(self.db), config.audit_retention_days)
+        self.audit = AuditService(
+            AuditStore(self.db),
+            config.audit_retention_days,
+            signing_key=self.secrets.signing_key,
+            server_name=config.server_name,
+        )
         self.uia = UIAService(config.server_name, self.accounts)
         self.e2ee = E2EE(
             config,
@@ -405,12 +410,37 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return error_response(MatrixError(500, Codes.UNKNOWN, "Internal server error"))
 
 
-def create_app(config: Config, server: Server | None = None) -> Starlette:
+def banner(config: Config) -> str:
+    """What `paigham serve` prints once it listens: where, who the first admin is, how to connect."""
+    url = f"http://{config.host}:{config.port}"
+    credentials = config.data_path / "admin-credentials"
+    first = credentials.read_text(encoding="utf-8").split("\n", 1)[0] if credentials.exists() else ""
+    admin = (
+        f"{first.removeprefix('user_id: ')} — its password is in {credentials}"
+        if first.startswith("user_id: ")
+        else "create one with: paigham user create NAME --admin"
+    )
+    rule = "─" * 78
+    return "\n".join([
+        rule,
+        f" Paigham is running for {config.server_name}",
+        f"   Listening on   {url}" + (f"   (clients reach it as {config.base_url})" if config.public_baseurl else ""),
+        f"   Admin account  {admin}",
+        f"   Element        sign in with homeserver {config.base_url} (Element Web: \"Edit\" next to",
+        "                  the server name; Element X and the mobile apps: \"Change account provider\")",
+        "   Stop           Ctrl-C",
+        rule,
+    ])  # fmt: skip
+
+
+def create_app(config: Config, server: Server | None = None, *, announce: bool = False) -> Starlette:
     srv = server or Server(config)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await srv.start()
+        if announce:
+            print(banner(srv.config), flush=True)
         settle_garbage_collector()
         try:
             yield

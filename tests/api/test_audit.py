@@ -143,6 +143,8 @@ async def test_retention_purge_keeps_the_chain_verifiable(hs: Harness) -> None:
     assert [r["seq"] for r in recs] == [4, 5, 6] and recs[-1]["kind"] == "audit.purged"
     report = await hs.server.audit.verify()
     assert report.ok and report.checked == 3 and report.first_seq == 4
+    assert "after record 3, removed by the retention purge" in report.start  # vouched for, signed
+    assert "signed checkpoint: record 6" in report.start
     async with hs.server.db.write() as conn:  # removing the new first record is still caught
         await conn.execute(delete(audit_log).where(audit_log.c.seq == 4))
     assert (await hs.server.audit.verify()).broken.seq == 4  # type: ignore[union-attr]
@@ -166,10 +168,12 @@ def test_cli_export_and_verify(database_url: str, tmp_path: Path) -> None:
 
     asyncio.run(seed())
     res = runner.invoke(cli, ["audit", "verify", *common])
-    assert res.exit_code == 0 and "OK: 2 records verified" in res.output, res.output
+    # (the CLI's own `user create` is the first record: admin commands are audited, issue 14 #4)
+    assert res.exit_code == 0 and "OK: 3 records verified" in res.output, res.output
     res = runner.invoke(cli, ["audit", "export", "--since", "2000-01-01", *common])
     lines = [json.loads(x) for x in res.output.splitlines()]
-    assert [x["kind"] for x in lines] == ["auth.login", "admin.test"] and lines[0]["ip"] == "192.0.2.7"
+    assert [x["kind"] for x in lines] == ["admin.create_user", "auth.login", "admin.test"]
+    assert lines[0]["actor"].startswith("os:") and lines[1]["ip"] == "192.0.2.7"
     assert lines[0]["time"].endswith("Z")
     res = runner.invoke(cli, ["audit", "export", "--kind", "admin.test", "--format", "csv", *common])
     assert res.exit_code == 0 and res.output.splitlines()[0].startswith("seq,time")
@@ -188,3 +192,19 @@ def test_cli_export_and_verify(database_url: str, tmp_path: Path) -> None:
     asyncio.run(tamper())
     res = runner.invoke(cli, ["audit", "verify", *common])
     assert res.exit_code == 1 and "BROKEN at record 1" in res.output
+
+
+async def test_a_moved_anchor_without_a_signed_checkpoint_is_caught(hs: Harness) -> None:
+    """Issue 14 #11: on 81fc255 `verify` accepted a log whose first records were deleted and whose anchor
+    was moved to match. A retention purge signs a checkpoint for the anchor it sets; an anchor nobody
+    signed for is reported, and `verify` says where the chain starts and why."""
+    await _five(hs)
+    recs = await records(hs)
+    from paigham.storage.audit_schema import audit_head
+
+    async with hs.server.db.write() as conn:  # someone with database access, not the signing key
+        await conn.execute(delete(audit_log).where(audit_log.c.seq <= 2))
+        await conn.execute(update(audit_head).values(anchor_seq=2, anchor_hash=recs[1]["hash"]))
+    report = await hs.server.audit.verify()
+    assert report.broken is not None and report.broken.seq == 3
+    assert "no checkpoint signed by this server" in report.broken.reason

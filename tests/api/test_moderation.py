@@ -198,3 +198,23 @@ async def test_parallel_guesses_are_refused_before_their_passwords_are_checked(
     assert len(checked) == codes.count(403) + codes.count(200) < 10, (len(checked), set(codes))
     assert codes.count(429) > 190
     assert all(r.json()["errcode"] == "M_LIMIT_EXCEEDED" for r in answers if r.status_code == 429)
+
+
+async def test_blocked_sign_ins_are_audited_in_aggregate(hs: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14 #11: refused attempts leave a trace, one record a minute per account, not a row per guess."""
+    from paigham.services import login_guard
+
+    reconfigure(hs.server.config, login_backoff_ms=60_000, login_throttle_after=1)
+    await hs.register("target", "right-password")
+    await hs.err(403, "M_FORBIDDEN", "POST", LOGIN, json=login_body("target", "guess"))
+    for _ in range(30):  # each refused (429) before its password is checked
+        await hs.err(429, "M_LIMIT_EXCEEDED", "POST", LOGIN, json=login_body("target", "guess"))
+
+    async def blocked() -> list[dict[str, Any]]:
+        return [e async for e in hs.server.audit.export() if e["kind"] == "auth.login_blocked"]
+
+    first = await blocked()
+    assert [(e["target"], e["details"]["refused"]) for e in first] == [("@target:test.local", 1)]
+    monkeypatch.setattr(login_guard, "BLOCKED_AUDIT_EVERY_MS", 0)  # as if the minute had passed
+    await hs.err(429, "M_LIMIT_EXCEEDED", "POST", LOGIN, json=login_body("target", "guess"))
+    assert [e["details"]["refused"] for e in await blocked()] == [1, 30]  # 29 held back, and this one

@@ -96,6 +96,7 @@ class Cluster:
     database: str
     secret: str
     workers: list[Worker] = field(default_factory=list)
+    nats_url: str = NATS_URL
 
     @property
     def database_url(self) -> str:
@@ -118,7 +119,7 @@ class Cluster:
             "--database-url",
             self.database_url,
             "--nats-url",
-            NATS_URL,
+            self.nats_url,
             "--registration-shared-secret",
             self.secret,
             *extra,
@@ -178,8 +179,8 @@ async def wait_ready(url: str, proc: subprocess.Popen[bytes] | None = None, time
     raise TimeoutError(f"{url} not ready after {timeout}s")
 
 
-async def start_cluster(tmp: Path, n: int) -> Cluster:
-    cluster = Cluster(tmp / "data", await create_database(), secrets.token_urlsafe(16))
+async def start_cluster(tmp: Path, n: int, nats_url: str = NATS_URL) -> Cluster:
+    cluster = Cluster(tmp / "data", await create_database(), secrets.token_urlsafe(16), nats_url=nats_url)
     cluster.data_dir.mkdir(parents=True)
     cluster.workers = [Worker(i, free_port()) for i in range(n)]
     for w in cluster.workers:  # all at once: migrations and the signing key must cope with the race

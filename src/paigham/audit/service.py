@@ -13,9 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from signedjson.key import get_verify_key
+from signedjson.sign import SignatureVerifyException, sign_json, verify_signed_json
 
 from paigham.clock import now_ms
-from paigham.domain.audit_chain import Broken, Verifier
+from paigham.domain.audit_chain import Broken, Record, Verifier
 from paigham.domain.stored_event import StoredEvent
 from paigham.requester import Requester
 from paigham.services.ports import DeviceHooks
@@ -75,6 +77,7 @@ class VerifyReport:
     first_seq: int
     head_seq: int
     broken: Broken | None
+    start: str = "the chain starts at its first record"  # where it starts, and why it may
 
     @property
     def ok(self) -> bool:
@@ -86,9 +89,16 @@ def iso(ts: int) -> str:
 
 
 class AuditService:
-    def __init__(self, store: AuditStore, retention_days: int = 180) -> None:
+    """The audit log. A retention purge removes the oldest records and moves the chain's anchor; it
+    writes a checkpoint signed with the server's ed25519 key that vouches for the new anchor, so
+    `verify` can tell a purge from records deleted (and the anchor moved) by someone with database
+    access but not the key."""
+
+    def __init__(self, store: AuditStore, retention_days: int, *, signing_key: Any, server_name: str) -> None:
         self.store = store
         self.retention_days = retention_days
+        self.signing_key = signing_key
+        self.server_name = server_name
 
     async def record(
         self,
@@ -166,15 +176,33 @@ class AuditService:
             yield {"time": iso(r.ts), **r.to_json()}
 
     async def verify(self) -> VerifyReport:
+        """Check the hash chain from its anchor to its head, and that the anchor itself is vouched
+        for: the genesis, or a retention purge's signed checkpoint."""
         head = await self.store.head()
         v = Verifier(head.anchor_seq + 1, head.anchor_hash)
         first = 0
+        voucher: Record | None = None
         async for r in self.store.records(after_seq=0):
             first = first or r.seq
             if not v.feed([r]):
                 break
+            if voucher is None and self._vouches(r, head.anchor_seq, head.anchor_hash):
+                voucher = r
         broken = v.finish(head.seq, head.hash)
-        return VerifyReport(v.checked, first, head.seq, broken)
+        if head.anchor_seq == 0:
+            return VerifyReport(v.checked, first, head.seq, broken)
+        if voucher is None:
+            why = (
+                f"the chain starts after record {head.anchor_seq}, but no checkpoint signed by this server "
+                "vouches for that start: records were removed outside a retention purge (or purged before "
+                "checkpoints were signed)"
+            )
+            return VerifyReport(v.checked, first, head.seq, broken or Broken(head.anchor_seq + 1, why), why)
+        start = (
+            f"the chain starts after record {head.anchor_seq}, removed by the retention purge of "
+            f"{iso(voucher.ts)} (signed checkpoint: record {voucher.seq})"
+        )
+        return VerifyReport(v.checked, first, head.seq, broken, start)
 
     async def purge_expired(self, now: int | None = None) -> int:
         """Remove records older than the retention period (0 days: keep for ever)."""
@@ -182,11 +210,33 @@ class AuditService:
             return 0
         removed, anchor = await self.store.purge_before((now or now_ms()) - self.retention_days * DAY_MS)
         if removed:
+            head = await self.store.head()
+            checkpoint = sign_json(
+                {"anchor_seq": head.anchor_seq, "anchor_hash": head.anchor_hash}, self.server_name, self.signing_key
+            )
             await self.record(
                 "audit.purged",
-                details={"removed": removed, "anchor_seq": anchor, "retention_days": self.retention_days},
+                details={
+                    "removed": removed,
+                    "anchor_seq": anchor,
+                    "retention_days": self.retention_days,
+                    "checkpoint": checkpoint,
+                },
             )
         return removed
+
+    def _vouches(self, record: Record, anchor_seq: int, anchor_hash: str) -> bool:
+        """Whether `record` is a purge checkpoint, signed by this server, for this anchor."""
+        checkpoint = record.details.get("checkpoint") if record.kind == "audit.purged" else None
+        if not isinstance(checkpoint, dict):
+            return False
+        if checkpoint.get("anchor_seq") != anchor_seq or checkpoint.get("anchor_hash") != anchor_hash:
+            return False
+        try:
+            verify_signed_json(dict(checkpoint), self.server_name, get_verify_key(self.signing_key))
+        except SignatureVerifyException:
+            return False
+        return True
 
 
 class _DeviceAudit(DeviceHooks):

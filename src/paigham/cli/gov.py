@@ -92,7 +92,7 @@ def audit_verify(config: ConfigOpt = None, data_dir: DataDirOpt = None, database
         )
         raise typer.Exit(1)
     span = f" (records {report.first_seq}..{report.head_seq})" if report.checked else ""
-    typer.echo(f"OK: {report.checked} records verified{span}; the chain is intact")
+    typer.echo(f"OK: {report.checked} records verified{span}; the chain is intact; {report.start}")
 
 
 @audit_app.command("purge")

@@ -77,7 +77,7 @@ def serve(
         return
     connection_guard.configure(cfg)
     connection_guard.raise_file_limit()
-    uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, **UVICORN_OPTIONS)
+    uvicorn.run(create_app(cfg, announce=True), host=cfg.host, port=cfg.port, **UVICORN_OPTIONS)
 
 
 @user_app.command("create")

@@ -4,6 +4,7 @@ scanner) before they become downloadable; downloads and thumbnails; admin quaran
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -21,6 +22,7 @@ from paigham.media import crypto
 from paigham.media.blobs import BlobStore, BlobWriter
 from paigham.media.scanner import ClamdScanner, ScannerUnavailable
 from paigham.media.thumbnailer import Thumbnailer, ThumbnailFailed, ThumbnailLimits
+from paigham.messages import N_
 from paigham.storage.media import Content, MediaRow, MediaStore, ThumbRow
 from paigham.types import JsonDict
 
@@ -47,6 +49,9 @@ class Upload:
 class MediaPage(NamedTuple):
     media: list[MediaRow]
     total: int  # on every page
+
+
+DISK_FULL = N_("The server has no room left to store files; try again later")
 
 
 def media_info(row: MediaRow) -> JsonDict:
@@ -176,6 +181,14 @@ class MediaService:
                 wrapped,
             )
             await writer.commit(self.blobs.media_path(media_id))
+        except OSError as exc:
+            await writer.abort()
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # the disk is full: an administrator's matter
+                log.error("media.disk_full", user_id=user_id, path=str(self.blobs.root))
+                raise MatrixError(
+                    507, Codes.UNKNOWN, N_("The server has no room left to store files; try again later")
+                ) from None
+            raise
         except BaseException:
             await writer.abort()
             raise

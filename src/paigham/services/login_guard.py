@@ -28,6 +28,7 @@ from paigham.services.ports import AuditLog
 from paigham.storage.logins import Failures, LoginStore
 
 MAX_BACKOFF_MS = 60_000
+BLOCKED_AUDIT_EVERY_MS = 60_000  # refused attempts are recorded at most once a minute per account or address
 IN_FLIGHT_PER_ADDRESS = 4  # password checks running at once for one address (not exempt)
 BUSY_RETRY_MS = 1000
 
@@ -48,6 +49,8 @@ class LoginGuard:
         self.store = store
         self.audit = audit
         self._in_flight: Counter[str] = Counter()  # key → password checks running now in this process
+        # key → (refused attempts not yet recorded, when the last record was written)
+        self._blocked: dict[str, tuple[int, int]] = {}
 
     def _limits(self, key: str) -> tuple[int, int]:
         c = self.config
@@ -67,6 +70,7 @@ class LoginGuard:
         keys = self.keys(user_id, ip)
         busy = any(self._in_flight[k] >= (IN_FLIGHT_PER_ADDRESS if k.startswith("ip:") else 1) for k in keys)
         if busy:
+            await self._blocked_attempt(keys, ip, "busy")
             raise MatrixError(
                 429,
                 Codes.LIMIT_EXCEEDED,
@@ -91,12 +95,29 @@ class LoginGuard:
             throttle_after, _ = self._limits(f.key)
             wait = max(wait, _wait_ms(f, throttle_after, self.config.login_backoff_ms, now))
         if wait > 0:
+            await self._blocked_attempt(self.keys(user_id, ip), ip, "throttled")
             raise MatrixError(
                 429,
                 Codes.LIMIT_EXCEEDED,
                 N_("Too many failed sign-in attempts; try again in {seconds} seconds", seconds=(wait + 999) // 1000),
                 retry_after_ms=wait,
             )
+
+    async def _blocked_attempt(self, keys: list[str], ip: str | None, why: str) -> None:
+        """Refused attempts are audited in aggregate: one `auth.login_blocked` record per account (and
+        address) at most every BLOCKED_AUDIT_EVERY_MS, with how many were refused since the last one —
+        a guessing burst leaves a trace without writing a row per guess."""
+        now = now_ms()
+        for key in keys:
+            count, last = self._blocked.get(key, (0, 0))
+            count += 1
+            if now - last < BLOCKED_AUDIT_EVERY_MS:
+                self._blocked[key] = (count, last)
+                continue
+            self._blocked[key] = (0, now)
+            scope, target = key.split(":", 1)
+            details = {"scope": "account" if scope == "u" else "address", "refused": count, "reason": why}
+            await self.audit.record("auth.login_blocked", None, target, ip, None, details)
 
     async def failed(self, user_id: str, ip: str | None, device: str | None) -> None:
         c = self.config
@@ -130,4 +151,6 @@ class LoginGuard:
 
     async def purge(self) -> None:
         """Forget counters nobody touched for a day."""
-        await self.store.purge(now_ms() - 86_400_000)
+        now = now_ms()
+        await self.store.purge(now - 86_400_000)
+        self._blocked = {k: v for k, v in self._blocked.items() if now - v[1] < 86_400_000}
