@@ -44,13 +44,11 @@ def config_from(
 @contextlib.asynccontextmanager
 async def _server(cfg: Config) -> AsyncIterator[Server]:
     from paigham.app import Server
-    from paigham.storage.migrate import migrate
 
     # A command works for the server the data belongs to, creates no first admin and talks to no
     # other worker.
-    name = await _data_server_name(cfg)
+    name = await _data_server_name(cfg)  # (migrates the database first)
     srv = Server(msgspec.structs.replace(cfg, server_name=name, create_admin=False, nats_url=""))
-    await migrate(srv.db)
     try:
         yield srv
     finally:
