@@ -400,3 +400,57 @@ async def test_pos_survives_a_restart(hs: Harness) -> None:
     finally:
         await server.stop()
         await hs.server.start()
+
+
+# The other two connections matrix-rust-sdk opens, shaped as it sends them.
+async def test_encryption_connection_as_the_sdk_sends_it_wakes_on_a_to_device_message(hs: Harness) -> None:
+    """crates/matrix-sdk-ui/src/encryption_sync_service.rs: no lists; to_device with the saved
+    `since` and e2ee; a 30 s long-poll (nulls where the SDK has nothing yet)."""
+    alice, bob = await hs.register("alice"), await hs.register("bob")
+    body: dict[str, Any] = {
+        "conn_id": "encryption",
+        "txn_id": "t1",
+        "extensions": {"to_device": {"enabled": True, "since": None}, "e2ee": {"enabled": True}},
+    }
+    first = await ss(hs, bob, body)
+    assert first["txn_id"] == "t1" and first["rooms"] == {} and first["lists"] == {}
+    body["extensions"]["to_device"]["since"] = first["extensions"]["to_device"]["next_batch"]
+    waiting = asyncio.create_task(ss(hs, bob, body, first["pos"], timeout=30_000))
+    await asyncio.sleep(0.2)
+    await hs.ok(
+        "PUT",
+        "/_matrix/client/v3/sendToDevice/m.room_key_request/r1",
+        alice,
+        json={"messages": {bob.user_id: {"*": {"action": "request"}}}},
+    )
+    res = await asyncio.wait_for(waiting, 5)
+    assert [e["type"] for e in res["extensions"]["to_device"]["events"]] == ["m.room_key_request"]
+    assert res["extensions"]["e2ee"]["device_lists"] == {"changed": [], "left": []}
+
+
+async def test_notification_connection_as_the_sdk_sends_it(hs: Harness) -> None:
+    """crates/matrix-sdk-ui/src/notification_client.rs: an `invites` list and a subscription to the
+    pushed room, polled with a short timeout."""
+    alice, bob, rooms = await three_rooms(hs)
+    invited = await hs.create_room(alice, name="Invite", invite=[bob.user_id])
+    event_id = await hs.send(alice, rooms[1], "pushed")
+    state = [["m.room.member", "$LAZY"], ["m.room.encryption", ""], ["m.room.name", ""], ["m.room.power_levels", ""]]
+    body = {
+        "conn_id": "notifications",
+        "lists": {
+            "invites": {
+                "ranges": [[0, 16]],
+                "timeline_limit": 8,
+                "required_state": [["m.room.member", "$ME"], *state],
+                "filters": {"is_invite": True},
+            }
+        },
+        "room_subscriptions": {rooms[1]: {"timeline_limit": 16, "required_state": state}},
+        "extensions": {"account_data": {"enabled": True}},
+    }
+    res = await ss(hs, bob, body, timeout=1000)
+    assert set(res["rooms"]) == {invited, rooms[1]}
+    assert event_id in [e["event_id"] for e in res["rooms"][rooms[1]]["timeline"]]
+    senders = {e["state_key"] for e in res["rooms"][rooms[1]]["required_state"] if e["type"] == "m.room.member"}
+    assert alice.user_id in senders
+    assert "invite_state" in res["rooms"][invited]
