@@ -454,3 +454,68 @@ async def test_notification_connection_as_the_sdk_sends_it(hs: Harness) -> None:
     senders = {e["state_key"] for e in res["rooms"][rooms[1]]["required_state"] if e["type"] == "m.room.member"}
     assert alice.user_id in senders
     assert "invite_state" in res["rooms"][invited]
+
+
+async def test_list_filters(hs: Harness) -> None:
+    alice, bob = await hs.register("alice"), await hs.register("bob")
+    # Public rooms are created unencrypted (policy_require_encryption covers private rooms and DMs).
+    plain = await hs.create_room(alice, name="plain", preset="public_chat")
+    encrypted = await hs.create_room(
+        alice,
+        name="secret",
+        preset="public_chat",
+        initial_state=[
+            {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}
+        ],
+    )
+    space = await hs.create_room(alice, name="space", preset="public_chat", creation_content={"type": "m.space"})
+    await hs.ok(
+        "PUT", f"/_matrix/client/v3/user/{alice.user_id}/rooms/{plain}/tags/m.favourite", alice, json={"order": 0.5}
+    )
+    invited = await hs.create_room(bob, invite=[alice.user_id])  # private: encrypted
+
+    async def rooms_of(filters: dict[str, Any]) -> set[str]:
+        body = {
+            "conn_id": f"f{len(filters)}{sorted(filters)}"[:60],
+            "lists": {"l": {"ranges": [[0, 9]], "filters": filters}},
+        }
+        res = await ss(hs, alice, body)
+        assert res["lists"]["l"]["count"] == len(res["rooms"])
+        return set(res["rooms"])
+
+    assert await rooms_of({"is_encrypted": True}) == {encrypted, invited}
+    assert await rooms_of({"is_invite": True}) == {invited}
+    assert await rooms_of({"room_types": ["m.space"]}) == {space}
+    assert await rooms_of({"not_room_types": ["m.space"], "is_invite": False}) == {plain, encrypted}
+    assert await rooms_of({"tags": ["m.favourite"]}) == {plain}
+    assert await rooms_of({"not_tags": ["m.favourite"], "is_invite": False}) == {encrypted, space}
+
+
+async def test_long_poll_wakes_on_account_data_and_device_lists(hs: Harness) -> None:
+    alice, bob, _ = await three_rooms(hs)
+    body = {
+        "conn_id": "c",
+        "extensions": {"account_data": {"enabled": True}, "e2ee": {"enabled": True}},
+    }
+    first = await ss(hs, alice, body)
+    waiting = asyncio.create_task(ss(hs, alice, body, first["pos"], timeout=10_000))
+    await asyncio.sleep(0.2)
+    await hs.ok("PUT", f"/_matrix/client/v3/user/{alice.user_id}/account_data/org.example.x", alice, json={"x": 1})
+    res = await asyncio.wait_for(waiting, 5)
+    assert res["extensions"]["account_data"]["global"] == [{"type": "org.example.x", "content": {"x": 1}}]
+    waiting = asyncio.create_task(ss(hs, alice, body, res["pos"], timeout=10_000))
+    await asyncio.sleep(0.2)
+    await Device.of(bob).upload(hs)
+    res = await asyncio.wait_for(waiting, 5)
+    assert res["extensions"]["e2ee"]["device_lists"]["changed"] == [bob.user_id]
+
+
+async def test_an_expired_pos_is_unknown(hs: Harness) -> None:
+    alice, _, _ = await three_rooms(hs)
+    first = await ss(hs, alice, room_list([[0, 2]]))
+    async with hs.server.db.write() as conn:
+        await hs.server.db.run("UPDATE sliding_sync_positions SET created_ts = 0", conn=conn)
+    await hs.err(400, "M_UNKNOWN_POS", "POST", SS, alice, json=room_list([[0, 2]]), params={"pos": first["pos"]})
+    await hs.server.sliding_sync.purge()
+    row = await hs.server.db.fetchrow("SELECT count(*) FROM sliding_sync_positions")
+    assert row is not None and row[0] == 0
