@@ -266,6 +266,7 @@ class SlidingSyncService:
         for room_id, sub in body.room_subscriptions.items():
             if room_id in live:  # a subscription to a room one is not in is ignored (no peeking)
                 in_view.setdefault(room_id, Wanted()).add(sub)
+        await self._count_unread(p, in_view)
         rooms: dict[str, SlidingRoom] = {}
         for room_id, wanted in in_view.items():
             room = await self._room(p, room_id, wanted)
@@ -513,14 +514,31 @@ class SlidingSyncService:
                 room.heroes = [_hero(u, by_user.get(u, {})) for u in heroes]
         room.is_dm = room_id in await self._direct_rooms(p)
 
-    async def _unread(self, p: Pass, room_id: str) -> tuple[int, int]:
-        if room_id in p.found.unread:
-            return p.found.unread[room_id]
+    async def _count_unread(self, p: Pass, in_view: Mapping[str, Wanted]) -> None:
+        """Unread counts of the joined rooms in view new to the connection that the first read did not
+        count (it counts rooms with news only), in two reads for all of them."""
+        missing = [
+            r
+            for r in in_view
+            if r not in p.found.unread
+            and p.found.memberships[r][0] == "join"
+            and (r not in p.prev.rooms or p.prev.rooms[r].membership != "join")
+        ]
+        if missing:
+            await self._unread_of(p, missing)
+
+    async def _unread_of(self, p: Pass, rooms: list[str]) -> None:
         user_id = p.rq.user_id
-        reads = await self.streams.receipts.read_positions(user_id, [room_id])
-        start = max(reads.get(room_id, 0), p.found.joined_at.get(room_id, 0))
-        counts = await self.streams.unread.unread_counts(user_id, {room_id: start})
-        return tuple(counts.get(room_id, (0, 0)))  # type: ignore[return-value]
+        reads = await self.streams.receipts.read_positions(user_id, rooms)
+        starts = {r: max(reads.get(r, 0), p.found.joined_at.get(r, 0)) for r in rooms}
+        counts = await self.streams.unread.unread_counts(user_id, starts)
+        for r in rooms:
+            p.found.unread[r] = tuple(counts.get(r, (0, 0)))  # type: ignore[assignment]
+
+    async def _unread(self, p: Pass, room_id: str) -> tuple[int, int]:
+        if room_id not in p.found.unread:
+            await self._unread_of(p, [room_id])
+        return p.found.unread[room_id]
 
     async def _left_rooms(self, p: Pass, live: Mapping[str, str]) -> dict[str, SlidingRoom]:
         """Rooms the connection had that the user has left since: sent once, with the leave."""
