@@ -92,6 +92,7 @@ async def test_first_window_ordered_by_recency_with_what_the_room_list_needs(hs:
     assert r2["bump_stamp"] > res["rooms"][rooms[1]]["bump_stamp"]
     assert r2["joined_count"] == 2 and r2["invited_count"] == 0
     assert r2["num_live"] == 0
+    assert r2["notification_count"] == 1 and r2["highlight_count"] == 0  # bob's message, unread
     assert "room_id" not in r2["timeline"][0]
     state = {(e["type"], e["state_key"]) for e in r2["required_state"]}
     # $ME and $LAZY (the timeline's sender) memberships, the room's description; no call members.
@@ -128,8 +129,14 @@ async def test_growing_the_window_sends_only_the_new_rooms(hs: Harness) -> None:
     alice, _, rooms = await three_rooms(hs)
     first = await ss(hs, alice, room_list([[0, 0]]))
     assert set(first["rooms"]) == {rooms[2]}
+    event_id = (await hs.ok("GET", f"/_matrix/client/v3/rooms/{rooms[0]}/messages", alice, params={"dir": "b"}))[
+        "chunk"
+    ][0]["event_id"]
+    await hs.ok("POST", f"/_matrix/client/v3/rooms/{rooms[0]}/receipt/m.read/{event_id}", alice, json={})
     grown = await ss(hs, alice, room_list([[0, 2]]), first["pos"])
     assert set(grown["rooms"]) == {rooms[0], rooms[1]}
+    assert grown["rooms"][rooms[0]]["notification_count"] == 0  # read up to the newest
+    assert grown["rooms"][rooms[1]]["notification_count"] == 1
     assert all(r["initial"] for r in grown["rooms"].values())
 
 
