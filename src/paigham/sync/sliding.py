@@ -12,6 +12,7 @@ response's `pos`. With a `pos` and nothing to send, the request long-polls like 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -114,7 +115,7 @@ class RoomSent(Struct, array_like=True, gc=False):
     stream: int  # the room was sent up to this position
     membership: str
     timeline_limit: int
-    required_state: str  # the required_state it was sent with (canonical key)
+    required_state: str  # the required_state it was sent with (Wanted.key)
     bump: int
 
 
@@ -141,7 +142,9 @@ class Wanted:
 
     @property
     def key(self) -> str:
-        return "\x1f".join(sorted(f"{t}\x1e{k}" for t, k in self.pairs))
+        """A short digest of the required state (saved for every room the connection holds)."""
+        text = "\x1f".join(sorted(f"{t}\x1e{k}" for t, k in self.pairs))
+        return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 @dataclass(slots=True)
