@@ -126,6 +126,8 @@ events = Table(
     Column("txn_id", String(255), nullable=True),
     Column("device_id", String(255), nullable=True),
     Index("events_room_stream", "room_id", "stream"),
+    # GET /rooms/{roomId}/timestamp_to_event seeks a room's events by time (stream breaks ties).
+    Index("events_room_ts", "room_id", "origin_server_ts", "stream"),
     # Partial: a message (no state key, no relation) adds no entry to these, one B-tree page less
     # to write per send. A query must imply the column IS NOT NULL to use them (SQLite does not
     # infer it from `IN (SELECT …)`, the form `= ANY(…)` takes there; say it explicitly).

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 14:43:44.399426
+Create Date: 2026-12-06 08:07:00.101402
 """
 
 from __future__ import annotations
@@ -230,6 +230,7 @@ def upgrade() -> None:
         batch_op.create_index('events_relates', ['relates_to', 'rel_type'], unique=False, sqlite_where=sa.text('relates_to IS NOT NULL'), postgresql_where=sa.text('relates_to IS NOT NULL'))
         batch_op.create_index('events_room_state', ['room_id', 'type', 'state_key', 'stream'], unique=False, sqlite_where=sa.text('state_key IS NOT NULL'), postgresql_where=sa.text('state_key IS NOT NULL'))
         batch_op.create_index('events_room_stream', ['room_id', 'stream'], unique=False)
+        batch_op.create_index('events_room_ts', ['room_id', 'origin_server_ts', 'stream'], unique=False)
 
     op.create_table('filters',
     sa.Column('user_id', sa.String(length=255), nullable=False),
@@ -393,6 +394,21 @@ def upgrade() -> None:
     sa.Column('created_ts', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('token')
     )
+    op.create_table('reports',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('received_ts', sa.BigInteger(), nullable=False),
+    sa.Column('reporter', sa.String(length=255), nullable=False),
+    sa.Column('room_id', sa.String(length=255), nullable=True),
+    sa.Column('event_id', sa.String(length=255), nullable=True),
+    sa.Column('target_user_id', sa.String(length=255), nullable=True),
+    sa.Column('reason', sa.Text(), nullable=True),
+    sa.Column('score', sa.Integer(), nullable=True),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('reports', schema=None) as batch_op:
+        batch_op.create_index('reports_kind', ['kind', 'id'], unique=False)
+
     op.create_table('room_aliases',
     sa.Column('alias', sa.String(length=255), nullable=False),
     sa.Column('room_id', sa.String(length=255), nullable=False),
@@ -485,6 +501,10 @@ def downgrade() -> None:
         batch_op.drop_index('room_aliases_room')
 
     op.drop_table('room_aliases')
+    with op.batch_alter_table('reports', schema=None) as batch_op:
+        batch_op.drop_index('reports_kind')
+
+    op.drop_table('reports')
     op.drop_table('registration_tokens')
     with op.batch_alter_table('receipts', schema=None) as batch_op:
         batch_op.drop_index('receipts_stream')
@@ -523,6 +543,7 @@ def downgrade() -> None:
     op.drop_table('login_failures')
     op.drop_table('filters')
     with op.batch_alter_table('events', schema=None) as batch_op:
+        batch_op.drop_index('events_room_ts')
         batch_op.drop_index('events_room_stream')
         batch_op.drop_index('events_room_state', sqlite_where=sa.text('state_key IS NOT NULL'), postgresql_where=sa.text('state_key IS NOT NULL'))
         batch_op.drop_index('events_relates', sqlite_where=sa.text('relates_to IS NOT NULL'), postgresql_where=sa.text('relates_to IS NOT NULL'))
