@@ -74,7 +74,8 @@ async def test_room_summary_for_members_and_by_alias(hs: Harness, checked: Confo
     }
     assert await summary(hs, "#cabinet:test.local", a) == got
     for path in (f"{NHEKO}/rooms/{quote(room)}/summary", f"{NHEKO}/summary/%23cabinet:test.local"):
-        assert await hs.ok("GET", path, a) == got
+        unstable = {**got, "im.nheko.summary.room_version": "11", "im.nheko.summary.encryption": got["encryption"]}
+        assert await hs.ok("GET", path, a) == unstable
     # An outsider, signed in or not, learns nothing: the same 404 as for a room that does not exist.
     hidden = await hs.err(404, "M_NOT_FOUND", "GET", f"{V1}/room_summary/{quote(room)}", b)
     missing = await hs.err(404, "M_NOT_FOUND", "GET", f"{V1}/room_summary/{quote('!nothing:test.local')}", b)

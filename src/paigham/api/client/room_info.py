@@ -11,18 +11,30 @@ from paigham.api.http import Authenticator, authed, bearer, ok
 from paigham.errors import Codes, MatrixError
 from paigham.requester import Requester
 from paigham.services.room_info import RoomInfo
+from paigham.types import JsonDict
 
 MAX_TS_DIGITS = 16
 UNSTABLE_SUMMARY = "/_matrix/client/unstable/im.nheko.summary"
 
 
 def routes(auth: Authenticator, info: RoomInfo) -> list[Route]:
-    async def room_summary(request: Request) -> Response:
-        """GET /_matrix/client/v1/room_summary/{roomIdOrAlias} (and MSC3266's unstable paths).
-        An access token is optional: without one, only rooms anyone may see are summarised."""
-        token = bearer(request)
+    async def summary(request: Request) -> JsonDict:
+        token = bearer(request)  # optional: without one, only rooms anyone may see are summarised
         user_id = (await auth.authenticate(token)).user_id if token is not None else None
-        return ok(await info.summary(user_id, request.path_params["room"]))
+        return await info.summary(user_id, request.path_params["room"])
+
+    async def room_summary(request: Request) -> Response:
+        """GET /_matrix/client/v1/room_summary/{roomIdOrAlias}"""
+        return ok(await summary(request))
+
+    async def unstable_room_summary(request: Request) -> Response:
+        """GET /_matrix/client/unstable/im.nheko.summary/{rooms/{roomIdOrAlias}/summary,summary/{roomIdOrAlias}}
+        (MSC3266 before v1.15): the same, with the two fields under their unstable names as well."""
+        body = await summary(request)
+        for field in ("room_version", "encryption"):
+            if field in body:
+                body[f"im.nheko.summary.{field}"] = body[field]
+        return ok(body)
 
     @authed(auth)
     async def timestamp_to_event(request: Request, requester: Requester) -> Response:
@@ -45,8 +57,8 @@ def routes(auth: Authenticator, info: RoomInfo) -> list[Route]:
 
     return [
         Route("/_matrix/client/v1/room_summary/{room:path}", room_summary, methods=["GET"]),
-        Route(f"{UNSTABLE_SUMMARY}/rooms/{{room:path}}/summary", room_summary, methods=["GET"]),
-        Route(f"{UNSTABLE_SUMMARY}/summary/{{room:path}}", room_summary, methods=["GET"]),
+        Route(f"{UNSTABLE_SUMMARY}/rooms/{{room:path}}/summary", unstable_room_summary, methods=["GET"]),
+        Route(f"{UNSTABLE_SUMMARY}/summary/{{room:path}}", unstable_room_summary, methods=["GET"]),
         Route("/_matrix/client/v1/rooms/{room_id}/timestamp_to_event", timestamp_to_event, methods=["GET"]),
         Route("/_matrix/client/v1/mutual_rooms", mutual_rooms, methods=["GET"]),
         Route("/_matrix/client/unstable/uk.half-shot.msc2666/user/mutual_rooms", mutual_rooms, methods=["GET"]),
