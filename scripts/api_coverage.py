@@ -16,7 +16,9 @@ HITS = ROOT / "build"
 # Routed on purpose but refused, with a clear error (see the notes at the end of the document).
 _NO_PREVIEW = "not offered by design (404 M_UNRECOGNIZED, see Media notes)"
 BY_DESIGN = {("GET", "/_matrix/client/v1/media/preview_url"): _NO_PREVIEW,
-             ("GET", "/_matrix/media/v3/preview_url"): _NO_PREVIEW}
+             ("GET", "/_matrix/media/v3/preview_url"): _NO_PREVIEW,
+             ("GET", "/_matrix/client/v1/auth_metadata"):
+                 "no OAuth 2.0 server by design (404 M_UNRECOGNIZED: clients sign in with m.login.password)"}
 
 
 def spec_operations() -> list[tuple[str, str, str, list[str]]]:

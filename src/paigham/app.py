@@ -24,6 +24,7 @@ from paigham.api.admin import media as admin_media
 from paigham.api.admin import moderation, registration_tokens, synapse_rooms, synapse_users
 from paigham.api.admin import org as admin_org
 from paigham.api.admin import policy as admin_policy
+from paigham.api.admin import reports as admin_reports
 from paigham.api.client import (
     account_data,
     devices,
@@ -35,8 +36,10 @@ from paigham.api.client import (
     push_rules,
     register,
     relations,
+    reports,
     room_directory,
     room_events,
+    room_info,
     room_keys,
     rooms,
     sliding_sync,
@@ -77,7 +80,9 @@ from paigham.services.push import PushService
 from paigham.services.registration import RegistrationService
 from paigham.services.registration_tokens import RegistrationTokens
 from paigham.services.relations import RelationService
+from paigham.services.reports import ReportService
 from paigham.services.room_directory import RoomDirectoryService
+from paigham.services.room_info import RoomInfo
 from paigham.services.rooms import RoomService
 from paigham.services.serializer import EventSerializer
 from paigham.services.spaces import SpaceHierarchy
@@ -103,6 +108,8 @@ from paigham.storage.presence import PresenceStore
 from paigham.storage.push_actions import PushActionStore
 from paigham.storage.push_rules import PushRuleStore
 from paigham.storage.receipts import ReceiptStore
+from paigham.storage.reports import ReportStore
+from paigham.storage.room_info import RoomInfoStore
 from paigham.storage.server_state import ServerStateStore
 from paigham.storage.sliding_sync import SlidingSyncStore
 from paigham.storage.typing_notices import TypingStore
@@ -317,6 +324,8 @@ class Server:
         self.devices = DeviceService(self.accounts, self.auth, self.uia)
         self.relations = RelationService(self.events, self.serializer, self.timeline)
         self.tags = TagService(self.account_data, self.ephemeral)
+        self.room_info = RoomInfo(self.events, self.aliases, RoomInfoStore(self.db))
+        self.reports = ReportService(self.events, self.accounts, ReportStore(self.db), self.audit)
 
     def routes(self) -> list[Route]:
         c = self.config
@@ -337,6 +346,9 @@ class Server:
             *room_directory.routes(self.auth, self.room_directory),
             *spaces.routes(self.auth, self.hierarchy),
             *relations.routes(self.auth, self.relations),
+            *room_info.routes(self.auth, self.room_info),
+            *reports.routes(self.auth, self.reports),
+            *admin_reports.routes(self.auth, self.reports),
             *keys.routes(self.auth, self.e2ee.keys, self.e2ee.cross_signing, self.e2ee.lists, self.db.current_position),
             *to_device.routes(self.auth, self.e2ee.to_device),
             *room_keys.routes(self.auth, self.e2ee.backups),

@@ -17,6 +17,8 @@ from paigham.requester import Requester
 from paigham.services.auth import AuthService, login_response
 from paigham.services.login_guard import LoginGuard
 
+MSC2965 = "/_matrix/client/unstable/org.matrix.msc2965"
+
 
 class Identifier(msgspec.Struct):
     type: str
@@ -41,6 +43,14 @@ def routes(config: Config, auth: AuthService, audit: AuditService, guard: LoginG
     async def login_flows(_: Request) -> Response:
         """GET /_matrix/client/v3/login"""
         return ok({"flows": [{"type": "m.login.password"}]})
+
+    async def auth_metadata(_: Request) -> Response:
+        """GET /_matrix/client/v1/auth_metadata (and MSC2965's unstable auth_metadata, auth_issuer):
+        this server has no OAuth 2.0 authorisation server, and the spec's answer for that is 404
+        M_UNRECOGNIZED, which tells clients (Element X) to sign in with the legacy API instead."""
+        raise MatrixError(
+            404, Codes.UNRECOGNIZED, "This server does not support the OAuth 2.0 API; sign in with m.login.password"
+        )
 
     async def login(request: Request) -> Response:
         """POST /_matrix/client/v3/login"""
@@ -102,6 +112,9 @@ def routes(config: Config, auth: AuthService, audit: AuditService, guard: LoginG
 
     return [
         *client_routes("/login", login_flows, ["GET"]),
+        Route("/_matrix/client/v1/auth_metadata", auth_metadata, methods=["GET"]),
+        Route(f"{MSC2965}/auth_metadata", auth_metadata, methods=["GET"]),
+        Route(f"{MSC2965}/auth_issuer", auth_metadata, methods=["GET"]),
         *client_routes("/login", login, ["POST"]),
         *client_routes("/refresh", refresh, ["POST"], versions=("v3", "v1")),
         *client_routes("/logout", logout, ["POST"]),

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 08:06:40.417607
+Create Date: 2026-12-06 08:18:03.049646
 """
 
 from __future__ import annotations
@@ -393,6 +393,21 @@ def upgrade() -> None:
     sa.Column('created_ts', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('token')
     )
+    op.create_table('reports',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('received_ts', sa.BigInteger(), nullable=False),
+    sa.Column('reporter', sa.String(length=255), nullable=False),
+    sa.Column('room_id', sa.String(length=255), nullable=True),
+    sa.Column('event_id', sa.String(length=255), nullable=True),
+    sa.Column('target_user_id', sa.String(length=255), nullable=True),
+    sa.Column('reason', sa.Text(), nullable=True),
+    sa.Column('score', sa.Integer(), nullable=True),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('reports', schema=None) as batch_op:
+        batch_op.create_index('reports_kind', ['kind', 'id'], unique=False)
+
     op.create_table('room_aliases',
     sa.Column('alias', sa.String(length=255), nullable=False),
     sa.Column('room_id', sa.String(length=255), nullable=False),
@@ -502,6 +517,10 @@ def downgrade() -> None:
         batch_op.drop_index('room_aliases_room')
 
     op.drop_table('room_aliases')
+    with op.batch_alter_table('reports', schema=None) as batch_op:
+        batch_op.drop_index('reports_kind')
+
+    op.drop_table('reports')
     op.drop_table('registration_tokens')
     with op.batch_alter_table('receipts', schema=None) as batch_op:
         batch_op.drop_index('receipts_stream')
