@@ -175,3 +175,12 @@ async def test_public_rooms_room_types_filter(hs: Harness) -> None:
     assert await listed({"room_types": ["org.example.other"]}) == {}
     for bad in ("m.space", [1], ["x" * 256], [None] * 51):
         await hs.err(400, "M_BAD_JSON", "POST", f"{V3}/publicRooms", alice, json={"filter": {"room_types": bad}})
+
+
+async def test_profile_fields_capability_lists_the_settable_fields(hs: Harness) -> None:
+    """Why `uk.tcpip.msc4133` is not listed: only these fields can be set, and the capability says so."""
+    alice = await hs.register("alice")
+    caps = (await hs.ok("GET", f"{V3}/capabilities", alice))["capabilities"]
+    assert caps["m.profile_fields"] == {"enabled": True, "allowed": ["avatar_url", "displayname"]}
+    await hs.ok("PUT", f"{V3}/profile/{alice.user_id}/displayname", alice, json={"displayname": "Alice"})
+    await hs.err(400, "M_UNRECOGNIZED", "PUT", f"{V3}/profile/{alice.user_id}/m.tz", alice, json={"m.tz": "UTC"})

@@ -11,6 +11,7 @@ from paigham.api.http import Authenticator, authed, client_routes, ok
 from paigham.config import Config
 from paigham.domain.room_versions import KNOWN_ROOM_VERSIONS
 from paigham.requester import Requester
+from paigham.services.profile import FIELDS as PROFILE_FIELDS
 
 SUPPORTED_VERSIONS = [
     "r0.5.0",
@@ -86,7 +87,8 @@ def routes(config: Config, auth: Authenticator) -> list[Route]:
                     "m.set_avatar_url": {"enabled": True},
                     "m.3pid_changes": {"enabled": False},
                     "m.get_login_token": {"enabled": False},
-                    "m.profile_fields": {"enabled": True},
+                    # services/profile.py stores these fields only (the directory's are read-only)
+                    "m.profile_fields": {"enabled": True, "allowed": sorted(PROFILE_FIELDS)},
                     "m.account_moderation": {"suspend": requester.is_admin, "lock": requester.is_admin},
                 }
             }
