@@ -51,6 +51,13 @@ def test_js_sdk_chat(server: ServerInfo) -> None:
     run_script(server, "chat.mjs", hard_timeout_ms=90_000)
 
 
+def test_js_sdk_first_login_as_element_web(server: ServerInfo, e2ee_endpoints: None) -> None:
+    """Element Web's first sign-in sets up cross-signing and a key backup; another user sees the
+    device signed by its owner (js/first_login.mjs)."""
+    out = run_script(server, "first_login.mjs", hard_timeout_ms=90_000)
+    assert 'cross-signing uploads: {"withoutAuth":1,"withAuth":1}' in out, out
+
+
 def test_js_sdk_e2ee(server: ServerInfo, e2ee_endpoints: None) -> None:
     out = run_script(server, "e2ee.mjs", hard_timeout_ms=120_000)
     secrets = [ln.split("PLAINTEXT: ", 1)[1] for ln in out.splitlines() if ln.startswith("PLAINTEXT: ")]

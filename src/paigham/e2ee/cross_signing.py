@@ -59,9 +59,12 @@ class CrossSigningService:
     # -- /keys/device_signing/upload --------------------------------------------------------------
     async def upload_keys(self, rq: Requester, body: Mapping[str, Any]) -> None:
         new = {t: parse_cross_signing_key(body[f], t, rq.user_id) for t, f in FIELDS.items() if body.get(f) is not None}
-        if not new:
-            raise MatrixError(400, Codes.MISSING_PARAM, "No cross-signing keys given")
         existing = await self._own(rq.user_id)
+        if not new:
+            if "master" in existing:
+                # Element Web probes with an empty upload to learn whether the password alone will do.
+                await self._password(rq, body)
+            raise MatrixError(400, Codes.MISSING_PARAM, "No cross-signing keys given")
         master = new.get("master") or existing.get("master")
         if master is None:
             raise MatrixError(400, Codes.MISSING_PARAM, "No master signing key is available")
@@ -74,13 +77,16 @@ class CrossSigningService:
         unchanged = all(k.same_as(existing.get(t)) for t, k in new.items())
         if "master" in existing and not unchanged:
             # Replacing keys needs the password; the first upload (and an identical retry) does not.
-            await self.uia.check(body.get("auth"), kind="device_signing_upload", flows=[[PASSWORD]], user_id=rq.user_id)
+            await self._password(rq, body)
         if unchanged:
             return
         pos = await self.keys.set_cross_signing_keys(rq.user_id, list(new.values()))
         await self.lists.notify(pos, rq.user_id)
         for hook in self.changed_hooks:
             await hook(rq, sorted(new))
+
+    async def _password(self, rq: Requester, body: Mapping[str, Any]) -> None:
+        await self.uia.check(body.get("auth"), kind="device_signing_upload", flows=[[PASSWORD]], user_id=rq.user_id)
 
     # -- /keys/signatures/upload ------------------------------------------------------------------
     async def upload_signatures(self, rq: Requester, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -84,13 +84,18 @@ class RoomDirectoryService:
             raise MatrixError(403, Codes.FORBIDDEN, "You may not change this room's visibility")
         await self.events.set_room_public(room_id, visibility == "public")
 
-    async def public_rooms(self, limit: int, since: str | None, term: str | None) -> JsonDict:
-        """A page of the listed rooms (matching `term` in name, topic or alias), most members first."""
+    async def public_rooms(
+        self, limit: int, since: str | None, term: str | None, room_types: frozenset[str | None] | None = None
+    ) -> JsonDict:
+        """A page of the listed rooms (matching `term` in name, topic or alias, and of one of
+        `room_types` — None: a room without a type), most members first."""
         if since and not (since.isascii() and since.isdigit() and len(since) <= MAX_SINCE_DIGITS):
             raise MatrixError(400, Codes.INVALID_PARAM, "Invalid since token")
         entries = [await room_summary.summarise(self.events, r) for r in await self.events.public_rooms()]
         if term:
             entries = [e for e in entries if _matches(e, term.lower())]
+        if room_types is not None:
+            entries = [e for e in entries if e.get("room_type") in room_types]
         entries.sort(key=lambda e: (-e["num_joined_members"], e["room_id"]))
         start = int(since) if since else 0
         out: JsonDict = {"chunk": entries[start : start + limit], "total_room_count_estimate": len(entries)}

@@ -68,6 +68,8 @@ def routes(
         *client_routes("/keys/query", query, ["POST"]),
         *client_routes("/keys/claim", claim, ["POST"]),
         *client_routes("/keys/changes", changes, ["GET"]),
-        *client_routes("/keys/device_signing/upload", device_signing, ["POST"]),
+        # matrix-js-sdk's uploadDeviceSigningKeys (Element Web's probe for a password-only UIA flow
+        # before it sets up cross-signing) still posts to the unstable prefix.
+        *client_routes("/keys/device_signing/upload", device_signing, ["POST"], versions=("v3", "r0", "unstable")),
         *client_routes("/keys/signatures/upload", signatures, ["POST"]),
     ]

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from paigham.api.http import Authenticator, authed, client_routes, ok, query_int, typed_body
+from paigham.errors import Codes, MatrixError
 from paigham.ids import check_room_id
 from paigham.requester import Requester
 from paigham.services.room_directory import RoomDirectoryService
@@ -29,6 +30,21 @@ class PublicRoomsBody(msgspec.Struct):
     filter: dict[str, Any] | None = None
     include_all_networks: bool = False
     third_party_instance_id: str | None = None
+
+
+MAX_ROOM_TYPES = 50
+
+
+def _room_types(raw: object) -> frozenset[str | None] | None:
+    """`filter.room_types` (spec v1.4): room types to list; null stands for rooms without a type, and an
+    empty list filters nothing (as when absent)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) > MAX_ROOM_TYPES:
+        raise MatrixError(400, Codes.BAD_JSON, f"filter.room_types must be a list of at most {MAX_ROOM_TYPES}")
+    if not all(t is None or (isinstance(t, str) and len(t) <= 255) for t in raw):
+        raise MatrixError(400, Codes.BAD_JSON, "filter.room_types holds room types (strings) or null")
+    return frozenset(raw) or None
 
 
 def routes(auth: Authenticator, directory: RoomDirectoryService) -> list[Route]:
@@ -78,9 +94,11 @@ def routes(auth: Authenticator, directory: RoomDirectoryService) -> list[Route]:
     async def post_public_rooms(request: Request, _: Requester) -> Response:
         """POST /_matrix/client/v3/publicRooms"""
         body = await typed_body(request, PublicRoomsBody, allow_empty=True)
-        term = (body.filter or {}).get("generic_search_term")
+        flt = body.filter or {}
+        term = flt.get("generic_search_term")
         limit = max(1, min(body.limit or 100, 500))
-        return ok(await directory.public_rooms(limit, body.since, term if isinstance(term, str) else None))
+        types = _room_types(flt.get("room_types"))
+        return ok(await directory.public_rooms(limit, body.since, term if isinstance(term, str) else None, types))
 
     return [
         *client_routes("/directory/room/{alias:path}", get_alias, ["GET"]),
