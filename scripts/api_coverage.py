@@ -109,6 +109,23 @@ def main() -> None:
         "| `GET/POST /_synapse/admin/v1/register` (shared-secret registration) | implemented "
         "(tests/api/test_accounts.py::test_shared_secret_registration) |",
         "| `GET /health` | implemented |",
+        "| `POST /_matrix/client/unstable/org.matrix.simplified_msc3575/sync` (Simplified Sliding Sync, "
+        "MSC4186 as Element X speaks it; extensions to_device, e2ee, account_data, receipts, typing) | implemented "
+        "(tests/api/test_sliding_sync.py, tests/cluster/test_cluster.py::"
+        "test_sliding_sync_pos_moves_between_workers_and_long_polls_wake_across_them) |",
+        "| `POST /_matrix/client/unstable/keys/device_signing/upload` (matrix-js-sdk's probe) | implemented "
+        "(tests/api/test_unstable_features.py::test_device_signing_upload_on_the_unstable_prefix) |",
+        "| `GET /_matrix/client/unstable/uk.half-shot.msc2666/user/mutual_rooms` (MSC2666) | implemented "
+        "(tests/api/test_room_info.py::test_mutual_rooms) |",
+        "| `GET /_matrix/client/unstable/im.nheko.summary/rooms/{roomIdOrAlias}/summary`, "
+        "`…/im.nheko.summary/summary/{roomIdOrAlias}` (MSC3266) | implemented "
+        "(tests/api/test_room_info.py::test_room_summary_for_members_and_by_alias) |",
+        "| `GET /_matrix/client/unstable/org.matrix.msc2965/auth_metadata`, `…/auth_issuer` | 404 M_UNRECOGNIZED "
+        "by design: no OAuth 2.0 server (tests/api/test_room_info.py::test_no_oauth_so_password_login) |",
+        "| `GET /_synapse/admin/v1/event_reports`, `GET`/`DELETE …/event_reports/{reportId}` | implemented "
+        "(tests/api/test_reports.py::test_admins_list_read_and_delete_event_reports) |",
+        "| `GET /_synapse/admin/v1/room_reports`, `…/user_reports`, `GET`/`DELETE …/{reportId}` | implemented "
+        "(tests/api/test_reports.py::test_report_rooms_and_users) |",
         "| `POST /_synapse/admin/v1/media/quarantine/{serverName}/{mediaId}` (and `/unquarantine/`) | implemented "
         "(tests/api/test_media_admin.py::test_quarantine_list_and_delete) |",
         "| `GET`/`DELETE /_synapse/admin/v1/media/{serverName}/{mediaId}` | implemented "
