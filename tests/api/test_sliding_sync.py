@@ -400,3 +400,25 @@ async def test_pos_survives_a_restart(hs: Harness) -> None:
     finally:
         await server.stop()
         await hs.server.start()
+
+
+async def test_a_cancelled_long_poll_and_its_resend_each_get_their_own_pos(hs: Harness) -> None:
+    """A client that changes its request cancels the long-poll in flight and sends the new body with
+    the same pos (matrix-js-sdk's SlidingSync on every room subscription change); the cancelled
+    request still runs on the server and answers when news comes. Each answer's pos must name what
+    that answer sent: no 500 (PostgreSQL: both saved the same generation), and the pos of the answer
+    the client kept goes on (SQLite: the later save replaced it, M_UNKNOWN_POS)."""
+    alice, bob, rooms = await three_rooms(hs)
+    body = room_list([[0, 2]])
+    first = await ss(hs, alice, body)
+    cancelled = asyncio.create_task(ss(hs, alice, body, first["pos"], timeout=10_000))
+    await asyncio.sleep(0.2)
+    resent = await ss(hs, alice, {**body, "room_subscriptions": {rooms[0]: {"timeline_limit": 5}}}, first["pos"])
+    assert resent["rooms"][rooms[0]]["unstable_expanded_timeline"] is True
+    await hs.send(bob, rooms[1], "wakes the cancelled request")
+    abandoned = await asyncio.wait_for(cancelled, 5)
+    assert timeline_bodies(abandoned["rooms"][rooms[1]]) == ["wakes the cancelled request"]
+    assert abandoned["pos"] != resent["pos"]
+    nxt = await ss(hs, alice, body, resent["pos"])  # the client goes on from the answer it kept
+    assert timeline_bodies(nxt["rooms"][rooms[1]]) == ["wakes the cancelled request"]
+    await hs.err(400, "M_UNKNOWN_POS", "POST", SS, alice, json=body, params={"pos": first["pos"]})
