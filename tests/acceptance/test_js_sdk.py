@@ -67,3 +67,10 @@ def test_js_sdk_e2ee(server: ServerInfo, e2ee_endpoints: None) -> None:
     for secret in secrets:
         hits = server.search_storage(secret)
         assert hits == [], f"plaintext {secret!r} found in server storage: {hits}"
+
+
+def test_js_sdk_sliding_sync(server: ServerInfo) -> None:
+    """matrix-js-sdk's own SlidingSync class (Simplified Sliding Sync, MSC4186) as the client's sync
+    loop: invite, join, messages both ways arrive exactly once in order, list counts, extensions."""
+    out = run_script(server, "sliding.mjs", hard_timeout_ms=90_000)
+    assert "responses: A " in out, out

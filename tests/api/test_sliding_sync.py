@@ -420,7 +420,7 @@ async def test_encryption_connection_as_the_sdk_sends_it_wakes_on_a_to_device_me
         "extensions": {"to_device": {"enabled": True, "since": None}, "e2ee": {"enabled": True}},
     }
     first = await ss(hs, bob, body)
-    assert first["txn_id"] == "t1" and first["rooms"] == {} and first["lists"] == {}
+    assert "txn_id" not in first and first["rooms"] == {} and first["lists"] == {}
     body["extensions"]["to_device"]["since"] = first["extensions"]["to_device"]["next_batch"]
     waiting = asyncio.create_task(ss(hs, bob, body, first["pos"], timeout=30_000))
     await asyncio.sleep(0.2)
@@ -526,3 +526,25 @@ async def test_an_expired_pos_is_unknown(hs: Harness) -> None:
     await hs.server.sliding_sync.purge()
     row = await hs.server.db.fetchrow("SELECT count(*) FROM sliding_sync_positions")
     assert row is not None and row[0] == 0
+
+
+async def test_a_cancelled_long_poll_and_its_resend_each_get_their_own_pos(hs: Harness) -> None:
+    """A client that changes its request cancels the long-poll in flight and sends the new body with
+    the same pos (matrix-js-sdk's SlidingSync on every room subscription change); the cancelled
+    request still runs on the server and answers when news comes. Each answer's pos must name what
+    that answer sent: no 500 (PostgreSQL: both saved the same generation), and the pos of the answer
+    the client kept goes on (SQLite: the later save replaced it, M_UNKNOWN_POS)."""
+    alice, bob, rooms = await three_rooms(hs)
+    body = room_list([[0, 2]])
+    first = await ss(hs, alice, body)
+    cancelled = asyncio.create_task(ss(hs, alice, body, first["pos"], timeout=10_000))
+    await asyncio.sleep(0.2)
+    resent = await ss(hs, alice, {**body, "room_subscriptions": {rooms[0]: {"timeline_limit": 5}}}, first["pos"])
+    assert resent["rooms"][rooms[0]]["unstable_expanded_timeline"] is True
+    await hs.send(bob, rooms[1], "wakes the cancelled request")
+    abandoned = await asyncio.wait_for(cancelled, 5)
+    assert timeline_bodies(abandoned["rooms"][rooms[1]]) == ["wakes the cancelled request"]
+    assert abandoned["pos"] != resent["pos"]
+    nxt = await ss(hs, alice, body, resent["pos"])  # the client goes on from the answer it kept
+    assert timeline_bodies(nxt["rooms"][rooms[1]]) == ["wakes the cancelled request"]
+    await hs.err(400, "M_UNKNOWN_POS", "POST", SS, alice, json=body, params={"pos": first["pos"]})

@@ -1,36 +1,62 @@
-"""SlidingSyncStore: generations of a connection, superseding, scoping and age (both engines)."""
+"""SlidingSyncStore on both engines: every saved generation is what one answer sent, even when
+requests made with the same pos save at the same time."""
 
 from __future__ import annotations
 
+import asyncio
+
 from paigham.storage.database import Database
 from paigham.storage.sliding_sync import SlidingSyncStore
+from tests.storage.support import ALICE
+
+DEV = "DEVICE"
 
 
-async def test_generations_supersede_and_are_scoped(db: Database) -> None:
+async def test_requests_with_one_pos_each_save_their_own_generation(db: Database) -> None:
     store = SlidingSyncStore(db)
-    await store.save("@a:x", "D1", "room-list", 10, 5, b"first", used=10)
-    got = await store.load("@a:x", "D1", "room-list", 10)
+    first = await store.save(ALICE, DEV, "", 1000, 5, b"first", used=None)
+    assert first == 1000
+    # four requests made with pos `first` (a cancelled long-poll and its resends) save at once
+    gens = await asyncio.gather(
+        *(store.save(ALICE, DEV, "", first + 1, 6 + i, f"answer {i}".encode(), used=first) for i in range(4))
+    )
+    assert sorted(gens) == list(range(first + 1, first + 5))
+    for i, gen in enumerate(gens):
+        saved = await store.load(ALICE, DEV, "", gen)
+        assert saved is not None and (saved.stream, saved.state) == (6 + i, f"answer {i}".encode())
+    assert await store.load(ALICE, DEV, "", first) is not None  # still retriable
+    # going on from one of them drops every generation older than it
+    kept = gens[2]
+    nxt = await store.save(ALICE, DEV, "", kept + 1, 20, b"next", used=kept)
+    assert nxt == max(gens) + 1
+    assert await store.load(ALICE, DEV, "", first) is None
+    assert [g for g in gens if await store.load(ALICE, DEV, "", g) is not None] == [g for g in gens if g >= kept]
+
+
+async def test_a_fresh_connection_drops_the_older_generations(db: Database) -> None:
+    store = SlidingSyncStore(db)
+    old = await store.save(ALICE, DEV, "room-list", 50, 1, b"old", used=None)
+    other = await store.save(ALICE, DEV, "encryption", 50, 1, b"other connection", used=None)
+    fresh = await store.save(ALICE, DEV, "room-list", 10, 2, b"fresh", used=None)
+    assert fresh == old + 1  # above every saved generation, even when asked for less
+    assert await store.load(ALICE, DEV, "room-list", old) is None
+    saved = await store.load(ALICE, DEV, "encryption", other)
+    assert saved is not None and saved.state == b"other connection"
+
+
+async def test_generations_are_scoped_to_user_device_and_connection(db: Database) -> None:
+    store = SlidingSyncStore(db)
+    gen = await store.save(ALICE, DEV, "room-list", 10, 5, b"first", used=None)
+    got = await store.load(ALICE, DEV, "room-list", gen)
     assert got is not None and got.stream == 5 and got.state == b"first"
-    # Scoped by user, device and connection.
-    assert await store.load("@b:x", "D1", "room-list", 10) is None
-    assert await store.load("@a:x", "D2", "room-list", 10) is None
-    assert await store.load("@a:x", "D1", "encryption", 10) is None
-    # Saving 11 from 10 keeps 10 (a retry) ...
-    await store.save("@a:x", "D1", "room-list", 11, 7, b"second", used=10)
-    assert await store.load("@a:x", "D1", "room-list", 10) is not None
-    # ... and saving 12 from 11 drops 10.
-    await store.save("@a:x", "D1", "room-list", 12, 9, b"third", used=11)
-    assert await store.load("@a:x", "D1", "room-list", 10) is None
-    assert (await store.load("@a:x", "D1", "room-list", 11)) is not None
-    # A retry of 11 replaces 12.
-    await store.save("@a:x", "D1", "room-list", 12, 10, b"again", used=11)
-    again = await store.load("@a:x", "D1", "room-list", 12)
-    assert again is not None and again.state == b"again" and again.stream == 10
+    assert await store.load("@bob:test.local", DEV, "room-list", gen) is None
+    assert await store.load(ALICE, "OTHER", "room-list", gen) is None
+    assert await store.load(ALICE, DEV, "encryption", gen) is None
 
 
 async def test_old_connections_and_those_of_deleted_devices_are_purged(db: Database) -> None:
     store = SlidingSyncStore(db)
-    await store.save("@a:x", "GONE", "c", 1, 1, b"s", used=1)
-    assert await store.load("@a:x", "GONE", "c", 1) is not None
+    gen = await store.save(ALICE, "GONE", "c", 1, 1, b"s", used=None)
+    assert await store.load(ALICE, "GONE", "c", gen) is not None
     await store.purge()  # no such device
-    assert await store.load("@a:x", "GONE", "c", 1) is None
+    assert await store.load(ALICE, "GONE", "c", gen) is None

@@ -2,10 +2,12 @@
 
 A connection is (user, device, conn_id). Every response that changes what the connection holds is
 saved as a new *generation* (a row); its `pos` names that generation and the stream position it was
-computed at. A request with `pos` g reads row g, and saving g+1 deletes every generation older than
-g — so the latest pos can be retried (a lost response), and a superseded one is refused
-(`M_UNKNOWN_POS`). Rows live in the database, so a `pos` survives a restart and a move to another
-worker; rows older than `MAX_AGE_MS` are refused and purged.
+computed at. A request with `pos` g reads row g and saves its answer as a generation of its own (the
+next free one, above g) while deleting every generation older than g — so the latest pos can be
+retried (a lost response), two requests made with the same pos (a client that cancels a long-poll
+to change its request: the cancelled one still answers on the server) each keep what they sent, and
+a superseded pos is refused (`M_UNKNOWN_POS`). Rows live in the database, so a `pos` survives a
+restart and a move to another worker; rows older than `MAX_AGE_MS` are refused and purged.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from paigham.storage.database import Database
 from paigham.storage.schema import metadata
 
 MAX_AGE_MS = 7 * 24 * 3600 * 1000  # a connection unused for a week is forgotten (as Synapse does)
+_SAVE_ATTEMPTS = 5  # concurrent requests with one pos (each failed attempt means another one saved)
 
 sliding_sync_positions = Table(
     "sliding_sync_positions",
@@ -61,33 +64,59 @@ class SlidingSyncStore:
         return SavedPosition(int(row[0]), bytes(row[1]), int(row[2]))
 
     async def save(
-        self, user_id: str, device_id: str, conn_id: str, generation: int, stream: int, state: bytes, *, used: int
-    ) -> None:
-        """Save `generation`, and drop every generation of the connection older than `used` (the one
-        the request came with: it stays, so a lost response can be asked for again)."""
-        async with self.db.write() as conn:
-            await self.db.run(
-                "DELETE FROM sliding_sync_positions WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 "
-                "AND (generation < $4 OR generation = $5)",
-                user_id,
-                device_id,
-                conn_id,
-                used,
-                generation,
-                conn=conn,
-            )
-            await self.db.run(
-                "INSERT INTO sliding_sync_positions (user_id, device_id, conn_id, generation, stream, state, "
-                "created_ts) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                user_id,
-                device_id,
-                conn_id,
-                generation,
-                stream,
-                state,
-                now_ms(),
-                conn=conn,
-            )
+        self,
+        user_id: str,
+        device_id: str,
+        conn_id: str,
+        at_least: int,
+        stream: int,
+        state: bytes,
+        *,
+        used: int | None,
+    ) -> int:
+        """Save a new generation — `at_least`, or the next free one above every saved generation of the
+        connection — and drop every generation older than `used` (the one the request came with: it
+        stays, so a lost response can be asked for again; None: older than the new one). Returns the
+        generation saved. Never overwrites one: each saved generation is what one answer sent."""
+        for _ in range(_SAVE_ATTEMPTS):
+            async with self.db.write() as conn:
+                row = await self.db.fetchrow(
+                    "SELECT MAX(generation) FROM sliding_sync_positions WHERE user_id = $1 AND device_id = $2 "
+                    "AND conn_id = $3",
+                    user_id,
+                    device_id,
+                    conn_id,
+                    conn=conn,
+                )
+                top = row[0] if row is not None and row[0] is not None else None
+                generation = at_least if top is None else max(at_least, int(top) + 1)
+                await self.db.run(
+                    "DELETE FROM sliding_sync_positions WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 "
+                    "AND generation < $4",
+                    user_id,
+                    device_id,
+                    conn_id,
+                    generation if used is None else used,
+                    conn=conn,
+                )
+                # A concurrent request of the same connection may have taken this generation since the
+                # MAX (PostgreSQL; SQLite writes one at a time): then nothing is added, and we look again.
+                added = await self.db.fetchrow(
+                    "INSERT INTO sliding_sync_positions (user_id, device_id, conn_id, generation, stream, state, "
+                    "created_ts) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+                    "ON CONFLICT (user_id, device_id, conn_id, generation) DO NOTHING RETURNING generation",
+                    user_id,
+                    device_id,
+                    conn_id,
+                    generation,
+                    stream,
+                    state,
+                    now_ms(),
+                    conn=conn,
+                )
+            if added is not None:
+                return generation
+        raise RuntimeError(f"sliding sync: no free generation for {user_id} {device_id} {conn_id!r}")
 
     async def forget(self, user_id: str, device_id: str, conn_id: str) -> None:
         """Drop a connection (a request without `pos` starts it afresh)."""

@@ -224,22 +224,19 @@ class SlidingSyncService:
             await asyncio.sleep(0)
         response = out.response
         if out.has_news or since is None:
-            new_generation = generation + 1 if generation is not None else _fresh_generation()
-            await self.store.save(
+            new_generation = await self.store.save(
                 rq.user_id,
                 rq.device_id,
                 conn_id,
-                new_generation,
+                generation + 1 if generation is not None else _fresh_generation(),
                 out.upto,
                 _encode(out.state),
-                used=generation if generation is not None else new_generation,
+                used=generation,
             )
             response.pos = make_pos(new_generation, out.upto)
         else:
             assert pos is not None
             response.pos = pos  # nothing new: the same position (nothing to save)
-        if body.txn_id is not None:
-            response.txn_id = body.txn_id
         return response
 
     async def purge(self) -> None:

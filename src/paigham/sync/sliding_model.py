@@ -164,7 +164,9 @@ class ExtensionsResponse(Struct, kw_only=True, omit_defaults=True, gc=False):
 
 class SlidingResponse(Struct, kw_only=True, gc=False):
     pos: str
-    txn_id: str | UnsetType = UNSET
+    # No `txn_id` echo: some matrix-rust-sdk versions take an echoed txn_id to mean that room
+    # subscriptions persist and stop re-sending them; here (as in Synapse) a subscription applies to
+    # the request that carries it.
     lists: dict[str, ListCount] = {}
     rooms: dict[str, SlidingRoom] = {}
     extensions: ExtensionsResponse = field(default_factory=ExtensionsResponse)
