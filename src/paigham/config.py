@@ -91,6 +91,18 @@ class Config(msgspec.Struct, kw_only=True, frozen=True):
     http_max_connections: int = 10_000
     http_max_connections_per_ip: int = 200
     http_connection_exempt: str = "127.0.0.1,::1"  # a reverse proxy on this host: only the total applies
+    # Push notifications (README "Push notifications"): sovereign by default.
+    push_enabled: bool = True
+    # Gateway URL prefixes pushers may use (https://ntfy.ministry.example/_matrix/push/v1/notify); empty:
+    # no pusher can be registered. http:// only for an allowlisted prefix.
+    push_gateway_allowlist: list[str] = msgspec.field(default_factory=list)
+    # Outbound requests to loopback/private/link-local addresses are refused unless in these CIDR ranges
+    # (Synapse's name), e.g. ["10.20.0.0/16"] for a gateway on the ministry's network.
+    ip_range_whitelist: list[str] = msgspec.field(default_factory=list)
+    push_include_content: bool = False  # full-format pushes carry the event content only if on
+    push_force_event_id_only: bool = True  # every push is event_id_only, whatever the pusher asked
+    push_request_timeout_s: float = 10.0
+    push_max_pushers_per_user: int = 50
 
     @property
     def data_path(self) -> Path:
@@ -106,6 +118,7 @@ class Config(msgspec.Struct, kw_only=True, frozen=True):
 
 
 _FIELDS = {f.name: f for f in msgspec.structs.fields(Config)}
+_LIST_FIELDS = {n for n, f in _FIELDS.items() if getattr(f.type, "__origin__", None) is list}
 
 
 def _from_env(environ: dict[str, str]) -> dict[str, Any]:
@@ -113,7 +126,8 @@ def _from_env(environ: dict[str, str]) -> dict[str, Any]:
     for name in _FIELDS:
         raw = environ.get("PAIGHAM_" + name.upper())
         if raw is not None:
-            out[name] = raw
+            # A list setting (push_gateway_allowlist, ip_range_whitelist) is comma-separated there.
+            out[name] = [p.strip() for p in raw.split(",") if p.strip()] if name in _LIST_FIELDS else raw
     return out
 
 

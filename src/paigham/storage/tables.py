@@ -7,6 +7,7 @@ from paigham.storage import (
     e2ee_schema,  # noqa: F401
     media_schema,  # noqa: F401
     org_schema,  # noqa: F401
+    pushers_schema,  # noqa: F401
     reports_schema,  # noqa: F401
     schema,
     sliding_sync,  # noqa: F401

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 08:18:03.049646
+Create Date: 2026-12-06 08:35:11.886947
 """
 
 from __future__ import annotations
@@ -370,6 +370,32 @@ def upgrade() -> None:
     sa.Column('stream', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('user_id')
     )
+    op.create_table('pushers',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.Column('device_id', sa.String(length=255), nullable=True),
+    sa.Column('kind', sa.String(length=32), nullable=False),
+    sa.Column('app_id', sa.String(length=64), nullable=False),
+    sa.Column('pushkey', sa.String(length=512), nullable=False),
+    sa.Column('pushkey_ts', sa.BigInteger(), nullable=False),
+    sa.Column('app_display_name', sa.String(length=255), nullable=False),
+    sa.Column('device_display_name', sa.String(length=255), nullable=False),
+    sa.Column('profile_tag', sa.String(length=255), nullable=True),
+    sa.Column('lang', sa.String(length=64), nullable=False),
+    sa.Column('data', sa.Text(), nullable=False),
+    sa.Column('last_stream', sa.BigInteger(), nullable=False),
+    sa.Column('last_badge', sa.Integer(), nullable=True),
+    sa.Column('failing_since', sa.BigInteger(), nullable=True),
+    sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('next_attempt_ts', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('lease_owner', sa.String(length=64), nullable=True),
+    sa.Column('lease_until', sa.BigInteger(), server_default='0', nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('app_id', 'pushkey', 'user_id', name='pushers_key')
+    )
+    with op.batch_alter_table('pushers', schema=None) as batch_op:
+        batch_op.create_index('pushers_user', ['user_id'], unique=False)
+
     op.create_table('receipts',
     sa.Column('room_id', sa.String(length=255), nullable=False),
     sa.Column('user_id', sa.String(length=255), nullable=False),
@@ -526,6 +552,10 @@ def downgrade() -> None:
         batch_op.drop_index('receipts_stream')
 
     op.drop_table('receipts')
+    with op.batch_alter_table('pushers', schema=None) as batch_op:
+        batch_op.drop_index('pushers_user')
+
+    op.drop_table('pushers')
     op.drop_table('push_rules')
     with op.batch_alter_table('presence', schema=None) as batch_op:
         batch_op.drop_index('presence_stream')
