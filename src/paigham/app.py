@@ -39,6 +39,7 @@ from paigham.api.client import (
     room_events,
     room_keys,
     rooms,
+    sliding_sync,
     spaces,
     sync,
     to_device,
@@ -103,10 +104,12 @@ from paigham.storage.push_actions import PushActionStore
 from paigham.storage.push_rules import PushRuleStore
 from paigham.storage.receipts import ReceiptStore
 from paigham.storage.server_state import ServerStateStore
+from paigham.storage.sliding_sync import SlidingSyncStore
 from paigham.storage.typing_notices import TypingStore
 from paigham.storage.unavailable import RETRY_AFTER_S, database_unreachable
 from paigham.sync.notifier import Notifier
 from paigham.sync.service import SyncService
+from paigham.sync.sliding import SlidingSyncService
 from paigham.sync.sources import StreamReads
 
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
@@ -227,6 +230,18 @@ class Server:
             presence_enabled=config.presence_enabled,
             extensions=self.e2ee.sync_sections,
         )
+        self.sliding_sync = SlidingSyncService(
+            self.db,
+            self.events,
+            StreamReads(self.account_data, self.receipts, self.push_actions, self.typing, self.presence_store),
+            self.account_data,
+            self.receipts,
+            self.serializer,
+            self.notifier,
+            self.push.rules_for_sync,
+            SlidingSyncStore(self.db),
+            self.e2ee.sliding_parts,
+        )
         self.login_guard = LoginGuard(config, LoginStore(self.db), self.audit)
 
     def _account_hooks(self) -> AccountHooks:
@@ -278,6 +293,7 @@ class Server:
                 Every("login-failures", 3600, self.login_guard.purge),
                 Every("retention", 3600, self.enforcer.purge_history),
                 Every("uia-sessions", 600, self.uia.purge_expired),
+                Every("sliding-sync-connections", 3600, self.sliding_sync.purge),
             ]
         )
 
@@ -313,6 +329,7 @@ class Server:
             *rooms.routes(self.auth, self.rooms),
             *room_events.routes(self.auth, self.writer, self.rooms, self.timeline, self.serializer),
             *sync.routes(c, self.auth, self.sync, self.filters, self.presence),
+            *sliding_sync.routes(c, self.auth, self.sliding_sync),
             *ephemeral.routes(self.auth, self.ephemeral, self.presence),
             *account_data.routes(self.auth, self.ephemeral, self.tags),
             *profile.routes(self.auth, self.profiles),

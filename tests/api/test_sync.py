@@ -290,3 +290,16 @@ async def test_profile_change_does_not_resend_history(hs: Harness) -> None:
     tl = s["rooms"]["join"][room]["timeline"]
     assert tl["limited"] is False
     assert [e["type"] for e in tl["events"]] == ["m.room.member"]
+
+
+async def test_invite_state_carries_the_inviters_membership(hs: Harness) -> None:
+    """Without the inviter's m.room.member event Element Web shows an invite as "Empty room"."""
+    alice, bob = await hs.register("alice"), await hs.register("bob")
+    room = await hs.create_room(alice, invite=[bob.user_id])
+    body = await hs.sync(bob)
+    stripped = body["rooms"]["invite"][room]["invite_state"]["events"]
+    members = {e["state_key"]: e for e in stripped if e["type"] == "m.room.member"}
+    assert set(members) == {alice.user_id, bob.user_id}
+    assert members[alice.user_id]["content"]["membership"] == "join"
+    assert members[bob.user_id]["content"]["membership"] == "invite"
+    assert {"m.room.create", "m.room.join_rules"} <= {e["type"] for e in stripped}

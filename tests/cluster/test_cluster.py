@@ -322,3 +322,32 @@ async def test_serve_workers_shares_one_socket_and_replaces_a_killed_worker(
             proc.wait(5)
         log.close()
         await drop_database(db)
+
+
+SLIDING = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
+
+
+async def test_sliding_sync_pos_moves_between_workers_and_long_polls_wake_across_them(
+    cluster: Cluster, http: httpx.AsyncClient
+) -> None:
+    alice, bob = await users(http, cluster, 2, "slide")
+    room_id = await shared_room([alice, bob])
+    body = {"conn_id": "room-list", "lists": {"all": {"ranges": [[0, 19]], "timeline_limit": 5}}}
+    bob.home = 0
+    first = await bob.request("POST", SLIDING, json_body=body, params={"timeout": 0})
+    assert room_id in first["rooms"]
+    pos = first["pos"]
+    for i in range(6):
+        bob.home = (i + 1) % 3  # each request on another worker than the one that issued its pos
+        alice.home = (i + 2) % 3
+        waiting = asyncio.create_task(
+            bob.request("POST", SLIDING, json_body=body, params={"timeout": 20_000, "pos": pos}, timeout=30)
+        )
+        deadline = time.monotonic() + 10
+        while await sync_waiters(http, cluster.workers[bob.home].url) < 1:
+            assert time.monotonic() < deadline, "the sliding sync never started waiting"
+            await asyncio.sleep(0.005)
+        event_id = await alice.send(room_id, f"slide {i}")
+        res = await asyncio.wait_for(waiting, 15)
+        assert [e["event_id"] for e in res["rooms"][room_id]["timeline"]] == [event_id]
+        pos = res["pos"]

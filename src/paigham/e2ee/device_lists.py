@@ -64,6 +64,11 @@ class DeviceListService(DeviceHooks):
         candidates |= await self.lists.members_of(r for r, m in mine if m not in SHARING)
         return DeviceListDelta(changed & shared, candidates - shared)
 
+    async def changed_and_left(self, user_id: str, since: int, upto: int) -> tuple[list[str], list[str]]:
+        """Sliding sync's `e2ee` extension: whose device lists changed, and who no longer shares a room."""
+        d = await self.delta(user_id, since, upto)
+        return sorted(d.changed), sorted(d.left)
+
     async def sync_section(self, req: SyncRequest, response: SyncResponse) -> None:
         """/sync extension: `device_lists` (incremental syncs only, as the spec asks)."""
         if req.since is None or not req.probe.has(DEVICE_LISTS):

@@ -16,6 +16,7 @@ from paigham.services.publisher import Publisher
 from paigham.storage.e2ee_inbox import InboxStore
 from paigham.storage.sync_probe import TO_DEVICE
 from paigham.sync.model import Events, SyncRequest, SyncResponse
+from paigham.types import JsonDict
 
 log = structlog.get_logger(__name__)
 SYNC_LIMIT = 100  # messages per /sync response (the spec's recommendation)
@@ -61,16 +62,22 @@ class ToDeviceService:
         """/sync extension: syncing from `since` acknowledges what the previous response delivered;
         then the oldest pending messages (at most SYNC_LIMIT) are delivered, and the rest deferred
         past this response's next_batch."""
-        rq = req.requester
         if not req.probe.has(TO_DEVICE):  # the device's inbox is empty: nothing to acknowledge or deliver
             return
-        if req.since is not None:
-            await self.inbox.acknowledge(rq.user_id, rq.device_id, req.since)
-        pending = await self.inbox.pending(rq.user_id, rq.device_id, req.upto, SYNC_LIMIT + 1)
-        if len(pending) > SYNC_LIMIT:
-            pending = pending[:SYNC_LIMIT]
-            await self.inbox.defer(rq.user_id, rq.device_id, req.upto, pending[-1].seq)
-        response.to_device = Events([m.to_json() for m in pending])
+        rq = req.requester
+        response.to_device = Events(await self.deliver(rq.user_id, rq.device_id, req.since, req.upto, SYNC_LIMIT))
+
+    async def deliver(self, user_id: str, device_id: str, since: int | None, upto: int, limit: int) -> list[JsonDict]:
+        """Acknowledge what was delivered up to `since`, then give the oldest `limit` pending messages;
+        those that do not fit move past `upto` (so a later `since` of `upto` does not acknowledge them).
+        /sync and the sliding sync `to_device` extension both deliver through here."""
+        if since is not None:
+            await self.inbox.acknowledge(user_id, device_id, since)
+        pending = await self.inbox.pending(user_id, device_id, upto, limit + 1)
+        if len(pending) > limit:
+            pending = pending[:limit]
+            await self.inbox.defer(user_id, device_id, upto, pending[-1].seq)
+        return [m.to_json() for m in pending]
 
 
 def _check_ids(event_type: str, txn_id: str) -> None:

@@ -24,6 +24,7 @@ from paigham.storage.e2ee_keys import KeyStore
 from paigham.storage.e2ee_lists import DeviceListStore
 from paigham.storage.events import EventStore
 from paigham.sync.service import Extension
+from paigham.sync.sliding import E2eeParts
 
 
 class E2EE:
@@ -54,6 +55,8 @@ class E2EE:
             self.lists.sync_section,
             self.keys.sync_section,
         )
+        # Sliding sync's `to_device` and `e2ee` extensions (the key counts come from its first read).
+        self.sliding_parts = E2eeParts(to_device=self.to_device.deliver, device_lists=self.lists.changed_and_left)
 
     async def user_deactivated(self, user_id: str) -> None:
         """AuthService deactivation hook: the user's devices leave the lists, their key backup goes."""

@@ -111,6 +111,21 @@ class EventStore:
         timeline = [event_from_row(r[1:]) for r in rows if r[0] == 0]
         return timeline, [event_from_row(r[1:]) for r in rows if r[0] == 1]
 
+    async def bump_stamps(self, room_ids: Sequence[str], types: Sequence[str]) -> dict[str, int]:
+        """room → the stream of its newest event of one of `types` (rooms without one left out): the
+        recency order of sliding sync's room lists. Each room is one backward index walk from its
+        newest event, which is nearly always a message."""
+        if not room_ids:
+            return {}
+        rows = await self.db.fetch(
+            "SELECT r.room_id, (SELECT e.stream FROM events e WHERE e.room_id = r.room_id "
+            "AND e.type = ANY($2::text[]) ORDER BY e.stream DESC LIMIT 1) FROM rooms r "
+            "WHERE r.room_id = ANY($1::text[])",
+            list(room_ids),
+            list(types),
+        )
+        return {r[0]: int(r[1]) for r in rows if r[1] is not None}
+
     # -- state ----------------------------------------------------------------------------
     async def state_for_keys(
         self, room_id: str, keys: Iterable[tuple[str, str]], *, conn: AsyncConnection | None = None

@@ -67,6 +67,18 @@ class ReceiptStore:
         )
         return [Receipt(r[0], r[1], r[2], r[3], r[4], int(r[5]), int(r[6]), int(r[7])) for r in rows]
 
+    async def on_events(self, room_id: str, event_ids: Sequence[str], user_id: str) -> list[Receipt]:
+        """The receipts in a room that point at these events, and the user's own (a room sent afresh
+        by sliding sync: what its timeline shows as read, not every member's receipt)."""
+        rows = await self.db.fetch(
+            "SELECT room_id, user_id, receipt_type, thread_id, event_id, event_stream, ts, stream FROM receipts "
+            "WHERE room_id = $1 AND (event_id = ANY($2::text[]) OR user_id = $3)",
+            room_id,
+            list(event_ids),
+            user_id,
+        )
+        return [Receipt(r[0], r[1], r[2], r[3], r[4], int(r[5]), int(r[6]), int(r[7])) for r in rows]
+
     async def read_positions(self, user_id: str, room_ids: Sequence[str]) -> dict[str, int]:
         """The stream of each room's newest unthreaded/main read receipt (public or private)."""
         if not room_ids:

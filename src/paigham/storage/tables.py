@@ -8,6 +8,7 @@ from paigham.storage import (
     media_schema,  # noqa: F401
     org_schema,  # noqa: F401
     schema,
+    sliding_sync,  # noqa: F401
 )
 from paigham.storage.schema import metadata
 

@@ -7,7 +7,7 @@ into a shared body. The E2EE extension adds its fields afterwards (sync/service.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -37,7 +37,8 @@ from paigham.types import JsonDict
 MEMBERSHIPS = ("join", "invite", "leave", "ban", "knock")
 LEFT = ("leave", "ban")
 
-# The state an invitee sees of the room (with their own membership event).
+# The state an invitee sees of the room (the spec's recommended stripped state), besides the
+# inviter's and their own membership events.
 STRIPPED_TYPES = (
     "m.room.create",
     "m.room.join_rules",
@@ -47,6 +48,19 @@ STRIPPED_TYPES = (
     "m.room.encryption",
     "m.room.topic",
 )
+
+
+def stripped_invite_state(state: Sequence[StoredEvent], user_id: str) -> list[JsonDict]:
+    """The stripped state of an invite (or knock): the room's description, the user's own membership
+    event and that of whoever sent it (without it, clients show "Empty room")."""
+    own = next((e for e in state if e.type == "m.room.member" and e.state_key == user_id), None)
+    inviter = own.sender if own is not None else None
+    return [
+        {"type": e.type, "state_key": e.state_key, "content": e.content, "sender": e.sender}
+        for e in state
+        if e.type in STRIPPED_TYPES
+        or (e.type == "m.room.member" and e.state_key in (user_id, inviter) and e.state_key is not None)
+    ]
 
 
 @dataclass
@@ -300,12 +314,7 @@ class Sections:
             if m != "invite" or (req.since is not None and stream <= req.since) or stream > req.upto:
                 continue
             state = await self.events.state_at(room_id, stream)
-            stripped = [
-                {"type": e.type, "state_key": e.state_key, "content": e.content, "sender": e.sender}
-                for e in state
-                if e.type in STRIPPED_TYPES or (e.type == "m.room.member" and e.state_key == req.requester.user_id)
-            ]
-            out[room_id] = InvitedRoom(Events(stripped))
+            out[room_id] = InvitedRoom(Events(stripped_invite_state(state, req.requester.user_id)))
         return out
 
     async def _left(self, req: SyncRequest, changed: set[str]) -> dict[str, LeftRoom]:

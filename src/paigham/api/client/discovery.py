@@ -38,7 +38,7 @@ SUPPORTED_VERSIONS = [
 def routes(config: Config, auth: Authenticator) -> list[Route]:
     async def versions(_: Request) -> Response:
         """GET /_matrix/client/versions"""
-        return ok({"versions": SUPPORTED_VERSIONS, "unstable_features": {}})
+        return ok({"versions": SUPPORTED_VERSIONS, "unstable_features": {"org.matrix.simplified_msc3575": True}})
 
     async def well_known(_: Request) -> Response:
         """GET /.well-known/matrix/client"""

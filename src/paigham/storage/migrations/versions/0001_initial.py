@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 14:43:44.399426
+Create Date: 2026-12-06 08:06:40.417607
 """
 
 from __future__ import annotations
@@ -429,6 +429,19 @@ def upgrade() -> None:
     sa.Column('value', sa.Text(), nullable=False),
     sa.PrimaryKeyConstraint('key')
     )
+    op.create_table('sliding_sync_positions',
+    sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.Column('device_id', sa.String(length=255), nullable=False),
+    sa.Column('conn_id', sa.String(length=64), nullable=False),
+    sa.Column('generation', sa.BigInteger(), nullable=False),
+    sa.Column('stream', sa.BigInteger(), nullable=False),
+    sa.Column('state', sa.LargeBinary(), nullable=False),
+    sa.Column('created_ts', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('user_id', 'device_id', 'conn_id', 'generation')
+    )
+    with op.batch_alter_table('sliding_sync_positions', schema=None) as batch_op:
+        batch_op.create_index('sliding_sync_positions_age', ['created_ts'], unique=False)
+
     op.create_table('stream_counter',
     sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
     sa.Column('pos', sa.BigInteger(), nullable=False),
@@ -477,6 +490,10 @@ def downgrade() -> None:
     op.drop_table('typing_stream')
     op.drop_table('typing')
     op.drop_table('stream_counter')
+    with op.batch_alter_table('sliding_sync_positions', schema=None) as batch_op:
+        batch_op.drop_index('sliding_sync_positions_age')
+
+    op.drop_table('sliding_sync_positions')
     op.drop_table('server_state')
     op.drop_table('server_notice_rooms')
     op.drop_table('rooms')

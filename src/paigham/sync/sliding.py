@@ -1,0 +1,706 @@
+"""Simplified Sliding Sync (MSC4186): the room list and rooms Element X asks for, on connections
+whose state is kept in the database.
+
+One request: read where the streams stand and the user's rooms (the same first read as /sync,
+storage/sync_probe.py); order the rooms by `bump_stamp`; cut each list's windows; then send each room
+in a window or subscription that is new to the connection (in full, `initial`), has news since it was
+last sent (incrementally), or is asked for with more (a longer timeline, more state). What the
+connection holds afterwards is saved as a new generation (storage/sliding_sync.py) named by the
+response's `pos`. With a `pos` and nothing to send, the request long-polls like /sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import msgspec
+from msgspec import UNSET, Struct
+
+from paigham.clock import now_ms
+from paigham.domain.stored_event import StoredEvent
+from paigham.domain.tokens import make_token, parse_token
+from paigham.requester import Requester
+from paigham.services.serializer import strip_room_id
+from paigham.storage.database import Database
+from paigham.storage.receipts import Receipt
+from paigham.storage.sliding_sync import SlidingSyncStore
+from paigham.storage.sync_probe import (
+    ACCOUNT_DATA,
+    DEVICE_LISTS,
+    PUSH_RULES,
+    ROOM_EVENTS,
+    ROOM_RECEIPTS,
+    ROOM_TYPING,
+    TO_DEVICE,
+    SyncProbe,
+    probe,
+)
+from paigham.sync.notifier import Notifier
+from paigham.sync.sections import MEMBERSHIPS, stripped_invite_state
+from paigham.sync.sliding_model import (
+    AccountDataResponse,
+    DeviceListsResponse,
+    E2eeResponse,
+    ExtensionsResponse,
+    Filters,
+    Hero,
+    ListCount,
+    RoomConfig,
+    RoomEventsResponse,
+    ScopedToggle,
+    SlidingRequest,
+    SlidingResponse,
+    SlidingRoom,
+    ToDeviceResponse,
+    make_pos,
+    parse_pos,
+    unknown_pos,
+)
+from paigham.sync.sources import PushRulesProvider, RoomReads, Serializer, StreamReads
+from paigham.types import JsonDict
+
+# What moves a room up the list (Synapse's default set, with the unstable names clients still send).
+BUMP_TYPES = (
+    "m.room.create",
+    "m.room.message",
+    "m.room.encrypted",
+    "m.sticker",
+    "m.call.invite",
+    "m.poll.start",
+    "org.matrix.msc3381.poll.start",
+    "m.beacon_info",
+    "org.matrix.msc3672.beacon_info",
+)
+LIVE = ("join", "invite", "knock")  # rooms the lists show
+LEFT = ("leave", "ban")
+MEMBER = "m.room.member"
+# State every room carries besides what was asked for: its name, avatar and whether it is encrypted.
+BASICS = ("m.room.name", "m.room.avatar", "m.room.create", "m.room.encryption")
+HEROES = 5
+
+
+class SlidingReads(RoomReads, Protocol):
+    """What sliding sync reads of rooms beyond /sync's reads (storage/events.py)."""
+
+    async def bump_stamps(self, room_ids: Sequence[str], types: Sequence[str]) -> dict[str, int]: ...
+
+
+class AccountDataGet(Protocol):
+    async def get(self, user_id: str, room_id: str, type_: str) -> JsonDict | None: ...
+
+
+class ReceiptsOnEvents(Protocol):
+    async def on_events(self, room_id: str, event_ids: Sequence[str], user_id: str) -> list[Receipt]: ...
+
+
+# The E2EE plug-in's parts (e2ee/wiring.py): to-device delivery and device-list changes.
+ToDeviceDelivery = Callable[[str, str, int | None, int, int], Awaitable[list[JsonDict]]]
+DeviceListDelta = Callable[[str, int, int], Awaitable[tuple[list[str], list[str]]]]
+
+
+@dataclass(frozen=True, slots=True)
+class E2eeParts:
+    to_device: ToDeviceDelivery
+    device_lists: DeviceListDelta
+
+
+# -- what a connection holds (saved per generation) --------------------------------------------------
+class RoomSent(Struct, array_like=True, gc=False):
+    stream: int  # the room was sent up to this position
+    membership: str
+    timeline_limit: int
+    required_state: str  # the required_state it was sent with (canonical key)
+    bump: int
+
+
+class ConnectionState(Struct, gc=False):
+    rooms: dict[str, RoomSent] = {}
+    bumps: dict[str, int] = {}  # every live room's bump stamp (the list order)
+    counts: dict[str, int] = {}  # list → count as last sent
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode_state = msgspec.msgpack.Decoder(ConnectionState).decode
+
+
+@dataclass(slots=True)
+class Wanted:
+    """What a room in view is asked for: the merged config of every list window and subscription."""
+
+    timeline_limit: int = 0
+    pairs: set[tuple[str, str]] = field(default_factory=set)
+
+    def add(self, cfg: RoomConfig) -> None:
+        self.timeline_limit = max(self.timeline_limit, cfg.timeline_limit)
+        self.pairs.update((t, k) for t, k in cfg.required_state)
+
+    @property
+    def key(self) -> str:
+        return "\x1f".join(sorted(f"{t}\x1e{k}" for t, k in self.pairs))
+
+
+@dataclass(slots=True)
+class Pass:
+    """One computation: the request, what the streams say, and what the connection holds."""
+
+    rq: Requester
+    body: SlidingRequest
+    since: int | None
+    upto: int
+    found: SyncProbe
+    prev: ConnectionState
+    state: ConnectionState
+    m_direct: set[str] | None = None
+    initial_rooms: set[str] = field(default_factory=set)
+    timelines: dict[str, list[str]] = field(default_factory=dict)  # room → event ids sent
+
+
+@dataclass(slots=True)
+class Computed:
+    response: SlidingResponse
+    state: ConnectionState
+    upto: int
+    has_news: bool
+    wake_rooms: list[str]
+
+
+class SlidingSyncService:
+    def __init__(
+        self,
+        db: Database,
+        events: SlidingReads,
+        streams: StreamReads,
+        account_data: AccountDataGet,
+        receipts: ReceiptsOnEvents,
+        serializer: Serializer,
+        notifier: Notifier,
+        push_rules: PushRulesProvider,
+        store: SlidingSyncStore,
+        e2ee: E2eeParts | None = None,
+    ) -> None:
+        self.db = db
+        self.events = events
+        self.streams = streams
+        self.account_data = account_data
+        self.receipts = receipts
+        self.serializer = serializer
+        self.notifier = notifier
+        self.push_rules = push_rules
+        self.store = store
+        self.e2ee = e2ee
+
+    async def sync(self, rq: Requester, body: SlidingRequest, pos: str | None, timeout_ms: int) -> SlidingResponse:
+        conn_id = body.conn_id or ""
+        generation: int | None = None
+        prev, since = ConnectionState(), None
+        if pos:
+            generation, stream = parse_pos(pos)
+            saved = await self.store.load(rq.user_id, rq.device_id, conn_id, generation)
+            if saved is None or saved.stream != stream:
+                raise unknown_pos()
+            try:
+                prev = _decode_state(saved.state)
+            except msgspec.DecodeError:
+                raise unknown_pos() from None
+            since = saved.stream
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:
+            out = await self._compute(rq, body, prev, since)
+            remaining = deadline - time.monotonic()
+            if out.has_news or since is None or remaining <= 0:
+                break
+            keys = [f"u:{rq.user_id}", *(f"r:{r}" for r in out.wake_rooms)]
+            if not await self.notifier.wait(keys, out.upto, remaining):
+                out = await self._compute(rq, body, prev, since)  # one last look, as /sync does
+                break
+            await asyncio.sleep(0)
+        response = out.response
+        if out.has_news or since is None:
+            new_generation = generation + 1 if generation is not None else _fresh_generation()
+            await self.store.save(
+                rq.user_id,
+                rq.device_id,
+                conn_id,
+                new_generation,
+                out.upto,
+                _encode(out.state),
+                used=generation if generation is not None else new_generation,
+            )
+            response.pos = make_pos(new_generation, out.upto)
+        else:
+            assert pos is not None
+            response.pos = pos  # nothing new: the same position (nothing to save)
+        if body.txn_id is not None:
+            response.txn_id = body.txn_id
+        return response
+
+    async def purge(self) -> None:
+        await self.store.purge()
+
+    # -- one pass --------------------------------------------------------------------------------------
+    async def _compute(self, rq: Requester, body: SlidingRequest, prev: ConnectionState, since: int | None) -> Computed:
+        found = await probe(self.db, rq.user_id, rq.device_id, since, MEMBERSHIPS)
+        if since is not None and since > found.position:
+            since = found.position  # a position from a restored database: take it as "now"
+        p = Pass(rq, body, since, found.position, found, prev, ConnectionState(dict(prev.rooms)))
+        live = {r: m for r, (m, _) in found.memberships.items() if m in LIVE}
+        await self._bump_stamps(p, live)
+        order = sorted(live, key=lambda r: (-p.state.bumps[r], r))
+        in_view: dict[str, Wanted] = {}
+        lists: dict[str, ListCount] = {}
+        in_list: dict[str, set[str]] = {}
+        for name, cfg in body.lists.items():
+            matched = await self._filtered(p, cfg.filters, order, live)
+            lists[name] = ListCount(len(matched))
+            p.state.counts[name] = len(matched)
+            in_list[name] = set()
+            for lo, hi in cfg.ranges:
+                for room_id in matched[lo : hi + 1]:
+                    in_view.setdefault(room_id, Wanted()).add(cfg)
+                    in_list[name].add(room_id)
+        for room_id, sub in body.room_subscriptions.items():
+            if room_id in live:  # a subscription to a room one is not in is ignored (no peeking)
+                in_view.setdefault(room_id, Wanted()).add(sub)
+        rooms: dict[str, SlidingRoom] = {}
+        for room_id, wanted in in_view.items():
+            room = await self._room(p, room_id, wanted)
+            if room is not None:
+                rooms[room_id] = room
+        rooms.update(await self._left_rooms(p, live))
+        extensions = await self._extensions(p, in_view, in_list, rooms)
+        counts_changed = p.state.counts != prev.counts
+        has_news = bool(rooms) or counts_changed or extensions.has_news()
+        response = SlidingResponse(pos="", lists=lists, rooms=rooms, extensions=extensions)
+        return Computed(response, p.state, p.upto, has_news, list(live))
+
+    async def _bump_stamps(self, p: Pass, live: Mapping[str, str]) -> None:
+        """Each live room's bump stamp: looked up again only for rooms with events past `since`."""
+        bumps = {r: b for r, b in p.prev.bumps.items() if r in live}
+        stale = [
+            r
+            for r, m in live.items()
+            if m == "join" and (r not in bumps or p.since is None or p.found.room_flags.get(r, 0) & ROOM_EVENTS)
+        ]
+        found = await self.events.bump_stamps(stale, BUMP_TYPES) if stale else {}
+        for room_id, m in live.items():
+            stream = p.found.memberships[room_id][1]
+            if m != "join":
+                bumps[room_id] = stream  # an invite or knock: when it came
+            elif room_id in found or room_id not in bumps:
+                bumps[room_id] = found.get(room_id, stream)
+        p.state.bumps = bumps
+
+    async def _filtered(self, p: Pass, flt: Filters | None, order: list[str], live: Mapping[str, str]) -> list[str]:
+        if flt is None:
+            return order
+        out = []
+        for room_id in order:
+            if await self._matches(p, flt, room_id, live[room_id]):
+                out.append(room_id)
+        return out
+
+    async def _matches(self, p: Pass, flt: Filters, room_id: str, membership: str) -> bool:
+        if flt.is_invite is not None and flt.is_invite != (membership == "invite"):
+            return False
+        if flt.is_dm is not None and flt.is_dm != (room_id in await self._direct_rooms(p)):
+            return False
+        needs_state = flt.is_encrypted is not None or flt.room_types is not None or flt.not_room_types is not None
+        if needs_state:
+            state = {e.type: e for e in await self._state_upto(p, room_id, ("m.room.create", "m.room.encryption"))}
+            if flt.is_encrypted is not None and flt.is_encrypted != ("m.room.encryption" in state):
+                return False
+            create = state.get("m.room.create")
+            room_type = create.content.get("type") if create else None
+            if flt.room_types is not None and room_type not in flt.room_types:
+                return False
+            if flt.not_room_types is not None and room_type in flt.not_room_types:
+                return False
+        if flt.tags is not None or flt.not_tags is not None:
+            tags = set((await self.account_data.get(p.rq.user_id, room_id, "m.tag") or {}).get("tags", {}) or {})
+            if flt.tags is not None and not tags & set(flt.tags):
+                return False
+            if flt.not_tags is not None and tags & set(flt.not_tags):
+                return False
+        if flt.spaces is not None:
+            parents = {e.state_key for e in await self._state_upto(p, room_id, ("m.space.parent",))}
+            if not parents & set(flt.spaces):
+                return False
+        return True
+
+    async def _direct_rooms(self, p: Pass) -> set[str]:
+        """The rooms the user's m.direct account data names (read once per pass)."""
+        if p.m_direct is None:
+            content = await self.account_data.get(p.rq.user_id, "", "m.direct") or {}
+            p.m_direct = {
+                r for rooms in content.values() if isinstance(rooms, list) for r in rooms if isinstance(r, str)
+            }
+        return p.m_direct
+
+    async def _state_upto(self, p: Pass, room_id: str, types: Sequence[str]) -> list[StoredEvent]:
+        stream = p.found.memberships[room_id][1] if p.found.memberships[room_id][0] != "join" else p.upto
+        return await self.events.state_at(room_id, stream, types)
+
+    # -- rooms -------------------------------------------------------------------------------------------
+    async def _room(self, p: Pass, room_id: str, wanted: Wanted) -> SlidingRoom | None:
+        membership, stream = p.found.memberships[room_id]
+        sent = p.prev.rooms.get(room_id)
+        bump = p.state.bumps[room_id]
+        if membership != "join":
+            if sent is not None and sent.membership == membership and sent.stream >= stream:
+                return None
+            p.state.rooms[room_id] = RoomSent(p.upto, membership, wanted.timeline_limit, wanted.key, bump)
+            return await self._invited(p, room_id, stream, bump)
+        p.state.rooms[room_id] = RoomSent(p.upto, "join", wanted.timeline_limit, wanted.key, bump)
+        if sent is None or sent.membership != "join":
+            return await self._joined_initial(p, room_id, wanted, bump)
+        return await self._joined_update(p, room_id, wanted, sent, bump)
+
+    async def _invited(self, p: Pass, room_id: str, stream: int, bump: int) -> SlidingRoom:
+        state = await self.events.state_at(room_id, stream)
+        stripped = stripped_invite_state(state, p.rq.user_id)
+        by_type = {(e["type"], e["state_key"]): e for e in stripped}
+        me = by_type.get((MEMBER, p.rq.user_id))
+        name = (by_type.get(("m.room.name", "")) or {}).get("content", {}).get("name")
+        avatar = (by_type.get(("m.room.avatar", "")) or {}).get("content", {}).get("url")
+        is_dm = bool(me and me["content"].get("is_direct")) or room_id in await self._direct_rooms(p)
+        return SlidingRoom(
+            name=name if isinstance(name, str) and name else UNSET,
+            avatar=avatar if isinstance(avatar, str) and avatar else UNSET,
+            is_dm=is_dm,
+            initial=True,
+            invite_state=stripped,
+            bump_stamp=bump,
+        )
+
+    async def _joined_initial(self, p: Pass, room_id: str, wanted: Wanted, bump: int) -> SlidingRoom:
+        p.initial_rooms.add(room_id)
+        limit = wanted.timeline_limit
+        recent, related = await self.events.recent_with_relations(room_id, after=None, upto=p.upto, limit=limit + 1)
+        timeline = recent[-limit:] if limit else []
+        state, basics = await self._required_state(p, room_id, wanted, timeline, everything=True)
+        room = await self._render(p, room_id, timeline, related, len(recent) > limit, state)
+        room.initial = True
+        room.bump_stamp = bump
+        room.num_live = 0
+        await self._describe(p, room_id, room, basics, counts=True)
+        return room
+
+    async def _joined_update(
+        self, p: Pass, room_id: str, wanted: Wanted, sent: RoomSent, bump: int
+    ) -> SlidingRoom | None:
+        limit = wanted.timeline_limit
+        expanded = limit > sent.timeline_limit
+        new_config = wanted.key != sent.required_state
+        quiet = (
+            sent.stream == p.since and not p.found.room_flags.get(room_id, 0) & ROOM_EVENTS
+        ) or sent.stream >= p.upto
+        if quiet and not expanded and not new_config:
+            return None
+        after = None if expanded else sent.stream
+        recent, related = await self.events.recent_with_relations(room_id, after=after, upto=p.upto, limit=limit + 1)
+        timeline = recent[-limit:] if limit else []
+        fresh = [e for e in recent if e.stream > sent.stream]
+        if not fresh and not expanded and not new_config:
+            return None
+        if new_config:
+            state, basics = await self._required_state(p, room_id, wanted, timeline, everything=True)
+        else:
+            changed = await self.events.state_changes(room_id, sent.stream, p.upto) if fresh else []
+            state, basics = await self._required_state(p, room_id, wanted, timeline, changed=changed)
+        room = await self._render(p, room_id, timeline, related, len(recent) > limit, state)
+        room.num_live = sum(1 for e in timeline if e.stream > sent.stream)
+        if expanded:
+            room.unstable_expanded_timeline = True
+        if bump != sent.bump:
+            room.bump_stamp = bump
+        changed_types = {e.type for e in fresh if e.state_key is not None}
+        if changed_types & {"m.room.name", "m.room.avatar", MEMBER}:
+            await self._describe(p, room_id, room, basics, counts=MEMBER in changed_types)
+        return room
+
+    async def _required_state(
+        self,
+        p: Pass,
+        room_id: str,
+        wanted: Wanted,
+        timeline: Sequence[StoredEvent],
+        *,
+        everything: bool = False,
+        changed: Sequence[StoredEvent] = (),
+    ) -> tuple[list[StoredEvent], dict[str, StoredEvent]]:
+        """The state the room is asked for (all of it, or what changed), and its basic state events."""
+        me = p.rq.user_id
+        lazy = {e.sender for e in timeline} | {e.state_key for e in timeline if e.type == MEMBER and e.state_key}
+        match = _matcher(wanted.pairs, me, lazy)
+        if not everything:
+            latest: dict[tuple[str, str | None], StoredEvent] = {}
+            for e in changed:
+                latest[(e.type, e.state_key)] = e
+            picked = [e for e in latest.values() if match(e)]
+            if ("m.room.member", "$LAZY") in wanted.pairs:
+                have = {e.state_key for e in picked if e.type == MEMBER}
+                picked += await self.events.state_at_keys(room_id, p.upto, MEMBER, sorted(lazy - have))
+            return picked, {e.type: e for e in latest.values() if e.type in BASICS and e.state_key == ""}
+        if ("*", "*") in wanted.pairs:
+            state = await self.events.state_at(room_id, p.upto)
+            return [e for e in state if match(e)], {e.type: e for e in state if e.type in BASICS and e.state_key == ""}
+        types = {t for t, _ in wanted.pairs if t != MEMBER and t != "*"} | set(BASICS)
+        if any(t == "*" for t, _ in wanted.pairs):
+            types = set()  # ["*", key]: any type with that key — read all but members
+        state = await self.events.state_at(room_id, p.upto, sorted(types) if types else None)
+        members: list[StoredEvent] = []
+        if (MEMBER, "*") in wanted.pairs:
+            members = [e for e in state if e.type == MEMBER] or await self.events.state_at(room_id, p.upto, [MEMBER])
+        else:
+            keys = {k for t, k in wanted.pairs if t in (MEMBER, "*") and not k.startswith("$") and k != "*"}
+            if (MEMBER, "$ME") in wanted.pairs:
+                keys.add(me)
+            if (MEMBER, "$LAZY") in wanted.pairs:
+                keys |= lazy
+            members = await self.events.state_at_keys(room_id, p.upto, MEMBER, sorted(keys)) if keys else []
+        others = [e for e in state if e.type != MEMBER and match(e)]
+        basics = {e.type: e for e in state if e.type in BASICS and e.state_key == ""}
+        return others + [e for e in members if match(e)], basics
+
+    async def _render(
+        self,
+        p: Pass,
+        room_id: str,
+        timeline: list[StoredEvent],
+        related: list[StoredEvent],
+        limited: bool,
+        state: list[StoredEvent],
+    ) -> SlidingRoom:
+        rq = p.rq
+        p.timelines[room_id] = [e.event_id for e in timeline]
+        prev_batch = (timeline[0].stream - 1) if timeline else p.upto
+        notifications, highlights = await self._unread(p, room_id)
+        return SlidingRoom(
+            required_state=strip_room_id(await self.serializer.serialize(state, rq, bundle=False)),
+            timeline=strip_room_id(await self.serializer.serialize(timeline, rq, related=related)),
+            prev_batch=make_token(prev_batch),
+            limited=limited,
+            notification_count=notifications,
+            highlight_count=highlights,
+        )
+
+    async def _describe(
+        self, p: Pass, room_id: str, room: SlidingRoom, basics: dict[str, StoredEvent], *, counts: bool
+    ) -> None:
+        """Name, avatar, heroes, DM flag and member counts."""
+        if not {"m.room.name", "m.room.avatar"} <= basics.keys():
+            have = {**{e.type: e for e in await self.events.state_at(room_id, p.upto, BASICS)}, **basics}
+            basics = have
+        name = basics["m.room.name"].content.get("name") if "m.room.name" in basics else None
+        avatar = basics["m.room.avatar"].content.get("url") if "m.room.avatar" in basics else None
+        if isinstance(name, str) and name:
+            room.name = name
+        if isinstance(avatar, str) and avatar:
+            room.avatar = avatar
+        if counts or room.initial:
+            member_counts = await self.events.member_counts(room_id)
+            room.joined_count = member_counts.get("join", 0)
+            room.invited_count = member_counts.get("invite", 0)
+            if not (isinstance(name, str) and name):
+                heroes = await self.events.heroes(room_id, p.rq.user_id, HEROES)
+                events = await self.events.state_at_keys(room_id, p.upto, MEMBER, heroes) if heroes else []
+                by_user = {e.state_key: e.content for e in events}
+                room.heroes = [_hero(u, by_user.get(u, {})) for u in heroes]
+        room.is_dm = room_id in await self._direct_rooms(p)
+
+    async def _unread(self, p: Pass, room_id: str) -> tuple[int, int]:
+        if room_id in p.found.unread:
+            return p.found.unread[room_id]
+        user_id = p.rq.user_id
+        reads = await self.streams.receipts.read_positions(user_id, [room_id])
+        start = max(reads.get(room_id, 0), p.found.joined_at.get(room_id, 0))
+        counts = await self.streams.unread.unread_counts(user_id, {room_id: start})
+        return tuple(counts.get(room_id, (0, 0)))  # type: ignore[return-value]
+
+    async def _left_rooms(self, p: Pass, live: Mapping[str, str]) -> dict[str, SlidingRoom]:
+        """Rooms the connection had that the user has left since: sent once, with the leave."""
+        out: dict[str, SlidingRoom] = {}
+        for room_id, sent in p.prev.rooms.items():
+            if room_id in live:
+                continue
+            p.state.rooms.pop(room_id, None)
+            current = p.found.memberships.get(room_id)
+            if current is None or current[0] not in LEFT or sent.membership not in LIVE:
+                continue  # forgotten, or already reported
+            stream = current[1]
+            limit = max(1, sent.timeline_limit)
+            recent, related = await self.events.recent_with_relations(
+                room_id, after=sent.stream, upto=stream, limit=limit + 1
+            )
+            timeline = recent[-limit:]
+            room = await self._render(p, room_id, timeline, related, len(recent) > limit, [])
+            room.bump_stamp = stream
+            room.num_live = len(timeline)
+            out[room_id] = room
+        return out
+
+    # -- extensions --------------------------------------------------------------------------------------
+    async def _extensions(
+        self,
+        p: Pass,
+        in_view: Mapping[str, Wanted],
+        in_list: Mapping[str, set[str]],
+        rooms: Mapping[str, SlidingRoom],
+    ) -> ExtensionsResponse:
+        ext = p.body.extensions
+        out = ExtensionsResponse()
+        if ext.to_device is not None and ext.to_device.enabled and self.e2ee is not None:
+            out.to_device = await self._to_device(p, ext.to_device.since, ext.to_device.limit)
+        if ext.e2ee is not None and ext.e2ee.enabled:
+            out.e2ee = await self._e2ee(p)
+        if ext.account_data is not None and ext.account_data.enabled:
+            scope = _scope(ext.account_data, in_view, in_list)
+            out.account_data = await self._account_data(p, scope)
+        if ext.receipts is not None and ext.receipts.enabled:
+            out.receipts = await self._receipts(p, _scope(ext.receipts, in_view, in_list))
+        if ext.typing is not None and ext.typing.enabled:
+            out.typing = await self._typing(p, _scope(ext.typing, in_view, in_list))
+        return out
+
+    async def _to_device(self, p: Pass, since_token: str | None, limit: int) -> ToDeviceResponse:
+        assert self.e2ee is not None
+        since = None
+        if since_token:
+            try:
+                since = parse_token(since_token, "to_device.since")
+            except Exception:
+                since = None  # an unknown token: deliver from the oldest queued message
+        events: list[JsonDict] = []
+        if p.found.has(TO_DEVICE) or p.since is None:
+            events = await self.e2ee.to_device(p.rq.user_id, p.rq.device_id, since, p.upto, min(limit, 100))
+        return ToDeviceResponse(next_batch=make_token(p.upto), events=events)
+
+    async def _e2ee(self, p: Pass) -> E2eeResponse:
+        out = E2eeResponse(
+            device_one_time_keys_count={"signed_curve25519": 0, **p.found.one_time_keys},
+            device_unused_fallback_key_types=list(p.found.fallback_keys),
+        )
+        if p.since is not None and self.e2ee is not None:
+            changed: list[str] = []
+            left: list[str] = []
+            if p.found.has(DEVICE_LISTS):
+                changed, left = await self.e2ee.device_lists(p.rq.user_id, p.since, p.upto)
+            out.device_lists = DeviceListsResponse(changed, left)
+        return out
+
+    async def _account_data(self, p: Pass, scope: set[str]) -> AccountDataResponse:
+        """All of it on a fresh connection, then what changed; all of a room's when the room is new to
+        the connection."""
+        user_id = p.rq.user_id
+        glob: list[JsonDict] = []
+        by_room: dict[str, list[JsonDict]] = {}
+        if p.since is None or p.found.has(ACCOUNT_DATA):
+            for room_id, type_, content in await self.streams.account_data.since(user_id, p.since, p.upto):
+                ev = {"type": type_, "content": content}
+                if not room_id:
+                    glob.append(ev)
+                elif room_id in scope:
+                    by_room.setdefault(room_id, []).append(ev)
+        new_rooms = scope & p.initial_rooms
+        if p.since is not None and new_rooms:
+            whole: dict[str, list[JsonDict]] = {}
+            for room_id, type_, content in await self.streams.account_data.since(user_id, None, p.upto):
+                if room_id in new_rooms:
+                    whole.setdefault(room_id, []).append({"type": type_, "content": content})
+            by_room.update(whole)
+        if p.since is None or p.found.has(PUSH_RULES):
+            rules, _ = await self.push_rules(user_id)
+            glob.append({"type": "m.push_rules", "content": rules})
+        return AccountDataResponse(glob, by_room)
+
+    async def _receipts(self, p: Pass, scope: set[str]) -> RoomEventsResponse:
+        me = p.rq.user_id
+        found: list[Receipt] = []
+        for room_id in sorted(scope & p.initial_rooms):
+            found += await self.receipts.on_events(room_id, p.timelines.get(room_id, []), me)
+        if p.since is not None:
+            rooms = [r for r in p.found.rooms_with(ROOM_RECEIPTS, sorted(scope)) if r not in p.initial_rooms]
+            found += await self.streams.receipts.since(rooms, p.since, p.upto)
+        out: dict[str, JsonDict] = {}
+        for r in found:
+            if r.receipt_type == "m.read.private" and r.user_id != me:
+                continue
+            entry: JsonDict = {"ts": r.ts}
+            if r.thread_id:
+                entry["thread_id"] = r.thread_id
+            content = out.setdefault(r.room_id, {"type": "m.receipt", "content": {}})["content"]
+            content.setdefault(r.event_id, {}).setdefault(r.receipt_type, {})[r.user_id] = entry
+        return RoomEventsResponse(out)
+
+    async def _typing(self, p: Pass, scope: set[str]) -> RoomEventsResponse:
+        if p.since is None:
+            rooms = sorted(scope)
+        else:
+            rooms = sorted(
+                set(await self.streams.typing.changed(p.found.rooms_with(ROOM_TYPING, sorted(scope)), p.since, p.upto))
+            )
+        users = await self.streams.typing.users(rooms, now_ms()) if rooms else {}
+        out: dict[str, JsonDict] = {}
+        for room_id in rooms:
+            who = sorted(users.get(room_id, []))
+            if who or p.since is not None:
+                out[room_id] = {"type": "m.typing", "content": {"user_ids": who}}
+        return RoomEventsResponse(out)
+
+
+def _scope(toggle: ScopedToggle, in_view: Mapping[str, Wanted], in_list: Mapping[str, set[str]]) -> set[str]:
+    """The rooms an extension covers: those of the named lists' windows and the named subscriptions."""
+    lists = toggle.lists if toggle.lists is not None else ["*"]
+    rooms = toggle.rooms if toggle.rooms is not None else ["*"]
+    out: set[str] = set()
+    for name in in_list if "*" in lists else lists:
+        out |= in_list.get(name, set())
+    if "*" in rooms:
+        out |= set(in_view)
+    else:
+        out |= {r for r in rooms if r in in_view}
+    return out
+
+
+def _matcher(pairs: Iterable[tuple[str, str]], me: str, lazy: set[str]) -> Callable[[StoredEvent], bool]:
+    exact: set[tuple[str, str]] = set()
+    any_key: set[str] = set()
+    any_type: set[str] = set()
+    everything = False
+    for t, k in pairs:
+        if t == "*" and k == "*":
+            everything = True
+        elif k == "*":
+            any_key.add(t)
+        elif t == "*":
+            any_type.add(me if k == "$ME" else k)
+        elif t == MEMBER and k == "$LAZY":
+            exact.update((MEMBER, u) for u in lazy)
+        else:
+            exact.add((t, me if k == "$ME" else k))
+
+    def match(e: StoredEvent) -> bool:
+        key = e.state_key or ""
+        return everything or e.type in any_key or key in any_type or (e.type, key) in exact
+
+    return match
+
+
+def _hero(user_id: str, content: JsonDict) -> Hero:
+    name, avatar = content.get("displayname"), content.get("avatar_url")
+    return Hero(
+        user_id=user_id,
+        displayname=name if isinstance(name, str) and name else UNSET,
+        avatar_url=avatar if isinstance(avatar, str) and avatar else UNSET,
+    )
+
+
+def _fresh_generation() -> int:
+    """A new connection's first generation: above any earlier one of the same conn_id (time-based),
+    so the old ones are dropped when it is saved, and an old `pos` cannot name it."""
+    return now_ms() * 1000 + random.randrange(1000)
