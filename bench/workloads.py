@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.client import Client, bounded_gather, new_session, ss_timeline_events, timeline_events
+from bench.client import COUNTERS, Client, bounded_gather, new_session, ss_timeline_events, timeline_events
 from bench.servers import Server
 
 now = time.perf_counter
@@ -681,7 +681,10 @@ async def w_sliding_sync(run: Run) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for part, fn in (("room_list", _ss_room_list), ("delivery", _ss_delivery), ("idle", _ss_idle)):
         run.log(f"  {run.server.name}: sliding_sync {part} ...")
+        resent, errors = COUNTERS.reconnects, COUNTERS.errors
         out[part] = await fn(run)
+        out[part]["requests_resent"] = COUNTERS.reconnects - resent  # see client.Client.request
+        out[part]["error_responses"] = COUNTERS.errors - errors
     return out
 
 
