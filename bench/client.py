@@ -16,6 +16,8 @@ from urllib.parse import quote
 import aiohttp
 
 SYNC_FILTER = json.dumps({"room": {"timeline": {"limit": 500}}})
+# Simplified Sliding Sync (MSC4186) in the unstable shape Element X and Synapse 1.163 speak.
+SS_PATH = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
 
 
 class MatrixError(Exception):
@@ -123,6 +125,15 @@ class Client:
                                                  timeout=timeout_ms / 1000 + 120)
         return out
 
+    async def ss_sync(self, body: dict[str, Any], pos: str | None = None, timeout_ms: int = 0) -> dict[str, Any]:
+        """One sliding-sync request: `pos` and `timeout` in the query string, the rest in the JSON body."""
+        params: dict[str, Any] = {"timeout": str(timeout_ms)}
+        if pos:
+            params["pos"] = pos
+        out: dict[str, Any] = await self.request("POST", SS_PATH, body, params=params,
+                                                 timeout=timeout_ms / 1000 + 120)
+        return out
+
 
 def timeline_events(body: dict[str, Any]) -> list[tuple[str, dict[str, Any], bool]]:
     """(room_id, event, limited) for each timeline event of joined rooms in a /sync response."""
@@ -131,6 +142,15 @@ def timeline_events(body: dict[str, Any]) -> list[tuple[str, dict[str, Any], boo
         tl = room.get("timeline", {})
         for ev in tl.get("events", []):
             out.append((room_id, ev, bool(tl.get("limited"))))
+    return out
+
+
+def ss_timeline_events(body: dict[str, Any]) -> list[tuple[str, dict[str, Any], bool]]:
+    """(room_id, event, limited) for each timeline event of the rooms in a sliding-sync response."""
+    out = []
+    for room_id, room in body.get("rooms", {}).items():
+        for ev in room.get("timeline", []):
+            out.append((room_id, ev, bool(room.get("limited"))))
     return out
 
 

@@ -62,6 +62,21 @@ ROWS: list[tuple[str, str, str, str, tuple[str, float] | None]] = [
     ("Memory per held connection (KiB)", "idle_syncs.kb_per_connection", "", "low", None),
     ("Server CPU while holding them (share of a core)", "idle_syncs.idle_cpu_util", "%", "low", None),
     ("Delivery p99 with them held, one sender", "idle_syncs.delivery_with_idle.p99_ms", "ms", "low", None),
+    ("Sliding sync: first room list, 20 of 200 rooms (median of fresh connections)",
+     "sliding_sync.room_list.first_ms.p50", "ms", "low", None),
+    ("Sliding sync: first room list p90", "sliding_sync.room_list.first_ms.p90", "ms", "low", None),
+    ("Sliding sync: all 200 rooms loaded, window grown 20 → 100 → 200 (median)",
+     "sliding_sync.room_list.full_ms.p50", "ms", "low", None),
+    ("Sliding sync: all 200 rooms loaded p90", "sliding_sync.room_list.full_ms.p90", "ms", "low", None),
+    ("Sliding sync: server CPU to load the room list", "sliding_sync.room_list.cpu_ms", "ms", "low", None),
+    ("Sliding sync: send throughput, many concurrent senders", "sliding_sync.delivery.messages_per_s", "/s", "high",
+     None),
+    ("Sliding sync: delivery p50 under load (send → 20 receivers' sliding sync)",
+     "sliding_sync.delivery.delivery.p50_ms", "ms", "low", None),
+    ("Sliding sync: delivery p99 under load", "sliding_sync.delivery.delivery.p99_ms", "ms", "low", None),
+    ("Sliding sync: idle connections held (long-polls open)", "sliding_sync.idle.held", "", "high", None),
+    ("Sliding sync: RSS with those held", "sliding_sync.idle.rss_held_mb", "MB", "low", ("abs_mb", 500)),
+    ("Sliding sync: memory per held connection (KiB)", "sliding_sync.idle.kb_per_connection", "", "low", None),
     ("RSS idle after start", "rss_idle_start_mb", "MB", "low", ("ratio", 3)),
     ("RSS idle after a restart on the same data", "rss_idle_restart_mb", "MB", "low", ("ratio", 3)),
     ("RSS idle after all workloads", "rss_idle_end_mb", "MB", "low", None),
@@ -143,7 +158,11 @@ def plot(samples: dict[str, dict[str, list[float]]], path: Path, title: str) -> 
     panels = [("latency_delivery", "Delivery, one sender"), ("throughput_delivery", "Delivery under load"),
               ("throughput_send", "Send request under load"), ("fanout_delivery", "Fan-out delivery (500 members)"),
               ("idle_latency_delivery", "Delivery with 5,000 idle syncs"), ("initial_sync", "Initial sync, 200 rooms")]
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    if any("sliding_sync_delivery" in data for data in samples.values()):
+        panels += [("sliding_sync_delivery", "Sliding sync: delivery under load"),
+                   ("sliding_sync_first_list", "Sliding sync: first room list (20)"),
+                   ("sliding_sync_full_list", "Sliding sync: all 200 rooms loaded")]
+    fig, axes = plt.subplots(len(panels) // 3, 3, figsize=(15, 4.25 * (len(panels) // 3)))
     colours = {"paigham": "#1b7f3b", "synapse": "#8a2be2"}
     for ax, (key, label) in zip(axes.flat, panels, strict=True):
         for server, data in samples.items():

@@ -215,6 +215,8 @@ class SynapseServer(Server):
         cfg["default_room_version"] = "11"  # as Paigham
         cfg["bcrypt_rounds"] = 4  # registration and login are set-up, not measured
         cfg["presence"] = {"enabled": True}  # as Paigham's default
+        # Native (simplified) sliding sync, MSC4186: on by default since Synapse 1.114; said explicitly.
+        cfg.setdefault("experimental_features", {})["msc3575_enabled"] = True
         cfg.update(SYNAPSE_RATELIMITS)
         log_cfg = {
             "version": 1,

@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.client import Client, bounded_gather, new_session, timeline_events
+from bench.client import COUNTERS, Client, bounded_gather, new_session, ss_timeline_events, timeline_events
 from bench.servers import Server
 
 now = time.perf_counter
@@ -56,12 +56,22 @@ class Scale:
     idle_connections: int = 5000
     idle_hold_s: float = 10.0
     idle_latency_messages: int = 30
+    ss_rooms: int = 200
+    ss_messages_per_member: int = 2
+    ss_first_window: int = 20
+    ss_batch: int = 100
+    ss_repeats: int = 10
+    ss_idle_connections: int = 5000
+    ss_idle_hold_s: float = 10.0
+    ss_idle_timeout_ms: int = 600_000  # longer than the measurement: no long-poll is answered during it
 
     @classmethod
     def quick(cls) -> Scale:
         return cls(latency_messages=20, tp_rooms=2, tp_members=5, tp_syncing=2, tp_duration_s=3,
                    fanout_members=30, fanout_syncing=5, fanout_messages=5, is_rooms=10, is_messages_per_room=2,
-                   is_repeats=2, idle_connections=200, idle_hold_s=2, idle_latency_messages=5)
+                   is_repeats=2, idle_connections=200, idle_hold_s=2, idle_latency_messages=5,
+                   ss_rooms=12, ss_first_window=5, ss_batch=5, ss_repeats=3, ss_idle_connections=200,
+                   ss_idle_hold_s=2)
 
 
 @dataclass
@@ -113,20 +123,25 @@ class Receiver:
         self.listeners: list[Callable[[str], None]] = []
         self.task: asyncio.Task[None] | None = None
 
+    async def poll(self) -> list[tuple[str, dict[str, Any], bool]]:
+        """One long-poll; returns its timeline events and moves the position on."""
+        kwargs: dict[str, Any] = {} if self.flt is None else {"flt": self.flt}
+        body = await self.client.sync(self.since, timeout_ms=self.timeout_ms, **kwargs)
+        self.since = body["next_batch"]
+        return timeline_events(body)
+
     async def run(self) -> None:
         while True:
-            kwargs: dict[str, Any] = {} if self.flt is None else {"flt": self.flt}
-            body = await self.client.sync(self.since, timeout_ms=self.timeout_ms, **kwargs)
+            events = await self.poll()
             t = now()
             self.syncs += 1
-            for _, ev, limited in timeline_events(body):
+            for _, ev, limited in events:
                 self.limited += limited
                 text = ev.get("content", {}).get("body")
                 if isinstance(text, str) and text in self.sent_at and text not in self.latencies:
                     self.latencies[text] = t - self.sent_at[text]
                     for fn in self.listeners:
                         fn(text)
-            self.since = body["next_batch"]
 
     def start(self) -> None:
         self.task = asyncio.create_task(self.run())
@@ -196,16 +211,22 @@ async def w_latency(run: Run) -> dict[str, Any]:
 
 
 # -- many concurrent senders ------------------------------------------------------------------------
-async def w_throughput(run: Run) -> dict[str, Any]:
+async def load_rooms(run: Run, prefix: str) -> tuple[list[Client], list[str], list[Client]]:
+    """The throughput set-up: `tp_rooms` rooms of `tp_members` users; the first `tp_syncing` of each room sync."""
     s = run.scale
-    users = await run.users("tp_", s.tp_rooms * s.tp_members)
+    users = await run.users(prefix, s.tp_rooms * s.tp_members)
     rooms = [await users[r * s.tp_members].create_room() for r in range(s.tp_rooms)]
     await bounded_gather(8, [users[r * s.tp_members + k].join(rooms[r])
                              for r in range(s.tp_rooms) for k in range(1, s.tp_members)])
-    sent_at: dict[str, float] = {}
     syncers = [users[r * s.tp_members + k] for r in range(s.tp_rooms) for k in range(s.tp_syncing)]
-    sinces = await bounded_gather(10, [first_since(c) for c in syncers])
-    receivers = [Receiver(c, since, sent_at) for c, since in zip(syncers, sinces, strict=True)]
+    return users, rooms, syncers
+
+
+async def closed_loop(run: Run, users: list[Client], rooms: list[str], receivers: list[Receiver],
+                      sent_at: dict[str, float], key: str, tag: str) -> dict[str, Any]:
+    """All members send in a closed loop for `tp_duration_s` while `receivers` long-poll; see w_throughput.
+    Samples go under `<key>_send` and `<key>_delivery`; message bodies are `<tag>-<sender>-<n>`."""
+    s = run.scale
     for rx in receivers:
         rx.start()
     await asyncio.sleep(1)
@@ -224,7 +245,7 @@ async def w_throughput(run: Run) -> dict[str, Any]:
         for n in range(s.tp_max_per_sender):
             if time.monotonic() >= stop_at:
                 return
-            text = f"tp-{i}-{n}"
+            text = f"{tag}-{i}-{n}"
             t0 = now()
             sent_at[text] = t0
             await c.send(room, text)
@@ -244,8 +265,8 @@ async def w_throughput(run: Run) -> dict[str, Any]:
     for rx in receivers:
         await rx.stop()
     deliveries = [lat for rx in receivers for lat in rx.latencies.values()]
-    run.samples["throughput_send"] = send_lat
-    run.samples["throughput_delivery"] = deliveries
+    run.samples[f"{key}_send"] = send_lat
+    run.samples[f"{key}_delivery"] = deliveries
     return {
         "senders": len(users), "rooms": s.tp_rooms, "members_per_room": s.tp_members,
         "syncing": len(receivers), "messages": acked,
@@ -256,6 +277,14 @@ async def w_throughput(run: Run) -> dict[str, Any]:
         "send": summary(send_lat), "delivery": summary(deliveries),
         "deliveries_missing": expected - len(deliveries), "limited_timelines": sum(rx.limited for rx in receivers),
     }
+
+
+async def w_throughput(run: Run) -> dict[str, Any]:
+    users, rooms, syncers = await load_rooms(run, "tp_")
+    sent_at: dict[str, float] = {}
+    sinces = await bounded_gather(10, [first_since(c) for c in syncers])
+    receivers = [Receiver(c, since, sent_at) for c, since in zip(syncers, sinces, strict=True)]
+    return await closed_loop(run, users, rooms, receivers, sent_at, "throughput", "tp")
 
 
 # -- fan-out into a big room -----------------------------------------------------------------------
@@ -426,11 +455,245 @@ async def w_idle_syncs(run: Run) -> dict[str, Any]:
             "delivery_with_idle": lat["delivery"], "send_with_idle": lat["send"]}
 
 
+# -- Simplified Sliding Sync (MSC4186), as Element X speaks it ----------------------------------------
+# The room-list connection's required_state: the 17 pairs of matrix-rust-sdk's room list service
+# (DEFAULT_REQUIRED_STATE; /work/shared/research/element-x.md §2).
+SS_REQUIRED_STATE: list[list[str]] = [
+    ["m.room.name", ""], ["m.room.encryption", ""], ["m.room.member", "$LAZY"], ["m.room.member", "$ME"],
+    ["m.room.topic", ""], ["m.room.avatar", ""], ["m.room.canonical_alias", ""], ["m.room.power_levels", ""],
+    ["org.matrix.msc3401.call.member", "*"], ["m.room.join_rules", ""], ["m.room.tombstone", ""],
+    ["m.room.create", ""], ["m.room.history_visibility", ""], ["io.element.functional_members", ""],
+    ["m.space.parent", "*"], ["m.space.child", "*"], ["org.matrix.msc3672.beacon_info", "*"],
+]
+SS_EXTENSIONS: dict[str, Any] = {"account_data": {"enabled": True}, "receipts": {"enabled": True, "rooms": ["*"]},
+                                 "typing": {"enabled": True}}
+
+
+def room_list_body(last: int, conn_id: str = "room-list", opened: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Element X's room-list request: list `all_rooms` over [0, last] (timeline 1, the 17 state pairs);
+    each of `opened` as a room subscription, as for a room open on screen (timeline 20, plus pinned events)."""
+    body: dict[str, Any] = {
+        "conn_id": conn_id,
+        "lists": {"all_rooms": {"ranges": [[0, last]], "timeline_limit": 1, "required_state": SS_REQUIRED_STATE,
+                                "filters": {}}},
+        "extensions": SS_EXTENSIONS,
+    }
+    if opened:
+        sub = {"timeline_limit": 20, "required_state": [*SS_REQUIRED_STATE, ["m.room.pinned_events", ""]]}
+        body["room_subscriptions"] = {room: sub for room in opened}
+    return body
+
+
+def growing_ranges(rooms: int, first: int, batch: int) -> list[int]:
+    """The list's last index in each request while Element X loads its room list: [0, first-1] (the
+    selective start), then growing by `batch` ([0,99], [0,199], ...) until the window covers every room."""
+    ends = [first - 1]
+    e = batch - 1
+    while ends[-1] < rooms - 1:
+        if e > ends[-1]:
+            ends.append(min(e, rooms - 1))
+        e += batch
+    return ends
+
+
+class SlidingReceiver(Receiver):
+    """A Receiver long-polling sliding sync on one connection (`since` holds the `pos`)."""
+
+    def __init__(self, client: Client, pos: str, sent_at: dict[str, float], body: dict[str, Any],
+                 timeout_ms: int = 30_000) -> None:
+        super().__init__(client, pos, sent_at, timeout_ms=timeout_ms)
+        self.body = body
+
+    async def poll(self) -> list[tuple[str, dict[str, Any], bool]]:
+        out = await self.client.ss_sync(self.body, self.since, self.timeout_ms)
+        self.since = str(out["pos"])
+        return ss_timeline_events(out)
+
+
+async def first_pos(c: Client, body: dict[str, Any]) -> str:
+    """Open a connection (no pos: answered at once), then catch up once, so the next long-poll waits for news."""
+    out = await c.ss_sync(body)
+    out = await c.ss_sync(body, str(out["pos"]))
+    return str(out["pos"])
+
+
+async def _ss_room_list(run: Run) -> dict[str, Any]:
+    """Element X's first screen: a user in `ss_rooms` rooms opens a fresh room-list connection and grows
+    the window until every room is loaded (timeout=0 throughout, as the SDK does while the list grows)."""
+    s = run.scale
+    heavy, *peers = await run.users("ssl_", 4)
+    t0 = now()
+    # Every third room unnamed (a DM-like room: its name comes from heroes), 2 or 3 other members in each.
+    rooms = await bounded_gather(4, [heavy.create_room(name=None if i % 3 == 0 else f"room {i}")
+                                     for i in range(s.ss_rooms)])
+    members = [(room, peers[(i + k) % len(peers)]) for i, room in enumerate(rooms) for k in range(2 + i % 2)]
+    await bounded_gather(8, [peer.join(room) for room, peer in members])
+    await bounded_gather(8, [peer.send(room, f"message {k} from {peer.user_id}")
+                             for room, peer in members for k in range(s.ss_messages_per_member)])
+    setup_s = now() - t0
+    ends = growing_ranges(s.ss_rooms, s.ss_first_window, s.ss_batch)
+    # New devices (logged in first: password hashing is not what is measured): a fresh connection each.
+    devices = [await heavy.login("ssl_0", "pw-ssl_0") for _ in range(s.ss_repeats)]
+    first: list[float] = []
+    full: list[float] = []
+    steps: list[list[float]] = [[] for _ in ends]
+    cpu: list[float] = []
+    sizes: list[int] = []
+    problems: list[str] = []
+    await asyncio.sleep(1)
+    run.window_open()
+    for device in devices:
+        await asyncio.sleep(0.5)
+        cpu0 = run.cpu()
+        pos: str | None = None
+        seen: set[str] = set()
+        size = 0
+        t = now()
+        for i, last in enumerate(ends):
+            t1 = now()
+            out = await device.ss_sync(room_list_body(last), pos, 0)
+            steps[i].append(now() - t1)
+            pos = str(out["pos"])
+            got = out.get("rooms", {})
+            size += len(json.dumps(out))
+            count = out.get("lists", {}).get("all_rooms", {}).get("count")
+            if count != s.ss_rooms:
+                problems.append(f"range [0,{last}]: list count {count}, expected {s.ss_rooms}")
+            for room_id, room in got.items():  # a room sent for the first time comes in full
+                types = {ev.get("type") for ev in room.get("required_state", [])}
+                if room_id not in seen and ("m.room.create" not in types or not room.get("timeline")):
+                    problems.append(f"range [0,{last}]: {room_id} first sent without its m.room.create state "
+                                    "or a timeline event")
+            seen |= set(got)
+        full.append(now() - t)
+        first.append(steps[0][-1])
+        cpu.append(run.cpu() - cpu0)
+        sizes.append(size)
+        if len(seen) != s.ss_rooms:
+            problems.append(f"{len(seen)} rooms sent over the growing window, expected {s.ss_rooms}")
+    run.window_close()
+    for p in dict.fromkeys(problems):
+        run.log(f"  sliding sync room list: {p}")
+    run.samples["sliding_sync_first_list"] = first
+    run.samples["sliding_sync_full_list"] = full
+
+    def ms(xs: list[float]) -> dict[str, float]:
+        return {"p50": pct(xs, 50) * 1000, "p90": pct(xs, 90) * 1000, "min": min(xs) * 1000, "max": max(xs) * 1000}
+
+    return {"rooms": s.ss_rooms, "repeats": len(devices), "ranges": [[0, e] for e in ends], "setup_s": setup_s,
+            "first_ms": ms(first), "full_ms": ms(full), "step_ms": [ms(xs) for xs in steps],
+            "cpu_ms": pct(cpu, 50) * 1000, "response_kb": pct([float(x) for x in sizes], 50) / 1024,
+            "problems": list(dict.fromkeys(problems))[:20]}
+
+
+async def _ss_delivery(run: Run) -> dict[str, Any]:
+    """The throughput load, received over sliding sync: each receiver's room-list connection has its room
+    in the list and open (a room subscription), and long-polls with timeout=30000."""
+    s = run.scale
+    users, rooms, syncers = await load_rooms(run, "ssd_")
+    bodies = [room_list_body(19, opened=(rooms[j // s.tp_syncing],)) for j in range(len(syncers))]
+    sent_at: dict[str, float] = {}
+    poss = await bounded_gather(10, [first_pos(c, b) for c, b in zip(syncers, bodies, strict=True)])
+    receivers: list[Receiver] = [SlidingReceiver(c, pos, sent_at, b)
+                                 for c, pos, b in zip(syncers, poss, bodies, strict=True)]
+    return await closed_loop(run, users, rooms, receivers, sent_at, "sliding_sync", "ss")
+
+
+async def _ss_idle(run: Run) -> dict[str, Any]:
+    """`ss_idle_connections` idle sliding-sync connections of the pool's users (10 conn_ids a user, the
+    room-list request, no rooms), each with a long-poll held: server RSS before, with the connections
+    opened (state only) and with the long-polls held."""
+    s = run.scale
+    pool: list[Client] = run.results["_pool"]
+    n = s.ss_idle_connections
+    per_user = -(-n // len(pool))
+    await asyncio.sleep(2)
+    rss_before = run.server.rss_mb()
+    sockets_before = run.server.sockets()
+    http = new_session(limit=0)
+    early = errors = inflight = 0
+    tasks: list[asyncio.Task[None]] = []
+
+    async def open_one(i: int) -> tuple[Client, dict[str, Any], str]:
+        c = pool[i // per_user]
+        mine = Client(http, c.base, c.token, c.user_id)
+        body = room_list_body(19, conn_id=f"idle-{i % per_user}")
+        return mine, body, str((await mine.ss_sync(body))["pos"])
+
+    async def hold(mine: Client, body: dict[str, Any], pos: str) -> None:
+        nonlocal early, errors, inflight
+        for _ in range(100):
+            inflight += 1
+            try:
+                pos = str((await mine.ss_sync(body, pos, s.ss_idle_timeout_ms))["pos"])
+                early += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                errors += 1
+                await asyncio.sleep(1)
+            finally:
+                inflight -= 1
+
+    try:
+        t0 = now()
+        opened = await bounded_gather(20, [open_one(i) for i in range(n)])
+        open_s = now() - t0
+        await asyncio.sleep(2)
+        rss_opened = run.server.rss_mb()
+        t0 = now()
+        for i, (mine, body, pos) in enumerate(opened):
+            tasks.append(asyncio.create_task(hold(mine, body, pos)))
+            if i % 200 == 199:
+                await asyncio.sleep(0.2)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if inflight >= n and run.server.sockets() >= n:
+                break
+            await asyncio.sleep(0.25)
+        hold_s = now() - t0
+        settle_deadline = time.monotonic() + 30  # until the server has parked them all
+        while time.monotonic() < settle_deadline and await _cpu_util(run.server, 1) > 0.05:
+            pass
+        cpu0 = run.cpu()
+        t1 = now()
+        await asyncio.sleep(s.ss_idle_hold_s)
+        idle_cpu = (run.cpu() - cpu0) / (now() - t1)
+        rss_held = run.server.rss_mb()
+        held = inflight
+        server_sockets = run.server.sockets()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await http.close()
+    await asyncio.sleep(3)
+    return {"connections": n, "users": len(pool), "per_user": per_user, "held": held,
+            "server_sockets": server_sockets, "server_sockets_before": sockets_before,
+            "open_s": open_s, "hold_s": hold_s, "rss_before_mb": rss_before, "rss_opened_mb": rss_opened,
+            "rss_held_mb": rss_held, "kb_per_connection": (rss_held - rss_before) * 1024 / max(1, held),
+            "idle_cpu_util": idle_cpu, "early_returns": early, "errors": errors,
+            "timeout_ms": s.ss_idle_timeout_ms}
+
+
+async def w_sliding_sync(run: Run) -> dict[str, Any]:
+    """Simplified Sliding Sync: Element X's room list, delivery under load, memory per idle connection."""
+    out: dict[str, Any] = {}
+    for part, fn in (("room_list", _ss_room_list), ("delivery", _ss_delivery), ("idle", _ss_idle)):
+        run.log(f"  {run.server.name}: sliding_sync {part} ...")
+        resent, errors = COUNTERS.reconnects, COUNTERS.errors
+        out[part] = await fn(run)
+        out[part]["requests_resent"] = COUNTERS.reconnects - resent  # see client.Client.request
+        out[part]["error_responses"] = COUNTERS.errors - errors
+    return out
+
+
 WORKLOADS: dict[str, Callable[[Run], Awaitable[dict[str, Any]]]] = {
     "latency": w_latency,
     "throughput": w_throughput,
     "initial_sync": w_initial_sync,
     "idle_syncs": w_idle_syncs,
+    "sliding_sync": w_sliding_sync,  # before fanout: the pool's users are in no room yet
     "fanout": w_fanout,
 }
 
@@ -447,7 +710,7 @@ async def run_all(server: Server, scale: Scale, only: list[str], log: Callable[[
         out["cpu_idle_start_util"] = await _cpu_util(server, 5)
         t = now()
         pool_size = max(scale.fanout_members, min(500, scale.idle_connections // 10))
-        if only and not {"fanout", "idle_syncs"} & set(only):
+        if only and not {"fanout", "idle_syncs", "sliding_sync"} & set(only):
             pool_size = 0  # only the workloads that need the pool of users make it
         run.results["_pool"] = await run.users("pool_", pool_size)
         out["register_pool_s"] = now() - t
