@@ -126,6 +126,84 @@ class EventStore:
         )
         return {r[0]: int(r[1]) for r in rows if r[1] is not None}
 
+    async def recent_many(
+        self, room_ids: Sequence[str], *, upto: int, limit: int
+    ) -> dict[str, tuple[list[StoredEvent], list[StoredEvent]]]:
+        """room → (its newest `limit` events at or before `upto`, oldest first; their m.replace and
+        m.thread relations) for many rooms in two reads: each room's window starts after its
+        (limit+1)-th newest event, found by one index walk."""
+        if not room_ids:
+            return {}
+        rows = await self.db.fetch(
+            f"SELECT {EV} FROM events e JOIN (SELECT r.room_id AS rid, coalesce((SELECT e2.stream FROM events e2 "
+            "WHERE e2.room_id = r.room_id AND e2.stream <= $2 ORDER BY e2.stream DESC LIMIT 1 OFFSET $3), -1) AS lo "
+            "FROM rooms r WHERE r.room_id = ANY($1::text[])) b ON e.room_id = b.rid AND e.stream > b.lo "
+            "AND e.stream <= $2 ORDER BY e.stream",
+            list(room_ids),
+            upto,
+            limit,
+        )
+        out: dict[str, tuple[list[StoredEvent], list[StoredEvent]]] = {r: ([], []) for r in room_ids}
+        timeline = [event_from_row(r) for r in rows]
+        for ev in timeline:
+            out[ev.room_id][0].append(ev)
+        for ev in await self.relation_summaries([e.event_id for e in timeline]):
+            out[ev.room_id][1].append(ev)
+        return out
+
+    async def current_state_many(
+        self, room_ids: Sequence[str], types: Sequence[str], member_keys: Sequence[str]
+    ) -> dict[str, list[StoredEvent]]:
+        """room → its current state events of `types`, and its m.room.member events for `member_keys`:
+        what sliding sync sends for many rooms at once, in one read."""
+        if not room_ids:
+            return {}
+        rows = await self.db.fetch(
+            f"SELECT {EV} FROM current_state c JOIN events e ON e.event_id = c.event_id "
+            "WHERE c.room_id = ANY($1::text[]) AND (c.type = ANY($2::text[]) "
+            "OR (c.type = 'm.room.member' AND c.state_key = ANY($3::text[])))",
+            list(room_ids),
+            list(types),
+            list(member_keys),
+        )
+        out: dict[str, list[StoredEvent]] = {r: [] for r in room_ids}
+        for r in rows:
+            ev = event_from_row(r)
+            out[ev.room_id].append(ev)
+        return out
+
+    async def heroes_many(self, room_ids: Sequence[str], exclude: str, limit: int = 5) -> dict[str, list[str]]:
+        """`heroes` for many rooms in one read."""
+        if not room_ids:
+            return {}
+        collate = self.db.dialect.code_point_collation
+        rows = await self.db.fetch(
+            "SELECT room_id, user_id FROM (SELECT room_id, user_id, row_number() OVER (PARTITION BY room_id "
+            f"ORDER BY user_id{collate}) AS n FROM memberships WHERE room_id = ANY($1::text[]) "
+            f"AND membership IN ('join', 'invite') AND user_id <> $2) h WHERE n <= $3 "
+            f"ORDER BY room_id, user_id{collate}",
+            list(room_ids),
+            exclude,
+            limit,
+        )
+        out: dict[str, list[str]] = {r: [] for r in room_ids}
+        for room_id, user_id in rows:
+            out[room_id].append(user_id)
+        return out
+
+    async def member_counts_many(self, room_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        if not room_ids:
+            return {}
+        rows = await self.db.fetch(
+            "SELECT room_id, membership, count(*) FROM memberships WHERE room_id = ANY($1::text[]) "
+            "GROUP BY room_id, membership",
+            list(room_ids),
+        )
+        out: dict[str, dict[str, int]] = {r: {} for r in room_ids}
+        for room_id, membership, n in rows:
+            out[room_id][membership] = int(n)
+        return out
+
     # -- state ----------------------------------------------------------------------------
     async def state_for_keys(
         self, room_id: str, keys: Iterable[tuple[str, str]], *, conn: AsyncConnection | None = None

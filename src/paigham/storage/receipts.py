@@ -67,13 +67,15 @@ class ReceiptStore:
         )
         return [Receipt(r[0], r[1], r[2], r[3], r[4], int(r[5]), int(r[6]), int(r[7])) for r in rows]
 
-    async def on_events(self, room_id: str, event_ids: Sequence[str], user_id: str) -> list[Receipt]:
-        """The receipts in a room that point at these events, and the user's own (a room sent afresh
-        by sliding sync: what its timeline shows as read, not every member's receipt)."""
+    async def on_events(self, room_ids: Sequence[str], event_ids: Sequence[str], user_id: str) -> list[Receipt]:
+        """The receipts in these rooms that point at these events, and the user's own (rooms sent afresh
+        by sliding sync: what their timelines show as read, not every member's receipt)."""
+        if not room_ids:
+            return []
         rows = await self.db.fetch(
             "SELECT room_id, user_id, receipt_type, thread_id, event_id, event_stream, ts, stream FROM receipts "
-            "WHERE room_id = $1 AND (event_id = ANY($2::text[]) OR user_id = $3)",
-            room_id,
+            "WHERE room_id = ANY($1::text[]) AND (event_id = ANY($2::text[]) OR user_id = $3)",
+            list(room_ids),
             list(event_ids),
             user_id,
         )

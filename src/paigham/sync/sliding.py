@@ -90,13 +90,25 @@ class SlidingReads(RoomReads, Protocol):
 
     async def bump_stamps(self, room_ids: Sequence[str], types: Sequence[str]) -> dict[str, int]: ...
 
+    async def current_state_many(
+        self, room_ids: Sequence[str], types: Sequence[str], member_keys: Sequence[str]
+    ) -> dict[str, list[StoredEvent]]: ...
+
+    async def member_counts_many(self, room_ids: Sequence[str]) -> dict[str, dict[str, int]]: ...
+
+    async def heroes_many(self, room_ids: Sequence[str], exclude: str, limit: int = 5) -> dict[str, list[str]]: ...
+
+    async def recent_many(
+        self, room_ids: Sequence[str], *, upto: int, limit: int
+    ) -> dict[str, tuple[list[StoredEvent], list[StoredEvent]]]: ...
+
 
 class AccountDataGet(Protocol):
     async def get(self, user_id: str, room_id: str, type_: str) -> JsonDict | None: ...
 
 
 class ReceiptsOnEvents(Protocol):
-    async def on_events(self, room_id: str, event_ids: Sequence[str], user_id: str) -> list[Receipt]: ...
+    async def on_events(self, room_ids: Sequence[str], event_ids: Sequence[str], user_id: str) -> list[Receipt]: ...
 
 
 # The E2EE plug-in's parts (e2ee/wiring.py): to-device delivery and device-list changes.
@@ -139,6 +151,11 @@ class Wanted:
     def add(self, cfg: RoomConfig) -> None:
         self.timeline_limit = max(self.timeline_limit, cfg.timeline_limit)
         self.pairs.update((t, k) for t, k in cfg.required_state)
+
+    @property
+    def batchable(self) -> bool:
+        """Whether the state asked for is named by type (read for many rooms at once), not "all"."""
+        return not any(t == "*" or (t == MEMBER and k == "*") for t, k in self.pairs)
 
     @property
     def key(self) -> str:
@@ -268,10 +285,17 @@ class SlidingSyncService:
                 in_view.setdefault(room_id, Wanted()).add(sub)
         await self._count_unread(p, in_view)
         rooms: dict[str, SlidingRoom] = {}
+        fresh: list[tuple[str, Wanted]] = []  # joined rooms new to the connection: sent in full, together
         for room_id, wanted in in_view.items():
+            sent = prev.rooms.get(room_id)
+            new_to_connection = sent is None or sent.membership != "join"
+            if found.memberships[room_id][0] == "join" and new_to_connection and wanted.batchable:
+                fresh.append((room_id, wanted))
+                continue
             room = await self._room(p, room_id, wanted)
             if room is not None:
                 rooms[room_id] = room
+        rooms.update(await self._joined_initial_many(p, fresh))
         rooms.update(await self._left_rooms(p, live))
         extensions = await self._extensions(p, in_view, in_list, rooms)
         counts_changed = p.state.counts != prev.counts
@@ -490,28 +514,85 @@ class SlidingSyncService:
             highlight_count=highlights,
         )
 
+    async def _joined_initial_many(self, p: Pass, items: Sequence[tuple[str, Wanted]]) -> dict[str, SlidingRoom]:
+        """Joined rooms new to the connection, in full: a timeline read per room, then one read of the
+        asked-for current state (and the members it names) for all of them, one of their member counts,
+        and heroes for the unnamed ones. A room's state may be a little newer than its timeline (a
+        state event after this response's position): the next response sends it again, harmlessly."""
+        if not items:
+            return {}
+        me = p.rq.user_id
+        timelines: dict[str, tuple[list[StoredEvent], list[StoredEvent], bool]] = {}
+        lazies: dict[str, set[str]] = {}
+        types, keys = set(BASICS), set()
+        by_limit: dict[int, list[str]] = {}
+        for room_id, wanted in items:
+            by_limit.setdefault(wanted.timeline_limit, []).append(room_id)
+        recents: dict[str, tuple[list[StoredEvent], list[StoredEvent]]] = {}
+        for limit, rooms in by_limit.items():  # nearly always one limit for all
+            recents.update(await self.events.recent_many(rooms, upto=p.upto, limit=limit + 1))
+        for room_id, wanted in items:
+            limit = wanted.timeline_limit
+            recent, related = recents[room_id]
+            timeline = recent[-limit:] if limit else []
+            timelines[room_id] = (timeline, related, len(recent) > limit)
+            lazies[room_id] = _lazy_members(timeline)
+            types |= {t for t, _ in wanted.pairs if t != MEMBER}
+            keys |= _member_keys(wanted, me, lazies[room_id])
+        room_ids = [r for r, _ in items]
+        state = await self.events.current_state_many(room_ids, sorted(types), sorted(keys))
+        counts = await self.events.member_counts_many(room_ids)
+        unnamed = [r for r in room_ids if not _name(_basics(state[r]))]
+        heroes = await self.events.heroes_many(unnamed, me, HEROES) if unnamed else {}
+        hero_members = await self._hero_members(heroes, state, keys)
+        out: dict[str, SlidingRoom] = {}
+        for room_id, wanted in items:
+            p.initial_rooms.add(room_id)
+            timeline, related, limited = timelines[room_id]
+            match = _matcher(wanted.pairs, me, lazies[room_id])
+            picked = [e for e in state[room_id] if match(e)]
+            room = await self._render(p, room_id, timeline, related, limited, picked)
+            room.initial, room.bump_stamp, room.num_live = True, p.state.bumps[room_id], 0
+            _describe(room, _basics(state[room_id]), counts.get(room_id, {}))
+            if room_id in heroes:
+                room.heroes = [_hero(u, hero_members.get((room_id, u), {})) for u in heroes[room_id]]
+            room.is_dm = room_id in await self._direct_rooms(p)
+            p.state.rooms[room_id] = RoomSent(p.upto, "join", wanted.timeline_limit, wanted.key, p.state.bumps[room_id])
+            out[room_id] = room
+        return out
+
+    async def _hero_members(
+        self, heroes: Mapping[str, list[str]], state: Mapping[str, list[StoredEvent]], have: set[str]
+    ) -> dict[tuple[str, str], JsonDict]:
+        """(room, user) → the member event content of each hero (from the state read, or one more read)."""
+        out = {
+            (room_id, e.state_key): e.content
+            for room_id in heroes
+            for e in state[room_id]
+            if e.type == MEMBER and e.state_key is not None
+        }
+        missing = sorted({u for users in heroes.values() for u in users} - have)
+        if missing:
+            extra = await self.events.current_state_many(list(heroes), [], missing)
+            out.update({(r, e.state_key): e.content for r, evs in extra.items() for e in evs if e.state_key})
+        return out
+
     async def _describe(
         self, p: Pass, room_id: str, room: SlidingRoom, basics: dict[str, StoredEvent], *, counts: bool
     ) -> None:
-        """Name, avatar, heroes, DM flag and member counts."""
+        """Name, avatar, heroes, DM flag and member counts of a room sent incrementally."""
         if not {"m.room.name", "m.room.avatar"} <= basics.keys():
             have = {**{e.type: e for e in await self.events.state_at(room_id, p.upto, BASICS)}, **basics}
             basics = have
-        name = basics["m.room.name"].content.get("name") if "m.room.name" in basics else None
-        avatar = basics["m.room.avatar"].content.get("url") if "m.room.avatar" in basics else None
-        if isinstance(name, str) and name:
-            room.name = name
-        if isinstance(avatar, str) and avatar:
-            room.avatar = avatar
         if counts or room.initial:
-            member_counts = await self.events.member_counts(room_id)
-            room.joined_count = member_counts.get("join", 0)
-            room.invited_count = member_counts.get("invite", 0)
-            if not (isinstance(name, str) and name):
+            _describe(room, basics, await self.events.member_counts(room_id))
+            if not _name(basics):
                 heroes = await self.events.heroes(room_id, p.rq.user_id, HEROES)
                 events = await self.events.state_at_keys(room_id, p.upto, MEMBER, heroes) if heroes else []
                 by_user = {e.state_key: e.content for e in events}
                 room.heroes = [_hero(u, by_user.get(u, {})) for u in heroes]
+        else:
+            _describe(room, basics, None)
         room.is_dm = room_id in await self._direct_rooms(p)
 
     async def _count_unread(self, p: Pass, in_view: Mapping[str, Wanted]) -> None:
@@ -639,8 +720,10 @@ class SlidingSyncService:
     async def _receipts(self, p: Pass, scope: set[str]) -> RoomEventsResponse:
         me = p.rq.user_id
         found: list[Receipt] = []
-        for room_id in sorted(scope & p.initial_rooms):
-            found += await self.receipts.on_events(room_id, p.timelines.get(room_id, []), me)
+        fresh = sorted(scope & p.initial_rooms)
+        if fresh:
+            event_ids = [e for r in fresh for e in p.timelines.get(r, [])]
+            found += await self.receipts.on_events(fresh, event_ids, me)
         if p.since is not None:
             rooms = [r for r in p.found.rooms_with(ROOM_RECEIPTS, sorted(scope)) if r not in p.initial_rooms]
             found += await self.streams.receipts.since(rooms, p.since, p.upto)
@@ -707,6 +790,42 @@ def _matcher(pairs: Iterable[tuple[str, str]], me: str, lazy: set[str]) -> Calla
         return everything or e.type in any_key or key in any_type or (e.type, key) in exact
 
     return match
+
+
+def _lazy_members(timeline: Sequence[StoredEvent]) -> set[str]:
+    """$LAZY: the timeline's senders and the targets of its membership events."""
+    return {e.sender for e in timeline} | {e.state_key for e in timeline if e.type == MEMBER and e.state_key}
+
+
+def _member_keys(wanted: Wanted, me: str, lazy: set[str]) -> set[str]:
+    keys = {k for t, k in wanted.pairs if t == MEMBER and not k.startswith("$") and k != "*"}
+    if (MEMBER, "$ME") in wanted.pairs:
+        keys.add(me)
+    if (MEMBER, "$LAZY") in wanted.pairs:
+        keys |= lazy
+    return keys
+
+
+def _basics(state: Iterable[StoredEvent]) -> dict[str, StoredEvent]:
+    return {e.type: e for e in state if e.type in BASICS and e.state_key == ""}
+
+
+def _name(basics: Mapping[str, StoredEvent]) -> str | None:
+    name = basics["m.room.name"].content.get("name") if "m.room.name" in basics else None
+    return name if isinstance(name, str) and name else None
+
+
+def _describe(room: SlidingRoom, basics: Mapping[str, StoredEvent], counts: Mapping[str, int] | None) -> None:
+    """Name and avatar from the room's basic state; member counts when given."""
+    name = _name(basics)
+    avatar = basics["m.room.avatar"].content.get("url") if "m.room.avatar" in basics else None
+    if name:
+        room.name = name
+    if isinstance(avatar, str) and avatar:
+        room.avatar = avatar
+    if counts is not None:
+        room.joined_count = counts.get("join", 0)
+        room.invited_count = counts.get("invite", 0)
 
 
 def _hero(user_id: str, content: JsonDict) -> Hero:
