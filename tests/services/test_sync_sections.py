@@ -173,7 +173,7 @@ async def test_a_room_left_since_the_last_sync_moves_to_leave_with_its_last_even
     assert list((await sync(h, s, flt={"room": {"include_leave": True}})).rooms.leave) == [ROOM]
 
 
-async def test_an_invite_carries_the_stripped_state_and_the_invitees_own_membership() -> None:
+async def test_an_invite_carries_the_stripped_state_the_inviters_and_the_invitees_membership() -> None:
     h, s = History(), Streams()
     room_of(h, ROOM, BOB, CAROL)
     h.add(ROOM, "m.room.name", BOB, {"name": "Plans"}, "")
@@ -183,6 +183,7 @@ async def test_an_invite_carries_the_stripped_state_and_the_invitees_own_members
     stripped = r.rooms.invite[ROOM].invite_state.events
     assert [(e["type"], e["state_key"]) for e in stripped] == [
         ("m.room.create", ""),
+        ("m.room.member", BOB),  # the inviter (clients show "Empty room" without it)
         ("m.room.name", ""),
         ("m.room.member", ALICE),
     ]
