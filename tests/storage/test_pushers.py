@@ -59,12 +59,15 @@ async def test_create_update_limit_and_remove(db: Database) -> None:
     assert (r.data, r.last_stream, r.attempts, r.failing_since, r.next_attempt_ts) == (other, 77, 0, None, 0)
     # The limit counts the user's pushers; an update at the limit still works.
     assert await put(pusher(ALICE, "k2", device_id="TABLET"), 1)
+    assert await put(pusher(BOB, "k3"), 1, others=False)
     assert await put(pusher(ALICE, "k3"), 1) is None
+    assert [x.pushkey for x in await store.of_user(BOB)] == ["k3"]  # a refusal replaces nobody's
     assert await put(pusher(ALICE, "k2", device_id="TABLET", lang="hi"), 1) is False
     assert await store.count(ALICE) == 2
     # Another user's pusher with the same app_id and pushkey: replaced unless appended.
     assert await put(pusher(BOB, "k1"), 1, others=False)
     assert [x.pushkey for x in await store.of_user(ALICE)] == ["k1", "k2"]
+    assert await store.delete(BOB, "im.vector.app.android", "k3")
     assert await put(pusher(CARA, "k1"), 1)
     assert [x.pushkey for x in await store.of_user(ALICE)] == ["k2"] and await store.of_user(BOB) == []
     # Removal: by key, by device, by user, by ID.

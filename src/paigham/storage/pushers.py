@@ -109,19 +109,19 @@ class PusherStore:
         }
         async with self.db.write() as conn:
             await self.db.lock(conn, _user_lock(p.user_id))  # the count and the insert, one user at a time
+            found = (await conn.execute(select(pushers.c.id, pushers.c.data).where(key))).first()
+            if found is None and await _count(conn, p.user_id) >= max_per_user:
+                return None  # (refused before anything changed, other users' pushers included)
             if replace_others:
                 await conn.execute(
                     delete(pushers).where(
                         pushers.c.app_id == p.app_id, pushers.c.pushkey == p.pushkey, pushers.c.user_id != p.user_id
                     )
                 )
-            found = (await conn.execute(select(pushers.c.id, pushers.c.data).where(key))).first()
             if found is not None:
                 backoff = {"failing_since": None, "attempts": 0, "next_attempt_ts": 0} if found.data != data else {}
                 await conn.execute(update(pushers).where(pushers.c.id == found.id).values(**fields, **backoff))
                 return False
-            if await _count(conn, p.user_id) >= max_per_user:
-                return None
             position = await _position(self.db, conn)
             await conn.execute(
                 insert(pushers).values(
