@@ -24,6 +24,7 @@ from paigham.api.admin import media as admin_media
 from paigham.api.admin import moderation, registration_tokens, synapse_rooms, synapse_users
 from paigham.api.admin import org as admin_org
 from paigham.api.admin import policy as admin_policy
+from paigham.api.admin import pushers as admin_pushers
 from paigham.api.admin import reports as admin_reports
 from paigham.api.client import (
     account_data,
@@ -48,6 +49,7 @@ from paigham.api.client import (
     to_device,
 )
 from paigham.api.client import media as media_api
+from paigham.api.client import pushers as pushers_api
 from paigham.api.http import RejectNul, error_response, ok
 from paigham.api.routing import grouped
 from paigham.audit.service import AuditService
@@ -77,6 +79,7 @@ from paigham.services.presence import PresenceService
 from paigham.services.profile import ProfileService
 from paigham.services.publisher import Publisher
 from paigham.services.push import PushService
+from paigham.services.pushers import NotificationService, PusherService
 from paigham.services.registration import RegistrationService
 from paigham.services.registration_tokens import RegistrationTokens
 from paigham.services.relations import RelationService
@@ -104,9 +107,11 @@ from paigham.storage.filters import FilterStore
 from paigham.storage.logins import LoginStore
 from paigham.storage.media import MediaStore
 from paigham.storage.migrate import migrate
+from paigham.storage.notifications import NotificationStore
 from paigham.storage.presence import PresenceStore
 from paigham.storage.push_actions import PushActionStore
 from paigham.storage.push_rules import PushRuleStore
+from paigham.storage.pushers import PusherStore
 from paigham.storage.receipts import ReceiptStore
 from paigham.storage.reports import ReportStore
 from paigham.storage.room_info import RoomInfoStore
@@ -183,6 +188,7 @@ class Server:
         self.admin_store = AdminStore(self.db)
         self.moderation = ModerationChecks(self.admin_store, self.events, self.accounts)
         self.push = PushService(self.push_rules, self.events, self.publisher)
+        self.pushers = PusherService(config, PusherStore(self.db), self.accounts, self.audit)
 
     def _stages(self) -> Stages:
         """What the writer runs for every event besides the auth rules, in this order (the stage
@@ -254,8 +260,13 @@ class Server:
     def _account_hooks(self) -> AccountHooks:
         """What AuthService calls when devices and accounts change, and the limits it applies."""
         return AccountHooks(
-            devices=[self.e2ee.lists, self.audit.device_hooks()],
-            deactivated=[self.rooms.leave_all, self.e2ee.user_deactivated, self.directory.account_deactivated],
+            devices=[self.e2ee.lists, self.audit.device_hooks(), self.pushers],
+            deactivated=[
+                self.rooms.leave_all,
+                self.e2ee.user_deactivated,
+                self.directory.account_deactivated,
+                self.pushers.user_deactivated,
+            ],
             policy=self.enforcer,
         )
 
@@ -326,6 +337,7 @@ class Server:
         self.tags = TagService(self.account_data, self.ephemeral)
         self.room_info = RoomInfo(self.events, self.aliases, RoomInfoStore(self.db))
         self.reports = ReportService(self.events, self.accounts, ReportStore(self.db), self.audit)
+        self.notifications = NotificationService(NotificationStore(self.db), self.events, self.serializer)
 
     def routes(self) -> list[Route]:
         c = self.config
@@ -353,6 +365,8 @@ class Server:
             *to_device.routes(self.auth, self.e2ee.to_device),
             *room_keys.routes(self.auth, self.e2ee.backups),
             *push_rules.routes(self.auth, self.push),
+            *pushers_api.routes(self.auth, self.pushers, self.notifications),
+            *admin_pushers.routes(self.auth, self.pushers),
             *media_api.routes(c, self.auth, self.media),
             *admin_media.routes(self.auth, self.media),
             *synapse_users.routes(self.auth, self.admin, self.admin_users),
