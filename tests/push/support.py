@@ -47,6 +47,8 @@ class Gateway:
         self.accepted: list[dict[str, Any]] = []  # the notifications answered 200 and not rejected
         self.times: list[float] = []  # monotonic arrival time of each request
         self.fail_next: list[int] = []
+        self.delay = 0.0  # seconds each notify request is held before its answer
+        self.active = self.max_active = 0  # requests being answered now / at most at once
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -83,7 +85,13 @@ class Gateway:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        status, answer = self.answer(scope["method"], scope["path"], body)
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            await asyncio.sleep(self.delay)
+            status, answer = self.answer(scope["method"], scope["path"], body)
+        finally:
+            self.active -= 1
         raw = json.dumps(answer).encode()
         headers = [(b"content-type", b"application/json")]
         await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -260,3 +260,30 @@ async def test_ntfy_refuses_large_bodies_413_retried(env: PushEnv, ntfy: NtfyGat
 
     await eventually(failing, what="the 413 to count as a failure")
     assert ntfy.accepted == []
+
+
+async def test_many_pushers_of_a_down_gateway_bounded(env: PushEnv, ntfy: NtfyGateway) -> None:
+    """200 pushers whose gateway fails slowly: at most `concurrency` (32) requests at once, and each
+    pusher backs off (1 s, 2 s, …) instead of retrying at once — no retry storm."""
+    hs = await env.start([ntfy.url])
+    alice, bob, carol = await _people(hs, "alice", "bob", "carol")
+    room = await _room(hs, alice, bob, carol)
+    for i in range(200):
+        await add_pusher(hs.server, bob.user_id, app_id=ELEMENT_X, pushkey=ntfy.topic(f"up{i:05d}"), url=ntfy.url)
+    ntfy.fail_next = [503] * 100_000
+    ntfy.delay = 0.1
+    t0 = time.monotonic()
+    await hs.send(alice, room, "to everyone")
+    await eventually(lambda: len(ntfy.requests) >= 200, what="a first attempt for every pusher")
+    await hs.send(alice, room, "more while they back off")  # must not wake pushers in backoff
+    await asyncio.sleep(max(0.0, 3.5 - (time.monotonic() - t0)))
+    per_key: dict[str, int] = {}
+    for n in ntfy.requests:
+        key = n["devices"][0]["pushkey"]
+        per_key[key] = per_key.get(key, 0) + 1
+    assert len(per_key) == 200
+    assert ntfy.max_active <= 32
+    # In 3.5 s: the first attempt, the retry after ~1 s, and at most the one after ~2 s more.
+    assert max(per_key.values()) <= 3, sorted(per_key.values())[-5:]
+    rows = await pusher_rows(hs.server)
+    assert all(r["attempts"] >= 1 for r in rows.values())

@@ -186,6 +186,8 @@ class PushDelivery:
     # -- who has work ----------------------------------------------------------------------------
     def _enqueue(self, ids: Sequence[int]) -> None:
         for pusher_id in ids:
+            if pusher_id in self._timers:
+                continue  # in backoff: its timer enqueues it (a wake-up must not shorten the wait)
             if pusher_id in self._in_flight:
                 self._again.add(pusher_id)
             elif pusher_id not in self._queued:
@@ -212,7 +214,7 @@ class PushDelivery:
             try:
                 ids: list[int] = []
                 if rooms:
-                    ids += await self.store.behind_in_rooms(list(rooms), max(rooms.values()))
+                    ids += await self.store.behind_in_rooms(list(rooms), max(rooms.values()), now_ms())
                 if users:
                     ids += await self.store.of_users(sorted(users))
                 if sweep:

@@ -118,13 +118,14 @@ class PushDeliveryStore:
         return await self.db.current_position()
 
     # -- which pushers have work -------------------------------------------------------------------
-    async def behind_in_rooms(self, rooms: Sequence[str], pos: int) -> list[int]:
-        """Pushers of the rooms' joined members whose cursor is before `pos`."""
+    async def behind_in_rooms(self, rooms: Sequence[str], pos: int, now: int) -> list[int]:
+        """Pushers of the rooms' joined members whose cursor is before `pos` (not those in backoff)."""
         rows = await self.db.fetch(
             "SELECT p.id FROM memberships m JOIN pushers p ON p.user_id = m.user_id WHERE m.room_id = ANY($1::text[]) "
-            "AND m.membership = 'join' AND p.kind = 'http' AND p.last_stream < $2",
+            "AND m.membership = 'join' AND p.kind = 'http' AND p.last_stream < $2 AND p.next_attempt_ts <= $3",
             sorted(set(rooms)),
             pos,
+            now,
         )
         return [int(r[0]) for r in rows]
 
