@@ -156,6 +156,8 @@ class PushDelivery:
         self._again: set[int] = set()  # woken while in flight: look again when done
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._workers: list[asyncio.Task[None]] = []
+        self._stopping = False
         self._compiled: dict[tuple[str, int], tuple[CompiledRule, ...]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -165,18 +167,29 @@ class PushDelivery:
         self.wakeups.active = True
         self.wakeups.sweep = True  # pick up what was left when the server stopped
         self.wakeups.event.set()
-        self._tasks = [asyncio.create_task(self._dispatch(), name="push:dispatch")]
-        self._tasks += [asyncio.create_task(self._work(), name=f"push:worker{i}") for i in range(self.concurrency)]
-        self._tasks.append(asyncio.create_task(self._sweep_every(), name="push:sweep"))
+        self._stopping = False
+        self._tasks = [
+            asyncio.create_task(self._dispatch(), name="push:dispatch"),
+            asyncio.create_task(self._sweep_every(), name="push:sweep"),
+        ]
+        self._workers = [asyncio.create_task(self._work(), name=f"push:worker{i}") for i in range(self.concurrency)]
 
     async def stop(self) -> None:
+        """Stop taking work; a request in flight is let finish (its cursor committed) for up to the
+        request timeout, so a graceful restart sends nothing twice."""
         self.wakeups.active = False
-        for t in self._tasks:
+        self._stopping = True
+        for _ in self._workers:
+            self._queue.put_nowait(-1)  # wakes idle workers: they exit
+        if self._workers:
+            await asyncio.wait(self._workers, timeout=self.config.push_request_timeout_s + 2)
+        for t in [*self._tasks, *self._workers]:
             t.cancel()
-        for t in self._tasks:
+        for t in [*self._tasks, *self._workers]:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._tasks.clear()
+        self._workers.clear()
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
@@ -239,8 +252,10 @@ class PushDelivery:
                 PUSH_FAILING.set(await self.store.failing())
 
     async def _work(self) -> None:
-        while True:
+        while not self._stopping:
             pusher_id = await self._queue.get()
+            if pusher_id < 0:
+                return
             self._queued.discard(pusher_id)
             self._in_flight.add(pusher_id)
             try:
@@ -277,6 +292,8 @@ class PushDelivery:
             batch = await self.store.notifications(p.user_id, p.last_stream, pos, BATCH)
             evs = await self.store.events_at([n.stream for n in batch])
             for n in batch:
+                if self._stopping:
+                    return True  # the rest waits for the next start (or another worker)
                 ev = evs.get(n.stream)
                 outcome = Outcome.REFUSED if ev is None else await self._send_event(p, n, ev)
                 if outcome is Outcome.REJECTED:
