@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import shutil
 import socket
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -134,5 +138,48 @@ async def test_redirects_are_not_followed_and_a_silent_gateway_times_out() -> No
         assert answer.status == 302 and hits == ["/redirect"]
         with pytest.raises(GatewayUnreachable, match="no answer within"):
             await client.post_json(f"http://127.0.0.1:{port}/silent", b"{}")
+    finally:
+        server.close()
+
+
+def _self_signed(tmp: Path, name: str) -> tuple[Path, Path]:
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}",
+         "-addext", f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+async def test_https_connects_to_the_checked_address_and_verifies_the_name(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cert, key = _self_signed(tmp_path, "gateway.test")
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{"rejected":[]}')
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_tls)
+    port = server.sockets[0].getsockname()[1]
+    _fake_dns(monkeypatch, [["127.0.0.1"]])
+    trusting = ssl.create_default_context(cafile=str(cert))
+    try:
+        client = OutboundClient(OutboundPolicy([f"https://gateway.test:{port}"], ["127.0.0.0/8"]), 2.0, tls=trusting)
+        answer = await client.post_json(f"https://gateway.test:{port}{NOTIFY_PATH}", b"{}")
+        assert answer.status == 200 and answer.body == b'{"rejected":[]}'
+        assert f"Host: gateway.test:{port}".encode() in seen[0]
+        # The certificate is checked against the name, not the address connected to.
+        _fake_dns(monkeypatch, [["127.0.0.1"]])
+        other = OutboundClient(OutboundPolicy([f"https://127.0.0.1:{port}"], ["127.0.0.0/8"]), 2.0, tls=trusting)
+        with pytest.raises(GatewayUnreachable, match=r"SSL|certificate"):
+            await other.post_json(f"https://127.0.0.1:{port}{NOTIFY_PATH}", b"{}")
     finally:
         server.close()
