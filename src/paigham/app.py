@@ -74,11 +74,13 @@ from paigham.services.filtering import FilterService
 from paigham.services.jobs import Every, Jobs
 from paigham.services.login_guard import LoginGuard
 from paigham.services.moderation_checks import ModerationChecks
+from paigham.services.outbound import OutboundClient, OutboundPolicy
 from paigham.services.ports import AccountHooks
 from paigham.services.presence import PresenceService
 from paigham.services.profile import ProfileService
 from paigham.services.publisher import Publisher
 from paigham.services.push import PushService
+from paigham.services.push_delivery import PushDelivery, PushWakeups
 from paigham.services.pushers import NotificationService, PusherService
 from paigham.services.registration import RegistrationService
 from paigham.services.registration_tokens import RegistrationTokens
@@ -110,6 +112,7 @@ from paigham.storage.migrate import migrate
 from paigham.storage.notifications import NotificationStore
 from paigham.storage.presence import PresenceStore
 from paigham.storage.push_actions import PushActionStore
+from paigham.storage.push_delivery import PushDeliveryStore
 from paigham.storage.push_rules import PushRuleStore
 from paigham.storage.pushers import PusherStore
 from paigham.storage.receipts import ReceiptStore
@@ -156,8 +159,9 @@ class Server:
         self.account_data, self.receipts = AccountDataStore(self.db), ReceiptStore(self.db)
         self.typing, self.presence_store = TypingStore(self.db), PresenceStore(self.db)
         self.push_rules, self.push_actions = PushRuleStore(self.db), PushActionStore(self.db)
-        self.notifier, tokens = Notifier(), TokenCache()
-        listeners, on_resume = [self.notifier.on_update, tokens.on_update], [self.notifier.wake_all, tokens.clear]
+        self.notifier, tokens, self.push_wakeups = Notifier(), TokenCache(), PushWakeups()
+        listeners = [self.notifier.on_update, tokens.on_update, self.push_wakeups.on_update]
+        on_resume = [self.notifier.wake_all, tokens.clear, self.push_wakeups.on_resume]
         self.bus = _bus(self.config, listeners, on_resume)
         self.publisher = Publisher(self.bus, self.events)
         self.credentials = CredentialChanges(tokens, self.publisher.credentials_changed)
@@ -305,6 +309,17 @@ class Server:
             upload_checks=[self.enforcer.media_check],
             uploaded_hooks=[self.enforcer.media_uploaded],
         )
+        self.push_delivery = PushDelivery(
+            self.config,
+            PushDeliveryStore(self.db),
+            self.events,
+            self.push.rules_for_sync,
+            self.push_wakeups,
+            OutboundClient(
+                OutboundPolicy(self.config.push_gateway_allowlist, self.config.ip_range_whitelist),
+                self.config.push_request_timeout_s,
+            ),
+        )
         self.jobs = Jobs(
             [
                 Every("audit-retention", 3600, self.audit.purge_expired),
@@ -383,6 +398,7 @@ class Server:
         await self.bus.start()
         await self.ensure_admin()
         self.jobs.start()
+        await self.push_delivery.start()
 
     async def check_identity(self) -> None:
         """Refuse to start over data of another server name, or when the system account's name is
@@ -392,6 +408,7 @@ class Server:
 
     async def stop(self) -> None:
         await self.jobs.stop()
+        await self.push_delivery.stop()
         await self.writer.finish()
         await self.ephemeral.stop()
         await self.bus.stop()

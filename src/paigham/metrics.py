@@ -49,6 +49,31 @@ GC_PAUSE = Histogram(
     ["generation"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
 )
+# Push delivery (services/push_delivery.py): one request per (notification or badge update, pusher).
+PUSH_SENT = Counter("paigham_push_sent", "Requests a push gateway accepted (200), badge-only updates included.")
+PUSH_FAILED = Counter(
+    "paigham_push_failed",
+    "Requests to push gateways that failed and will be retried: an HTTP error status, or no answer.",
+    ["reason"],  # "http_<status>" or "unreachable"
+)
+PUSH_REJECTED = Counter("paigham_push_rejected", "Pushkeys a gateway rejected (their pusher was removed).")
+PUSH_REFUSED = Counter(
+    "paigham_push_refused", "Notifications not sent because the pusher's URL is no longer in push_gateway_allowlist."
+)
+PUSH_GIVEN_UP = Counter("paigham_push_given_up", "Notifications skipped after their gateway failed for 24 hours.")
+PUSH_QUEUE_DEPTH = Gauge(
+    "paigham_push_queue_depth",
+    "Pushers with work waiting for (or held by) a delivery worker of this process.",
+    multiprocess_mode="livesum",
+)
+PUSH_FAILING = Gauge(
+    "paigham_push_pushers_failing", "Pushers in backoff after a failed request (all workers).", multiprocess_mode="max"
+)
+PUSH_LATENCY = Histogram(
+    "paigham_push_delivery_seconds",
+    "From the event's origin_server_ts to the gateway's 200.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+)
 
 
 def settle_garbage_collector() -> None:

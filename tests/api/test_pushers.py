@@ -18,7 +18,7 @@ import pytest
 from paigham.app import Server, create_app
 from paigham.clock import now_ms
 from paigham.config import Config
-from paigham.services.pushers import parse_allowlist
+from paigham.services.outbound import parse_allowlist
 from tests.api.conftest import Harness, User
 from tests.api.openapi import ConformanceRecorder, spec
 

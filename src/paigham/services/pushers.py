@@ -16,7 +16,6 @@ the account removes them (this service is one of AuthService's device and accoun
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
@@ -29,6 +28,7 @@ from paigham.errors import Codes, MatrixError
 from paigham.ids import parse_user_id
 from paigham.requester import Requester
 from paigham.services.admin import Actor
+from paigham.services.outbound import DEFAULT_PORTS, parse_allowlist, url_port
 from paigham.services.ports import AuditLog
 from paigham.services.serializer import EventSerializer
 from paigham.storage.accounts import AccountStore
@@ -51,47 +51,6 @@ _REQUIRED_TO_SET = ("app_display_name", "device_display_name", "lang", "data")
 # Characters a gateway URL may hold: printable ASCII without spaces or backslashes, so that this
 # check and the HTTP client that later sends to the URL cannot read it differently.
 _URL_CHARS = frozenset(string.ascii_letters + string.digits + "-._~:/?#[]@!$&'()*+,;=%")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayPrefix:
-    """One allowlisted URL prefix, parsed: URLs match it on scheme, host and port exactly and on
-    the path at a segment boundary (`/push` admits `/push` and `/push/…`, not `/pushy`)."""
-
-    scheme: str
-    host: str
-    port: int
-    path: str  # without a trailing slash; "" admits every path
-
-    def admits(self, url: SplitResult) -> bool:
-        if (url.scheme, url.hostname, _port(url)) != (self.scheme, self.host, self.port):
-            return False
-        return not self.path or url.path == self.path or url.path.startswith(self.path + "/")
-
-
-def parse_allowlist(prefixes: list[str]) -> list[GatewayPrefix]:
-    """The allowlist setting, parsed; entries that are not http(s) URLs with a host are skipped
-    (and logged), never widened into a match."""
-    out = []
-    for raw in prefixes:
-        try:
-            u = urlsplit(raw.strip())
-            port = _port(u)
-        except ValueError:
-            u, port = None, None
-        if u is None or port is None or u.scheme not in _DEFAULT_PORTS or not u.hostname or "@" in u.netloc:
-            log.warning("push_gateway_allowlist: ignoring an entry that is not an http(s) URL prefix", entry=raw)
-            continue
-        if u.query or u.fragment:
-            log.warning("push_gateway_allowlist: ignoring an entry with a query or fragment", entry=raw)
-            continue
-        out.append(GatewayPrefix(u.scheme, u.hostname, port, u.path.rstrip("/")))
-    return out
-
-
-def _port(u: SplitResult) -> int | None:
-    return u.port if u.port is not None else _DEFAULT_PORTS.get(u.scheme)
 
 
 class PusherService:
@@ -317,10 +276,10 @@ def _parse_url(url: str) -> SplitResult:
         raise MatrixError(400, Codes.INVALID_PARAM, "'url' in data is not a valid URL")
     try:
         parsed = urlsplit(url)
-        port = _port(parsed)
+        port = url_port(parsed)
     except ValueError:
         raise MatrixError(400, Codes.INVALID_PARAM, "'url' in data is not a valid URL") from None
-    if parsed.scheme not in _DEFAULT_PORTS or not parsed.hostname or port is None:
+    if parsed.scheme not in DEFAULT_PORTS or not parsed.hostname or port is None:
         raise MatrixError(400, Codes.INVALID_PARAM, "'url' in data must be an https (or http) URL with a host")
     if parsed.username is not None or "@" in parsed.netloc:
         raise MatrixError(400, Codes.INVALID_PARAM, "'url' in data must not contain user information")

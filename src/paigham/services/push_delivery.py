@@ -1,0 +1,469 @@
+"""Delivery of notifications to push gateways (spec: Push Gateway API; issue 16).
+
+Per pusher, one at a time and in stream order, one POST per notification with exactly one device
+(what ntfy's and Sygnal's gateways expect); head-of-line: while the head notification fails, nothing
+later is sent to that pusher. The cursor (`pushers.last_stream`) is committed after each 200, so
+nothing is lost and, in normal operation, nothing is sent twice — also across a restart.
+
+Who works on what:
+- `PushWakeups` is a bus listener (built with the bus, in every process): each stream update's rooms
+  and users are collected; the dispatcher turns them into pusher ids — the pushers of the rooms'
+  joined members whose cursor is behind the update, and the pushers of the users named (an invitee;
+  a read receipt's reader, whose badge may have changed).
+- A fixed number of workers (`concurrency`) take ids from a deduplicated queue, claim the pusher
+  with a lease (storage/push_delivery.py; SKIP LOCKED on PostgreSQL, so in a cluster exactly one
+  worker holds it), deliver what is past its cursor, and release it.
+- A failure (an HTTP error status, no answer, a blocked address) puts the pusher in backoff: 1 s
+  doubling to 1 h with up to 20 % jitter, `failing_since` recorded; its retry is a timer of this
+  process plus a periodic sweep of the table (other workers, restarts). After 24 h of failing,
+  the head notification is skipped. Nothing wakes a pusher in backoff earlier, so 10,000 pushers
+  whose gateway is down cost one timer each and `concurrency` requests at a time at most.
+- `rejected` containing the pushkey → that pusher is deleted (only it).
+- A URL no longer in `push_gateway_allowlist` (the setting changed since the pusher was registered)
+  → nothing is sent and the notification is passed over (counted in `paigham_push_refused`); the
+  pusher stays, so putting the prefix back resumes delivery without a backlog.
+
+Payload: `event_id_only` (the pusher's `data.format`, or always with `push_force_event_id_only`)
+carries event_id, room_id, prio, counts and the device without tweaks; the full format adds type,
+sender, sender_display_name, room_name, room_alias, membership/user_is_target for member events,
+the device's tweaks, and content only with `push_include_content`. `prio` is high for encrypted
+events and for actions with a highlight or sound tweak. The tweaks come from evaluating the user's
+push rules again at delivery (the push action tables store notify/highlight, not the actions), in
+the room's current state; the stored notify/highlight decide whether to push and `highlight`.
+`counts.unread` is pending invites + rooms with unread notifications; after a read receipt a
+counts-only request goes out when that number changed (`pushers.last_badge`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from enum import Enum
+from typing import Any
+
+import msgspec
+import structlog
+
+from paigham.bus.base import StreamUpdate
+from paigham.clock import now_ms
+from paigham.config import Config
+from paigham.domain.power_levels import notification_level, user_level
+from paigham.domain.push_evaluator import CompiledRule, PushContext, action_tweaks, compile_ruleset, evaluate
+from paigham.domain.room_versions import get_room_version
+from paigham.domain.stored_event import StoredEvent
+from paigham.metrics import (
+    PUSH_FAILED,
+    PUSH_FAILING,
+    PUSH_GIVEN_UP,
+    PUSH_LATENCY,
+    PUSH_QUEUE_DEPTH,
+    PUSH_REFUSED,
+    PUSH_REJECTED,
+    PUSH_SENT,
+)
+from paigham.services.outbound import GatewayRefused, GatewayUnreachable, OutboundClient
+from paigham.storage.events import EventStore
+from paigham.storage.push_delivery import Notification, PushDeliveryStore, Pusher
+
+log = structlog.get_logger(__name__)
+
+RulesOf = Callable[[str], Awaitable[tuple[dict[str, Any], int]]]  # user → (effective rules, version)
+
+FIRST_RETRY_MS = 1_000
+MAX_RETRY_MS = 3_600_000
+GIVE_UP_MS = 24 * 3_600_000
+SWEEP_S = 30.0  # the table is read for due retries and missed wake-ups this often
+BATCH = 50  # notifications read per query
+SWEEP_LIMIT = 5_000
+
+
+def backoff_ms(attempts: int) -> int:
+    """The wait before retry number `attempts` (1, 2, …): 1 s doubling to 1 h, plus up to 20 %."""
+    base = min(FIRST_RETRY_MS * 2 ** min(attempts - 1, 30), MAX_RETRY_MS)
+    return int(base * (1 + random.random() * 0.2))
+
+
+class Outcome(Enum):
+    SENT = "sent"
+    FAILED = "failed"  # retry later
+    REJECTED = "rejected"  # the pusher is gone
+    REFUSED = "refused"  # not sent (policy): pass over it
+
+
+class PushWakeups:
+    """The bus listener: remembers which rooms and users stream updates named, for the dispatcher.
+    Inactive (ignores updates) unless delivery runs in this process."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.rooms: dict[str, int] = {}  # room → newest position named
+        self.users: set[str] = set()
+        self.sweep = False
+        self.event = asyncio.Event()
+
+    def on_update(self, update: StreamUpdate) -> None:
+        if not self.active or not (update.rooms or update.users):
+            return
+        for room in update.rooms:
+            if self.rooms.get(room, -1) < update.pos:
+                self.rooms[room] = update.pos
+        self.users.update(update.users)
+        self.event.set()
+
+    def on_resume(self) -> None:
+        """After a bus outage updates may have been missed: look at the whole table."""
+        if self.active:
+            self.sweep = True
+            self.event.set()
+
+    def take(self) -> tuple[dict[str, int], set[str], bool]:
+        rooms, users, sweep = self.rooms, self.users, self.sweep
+        self.rooms, self.users, self.sweep = {}, set(), False
+        self.event.clear()
+        return rooms, users, sweep
+
+
+class PushDelivery:
+    def __init__(
+        self,
+        config: Config,
+        store: PushDeliveryStore,
+        events: EventStore,
+        rules_of: RulesOf,
+        wakeups: PushWakeups,
+        client: OutboundClient,
+        *,
+        concurrency: int = 32,
+        owner: str | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.events = events
+        self.rules_of = rules_of
+        self.wakeups = wakeups
+        self.client = client
+        self.concurrency = concurrency
+        self.owner = owner or f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_ms = int(max(60.0, 3 * config.push_request_timeout_s) * 1000)
+        self._queue: asyncio.Queue[int] = asyncio.Queue()
+        self._queued: set[int] = set()
+        self._in_flight: set[int] = set()
+        self._again: set[int] = set()  # woken while in flight: look again when done
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._workers: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._compiled: dict[tuple[str, int], tuple[CompiledRule, ...]] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if not self.config.push_enabled or self._tasks:
+            return
+        self.wakeups.active = True
+        self.wakeups.sweep = True  # pick up what was left when the server stopped
+        self.wakeups.event.set()
+        self._stopping = False
+        self._tasks = [
+            asyncio.create_task(self._dispatch(), name="push:dispatch"),
+            asyncio.create_task(self._sweep_every(), name="push:sweep"),
+        ]
+        self._workers = [asyncio.create_task(self._work(), name=f"push:worker{i}") for i in range(self.concurrency)]
+
+    async def stop(self) -> None:
+        """Stop taking work; a request in flight is let finish (its cursor committed) for up to the
+        request timeout, so a graceful restart sends nothing twice."""
+        self.wakeups.active = False
+        self._stopping = True
+        for _ in self._workers:
+            self._queue.put_nowait(-1)  # wakes idle workers: they exit
+        if self._workers:
+            await asyncio.wait(self._workers, timeout=self.config.push_request_timeout_s + 2)
+        for t in [*self._tasks, *self._workers]:
+            t.cancel()
+        for t in [*self._tasks, *self._workers]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks.clear()
+        self._workers.clear()
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        with contextlib.suppress(Exception):  # best effort: leases expire anyway
+            await self.store.release_all(self.owner)
+
+    # -- who has work ----------------------------------------------------------------------------
+    def _enqueue(self, ids: Sequence[int]) -> None:
+        for pusher_id in ids:
+            if pusher_id in self._timers:
+                continue  # in backoff: its timer enqueues it (a wake-up must not shorten the wait)
+            if pusher_id in self._in_flight:
+                self._again.add(pusher_id)
+            elif pusher_id not in self._queued:
+                self._queued.add(pusher_id)
+                self._queue.put_nowait(pusher_id)
+        PUSH_QUEUE_DEPTH.set(len(self._queued) + len(self._in_flight))
+
+    def _retry_at(self, pusher_id: int, when_ms: int) -> None:
+        old = self._timers.pop(pusher_id, None)
+        if old is not None:
+            old.cancel()
+        delay = max(0.0, (when_ms - now_ms()) / 1000)
+
+        def fire() -> None:
+            self._timers.pop(pusher_id, None)
+            self._enqueue([pusher_id])
+
+        self._timers[pusher_id] = asyncio.get_running_loop().call_later(delay, fire)
+
+    async def _dispatch(self) -> None:
+        while True:
+            await self.wakeups.event.wait()
+            rooms, users, sweep = self.wakeups.take()
+            try:
+                ids: list[int] = []
+                if rooms:
+                    ids += await self.store.behind_in_rooms(list(rooms), max(rooms.values()), now_ms())
+                if users:
+                    ids += await self.store.of_users(sorted(users))
+                if sweep:
+                    now = now_ms()
+                    horizon = now + int(SWEEP_S * 1000)
+                    for pusher_id, at in await self.store.due(await self.store.position(), now, horizon, SWEEP_LIMIT):
+                        if at <= now:
+                            ids.append(pusher_id)
+                        elif pusher_id not in self._timers:
+                            self._retry_at(pusher_id, at)  # before the next sweep
+                self._enqueue(ids)
+            except Exception:  # the database is out of reach: the next sweep finds what was missed
+                log.exception("push.dispatch_failed")
+                await asyncio.sleep(1.0)
+
+    async def _sweep_every(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            self.wakeups.sweep = True
+            self.wakeups.event.set()
+            with contextlib.suppress(Exception):
+                PUSH_FAILING.set(await self.store.failing())
+
+    async def _work(self) -> None:
+        while not self._stopping:
+            pusher_id = await self._queue.get()
+            if pusher_id < 0:
+                return
+            self._queued.discard(pusher_id)
+            self._in_flight.add(pusher_id)
+            try:
+                await self.run_once(pusher_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("push.pusher_failed", pusher=pusher_id)
+                with contextlib.suppress(Exception):
+                    await self.store.release(pusher_id, self.owner)
+                self._retry_at(pusher_id, now_ms() + 5_000)
+            finally:
+                self._in_flight.discard(pusher_id)
+                if pusher_id in self._again:
+                    self._again.discard(pusher_id)
+                    self._enqueue([pusher_id])
+                PUSH_QUEUE_DEPTH.set(len(self._queued) + len(self._in_flight))
+
+    # -- one pusher ------------------------------------------------------------------------------
+    async def run_once(self, pusher_id: int) -> None:
+        """Claim the pusher and deliver everything past its cursor (or until a failure)."""
+        claimed = await self.store.claim([pusher_id], self.owner, now_ms(), self.lease_ms)
+        if not claimed:
+            return  # another worker holds it, it is in backoff, or it is gone
+        p = claimed[0]
+        if await self._deliver(p):
+            await self.store.release(p.id, self.owner)
+
+    async def _deliver(self, p: Pusher) -> bool:
+        """Deliver past the cursor; True if the pusher is still held (to release), False if it was
+        released (backoff), deleted, or lost to another worker."""
+        pos = await self.store.position()
+        while True:
+            batch = await self.store.notifications(p.user_id, p.last_stream, pos, BATCH)
+            evs = await self.store.events_at([n.stream for n in batch])
+            for n in batch:
+                if self._stopping:
+                    return True  # the rest waits for the next start (or another worker)
+                ev = evs.get(n.stream)
+                outcome = Outcome.REFUSED if ev is None else await self._send_event(p, n, ev)
+                if outcome is Outcome.REJECTED:
+                    return False
+                if outcome is Outcome.FAILED and not await self._failed(p, n.stream):
+                    return False
+                if not await self._advance(p, n.stream):
+                    return False
+            if len(batch) < BATCH:
+                break
+        if p.last_stream < pos and not await self._advance(p, pos):
+            return False
+        return await self._badge_update(p)
+
+    async def _advance(self, p: Pusher, stream: int) -> bool:
+        p.last_stream, p.attempts, p.failing_since = stream, 0, None
+        return await self.store.advance(p.id, self.owner, stream, p.last_badge, now_ms() + self.lease_ms)
+
+    async def _failed(self, p: Pusher, stream: int | None) -> bool:
+        """The head (`stream`, or a badge update) failed. True if it is given up (24 h failing:
+        the caller passes over it), False when the pusher now waits in backoff."""
+        now = now_ms()
+        since = p.failing_since if p.failing_since is not None else now
+        if now - since >= GIVE_UP_MS:
+            PUSH_GIVEN_UP.inc()
+            log.warning("push.given_up", pusher=p.id, user=p.user_id, stream=stream, failing_since=since)
+            return True
+        p.attempts += 1
+        p.failing_since = since
+        p.next_attempt_ts = now + backoff_ms(p.attempts)
+        await self.store.failed(p.id, self.owner, p.last_stream, p.attempts, since, p.next_attempt_ts)
+        self._retry_at(p.id, p.next_attempt_ts)
+        return False
+
+    async def _badge_update(self, p: Pusher) -> bool:
+        badge = await self.store.badge(p.user_id)
+        if badge == p.last_badge:
+            return True
+        if p.last_badge is not None:  # a new pusher only learns the badge: there is nothing to update
+            outcome = await self._send(p, {"counts": {"unread": badge}, "devices": [self._device(p, None)]}, None)
+            if outcome is Outcome.REJECTED:
+                return False
+            if outcome is Outcome.FAILED and not await self._failed(p, None):
+                return False
+        p.last_badge = badge
+        return await self._advance(p, p.last_stream)
+
+    # -- one request -----------------------------------------------------------------------------
+    def _device(self, p: Pusher, tweaks: dict[str, Any] | None) -> dict[str, Any]:
+        device: dict[str, Any] = {
+            "app_id": p.app_id,
+            "pushkey": p.pushkey,
+            "pushkey_ts": p.pushkey_ts // 1000,
+            "data": {k: v for k, v in p.data.items() if k != "url"},
+        }
+        if tweaks is not None:
+            device["tweaks"] = tweaks
+        return device
+
+    async def _send_event(self, p: Pusher, n: Notification, ev: StoredEvent) -> Outcome:
+        id_only = self.config.push_force_event_id_only or p.data.get("format") == "event_id_only"
+        keys = [("m.room.power_levels", ""), ("m.room.create", ""), ("m.room.member", p.user_id)]
+        if not id_only:
+            keys += [("m.room.member", ev.sender), ("m.room.name", ""), ("m.room.canonical_alias", "")]
+        state = await self.events.state_for_keys(ev.room_id, keys)
+        tweaks = await self._tweaks(p.user_id, ev, n.highlight, state)
+        high = ev.type == "m.room.encrypted" or tweaks.get("highlight") is True or "sound" in tweaks
+        badge = await self.store.badge(p.user_id)
+        body: dict[str, Any] = {
+            "event_id": ev.event_id,
+            "room_id": ev.room_id,
+            "prio": "high" if high else "low",
+            "counts": {"unread": badge},
+            "devices": [self._device(p, None if id_only else tweaks)],
+        }
+        if not id_only:
+            body.update(_full_fields(p.user_id, ev, state, include_content=self.config.push_include_content))
+        outcome = await self._send(p, body, ev)
+        if outcome is Outcome.SENT:
+            p.last_badge = badge
+        return outcome
+
+    async def _send(self, p: Pusher, notification: dict[str, Any], ev: StoredEvent | None) -> Outcome:
+        url = p.data.get("url")
+        body = msgspec.json.encode({"notification": notification})
+        try:
+            if not isinstance(url, str):
+                raise GatewayRefused("the pusher has no url")
+            answer = await self.client.post_json(url, body)
+        except GatewayRefused as exc:
+            PUSH_REFUSED.inc()
+            log.warning("push.refused", pusher=p.id, user=p.user_id, reason=str(exc))
+            return Outcome.REFUSED
+        except GatewayUnreachable as exc:
+            PUSH_FAILED.labels("unreachable").inc()
+            log.info("push.unreachable", pusher=p.id, reason=str(exc), attempts=p.attempts)
+            return Outcome.FAILED
+        if not 200 <= answer.status < 300:
+            PUSH_FAILED.labels(f"http_{answer.status}").inc()
+            log.info("push.http_error", pusher=p.id, status=answer.status, attempts=p.attempts)
+            return Outcome.FAILED
+        PUSH_SENT.inc()
+        if ev is not None:
+            PUSH_LATENCY.observe(max(0.0, (now_ms() - ev.origin_server_ts) / 1000))
+        try:
+            rejected = msgspec.json.decode(answer.body).get("rejected") if answer.body else None
+        except (msgspec.DecodeError, AttributeError):
+            rejected = None
+        if isinstance(rejected, list) and p.pushkey in rejected:
+            PUSH_REJECTED.inc()
+            log.info("push.rejected", pusher=p.id, user=p.user_id, app_id=p.app_id)
+            await self.store.delete(p.id)
+            return Outcome.REJECTED
+        return Outcome.SENT
+
+    async def _tweaks(
+        self, user_id: str, ev: StoredEvent, highlight: bool, state: dict[tuple[str, str], StoredEvent]
+    ) -> dict[str, Any]:
+        """The tweaks of the user's matching rule, evaluated now in the room's current state."""
+        rules, version = await self.rules_of(user_id)
+        compiled = self._compiled.get((user_id, version))
+        if compiled is None:
+            if len(self._compiled) > 10_000:
+                self._compiled.clear()
+            compiled = self._compiled[(user_id, version)] = compile_ruleset(rules)
+        pl, create = state.get(("m.room.power_levels", "")), state.get(("m.room.create", ""))
+        room = await self.events.get_room(ev.room_id)
+        room_version = get_room_version(room.room_version) if room else None
+        level = (
+            user_level(ev.sender, pl.content if pl else None, create.pdu, room_version)
+            if create and room_version
+            else 0
+        )
+        me = state.get(("m.room.member", user_id))
+        name = me.content.get("displayname") if me else None
+        ctx = PushContext(
+            user_id=user_id,
+            user_display_name=name if isinstance(name, str) else None,
+            room_member_count=await self.events.joined_count(ev.room_id),
+            sender_power_level=int(min(level, 2**53)),
+            notification_power_levels={"room": notification_level(pl.content if pl else None, "room")},
+        )
+        client_event = {"type": ev.type, "sender": ev.sender, "content": ev.content, "room_id": ev.room_id}
+        if ev.state_key is not None:
+            client_event["state_key"] = ev.state_key
+        tweaks = action_tweaks(evaluate(client_event, compiled, ctx))
+        if highlight:
+            tweaks["highlight"] = True
+        elif tweaks.get("highlight") is True:
+            del tweaks["highlight"]  # what was stored when the event was sent decides
+        return tweaks
+
+
+def _full_fields(
+    user_id: str, ev: StoredEvent, state: dict[tuple[str, str], StoredEvent], *, include_content: bool
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": ev.type, "sender": ev.sender}
+    sender = state.get(("m.room.member", ev.sender))
+    if sender is not None and isinstance(sender.content.get("displayname"), str):
+        out["sender_display_name"] = sender.content["displayname"]
+    name = state.get(("m.room.name", ""))
+    if name is not None and isinstance(name.content.get("name"), str) and name.content["name"]:
+        out["room_name"] = name.content["name"]
+    alias = state.get(("m.room.canonical_alias", ""))
+    if alias is not None and isinstance(alias.content.get("alias"), str):
+        out["room_alias"] = alias.content["alias"]
+    if ev.type == "m.room.member":
+        out["user_is_target"] = ev.state_key == user_id
+        if isinstance(ev.content.get("membership"), str):
+            out["membership"] = ev.content["membership"]
+    if include_content:
+        out["content"] = ev.content
+    return out
