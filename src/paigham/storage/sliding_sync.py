@@ -15,12 +15,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import BigInteger, Column, Index, LargeBinary, PrimaryKeyConstraint, String, Table
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.clock import now_ms
 from paigham.storage.database import Database
 from paigham.storage.schema import metadata
 
-MAX_AGE_MS = 7 * 24 * 3600 * 1000  # a connection unused for a week is forgotten (as Synapse does)
+MAX_AGE_MS = 7 * 24 * 3600 * 1000
+_INSERT = (
+    "INSERT INTO sliding_sync_positions (user_id, device_id, conn_id, generation, stream, state, created_ts) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id, device_id, conn_id, generation) DO NOTHING "
+    "RETURNING generation"
+)  # a connection unused for a week is forgotten (as Synapse does)
 _SAVE_ATTEMPTS = 5  # concurrent requests with one pos (each failed attempt means another one saved)
 
 sliding_sync_positions = Table(
@@ -48,6 +54,7 @@ class SavedPosition:
 class SlidingSyncStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._save_one = db.per_engine(sqlite=self._save_sqlite, postgresql=self._save_postgresql)
 
     async def load(self, user_id: str, device_id: str, conn_id: str, generation: int) -> SavedPosition | None:
         """The saved generation of this connection, None if unknown, superseded or too old."""
@@ -80,43 +87,80 @@ class SlidingSyncStore:
         generation saved. Never overwrites one: each saved generation is what one answer sent."""
         for _ in range(_SAVE_ATTEMPTS):
             async with self.db.write() as conn:
-                row = await self.db.fetchrow(
-                    "SELECT MAX(generation) FROM sliding_sync_positions WHERE user_id = $1 AND device_id = $2 "
-                    "AND conn_id = $3",
-                    user_id,
-                    device_id,
-                    conn_id,
-                    conn=conn,
-                )
-                top = row[0] if row is not None and row[0] is not None else None
-                generation = at_least if top is None else max(at_least, int(top) + 1)
-                await self.db.run(
-                    "DELETE FROM sliding_sync_positions WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 "
-                    "AND generation < $4",
-                    user_id,
-                    device_id,
-                    conn_id,
-                    generation if used is None else used,
-                    conn=conn,
-                )
-                # A concurrent request of the same connection may have taken this generation since the
-                # MAX (PostgreSQL; SQLite writes one at a time): then nothing is added, and we look again.
-                added = await self.db.fetchrow(
-                    "INSERT INTO sliding_sync_positions (user_id, device_id, conn_id, generation, stream, state, "
-                    "created_ts) VALUES ($1, $2, $3, $4, $5, $6, $7) "
-                    "ON CONFLICT (user_id, device_id, conn_id, generation) DO NOTHING RETURNING generation",
-                    user_id,
-                    device_id,
-                    conn_id,
-                    generation,
-                    stream,
-                    state,
-                    now_ms(),
-                    conn=conn,
-                )
+                added = await self._save_one(conn, user_id, device_id, conn_id, at_least, stream, state, used)
             if added is not None:
-                return generation
+                return added
         raise RuntimeError(f"sliding sync: no free generation for {user_id} {device_id} {conn_id!r}")
+
+    async def _save_sqlite(
+        self,
+        conn: AsyncConnection,
+        user_id: str,
+        device_id: str,
+        conn_id: str,
+        at_least: int,
+        stream: int,
+        state: bytes,
+        used: int | None,
+    ) -> int | None:
+        row = await self.db.fetchrow(
+            "SELECT MAX(generation) FROM sliding_sync_positions WHERE user_id = $1 AND device_id = $2 AND conn_id = $3",
+            user_id,
+            device_id,
+            conn_id,
+            conn=conn,
+        )
+        top = row[0] if row is not None and row[0] is not None else None
+        generation = at_least if top is None else max(at_least, int(top) + 1)
+        await self.db.run(
+            "DELETE FROM sliding_sync_positions WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 "
+            "AND generation < $4",
+            user_id,
+            device_id,
+            conn_id,
+            generation if used is None else used,
+            conn=conn,
+        )
+        added = await self.db.fetchrow(
+            _INSERT, user_id, device_id, conn_id, generation, stream, state, now_ms(), conn=conn
+        )
+        return None if added is None else int(added[0])
+
+    async def _save_postgresql(
+        self,
+        conn: AsyncConnection,
+        user_id: str,
+        device_id: str,
+        conn_id: str,
+        at_least: int,
+        stream: int,
+        state: bytes,
+        used: int | None,
+    ) -> int | None:
+        """One statement (the next free generation, the older ones dropped, the row added), committed
+        without waiting for the WAL flush: a crash may lose the newest position, and the client then
+        gets M_UNKNOWN_POS and starts over — never a wrong answer. Every long-poll answer saves one, so
+        the flush wait would be most of its cost."""
+        await self.db.run("SET LOCAL synchronous_commit TO OFF", conn=conn)
+        added = await self.db.fetchrow(
+            "WITH top AS (SELECT coalesce(max(generation), -1) AS g FROM sliding_sync_positions "
+            "WHERE user_id = $1 AND device_id = $2 AND conn_id = $3), "
+            "gone AS (DELETE FROM sliding_sync_positions WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 "
+            "AND generation < coalesce($8::bigint, greatest($4::bigint, (SELECT g + 1 FROM top)))) "
+            "INSERT INTO sliding_sync_positions (user_id, device_id, conn_id, generation, stream, state, created_ts) "
+            "SELECT $1, $2, $3, greatest($4::bigint, top.g + 1), $5, $6, $7 FROM top "
+            "ON CONFLICT (user_id, device_id, conn_id, generation) DO NOTHING RETURNING generation",
+            user_id,
+            device_id,
+            conn_id,
+            at_least,
+            stream,
+            state,
+            now_ms(),
+            used,
+            conn=conn,
+        )
+        return None if added is None else int(added[0])
 
     async def forget(self, user_id: str, device_id: str, conn_id: str) -> None:
         """Drop a connection (a request without `pos` starts it afresh)."""

@@ -435,7 +435,10 @@ class SlidingSyncService:
         if new_config:
             state, basics = await self._required_state(p, room_id, wanted, timeline, everything=True)
         else:
-            changed = await self.events.state_changes(room_id, sent.stream, p.upto) if fresh else []
+            if len(recent) > limit:  # a gap: state may have changed in it
+                changed = await self.events.state_changes(room_id, sent.stream, p.upto)
+            else:  # every event since the room was sent is at hand
+                changed = [e for e in fresh if e.state_key is not None]
             state, basics = await self._required_state(p, room_id, wanted, timeline, changed=changed)
         room = await self._render(p, room_id, timeline, related, len(recent) > limit, state)
         room.num_live = sum(1 for e in timeline if e.stream > sent.stream)
