@@ -15,6 +15,11 @@ Environment knobs:
     (default ``postgresql://postgres@127.0.0.1:5432/postgres``).
 ``CI``
     when set, an unreachable PostgreSQL FAILS the postgres tests instead of skipping them.
+``PAIGHAM_PUSH_GATEWAY_ALLOWLIST``, ``PAIGHAM_IP_RANGE_WHITELIST``
+    passed on to the started servers (comma-separated), with the session's push gateway stand-in
+    (push_support.py) added: its notify URL to the allowlist, 127.0.0.0/8 to the ranges.
+``PAIGHAM_ACCEPTANCE_PUSH_PORT``
+    the stand-in's port (default: a free one), e.g. to name it in an external server's settings.
 ``PAIGHAM_ACCEPTANCE_EXTERNAL_URL`` (+ ``..._REGISTRATION_TOKEN``, ``..._DATA_DIR``,
 ``..._DATABASE_URL``, ``..._SERVER_NAME``)
     run the clients against an already-running homeserver instead of starting Paigham (used to
@@ -49,6 +54,7 @@ from acc_support import (
     run_cli,
     wait_until_ready,
 )
+from push_support import GatewayThread, server_push_env, session_gateway, stop_session_gateway
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
@@ -116,7 +122,7 @@ class Launch:
         ]  # fmt: skip
         if self.database_url:
             self.cmd += ["--database-url", self.database_url]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **server_push_env(dict(os.environ)))
         self._out = open(stdout_path, "wb")  # noqa: SIM115 - closed in stop()
         self._err = open(stderr_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -182,6 +188,7 @@ _prestarted: dict[str, Launch] = {}
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     while _prestarted:
         _prestarted.popitem()[1].stop()
+    stop_session_gateway()
 
 
 def _session_needs(session: pytest.Session, engine: str) -> bool:
@@ -258,6 +265,12 @@ def e2ee_endpoints(server: ServerInfo) -> None:
     missing = [f"{m} {p}" for m, p in E2EE_ENDPOINTS if endpoint_unrouted(server.base_url, m, p)]
     if missing:
         pytest.fail("server does not route these E2EE endpoints: " + ", ".join(missing))
+
+
+@pytest.fixture
+def push_gateway(server: ServerInfo) -> GatewayThread:
+    """The ntfy-like push gateway stand-in every started server may send to (its allowlist names it)."""
+    return session_gateway().ensure_started()
 
 
 @pytest.fixture

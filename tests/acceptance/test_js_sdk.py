@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from acc_support import ServerInfo
+from push_support import GatewayThread
 
 pytestmark = pytest.mark.acceptance
 
@@ -16,7 +17,7 @@ JS_DIR = Path(__file__).resolve().parent / "js"
 SCRIPT_TIMEOUT_S = 150
 
 
-def run_script(server: ServerInfo, script: str, hard_timeout_ms: int) -> str:
+def run_script(server: ServerInfo, script: str, hard_timeout_ms: int, *args: str) -> str:
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is not installed (needed for the matrix-js-sdk acceptance tests)", pytrace=False)
@@ -25,7 +26,7 @@ def run_script(server: ServerInfo, script: str, hard_timeout_ms: int) -> str:
     env = dict(os.environ, ACCEPTANCE_TIMEOUT_MS=str(hard_timeout_ms))
     try:
         proc = subprocess.run(
-            [node, script, server.base_url, server.registration_token],
+            [node, script, server.base_url, server.registration_token, *args],
             cwd=JS_DIR,
             env=env,
             capture_output=True,
@@ -74,3 +75,38 @@ def test_js_sdk_sliding_sync(server: ServerInfo) -> None:
     loop: invite, join, messages both ways arrive exactly once in order, list counts, extensions."""
     out = run_script(server, "sliding.mjs", hard_timeout_ms=90_000)
     assert "responses: A " in out, out
+
+
+def printed(out: str, label: str) -> str:
+    values = [ln.split(f"{label}: ", 1)[1].strip() for ln in out.splitlines() if ln.startswith(f"{label}: ")]
+    assert len(values) == 1, f"expected one {label} line\n{out}"
+    return values[0]
+
+
+def test_js_sdk_push(server: ServerInfo, push_gateway: GatewayThread) -> None:
+    """B registers a pusher with `client.setPusher` and finds it with `client.getPushers` (as Element
+    Web's Settings → Sessions does), A invites B and sends (js/push.mjs); the ntfy-like gateway stand-in
+    receives the invite's push, then exactly one notify for the message, event_id_only."""
+    pushkey = push_gateway.new_pushkey()
+    out = run_script(server, "push.mjs", 90_000, push_gateway.url, pushkey)
+    room_id, event_id = printed(out, "PUSH_ROOM"), printed(out, "PUSH_EVENT")
+    got = push_gateway.wait_for_sync(event_id)
+    assert len(got) == 1, f"{len(got)} notify requests for {event_id}: {got}"
+    n = got[0]
+    assert push_gateway.accepted_for(event_id) == [n], "the gateway did not accept the notify"
+    assert set(n) <= {"event_id", "room_id", "counts", "devices", "prio"}, f"not event_id_only: {sorted(n)}"
+    assert n["room_id"] == room_id and n["prio"] == "high" and n["counts"]["unread"] >= 1, n
+    assert n["devices"] == [
+        {
+            "app_id": "io.element.android",
+            "pushkey": pushkey,
+            "pushkey_ts": n["devices"][0]["pushkey_ts"],
+            "data": {"format": "event_id_only"},
+        }
+    ], n
+    # per pusher in stream order: the invite first (.m.rule.invite_for_me), then the message
+    pushed = [x for x in push_gateway.requests_to(pushkey) if "event_id" in x]  # not badge updates
+    assert [x["event_id"] for x in pushed][1:] == [event_id], pushed
+    assert pushed[0]["room_id"] == room_id and pushed[0]["prio"] == "high", pushed[0]
+    # the pusher B removed again (client.removePusher) never got anything
+    assert push_gateway.requests_to(pushkey.split("?")[0] + "x2?up=1") == []
