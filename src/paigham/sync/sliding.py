@@ -78,6 +78,7 @@ BUMP_TYPES = (
     "org.matrix.msc3672.beacon_info",
 )
 LIVE = ("join", "invite", "knock")  # rooms the lists show
+NOTHING_NEW = 2**62  # a position past any real one
 LEFT = ("leave", "ban")
 MEMBER = "m.room.member"
 # State every room carries besides what was asked for: its name, avatar and whether it is encrypted.
@@ -261,8 +262,12 @@ class SlidingSyncService:
 
     # -- one pass --------------------------------------------------------------------------------------
     async def _compute(self, rq: Requester, body: SlidingRequest, prev: ConnectionState, since: int | None) -> Computed:
-        found = await probe(self.db, rq.user_id, rq.device_id, since, MEMBERSHIPS)
-        if since is not None and since > found.position:
+        # A fresh connection sends every room in view in full and counts their unread itself: the
+        # probe is asked as if from the far future, so it counts nothing for the rooms out of view.
+        found = await probe(self.db, rq.user_id, rq.device_id, NOTHING_NEW if since is None else since, MEMBERSHIPS)
+        if since is None:
+            found.user_flags = ACCOUNT_DATA | PUSH_RULES | TO_DEVICE | DEVICE_LISTS
+        elif since > found.position:
             since = found.position  # a position from a restored database: take it as "now"
         p = Pass(rq, body, since, found.position, found, prev, ConnectionState(dict(prev.rooms)))
         live = {r: m for r, (m, _) in found.memberships.items() if m in LIVE}
