@@ -6,7 +6,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from paigham.app import Server, create_app
+from paigham.clock import now_ms
+from paigham.storage import sliding_sync as sliding_store
+from paigham.storage.sliding_sync import MAX_AGE_MS
+from paigham.sync import sliding
 from tests.api.conftest import Harness, User
 from tests.api.e2ee_support import Device
 
@@ -517,11 +523,12 @@ async def test_long_poll_wakes_on_account_data_and_device_lists(hs: Harness) -> 
     assert res["extensions"]["e2ee"]["device_lists"]["changed"] == [bob.user_id]
 
 
-async def test_an_expired_pos_is_unknown(hs: Harness) -> None:
+async def test_an_expired_pos_is_unknown(hs: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     alice, _, _ = await three_rooms(hs)
     first = await ss(hs, alice, room_list([[0, 2]]))
-    async with hs.server.db.write() as conn:
-        await hs.server.db.run("UPDATE sliding_sync_positions SET created_ts = 0", conn=conn)
+    later = now_ms() + MAX_AGE_MS + 60_000  # a week and a minute without using it
+    monkeypatch.setattr(sliding, "now_ms", lambda: later)
+    monkeypatch.setattr(sliding_store, "now_ms", lambda: later)
     await hs.err(400, "M_UNKNOWN_POS", "POST", SS, alice, json=room_list([[0, 2]]), params={"pos": first["pos"]})
     await hs.server.sliding_sync.purge()
     row = await hs.server.db.fetchrow("SELECT count(*) FROM sliding_sync_positions")

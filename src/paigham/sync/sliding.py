@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -29,7 +30,7 @@ from paigham.requester import Requester
 from paigham.services.serializer import strip_room_id
 from paigham.storage.database import Database
 from paigham.storage.receipts import Receipt
-from paigham.storage.sliding_sync import SlidingSyncStore
+from paigham.storage.sliding_sync import MAX_AGE_MS, SlidingSyncStore
 from paigham.storage.sync_probe import (
     ACCOUNT_DATA,
     DEVICE_LISTS,
@@ -79,6 +80,7 @@ BUMP_TYPES = (
 )
 LIVE = ("join", "invite", "knock")  # rooms the lists show
 NOTHING_NEW = 2**62  # a position past any real one
+CACHED_CONNECTIONS = 2_000  # connection states kept in memory (the newest of each)
 LEFT = ("leave", "ban")
 MEMBER = "m.room.member"
 # State every room carries besides what was asked for: its name, avatar and whether it is encrypted.
@@ -214,6 +216,8 @@ class SlidingSyncService:
         self.push_rules = push_rules
         self.store = store
         self.e2ee = e2ee
+        # (user, device, conn_id) → (generation, stream, state, saved at): the newest saved here.
+        self._recent: OrderedDict[tuple[str, str, str], tuple[int, int, ConnectionState, int]] = OrderedDict()
 
     async def sync(self, rq: Requester, body: SlidingRequest, pos: str | None, timeout_ms: int) -> SlidingResponse:
         conn_id = body.conn_id or ""
@@ -221,14 +225,8 @@ class SlidingSyncService:
         prev, since = ConnectionState(), None
         if pos:
             generation, stream = parse_pos(pos)
-            saved = await self.store.load(rq.user_id, rq.device_id, conn_id, generation)
-            if saved is None or saved.stream != stream:
-                raise unknown_pos()
-            try:
-                prev = _decode_state(saved.state)
-            except msgspec.DecodeError:
-                raise unknown_pos() from None
-            since = saved.stream
+            prev = await self._load(rq, conn_id, generation, stream)
+            since = stream
         deadline = time.monotonic() + timeout_ms / 1000
         while True:
             out = await self._compute(rq, body, prev, since)
@@ -251,11 +249,39 @@ class SlidingSyncService:
                 _encode(out.state),
                 used=generation,
             )
+            self._remember((rq.user_id, rq.device_id, conn_id), new_generation, out.upto, out.state)
             response.pos = make_pos(new_generation, out.upto)
         else:
             assert pos is not None
             response.pos = pos  # nothing new: the same position (nothing to save)
         return response
+
+    async def _load(self, rq: Requester, conn_id: str, generation: int, stream: int) -> ConnectionState:
+        """The state a `pos` names: from this process's memory when it issued that pos last for the
+        connection (every generation is immutable once saved), else from the database."""
+        key = (rq.user_id, rq.device_id, conn_id)
+        cached = self._recent.get(key)
+        if cached is not None and cached[0] == generation and cached[3] > now_ms() - MAX_AGE_MS:
+            self._recent.move_to_end(key)
+            if cached[1] != stream:
+                raise unknown_pos()
+            return cached[2]
+        saved = await self.store.load(rq.user_id, rq.device_id, conn_id, generation)
+        if saved is None or saved.stream != stream:
+            raise unknown_pos()
+        try:
+            return _decode_state(saved.state)
+        except msgspec.DecodeError:
+            raise unknown_pos() from None
+
+    def _remember(self, key: tuple[str, str, str], generation: int, stream: int, state: ConnectionState) -> None:
+        """Keep the newest saved state of a connection (bounded: the least recently used go first), so
+        the next request with its pos reads nothing. In a cluster the next request may go to another
+        worker, which reads the database."""
+        self._recent[key] = (generation, stream, state, now_ms())
+        self._recent.move_to_end(key)
+        while len(self._recent) > CACHED_CONNECTIONS:
+            self._recent.popitem(last=False)
 
     async def purge(self) -> None:
         await self.store.purge()
