@@ -6,6 +6,7 @@ import json
 import os
 import urllib.parse
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,14 +97,18 @@ class Harness:
         return await self.ok("GET", "/_matrix/client/v3/sync", user, params=q)
 
 
-@pytest.fixture
-async def hs(database_url: str, tmp_path: Path) -> AsyncIterator[Harness]:
+@asynccontextmanager
+async def serve(database_url: str, tmp_path: Path, **settings: Any) -> AsyncIterator[Harness]:
+    """An in-process server with the test defaults and `settings` (e.g. push_gateway_allowlist)."""
     config = Config(
-        data_dir=str(tmp_path / "data"),
-        database_url=database_url,
-        server_name="test.local",
-        create_admin=False,
-        encryption_by_default=False,
+        **{
+            "data_dir": str(tmp_path / "data"),
+            "database_url": database_url,
+            "server_name": "test.local",
+            "create_admin": False,
+            "encryption_by_default": False,
+            **settings,
+        }
     )
     server = Server(config)
     app = create_app(config, server)
@@ -112,3 +117,9 @@ async def hs(database_url: str, tmp_path: Path) -> AsyncIterator[Harness]:
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield Harness(server, client)
     await server.stop()
+
+
+@pytest.fixture
+async def hs(database_url: str, tmp_path: Path) -> AsyncIterator[Harness]:
+    async with serve(database_url, tmp_path) as h:
+        yield h

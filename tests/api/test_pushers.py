@@ -12,14 +12,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
-from paigham.app import Server, create_app
 from paigham.clock import now_ms
-from paigham.config import Config
 from paigham.services.outbound import parse_allowlist
-from tests.api.conftest import Harness, User
+from tests.api.conftest import Harness, User, serve
 from tests.api.openapi import ConformanceRecorder, spec
 
 V3 = "/_matrix/client/v3"
@@ -34,27 +31,10 @@ ALLOWLIST = [
 ]
 
 
-async def _harness(database_url: str, tmp_path: Path, **settings: Any) -> AsyncIterator[Harness]:
-    config = Config(
-        data_dir=str(tmp_path / "data"),
-        database_url=database_url,
-        server_name="test.local",
-        create_admin=False,
-        encryption_by_default=False,
-        **settings,
-    )
-    server = Server(config)
-    await server.start()
-    transport = httpx.ASGITransport(app=create_app(config, server))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield Harness(server, client)
-    await server.stop()
-
-
 @pytest.fixture
 async def ps(database_url: str, tmp_path: Path) -> AsyncIterator[Harness]:
     """A server with a push gateway allowlist and at most three pushers per user."""
-    async for h in _harness(database_url, tmp_path, push_gateway_allowlist=ALLOWLIST, push_max_pushers_per_user=3):
+    async with serve(database_url, tmp_path, push_gateway_allowlist=ALLOWLIST, push_max_pushers_per_user=3) as h:
         yield h
 
 
@@ -99,14 +79,15 @@ async def test_set_list_update_in_place_and_delete(ps: Harness) -> None:
     assert p == {k: v for k, v in body().items() if k != "append"}  # no profile_tag given, none listed
     [row] = await ps.server.pushers.store.of_user(alice.user_id)
     assert row.device_id == alice.device_id and row.last_stream == position and before <= row.pushkey_ts <= now_ms()
-    # The same (app_id, pushkey): updated in place, keeping its ID, position and registration time.
+    # The same (app_id, pushkey): updated in place, keeping its ID and registration time (its position
+    # is delivery's cursor: it may have moved on past alice's own message, never back).
     room = await ps.create_room(alice)
     await ps.send(alice, room, "moves the stream on")
     await ps.ok("POST", SET, alice, json=body(device_display_name="Pixel 9 Pro", lang="hi", profile_tag="tag"))
     [p] = await pushers(ps, alice)
     assert (p["device_display_name"], p["lang"], p["profile_tag"]) == ("Pixel 9 Pro", "hi", "tag")
     [again] = await ps.server.pushers.store.of_user(alice.user_id)
-    assert (again.id, again.last_stream, again.pushkey_ts) == (row.id, row.last_stream, row.pushkey_ts)
+    assert (again.id, again.pushkey_ts) == (row.id, row.pushkey_ts) and again.last_stream >= row.last_stream
     # Another pushkey is another pusher; kind null deletes one (and deleting nothing is fine).
     await ps.ok("POST", SET, alice, json=body("up0987654321"))
     assert [x["pushkey"] for x in await pushers(ps, alice)] == ["up1234567890", "up0987654321"]
@@ -246,7 +227,7 @@ async def test_by_default_no_gateway_is_allowed(hs: Harness) -> None:
 
 
 async def test_push_disabled_refuses_new_pushers(database_url: str, tmp_path: Path) -> None:
-    async for h in _harness(database_url, tmp_path, push_enabled=False, push_gateway_allowlist=[NTFY]):
+    async with serve(database_url, tmp_path, push_enabled=False, push_gateway_allowlist=[NTFY]) as h:
         alice = await h.register("alice")
         err = await h.err(403, "M_FORBIDDEN", "POST", SET, alice, json=body())
         assert "push_enabled" in err["error"]

@@ -8,13 +8,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from paigham.api.client.discovery import UNSTABLE_FEATURES, unstable_features
-from paigham.app import Server, create_app
 from paigham.config import Config
-from tests.api.conftest import Harness, User
+from tests.api.conftest import Harness, User, serve
 from tests.api.e2ee_support import CrossSigning
 
 V1 = "/_matrix/client/v1"
@@ -73,19 +71,8 @@ def test_forced_encryption_flags_follow_the_config(tmp_path: Path) -> None:
 
 @pytest.fixture
 async def encrypting_hs(database_url: str, tmp_path: Path) -> AsyncIterator[Harness]:
-    config = Config(
-        data_dir=str(tmp_path / "data"),
-        database_url=database_url,
-        server_name="test.local",
-        create_admin=False,
-        encryption_by_default=True,
-    )
-    server = Server(config)
-    await server.start()
-    transport = httpx.ASGITransport(app=create_app(config, server))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield Harness(server, client)
-    await server.stop()
+    async with serve(database_url, tmp_path, encryption_by_default=True) as h:
+        yield h
 
 
 async def test_forced_presets_really_encrypt(encrypting_hs: Harness) -> None:
