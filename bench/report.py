@@ -77,6 +77,26 @@ ROWS: list[tuple[str, str, str, str, tuple[str, float] | None]] = [
     ("Sliding sync: idle connections held (long-polls open)", "sliding_sync.idle.held", "", "high", None),
     ("Sliding sync: RSS with those held", "sliding_sync.idle.rss_held_mb", "MB", "low", ("abs_mb", 500)),
     ("Sliding sync: memory per held connection (KiB)", "sliding_sync.idle.kb_per_connection", "", "low", None),
+    ("Push: send throughput, throughput load with every member holding a pusher", "push.delivery.messages_per_s", "/s",
+     "high", ("ratio", 10)),
+    ("Push: message → gateway request p50 under that load", "push.delivery.notify.p50_ms", "ms", "low", None),
+    ("Push: message → gateway request p99 under that load", "push.delivery.notify.p99_ms", "ms", "low",
+     ("ratio", 10)),
+    ("Push: pushes owed (one per message and member but the sender)", "push.delivery.pushes_expected", "", "", None),
+    ("Push: pushes received at the gateway", "push.delivery.pushes_received", "", "", None),
+    ("Push: pushes missing (not received when the wait ended)", "push.delivery.pushes_missing", "", "low", None),
+    ("Push: pushes received twice or more", "push.delivery.pushes_duplicate", "", "low", None),
+    ("Push: server CPU per message, its pushes included", "push.delivery.server_cpu_ms_per_message_with_pushes", "ms",
+     "low", None),
+    ("Push, 10,000 pushers whose gateway answers 503: server RSS (max over 30 s of messages)",
+     "push.gateway_down.rss_max_mb", "MB", "low", None),
+    ("Push, gateway down: RSS growth over those 30 s", "push.gateway_down.rss_growth_mb", "MB", "low", None),
+    ("Push, gateway down: server CPU (share of a core)", "push.gateway_down.cpu_util", "%", "low", None),
+    ("Push, gateway down: gateway requests per pusher per minute", "push.gateway_down.requests_per_pusher_per_min",
+     "", "low", None),
+    ("Push, gateway down: the same in the 15 s after the messages stopped",
+     "push.gateway_down.tail_requests_per_pusher_per_min", "", "low", None),
+    ("Push, gateway down: send request p99 (12.5 messages/s)", "push.gateway_down.send.p99_ms", "ms", "low", None),
     ("RSS idle after start", "rss_idle_start_mb", "MB", "low", ("ratio", 3)),
     ("RSS idle after a restart on the same data", "rss_idle_restart_mb", "MB", "low", ("ratio", 3)),
     ("RSS idle after all workloads", "rss_idle_end_mb", "MB", "low", None),
@@ -113,7 +133,7 @@ def table(results: dict[str, Any]) -> str:
         pv, sv = _get(p, path), _get(s, path)
         if pv is None and sv is None:
             continue
-        ratio = _ratio(pv, sv, better)
+        ratio = _ratio(pv, sv, better) if better else None  # better "": a count, no advantage
         rtxt = f"{ratio:.1f}{TIMES}" if ratio is not None else "—"
         lines.append(f"| {label} | {_fmt(pv, unit)} | {_fmt(sv, unit)} | {rtxt} | {_verdict(target, pv, ratio)} |")
     c = results.get("cluster")
@@ -162,6 +182,10 @@ def plot(samples: dict[str, dict[str, list[float]]], path: Path, title: str) -> 
         panels += [("sliding_sync_delivery", "Sliding sync: delivery under load"),
                    ("sliding_sync_first_list", "Sliding sync: first room list (20)"),
                    ("sliding_sync_full_list", "Sliding sync: all 200 rooms loaded")]
+    if any("push_notify" in data for data in samples.values()):
+        panels += [("push_notify", "Push: message → gateway request under load"),
+                   ("push_send", "Push: send request under that load"),
+                   ("push_delivery", "Push: delivery to /sync under that load")]
     fig, axes = plt.subplots(len(panels) // 3, 3, figsize=(15, 4.25 * (len(panels) // 3)))
     colours = {"paigham": "#1b7f3b", "synapse": "#8a2be2"}
     for ax, (key, label) in zip(axes.flat, panels, strict=True):
