@@ -165,6 +165,14 @@ def conditions(results: dict[str, Any]) -> str:
                        f"during the throughput run, the server {tp.get('server_cpu_util', float('nan')) * 100:.0f} %; "
                        f"rate-limited responses: {r.get('rate_limited', 0)}, errors: {r.get('errors', 0)}, "
                        f"requests resent on a fresh connection: {r.get('reconnects', 0)}.")
+            pd = r.get("push", {}).get("delivery")
+            if pd:
+                out.append(f"- {name}, push: {pd['pushes_received']:,} of the {pd['pushes_expected']:,} pushes owed "
+                           f"received, {pd['pushes_duplicate']} twice; the load generator with the gateway stand-in "
+                           f"used {pd['loadgen_cpu_util'] * 100:.0f} % of a core during the load; the wait for them "
+                           f"ended after {pd['wait_after_load_s']:.0f} s ({pd['wait_ended']})"
+                           + ("; a push missing then counts with the time until then, so the push percentiles are "
+                              "lower bounds" if pd["pushes_missing"] else "") + ".")
     return "\n".join(out)
 
 
