@@ -94,14 +94,20 @@ class Run:
     samples: dict[str, list[float]] = field(default_factory=dict)
     log: Callable[[str], None] = print
     # Called when a workload's measured window opens; returns what to call when it closes (profiling).
-    window_hook: Callable[[], Callable[[], None] | None] | None = None
+    # (Its argument: the part of the workload being measured, `part`, "" for a workload in one part.)
+    window_hook: Callable[[str], Callable[[], None] | None] | None = None
+    part: str = ""
     _closer: Callable[[], None] | None = None
+    _depth: int = 0  # windows nest: an inner open/close (closed_loop's) leaves the outer one open
 
     def window_open(self) -> None:
-        self._closer = self.window_hook() if self.window_hook else None
+        self._depth += 1
+        if self._depth == 1:
+            self._closer = self.window_hook(self.part) if self.window_hook else None
 
-    def window_close(self) -> None:
-        if self._closer is not None:
+    def window_close(self, force: bool = False) -> None:
+        self._depth = 0 if force else max(0, self._depth - 1)
+        if self._depth == 0 and self._closer is not None:
             self._closer()
             self._closer = None
 
@@ -722,6 +728,7 @@ async def _push_delivery(run: Run, gw: Gateway) -> dict[str, Any]:
     sinces = await bounded_gather(10, [first_since(c) for c in syncers])
     receivers = [Receiver(c, since, sent_at) for c, since in zip(syncers, sinces, strict=True)]
     first = len(gw.pushes)  # pushes before the load (set-up): none expected
+    run.window_open()  # (profiling) the load and the wait for its pushes
     cpu0 = run.cpu()
     out = await closed_loop(run, users, rooms, receivers, sent_at, "push", "pu", event_ids)
     # (event, pushkey) → when its message was sent: every room member but the sender is owed a push.
@@ -770,6 +777,7 @@ async def _push_delivery(run: Run, gw: Gateway) -> dict[str, Any]:
     await asyncio.sleep(2)  # duplicates arriving late
     absorb()
     cpu = run.cpu() - cpu0
+    run.window_close()
     lat = [got[k] - owed[k] for k in got]
     # A push not received when the wait ended took at least until then: counted so, the percentiles over every
     # owed pair are lower bounds when some are missing (the received ones alone would flatter a slow server).
@@ -837,6 +845,7 @@ async def _push_down(run: Run, gw: Gateway) -> dict[str, Any]:
             await asyncio.sleep(max(0.0, s.pd_interval_s - (now() - t)))
 
     sampler = asyncio.create_task(sample_rss())
+    run.window_open()  # (profiling) the messages and the tail
     try:
         cpu0 = run.cpu()
         await asyncio.gather(*(room_sender(r) for r in range(len(rooms))))
@@ -847,6 +856,7 @@ async def _push_down(run: Run, gw: Gateway) -> dict[str, Any]:
         t2 = now()
         cpu_tail = run.cpu() - cpu0 - cpu
     finally:
+        run.window_close()
         sampler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sampler
@@ -884,7 +894,11 @@ async def w_push(run: Run) -> dict[str, Any]:
         for part, fn, gw in (("delivery", _push_delivery, working), ("gateway_down", _push_down, down)):
             run.log(f"  {run.server.name}: push {part} ...")
             resent, errors = COUNTERS.reconnects, COUNTERS.errors
-            out[part] = await fn(run, gw)
+            run.part = part
+            try:
+                out[part] = await fn(run, gw)
+            finally:
+                run.part = ""
             out[part]["requests_resent"] = COUNTERS.reconnects - resent  # see client.Client.request
             out[part]["error_responses"] = COUNTERS.errors - errors
     finally:
@@ -924,10 +938,11 @@ async def run_all(server: Server, scale: Scale, only: list[str], log: Callable[[
             if only and name not in only:
                 continue
             log(f"  {server.name}: {name} (load average {loadavg():.1f}) ...")
-            run.window_hook = (lambda n=name: around(server.name, n)) if around else None
+            run.window_hook = (lambda part, n=name: around(server.name, f"{n}-{part}" if part else n)) \
+                if around else None
             t = now()
             out[name] = await WORKLOADS[name](run)
-            run.window_close()
+            run.window_close(force=True)
             out[name]["wall_s"] = now() - t
             out[name]["loadavg"] = loadavg()
             log(f"  {server.name}: {name} done in {out[name]['wall_s']:.1f} s")
