@@ -166,10 +166,10 @@ def conditions(results: dict[str, Any]) -> str:
         r = results.get(name)
         if r:
             tp = r.get("throughput", {})
+            used = (f"load generator used {tp['loadgen_cpu_util'] * 100:.0f} % of a core during the throughput run, "
+                    f"the server {tp['server_cpu_util'] * 100:.0f} %; ") if tp else ""
             out.append(f"- {name}: load average {r['loadavg_start']:.1f} at start, {r['loadavg_end']:.1f} at end; "
-                       f"load generator used {tp.get('loadgen_cpu_util', float('nan')) * 100:.0f} % of a core "
-                       f"during the throughput run, the server {tp.get('server_cpu_util', float('nan')) * 100:.0f} %; "
-                       f"rate-limited responses: {r.get('rate_limited', 0)}, errors: {r.get('errors', 0)}, "
+                       f"{used}rate-limited responses: {r.get('rate_limited', 0)}, errors: {r.get('errors', 0)}, "
                        f"requests resent on a fresh connection: {r.get('reconnects', 0)}.")
             pd = r.get("push", {}).get("delivery")
             if pd:

@@ -938,8 +938,7 @@ async def run_all(server: Server, scale: Scale, only: list[str], log: Callable[[
             if only and name not in only:
                 continue
             log(f"  {server.name}: {name} (load average {loadavg():.1f}) ...")
-            run.window_hook = (lambda part, n=name: around(server.name, f"{n}-{part}" if part else n)) \
-                if around else None
+            run.window_hook = _hook(around, server.name, name) if around else None
             t = now()
             out[name] = await WORKLOADS[name](run)
             run.window_close(force=True)
@@ -961,6 +960,11 @@ async def run_all(server: Server, scale: Scale, only: list[str], log: Callable[[
     out["loadavg_end"] = loadavg()
     out["pid_alive"] = os.path.exists(f"/proc/{server.pids[0]}")
     return out, run.samples
+
+
+def _hook(around: Callable[[str, str], Any], server: str, workload: str) -> Callable[[str], Any]:
+    """The profiling hook of one workload: a part's window is `<workload>-<part>`."""
+    return lambda part: around(server, f"{workload}-{part}" if part else workload)
 
 
 async def _cpu_util(server: Server, seconds: float) -> float:
