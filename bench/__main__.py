@@ -68,15 +68,17 @@ def make_server(kind: str, args: argparse.Namespace, root: Path, dbs: list[str])
     workdir = fresh_workdir(root, kind)
     port = free_port()
     secret = new_secret()
+    gateways = (free_port(), free_port())  # the push workload's gateway stand-ins: working, down
     if kind == "paigham":
-        srv = PaighamServer("paigham", workdir, port, secret, args.db, paigham_bin=args.paigham)
+        srv = PaighamServer("paigham", workdir, port, secret, args.db, paigham_bin=args.paigham,
+                            gateway_ports=gateways)
         if args.db == "postgres":
             name = f"bench_paigham_{secrets.token_hex(4)}"
             srv.database_url = create_pg_database(args.pg, name)
             dbs.append(name)
         return srv
     python = ensure_synapse_venv(Path(args.synapse_venv), args.db)
-    srv = SynapseServer("synapse", workdir, port, secret, args.db, python=python)
+    srv = SynapseServer("synapse", workdir, port, secret, args.db, python=python, gateway_ports=gateways)
     if args.db == "postgres":
         name = f"bench_synapse_{secrets.token_hex(4)}"
         create_pg_database(args.pg, name, c_locale=True)
@@ -215,7 +217,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="PostgreSQL maintenance URL (databases are created and dropped per run)")
     p.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS for the cluster workload")
     p.add_argument("--only", default="", type=lambda s: [x for x in s.split(",") if x],
-                   help="subset of workloads: latency,throughput,initial_sync,idle_syncs,sliding_sync,fanout")
+                   help="subset of workloads: latency,throughput,initial_sync,idle_syncs,sliding_sync,push,fanout")
     p.add_argument("--cluster", action="store_true", help="also run the 2-worker Paigham cluster workload")
     p.add_argument("--quick", action="store_true", help="tiny sizes, to check the harness")
     p.add_argument("--profile", action="store_true",

@@ -112,6 +112,14 @@ class Client:
         path = f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/b{time.time_ns()}.{self._txn}"
         return str((await self.request("PUT", path, {"msgtype": "m.text", "body": text}))["event_id"])
 
+    async def set_pusher(self, app_id: str, pushkey: str, url: str | None, fmt: str = "event_id_only") -> None:
+        """POST /pushers/set: an HTTP pusher at `url` (format event_id_only), or with `url` None its deletion."""
+        body: dict[str, Any] = {"kind": None, "app_id": app_id, "pushkey": pushkey}
+        if url is not None:
+            body.update(kind="http", app_display_name="bench", device_display_name="bench", lang="en",
+                        data={"url": url, "format": fmt})
+        await self.request("POST", "/_matrix/client/v3/pushers/set", body)
+
     async def sync(self, since: str | None = None, timeout_ms: int = 0, flt: str | None = SYNC_FILTER,
                    set_presence: str | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"timeout": str(timeout_ms)}

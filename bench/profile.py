@@ -84,7 +84,7 @@ class Profiler:
 
     def around(self, server: Server) -> Callable[[str, str], Callable[[], None] | None]:
         def start(name: str, workload: str) -> Callable[[], None] | None:
-            if workload not in self.workloads:
+            if workload.split("-")[0] not in self.workloads:  # "<workload>-<part>" for a part of one
                 return None
             self.results.mkdir(parents=True, exist_ok=True)
             raw = self.results / f"{self.prefix}{workload}.raw"

@@ -77,6 +77,32 @@ ROWS: list[tuple[str, str, str, str, tuple[str, float] | None]] = [
     ("Sliding sync: idle connections held (long-polls open)", "sliding_sync.idle.held", "", "high", None),
     ("Sliding sync: RSS with those held", "sliding_sync.idle.rss_held_mb", "MB", "low", ("abs_mb", 500)),
     ("Sliding sync: memory per held connection (KiB)", "sliding_sync.idle.kb_per_connection", "", "low", None),
+    ("Push: send throughput, throughput load with every member holding a pusher", "push.delivery.messages_per_s", "/s",
+     "high", ("ratio", 10)),
+    ("Push: message → gateway request p50 under that load", "push.delivery.notify.p50_ms", "ms", "low", None),
+    ("Push: message → gateway request p99 under that load", "push.delivery.notify.p99_ms", "ms", "low",
+     ("ratio", 10)),
+    ("Push: pushes owed (one per message and member but the sender)", "push.delivery.pushes_expected", "", "", None),
+    ("Push: pushes received at the gateway", "push.delivery.pushes_received", "", "", None),
+    ("Push: pushes missing (not received when the wait ended)", "push.delivery.pushes_missing", "", "low", None),
+    ("Push: pushes received twice or more", "push.delivery.pushes_duplicate", "", "low", None),
+    ("Push: server CPU per message, its pushes included", "push.delivery.server_cpu_ms_per_message_with_pushes", "ms",
+     "low", None),
+    ("Push, 10,000 pushers whose gateway answers 503, messages offered for 30 s: server RSS (max)",
+     "push.gateway_down.rss_max_mb", "MB", "low", None),
+    ("Push, gateway down: RSS growth while the messages were sent", "push.gateway_down.rss_growth_mb", "MB", "low",
+     None),
+    ("Push, gateway down: server CPU meanwhile (share of a core)", "push.gateway_down.cpu_util", "%", "low", None),
+    ("Push, gateway down: gateway requests per pusher per minute", "push.gateway_down.requests_per_pusher_per_min",
+     "", "low", None),
+    ("Push, gateway down: the same in the 15 s after the messages stopped",
+     "push.gateway_down.tail_requests_per_pusher_per_min", "", "low", None),
+    ("Push, gateway down: server CPU in those 15 s", "push.gateway_down.tail_cpu_util", "%", "low", None),
+    ("Push, gateway down: messages sent (12.5/s offered for 30 s: 375)", "push.gateway_down.messages", "", "high",
+     None),
+    ("Push, gateway down: send requests failed or unanswered in 120 s", "push.gateway_down.send_errors", "", "low",
+     None),
+    ("Push, gateway down: send request p99", "push.gateway_down.send.p99_ms", "ms", "low", None),
     ("RSS idle after start", "rss_idle_start_mb", "MB", "low", ("ratio", 3)),
     ("RSS idle after a restart on the same data", "rss_idle_restart_mb", "MB", "low", ("ratio", 3)),
     ("RSS idle after all workloads", "rss_idle_end_mb", "MB", "low", None),
@@ -113,7 +139,7 @@ def table(results: dict[str, Any]) -> str:
         pv, sv = _get(p, path), _get(s, path)
         if pv is None and sv is None:
             continue
-        ratio = _ratio(pv, sv, better)
+        ratio = _ratio(pv, sv, better) if better else None  # better "": a count, no advantage
         rtxt = f"{ratio:.1f}{TIMES}" if ratio is not None else "—"
         lines.append(f"| {label} | {_fmt(pv, unit)} | {_fmt(sv, unit)} | {rtxt} | {_verdict(target, pv, ratio)} |")
     c = results.get("cluster")
@@ -140,11 +166,19 @@ def conditions(results: dict[str, Any]) -> str:
         r = results.get(name)
         if r:
             tp = r.get("throughput", {})
+            used = (f"load generator used {tp['loadgen_cpu_util'] * 100:.0f} % of a core during the throughput run, "
+                    f"the server {tp['server_cpu_util'] * 100:.0f} %; ") if tp else ""
             out.append(f"- {name}: load average {r['loadavg_start']:.1f} at start, {r['loadavg_end']:.1f} at end; "
-                       f"load generator used {tp.get('loadgen_cpu_util', float('nan')) * 100:.0f} % of a core "
-                       f"during the throughput run, the server {tp.get('server_cpu_util', float('nan')) * 100:.0f} %; "
-                       f"rate-limited responses: {r.get('rate_limited', 0)}, errors: {r.get('errors', 0)}, "
+                       f"{used}rate-limited responses: {r.get('rate_limited', 0)}, errors: {r.get('errors', 0)}, "
                        f"requests resent on a fresh connection: {r.get('reconnects', 0)}.")
+            pd = r.get("push", {}).get("delivery")
+            if pd:
+                out.append(f"- {name}, push: {pd['pushes_received']:,} of the {pd['pushes_expected']:,} pushes owed "
+                           f"received, {pd['pushes_duplicate']} twice; the load generator with the gateway stand-in "
+                           f"used {pd['loadgen_cpu_util'] * 100:.0f} % of a core during the load; the wait for them "
+                           f"ended after {pd['wait_after_load_s']:.0f} s ({pd['wait_ended']})"
+                           + ("; a push missing then counts with the time until then, so the push percentiles are "
+                              "lower bounds" if pd["pushes_missing"] else "") + ".")
     return "\n".join(out)
 
 
@@ -162,6 +196,10 @@ def plot(samples: dict[str, dict[str, list[float]]], path: Path, title: str) -> 
         panels += [("sliding_sync_delivery", "Sliding sync: delivery under load"),
                    ("sliding_sync_first_list", "Sliding sync: first room list (20)"),
                    ("sliding_sync_full_list", "Sliding sync: all 200 rooms loaded")]
+    if any("push_notify" in data for data in samples.values()):
+        panels += [("push_notify", "Push: message → gateway request under load"),
+                   ("push_send", "Push: send request under that load"),
+                   ("push_delivery", "Push: delivery to /sync under that load")]
     fig, axes = plt.subplots(len(panels) // 3, 3, figsize=(15, 4.25 * (len(panels) // 3)))
     colours = {"paigham": "#1b7f3b", "synapse": "#8a2be2"}
     for ax, (key, label) in zip(axes.flat, panels, strict=True):

@@ -20,6 +20,8 @@ from typing import Any
 import aiohttp
 import yaml
 
+from bench.gateway import gateway_url
+
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -68,6 +70,8 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Ports of the push gateway stand-ins (bench/gateway.py) on 127.0.0.1 that pushers may name.
+    gateway_ports: tuple[int, ...] = ()
 
     @property
     def base_url(self) -> str:
@@ -149,6 +153,10 @@ class PaighamServer(Server):
         env = super().env()
         env["PAIGHAM_CREATE_ADMIN"] = "false"
         env["PAIGHAM_LOG_LEVEL"] = "warning"
+        # The gateway stand-ins: allowlisted, and their loopback address let through (push_force_event_id_only
+        # stays at its default, true; the pushers ask for event_id_only anyway).
+        env["PAIGHAM_PUSH_GATEWAY_ALLOWLIST"] = ",".join(gateway_url(p) for p in self.gateway_ports)
+        env["PAIGHAM_IP_RANGE_WHITELIST"] = "127.0.0.0/8"
         return env
 
 
@@ -218,6 +226,10 @@ class SynapseServer(Server):
         # Native (simplified) sliding sync, MSC4186: on by default since Synapse 1.114; said explicitly.
         cfg.setdefault("experimental_features", {})["msc3575_enabled"] = True
         cfg.update(SYNAPSE_RATELIMITS)
+        # Pushes: Synapse refuses private addresses for outbound requests, the gateway stand-ins are on loopback;
+        # and no message content in pushes, as Paigham (the pushers ask for event_id_only anyway).
+        cfg["ip_range_whitelist"] = ["127.0.0.0/8"]
+        cfg["push"] = {"include_content": False}
         log_cfg = {
             "version": 1,
             "formatters": {"precise": {"format": "%(asctime)s - %(name)s - %(levelname)s - %(message)s"}},

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import aiohttp
 
 from bench.client import COUNTERS, Client, bounded_gather, new_session, ss_timeline_events, timeline_events
+from bench.gateway import Gateway
 from bench.servers import Server
 
 now = time.perf_counter
@@ -64,6 +66,14 @@ class Scale:
     ss_idle_connections: int = 5000
     ss_idle_hold_s: float = 10.0
     ss_idle_timeout_ms: int = 600_000  # longer than the measurement: no long-poll is answered during it
+    push_drain_s: float = 300.0  # after the load, wait at most this long for the pushes still owed
+    push_idle_stop_s: float = 30.0  # ... or until the gateway has heard nothing new for this long
+    pd_users: int = 250  # gateway down: users, each with pd_pushers_per_user pushers (10,000)
+    pd_pushers_per_user: int = 40
+    pd_room_size: int = 10
+    pd_duration_s: float = 30.0
+    pd_interval_s: float = 2.0  # one message into each room this often
+    pd_tail_s: float = 15.0  # measured on after the messages stop
 
     @classmethod
     def quick(cls) -> Scale:
@@ -71,7 +81,8 @@ class Scale:
                    fanout_members=30, fanout_syncing=5, fanout_messages=5, is_rooms=10, is_messages_per_room=2,
                    is_repeats=2, idle_connections=200, idle_hold_s=2, idle_latency_messages=5,
                    ss_rooms=12, ss_first_window=5, ss_batch=5, ss_repeats=3, ss_idle_connections=200,
-                   ss_idle_hold_s=2)
+                   ss_idle_hold_s=2, push_drain_s=60, push_idle_stop_s=10, pd_users=20, pd_pushers_per_user=10,
+                   pd_room_size=5, pd_duration_s=6, pd_tail_s=3)
 
 
 @dataclass
@@ -83,14 +94,20 @@ class Run:
     samples: dict[str, list[float]] = field(default_factory=dict)
     log: Callable[[str], None] = print
     # Called when a workload's measured window opens; returns what to call when it closes (profiling).
-    window_hook: Callable[[], Callable[[], None] | None] | None = None
+    # (Its argument: the part of the workload being measured, `part`, "" for a workload in one part.)
+    window_hook: Callable[[str], Callable[[], None] | None] | None = None
+    part: str = ""
     _closer: Callable[[], None] | None = None
+    _depth: int = 0  # windows nest: an inner open/close (closed_loop's) leaves the outer one open
 
     def window_open(self) -> None:
-        self._closer = self.window_hook() if self.window_hook else None
+        self._depth += 1
+        if self._depth == 1:
+            self._closer = self.window_hook(self.part) if self.window_hook else None
 
-    def window_close(self) -> None:
-        if self._closer is not None:
+    def window_close(self, force: bool = False) -> None:
+        self._depth = 0 if force else max(0, self._depth - 1)
+        if self._depth == 0 and self._closer is not None:
             self._closer()
             self._closer = None
 
@@ -223,9 +240,11 @@ async def load_rooms(run: Run, prefix: str) -> tuple[list[Client], list[str], li
 
 
 async def closed_loop(run: Run, users: list[Client], rooms: list[str], receivers: list[Receiver],
-                      sent_at: dict[str, float], key: str, tag: str) -> dict[str, Any]:
+                      sent_at: dict[str, float], key: str, tag: str,
+                      event_ids: dict[str, str] | None = None) -> dict[str, Any]:
     """All members send in a closed loop for `tp_duration_s` while `receivers` long-poll; see w_throughput.
-    Samples go under `<key>_send` and `<key>_delivery`; message bodies are `<tag>-<sender>-<n>`."""
+    Samples go under `<key>_send` and `<key>_delivery`; message bodies are `<tag>-<sender>-<n>`
+    (with `event_ids`, each body's event ID is recorded there)."""
     s = run.scale
     for rx in receivers:
         rx.start()
@@ -248,8 +267,10 @@ async def closed_loop(run: Run, users: list[Client], rooms: list[str], receivers
             text = f"{tag}-{i}-{n}"
             t0 = now()
             sent_at[text] = t0
-            await c.send(room, text)
+            event_id = await c.send(room, text)
             last_ack = now()
+            if event_ids is not None:
+                event_ids[text] = event_id
             send_lat.append(last_ack - t0)
             acked += 1
 
@@ -688,12 +709,211 @@ async def w_sliding_sync(run: Run) -> dict[str, Any]:
     return out
 
 
+# -- push notifications: every receiver with a pusher; 10,000 pushers whose gateway is down -----------------
+PUSH_APP_ID = "org.paigham.bench"
+
+
+async def _push_delivery(run: Run, gw: Gateway) -> dict[str, Any]:
+    """The throughput load (5 rooms of 20 members, all sending in a closed loop, 20 /sync receivers) with a
+    pusher for every member (format event_id_only, its own pushkey, data.url = the working stand-in).
+    Push latency = from just before the `PUT /send` until the stand-in receives the notify for that
+    (event, pushkey); every member but the sender is owed one push per message."""
+    s = run.scale
+    users, rooms, syncers = await load_rooms(run, "pu_")
+    t = now()
+    await bounded_gather(16, [u.set_pusher(PUSH_APP_ID, f"pu-{i}", gw.url) for i, u in enumerate(users)])
+    register_s = now() - t
+    sent_at: dict[str, float] = {}
+    event_ids: dict[str, str] = {}
+    sinces = await bounded_gather(10, [first_since(c) for c in syncers])
+    receivers = [Receiver(c, since, sent_at) for c, since in zip(syncers, sinces, strict=True)]
+    first = len(gw.pushes)  # pushes before the load (set-up): none expected
+    run.window_open()  # (profiling) the load and the wait for its pushes
+    cpu0 = run.cpu()
+    out = await closed_loop(run, users, rooms, receivers, sent_at, "push", "pu", event_ids)
+    # (event, pushkey) → when its message was sent: every room member but the sender is owed a push.
+    owed: dict[tuple[str, str], float] = {}
+    for text, event_id in event_ids.items():
+        sender = int(text.split("-")[1])
+        r = sender // s.tp_members
+        for j in range(r * s.tp_members, (r + 1) * s.tp_members):
+            if j != sender:
+                owed[(event_id, f"pu-{j}")] = sent_at[text]
+    got: dict[tuple[str, str], float] = {}
+    dup = unexpected = badge_only = 0
+    seen = first
+
+    def absorb() -> None:
+        nonlocal seen, dup, unexpected, badge_only
+        for p in gw.pushes[seen:]:
+            if p.event_id is None:
+                badge_only += 1
+                continue
+            key = (p.event_id, p.pushkey)
+            if key not in owed:
+                unexpected += 1
+            elif key in got:
+                dup += 1
+            else:
+                got[key] = p.t
+        seen = len(gw.pushes)
+
+    t_wait = now()
+    deadline = time.monotonic() + s.push_drain_s
+    quiet_since, last_count = time.monotonic(), -1
+    wait_ended = "deadline"  # pushes were still coming in when the wait ended
+    while time.monotonic() < deadline:
+        absorb()
+        if len(got) >= len(owed):
+            wait_ended = "all received"
+            break
+        if len(gw.pushes) != last_count:
+            quiet_since, last_count = time.monotonic(), len(gw.pushes)
+        elif time.monotonic() - quiet_since > s.push_idle_stop_s:
+            wait_ended = "nothing new for push_idle_stop_s"  # the missing ones are lost, not late
+            break
+        await asyncio.sleep(0.25)
+    wait_s = now() - t_wait
+    await asyncio.sleep(2)  # duplicates arriving late
+    absorb()
+    cpu = run.cpu() - cpu0
+    run.window_close()
+    lat = [got[k] - owed[k] for k in got]
+    # A push not received when the wait ended took at least until then: counted so, the percentiles over every
+    # owed pair are lower bounds when some are missing (the received ones alone would flatter a slow server).
+    t_end = now()
+    lat_owed = lat + [t_end - at for k, at in owed.items() if k not in got]
+    run.samples["push_notify"] = lat
+    last_send = max(sent_at.values(), default=float("nan"))
+    first_send = min(sent_at.values(), default=float("nan"))
+    last_push = max(got.values(), default=float("nan"))
+    await bounded_gather(16, [u.set_pusher(PUSH_APP_ID, f"pu-{i}", None) for i, u in enumerate(users)])
+    out.update({
+        "pushers": len(users), "register_pushers_s": register_s, "notify": summary(lat_owed),
+        "notify_received": summary(lat),
+        "pushes_expected": len(owed), "pushes_received": len(got), "pushes_missing": len(owed) - len(got),
+        "pushes_duplicate": dup, "pushes_unexpected": unexpected, "pushes_badge_only": badge_only,
+        "pushes_before_load": first, "wait_ended": wait_ended, "wait_after_load_s": wait_s,
+        "gateway_refused": dict(gw.refused),
+        "pushes_per_s": len(got) / (last_push - first_send) if got else 0.0,
+        "last_push_after_last_send_s": last_push - last_send,
+        "server_cpu_ms_per_message_with_pushes": cpu / max(1, out["messages"]) * 1000,
+    })
+    return out
+
+
+async def _push_down(run: Run, gw: Gateway) -> dict[str, Any]:
+    """`pd_users` users in rooms of `pd_room_size`, each with `pd_pushers_per_user` pushers at a gateway that
+    answers 503; one message into every room each `pd_interval_s` for `pd_duration_s`: server RSS and CPU, and
+    the gateway requests per pusher per minute (a retry storm shows there), then `pd_tail_s` more without messages."""
+    s = run.scale
+    users = await run.users("pd_", s.pd_users)
+    size = s.pd_room_size
+    rooms = await bounded_gather(4, [users[r * size].create_room() for r in range(len(users) // size)])
+    await bounded_gather(8, [users[r * size + k].join(room) for r, room in enumerate(rooms) for k in range(1, size)])
+    keys = [(i, f"pd-{i}-{k}") for i in range(len(users)) for k in range(s.pd_pushers_per_user)]
+    t = now()
+    await bounded_gather(16, [users[i].set_pusher(PUSH_APP_ID, key, gw.url) for i, key in keys])
+    register_s = now() - t
+    await asyncio.sleep(3)
+    rss_before = run.server.rss_mb()
+    rss_max = rss_before
+    send_lat: list[float] = []
+    errors = 0
+
+    async def sample_rss() -> None:
+        nonlocal rss_max
+        while True:
+            rss_max = max(rss_max, run.server.rss_mb())
+            await asyncio.sleep(0.5)
+
+    t0 = now()
+    stop_at = t0 + s.pd_duration_s
+
+    async def room_sender(r: int) -> None:
+        nonlocal errors
+        await asyncio.sleep(r * s.pd_interval_s / len(rooms))
+        for n in range(100_000):
+            t = now()
+            if t >= stop_at:
+                return
+            try:
+                await users[r * size + n % size].send(rooms[r], f"pd-{r}-{n}")
+                send_lat.append(now() - t)
+            except Exception:
+                errors += 1
+            await asyncio.sleep(max(0.0, s.pd_interval_s - (now() - t)))
+
+    sampler = asyncio.create_task(sample_rss())
+    run.window_open()  # (profiling) the messages and the tail
+    try:
+        cpu0 = run.cpu()
+        await asyncio.gather(*(room_sender(r) for r in range(len(rooms))))
+        t1 = now()
+        cpu = run.cpu() - cpu0
+        rss_end = run.server.rss_mb()
+        await asyncio.sleep(s.pd_tail_s)
+        t2 = now()
+        cpu_tail = run.cpu() - cpu0 - cpu
+    finally:
+        run.window_close()
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+    during, tail = gw.between(t0, t1), gw.between(t1, t2)
+    per_pusher = Counter(p.pushkey for p in during)
+    pushers = len(keys)
+    t = now()
+    await bounded_gather(16, [users[i].set_pusher(PUSH_APP_ID, key, None) for i, key in keys])
+    delete_s = now() - t
+    return {
+        "users": len(users), "pushers": pushers, "rooms": len(rooms), "room_size": size,
+        "register_pushers_s": register_s, "delete_pushers_s": delete_s,
+        "duration_s": t1 - t0, "messages": len(send_lat), "send_errors": errors, "send": summary(send_lat),
+        "messages_per_s": len(send_lat) / (t1 - t0),
+        "rss_before_mb": rss_before, "rss_max_mb": rss_max, "rss_end_mb": rss_end,
+        "rss_growth_mb": rss_max - rss_before,
+        "cpu_util": cpu / (t1 - t0), "tail_s": t2 - t1, "tail_cpu_util": cpu_tail / (t2 - t1),
+        "gateway_requests": len(during), "pushers_tried": len(per_pusher),
+        "max_requests_one_pusher": max(per_pusher.values(), default=0),
+        "requests_per_pusher_per_min": len(during) / pushers / ((t1 - t0) / 60),
+        "tail_requests": len(tail), "tail_requests_per_pusher_per_min": len(tail) / pushers / ((t2 - t1) / 60),
+        "requests_before": len([p for p in gw.pushes if p.t < t0]),
+        "gateway_refused": dict(gw.refused),
+    }
+
+
+async def w_push(run: Run) -> dict[str, Any]:
+    """Push notifications to Push Gateway API stand-ins in this process: delivery under load, and 10,000
+    pushers whose gateway is down."""
+    working, down = (Gateway(p, status=st) for p, st in zip(run.server.gateway_ports, (200, 503), strict=True))
+    out: dict[str, Any] = {}
+    await working.start()
+    await down.start()
+    try:
+        for part, fn, gw in (("delivery", _push_delivery, working), ("gateway_down", _push_down, down)):
+            run.log(f"  {run.server.name}: push {part} ...")
+            resent, errors = COUNTERS.reconnects, COUNTERS.errors
+            run.part = part
+            try:
+                out[part] = await fn(run, gw)
+            finally:
+                run.part = ""
+            out[part]["requests_resent"] = COUNTERS.reconnects - resent  # see client.Client.request
+            out[part]["error_responses"] = COUNTERS.errors - errors
+    finally:
+        await working.stop()
+        await down.stop()
+    return out
+
+
 WORKLOADS: dict[str, Callable[[Run], Awaitable[dict[str, Any]]]] = {
     "latency": w_latency,
     "throughput": w_throughput,
     "initial_sync": w_initial_sync,
     "idle_syncs": w_idle_syncs,
     "sliding_sync": w_sliding_sync,  # before fanout: the pool's users are in no room yet
+    "push": w_push,
     "fanout": w_fanout,
 }
 
@@ -718,10 +938,10 @@ async def run_all(server: Server, scale: Scale, only: list[str], log: Callable[[
             if only and name not in only:
                 continue
             log(f"  {server.name}: {name} (load average {loadavg():.1f}) ...")
-            run.window_hook = (lambda n=name: around(server.name, n)) if around else None
+            run.window_hook = _hook(around, server.name, name) if around else None
             t = now()
             out[name] = await WORKLOADS[name](run)
-            run.window_close()
+            run.window_close(force=True)
             out[name]["wall_s"] = now() - t
             out[name]["loadavg"] = loadavg()
             log(f"  {server.name}: {name} done in {out[name]['wall_s']:.1f} s")
@@ -740,6 +960,11 @@ async def run_all(server: Server, scale: Scale, only: list[str], log: Callable[[
     out["loadavg_end"] = loadavg()
     out["pid_alive"] = os.path.exists(f"/proc/{server.pids[0]}")
     return out, run.samples
+
+
+def _hook(around: Callable[[str, str], Any], server: str, workload: str) -> Callable[[str], Any]:
+    """The profiling hook of one workload: a part's window is `<workload>-<part>`."""
+    return lambda part: around(server, f"{workload}-{part}" if part else workload)
 
 
 async def _cpu_util(server: Server, seconds: float) -> float:
