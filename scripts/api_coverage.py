@@ -126,6 +126,8 @@ def main() -> None:
         "(tests/api/test_reports.py::test_admins_list_read_and_delete_event_reports) |",
         "| `GET /_synapse/admin/v1/room_reports`, `…/user_reports`, `GET`/`DELETE …/{reportId}` | implemented "
         "(tests/api/test_reports.py::test_report_rooms_and_users) |",
+        "| `GET /_synapse/admin/v1/users/{userId}/pushers`, `DELETE /_paigham/admin/v1/users/{userId}/pushers/{pusherId}` "
+        "| implemented (tests/api/test_pushers.py::test_admin_lists_and_deletes_pushers) |",
         "| `POST /_synapse/admin/v1/media/quarantine/{serverName}/{mediaId}` (and `/unquarantine/`) | implemented "
         "(tests/api/test_media_admin.py::test_quarantine_list_and_delete) |",
         "| `GET`/`DELETE /_synapse/admin/v1/media/{serverName}/{mediaId}` | implemented "
