@@ -26,6 +26,7 @@ from msgspec import UNSET, Struct
 from paigham.clock import now_ms
 from paigham.domain.stored_event import StoredEvent
 from paigham.domain.tokens import make_token, parse_token
+from paigham.errors import MatrixError
 from paigham.requester import Requester
 from paigham.services.serializer import strip_room_id
 from paigham.storage.database import Database
@@ -706,8 +707,8 @@ class SlidingSyncService:
         if since_token:
             try:
                 since = parse_token(since_token, "to_device.since")
-            except Exception:
-                since = None  # an unknown token: deliver from the oldest queued message
+            except MatrixError:
+                since = None  # an unparsable token: deliver from the oldest queued message
         events: list[JsonDict] = []
         if p.found.has(TO_DEVICE) or p.since is None:
             events = await self.e2ee.to_device(p.rq.user_id, p.rq.device_id, since, p.upto, min(limit, 100))
