@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from paigham.services import outbound
 from paigham.services.outbound import (
     GatewayRefused,
     GatewayUnreachable,
@@ -105,6 +106,55 @@ async def test_connects_to_the_checked_address_once(monkeypatch: pytest.MonkeyPa
     answer = await client.post_json(url, body)
     assert answer.status == 200 and looked_up == ["gateway.test"]
     assert ntfy.requests[0]["devices"][0]["pushkey"] == "k"
+    # The connection is kept alive: the next request reuses it, without a second lookup.
+    assert (await client.post_json(url, body)).status == 200
+    assert looked_up == ["gateway.test"] and len(ntfy.requests) == 2
+    await client.close()
+
+
+async def test_connections_are_kept_alive_and_one_closed_by_the_gateway_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    connections: list[int] = []
+    close_after_answer = False
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{"rejected":[]}')
+                await writer.drain()
+                if close_after_answer:
+                    break  # as a gateway closing an idle connection: no Connection: close said
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}{NOTIFY_PATH}"
+    client = OutboundClient(OutboundPolicy([f"http://127.0.0.1:{port}/"], ["127.0.0.0/8"]), 2.0)
+    try:
+        for _ in range(3):
+            assert (await client.post_json(url, b"{}")).status == 200
+        assert len(connections) == 1
+        close_after_answer = True
+        assert (await client.post_json(url, b"{}")).status == 200  # on the kept connection, which then closes
+        await asyncio.sleep(0.05)
+        assert (await client.post_json(url, b"{}")).status == 200  # the closed one is replaced
+        assert len(connections) == 2
+        # Taken from the pool before its close was seen: the request fails before any answer and is
+        # made once more on a new connection.
+        await asyncio.sleep(0.05)
+        monkeypatch.setattr(outbound._Connection, "usable", lambda self, now: True)
+        assert (await client.post_json(url, b"{}")).status == 200
+        assert len(connections) == 3
+    finally:
+        await client.close()
+        server.close()
 
 
 async def test_blocked_resolution_is_unreachable(monkeypatch: pytest.MonkeyPatch, ntfy: NtfyGateway) -> None:

@@ -9,14 +9,18 @@ answer that changes between the check and the connect (DNS rebinding) cannot poi
 elsewhere; TLS still verifies the certificate against the host name (SNI and hostname check).
 
 The client itself is small on purpose: one POST, HTTP/1.1 through h11 (uvicorn's own HTTP parser,
-already installed with it), `Connection: close`, no redirects followed (a 3xx is an answer like any
-other non-2xx), a bounded response body, and one deadline for resolve + connect + TLS + exchange.
+already installed with it), no redirects followed (a 3xx is an answer like any other non-2xx), a
+bounded response body, and one deadline for resolve + connect + TLS + exchange. Connections are kept
+alive per gateway (scheme, host, port): an idle one is reused for the next request without resolving
+the name again (the address it was opened to was checked then), at most `MAX_IDLE_PER_GATEWAY` idle
+per gateway and for at most `IDLE_S`. A new TCP (and TLS) connection per push was a quarter of the
+delivery's CPU (docs/benchmarks.md "Push notifications"). A reused connection that the gateway had
+closed fails before any answer arrived: the request is then made once more on a new connection.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import socket
 import ssl
@@ -30,6 +34,8 @@ import structlog
 
 MAX_RESPONSE_BYTES = 64 * 1024
 USER_AGENT = "Paigham push"
+MAX_IDLE_PER_GATEWAY = 64
+IDLE_S = 30.0
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -101,10 +107,9 @@ def url_allowed(url: str, allowlist: Sequence[str]) -> bool:
     check both registration (services/pushers.py) and delivery use."""
     try:
         parts = urllib.parse.urlsplit(url)
-        url_port(parts)
     except ValueError:
         return False
-    return any(prefix.admits(parts) for prefix in parse_allowlist(list(allowlist)))
+    return OutboundPolicy(allowlist, ()).url_allowed(parts)
 
 
 def _unmapped(ip: IPAddress) -> IPAddress:
@@ -116,7 +121,16 @@ def _unmapped(ip: IPAddress) -> IPAddress:
 class OutboundPolicy:
     def __init__(self, allowlist: Sequence[str], ip_whitelist: Sequence[str]) -> None:
         self.allowlist = tuple(allowlist)
+        self._prefixes = parse_allowlist(list(allowlist))
         self.whitelist: tuple[IPNetwork, ...] = tuple(ipaddress.ip_network(c, strict=False) for c in ip_whitelist)
+
+    def url_allowed(self, parts: SplitResult) -> bool:
+        """`url_allowed` with the allowlist parsed once."""
+        try:
+            url_port(parts)
+        except ValueError:
+            return False
+        return any(prefix.admits(parts) for prefix in self._prefixes)
 
     def address_allowed(self, ip: IPAddress) -> bool:
         ip = _unmapped(ip)
@@ -152,41 +166,96 @@ class OutboundPolicy:
         return list(dict.fromkeys(allowed))
 
 
+@dataclass(eq=False)
+class _Connection:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    http: h11.Connection
+    idle_since: float = 0.0
+
+    def close(self) -> None:
+        self.writer.close()
+
+    def usable(self, now: float) -> bool:
+        return now - self.idle_since < IDLE_S and not self.writer.is_closing() and not self.reader.at_eof()
+
+
+class _Stale(Exception):
+    """A reused connection failed before any answer: the gateway had closed it."""
+
+
 class OutboundClient:
-    """POSTs JSON to gateways under an `OutboundPolicy`."""
+    """POSTs JSON to gateways under an `OutboundPolicy`, keeping connections alive per gateway."""
 
     def __init__(self, policy: OutboundPolicy, timeout_s: float, *, tls: ssl.SSLContext | None = None) -> None:
         self.policy = policy
         self.timeout_s = timeout_s
         self._tls = tls
+        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._tls is None:
             self._tls = ssl.create_default_context()
         return self._tls
 
+    async def close(self) -> None:
+        """Close the idle connections."""
+        idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for c in conns:
+                c.close()
+
     async def post_json(self, url: str, body: bytes) -> Answer:
         """POST `body` (JSON) to `url`. Raises GatewayRefused (policy: nothing sent) or
         GatewayUnreachable (no answer); any HTTP answer, whatever its status, is returned."""
-        if not url_allowed(url, self.policy.allowlist):
-            raise GatewayRefused("the URL is not in push_gateway_allowlist")
         parts = urllib.parse.urlsplit(url)
+        if not self.policy.url_allowed(parts):
+            raise GatewayRefused("the URL is not in push_gateway_allowlist")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise GatewayRefused("not an http(s) URL")
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError as exc:
             raise GatewayRefused("invalid port") from exc
+        key = (parts.scheme, parts.hostname, port)
         try:
             async with asyncio.timeout(self.timeout_s):
+                conn = self._take(key)
+                if conn is not None:
+                    try:
+                        return await self._exchange(key, conn, parts, body)
+                    except _Stale:
+                        pass  # closed by the gateway while idle: once more, on a new connection
                 addresses = await self.policy.resolve(parts.hostname, port)
-                return await self._exchange(parts, port, addresses[0], body)
+                conn = await self._connect(parts, port, addresses[0])
+                try:
+                    return await self._exchange(key, conn, parts, body)
+                except _Stale as exc:
+                    raise EOFError("the connection closed before an answer") from exc
         except TimeoutError as exc:
             raise GatewayUnreachable(f"no answer within {self.timeout_s} s") from exc
         except (OSError, ssl.SSLError, h11.ProtocolError, EOFError) as exc:
             raise GatewayUnreachable(f"{type(exc).__name__}: {exc}") from exc
 
-    async def _exchange(self, parts: urllib.parse.SplitResult, port: int, address: str, body: bytes) -> Answer:
+    def _take(self, key: tuple[str, str, int]) -> _Connection | None:
+        conns = self._idle.get(key)
+        now = asyncio.get_running_loop().time()
+        while conns:
+            conn = conns.pop()
+            if conn.usable(now):
+                return conn
+            conn.close()
+        return None
+
+    def _put(self, key: tuple[str, str, int], conn: _Connection) -> None:
+        conns = self._idle.setdefault(key, [])
+        if len(conns) >= MAX_IDLE_PER_GATEWAY:
+            conn.close()
+            return
+        conn.idle_since = asyncio.get_running_loop().time()
+        conns.append(conn)
+
+    async def _connect(self, parts: urllib.parse.SplitResult, port: int, address: str) -> _Connection:
         https = parts.scheme == "https"
         reader, writer = await asyncio.open_connection(
             address,
@@ -194,8 +263,17 @@ class OutboundClient:
             ssl=self._tls_context() if https else None,
             server_hostname=parts.hostname if https else None,
         )
+        return _Connection(reader, writer, h11.Connection(our_role=h11.CLIENT))
+
+    async def _exchange(
+        self, key: tuple[str, str, int], c: _Connection, parts: urllib.parse.SplitResult, body: bytes
+    ) -> Answer:
+        """One request on `c`; `c` goes back to the idle pool if both sides may go on, else it is
+        closed. Raises _Stale if the connection failed before any byte of an answer."""
+        keep = False
+        answered = False
         try:
-            conn = h11.Connection(our_role=h11.CLIENT)
+            conn = c.http
             target = parts.path or "/"
             if parts.query:
                 target += "?" + parts.query
@@ -205,17 +283,28 @@ class OutboundClient:
                 ("User-Agent", USER_AGENT),
                 ("Content-Type", "application/json"),
                 ("Content-Length", str(len(body))),
-                ("Connection", "close"),
             ]
-            writer.write(conn.send(h11.Request(method="POST", target=target, headers=headers)) or b"")
-            writer.write(conn.send(h11.Data(data=body)) or b"")
-            writer.write(conn.send(h11.EndOfMessage()) or b"")
-            await writer.drain()
+            try:
+                c.writer.write(conn.send(h11.Request(method="POST", target=target, headers=headers)) or b"")
+                c.writer.write(conn.send(h11.Data(data=body)) or b"")
+                c.writer.write(conn.send(h11.EndOfMessage()) or b"")
+                await c.writer.drain()
+            except (OSError, ssl.SSLError) as exc:
+                raise _Stale from exc
             status, chunks, size = 0, [], 0
             while True:
                 event = conn.next_event()
                 if event is h11.NEED_DATA:
-                    conn.receive_data(await reader.read(16384))
+                    try:
+                        data = await c.reader.read(16384)
+                    except (OSError, ssl.SSLError) as exc:
+                        if not answered:
+                            raise _Stale from exc
+                        raise
+                    if not data and not answered:
+                        raise _Stale
+                    answered = True
+                    conn.receive_data(data)
                     continue
                 if isinstance(event, h11.Response):
                     status = event.status_code
@@ -224,12 +313,17 @@ class OutboundClient:
                     if size > MAX_RESPONSE_BYTES:
                         break  # the answer's status is known; an oversized body is not read on
                     chunks.append(bytes(event.data))
-                elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                elif isinstance(event, h11.EndOfMessage):
+                    keep = conn.our_state is h11.DONE and conn.their_state is h11.DONE
+                    break
+                elif isinstance(event, h11.ConnectionClosed):
                     break
             if not status:
                 raise EOFError("the connection closed before an answer")
             return Answer(status, b"".join(chunks))
         finally:
-            writer.close()
-            with contextlib.suppress(OSError, ssl.SSLError):
-                await writer.wait_closed()
+            if keep:
+                c.http.start_next_cycle()
+                self._put(key, c)
+            else:
+                c.close()

@@ -43,6 +43,7 @@ import random
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -80,6 +81,7 @@ GIVE_UP_MS = 24 * 3_600_000
 SWEEP_S = 30.0  # the table is read for due retries and missed wake-ups this often
 BATCH = 50  # notifications read per query
 SWEEP_LIMIT = 5_000
+FACTS_CACHE = 256  # events whose room facts are kept for their other pushers
 
 
 def backoff_ms(attempts: int) -> int:
@@ -159,6 +161,7 @@ class PushDelivery:
         self._workers: list[asyncio.Task[None]] = []
         self._stopping = False
         self._compiled: dict[tuple[str, int], tuple[CompiledRule, ...]] = {}
+        self._facts_cache: dict[tuple[int, bool], _EventFacts] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -195,6 +198,7 @@ class PushDelivery:
         self._timers.clear()
         with contextlib.suppress(Exception):  # best effort: leases expire anyway
             await self.store.release_all(self.owner)
+        await self.client.close()
 
     # -- who has work ----------------------------------------------------------------------------
     def _enqueue(self, ids: Sequence[int]) -> None:
@@ -280,37 +284,54 @@ class PushDelivery:
         claimed = await self.store.claim([pusher_id], self.owner, now_ms(), self.lease_ms)
         if not claimed:
             return  # another worker holds it, it is in backoff, or it is gone
-        p = claimed[0]
-        if await self._deliver(p):
-            await self.store.release(p.id, self.owner)
+        await self._deliver(claimed[0])
 
-    async def _deliver(self, p: Pusher) -> bool:
-        """Deliver past the cursor; True if the pusher is still held (to release), False if it was
-        released (backoff), deleted, or lost to another worker."""
+    async def _deliver(self, p: Pusher) -> None:
+        """Deliver past the cursor, then release the pusher — unless it was released already
+        (backoff), deleted, or lost to another worker. The cursor is committed after each push;
+        the last commit of a run releases the lease in the same statement."""
         pos = await self.store.position()
+        badge = await self.store.badge(p.user_id)  # once per run: the counts of every push in it
+        pending: int | None = None  # a 200 whose cursor is not committed yet
         while True:
             batch = await self.store.notifications(p.user_id, p.last_stream, pos, BATCH)
             evs = await self.store.events_at([n.stream for n in batch])
             for n in batch:
                 if self._stopping:
-                    return True  # the rest waits for the next start (or another worker)
+                    break  # the rest waits for the next start (or another worker)
+                if pending is not None and not await self._advance(p, pending):
+                    return
+                pending = None
                 ev = evs.get(n.stream)
-                outcome = Outcome.REFUSED if ev is None else await self._send_event(p, n, ev)
+                outcome = Outcome.REFUSED if ev is None else await self._send_event(p, n, ev, badge)
                 if outcome is Outcome.REJECTED:
-                    return False
+                    return
                 if outcome is Outcome.FAILED and not await self._failed(p, n.stream):
-                    return False
-                if not await self._advance(p, n.stream):
-                    return False
-            if len(batch) < BATCH:
+                    return
+                pending = n.stream
+            if len(batch) < BATCH or self._stopping:
                 break
-        if p.last_stream < pos and not await self._advance(p, pos):
-            return False
-        return await self._badge_update(p)
+        if not self._stopping and (pending is not None or p.last_stream < pos):
+            pending = pos  # everything for this pusher up to pos is done
+        if not self._stopping and badge != p.last_badge:
+            if p.last_badge is not None:  # a new pusher only learns the badge: there is nothing to update
+                if pending is not None and not await self._advance(p, pending):
+                    return
+                pending = None
+                body = {"counts": {"unread": badge}, "devices": [self._device(p, None)]}
+                outcome = await self._send(p, body, None)
+                if outcome is Outcome.REJECTED:
+                    return
+                if outcome is Outcome.FAILED and not await self._failed(p, None):
+                    return
+            p.last_badge = badge
+        await self._advance(p, p.last_stream if pending is None else pending, release=True)
 
-    async def _advance(self, p: Pusher, stream: int) -> bool:
+    async def _advance(self, p: Pusher, stream: int, *, release: bool = False) -> bool:
         p.last_stream, p.attempts, p.failing_since = stream, 0, None
-        return await self.store.advance(p.id, self.owner, stream, p.last_badge, now_ms() + self.lease_ms)
+        return await self.store.advance(
+            p.id, self.owner, stream, p.last_badge, now_ms() + self.lease_ms, release=release
+        )
 
     async def _failed(self, p: Pusher, stream: int | None) -> bool:
         """The head (`stream`, or a badge update) failed. True if it is given up (24 h failing:
@@ -328,19 +349,6 @@ class PushDelivery:
         self._retry_at(p.id, p.next_attempt_ts)
         return False
 
-    async def _badge_update(self, p: Pusher) -> bool:
-        badge = await self.store.badge(p.user_id)
-        if badge == p.last_badge:
-            return True
-        if p.last_badge is not None:  # a new pusher only learns the badge: there is nothing to update
-            outcome = await self._send(p, {"counts": {"unread": badge}, "devices": [self._device(p, None)]}, None)
-            if outcome is Outcome.REJECTED:
-                return False
-            if outcome is Outcome.FAILED and not await self._failed(p, None):
-                return False
-        p.last_badge = badge
-        return await self._advance(p, p.last_stream)
-
     # -- one request -----------------------------------------------------------------------------
     def _device(self, p: Pusher, tweaks: dict[str, Any] | None) -> dict[str, Any]:
         device: dict[str, Any] = {
@@ -353,15 +361,45 @@ class PushDelivery:
             device["tweaks"] = tweaks
         return device
 
-    async def _send_event(self, p: Pusher, n: Notification, ev: StoredEvent) -> Outcome:
-        id_only = self.config.push_force_event_id_only or p.data.get("format") == "event_id_only"
-        keys = [("m.room.power_levels", ""), ("m.room.create", ""), ("m.room.member", p.user_id)]
+    async def _facts(self, ev: StoredEvent, id_only: bool) -> _EventFacts:
+        """What every pusher of `ev` needs from its room, read once per event (and format): the
+        room's current state at the keys the payload and the push rules use, the sender's power
+        level and the joined-member count."""
+        key = (ev.stream, id_only)
+        facts = self._facts_cache.get(key)
+        if facts is not None:
+            return facts
+        keys = [("m.room.power_levels", ""), ("m.room.create", "")]
         if not id_only:
             keys += [("m.room.member", ev.sender), ("m.room.name", ""), ("m.room.canonical_alias", "")]
         state = await self.events.state_for_keys(ev.room_id, keys)
-        tweaks = await self._tweaks(p.user_id, ev, n.highlight, state)
+        pl, create = state.get(("m.room.power_levels", "")), state.get(("m.room.create", ""))
+        room = await self.events.get_room(ev.room_id)
+        room_version = get_room_version(room.room_version) if room else None
+        level = (
+            user_level(ev.sender, pl.content if pl else None, create.pdu, room_version)
+            if create and room_version
+            else 0
+        )
+        facts = _EventFacts(
+            state=state,
+            sender_level=int(min(level, 2**53)),
+            notify_room_level=notification_level(pl.content if pl else None, "room"),
+            joined=await self.events.joined_count(ev.room_id),
+        )
+        if len(self._facts_cache) >= FACTS_CACHE:
+            self._facts_cache.pop(next(iter(self._facts_cache)))
+        self._facts_cache[key] = facts
+        return facts
+
+    async def _send_event(self, p: Pusher, n: Notification, ev: StoredEvent, badge: int) -> Outcome:
+        id_only = self.config.push_force_event_id_only or p.data.get("format") == "event_id_only"
+        facts = await self._facts(ev, id_only)
+        me = (await self.events.state_for_keys(ev.room_id, [("m.room.member", p.user_id)])).get(
+            ("m.room.member", p.user_id)
+        )
+        tweaks = await self._tweaks(p.user_id, ev, n.highlight, facts, me)
         high = ev.type == "m.room.encrypted" or tweaks.get("highlight") is True or "sound" in tweaks
-        badge = await self.store.badge(p.user_id)
         body: dict[str, Any] = {
             "event_id": ev.event_id,
             "room_id": ev.room_id,
@@ -370,7 +408,7 @@ class PushDelivery:
             "devices": [self._device(p, None if id_only else tweaks)],
         }
         if not id_only:
-            body.update(_full_fields(p.user_id, ev, state, include_content=self.config.push_include_content))
+            body.update(_full_fields(p.user_id, ev, facts.state, include_content=self.config.push_include_content))
         outcome = await self._send(p, body, ev)
         if outcome is Outcome.SENT:
             p.last_badge = badge
@@ -410,7 +448,7 @@ class PushDelivery:
         return Outcome.SENT
 
     async def _tweaks(
-        self, user_id: str, ev: StoredEvent, highlight: bool, state: dict[tuple[str, str], StoredEvent]
+        self, user_id: str, ev: StoredEvent, highlight: bool, facts: _EventFacts, me: StoredEvent | None
     ) -> dict[str, Any]:
         """The tweaks of the user's matching rule, evaluated now in the room's current state."""
         rules, version = await self.rules_of(user_id)
@@ -419,22 +457,13 @@ class PushDelivery:
             if len(self._compiled) > 10_000:
                 self._compiled.clear()
             compiled = self._compiled[(user_id, version)] = compile_ruleset(rules)
-        pl, create = state.get(("m.room.power_levels", "")), state.get(("m.room.create", ""))
-        room = await self.events.get_room(ev.room_id)
-        room_version = get_room_version(room.room_version) if room else None
-        level = (
-            user_level(ev.sender, pl.content if pl else None, create.pdu, room_version)
-            if create and room_version
-            else 0
-        )
-        me = state.get(("m.room.member", user_id))
         name = me.content.get("displayname") if me else None
         ctx = PushContext(
             user_id=user_id,
             user_display_name=name if isinstance(name, str) else None,
-            room_member_count=await self.events.joined_count(ev.room_id),
-            sender_power_level=int(min(level, 2**53)),
-            notification_power_levels={"room": notification_level(pl.content if pl else None, "room")},
+            room_member_count=facts.joined,
+            sender_power_level=facts.sender_level,
+            notification_power_levels={"room": facts.notify_room_level},
         )
         client_event = {"type": ev.type, "sender": ev.sender, "content": ev.content, "room_id": ev.room_id}
         if ev.state_key is not None:
@@ -445,6 +474,14 @@ class PushDelivery:
         elif tweaks.get("highlight") is True:
             del tweaks["highlight"]  # what was stored when the event was sent decides
         return tweaks
+
+
+@dataclass(frozen=True, slots=True)
+class _EventFacts:
+    state: dict[tuple[str, str], StoredEvent]
+    sender_level: int
+    notify_room_level: int
+    joined: int
 
 
 def _full_fields(

@@ -164,19 +164,28 @@ class PushDeliveryStore:
         return [_pusher(r) for r in rows]
 
     async def advance(
-        self, pusher_id: int, owner: str, last_stream: int, last_badge: int | None, lease_until: int
+        self,
+        pusher_id: int,
+        owner: str,
+        last_stream: int,
+        last_badge: int | None,
+        lease_until: int,
+        *,
+        release: bool = False,
     ) -> bool:
         """Move the cursor (the notification at `last_stream` is done), clear the failure state and
-        extend the lease. False if this worker no longer holds the pusher (or it was deleted)."""
+        extend the lease — or give it up with `release`. False if this worker no longer holds the
+        pusher (or it was deleted)."""
+        lease = "lease_owner = NULL, lease_until = 0" if release else "lease_until = $5"
         async with self.db.write() as conn:
             rows = await self.db.fetch(
                 "UPDATE pushers SET last_stream = $3, last_badge = $4, failing_since = NULL, attempts = 0, "
-                "next_attempt_ts = 0, lease_until = $5 WHERE id = $1 AND lease_owner = $2 RETURNING id",
+                f"next_attempt_ts = 0, {lease} WHERE id = $1 AND lease_owner = $2 RETURNING id",
                 pusher_id,
                 owner,
                 last_stream,
                 last_badge,
-                lease_until,
+                *(() if release else (lease_until,)),
                 conn=conn,
             )
         return bool(rows)
