@@ -68,6 +68,9 @@ class Scale:
     ss_idle_timeout_ms: int = 600_000  # longer than the measurement: no long-poll is answered during it
     push_drain_s: float = 300.0  # after the load, wait at most this long for the pushes still owed
     push_idle_stop_s: float = 30.0  # ... or until the gateway has heard nothing new for this long
+    ps_interval_s: float = 1.25  # push at a fixed rate: one message into each throughput room this often
+    ps_duration_s: float = 30.0
+    ps_drain_s: float = 60.0
     pd_users: int = 250  # gateway down: users, each with pd_pushers_per_user pushers (10,000)
     pd_pushers_per_user: int = 40
     pd_room_size: int = 10
@@ -81,7 +84,7 @@ class Scale:
                    fanout_members=30, fanout_syncing=5, fanout_messages=5, is_rooms=10, is_messages_per_room=2,
                    is_repeats=2, idle_connections=200, idle_hold_s=2, idle_latency_messages=5,
                    ss_rooms=12, ss_first_window=5, ss_batch=5, ss_repeats=3, ss_idle_connections=200,
-                   ss_idle_hold_s=2, push_drain_s=60, push_idle_stop_s=10, pd_users=20, pd_pushers_per_user=10,
+                   ss_idle_hold_s=2, push_drain_s=60, push_idle_stop_s=10, ps_duration_s=3, ps_drain_s=20, pd_users=20, pd_pushers_per_user=10,
                    pd_room_size=5, pd_duration_s=6, pd_tail_s=3)
 
 
@@ -713,25 +716,20 @@ async def w_sliding_sync(run: Run) -> dict[str, Any]:
 PUSH_APP_ID = "org.paigham.bench"
 
 
-async def _push_delivery(run: Run, gw: Gateway) -> dict[str, Any]:
-    """The throughput load (5 rooms of 20 members, all sending in a closed loop, 20 /sync receivers) with a
-    pusher for every member (format event_id_only, its own pushkey, data.url = the working stand-in).
-    Push latency = from just before the `PUT /send` until the stand-in receives the notify for that
-    (event, pushkey); every member but the sender is owed one push per message."""
+@dataclass
+class _Received:
+    got: dict[tuple[str, str], float]  # (event, pushkey) → when the gateway received it
+    dup: int = 0
+    unexpected: int = 0
+    badge_only: int = 0
+    wait_ended: str = "deadline"  # pushes were still coming in when the wait ended
+    wait_s: float = 0.0
+
+
+def _owed(run: Run, event_ids: dict[str, str], sent_at: dict[str, float]) -> dict[tuple[str, str], float]:
+    """(event, pushkey) → when its message was sent: every room member but the sender is owed a push
+    (bodies `<tag>-<sender>-<n>`, senders numbered as in `load_rooms`)."""
     s = run.scale
-    users, rooms, syncers = await load_rooms(run, "pu_")
-    t = now()
-    await bounded_gather(16, [u.set_pusher(PUSH_APP_ID, f"pu-{i}", gw.url) for i, u in enumerate(users)])
-    register_s = now() - t
-    sent_at: dict[str, float] = {}
-    event_ids: dict[str, str] = {}
-    sinces = await bounded_gather(10, [first_since(c) for c in syncers])
-    receivers = [Receiver(c, since, sent_at) for c, since in zip(syncers, sinces, strict=True)]
-    first = len(gw.pushes)  # pushes before the load (set-up): none expected
-    run.window_open()  # (profiling) the load and the wait for its pushes
-    cpu0 = run.cpu()
-    out = await closed_loop(run, users, rooms, receivers, sent_at, "push", "pu", event_ids)
-    # (event, pushkey) → when its message was sent: every room member but the sender is owed a push.
     owed: dict[tuple[str, str], float] = {}
     for text, event_id in event_ids.items():
         sender = int(text.split("-")[1])
@@ -739,63 +737,142 @@ async def _push_delivery(run: Run, gw: Gateway) -> dict[str, Any]:
         for j in range(r * s.tp_members, (r + 1) * s.tp_members):
             if j != sender:
                 owed[(event_id, f"pu-{j}")] = sent_at[text]
-    got: dict[tuple[str, str], float] = {}
-    dup = unexpected = badge_only = 0
+    return owed
+
+
+async def _await_pushes(run: Run, gw: Gateway, owed: dict[tuple[str, str], float], first: int,
+                        drain_s: float) -> _Received:
+    """Wait until every owed push reached the gateway (from `gw.pushes[first:]`), at most `drain_s`, or
+    until nothing new arrived for `push_idle_stop_s`; then 2 s more for late duplicates."""
+    rx = _Received({})
     seen = first
 
     def absorb() -> None:
-        nonlocal seen, dup, unexpected, badge_only
+        nonlocal seen
         for p in gw.pushes[seen:]:
             if p.event_id is None:
-                badge_only += 1
+                rx.badge_only += 1
                 continue
             key = (p.event_id, p.pushkey)
             if key not in owed:
-                unexpected += 1
-            elif key in got:
-                dup += 1
+                rx.unexpected += 1
+            elif key in rx.got:
+                rx.dup += 1
             else:
-                got[key] = p.t
+                rx.got[key] = p.t
         seen = len(gw.pushes)
 
     t_wait = now()
-    deadline = time.monotonic() + s.push_drain_s
+    deadline = time.monotonic() + drain_s
     quiet_since, last_count = time.monotonic(), -1
-    wait_ended = "deadline"  # pushes were still coming in when the wait ended
     while time.monotonic() < deadline:
         absorb()
-        if len(got) >= len(owed):
-            wait_ended = "all received"
+        if len(rx.got) >= len(owed):
+            rx.wait_ended = "all received"
             break
         if len(gw.pushes) != last_count:
             quiet_since, last_count = time.monotonic(), len(gw.pushes)
-        elif time.monotonic() - quiet_since > s.push_idle_stop_s:
-            wait_ended = "nothing new for push_idle_stop_s"  # the missing ones are lost, not late
+        elif time.monotonic() - quiet_since > run.scale.push_idle_stop_s:
+            rx.wait_ended = "nothing new for push_idle_stop_s"  # the missing ones are lost, not late
             break
         await asyncio.sleep(0.25)
-    wait_s = now() - t_wait
+    rx.wait_s = now() - t_wait
     await asyncio.sleep(2)  # duplicates arriving late
     absorb()
-    cpu = run.cpu() - cpu0
-    run.window_close()
-    lat = [got[k] - owed[k] for k in got]
+    return rx
+
+
+def _push_figures(owed: dict[tuple[str, str], float], rx: _Received) -> dict[str, Any]:
+    lat = [rx.got[k] - owed[k] for k in rx.got]
     # A push not received when the wait ended took at least until then: counted so, the percentiles over every
     # owed pair are lower bounds when some are missing (the received ones alone would flatter a slow server).
     t_end = now()
-    lat_owed = lat + [t_end - at for k, at in owed.items() if k not in got]
-    run.samples["push_notify"] = lat
+    lat_owed = lat + [t_end - at for k, at in owed.items() if k not in rx.got]
+    return {"notify": summary(lat_owed), "notify_received": summary(lat),
+            "pushes_expected": len(owed), "pushes_received": len(rx.got), "pushes_missing": len(owed) - len(rx.got),
+            "pushes_duplicate": rx.dup, "pushes_unexpected": rx.unexpected, "pushes_badge_only": rx.badge_only,
+            "wait_ended": rx.wait_ended, "wait_after_load_s": rx.wait_s}
+
+
+async def _push_steady(run: Run, gw: Gateway, users: list[Client], rooms: list[str]) -> dict[str, Any]:
+    """The same rooms and pushers at a fixed offered rate both servers can take: one message into each room
+    every `ps_interval_s` (senders in turn) for `ps_duration_s` — push latency at equal load."""
+    s = run.scale
+    sent_at: dict[str, float] = {}
+    event_ids: dict[str, str] = {}
+    send_lat: list[float] = []
+    errors = 0
+    first = len(gw.pushes)
+    t0 = now()
+    stop_at = t0 + s.ps_duration_s
+
+    async def room_sender(r: int) -> None:
+        nonlocal errors
+        await asyncio.sleep(r * s.ps_interval_s / len(rooms))
+        for n in range(100_000):
+            t = now()
+            if t >= stop_at:
+                return
+            sender = r * s.tp_members + n % s.tp_members
+            text = f"ps-{sender}-{n}"
+            sent_at[text] = t
+            try:
+                event_ids[text] = await users[sender].send(rooms[r], text)
+                send_lat.append(now() - t)
+            except Exception:
+                errors += 1
+                del sent_at[text]
+            await asyncio.sleep(max(0.0, s.ps_interval_s - (now() - t)))
+
+    cpu0 = run.cpu()
+    await asyncio.gather(*(room_sender(r) for r in range(len(rooms))))
+    duration = now() - t0
+    owed = _owed(run, event_ids, sent_at)
+    rx = await _await_pushes(run, gw, owed, first, s.ps_drain_s)
+    cpu = run.cpu() - cpu0
+    run.samples["push_steady_notify"] = [rx.got[k] - owed[k] for k in rx.got]
+    return {"messages": len(send_lat), "send_errors": errors, "send": summary(send_lat), "duration_s": duration,
+            "messages_per_s": len(send_lat) / duration, "offered_per_s": len(rooms) / s.ps_interval_s,
+            "server_cpu_util": cpu / (now() - t0), **_push_figures(owed, rx)}
+
+
+async def _push_delivery(run: Run, gw: Gateway) -> dict[str, Any]:
+    """The throughput load (5 rooms of 20 members, all sending in a closed loop, 20 /sync receivers) with a
+    pusher for every member (format event_id_only, its own pushkey, data.url = the working stand-in).
+    Push latency = from just before the `PUT /send` until the stand-in receives the notify for that
+    (event, pushkey); every member but the sender is owed one push per message. Before it, the same rooms at
+    a fixed rate (`_push_steady`)."""
+    s = run.scale
+    users, rooms, syncers = await load_rooms(run, "pu_")
+    t = now()
+    await bounded_gather(16, [u.set_pusher(PUSH_APP_ID, f"pu-{i}", gw.url) for i, u in enumerate(users)])
+    register_s = now() - t
+    first = len(gw.pushes)  # pushes before the load (set-up): none expected
+    steady = await _push_steady(run, gw, users, rooms)
+    sent_at: dict[str, float] = {}
+    event_ids: dict[str, str] = {}
+    sinces = await bounded_gather(10, [first_since(c) for c in syncers])
+    receivers = [Receiver(c, since, sent_at) for c, since in zip(syncers, sinces, strict=True)]
+    after_steady = len(gw.pushes)
+    run.window_open()  # (profiling) the load and the wait for its pushes
+    cpu0 = run.cpu()
+    out = await closed_loop(run, users, rooms, receivers, sent_at, "push", "pu", event_ids)
+    owed = _owed(run, event_ids, sent_at)
+    rx = await _await_pushes(run, gw, owed, after_steady, s.push_drain_s)
+    cpu = run.cpu() - cpu0
+    run.window_close()
+    figures = _push_figures(owed, rx)
+    run.samples["push_notify"] = [rx.got[k] - owed[k] for k in rx.got]
     last_send = max(sent_at.values(), default=float("nan"))
     first_send = min(sent_at.values(), default=float("nan"))
-    last_push = max(got.values(), default=float("nan"))
+    last_push = max(rx.got.values(), default=float("nan"))
     await bounded_gather(16, [u.set_pusher(PUSH_APP_ID, f"pu-{i}", None) for i, u in enumerate(users)])
+    out.update(figures)
     out.update({
-        "pushers": len(users), "register_pushers_s": register_s, "notify": summary(lat_owed),
-        "notify_received": summary(lat),
-        "pushes_expected": len(owed), "pushes_received": len(got), "pushes_missing": len(owed) - len(got),
-        "pushes_duplicate": dup, "pushes_unexpected": unexpected, "pushes_badge_only": badge_only,
-        "pushes_before_load": first, "wait_ended": wait_ended, "wait_after_load_s": wait_s,
+        "pushers": len(users), "register_pushers_s": register_s, "steady": steady,
+        "pushes_before_load": first,
         "gateway_refused": dict(gw.refused),
-        "pushes_per_s": len(got) / (last_push - first_send) if got else 0.0,
+        "pushes_per_s": len(rx.got) / (last_push - first_send) if rx.got else 0.0,
         "last_push_after_last_send_s": last_push - last_send,
         "server_cpu_ms_per_message_with_pushes": cpu / max(1, out["messages"]) * 1000,
     })

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
+from paigham.services import push_delivery
 from tests.api.conftest import Harness, User
 from tests.push.conftest import PushEnv
 from tests.push.support import NtfyGateway, SygnalGateway, add_pusher, eventually, pusher_rows
@@ -170,6 +173,22 @@ async def test_unreachable_gateway_comes_back(env: PushEnv, ntfy: NtfyGateway) -
     assert ntfy.accepted[0]["event_id"] == e1
     rows = await pusher_rows(hs.server)
     assert [r["attempts"] for r in rows.values()] == [0]
+
+
+async def test_a_backlog_longer_than_a_batch_is_sent_once_in_order(
+    env: PushEnv, ntfy: NtfyGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(push_delivery, "BATCH", 5)  # notifications are read 5 at a time
+    hs = await env.start([ntfy.url])
+    alice, bob = await _people(hs, "alice", "bob")
+    room = await _room(hs, alice, bob)
+    await add_pusher(hs.server, bob.user_id, app_id=ELEMENT_X, pushkey=ntfy.topic("upBob"), url=ntfy.url)
+    await ntfy.stop()
+    sent = [await hs.send(alice, room, f"backlog {i}") for i in range(12)]
+    await ntfy.start()
+    await eventually(lambda: len(ntfy.accepted) >= 12, timeout=15, what="the backlog")
+    await asyncio.sleep(0.5)
+    assert [n["event_id"] for n in ntfy.accepted if "event_id" in n] == sent
 
 
 async def test_rejected_pushkeys_remove_only_their_pusher(

@@ -294,7 +294,8 @@ class PushDelivery:
         badge = await self.store.badge(p.user_id)  # once per run: the counts of every push in it
         pending: int | None = None  # a 200 whose cursor is not committed yet
         while True:
-            batch = await self.store.notifications(p.user_id, p.last_stream, pos, BATCH)
+            after = p.last_stream if pending is None else pending
+            batch = await self.store.notifications(p.user_id, after, pos, BATCH)
             evs = await self.store.events_at([n.stream for n in batch])
             for n in batch:
                 if self._stopping:
