@@ -306,3 +306,17 @@ async def test_many_pushers_of_a_down_gateway_bounded(env: PushEnv, ntfy: NtfyGa
     assert max(per_key.values()) <= 3, sorted(per_key.values())[-5:]
     rows = await pusher_rows(hs.server)
     assert all(r["attempts"] >= 1 for r in rows.values())
+
+
+def test_the_display_name_is_read_only_for_a_name_rule_that_does_not_highlight() -> None:
+    from paigham.domain.push_rules import default_rules
+
+    assert not push_delivery._name_matters(default_rules("@bob:example"))  # the default one highlights
+    quiet_name = {
+        "rule_id": "name",
+        "enabled": True,
+        "conditions": [{"kind": "contains_display_name"}],
+        "actions": ["notify", {"set_tweak": "sound", "value": "ping"}],
+    }
+    assert push_delivery._name_matters({"global": {"override": [quiet_name]}})
+    assert not push_delivery._name_matters({"global": {"override": [{**quiet_name, "enabled": False}]}})

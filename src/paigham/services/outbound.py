@@ -285,9 +285,8 @@ class OutboundClient:
                 ("Content-Length", str(len(body))),
             ]
             try:
-                c.writer.write(conn.send(h11.Request(method="POST", target=target, headers=headers)) or b"")
-                c.writer.write(conn.send(h11.Data(data=body)) or b"")
-                c.writer.write(conn.send(h11.EndOfMessage()) or b"")
+                head = conn.send(h11.Request(method="POST", target=target, headers=headers)) or b""
+                c.writer.write(head + (conn.send(h11.Data(data=body)) or b"") + (conn.send(h11.EndOfMessage()) or b""))
                 await c.writer.drain()
             except (OSError, ssl.SSLError) as exc:
                 raise _Stale from exc

@@ -160,8 +160,9 @@ class PushDelivery:
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: list[asyncio.Task[None]] = []
         self._stopping = False
-        self._compiled: dict[tuple[str, int], tuple[CompiledRule, ...]] = {}
+        self._compiled: dict[tuple[str, int], tuple[tuple[CompiledRule, ...], bool]] = {}
         self._facts_cache: dict[tuple[int, bool], _EventFacts] = {}
+        self._pos = 0  # a stream position everything up to which is committed (what wake-ups named)
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -230,6 +231,11 @@ class PushDelivery:
             rooms, users, sweep = self.wakeups.take()
             try:
                 ids: list[int] = []
+                # The stream counter is advanced under a row lock in the writing transaction, so a
+                # position an update names has everything before it committed.
+                self._pos = max(self._pos, *rooms.values()) if rooms else self._pos
+                if users or sweep:
+                    self._pos = max(self._pos, await self.store.position())
                 if rooms:
                     ids += await self.store.behind_in_rooms(list(rooms), max(rooms.values()), now_ms())
                 if users:
@@ -290,7 +296,7 @@ class PushDelivery:
         """Deliver past the cursor, then release the pusher — unless it was released already
         (backoff), deleted, or lost to another worker. The cursor is committed after each push;
         the last commit of a run releases the lease in the same statement."""
-        pos = await self.store.position()
+        pos = self._pos if self._pos > p.last_stream else await self.store.position()
         badge = await self.store.badge(p.user_id)  # once per run: the counts of every push in it
         pending: int | None = None  # a 200 whose cursor is not committed yet
         while True:
@@ -396,10 +402,12 @@ class PushDelivery:
     async def _send_event(self, p: Pusher, n: Notification, ev: StoredEvent, badge: int) -> Outcome:
         id_only = self.config.push_force_event_id_only or p.data.get("format") == "event_id_only"
         facts = await self._facts(ev, id_only)
-        me = (await self.events.state_for_keys(ev.room_id, [("m.room.member", p.user_id)])).get(
-            ("m.room.member", p.user_id)
-        )
-        tweaks = await self._tweaks(p.user_id, ev, n.highlight, facts, me)
+        compiled, name_matters = await self._rules(p.user_id)
+        me = None
+        if not id_only or name_matters:  # the display name only matters to the tweaks
+            key = ("m.room.member", p.user_id)
+            me = (await self.events.state_for_keys(ev.room_id, [key])).get(key)
+        tweaks = _tweaks(p.user_id, ev, n.highlight, facts, me, compiled)
         high = ev.type == "m.room.encrypted" or tweaks.get("highlight") is True or "sound" in tweaks
         body: dict[str, Any] = {
             "event_id": ev.event_id,
@@ -448,33 +456,18 @@ class PushDelivery:
             return Outcome.REJECTED
         return Outcome.SENT
 
-    async def _tweaks(
-        self, user_id: str, ev: StoredEvent, highlight: bool, facts: _EventFacts, me: StoredEvent | None
-    ) -> dict[str, Any]:
-        """The tweaks of the user's matching rule, evaluated now in the room's current state."""
+    async def _rules(self, user_id: str) -> tuple[tuple[CompiledRule, ...], bool]:
+        """The user's push rules, compiled, and whether their display name can change which rule's
+        tweaks apply to a notification whose highlight is already known: only through a
+        `contains_display_name` rule that does not highlight (the default one highlights, and the
+        stored highlight decides)."""
         rules, version = await self.rules_of(user_id)
-        compiled = self._compiled.get((user_id, version))
-        if compiled is None:
+        cached = self._compiled.get((user_id, version))
+        if cached is None:
             if len(self._compiled) > 10_000:
                 self._compiled.clear()
-            compiled = self._compiled[(user_id, version)] = compile_ruleset(rules)
-        name = me.content.get("displayname") if me else None
-        ctx = PushContext(
-            user_id=user_id,
-            user_display_name=name if isinstance(name, str) else None,
-            room_member_count=facts.joined,
-            sender_power_level=facts.sender_level,
-            notification_power_levels={"room": facts.notify_room_level},
-        )
-        client_event = {"type": ev.type, "sender": ev.sender, "content": ev.content, "room_id": ev.room_id}
-        if ev.state_key is not None:
-            client_event["state_key"] = ev.state_key
-        tweaks = action_tweaks(evaluate(client_event, compiled, ctx))
-        if highlight:
-            tweaks["highlight"] = True
-        elif tweaks.get("highlight") is True:
-            del tweaks["highlight"]  # what was stored when the event was sent decides
-        return tweaks
+            cached = self._compiled[(user_id, version)] = (compile_ruleset(rules), _name_matters(rules))
+        return cached
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,6 +476,49 @@ class _EventFacts:
     sender_level: int
     notify_room_level: int
     joined: int
+
+
+def _tweaks(
+    user_id: str,
+    ev: StoredEvent,
+    highlight: bool,
+    facts: _EventFacts,
+    me: StoredEvent | None,
+    compiled: tuple[CompiledRule, ...],
+) -> dict[str, Any]:
+    """The tweaks of the user's matching rule, evaluated now in the room's current state."""
+    name = me.content.get("displayname") if me else None
+    ctx = PushContext(
+        user_id=user_id,
+        user_display_name=name if isinstance(name, str) else None,
+        room_member_count=facts.joined,
+        sender_power_level=facts.sender_level,
+        notification_power_levels={"room": facts.notify_room_level},
+    )
+    client_event = {"type": ev.type, "sender": ev.sender, "content": ev.content, "room_id": ev.room_id}
+    if ev.state_key is not None:
+        client_event["state_key"] = ev.state_key
+    tweaks = action_tweaks(evaluate(client_event, compiled, ctx))
+    if highlight:
+        tweaks["highlight"] = True
+    elif tweaks.get("highlight") is True:
+        del tweaks["highlight"]  # what was stored when the event was sent decides
+    return tweaks
+
+
+def _name_matters(rules: dict[str, Any]) -> bool:
+    scope = rules.get("global", rules)
+    for kind_rules in scope.values() if isinstance(scope, dict) else ():
+        for rule in kind_rules if isinstance(kind_rules, list) else ():
+            if not isinstance(rule, dict) or rule.get("enabled") is False:
+                continue
+            conditions = rule.get("conditions") or ()
+            if not any(isinstance(c, dict) and c.get("kind") == "contains_display_name" for c in conditions):
+                continue
+            tweaks = action_tweaks(rule.get("actions") if isinstance(rule.get("actions"), list) else [])
+            if tweaks.get("highlight") is not True:
+                return True
+    return False
 
 
 def _full_fields(
