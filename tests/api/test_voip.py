@@ -12,7 +12,7 @@ from aioice import stun
 from aioice.turn import create_turn_endpoint
 
 from paigham.clock import now_ms
-from paigham.domain.turn import rest_api_password
+from paigham.domain.turn import rest_api_password, rest_api_username
 from paigham.requester import Requester
 from paigham.services.voip import TurnService
 from tests.api.conftest import Harness, serve
@@ -99,6 +99,35 @@ async def test_shared_secret_credentials_relay_through_coturn(database_url: str,
             stale = TurnService(hs.server.config, clock=lambda: now_ms() - 7_200_000).credentials(requester)
             assert stale is not None and int(stale.username.split(":")[0]) < now_ms() // 1000
             await refused(server, stale.username, stale.password)
+
+
+def production_peer_rules() -> list[str]:
+    """The lines of docs/turnserver.conf (README "Calls") that decide what the relay may reach."""
+    conf = Path(__file__).resolve().parents[2] / "docs" / "turnserver.conf"
+    rules = ("denied-peer-ip=", "allowed-peer-ip=", "no-multicast-peers", "no-tcp-relay")
+    return [line for line in conf.read_text().splitlines() if line.startswith(rules)]
+
+
+@needs_coturn
+async def test_the_production_peer_rules_keep_the_relay_off_internal_hosts(tmp_path: Path) -> None:
+    rules = production_peer_rules()
+    assert "denied-peer-ip=127.0.0.0-127.255.255.255" in rules and "denied-peer-ip=10.0.0.0-10.255.255.255" in rules
+    # The test's coturn allows loopback peers, so only the documented denied-peer-ip lines can refuse one.
+    async with coturn(tmp_path, "use-auth-secret", f"static-auth-secret={SECRET}", *rules) as port:
+        username = rest_api_username("@alice:test.local", now_ms() // 1000 + 60)
+        loop = asyncio.get_running_loop()
+        peer_transport, peer = await loop.create_datagram_endpoint(Inbox, local_addr=("127.0.0.1", 0))
+        relay, client = await create_turn_endpoint(
+            Inbox, ("127.0.0.1", port), username, rest_api_password(SECRET, username)
+        )
+        try:
+            relay.sendto(b"to an internal host", peer_transport.get_extra_info("sockname"))
+            data, origin = await client.next()
+            assert origin == ("error", 0) and b"403" in data, data  # the channel bind is Forbidden
+            assert peer.queue.empty()
+        finally:
+            relay.close()
+            peer_transport.close()
 
 
 @needs_coturn
