@@ -118,6 +118,8 @@ class Config(msgspec.Struct, kw_only=True, frozen=True):
 
     def __post_init__(self) -> None:
         duration_ms(self.turn_user_lifetime)  # a bad value stops the start, not the first call
+        if self.turn_shared_secret and self.turn_shared_secret_path:
+            raise ValueError("set turn_shared_secret or turn_shared_secret_path, not both")
 
     @property
     def turn_user_lifetime_ms(self) -> int:

@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from aioice import stun
 from aioice.turn import create_turn_endpoint
@@ -158,6 +159,13 @@ async def test_secret_from_a_file_and_half_configured_answers(database_url: str,
         creds = await hs.ok("GET", f"{V3}/voip/turnServer", alice)
         assert creds["uris"] == uris and creds["username"].endswith(":" + alice.user_id)
         assert creds["password"] == rest_api_password(SECRET, creds["username"])  # the file's line, unpadded
+    with pytest.raises(ValueError, match="cannot read"):
+        TurnService(msgspec.structs.replace(hs.server.config, turn_shared_secret_path=str(tmp_path / "missing")))
+    secret_file.write_text("\n")
+    with pytest.raises(ValueError, match="is empty"):
+        TurnService(hs.server.config)
+    with pytest.raises(ValueError, match="not both"):
+        msgspec.structs.replace(hs.server.config, turn_shared_secret=SECRET)
     # A secret without URIs (or URIs without a way to log in) is no TURN server: {} as Synapse answers.
     async with serve(database_url, tmp_path / "2", turn_shared_secret=SECRET) as hs:
         assert await hs.ok("GET", f"{V3}/voip/turnServer", await hs.register("bob")) == {}

@@ -1,7 +1,8 @@
 """TURN credentials for calls (spec: GET /voip/turnServer; domain/turn.py has the schemes).
 
 The shared secret comes from `turn_shared_secret` or, kept out of the config file, from the file named
-by `turn_shared_secret_path` (read once, at start-up). Paigham has no guest accounts, so
+by `turn_shared_secret_path` (read once, at start-up; setting both, or a missing or empty file, stops
+the start, as in Synapse for the first two). Paigham has no guest accounts, so
 `turn_allow_guests` (Synapse: a guest gets 403 M_GUEST_ACCESS_FORBIDDEN when it is off) changes nothing.
 """
 
@@ -17,9 +18,17 @@ from paigham.requester import Requester
 
 
 def shared_secret(config: Config) -> str:
-    if config.turn_shared_secret or not config.turn_shared_secret_path:
+    """The secret, from the setting or its file; an unreadable or empty file stops the start."""
+    path = config.turn_shared_secret_path
+    if not path:
         return config.turn_shared_secret
-    return Path(config.turn_shared_secret_path).read_text(encoding="utf-8").strip()
+    try:
+        secret = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"turn_shared_secret_path: cannot read {path}: {exc}") from exc
+    if not secret:
+        raise ValueError(f"turn_shared_secret_path: {path} is empty")
+    return secret
 
 
 class TurnService:
