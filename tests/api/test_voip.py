@@ -30,6 +30,11 @@ class Inbox(asyncio.DatagramProtocol):
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[tuple[bytes, Addr]] = asyncio.Queue()
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
 
     def datagram_received(self, data: bytes, addr: Addr) -> None:
         self.queue.put_nowait((data, (addr[0], addr[1])))
@@ -60,10 +65,11 @@ async def refused(server: Addr, username: str, password: str) -> None:
     assert failed.value.response.attributes["ERROR-CODE"][0] == 401
 
 
-async def relay_both_ways(server: Addr, username: str, password: str) -> None:
+async def relay_both_ways(server: Addr, username: str, password: str, transport: str = "udp") -> None:
+    """Allocate (over UDP or TCP to coturn), then pass a datagram peer-wards and one back."""
     loop = asyncio.get_running_loop()
     peer_transport, peer = await loop.create_datagram_endpoint(Inbox, local_addr=("127.0.0.1", 0))
-    relay, client = await create_turn_endpoint(Inbox, server, username, password)
+    relay, client = await create_turn_endpoint(Inbox, server, username, password, transport=transport)
     try:
         relayed: Addr = relay.get_extra_info("sockname")
         peer_addr: Addr = peer_transport.get_extra_info("sockname")
@@ -73,8 +79,9 @@ async def relay_both_ways(server: Addr, username: str, password: str) -> None:
         peer_transport.sendto(b"m.call.answer", relayed)
         assert await client.next() == (b"m.call.answer", peer_addr)
     finally:
-        relay.close()
+        relay.close()  # deletes the allocation (a Refresh with lifetime 0)
         peer_transport.close()
+    await asyncio.wait_for(client.closed, 5)
 
 
 @needs_coturn
@@ -93,6 +100,7 @@ async def test_shared_secret_credentials_relay_through_coturn(database_url: str,
 
             server = server_of(uris[0])
             await relay_both_ways(server, creds["username"], creds["password"])
+            await relay_both_ways(server_of(uris[1]), creds["username"], creds["password"], transport="tcp")
             await refused(server, creds["username"], creds["password"][:-4] + "AAA=")
             await refused(server, creds["username"].replace(user_id, "@mallory:test.local"), creds["password"])
             # Credentials Paigham handed out two hours ago (a one-hour lifetime): coturn sees the expiry passed.
