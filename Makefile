@@ -32,8 +32,9 @@ services:
 	@bash scripts/ensure-services.sh
 
 # Debian packages whose real servers the tests drive (ClamAV's clamd, with a local signature file:
-# no signature download), installed when missing (as root, as on CI machines).
-SYSTEM_PKGS := clamav-daemon:/usr/sbin/clamd
+# no signature download; coturn's turnserver, started on loopback by tests/api/coturn.py), installed
+# when missing (as root, as on CI machines).
+SYSTEM_PKGS := clamav-daemon:/usr/sbin/clamd coturn:/usr/bin/turnserver
 system-deps:
 	@for spec in $(SYSTEM_PKGS); do pkg=$${spec%%:*}; bin=$${spec#*:}; \
 	  if [ ! -x "$$bin" ]; then echo "installing Debian package $$pkg for the tests"; \

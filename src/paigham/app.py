@@ -47,6 +47,7 @@ from paigham.api.client import (
     spaces,
     sync,
     to_device,
+    voip,
 )
 from paigham.api.client import media as media_api
 from paigham.api.client import pushers as pushers_api
@@ -95,6 +96,7 @@ from paigham.services.stages import Stages
 from paigham.services.tags import TagService
 from paigham.services.timeline import TimelineService
 from paigham.services.uia import UIAService
+from paigham.services.voip import TurnService
 from paigham.services.writer import EventWriter
 from paigham.signing_keys import Secrets, write_admin_credentials
 from paigham.storage.account_data import AccountDataStore
@@ -353,6 +355,7 @@ class Server:
         self.room_info = RoomInfo(self.events, self.aliases, RoomInfoStore(self.db))
         self.reports = ReportService(self.events, self.accounts, ReportStore(self.db), self.audit)
         self.notifications = NotificationService(NotificationStore(self.db), self.events, self.serializer)
+        self.turn = TurnService(config)
 
     def routes(self) -> list[Route]:
         c = self.config
@@ -378,6 +381,7 @@ class Server:
             *admin_reports.routes(self.auth, self.reports),
             *keys.routes(self.auth, self.e2ee.keys, self.e2ee.cross_signing, self.e2ee.lists, self.db.current_position),
             *to_device.routes(self.auth, self.e2ee.to_device),
+            *voip.routes(self.auth, self.turn),
             *room_keys.routes(self.auth, self.e2ee.backups),
             *push_rules.routes(self.auth, self.push),
             *pushers_api.routes(self.auth, self.pushers, self.notifications),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,26 @@ class Config(msgspec.Struct, kw_only=True, frozen=True):
     push_force_event_id_only: bool = True  # every push is event_id_only, whatever the pusher asked
     push_request_timeout_s: float = 10.0
     push_max_pushers_per_user: int = 50
+    # TURN for calls (README "Calls"), with Synapse's setting names. The URIs handed to clients
+    # (turn:turn.ministry.example?transport=udp, turns:turn.ministry.example:5349?transport=tcp); none: GET
+    # /voip/turnServer answers {}. A shared secret (coturn's static-auth-secret, or a file holding it) gives
+    # each user credentials that expire; otherwise a static username and password is handed to everyone.
+    turn_uris: list[str] = msgspec.field(default_factory=list)
+    turn_shared_secret: str = ""
+    turn_shared_secret_path: str = ""
+    turn_username: str = ""
+    turn_password: str = ""
+    turn_user_lifetime: int | str = "1h"  # milliseconds, or with a unit: 90s, 30m, 1h, 1d, 1w
+    turn_allow_guests: bool = True  # accepted for Synapse configs; Paigham has no guest accounts
+
+    def __post_init__(self) -> None:
+        duration_ms(self.turn_user_lifetime)  # a bad value stops the start, not the first call
+        if self.turn_shared_secret and self.turn_shared_secret_path:
+            raise ValueError("set turn_shared_secret or turn_shared_secret_path, not both")
+
+    @property
+    def turn_user_lifetime_ms(self) -> int:
+        return duration_ms(self.turn_user_lifetime)
 
     @property
     def data_path(self) -> Path:
@@ -117,6 +138,24 @@ class Config(msgspec.Struct, kw_only=True, frozen=True):
         return self.public_baseurl or f"http://{self.host}:{self.port}"
 
 
+_DURATION_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+_DURATION_UNITS_MS["y"] = 365 * _DURATION_UNITS_MS["d"]
+
+
+def duration_ms(value: int | str) -> int:
+    """A duration setting as Synapse reads it: a bare number is milliseconds; or 500ms, 90s, 30m, 1h, 7d, 2w, 1y."""
+    if isinstance(value, int):
+        number, unit = value, "ms"
+    else:
+        m = re.fullmatch(r"\s*(\d{1,15})\s*(ms|[smhdwy]?)\s*", value)
+        if not m:
+            raise ValueError(f"{value!r} is not a duration (a number of milliseconds, or with a unit: 90s, 1h, 7d)")
+        number, unit = int(m.group(1)), m.group(2) or "ms"
+    if number < 0:
+        raise ValueError(f"{value!r}: a duration cannot be negative")
+    return number * _DURATION_UNITS_MS[unit]
+
+
 _FIELDS = {f.name: f for f in msgspec.structs.fields(Config)}
 _LIST_FIELDS = {n for n, f in _FIELDS.items() if getattr(f.type, "__origin__", None) is list}
 
@@ -126,7 +165,7 @@ def _from_env(environ: dict[str, str]) -> dict[str, Any]:
     for name in _FIELDS:
         raw = environ.get("PAIGHAM_" + name.upper())
         if raw is not None:
-            # A list setting (push_gateway_allowlist, ip_range_whitelist) is comma-separated there.
+            # A list setting (push_gateway_allowlist, ip_range_whitelist, turn_uris) is comma-separated there.
             out[name] = [p.strip() for p in raw.split(",") if p.strip()] if name in _LIST_FIELDS else raw
     return out
 

@@ -59,10 +59,10 @@ DEVIATIONS: dict[tuple[str, int, str], str] = {
         "GET /_matrix/client/v3/voip/turnServer",
         200,
         "",
-    ): "No TURN server is configured. The schema requires username/password/uris/ttl, and the spec "
+    ): "When no TURN server is configured (no turn_uris). The schema requires username/password/uris/ttl, and the spec "
     "has no answer for 'none'; `{}` is what clients expect (matrix-js-sdk checks `res.uris`), while "
     "`uris: []` would make browsers reject the RTCPeerConnection config and an error would make "
-    "clients retry forever.",
+    "clients retry forever. A configured answer is checked against the schema in tests/api/test_voip.py.",
     **{
         (
             f"GET /_matrix/client/v3/room_keys/version{tail}",

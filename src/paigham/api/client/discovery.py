@@ -1,5 +1,5 @@
 """Discovery: supported versions, the client .well-known, capabilities, and the honest fixed answers
-for what this server does not offer (third-party protocols, TURN)."""
+for what this server does not offer (third-party protocols)."""
 
 from __future__ import annotations
 
@@ -102,15 +102,9 @@ def routes(config: Config, auth: Authenticator) -> list[Route]:
         """GET /_matrix/client/v3/thirdparty/protocols — no bridges are configured."""
         return ok({})
 
-    @authed(auth)
-    async def turn_server(request: Request, _: Requester) -> Response:
-        """GET /_matrix/client/v3/voip/turnServer — no TURN server is configured."""
-        return ok({})
-
     return [
         Route("/_matrix/client/versions", versions, methods=["GET"]),
         Route("/.well-known/matrix/client", well_known, methods=["GET"]),
         *client_routes("/capabilities", capabilities, ["GET"]),
         *client_routes("/thirdparty/protocols", thirdparty_protocols, ["GET"]),
-        *client_routes("/voip/turnServer", turn_server, ["GET"]),
     ]
