@@ -103,6 +103,15 @@ class Config(msgspec.Struct, kw_only=True, frozen=True):
     push_force_event_id_only: bool = True  # every push is event_id_only, whatever the pusher asked
     push_request_timeout_s: float = 10.0
     push_max_pushers_per_user: int = 50
+    # Calls (README "Calls"): MatrixRTC through a LiveKit SFU, with the authorization service built in
+    # (/_paigham/livekit). Empty livekit_url: no SFU is advertised and the service answers 404.
+    livekit_url: str = ""  # the SFU as clients reach it: wss://sfu.ministry.example
+    livekit_api_key: str = ""
+    livekit_api_secret: str = ""
+    livekit_api_secret_file: str = ""  # a file holding the secret (wins over livekit_api_secret)
+    livekit_token_lifetime_s: int = 600  # a LiveKit JWT only has to last until the client connects
+    openid_token_lifetime_s: int = 3600
+    policy_calls_allowed: bool = True  # per unit in policy_units / the admin API: calls_allowed
 
     @property
     def data_path(self) -> Path:
