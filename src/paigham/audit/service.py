@@ -249,12 +249,13 @@ class AuditService:
 def _call_joined(ev: StoredEvent) -> Entry:
     """Which room, which device, which call application: the membership's transports, keys and
     anything else it carries stay out of the log."""
-    application = ev.content.get("application")
+    application, device = ev.content.get("application"), ev.content.get("device_id")
     return entry(
         "call.joined",
         ev.sender,
         ev.room_id,
-        device=ev.device_id,
+        # State events carry no sending device; the membership names the device that joins.
+        device=ev.device_id or (device if isinstance(device, str) else None),
         details={
             "event_id": ev.event_id,
             "application": application if isinstance(application, str) else None,
