@@ -72,6 +72,23 @@ async def test_tokens_stored_hashed_and_purged(hs: Harness) -> None:
     assert await hs.server.openid.purge_expired() == 0
 
 
+async def test_live_tokens_per_user_are_bounded(hs: Harness) -> None:
+    from paigham.services.openid import MAX_LIVE_PER_USER
+
+    alice, bob = await hs.register("alice"), await hs.register("bob")
+    bobs = str((await request_token(hs, bob))["access_token"])
+    first = str((await request_token(hs, alice))["access_token"])
+    for _ in range(MAX_LIVE_PER_USER):
+        last = str((await request_token(hs, alice))["access_token"])
+    await hs.err(401, "M_UNKNOWN_TOKEN", "GET", USERINFO, params={"access_token": first})  # the oldest went
+    assert (await hs.ok("GET", USERINFO, params={"access_token": last}))["sub"] == alice.user_id
+    assert (await hs.ok("GET", USERINFO, params={"access_token": bobs}))["sub"] == bob.user_id
+    async with hs.server.db.read() as conn:
+        mine = select(openid_tokens.c.user_id).where(openid_tokens.c.user_id == alice.user_id)
+        rows = (await conn.execute(mine)).all()
+    assert len(rows) == MAX_LIVE_PER_USER
+
+
 async def test_deactivated_accounts_tokens_stop_working(hs: Harness) -> None:
     alice = await hs.register("alice")
     token = str((await request_token(hs, alice))["access_token"])

@@ -20,6 +20,7 @@ from paigham.storage.accounts import AccountStore
 from paigham.storage.openid import OpenIdStore
 
 MAX_TOKEN_LENGTH = 255  # a token longer than any issued is refused before it reaches the database
+MAX_LIVE_PER_USER = 50  # a client asks for one per call it joins; beyond this the oldest ones go
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,7 @@ class OpenIdService:
     async def issue(self, user_id: str) -> OpenIdToken:
         """A new token for `user_id` (the caller checked it is the requester)."""
         token = "oid_" + secrets.token_urlsafe(32)
-        await self.store.add(token, user_id, now_ms() + self.lifetime_s * 1000)
+        await self.store.add(token, user_id, now_ms() + self.lifetime_s * 1000, keep=MAX_LIVE_PER_USER)
         return OpenIdToken(token, self.lifetime_s, self.server_name)
 
     async def user_of(self, token: str) -> str | None:
