@@ -50,7 +50,9 @@ from paigham.api.client import (
     voip,
 )
 from paigham.api.client import media as media_api
+from paigham.api.client import openid as openid_api
 from paigham.api.client import pushers as pushers_api
+from paigham.api.client import rtc as rtc_api
 from paigham.api.http import RejectNul, error_response, ok
 from paigham.api.routing import grouped
 from paigham.audit.service import AuditService
@@ -75,6 +77,7 @@ from paigham.services.filtering import FilterService
 from paigham.services.jobs import Every, Jobs
 from paigham.services.login_guard import LoginGuard
 from paigham.services.moderation_checks import ModerationChecks
+from paigham.services.openid import OpenIdService
 from paigham.services.outbound import OutboundClient, OutboundPolicy
 from paigham.services.ports import AccountHooks
 from paigham.services.presence import PresenceService
@@ -90,6 +93,7 @@ from paigham.services.reports import ReportService
 from paigham.services.room_directory import RoomDirectoryService
 from paigham.services.room_info import RoomInfo
 from paigham.services.rooms import RoomService
+from paigham.services.rtc import LiveKitSettings, RtcService, refuse_foreign_call_member
 from paigham.services.serializer import EventSerializer
 from paigham.services.spaces import SpaceHierarchy
 from paigham.services.stages import Stages
@@ -112,6 +116,7 @@ from paigham.storage.logins import LoginStore
 from paigham.storage.media import MediaStore
 from paigham.storage.migrate import migrate
 from paigham.storage.notifications import NotificationStore
+from paigham.storage.openid import OpenIdStore
 from paigham.storage.presence import PresenceStore
 from paigham.storage.push_actions import PushActionStore
 from paigham.storage.push_delivery import PushDeliveryStore
@@ -195,6 +200,9 @@ class Server:
         self.moderation = ModerationChecks(self.admin_store, self.events, self.accounts)
         self.push = PushService(self.push_rules, self.events, self.publisher)
         self.pushers = PusherService(config, PusherStore(self.db), self.accounts, self.audit)
+        self.openid = OpenIdService(
+            config.server_name, OpenIdStore(self.db), self.accounts, config.openid_token_lifetime_s
+        )
 
     def _stages(self) -> Stages:
         """What the writer runs for every event besides the auth rules, in this order (the stage
@@ -206,6 +214,7 @@ class Server:
                 ("suspended sender", self.moderation.refuse_suspended),
                 ("encryption lock", self.e2ee.lock.check),
                 ("organisation policy", self.org_rules.event_policy.check),
+                ("call membership keys", refuse_foreign_call_member),
             ),
             effects=(("push actions", self.push.push_actions),),
             after_commit=(
@@ -272,6 +281,7 @@ class Server:
                 self.e2ee.user_deactivated,
                 self.directory.account_deactivated,
                 self.pushers.user_deactivated,
+                self.openid.user_deactivated,
             ],
             policy=self.enforcer,
         )
@@ -329,6 +339,7 @@ class Server:
                 Every("retention", 3600, self.enforcer.purge_history),
                 Every("uia-sessions", 600, self.uia.purge_expired),
                 Every("sliding-sync-connections", 3600, self.sliding_sync.purge),
+                Every("openid-tokens", 3600, self.openid.purge_expired),
             ]
         )
 
@@ -355,7 +366,16 @@ class Server:
         self.room_info = RoomInfo(self.events, self.aliases, RoomInfoStore(self.db))
         self.reports = ReportService(self.events, self.accounts, ReportStore(self.db), self.audit)
         self.notifications = NotificationService(NotificationStore(self.db), self.events, self.serializer)
-        self.turn = TurnService(config)
+        self.turn = TurnService(config, self.policies.calls_allowed)
+        # MatrixRTC's authorization service; `calls_allowed` is the organisation's policy (TURN asks it too).
+        self.rtc = RtcService(
+            LiveKitSettings.from_config(config),
+            config.server_name,
+            self.openid,
+            self.events,
+            self.policies.calls_allowed,
+            self.audit,
+        )
 
     def routes(self) -> list[Route]:
         c = self.config
@@ -387,6 +407,8 @@ class Server:
             *pushers_api.routes(self.auth, self.pushers, self.notifications),
             *admin_pushers.routes(self.auth, self.pushers),
             *media_api.routes(c, self.auth, self.media),
+            *openid_api.routes(self.auth, self.openid),
+            *rtc_api.routes(c, self.auth, self.rtc),
             *admin_media.routes(self.auth, self.media),
             *synapse_users.routes(self.auth, self.admin, self.admin_users),
             *synapse_rooms.routes(self.auth, self.admin, self.admin_rooms),

@@ -116,6 +116,16 @@ class Config(msgspec.Struct, kw_only=True, frozen=True):
     turn_user_lifetime: int | str = "1h"  # milliseconds, or with a unit: 90s, 30m, 1h, 1d, 1w
     turn_allow_guests: bool = True  # accepted for Synapse configs; Paigham has no guest accounts
 
+    # Calls (README "Calls"): MatrixRTC through a LiveKit SFU, with the authorization service built in
+    # (/_paigham/livekit). Empty livekit_url: no SFU is advertised and the service answers 404.
+    livekit_url: str = ""  # the SFU as clients reach it: wss://sfu.ministry.example
+    livekit_api_key: str = ""
+    livekit_api_secret: str = ""
+    livekit_api_secret_file: str = ""  # a file holding the secret (wins over livekit_api_secret)
+    livekit_token_lifetime_s: int = 600  # a LiveKit JWT only has to last until the client connects
+    openid_token_lifetime_s: int = 3600
+    policy_calls_allowed: bool = True  # per unit in policy_units / the admin API: calls_allowed
+
     def __post_init__(self) -> None:
         duration_ms(self.turn_user_lifetime)  # a bad value stops the start, not the first call
         if self.turn_shared_secret and self.turn_shared_secret_path:

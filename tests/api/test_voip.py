@@ -105,7 +105,9 @@ async def test_shared_secret_credentials_relay_through_coturn(database_url: str,
             await refused(server, creds["username"].replace(user_id, "@mallory:test.local"), creds["password"])
             # Credentials Paigham handed out two hours ago (a one-hour lifetime): coturn sees the expiry passed.
             requester = Requester(alice.user_id, alice.device_id, alice.token)
-            stale = TurnService(hs.server.config, clock=lambda: now_ms() - 7_200_000).credentials(requester)
+            stale = await TurnService(
+                hs.server.config, hs.server.policies.calls_allowed, clock=lambda: now_ms() - 7_200_000
+            ).credentials(requester)
             assert stale is not None and int(stale.username.split(":")[0]) < now_ms() // 1000
             await refused(server, stale.username, stale.password)
 
@@ -168,12 +170,26 @@ async def test_secret_from_a_file_and_half_configured_answers(database_url: str,
         assert creds["uris"] == uris and creds["username"].endswith(":" + alice.user_id)
         assert creds["password"] == rest_api_password(SECRET, creds["username"])  # the file's line, unpadded
     with pytest.raises(ValueError, match="cannot read"):
-        TurnService(msgspec.structs.replace(hs.server.config, turn_shared_secret_path=str(tmp_path / "missing")))
+        TurnService(
+            msgspec.structs.replace(hs.server.config, turn_shared_secret_path=str(tmp_path / "missing")),
+            hs.server.policies.calls_allowed,
+        )
     secret_file.write_text("\n")
     with pytest.raises(ValueError, match="is empty"):
-        TurnService(hs.server.config)
+        TurnService(hs.server.config, hs.server.policies.calls_allowed)
     with pytest.raises(ValueError, match="not both"):
         msgspec.structs.replace(hs.server.config, turn_shared_secret=SECRET)
     # A secret without URIs (or URIs without a way to log in) is no TURN server: {} as Synapse answers.
     async with serve(database_url, tmp_path / "2", turn_shared_secret=SECRET) as hs:
         assert await hs.ok("GET", f"{V3}/voip/turnServer", await hs.register("bob")) == {}
+
+
+async def test_refused_where_the_policy_does_not_allow_calls(database_url: str, tmp_path: Path) -> None:
+    uris = ["turn:turn.ministry.example?transport=udp"]
+    async with serve(
+        database_url, tmp_path, turn_uris=uris, turn_shared_secret=SECRET, policy_calls_allowed=False
+    ) as hs:
+        bob = await hs.register("bob")
+        r = await hs.request("GET", f"{V3}/voip/turnServer", bob)
+        assert r.status_code == 403 and r.json()["errcode"] == "M_FORBIDDEN"
+        assert "does not allow calls" in r.json()["error"]

@@ -2,7 +2,9 @@
 
 Kinds recorded (the `kind` field): auth.login, auth.login_failed, auth.locked_out, account.registered,
 device.added, device.removed, keys.cross_signing, admin.<action>, policy.changed, room.created,
-room.membership, media.uploaded (metadata only, never content), org.import, audit.purged.
+room.membership, media.uploaded (metadata only, never content), org.import, audit.purged, call.joined
+(a call-membership state event that takes its sender into a call), call.token (a LiveKit token
+granted by services/rtc.py): metadata only, never content or keys.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from signedjson.sign import SignatureVerifyException, sign_json, verify_signed_j
 
 from paigham.clock import now_ms
 from paigham.domain.audit_chain import Broken, Record, Verifier
+from paigham.domain.rtc import joins_call
 from paigham.domain.stored_event import StoredEvent
 from paigham.requester import Requester
 from paigham.services.ports import DeviceHooks
@@ -123,9 +126,13 @@ class AuditService:
         await self.record("keys.cross_signing", rq.user_id, rq.user_id, None, rq.device_id, {"keys": keys})
 
     async def on_events(self, events: list[StoredEvent]) -> None:
-        """Writer commit hook: room creation and membership changes (after commit; never fails the request)."""
+        """Writer commit hook: room creation, membership changes and joining calls (after commit; never
+        fails the request)."""
         entries = []
         for ev in events:
+            if ev.state_key is not None and joins_call(ev.type, ev.content, (ev.unsigned or {}).get("prev_content")):
+                entries.append(_call_joined(ev))
+                continue
             if ev.type == "m.room.create" and ev.state_key == "":
                 room_type = ev.content.get("type")
                 entries.append(
@@ -237,6 +244,24 @@ class AuditService:
         except SignatureVerifyException:
             return False
         return True
+
+
+def _call_joined(ev: StoredEvent) -> Entry:
+    """Which room, which device, which call application: the membership's transports, keys and
+    anything else it carries stay out of the log."""
+    application, device = ev.content.get("application"), ev.content.get("device_id")
+    return entry(
+        "call.joined",
+        ev.sender,
+        ev.room_id,
+        # State events carry no sending device; the membership names the device that joins.
+        device=ev.device_id or (device if isinstance(device, str) else None),
+        details={
+            "event_id": ev.event_id,
+            "application": application if isinstance(application, str) else None,
+        },
+        ts=ev.origin_server_ts,
+    )
 
 
 class _DeviceAudit(DeviceHooks):

@@ -33,6 +33,7 @@ class Policy:
     account_validity_days: int = 0  # accounts must be renewed this often; 0: never expire
     access_token_lifetime_s: int = 0  # 0: access tokens do not expire
     max_devices: int = 0  # 0: no limit
+    calls_allowed: bool = True  # voice and video calls (LiveKit tokens, TURN credentials, call events)
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in fields(self)}
@@ -89,6 +90,7 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "account_validity_days": _int(MAX_DAYS),
     "access_token_lifetime_s": _int(10 * 365 * 86400),
     "max_devices": _int(10_000),
+    "calls_allowed": _bool,
 }
 
 

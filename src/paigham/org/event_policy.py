@@ -1,6 +1,9 @@
 """Organisation policy as a check of the event pipeline (services/writer.py): invitations across
-ministries, and rooms made private without end-to-end encryption where the sender's policy requires
-it. It runs before anything of the event is written, so a refusal rolls the whole request back.
+ministries, rooms made private without end-to-end encryption where the sender's policy requires
+it, and call events (domain/rtc.py) where the sender's policy does not allow calls (in an encrypted
+room a 1:1 m.call.invite travels encrypted and cannot be seen; the LiveKit token and TURN
+credentials are refused there instead). It runs before anything of the event is written, so a
+refusal rolls the whole request back.
 
 The server's own account (`system_user`, which administers the unit rooms) is exempt from the
 encryption rule, as it is when it creates those rooms (`PolicyEnforcer.room_creation`)."""
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from paigham.domain.rtc import is_call_event
 from paigham.domain.stored_event import StoredEvent
 from paigham.errors import Codes, MatrixError
 from paigham.messages import N_
@@ -18,6 +22,7 @@ from paigham.storage.accounts import AccountStore
 from paigham.storage.events import EventStore
 
 ENCRYPTION = ("m.room.encryption", "")
+CALLS_REFUSED = "Your organisation's policy does not allow calls"
 
 
 class EventPolicy:
@@ -28,7 +33,9 @@ class EventPolicy:
         self.system_user = system_user
 
     async def check(self, conn: AsyncConnection, event: StoredEvent, ctx: RoomCtx) -> None:
-        """Writer check: invitations across ministries, and rooms turned private unencrypted."""
+        """Writer check: invitations across ministries, rooms turned private unencrypted, and calls
+        (joining, inviting to or ringing a call; leaving one is always allowed) where the sender's
+        policy does not allow them."""
         if (
             event.type == "m.room.member"
             and event.content.get("membership") == "invite"
@@ -52,6 +59,12 @@ class EventPolicy:
                         "before making the room private"
                     ),
                 )
+        elif (
+            is_call_event(event.type, event.content)
+            and event.sender != self.system_user
+            and not await self.policies.calls_allowed(event.sender)
+        ):
+            raise MatrixError(403, Codes.FORBIDDEN, CALLS_REFUSED)
 
     async def _check_invite(self, sender: str, target: str) -> None:
         if (await self.policies.for_user(sender)).invite_outside_ministry:

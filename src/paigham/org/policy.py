@@ -37,6 +37,7 @@ def base_policy(config: Config) -> Policy:
         account_validity_days=config.policy_account_validity_days,
         access_token_lifetime_s=config.access_token_lifetime_s,
         max_devices=config.policy_max_devices,
+        calls_allowed=config.policy_calls_allowed,
     )
 
 
@@ -109,6 +110,11 @@ class PolicyService:
 
     async def for_user(self, user_id: str) -> Policy:
         return await self.for_unit(await self.unit_of(user_id))
+
+    async def calls_allowed(self, user_id: str) -> bool:
+        """Whether the user's policy allows voice and video calls (LiveKit tokens, TURN credentials,
+        call events). Accounts that are not officials follow the global policy."""
+        return (await self.for_user(user_id)).calls_allowed
 
     async def overrides(self) -> dict[str, dict[str, Any]]:
         await self._refresh()

@@ -8,6 +8,7 @@ from typing import Any
 
 from paigham.config import Config
 from paigham.domain.room_versions import RoomVersion, get_room_version
+from paigham.domain.rtc import CALL_MEMBER
 from paigham.domain.stored_event import StoredEvent
 from paigham.errors import Codes, MatrixError
 from paigham.ids import check_alias, check_room_id, is_valid_user_id, random_string
@@ -59,6 +60,9 @@ def default_power_levels(creator: str, version: RoomVersion, preset: str, invite
             "m.room.encryption": 100,
             "m.room.topic": 50,
             "m.room.pinned_events": 50,
+            # Joining a call is a state event every member sends (MatrixRTC, matrix-js-sdk's
+            # MembershipManager); Element and Synapse give it level 0 as well.
+            CALL_MEMBER: 0,
         },
         "events_default": 0,
         "state_default": 50,

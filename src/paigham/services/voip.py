@@ -8,13 +8,16 @@ the start, as in Synapse for the first two). Paigham has no guest accounts, so
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from paigham.clock import now_ms
 from paigham.config import Config
 from paigham.domain.turn import TurnCredentials, turn_credentials
+from paigham.errors import Codes, MatrixError
 from paigham.requester import Requester
+
+CALLS_REFUSED = "Your organisation's policy does not allow calls"
 
 
 def shared_secret(config: Config) -> str:
@@ -32,7 +35,13 @@ def shared_secret(config: Config) -> str:
 
 
 class TurnService:
-    def __init__(self, config: Config, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(
+        self,
+        config: Config,
+        calls_allowed: Callable[[str], Awaitable[bool]],
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self._calls_allowed = calls_allowed
         self._uris = list(config.turn_uris)
         self._lifetime_ms = config.turn_user_lifetime_ms
         self._secret = shared_secret(config)
@@ -40,8 +49,11 @@ class TurnService:
         self._password = config.turn_password
         self._clock = clock
 
-    def credentials(self, requester: Requester) -> TurnCredentials | None:
-        """What `requester` may use now; None when TURN is not configured."""
+    async def credentials(self, requester: Requester) -> TurnCredentials | None:
+        """What `requester` may use now; None when TURN is not configured. A user whose unit's policy
+        does not allow calls (org/policy.py `calls_allowed`) is refused: 403 M_FORBIDDEN."""
+        if self._uris and not await self._calls_allowed(requester.user_id):
+            raise MatrixError(403, Codes.FORBIDDEN, CALLS_REFUSED)
         return turn_credentials(
             user_id=requester.user_id,
             now_ms=self._clock(),

@@ -6,6 +6,7 @@ from paigham.storage import (
     audit_schema,  # noqa: F401
     e2ee_schema,  # noqa: F401
     media_schema,  # noqa: F401
+    openid_schema,  # noqa: F401
     org_schema,  # noqa: F401
     pushers_schema,  # noqa: F401
     reports_schema,  # noqa: F401

@@ -12,6 +12,7 @@ from paigham.config import Config
 from paigham.domain.room_versions import KNOWN_ROOM_VERSIONS
 from paigham.requester import Requester
 from paigham.services.profile import FIELDS as PROFILE_FIELDS
+from paigham.services.rtc import transports
 
 SUPPORTED_VERSIONS = [
     "r0.5.0",
@@ -66,6 +67,10 @@ def unstable_features(config: Config) -> dict[str, bool]:
 
 def routes(config: Config, auth: Authenticator) -> list[Route]:
     features = unstable_features(config)
+    client_well_known: dict[str, object] = {"m.homeserver": {"base_url": config.base_url}}
+    if foci := transports(config):
+        # MSC4143: where MatrixRTC clients (Element Call) find the SFU's authorization service.
+        client_well_known["org.matrix.msc4143.rtc_foci"] = foci
 
     async def versions(_: Request) -> Response:
         """GET /_matrix/client/versions"""
@@ -73,7 +78,7 @@ def routes(config: Config, auth: Authenticator) -> list[Route]:
 
     async def well_known(_: Request) -> Response:
         """GET /.well-known/matrix/client"""
-        return ok({"m.homeserver": {"base_url": config.base_url}})
+        return ok(client_well_known)
 
     @authed(auth)
     async def capabilities(request: Request, requester: Requester) -> Response:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 08:35:11.886947
+Create Date: 2026-12-06 11:03:11.944252
 """
 
 from __future__ import annotations
@@ -331,6 +331,16 @@ def upgrade() -> None:
         batch_op.create_index('officials_status', ['status'], unique=False)
         batch_op.create_index('officials_unit', ['unit_id'], unique=False)
 
+    op.create_table('openid_tokens',
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.Column('expires_ts', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('token_hash')
+    )
+    with op.batch_alter_table('openid_tokens', schema=None) as batch_op:
+        batch_op.create_index('openid_tokens_expiry', ['expires_ts'], unique=False)
+        batch_op.create_index('openid_tokens_user', ['user_id'], unique=False)
+
     op.create_table('org_units',
     sa.Column('unit_id', sa.String(length=64), nullable=False),
     sa.Column('parent_id', sa.String(length=64), nullable=True),
@@ -566,6 +576,11 @@ def downgrade() -> None:
         batch_op.drop_index('org_units_parent')
 
     op.drop_table('org_units')
+    with op.batch_alter_table('openid_tokens', schema=None) as batch_op:
+        batch_op.drop_index('openid_tokens_user')
+        batch_op.drop_index('openid_tokens_expiry')
+
+    op.drop_table('openid_tokens')
     with op.batch_alter_table('officials', schema=None) as batch_op:
         batch_op.drop_index('officials_unit')
         batch_op.drop_index('officials_status')
