@@ -232,6 +232,36 @@ async def test_required_state_forms(hs: Harness) -> None:
     assert await state_of([["m.room.topic", ""]], "e") == set()
 
 
+async def test_lazy_members_are_sent_once_per_connection(hs: Harness) -> None:
+    alice, bob, rooms = await three_rooms(hs)
+    carol = await hs.register("carol")
+    await hs.ok("POST", f"/_matrix/client/v3/rooms/{rooms[0]}/invite", alice, json={"user_id": carol.user_id})
+    await hs.ok("POST", f"/_matrix/client/v3/join/{rooms[0]}", carol)
+    pairs = [["m.room.member", "$LAZY"]]
+    body = {"conn_id": "lazy", "room_subscriptions": {rooms[0]: {"timeline_limit": 1, "required_state": pairs}}}
+
+    def members(res: Any) -> set[str]:
+        room = res["rooms"].get(rooms[0], {})
+        return {e["state_key"] for e in room.get("required_state", []) if e["type"] == "m.room.member"}
+
+    first = await ss(hs, alice, body)
+    assert members(first) == {carol.user_id}  # the last event: carol's join
+    await hs.send(bob, rooms[0], "from bob")
+    second = await ss(hs, alice, body, first["pos"])
+    assert members(second) == {bob.user_id}  # a sender the connection does not have yet
+    await hs.send(bob, rooms[0], "bob again")
+    third = await ss(hs, alice, body, second["pos"])
+    assert timeline_bodies(third["rooms"][rooms[0]]) == ["bob again"]
+    assert members(third) == set()  # bob's member event was sent already on this connection
+    await hs.ok("PUT", f"/_matrix/client/v3/profile/{bob.user_id}/displayname", bob, json={"displayname": "Bobby"})
+    fourth = await ss(hs, alice, body, third["pos"])
+    assert members(fourth) == {bob.user_id}  # but a change of it is
+    # Another connection has nothing yet: it gets bob's member event with the next message.
+    await hs.send(bob, rooms[0], "third")
+    other = await ss(hs, alice, {**body, "conn_id": "other"})
+    assert members(other) == {bob.user_id}
+
+
 async def test_subscription_with_a_longer_timeline_expands_it(hs: Harness) -> None:
     alice, bob, rooms = await three_rooms(hs)
     for i in range(5):

@@ -16,7 +16,7 @@ import hashlib
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -133,6 +133,9 @@ class RoomSent(Struct, array_like=True, gc=False):
     timeline_limit: int
     required_state: str  # the required_state it was sent with (Wanted.key)
     bump: int
+    # Whose member events this connection has for the room (the newest MEMBERS_KEPT): a $LAZY
+    # member already sent is not read again for the next timeline of the same senders.
+    members: list[str] = []
 
 
 class ConnectionState(Struct, gc=False):
@@ -440,6 +443,7 @@ class SlidingSyncService:
         recent, related = await self.events.recent_with_relations(room_id, after=None, upto=p.upto, limit=limit + 1)
         timeline = recent[-limit:] if limit else []
         state, basics = await self._required_state(p, room_id, wanted, timeline, everything=True)
+        _keep_members(p.state.rooms[room_id], state, [])
         room = await self._render(p, room_id, timeline, related, len(recent) > limit, state)
         room.initial = True
         room.bump_stamp = bump
@@ -466,12 +470,16 @@ class SlidingSyncService:
             return None
         if new_config:
             state, basics = await self._required_state(p, room_id, wanted, timeline, everything=True)
+            _keep_members(p.state.rooms[room_id], state, [])
         else:
             if len(recent) > limit:  # a gap: state may have changed in it
                 changed = await self.events.state_changes(room_id, sent.stream, p.upto)
             else:  # every event since the room was sent is at hand
                 changed = [e for e in fresh if e.state_key is not None]
-            state, basics = await self._required_state(p, room_id, wanted, timeline, changed=changed)
+            state, basics = await self._required_state(
+                p, room_id, wanted, timeline, changed=changed, known=set(sent.members)
+            )
+            _keep_members(p.state.rooms[room_id], state, sent.members)
         room = await self._render(p, room_id, timeline, related, len(recent) > limit, state)
         room.num_live = sum(1 for e in timeline if e.stream > sent.stream)
         if expanded:
@@ -492,8 +500,10 @@ class SlidingSyncService:
         *,
         everything: bool = False,
         changed: Sequence[StoredEvent] = (),
+        known: Collection[str] = (),
     ) -> tuple[list[StoredEvent], dict[str, StoredEvent]]:
-        """The state the room is asked for (all of it, or what changed), and its basic state events."""
+        """The state the room is asked for (all of it, or what changed — with $LAZY, the member events
+        of the timeline's senders the connection does not have yet, `known` being those it has)."""
         me = p.rq.user_id
         lazy = {e.sender for e in timeline} | {e.state_key for e in timeline if e.type == MEMBER and e.state_key}
         match = _matcher(wanted.pairs, me, lazy)
@@ -504,7 +514,9 @@ class SlidingSyncService:
             picked = [e for e in latest.values() if match(e)]
             if ("m.room.member", "$LAZY") in wanted.pairs:
                 have = {e.state_key for e in picked if e.type == MEMBER}
-                picked += await self.events.state_at_keys(room_id, p.upto, MEMBER, sorted(lazy - have))
+                missing = lazy - have - set(known)
+                if missing:
+                    picked += await self.events.state_at_keys(room_id, p.upto, MEMBER, sorted(missing))
             return picked, {e.type: e for e in latest.values() if e.type in BASICS and e.state_key == ""}
         if ("*", "*") in wanted.pairs:
             state = await self.events.state_at(room_id, p.upto)
@@ -593,6 +605,7 @@ class SlidingSyncService:
                 room.heroes = [_hero(u, hero_members.get((room_id, u), {})) for u in heroes[room_id]]
             room.is_dm = room_id in await self._direct_rooms(p)
             p.state.rooms[room_id] = RoomSent(p.upto, "join", wanted.timeline_limit, wanted.key, p.state.bumps[room_id])
+            _keep_members(p.state.rooms[room_id], picked, [])
             out[room_id] = room
         return out
 
@@ -825,6 +838,19 @@ def _matcher(pairs: Iterable[tuple[str, str]], me: str, lazy: set[str]) -> Calla
         return everything or e.type in any_key or key in any_type or (e.type, key) in exact
 
     return match
+
+
+MEMBERS_KEPT = 100
+
+
+def _keep_members(sent: RoomSent, state: Sequence[StoredEvent], before: Sequence[str]) -> None:
+    """Record the member events `state` carries as the connection's (after those it had, `before`)."""
+    sent_now = [e.state_key for e in state if e.type == MEMBER and e.state_key]
+    if not sent_now and not before:
+        return
+    keep = dict.fromkeys(k for k in before if k not in sent_now)
+    keep.update(dict.fromkeys(sent_now))
+    sent.members = list(keep)[-MEMBERS_KEPT:]
 
 
 def _lazy_members(timeline: Sequence[StoredEvent]) -> set[str]:
