@@ -81,30 +81,45 @@ _HIGHLIGHTED = _count(
     ]
 )
 
+
+def _probe_sql(bumps: bool) -> str:
+    # With `bumps` (sliding sync), each room with events past `since` also gets the stream of the
+    # newest of them whose type is in $5 (its new bump stamp, if any), in one more column.
+    bump = (
+        ", CASE WHEN y.flags % 2 = 1 THEN (SELECT max(e.stream) FROM events e WHERE e.room_id = y.room_id "
+        "AND e.stream > $2 AND e.type = ANY($5::text[])) END"
+        if bumps
+        else ""
+    )
+    more = ", NULL" if bumps else ""
+    return (
+        "WITH x AS MATERIALIZED (SELECT m.room_id, m.membership, m.stream, m.joined_stream, "
+        f"CASE WHEN m.membership = 'join' THEN {_ROOM_FLAGS} ELSE 0 END AS flags FROM memberships m "
+        "WHERE m.user_id = $1 AND m.membership = ANY($4::text[]) AND m.forgotten = false), "
+        "w AS MATERIALIZED (SELECT x.*, CASE WHEN x.flags <> 0 THEN coalesce((SELECT max(r.event_stream) "
+        "FROM receipts r WHERE r.room_id = x.room_id AND r.user_id = $1 AND r.receipt_type IN ('m.read', "
+        "'m.read.private') AND r.thread_id IN ('', 'main')), 0) END AS read FROM x), "
+        "y AS (SELECT w.*, CASE WHEN w.read > w.joined_stream THEN w.read ELSE w.joined_stream END AS start FROM w) "
+        "SELECT y.room_id, y.membership, y.stream, y.joined_stream, y.flags, y.read, "
+        f"CASE WHEN y.flags <> 0 THEN {_NOTIFIED} END, CASE WHEN y.flags <> 0 THEN {_HIGHLIGHTED} END{bump} FROM y "
+        "UNION ALL SELECT NULL, NULL, (SELECT pos FROM stream_counter WHERE id = 1), 0, "
+        f"{_USER_FLAGS}, NULL, NULL, NULL{more} "
+        # The device's one-time key counts and unused fallback key types (E2EE clients need them in
+        # every response): rows named by algorithm, kind 'otk' or 'fallback' in the membership column.
+        f"UNION ALL SELECT algorithm, 'otk', count(*), 0, 0, NULL, NULL, NULL{more} FROM e2e_one_time_keys "
+        "WHERE user_id = $1 AND device_id = $3 GROUP BY algorithm "
+        f"UNION ALL SELECT algorithm, 'fallback', 0, 0, 0, NULL, NULL, NULL{more} FROM e2e_fallback_keys "
+        "WHERE user_id = $1 AND device_id = $3 AND used = false"
+    )
+
+
 # Rows: one per room the user is in (with its flags and, for rooms with news, where counting unread
 # starts — the newest main-timeline read receipt, or the joining if later — and the unread
 # notification and highlight counts past it), then one row with the position and the user's flags
 # (room_id NULL). The CTEs are materialised so that each room's flags and receipt are computed
 # once (PostgreSQL would otherwise repeat the subqueries wherever their columns are used).
-_PROBE = (
-    "WITH x AS MATERIALIZED (SELECT m.room_id, m.membership, m.stream, m.joined_stream, "
-    f"CASE WHEN m.membership = 'join' THEN {_ROOM_FLAGS} ELSE 0 END AS flags FROM memberships m "
-    "WHERE m.user_id = $1 AND m.membership = ANY($4::text[]) AND m.forgotten = false), "
-    "w AS MATERIALIZED (SELECT x.*, CASE WHEN x.flags <> 0 THEN coalesce((SELECT max(r.event_stream) "
-    "FROM receipts r WHERE r.room_id = x.room_id AND r.user_id = $1 AND r.receipt_type IN ('m.read', "
-    "'m.read.private') AND r.thread_id IN ('', 'main')), 0) END AS read FROM x), "
-    "y AS (SELECT w.*, CASE WHEN w.read > w.joined_stream THEN w.read ELSE w.joined_stream END AS start FROM w) "
-    "SELECT y.room_id, y.membership, y.stream, y.joined_stream, y.flags, y.read, "
-    f"CASE WHEN y.flags <> 0 THEN {_NOTIFIED} END, CASE WHEN y.flags <> 0 THEN {_HIGHLIGHTED} END FROM y "
-    "UNION ALL SELECT NULL, NULL, (SELECT pos FROM stream_counter WHERE id = 1), 0, "
-    f"{_USER_FLAGS}, NULL, NULL, NULL "
-    # The device's one-time key counts and unused fallback key types (E2EE clients need them in
-    # every response): rows named by algorithm, kind 'otk' or 'fallback' in the membership column.
-    "UNION ALL SELECT algorithm, 'otk', count(*), 0, 0, NULL, NULL, NULL FROM e2e_one_time_keys "
-    "WHERE user_id = $1 AND device_id = $3 GROUP BY algorithm "
-    "UNION ALL SELECT algorithm, 'fallback', 0, 0, 0, NULL, NULL, NULL FROM e2e_fallback_keys "
-    "WHERE user_id = $1 AND device_id = $3 AND used = false"
-)
+_PROBE = _probe_sql(bumps=False)
+_PROBE_BUMPS = _probe_sql(bumps=True)
 
 
 @dataclass
@@ -121,6 +136,8 @@ class SyncProbe:
     user_flags: int = 0
     one_time_keys: dict[str, int] = field(default_factory=dict)  # algorithm → count
     fallback_keys: list[str] = field(default_factory=list)  # algorithms with an unused fallback key
+    # (asked with bump types) joined room with events past `since` → the newest of them of those types
+    bumps: dict[str, int] = field(default_factory=dict)
 
     def rooms_with(self, bit: int, rooms: Sequence[str]) -> list[str]:
         return [r for r in rooms if self.room_flags.get(r, 0) & bit]
@@ -129,11 +146,25 @@ class SyncProbe:
         return bool(self.user_flags & bit)
 
 
-async def probe(db: Database, user_id: str, device_id: str, since: int | None, states: Sequence[str]) -> SyncProbe:
-    """What changed for (user, device) past `since` (None: everything counts as changed)."""
-    rows = await db.fetch(_PROBE, user_id, -1 if since is None else since, device_id, list(states))
+async def probe(
+    db: Database,
+    user_id: str,
+    device_id: str,
+    since: int | None,
+    states: Sequence[str],
+    bump_types: Sequence[str] | None = None,
+) -> SyncProbe:
+    """What changed for (user, device) past `since` (None: everything counts as changed); with
+    `bump_types`, also each changed room's newest event of those types (`bumps`)."""
+    after = -1 if since is None else since
+    if bump_types is None:
+        rows = await db.fetch(_PROBE, user_id, after, device_id, list(states))
+    else:
+        rows = await db.fetch(_PROBE_BUMPS, user_id, after, device_id, list(states), list(bump_types))
     out = SyncProbe(0)
-    for room_id, membership, stream, joined_stream, flags, read, notified, highlighted in rows:
+    for room_id, membership, stream, joined_stream, flags, read, notified, highlighted, *bump in rows:
+        if bump and bump[0] is not None and room_id is not None:
+            out.bumps[room_id] = int(bump[0])
         if room_id is None:
             out.position, out.user_flags = int(stream), int(flags)
             continue

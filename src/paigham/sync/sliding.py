@@ -294,7 +294,9 @@ class SlidingSyncService:
     async def _compute(self, rq: Requester, body: SlidingRequest, prev: ConnectionState, since: int | None) -> Computed:
         # A fresh connection sends every room in view in full and counts their unread itself: the
         # probe is asked as if from the far future, so it counts nothing for the rooms out of view.
-        found = await probe(self.db, rq.user_id, rq.device_id, NOTHING_NEW if since is None else since, MEMBERSHIPS)
+        found = await probe(
+            self.db, rq.user_id, rq.device_id, NOTHING_NEW if since is None else since, MEMBERSHIPS, BUMP_TYPES
+        )
         if since is None:
             found.user_flags = ACCOUNT_DATA | PUSH_RULES | TO_DEVICE | DEVICE_LISTS
         elif since > found.position:
@@ -339,12 +341,17 @@ class SlidingSyncService:
         return Computed(response, p.state, p.upto, has_news, list(live))
 
     async def _bump_stamps(self, p: Pass, live: Mapping[str, str]) -> None:
-        """Each live room's bump stamp: looked up again only for rooms with events past `since`."""
+        """Each live room's bump stamp: a room the connection has one for takes the probe's newest
+        bump event past `since` (if any); the others are looked up."""
         bumps = {r: b for r, b in p.prev.bumps.items() if r in live}
+        if p.since is not None:
+            bumps.update((r, b) for r, b in p.found.bumps.items() if r in bumps)
+        since = -1 if p.since is None else p.since
         stale = [
             r
             for r, m in live.items()
-            if m == "join" and (r not in bumps or p.since is None or p.found.room_flags.get(r, 0) & ROOM_EVENTS)
+            # new to the connection, or joined since (an invite's stamp was when it came)
+            if m == "join" and (r not in bumps or p.since is None or p.found.memberships[r][1] > since)
         ]
         found = await self.events.bump_stamps(stale, BUMP_TYPES) if stale else {}
         for room_id, m in live.items():
