@@ -48,6 +48,7 @@ from paigham.api.client import (
     sync,
     to_device,
 )
+from paigham.api.client import delayed_events as delayed_api
 from paigham.api.client import media as media_api
 from paigham.api.client import pushers as pushers_api
 from paigham.api.http import RejectNul, error_response, ok
@@ -68,6 +69,7 @@ from paigham.services.admin_messages import AdminMessages
 from paigham.services.admin_rooms import AdminRooms
 from paigham.services.admin_users import AdminUsers
 from paigham.services.auth import AuthService, CredentialChanges, TokenCache
+from paigham.services.delayed_events import DelayedEvents, StateOverrides
 from paigham.services.devices import DeviceService
 from paigham.services.ephemeral import EphemeralService
 from paigham.services.filtering import FilterService
@@ -103,6 +105,7 @@ from paigham.storage.admin import AdminStore
 from paigham.storage.aliases import AliasStore
 from paigham.storage.audit import AuditStore
 from paigham.storage.database import Database
+from paigham.storage.delayed_events import DelayedEventStore
 from paigham.storage.event_writes import EventWriteStore
 from paigham.storage.events import EventStore
 from paigham.storage.filters import FilterStore
@@ -193,6 +196,8 @@ class Server:
         self.moderation = ModerationChecks(self.admin_store, self.events, self.accounts)
         self.push = PushService(self.push_rules, self.events, self.publisher)
         self.pushers = PusherService(config, PusherStore(self.db), self.accounts, self.audit)
+        self.delayed_store = DelayedEventStore(self.db)
+        self.state_overrides = StateOverrides(self.delayed_store, enabled=config.delayed_events_enabled)
 
     def _stages(self) -> Stages:
         """What the writer runs for every event besides the auth rules, in this order (the stage
@@ -210,6 +215,7 @@ class Server:
                 ("publish to sync", self.publisher.events_committed),
                 ("count events", ops.count_events),
                 ("audit", self.audit.on_events),
+                ("delayed state overrides", self.state_overrides.on_events),
             ),
         )
 
@@ -320,6 +326,7 @@ class Server:
                 self.config.push_request_timeout_s,
             ),
         )
+        self.delayed = DelayedEvents(self.config, self.delayed_store, self.rooms, self.writer)
         self.jobs = Jobs(
             [
                 Every("audit-retention", 3600, self.audit.purge_expired),
@@ -327,6 +334,7 @@ class Server:
                 Every("retention", 3600, self.enforcer.purge_history),
                 Every("uia-sessions", 600, self.uia.purge_expired),
                 Every("sliding-sync-connections", 3600, self.sliding_sync.purge),
+                Every("delayed-events", 3600, self.delayed.purge_finalised),
             ]
         )
 
@@ -363,7 +371,8 @@ class Server:
             *login.routes(c, self.auth, self.audit, self.login_guard),
             *register.routes(c, self.auth, self.uia, self.registration, self.devices, self.audit),
             *rooms.routes(self.auth, self.rooms),
-            *room_events.routes(self.auth, self.writer, self.rooms, self.timeline, self.serializer),
+            *room_events.routes(self.auth, self.writer, self.rooms, self.timeline, self.serializer, self.delayed),
+            *delayed_api.routes(self.auth, self.delayed),
             *sync.routes(c, self.auth, self.sync, self.filters, self.presence),
             *sliding_sync.routes(c, self.auth, self.sliding_sync),
             *ephemeral.routes(self.auth, self.ephemeral, self.presence),
@@ -399,6 +408,7 @@ class Server:
         await self.ensure_admin()
         self.jobs.start()
         await self.push_delivery.start()
+        await self.delayed.start()
 
     async def check_identity(self) -> None:
         """Refuse to start over data of another server name, or when the system account's name is
@@ -409,6 +419,7 @@ class Server:
     async def stop(self) -> None:
         await self.jobs.stop()
         await self.push_delivery.stop()
+        await self.delayed.stop()
         await self.writer.finish()
         await self.ephemeral.stop()
         await self.bus.stop()

@@ -103,6 +103,13 @@ class Config(msgspec.Struct, kw_only=True, frozen=True):
     push_force_event_id_only: bool = True  # every push is event_id_only, whatever the pusher asked
     push_request_timeout_s: float = 10.0
     push_max_pushers_per_user: int = 50
+    # Delayed events (MSC4140, README "Calls"): a call client schedules its own "left the call" state
+    # event and keeps postponing it; a crashed client's membership then ends by itself. On by default
+    # (Element Call needs it); a delay above the maximum is refused with M_MAX_DELAY_EXCEEDED.
+    delayed_events_enabled: bool = True
+    max_event_delay_ms: int = 86_400_000  # 24 h, as Element's deployment charts set Synapse
+    delayed_events_max_per_user: int = 100  # scheduled at once
+    delayed_events_keep_finalised_hours: int = 168  # sent/cancelled/failed ones stay listable 7 days
 
     @property
     def data_path(self) -> Path:
