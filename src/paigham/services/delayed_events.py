@@ -36,6 +36,7 @@ from paigham.domain.canonical_json import encode
 from paigham.domain.events import MAX_EVENT_BYTES
 from paigham.domain.stored_event import StoredEvent
 from paigham.errors import Codes, MatrixError
+from paigham.metrics import DELAYED_FAILED, DELAYED_SENT
 from paigham.services.rooms import RoomService
 from paigham.services.writer import EventSpec, EventWriter, Txn
 from paigham.storage.delayed_events import CANCELLED, FAILED, SCHEDULED, SENT, DelayedEvent, DelayedEventStore
@@ -212,6 +213,7 @@ class DelayedEvents:
             await self.store.release(delay_id, self.owner)
             raise
         await self.store.finalise(delay_id, self.owner, SENT, "action", now_ms(), event_id=event_id)
+        DELAYED_SENT.inc()
         return True
 
     async def _send(self, d: DelayedEvent) -> str:
@@ -285,11 +287,13 @@ class DelayedEvents:
         except MatrixError as e:
             log.info("delayed.refused", delay_id=d.delay_id, errcode=e.errcode)
             await self.store.finalise(d.delay_id, self.owner, FAILED, "error", now_ms(), error=e.to_dict())
+            DELAYED_FAILED.inc()
             return
         except Exception:  # not a refusal (the database away): the lease runs out, and it is retried
             log.exception("delayed.send_failed", delay_id=d.delay_id)
             return
         await self.store.finalise(d.delay_id, self.owner, SENT, "delay", now_ms(), event_id=event_id)
+        DELAYED_SENT.inc()
 
     # -- housekeeping ------------------------------------------------------------------------------
     async def purge_finalised(self) -> int:
