@@ -95,7 +95,7 @@ async def test_a_delayed_state_event_fires(hs: Harness) -> None:
     assert item["state_key"] == key and item["type"] == MEMBER and item["delay_id"] == delay_id
 
     async def left() -> bool:
-        return await hs.ok("GET", f"{V3}/rooms/{room}/state/{MEMBER}/{key}", alice) == {}
+        return bool(await hs.ok("GET", f"{V3}/rooms/{room}/state/{MEMBER}/{key}", alice) == {})
 
     await eventually(left)
 
@@ -260,8 +260,13 @@ async def test_the_newest_msc_endpoint(hs: Harness) -> None:
     res = await hs.ok("PUT", path, alice, json={"delay": 600_000, "content": {"msgtype": "m.text", "body": "n"}})
     [item] = (await listing(hs, alice))["scheduled"]
     assert item["delay_id"] == res["delay_id"]
-    for bad in ({"content": {}}, {"delay": "1", "content": {}}, {"delay": 5, "content": []}, {"delay": 5,
-                "state_key": 3, "content": {}}):  # fmt: skip
+    bads: list[dict[str, Any]] = [
+        {"content": {}},
+        {"delay": "1", "content": {}},
+        {"delay": 5, "content": []},
+        {"delay": 5, "state_key": 3, "content": {}},
+    ]
+    for bad in bads:
         await hs.err(400, "M_BAD_JSON", "PUT", path + "x", alice, json=bad)
 
 
