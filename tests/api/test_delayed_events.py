@@ -143,6 +143,10 @@ async def test_send_now(hs: Harness) -> None:
     assert done is not None and done["outcome"] == "send" and done["reason"] == "action"
     await hs.err(404, "M_NOT_FOUND", "POST", f"{UNSTABLE}/delayed_events/{delay_id}/send", alice, json={})
     assert (await bodies(hs, alice, room)).count("now") == 1
+    one = await hs.ok("GET", f"{UNSTABLE}/delayed_events/{delay_id}", alice)  # the single lookup
+    assert one["delay_id"] == delay_id and one["event_id"] == done["event_id"] and one["origin_server_ts"] > 0
+    bob = await hs.register("bob")
+    await hs.err(404, "M_NOT_FOUND", "GET", f"{UNSTABLE}/delayed_events/{delay_id}", bob)
 
 
 async def test_the_action_in_the_body_form(hs: Harness) -> None:

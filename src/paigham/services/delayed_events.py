@@ -243,6 +243,18 @@ class DelayedEvents:
             out["finalised"] = [_finalised(d) for d in rows]
         return out
 
+    async def one(self, user_id: str, delay_id: str) -> JsonDict:
+        """One of the user's delayed events (the newest MSC's single lookup): the item, and for a
+        finalised one its `event_id` or `error` and `origin_server_ts`."""
+        d = await self.store.get(delay_id)
+        if d is None or d.user_id != user_id:
+            raise MatrixError(404, Codes.NOT_FOUND, "No such delayed event")
+        item = _item(d)
+        if d.state != SCHEDULED:
+            fin = _finalised(d)
+            item.update({k: fin[k] for k in ("event_id", "error", "origin_server_ts") if k in fin})
+        return item
+
     # -- the scheduler -----------------------------------------------------------------------------
     async def start(self) -> None:
         if self.enabled and self._task is None:

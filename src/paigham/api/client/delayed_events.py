@@ -35,6 +35,11 @@ def routes(auth: Authenticator, delayed: DelayedEvents) -> list[Route]:
         q = request.query_params
         return ok(await delayed.listing(requester.user_id, q.get("status"), q.getlist("delay_id")))
 
+    @authed(auth)
+    async def one(request: Request, requester: Requester) -> Response:
+        """GET /_matrix/client/unstable/org.matrix.msc4140/delayed_events/{delayId}"""
+        return ok(await delayed.one(requester.user_id, _delay_id(request)))
+
     async def act(request: Request) -> Response:
         """POST /_matrix/client/unstable/org.matrix.msc4140/delayed_events/{delayId}/{action}
 
@@ -81,6 +86,7 @@ def routes(auth: Authenticator, delayed: DelayedEvents) -> list[Route]:
 
     return [
         Route(f"{PREFIX}/delayed_events", listing, methods=["GET"]),
+        Route(f"{PREFIX}/delayed_events/{{delay_id}}", one, methods=["GET"]),
         Route(f"{PREFIX}/delayed_events/{{delay_id}}", act_in_body, methods=["POST"]),
         Route(f"{PREFIX}/delayed_events/{{delay_id}}/{{action}}", act, methods=["POST"]),
         Route(f"{PREFIX}/rooms/{{room_id}}/delayed_event/{{event_type}}/{{txn_id}}", schedule, methods=["PUT"]),
