@@ -69,7 +69,7 @@ from paigham.services.admin_messages import AdminMessages
 from paigham.services.admin_rooms import AdminRooms
 from paigham.services.admin_users import AdminUsers
 from paigham.services.auth import AuthService, CredentialChanges, TokenCache
-from paigham.services.delayed_events import DelayedEvents, StateOverrides
+from paigham.services.delayed_events import DelayedEventHooks, DelayedEvents
 from paigham.services.devices import DeviceService
 from paigham.services.ephemeral import EphemeralService
 from paigham.services.filtering import FilterService
@@ -197,7 +197,7 @@ class Server:
         self.push = PushService(self.push_rules, self.events, self.publisher)
         self.pushers = PusherService(config, PusherStore(self.db), self.accounts, self.audit)
         self.delayed_store = DelayedEventStore(self.db)
-        self.state_overrides = StateOverrides(self.delayed_store, enabled=config.delayed_events_enabled)
+        self.delayed_hooks = DelayedEventHooks(self.delayed_store, enabled=config.delayed_events_enabled)
 
     def _stages(self) -> Stages:
         """What the writer runs for every event besides the auth rules, in this order (the stage
@@ -215,7 +215,7 @@ class Server:
                 ("publish to sync", self.publisher.events_committed),
                 ("count events", ops.count_events),
                 ("audit", self.audit.on_events),
-                ("delayed state overrides", self.state_overrides.on_events),
+                ("delayed state overrides", self.delayed_hooks.on_events),
             ),
         )
 
@@ -272,6 +272,7 @@ class Server:
         return AccountHooks(
             devices=[self.e2ee.lists, self.audit.device_hooks(), self.pushers],
             deactivated=[
+                self.delayed_hooks.user_deactivated,  # first: none fires while the account leaves its rooms
                 self.rooms.leave_all,
                 self.e2ee.user_deactivated,
                 self.directory.account_deactivated,

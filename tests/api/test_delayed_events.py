@@ -257,6 +257,15 @@ async def test_another_users_state_update_cancels_a_delayed_state_event(hs: Harn
     assert done["error"]["org.matrix.msc4140.errcode"] == "M_CANCELLED_BY_STATE_UPDATE"
 
 
+async def test_deactivation_cancels_them(hs: Harness) -> None:
+    alice = await hs.register("alice")
+    room = await hs.create_room(alice)
+    delay_id = await schedule(hs, alice, room, 600_000)
+    await hs.server.auth.deactivate(alice.user_id)
+    got = await hs.server.delayed_store.get(delay_id)
+    assert got is not None and got.state == "cancelled"
+
+
 async def test_the_newest_msc_endpoint(hs: Harness) -> None:
     alice = await hs.register("alice")
     room = await hs.create_room(alice)

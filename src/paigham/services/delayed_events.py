@@ -93,11 +93,14 @@ def _finalised(d: DelayedEvent) -> JsonDict:
     return out
 
 
-class StateOverrides:
-    """Writer commit hook: a state event sent by one user cancels the delayed state events other
-    users scheduled for the same (room, type, state_key) — MSC4140's rule, so a stale "hangup" does
-    not overwrite state someone else has since set. The sender's own delayed events stay: they are
-    in control of them. Built before the writer (it needs only the store)."""
+class DelayedEventHooks:
+    """What the rest of the server tells delayed events; built before the writer and AuthService
+    (it needs only the store).
+
+    `on_events` (a writer commit hook): a state event sent by one user cancels the delayed state
+    events other users scheduled for the same (room, type, state_key) — MSC4140's rule, so a stale
+    "hangup" does not overwrite state someone else has since set. The sender's own delayed events
+    stay: they are in control of them. `user_deactivated`: the account's scheduled ones are cancelled."""
 
     def __init__(self, store: DelayedEventStore, *, enabled: bool = True) -> None:
         self.store, self.enabled = store, enabled
@@ -114,6 +117,9 @@ class StateOverrides:
                 )
             except Exception:  # after commit: never fails the request that sent the state
                 log.exception("delayed.state_override_failed", room_id=ev.room_id)
+
+    async def user_deactivated(self, user_id: str) -> None:
+        await self.store.cancel_for_user(user_id, now_ms())
 
 
 class DelayedEvents:

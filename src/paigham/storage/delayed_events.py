@@ -188,6 +188,18 @@ class DelayedEventStore:
             )  # fmt: skip
         return len(rows)
 
+    async def cancel_for_user(self, user_id: str, now: int) -> int:
+        """Cancel every scheduled (and not currently sending) delayed event of the user: how many."""
+        async with self.db.write() as conn:
+            rows = await self.db.fetch(
+                "UPDATE delayed_events SET state = 'cancelled', reason = 'action', finalised_ts = $2 "
+                "WHERE user_id = $1 AND state = 'scheduled' AND lease_until < $2 RETURNING delay_id",
+                user_id,
+                now,
+                conn=conn,
+            )
+        return len(rows)
+
     # -- firing ------------------------------------------------------------------------------------
     async def next_fire_at(self, now: int) -> int | None:
         """When the earliest scheduled row that nobody is sending fires (ms), if any."""
