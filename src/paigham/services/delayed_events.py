@@ -281,8 +281,11 @@ class DelayedEvents:
             self._planned = None
             nxt: int | None = None
             try:
-                await self.fire_due()
                 nxt = await self.store.next_fire_at(now_ms())
+                if nxt is not None and nxt <= now_ms():  # due: claim and send, then look again
+                    if not await self.fire_due():  # another worker's transaction holds them: a moment
+                        await asyncio.sleep(0.05)
+                    continue
             except Exception:  # the database away: try again after the poll interval
                 log.exception("delayed.sweep_failed")
             now = now_ms()
