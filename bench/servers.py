@@ -230,6 +230,8 @@ class SynapseServer(Server):
         # and no message content in pushes, as Paigham (the pushers ask for event_id_only anyway).
         cfg["ip_range_whitelist"] = ["127.0.0.0/8"]
         cfg["push"] = {"include_content": False}
+        # Delayed events (MSC4140) are off in Synapse until a maximum delay is set: as Element's deployment charts.
+        cfg["max_event_delay_duration"] = "24h"
         log_cfg = {
             "version": 1,
             "formatters": {"precise": {"format": "%(asctime)s - %(name)s - %(levelname)s - %(message)s"}},

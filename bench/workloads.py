@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -77,6 +78,12 @@ class Scale:
     pd_duration_s: float = 30.0
     pd_interval_s: float = 2.0  # one message into each room this often
     pd_tail_s: float = 15.0  # measured on after the messages stop
+    de_users: int = 100  # delayed events: users, each scheduling de_per_user (10,000 pending)
+    de_per_user: int = 100  # (Paigham's default per-user limit is 100)
+    de_room_size: int = 10
+    de_delay_ms: int = 3_600_000  # long: none fires during the measurement
+    de_idle_s: float = 10.0  # CPU measured this long with them all pending
+    de_restarts: int = 500  # heartbeats ("restart") timed
 
     @classmethod
     def quick(cls) -> Scale:
@@ -84,8 +91,9 @@ class Scale:
                    fanout_members=30, fanout_syncing=5, fanout_messages=5, is_rooms=10, is_messages_per_room=2,
                    is_repeats=2, idle_connections=200, idle_hold_s=2, idle_latency_messages=5,
                    ss_rooms=12, ss_first_window=5, ss_batch=5, ss_repeats=3, ss_idle_connections=200,
-                   ss_idle_hold_s=2, push_drain_s=60, push_idle_stop_s=10, ps_duration_s=3, ps_drain_s=20, pd_users=20, pd_pushers_per_user=10,
-                   pd_room_size=5, pd_duration_s=6, pd_tail_s=3)
+                   ss_idle_hold_s=2, push_drain_s=60, push_idle_stop_s=10, ps_duration_s=3, ps_drain_s=20,
+                   pd_users=20, pd_pushers_per_user=10, pd_room_size=5, pd_duration_s=6, pd_tail_s=3, de_users=5,
+                   de_per_user=10, de_room_size=5, de_idle_s=2, de_restarts=20)
 
 
 @dataclass
@@ -984,6 +992,86 @@ async def w_push(run: Run) -> dict[str, Any]:
     return out
 
 
+# -- delayed events (MSC4140): 10,000 pending cost memory, not a timer each ------------------------------------------
+DELAYED_PREFIX = "/_matrix/client/unstable/org.matrix.msc4140"
+DELAY_PARAM = "org.matrix.msc4140.delay"
+CALL_MEMBER = "org.matrix.msc3401.call.member"
+
+
+async def _schedule_delayed(c: Client, room: str, i: int, delay_ms: int) -> str:
+    """As matrix-js-sdk sends them: PUT /send or PUT /state with the delay as a query parameter. Half are
+    call-membership state events (Element Call's "hangup"), half messages."""
+    if i % 2:
+        path = f"/_matrix/client/v3/rooms/{quote(room)}/state/{CALL_MEMBER}/_{quote(c.user_id)}_D{i}"
+        body: dict[str, Any] = {}
+    else:
+        path = f"/_matrix/client/v3/rooms/{quote(room)}/send/m.room.message/d{time.time_ns()}.{i}"
+        body = {"msgtype": "m.text", "body": f"delayed {i}"}
+    return str((await c.request("PUT", path, body, params={DELAY_PARAM: str(delay_ms)}))["delay_id"])
+
+
+async def _delayed_action(c: Client, delay_id: str, action: str) -> None:
+    """The body form (signed in), which both servers serve and js-sdk falls back to."""
+    await c.request("POST", f"{DELAYED_PREFIX}/delayed_events/{quote(delay_id)}", {"action": action})
+
+
+async def w_delayed(run: Run) -> dict[str, Any]:
+    """`de_users` times `de_per_user` pending delayed events (MSC4140) with a long delay: server RSS before and after
+    scheduling them, CPU while they wait (a server with a timer or task per event shows it here), the time to
+    schedule them, `de_restarts` heartbeats, and cancelling them all (nothing is left to fire later)."""
+    s = run.scale
+    users = await run.users("de_", s.de_users)
+    size = s.de_room_size
+    rooms = await bounded_gather(4, [users[r * size].create_room() for r in range(max(1, len(users) // size))])
+    await bounded_gather(8, [users[r * size + k].join(room) for r, room in enumerate(rooms) for k in range(1, size)
+                             if r * size + k < len(users)])
+    await asyncio.sleep(3)
+    rss_before = run.server.rss_mb()
+    cpu_before = await _cpu_util(run.server, s.de_idle_s)
+    run.window_open()
+    try:
+        jobs = [(u, rooms[min(n // size, len(rooms) - 1)], i)
+                for n, u in enumerate(users) for i in range(s.de_per_user)]
+        lat: list[float] = []
+
+        async def one(u: Client, room: str, i: int) -> tuple[Client, str]:
+            t = now()
+            delay_id = await _schedule_delayed(u, room, i, s.de_delay_ms)
+            lat.append(now() - t)
+            return u, delay_id
+
+        t0, cpu0 = now(), run.cpu()
+        pending = await bounded_gather(16, [one(u, room, i) for u, room, i in jobs])
+        schedule_s, schedule_cpu = now() - t0, run.cpu() - cpu0
+        await asyncio.sleep(5)
+        rss_pending = run.server.rss_mb()
+        cpu_pending = await _cpu_util(run.server, s.de_idle_s)
+        rss_after_idle = run.server.rss_mb()
+        restart_lat: list[float] = []
+
+        async def restart(u: Client, delay_id: str) -> None:
+            t = now()
+            await _delayed_action(u, delay_id, "restart")
+            restart_lat.append(now() - t)
+
+        await bounded_gather(16, [restart(u, d) for u, d in pending[: s.de_restarts]])
+        t1 = now()
+        await bounded_gather(16, [_delayed_action(u, d, "cancel") for u, d in pending])
+        cancel_s = now() - t1
+    finally:
+        run.window_close()
+    return {
+        "users": len(users), "pending": len(pending), "delay_ms": s.de_delay_ms,
+        "schedule_s": schedule_s, "schedule_per_s": len(pending) / schedule_s, "schedule": summary(lat),
+        "server_cpu_ms_per_schedule": schedule_cpu / max(1, len(pending)) * 1000,
+        "rss_before_mb": rss_before, "rss_pending_mb": rss_pending, "rss_after_idle_mb": rss_after_idle,
+        "rss_growth_mb": rss_after_idle - rss_before,
+        "rss_per_1000_kb": (rss_after_idle - rss_before) * 1024 / max(1, len(pending)) * 1000,
+        "cpu_idle_before_util": cpu_before, "cpu_idle_pending_util": cpu_pending,
+        "restart": summary(restart_lat), "cancel_s": cancel_s, "cancel_per_s": len(pending) / cancel_s,
+    }
+
+
 WORKLOADS: dict[str, Callable[[Run], Awaitable[dict[str, Any]]]] = {
     "latency": w_latency,
     "throughput": w_throughput,
@@ -991,6 +1079,7 @@ WORKLOADS: dict[str, Callable[[Run], Awaitable[dict[str, Any]]]] = {
     "idle_syncs": w_idle_syncs,
     "sliding_sync": w_sliding_sync,  # before fanout: the pool's users are in no room yet
     "push": w_push,
+    "delayed": w_delayed,
     "fanout": w_fanout,
 }
 

@@ -49,6 +49,7 @@ from paigham.api.client import (
     to_device,
     voip,
 )
+from paigham.api.client import delayed_events as delayed_api
 from paigham.api.client import media as media_api
 from paigham.api.client import openid as openid_api
 from paigham.api.client import pushers as pushers_api
@@ -71,6 +72,7 @@ from paigham.services.admin_messages import AdminMessages
 from paigham.services.admin_rooms import AdminRooms
 from paigham.services.admin_users import AdminUsers
 from paigham.services.auth import AuthService, CredentialChanges, TokenCache
+from paigham.services.delayed_events import DelayedEventHooks, DelayedEvents
 from paigham.services.devices import DeviceService
 from paigham.services.ephemeral import EphemeralService
 from paigham.services.filtering import FilterService
@@ -109,6 +111,7 @@ from paigham.storage.admin import AdminStore
 from paigham.storage.aliases import AliasStore
 from paigham.storage.audit import AuditStore
 from paigham.storage.database import Database
+from paigham.storage.delayed_events import DelayedEventStore
 from paigham.storage.event_writes import EventWriteStore
 from paigham.storage.events import EventStore
 from paigham.storage.filters import FilterStore
@@ -203,6 +206,8 @@ class Server:
         self.openid = OpenIdService(
             config.server_name, OpenIdStore(self.db), self.accounts, config.openid_token_lifetime_s
         )
+        self.delayed_store = DelayedEventStore(self.db)
+        self.delayed_hooks = DelayedEventHooks(self.delayed_store, enabled=config.delayed_events_enabled)
 
     def _stages(self) -> Stages:
         """What the writer runs for every event besides the auth rules, in this order (the stage
@@ -221,6 +226,7 @@ class Server:
                 ("publish to sync", self.publisher.events_committed),
                 ("count events", ops.count_events),
                 ("audit", self.audit.on_events),
+                ("delayed state overrides", self.delayed_hooks.on_events),
             ),
         )
 
@@ -277,6 +283,7 @@ class Server:
         return AccountHooks(
             devices=[self.e2ee.lists, self.audit.device_hooks(), self.pushers],
             deactivated=[
+                self.delayed_hooks.user_deactivated,  # first: none fires while the account leaves its rooms
                 self.rooms.leave_all,
                 self.e2ee.user_deactivated,
                 self.directory.account_deactivated,
@@ -332,6 +339,7 @@ class Server:
                 self.config.push_request_timeout_s,
             ),
         )
+        self.delayed = DelayedEvents(self.config, self.delayed_store, self.rooms, self.writer)
         self.jobs = Jobs(
             [
                 Every("audit-retention", 3600, self.audit.purge_expired),
@@ -340,6 +348,7 @@ class Server:
                 Every("uia-sessions", 600, self.uia.purge_expired),
                 Every("sliding-sync-connections", 3600, self.sliding_sync.purge),
                 Every("openid-tokens", 3600, self.openid.purge_expired),
+                Every("delayed-events", 3600, self.delayed.purge_finalised),
             ]
         )
 
@@ -386,7 +395,8 @@ class Server:
             *login.routes(c, self.auth, self.audit, self.login_guard),
             *register.routes(c, self.auth, self.uia, self.registration, self.devices, self.audit),
             *rooms.routes(self.auth, self.rooms),
-            *room_events.routes(self.auth, self.writer, self.rooms, self.timeline, self.serializer),
+            *room_events.routes(self.auth, self.writer, self.rooms, self.timeline, self.serializer, self.delayed),
+            *delayed_api.routes(self.auth, self.delayed),
             *sync.routes(c, self.auth, self.sync, self.filters, self.presence),
             *sliding_sync.routes(c, self.auth, self.sliding_sync),
             *ephemeral.routes(self.auth, self.ephemeral, self.presence),
@@ -425,6 +435,7 @@ class Server:
         await self.ensure_admin()
         self.jobs.start()
         await self.push_delivery.start()
+        await self.delayed.start()
 
     async def check_identity(self) -> None:
         """Refuse to start over data of another server name, or when the system account's name is
@@ -435,6 +446,7 @@ class Server:
     async def stop(self) -> None:
         await self.jobs.stop()
         await self.push_delivery.stop()
+        await self.delayed.stop()
         await self.writer.finish()
         await self.ephemeral.stop()
         await self.bus.stop()

@@ -126,6 +126,14 @@ class Config(msgspec.Struct, kw_only=True, frozen=True):
     openid_token_lifetime_s: int = 3600
     policy_calls_allowed: bool = True  # per unit in policy_units / the admin API: calls_allowed
 
+    # Delayed events (MSC4140, README "Calls"): a call client schedules its own "left the call" state
+    # event and keeps postponing it; a crashed client's membership then ends by itself. On by default
+    # (Element Call needs it); a delay above the maximum is refused with M_MAX_DELAY_EXCEEDED.
+    delayed_events_enabled: bool = True
+    max_event_delay_ms: int = 86_400_000  # 24 h, as Element's deployment charts set Synapse
+    delayed_events_max_per_user: int = 100  # scheduled at once
+    delayed_events_keep_finalised_hours: int = 168  # sent/cancelled/failed ones stay listable 7 days
+
     def __post_init__(self) -> None:
         duration_ms(self.turn_user_lifetime)  # a bad value stops the start, not the first call
         if self.turn_shared_secret and self.turn_shared_secret_path:

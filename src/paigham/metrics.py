@@ -61,6 +61,9 @@ PUSH_REFUSED = Counter(
     "paigham_push_refused", "Notifications not sent because the pusher's URL is no longer in push_gateway_allowlist."
 )
 PUSH_GIVEN_UP = Counter("paigham_push_given_up", "Notifications skipped after their gateway failed for 24 hours.")
+# Delayed events (services/delayed_events.py), counted by the worker that sent or refused them.
+DELAYED_SENT = Counter("paigham_delayed_events_sent", "Delayed events sent (at their time or by the send action).")
+DELAYED_FAILED = Counter("paigham_delayed_events_failed", "Delayed events refused when they came due.")
 PUSH_QUEUE_DEPTH = Gauge(
     "paigham_push_queue_depth",
     "Pushers with work waiting for (or held by) a delivery worker of this process.",

@@ -77,6 +77,12 @@ def test_js_sdk_sliding_sync(server: ServerInfo) -> None:
     assert "responses: A " in out, out
 
 
+def test_js_sdk_delayed_events(server: ServerInfo) -> None:
+    """MSC4140 through matrix-js-sdk's own calls, as its MatrixRTC MembershipManager (Element Call) makes
+    them: a delayed hangup kept alive by restarts and sent when they stop (js/delayed.mjs)."""
+    run_script(server, "delayed.mjs", hard_timeout_ms=90_000)
+
+
 def printed(out: str, label: str) -> str:
     values = [ln.split(f"{label}: ", 1)[1].strip() for ln in out.splitlines() if ln.startswith(f"{label}: ")]
     assert len(values) == 1, f"expected one {label} line\n{out}"

@@ -58,7 +58,12 @@ async def test_the_server_declares_its_stages_in_order(hs: Harness) -> None:
         "organisation policy",
     ]
     assert [name for name, _ in stages.effects] == ["push actions"]
-    assert [name for name, _ in stages.after_commit] == ["publish to sync", "count events", "audit"]
+    assert [name for name, _ in stages.after_commit] == [
+        "publish to sync",
+        "count events",
+        "audit",
+        "delayed state overrides",
+    ]
 
 
 async def test_checks_then_effects_before_any_write_for_every_kind_of_event(hs: Harness) -> None:

@@ -29,6 +29,7 @@ IMPLEMENTED = {
     "org.matrix.msc3856.stable",
     "org.matrix.msc3916.stable",
     "org.matrix.msc3952_intentional_mentions",
+    "org.matrix.msc4140",
     "org.matrix.simplified_msc3575",
     "uk.half-shot.msc2666.query_mutual_rooms",
 }
@@ -52,7 +53,6 @@ async def test_versions_lists_exactly_the_implemented_features(hs: Harness) -> N
         "org.matrix.label_based_filtering",
         "uk.tcpip.msc4133",  # custom profile fields cannot be set (only displayname and avatar_url)
         "uk.tcpip.msc4133.stable",
-        "org.matrix.msc4140",
         "io.element.e2ee_forced.public",
     ):
         assert absent not in features
@@ -67,6 +67,12 @@ def test_forced_encryption_flags_follow_the_config(tmp_path: Path) -> None:
     on = Config(data_dir=str(tmp_path), encryption_by_default=True)
     assert set(unstable_features(on)) == IMPLEMENTED | FORCED
     assert set(unstable_features(Config(data_dir=str(tmp_path), encryption_by_default=False))) == IMPLEMENTED
+
+
+def test_delayed_events_flag_follows_the_config(tmp_path: Path) -> None:
+    """org.matrix.msc4140 (tests/api/test_delayed_events.py): listed only while delayed events are on."""
+    off = Config(data_dir=str(tmp_path), delayed_events_enabled=False, encryption_by_default=False)
+    assert set(unstable_features(off)) == IMPLEMENTED - {"org.matrix.msc4140"}
 
 
 @pytest.fixture

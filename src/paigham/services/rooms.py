@@ -12,7 +12,7 @@ from paigham.domain.rtc import CALL_MEMBER
 from paigham.domain.stored_event import StoredEvent
 from paigham.errors import Codes, MatrixError
 from paigham.ids import check_alias, check_room_id, is_valid_user_id, random_string
-from paigham.services.writer import EventSpec, EventWriter
+from paigham.services.writer import EventSpec, EventWriter, Txn
 from paigham.storage.accounts import AccountStore
 from paigham.storage.aliases import AliasStore
 from paigham.storage.events import EventStore
@@ -188,9 +188,12 @@ class RoomService:
         return content
 
     # -- state, and the user's rooms ----------------------------------------------------------
-    async def send_state(self, sender: str, room_id: str, event_type: str, state_key: str, content: JsonDict) -> str:
+    async def send_state(
+        self, sender: str, room_id: str, event_type: str, state_key: str, content: JsonDict, txn: Txn | None = None
+    ) -> str:
         """Send a state event; its ID. Sending the same content again as the same sender sends
-        nothing and answers the current event's ID, as other servers do (membership excepted)."""
+        nothing and answers the current event's ID, as other servers do (membership excepted).
+        `txn` makes the send idempotent (a delayed event fired twice sends once)."""
         if event_type == "m.room.member" and content.get("membership") not in MEMBERSHIPS:
             raise MatrixError(400, Codes.BAD_JSON, "Invalid membership")
         existing = await self.events.current_state_event(room_id, event_type, state_key)
@@ -201,7 +204,7 @@ class RoomService:
             and event_type != "m.room.member"
         ):
             return existing.event_id
-        return (await self.writer.send(room_id, EventSpec(sender, event_type, content, state_key))).event_id
+        return (await self.writer.send(room_id, EventSpec(sender, event_type, content, state_key), txn)).event_id
 
     async def joined_rooms(self, user_id: str) -> list[str]:
         return sorted(await self.events.user_rooms(user_id))

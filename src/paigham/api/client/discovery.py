@@ -48,6 +48,8 @@ UNSTABLE_FEATURES: dict[str, str] = {
     "org.matrix.msc3856.stable": "api/client/relations.py: GET /v1/rooms/{roomId}/threads",
     "org.matrix.msc3916.stable": "api/client/media.py: authenticated media under /_matrix/client/v1/media",
     "org.matrix.msc3952_intentional_mentions": "domain/push_rules.py: .m.rule.is_user_mention / is_room_mention",
+    # Element Call and matrix-js-sdk's MatrixRTC schedule the "left the call" membership with it.
+    "org.matrix.msc4140": "services/delayed_events.py: ?org.matrix.msc4140.delay, /unstable/…/delayed_events",
     # Element X logs in only where this is advertised, then speaks nothing but sliding sync.
     "org.matrix.simplified_msc3575": "sync/sliding.py: POST /unstable/org.matrix.simplified_msc3575/sync",
     "uk.half-shot.msc2666.query_mutual_rooms": "services/room_info.py: /unstable/…/msc2666/user/mutual_rooms",
@@ -60,6 +62,8 @@ FORCED_ENCRYPTION_PRESETS = ("private", "trusted_private")
 
 def unstable_features(config: Config) -> dict[str, bool]:
     features = dict.fromkeys(UNSTABLE_FEATURES, True)
+    if not config.delayed_events_enabled:
+        del features["org.matrix.msc4140"]
     if config.encryption_by_default:
         features |= {f"io.element.e2ee_forced.{preset}": True for preset in FORCED_ENCRYPTION_PRESETS}
     return features

@@ -13,6 +13,7 @@ from paigham.domain.tokens import parse_token
 from paigham.errors import Codes, MatrixError
 from paigham.ids import check_event_id, check_room_id
 from paigham.requester import Requester
+from paigham.services.delayed_events import DelayedEvents
 from paigham.services.filtering import room_event_filter_param
 from paigham.services.rooms import RoomService
 from paigham.services.serializer import EventSerializer
@@ -20,6 +21,8 @@ from paigham.services.timeline import TimelineService
 from paigham.services.writer import EventSpec, EventWriter, Txn
 
 MAX_TYPE_LEN = 255
+DELAY = "org.matrix.msc4140.delay"
+PARENT_DELAY_ID = "org.matrix.msc4140.parent_delay_id"
 
 
 def _check_type(event_type: str) -> str:
@@ -28,8 +31,26 @@ def _check_type(event_type: str) -> str:
     return event_type
 
 
+def _delay(request: Request) -> int | None:
+    """MSC4140 as matrix-js-sdk sends it: `?org.matrix.msc4140.delay=ms` schedules the event instead."""
+    if PARENT_DELAY_ID in request.query_params:
+        raise MatrixError(400, Codes.INVALID_PARAM, "parent_delay_id (delay groups) is not supported")
+    raw = request.query_params.get(DELAY)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise MatrixError(400, Codes.INVALID_PARAM, f"{DELAY} must be an integer") from None
+
+
 def routes(
-    auth: Authenticator, writer: EventWriter, rooms: RoomService, timeline: TimelineService, serializer: EventSerializer
+    auth: Authenticator,
+    writer: EventWriter,
+    rooms: RoomService,
+    timeline: TimelineService,
+    serializer: EventSerializer,
+    delayed: DelayedEvents,
 ) -> list[Route]:
     @authed(auth)
     async def send(request: Request, requester: Requester) -> Response:
@@ -37,6 +58,13 @@ def routes(
         room_id = check_room_id(request.path_params["room_id"])
         event_type = _check_type(request.path_params["event_type"])
         content = await json_body(request)
+        delay = _delay(request)
+        if delay is not None:  # MSC4140: scheduled, not sent; answers the delay_id
+            delay_id = await delayed.schedule(
+                requester.user_id, requester.device_id, room_id, event_type, None, content, delay,
+                request.path_params["txn_id"][:255],
+            )  # fmt: skip
+            return ok({"delay_id": delay_id})
         txn = Txn(requester.user_id, requester.device_id, "send", request.path_params["txn_id"][:255])
         if event_type == "m.room.redaction":
             redacts = content.get("redacts")
@@ -57,6 +85,12 @@ def routes(
         if len(state_key.encode()) > 255:
             raise MatrixError(400, Codes.INVALID_PARAM, "state_key is too long")
         content = await json_body(request)
+        delay = _delay(request)
+        if delay is not None:
+            delay_id = await delayed.schedule(
+                requester.user_id, requester.device_id, room_id, event_type, state_key, content, delay
+            )
+            return ok({"delay_id": delay_id})
         return ok({"event_id": await rooms.send_state(requester.user_id, room_id, event_type, state_key, content)})
 
     @authed(auth)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 11:03:11.944252
+Create Date: 2026-12-06 11:10:31.618836
 """
 
 from __future__ import annotations
@@ -88,6 +88,32 @@ def upgrade() -> None:
     sa.Column('stream', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('room_id', 'type', 'state_key')
     )
+    op.create_table('delayed_events',
+    sa.Column('delay_id', sa.String(length=64), nullable=False),
+    sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.Column('device_id', sa.String(length=255), nullable=True),
+    sa.Column('txn_id', sa.String(length=255), nullable=True),
+    sa.Column('room_id', sa.String(length=255), nullable=False),
+    sa.Column('event_type', sa.String(length=255), nullable=False),
+    sa.Column('state_key', sa.String(length=255), nullable=True),
+    sa.Column('content', sa.Text(), nullable=False),
+    sa.Column('delay_ms', sa.BigInteger(), nullable=False),
+    sa.Column('running_since', sa.BigInteger(), nullable=False),
+    sa.Column('fire_at', sa.BigInteger(), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('reason', sa.String(length=16), nullable=True),
+    sa.Column('error', sa.Text(), nullable=True),
+    sa.Column('event_id', sa.String(length=255), nullable=True),
+    sa.Column('finalised_ts', sa.BigInteger(), nullable=True),
+    sa.Column('lease_owner', sa.String(length=64), nullable=True),
+    sa.Column('lease_until', sa.BigInteger(), server_default='0', nullable=False),
+    sa.PrimaryKeyConstraint('delay_id')
+    )
+    with op.batch_alter_table('delayed_events', schema=None) as batch_op:
+        batch_op.create_index('delayed_events_due', ['state', 'fire_at'], unique=False)
+        batch_op.create_index('delayed_events_slot', ['room_id', 'event_type', 'state_key'], unique=False)
+        batch_op.create_index('delayed_events_user', ['user_id', 'state'], unique=False)
+
     op.create_table('devices',
     sa.Column('user_id', sa.String(length=255), nullable=False),
     sa.Column('device_id', sa.String(length=255), nullable=False),
@@ -631,6 +657,12 @@ def downgrade() -> None:
     op.drop_table('e2e_backup_versions')
     op.drop_table('e2e_backup_keys')
     op.drop_table('devices')
+    with op.batch_alter_table('delayed_events', schema=None) as batch_op:
+        batch_op.drop_index('delayed_events_user')
+        batch_op.drop_index('delayed_events_slot')
+        batch_op.drop_index('delayed_events_due')
+
+    op.drop_table('delayed_events')
     op.drop_table('current_state')
     op.drop_table('blocked_rooms')
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
