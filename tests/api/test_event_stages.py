@@ -56,6 +56,7 @@ async def test_the_server_declares_its_stages_in_order(hs: Harness) -> None:
         "suspended sender",
         "encryption lock",
         "organisation policy",
+        "call membership keys",
     ]
     assert [name for name, _ in stages.effects] == ["push actions"]
     assert [name for name, _ in stages.after_commit] == [
