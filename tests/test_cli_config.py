@@ -35,6 +35,14 @@ def test_config_rejects_unknown_and_bad_values(tmp_path: Path) -> None:
         load_config(str(bad), environ={})
     with pytest.raises(Exception):  # noqa: B017 - msgspec.ValidationError
         load_config(None, {"port": "not-a-port"}, environ={})
+    # Delayed-event limits that would make every delayed send fail, or purge everything, stop the start.
+    for setting, value in (
+        ("max_event_delay_ms", 0),
+        ("delayed_events_max_per_user", 0),
+        ("delayed_events_keep_finalised_hours", -1),
+    ):
+        with pytest.raises(Exception, match=setting):  # msgspec wraps the ValueError
+            load_config(None, {setting: value}, environ={})
 
 
 def _invoke(*args: str) -> str:

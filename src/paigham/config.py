@@ -138,6 +138,12 @@ class Config(msgspec.Struct, kw_only=True, frozen=True):
         duration_ms(self.turn_user_lifetime)  # a bad value stops the start, not the first call
         if self.turn_shared_secret and self.turn_shared_secret_path:
             raise ValueError("set turn_shared_secret or turn_shared_secret_path, not both")
+        if self.max_event_delay_ms < 1:
+            raise ValueError("max_event_delay_ms must be at least 1 (turn delayed events off instead)")
+        if self.delayed_events_max_per_user < 1:
+            raise ValueError("delayed_events_max_per_user must be at least 1 (turn delayed events off instead)")
+        if self.delayed_events_keep_finalised_hours < 0:
+            raise ValueError("delayed_events_keep_finalised_hours must not be negative")
 
     @property
     def turn_user_lifetime_ms(self) -> int:

@@ -213,6 +213,17 @@ class Database:
         rows = await self.fetch(sql, *args, conn=conn)
         return rows[0] if rows else None
 
+    async def write_one(self, sql: str, *args: Any) -> list[Sequence[Any]]:
+        """One write statement that is a transaction of its own, and its rows (RETURNING). On
+        PostgreSQL it runs on the raw pool as the statement's implicit transaction: one round trip,
+        where a `write()` block adds a BEGIN and a COMMIT (and SQLAlchemy's connection checkout)."""
+        if self._is_sqlite:
+            async with self.write() as conn:
+                return await self.fetch(sql, *args, conn=conn)
+        pool = await self._pg_pool()
+        async with pool.acquire() as c:
+            return await c.fetch(sql, *args)  # type: ignore[no-any-return]
+
     async def run(self, sql: str, *args: Any, conn: AsyncConnection) -> None:
         """A statement without result rows, inside the caller's write transaction."""
         if self._is_sqlite:
@@ -241,8 +252,9 @@ class Database:
             dsn = "postgresql://" + self.url.split("://", 1)[1]
             # asyncpg resets a connection's session on every release (`RESET ALL; UNLISTEN *; …`): one
             # more round trip per read, doubling the cost of /sync's ~20 small queries. These
-            # connections only ever run single read statements outside transactions, so there is no
-            # session state to reset (asyncpg still rolls back a transaction left open).
+            # connections only ever run single statements outside transactions (reads, and the
+            # writes of `write_one`, whose settings are transaction-local), so there is no session
+            # state to reset (asyncpg still rolls back a transaction left open).
             self._pool = await asyncpg.create_pool(dsn, min_size=1, max_size=self._pool_size, reset=_no_reset)
         return self._pool
 

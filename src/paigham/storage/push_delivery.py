@@ -159,8 +159,7 @@ class PushDeliveryStore:
     async def claim(self, ids: Sequence[int], owner: str, now: int, lease_ms: int) -> list[Pusher]:
         if not ids:
             return []
-        async with self.db.write() as conn:
-            rows = await self.db.fetch(self._claim, owner, now + lease_ms, sorted(set(ids)), now, len(ids), conn=conn)
+        rows = await self.db.write_one(self._claim, owner, now + lease_ms, sorted(set(ids)), now, len(ids))
         return [_pusher(r) for r in rows]
 
     async def advance(
@@ -177,17 +176,15 @@ class PushDeliveryStore:
         extend the lease — or give it up with `release`. False if this worker no longer holds the
         pusher (or it was deleted)."""
         lease = "lease_owner = NULL, lease_until = 0" if release else "lease_until = $5"
-        async with self.db.write() as conn:
-            rows = await self.db.fetch(
-                "UPDATE pushers SET last_stream = $3, last_badge = $4, failing_since = NULL, attempts = 0, "
-                f"next_attempt_ts = 0, {lease} WHERE id = $1 AND lease_owner = $2 RETURNING id",
-                pusher_id,
-                owner,
-                last_stream,
-                last_badge,
-                *(() if release else (lease_until,)),
-                conn=conn,
-            )
+        rows = await self.db.write_one(
+            "UPDATE pushers SET last_stream = $3, last_badge = $4, failing_since = NULL, attempts = 0, "
+            f"next_attempt_ts = 0, {lease} WHERE id = $1 AND lease_owner = $2 RETURNING id",
+            pusher_id,
+            owner,
+            last_stream,
+            last_badge,
+            *(() if release else (lease_until,)),
+        )
         return bool(rows)
 
     async def failed(
@@ -195,27 +192,23 @@ class PushDeliveryStore:
     ) -> None:
         """Record a failed attempt (the cursor at `last_stream`: what precedes the failing head is
         done) and release the pusher until `next_attempt`."""
-        async with self.db.write() as conn:
-            await self.db.run(
-                "UPDATE pushers SET last_stream = $3, attempts = $4, failing_since = $5, next_attempt_ts = $6, "
-                "lease_owner = NULL, lease_until = 0 WHERE id = $1 AND lease_owner = $2",
-                pusher_id,
-                owner,
-                last_stream,
-                attempts,
-                failing_since,
-                next_attempt,
-                conn=conn,
-            )
+        await self.db.write_one(
+            "UPDATE pushers SET last_stream = $3, attempts = $4, failing_since = $5, next_attempt_ts = $6, "
+            "lease_owner = NULL, lease_until = 0 WHERE id = $1 AND lease_owner = $2",
+            pusher_id,
+            owner,
+            last_stream,
+            attempts,
+            failing_since,
+            next_attempt,
+        )
 
     async def release(self, pusher_id: int, owner: str) -> None:
-        async with self.db.write() as conn:
-            await self.db.run(
-                "UPDATE pushers SET lease_owner = NULL, lease_until = 0 WHERE id = $1 AND lease_owner = $2",
-                pusher_id,
-                owner,
-                conn=conn,
-            )
+        await self.db.write_one(
+            "UPDATE pushers SET lease_owner = NULL, lease_until = 0 WHERE id = $1 AND lease_owner = $2",
+            pusher_id,
+            owner,
+        )
 
     async def release_all(self, owner: str) -> None:
         async with self.db.write() as conn:

@@ -54,7 +54,7 @@ class SavedPosition:
 class SlidingSyncStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._save_one = db.per_engine(sqlite=self._save_sqlite, postgresql=self._save_postgresql)
+        self._one_statement = db.per_engine(sqlite=False, postgresql=True)
 
     async def load(self, user_id: str, device_id: str, conn_id: str, generation: int) -> SavedPosition | None:
         """The saved generation of this connection, None if unknown, superseded or too old."""
@@ -86,8 +86,11 @@ class SlidingSyncStore:
         stays, so a lost response can be asked for again; None: older than the new one). Returns the
         generation saved. Never overwrites one: each saved generation is what one answer sent."""
         for _ in range(_SAVE_ATTEMPTS):
-            async with self.db.write() as conn:
-                added = await self._save_one(conn, user_id, device_id, conn_id, at_least, stream, state, used)
+            if self._one_statement:
+                added = await self._save_postgresql(user_id, device_id, conn_id, at_least, stream, state, used)
+            else:
+                async with self.db.write() as conn:
+                    added = await self._save_sqlite(conn, user_id, device_id, conn_id, at_least, stream, state, used)
             if added is not None:
                 return added
         raise RuntimeError(f"sliding sync: no free generation for {user_id} {device_id} {conn_id!r}")
@@ -128,7 +131,6 @@ class SlidingSyncStore:
 
     async def _save_postgresql(
         self,
-        conn: AsyncConnection,
         user_id: str,
         device_id: str,
         conn_id: str,
@@ -137,18 +139,20 @@ class SlidingSyncStore:
         state: bytes,
         used: int | None,
     ) -> int | None:
-        """One statement (the next free generation, the older ones dropped, the row added), committed
-        without waiting for the WAL flush: a crash may lose the newest position, and the client then
-        gets M_UNKNOWN_POS and starts over — never a wrong answer. Every long-poll answer saves one, so
-        the flush wait would be most of its cost."""
-        await self.db.run("SET LOCAL synchronous_commit TO OFF", conn=conn)
-        added = await self.db.fetchrow(
-            "WITH top AS (SELECT coalesce(max(generation), -1) AS g FROM sliding_sync_positions "
+        """One statement in a transaction of its own (the next free generation, the older ones
+        dropped, the row added), committed without waiting for the WAL flush (`set_config(…, true)`
+        in the statement: it holds until the statement's own commit): a crash may lose the newest
+        position, and the client then gets M_UNKNOWN_POS and starts over — never a wrong answer.
+        Every long-poll answer saves one, so a BEGIN, a SET LOCAL and a COMMIT around it, or the flush
+        wait, would be most of its cost."""
+        rows = await self.db.write_one(
+            "WITH cfg AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS v), "
+            "top AS (SELECT coalesce(max(generation), -1) AS g FROM sliding_sync_positions "
             "WHERE user_id = $1 AND device_id = $2 AND conn_id = $3), "
             "gone AS (DELETE FROM sliding_sync_positions WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 "
             "AND generation < coalesce($8::bigint, greatest($4::bigint, (SELECT g + 1 FROM top)))) "
             "INSERT INTO sliding_sync_positions (user_id, device_id, conn_id, generation, stream, state, created_ts) "
-            "SELECT $1, $2, $3, greatest($4::bigint, top.g + 1), $5, $6, $7 FROM top "
+            "SELECT $1, $2, $3, greatest($4::bigint, top.g + 1), $5, $6, $7 FROM top, cfg WHERE cfg.v IS NOT NULL "
             "ON CONFLICT (user_id, device_id, conn_id, generation) DO NOTHING RETURNING generation",
             user_id,
             device_id,
@@ -158,9 +162,8 @@ class SlidingSyncStore:
             state,
             now_ms(),
             used,
-            conn=conn,
         )
-        return None if added is None else int(added[0])
+        return int(rows[0][0]) if rows else None
 
     async def forget(self, user_id: str, device_id: str, conn_id: str) -> None:
         """Drop a connection (a request without `pos` starts it afresh)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from paigham.storage.database import Database
 
@@ -121,6 +122,21 @@ def _probe_sql(bumps: bool) -> str:
 _PROBE = _probe_sql(bumps=False)
 _PROBE_BUMPS = _probe_sql(bumps=True)
 
+# A connection's first look (sliding sync without `pos`): everything is new, so no flags and no
+# counts — the rooms, each joined room's newest event of the bump types ($4), the position and the
+# device's key counts, in the row shape of _PROBE_BUMPS.
+_FIRST = (
+    "SELECT m.room_id, m.membership, m.stream, m.joined_stream, 0, NULL, NULL, NULL, "
+    "CASE WHEN m.membership = 'join' THEN (SELECT e.stream FROM events e WHERE e.room_id = m.room_id "
+    "AND e.type = ANY($4::text[]) ORDER BY e.stream DESC LIMIT 1) END FROM memberships m "
+    "WHERE m.user_id = $1 AND m.membership = ANY($3::text[]) AND m.forgotten = false "
+    "UNION ALL SELECT NULL, NULL, (SELECT pos FROM stream_counter WHERE id = 1), 0, 0, NULL, NULL, NULL, NULL "
+    "UNION ALL SELECT algorithm, 'otk', count(*), 0, 0, NULL, NULL, NULL, NULL FROM e2e_one_time_keys "
+    "WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm "
+    "UNION ALL SELECT algorithm, 'fallback', 0, 0, 0, NULL, NULL, NULL, NULL FROM e2e_fallback_keys "
+    "WHERE user_id = $1 AND device_id = $2 AND used = false"
+)
+
 
 @dataclass
 class SyncProbe:
@@ -161,6 +177,22 @@ async def probe(
         rows = await db.fetch(_PROBE, user_id, after, device_id, list(states))
     else:
         rows = await db.fetch(_PROBE_BUMPS, user_id, after, device_id, list(states), list(bump_types))
+    out = _read(rows)
+    if since is None:  # everything is news to a first sync
+        out.user_flags = ACCOUNT_DATA | PUSH_RULES | PRESENCE | TO_DEVICE | DEVICE_LISTS
+    return out
+
+
+async def first_probe(
+    db: Database, user_id: str, device_id: str, states: Sequence[str], bump_types: Sequence[str]
+) -> SyncProbe:
+    """A sliding-sync connection's first look: the user's rooms with each joined room's newest event
+    of `bump_types` (`bumps`), the position and the device's key counts; no flags (the caller sends
+    everything) and no unread counts (counted for the rooms in view only)."""
+    return _read(await db.fetch(_FIRST, user_id, device_id, list(states), list(bump_types)))
+
+
+def _read(rows: Sequence[Sequence[Any]]) -> SyncProbe:
     out = SyncProbe(0)
     for room_id, membership, stream, joined_stream, flags, read, notified, highlighted, *bump in rows:
         if bump and bump[0] is not None and room_id is not None:
@@ -182,6 +214,4 @@ async def probe(
                 out.read_positions[room_id] = int(read or 0)
                 out.unread[room_id] = (int(notified or 0), int(highlighted or 0))
     out.fallback_keys.sort()
-    if since is None:  # everything is news to a first sync
-        out.user_flags = ACCOUNT_DATA | PUSH_RULES | PRESENCE | TO_DEVICE | DEVICE_LISTS
     return out

@@ -41,6 +41,7 @@ from paigham.storage.sync_probe import (
     ROOM_TYPING,
     TO_DEVICE,
     SyncProbe,
+    first_probe,
     probe,
 )
 from paigham.sync.notifier import Notifier
@@ -80,7 +81,6 @@ BUMP_TYPES = (
     "org.matrix.msc3672.beacon_info",
 )
 LIVE = ("join", "invite", "knock")  # rooms the lists show
-NOTHING_NEW = 2**62  # a position past any real one
 CACHED_CONNECTIONS = 2_000  # connection states kept in memory (the newest of each)
 LEFT = ("leave", "ban")
 MEMBER = "m.room.member"
@@ -292,11 +292,12 @@ class SlidingSyncService:
 
     # -- one pass --------------------------------------------------------------------------------------
     async def _compute(self, rq: Requester, body: SlidingRequest, prev: ConnectionState, since: int | None) -> Computed:
-        # A fresh connection sends every room in view in full and counts their unread itself: the
-        # probe is asked as if from the far future, so it counts nothing for the rooms out of view.
-        found = await probe(
-            self.db, rq.user_id, rq.device_id, NOTHING_NEW if since is None else since, MEMBERSHIPS, BUMP_TYPES
-        )
+        # A fresh connection sends every room in view in full and counts their unread itself: its
+        # first probe reads the rooms and their bump stamps only, nothing out of view is counted.
+        if since is None:
+            found = await first_probe(self.db, rq.user_id, rq.device_id, MEMBERSHIPS, BUMP_TYPES)
+        else:
+            found = await probe(self.db, rq.user_id, rq.device_id, since, MEMBERSHIPS, BUMP_TYPES)
         if since is None:
             found.user_flags = ACCOUNT_DATA | PUSH_RULES | TO_DEVICE | DEVICE_LISTS
         elif since > found.position:
@@ -344,8 +345,12 @@ class SlidingSyncService:
         """Each live room's bump stamp: a room the connection has one for takes the probe's newest
         bump event past `since` (if any); the others are looked up."""
         bumps = {r: b for r, b in p.prev.bumps.items() if r in live}
-        if p.since is not None:
-            bumps.update((r, b) for r, b in p.found.bumps.items() if r in bumps)
+        if p.since is None:  # the first probe read every joined room's
+            for room_id in live:
+                bumps[room_id] = p.found.bumps.get(room_id, p.found.memberships[room_id][1])
+            p.state.bumps = bumps
+            return
+        bumps.update((r, b) for r, b in p.found.bumps.items() if r in bumps)
         since = -1 if p.since is None else p.since
         stale = [
             r
