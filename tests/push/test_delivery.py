@@ -12,6 +12,7 @@ from paigham.services import push_delivery
 from tests.api.conftest import Harness, User
 from tests.push.conftest import PushEnv
 from tests.push.support import NtfyGateway, SygnalGateway, add_pusher, eventually, pusher_rows
+from tests.storage.support import statements
 
 V3 = "/_matrix/client/v3"
 ELEMENT_X = "im.vector.app.android"
@@ -189,6 +190,23 @@ async def test_a_backlog_longer_than_a_batch_is_sent_once_in_order(
     await eventually(lambda: len(ntfy.accepted) >= 12, timeout=15, what="the backlog")
     await asyncio.sleep(0.5)
     assert [n["event_id"] for n in ntfy.accepted if "event_id" in n] == sent
+
+
+async def test_room_updates_cost_no_query_while_there_are_no_pushers(env: PushEnv, ntfy: NtfyGateway) -> None:
+    hs = await env.start([ntfy.url])
+    alice, bob = await _people(hs, "alice", "bob")
+    room = await _room(hs, alice, bob)
+    await asyncio.sleep(1.2)
+    with statements(hs.server.db) as sent:
+        for i in range(5):
+            await hs.send(alice, room, f"before {i}")
+        await asyncio.sleep(0.3)
+    assert not [q for q in sent if "JOIN pushers" in q]  # no pusher anywhere: no per-update lookup
+    # The first pusher (written straight to the table, as by another worker) is not missed.
+    await add_pusher(hs.server, bob.user_id, app_id=ELEMENT_X, pushkey=ntfy.topic("upBob"), url=ntfy.url)
+    e1 = await hs.send(alice, room, "first with a pusher")
+    await eventually(lambda: len(ntfy.accepted) == 1, timeout=10, what="the push")
+    assert ntfy.accepted[0]["event_id"] == e1
 
 
 async def test_rejected_pushkeys_remove_only_their_pusher(

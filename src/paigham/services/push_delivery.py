@@ -41,6 +41,7 @@ import contextlib
 import os
 import random
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -163,6 +164,8 @@ class PushDelivery:
         self._compiled: dict[tuple[str, int], tuple[tuple[CompiledRule, ...], bool]] = {}
         self._facts_cache: dict[tuple[int, bool], _EventFacts] = {}
         self._pos = 0  # a stream position everything up to which is committed (what wake-ups named)
+        self._pushers_exist, self._pushers_checked = True, 0.0
+        self._sweep_timer: asyncio.TimerHandle | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -197,6 +200,9 @@ class PushDelivery:
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
         with contextlib.suppress(Exception):  # best effort: leases expire anyway
             await self.store.release_all(self.owner)
         await self.client.close()
@@ -236,7 +242,7 @@ class PushDelivery:
                 self._pos = max(self._pos, *rooms.values()) if rooms else self._pos
                 if users or sweep:
                     self._pos = max(self._pos, await self.store.position())
-                if rooms:
+                if (rooms or sweep) and await self._any_pushers(sweep) and rooms:
                     ids += await self.store.behind_in_rooms(list(rooms), max(rooms.values()), now_ms())
                 if users:
                     ids += await self.store.of_users(sorted(users))
@@ -252,6 +258,34 @@ class PushDelivery:
             except Exception:  # the database is out of reach: the next sweep finds what was missed
                 log.exception("push.dispatch_failed")
                 await asyncio.sleep(1.0)
+
+    async def _any_pushers(self, sweep: bool) -> bool:
+        """Whether any HTTP pusher exists: while none does, room updates cost no query — the
+        table is looked at once a second at most (and at each sweep), and when the first pusher
+        appears a sweep picks up what was passed over meanwhile (its cursor is behind)."""
+        now = time.monotonic()
+        if self._pushers_exist and not sweep:
+            return True
+        if sweep or now - self._pushers_checked >= 1.0:
+            had = self._pushers_exist
+            self._pushers_exist = await self.store.any_http()
+            self._pushers_checked = now
+            if self._pushers_exist and not had and not sweep:
+                self._sweep_soon(0.0)
+        elif not self._pushers_exist:
+            self._sweep_soon(self._pushers_checked + 1.0 - now)  # a pusher added since is not missed
+        return self._pushers_exist
+
+    def _sweep_soon(self, delay: float) -> None:
+        if self._sweep_timer is not None:
+            return
+
+        def fire() -> None:
+            self._sweep_timer = None
+            self.wakeups.sweep = True
+            self.wakeups.event.set()
+
+        self._sweep_timer = asyncio.get_running_loop().call_later(max(0.0, delay), fire)
 
     async def _sweep_every(self) -> None:
         while True:

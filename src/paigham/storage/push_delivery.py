@@ -129,6 +129,9 @@ class PushDeliveryStore:
         )
         return [int(r[0]) for r in rows]
 
+    async def any_http(self) -> bool:
+        return await self.db.fetchrow("SELECT 1 FROM pushers WHERE kind = 'http' LIMIT 1") is not None
+
     async def of_users(self, users: Sequence[str]) -> list[int]:
         rows = await self.db.fetch(
             "SELECT id FROM pushers WHERE user_id = ANY($1::text[]) AND kind = 'http'", sorted(set(users))
