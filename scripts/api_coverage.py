@@ -122,6 +122,30 @@ def main() -> None:
         "(tests/api/test_room_info.py::test_room_summary_for_members_and_by_alias) |",
         "| `GET /_matrix/client/unstable/org.matrix.msc2965/auth_metadata`, `…/auth_issuer` | 404 M_UNRECOGNIZED "
         "by design: no OAuth 2.0 server (tests/api/test_room_info.py::test_no_oauth_so_password_login) |",
+        "| `PUT …/rooms/{roomId}/send/{eventType}/{txnId}?org.matrix.msc4140.delay=…`, `PUT …/rooms/{roomId}/state/"
+        "{eventType}/{stateKey}?org.matrix.msc4140.delay=…` (MSC4140 delayed events as matrix-js-sdk sends them; "
+        "`{\"delay_id\"}`) | implemented (tests/api/test_delayed_events.py, tests/acceptance/test_js_sdk.py::"
+        "test_js_sdk_delayed_events, tests/cluster/test_delayed_cluster.py) |",
+        "| `GET /_matrix/client/unstable/org.matrix.msc4140/delayed_events` (`status`, `delay_id`; `scheduled`, "
+        "`finalised`, and Synapse's `delayed_events`), `GET …/delayed_events/{delayId}` | implemented "
+        "(tests/api/test_delayed_events.py::test_listing_filters, ::test_a_delayed_message_is_listed_then_fires, "
+        "::test_send_now) |",
+        "| `POST /_matrix/client/unstable/org.matrix.msc4140/delayed_events/{delayId}/{action}` (restart, cancel, send; "
+        "no access token needed), `POST …/delayed_events/{delayId}` (`{\"action\"}`, signed in) | implemented "
+        "(tests/api/test_delayed_events.py::test_restart_postpones, ::test_cancel_prevents, ::test_send_now, "
+        "::test_who_may_act, ::test_the_action_in_the_body_form) |",
+        "| `PUT /_matrix/client/unstable/org.matrix.msc4140/rooms/{roomId}/delayed_event/{eventType}/{txnId}` (the "
+        "newest MSC text) | implemented (tests/api/test_delayed_events.py::test_the_newest_msc_endpoint) |",
+        "| `GET /_matrix/federation/v1/openid/userinfo` (Server-Server API \"OpenID\"; served although Paigham does "
+        "not federate) | implemented (tests/api/test_openid.py::test_request_token_and_userinfo, "
+        "::test_unknown_expired_and_missing_tokens) |",
+        "| `GET /_matrix/client/unstable/org.matrix.msc4143/rtc/transports` (MSC4143; matrix-js-sdk "
+        "`_unstable_getRTCTransports`) | implemented; 404 M_UNRECOGNIZED when no SFU is configured "
+        "(tests/api/test_rtc.py::test_discovery, ::test_unconfigured_is_honest) |",
+        "| `POST /_paigham/livekit/get_token` (MSC4195, lk-jwt-service's `/get_token`), `POST /_paigham/livekit/sfu/get` "
+        "(its legacy `/sfu/get`), `GET /_paigham/livekit/healthz` | implemented; 404 when no SFU is configured "
+        "(tests/api/test_rtc.py::test_get_token_jwt_verified_by_livekit, ::test_refusals, ::test_cors_preflight, "
+        "::test_legacy_sfu_get, ::test_policy_refuses_calls_per_unit) |",
         "| `GET /_synapse/admin/v1/event_reports`, `GET`/`DELETE …/event_reports/{reportId}` | implemented "
         "(tests/api/test_reports.py::test_admins_list_read_and_delete_event_reports) |",
         "| `GET /_synapse/admin/v1/room_reports`, `…/user_reports`, `GET`/`DELETE …/{reportId}` | implemented "

@@ -35,6 +35,20 @@ async def test_raw_helpers_same_results_on_both_engines(db: Database) -> None:
     assert await db.fetchrow("SELECT state FROM presence WHERE user_id = $1", "@none:x") is None
 
 
+async def test_write_one_commits_one_statement_and_returns_its_rows(db: Database) -> None:
+    sql = (
+        "INSERT INTO presence (user_id, state, status_msg, last_active_ts, stream) VALUES ($1, $2, NULL, 1, 1) "
+        "ON CONFLICT (user_id) DO NOTHING RETURNING user_id"
+    )
+    assert [tuple(r) for r in await db.write_one(sql, "@w:x", "online")] == [("@w:x",)]
+    assert await db.write_one(sql, "@w:x", "online") == []  # the conflict: nothing written, no row
+    row = await db.fetchrow("SELECT state FROM presence WHERE user_id = $1", "@w:x")  # committed: seen by a read
+    assert row is not None and row[0] == "online"
+    with pytest.raises(Exception):  # noqa: B017 - each engine's own error for the bad statement
+        await db.write_one("UPDATE presence SET no_such_column = 1")
+    assert (await db.fetchrow("SELECT count(*) FROM presence"))[0] == 1  # type: ignore[index]
+
+
 async def test_failed_write_transaction_rolls_back(db: Database) -> None:
     with pytest.raises(RuntimeError):
         async with db.write() as conn:
