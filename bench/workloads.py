@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import os
 import time
@@ -15,6 +16,8 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import brotli
+import zstandard
 
 from bench.client import COUNTERS, Client, bounded_gather, new_session, ss_timeline_events, timeline_events
 from bench.gateway import Gateway
@@ -410,9 +413,46 @@ async def w_initial_sync(run: Run) -> dict[str, Any]:
         sizes.append(len(json.dumps(body)))
     run.window_close()
     run.samples["initial_sync"] = times
+    # Slow links: the bytes of this initial sync and of an incremental one (a message in one room), as sent
+    # (Accept-Encoding: identity; both servers run uncompressed) and compressed as Paigham's
+    # api/compression.py does (same libraries and levels), with the CPU each compression takes.
+    device = devices[-1]
+    raw_initial = await _raw_get(device, "/_matrix/client/v3/sync", {"filter": IS_FILTER, "timeout": "0"})
+    await peer.send(rooms[0], "one more message, as a typical incremental sync carries")
+    since = json.loads(raw_initial)["next_batch"]
+    raw_incremental = await _raw_get(device, "/_matrix/client/v3/sync",
+                                     {"filter": IS_FILTER, "timeout": "0", "since": since})
     return {"rooms": s.is_rooms, "messages_per_room": s.is_messages_per_room, "setup_s": setup_s,
             "median_s": pct(times, 50), "min_s": min(times), "max_s": max(times),
-            "cpu_s": cpu_total / len(times), "response_bytes": int(sum(sizes) / len(sizes))}
+            "cpu_s": cpu_total / len(times), "response_bytes": int(sum(sizes) / len(sizes)),
+            "slow_links": {"initial": compressed_sizes(raw_initial), "incremental": compressed_sizes(raw_incremental)}}
+
+
+async def _raw_get(client: Client, path: str, params: dict[str, str]) -> bytes:
+    """A GET's body exactly as the server sent it (no decompression asked for)."""
+    headers = {"Authorization": f"Bearer {client.token}", "Accept-Encoding": "identity"}
+    async with client.http.get(client.base + path, params=params, headers=headers) as r:
+        r.raise_for_status()
+        return await r.read()
+
+
+# Paigham's codings and levels (src/paigham/api/compression.py), to size and time each body the same way.
+CODECS: dict[str, Callable[[bytes], bytes]] = {
+    "zstd": zstandard.ZstdCompressor(level=3).compress,
+    "br": lambda b: bytes(brotli.compress(b, quality=4)),
+    "gzip": lambda b: gzip.compress(b, compresslevel=5, mtime=0),
+}
+
+
+def compressed_sizes(body: bytes, repeats: int = 20) -> dict[str, float]:
+    out: dict[str, float] = {"raw_bytes": len(body)}
+    for name, fn in CODECS.items():
+        t = time.process_time()
+        for _ in range(repeats):
+            data = fn(body)
+        out[f"{name}_bytes"] = len(data)
+        out[f"{name}_cpu_ms"] = (time.process_time() - t) / repeats * 1000
+    return out
 
 
 # -- many idle long-polls ------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ from paigham.api.client import media as media_api
 from paigham.api.client import openid as openid_api
 from paigham.api.client import pushers as pushers_api
 from paigham.api.client import rtc as rtc_api
+from paigham.api.compression import CompressResponses
 from paigham.api.http import RejectNul, error_response, ok
 from paigham.api.routing import grouped
 from paigham.audit.service import AuditService
@@ -64,7 +65,7 @@ from paigham.e2ee.wiring import E2EE
 from paigham.errors import Codes, MatrixError
 from paigham.i18n import negotiate, translate
 from paigham.media.service import MediaService
-from paigham.metrics import MetricsMiddleware, settle_garbage_collector
+from paigham.metrics import HTTP_COMPRESSED, MetricsMiddleware, settle_garbage_collector
 from paigham.org.wiring import OrgRules, OrgServices
 from paigham.services import server_identity
 from paigham.services.admin import AdminService
@@ -202,7 +203,9 @@ class Server:
         self.admin_store = AdminStore(self.db)
         self.moderation = ModerationChecks(self.admin_store, self.events, self.accounts)
         self.push = PushService(self.push_rules, self.events, self.publisher)
-        self.pushers = PusherService(config, PusherStore(self.db), self.accounts, self.audit)
+        self.pushers = PusherService(
+            config, PusherStore(self.db), self.accounts, self.audit, on_added=self.push_wakeups.pusher_added
+        )
         self.openid = OpenIdService(
             config.server_name, OpenIdStore(self.db), self.accounts, config.openid_token_lifetime_s
         )
@@ -531,6 +534,11 @@ def banner(config: Config) -> str:
     ])  # fmt: skip
 
 
+def _count_compressed(coding: str, raw: int, sent: int) -> None:
+    HTTP_COMPRESSED.labels(coding, "raw").inc(raw)
+    HTTP_COMPRESSED.labels(coding, "sent").inc(sent)
+
+
 def create_app(config: Config, server: Server | None = None, *, announce: bool = False) -> Starlette:
     srv = server or Server(config)
 
@@ -556,6 +564,15 @@ def create_app(config: Config, server: Server | None = None, *, announce: bool =
         exception_handlers=handlers,
         middleware=[
             Middleware(MetricsMiddleware),
+            *(
+                [
+                    Middleware(
+                        CompressResponses, min_bytes=srv.config.compress_min_bytes, on_compressed=_count_compressed
+                    )
+                ]
+                if srv.config.compress_min_bytes > 0
+                else []
+            ),
             Middleware(
                 CORSMiddleware,
                 allow_origins=["*"],

@@ -103,6 +103,9 @@ class Config(msgspec.Struct, kw_only=True, frozen=True):
     push_include_content: bool = False  # full-format pushes carry the event content only if on
     push_force_event_id_only: bool = True  # every push is event_id_only, whatever the pusher asked
     push_request_timeout_s: float = 10.0
+    # Slow links (README "Slow links"): JSON answers of at least this many bytes are compressed (zstd,
+    # brotli or gzip, as the client accepts); 0 switches compression off.
+    compress_min_bytes: int = 1024
     push_max_pushers_per_user: int = 50
     # TURN for calls (README "Calls"), with Synapse's setting names. The URIs handed to clients
     # (turn:turn.ministry.example?transport=udp, turns:turn.ministry.example:5349?transport=tcp); none: GET

@@ -50,6 +50,11 @@ GC_PAUSE = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
 )
 # Push delivery (services/push_delivery.py): one request per (notification or badge update, pusher).
+HTTP_COMPRESSED = Counter(
+    "paigham_http_compressed_bytes",
+    "Bytes of compressed answers (api/compression.py): before (`raw`) and after (`sent`), per coding.",
+    ["coding", "size"],
+)
 PUSH_SENT = Counter("paigham_push_sent", "Requests a push gateway accepted (200), badge-only updates included.")
 PUSH_FAILED = Counter(
     "paigham_push_failed",

@@ -10,9 +10,14 @@ Who works on what:
   and users are collected; the dispatcher turns them into pusher ids — the pushers of the rooms'
   joined members whose cursor is behind the update, and the pushers of the users named (an invitee;
   a read receipt's reader, whose badge may have changed).
-- A fixed number of workers (`concurrency`) take ids from a deduplicated queue, claim the pusher
-  with a lease (storage/push_delivery.py; SKIP LOCKED on PostgreSQL, so in a cluster exactly one
-  worker holds it), deliver what is past its cursor, and release it.
+- The dispatcher claims the pushers it found together, in one statement, with a lease
+  (storage/push_delivery.py; SKIP LOCKED on PostgreSQL, so in a cluster exactly one worker holds
+  each), and queues them; a fixed number of workers (`concurrency`) take them from the deduplicated
+  queue, deliver what is past each cursor, and release it (a pusher queued for half its lease, or
+  one a retry timer queued by id, is claimed again by the worker). What every pusher of an event
+  needs — the event itself, its room's state, member count and the sender's power level — is read
+  once, also when they ask at the same moment (shared reads); the user's rules are kept until a
+  stream update names the user (a rule change does).
 - A failure (an HTTP error status, no answer, a blocked address) puts the pusher in backoff: 1 s
   doubling to 1 h with up to 20 % jitter, `failing_since` recorded; its retry is a timer of this
   process plus a periodic sweep of the table (other workers, restarts). After 24 h of failing,
@@ -83,6 +88,7 @@ SWEEP_S = 30.0  # the table is read for due retries and missed wake-ups this oft
 BATCH = 50  # notifications read per query
 SWEEP_LIMIT = 5_000
 FACTS_CACHE = 256  # events whose room facts are kept for their other pushers
+EVENTS_CACHE = 1_024  # positions whose events are kept for their other pushers
 
 
 def backoff_ms(attempts: int) -> int:
@@ -107,6 +113,7 @@ class PushWakeups:
         self.rooms: dict[str, int] = {}  # room → newest position named
         self.users: set[str] = set()
         self.sweep = False
+        self.added = False
         self.event = asyncio.Event()
 
     def on_update(self, update: StreamUpdate) -> None:
@@ -117,6 +124,11 @@ class PushWakeups:
                 self.rooms[room] = update.pos
         self.users.update(update.users)
         self.event.set()
+
+    def pusher_added(self) -> None:
+        """A pusher was registered in this process: the delivery need not wait to learn that one
+        exists (see PushDelivery._any_pushers)."""
+        self.added = True
 
     def on_resume(self) -> None:
         """After a bus outage updates may have been missed: look at the whole table."""
@@ -153,7 +165,8 @@ class PushDelivery:
         self.concurrency = concurrency
         self.owner = owner or f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_ms = int(max(60.0, 3 * config.push_request_timeout_s) * 1000)
-        self._queue: asyncio.Queue[int] = asyncio.Queue()
+        # a pusher id (to claim), or a pusher the dispatcher claimed already (with its claim time)
+        self._queue: asyncio.Queue[int | tuple[Pusher, float]] = asyncio.Queue()
         self._queued: set[int] = set()
         self._in_flight: set[int] = set()
         self._again: set[int] = set()  # woken while in flight: look again when done
@@ -161,8 +174,10 @@ class PushDelivery:
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: list[asyncio.Task[None]] = []
         self._stopping = False
-        self._compiled: dict[tuple[str, int], tuple[tuple[CompiledRule, ...], bool]] = {}
-        self._facts_cache: dict[tuple[int, bool], _EventFacts] = {}
+        # user → compiled rules; forgotten when a stream update names the user (a rule change does)
+        self._compiled: dict[str, tuple[tuple[CompiledRule, ...], bool]] = {}
+        self._facts_cache: dict[tuple[int, bool], asyncio.Future[_EventFacts]] = {}
+        self._events_cache: dict[int, asyncio.Future[dict[int, StoredEvent]]] = {}
         self._pos = 0  # a stream position everything up to which is committed (what wake-ups named)
         self._pushers_exist, self._pushers_checked = True, 0.0
         self._sweep_timer: asyncio.TimerHandle | None = None
@@ -219,6 +234,30 @@ class PushDelivery:
                 self._queue.put_nowait(pusher_id)
         PUSH_QUEUE_DEPTH.set(len(self._queued) + len(self._in_flight))
 
+    async def _claim_and_enqueue(self, ids: Sequence[int]) -> None:
+        """`_enqueue` for the dispatcher: the pushers that would be queued are claimed together, in
+        one statement (one per pusher was a quarter of a push's statements), and queued claimed."""
+        fresh: list[int] = []
+        for pusher_id in dict.fromkeys(ids):
+            if pusher_id in self._timers or pusher_id in self._queued:
+                continue  # in backoff (its timer enqueues it), or queued already
+            if pusher_id in self._in_flight:
+                self._again.add(pusher_id)
+            else:
+                fresh.append(pusher_id)
+        if not fresh:
+            return
+        self._queued.update(fresh)  # reserved while the claim runs
+        try:
+            claimed = await self.store.claim(fresh, self.owner, now_ms(), self.lease_ms)
+        finally:
+            self._queued.difference_update(fresh)
+        at = time.monotonic()
+        for p in claimed:
+            self._queued.add(p.id)
+            self._queue.put_nowait((p, at))
+        PUSH_QUEUE_DEPTH.set(len(self._queued) + len(self._in_flight))
+
     def _retry_at(self, pusher_id: int, when_ms: int) -> None:
         old = self._timers.pop(pusher_id, None)
         if old is not None:
@@ -242,9 +281,13 @@ class PushDelivery:
                 self._pos = max(self._pos, *rooms.values()) if rooms else self._pos
                 if users or sweep:
                     self._pos = max(self._pos, await self.store.position())
+                if self.wakeups.added:
+                    self.wakeups.added, self._pushers_exist = False, True
                 if (rooms or sweep) and await self._any_pushers(sweep) and rooms:
                     ids += await self.store.behind_in_rooms(list(rooms), max(rooms.values()), now_ms())
                 if users:
+                    for user_id in users:
+                        self._compiled.pop(user_id, None)
                     ids += await self.store.of_users(sorted(users))
                 if sweep:
                     now = now_ms()
@@ -254,7 +297,7 @@ class PushDelivery:
                             ids.append(pusher_id)
                         elif pusher_id not in self._timers:
                             self._retry_at(pusher_id, at)  # before the next sweep
-                self._enqueue(ids)
+                await self._claim_and_enqueue(ids)
             except Exception:  # the database is out of reach: the next sweep finds what was missed
                 log.exception("push.dispatch_failed")
                 await asyncio.sleep(1.0)
@@ -297,13 +340,19 @@ class PushDelivery:
 
     async def _work(self) -> None:
         while not self._stopping:
-            pusher_id = await self._queue.get()
-            if pusher_id < 0:
+            item = await self._queue.get()
+            if isinstance(item, int) and item < 0:
                 return
+            pusher_id = item if isinstance(item, int) else item[0].id
             self._queued.discard(pusher_id)
             self._in_flight.add(pusher_id)
             try:
-                await self.run_once(pusher_id)
+                if isinstance(item, int):
+                    await self.run_once(pusher_id)
+                elif time.monotonic() - item[1] < self.lease_ms / 2000:
+                    await self._deliver(item[0])
+                else:  # queued for half its lease: claimed again (another worker may hold it now)
+                    await self.run_once(pusher_id)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -336,7 +385,7 @@ class PushDelivery:
         while True:
             after = p.last_stream if pending is None else pending
             batch = await self.store.notifications(p.user_id, after, pos, BATCH)
-            evs = await self.store.events_at([n.stream for n in batch])
+            evs = await self._events([n.stream for n in batch])
             for n in batch:
                 if self._stopping:
                     break  # the rest waits for the next start (or another worker)
@@ -407,9 +456,34 @@ class PushDelivery:
         room's current state at the keys the payload and the push rules use, the sender's power
         level and the joined-member count."""
         key = (ev.stream, id_only)
-        facts = self._facts_cache.get(key)
-        if facts is not None:
-            return facts
+        task = self._facts_cache.get(key)
+        if task is None:  # one read for all the event's pushers, also those asking at the same time
+            if len(self._facts_cache) >= FACTS_CACHE:
+                self._facts_cache.pop(next(iter(self._facts_cache)))
+            task = self._facts_cache[key] = asyncio.ensure_future(self._read_facts(ev, id_only))
+            task.add_done_callback(lambda t: _forget_failed(self._facts_cache, key, t))
+        return await asyncio.shield(task)
+
+    async def _events(self, streams: Sequence[int]) -> dict[int, StoredEvent]:
+        """The events at `streams`, read once for all the pushers asking for them (the newest
+        EVENTS_CACHE positions kept): every pusher of a message asks for the same one."""
+        tasks = {st: self._events_cache[st] for st in streams if st in self._events_cache}
+        missing = [st for st in streams if st not in tasks]
+        if missing:
+            task = asyncio.ensure_future(self.store.events_at(missing))
+            for st in missing:
+                tasks[st] = self._events_cache[st] = task
+                task.add_done_callback(lambda t, st=st: _forget_failed(self._events_cache, st, t))  # type: ignore[misc]
+            while len(self._events_cache) > EVENTS_CACHE:
+                self._events_cache.pop(next(iter(self._events_cache)))
+        out: dict[int, StoredEvent] = {}
+        for st, t in tasks.items():
+            found = (await asyncio.shield(t)).get(st)
+            if found is not None:
+                out[st] = found
+        return out
+
+    async def _read_facts(self, ev: StoredEvent, id_only: bool) -> _EventFacts:
         keys = [("m.room.power_levels", ""), ("m.room.create", "")]
         if not id_only:
             keys += [("m.room.member", ev.sender), ("m.room.name", ""), ("m.room.canonical_alias", "")]
@@ -422,16 +496,12 @@ class PushDelivery:
             if create and room_version
             else 0
         )
-        facts = _EventFacts(
+        return _EventFacts(
             state=state,
             sender_level=int(min(level, 2**53)),
             notify_room_level=notification_level(pl.content if pl else None, "room"),
             joined=await self.events.joined_count(ev.room_id),
         )
-        if len(self._facts_cache) >= FACTS_CACHE:
-            self._facts_cache.pop(next(iter(self._facts_cache)))
-        self._facts_cache[key] = facts
-        return facts
 
     async def _send_event(self, p: Pusher, n: Notification, ev: StoredEvent, badge: int) -> Outcome:
         id_only = self.config.push_force_event_id_only or p.data.get("format") == "event_id_only"
@@ -495,12 +565,12 @@ class PushDelivery:
         tweaks apply to a notification whose highlight is already known: only through a
         `contains_display_name` rule that does not highlight (the default one highlights, and the
         stored highlight decides)."""
-        rules, version = await self.rules_of(user_id)
-        cached = self._compiled.get((user_id, version))
+        cached = self._compiled.get(user_id)
         if cached is None:
+            rules, _ = await self.rules_of(user_id)
             if len(self._compiled) > 10_000:
                 self._compiled.clear()
-            cached = self._compiled[(user_id, version)] = (compile_ruleset(rules), _name_matters(rules))
+            cached = self._compiled[user_id] = (compile_ruleset(rules), _name_matters(rules))
         return cached
 
 
@@ -510,6 +580,12 @@ class _EventFacts:
     sender_level: int
     notify_room_level: int
     joined: int
+
+
+def _forget_failed(cache: dict[Any, Any], key: Any, task: asyncio.Future[Any]) -> None:
+    """A failed (or cancelled) shared read is not kept: the next asker reads again."""
+    if (task.cancelled() or task.exception() is not None) and cache.get(key) is task:
+        del cache[key]
 
 
 def _tweaks(

@@ -16,6 +16,7 @@ the account removes them (this service is one of AuthService's device and accoun
 from __future__ import annotations
 
 import string
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
@@ -60,11 +61,13 @@ class PusherService:
         store: PusherStore,
         accounts: AccountStore,
         audit: AuditLog,
+        on_added: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = config
         self.store = store
         self.accounts = accounts
         self.audit = audit
+        self.on_added = on_added  # delivery learns at once that a pusher exists (PushWakeups.pusher_added)
         self.allowlist = parse_allowlist(config.push_gateway_allowlist)
 
     # -- POST /pushers/set, GET /pushers -------------------------------------------------------
@@ -91,6 +94,7 @@ class PusherService:
                 f"You have too many pushers (at most {self.config.push_max_pushers_per_user}, the server's "
                 "push_max_pushers_per_user); remove one first",
             )
+        self.on_added()
 
     def _checked(self, requester: Requester, body: JsonDict, app_id: str, pushkey: str) -> NewPusher:
         kind = body["kind"]
