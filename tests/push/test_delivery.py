@@ -338,3 +338,22 @@ def test_the_display_name_is_read_only_for_a_name_rule_that_does_not_highlight()
     }
     assert push_delivery._name_matters({"global": {"override": [quiet_name]}})
     assert not push_delivery._name_matters({"global": {"override": [{**quiet_name, "enabled": False}]}})
+
+
+async def test_the_reads_for_many_pushers_match_the_reads_for_one(env: PushEnv, ntfy: NtfyGateway) -> None:
+    hs = await env.start([ntfy.url])
+    alice, bob, carol = await _people(hs, "alice", "bob", "carol")
+    room = await _room(hs, alice, bob, carol)
+    dm = await _room(hs, bob, carol)
+    sent = [await hs.send(alice, room, f"group {i}") for i in range(3)]
+    await hs.send(bob, dm, "to carol")
+    await hs.send(carol, room, f"@{bob.user_id} look")
+    store = hs.server.push_delivery.store
+    pos = await store.position()
+    mid = (await store.notifications(bob.user_id, 0, pos, 1))[0].stream
+    cursors = [(bob.user_id, 0), (carol.user_id, 0), (bob.user_id, mid), (alice.user_id, 0), ("@nobody:x", 0)]
+    many = await store.notifications_many(cursors, pos, 2)
+    assert many == [await store.notifications(u, after, pos, 2) for u, after in cursors]
+    assert [len(n) for n in many] == [2, 2, 2, 1, 0] and len(sent) == 3
+    users = [bob.user_id, carol.user_id, alice.user_id, "@nobody:x"]
+    assert await store.badges(users) == {u: await store.badge(u) for u in users}

@@ -166,7 +166,7 @@ class PushDelivery:
         self.owner = owner or f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_ms = int(max(60.0, 3 * config.push_request_timeout_s) * 1000)
         # a pusher id (to claim), or a pusher the dispatcher claimed already (with its claim time)
-        self._queue: asyncio.Queue[int | tuple[Pusher, float]] = asyncio.Queue()
+        self._queue: asyncio.Queue[int | tuple[Pusher, float, _Start | None]] = asyncio.Queue()
         self._queued: set[int] = set()
         self._in_flight: set[int] = set()
         self._again: set[int] = set()  # woken while in flight: look again when done
@@ -255,7 +255,18 @@ class PushDelivery:
         at = time.monotonic()
         for p in claimed:
             self._queued.add(p.id)
-            self._queue.put_nowait((p, at))
+        try:  # what each run starts with, read for all of them together
+            pos = self._pos if self._pos > max(p.last_stream for p in claimed) else await self.store.position()
+            heads = await self.store.notifications_many([(p.user_id, p.last_stream) for p in claimed], pos, BATCH)
+            badges = await self.store.badges([p.user_id for p in claimed])
+            starts: list[_Start | None] = [
+                _Start(pos, badges.get(p.user_id, 0), head) for p, head in zip(claimed, heads, strict=True)
+            ]
+        except Exception:  # each run reads its own then
+            log.exception("push.prefetch_failed")
+            starts = [None] * len(claimed)
+        for p, start in zip(claimed, starts, strict=True):
+            self._queue.put_nowait((p, at, start))
         PUSH_QUEUE_DEPTH.set(len(self._queued) + len(self._in_flight))
 
     def _retry_at(self, pusher_id: int, when_ms: int) -> None:
@@ -350,7 +361,7 @@ class PushDelivery:
                 if isinstance(item, int):
                     await self.run_once(pusher_id)
                 elif time.monotonic() - item[1] < self.lease_ms / 2000:
-                    await self._deliver(item[0])
+                    await self._deliver(item[0], item[2])
                 else:  # queued for half its lease: claimed again (another worker may hold it now)
                     await self.run_once(pusher_id)
             except asyncio.CancelledError:
@@ -375,16 +386,21 @@ class PushDelivery:
             return  # another worker holds it, it is in backoff, or it is gone
         await self._deliver(claimed[0])
 
-    async def _deliver(self, p: Pusher) -> None:
+    async def _deliver(self, p: Pusher, start: _Start | None = None) -> None:
         """Deliver past the cursor, then release the pusher — unless it was released already
         (backoff), deleted, or lost to another worker. The cursor is committed after each push;
         the last commit of a run releases the lease in the same statement."""
-        pos = self._pos if self._pos > p.last_stream else await self.store.position()
-        badge = await self.store.badge(p.user_id)  # once per run: the counts of every push in it
+        if start is not None:  # read by the dispatcher with the claim
+            pos, badge, first = start.pos, start.badge, start.head
+        else:
+            pos = self._pos if self._pos > p.last_stream else await self.store.position()
+            badge = await self.store.badge(p.user_id)  # once per run: the counts of every push in it
+            first = None
         pending: int | None = None  # a 200 whose cursor is not committed yet
         while True:
             after = p.last_stream if pending is None else pending
-            batch = await self.store.notifications(p.user_id, after, pos, BATCH)
+            batch = first if first is not None else await self.store.notifications(p.user_id, after, pos, BATCH)
+            first = None
             evs = await self._events([n.stream for n in batch])
             for n in batch:
                 if self._stopping:
@@ -572,6 +588,15 @@ class PushDelivery:
                 self._compiled.clear()
             cached = self._compiled[user_id] = (compile_ruleset(rules), _name_matters(rules))
         return cached
+
+
+@dataclass(frozen=True, slots=True)
+class _Start:
+    """What a run starts with when the dispatcher read it: the position, the badge, the first batch."""
+
+    pos: int
+    badge: int
+    head: list[Notification]
 
 
 @dataclass(frozen=True, slots=True)

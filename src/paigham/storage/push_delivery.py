@@ -80,39 +80,49 @@ _CLAIM = (
     "AND next_attempt_ts <= $4 ORDER BY id LIMIT $5{lock}) RETURNING " + _COLS
 )
 
-# Notifications of user $1 in ($2, $3], oldest first, at most $4.
-_NOTIFICATIONS = (
+# Notifications of user {u} in ({a}, $3], oldest first, at most $4.
+_NOTIFICATIONS_OF = (
     "SELECT room_id, stream, highlight FROM ("
     "SELECT r.room_id, r.stream, r.highlight FROM memberships m JOIN room_push_actions r ON r.room_id = m.room_id "
-    "WHERE m.user_id = $1 AND m.membership = 'join' AND r.stream > $2 AND r.stream <= $3 "
-    "AND r.stream > m.joined_stream AND r.sender <> $1 AND NOT EXISTS (SELECT 1 FROM event_push_actions o "
-    "WHERE o.user_id = $1 AND o.room_id = r.room_id AND o.stream = r.stream) "
+    "WHERE m.user_id = {u} AND m.membership = 'join' AND r.stream > {a} AND r.stream <= $3 "
+    "AND r.stream > m.joined_stream AND r.sender <> {u} AND NOT EXISTS (SELECT 1 FROM event_push_actions o "
+    "WHERE o.user_id = {u} AND o.room_id = r.room_id AND o.stream = r.stream) "
     "UNION ALL SELECT room_id, stream, highlight FROM event_push_actions "
-    "WHERE user_id = $1 AND stream > $2 AND stream <= $3 AND notify"
+    "WHERE user_id = {u} AND stream > {a} AND stream <= $3 AND notify"
     ") n ORDER BY stream LIMIT $4"
 )
+_NOTIFICATIONS = _NOTIFICATIONS_OF.format(u="$1", a="$2")
+# The same for many (user, cursor) pairs at once (PostgreSQL: one LATERAL walk per pair).
+_NOTIFICATIONS_MANY = (
+    "SELECT q.i, n.room_id, n.stream, n.highlight FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY "
+    "AS q(user_id, after, i) CROSS JOIN LATERAL (" + _NOTIFICATIONS_OF.format(u="q.user_id", a="q.after") + ") n "
+    "ORDER BY q.i, n.stream"
+)
 
-# counts.unread of user $1: pending invites + joined rooms with an unread notification past the
+# counts.unread of user {u}: pending invites + joined rooms with an unread notification past the
 # newest main-timeline read receipt (or the joining, if later) — what /sync counts per room.
 _START = "CASE WHEN coalesce(x.rd, 0) > x.joined_stream THEN x.rd ELSE x.joined_stream END"  # max() differs per engine
-_BADGE = (
-    "SELECT (SELECT count(*) FROM memberships WHERE user_id = $1 AND membership = 'invite') + "
+_BADGE_OF = (
+    "SELECT (SELECT count(*) FROM memberships WHERE user_id = {u} AND membership = 'invite') + "
     "(SELECT count(*) FROM (SELECT y.room_id, y.start FROM (SELECT x.room_id, " + _START + " AS start FROM "
     "(SELECT m.room_id, m.joined_stream, (SELECT max(c.event_stream) FROM receipts c WHERE c.room_id = m.room_id "
-    "AND c.user_id = $1 AND c.receipt_type IN ('m.read', 'm.read.private') AND c.thread_id IN ('', 'main')) AS rd "
-    "FROM memberships m WHERE m.user_id = $1 AND m.membership = 'join') x) y "
+    "AND c.user_id = {u} AND c.receipt_type IN ('m.read', 'm.read.private') AND c.thread_id IN ('', 'main')) AS rd "
+    "FROM memberships m WHERE m.user_id = {u} AND m.membership = 'join') x) y "
     "WHERE EXISTS (SELECT 1 FROM room_push_actions r WHERE r.room_id = y.room_id AND r.stream > y.start "
-    "AND r.sender <> $1 AND NOT EXISTS (SELECT 1 FROM event_push_actions o WHERE o.user_id = $1 "
+    "AND r.sender <> {u} AND NOT EXISTS (SELECT 1 FROM event_push_actions o WHERE o.user_id = {u} "
     "AND o.room_id = r.room_id AND o.stream = r.stream)) "
-    "OR EXISTS (SELECT 1 FROM event_push_actions o WHERE o.user_id = $1 AND o.room_id = y.room_id "
+    "OR EXISTS (SELECT 1 FROM event_push_actions o WHERE o.user_id = {u} AND o.room_id = y.room_id "
     "AND o.stream > y.start AND o.notify)) z)"
 )
+_BADGE = _BADGE_OF.format(u="$1")
+_BADGES = "SELECT q.user_id, (" + _BADGE_OF.format(u="q.user_id") + ") FROM unnest($1::text[]) AS q(user_id)"
 
 
 class PushDeliveryStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._claim = _CLAIM.format(lock=db.per_engine(sqlite="", postgresql=" FOR UPDATE SKIP LOCKED"))
+        self._many = db.per_engine(sqlite=False, postgresql=True)  # set-at-once reads (LATERAL, unnest)
 
     async def position(self) -> int:
         return await self.db.current_position()
@@ -240,3 +250,25 @@ class PushDeliveryStore:
     async def badge(self, user_id: str) -> int:
         row = await self.db.fetchrow(_BADGE, user_id)
         return int(row[0]) if row else 0
+
+    async def badges(self, user_ids: Sequence[str]) -> dict[str, int]:
+        """`badge` of many users: one statement on PostgreSQL, one per user on SQLite (in process)."""
+        users = sorted(set(user_ids))
+        if not self._many:
+            return {u: await self.badge(u) for u in users}
+        return {r[0]: int(r[1]) for r in await self.db.fetch(_BADGES, users)} if users else {}
+
+    async def notifications_many(
+        self, cursors: Sequence[tuple[str, int]], upto: int, limit: int
+    ) -> list[list[Notification]]:
+        """`notifications` for many (user, after) pairs, in their order."""
+        if not self._many:
+            return [await self.notifications(u, after, upto, limit) for u, after in cursors]
+        out: list[list[Notification]] = [[] for _ in cursors]
+        if cursors:
+            rows = await self.db.fetch(
+                _NOTIFICATIONS_MANY, [u for u, _ in cursors], [a for _, a in cursors], upto, limit
+            )
+            for i, room_id, stream, highlight in rows:
+                out[int(i) - 1].append(Notification(room_id, int(stream), bool(highlight)))
+        return out
