@@ -338,3 +338,12 @@ def assert_linear(chain: list[tuple[int, str, int, list[str]]]) -> None:
     for i, (_, event_id, depth, prev) in enumerate(chain):
         assert depth == i + 1, f"{event_id}: depth {depth} at position {i + 1} (gap or fork)"
         assert prev == ([chain[i - 1][1]] if i else []), f"{event_id}: prev_events {prev} (forked history)"
+
+
+async def metric(http: httpx.AsyncClient, url: str, name: str) -> float:
+    """A counter or gauge of a worker's /metrics (0 when it has not appeared yet)."""
+    r = await http.get(url + "/metrics")
+    for line in r.text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0

@@ -15,19 +15,11 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.cluster.cluster_support import Client, drop_database, require_services, start_cluster
+from tests.cluster.cluster_support import Client, drop_database, metric, require_services, start_cluster
 
 pytestmark = pytest.mark.postgres
 
 DELAY = "org.matrix.msc4140.delay"
-
-
-async def _metric(http: httpx.AsyncClient, url: str, name: str) -> float:
-    r = await http.get(url + "/metrics")
-    for line in r.text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
 
 
 async def schedule(client: Client, room: str, body: str, delay: int) -> str:
@@ -72,7 +64,7 @@ async def test_delayed_events_fire_exactly_once_across_two_workers(tmp_path: Pat
             for worker in (0, 1):
                 got = await fired_bodies(people[0], room, worker)
                 assert {b: got[b] for b in want} == dict.fromkeys(want, 1)
-            per_worker = [await _metric(http, u, "paigham_delayed_events_sent_total") for u in urls]
+            per_worker = [await metric(http, u, "paigham_delayed_events_sent_total") for u in urls]
             print(f"delayed events sent per worker: {per_worker}")
             assert sum(per_worker) == len(want)
             conn = await asyncpg.connect(cluster.database_url)

@@ -23,20 +23,13 @@ from tests.cluster.cluster_support import (
     create_database,
     drop_database,
     free_port,
+    metric,
     require_services,
     wait_ready,
 )
 from tests.push.support import NtfyGateway
 
 pytestmark = pytest.mark.postgres
-
-
-async def _metric(http: httpx.AsyncClient, url: str, name: str) -> float:
-    r = await http.get(url + "/metrics")
-    for line in r.text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
 
 
 class PushCluster(Cluster):
@@ -111,7 +104,7 @@ async def test_each_notification_reaches_the_gateway_exactly_once(tmp_path: Path
             assert set(got) == want, f"missing {len(want - set(got))}"
             assert max(got.values()) == 1, [k for k, v in got.items() if v > 1][:5]
             # Both workers delivered (the claims spread), and the counts add up to exactly the pushes.
-            per_worker = [await _metric(http, w.url, "paigham_push_sent_total") for w in cluster.workers]
+            per_worker = [await metric(http, w.url, "paigham_push_sent_total") for w in cluster.workers]
             print(f"pushes accepted per worker: {per_worker}")
             assert sum(per_worker) == len(gateway.accepted) and min(per_worker) > 0
             # Per pusher, in stream order.
