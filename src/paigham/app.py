@@ -342,7 +342,7 @@ class Server:
                 self.config.push_request_timeout_s,
             ),
         )
-        self.delayed = DelayedEvents(self.config, self.delayed_store, self.rooms, self.writer)
+        self.delayed = DelayedEvents(self.config, self.delayed_store, self.rooms)
         self.jobs = Jobs(
             [
                 Every("audit-retention", 3600, self.audit.purge_expired),

@@ -38,7 +38,7 @@ from paigham.domain.stored_event import StoredEvent
 from paigham.errors import Codes, MatrixError
 from paigham.metrics import DELAYED_FAILED, DELAYED_SENT
 from paigham.services.rooms import RoomService
-from paigham.services.writer import EventSpec, EventWriter, Txn
+from paigham.services.writer import Txn
 from paigham.storage.delayed_events import CANCELLED, FAILED, SCHEDULED, SENT, DelayedEvent, DelayedEventStore
 from paigham.types import JsonDict
 
@@ -128,7 +128,6 @@ class DelayedEvents:
         config: Config,
         store: DelayedEventStore,
         rooms: RoomService,
-        writer: EventWriter,
         *,
         owner: str | None = None,
         lease_ms: int = 60_000,
@@ -138,7 +137,7 @@ class DelayedEvents:
         self.max_delay = config.max_event_delay_ms
         self.max_per_user = config.delayed_events_max_per_user
         self.keep_ms = config.delayed_events_keep_finalised_hours * 3_600_000
-        self.store, self.rooms, self.writer = store, rooms, writer
+        self.store, self.rooms = store, rooms
         self.owner = owner or f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_ms, self.poll_s = lease_ms, poll_s
         self._wake = asyncio.Event()
@@ -227,11 +226,7 @@ class DelayedEvents:
         txn = Txn(d.user_id, "", "delayed", d.delay_id)  # no device: no transaction_id in unsigned
         if d.state_key is not None:
             return await self.rooms.send_state(d.user_id, d.room_id, d.event_type, d.state_key, d.content, txn)
-        redacts = d.content.get("redacts") if d.event_type == "m.room.redaction" else None
-        if d.event_type == "m.room.redaction" and not isinstance(redacts, str):
-            raise MatrixError(400, Codes.BAD_JSON, "m.room.redaction needs content.redacts")
-        spec = EventSpec(d.user_id, d.event_type, d.content, None, redacts=redacts)
-        return (await self.writer.send(d.room_id, spec, txn)).event_id
+        return await self.rooms.send_event(d.user_id, d.room_id, d.event_type, d.content, txn)
 
     # -- the list ----------------------------------------------------------------------------------
     async def listing(self, user_id: str, status: str | None, delay_ids: Sequence[str]) -> JsonDict:

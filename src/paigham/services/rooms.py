@@ -187,7 +187,19 @@ class RoomService:
             content["reason"] = reason[:1024]
         return content
 
-    # -- state, and the user's rooms ----------------------------------------------------------
+    # -- events, state, and the user's rooms --------------------------------------------------
+    async def send_event(self, sender: str, room_id: str, event_type: str, content: JsonDict, txn: Txn) -> str:
+        """Send a non-state event (PUT /send, a delayed event firing); its ID. A redaction sent this
+        way names its target in `content.redacts`."""
+        redacts = None
+        if event_type == "m.room.redaction":
+            redacts = content.get("redacts")
+            if not isinstance(redacts, str):
+                raise MatrixError(400, Codes.BAD_JSON, "m.room.redaction needs content.redacts")
+        return (
+            await self.writer.send(room_id, EventSpec(sender, event_type, content, None, redacts=redacts), txn)
+        ).event_id
+
     async def send_state(
         self, sender: str, room_id: str, event_type: str, state_key: str, content: JsonDict, txn: Txn | None = None
     ) -> str:

@@ -143,25 +143,21 @@ class DelayedEventStore:
     # -- the actions -----------------------------------------------------------------------------
     async def restart(self, delay_id: str, now: int) -> int | None:
         """Postpone a scheduled (and not currently sending) row to now + its delay: the new fire_at."""
-        async with self.db.write() as conn:
-            row = await self.db.fetchrow(
-                "UPDATE delayed_events SET running_since = $2, fire_at = $2 + delay_ms WHERE delay_id = $1 "
-                "AND state = 'scheduled' AND lease_until < $2 RETURNING fire_at",
-                delay_id,
-                now,
-                conn=conn,
-            )
-        return None if row is None else int(row[0])
+        rows = await self.db.write_one(
+            "UPDATE delayed_events SET running_since = $2, fire_at = $2 + delay_ms WHERE delay_id = $1 "
+            "AND state = 'scheduled' AND lease_until < $2 RETURNING fire_at",
+            delay_id,
+            now,
+        )
+        return int(rows[0][0]) if rows else None
 
     async def cancel(self, delay_id: str, now: int) -> bool:
-        async with self.db.write() as conn:
-            rows = await self.db.fetch(
-                "UPDATE delayed_events SET state = 'cancelled', reason = 'action', finalised_ts = $2 "
-                "WHERE delay_id = $1 AND state = 'scheduled' AND lease_until < $2 RETURNING delay_id",
-                delay_id,
-                now,
-                conn=conn,
-            )
+        rows = await self.db.write_one(
+            "UPDATE delayed_events SET state = 'cancelled', reason = 'action', finalised_ts = $2 "
+            "WHERE delay_id = $1 AND state = 'scheduled' AND lease_until < $2 RETURNING delay_id",
+            delay_id,
+            now,
+        )
         return bool(rows)
 
     async def cancel_state_slot(
@@ -178,26 +174,22 @@ class DelayedEventStore:
             sender,
         ):
             return 0
-        async with self.db.write() as conn:
-            rows = await self.db.fetch(
-                "UPDATE delayed_events SET state = 'cancelled', reason = 'error', error = $5, finalised_ts = $6 "
-                "WHERE room_id = $1 AND event_type = $2 AND state_key = $3 AND state = 'scheduled' "
-                "AND user_id <> $4 AND lease_until < $6 RETURNING delay_id",
-                room_id, event_type, state_key, sender, _dump(error), now,
-                conn=conn,
-            )  # fmt: skip
+        rows = await self.db.write_one(
+            "UPDATE delayed_events SET state = 'cancelled', reason = 'error', error = $5, finalised_ts = $6 "
+            "WHERE room_id = $1 AND event_type = $2 AND state_key = $3 AND state = 'scheduled' "
+            "AND user_id <> $4 AND lease_until < $6 RETURNING delay_id",
+            room_id, event_type, state_key, sender, _dump(error), now,
+        )  # fmt: skip
         return len(rows)
 
     async def cancel_for_user(self, user_id: str, now: int) -> int:
         """Cancel every scheduled (and not currently sending) delayed event of the user: how many."""
-        async with self.db.write() as conn:
-            rows = await self.db.fetch(
-                "UPDATE delayed_events SET state = 'cancelled', reason = 'action', finalised_ts = $2 "
-                "WHERE user_id = $1 AND state = 'scheduled' AND lease_until < $2 RETURNING delay_id",
-                user_id,
-                now,
-                conn=conn,
-            )
+        rows = await self.db.write_one(
+            "UPDATE delayed_events SET state = 'cancelled', reason = 'action', finalised_ts = $2 "
+            "WHERE user_id = $1 AND state = 'scheduled' AND lease_until < $2 RETURNING delay_id",
+            user_id,
+            now,
+        )
         return len(rows)
 
     # -- firing ------------------------------------------------------------------------------------
@@ -209,52 +201,42 @@ class DelayedEventStore:
         return None if row is None or row[0] is None else int(row[0])
 
     async def claim_due(self, owner: str, now: int, lease_ms: int, limit: int) -> list[DelayedEvent]:
-        async with self.db.write() as conn:
-            rows = await self.db.fetch(self._claim_due, owner, now + lease_ms, now, limit, conn=conn)
+        rows = await self.db.write_one(self._claim_due, owner, now + lease_ms, now, limit)
         return [_row(r) for r in rows]
 
     async def claim(self, delay_id: str, owner: str, now: int, lease_ms: int) -> DelayedEvent | None:
         """Take one scheduled row now, whatever its fire_at (the `send` action)."""
-        async with self.db.write() as conn:
-            rows = await self.db.fetch(self._claim_one, owner, now + lease_ms, 2**62, 1, delay_id, conn=conn)
+        rows = await self.db.write_one(self._claim_one, owner, now + lease_ms, 2**62, 1, delay_id)
         return _row(rows[0]) if rows else None
 
     async def finalise(
         self, delay_id: str, owner: str, state: str, reason: str, now: int, *, event_id: str | None = None,
         error: JsonDict | None = None,
     ) -> None:  # fmt: skip
-        async with self.db.write() as conn:
-            await self.db.run(
-                "UPDATE delayed_events SET state = $3, reason = $4, event_id = $5, error = $6, finalised_ts = $7, "
-                "lease_owner = NULL, lease_until = 0 WHERE delay_id = $1 AND lease_owner = $2",
-                delay_id, owner, state, reason, event_id, None if error is None else _dump(error), now,
-                conn=conn,
-            )  # fmt: skip
+        await self.db.write_one(
+            "UPDATE delayed_events SET state = $3, reason = $4, event_id = $5, error = $6, finalised_ts = $7, "
+            "lease_owner = NULL, lease_until = 0 WHERE delay_id = $1 AND lease_owner = $2",
+            delay_id, owner, state, reason, event_id, None if error is None else _dump(error), now,
+        )  # fmt: skip
 
     async def release(self, delay_id: str, owner: str) -> None:
-        async with self.db.write() as conn:
-            await self.db.run(
-                "UPDATE delayed_events SET lease_owner = NULL, lease_until = 0 "
-                "WHERE delay_id = $1 AND lease_owner = $2",
-                delay_id,
-                owner,
-                conn=conn,
-            )
+        await self.db.write_one(
+            "UPDATE delayed_events SET lease_owner = NULL, lease_until = 0 WHERE delay_id = $1 AND lease_owner = $2",
+            delay_id,
+            owner,
+        )
 
     async def release_all(self, owner: str) -> None:
-        async with self.db.write() as conn:
-            await self.db.run(
-                "UPDATE delayed_events SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = $1", owner, conn=conn
-            )
+        await self.db.write_one(
+            "UPDATE delayed_events SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = $1", owner
+        )
 
     # -- housekeeping ------------------------------------------------------------------------------
     async def purge_finalised(self, before: int) -> int:
-        async with self.db.write() as conn:
-            rows = await self.db.fetch(
-                "DELETE FROM delayed_events WHERE state <> 'scheduled' AND finalised_ts < $1 RETURNING delay_id",
-                before,
-                conn=conn,
-            )
+        rows = await self.db.write_one(
+            "DELETE FROM delayed_events WHERE state <> 'scheduled' AND finalised_ts < $1 RETURNING delay_id",
+            before,
+        )
         return len(rows)
 
     async def count_scheduled(self) -> int:

@@ -224,15 +224,11 @@ class PushDeliveryStore:
         )
 
     async def release_all(self, owner: str) -> None:
-        async with self.db.write() as conn:
-            await self.db.run(
-                "UPDATE pushers SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = $1", owner, conn=conn
-            )
+        await self.db.write_one("UPDATE pushers SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = $1", owner)
 
     async def delete(self, pusher_id: int) -> None:
         """The gateway rejected the pushkey: this pusher goes (only this one)."""
-        async with self.db.write() as conn:
-            await self.db.run("DELETE FROM pushers WHERE id = $1", pusher_id, conn=conn)
+        await self.db.write_one("DELETE FROM pushers WHERE id = $1", pusher_id)
 
     # -- what is delivered -----------------------------------------------------------------------
     async def notifications(self, user_id: str, after: int, upto: int, limit: int) -> list[Notification]:

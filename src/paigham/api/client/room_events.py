@@ -66,15 +66,7 @@ def routes(
             )  # fmt: skip
             return ok({"delay_id": delay_id})
         txn = Txn(requester.user_id, requester.device_id, "send", request.path_params["txn_id"][:255])
-        if event_type == "m.room.redaction":
-            redacts = content.get("redacts")
-            if not isinstance(redacts, str):
-                raise MatrixError(400, Codes.BAD_JSON, "m.room.redaction needs content.redacts")
-            spec = EventSpec(requester.user_id, event_type, content, None, redacts=redacts)
-        else:
-            spec = EventSpec(requester.user_id, event_type, content)
-        event = await writer.send(room_id, spec, txn)
-        return ok({"event_id": event.event_id})
+        return ok({"event_id": await rooms.send_event(requester.user_id, room_id, event_type, content, txn)})
 
     @authed(auth)
     async def put_state(request: Request, requester: Requester) -> Response:
