@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 CALL_MEMBER = "org.matrix.msc3401.call.member"  # matrix-js-sdk EventType.GroupCallMemberPrefix
+CALLS_REFUSED = "Your organisation's policy does not allow calls"  # the 403 of every call refusal
 RTC_MEMBER = "org.matrix.msc4143.rtc.member"  # the sticky-event membership (MSC4354 mode)
 CALL_INVITE = "m.call.invite"  # 1:1 VoIP (spec "Voice over IP")
 CALL_NOTIFY = "org.matrix.msc4075.call.notify"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from paigham.domain.rtc import is_call_event
+from paigham.domain.rtc import CALLS_REFUSED, is_call_event
 from paigham.domain.stored_event import StoredEvent
 from paigham.errors import Codes, MatrixError
 from paigham.messages import N_
@@ -22,7 +22,6 @@ from paigham.storage.accounts import AccountStore
 from paigham.storage.events import EventStore
 
 ENCRYPTION = ("m.room.encryption", "")
-CALLS_REFUSED = "Your organisation's policy does not allow calls"
 
 
 class EventPolicy:

@@ -214,7 +214,7 @@ class RtcService:
     async def _grant(self, grant: Grant, ip: str | None) -> JsonDict:
         settings = self.require_configured()
         if not await self.calls_allowed(grant.user_id):
-            raise MatrixError(403, Codes.FORBIDDEN, "Your organisation's policy does not allow calls")
+            raise MatrixError(403, Codes.FORBIDDEN, rtc.CALLS_REFUSED)
         membership = await self.events.membership(grant.user_id, grant.room_id)
         if membership is None or membership.membership != "join":
             raise MatrixError(403, Codes.FORBIDDEN, "You are not a member of this room")

@@ -13,11 +13,10 @@ from pathlib import Path
 
 from paigham.clock import now_ms
 from paigham.config import Config
+from paigham.domain.rtc import CALLS_REFUSED
 from paigham.domain.turn import TurnCredentials, turn_credentials
 from paigham.errors import Codes, MatrixError
 from paigham.requester import Requester
-
-CALLS_REFUSED = "Your organisation's policy does not allow calls"
 
 
 def shared_secret(config: Config) -> str:

@@ -83,6 +83,23 @@ _HIGHLIGHTED = _count(
 )
 
 
+def _key_rows(device: str, more: str) -> str:
+    """The device's one-time key counts and unused fallback key types (E2EE clients need them in
+    every response): rows named by algorithm, kind 'otk' or 'fallback' in the membership column
+    (`device`: the device's parameter; `more`: the extra NULL columns of the statement's shape)."""
+    return (
+        f"UNION ALL SELECT algorithm, 'otk', count(*), 0, 0, NULL, NULL, NULL{more} FROM e2e_one_time_keys "
+        f"WHERE user_id = $1 AND device_id = {device} GROUP BY algorithm "
+        f"UNION ALL SELECT algorithm, 'fallback', 0, 0, 0, NULL, NULL, NULL{more} FROM e2e_fallback_keys "
+        f"WHERE user_id = $1 AND device_id = {device} AND used = false"
+    )
+
+
+# Rows: one per room the user is in (with its flags and, for rooms with news, where counting unread
+# starts — the newest main-timeline read receipt, or the joining if later — and the unread
+# notification and highlight counts past it), then one row with the position and the user's flags
+# (room_id NULL), then the key rows. The CTEs are materialised so that each room's flags and receipt
+# are computed once (PostgreSQL would otherwise repeat the subqueries wherever their columns are used).
 def _probe_sql(bumps: bool) -> str:
     # With `bumps` (sliding sync), each room with events past `since` also gets the stream of the
     # newest of them whose type is in $5 (its new bump stamp, if any), in one more column.
@@ -104,21 +121,10 @@ def _probe_sql(bumps: bool) -> str:
         "SELECT y.room_id, y.membership, y.stream, y.joined_stream, y.flags, y.read, "
         f"CASE WHEN y.flags <> 0 THEN {_NOTIFIED} END, CASE WHEN y.flags <> 0 THEN {_HIGHLIGHTED} END{bump} FROM y "
         "UNION ALL SELECT NULL, NULL, (SELECT pos FROM stream_counter WHERE id = 1), 0, "
-        f"{_USER_FLAGS}, NULL, NULL, NULL{more} "
-        # The device's one-time key counts and unused fallback key types (E2EE clients need them in
-        # every response): rows named by algorithm, kind 'otk' or 'fallback' in the membership column.
-        f"UNION ALL SELECT algorithm, 'otk', count(*), 0, 0, NULL, NULL, NULL{more} FROM e2e_one_time_keys "
-        "WHERE user_id = $1 AND device_id = $3 GROUP BY algorithm "
-        f"UNION ALL SELECT algorithm, 'fallback', 0, 0, 0, NULL, NULL, NULL{more} FROM e2e_fallback_keys "
-        "WHERE user_id = $1 AND device_id = $3 AND used = false"
+        f"{_USER_FLAGS}, NULL, NULL, NULL{more} " + _key_rows("$3", more)
     )
 
 
-# Rows: one per room the user is in (with its flags and, for rooms with news, where counting unread
-# starts — the newest main-timeline read receipt, or the joining if later — and the unread
-# notification and highlight counts past it), then one row with the position and the user's flags
-# (room_id NULL). The CTEs are materialised so that each room's flags and receipt are computed
-# once (PostgreSQL would otherwise repeat the subqueries wherever their columns are used).
 _PROBE = _probe_sql(bumps=False)
 _PROBE_BUMPS = _probe_sql(bumps=True)
 
@@ -131,10 +137,7 @@ _FIRST = (
     "AND e.type = ANY($4::text[]) ORDER BY e.stream DESC LIMIT 1) END FROM memberships m "
     "WHERE m.user_id = $1 AND m.membership = ANY($3::text[]) AND m.forgotten = false "
     "UNION ALL SELECT NULL, NULL, (SELECT pos FROM stream_counter WHERE id = 1), 0, 0, NULL, NULL, NULL, NULL "
-    "UNION ALL SELECT algorithm, 'otk', count(*), 0, 0, NULL, NULL, NULL, NULL FROM e2e_one_time_keys "
-    "WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm "
-    "UNION ALL SELECT algorithm, 'fallback', 0, 0, 0, NULL, NULL, NULL, NULL FROM e2e_fallback_keys "
-    "WHERE user_id = $1 AND device_id = $2 AND used = false"
+    + _key_rows("$2", ", NULL")
 )
 
 
