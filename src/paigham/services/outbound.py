@@ -103,8 +103,9 @@ def url_port(u: SplitResult) -> int | None:
 def url_allowed(url: str, allowlist: Sequence[str]) -> bool:
     """Whether `url` lies under one of the allowlisted prefixes (scheme, host and port equal, the path
     under the prefix's at a segment boundary): `https://push.example` admits
-    `https://push.example/_matrix/…`, not `https://push.example.evil.com/…` nor another port. The one
-    check both registration (services/pushers.py) and delivery use."""
+    `https://push.example/_matrix/…`, not `https://push.example.evil.com/…` nor another port. The rule
+    is `GatewayPrefix.admits`, which registration (services/pushers.py) and delivery
+    (`OutboundPolicy.url_allowed`) both apply; this is it for a URL string."""
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
