@@ -15,7 +15,7 @@ import pytest
 from paigham.app import Server, create_app
 from paigham.config import Config
 from tests.api.conftest import Harness
-from tests.api.media_support import UPLOAD, download, leftovers, upload
+from tests.api.media_support import THUMB, UPLOAD, download, image_bytes, leftovers, upload
 
 MOUNT_KB = 512
 
@@ -64,3 +64,26 @@ async def test_a_full_disk_refuses_the_upload_cleanly_and_recovers(small_disk: H
     filler.unlink()  # space is free again: no restart needed
     again = await upload(hs, alice, os.urandom(200_000))
     assert (await download(hs, alice, again)).status_code == 200
+
+
+async def test_a_full_disk_still_serves_thumbnails_without_keeping_them(small_disk: Harness) -> None:
+    """A thumbnail is generated and served even when there is no room to keep it: the kept copies are
+    a cache, so a full disk costs speed only, never a 500, and leaves no half-written file."""
+    hs = small_disk
+    alice = await hs.register("alice")
+    pic = await upload(hs, alice, image_bytes("PNG", (400, 300)), "image/png")
+    rows_before, files_before = await leftovers(hs)
+    filler = hs.server.media.blobs.root / "filler"
+    free = os.statvfs(filler.parent)
+    filler.write_bytes(b"\0" * (free.f_bavail * free.f_frsize))  # nothing more fits
+    params = {"width": 96, "height": 96, "method": "crop"}  # a standard size: normally kept
+    for _ in range(2):
+        r = await hs.request("GET", f"{THUMB}/{pic}", alice, params=params)
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "image/png" and r.content.startswith(b"\x89PNG")
+    rows_after, files_after = await leftovers(hs)
+    assert (rows_after, [f for f in files_after if f != filler]) == (rows_before, files_before)
+    filler.unlink()  # with room again, the thumbnail is kept
+    r = await hs.request("GET", f"{THUMB}/{pic}", alice, params=params)
+    assert r.status_code == 200
+    assert (await leftovers(hs))[0] == rows_before + 1

@@ -46,10 +46,15 @@ class BlobStore:
         return BlobWriter(self.root / "tmp" / secrets.token_hex(16), crypto.new_file_key())
 
     async def write_bytes(self, data: bytes) -> BlobWriter:
+        """`data` sealed into a temporary file, ready to commit; nothing is left behind if that fails."""
         w = self.writer()
-        await w.open()
-        await w.write(data)
-        await w.finish()
+        try:
+            await w.open()
+            await w.write(data)
+            await w.finish()
+        except BaseException:
+            await w.abort()
+            raise
         return w
 
     def wrap(self, key: bytes, media_id: str) -> bytes:
@@ -103,6 +108,11 @@ def _read_chunk(fh: BinaryIO, key: bytes, index: int, last: bool, size: int) -> 
     if len(sealed) != want:
         raise crypto.MediaCryptoError(f"stored file is truncated at chunk {index}")
     return crypto.open_chunk(key, index, sealed, last)
+
+
+def _close_quietly(fh: BinaryIO) -> None:
+    with contextlib.suppress(OSError):
+        fh.close()  # the descriptor is closed even when flushing the buffer fails
 
 
 def _remove_quietly(path: Path) -> None:
@@ -159,9 +169,9 @@ class BlobWriter:
         await asyncio.to_thread(move)
 
     async def abort(self) -> None:
-        if self._fh is not None:
-            await asyncio.to_thread(self._fh.close)
-            self._fh = None
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            await asyncio.to_thread(_close_quietly, fh)  # closing flushes: on a full disk that fails again
         await asyncio.to_thread(_remove_quietly, self.tmp)
 
 

@@ -8,7 +8,7 @@ import errno
 import hashlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -354,13 +354,26 @@ class MediaService:
                 await self.store.set_thumb_error(row.media_id, f"{exc.status} {exc.errcode} {exc.error}")
             raise
         if (w, h, m) in rules.STANDARD_THUMBNAILS:
-            writer = await self.blobs.write_bytes(thumb.data)
-            t = ThumbRow(
-                w, h, m, animated, thumb.content_type, len(thumb.data), self.blobs.wrap(writer.key, row.media_id)
-            )
-            await writer.commit(self._thumb_path(row.media_id, t))
-            await self.store.put_thumbnail(row.media_id, t, now_ms())
+            await self._keep(row.media_id, ThumbRow(w, h, m, animated, thumb.content_type, len(thumb.data), b""),
+                             thumb.data)  # fmt: skip
         return thumb.content_type, thumb.data
+
+    async def _keep(self, media_id: str, t: ThumbRow, data: bytes) -> None:
+        """Store a standard-size thumbnail for the next request. The store is a cache: when the disk is
+        full the thumbnail is still served, only not kept (and nothing half-written stays behind)."""
+        try:
+            writer = await self.blobs.write_bytes(data)
+        except OSError as exc:
+            log.warning("media.thumbnail_not_kept", media_id=media_id, error=str(exc))
+            return
+        t = replace(t, wrapped_key=self.blobs.wrap(writer.key, media_id))
+        try:
+            await writer.commit(self._thumb_path(media_id, t))
+        except OSError as exc:
+            await writer.abort()
+            log.warning("media.thumbnail_not_kept", media_id=media_id, error=str(exc))
+            return
+        await self.store.put_thumbnail(media_id, t, now_ms())
 
     # -- admin ----------------------------------------------------------------------------------
     async def row(self, server_name: str, media_id: str) -> MediaRow:
