@@ -43,6 +43,13 @@ async def test_no_registration_path_hands_out_the_system_localpart(hs: Harness) 
     bot = await hs.server.accounts.get_user("@paigham:test.local")
     assert bot is not None and bot.password_hash is None and not bot.admin
     assert await hs.server.accounts.user_type("@paigham:test.local") == "bot"
+    # The admin API says so, in one account's answer as in the listing.
+    one = await hs.ok("GET", "/_synapse/admin/v2/users/@paigham:test.local", root)
+    assert one["user_type"] == "bot"
+    listed = await hs.ok("GET", "/_synapse/admin/v2/users", root, params={"name": "paigham"})
+    assert [u["user_type"] for u in listed["users"] if u["name"] == "@paigham:test.local"] == ["bot"]
+    person = await hs.ok("GET", f"/_synapse/admin/v2/users/{root.user_id}", root)
+    assert person["user_type"] is None
 
 
 async def test_an_account_the_server_did_not_create_is_never_adopted(hs: Harness) -> None:

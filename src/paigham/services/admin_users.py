@@ -61,7 +61,7 @@ class PutResult(NamedTuple):
     user: JsonDict
 
 
-def user_json(u: Account, erased: bool = False) -> JsonDict:
+def user_json(u: Account, erased: bool = False, user_type: str | None = None) -> JsonDict:
     """An account in the shape of Synapse's admin API."""
     return {
         "name": u.user_id,
@@ -77,7 +77,7 @@ def user_json(u: Account, erased: bool = False) -> JsonDict:
         "suspended": bool(u.suspended),
         "creation_ts": u.created_ts,
         "appservice_id": None,
-        "user_type": getattr(u, "user_type", None),  # only the listing's rows carry it
+        "user_type": getattr(u, "user_type", user_type),  # the listing's rows carry it
         "approved": True,
         "external_ids": [],
     }
@@ -109,7 +109,7 @@ class AdminUsers:
     async def whois(self, user_id: str) -> JsonDict:
         """One local account, with its e-mail address and official record from the organisation."""
         user = await self.admin.existing_user(user_id)
-        out = user_json(user, await self.store.erased(user_id))
+        out = user_json(user, await self.store.erased(user_id), await self.accounts.user_type(user_id))
         found = await self.org.official_by_user(user_id)
         if found is not None:
             o = found.official
