@@ -330,6 +330,7 @@ class Server:
             MediaStore(self.db),
             upload_checks=[self.enforcer.media_check],
             uploaded_hooks=[self.enforcer.media_uploaded],
+            audit=self.audit,
         )
         self.push_delivery = PushDelivery(
             self.config,

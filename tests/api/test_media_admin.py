@@ -68,6 +68,15 @@ async def test_quarantine_list_and_delete(hs: Harness) -> None:
     assert rows == 1 and [f.name for f in files] == [doc.split("/")[1]]  # no file, no thumbnail remains
     await hs.ok("DELETE", f"{ADMIN}/users/{alice.user_id}/media", root)
     assert await leftovers(hs) == (0, [])
+    # Each administrator's action is in the audit log: who, on what (a refused one is not).
+    done = [(r["kind"], r["actor"], r["target"], r["details"]) async for r in hs.server.audit.export()
+            if r["kind"].startswith("admin.media")]  # fmt: skip
+    assert done == [
+        ("admin.media_quarantine", root.user_id, f"mxc://{pic}", {}),
+        ("admin.media_unquarantine", root.user_id, f"mxc://{pic}", {}),
+        ("admin.media_delete", root.user_id, f"mxc://{pic}", {"uploader": alice.user_id}),
+        ("admin.media_purge", root.user_id, alice.user_id, {"count": 1}),
+    ]
 
 
 async def _age(hs: Harness, mxc: str, days: int) -> None:
@@ -122,6 +131,12 @@ async def test_cli_purge_quarantine_list_delete(hs: Harness) -> None:
     assert code == 0 and "2 media" in out and f"{keep.split('/')[1]}" in out and "QUARANTINED" in out, out
     code, out = await _cli(hs, "delete", f"mxc://{doomed}")
     assert code == 0 and (await download(hs, alice, doomed)).status_code == 404
+    done = [(r["kind"], r["target"]) async for r in hs.server.audit.export() if r["kind"].startswith("admin.media")]
+    assert done == [
+        ("admin.media_purge", None),
+        ("admin.media_quarantine", f"mxc://{keep}"),
+        ("admin.media_delete", f"mxc://{doomed}"),
+    ]
 
 
 async def test_scanner_refuses_infected_files_and_records_them(hs: Harness, tmp_path: Path) -> None:

@@ -43,7 +43,8 @@ def purge(
     from paigham.clock import now_ms
 
     before = now_ms() - duration_ms(older_than)
-    deleted = run(cfg, lambda s: s.media.purge(before))
+    actor = cli_actor()
+    deleted = run(cfg, lambda s: s.media.purge_as(actor, before))
     typer.echo(f"Deleted {len(deleted)} media older than {older_than}")
 
 
@@ -60,12 +61,7 @@ def quarantine(
     server, media_id = _mxc(uri)
     actor = cli_actor()
 
-    async def quarantine_one(s: Server) -> None:
-        await s.media.quarantine(server, media_id, None if undo else actor.user_id)
-        kind = "admin.media_unquarantine" if undo else "admin.media_quarantine"
-        await s.audit.record(kind, actor.user_id, uri, actor.ip, actor.device)
-
-    run(cfg, quarantine_one)
+    run(cfg, lambda s: s.media.quarantine(server, media_id, actor, undo=undo))
     typer.echo(f"{'Released' if undo else 'Quarantined'} {uri}")
 
 
@@ -75,13 +71,8 @@ def delete(uri: str, config: ConfigOpt = None, data_dir: DataDirOpt = None, data
     cfg = config_from(config, data_dir, database_url)
     server, media_id = _mxc(uri)
 
-    async def delete_one(s: Server) -> None:
-        row = await s.media.row(server, media_id)
-        await s.media.delete(row.media_id)
-        actor = cli_actor()
-        await s.audit.record("admin.media_delete", actor.user_id, uri, actor.ip, actor.device)
-
-    run(cfg, delete_one)
+    actor = cli_actor()
+    run(cfg, lambda s: s.media.remove(server, media_id, actor))
     typer.echo(f"Deleted {uri}")
 
 

@@ -23,6 +23,8 @@ from paigham.media.blobs import BlobStore, BlobWriter
 from paigham.media.scanner import ClamdScanner, ScannerUnavailable
 from paigham.media.thumbnailer import Thumbnailer, ThumbnailFailed, ThumbnailLimits
 from paigham.messages import N_
+from paigham.services.admin import Actor
+from paigham.services.ports import AuditLog
 from paigham.storage.media import Content, MediaRow, MediaStore, ThumbRow
 from paigham.types import JsonDict
 
@@ -83,8 +85,10 @@ class MediaService:
         *,
         upload_checks: Sequence[UploadCheck] = (),
         uploaded_hooks: Sequence[UploadedHook] = (),
+        audit: AuditLog | None = None,
     ) -> None:
         self.config = config
+        self.audit = audit  # administrators' actions on media (quarantine, delete, purge) are recorded
         self.server_name = config.server_name
         self.store = store
         root = Path(config.media_store_path) if config.media_store_path else config.data_path / "media"
@@ -387,16 +391,34 @@ class MediaService:
         rows, total = await self.store.list_user(user_id, start, limit)
         return MediaPage(rows, total)
 
-    async def remove(self, server_name: str, media_id: str) -> str:
-        """Delete one local media (404 if there is none); returns its ID."""
+    async def _record(self, action: str, actor: Actor, target: str | None, details: JsonDict | None = None) -> None:
+        if self.audit is not None:
+            await self.audit.record(f"admin.{action}", actor.user_id, target, actor.ip, actor.device, details)
+
+    async def remove(self, server_name: str, media_id: str, actor: Actor) -> str:
+        """An administrator deletes one local media (404 if there is none); returns its ID."""
         row = await self.row(server_name, media_id)
         await self.delete(row.media_id)
+        await self._record("media_delete", actor, self.mxc(row.media_id), {"uploader": row.user_id})
         return row.media_id
 
-    async def quarantine(self, server_name: str, media_id: str, by: str | None) -> None:
+    async def quarantine(self, server_name: str, media_id: str, actor: Actor, *, undo: bool = False) -> None:
+        """An administrator stops serving a file (it stays stored for investigation), or lifts that."""
+        by = None if undo else actor.user_id
         if await self._local_row(server_name, media_id) is None or not await self.store.set_quarantine(media_id, by):
             raise not_found()
         log.warning("media.quarantine", media_id=media_id, by=by)
+        await self._record("media_unquarantine" if undo else "media_quarantine", actor, self.mxc(media_id))
+
+    async def purge_as(self, actor: Actor, before_ts: int | None, user_id: str | None = None) -> list[str]:
+        """`purge` on an administrator's order (`before_ts` None: all, of `user_id`), recorded with what it
+        deleted (how many, up to when, whose)."""
+        deleted = await self.purge(2**62 if before_ts is None else before_ts, user_id)
+        details: JsonDict = {"count": len(deleted)}
+        if before_ts is not None:
+            details["before_ts"] = before_ts
+        await self._record("media_purge", actor, user_id, details)
+        return deleted
 
     async def delete(self, media_id: str) -> bool:
         rules.check_media_id(media_id)

@@ -35,15 +35,15 @@ def _user_id(request: Request) -> str:
 
 def routes(auth: Authenticator, media: MediaService) -> list[Route]:
     @admin_only(auth)
-    async def quarantine(request: Request, requester: Requester, _actor: Actor) -> Response:
+    async def quarantine(request: Request, _requester: Requester, actor: Actor) -> Response:
         """POST /_synapse/admin/v1/media/quarantine/{serverName}/{mediaId}"""
-        await media.quarantine(request.path_params["server_name"], request.path_params["media_id"], requester.user_id)
+        await media.quarantine(request.path_params["server_name"], request.path_params["media_id"], actor)
         return ok({})
 
     @admin_only(auth)
-    async def unquarantine(request: Request, _requester: Requester, _actor: Actor) -> Response:
+    async def unquarantine(request: Request, _requester: Requester, actor: Actor) -> Response:
         """POST /_synapse/admin/v1/media/unquarantine/{serverName}/{mediaId}"""
-        await media.quarantine(request.path_params["server_name"], request.path_params["media_id"], None)
+        await media.quarantine(request.path_params["server_name"], request.path_params["media_id"], actor, undo=True)
         return ok({})
 
     @admin_only(auth)
@@ -53,15 +53,15 @@ def routes(auth: Authenticator, media: MediaService) -> list[Route]:
         return ok({"media_info": media_info(row)})
 
     @admin_only(auth)
-    async def delete_one(request: Request, _requester: Requester, _actor: Actor) -> Response:
+    async def delete_one(request: Request, _requester: Requester, actor: Actor) -> Response:
         """DELETE /_synapse/admin/v1/media/{serverName}/{mediaId}"""
-        media_id = await media.remove(request.path_params["server_name"], request.path_params["media_id"])
+        media_id = await media.remove(request.path_params["server_name"], request.path_params["media_id"], actor)
         return ok({"deleted_media": [media_id], "total": 1})
 
     @admin_only(auth)
-    async def delete_old(request: Request, _requester: Requester, _actor: Actor) -> Response:
+    async def delete_old(request: Request, _requester: Requester, actor: Actor) -> Response:
         """POST /_synapse/admin/v1/media/delete?before_ts=…"""
-        deleted = await media.purge(_before_ts(request))
+        deleted = await media.purge_as(actor, _before_ts(request))
         return ok({"deleted_media": deleted, "total": len(deleted)})
 
     @admin_only(auth)
@@ -77,9 +77,9 @@ def routes(auth: Authenticator, media: MediaService) -> list[Route]:
         return ok(body)
 
     @admin_only(auth)
-    async def delete_user_media(request: Request, _requester: Requester, _actor: Actor) -> Response:
+    async def delete_user_media(request: Request, _requester: Requester, actor: Actor) -> Response:
         """DELETE /_synapse/admin/v1/users/{userId}/media"""
-        deleted = await media.purge(2**62, _user_id(request))
+        deleted = await media.purge_as(actor, None, _user_id(request))
         return ok({"deleted_media": deleted, "total": len(deleted)})
 
     return [
