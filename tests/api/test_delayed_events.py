@@ -207,6 +207,20 @@ async def test_limits(database_url: str, tmp_path: Path) -> None:
         assert 0 < err["retry_after_ms"] <= 60_000
 
 
+async def test_the_per_user_limit_holds_under_concurrent_requests(database_url: str, tmp_path: Path) -> None:
+    """Requests racing each other cannot pass the limit together (on PostgreSQL each counts and inserts in
+    its own transaction: without a lock per user, several saw room for one more)."""
+    async with serve(database_url, tmp_path, max_event_delay_ms=60_000, delayed_events_max_per_user=3) as hs:
+        alice = await hs.register("alice")
+        room = await hs.create_room(alice)
+        body = {"msgtype": "m.text", "body": "x"}
+        answers = await asyncio.gather(
+            *(hs.request("PUT", send_path(room), alice, params={DELAY: 30_000}, json=body) for _ in range(12))
+        )
+        assert sorted(r.status_code for r in answers) == [200] * 3 + [429] * 9
+        assert len((await listing(hs, alice))["scheduled"]) == 3
+
+
 async def test_a_retried_transaction_gets_the_same_delay_id(hs: Harness) -> None:
     alice = await hs.register("alice")
     room = await hs.create_room(alice)

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from hashlib import sha256
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, NullPool, Table, create_engine, event, text
@@ -260,12 +260,18 @@ class Database:
 
     async def lock_room(self, conn: AsyncConnection, room_id: str) -> None:
         """Serialise writers of one room across processes (SQLite already has one writer)."""
-        await self.lock(conn, int.from_bytes(hashlib.sha256(room_id.encode()).digest()[:8], "big", signed=True))
+        await self.lock(conn, room_id)
 
-    async def lock(self, conn: AsyncConnection, key: int) -> None:
-        """Hold the lock `key` until `conn`'s transaction ends: on PostgreSQL a transaction-scoped
-        advisory lock; SQLite has one writer at a time already."""
+    async def lock(self, conn: AsyncConnection, name: str | int) -> None:
+        """Hold the lock on `name` (a room ID, or a prefixed name such as "pushers:@u:server"; or a fixed
+        number) until `conn`'s transaction ends: on PostgreSQL a transaction-scoped advisory lock on a
+        64-bit hash of the name; SQLite has one writer at a time already."""
         if not self._is_sqlite:
+            key = (
+                name
+                if isinstance(name, int)
+                else int.from_bytes(sha256(name.encode()).digest()[:8], "big", signed=True)
+            )
             await (await _driver(conn)).execute("SELECT pg_advisory_xact_lock($1)", key)
 
     @staticmethod

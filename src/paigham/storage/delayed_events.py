@@ -86,6 +86,7 @@ class DelayedEventStore:
         txn_id) answers the delay_id the first one got. An int: refused, the user already has
         `max_per_user` scheduled; the int is when the next of them fires (ms)."""
         async with self.db.write() as conn:
+            await self.db.lock(conn, "delayed:" + d.user_id)  # the count and the insert, one user at a time
             if txn_id is not None:
                 row = await self.db.fetchrow(
                     "SELECT delay_id FROM delayed_events WHERE user_id = $1 AND device_id = $2 AND txn_id = $3 "

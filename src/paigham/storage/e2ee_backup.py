@@ -172,7 +172,7 @@ class BackupStore:
 
     async def _lock(self, conn: AsyncConnection, user_id: str) -> None:
         """Serialise writers of one user's backups (an advisory lock on PostgreSQL; SQLite has one writer)."""
-        await self.db.lock_room(conn, f"e2e_backup:{user_id}")
+        await self.db.lock(conn, f"e2e_backup:{user_id}")
 
     @staticmethod
     async def _bump(conn: AsyncConnection, user_id: str, version: int) -> None:

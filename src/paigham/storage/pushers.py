@@ -6,7 +6,6 @@ and clears the backoff when a pusher's target changes."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -108,7 +107,7 @@ class PusherStore:
             "data": data,
         }
         async with self.db.write() as conn:
-            await self.db.lock(conn, _user_lock(p.user_id))  # the count and the insert, one user at a time
+            await self.db.lock(conn, "pushers:" + p.user_id)  # the count and the insert, one user at a time
             found = (await conn.execute(select(pushers.c.id, pushers.c.data).where(key))).first()
             if found is None and await _count(conn, p.user_id) >= max_per_user:
                 return None  # (refused before anything changed, other users' pushers included)
@@ -182,8 +181,3 @@ async def _position(db: Database, conn: AsyncConnection) -> int:
     row = await db.fetchrow("SELECT pos FROM stream_counter WHERE id = 1", conn=conn)
     assert row is not None
     return int(row[0])
-
-
-def _user_lock(user_id: str) -> int:
-    """An advisory-lock key for one user's pushers (PostgreSQL; SQLite has one writer already)."""
-    return int.from_bytes(hashlib.sha256(b"pushers:" + user_id.encode()).digest()[:8], "big", signed=True)
