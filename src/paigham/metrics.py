@@ -59,7 +59,7 @@ PUSH_SENT = Counter("paigham_push_sent", "Requests a push gateway accepted (200)
 PUSH_FAILED = Counter(
     "paigham_push_failed",
     "Requests to push gateways that failed and will be retried: an HTTP error status, or no answer.",
-    ["reason"],  # "http_<status>" or "unreachable"
+    ["reason"],  # "http_<status>", "unreachable", or "held" (not sent: the gateway is down, see push_breaker)
 )
 PUSH_REJECTED = Counter("paigham_push_rejected", "Pushkeys a gateway rejected (their pusher was removed).")
 PUSH_REFUSED = Counter(
@@ -76,6 +76,11 @@ PUSH_QUEUE_DEPTH = Gauge(
 )
 PUSH_FAILING = Gauge(
     "paigham_push_pushers_failing", "Pushers in backoff after a failed request (all workers).", multiprocess_mode="max"
+)
+PUSH_GATEWAYS_DOWN = Gauge(
+    "paigham_push_gateways_down",
+    "Push gateways this process takes as down: their pushers wait for one probe to get an answer.",
+    multiprocess_mode="livesum",
 )
 PUSH_LATENCY = Histogram(
     "paigham_push_delivery_seconds",

@@ -21,8 +21,10 @@ Who works on what:
 - A failure (an HTTP error status, no answer, a blocked address) puts the pusher in backoff: 1 s
   doubling to 1 h with up to 20 % jitter, `failing_since` recorded; its retry is a timer of this
   process plus a periodic sweep of the table (other workers, restarts). After 24 h of failing,
-  the head notification is skipped. Nothing wakes a pusher in backoff earlier, so 10,000 pushers
-  whose gateway is down cost one timer each and `concurrency` requests at a time at most.
+  the head notification is skipped. Nothing wakes a pusher in backoff earlier. A gateway failing
+  three times in a row is taken as down (services/push_breaker.py): its pushers are parked instead
+  of tried, one probe goes after 1 s, 2 s, … 1 h, and its first answer wakes them all — so 10,000
+  pushers whose gateway is down cost one request per probe interval, not 10,000 retry schedules.
 - `rejected` containing the pushkey → that pusher is deleted (only it).
 - A URL no longer in `push_gateway_allowlist` (the setting changed since the pusher was registered)
   → nothing is sent and the notification is passed over (counted in `paigham_push_refused`); the
@@ -66,6 +68,7 @@ from paigham.domain.stored_event import StoredEvent
 from paigham.metrics import (
     PUSH_FAILED,
     PUSH_FAILING,
+    PUSH_GATEWAYS_DOWN,
     PUSH_GIVEN_UP,
     PUSH_LATENCY,
     PUSH_QUEUE_DEPTH,
@@ -74,6 +77,7 @@ from paigham.metrics import (
     PUSH_SENT,
 )
 from paigham.services.outbound import GatewayRefused, GatewayUnreachable, OutboundClient
+from paigham.services.push_breaker import STUCK_MS, GatewayBreaker, gateway_of
 from paigham.storage.events import EventStore
 from paigham.storage.push_delivery import Notification, PushDeliveryStore, Pusher
 
@@ -102,6 +106,10 @@ class Outcome(Enum):
     FAILED = "failed"  # retry later
     REJECTED = "rejected"  # the pusher is gone
     REFUSED = "refused"  # not sent (policy): pass over it
+    HELD = "held"  # not sent: the gateway is down (push_breaker); wait for it to answer a probe
+
+
+_RETRY = (Outcome.FAILED, Outcome.HELD)
 
 
 class PushWakeups:
@@ -181,6 +189,9 @@ class PushDelivery:
         self._pos = 0  # a stream position everything up to which is committed (what wake-ups named)
         self._pushers_exist, self._pushers_checked = True, 0.0
         self._sweep_timer: asyncio.TimerHandle | None = None
+        self.breaker = GatewayBreaker()
+        self._probe_timers: dict[str, asyncio.TimerHandle] = {}
+        self._wakes: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -212,9 +223,12 @@ class PushDelivery:
                 await t
         self._tasks.clear()
         self._workers.clear()
-        for handle in self._timers.values():
+        for handle in [*self._timers.values(), *self._probe_timers.values()]:
             handle.cancel()
         self._timers.clear()
+        self._probe_timers.clear()
+        for task in self._wakes:
+            task.cancel()
         if self._sweep_timer is not None:
             self._sweep_timer.cancel()
             self._sweep_timer = None
@@ -280,6 +294,64 @@ class PushDelivery:
             self._enqueue([pusher_id])
 
         self._timers[pusher_id] = asyncio.get_running_loop().call_later(delay, fire)
+
+    # -- gateways that are down (push_breaker) ---------------------------------------------------
+    def _gateway_failed(self, gateway: str, pusher_id: int) -> None:
+        probe_at = self.breaker.failed(gateway, pusher_id, now_ms())
+        if probe_at is not None:
+            if not self._probe_timers:
+                log.warning("push.gateway_down", gateway=gateway)
+            self._probe_at(gateway, probe_at)
+        PUSH_GATEWAYS_DOWN.set(self.breaker.down)
+
+    def _gateway_answered(self, gateway: str) -> None:
+        if not self.breaker.is_down(gateway):
+            self.breaker.answered(gateway)  # forgets the failures counted
+            return
+        parked = self.breaker.answered(gateway)
+        log.warning("push.gateway_up", gateway=gateway, parked=len(parked))
+        timer = self._probe_timers.pop(gateway, None)
+        if timer is not None:
+            timer.cancel()
+        PUSH_GATEWAYS_DOWN.set(self.breaker.down)
+        if parked:
+            self._wake_parked(parked)
+
+    def _probe_at(self, gateway: str, when_ms: int) -> None:
+        """At `when_ms` wake one parked pusher of `gateway` as its probe; then look again after
+        `STUCK_MS` in case that probe never reports (deleted meanwhile, or its URL refused)."""
+        old = self._probe_timers.pop(gateway, None)
+        if old is not None:
+            old.cancel()
+
+        def fire() -> None:
+            self._probe_timers.pop(gateway, None)
+            if not self.breaker.is_down(gateway):
+                return
+            probe = self.breaker.choose_probe(gateway, now_ms())
+            if probe is not None:
+                self._wake_parked([probe])
+            self._probe_at(gateway, now_ms() + STUCK_MS)
+
+        delay = max(0.0, (when_ms - now_ms()) / 1000)
+        self._probe_timers[gateway] = asyncio.get_running_loop().call_later(delay, fire)
+
+    def _wake_parked(self, ids: list[int]) -> None:
+        async def wake() -> None:
+            try:
+                await self.store.unpark(ids, now_ms())
+            except Exception:  # their own next attempt (an hour at most) or the sweep takes them
+                log.exception("push.unpark_failed", pushers=len(ids))
+                return
+            for pusher_id in ids:
+                timer = self._timers.pop(pusher_id, None)
+                if timer is not None:
+                    timer.cancel()
+            self._enqueue(ids)
+
+        task = asyncio.ensure_future(wake())
+        self._wakes.add(task)
+        task.add_done_callback(self._wakes.discard)
 
     async def _dispatch(self) -> None:
         while True:
@@ -412,7 +484,7 @@ class PushDelivery:
                 outcome = Outcome.REFUSED if ev is None else await self._send_event(p, n, ev, badge)
                 if outcome is Outcome.REJECTED:
                     return
-                if outcome is Outcome.FAILED and not await self._failed(p, n.stream):
+                if outcome in _RETRY and not await self._failed(p, n.stream, held=outcome is Outcome.HELD):
                     return
                 pending = n.stream
             if len(batch) < BATCH or self._stopping:
@@ -428,7 +500,7 @@ class PushDelivery:
                 outcome = await self._send(p, body, None)
                 if outcome is Outcome.REJECTED:
                     return
-                if outcome is Outcome.FAILED and not await self._failed(p, None):
+                if outcome in _RETRY and not await self._failed(p, None, held=outcome is Outcome.HELD):
                     return
             p.last_badge = badge
         await self._advance(p, p.last_stream if pending is None else pending, release=True)
@@ -439,9 +511,10 @@ class PushDelivery:
             p.id, self.owner, stream, p.last_badge, now_ms() + self.lease_ms, release=release
         )
 
-    async def _failed(self, p: Pusher, stream: int | None) -> bool:
-        """The head (`stream`, or a badge update) failed. True if it is given up (24 h failing:
-        the caller passes over it), False when the pusher now waits in backoff."""
+    async def _failed(self, p: Pusher, stream: int | None, *, held: bool = False) -> bool:
+        """The head (`stream`, or a badge update) failed — or was `held` back, its gateway being down.
+        True if it is given up (24 h failing: the caller passes over it), False when the pusher now
+        waits: in backoff, or parked until its gateway answers a probe (an hour at most)."""
         now = now_ms()
         since = p.failing_since if p.failing_since is not None else now
         if now - since >= GIVE_UP_MS:
@@ -450,7 +523,10 @@ class PushDelivery:
             return True
         p.attempts += 1
         p.failing_since = since
-        p.next_attempt_ts = now + backoff_ms(p.attempts)
+        wait = MAX_RETRY_MS + random.randrange(MAX_RETRY_MS // 5) if held else backoff_ms(p.attempts)  # parked: woken
+        p.next_attempt_ts = now + wait
+        if held:
+            self.breaker.park(gateway_of(str(p.data.get("url"))), p.id)
         await self.store.failed(p.id, self.owner, p.last_stream, p.attempts, since, p.next_attempt_ts)
         self._retry_at(p.id, p.next_attempt_ts)
         return False
@@ -546,9 +622,14 @@ class PushDelivery:
     async def _send(self, p: Pusher, notification: dict[str, Any], ev: StoredEvent | None) -> Outcome:
         url = p.data.get("url")
         body = msgspec.json.encode({"notification": notification})
+        gateway = ""
         try:
             if not isinstance(url, str):
                 raise GatewayRefused("the pusher has no url")
+            gateway = gateway_of(url)
+            if not self.breaker.admits(gateway, p.id, now_ms()):
+                PUSH_FAILED.labels("held").inc()
+                return Outcome.HELD
             answer = await self.client.post_json(url, body)
         except GatewayRefused as exc:
             PUSH_REFUSED.inc()
@@ -557,11 +638,17 @@ class PushDelivery:
         except GatewayUnreachable as exc:
             PUSH_FAILED.labels("unreachable").inc()
             log.info("push.unreachable", pusher=p.id, reason=str(exc), attempts=p.attempts)
+            self._gateway_failed(gateway, p.id)
             return Outcome.FAILED
         if not 200 <= answer.status < 300:
             PUSH_FAILED.labels(f"http_{answer.status}").inc()
             log.info("push.http_error", pusher=p.id, status=answer.status, attempts=p.attempts)
+            if answer.status >= 500 or answer.status == 429:
+                self._gateway_failed(gateway, p.id)
+            else:  # the gateway is up; this request was wrong (413: too large, …)
+                self._gateway_answered(gateway)
             return Outcome.FAILED
+        self._gateway_answered(gateway)
         PUSH_SENT.inc()
         if ev is not None:
             PUSH_LATENCY.observe(max(0.0, (now_ms() - ev.origin_server_ts) / 1000))

@@ -216,6 +216,12 @@ class PushDeliveryStore:
             next_attempt,
         )
 
+    async def unpark(self, ids: Sequence[int], now: int) -> None:
+        """Pushers held back while their gateway was down are due now (it answered again)."""
+        await self.db.write_one(
+            "UPDATE pushers SET next_attempt_ts = $2 WHERE id = ANY($1::bigint[]) AND attempts > 0", list(ids), now
+        )
+
     async def release(self, pusher_id: int, owner: str) -> None:
         await self.db.write_one(
             "UPDATE pushers SET lease_owner = NULL, lease_until = 0 WHERE id = $1 AND lease_owner = $2",
