@@ -130,6 +130,28 @@ async def test_a_limited_timeline_comes_with_the_state_changed_before_it() -> No
     assert [e["content"] for e in room.state.events] == [{"topic": "new"}]
 
 
+async def test_full_state_sends_every_room_whole_with_the_timeline_still_from_since() -> None:
+    h, s = History(), Streams()
+    room_of(h, ROOM, ALICE, BOB)
+    room_of(h, OTHER, ALICE, BOB)
+    h.add(OTHER, "m.room.name", BOB, {"name": "Quiet"}, "")
+    since = h.position
+    h.say(ROOM, BOB, "new")
+    r = await sync(h, s, since, full_state=True)
+    assert sorted(r.rooms.join) == sorted([ROOM, OTHER])
+    busy, quiet = r.rooms.join[ROOM], r.rooms.join[OTHER]
+    assert bodies(busy.timeline.events) == ["new"] and not busy.timeline.limited
+    assert {(e["type"], e["state_key"]) for e in busy.state.events} == {
+        ("m.room.create", ""),
+        ("m.room.member", ALICE),
+        ("m.room.member", BOB),
+    }
+    # Nothing new in the quiet room: no history, its whole state, its summary.
+    assert quiet.timeline.events == [] and quiet.timeline.prev_batch == make_token(h.position)
+    assert {e["type"] for e in quiet.state.events} == {"m.room.create", "m.room.member", "m.room.name"}
+    assert quiet.summary == RoomSummary(joined_member_count=2, invited_member_count=0)
+
+
 async def test_account_data_goes_to_the_top_level_or_to_its_joined_room() -> None:
     h, s = History(), Streams()
     room_of(h, ROOM, ALICE)
