@@ -7,9 +7,10 @@ into a shared body. The E2EE extension adds its fields afterwards (sync/service.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from msgspec import UNSET, Struct, UnsetType
 
@@ -91,6 +92,30 @@ class AccountData(NamedTuple):
     by_room: dict[str, list[JsonDict]]
 
 
+# Rooms read at once when many are sent (an initial or full_state sync): on PostgreSQL each room's
+# reads are round trips, and a few in flight hide their latency (bounded: one sync must not take the
+# whole connection pool); on SQLite the reads do not suspend, so the rooms go one after another.
+ROOMS_IN_FLIGHT = 4
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+async def in_flight(limit: int, items: Sequence[T], fn: Callable[[T], Awaitable[R]]) -> list[R]:
+    """`fn` of each item, at most `limit` running at once, the results in the items' order."""
+    out: list[R | None] = [None] * len(items)
+    todo = iter(enumerate(items))
+
+    async def worker() -> None:
+        for i, item in todo:  # one iterator shared by the workers: each item taken once
+            out[i] = await fn(item)
+
+    async with asyncio.TaskGroup() as group:  # one failing cancels the others
+        for _ in range(min(limit, len(items))):
+            group.create_task(worker())
+    return out  # type: ignore[return-value]  # every slot was filled
+
+
 def _room_has_news(
     delta: RoomDelta, ephemeral: list[JsonDict], account_data: list[JsonDict], membership_changed: bool
 ) -> bool:
@@ -165,7 +190,7 @@ class Sections:
         everything = req.since is None or req.full_state
         # An incremental sync looks at the rooms with news only, never at every room the user is in.
         pool = mem if everything else {*req.probe.room_flags, *changed, *account_data}
-        joined = [r for r in pool if r in mem and mem[r][0] == "join" and req.flt.room_allowed(r)]
+        joined = [r for r in pool if req.probe.joined(r) and req.flt.room_allowed(r)]
         if not joined:
             return {}
         candidates = set(joined) if everything else set(req.probe.rooms_with(ROOM_EVENTS, joined))
@@ -176,32 +201,34 @@ class Sections:
         if not candidates:
             return {}
         counts = await self._unread_counts(req, candidates)
-        out: dict[str, JoinedRoom] = {}
-        for room_id in sorted(candidates):
+
+        async def room(room_id: str) -> JoinedRoom | None:
             membership_changed = room_id in changed
             # A room new to the client is sent from scratch. With full_state the state is sent whole,
             # but the timeline still starts at `since` (the spec's rule): a room with nothing new
             # costs its state, never its history.
             fresh = req.since is None or membership_changed
-            initial = fresh or req.full_state
             delta = await self._room_delta(
                 req, room_id, None if fresh else req.since, req.upto, full_state=req.full_state
             )
             room_ephemeral, room_account_data = ephemeral.get(room_id, []), room_data.get(room_id, [])
-            news = _room_has_news(delta, room_ephemeral, room_account_data, membership_changed)
-            if req.since is not None and not news:
-                continue
-            rendered = await self._render_room(req, room_id, delta, initial)
-            notifications, highlights = counts.get(room_id, (0, 0))
-            out[room_id] = JoinedRoom(
+            if req.since is not None and not _room_has_news(
+                delta, room_ephemeral, room_account_data, membership_changed
+            ):
+                return None
+            rendered = await self._render_room(req, room_id, delta, fresh or req.full_state)
+            return JoinedRoom(
                 timeline=rendered.timeline,
                 state=rendered.state,
                 summary=rendered.summary,
                 ephemeral=Events(room_ephemeral),
                 account_data=Events(room_account_data),
-                unread_notifications=UnreadNotifications(notifications, highlights),
+                unread_notifications=UnreadNotifications(*counts.get(room_id, (0, 0))),
             )
-        return out
+
+        order = sorted(candidates)
+        built = await in_flight(ROOMS_IN_FLIGHT, order, room)
+        return {room_id: r for room_id, r in zip(order, built, strict=True) if r is not None}
 
     async def _unread_counts(self, req: SyncRequest, rooms: set[str]) -> Mapping[str, tuple[int, int]]:
         """room → (notifications, highlights). The probe counted the unread of rooms with news; others
