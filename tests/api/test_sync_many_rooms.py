@@ -79,10 +79,31 @@ async def test_a_user_in_300_rooms_syncs_right_and_one_change_costs_the_same_as_
     assert many == few, "an incremental sync's statements must not depend on how many rooms the user is in"
     assert len(many) <= 3  # the probe, the timeline; on SQLite the unread counts' own read
 
+    # The probe's rows follow the changes too: the busy room's own, the 299 others by ID only.
+    found = await probe(hs.server.db, alice.user_id, alice.device_id, int(caught_up["next_batch"][1:]), MEMBERSHIPS)
+    assert list(found.memberships) == [busy] and sorted(found.quiet) == sorted(rooms[1:])
+
     # Nothing new: one statement (the probe), whatever the rooms.
     with statements(hs.server.db, built=True) as sent:
         quiet = await hs.sync(alice, since=body["next_batch"])
     assert quiet["rooms"]["join"] == {} and len(sent) == 1
+
+    # Room account data alone brings a quiet room back, with its unread counts (none).
+    tag = f"{V3}/user/{alice.user_id}/rooms/{rooms[5]}/tags/u.work"
+    await hs.ok("PUT", tag, alice, json={"order": 0.5})
+    tagged = await hs.sync(alice, since=quiet["next_batch"])
+    assert list(tagged["rooms"]["join"]) == [rooms[5]]
+    assert tagged["rooms"]["join"][rooms[5]]["account_data"]["events"][0]["type"] == "m.tag"
+    assert tagged["rooms"]["join"][rooms[5]]["unread_notifications"]["notification_count"] == 0
+    # A room left: in `leave` once, then neither a row of the probe nor a quiet room.
+    (gone,) = await add_rooms(hs, alice, 300, 1)
+    await hs.ok("POST", f"{V3}/rooms/{gone}/leave", alice, json={})
+    left = await hs.sync(alice, since=tagged["next_batch"])
+    assert list(left["rooms"]["leave"]) == [gone] and gone not in left["rooms"]["join"]
+    found = await probe(hs.server.db, alice.user_id, alice.device_id, int(left["next_batch"][1:]), MEMBERSHIPS)
+    assert (found.memberships, sorted(found.quiet)) == ({}, sorted(rooms))
+    quiet = await hs.sync(alice, since=left["next_batch"])
+    assert quiet["rooms"] == {"join": {}, "invite": {}, "leave": {}, "knock": {}}
 
     # The typing in another room arrives on its own, with an empty timeline.
     await hs.ok("PUT", f"{V3}/rooms/{other}/typing/{bob.user_id}", bob, json={"typing": True, "timeout": 30000})
