@@ -121,8 +121,10 @@ class Client:
         await self.request("POST", "/_matrix/client/v3/pushers/set", body)
 
     async def sync(self, since: str | None = None, timeout_ms: int = 0, flt: str | None = SYNC_FILTER,
-                   set_presence: str | None = None) -> dict[str, Any]:
+                   set_presence: str | None = None, full_state: bool = False) -> dict[str, Any]:
         params: dict[str, Any] = {"timeout": str(timeout_ms)}
+        if full_state:
+            params["full_state"] = "true"
         if flt is not None:
             params["filter"] = flt
         if since:

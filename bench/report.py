@@ -70,6 +70,20 @@ ROWS: list[tuple[str, str, str, str, tuple[str, float] | None]] = [
     ("Slow links: an incremental sync (one message) uncompressed (bytes)",
      "initial_sync.slow_links.incremental.raw_bytes", "", "low", None),
     ("Slow links: the same with zstd (bytes)", "initial_sync.slow_links.incremental.zstd_bytes", "", "low", None),
+    ("Many rooms: initial sync, user in 1,000 rooms (median of runs)", "many_rooms.initial.median_s", "s", "low",
+     ("ratio", 5)),
+    ("Many rooms: initial sync, server CPU", "many_rooms.initial.cpu_s", "s", "low", None),
+    ("Many rooms: server RSS growth during that initial sync (largest of runs)", "many_rooms.initial.rss_growth_mb",
+     "MB", "low", ("ratio", 5)),
+    ("Many rooms: initial sync, bytes (timeline 10, lazy-loaded members)", "many_rooms.initial.response_bytes", "",
+     "low", None),
+    ("Many rooms: incremental sync, one room changed, p50", "many_rooms.incremental.p50_ms", "ms", "low", None),
+    ("Many rooms: incremental sync, one room changed, p99", "many_rooms.incremental.p99_ms", "ms", "low", None),
+    ("Many rooms: the same, earlier, when the user was in 10 rooms, p50", "many_rooms.incremental_few_rooms.p50_ms",
+     "ms", "low", None),
+    ("Many rooms: full_state sync, nothing new (median)", "many_rooms.full_state.median_s", "s", "low", None),
+    ("Many rooms: full_state sync, server CPU", "many_rooms.full_state.cpu_s", "s", "low", None),
+    ("Many rooms: full_state sync, bytes", "many_rooms.full_state.response_bytes", "", "low", None),
     ("Idle long-polling /sync connections held", "idle_syncs.held", "", "high", None),
     ("RSS with those connections held", "idle_syncs.rss_held_mb", "MB", "low", ("abs_mb", 500)),
     ("Memory per held connection (KiB)", "idle_syncs.kb_per_connection", "", "low", None),
@@ -228,6 +242,10 @@ def plot(samples: dict[str, dict[str, list[float]]], path: Path, title: str) -> 
         panels += [("sliding_sync_delivery", "Sliding sync: delivery under load"),
                    ("sliding_sync_first_list", "Sliding sync: first room list (20)"),
                    ("sliding_sync_full_list", "Sliding sync: all 200 rooms loaded")]
+    if any("many_rooms_incremental" in data for data in samples.values()):
+        panels += [("many_rooms_initial", "Many rooms: initial sync (1,000 rooms)"),
+                   ("many_rooms_incremental", "Many rooms: incremental, one room changed"),
+                   ("many_rooms_full_state", "Many rooms: full_state sync")]
     if any("push_notify" in data for data in samples.values()):
         panels += [("push_notify", "Push: message → gateway request under load"),
                    ("push_send", "Push: send request under that load"),

@@ -87,6 +87,10 @@ class Scale:
     de_delay_ms: int = 3_600_000  # long: none fires during the measurement
     de_idle_s: float = 10.0  # CPU measured this long with them all pending
     de_restarts: int = 500  # heartbeats ("restart") timed
+    mr_rooms: int = 1000  # many rooms: one user in this many rooms (one message each)
+    mr_setup_concurrency: int = 6  # room creations and sends in flight while setting up
+    mr_repeats: int = 3  # initial syncs (new devices) and full_state syncs timed
+    mr_incremental: int = 20  # incremental syncs timed, each after one message in one room
 
     @classmethod
     def quick(cls) -> Scale:
@@ -96,7 +100,8 @@ class Scale:
                    ss_rooms=12, ss_first_window=5, ss_batch=5, ss_repeats=3, ss_idle_connections=200,
                    ss_idle_hold_s=2, push_drain_s=60, push_idle_stop_s=10, ps_duration_s=3, ps_drain_s=20,
                    pd_users=20, pd_pushers_per_user=10, pd_room_size=5, pd_duration_s=6, pd_tail_s=3, de_users=5,
-                   de_per_user=10, de_room_size=5, de_idle_s=2, de_restarts=20)
+                   de_per_user=10, de_room_size=5, de_idle_s=2, de_restarts=20, mr_rooms=30, mr_repeats=2,
+                   mr_incremental=5)
 
 
 @dataclass
@@ -453,6 +458,125 @@ def compressed_sizes(body: bytes, repeats: int = 20) -> dict[str, float]:
         out[f"{name}_bytes"] = len(data)
         out[f"{name}_cpu_ms"] = (time.process_time() - t) / repeats * 1000
     return out
+
+
+# -- one user in many rooms -----------------------------------------------------------------------------
+MR_FILTER = json.dumps({"room": {"timeline": {"limit": 10}, "state": {"lazy_load_members": True}}})
+
+
+async def _sync_measured(run: Run, client: Client, **kw: Any) -> tuple[dict[str, Any], float, float, float]:
+    """One /sync: its body, wall time, server CPU and the server's RSS growth while it ran (the peak,
+    from VmHWM reset just before where the kernel allows it, and from samples every 10 ms)."""
+    srv = run.server
+    reset = True
+    for pid in srv.pids:
+        try:
+            with open(f"/proc/{pid}/clear_refs", "w") as fh:
+                fh.write("5")  # VmHWM := VmRSS
+        except OSError:
+            reset = False
+    rss0 = peak = srv.rss_mb()
+    task = asyncio.create_task(client.sync(**kw))
+    cpu0, t = run.cpu(), now()
+    while not task.done():
+        peak = max(peak, srv.rss_mb())
+        await asyncio.wait([task], timeout=0.01)
+    wall, cpu = now() - t, run.cpu() - cpu0
+    if reset:  # else VmHWM is the process's lifetime peak, not this request's
+        peak = max(peak, srv.peak_rss_mb())
+    return task.result(), wall, cpu, max(0.0, peak - rss0)
+
+
+async def _one_change_syncs(device: Client, peer: Client, room: str, since: str, n: int) -> tuple[list[float], str]:
+    """`n` times: the peer says one thing in `room`, then `device` syncs from `since` (timed; it must get
+    that room alone, with that message). The times, and where the device stands at the end."""
+    times: list[float] = []
+    for k in range(n):
+        text = f"one change {k} at {now()}"
+        await peer.send(room, text)
+        t = now()
+        body = await device.sync(since, flt=MR_FILTER)
+        times.append(now() - t)
+        since = body["next_batch"]
+        got = [ev.get("content", {}).get("body") for _, ev, _ in timeline_events(body)]
+        if text not in got or len(body.get("rooms", {}).get("join", {})) != 1:
+            raise AssertionError(f"incremental sync: expected only {room} with {text!r}, got {got}")
+    return times, since
+
+
+async def w_many_rooms(run: Run) -> dict[str, Any]:
+    """One user in `mr_rooms` rooms (issue #18): initial sync (time, CPU, RSS growth, bytes), an incremental
+    sync after one message in one room (also timed earlier, when the user was in 10 rooms: the difference is
+    what the other rooms cost), and a full_state sync; filter: timeline 10, lazy-loaded members."""
+    s = run.scale
+    heavy, peer = await run.users("mr_", 2)
+    few = min(10, s.mr_rooms)
+
+    async def make_rooms(first: int, count: int) -> list[str]:
+        made = await bounded_gather(s.mr_setup_concurrency, [heavy.create_room(name=f"room {i}")
+                                                             for i in range(first, first + count)])
+        await bounded_gather(s.mr_setup_concurrency, [heavy.send(r, f"welcome to {r}") for r in made])
+        return list(made)
+
+    t0 = now()
+    rooms = await make_rooms(0, few)
+    busy = rooms[0]
+    await peer.join(busy)
+    setup_s = now() - t0
+    watcher = await heavy.login("mr_0", "pw-mr_0")
+    since = await first_since(watcher, MR_FILTER)
+    run.window_open()
+    incremental_few, since = await _one_change_syncs(watcher, peer, busy, since, s.mr_incremental)
+    run.window_close()
+    t1 = now()
+    rooms += await make_rooms(few, s.mr_rooms - few)
+    setup_s += now() - t1
+    run.log(f"  many_rooms: {s.mr_rooms} rooms set up in {setup_s:.1f} s")
+    devices = [await heavy.login("mr_0", "pw-mr_0") for _ in range(s.mr_repeats)]
+    await asyncio.sleep(1)
+    run.window_open()
+    initial: list[float] = []
+    initial_cpu: list[float] = []
+    initial_rss: list[float] = []
+    sizes: list[int] = []
+    for device in devices:
+        await asyncio.sleep(0.5)
+        body, wall, cpu, grew = await _sync_measured(run, device, flt=MR_FILTER)
+        if len(body.get("rooms", {}).get("join", {})) != s.mr_rooms:
+            raise AssertionError(f"initial sync returned {len(body['rooms']['join'])} rooms, expected {s.mr_rooms}")
+        initial.append(wall)
+        initial_cpu.append(cpu)
+        initial_rss.append(grew)
+        sizes.append(len(json.dumps(body)))
+    # The watcher catches up (the new rooms), then the same one-change syncs in all the rooms.
+    caught = await watcher.sync(since, flt=MR_FILTER)
+    since = str((await watcher.sync(caught["next_batch"], flt=MR_FILTER))["next_batch"])
+    cpu0 = run.cpu()
+    incremental, since = await _one_change_syncs(watcher, peer, busy, since, s.mr_incremental)
+    incremental_cpu_ms = (run.cpu() - cpu0) / s.mr_incremental * 1000  # the send and the sync
+    # full_state from an up-to-date token: every room's whole state, no history (nothing new).
+    full: list[float] = []
+    full_cpu: list[float] = []
+    full_bytes: list[int] = []
+    for _ in range(s.mr_repeats):
+        body, wall, cpu, _grew = await _sync_measured(run, watcher, since=since, flt=MR_FILTER, full_state=True)
+        if len(body.get("rooms", {}).get("join", {})) != s.mr_rooms:
+            raise AssertionError(f"full_state sync returned {len(body['rooms']['join'])} rooms")
+        full.append(wall)
+        full_cpu.append(cpu)
+        full_bytes.append(len(json.dumps(body)))
+    run.window_close()
+    run.samples["many_rooms_initial"] = initial
+    run.samples["many_rooms_incremental"] = incremental
+    run.samples["many_rooms_full_state"] = full
+    return {"rooms": s.mr_rooms, "setup_s": setup_s,
+            "initial": {"median_s": pct(initial, 50), "min_s": min(initial), "max_s": max(initial),
+                        "cpu_s": pct(initial_cpu, 50), "rss_growth_mb": max(initial_rss),
+                        "rss_growth_median_mb": pct(initial_rss, 50), "response_bytes": int(pct(sizes, 50))},
+            "incremental": {**summary(incremental), "cpu_ms_round": incremental_cpu_ms},
+            "incremental_few_rooms": {"rooms": few, **summary(incremental_few)},
+            "full_state": {"median_s": pct(full, 50), "max_s": max(full), "cpu_s": pct(full_cpu, 50),
+                           "response_bytes": int(pct(full_bytes, 50))}}
 
 
 # -- many idle long-polls ------------------------------------------------------------------------------
@@ -1116,6 +1240,7 @@ WORKLOADS: dict[str, Callable[[Run], Awaitable[dict[str, Any]]]] = {
     "latency": w_latency,
     "throughput": w_throughput,
     "initial_sync": w_initial_sync,
+    "many_rooms": w_many_rooms,
     "idle_syncs": w_idle_syncs,
     "sliding_sync": w_sliding_sync,  # before fanout: the pool's users are in no room yet
     "push": w_push,

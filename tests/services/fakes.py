@@ -249,6 +249,8 @@ def probe(
         if found is None:
             continue
         out.memberships[room_id] = found
+        if found[1] > after:
+            out.moved.append(room_id)
         if found[0] != "join":
             continue
         out.joined_at[room_id] = found[1]

@@ -3,6 +3,7 @@ in-memory fakes of the stores, and the JSON layout the typed response encodes to
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import msgspec
@@ -15,7 +16,7 @@ from paigham.services.filtering import SyncFilterView
 from paigham.storage.presence import PresenceRow
 from paigham.storage.receipts import Receipt
 from paigham.sync.model import DeviceLists, Events, RoomSummary, SyncRequest, SyncResponse
-from paigham.sync.sections import Sections
+from paigham.sync.sections import Sections, in_flight
 from paigham.types import JsonDict
 from tests.services.fakes import History, Serializer, Streams, probe, push_rules, requester
 
@@ -128,6 +129,28 @@ async def test_a_limited_timeline_comes_with_the_state_changed_before_it() -> No
     assert room.timeline.prev_batch == make_token(first - 1)
     # Only the newest state per key in the gap between `since` and the timeline.
     assert [e["content"] for e in room.state.events] == [{"topic": "new"}]
+
+
+async def test_full_state_sends_every_room_whole_with_the_timeline_still_from_since() -> None:
+    h, s = History(), Streams()
+    room_of(h, ROOM, ALICE, BOB)
+    room_of(h, OTHER, ALICE, BOB)
+    h.add(OTHER, "m.room.name", BOB, {"name": "Quiet"}, "")
+    since = h.position
+    h.say(ROOM, BOB, "new")
+    r = await sync(h, s, since, full_state=True)
+    assert sorted(r.rooms.join) == sorted([ROOM, OTHER])
+    busy, quiet = r.rooms.join[ROOM], r.rooms.join[OTHER]
+    assert bodies(busy.timeline.events) == ["new"] and not busy.timeline.limited
+    assert {(e["type"], e["state_key"]) for e in busy.state.events} == {
+        ("m.room.create", ""),
+        ("m.room.member", ALICE),
+        ("m.room.member", BOB),
+    }
+    # Nothing new in the quiet room: no history, its whole state, its summary.
+    assert quiet.timeline.events == [] and quiet.timeline.prev_batch == make_token(h.position)
+    assert {e["type"] for e in quiet.state.events} == {"m.room.create", "m.room.member", "m.room.name"}
+    assert quiet.summary == RoomSummary(joined_member_count=2, invited_member_count=0)
 
 
 async def test_account_data_goes_to_the_top_level_or_to_its_joined_room() -> None:
@@ -255,3 +278,28 @@ async def test_presence_of_co_members_and_what_counts_as_news() -> None:
     assert not quiet.has_news()
     quiet.device_lists = DeviceLists(changed=[BOB])
     assert quiet.has_news()
+
+
+async def test_rooms_in_flight_keep_their_order_and_the_limit() -> None:
+    running, most = 0, 0
+
+    async def read(n: int) -> int:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.001 * (n % 3))  # finishing out of order
+        running -= 1
+        return n * 10
+
+    assert await in_flight(4, list(range(20)), read) == [n * 10 for n in range(20)]
+    assert most == 4
+    assert await in_flight(4, [], read) == []
+
+    async def fails(n: int) -> int:
+        if n == 2:
+            raise ValueError(n)
+        await asyncio.sleep(1)
+        return n
+
+    with pytest.raises(ExceptionGroup):  # the others are cancelled, not left running
+        await asyncio.wait_for(in_flight(3, list(range(6)), fails), 0.5)

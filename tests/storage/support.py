@@ -8,6 +8,9 @@ from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Engine
+
 from paigham.domain.stored_event import StoredEvent
 from paigham.storage.database import Database
 from paigham.storage.event_writes import EventWriteStore, NewMessage
@@ -109,10 +112,14 @@ async def add_messages(db: Database, *messages: NewMessage) -> list[StoredEvent]
 
 
 @contextmanager
-def statements(db: Database) -> Iterator[list[str]]:
+def statements(db: Database, *, built: bool = False) -> Iterator[list[str]]:
     """The SQL text statements `db` sends while inside, through its raw-SQL entry points (spied on,
-    still run), and "<stream counter>" for each take of stream positions."""
+    still run), and "<stream counter>" for each take of stream positions; with `built`, also those
+    sent through SQLAlchemy (statements it builds, by any engine: the raw entry points bypass it)."""
     sent: list[str] = []
+
+    def on_execute(_conn: Any, _cursor: Any, sql: str, *_rest: Any) -> None:
+        sent.append(sql)
 
     def spy(name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
         real = getattr(db, name)
@@ -132,8 +139,12 @@ def statements(db: Database) -> Iterator[list[str]]:
     spies = {name: spy(name) for name in ("fetch", "run", "run_many")} | {"next_position": next_position}
     for name, fn in spies.items():
         setattr(db, name, fn)  # instance attributes over the methods, removed below
+    if built:
+        sa_event.listen(Engine, "before_cursor_execute", on_execute)
     try:
         yield sent
     finally:
+        if built:
+            sa_event.remove(Engine, "before_cursor_execute", on_execute)
         for name in spies:
             delattr(db, name)

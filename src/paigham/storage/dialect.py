@@ -21,11 +21,15 @@ _Insert = sqlite.Insert | postgresql.Insert
 class Dialect:
     """Statements whose SQL differs between the engines."""
 
-    def __init__(self, name: str, insert: Callable[[Table], _Insert], code_point_collation: str) -> None:
+    def __init__(
+        self, name: str, insert: Callable[[Table], _Insert], code_point_collation: str, json_text_agg: str
+    ) -> None:
         self.name = name
         self._insert = insert
         # Appended to ORDER BY where text must sort by code point (user IDs in a room summary).
         self.code_point_collation = code_point_collation
+        # An aggregate of the text values `{}` as one JSON array, as text (NULL or '[]' when none).
+        self.json_text_agg = json_text_agg
 
     def upsert(
         self, table: Table, values: Mapping[str, Any], keys: Sequence[str], update: Sequence[str] | None = None
@@ -43,5 +47,5 @@ class Dialect:
 
 
 # SQLite compares text byte by byte, which for UTF-8 is code point order already.
-SQLITE = Dialect("sqlite", sqlite.insert, "")
-POSTGRESQL = Dialect("postgresql", postgresql.insert, ' COLLATE "C"')
+SQLITE = Dialect("sqlite", sqlite.insert, "", "json_group_array({})")
+POSTGRESQL = Dialect("postgresql", postgresql.insert, ' COLLATE "C"', "json_agg({})::text")

@@ -212,6 +212,7 @@ receipts = Table(
     Column("stream", BigInteger, nullable=False),
     PrimaryKeyConstraint("room_id", "user_id", "receipt_type", "thread_id"),
     Index("receipts_stream", "room_id", "stream"),
+    Index("receipts_position", "stream"),  # the receipts past a sync's `since`, in any room (sync_probe.py)
 )
 
 typing = Table(
@@ -229,6 +230,7 @@ typing_stream = Table(
     metadata,
     Column("room_id", String(255), primary_key=True),
     Column("stream", BigInteger, nullable=False),
+    Index("typing_stream_position", "stream"),  # the rooms whose typing moved past a sync's `since`
 )
 
 presence = Table(

@@ -10,6 +10,14 @@ Every check reads rows *past* `since` without an upper bound: the statement sees
 (one statement is one snapshot on both engines), and the position it returns is that snapshot's,
 so "past since" here means "in (since, position]". Positions commit in order (the stream counter's
 row lock is held to commit), so later reads bounded by the position see the same rows.
+
+Which joined rooms have news costs O(changes), not O(rooms): every write takes its own stream
+position, so `position - since` bounds the rows past `since` in events, typing and receipts. When
+that is small against the user's rooms (a client syncing again, the usual case), the probe reads
+those rows (a range of each table's stream index) and keeps the rooms the user is in; a user in
+1,000 rooms with one new message costs one index range of one row, not 3,000 index probes. Only a
+token far behind (a client back after a while) looks in each room instead (the same answer, by
+the other road; a short bounded range is read and thrown away).
 """
 
 from __future__ import annotations
@@ -18,7 +26,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from paigham.storage.database import Database
+from paigham.storage.dialect import POSTGRESQL, SQLITE, Dialect
+
+_decode = msgspec.json.Decoder(list[str]).decode
 
 # Per joined room: what it has past `since`.
 ROOM_EVENTS, ROOM_TYPING, ROOM_RECEIPTS = 1, 2, 4
@@ -95,14 +108,32 @@ def _key_rows(device: str, more: str) -> str:
     )
 
 
+# The rooms with events, typing or receipts past `since` ($2) and their ROOM_* bits, read from the
+# changes themselves: at most `k.hi - since` positions, so the scans are bounded whatever the token.
+# A row's `bit` is a distinct power of two per table: sum(DISTINCT bit) is their OR on both engines.
+_CHANGED = " UNION ALL ".join(
+    f"SELECT room_id, {bit} AS bit FROM {table} WHERE stream > $2 AND stream <= (SELECT hi FROM k)"
+    for bit, table in ((ROOM_EVENTS, "events"), (ROOM_TYPING, "typing_stream"), (ROOM_RECEIPTS, "receipts"))
+)
+# Read the changes when there are at most this many positions per room of the user past `since`
+# (plus a few): one stream-index step per change against three index probes per room.
+_CHANGES_PER_ROOM, _CHANGES_FLOOR = 4, 64
+
+
 # Rows: one per room the user is in (with its flags and, for rooms with news, where counting unread
 # starts — the newest main-timeline read receipt, or the joining if later — and the unread
 # notification and highlight counts past it), then one row with the position and the user's flags
 # (room_id NULL), then the key rows. The CTEs are materialised so that each room's flags and receipt
 # are computed once (PostgreSQL would otherwise repeat the subqueries wherever their columns are used).
-def _probe_sql(bumps: bool) -> str:
+# `k`: how far the changes may be read (`hi`) and whether that covers every position up to now
+# (`near`); `c`: the changed rooms with their bits (read only when near, see the module's docstring).
+def _probe_sql(bumps: bool, dialect: Dialect = SQLITE) -> str:
     # With `bumps` (sliding sync), each room with events past `since` also gets the stream of the
     # newest of them whose type is in $5 (its new bump stamp, if any), in one more column.
+    # Without (/sync), a joined room with nothing past `since` — no flags, membership and room account
+    # data unchanged — is no row of its own unless $5 (every room) is set: its ID goes into one JSON
+    # array in the position row (the `quiet` rooms a long-poll waits on), so a user in 1,000 rooms
+    # with one change gets a handful of rows. A room left before `since` is not sent at all then.
     bump = (
         ", CASE WHEN y.flags % 2 = 1 THEN (SELECT max(e.stream) FROM events e WHERE e.room_id = y.room_id "
         "AND e.stream > $2 AND e.type = ANY($5::text[])) END"
@@ -110,22 +141,40 @@ def _probe_sql(bumps: bool) -> str:
         else ""
     )
     more = ", NULL" if bumps else ""
+    keep = (
+        "true"
+        if bumps
+        else "$5 OR w.stream > $2 OR w.flags <> 0 OR w.membership IN ('invite', 'knock') OR (w.membership = 'join' "
+        "AND w.room_id IN (SELECT a.room_id FROM account_data a WHERE a.user_id = $1 AND a.stream > $2))"
+    )
+    quiet = (
+        "NULL"
+        if bumps
+        else f"(SELECT {dialect.json_text_agg.format('y.room_id')} FROM y WHERE NOT y.keep AND y.membership = 'join')"
+    )
     return (
-        "WITH x AS MATERIALIZED (SELECT m.room_id, m.membership, m.stream, m.joined_stream, "
-        f"CASE WHEN m.membership = 'join' THEN {_ROOM_FLAGS} ELSE 0 END AS flags FROM memberships m "
+        "WITH u AS MATERIALIZED (SELECT m.room_id, m.membership, m.stream, m.joined_stream FROM memberships m "
         "WHERE m.user_id = $1 AND m.membership = ANY($4::text[]) AND m.forgotten = false), "
+        f"k AS MATERIALIZED (SELECT $2 + {_CHANGES_PER_ROOM} * count(*) + {_CHANGES_FLOOR} AS hi FROM u), "
+        "n AS MATERIALIZED (SELECT (SELECT pos FROM stream_counter WHERE id = 1) <= (SELECT hi FROM k) AS near), "
+        f"c AS MATERIALIZED (SELECT room_id, sum(DISTINCT bit) AS flags FROM ({_CHANGED}) ch "
+        "WHERE (SELECT near FROM n) GROUP BY room_id), "
+        "x AS MATERIALIZED (SELECT m.*, CASE WHEN m.membership <> 'join' THEN 0 WHEN (SELECT near FROM n) "
+        f"THEN coalesce((SELECT c.flags FROM c WHERE c.room_id = m.room_id), 0) ELSE {_ROOM_FLAGS} END AS flags "
+        "FROM u m), "
         "w AS MATERIALIZED (SELECT x.*, CASE WHEN x.flags <> 0 THEN coalesce((SELECT max(r.event_stream) "
         "FROM receipts r WHERE r.room_id = x.room_id AND r.user_id = $1 AND r.receipt_type IN ('m.read', "
         "'m.read.private') AND r.thread_id IN ('', 'main')), 0) END AS read FROM x), "
-        "y AS (SELECT w.*, CASE WHEN w.read > w.joined_stream THEN w.read ELSE w.joined_stream END AS start FROM w) "
+        "y AS MATERIALIZED (SELECT w.*, CASE WHEN w.read > w.joined_stream THEN w.read ELSE w.joined_stream END "
+        f"AS start, CASE WHEN {keep} THEN 1 ELSE 0 END = 1 AS keep FROM w) "
         "SELECT y.room_id, y.membership, y.stream, y.joined_stream, y.flags, y.read, "
         f"CASE WHEN y.flags <> 0 THEN {_NOTIFIED} END, CASE WHEN y.flags <> 0 THEN {_HIGHLIGHTED} END{bump} FROM y "
-        "UNION ALL SELECT NULL, NULL, (SELECT pos FROM stream_counter WHERE id = 1), 0, "
+        f"WHERE y.keep UNION ALL SELECT NULL, {quiet}, (SELECT pos FROM stream_counter WHERE id = 1), 0, "
         f"{_USER_FLAGS}, NULL, NULL, NULL{more} " + _key_rows("$3", more)
     )
 
 
-_PROBE = _probe_sql(bumps=False)
+_PROBE = {d.name: _probe_sql(False, d) for d in (SQLITE, POSTGRESQL)}
 _PROBE_BUMPS = _probe_sql(bumps=True)
 
 # A connection's first look (sliding sync without `pos`): everything is new, so no flags and no
@@ -144,8 +193,15 @@ _FIRST = (
 @dataclass
 class SyncProbe:
     position: int
-    # room → (membership, stream of the membership event)
+    # room → (membership, stream of the membership event): every room of the user, except, for
+    # /sync's incremental probe, the quiet joined rooms (`quiet`) and the rooms left before `since`
     memberships: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # rooms whose membership event is past `since` (every room when there is no `since`): what an
+    # incremental sync looks at for joins, invites and leaves, without going through every room
+    moved: list[str] = field(default_factory=list)
+    # /sync's probe: the joined rooms with nothing past `since`, by ID only (not in `memberships`):
+    # a long-poll waits on them, nothing else looks at them
+    quiet: list[str] = field(default_factory=list)
     joined_at: dict[str, int] = field(default_factory=dict)  # joined room → its joined_stream
     room_flags: dict[str, int] = field(default_factory=dict)  # joined room → ROOM_* bits (absent: 0)
     # joined room with news → stream of the user's read receipt (0: none); rooms without news absent
@@ -157,6 +213,16 @@ class SyncProbe:
     fallback_keys: list[str] = field(default_factory=list)  # algorithms with an unused fallback key
     # (asked with bump types) joined room with events past `since` → the newest of them of those types
     bumps: dict[str, int] = field(default_factory=dict)
+    _quiet: frozenset[str] | None = field(default=None, repr=False)
+
+    def joined(self, room_id: str) -> bool:
+        """Whether the user is in the room: a room in `memberships` as "join", or a quiet one."""
+        found = self.memberships.get(room_id)
+        if found is not None:
+            return found[0] == "join"
+        if self._quiet is None:
+            self._quiet = frozenset(self.quiet)
+        return room_id in self._quiet
 
     def rooms_with(self, bit: int, rooms: Sequence[str]) -> list[str]:
         return [r for r in rooms if self.room_flags.get(r, 0) & bit]
@@ -172,15 +238,21 @@ async def probe(
     since: int | None,
     states: Sequence[str],
     bump_types: Sequence[str] | None = None,
+    *,
+    every_room: bool = False,
 ) -> SyncProbe:
     """What changed for (user, device) past `since` (None: everything counts as changed); with
-    `bump_types`, also each changed room's newest event of those types (`bumps`)."""
+    `bump_types`, also each changed room's newest event of those types (`bumps`), and every room in
+    `memberships`. Without, the joined rooms with nothing new are listed in `quiet` only and the
+    rooms left before `since` not at all, unless `every_room` (a full_state sync sends them all) or
+    there is no `since`."""
     after = -1 if since is None else since
     if bump_types is None:
-        rows = await db.fetch(_PROBE, user_id, after, device_id, list(states))
+        sql = _PROBE[db.dialect.name]
+        rows = await db.fetch(sql, user_id, after, device_id, list(states), every_room or since is None)
     else:
         rows = await db.fetch(_PROBE_BUMPS, user_id, after, device_id, list(states), list(bump_types))
-    out = _read(rows)
+    out = _read(rows, after)
     if since is None:  # everything is news to a first sync
         out.user_flags = ACCOUNT_DATA | PUSH_RULES | PRESENCE | TO_DEVICE | DEVICE_LISTS
     return out
@@ -192,16 +264,17 @@ async def first_probe(
     """A sliding-sync connection's first look: the user's rooms with each joined room's newest event
     of `bump_types` (`bumps`), the position and the device's key counts; no flags (the caller sends
     everything) and no unread counts (counted for the rooms in view only)."""
-    return _read(await db.fetch(_FIRST, user_id, device_id, list(states), list(bump_types)))
+    return _read(await db.fetch(_FIRST, user_id, device_id, list(states), list(bump_types)), -1)
 
 
-def _read(rows: Sequence[Sequence[Any]]) -> SyncProbe:
+def _read(rows: Sequence[Sequence[Any]], after: int) -> SyncProbe:
     out = SyncProbe(0)
     for room_id, membership, stream, joined_stream, flags, read, notified, highlighted, *bump in rows:
         if bump and bump[0] is not None and room_id is not None:
             out.bumps[room_id] = int(bump[0])
         if room_id is None:
             out.position, out.user_flags = int(stream), int(flags)
+            out.quiet = _decode(membership) if membership else []
             continue
         if membership == "otk":
             out.one_time_keys[room_id] = int(stream)
@@ -209,7 +282,9 @@ def _read(rows: Sequence[Sequence[Any]]) -> SyncProbe:
         if membership == "fallback":
             out.fallback_keys.append(room_id)
             continue
-        out.memberships[room_id] = (membership, int(stream))
+        out.memberships[room_id] = (membership, stream)
+        if stream > after:
+            out.moved.append(room_id)
         if membership == "join":
             out.joined_at[room_id] = int(joined_stream)
             if flags:

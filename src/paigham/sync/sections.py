@@ -7,9 +7,10 @@ into a shared body. The E2EE extension adds its fields afterwards (sync/service.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from msgspec import UNSET, Struct, UnsetType
 
@@ -69,7 +70,7 @@ class RoomDelta:
     limited: bool = False
     state: list[StoredEvent] = field(default_factory=list)
     prev_batch: int = 0
-    initial: bool = False
+    initial: bool = False  # the state is the whole state before the timeline (not the changes)
     # A membership changed in this delta (not counting members added by lazy-loading): the room's
     # summary (member counts, heroes) is sent again only then.
     members_changed: bool = False
@@ -89,6 +90,30 @@ class AccountData(NamedTuple):
 
     global_events: list[JsonDict]
     by_room: dict[str, list[JsonDict]]
+
+
+# Rooms read at once when many are sent (an initial or full_state sync): on PostgreSQL each room's
+# reads are round trips, and a few in flight hide their latency (bounded: one sync must not take the
+# whole connection pool); on SQLite the reads do not suspend, so the rooms go one after another.
+ROOMS_IN_FLIGHT = 4
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+async def in_flight(limit: int, items: Sequence[T], fn: Callable[[T], Awaitable[R]]) -> list[R]:
+    """`fn` of each item, at most `limit` running at once, the results in the items' order."""
+    out: list[R | None] = [None] * len(items)
+    todo = iter(enumerate(items))
+
+    async def worker() -> None:
+        for i, item in todo:  # one iterator shared by the workers: each item taken once
+            out[i] = await fn(item)
+
+    async with asyncio.TaskGroup() as group:  # one failing cancels the others
+        for _ in range(min(limit, len(items))):
+            group.create_task(worker())
+    return out  # type: ignore[return-value]  # every slot was filled
 
 
 def _room_has_news(
@@ -138,7 +163,8 @@ class Sections:
         """
         if req.since is None:
             return set()
-        moved = {r: m for r, (m, stream) in req.probe.memberships.items() if req.since < stream <= req.upto}
+        mem = req.probe.memberships
+        moved = {r: mem[r][0] for r in req.probe.moved if mem[r][1] <= req.upto}
         before = await self.events.memberships_at(req.requester.user_id, list(moved), req.since)
         return {r for r, now in moved.items() if before.get(r) != now}
 
@@ -160,13 +186,14 @@ class Sections:
     async def _joined(
         self, req: SyncRequest, changed: set[str], account_data: dict[str, list[JsonDict]]
     ) -> dict[str, JoinedRoom]:
-        joined = [r for r, (m, _) in req.probe.memberships.items() if m == "join" and req.flt.room_allowed(r)]
+        mem = req.probe.memberships
+        everything = req.since is None or req.full_state
+        # An incremental sync looks at the rooms with news only, never at every room the user is in.
+        pool = mem if everything else {*req.probe.room_flags, *changed, *account_data}
+        joined = [r for r in pool if req.probe.joined(r) and req.flt.room_allowed(r)]
         if not joined:
             return {}
-        if req.since is None or req.full_state:
-            candidates = set(joined)
-        else:
-            candidates = set(req.probe.rooms_with(ROOM_EVENTS, joined))
+        candidates = set(joined) if everything else set(req.probe.rooms_with(ROOM_EVENTS, joined))
         ephemeral = await self._ephemeral(req, joined)
         joined_set = set(joined)
         room_data = {r: evs for r, evs in account_data.items() if r in joined_set}
@@ -174,26 +201,34 @@ class Sections:
         if not candidates:
             return {}
         counts = await self._unread_counts(req, candidates)
-        out: dict[str, JoinedRoom] = {}
-        for room_id in sorted(candidates):
+
+        async def room(room_id: str) -> JoinedRoom | None:
             membership_changed = room_id in changed
-            initial = req.since is None or req.full_state or membership_changed
-            delta = await self._room_delta(req, room_id, None if initial else req.since, req.upto)
+            # A room new to the client is sent from scratch. With full_state the state is sent whole,
+            # but the timeline still starts at `since` (the spec's rule): a room with nothing new
+            # costs its state, never its history.
+            fresh = req.since is None or membership_changed
+            delta = await self._room_delta(
+                req, room_id, None if fresh else req.since, req.upto, full_state=req.full_state
+            )
             room_ephemeral, room_account_data = ephemeral.get(room_id, []), room_data.get(room_id, [])
-            news = _room_has_news(delta, room_ephemeral, room_account_data, membership_changed)
-            if req.since is not None and not news:
-                continue
-            rendered = await self._render_room(req, room_id, delta, initial)
-            notifications, highlights = counts.get(room_id, (0, 0))
-            out[room_id] = JoinedRoom(
+            if req.since is not None and not _room_has_news(
+                delta, room_ephemeral, room_account_data, membership_changed
+            ):
+                return None
+            rendered = await self._render_room(req, room_id, delta, fresh or req.full_state)
+            return JoinedRoom(
                 timeline=rendered.timeline,
                 state=rendered.state,
                 summary=rendered.summary,
                 ephemeral=Events(room_ephemeral),
                 account_data=Events(room_account_data),
-                unread_notifications=UnreadNotifications(notifications, highlights),
+                unread_notifications=UnreadNotifications(*counts.get(room_id, (0, 0))),
             )
-        return out
+
+        order = sorted(candidates)
+        built = await in_flight(ROOMS_IN_FLIGHT, order, room)
+        return {room_id: r for room_id, r in zip(order, built, strict=True) if r is not None}
 
     async def _unread_counts(self, req: SyncRequest, rooms: set[str]) -> Mapping[str, tuple[int, int]]:
         """room → (notifications, highlights). The probe counted the unread of rooms with news; others
@@ -208,7 +243,11 @@ class Sections:
             counts.update(await self.streams.unread.unread_counts(user_id, starts))
         return counts
 
-    async def _room_delta(self, req: SyncRequest, room_id: str, since: int | None, upto: int) -> RoomDelta:
+    async def _room_delta(
+        self, req: SyncRequest, room_id: str, since: int | None, upto: int, *, full_state: bool = False
+    ) -> RoomDelta:
+        """The room's timeline in (since, upto] and its state: the whole state before the timeline
+        when initial (no `since`, or `full_state`), else the state changes a gap in it hid."""
         limit = req.flt.timeline_limit
         # Oldest first; one more than the limit, to tell whether the timeline is limited.
         recent, related = await self.events.recent_with_relations(room_id, after=since, upto=upto, limit=limit + 1)
@@ -218,10 +257,11 @@ class Sections:
         timeline = (
             [e for e in timeline if req.flt.timeline_match_stored(e)] if req.flt.has_timeline_filter else timeline
         )
-        delta = RoomDelta(timeline=timeline, limited=limited, prev_batch=start, initial=since is None, related=related)
-        if since is None:
+        initial = since is None or full_state
+        delta = RoomDelta(timeline=timeline, limited=limited, prev_batch=start, initial=initial, related=related)
+        if initial:
             delta.state = await self.events.state_at(room_id, start)
-        elif limited:
+        elif since is not None and limited:
             changed = await self.events.state_changes(room_id, since, start)
             latest: dict[tuple[str, str | None], StoredEvent] = {}
             for e in changed:
@@ -310,8 +350,10 @@ class Sections:
     # -- invites and leaves -------------------------------------------------------------------------
     async def _invited(self, req: SyncRequest) -> dict[str, InvitedRoom]:
         out: dict[str, InvitedRoom] = {}
-        for room_id, (m, stream) in req.probe.memberships.items():
-            if m != "invite" or (req.since is not None and stream <= req.since) or stream > req.upto:
+        mem = req.probe.memberships
+        for room_id in req.probe.moved:  # every room on a first sync; else those whose membership moved
+            m, stream = mem[room_id]
+            if m != "invite" or stream > req.upto:
                 continue
             state = await self.events.state_at(room_id, stream)
             out[room_id] = InvitedRoom(Events(stripped_invite_state(state, req.requester.user_id)))
@@ -319,7 +361,9 @@ class Sections:
 
     async def _left(self, req: SyncRequest, changed: set[str]) -> dict[str, LeftRoom]:
         out: dict[str, LeftRoom] = {}
-        for room_id, (m, stream) in req.probe.memberships.items():
+        mem = req.probe.memberships
+        for room_id in req.probe.moved:  # every room on a first sync; else those whose membership moved
+            m, stream = mem[room_id]
             if m not in LEFT:
                 continue
             if req.since is None and not req.flt.include_leave:

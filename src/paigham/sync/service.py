@@ -78,12 +78,12 @@ class SyncService:
         self, requester: Requester, since: int | None, flt: SyncFilterView, full_state: bool
     ) -> SyncResult:
         # One read says where the streams stand and which have news for this device (sync_probe.py).
-        found = await probe(self.db, requester.user_id, requester.device_id, since, MEMBERSHIPS)
+        found = await probe(self.db, requester.user_id, requester.device_id, since, MEMBERSHIPS, every_room=full_state)
         if since is not None and since > found.position:
             since = found.position  # a token from a rolled-back or restored database: treat as "now"
         req = SyncRequest(requester, since, found.position, flt, full_state, found)
         response = await self.sections.build(req)
         for extension in self.extensions:
             await extension(req, response)
-        wake = [r for r, (m, _) in found.memberships.items() if m in WAKING]
+        wake = [*(r for r, (m, _) in found.memberships.items() if m in WAKING), *found.quiet]
         return SyncResult(response, response.has_news(), since, req.upto, wake)
