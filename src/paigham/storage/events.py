@@ -192,16 +192,16 @@ class EventStore:
         return out
 
     async def member_counts_many(self, room_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """room → {"join": joined, "invite": invited}: the counts kept with the room (O(1) each)."""
         if not room_ids:
             return {}
         rows = await self.db.fetch(
-            "SELECT room_id, membership, count(*) FROM memberships WHERE room_id = ANY($1::text[]) "
-            "GROUP BY room_id, membership",
+            "SELECT room_id, joined_members, invited_members FROM rooms WHERE room_id = ANY($1::text[])",
             list(room_ids),
         )
         out: dict[str, dict[str, int]] = {r: {} for r in room_ids}
-        for room_id, membership, n in rows:
-            out[room_id][membership] = int(n)
+        for room_id, joined, invited in rows:
+            out[room_id] = {"join": int(joined), "invite": int(invited)}
         return out
 
     # -- state ----------------------------------------------------------------------------
@@ -329,9 +329,7 @@ class EventStore:
         return [r[0] for r in rows]
 
     async def joined_count(self, room_id: str, *, conn: AsyncConnection | None = None) -> int:
-        row = await self.db.fetchrow(
-            "SELECT count(*) FROM memberships WHERE room_id = $1 AND membership = 'join'", room_id, conn=conn
-        )
+        row = await self.db.fetchrow("SELECT joined_members FROM rooms WHERE room_id = $1", room_id, conn=conn)
         return int(row[0]) if row else 0
 
     async def heroes(self, room_id: str, exclude: str, limit: int = 5) -> list[str]:
@@ -346,10 +344,8 @@ class EventStore:
         return [r[0] for r in rows]
 
     async def member_counts(self, room_id: str) -> dict[str, int]:
-        rows = await self.db.fetch(
-            "SELECT membership, count(*) FROM memberships WHERE room_id = $1 GROUP BY membership", room_id
-        )
-        return {r[0]: int(r[1]) for r in rows}
+        """{"join": joined, "invite": invited} ({} for an unknown room)."""
+        return (await self.member_counts_many([room_id]))[room_id]
 
     async def membership_history(self, user_id: str, room_id: str) -> list[tuple[int, str]]:
         """(stream, membership) of every membership event of the user in the room, oldest first."""
