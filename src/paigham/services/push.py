@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.bus.base import StreamUpdate
 from paigham.domain import push_rules as pr
-from paigham.domain.push_rules import mentioned_users
 from paigham.domain.power_levels import notification_level, user_level
 from paigham.domain.push_evaluator import (
     CompiledRule,
@@ -26,6 +25,7 @@ from paigham.domain.push_evaluator import (
     evaluate,
     names_in_body,
 )
+from paigham.domain.push_rules import mentioned_users
 from paigham.domain.stored_event import StoredEvent
 from paigham.errors import Codes, MatrixError
 from paigham.services.publisher import Publisher
