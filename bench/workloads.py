@@ -87,6 +87,17 @@ class Scale:
     de_delay_ms: int = 3_600_000  # long: none fires during the measurement
     de_idle_s: float = 10.0  # CPU measured this long with them all pending
     de_restarts: int = 500  # heartbeats ("restart") timed
+    lr_members: int = 10_000  # large room: members, on both servers and both engines
+    lr_members_pg_paigham: int = 50_000  # then, on PostgreSQL, Paigham's room grown to this (Paigham only)
+    lr_syncing: int = 300  # of them long-polling /sync (lazy-loading members)
+    lr_messages: int = 30  # sent one at a time, each once every receiver has the one before
+    lr_join_concurrency: int = 8  # set-up joins in flight at once
+    lr_repeats: int = 5  # /members, /joined_members, lazy-loaded initial syncs timed this often
+    lr_storm_joins: int = 2000  # join storm: this many new members ...
+    lr_storm_s: float = 60.0  # ... offered at an even pace over this long
+    lr_storm_max_in_flight: int = 64  # (a join waits when this many are unanswered)
+    lr_quiet_s: float = 20.0  # the small room's latency measured this long without the storm first
+    lr_seq_joins: int = 30  # one-at-a-time joins timed into a small room and into the large one
 
     @classmethod
     def quick(cls) -> Scale:
@@ -96,7 +107,9 @@ class Scale:
                    ss_rooms=12, ss_first_window=5, ss_batch=5, ss_repeats=3, ss_idle_connections=200,
                    ss_idle_hold_s=2, push_drain_s=60, push_idle_stop_s=10, ps_duration_s=3, ps_drain_s=20,
                    pd_users=20, pd_pushers_per_user=10, pd_room_size=5, pd_duration_s=6, pd_tail_s=3, de_users=5,
-                   de_per_user=10, de_room_size=5, de_idle_s=2, de_restarts=20)
+                   de_per_user=10, de_room_size=5, de_idle_s=2, de_restarts=20, lr_members=60,
+                   lr_members_pg_paigham=100, lr_syncing=10, lr_messages=5, lr_repeats=2, lr_storm_joins=40,
+                   lr_storm_s=4, lr_quiet_s=3, lr_seq_joins=5)
 
 
 @dataclass
@@ -1112,6 +1125,231 @@ async def w_delayed(run: Run) -> dict[str, Any]:
     }
 
 
+# -- a ministry announcement room: thousands of members, hundreds long-polling -----------------------------
+LR_FILTER = json.dumps({"room": {"timeline": {"limit": 10}, "state": {"lazy_load_members": True}}})
+LR_FULL_FILTER = json.dumps({"room": {"timeline": {"limit": 10}}})
+
+
+async def _lr_grow(run: Run, room: str, members: list[Client], already: int) -> dict[str, Any]:
+    """`members` join `room` (which has `already` members), lr_join_concurrency at a time; each join's
+    latency is kept with the room's size when it started (set-up, but the curve is telling)."""
+    size, by_size = already, []
+
+    async def join(c: Client) -> None:
+        nonlocal size
+        t = now()
+        await c.join(room)
+        by_size.append((size, now() - t))
+        size += 1
+
+    t0 = now()
+    await bounded_gather(run.scale.lr_join_concurrency, [join(c) for c in members])
+    buckets: dict[int, list[float]] = {}
+    width = max(1, (size - already) // 10)
+    for n, lat in by_size:
+        buckets.setdefault(already + (n - already) // width * width, []).append(lat)
+    return {"joins": len(members), "join_s": now() - t0,
+            "join_p50_ms_by_size": {str(k): pct(v, 50) * 1000 for k, v in sorted(buckets.items())}}
+
+
+async def _lr_fanout(run: Run, room: str, sender: Client, syncers: list[Client], key: str) -> dict[str, Any]:
+    """One message at a time into the room, each once all receivers have the one before (as w_fanout)."""
+    sent_at: dict[str, float] = {}
+    sinces = await bounded_gather(10, [first_since(c, LR_FILTER) for c in syncers])
+    receivers = [Receiver(c, since, sent_at, LR_FILTER) for c, since in zip(syncers, sinces, strict=True)]
+    counts: dict[str, int] = {}
+    done: dict[str, asyncio.Event] = {}
+
+    def seen(text: str) -> None:
+        counts[text] = counts.get(text, 0) + 1
+        if counts[text] == len(receivers) and text in done:
+            done[text].set()
+
+    for rx in receivers:
+        rx.listeners.append(seen)
+        rx.start()
+    await asyncio.sleep(2)
+    last: list[float] = []
+    send_lat: list[float] = []
+    run.part = key
+    run.window_open()
+    cpu0 = run.cpu()
+    try:
+        for m in range(run.scale.lr_messages):
+            text = f"{key}-{m}-{time.time_ns()}"
+            done[text] = asyncio.Event()
+            t = now()
+            sent_at[text] = t
+            await sender.send(room, text)
+            send_lat.append(now() - t)
+            try:
+                await asyncio.wait_for(done[text].wait(), 120)
+            except TimeoutError:
+                run.log(f"  {key} message {m}: only {counts.get(text, 0)} of {len(receivers)} received in 120 s")
+            last.append(now() - t)
+            await asyncio.sleep(0.2)
+        cpu = run.cpu() - cpu0
+    finally:
+        run.window_close()
+        for rx in receivers:
+            await rx.stop()
+    deliveries = [lat for rx in receivers for lat in rx.latencies.values()]
+    run.samples[f"{key}_delivery"] = deliveries
+    return {"syncing": len(receivers), "messages": len(last), "send": summary(send_lat),
+            "delivery": summary(deliveries), "last_receiver": summary(last),
+            "cpu_ms_per_message": cpu / max(1, len(last)) * 1000,
+            "deliveries_missing": len(last) * len(receivers) - len(deliveries)}
+
+
+async def _lr_reads(run: Run, room: str, reader: Client, username: str, password: str) -> dict[str, Any]:
+    """GET /members and /joined_members, and initial syncs of new devices (lazy-loading members, and
+    once without), each timed; the median of lr_repeats."""
+    out: dict[str, Any] = {}
+    path = f"/_matrix/client/v3/rooms/{quote(room)}"
+    for name, sub in (("members", "/members"), ("joined_members", "/joined_members")):
+        times: list[float] = []
+        for _ in range(run.scale.lr_repeats):
+            t = now()
+            body = await reader.request("GET", path + sub)
+            times.append(now() - t)
+        out[f"{name}_ms"] = pct(times, 50) * 1000
+        out[f"{name}_count"] = len(body.get("chunk", body.get("joined", {})))
+    devices = [await reader.login(username, password) for _ in range(run.scale.lr_repeats + 1)]
+    lazy: list[float] = []
+    for d in devices[:-1]:
+        t = now()
+        body = await d.sync(flt=LR_FILTER)
+        lazy.append(now() - t)
+        state = body.get("rooms", {}).get("join", {}).get(room, {}).get("state", {}).get("events", [])
+        out["lazy_members_sent"] = sum(1 for e in state if e.get("type") == "m.room.member")
+    out["lazy_initial_sync_ms"] = pct(lazy, 50) * 1000
+    t = now()
+    body = await devices[-1].sync(flt=LR_FULL_FILTER)
+    out["full_initial_sync_ms"] = (now() - t) * 1000
+    state = body.get("rooms", {}).get("join", {}).get(room, {}).get("state", {}).get("events", [])
+    out["full_members_sent"] = sum(1 for e in state if e.get("type") == "m.room.member")
+    return out
+
+
+async def _lr_seq_joins(room: str, joiners: list[Client]) -> dict[str, float]:
+    """Joins one at a time, each timed."""
+    lat: list[float] = []
+    for c in joiners:
+        t = now()
+        await c.join(room)
+        lat.append(now() - t)
+    return summary(lat)
+
+
+async def _lr_probe(run: Run, pair: tuple[Client, Client, str], stop: asyncio.Event, key: str) -> dict[str, Any]:
+    """The small room's delivery latency until `stop`: one message at a time, the next once it arrived."""
+    a, b, room = pair
+    sent_at: dict[str, float] = {}
+    rx = Receiver(b, await first_since(b), sent_at)
+    arrived: dict[str, asyncio.Event] = {}
+    rx.listeners.append(lambda text: arrived[text].set() if text in arrived else None)
+    rx.start()
+    await asyncio.sleep(0.2)
+    try:
+        i = 0
+        while not stop.is_set():
+            text = f"{key}-{i}-{time.time_ns()}"
+            arrived[text] = asyncio.Event()
+            sent_at[text] = now()
+            await a.send(room, text)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived[text].wait(), 60)
+            await asyncio.sleep(0.1)
+            i += 1
+    finally:
+        await rx.stop()
+    run.samples[f"{key}_delivery"] = list(rx.latencies.values())
+    return {"messages": len(sent_at), "delivery": summary(list(rx.latencies.values()))}
+
+
+async def _lr_storm(run: Run, room: str, joiners: list[Client], pair: tuple[Client, Client, str]) -> dict[str, Any]:
+    """The small room's latency for lr_quiet_s, then again while `joiners` join the large room at an even
+    pace (lr_storm_joins over lr_storm_s, at most lr_storm_max_in_flight unanswered)."""
+    s = run.scale
+    stop = asyncio.Event()
+    probe = asyncio.create_task(_lr_probe(run, pair, stop, "large_room_quiet"))
+    await asyncio.sleep(s.lr_quiet_s)
+    stop.set()
+    quiet = await probe
+    stop = asyncio.Event()
+    probe = asyncio.create_task(_lr_probe(run, pair, stop, "large_room_storm"))
+    await asyncio.sleep(1)
+    gate = asyncio.Semaphore(s.lr_storm_max_in_flight)
+    lat: list[float] = []
+    interval = s.lr_storm_s / max(1, len(joiners))
+
+    async def join(c: Client) -> None:
+        async with gate:
+            t = now()
+            await c.join(room)
+            lat.append(now() - t)
+
+    run.part = "storm"
+    run.window_open()
+    t0, cpu0 = now(), run.cpu()
+    tasks = []
+    try:
+        for i, c in enumerate(joiners):
+            await asyncio.sleep(max(0.0, t0 + i * interval - now()))
+            tasks.append(asyncio.create_task(join(c)))
+        await asyncio.gather(*tasks)
+        storm_s, cpu = now() - t0, run.cpu() - cpu0
+    finally:
+        run.window_close()
+        stop.set()
+    during = await probe
+    run.samples["large_room_storm_join"] = lat
+    return {"joins": len(lat), "storm_s": storm_s, "joins_per_s": len(lat) / storm_s, "join": summary(lat),
+            "server_cpu_ms_per_join": cpu / max(1, len(lat)) * 1000, "small_room_quiet": quiet,
+            "small_room_during_storm": during}
+
+
+async def w_large_room(run: Run) -> dict[str, Any]:
+    """A ministry announcement room (bench/README.md "large_room")."""
+    s = run.scale
+    t0 = now()
+    members = await run.users("lr_", s.lr_members)
+    storm = await run.users("lrs_", s.lr_storm_joins)
+    seq = await run.users("lrq_", 2 * s.lr_seq_joins + 2)
+    out: dict[str, Any] = {"members": s.lr_members, "register_s": now() - t0}
+    owner = members[0]
+    room = await owner.create_room(name="Ministry announcements")
+    out["setup"] = await _lr_grow(run, room, members[1:], 1)
+    run.log(f"  {run.server.name}: large room of {s.lr_members} set up in {now() - t0:.0f} s")
+    syncers = members[1 : 1 + s.lr_syncing]
+    out["fanout"] = await _lr_fanout(run, room, owner, syncers, "large_room")
+    out["reads"] = await _lr_reads(run, room, members[1], "lr_1", "pw-lr_1")
+    small = await seq[0].create_room(name="small")
+    out["join_small_room"] = await _lr_seq_joins(small, seq[2 : 2 + s.lr_seq_joins])
+    out["join_large_room"] = await _lr_seq_joins(room, seq[2 + s.lr_seq_joins :])
+    await seq[1].join(small)
+    out["storm"] = await _lr_storm(run, room, storm, (seq[0], seq[1], small))
+    more = s.lr_members_pg_paigham - s.lr_members
+    if run.server.name == "paigham" and run.server.db_kind == "postgres" and more > 0:
+        out["bigger"] = await _lr_bigger(run, room, owner, syncers, s.lr_members + len(storm) + s.lr_seq_joins, more)
+    out["wall_setup_s"] = out["register_s"] + out["setup"]["join_s"]
+    return out
+
+
+async def _lr_bigger(run: Run, room: str, owner: Client, syncers: list[Client], size: int, more: int) -> dict[str, Any]:
+    """Paigham only, on PostgreSQL: the room grown by `more` members, then fan-out, reads and joins again."""
+    t0 = now()
+    extra = await run.users("lrx_", more + run.scale.lr_seq_joins)
+    out: dict[str, Any] = {"register_s": now() - t0}
+    out["setup"] = await _lr_grow(run, room, extra[:more], size)
+    out["members"] = size + more
+    run.log(f"  {run.server.name}: large room grown to {size + more} in {now() - t0:.0f} s")
+    out["fanout"] = await _lr_fanout(run, room, owner, syncers, "large_room_bigger")
+    out["reads"] = await _lr_reads(run, room, syncers[0], "lr_1", "pw-lr_1")
+    out["join_large_room"] = await _lr_seq_joins(room, extra[more:])
+    return out
+
+
 WORKLOADS: dict[str, Callable[[Run], Awaitable[dict[str, Any]]]] = {
     "latency": w_latency,
     "throughput": w_throughput,
@@ -1121,6 +1359,7 @@ WORKLOADS: dict[str, Callable[[Run], Awaitable[dict[str, Any]]]] = {
     "push": w_push,
     "delayed": w_delayed,
     "fanout": w_fanout,
+    "large_room": w_large_room,
 }
 
 
