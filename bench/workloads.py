@@ -96,6 +96,7 @@ class Scale:
     lr_storm_joins: int = 2000  # join storm: this many new members ...
     lr_storm_s: float = 60.0  # ... offered at an even pace over this long
     lr_storm_max_in_flight: int = 64  # (a join waits when this many are unanswered)
+    lr_storm_drain_s: float = 60.0  # joins not yet sent this long after the storm's last offer are dropped
     lr_quiet_s: float = 20.0  # the small room's latency measured this long without the storm first
     lr_seq_joins: int = 30  # one-at-a-time joins timed into a small room and into the large one
 
@@ -109,7 +110,7 @@ class Scale:
                    pd_users=20, pd_pushers_per_user=10, pd_room_size=5, pd_duration_s=6, pd_tail_s=3, de_users=5,
                    de_per_user=10, de_room_size=5, de_idle_s=2, de_restarts=20, lr_members=60,
                    lr_members_pg_paigham=100, lr_syncing=10, lr_messages=5, lr_repeats=2, lr_storm_joins=40,
-                   lr_storm_s=4, lr_quiet_s=3, lr_seq_joins=5)
+                   lr_storm_s=4, lr_storm_drain_s=10, lr_quiet_s=3, lr_seq_joins=5)
 
 
 @dataclass
@@ -1155,8 +1156,7 @@ async def _lr_grow(run: Run, room: str, members: list[Client], already: int) -> 
 async def _lr_fanout(run: Run, room: str, sender: Client, syncers: list[Client], key: str) -> dict[str, Any]:
     """One message at a time into the room, each once all receivers have the one before (as w_fanout)."""
     sent_at: dict[str, float] = {}
-    sinces = await bounded_gather(10, [first_since(c, LR_FILTER) for c in syncers])
-    receivers = [Receiver(c, since, sent_at, LR_FILTER) for c, since in zip(syncers, sinces, strict=True)]
+    receivers = await _lr_receivers(syncers, sent_at)
     counts: dict[str, int] = {}
     done: dict[str, asyncio.Event] = {}
 
@@ -1199,6 +1199,12 @@ async def _lr_fanout(run: Run, room: str, sender: Client, syncers: list[Client],
             "delivery": summary(deliveries), "last_receiver": summary(last),
             "cpu_ms_per_message": cpu / max(1, len(last)) * 1000,
             "deliveries_missing": len(last) * len(receivers) - len(deliveries)}
+
+
+async def _lr_receivers(syncers: list[Client], sent_at: dict[str, float]) -> list[Receiver]:
+    """The members' long-polls (lazy-loading members), caught up and not yet started."""
+    sinces = await bounded_gather(10, [first_since(c, LR_FILTER) for c in syncers])
+    return [Receiver(c, since, sent_at, LR_FILTER) for c, since in zip(syncers, sinces, strict=True)]
 
 
 async def _lr_reads(run: Run, room: str, reader: Client, username: str, password: str) -> dict[str, Any]:
@@ -1267,10 +1273,15 @@ async def _lr_probe(run: Run, pair: tuple[Client, Client, str], stop: asyncio.Ev
     return {"messages": len(sent_at), "delivery": summary(list(rx.latencies.values()))}
 
 
-async def _lr_storm(run: Run, room: str, joiners: list[Client], pair: tuple[Client, Client, str]) -> dict[str, Any]:
+async def _lr_storm(run: Run, room: str, joiners: list[Client], pair: tuple[Client, Client, str],
+                    syncers: list[Client]) -> dict[str, Any]:
     """The small room's latency for lr_quiet_s, then again while `joiners` join the large room at an even
-    pace (lr_storm_joins over lr_storm_s, at most lr_storm_max_in_flight unanswered)."""
+    pace (lr_storm_joins over lr_storm_s, at most lr_storm_max_in_flight unanswered). The large room's
+    `syncers` long-poll throughout, as its members would: every join wakes them."""
     s = run.scale
+    receivers = await _lr_receivers(syncers, {})
+    for rx in receivers:
+        rx.start()
     stop = asyncio.Event()
     probe = asyncio.create_task(_lr_probe(run, pair, stop, "large_room_quiet"))
     await asyncio.sleep(s.lr_quiet_s)
@@ -1283,8 +1294,11 @@ async def _lr_storm(run: Run, room: str, joiners: list[Client], pair: tuple[Clie
     lat: list[float] = []
     interval = s.lr_storm_s / max(1, len(joiners))
 
-    async def join(c: Client) -> None:
+    sent: set[int] = set()
+
+    async def join(i: int, c: Client) -> None:
         async with gate:
+            sent.add(i)
             t = now()
             await c.join(room)
             lat.append(now() - t)
@@ -1296,17 +1310,27 @@ async def _lr_storm(run: Run, room: str, joiners: list[Client], pair: tuple[Clie
     try:
         for i, c in enumerate(joiners):
             await asyncio.sleep(max(0.0, t0 + i * interval - now()))
-            tasks.append(asyncio.create_task(join(c)))
-        await asyncio.gather(*tasks)
+            tasks.append(asyncio.create_task(join(i, c)))
+        # A server that falls behind gets lr_storm_drain_s more; the joins still waiting to be sent then
+        # are dropped (counted), those already sent are awaited.
+        await asyncio.wait(tasks, timeout=max(0.0, t0 + s.lr_storm_s + s.lr_storm_drain_s - now()))
+        unsent = [task for i, task in enumerate(tasks) if i not in sent]
+        for task in unsent:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        dropped = len(unsent)
         storm_s, cpu = now() - t0, run.cpu() - cpu0
     finally:
         run.window_close()
         stop.set()
+        for rx in receivers:
+            await rx.stop()
     during = await probe
     run.samples["large_room_storm_join"] = lat
-    return {"joins": len(lat), "storm_s": storm_s, "joins_per_s": len(lat) / storm_s, "join": summary(lat),
+    return {"offered": len(joiners), "joins": len(lat), "dropped": dropped, "storm_s": storm_s,
+            "joins_per_s": len(lat) / storm_s, "join": summary(lat),
             "server_cpu_ms_per_join": cpu / max(1, len(lat)) * 1000, "small_room_quiet": quiet,
-            "small_room_during_storm": during}
+            "small_room_during_storm": during, "member_syncs_answered": sum(rx.syncs for rx in receivers)}
 
 
 async def w_large_room(run: Run) -> dict[str, Any]:
@@ -1328,7 +1352,7 @@ async def w_large_room(run: Run) -> dict[str, Any]:
     out["join_small_room"] = await _lr_seq_joins(small, seq[2 : 2 + s.lr_seq_joins])
     out["join_large_room"] = await _lr_seq_joins(room, seq[2 + s.lr_seq_joins :])
     await seq[1].join(small)
-    out["storm"] = await _lr_storm(run, room, storm, (seq[0], seq[1], small))
+    out["storm"] = await _lr_storm(run, room, storm, (seq[0], seq[1], small), syncers)
     more = s.lr_members_pg_paigham - s.lr_members
     if run.server.name == "paigham" and run.server.db_kind == "postgres" and more > 0:
         out["bigger"] = await _lr_bigger(run, room, owner, syncers, s.lr_members + len(storm) + s.lr_seq_joins, more)
