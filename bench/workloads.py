@@ -208,6 +208,17 @@ async def first_since(c: Client, flt: str | None = None) -> str:
 
 
 # -- one sender at a time ------------------------------------------------------------------------
+async def one_receiver(b: Client) -> tuple[Receiver, dict[str, float], dict[str, asyncio.Event]]:
+    """B's long-poll, started: (the receiver, when each body was sent, an event per body set on arrival)."""
+    sent_at: dict[str, float] = {}
+    rx = Receiver(b, await first_since(b), sent_at)
+    arrived: dict[str, asyncio.Event] = {}
+    rx.listeners.append(lambda text: arrived[text].set() if text in arrived else None)
+    rx.start()
+    await asyncio.sleep(0.2)
+    return rx, sent_at, arrived
+
+
 async def one_sender(run: Run, n: int, key: str, pair: tuple[Client, Client, str] | None = None) -> dict[str, Any]:
     """A sends, B's long-polling /sync receives; the next message goes once B has it."""
     if pair is None:
@@ -216,12 +227,7 @@ async def one_sender(run: Run, n: int, key: str, pair: tuple[Client, Client, str
         await b.join(room)
     else:
         a, b, room = pair
-    sent_at: dict[str, float] = {}
-    rx = Receiver(b, await first_since(b), sent_at)
-    arrived: dict[str, asyncio.Event] = {}
-    rx.listeners.append(lambda text: arrived[text].set() if text in arrived else None)
-    rx.start()
-    await asyncio.sleep(0.2)
+    rx, sent_at, arrived = await one_receiver(b)
     send_lat: list[float] = []
     run.window_open()
     cpu0 = run.cpu()
@@ -353,6 +359,15 @@ async def w_fanout(run: Run) -> dict[str, Any]:
     sent_at: dict[str, float] = {}
     sinces = await bounded_gather(10, [first_since(c, FANOUT_FILTER) for c in syncers])
     receivers = [Receiver(c, since, sent_at, FANOUT_FILTER) for c, since in zip(syncers, sinces, strict=True)]
+    out = await one_at_a_time(run, room, sender, receivers, sent_at, s.fanout_messages, "fanout")
+    return {"members": len(members), "join_all_s": join_s, **out}
+
+
+async def one_at_a_time(run: Run, room: str, sender: Client, receivers: list[Receiver], sent_at: dict[str, float],
+                        n: int, key: str, part: str = "") -> dict[str, Any]:
+    """`n` messages into the room, one at a time, each once every receiver has the one before: send and
+    delivery latency (every (message, receiver) pair, samples under `<key>_delivery`), time until the last
+    receiver, server CPU per message."""
     counts: dict[str, int] = {}
     done: dict[str, asyncio.Event] = {}
 
@@ -367,29 +382,32 @@ async def w_fanout(run: Run) -> dict[str, Any]:
     await asyncio.sleep(1)
     last: list[float] = []
     send_lat: list[float] = []
+    run.part = part
     run.window_open()
     cpu0 = run.cpu()
-    for m in range(s.fanout_messages):
-        text = f"fan-{m}-{time.time_ns()}"
-        done[text] = asyncio.Event()
-        t = now()
-        sent_at[text] = t
-        await sender.send(room, text)
-        send_lat.append(now() - t)
-        try:
-            await asyncio.wait_for(done[text].wait(), 60)
-        except TimeoutError:
-            run.log(f"  fan-out message {m}: only {counts.get(text, 0)} of {len(receivers)} received in 60 s")
-        last.append(now() - t)
-        await asyncio.sleep(0.1)
-    cpu = run.cpu() - cpu0
-    run.window_close()
-    for rx in receivers:
-        await rx.stop()
+    try:
+        for m in range(n):
+            text = f"{key}-{m}-{time.time_ns()}"
+            done[text] = asyncio.Event()
+            t = now()
+            sent_at[text] = t
+            await sender.send(room, text)
+            send_lat.append(now() - t)
+            try:
+                await asyncio.wait_for(done[text].wait(), 120)
+            except TimeoutError:
+                run.log(f"  {key} message {m}: only {counts.get(text, 0)} of {len(receivers)} received in 120 s")
+            last.append(now() - t)
+            await asyncio.sleep(0.1)
+        cpu = run.cpu() - cpu0
+    finally:
+        run.window_close()
+        for rx in receivers:
+            await rx.stop()
     deliveries = [lat for rx in receivers for lat in rx.latencies.values()]
-    run.samples["fanout_delivery"] = deliveries
-    return {"members": len(members), "syncing": len(receivers), "messages": len(last), "join_all_s": join_s,
-            "send": summary(send_lat), "delivery": summary(deliveries), "last_receiver": summary(last),
+    run.samples[f"{key}_delivery"] = deliveries
+    return {"syncing": len(receivers), "messages": len(last), "send": summary(send_lat),
+            "delivery": summary(deliveries), "last_receiver": summary(last),
             "cpu_ms_per_message": cpu / max(1, len(last)) * 1000,
             "deliveries_missing": len(last) * len(receivers) - len(deliveries)}
 
@@ -1157,48 +1175,7 @@ async def _lr_fanout(run: Run, room: str, sender: Client, syncers: list[Client],
     """One message at a time into the room, each once all receivers have the one before (as w_fanout)."""
     sent_at: dict[str, float] = {}
     receivers = await _lr_receivers(syncers, sent_at)
-    counts: dict[str, int] = {}
-    done: dict[str, asyncio.Event] = {}
-
-    def seen(text: str) -> None:
-        counts[text] = counts.get(text, 0) + 1
-        if counts[text] == len(receivers) and text in done:
-            done[text].set()
-
-    for rx in receivers:
-        rx.listeners.append(seen)
-        rx.start()
-    await asyncio.sleep(2)
-    last: list[float] = []
-    send_lat: list[float] = []
-    run.part = key
-    run.window_open()
-    cpu0 = run.cpu()
-    try:
-        for m in range(run.scale.lr_messages):
-            text = f"{key}-{m}-{time.time_ns()}"
-            done[text] = asyncio.Event()
-            t = now()
-            sent_at[text] = t
-            await sender.send(room, text)
-            send_lat.append(now() - t)
-            try:
-                await asyncio.wait_for(done[text].wait(), 120)
-            except TimeoutError:
-                run.log(f"  {key} message {m}: only {counts.get(text, 0)} of {len(receivers)} received in 120 s")
-            last.append(now() - t)
-            await asyncio.sleep(0.2)
-        cpu = run.cpu() - cpu0
-    finally:
-        run.window_close()
-        for rx in receivers:
-            await rx.stop()
-    deliveries = [lat for rx in receivers for lat in rx.latencies.values()]
-    run.samples[f"{key}_delivery"] = deliveries
-    return {"syncing": len(receivers), "messages": len(last), "send": summary(send_lat),
-            "delivery": summary(deliveries), "last_receiver": summary(last),
-            "cpu_ms_per_message": cpu / max(1, len(last)) * 1000,
-            "deliveries_missing": len(last) * len(receivers) - len(deliveries)}
+    return await one_at_a_time(run, room, sender, receivers, sent_at, run.scale.lr_messages, key, part=key)
 
 
 async def _lr_receivers(syncers: list[Client], sent_at: dict[str, float]) -> list[Receiver]:
@@ -1250,12 +1227,7 @@ async def _lr_seq_joins(room: str, joiners: list[Client]) -> dict[str, float]:
 async def _lr_probe(run: Run, pair: tuple[Client, Client, str], stop: asyncio.Event, key: str) -> dict[str, Any]:
     """The small room's delivery latency until `stop`: one message at a time, the next once it arrived."""
     a, b, room = pair
-    sent_at: dict[str, float] = {}
-    rx = Receiver(b, await first_since(b), sent_at)
-    arrived: dict[str, asyncio.Event] = {}
-    rx.listeners.append(lambda text: arrived[text].set() if text in arrived else None)
-    rx.start()
-    await asyncio.sleep(0.2)
+    rx, sent_at, arrived = await one_receiver(b)
     try:
         i = 0
         while not stop.is_set():
