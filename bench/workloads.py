@@ -109,7 +109,7 @@ class Scale:
                    ss_idle_hold_s=2, push_drain_s=60, push_idle_stop_s=10, ps_duration_s=3, ps_drain_s=20,
                    pd_users=20, pd_pushers_per_user=10, pd_room_size=5, pd_duration_s=6, pd_tail_s=3, de_users=5,
                    de_per_user=10, de_room_size=5, de_idle_s=2, de_restarts=20, lr_members=60,
-                   lr_members_pg_paigham=100, lr_syncing=10, lr_messages=5, lr_repeats=2, lr_storm_joins=40,
+                   lr_members_pg_paigham=150, lr_syncing=10, lr_messages=5, lr_repeats=2, lr_storm_joins=40,
                    lr_storm_s=4, lr_storm_drain_s=10, lr_quiet_s=3, lr_seq_joins=5)
 
 
@@ -1325,9 +1325,10 @@ async def w_large_room(run: Run) -> dict[str, Any]:
     out["join_large_room"] = await _lr_seq_joins(room, seq[2 + s.lr_seq_joins :])
     await seq[1].join(small)
     out["storm"] = await _lr_storm(run, room, storm, (seq[0], seq[1], small), syncers)
-    more = s.lr_members_pg_paigham - s.lr_members
+    size = s.lr_members + out["storm"]["joins"] + s.lr_seq_joins
+    more = s.lr_members_pg_paigham - size
     if run.server.name == "paigham" and run.server.db_kind == "postgres" and more > 0:
-        out["bigger"] = await _lr_bigger(run, room, owner, syncers, s.lr_members + len(storm) + s.lr_seq_joins, more)
+        out["bigger"] = await _lr_bigger(run, room, owner, syncers, size, more)
     out["wall_setup_s"] = out["register_s"] + out["setup"]["join_s"]
     return out
 
