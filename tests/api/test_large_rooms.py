@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import event
 
 from paigham.domain import push_rules as pr
+from paigham.requester import Requester
 from paigham.services.writer import EventSpec, Txn
 from paigham.storage.database import Database
 from tests.api.conftest import Harness, User
@@ -136,6 +137,23 @@ async def test_a_join_and_a_send_cost_the_same_in_a_room_of_2000_as_in_one_of_20
         assert big_reads.rows == small_reads.rows, (small_reads.rows, big_reads.rows)
     assert len(sends[3].sql) <= 6 and sends[3].rows <= 8  # the room's facts, not its members
     assert await srv.events.joined_count(big) == BIG + 2
+
+    # what a join costs each member's next /sync (every long-poll of the room wakes): the same too
+    async def woken(room: str, watcher: User, newcomer: str) -> Reads:
+        rq = Requester(watcher.user_id, watcher.device_id, watcher.token)
+        flt = await srv.filters.sync_view(watcher.user_id, None)
+        since = (await srv.sync.compute(rq, None, flt, False)).upto
+        await srv.rooms.join(newcomer, room)
+        with measured(srv.db) as reads:
+            got = (await srv.sync.compute(rq, since, flt, False)).response
+        assert newcomer in got.device_lists.changed  # (device lists: who now shares a room)
+        return reads
+
+    watchers = {small: await hs.register("watch_s"), big: await hs.register("watch_b")}
+    for room, w in watchers.items():
+        await hs.ok("POST", f"{V3}/rooms/{room}/join", w, json={})
+    woke = [await woken(room, watchers[room], f"@late{i}:test.local") for i, room in enumerate((small, big))]
+    assert woke[1].sql == woke[0].sql and woke[1].rows == woke[0].rows, (woke[0].rows, woke[1].rows)
 
 
 async def test_unread_counts_in_a_big_room(hs: Harness) -> None:
