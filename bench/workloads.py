@@ -91,6 +91,18 @@ class Scale:
     mr_setup_concurrency: int = 6  # room creations and sends in flight while setting up
     mr_repeats: int = 3  # initial syncs (new devices) and full_state syncs timed
     mr_incremental: int = 20  # incremental syncs timed, each after one message in one room
+    lr_members: int = 10_000  # large room: members, on both servers and both engines
+    lr_members_pg_paigham: int = 50_000  # then, on PostgreSQL, Paigham's room grown to this (Paigham only)
+    lr_syncing: int = 300  # of them long-polling /sync (lazy-loading members)
+    lr_messages: int = 30  # sent one at a time, each once every receiver has the one before
+    lr_join_concurrency: int = 8  # set-up joins in flight at once
+    lr_repeats: int = 5  # /members, /joined_members, lazy-loaded initial syncs timed this often
+    lr_storm_joins: int = 2000  # join storm: this many new members ...
+    lr_storm_s: float = 60.0  # ... offered at an even pace over this long
+    lr_storm_max_in_flight: int = 64  # (a join waits when this many are unanswered)
+    lr_storm_drain_s: float = 60.0  # joins not yet sent this long after the storm's last offer are dropped
+    lr_quiet_s: float = 20.0  # the small room's latency measured this long without the storm first
+    lr_seq_joins: int = 30  # one-at-a-time joins timed into a small room and into the large one
 
     @classmethod
     def quick(cls) -> Scale:
@@ -101,7 +113,10 @@ class Scale:
                    ss_idle_hold_s=2, push_drain_s=60, push_idle_stop_s=10, ps_duration_s=3, ps_drain_s=20,
                    pd_users=20, pd_pushers_per_user=10, pd_room_size=5, pd_duration_s=6, pd_tail_s=3, de_users=5,
                    de_per_user=10, de_room_size=5, de_idle_s=2, de_restarts=20, mr_rooms=30, mr_repeats=2,
-                   mr_incremental=5)
+                   mr_incremental=5,
+                   lr_members=60,
+                   lr_members_pg_paigham=150, lr_syncing=10, lr_messages=5, lr_repeats=2, lr_storm_joins=40,
+                   lr_storm_s=4, lr_storm_drain_s=10, lr_quiet_s=3, lr_seq_joins=5)
 
 
 @dataclass
@@ -199,6 +214,17 @@ async def first_since(c: Client, flt: str | None = None) -> str:
 
 
 # -- one sender at a time ------------------------------------------------------------------------
+async def one_receiver(b: Client) -> tuple[Receiver, dict[str, float], dict[str, asyncio.Event]]:
+    """B's long-poll, started: (the receiver, when each body was sent, an event per body set on arrival)."""
+    sent_at: dict[str, float] = {}
+    rx = Receiver(b, await first_since(b), sent_at)
+    arrived: dict[str, asyncio.Event] = {}
+    rx.listeners.append(lambda text: arrived[text].set() if text in arrived else None)
+    rx.start()
+    await asyncio.sleep(0.2)
+    return rx, sent_at, arrived
+
+
 async def one_sender(run: Run, n: int, key: str, pair: tuple[Client, Client, str] | None = None) -> dict[str, Any]:
     """A sends, B's long-polling /sync receives; the next message goes once B has it."""
     if pair is None:
@@ -207,12 +233,7 @@ async def one_sender(run: Run, n: int, key: str, pair: tuple[Client, Client, str
         await b.join(room)
     else:
         a, b, room = pair
-    sent_at: dict[str, float] = {}
-    rx = Receiver(b, await first_since(b), sent_at)
-    arrived: dict[str, asyncio.Event] = {}
-    rx.listeners.append(lambda text: arrived[text].set() if text in arrived else None)
-    rx.start()
-    await asyncio.sleep(0.2)
+    rx, sent_at, arrived = await one_receiver(b)
     send_lat: list[float] = []
     run.window_open()
     cpu0 = run.cpu()
@@ -344,6 +365,15 @@ async def w_fanout(run: Run) -> dict[str, Any]:
     sent_at: dict[str, float] = {}
     sinces = await bounded_gather(10, [first_since(c, FANOUT_FILTER) for c in syncers])
     receivers = [Receiver(c, since, sent_at, FANOUT_FILTER) for c, since in zip(syncers, sinces, strict=True)]
+    out = await one_at_a_time(run, room, sender, receivers, sent_at, s.fanout_messages, "fanout")
+    return {"members": len(members), "join_all_s": join_s, **out}
+
+
+async def one_at_a_time(run: Run, room: str, sender: Client, receivers: list[Receiver], sent_at: dict[str, float],
+                        n: int, key: str, part: str = "") -> dict[str, Any]:
+    """`n` messages into the room, one at a time, each once every receiver has the one before: send and
+    delivery latency (every (message, receiver) pair, samples under `<key>_delivery`), time until the last
+    receiver, server CPU per message."""
     counts: dict[str, int] = {}
     done: dict[str, asyncio.Event] = {}
 
@@ -358,29 +388,32 @@ async def w_fanout(run: Run) -> dict[str, Any]:
     await asyncio.sleep(1)
     last: list[float] = []
     send_lat: list[float] = []
+    run.part = part
     run.window_open()
     cpu0 = run.cpu()
-    for m in range(s.fanout_messages):
-        text = f"fan-{m}-{time.time_ns()}"
-        done[text] = asyncio.Event()
-        t = now()
-        sent_at[text] = t
-        await sender.send(room, text)
-        send_lat.append(now() - t)
-        try:
-            await asyncio.wait_for(done[text].wait(), 60)
-        except TimeoutError:
-            run.log(f"  fan-out message {m}: only {counts.get(text, 0)} of {len(receivers)} received in 60 s")
-        last.append(now() - t)
-        await asyncio.sleep(0.1)
-    cpu = run.cpu() - cpu0
-    run.window_close()
-    for rx in receivers:
-        await rx.stop()
+    try:
+        for m in range(n):
+            text = f"{key}-{m}-{time.time_ns()}"
+            done[text] = asyncio.Event()
+            t = now()
+            sent_at[text] = t
+            await sender.send(room, text)
+            send_lat.append(now() - t)
+            try:
+                await asyncio.wait_for(done[text].wait(), 120)
+            except TimeoutError:
+                run.log(f"  {key} message {m}: only {counts.get(text, 0)} of {len(receivers)} received in 120 s")
+            last.append(now() - t)
+            await asyncio.sleep(0.1)
+        cpu = run.cpu() - cpu0
+    finally:
+        run.window_close()
+        for rx in receivers:
+            await rx.stop()
     deliveries = [lat for rx in receivers for lat in rx.latencies.values()]
-    run.samples["fanout_delivery"] = deliveries
-    return {"members": len(members), "syncing": len(receivers), "messages": len(last), "join_all_s": join_s,
-            "send": summary(send_lat), "delivery": summary(deliveries), "last_receiver": summary(last),
+    run.samples[f"{key}_delivery"] = deliveries
+    return {"syncing": len(receivers), "messages": len(last), "send": summary(send_lat),
+            "delivery": summary(deliveries), "last_receiver": summary(last),
             "cpu_ms_per_message": cpu / max(1, len(last)) * 1000,
             "deliveries_missing": len(last) * len(receivers) - len(deliveries)}
 
@@ -1236,6 +1269,209 @@ async def w_delayed(run: Run) -> dict[str, Any]:
     }
 
 
+# -- a ministry announcement room: thousands of members, hundreds long-polling -----------------------------
+LR_FILTER = json.dumps({"room": {"timeline": {"limit": 10}, "state": {"lazy_load_members": True}}})
+LR_FULL_FILTER = json.dumps({"room": {"timeline": {"limit": 10}}})
+
+
+async def _lr_grow(run: Run, room: str, members: list[Client], already: int) -> dict[str, Any]:
+    """`members` join `room` (which has `already` members), lr_join_concurrency at a time; each join's
+    latency is kept with the room's size when it started (set-up, but the curve is telling)."""
+    size, by_size = already, []
+
+    async def join(c: Client) -> None:
+        nonlocal size
+        t = now()
+        await c.join(room)
+        by_size.append((size, now() - t))
+        size += 1
+
+    t0 = now()
+    await bounded_gather(run.scale.lr_join_concurrency, [join(c) for c in members])
+    buckets: dict[int, list[float]] = {}
+    width = max(1, (size - already) // 10)
+    for n, lat in by_size:
+        buckets.setdefault(already + (n - already) // width * width, []).append(lat)
+    return {"joins": len(members), "join_s": now() - t0,
+            "join_p50_ms_by_size": {str(k): pct(v, 50) * 1000 for k, v in sorted(buckets.items())}}
+
+
+async def _lr_fanout(run: Run, room: str, sender: Client, syncers: list[Client], key: str) -> dict[str, Any]:
+    """One message at a time into the room, each once all receivers have the one before (as w_fanout)."""
+    sent_at: dict[str, float] = {}
+    receivers = await _lr_receivers(syncers, sent_at)
+    return await one_at_a_time(run, room, sender, receivers, sent_at, run.scale.lr_messages, key, part=key)
+
+
+async def _lr_receivers(syncers: list[Client], sent_at: dict[str, float]) -> list[Receiver]:
+    """The members' long-polls (lazy-loading members), caught up and not yet started."""
+    sinces = await bounded_gather(10, [first_since(c, LR_FILTER) for c in syncers])
+    return [Receiver(c, since, sent_at, LR_FILTER) for c, since in zip(syncers, sinces, strict=True)]
+
+
+async def _lr_reads(run: Run, room: str, reader: Client, username: str, password: str) -> dict[str, Any]:
+    """GET /members and /joined_members, and initial syncs of new devices (lazy-loading members, and
+    once without), each timed; the median of lr_repeats."""
+    out: dict[str, Any] = {}
+    path = f"/_matrix/client/v3/rooms/{quote(room)}"
+    for name, sub in (("members", "/members"), ("joined_members", "/joined_members")):
+        times: list[float] = []
+        for _ in range(run.scale.lr_repeats):
+            t = now()
+            body = await reader.request("GET", path + sub)
+            times.append(now() - t)
+        out[f"{name}_ms"] = pct(times, 50) * 1000
+        out[f"{name}_count"] = len(body.get("chunk", body.get("joined", {})))
+    devices = [await reader.login(username, password) for _ in range(run.scale.lr_repeats + 1)]
+    lazy: list[float] = []
+    for d in devices[:-1]:
+        t = now()
+        body = await d.sync(flt=LR_FILTER)
+        lazy.append(now() - t)
+        state = body.get("rooms", {}).get("join", {}).get(room, {}).get("state", {}).get("events", [])
+        out["lazy_members_sent"] = sum(1 for e in state if e.get("type") == "m.room.member")
+    out["lazy_initial_sync_ms"] = pct(lazy, 50) * 1000
+    t = now()
+    body = await devices[-1].sync(flt=LR_FULL_FILTER)
+    out["full_initial_sync_ms"] = (now() - t) * 1000
+    state = body.get("rooms", {}).get("join", {}).get(room, {}).get("state", {}).get("events", [])
+    out["full_members_sent"] = sum(1 for e in state if e.get("type") == "m.room.member")
+    return out
+
+
+async def _lr_seq_joins(room: str, joiners: list[Client]) -> dict[str, float]:
+    """Joins one at a time, each timed."""
+    lat: list[float] = []
+    for c in joiners:
+        t = now()
+        await c.join(room)
+        lat.append(now() - t)
+    return summary(lat)
+
+
+async def _lr_probe(run: Run, pair: tuple[Client, Client, str], stop: asyncio.Event, key: str) -> dict[str, Any]:
+    """The small room's delivery latency until `stop`: one message at a time, the next once it arrived."""
+    a, b, room = pair
+    rx, sent_at, arrived = await one_receiver(b)
+    try:
+        i = 0
+        while not stop.is_set():
+            text = f"{key}-{i}-{time.time_ns()}"
+            arrived[text] = asyncio.Event()
+            sent_at[text] = now()
+            await a.send(room, text)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived[text].wait(), 60)
+            await asyncio.sleep(0.1)
+            i += 1
+    finally:
+        await rx.stop()
+    run.samples[f"{key}_delivery"] = list(rx.latencies.values())
+    return {"messages": len(sent_at), "delivery": summary(list(rx.latencies.values()))}
+
+
+async def _lr_storm(run: Run, room: str, joiners: list[Client], pair: tuple[Client, Client, str],
+                    syncers: list[Client]) -> dict[str, Any]:
+    """The small room's latency for lr_quiet_s, then again while `joiners` join the large room at an even
+    pace (lr_storm_joins over lr_storm_s, at most lr_storm_max_in_flight unanswered). The large room's
+    `syncers` long-poll throughout, as its members would: every join wakes them."""
+    s = run.scale
+    receivers = await _lr_receivers(syncers, {})
+    for rx in receivers:
+        rx.start()
+    stop = asyncio.Event()
+    probe = asyncio.create_task(_lr_probe(run, pair, stop, "large_room_quiet"))
+    await asyncio.sleep(s.lr_quiet_s)
+    stop.set()
+    quiet = await probe
+    stop = asyncio.Event()
+    probe = asyncio.create_task(_lr_probe(run, pair, stop, "large_room_storm"))
+    await asyncio.sleep(1)
+    gate = asyncio.Semaphore(s.lr_storm_max_in_flight)
+    lat: list[float] = []
+    interval = s.lr_storm_s / max(1, len(joiners))
+
+    sent: set[int] = set()
+
+    async def join(i: int, c: Client) -> None:
+        async with gate:
+            sent.add(i)
+            t = now()
+            await c.join(room)
+            lat.append(now() - t)
+
+    run.part = "storm"
+    run.window_open()
+    t0, cpu0 = now(), run.cpu()
+    tasks = []
+    try:
+        for i, c in enumerate(joiners):
+            await asyncio.sleep(max(0.0, t0 + i * interval - now()))
+            tasks.append(asyncio.create_task(join(i, c)))
+        # A server that falls behind gets lr_storm_drain_s more; the joins still waiting to be sent then
+        # are dropped (counted), those already sent are awaited.
+        await asyncio.wait(tasks, timeout=max(0.0, t0 + s.lr_storm_s + s.lr_storm_drain_s - now()))
+        unsent = [task for i, task in enumerate(tasks) if i not in sent]
+        for task in unsent:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        dropped = len(unsent)
+        storm_s, cpu = now() - t0, run.cpu() - cpu0
+    finally:
+        run.window_close()
+        stop.set()
+        for rx in receivers:
+            await rx.stop()
+    during = await probe
+    run.samples["large_room_storm_join"] = lat
+    return {"offered": len(joiners), "joins": len(lat), "dropped": dropped, "storm_s": storm_s,
+            "joins_per_s": len(lat) / storm_s, "join": summary(lat),
+            "server_cpu_ms_per_join": cpu / max(1, len(lat)) * 1000, "small_room_quiet": quiet,
+            "small_room_during_storm": during, "member_syncs_answered": sum(rx.syncs for rx in receivers)}
+
+
+async def w_large_room(run: Run) -> dict[str, Any]:
+    """A ministry announcement room (bench/README.md "large_room")."""
+    s = run.scale
+    t0 = now()
+    members = await run.users("lr_", s.lr_members)
+    storm = await run.users("lrs_", s.lr_storm_joins)
+    seq = await run.users("lrq_", 2 * s.lr_seq_joins + 2)
+    out: dict[str, Any] = {"members": s.lr_members, "register_s": now() - t0}
+    owner = members[0]
+    room = await owner.create_room(name="Ministry announcements")
+    out["setup"] = await _lr_grow(run, room, members[1:], 1)
+    run.log(f"  {run.server.name}: large room of {s.lr_members} set up in {now() - t0:.0f} s")
+    syncers = members[1 : 1 + s.lr_syncing]
+    out["fanout"] = await _lr_fanout(run, room, owner, syncers, "large_room")
+    out["reads"] = await _lr_reads(run, room, members[1], "lr_1", "pw-lr_1")
+    small = await seq[0].create_room(name="small")
+    out["join_small_room"] = await _lr_seq_joins(small, seq[2 : 2 + s.lr_seq_joins])
+    out["join_large_room"] = await _lr_seq_joins(room, seq[2 + s.lr_seq_joins :])
+    await seq[1].join(small)
+    out["storm"] = await _lr_storm(run, room, storm, (seq[0], seq[1], small), syncers)
+    size = s.lr_members + out["storm"]["joins"] + s.lr_seq_joins
+    more = s.lr_members_pg_paigham - size
+    if run.server.name == "paigham" and run.server.db_kind == "postgres" and more > 0:
+        out["bigger"] = await _lr_bigger(run, room, owner, syncers, size, more)
+    out["wall_setup_s"] = out["register_s"] + out["setup"]["join_s"]
+    return out
+
+
+async def _lr_bigger(run: Run, room: str, owner: Client, syncers: list[Client], size: int, more: int) -> dict[str, Any]:
+    """Paigham only, on PostgreSQL: the room grown by `more` members, then fan-out, reads and joins again."""
+    t0 = now()
+    extra = await run.users("lrx_", more + run.scale.lr_seq_joins)
+    out: dict[str, Any] = {"register_s": now() - t0}
+    out["setup"] = await _lr_grow(run, room, extra[:more], size)
+    out["members"] = size + more
+    run.log(f"  {run.server.name}: large room grown to {size + more} in {now() - t0:.0f} s")
+    out["fanout"] = await _lr_fanout(run, room, owner, syncers, "large_room_bigger")
+    out["reads"] = await _lr_reads(run, room, syncers[0], "lr_1", "pw-lr_1")
+    out["join_large_room"] = await _lr_seq_joins(room, extra[more:])
+    return out
+
+
 WORKLOADS: dict[str, Callable[[Run], Awaitable[dict[str, Any]]]] = {
     "latency": w_latency,
     "throughput": w_throughput,
@@ -1246,7 +1482,10 @@ WORKLOADS: dict[str, Callable[[Run], Awaitable[dict[str, Any]]]] = {
     "push": w_push,
     "delayed": w_delayed,
     "fanout": w_fanout,
+    "large_room": w_large_room,
 }
+# Run only when named in --only: its set-up alone takes an hour or more (bench/README.md).
+OPT_IN = frozenset({"large_room"})
 
 
 async def run_all(server: Server, scale: Scale, only: list[str], log: Callable[[str], None],
@@ -1266,7 +1505,7 @@ async def run_all(server: Server, scale: Scale, only: list[str], log: Callable[[
         run.results["_pool"] = await run.users("pool_", pool_size)
         out["register_pool_s"] = now() - t
         for name in WORKLOADS:
-            if only and name not in only:
+            if (only and name not in only) or (not only and name in OPT_IN):
                 continue
             log(f"  {server.name}: {name} (load average {loadavg():.1f}) ...")
             run.window_hook = _hook(around, server.name, name) if around else None

@@ -115,15 +115,29 @@ class History:
         evs = [e for e in self._room(room_id, upto) if after is None or e.stream > after]
         return evs[-limit:], []
 
-    async def state_at(self, room_id: str, stream: int, types: Sequence[str] | None = None) -> list[StoredEvent]:
+    async def state_at(
+        self, room_id: str, stream: int, types: Sequence[str] | None = None, *, members: bool = True
+    ) -> list[StoredEvent]:
         latest: dict[tuple[str, str], StoredEvent] = {}
         for e in self._room(room_id, stream):
-            if e.state_key is not None and (types is None or e.type in types):
+            wanted = (types is None or e.type in types) and (members or e.type != "m.room.member")
+            if e.state_key is not None and wanted:
                 latest[(e.type, e.state_key)] = e
         return sorted(latest.values(), key=lambda e: e.stream)
 
-    async def state_changes(self, room_id: str, after: int, upto: int) -> list[StoredEvent]:
-        return [e for e in self._room(room_id, upto) if e.stream > after and e.state_key is not None]
+    async def state_changes(
+        self, room_id: str, after: int, upto: int, *, members_of: Sequence[str] | None = None
+    ) -> list[StoredEvent]:
+        return [
+            e
+            for e in self._room(room_id, upto)
+            if e.stream > after
+            and e.state_key is not None
+            and (members_of is None or e.type != "m.room.member" or e.state_key in members_of)
+        ]
+
+    async def members_changed(self, room_id: str, after: int, upto: int) -> bool:
+        return any(e.stream > after and e.type == "m.room.member" for e in self._room(room_id, upto))
 
     async def state_at_keys(
         self, room_id: str, stream: int, type_: str, state_keys: Sequence[str]

@@ -99,6 +99,22 @@ def default_rules(user_id: str) -> dict[str, Any]:
     return {"global": {"override": override, "content": [], "room": [], "sender": [], "underride": underride}}
 
 
+# The only default rules whose result depends on who receives the event: the invitee of a membership
+# event and the users a message mentions. Everyone else with the defaults gets the same result, so a
+# write evaluates them once, however many they are (services/push.py; tests pin this list).
+USER_DEPENDENT_DEFAULTS = frozenset({".m.rule.invite_for_me", ".m.rule.is_user_mention"})
+
+
+def mentioned_users(content: Mapping[str, Any]) -> list[str]:
+    """The user IDs of `content["m.mentions"]["user_ids"]` (what `.m.rule.is_user_mention` matches);
+    as many as the event's size allows."""
+    mentions = content.get("m.mentions")
+    ids = mentions.get("user_ids") if isinstance(mentions, Mapping) else None
+    if not isinstance(ids, list):
+        return []
+    return list(dict.fromkeys(u for u in ids if isinstance(u, str)))
+
+
 DEFAULT_RULE_IDS: Mapping[str, frozenset[str]] = {
     kind: frozenset(r["rule_id"] for r in rules) for kind, rules in default_rules("@_:_")["global"].items()
 }

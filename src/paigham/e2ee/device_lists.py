@@ -54,15 +54,18 @@ class DeviceListService(DeviceHooks):
         key_changes, mine, others = found.keys, found.mine, found.others
         if not (key_changes or mine or others):
             return DeviceListDelta()
-        shared = await self.lists.shared_users(user_id)
-        changed = key_changes & shared
-        changed |= {u for u, m in others if m in SHARING}
+        # Who shares a room with the user is asked of the users in question only, never listed: the
+        # user's rooms may hold tens of thousands of members (a join storm wakes every syncing member).
+        changed = await self.lists.sharing(user_id, key_changes)
+        changed |= {u for u, m in others if m in SHARING}  # (in a room the user is joined to)
         changed |= await self.lists.members_of(r for r, m in mine if m == "join")
-        if user_id not in key_changes:
-            changed.discard(user_id)
+        changed.discard(user_id)
+        if user_id in key_changes:  # (the user's own devices, rooms or none)
+            changed.add(user_id)
         candidates = {u for u, m in others if m not in SHARING}
         candidates |= await self.lists.members_of(r for r, m in mine if m not in SHARING)
-        return DeviceListDelta(changed & shared, candidates - shared)
+        candidates.discard(user_id)
+        return DeviceListDelta(changed, candidates - await self.lists.sharing(user_id, candidates))
 
     async def changed_and_left(self, user_id: str, since: int, upto: int) -> tuple[list[str], list[str]]:
         """Sliding sync's `e2ee` extension: whose device lists changed, and who no longer shares a room."""

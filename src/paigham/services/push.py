@@ -1,8 +1,9 @@
 """Push rules (each user's ruleset and its changes) and push actions for unread counts.
 
 Each user's customisations are one JSON document; the effective ruleset is the server defaults
-merged with it. When an event is persisted, every other joined member's rules are evaluated and
-notifying events are recorded, so /sync can count unread notifications and highlights.
+merged with it. When an event is persisted, the recipients' rules are evaluated and notifying events
+are recorded, so /sync can count unread notifications and highlights: the members with rules of their
+own one by one, everyone with the defaults once (see `push_actions`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from paigham.domain.push_evaluator import (
     evaluate,
     names_in_body,
 )
+from paigham.domain.push_rules import mentioned_users
 from paigham.domain.stored_event import StoredEvent
 from paigham.errors import Codes, MatrixError
 from paigham.services.publisher import Publisher
@@ -75,29 +77,53 @@ class PushService:
     # -- push actions (an effect of the event pipeline) ----------------------------------------
     async def push_actions(self, conn: AsyncConnection, event: StoredEvent, ctx: RoomCtx) -> EffectRows:
         """Writer effect: evaluate the recipients' push rules for the event and return the rows that
-        record the result for unread counts (written with the event, at its position)."""
-        evaluated_some = event.type == "m.room.member"
-        if evaluated_some:
-            targets, member_count = await self._member_event_targets(conn, event, ctx)
+        record the result for unread counts (written with the event, at its position).
+
+        Only the default rules `USER_DEPENDENT_DEFAULTS` look at who receives an event, so the joined
+        members with the defaults whom the event neither mentions nor invites all get one result:
+        evaluated once, for a stand-in, and stored as the room's shared row. Evaluated one by one (in
+        groups with the same rules) are the members with rules of their own, the mentioned and the
+        invitee. What this reads and computes does not grow with the room's size."""
+        await self._resolve_new_members(conn, event, ctx)
+        is_member_event = event.type == "m.room.member"
+        targets = [u for u in ctx.push_rules if u != event.sender]
+        if is_member_event:
+            invitee = event.state_key
+            if invitee and invitee != event.sender and event.content.get("membership") == "invite":
+                targets.append(invitee)
         else:
-            members = ctx.joined_members()
-            targets, member_count = [m for m in members if m != event.sender], len(members)
+            mentioned = [u for u in mentioned_users(event.content) if u != event.sender and u not in ctx.push_rules]
+            await ctx.read_state(conn, self.events, [("m.room.member", u) for u in mentioned])
+            targets.extend(u for u in mentioned if ctx.is_joined(u))
+        targets = list(dict.fromkeys(targets))
+        # Under the defaults a membership event notifies nobody but its invitee (.m.rule.member_event
+        # is dont_notify): the others are not counted, so no stand-in and no shared row.
+        others = 0 if is_member_event else ctx.joined_count - len(targets) - int(ctx.is_joined(event.sender))
+        if others > 0:
+            targets.append(_ANYONE)
         if not targets:
             return NO_ROWS
-        if ctx.push_rules_of.issuperset(targets):  # read with the room
-            stored = {u: ctx.push_rules[u] for u in targets if u in ctx.push_rules}
-        else:
-            stored = await self.rules.of_users(targets, conn=conn)
+        stored = {u: ctx.push_rules[u] for u in targets if u in ctx.push_rules}
+        unknown = [u for u in targets if u not in ctx.push_rules and u != _ANYONE and not ctx.is_joined(u)]
+        if unknown:  # the invitee, not a member yet
+            stored.update(await self.rules.of_users(unknown, conn=conn))
         compiled = {u: self._compiled_and_template(u, stored.get(u)) for u in targets}
         # Display names matter only to rules with a `contains_display_name` condition (none of the
         # default rules since v1.17): read the member events of those recipients alone.
         names = [("m.room.member", u) for u, (_, template) in compiled.items() if b"contains_display_name" in template]
         if names:
             await ctx.read_state(conn, self.events, names)
-        results = self._evaluate(event, ctx, targets, compiled, member_count)
-        # Stored as the result shared by the room's members plus the members whose result differs.
-        # A membership event evaluates only some members (the rest are known not to be notified).
-        shared = (False, False) if evaluated_some else Counter(results.values()).most_common(1)[0][0]
+        results = self._evaluate(event, ctx, targets, compiled, ctx.joined_count)
+        # Stored as one shared result plus the members whose result differs. The shared one is the
+        # defaults' (the stand-in's) whenever anyone has them: those members are never listed, so
+        # they cannot have rows of their own. A membership event is evaluated only for some members
+        # (the rest are known not to be notified): it has no shared result.
+        if is_member_event:
+            shared = (False, False)
+        elif others > 0:
+            shared = results.pop(_ANYONE)
+        else:
+            shared = Counter(results.values()).most_common(1)[0][0]
         thread_id = _thread_of(event)
         # (the stream slots are placeholders: the writer writes the rows at the event's position)
         room_row = PushRoomRow(event.room_id, event.stream, event.sender, thread_id, shared[1]) if shared[0] else None
@@ -107,6 +133,15 @@ class PushService:
             if (n, h) != shared
         ]
         return EffectRows(room_row, tuple(own))
+
+    async def _resolve_new_members(self, conn: AsyncConnection, event: StoredEvent, ctx: RoomCtx) -> None:
+        """Look up the push rules of the members who joined earlier in this transaction (the sender's
+        can wait: an event is never evaluated for its sender)."""
+        new = [u for u in ctx.unresolved if u != event.sender]
+        if new:
+            found = await self.rules.of_users(new, conn=conn)
+            ctx.push_rules.update(found)
+            ctx.unresolved.difference_update(new)
 
     def _evaluate(
         self,
@@ -163,31 +198,6 @@ class PushService:
             results[user_id] = result
         return results
 
-    async def _member_event_targets(
-        self, conn: AsyncConnection, event: StoredEvent, ctx: RoomCtx
-    ) -> tuple[list[str], int]:
-        """Who a membership event is evaluated for. Under the default rules it notifies nobody but an
-        invited user (.m.rule.invite_for_me; .m.rule.member_event is dont_notify), so only the invitee and
-        the joined members with rules of their own are evaluated — joining many people to a room stays
-        linear. `ctx` holds who is joined after the event, and the push rules of those joined when the
-        room was read; only members who joined since, in this transaction, have theirs read."""
-        unknown = [u for u in ctx.joined if u != event.sender and u not in ctx.push_rules_of]
-        if unknown:
-            ctx.push_rules.update(await self.rules.of_users(unknown, conn=conn))
-            ctx.push_rules_of = ctx.push_rules_of.union(unknown)
-        targets = [u for u in ctx.joined_members() if u != event.sender and u in ctx.push_rules]
-        invitee = event.state_key
-        if (
-            invitee
-            and invitee != event.sender
-            and invitee not in targets
-            and event.content.get("membership") == "invite"
-        ):
-            targets.append(invitee)
-        if not targets:
-            return [], 0
-        return targets, len(ctx.joined)
-
     # -- the push-rule API: reading and changing one user's rules ------------------------------
     async def ruleset(self, user_id: str) -> JsonDict:
         """The effective rules: the server defaults merged with the user's customisations."""
@@ -220,6 +230,11 @@ class PushService:
     async def _save(self, user_id: str, rules: pr.UserRules) -> None:
         pos = await self.rules.put(user_id, rules.to_json())
         await self.publisher.publish(StreamUpdate(pos, users=[user_id]))
+
+
+# The stand-in for every joined member with the default rules whom the event does not name: no
+# user can have this ID (a NUL is not in any user ID, nor in any event's JSON text).
+_ANYONE = "@\x00:\x00"
 
 
 def _localpart(user_id: str) -> str:

@@ -260,19 +260,24 @@ class RoomService:
             return None
         pl = await self.events.current_state_event(room_id, "m.room.power_levels", "")
         content = pl.content if pl else {}
-        needed = content.get("invite", 0)
-        users = content.get("users", {})
+        needed, users = content.get("invite", 0), content.get("users", {})
         room = await self.events.get_room(room_id)
-        suffix = ":" + self.config.server_name
+        # Who may invite: the creator (v12 creators are not in `users`), those `users` raises high
+        # enough and, when the default level is enough, anyone. Looked up among those few, never by
+        # reading every member of the room.
+        levels = {u: lv for u, lv in users.items() if isinstance(lv, int)} if isinstance(users, dict) else {}
         default = content.get("users_default", 0)
-        for member in await self.events.room_members(room_id):
-            level = users.get(member, default) if isinstance(users, dict) else default
-            is_creator = room is not None and member == room.creator  # v12 creators are not in `users`
-            if member.endswith(suffix) and (
-                is_creator or (isinstance(level, int) and isinstance(needed, int) and level >= needed)
-            ):
-                return member
-        return None
+        if not isinstance(needed, int) or not isinstance(default, int):
+            needed, default = 1, 0  # (malformed levels: only the creator)
+            levels = {}
+        able = ([room.creator] if room is not None else []) + sorted(u for u, lv in levels.items() if lv >= needed)
+        suffix = ":" + self.config.server_name
+        local = [u for u in dict.fromkeys(able) if u.endswith(suffix)]
+        found = await self.events.first_joined(room_id, local)
+        if found is None and default >= needed:
+            unable = sorted(u for u, lv in levels.items() if lv < needed)
+            found = await self.events.any_joined(room_id, suffix, excluding=unable)
+        return found
 
     async def set_membership(
         self,

@@ -40,14 +40,19 @@ class RoomCtx:
     fresh: bool = False  # a room being created: nothing to load from the database
     # Keys already read from the database: absent from `state` means no such state.
     looked_up: set[StateKey] = field(default_factory=set)
-    # Who is joined, kept current as this transaction's membership events are admitted.
-    joined: set[str] = field(default_factory=set)
-    # The push rules of the members joined when the room was read (absent: the default rules).
+    # How many members are joined, kept current as this transaction's membership events are admitted.
+    joined_count: int = 0
+    # The joined members known to have push rules of their own → their rules (every other joined
+    # member has the server defaults), kept current as members leave; the members who joined in this
+    # transaction and whose rules were not looked up yet are `unresolved`. Never the whole member list:
+    # what a write reads does not grow with the room.
     push_rules: dict[str, Any] = field(default_factory=dict)
-    push_rules_of: frozenset[str] = frozenset()  # whose rules `push_rules` answers for
+    unresolved: set[str] = field(default_factory=set)
 
-    def joined_members(self) -> list[str]:
-        return sorted(self.joined)
+    def is_joined(self, user_id: str) -> bool:
+        """Whether `user_id` is joined (their member event must have been read: see `read_state`)."""
+        member = self.state.get(("m.room.member", user_id))
+        return member is not None and member.content.get("membership") == "join"
 
     async def read_state(self, conn: AsyncConnection, store: EventStore, keys: Iterable[StateKey]) -> None:
         """Make `state` answer for `keys`: those this transaction has neither read nor written are read
@@ -58,15 +63,21 @@ class RoomCtx:
             self.looked_up.update(missing)
 
     def apply(self, event: StoredEvent) -> None:
-        """The room's state and members after `event` (a state event; a message changes neither)."""
+        """The room's state and members after `event` (a state event; a message changes neither). The
+        state the event replaces is in `state` (the writer reads it before admitting the event)."""
         if event.state_key is None:
             return
+        user, was = event.state_key, event.type == "m.room.member" and self.is_joined(event.state_key)
         self.state[(event.type, event.state_key)] = event
-        if event.type == "m.room.member":
-            if event.content.get("membership") == "join":
-                self.joined.add(event.state_key)
-            else:
-                self.joined.discard(event.state_key)
+        if event.type != "m.room.member":
+            return
+        now = self.is_joined(user)
+        self.joined_count += int(now) - int(was)
+        if not now:
+            self.push_rules.pop(user, None)
+            self.unresolved.discard(user)
+        elif not was:
+            self.unresolved.add(user)
 
 
 @dataclass(frozen=True, slots=True)

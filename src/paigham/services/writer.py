@@ -29,6 +29,7 @@ from paigham.domain.auth_rules import auth_types_for_event, check_auth
 from paigham.domain.canonical_json import check_canonical
 from paigham.domain.events import check_event_size, compute_v12_room_id, finalise_pdu
 from paigham.domain.power_levels import action_level, user_level
+from paigham.domain.push_rules import mentioned_users
 from paigham.domain.room_versions import RoomVersion, get_room_version
 from paigham.domain.stored_event import StoredEvent
 from paigham.errors import AuthError, Codes, MatrixError
@@ -78,10 +79,12 @@ class Txn:
 def preload_keys(specs: Sequence[EventSpec]) -> list[StateKey]:
     """The state read with the room before a write: what authorising these events usually needs
     (create, power levels, the sender's membership; for a membership event the target's and the join
-    rules) and the state each replaces. Anything else an event needs is read when it is built."""
+    rules), the state each replaces and the membership of the users a message mentions (whose push
+    rules are evaluated on their own). Anything else an event needs is read when it is built."""
     keys = [CREATE, POWER_LEVELS]
     for spec in specs:
         keys.append(("m.room.member", spec.sender))
+        keys.extend(("m.room.member", user) for user in mentioned_users(spec.content))
         if spec.state is not None:
             keys.append(spec.state)
             if spec.type == "m.room.member":
@@ -297,8 +300,9 @@ class EventWriter:
     async def _load_room(
         self, conn: AsyncConnection, room_id: str, txn: Txn | None, keys: list[StateKey]
     ) -> tuple[RoomCtx, str | None]:
-        """The room's version, tip, who is joined with their push rules, the current state at `keys`,
-        and the event ID this transaction ID already produced (if it did), in one read."""
+        """The room's version, tip, how many are joined and who of them has push rules of their own
+        (with those rules), the current state at `keys`, and the event ID this transaction ID already
+        produced (if it did), in one read."""
         found = await self.store.room_for_write(conn, room_id, keys, txn.key if txn else None)
         if found is None:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
@@ -311,9 +315,8 @@ class EventWriter:
             found.tip,
             found.state,
             looked_up=set(keys),
-            joined=set(found.joined),
+            joined_count=found.joined_count,
             push_rules=found.push_rules,
-            push_rules_of=frozenset(found.joined),
         )
         return ctx, found.txn_result
 

@@ -137,11 +137,6 @@ class AdminStore:
     async def room_summaries(self, room_ids: Sequence[str] | None = None) -> list[RoomSummary]:
         """Summaries of every room (or of the given ones): a few grouped queries, not one per room."""
         rq = select(rooms)
-        jq = (
-            select(memberships.c.room_id, func.count())
-            .where(memberships.c.membership == "join")
-            .group_by(memberships.c.room_id)
-        )
         cq = select(current_state.c.room_id, func.count()).group_by(current_state.c.room_id)
         sq = (
             select(current_state.c.room_id, current_state.c.type, events.c.json)
@@ -150,16 +145,15 @@ class AdminStore:
         )
         if room_ids is not None:
             ids = list(room_ids)
-            rq, jq = rq.where(rooms.c.room_id.in_(ids)), jq.where(memberships.c.room_id.in_(ids))
+            rq = rq.where(rooms.c.room_id.in_(ids))
             cq, sq = cq.where(current_state.c.room_id.in_(ids)), sq.where(current_state.c.room_id.in_(ids))
         async with self.db.read() as conn:
             out = {
-                r.room_id: RoomSummary(r.room_id, r.room_version, r.creator, bool(r.is_public), r.created_ts)
+                r.room_id: RoomSummary(
+                    r.room_id, r.room_version, r.creator, bool(r.is_public), r.created_ts, joined=r.joined_members
+                )
                 for r in (await conn.execute(rq)).all()
             }
-            for room_id, n in (await conn.execute(jq)).all():
-                if room_id in out:
-                    out[room_id].joined = int(n)
             for room_id, n in (await conn.execute(cq)).all():
                 if room_id in out:
                     out[room_id].state_events = int(n)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import and_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.storage.database import Database
@@ -76,15 +76,18 @@ class DeviceListStore:
         async with self.db.read() as conn:
             return {r.user_id for r in (await conn.execute(q)).all()}
 
-    async def shared_users(self, user_id: str) -> set[str]:
-        """Everyone joined to or invited into a room this user is joined to (the user included)."""
-        mine = memberships.alias("mine")
-        other = memberships.alias("other")
-        q = (
-            select(other.c.user_id)
-            .join(mine, and_(mine.c.room_id == other.c.room_id, mine.c.user_id == user_id, mine.c.membership == "join"))
-            .where(other.c.membership.in_(SHARING))
-            .distinct()
+    async def sharing(self, user_id: str, users: Iterable[str]) -> set[str]:
+        """Those of `users` joined to or invited into a room this user is joined to (the user too, if
+        named and joined somewhere): looked up per named user, so it costs the same however many
+        members this user's rooms have."""
+        wanted = sorted(set(users))
+        if not wanted:
+            return set()
+        rows = await self.db.fetch(
+            "SELECT DISTINCT other.user_id FROM memberships other JOIN memberships mine "
+            "ON mine.room_id = other.room_id AND mine.user_id = $1 AND mine.membership = 'join' "
+            "WHERE other.user_id = ANY($2::text[]) AND other.membership IN ('join', 'invite')",
+            user_id,
+            wanted,
         )
-        async with self.db.read() as conn:
-            return {r.user_id for r in (await conn.execute(q)).all()} | {user_id}
+        return {r[0] for r in rows}

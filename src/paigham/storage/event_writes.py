@@ -36,8 +36,10 @@ class RoomForWrite:
     tip: tuple[str, int] | None  # (event ID, depth) of the room's newest event
     txn_result: str | None  # the event ID an already-used transaction ID produced
     state: dict[tuple[str, str], StoredEvent] = field(default_factory=dict)
-    joined: list[str] = field(default_factory=list)  # who is joined (user IDs only)
-    push_rules: dict[str, JsonDict] = field(default_factory=dict)  # joined user → their own push rules, if any
+    joined_count: int = 0  # how many members are joined
+    # The joined members with push rules of their own → their rules (every other member has the
+    # server defaults): what the push evaluation of the event needs, however big the room.
+    push_rules: dict[str, JsonDict] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -60,23 +62,25 @@ class EventWriteStore:
     async def room_for_write(
         self, conn: AsyncConnection, room_id: str, keys: Sequence[tuple[str, str]], txn: TxnKey | None
     ) -> RoomForWrite | None:
-        """What a write to an existing room reads first, in one statement: the room, its tip, the
-        result of this transaction ID if it was used, the current state at the given (type, state
-        key)s, and who is joined with their push rules (what the push evaluation of the event needs).
-        None: no such room."""
+        """What a write to an existing room reads first, in one statement: the room and how many are
+        joined, its tip, the result of this transaction ID if it was used, the current state at the
+        given (type, state key)s, and the joined members with push rules of their own with those rules
+        (what the push evaluation of the event needs; the others have the defaults). Nothing here
+        grows with the room's size. None: no such room."""
         wanted = set(keys)
         # Two kinds of row: the room's (one per state event found, NULL member columns) and one per
-        # joined member (NULL room and event columns).
+        # joined member with rules of their own (NULL room and event columns).
         rows = await self.db.fetch(
-            f"SELECT r.room_version, r.creator, r.is_public, t.event_id, t.depth, x.result, NULL, NULL, {EV} "
-            "FROM rooms r "
+            f"SELECT r.room_version, r.creator, r.is_public, r.joined_members, t.event_id, t.depth, x.result, "
+            f"NULL, NULL, {EV} FROM rooms r "
             "LEFT JOIN events t ON t.stream = (SELECT max(stream) FROM events WHERE room_id = $1) "
             "LEFT JOIN event_txns x ON x.user_id = $3 AND x.device_id = $4 AND x.scope = $5 AND x.txn_id = $6 "
             "LEFT JOIN current_state c ON c.room_id = r.room_id AND c.type = ANY($2::text[]) "
             "AND c.state_key = ANY($7::text[]) "
             "LEFT JOIN events e ON e.event_id = c.event_id WHERE r.room_id = $1 "
-            f"UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, m.user_id, p.json, {NO_EV} FROM memberships m "
-            "LEFT JOIN push_rules p ON p.user_id = m.user_id WHERE m.room_id = $1 AND m.membership = 'join'",
+            f"UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, m.user_id, p.json, {NO_EV} "
+            "FROM memberships m JOIN push_rules p ON p.user_id = m.user_id "
+            "WHERE m.room_id = $1 AND m.own_push_rules AND m.membership = 'join'",
             room_id,
             sorted({t for t, _ in wanted}),
             *(txn or (None, None, None, None)),
@@ -84,22 +88,20 @@ class EventWriteStore:
             conn=conn,
         )
         found: RoomForWrite | None = None
-        joined: list[str] = []
         push_rules: dict[str, JsonDict] = {}
         state: dict[tuple[str, str], StoredEvent] = {}
-        for version, creator, is_public, tip_id, tip_depth, txn_result, member, member_rules, *event in rows:
+        for version, creator, is_public, joined, tip_id, tip_depth, txn_result, member, rules, *event in rows:
             if member is not None:
-                joined.append(member)
-                if member_rules is not None:
-                    push_rules[member] = _decode(member_rules)
+                push_rules[member] = _decode(rules)
                 continue
             if found is None:
                 tip = (tip_id, int(tip_depth)) if tip_id is not None else None
                 found = RoomForWrite(RoomRow(room_id, version, creator, bool(is_public)), tip, txn_result)
+                found.joined_count = int(joined)
             if event[0] is not None and (key := (event[3], event[4] or "")) in wanted:
                 state[key] = event_from_row(event)
         if found is not None:
-            found.joined, found.push_rules, found.state = joined, push_rules, state
+            found.push_rules, found.state = push_rules, state
         return found
 
     async def insert_room(self, conn: AsyncConnection, room: RoomRow, now: int) -> None:
@@ -161,15 +163,13 @@ class EventWriteStore:
             [(e.room_id, e.type, e.state_key, e.event_id, e.stream) for e in last.values()],
             conn=conn,
         )
-        await self.db.run_many(
-            _SET_MEMBERSHIP,
-            [
-                (e.state_key, e.room_id, str(e.content.get("membership")), e.event_id, e.stream)
-                for e in last.values()
-                if e.type == "m.room.member"
-            ],
-            conn=conn,
-        )
+        members = [
+            (e.state_key, e.room_id, str(e.content.get("membership")), e.event_id, e.stream)
+            for e in last.values()
+            if e.type == "m.room.member"
+        ]
+        await self.db.run_many(_COUNT_MEMBERSHIP, [m[:3] for m in members], conn=conn)
+        await self.db.run_many(_SET_MEMBERSHIP, members, conn=conn)
 
     async def set_current_state(
         self, conn: AsyncConnection, room_id: str, type_: str, state_key: str, event_id: str, stream: int
@@ -179,6 +179,8 @@ class EventWriteStore:
     async def set_membership(
         self, conn: AsyncConnection, user_id: str, room_id: str, membership: str, event_id: str, stream: int
     ) -> None:
+        """The member's row, and the room's counts of joined and invited members moved with it."""
+        await self.db.run(_COUNT_MEMBERSHIP, user_id, room_id, membership, conn=conn)
         await self.db.run(_SET_MEMBERSHIP, user_id, room_id, membership, event_id, stream, conn=conn)
 
     async def mark_redacted(self, conn: AsyncConnection, event_id: str, redacted_by: str) -> None:
@@ -313,12 +315,24 @@ _SET_CURRENT_STATE = (
     "INSERT INTO current_state (room_id, type, state_key, event_id, stream) VALUES ($1, $2, $3, $4, $5) "
     "ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id, stream = excluded.stream"
 )
+# The room's member counts as a member's membership becomes $3 (run before the member's row is
+# written: the subqueries read the membership it replaces).
+_COUNT_MEMBERSHIP = (
+    "UPDATE rooms SET "
+    "joined_members = joined_members + (CASE WHEN $3 = 'join' THEN 1 ELSE 0 END) - (SELECT count(*) FROM "
+    "memberships WHERE user_id = $1 AND room_id = $2 AND membership = 'join'), "
+    "invited_members = invited_members + (CASE WHEN $3 = 'invite' THEN 1 ELSE 0 END) - (SELECT count(*) FROM "
+    "memberships WHERE user_id = $1 AND room_id = $2 AND membership = 'invite') WHERE room_id = $2"
+)
 # A member's row after a membership event; `joined_stream` moves only when the member (re)joins, not
-# on a join → join event (a display-name or avatar change).
+# on a join → join event (a display-name or avatar change). `own_push_rules`: see schema.memberships.
 _SET_MEMBERSHIP = (
-    "INSERT INTO memberships (user_id, room_id, membership, event_id, stream, joined_stream, forgotten) "
-    "VALUES ($1, $2, $3, $4, $5, $5, FALSE) ON CONFLICT (user_id, room_id) DO UPDATE SET "
+    "INSERT INTO memberships (user_id, room_id, membership, event_id, stream, joined_stream, forgotten, "
+    "own_push_rules) VALUES ($1::text, $2, $3, $4, $5, $5, FALSE, "
+    "EXISTS (SELECT 1 FROM push_rules WHERE user_id = $1::text)) "
+    "ON CONFLICT (user_id, room_id) DO UPDATE SET "
     "membership = excluded.membership, event_id = excluded.event_id, stream = excluded.stream, "
     "joined_stream = CASE WHEN memberships.membership = 'join' AND excluded.membership = 'join' "
-    "THEN memberships.joined_stream ELSE excluded.stream END, forgotten = FALSE"
+    "THEN memberships.joined_stream ELSE excluded.stream END, forgotten = FALSE, "
+    "own_push_rules = excluded.own_push_rules"
 )

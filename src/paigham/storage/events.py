@@ -41,6 +41,10 @@ class Membership(NamedTuple):
     forgotten: bool
 
 
+# Every state type but members, as two index ranges of events_room_state (`<>` would scan the members).
+_NOT_MEMBERS = " AND (type < 'm.room.member' OR type > 'm.room.member')"
+
+
 class EventStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -192,16 +196,16 @@ class EventStore:
         return out
 
     async def member_counts_many(self, room_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """room → {"join": joined, "invite": invited}: the counts kept with the room (O(1) each)."""
         if not room_ids:
             return {}
         rows = await self.db.fetch(
-            "SELECT room_id, membership, count(*) FROM memberships WHERE room_id = ANY($1::text[]) "
-            "GROUP BY room_id, membership",
+            "SELECT room_id, joined_members, invited_members FROM rooms WHERE room_id = ANY($1::text[])",
             list(room_ids),
         )
         out: dict[str, dict[str, int]] = {r: {} for r in room_ids}
-        for room_id, membership, n in rows:
-            out[room_id][membership] = int(n)
+        for room_id, joined, invited in rows:
+            out[room_id] = {"join": int(joined), "invite": int(invited)}
         return out
 
     # -- state ----------------------------------------------------------------------------
@@ -239,20 +243,24 @@ class EventStore:
         found = await self.state_for_keys(room_id, [(type_, state_key)])
         return found.get((type_, state_key))
 
-    async def state_at(self, room_id: str, stream: int, types: Sequence[str] | None = None) -> list[StoredEvent]:
-        """The room state after the event at `stream` (inclusive)."""
+    async def state_at(
+        self, room_id: str, stream: int, types: Sequence[str] | None = None, *, members: bool = True
+    ) -> list[StoredEvent]:
+        """The room state after the event at `stream` (inclusive); without its member events if not
+        `members` (a lazy-loading sync of a big room reads the few it needs with `state_at_keys`)."""
+        where = "" if members else _NOT_MEMBERS
         if types is None:
             rows = await self.db.fetch(
                 f"SELECT {EV} FROM events e JOIN (SELECT max(stream) AS m FROM events WHERE room_id = $1 "
-                "AND state_key IS NOT NULL AND stream <= $2 GROUP BY type, state_key) s ON s.m = e.stream",
+                f"AND state_key IS NOT NULL AND stream <= $2{where} GROUP BY type, state_key) s ON s.m = e.stream",
                 room_id,
                 stream,
             )
         else:
             rows = await self.db.fetch(
                 f"SELECT {EV} FROM events e JOIN (SELECT max(stream) AS m FROM events WHERE room_id = $1 "
-                "AND state_key IS NOT NULL AND stream <= $2 AND type = ANY($3::text[]) GROUP BY type, state_key) s "
-                "ON s.m = e.stream",
+                f"AND state_key IS NOT NULL AND stream <= $2 AND type = ANY($3::text[]){where} "
+                "GROUP BY type, state_key) s ON s.m = e.stream",
                 room_id,
                 stream,
                 list(types),
@@ -277,16 +285,41 @@ class EventStore:
         )
         return [event_from_row(r) for r in rows]
 
-    async def state_changes(self, room_id: str, after: int, upto: int) -> list[StoredEvent]:
-        """State events in (after, upto], oldest first."""
-        rows = await self.db.fetch(
-            f"SELECT {EV} FROM events e WHERE e.room_id = $1 AND e.state_key IS NOT NULL AND e.stream > $2 "
-            "AND e.stream <= $3 ORDER BY e.stream",
+    async def state_changes(
+        self, room_id: str, after: int, upto: int, *, members_of: Sequence[str] | None = None
+    ) -> list[StoredEvent]:
+        """State events in (after, upto], oldest first; with `members_of`, of the member events only
+        those of these users (a lazy-loading sync after a join storm reads the few it shows)."""
+        if members_of is None:
+            rows = await self.db.fetch(
+                f"SELECT {EV} FROM events e WHERE e.room_id = $1 AND e.state_key IS NOT NULL AND e.stream > $2 "
+                "AND e.stream <= $3 ORDER BY e.stream",
+                room_id,
+                after,
+                upto,
+            )
+        else:
+            rows = await self.db.fetch(
+                f"SELECT {EV} FROM events e WHERE e.room_id = $1 AND e.state_key IS NOT NULL AND e.stream > $2 "
+                "AND e.stream <= $3 AND (e.type <> 'm.room.member' OR e.state_key = ANY($4::text[])) "
+                "ORDER BY e.stream",
+                room_id,
+                after,
+                upto,
+                sorted(set(members_of)),
+            )
+        return [event_from_row(r) for r in rows]
+
+    async def members_changed(self, room_id: str, after: int, upto: int) -> bool:
+        """Whether any member event is in (after, upto]."""
+        row = await self.db.fetchrow(
+            "SELECT 1 FROM events WHERE room_id = $1 AND stream > $2 AND stream <= $3 AND state_key IS NOT NULL "
+            "AND type = 'm.room.member' LIMIT 1",
             room_id,
             after,
             upto,
         )
-        return [event_from_row(r) for r in rows]
+        return row is not None
 
     async def state_history(self, room_id: str, type_: str, state_key: str = "") -> list[StoredEvent]:
         """Every event the room had at (type, state key), oldest first."""
@@ -328,10 +361,33 @@ class EventStore:
         )
         return [r[0] for r in rows]
 
-    async def joined_count(self, room_id: str, *, conn: AsyncConnection | None = None) -> int:
-        row = await self.db.fetchrow(
-            "SELECT count(*) FROM memberships WHERE room_id = $1 AND membership = 'join'", room_id, conn=conn
+    async def first_joined(self, room_id: str, candidates: Sequence[str]) -> str | None:
+        """The first of `candidates` who is joined to the room."""
+        if not candidates:
+            return None
+        rows = await self.db.fetch(
+            "SELECT user_id FROM memberships WHERE room_id = $1 AND user_id = ANY($2::text[]) AND membership = 'join'",
+            room_id,
+            list(candidates),
         )
+        joined = {r[0] for r in rows}
+        return next((u for u in candidates if u in joined), None)
+
+    async def any_joined(self, room_id: str, suffix: str, *, excluding: Sequence[str] = ()) -> str | None:
+        """A joined member whose user ID ends with `suffix` (e.g. ":<server name>"), other than
+        `excluding`; the scan stops at the first found."""
+        row = await self.db.fetchrow(
+            "SELECT user_id FROM memberships WHERE room_id = $1 AND membership = 'join' "
+            "AND substr(user_id, length(user_id) - length($2::text) + 1) = $2::text "
+            "AND NOT (user_id = ANY($3::text[])) LIMIT 1",
+            room_id,
+            suffix,
+            list(excluding),
+        )
+        return str(row[0]) if row else None
+
+    async def joined_count(self, room_id: str, *, conn: AsyncConnection | None = None) -> int:
+        row = await self.db.fetchrow("SELECT joined_members FROM rooms WHERE room_id = $1", room_id, conn=conn)
         return int(row[0]) if row else 0
 
     async def heroes(self, room_id: str, exclude: str, limit: int = 5) -> list[str]:
@@ -346,10 +402,8 @@ class EventStore:
         return [r[0] for r in rows]
 
     async def member_counts(self, room_id: str) -> dict[str, int]:
-        rows = await self.db.fetch(
-            "SELECT membership, count(*) FROM memberships WHERE room_id = $1 GROUP BY membership", room_id
-        )
-        return {r[0]: int(r[1]) for r in rows}
+        """{"join": joined, "invite": invited} ({} for an unknown room)."""
+        return (await self.member_counts_many([room_id]))[room_id]
 
     async def membership_history(self, user_id: str, room_id: str) -> list[tuple[int, str]]:
         """(stream, membership) of every membership event of the user in the room, oldest first."""

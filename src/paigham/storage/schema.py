@@ -102,6 +102,10 @@ rooms = Table(
     Column("creator", String(255), nullable=False),
     Column("created_ts", BigInteger, nullable=False),
     Column("is_public", Boolean, nullable=False, default=False),
+    # How many members are joined and invited now, kept by every membership write
+    # (EventWriteStore): a room's size is read in O(1), never counted over its members.
+    Column("joined_members", Integer, nullable=False, server_default="0"),
+    Column("invited_members", Integer, nullable=False, server_default="0"),
 )
 
 events = Table(
@@ -182,8 +186,13 @@ memberships = Table(
     # events such as a display-name change): unread counts start there.
     Column("joined_stream", BigInteger, nullable=False, server_default="0"),
     Column("forgotten", Boolean, nullable=False, default=False),
+    # Whether the member has push rules of their own (a `push_rules` row), set with each membership
+    # write and by PushRuleStore.put: a write into a room reads only these members' rules, the others
+    # share the server defaults (services/push.py), so a send or a join costs the same in any room size.
+    Column("own_push_rules", Boolean, nullable=False, server_default=text("FALSE")),
     PrimaryKeyConstraint("user_id", "room_id"),
     Index("memberships_room", "room_id", "membership"),
+    Index("memberships_room_rules", "room_id", "own_push_rules", "membership"),
     Index("memberships_stream", "stream"),  # membership changes in a sync's range (device lists)
 )
 

@@ -259,16 +259,27 @@ class Sections:
         )
         initial = since is None or full_state
         delta = RoomDelta(timeline=timeline, limited=limited, prev_batch=start, initial=initial, related=related)
+        lazy = req.flt.lazy_load_members
+        # Lazy loading reads only the member events it may show (the timeline's senders and the user),
+        # not every member of a big room.
+        senders = sorted({e.sender for e in timeline} | {req.requester.user_id}) if lazy else None
         if initial:
-            delta.state = await self.events.state_at(room_id, start)
+            delta.state = await self.events.state_at(room_id, start, members=not lazy)
+            if senders is not None:
+                delta.state += await self.events.state_at_keys(room_id, start, "m.room.member", senders)
         elif since is not None and limited:
-            changed = await self.events.state_changes(room_id, since, start)
+            changed = await self.events.state_changes(room_id, since, start, members_of=senders)
             latest: dict[tuple[str, str | None], StoredEvent] = {}
             for e in changed:
                 latest[(e.type, e.state_key)] = e
             delta.state = list(latest.values())
-        delta.members_changed = any(e.type == "m.room.member" for e in [*delta.timeline, *delta.state])
-        if req.flt.lazy_load_members:
+        delta.members_changed = any(e.type == "m.room.member" for e in [*delta.timeline, *delta.state]) or (
+            senders is not None
+            and since is not None
+            and limited  # members not read: did any change?
+            and await self.events.members_changed(room_id, since, start)
+        )
+        if lazy:
             delta.state = await self._lazy(req, room_id, delta, start)
         delta.state = [e for e in delta.state if req.flt.state_match_stored(e)]
         return delta

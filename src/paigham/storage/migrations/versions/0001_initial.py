@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 13:48:48.808092
+Create Date: 2026-12-06 14:42:01.366938
 """
 
 from __future__ import annotations
@@ -327,10 +327,12 @@ def upgrade() -> None:
     sa.Column('stream', sa.BigInteger(), nullable=False),
     sa.Column('joined_stream', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('forgotten', sa.Boolean(), nullable=False),
+    sa.Column('own_push_rules', sa.Boolean(), server_default=sa.text('(FALSE)'), nullable=False),
     sa.PrimaryKeyConstraint('user_id', 'room_id')
     )
     with op.batch_alter_table('memberships', schema=None) as batch_op:
         batch_op.create_index('memberships_room', ['room_id', 'membership'], unique=False)
+        batch_op.create_index('memberships_room_rules', ['room_id', 'own_push_rules', 'membership'], unique=False)
         batch_op.create_index('memberships_stream', ['stream'], unique=False)
 
     op.create_table('officials',
@@ -495,6 +497,8 @@ def upgrade() -> None:
     sa.Column('creator', sa.String(length=255), nullable=False),
     sa.Column('created_ts', sa.BigInteger(), nullable=False),
     sa.Column('is_public', sa.Boolean(), nullable=False),
+    sa.Column('joined_members', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('invited_members', sa.Integer(), server_default='0', nullable=False),
     sa.PrimaryKeyConstraint('room_id')
     )
     op.create_table('server_notice_rooms',
@@ -622,6 +626,7 @@ def downgrade() -> None:
     op.drop_table('officials')
     with op.batch_alter_table('memberships', schema=None) as batch_op:
         batch_op.drop_index('memberships_stream')
+        batch_op.drop_index('memberships_room_rules')
         batch_op.drop_index('memberships_room')
 
     op.drop_table('memberships')
