@@ -134,6 +134,7 @@ def become_server(cfg: Config) -> None:
         serve_one(cfg)
         return
     fd = os.memfd_create("paigham-config", 0)  # not CLOEXEC: the new image reads it
+    os.set_inheritable(fd, True)
     os.write(fd, msgspec.json.encode(cfg))  # (a memfd takes any size in one write)
     os.lseek(fd, 0, os.SEEK_SET)
     package_root = str(Path(__file__).resolve().parent.parent)
