@@ -199,7 +199,7 @@ async def main(args: argparse.Namespace) -> None:
     report.plot(samples, png, f"Latency distributions, {args.db}, {results['meta']['date']}")
     body = (f"### Run on {args.db.upper() if args.db == 'sqlite' else 'PostgreSQL'}"
             f"{' (quick smoke size: not representative)' if args.quick else ''}\n\n"
-            f"{report.conditions(results)}\n\n{report.table(results)}\n\n"
+            f"{report.conditions(results)}\n\n{report.table(results)}\n\n{report.memory_table(results)}\n\n"
             f"![Latency distributions]({os.path.relpath(png, report.DOC.parent)})\n")
     if args.write_doc:
         report.update_doc(tag, body)
@@ -218,7 +218,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS for the cluster workload")
     p.add_argument("--only", default="", type=lambda s: [x for x in s.split(",") if x],
                    help="subset of workloads: "
-                        "latency,throughput,initial_sync,idle_syncs,sliding_sync,push,delayed,fanout; "
+                        "latency,throughput,initial_sync,idle_syncs,sliding_sync,push,delayed,fanout,memory; "
                         "large_room runs only when named here")
     p.add_argument("--cluster", action="store_true", help="also run the 2-worker Paigham cluster workload")
     p.add_argument("--quick", action="store_true", help="tiny sizes, to check the harness")

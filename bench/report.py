@@ -232,6 +232,63 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# Memory per unit: (label, how to get it from one server's results, unit of the figure).
+def _ss_state_kb(r: dict[str, Any]) -> float | None:
+    idle = r.get("sliding_sync", {}).get("idle", {})
+    if not idle.get("held"):
+        return None
+    return float((idle["rss_opened_mb"] - idle["rss_before_mb"]) * 1024 / idle["held"])
+
+
+def _per_failing_pusher_kb(r: dict[str, Any]) -> float | None:
+    down = r.get("push", {}).get("gateway_down", {})
+    return float(down["rss_growth_mb"] * 1024 / down["pushers"]) if down.get("pushers") else None
+
+
+PER_UNIT: list[tuple[str, Any, str]] = [
+    ("a long-polling /sync client (KiB)", lambda r: _get(r, "idle_syncs.kb_per_connection"), ""),
+    ("a sliding-sync connection, its state only (KiB)", _ss_state_kb, ""),
+    ("a sliding-sync connection with its long-poll held (KiB)",
+     lambda r: _get(r, "sliding_sync.idle.kb_per_connection"), ""),
+    ("an open TCP connection without a request (KiB)", lambda r: _get(r, "memory.connections.kb_per_connection"), ""),
+    ("a queued to-device message, ~700 bytes, device offline (bytes)",
+     lambda r: _get(r, "memory.to_device.bytes_per_message"), ""),
+    ("a pending delayed event (bytes)", lambda r: _mul(_get(r, "delayed.rss_per_1000_kb"), 1024 / 1000), ""),
+    ("a pusher whose gateway is down, while messages are owed to it (KiB)", _per_failing_pusher_kb, ""),
+]
+
+
+def _mul(v: float | None, k: float) -> float | None:
+    return None if v is None else v * k
+
+
+def memory_table(results: dict[str, Any]) -> str:
+    """Resident memory of each workload (median of 0.25 s samples, and its peak) for both servers, and
+    what one more client, connection or queued message costs (growth of RSS divided by the count)."""
+    p, s = results.get("paigham") or {}, results.get("synapse") or {}
+    names = [k for k, v in {**s, **p}.items() if isinstance(v, dict) and "memory" in v]
+    lines = ["| Workload: server RSS | Paigham steady | Synapse steady | Paigham ÷ Synapse | peak while measured "
+             "(Paigham / Synapse) | peak with set-up (Paigham / Synapse) | steady ≤ ½ of Synapse's |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for name in names:
+        pv, sv = _get(p, f"{name}.memory.rss_steady_mb"), _get(s, f"{name}.memory.rss_steady_mb")
+        share = pv / sv if pv and sv else None
+        verdict = "" if share is None else ("met" if share <= 0.5 else "**missed**")
+        ratio = "—" if share is None else f"{share:.2f}"
+        peaks = [" / ".join(_fmt(_get(r, f"{name}.memory.{key}"), "MB") for r in (p, s))
+                 for key in ("rss_peak_measured_mb", "rss_peak_mb")]
+        lines.append(f"| {name} | {_fmt(pv, 'MB')} | {_fmt(sv, 'MB')} | {ratio} | {' | '.join(peaks)} | {verdict} |")
+    pv, sv = _get(p, "rss_setup_peak_mb"), _get(s, "rss_setup_peak_mb")
+    if pv is not None or sv is not None:
+        lines.append(f"| set-up: start and the pool's registration | | | | | {_fmt(pv, 'MB')} / {_fmt(sv, 'MB')} | |")
+    lines += ["", "| Memory per … | Paigham | Synapse |", "|---|---:|---:|"]
+    for label, get, unit in PER_UNIT:
+        pv, sv = get(p) if p else None, get(s) if s else None
+        if pv is not None or sv is not None:
+            lines.append(f"| {label} | {_fmt(pv, unit)} | {_fmt(sv, unit)} |")
+    return "\n".join(lines)
+
+
 def conditions(results: dict[str, Any]) -> str:
     meta = results["meta"]
     out = [f"- Date: {meta['date']}; machine: {meta['cpus']} cores, {meta['mem_gb']:.0f} GB; "

@@ -160,6 +160,9 @@ class PaighamServer(Server):
         # Synapse's listener runs with `compress: false`: Paigham's answers uncompressed too, so neither
         # pays (nor is spared) compression in the comparison (compression is measured on its own).
         env["PAIGHAM_COMPRESS_MIN_BYTES"] = "0"
+        # The code of this checkout, even when the venv's editable install points at another one (a git
+        # worktree sharing the main checkout's venv).
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH", "")) if p)
         return env
 
 

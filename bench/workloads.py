@@ -19,6 +19,7 @@ import aiohttp
 import brotli
 import zstandard
 
+from bench import memory
 from bench.client import COUNTERS, Client, bounded_gather, new_session, ss_timeline_events, timeline_events
 from bench.gateway import Gateway
 from bench.servers import Server
@@ -133,6 +134,11 @@ class Run:
     part: str = ""
     _closer: Callable[[], None] | None = None
     _depth: int = 0  # windows nest: an inner open/close (closed_loop's) leaves the outer one open
+
+    @property
+    def measuring(self) -> bool:
+        """Whether a measured window is open (the memory samples taken then are the workload's steady state)."""
+        return self._depth > 0
 
     def window_open(self) -> None:
         self._depth += 1
@@ -1483,6 +1489,7 @@ WORKLOADS: dict[str, Callable[[Run], Awaitable[dict[str, Any]]]] = {
     "delayed": w_delayed,
     "fanout": w_fanout,
     "large_room": w_large_room,
+    "memory": memory.w_memory,  # last: what one more connection and one more queued message cost
 }
 # Run only when named in --only: its set-up alone takes an hour or more (bench/README.md).
 OPT_IN = frozenset({"large_room"})
@@ -1504,20 +1511,23 @@ async def run_all(server: Server, scale: Scale, only: list[str], log: Callable[[
             pool_size = 0  # only the workloads that need the pool of users make it
         run.results["_pool"] = await run.users("pool_", pool_size)
         out["register_pool_s"] = now() - t
+        out["rss_setup_peak_mb"] = server.peak_rss_mb()  # start and the pool's registration (password hashing)
         for name in WORKLOADS:
             if (only and name not in only) or (not only and name in OPT_IN):
                 continue
             log(f"  {server.name}: {name} (load average {loadavg():.1f}) ...")
             run.window_hook = _hook(around, server.name, name) if around else None
             t = now()
-            out[name] = await WORKLOADS[name](run)
+            async with memory.watch(server, lambda: run.measuring) as mem:
+                out[name] = await WORKLOADS[name](run)
+            out[name]["memory"] = mem.figures()
             run.window_close(force=True)
             out[name]["wall_s"] = now() - t
             out[name]["loadavg"] = loadavg()
             log(f"  {server.name}: {name} done in {out[name]['wall_s']:.1f} s")
         await asyncio.sleep(10)
         out["rss_idle_end_mb"] = server.rss_mb()
-        out["rss_peak_mb"] = server.peak_rss_mb()
+        out["rss_peak_mb"] = memory.run_peak(out, server)
         out["cpu_idle_end_util"] = await _cpu_util(server, 5)
         # Production processes mostly run restarted on existing data: idle memory after a restart.
         server.stop()

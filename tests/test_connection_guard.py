@@ -43,6 +43,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         printed = (data / "server.log").read_text()
         assert f"Listening on   {base}" in printed, printed  # the start-up banner (README's quick start)
         assert "alembic" not in printed.lower()  # and no migration narration
+        # The serving process is the lean one `serve` turned into (cluster.become_server: same PID, the
+        # configuration carried over, as the limits tested below show), without the command line's pydantic.
+        assert "paigham.cluster" in Path(f"/proc/{proc.pid}/cmdline").read_text()
+        assert "pydantic_core" not in Path(f"/proc/{proc.pid}/maps").read_text()
         yield base
     finally:
         proc.terminate()

@@ -1,4 +1,5 @@
-"""`paigham serve --workers N`: N worker processes on one listening socket, one PostgreSQL, one NATS.
+"""`paigham serve`'s server processes: one (at the end of this file), or with `--workers N` N worker
+processes on one listening socket, one PostgreSQL, one NATS.
 
 The parent process does the one-time work (signing key, shared secret, migrations, first admin),
 then hands over to uvicorn's process supervisor: it binds the socket once, spawns N workers that
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +104,62 @@ def app_from_env() -> object:
     cfg = msgspec.json.decode(raw.encode(), type=Config)
     configure_logging(cfg.log_level)
     return create_app(cfg)
+
+
+# -- one process -------------------------------------------------------------------------------------------------
+# `paigham serve` parses its command line with typer (which brings click and pydantic) and may have migrated the
+# database with Alembic: ~17 MB of resident memory that a server would carry for its whole life. Once the checks
+# have passed, the process therefore replaces itself (exec: same PID, same sockets, same terminal) with
+# `python -m paigham.cluster`, which reads the configuration from an in-memory file (memfd) and serves
+# (docs/benchmarks.md, "Memory").
+CONFIG_FD_ENV = "PAIGHAM_SERVE_CONFIG_FD"
+
+
+def serve_one(cfg: Config) -> None:
+    """Serve in this process until SIGINT/SIGTERM (blocks)."""
+    import uvicorn
+
+    from paigham import connection_guard
+    from paigham.app import create_app
+
+    connection_guard.configure(cfg)
+    connection_guard.raise_file_limit()
+    uvicorn.run(create_app(cfg, announce=True), host=cfg.host, port=cfg.port, **UVICORN_OPTIONS)
+
+
+def become_server(cfg: Config) -> None:
+    """Replace this process with a lean one serving `cfg`; where that cannot be done (no memfd, no known
+    interpreter), serve in this process."""
+    if not hasattr(os, "memfd_create") or not sys.executable:
+        serve_one(cfg)
+        return
+    fd = os.memfd_create("paigham-config", 0)  # not CLOEXEC: the new image reads it
+    os.set_inheritable(fd, True)
+    os.write(fd, msgspec.json.encode(cfg))  # (a memfd takes any size in one write)
+    os.lseek(fd, 0, os.SEEK_SET)
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env = {
+        **os.environ,
+        CONFIG_FD_ENV: str(fd),
+        "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p),
+    }
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "paigham.cluster"], env)
+
+
+def config_from_fd(fd: int) -> Config:
+    with os.fdopen(fd, "rb") as f:
+        return msgspec.json.decode(f.read(), type=Config)
+
+
+def main() -> None:
+    from paigham.logging import configure_logging
+
+    cfg = config_from_fd(int(os.environ.pop(CONFIG_FD_ENV)))
+    configure_logging(cfg.log_level)
+    serve_one(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -49,11 +49,7 @@ def serve(
     ] = None,
 ) -> None:
     """Start the homeserver."""
-    import uvicorn
-
-    from paigham import connection_guard
-    from paigham.app import create_app
-    from paigham.cluster import UVICORN_OPTIONS, cluster_config_error, serve_workers
+    from paigham.cluster import become_server, cluster_config_error, serve_workers
     from paigham.logging import configure_logging
 
     cfg = config_from(
@@ -75,9 +71,7 @@ def serve(
     if cfg.workers > 1:
         serve_workers(cfg)
         return
-    connection_guard.configure(cfg)
-    connection_guard.raise_file_limit()
-    uvicorn.run(create_app(cfg, announce=True), host=cfg.host, port=cfg.port, **UVICORN_OPTIONS)
+    become_server(cfg)
 
 
 @user_app.command("create")

@@ -12,6 +12,9 @@ from paigham.storage.presence import PresenceStore
 
 STATES = ("online", "offline", "unavailable")
 IDLE_AFTER_MS = 5 * 60 * 1000
+# Users whose last presence this process remembers (to skip a read per /sync); an entry older than
+# IDLE_AFTER_MS is of no use, and they are swept out when the map is full.
+REMEMBERED_USERS = 100_000
 
 
 class PresenceService:
@@ -31,9 +34,17 @@ class PresenceService:
             return
         rows = await self.store.get([user_id])
         if rows and rows[0].state == state and now - rows[0].last_active_ts < IDLE_AFTER_MS:
-            self._last[user_id] = (state, rows[0].last_active_ts)
+            self._remember(user_id, state, rows[0].last_active_ts)
             return
         await self.set(user_id, state, rows[0].status_msg if rows else None)
+
+    def _remember(self, user_id: str, state: str, ts: int) -> None:
+        if len(self._last) >= REMEMBERED_USERS and user_id not in self._last:
+            now = now_ms()
+            self._last = {u: v for u, v in self._last.items() if now - v[1] < IDLE_AFTER_MS}
+            if len(self._last) >= REMEMBERED_USERS // 2:  # mostly fresh: start over (a read per user, once)
+                self._last = {}
+        self._last[user_id] = (state, ts)
 
     async def set(self, user_id: str, state: str, status_msg: str | None) -> None:
         if state not in STATES:
@@ -43,7 +54,7 @@ class PresenceService:
         if not self.enabled:
             return
         pos = await self.store.put(user_id, state, status_msg, now_ms())
-        self._last[user_id] = (state, now_ms())
+        self._remember(user_id, state, now_ms())
         await self.publisher.publish(StreamUpdate(pos, users=[user_id]), rooms_of=user_id)
 
     async def get(self, user_id: str) -> dict[str, Any]:

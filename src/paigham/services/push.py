@@ -35,6 +35,10 @@ from paigham.storage.push_actions import PushRoomRow, PushUserRow
 from paigham.storage.push_rules import PushRuleStore
 from paigham.types import JsonDict, JsonList
 
+# Users whose compiled rules are kept: ~14 KB each (the default rules), so at most ~140 MB. (Every member of
+# a room of up to this size fits: a bigger room evaluated member by member would recompile per message.)
+COMPILED_RULESETS = 10_000
+
 
 class PushService:
     def __init__(self, rules: PushRuleStore, events: EventStore, publisher: Publisher) -> None:
@@ -59,7 +63,7 @@ class PushService:
             template = msgspec.json.encode(effective).replace(user_id.encode(), b"\x00U\x00")
             template = template.replace(_localpart(user_id).encode(), b"\x00L\x00")
             found = (compile_ruleset(effective), template)
-            if len(self._cache) > 50_000:
+            if len(self._cache) >= COMPILED_RULESETS:
                 self._cache.clear()
             self._cache[key] = found
         return found

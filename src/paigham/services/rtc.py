@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Annotated
 
 import msgspec
-from livekit.api.access_token import AccessToken, VideoGrants
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.config import Config
@@ -237,6 +236,10 @@ class RtcService:
 def mint(settings: LiveKitSettings, room: str, identity: str) -> str:
     """A LiveKit JWT to join `room` as `identity`: publish, subscribe, data and its own metadata (the
     grants lk-jwt-service gives), no room administration, no room creation."""
+    # Imported here, not at start-up: the package brings aiohttp and protobuf (~14 MB of resident memory)
+    # into every process, and only a server that hands out call tokens needs it.
+    from livekit.api.access_token import AccessToken, VideoGrants
+
     grants = VideoGrants(
         room_join=True,
         room=room,

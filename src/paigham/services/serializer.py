@@ -14,6 +14,8 @@ from paigham.requester import Requester
 from paigham.storage.events import EventStore
 
 _CLIENT_KEYS = ("event_id", "type", "sender", "origin_server_ts", "content", "state_key", "room_id", "redacts")
+# Room ID → its version (which never changes): bounded, started afresh when full (one read per room then).
+VERSION_CACHE_ROOMS = 100_000
 _version_cache: dict[str, RoomVersion] = {}
 
 
@@ -28,6 +30,8 @@ class EventSerializer:
             found = get_room_version(room.room_version) if room else None
             if found is None:
                 raise LookupError(room_id)
+            if len(_version_cache) >= VERSION_CACHE_ROOMS:
+                _version_cache.clear()
             v = _version_cache[room_id] = found
         return v
 

