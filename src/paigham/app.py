@@ -433,12 +433,20 @@ class Server:
 
     async def start(self) -> None:
         await migrate(self.db)
+        await self.index_directory()
         await self.check_identity()
         await self.bus.start()
         await self.ensure_admin()
         self.jobs.start()
         await self.push_delivery.start()
         await self.delayed.start()
+
+    async def index_directory(self) -> None:
+        """Give the user directory's index the accounts it lacks (a database made before the index, or
+        accounts written by an older version): a no-op once every account is in it (docs/decisions.md)."""
+        done = await self.accounts.directory.backfill()
+        if done:
+            log.info("directory.indexed", accounts=done)
 
     async def check_identity(self) -> None:
         """Refuse to start over data of another server name, or when the system account's name is

@@ -11,6 +11,7 @@ import msgspec
 from sqlalchemy import and_, delete, func, or_, select, update
 
 from paigham.storage.database import Database
+from paigham.storage.directory import DirectoryIndex
 from paigham.storage.schema import (
     access_tokens,
     devices,
@@ -18,6 +19,9 @@ from paigham.storage.schema import (
     uia_sessions,
     users,
 )
+
+# The account fields the user directory's index is made of (storage/directory.py).
+DIRECTORY_FIELDS = {"displayname", "deactivated"}
 
 
 def token_hash(token: str) -> str:
@@ -78,6 +82,7 @@ def _user(r: Sequence[Any]) -> UserRow:
 class AccountStore:
     def __init__(self, db: Database, credentials_changed: Callable[[list[str]], Awaitable[None]] | None = None) -> None:
         self.db = db
+        self.directory = DirectoryIndex(db)
         # Called after commit with the users whose tokens were deleted or whose account row changed
         # (the token cache forgets them, here and on the other workers).
         self.credentials_changed = credentials_changed
@@ -120,6 +125,7 @@ class AccountStore:
                     user_type=user_type,
                 )
             )
+            await self.directory.refresh(conn, [user_id])
         return True
 
     async def user_type(self, user_id: str) -> str | None:
@@ -130,6 +136,8 @@ class AccountStore:
     async def update_user(self, user_id: str, **values: Any) -> None:
         async with self.db.write() as conn:
             await conn.execute(update(users).where(users.c.user_id == user_id).values(**values))
+            if DIRECTORY_FIELDS & values.keys():
+                await self.directory.refresh(conn, [user_id])
         await self._changed([user_id])
 
     async def count_users(self) -> int:

@@ -1,0 +1,160 @@
+"""The user directory's index: the words of every account that is not deactivated (its display name in
+any script and its localpart; an official's names in every language and designation), one row per
+term in `directory_terms`, whose primary key is a B-tree on the term (storage/directory_schema.py).
+
+`refresh` rewrites the rows of some accounts inside the caller's write transaction; every write of a
+display name, a deactivation or an official goes through it (AccountStore, AdminStore, OrgStore), so
+the index never lags the accounts. `backfill` indexes accounts that have no rows (a database made
+before the index existed); the server runs it at start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from paigham.domain.translit import TERM_LEN, index_terms, term_range
+from paigham.storage.database import Database
+
+NAME, DESIGNATION = 0, 1
+CHUNK = 900
+_STATE = (
+    "SELECT u.user_id, u.displayname, u.deactivated, o.names, o.designation FROM users u "
+    "LEFT JOIN officials o ON o.user_id = u.user_id WHERE u.user_id = ANY($1::text[])"
+)
+_INSERT = (
+    "INSERT INTO directory_terms (term, user_id, field, word, rank) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
+)
+_MISSING = (
+    "SELECT u.user_id FROM users u WHERE NOT u.deactivated AND u.user_id > $1 AND NOT EXISTS "
+    "(SELECT 1 FROM directory_terms t WHERE t.user_id = u.user_id) ORDER BY u.user_id LIMIT $2"
+)
+_MATCH = "SELECT user_id, field, word, rank FROM directory_terms WHERE term >= $1 AND term < $2 ORDER BY term LIMIT $3"
+_MATCH_OF = (
+    "SELECT user_id, field, word FROM directory_terms "
+    "WHERE user_id = ANY($1::text[]) AND ((term >= $2 AND term < $3) OR (term >= $4 AND term < $5))"
+)
+_LISTED = (
+    "SELECT u.user_id, u.displayname, u.avatar_url, u.suspended, u.deactivated, o.status, o.expires_ts, o.unit_id "
+    "FROM users u LEFT JOIN officials o ON o.user_id = u.user_id WHERE u.user_id = ANY($1::text[])"
+)
+_UNITS = "SELECT unit_id, search_key FROM org_units WHERE search_key LIKE $1 OR search_key LIKE $2"
+_IN_UNITS = (
+    "SELECT o.user_id, u.displayname FROM officials o JOIN users u ON u.user_id = o.user_id "
+    "WHERE o.unit_id = ANY($1::text[]) AND o.status = 'active' AND NOT u.deactivated LIMIT $2"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A term of an account that a query word's range found."""
+
+    user_id: str
+    field: int
+    word: str
+    rank: str
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """What a search shows of an account, and whether it may be shown now."""
+
+    user_id: str
+    displayname: str | None
+    avatar_url: str | None
+    unit_id: str | None
+    visible: bool
+
+
+def rank_of(user_id: str, displayname: str | None) -> str:
+    return (displayname or user_id[1:].split(":", 1)[0]).lower()[:TERM_LEN]
+
+
+def account_terms(
+    user_id: str, displayname: str | None, names: dict[str, str], designation: dict[str, str]
+) -> list[tuple[str, str, int, str, str]]:
+    """The index rows of one account: its display name, localpart and (officials) names and designation."""
+    rank = rank_of(user_id, displayname)
+    texts = [displayname or "", *names.values(), user_id[1:].split(":", 1)[0]]
+    rows = [(term, user_id, NAME, word, rank) for term, word in index_terms(texts)]
+    rows += [(term, user_id, DESIGNATION, word, rank) for term, word in index_terms(list(designation.values()))]
+    return rows
+
+
+def _json(text: str | None) -> dict[str, str]:
+    return msgspec.json.decode(text) if text else {}
+
+
+class DirectoryIndex:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        # PostgreSQL: hold the accounts' rows while their terms are rewritten, so a backfill in one
+        # worker cannot write a display name that a profile change in another has just replaced.
+        self._state = db.per_engine(sqlite=_STATE, postgresql=_STATE + " FOR UPDATE OF u")
+
+    # -- writes (inside the caller's transaction) ---------------------------------------------------
+    async def refresh(self, conn: AsyncConnection, user_ids: Sequence[str]) -> None:
+        """Rewrite the terms of these accounts from what the transaction sees now."""
+        ids = sorted(set(user_ids))
+        for i in range(0, len(ids), CHUNK):
+            chunk = ids[i : i + CHUNK]
+            state = await self.db.fetch(self._state, chunk, conn=conn)
+            await self.db.run("DELETE FROM directory_terms WHERE user_id = ANY($1::text[])", chunk, conn=conn)
+            rows = [row for r in state if not r[2] for row in account_terms(r[0], r[1], _json(r[3]), _json(r[4]))]
+            await self.db.run_many(_INSERT, rows, conn=conn)
+
+    async def backfill(self, progress: Callable[[int], None] | None = None) -> int:
+        """Index every active account that has no terms yet, a chunk per transaction; how many."""
+        done, after = 0, ""
+        while True:
+            rows = await self.db.fetch(_MISSING, after, CHUNK)
+            if not rows:
+                return done
+            async with self.db.write() as conn:
+                await self.refresh(conn, [r[0] for r in rows])
+            done += len(rows)
+            after = rows[-1][0]
+            if progress is not None:
+                progress(done)
+
+    # -- reads ----------------------------------------------------------------------------------
+    async def matches(self, prefix: str, limit: int) -> list[Match]:
+        """Terms starting with `prefix` (the exact word first, then in term order), at most `limit`."""
+        low, high = term_range(prefix)
+        rows = await self.db.fetch(_MATCH, low, high, limit)
+        return [Match(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def matches_of(self, user_ids: Sequence[str], fold: str, skel: str) -> list[tuple[str, int, str]]:
+        """(user, field, word) of these accounts' terms that start with the fold, or '~' + skeleton."""
+        out: list[tuple[str, int, str]] = []
+        (a, b), (c, d) = term_range(fold), term_range("~" + skel if skel else fold)
+        for i in range(0, len(user_ids), CHUNK):
+            rows = await self.db.fetch(_MATCH_OF, list(user_ids[i : i + CHUNK]), a, b, c, d)
+            out.extend((r[0], r[1], r[2]) for r in rows)
+        return out
+
+    async def units(self, fold: str, skel: str) -> list[tuple[str, str]]:
+        """(unit, its search key) of units with a word starting with the fold or the skeleton (units
+        are few — hundreds to thousands — and are scanned: `org_units.search_key`, translit.search_key)."""
+        rows = await self.db.fetch(_UNITS, f"% {fold}%", f"% ~{skel}%" if skel else f"% {fold}%")
+        return [(r[0], r[1]) for r in rows]
+
+    async def in_units(self, unit_ids: Sequence[str], limit: int) -> list[tuple[str, str]]:
+        """(user, rank) of active officials of these units."""
+        rows = await self.db.fetch(_IN_UNITS, list(unit_ids), limit)
+        return [(r[0], rank_of(r[0], r[1])) for r in rows]
+
+    async def listed(self, user_ids: Sequence[str], now: int) -> dict[str, Listed]:
+        """The accounts as a search shows them; `visible` is false for a deactivated or suspended
+        account and for an official who is not active or whose term has expired."""
+        rows = await self.db.fetch(_LISTED, list(user_ids))
+        return {r[0]: _listed(r, now) for r in rows}
+
+
+def _listed(r: Any, now: int) -> Listed:
+    official_ok = r[5] is None or (r[5] == "active" and (r[6] is None or r[6] > now))
+    return Listed(r[0], r[1], r[2], r[7], not r[3] and not r[4] and official_ok)
