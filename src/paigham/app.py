@@ -85,6 +85,7 @@ from paigham.services.outbound import OutboundClient, OutboundPolicy
 from paigham.services.ports import AccountHooks
 from paigham.services.presence import PresenceService
 from paigham.services.profile import ProfileService
+from paigham.services.provisioning import Provisioning
 from paigham.services.publisher import Publisher
 from paigham.services.push import PushService
 from paigham.services.push_delivery import PushDelivery, PushWakeups
@@ -325,6 +326,7 @@ class Server:
             clear_login_failures=self.login_guard.clear,
             notify=self.notices.send,
         )
+        self.provisioning = Provisioning(self.auth, self.audit)
         self.media = MediaService(
             self.config,
             MediaStore(self.db),

@@ -20,6 +20,8 @@ from paigham.storage.schema import (
     users,
 )
 
+BULK = 900  # accounts per statement in bulk provisioning
+
 # The account fields the user directory's index is made of (storage/directory.py).
 DIRECTORY_FIELDS = {"displayname", "deactivated"}
 
@@ -127,6 +129,41 @@ class AccountStore:
             )
             await self.directory.refresh(conn, [user_id])
         return True
+
+    async def existing(self, user_ids: Sequence[str]) -> set[str]:
+        """Which of these user IDs have an account (active or not)."""
+        out: set[str] = set()
+        for i in range(0, len(user_ids), BULK):
+            chunk = list(user_ids[i : i + BULK])
+            rows = await self.db.fetch("SELECT user_id FROM users WHERE user_id = ANY($1::text[])", chunk)
+            out.update(r[0] for r in rows)
+        return out
+
+    async def create_users(
+        self, accounts: Sequence[tuple[str, str | None]], now: int, progress: Callable[[int], None] | None = None
+    ) -> None:
+        """New accounts without a password, (user ID, display name) each, all in one transaction (bulk
+        provisioning); the IDs must be free (`existing`)."""
+        async with self.db.write() as conn:
+            for i in range(0, len(accounts), BULK):
+                chunk = accounts[i : i + BULK]
+                rows = [
+                    {
+                        "user_id": user_id,
+                        "password_hash": None,
+                        "admin": False,
+                        "deactivated": False,
+                        "suspended": False,
+                        "locked": False,
+                        "created_ts": now,
+                        "displayname": name,
+                    }
+                    for user_id, name in chunk
+                ]
+                await conn.execute(users.insert(), rows)
+                await self.directory.refresh(conn, [user_id for user_id, _ in chunk])
+                if progress is not None:
+                    progress(i + len(chunk))
 
     async def user_type(self, user_id: str) -> str | None:
         """The account's type (`bot` for the server's own accounts), None for a person or no account."""

@@ -77,9 +77,12 @@ def rank_of(user_id: str, displayname: str | None) -> str:
 def account_terms(
     user_id: str, displayname: str | None, names: dict[str, str], designation: dict[str, str]
 ) -> list[tuple[str, str, int, str, str]]:
-    """The index rows of one account: its display name, localpart and (officials) names and designation."""
+    """The index rows of one account: an official's names (every language) and designation, another
+    account's display name; and the localpart. (An official's display name is left out: the
+    organisation's format builds it from name, designation and unit, which would then all count as
+    much as the name.)"""
     rank = rank_of(user_id, displayname)
-    texts = [displayname or "", *names.values(), user_id[1:].split(":", 1)[0]]
+    texts = [*(names.values() if names else [displayname or ""]), user_id[1:].split(":", 1)[0]]
     rows = [(term, user_id, NAME, word, rank) for term, word in index_terms(texts)]
     rows += [(term, user_id, DESIGNATION, word, rank) for term, word in index_terms(list(designation.values()))]
     return rows
