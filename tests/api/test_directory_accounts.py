@@ -8,8 +8,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from paigham.cli.main import app as cli
 from paigham.org.importer import read_bytes
