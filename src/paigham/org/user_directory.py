@@ -18,14 +18,17 @@ from paigham.domain.translit import Token, field_score, parse_key, search_key, s
 from paigham.errors import Codes, MatrixError
 from paigham.messages import N_
 from paigham.storage.accounts import AccountStore
-from paigham.storage.directory import DESIGNATION, NAME, Listed
+from paigham.storage.directory import DESIGNATION, NAME, SCAN, Listed, Word
 from paigham.storage.events import EventStore
 from paigham.storage.org import OrgStore
 
 MAX_QUERY_WORDS = 8
-# Rows read per range of the index (a query word's fold, its skeleton, a unit's officials): the exact
-# word comes first in each range, so a cap only ever drops the weaker matches of a very short prefix.
-CANDIDATES = 1000
+# Rows read per range of the index for a one-word query (its fold, its skeleton, a unit's officials):
+# the word itself comes first in each range, so the cap drops only the weaker matches of a short prefix
+# (the answer says `limited`, and the next letter typed narrows it).
+ROWS = 200
+# Several words: at most this many accounts matching every word are ranked.
+CANDIDATES = 300
 PAGE = 50  # candidates checked at a time (suspended, expired, outside the searcher's rooms)
 # How much a match in each field counts, relative to a match in the name.
 DESIGNATION_WEIGHT = 0.6
@@ -90,12 +93,10 @@ class UserDirectory:
             return [], False
         scores = _Scores(query)
         units = await self._units(query)
-        drive = max(range(len(query)), key=lambda i: (len(query[i].fold), -i))  # the most telling word
-        await self._candidates(scores, drive, units[drive])
-        for i, q in enumerate(query):
-            if i != drive:
-                for user_id, field_, word in await self.index.matches_of(list(scores.best), q.fold, q.skel):
-                    scores.add(user_id, i, scores.word(i, word) * WEIGHTS[field_])
+        if len(query) == 1:
+            await self._one_word(scores, units[0])
+        else:
+            await self._every_word(scores, units)
         listed = await self.index.listed(list(scores.best), now_ms()) if any(units) else {}
         for user_id, entry in listed.items():  # the unit of each official among the candidates
             for i, unit_scores in enumerate(units):
@@ -111,19 +112,35 @@ class UserDirectory:
             out.append({u: s for u, s in scored.items() if s > 0})
         return out
 
-    async def _candidates(self, scores: _Scores, i: int, units: dict[str, float]) -> None:
-        """The accounts the driving word matches: by a word (its fold or its skeleton), or by unit."""
-        q = scores.query[i]
-        matches = await self.index.matches(q.fold, CANDIDATES)
+    async def _one_word(self, scores: _Scores, units: dict[str, float]) -> None:
+        """One word: the first rows of its ranges (the word itself first, then longer words in order)."""
+        q = scores.query[0]
+        rows = await self.index.matches(q.fold, ROWS)
         if len(q.skel) >= 2:
-            matches += await self.index.matches("~" + q.skel, CANDIDATES)
-        for m in matches:
-            scores.add(m.user_id, i, scores.word(i, m.word) * WEIGHTS[m.field])
-            scores.rank[m.user_id] = m.rank
+            rows += await self.index.matches("~" + q.skel, ROWS)
+        for user_id, field_, word, rank in rows:
+            scores.add(user_id, 0, scores.word(0, word) * WEIGHTS[field_])
+            scores.rank[user_id] = rank
         if units:
-            for user_id, rank in await self.index.in_units(list(units), CANDIDATES):
+            for user_id, rank in await self.index.in_units(list(units), ROWS):
                 scores.rank[user_id] = rank
-                scores.best.setdefault(user_id, [0.0] * len(scores.query))
+                scores.best.setdefault(user_id, [0.0])
+
+    async def _every_word(self, scores: _Scores, units: list[dict[str, float]]) -> None:
+        """Several words: the accounts matching every one (driven by the word with the fewest terms, the
+        others checked per account in the index), then each word's best match among them."""
+        words = [
+            Word(q.fold, q.skel if len(q.skel) >= 2 else "", tuple(u)) for q, u in zip(scores.query, units, strict=True)
+        ]
+        sizes = [await self.index.size(w) if not w.units else SCAN for w in words]
+        drive = min(range(len(words)), key=lambda i: (sizes[i], -len(words[i].fold), i))
+        chosen = sorted(await self.index.holders(words[drive], words[:drive] + words[drive + 1 :], CANDIDATES))
+        for user_id in chosen:
+            scores.best.setdefault(user_id, [0.0] * len(scores.query))
+        for i, q in enumerate(scores.query):
+            for user_id, field_, word, rank in await self.index.matches_of(chosen, q.fold, q.skel):
+                scores.add(user_id, i, scores.word(i, word) * WEIGHTS[field_])
+                scores.rank[user_id] = rank
 
     async def _page(
         self, searcher: str, ordered: list[str], limit: int, listed: dict[str, Listed]

@@ -10,6 +10,7 @@ before the index existed); the server runs it at start.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,9 @@ from paigham.storage.database import Database
 
 NAME, DESIGNATION = 0, 1
 CHUNK = 900
+# Terms of a query's driving word read at most (the exact word first): bounds a search of several
+# common words (the user directory picks the word with the fewest terms to drive).
+SCAN = 5000
 _STATE = (
     "SELECT u.user_id, u.displayname, u.deactivated, o.names, o.designation FROM users u "
     "LEFT JOIN officials o ON o.user_id = u.user_id WHERE u.user_id = ANY($1::text[])"
@@ -34,9 +38,15 @@ _MISSING = (
     "(SELECT 1 FROM directory_terms t WHERE t.user_id = u.user_id) ORDER BY u.user_id LIMIT $2"
 )
 _MATCH = "SELECT user_id, field, word, rank FROM directory_terms WHERE term >= $1 AND term < $2 ORDER BY term LIMIT $3"
-_MATCH_OF = (
-    "SELECT user_id, field, word FROM directory_terms "
-    "WHERE user_id = ANY($1::text[]) AND ((term >= $2 AND term < $3) OR (term >= $4 AND term < $5))"
+_HOLDERS = "SELECT user_id FROM directory_terms WHERE term >= $1 AND term < $2 LIMIT $3"
+# Probed per account on the (user_id, term) index (SQLite would rather scan the term's range).
+_MATCH_OF_PG = (
+    "SELECT user_id, field, word, rank FROM directory_terms "
+    "WHERE user_id = ANY($1::text[]) AND term >= $2 AND term < $3"
+)
+_MATCH_OF_SQLITE = (
+    "SELECT t.user_id, t.field, t.word, t.rank FROM json_each($1) AS j CROSS JOIN directory_terms AS t "
+    "INDEXED BY directory_terms_user WHERE t.user_id = j.value AND t.term >= $2 AND t.term < $3"
 )
 _LISTED = (
     "SELECT u.user_id, u.displayname, u.avatar_url, u.suspended, u.deactivated, o.status, o.expires_ts, o.unit_id "
@@ -50,16 +60,6 @@ _IN_UNITS = (
 
 
 @dataclass(frozen=True, slots=True)
-class Match:
-    """A term of an account that a query word's range found."""
-
-    user_id: str
-    field: int
-    word: str
-    rank: str
-
-
-@dataclass(frozen=True, slots=True)
 class Listed:
     """What a search shows of an account, and whether it may be shown now."""
 
@@ -68,6 +68,26 @@ class Listed:
     avatar_url: str | None
     unit_id: str | None
     visible: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """A query word as the index is searched for it: its fold, its skeleton ("" when too short to
+    count) and the units whose names it matches."""
+
+    fold: str
+    skel: str
+    units: tuple[str, ...] = ()
+
+    def ranges(self) -> tuple[str, str, str, str]:
+        """[low, high) of the fold's terms, then of the skeleton's (the fold's again without one)."""
+        return (*term_range(self.fold), *term_range("~" + self.skel if self.skel else self.fold))
+
+
+def _ranges(alias: str, n: int) -> str:
+    """The test of a Word's ranges on `alias`.term, with its four bounds at $n+1..$n+4."""
+    t = f"{alias}.term"
+    return f"({t} >= ${n + 1} AND {t} < ${n + 2}) OR ({t} >= ${n + 3} AND {t} < ${n + 4})"
 
 
 def rank_of(user_id: str, displayname: str | None) -> str:
@@ -98,6 +118,8 @@ class DirectoryIndex:
         # PostgreSQL: hold the accounts' rows while their terms are rewritten, so a backfill in one
         # worker cannot write a display name that a profile change in another has just replaced.
         self._state = db.per_engine(sqlite=_STATE, postgresql=_STATE + " FOR UPDATE OF u")
+        as_json: Callable[[Sequence[str]], Any] = lambda ids: json.dumps(list(ids))  # noqa: E731
+        self._match_of = db.per_engine(sqlite=(_MATCH_OF_SQLITE, as_json), postgresql=(_MATCH_OF_PG, list))
 
     # -- writes (inside the caller's transaction) ---------------------------------------------------
     async def refresh(self, conn: AsyncConnection, user_ids: Sequence[str]) -> None:
@@ -125,19 +147,53 @@ class DirectoryIndex:
                 progress(done)
 
     # -- reads ----------------------------------------------------------------------------------
-    async def matches(self, prefix: str, limit: int) -> list[Match]:
-        """Terms starting with `prefix` (the exact word first, then in term order), at most `limit`."""
-        low, high = term_range(prefix)
-        rows = await self.db.fetch(_MATCH, low, high, limit)
-        return [Match(r[0], r[1], r[2], r[3]) for r in rows]
+    async def matches(self, prefix: str, limit: int) -> list[tuple[str, int, str, str]]:
+        """(user, field, word, rank) of terms starting with `prefix` (the exact word first, then in
+        term order), at most `limit`."""
+        return await self.db.fetch(_MATCH, *term_range(prefix), limit)  # type: ignore[return-value]
 
-    async def matches_of(self, user_ids: Sequence[str], fold: str, skel: str) -> list[tuple[str, int, str]]:
-        """(user, field, word) of these accounts' terms that start with the fold, or '~' + skeleton."""
-        out: list[tuple[str, int, str]] = []
-        (a, b), (c, d) = term_range(fold), term_range("~" + skel if skel else fold)
-        for i in range(0, len(user_ids), CHUNK):
-            rows = await self.db.fetch(_MATCH_OF, list(user_ids[i : i + CHUNK]), a, b, c, d)
-            out.extend((r[0], r[1], r[2]) for r in rows)
+    async def size(self, word: Word) -> int:
+        """How many terms the word's ranges hold, counted up to SCAN (which word should drive)."""
+        sql = f"SELECT count(*) FROM (SELECT 1 FROM directory_terms a WHERE {_ranges('a', 0)} LIMIT $5) c"
+        return int((await self.db.fetch(sql, *word.ranges(), SCAN))[0][0])
+
+    async def holders(self, drive: Word, others: Sequence[Word], limit: int) -> set[str]:
+        """Accounts (at most `limit`) with a term of the driving word (or in one of its units) that
+        also match each of the other words: the first SCAN terms of the driving word's ranges are
+        read, the others probed per account on the (user_id, term) index."""
+        where: list[str] = []
+        args: list[Any] = []
+        for w in others:
+            n = len(args)
+            test = f"EXISTS (SELECT 1 FROM directory_terms b WHERE b.user_id = a.user_id AND ({_ranges('b', n)}))"
+            if w.units:
+                test += (
+                    " OR EXISTS (SELECT 1 FROM officials o WHERE o.user_id = a.user_id"
+                    f" AND o.unit_id = ANY(${n + 5}::text[]))"
+                )
+            where.append(f"({test})")
+            args += [*w.ranges(), *([list(w.units)] if w.units else [])]
+        n = len(args)
+        tests = "".join(f" AND {t}" for t in where)
+        scan = f"SELECT user_id FROM directory_terms a WHERE {_ranges('a', n)} LIMIT ${n + 6}"
+        sql = f"SELECT a.user_id FROM ({scan}) a WHERE TRUE{tests} LIMIT ${n + 5}"
+        found = {r[0] for r in await self.db.fetch(sql, *args, *drive.ranges(), limit, SCAN)}
+        if drive.units:
+            sql = (
+                f"SELECT a.user_id FROM officials a WHERE a.unit_id = ANY(${n + 1}::text[]) AND a.status = 'active'"
+                f"{tests} LIMIT ${n + 2}"
+            )
+            found |= {r[0] for r in await self.db.fetch(sql, *args, list(drive.units), limit)}
+        return found
+
+    async def matches_of(self, user_ids: Sequence[str], fold: str, skel: str) -> list[tuple[str, int, str, str]]:
+        """(user, field, word, rank) of these accounts' terms that start with the fold, or '~' + skeleton."""
+        sql, ids = self._match_of
+        out: list[tuple[str, int, str, str]] = []
+        for prefix in (fold, "~" + skel) if skel else (fold,):
+            for i in range(0, len(user_ids), CHUNK):
+                rows = await self.db.fetch(sql, ids(user_ids[i : i + CHUNK]), *term_range(prefix))
+                out.extend(rows)  # type: ignore[arg-type]
         return out
 
     async def units(self, fold: str, skel: str) -> list[tuple[str, str]]:
