@@ -41,7 +41,9 @@ async def test_plain_accounts_across_scripts(hs: Harness) -> None:
     assert set(await search(hs, me, "राजेश")) == {"u1", "u2", "u3"}
     assert set(await search(hs, me, "راجیش")) == {"u1", "u2", "u3"}
     assert set(await search(hs, me, "sharma")) == {"u1", "u2"}
-    assert set(await search(hs, me, "rajesh sharma")) == {"u1", "u2"}
+    assert set(await search(hs, me, "rajesh sharma")) == {"u1", "u2"}  # a pair of words of one name
+    assert set(await search(hs, me, "sharma raj")) == {"u1", "u2"}  # in either order, the last one cut short
+    assert set(await search(hs, me, "raj sharma")) == {"u1", "u2"}  # the first cut short: word by word
     assert await search(hs, me, "شرما راجیش") != [] and "u3" not in await search(hs, me, "شرما راجیش")
     # by localpart and by user ID
     assert await search(hs, me, "u4") == ["u4"] and await search(hs, me, "@u4:test.local") == ["u4"]

@@ -117,6 +117,24 @@ def index_terms(texts: list[str]) -> list[tuple[str, str]]:
     return list(out)
 
 
+PAIR_WORDS = 4  # the first words of a text that are paired
+
+
+def pair_terms(texts: list[str]) -> set[str]:
+    """Every ordered pair of words of each text, as 'fold fold' and '~skel skel': a search of two
+    words is then one range (the first word whole, the second a prefix), in either order."""
+    out: set[str] = set()
+    for text in texts:
+        toks = tokens(text)[:PAIR_WORDS]
+        for a in toks:
+            for b in toks:
+                if a is not b:
+                    out.add(f"{a.fold} {b.fold}"[: 2 * TERM_LEN])
+                    if a.skel and b.skel:
+                        out.add(f"~{a.skel} {b.skel}"[: 2 * TERM_LEN])
+    return out
+
+
 def term_range(prefix: str) -> tuple[str, str]:
     """The bounds [low, high) of the stored terms that start with `prefix` (terms are ASCII below
     0x7f, so prefix + DEL is above every one of them): a btree range scan on both engines."""

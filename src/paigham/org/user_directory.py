@@ -127,14 +127,18 @@ class UserDirectory:
                 scores.best.setdefault(user_id, [0.0])
 
     async def _every_word(self, scores: _Scores, units: list[dict[str, float]]) -> None:
-        """Several words: the accounts matching every one (driven by the word with the fewest terms, the
-        others checked per account in the index), then each word's best match among them."""
+        """Several words: the accounts holding the first two as a pair in a name or designation (or,
+        when none does, the accounts matching every word: driven by the word with the fewest terms,
+        the others checked per account in the index), then each word's best match among them."""
         words = [
             Word(q.fold, q.skel if len(q.skel) >= 2 else "", tuple(u)) for q, u in zip(scores.query, units, strict=True)
         ]
-        sizes = [await self.index.size(w) if not w.units else SCAN for w in words]
-        drive = min(range(len(words)), key=lambda i: (sizes[i], -len(words[i].fold), i))
-        chosen = sorted(await self.index.holders(words[drive], words[:drive] + words[drive + 1 :], CANDIDATES))
+        found = await self.index.pairs(words[0], words[1], CANDIDATES)  # the first word typed whole
+        if not found:  # a first word cut short, or matched only by its unit: each word on its own
+            sizes = [await self.index.size(w) if not w.units else SCAN for w in words]
+            drive = min(range(len(words)), key=lambda i: (sizes[i], -len(words[i].fold), i))
+            found = await self.index.holders(words[drive], words[:drive] + words[drive + 1 :], CANDIDATES)
+        chosen = sorted(found)
         for user_id in chosen:
             scores.best.setdefault(user_id, [0.0] * len(scores.query))
         for i, q in enumerate(scores.query):

@@ -18,14 +18,14 @@ from typing import Any
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from paigham.domain.translit import TERM_LEN, index_terms, term_range
+from paigham.domain.translit import TERM_LEN, index_terms, pair_terms, term_range
 from paigham.storage.database import Database
 
 NAME, DESIGNATION = 0, 1
 CHUNK = 900
 # Terms of a query's driving word read at most (the exact word first): bounds a search of several
 # common words (the user directory picks the word with the fewest terms to drive).
-SCAN = 5000
+SCAN = 2000
 _STATE = (
     "SELECT u.user_id, u.displayname, u.deactivated, o.names, o.designation FROM users u "
     "LEFT JOIN officials o ON o.user_id = u.user_id WHERE u.user_id = ANY($1::text[])"
@@ -33,6 +33,8 @@ _STATE = (
 _INSERT = (
     "INSERT INTO directory_terms (term, user_id, field, word, rank) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
 )
+_INSERT_PAIR = "INSERT INTO directory_pairs (term, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+_PAIRS = "SELECT user_id FROM directory_pairs WHERE term >= $1 AND term < $2 LIMIT $3"
 _MISSING = (
     "SELECT u.user_id FROM users u WHERE NOT u.deactivated AND u.user_id > $1 AND NOT EXISTS "
     "(SELECT 1 FROM directory_terms t WHERE t.user_id = u.user_id) ORDER BY u.user_id LIMIT $2"
@@ -108,6 +110,13 @@ def account_terms(
     return rows
 
 
+def account_pairs(
+    user_id: str, displayname: str | None, names: dict[str, str], designation: dict[str, str]
+) -> set[str]:
+    """The word pairs of an account's names (or display name) and designation."""
+    return pair_terms([*(names.values() if names else [displayname or ""]), *designation.values()])
+
+
 def _json(text: str | None) -> dict[str, str]:
     return msgspec.json.decode(text) if text else {}
 
@@ -151,6 +160,17 @@ class DirectoryIndex:
         """(user, field, word, rank) of terms starting with `prefix` (the exact word first, then in
         term order), at most `limit`."""
         return await self.db.fetch(_MATCH, *term_range(prefix), limit)  # type: ignore[return-value]
+
+    async def pairs(self, first: Word, second: Word, limit: int) -> set[str]:
+        """Accounts with a name or designation holding the first word whole and a word starting with
+        the second (in either order; by folds, or by skeletons when both have one)."""
+        prefixes = [f"{first.fold} {second.fold}"]
+        if first.skel and second.skel:
+            prefixes.append(f"~{first.skel} {second.skel}")
+        found: set[str] = set()
+        for p in prefixes:
+            found |= {r[0] for r in await self.db.fetch(_PAIRS, *term_range(p), limit)}
+        return found
 
     async def size(self, word: Word) -> int:
         """How many terms the word's ranges hold, counted up to SCAN (which word should drive)."""

@@ -29,3 +29,15 @@ directory_terms = Table(
     Index("directory_terms_user", "user_id", "term"),
     sqlite_with_rowid=False,
 )
+
+# Every ordered pair of words of a name or a designation ('rajes sarma', '~rjs srn'; translit.pair_terms):
+# a search of two or more words reads the range of its first two (the first whole, the second as typed).
+directory_pairs = Table(
+    "directory_pairs",
+    metadata,
+    Column("term", _code_points(128), nullable=False),
+    Column("user_id", String(255), nullable=False),
+    PrimaryKeyConstraint("term", "user_id"),
+    Index("directory_pairs_user", "user_id"),
+    sqlite_with_rowid=False,
+)

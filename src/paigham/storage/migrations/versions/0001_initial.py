@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 13:48:22.395411
+Create Date: 2026-12-06 14:39:54.209502
 """
 
 from __future__ import annotations
@@ -123,6 +123,15 @@ def upgrade() -> None:
     sa.Column('last_seen_ip', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('user_id', 'device_id')
     )
+    op.create_table('directory_pairs',
+    sa.Column('term', sa.String(length=128).with_variant(sa.String(length=128, collation='C'), 'postgresql'), nullable=False),
+    sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.PrimaryKeyConstraint('term', 'user_id'),
+    sqlite_with_rowid=False
+    )
+    with op.batch_alter_table('directory_pairs', schema=None) as batch_op:
+        batch_op.create_index('directory_pairs_user', ['user_id'], unique=False)
+
     op.create_table('directory_terms',
     sa.Column('term', sa.String(length=64).with_variant(sa.String(length=64, collation='C'), 'postgresql'), nullable=False),
     sa.Column('user_id', sa.String(length=255), nullable=False),
@@ -670,6 +679,10 @@ def downgrade() -> None:
         batch_op.drop_index('directory_terms_user')
 
     op.drop_table('directory_terms')
+    with op.batch_alter_table('directory_pairs', schema=None) as batch_op:
+        batch_op.drop_index('directory_pairs_user')
+
+    op.drop_table('directory_pairs')
     op.drop_table('devices')
     with op.batch_alter_table('delayed_events', schema=None) as batch_op:
         batch_op.drop_index('delayed_events_user')
