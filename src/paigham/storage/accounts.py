@@ -164,6 +164,7 @@ class AccountStore:
                 await self.directory.refresh(conn, [user_id for user_id, _ in chunk])
                 if progress is not None:
                     progress(i + len(chunk))
+        await self.directory.settle(len(accounts))
 
     async def user_type(self, user_id: str) -> str | None:
         """The account's type (`bot` for the server's own accounts), None for a person or no account."""

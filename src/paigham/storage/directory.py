@@ -26,6 +26,7 @@ CHUNK = 900
 # Terms of a query's driving word read at most (the exact word first): bounds a search of several
 # common words (the user directory picks the word with the fewest terms to drive).
 SCAN = 2000
+BULK_ANALYSE = 1000  # accounts changed at once from which the index's statistics are renewed
 _STATE = (
     "SELECT u.user_id, u.displayname, u.deactivated, o.names, o.designation FROM users u "
     "LEFT JOIN officials o ON o.user_id = u.user_id WHERE u.user_id = ANY($1::text[])"
@@ -126,6 +127,7 @@ class DirectoryIndex:
         self.db = db
         # PostgreSQL: hold the accounts' rows while their terms are rewritten, so a backfill in one
         # worker cannot write a display name that a profile change in another has just replaced.
+        self._analyse = db.per_engine(sqlite="", postgresql="ANALYZE directory_terms, directory_pairs")
         self._state = db.per_engine(sqlite=_STATE, postgresql=_STATE + " FOR UPDATE OF u")
         as_json: Callable[[Sequence[str]], Any] = lambda ids: json.dumps(list(ids))  # noqa: E731
         self._match_of = db.per_engine(sqlite=(_MATCH_OF_SQLITE, as_json), postgresql=(_MATCH_OF_PG, list))
@@ -141,12 +143,21 @@ class DirectoryIndex:
             rows = [row for r in state if not r[2] for row in account_terms(r[0], r[1], _json(r[3]), _json(r[4]))]
             await self.db.run_many(_INSERT, rows, conn=conn)
 
+    async def settle(self, accounts: int) -> None:
+        """After a bulk change (an import, the backfill): PostgreSQL's planner learns the index's new
+        size at once (until autovacuum analyses it, it would take a range of thousands for a few rows
+        and sort them instead of reading the first ones in order). SQLite plans without statistics."""
+        if accounts >= BULK_ANALYSE and self._analyse:
+            async with self.db.write() as conn:
+                await self.db.run(self._analyse, conn=conn)
+
     async def backfill(self, progress: Callable[[int], None] | None = None) -> int:
         """Index every active account that has no terms yet, a chunk per transaction; how many."""
         done, after = 0, ""
         while True:
             rows = await self.db.fetch(_MISSING, after, CHUNK)
             if not rows:
+                await self.settle(done)
                 return done
             async with self.db.write() as conn:
                 await self.refresh(conn, [r[0] for r in rows])

@@ -160,6 +160,7 @@ class OrgStore:
             touched = [r["user_id"] for r in (*ch.new_accounts, *ch.account_updates, *ch.new_officials)]
             touched += [r["user_id"] for r in ch.changed_officials]
             await self.directory.refresh(conn, touched)
+        await self.directory.settle(len(touched))
 
     @staticmethod
     async def _insert(conn: AsyncConnection, table: Any, rows: list[dict[str, Any]]) -> None:
