@@ -11,16 +11,17 @@ from __future__ import annotations
 import csv
 import io
 import random
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+from paigham.org.sample import FIRST as SAMPLE_FIRST
+from paigham.org.sample import LAST as SAMPLE_LAST
 
 FIRST = [
-    ("Rakesh", "राकेश", "راکیش"), ("Priya", "प्रिया", "پریا"), ("Amit", "अमित", "امت"),
-    ("Sunita", "सुनीता", "سنیتا"), ("Imran", "इमरान", "عمران"), ("Farah", "फ़राह", "فرح"),
-    ("Vikram", "विक्रम", "وکرم"), ("Anjali", "अंजलि", "انجلی"), ("Salman", "सलमान", "سلمان"),
-    ("Kavita", "कविता", "کویتا"), ("Arjun", "अर्जुन", "ارجن"), ("Zainab", "ज़ैनब", "زینب"),
-    ("Deepak", "दीपक", "دیپک"), ("Meera", "मीरा", "میرا"), ("Nadeem", "नदीम", "ندیم"),
-    ("Pooja", "पूजा", "پوجا"), ("Rahul", "राहुल", "راہل"), ("Ayesha", "आयशा", "عائشہ"),
+    *SAMPLE_FIRST,  # the sample organisation's (Rakesh … Ayesha), and more:
     ("Rajesh", "राजेश", "راجیش"), ("Suresh", "सुरेश", "سریش"), ("Ramesh", "रमेश", "رمیش"),
     ("Anita", "अनीता", "انیتا"), ("Mohammed", "मोहम्मद", "محمد"), ("Fatima", "फ़ातिमा", "فاطمہ"),
     ("Ali", "अली", "علی"), ("Hassan", "हसन", "حسن"), ("Sana", "सना", "ثنا"), ("Asif", "आसिफ़", "آصف"),
@@ -32,11 +33,8 @@ FIRST = [
     ("Shahid", "शाहिद", "شاہد"), ("Parveen", "परवीन", "پروین"), ("Gopal", "गोपाल", "گوپال"),
 ]
 LAST = [
-    ("Sharma", "शर्मा", "شرما"), ("Verma", "वर्मा", "ورما"), ("Khan", "ख़ान", "خان"),
-    ("Gupta", "गुप्ता", "گپتا"), ("Singh", "सिंह", "سنگھ"), ("Qureshi", "क़ुरैशी", "قریشی"),
-    ("Mehta", "मेहता", "مہتا"), ("Ansari", "अंसारी", "انصاری"), ("Iyer", "अय्यर", "ایر"),
-    ("Siddiqui", "सिद्दीक़ी", "صدیقی"), ("Joshi", "जोशी", "جوشی"), ("Rizvi", "रिज़वी", "رضوی"),
-    ("Patel", "पटेल", "پٹیل"), ("Chaudhary", "चौधरी", "چودھری"), ("Kumar", "कुमार", "کمار"),
+    *SAMPLE_LAST,  # Sharma … Chaudhary, and more:
+    ("Kumar", "कुमार", "کمار"),
     ("Yadav", "यादव", "یادو"), ("Mishra", "मिश्रा", "مشرا"), ("Pandey", "पांडे", "پانڈے"),
     ("Tiwari", "तिवारी", "تیواری"), ("Saxena", "सक्सेना", "سکسینہ"), ("Malik", "मलिक", "ملک"),
     ("Sheikh", "शेख़", "شیخ"), ("Hussain", "हुसैन", "حسین"), ("Mirza", "मिर्ज़ा", "مرزا"),
