@@ -131,28 +131,3 @@ def duration_ms(text: str) -> int:
         raise typer.BadParameter("use a number with an optional unit s, m, h, d or w (e.g. 7d)")
     unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
     return int(m.group(1)) * unit * 1000
-
-
-BAR_THRESHOLD = 1000  # rows from which a command shows progress bars
-
-
-class Bars:
-    """A rich progress bar per phase, shown only for large imports."""
-
-    def __init__(self, enabled: bool) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            TextColumn("{task.description:<14}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            disable=not enabled,
-            transient=False,
-        )
-        self.tasks: dict[str, Any] = {}
-
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        if phase not in self.tasks:
-            self.tasks[phase] = self.progress.add_task(phase, total=total)
-        self.progress.update(self.tasks[phase], completed=done, total=total)

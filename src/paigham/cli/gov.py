@@ -11,8 +11,6 @@ import msgspec
 import typer
 
 from paigham.cli.common import (
-    BAR_THRESHOLD,
-    Bars,
     ConfigOpt,
     DataDirOpt,
     DbOpt,
@@ -21,6 +19,7 @@ from paigham.cli.common import (
     duration_ms,
     run,
 )
+from paigham.cli.progress import BAR_THRESHOLD, Bars
 
 if TYPE_CHECKING:
     from paigham.app import Server

@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from paigham.cli.common import (
-    BAR_THRESHOLD,
-    Bars,
     ConfigOpt,
     DataDirOpt,
     DbOpt,
@@ -22,6 +20,7 @@ from paigham.cli.common import (
 )
 from paigham.cli.gov import audit_app, org_app
 from paigham.cli.media import media_app
+from paigham.cli.progress import BAR_THRESHOLD, Bars
 
 if TYPE_CHECKING:
     from paigham.app import Server
