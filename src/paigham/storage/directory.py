@@ -140,8 +140,10 @@ class DirectoryIndex:
             chunk = ids[i : i + CHUNK]
             state = await self.db.fetch(self._state, chunk, conn=conn)
             await self.db.run("DELETE FROM directory_terms WHERE user_id = ANY($1::text[])", chunk, conn=conn)
-            rows = [row for r in state if not r[2] for row in account_terms(r[0], r[1], _json(r[3]), _json(r[4]))]
-            await self.db.run_many(_INSERT, rows, conn=conn)
+            await self.db.run("DELETE FROM directory_pairs WHERE user_id = ANY($1::text[])", chunk, conn=conn)
+            live = [(r[0], r[1], _json(r[3]), _json(r[4])) for r in state if not r[2]]
+            await self.db.run_many(_INSERT, [row for a in live for row in account_terms(*a)], conn=conn)
+            await self.db.run_many(_INSERT_PAIR, [(t, a[0]) for a in live for t in account_pairs(*a)], conn=conn)
 
     async def settle(self, accounts: int) -> None:
         """After a bulk change (an import, the backfill): PostgreSQL's planner learns the index's new
