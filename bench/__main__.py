@@ -218,7 +218,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS for the cluster workload")
     p.add_argument("--only", default="", type=lambda s: [x for x in s.split(",") if x],
                    help="subset of workloads: "
-                        "latency,throughput,initial_sync,idle_syncs,sliding_sync,push,delayed,fanout,memory; "
+                        "latency,throughput,initial_sync,idle_syncs,sliding_sync,push,delayed,fanout,memory,directory; "
                         "large_room runs only when named here")
     p.add_argument("--cluster", action="store_true", help="also run the 2-worker Paigham cluster workload")
     p.add_argument("--quick", action="store_true", help="tiny sizes, to check the harness")

@@ -8,10 +8,12 @@ import contextlib
 import gzip
 import json
 import os
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -20,9 +22,10 @@ import brotli
 import zstandard
 
 from bench import memory
+from bench import names
 from bench.client import COUNTERS, Client, bounded_gather, new_session, ss_timeline_events, timeline_events
 from bench.gateway import Gateway
-from bench.servers import Server
+from bench.servers import PaighamServer, Server, proc_status_mb
 
 now = time.perf_counter
 
@@ -104,6 +107,12 @@ class Scale:
     lr_storm_drain_s: float = 60.0  # joins not yet sent this long after the storm's last offer are dropped
     lr_quiet_s: float = 20.0  # the small room's latency measured this long without the storm first
     lr_seq_joins: int = 30  # one-at-a-time joins timed into a small room and into the large one
+    dir_officials: int = 100_000  # directory: officials imported with `paigham org import` ...
+    dir_accounts: int = 100_000  # ... and plain accounts with `paigham user import`
+    dir_searchers: int = 20
+    dir_keystroke_s: float = 0.15  # typing: one search per keystroke, this long after the previous answer
+    dir_duration_s: float = 30.0
+    dir_saturation_s: float = 10.0  # then the same searchers without a pause (the server's capacity)
 
     @classmethod
     def quick(cls) -> Scale:
@@ -117,7 +126,8 @@ class Scale:
                    mr_incremental=5,
                    lr_members=60,
                    lr_members_pg_paigham=150, lr_syncing=10, lr_messages=5, lr_repeats=2, lr_storm_joins=40,
-                   lr_storm_s=4, lr_storm_drain_s=10, lr_quiet_s=3, lr_seq_joins=5)
+                   lr_storm_s=4, lr_storm_drain_s=10, lr_quiet_s=3, lr_seq_joins=5, dir_officials=2000,
+                   dir_accounts=2000, dir_duration_s=4, dir_saturation_s=2)
 
 
 @dataclass
@@ -1476,6 +1486,101 @@ async def _lr_bigger(run: Run, room: str, owner: Client, syncers: list[Client], 
     out["reads"] = await _lr_reads(run, room, syncers[0], "lr_1", "pw-lr_1")
     out["join_large_room"] = await _lr_seq_joins(room, extra[more:])
     return out
+# -- the directory of every account ------------------------------------------------------------------
+SEARCH = "/_matrix/client/v3/user_directory/search"
+DIRECTORY_SKIPPED = (
+    "Paigham only: Synapse has no bulk path for 200,000 accounts short of registering each (hours with its "
+    "password hashing) or writing its internal user_directory tables by SQL, and its search does not match "
+    "across scripts, so the two would not answer the same question (docs/benchmarks.md)."
+)
+
+
+def _measured_command(cmd: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
+    """Run a `paigham` command to its end: wall time, CPU time and peak RSS (VmHWM, polled)."""
+    t = now()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    peak = 0.0
+    while proc.poll() is None:
+        with contextlib.suppress(OSError):
+            peak = max(peak, proc_status_mb(proc.pid, "VmHWM"))
+        time.sleep(0.1)
+    out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:3])} failed ({proc.returncode}): {out[-2000:]}")
+    return {"wall_s": now() - t, "peak_rss_mb": peak, "output_tail": out.strip().splitlines()[-1:] if out else []}
+
+
+async def _searchers(run: Run, clients: list[Client], pause_s: float, duration_s: float,
+                     seed: int) -> dict[str, Any]:
+    """Each client types full names (or a first name, a surname) keystroke by keystroke, one search per
+    keystroke from the second character, `pause_s` after each answer, for `duration_s`."""
+    lat: list[float] = []
+    empty_full = full = limited = 0
+    stop_at = time.monotonic() + duration_s
+
+    async def searcher(i: int, c: Client) -> None:
+        nonlocal empty_full, full, limited
+        for text in names.queries(10_000, seed * 1000 + i):
+            for k in range(2, len(text) + 1):
+                if time.monotonic() >= stop_at:
+                    return
+                t = now()
+                body = await c.request("POST", SEARCH, {"search_term": text[:k], "limit": 10})
+                lat.append(now() - t)
+                limited += bool(body.get("limited"))
+                if k == len(text):
+                    full += 1
+                    empty_full += not body.get("results")
+                if pause_s:
+                    await asyncio.sleep(pause_s)
+
+    cpu0, t0 = run.cpu(), now()
+    await asyncio.gather(*(searcher(i, c) for i, c in enumerate(clients)))
+    elapsed = now() - t0
+    return {"searches": len(lat), "searches_per_s": len(lat) / elapsed, "latency": summary(lat),
+            "server_cpu_ms_per_search": (run.cpu() - cpu0) / max(1, len(lat)) * 1000,
+            "full_names_typed": full, "full_names_without_result": empty_full, "limited_answers": limited,
+            "samples": lat}
+
+
+async def w_directory(run: Run) -> dict[str, Any]:
+    """200,000 accounts (half officials through `paigham org import`, half plain accounts through
+    `paigham user import`; names in Latin, Devanagari and Urdu script); then `dir_searchers` people
+    typing names into the directory search at once, and the same searchers without a pause."""
+    s = run.scale
+    srv = run.server
+    if not isinstance(srv, PaighamServer):
+        return {"skipped": DIRECTORY_SKIPPED}
+    files = srv.workdir / "directory"
+    files.mkdir(exist_ok=True)
+    units = max(1, s.dir_officials // 1000)
+    (files / "units.csv").write_text(names.units_csv(units), encoding="utf-8")
+    (files / "officials.csv").write_text(names.officials_csv(s.dir_officials, units, 7), encoding="utf-8")
+    (files / "accounts.csv").write_text(names.accounts_csv(s.dir_accounts, 8), encoding="utf-8")
+    common = ["--data-dir", str(srv.workdir / "data"), *(["--database-url", srv.database_url] if srv.database_url
+                                                          else [])]
+    env = srv.env()
+    run.log(f"  {srv.name}: directory: importing {s.dir_officials:,} officials ...")
+    org = await asyncio.to_thread(_measured_command, [srv.paigham_bin, "org", "import", str(files / "units.csv"),
+                                                      str(files / "officials.csv"), *common], env, srv.workdir)
+    run.log(f"  {srv.name}: directory: {org['wall_s']:.0f} s; importing {s.dir_accounts:,} plain accounts ...")
+    plain = await asyncio.to_thread(_measured_command, [srv.paigham_bin, "user", "import", str(files / "accounts.csv"),
+                                                        *common], env, srv.workdir)
+    clients = await run.users("dir_", s.dir_searchers)
+    await asyncio.sleep(2)
+    run.window_open()
+    try:
+        typing = await _searchers(run, clients, s.dir_keystroke_s, s.dir_duration_s, 1)
+        run.part = "saturation"
+        saturated = await _searchers(run, clients, 0.0, s.dir_saturation_s, 2)
+    finally:
+        run.part = ""
+        run.window_close()
+    run.samples["directory_search"] = typing.pop("samples")
+    saturated.pop("samples")
+    return {"officials": s.dir_officials, "plain_accounts": s.dir_accounts, "units": units,
+            "searchers": s.dir_searchers, "keystroke_s": s.dir_keystroke_s,
+            "org_import": org, "user_import": plain, "typing": typing, "saturation": saturated}
 
 
 WORKLOADS: dict[str, Callable[[Run], Awaitable[dict[str, Any]]]] = {
@@ -1490,6 +1595,7 @@ WORKLOADS: dict[str, Callable[[Run], Awaitable[dict[str, Any]]]] = {
     "fanout": w_fanout,
     "large_room": w_large_room,
     "memory": memory.w_memory,  # last: what one more connection and one more queued message cost
+    "directory": w_directory,  # last: 200,000 accounts would slow the set-up of the others
 }
 # Run only when named in --only: its set-up alone takes an hour or more (bench/README.md).
 OPT_IN = frozenset({"large_room"})

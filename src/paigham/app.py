@@ -85,6 +85,7 @@ from paigham.services.outbound import OutboundClient, OutboundPolicy
 from paigham.services.ports import AccountHooks
 from paigham.services.presence import PresenceService
 from paigham.services.profile import ProfileService
+from paigham.services.provisioning import Provisioning
 from paigham.services.publisher import Publisher
 from paigham.services.push import PushService
 from paigham.services.push_delivery import PushDelivery, PushWakeups
@@ -325,6 +326,7 @@ class Server:
             clear_login_failures=self.login_guard.clear,
             notify=self.notices.send,
         )
+        self.provisioning = Provisioning(self.auth, self.audit)
         self.media = MediaService(
             self.config,
             MediaStore(self.db),
@@ -434,12 +436,20 @@ class Server:
 
     async def start(self) -> None:
         await migrate(self.db)
+        await self.index_directory()
         await self.check_identity()
         await self.bus.start()
         await self.ensure_admin()
         self.jobs.start()
         await self.push_delivery.start()
         await self.delayed.start()
+
+    async def index_directory(self) -> None:
+        """Give the user directory's index the accounts it lacks (a database made before the index, or
+        accounts written by an older version): a no-op once every account is in it (docs/decisions.md)."""
+        done = await self.accounts.directory.backfill()
+        if done:
+            log.info("directory.indexed", accounts=done)
 
     async def check_identity(self) -> None:
         """Refuse to start over data of another server name, or when the system account's name is

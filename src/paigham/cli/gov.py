@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import msgspec
 import typer
 
-from paigham.cli.common import ConfigOpt, DataDirOpt, DbOpt, cli_actor, config_from, duration_ms, run
+from paigham.cli.common import (
+    ConfigOpt,
+    DataDirOpt,
+    DbOpt,
+    cli_actor,
+    config_from,
+    duration_ms,
+    run,
+)
+from paigham.cli.progress import BAR_THRESHOLD, Bars
 
 if TYPE_CHECKING:
     from paigham.app import Server
@@ -104,29 +113,6 @@ def audit_purge(config: ConfigOpt = None, data_dir: DataDirOpt = None, database_
 
 
 org_app: typer.Typer = typer.Typer(help="The organisation: units and officials.", no_args_is_help=True)
-BAR_THRESHOLD = 1000
-
-
-class _Bars:
-    """A rich progress bar per phase, shown only for large imports."""
-
-    def __init__(self, enabled: bool) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            TextColumn("{task.description:<14}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            disable=not enabled,
-            transient=False,
-        )
-        self.tasks: dict[str, Any] = {}
-
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        if phase not in self.tasks:
-            self.tasks[phase] = self.progress.add_task(phase, total=total)
-        self.progress.update(self.tasks[phase], completed=done, total=total)
 
 
 @org_app.command("import")
@@ -152,7 +138,7 @@ def org_import(
             raise typer.Exit(2) from None
         read.rows.extend(part.rows)
         read.errors.extend(part.errors)
-    bars = _Bars(len(read.rows) >= BAR_THRESHOLD and not dry_run)
+    bars = Bars(len(read.rows) >= BAR_THRESHOLD and not dry_run)
 
     async def import_rows(s: Server) -> Plan:
         with bars.progress:
@@ -228,7 +214,7 @@ def _write_csv(path: Any, records: list[dict[str, Any]], plain: list[str], per_l
 def org_sync(config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None) -> None:
     """Bring every unit's space, announcements room and memberships in line with the organisation."""
     cfg = config_from(config, data_dir, database_url)
-    bars = _Bars(True)
+    bars = Bars(True)
 
     async def reconcile(s: Server) -> dict[str, int]:
         with bars.progress:

@@ -20,6 +20,7 @@ from paigham.cli.common import (
 )
 from paigham.cli.gov import audit_app, org_app
 from paigham.cli.media import media_app
+from paigham.cli.progress import BAR_THRESHOLD, Bars
 
 if TYPE_CHECKING:
     from paigham.app import Server
@@ -101,6 +102,46 @@ def user_create(
         return user_id
 
     typer.echo(run(cfg, create))
+
+
+@user_app.command("import")
+def user_import(
+    file: Annotated[str, typer.Argument(help="CSV with the columns user_id and (optional) displayname")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the file and count, change nothing")] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Create many accounts without passwords (existing ones are left as they are): all or none."""
+    from paigham.services.provisioning import read_accounts_csv
+
+    cfg = config_from(config, data_dir, database_url)
+    try:
+        with open(file, "rb") as fh:
+            text = fh.read().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        typer.echo(f"Cannot read {file}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    rows, errors = read_accounts_csv(text, file)
+
+    async def provision(s: Server) -> tuple[int, int, list[str]]:
+        plan = await s.provisioning.plan(rows)
+        problems = errors + plan.errors
+        if problems or dry_run or not plan.new:
+            return len(plan.new), plan.existing, problems
+        bars = Bars(len(plan.new) >= BAR_THRESHOLD)
+        with bars.progress:
+            await s.provisioning.apply(plan, cli_actor().user_id, lambda done: bars("accounts", done, len(plan.new)))
+        return len(plan.new), plan.existing, []
+
+    new, existing, problems = run(cfg, provision)
+    if problems:
+        for line in problems[:1000]:
+            typer.echo(line, err=True)
+        typer.echo(f"{len(problems)} invalid rows; nothing was changed.", err=True)
+        raise typer.Exit(1)
+    verb = "would be created (dry run)" if dry_run else "created"
+    typer.echo(f"{new} accounts {verb}, {existing} existed already")
 
 
 @user_app.command("deactivate")

@@ -101,6 +101,46 @@ def search_key(texts: list[str]) -> str:
     return " " + " ".join(seen) + " " if seen else ""
 
 
+TERM_LEN = 64  # stored terms are cut here (a prefix search still finds longer words)
+
+
+def index_terms(texts: list[str]) -> list[tuple[str, str]]:
+    """The directory index's rows for some texts: (term, word) — each word's fold, and '~' + its
+    skeleton, with the word's fold (a match is ranked by the word it came from)."""
+    out: dict[tuple[str, str], None] = {}
+    for text in texts:
+        for t in tokens(text):
+            word = t.fold[:TERM_LEN]
+            out[(word, word)] = None
+            if t.skel:
+                out[(("~" + t.skel)[:TERM_LEN], word)] = None
+    return list(out)
+
+
+PAIR_WORDS = 4  # the first words of a text that are paired
+
+
+def pair_terms(texts: list[str]) -> set[str]:
+    """Every ordered pair of words of each text, as 'fold fold' and '~skel skel': a search of two
+    words is then one range (the first word whole, the second a prefix), in either order."""
+    out: set[str] = set()
+    for text in texts:
+        toks = tokens(text)[:PAIR_WORDS]
+        for a in toks:
+            for b in toks:
+                if a is not b:
+                    out.add(f"{a.fold} {b.fold}"[: 2 * TERM_LEN])
+                    if a.skel and b.skel:
+                        out.add(f"~{a.skel} {b.skel}"[: 2 * TERM_LEN])
+    return out
+
+
+def term_range(prefix: str) -> tuple[str, str]:
+    """The bounds [low, high) of the stored terms that start with `prefix` (terms are ASCII below
+    0x7f, so prefix + DEL is above every one of them): a btree range scan on both engines."""
+    return prefix, prefix + "\x7f"
+
+
 def parse_key(key: str) -> list[Token]:
     """The tokens of a stored key (for ranking the candidates a query found)."""
     out: list[Token] = []

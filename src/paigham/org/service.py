@@ -22,7 +22,7 @@ from paigham.domain.org import Official, Unit, check_format, display_name, expir
 from paigham.errors import Codes, MatrixError
 from paigham.org.importer import ReadResult, RowError, SourceRow
 from paigham.org.plan import Plan, build_plan, parse_rows
-from paigham.org.user_directory import official_keys, unit_key
+from paigham.org.user_directory import unit_key
 from paigham.services.auth import AuthService
 from paigham.services.profile import ProfileService
 from paigham.storage.org import Changes, OrgStore, UnitRow
@@ -197,7 +197,6 @@ class OrgService:
             "expires": o.expires,
             "expires_ts": expiry_ms(o),
             "language": o.language,
-            **official_keys(o),
         }
 
     async def _audit(self, plan: Plan, actor: str | None) -> None:

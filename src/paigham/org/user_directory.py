@@ -13,47 +13,64 @@ from typing import Any
 
 from paigham.clock import now_ms
 from paigham.config import Config
-from paigham.domain.org import Official, Unit, pick
-from paigham.domain.translit import Token, field_score, parse_key, search_key, tokens
+from paigham.domain.org import Unit, pick
+from paigham.domain.translit import Token, field_score, parse_key, search_key, skeleton, tokens, word_score
 from paigham.errors import Codes, MatrixError
 from paigham.messages import N_
 from paigham.storage.accounts import AccountStore
+from paigham.storage.directory import DESIGNATION, NAME, SCAN, Listed, Word
 from paigham.storage.events import EventStore
 from paigham.storage.org import OrgStore
 
 MAX_QUERY_WORDS = 8
-CANDIDATES = 5000
+# Rows read per range of the index for a one-word query (its fold, its skeleton, a unit's officials):
+# the word itself comes first in each range, so the cap drops only the weaker matches of a short prefix
+# (the answer says `limited`, and the next letter typed narrows it).
+ROWS = 200
+# Several words: at most this many accounts matching every word are ranked.
+CANDIDATES = 300
+PAGE = 50  # candidates checked at a time (suspended, expired, outside the searcher's rooms)
 # How much a match in each field counts, relative to a match in the name.
 DESIGNATION_WEIGHT = 0.6
 UNIT_WEIGHT = 0.4
+WEIGHTS = {NAME: 1.0, DESIGNATION: DESIGNATION_WEIGHT}
 FIELD_DESIGNATION = "org.paigham.designation"
 FIELD_UNIT = "org.paigham.unit"
 FIELD_UNIT_ID = "org.paigham.unit_id"
-
-
-def official_keys(o: Official) -> dict[str, str]:
-    localpart = o.user_id[1:].split(":", 1)[0]
-    return {
-        "search_name": search_key([*o.names.values(), localpart.replace(".", " ").replace("_", " ")]),
-        "search_designation": search_key(list(o.designation.values())),
-    }
 
 
 def unit_key(u: Unit) -> str:
     return search_key([*u.names.values(), u.unit_id.replace("-", " ")])
 
 
-def score(query: list[Token], name: list[Token], designation: list[Token], unit: list[Token]) -> float:
-    """Sum over query words of the best weighted match; 0 if any word matches nothing."""
-    total = 0.0
-    for n, d, u in zip(
-        field_score(query, name), field_score(query, designation), field_score(query, unit), strict=True
-    ):
-        best = max(n, d * DESIGNATION_WEIGHT, u * UNIT_WEIGHT)
-        if best <= 0:
-            return 0.0
-        total += best
-    return total
+class _Scores:
+    """Each candidate's best match per query word (weighted), and its rank for equal totals."""
+
+    def __init__(self, query: list[Token]) -> None:
+        self.query = query
+        self.best: dict[str, list[float]] = {}
+        self.rank: dict[str, str] = {}
+        self._words: dict[tuple[int, str], int] = {}
+
+    def word(self, i: int, word: str) -> int:
+        key = (i, word)
+        s = self._words.get(key)
+        if s is None:
+            s = self._words[key] = word_score(self.query[i], Token(word, skeleton(word)))
+        return s
+
+    def add(self, user_id: str, i: int, value: float) -> None:
+        if value <= 0:
+            return
+        row = self.best.get(user_id)
+        if row is None:
+            row = self.best[user_id] = [0.0] * len(self.query)
+        row[i] = max(row[i], value)
+
+    def ordered(self) -> list[str]:
+        totals = [(sum(v), u) for u, v in self.best.items() if all(v)]
+        totals.sort(key=lambda x: (-x[0], self.rank.get(x[1], ""), x[1]))
+        return [u for _, u in totals]
 
 
 class UserDirectory:
@@ -62,47 +79,94 @@ class UserDirectory:
             raise ValueError("user_directory_scope must be organisation or shared_rooms")
         self.config = config
         self.store = store
+        self.index = store.directory
         self.accounts = accounts
         self.events = events
 
     async def search(self, searcher: str, term: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """Every active account, ranked the same way: officials by name, designation and unit, other
+        accounts by display name and localpart; `limited` when more than `limit` match."""
+        if term.startswith("@"):  # a user ID: its localpart is what is indexed
+            term = term[1:].split(":", 1)[0]
         query = tokens(term)[:MAX_QUERY_WORDS]
         if not query:
             return [], False
-        rows = await self.store.search_rows([(t.fold, t.skel) for t in query], CANDIDATES, now_ms())
-        scored: list[tuple[float, str, Any]] = []
-        for r in rows:
-            s = score(query, parse_key(r.search_name), parse_key(r.search_designation), parse_key(r.unit_key))
-            if s > 0:
-                scored.append((s, (r.displayname or r.user_id).lower(), r))
-        scored.sort(key=lambda x: (-x[0], x[1], x[2].user_id))
+        scores = _Scores(query)
+        units = await self._units(query)
+        if len(query) == 1:
+            await self._one_word(scores, units[0])
+        else:
+            await self._every_word(scores, units)
+        listed = await self.index.listed(list(scores.best), now_ms()) if any(units) else {}
+        for user_id, entry in listed.items():  # the unit of each official among the candidates
+            for i, unit_scores in enumerate(units):
+                scores.add(user_id, i, unit_scores.get(entry.unit_id or "", 0.0))
+        return await self._page(searcher, scores.ordered(), limit, listed)
+
+    async def _units(self, query: list[Token]) -> list[dict[str, float]]:
+        """For each query word, the units it matches and the weighted score of the match."""
+        out: list[dict[str, float]] = []
+        for q in query:
+            found = await self.index.units(q.fold, q.skel if len(q.skel) >= 2 else "")
+            scored = {u: field_score([q], parse_key(key))[0] * UNIT_WEIGHT for u, key in found}
+            out.append({u: s for u, s in scored.items() if s > 0})
+        return out
+
+    async def _one_word(self, scores: _Scores, units: dict[str, float]) -> None:
+        """One word: the first rows of its ranges (the word itself first, then longer words in order)."""
+        q = scores.query[0]
+        rows = await self.index.matches(q.fold, ROWS)
+        if len(q.skel) >= 2:
+            rows += await self.index.matches("~" + q.skel, ROWS)
+        for user_id, field_, word, rank in rows:
+            scores.add(user_id, 0, scores.word(0, word) * WEIGHTS[field_])
+            scores.rank[user_id] = rank
+        if units:
+            for user_id, rank in await self.index.in_units(list(units), ROWS):
+                scores.rank[user_id] = rank
+                scores.best.setdefault(user_id, [0.0])
+
+    async def _every_word(self, scores: _Scores, units: list[dict[str, float]]) -> None:
+        """Several words: the accounts holding the first two as a pair in a name or designation (or,
+        when none does, the accounts matching every word: driven by the word with the fewest terms,
+        the others checked per account in the index), then each word's best match among them."""
+        words = [
+            Word(q.fold, q.skel if len(q.skel) >= 2 else "", tuple(u)) for q, u in zip(scores.query, units, strict=True)
+        ]
+        found = await self.index.pairs(words[0], words[1], CANDIDATES)  # the first word typed whole
+        if not found:  # a first word cut short, or matched only by its unit: each word on its own
+            sizes = [await self.index.size(w) if not w.units else SCAN for w in words]
+            drive = min(range(len(words)), key=lambda i: (sizes[i], -len(words[i].fold), i))
+            found = await self.index.holders(words[drive], words[:drive] + words[drive + 1 :], CANDIDATES)
+        chosen = sorted(found)
+        for user_id in chosen:
+            scores.best.setdefault(user_id, [0.0] * len(scores.query))
+        for i, q in enumerate(scores.query):
+            for user_id, field_, word, rank in await self.index.matches_of(chosen, q.fold, q.skel):
+                scores.add(user_id, i, scores.word(i, word) * WEIGHTS[field_])
+                scores.rank[user_id] = rank
+
+    async def _page(
+        self, searcher: str, ordered: list[str], limit: int, listed: dict[str, Listed]
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """The first `limit` candidates that may be shown to the searcher, and whether there are more."""
         shared_only = self.config.user_directory_scope == "shared_rooms"
         results: list[dict[str, Any]] = []
-        for _, _, r in scored:
-            if shared_only and r.user_id != searcher and not await self.events.shares_room(searcher, r.user_id):
-                continue
-            results.append(_entry(r.user_id, r.displayname, r.avatar_url))
-            if len(results) > limit:
-                break
-        if len(results) <= limit:
-            results.extend(await self._others(searcher, term, limit + 1 - len(results), shared_only))
-        return results[:limit], len(results) > limit
-
-    async def _others(self, searcher: str, term: str, room: int, shared_only: bool) -> list[dict[str, Any]]:
-        """Accounts that are not officials, by user ID or display name."""
-        if room <= 0:
-            return []
-        found = await self.accounts.search_users(term, 200)
-        officials = await self.store.official_users([u.user_id for u in found])
-        out = []
-        for u in found:
-            if u.user_id in officials or u.suspended:
-                continue
-            if not shared_only or u.user_id == searcher or await self.events.shares_room(searcher, u.user_id):
-                out.append(_entry(u.user_id, u.displayname, u.avatar_url))
-                if len(out) >= room:
-                    break
-        return out
+        for start in range(0, len(ordered), PAGE):
+            page = ordered[start : start + PAGE]
+            missing = [u for u in page if u not in listed]
+            if missing:
+                listed.update(await self.index.listed(missing, now_ms()))
+            for user_id in page:
+                entry = listed.get(user_id)
+                if entry is None or not entry.visible:
+                    continue
+                if shared_only and user_id != searcher and not await self.events.shares_room(searcher, user_id):
+                    continue
+                if len(results) == limit:
+                    return results, True
+                results.append(_entry(user_id, entry.displayname, entry.avatar_url))
+        return results, False
 
     async def profile_fields(self, user_id: str) -> dict[str, Any]:
         """Extended profile fields of an official: designation and unit, in the organisation's language."""

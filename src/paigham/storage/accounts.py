@@ -11,6 +11,7 @@ import msgspec
 from sqlalchemy import and_, delete, func, or_, select, update
 
 from paigham.storage.database import Database
+from paigham.storage.directory import DirectoryIndex
 from paigham.storage.schema import (
     access_tokens,
     devices,
@@ -18,6 +19,11 @@ from paigham.storage.schema import (
     uia_sessions,
     users,
 )
+
+BULK = 900  # accounts per statement in bulk provisioning
+
+# The account fields the user directory's index is made of (storage/directory.py).
+DIRECTORY_FIELDS = {"displayname", "deactivated"}
 
 
 def token_hash(token: str) -> str:
@@ -78,6 +84,7 @@ def _user(r: Sequence[Any]) -> UserRow:
 class AccountStore:
     def __init__(self, db: Database, credentials_changed: Callable[[list[str]], Awaitable[None]] | None = None) -> None:
         self.db = db
+        self.directory = DirectoryIndex(db)
         # Called after commit with the users whose tokens were deleted or whose account row changed
         # (the token cache forgets them, here and on the other workers).
         self.credentials_changed = credentials_changed
@@ -120,7 +127,44 @@ class AccountStore:
                     user_type=user_type,
                 )
             )
+            await self.directory.refresh(conn, [user_id])
         return True
+
+    async def existing(self, user_ids: Sequence[str]) -> set[str]:
+        """Which of these user IDs have an account (active or not)."""
+        out: set[str] = set()
+        for i in range(0, len(user_ids), BULK):
+            chunk = list(user_ids[i : i + BULK])
+            rows = await self.db.fetch("SELECT user_id FROM users WHERE user_id = ANY($1::text[])", chunk)
+            out.update(r[0] for r in rows)
+        return out
+
+    async def create_users(
+        self, accounts: Sequence[tuple[str, str | None]], now: int, progress: Callable[[int], None] | None = None
+    ) -> None:
+        """New accounts without a password, (user ID, display name) each, all in one transaction (bulk
+        provisioning); the IDs must be free (`existing`)."""
+        async with self.db.write() as conn:
+            for i in range(0, len(accounts), BULK):
+                chunk = accounts[i : i + BULK]
+                rows = [
+                    {
+                        "user_id": user_id,
+                        "password_hash": None,
+                        "admin": False,
+                        "deactivated": False,
+                        "suspended": False,
+                        "locked": False,
+                        "created_ts": now,
+                        "displayname": name,
+                    }
+                    for user_id, name in chunk
+                ]
+                await conn.execute(users.insert(), rows)
+                await self.directory.refresh(conn, [user_id for user_id, _ in chunk])
+                if progress is not None:
+                    progress(i + len(chunk))
+        await self.directory.settle(len(accounts))
 
     async def user_type(self, user_id: str) -> str | None:
         """The account's type (`bot` for the server's own accounts), None for a person or no account."""
@@ -130,6 +174,8 @@ class AccountStore:
     async def update_user(self, user_id: str, **values: Any) -> None:
         async with self.db.write() as conn:
             await conn.execute(update(users).where(users.c.user_id == user_id).values(**values))
+            if DIRECTORY_FIELDS & values.keys():
+                await self.directory.refresh(conn, [user_id])
         await self._changed([user_id])
 
     async def count_users(self) -> int:

@@ -11,6 +11,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.storage.database import Database
+from paigham.storage.directory import DirectoryIndex
 from paigham.storage.org_schema import blocked_rooms, erased_users
 from paigham.storage.schema import (
     account_data,
@@ -75,6 +76,7 @@ class RoomSummary:
 class AdminStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.directory = DirectoryIndex(db)
 
     # -- users ------------------------------------------------------------------------------------
     async def list_users(
@@ -131,6 +133,7 @@ class AdminStore:
             await conn.execute(
                 update(users).where(users.c.user_id == user_id).values(displayname=None, avatar_url=None)
             )
+            await self.directory.refresh(conn, [user_id])
             await conn.execute(delete(account_data).where(account_data.c.user_id == user_id))
 
     # -- rooms ------------------------------------------------------------------------------------

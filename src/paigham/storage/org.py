@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.domain.org import Official, Unit
 from paigham.storage.database import Database
+from paigham.storage.directory import DirectoryIndex
 from paigham.storage.org_schema import officials, org_units, server_notice_rooms
 from paigham.storage.schema import users
 
@@ -85,6 +86,7 @@ def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
 class OrgStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.directory = DirectoryIndex(db)
 
     # -- reads ----------------------------------------------------------------------------------
     async def units(self) -> dict[str, UnitRow]:
@@ -155,6 +157,10 @@ class OrgStore:
             await self._update(conn, users, "user_id", ch.account_updates)
             await self._insert(conn, officials, ch.new_officials)
             await self._update(conn, officials, "employee_id", ch.changed_officials)
+            touched = [r["user_id"] for r in (*ch.new_accounts, *ch.account_updates, *ch.new_officials)]
+            touched += [r["user_id"] for r in ch.changed_officials]
+            await self.directory.refresh(conn, touched)
+        await self.directory.settle(len(touched))
 
     @staticmethod
     async def _insert(conn: AsyncConnection, table: Any, rows: list[dict[str, Any]]) -> None:
@@ -212,41 +218,6 @@ class OrgStore:
                 return False
             await conn.execute(delete(org_units).where(org_units.c.unit_id == unit_id))
         return True
-
-    async def search_rows(self, query: Sequence[tuple[str, str]], limit: int, now: int) -> list[Any]:
-        """Active, unexpired officials whose name, designation or unit has a word starting with each
-        query word's fold or skeleton (a coarse filter; the directory ranks what it returns)."""
-        q = (
-            select(
-                officials.c.user_id,
-                officials.c.search_name,
-                officials.c.search_designation,
-                org_units.c.search_key.label("unit_key"),
-                users.c.displayname,
-                users.c.avatar_url,
-            )
-            .join(org_units, org_units.c.unit_id == officials.c.unit_id)
-            .join(users, users.c.user_id == officials.c.user_id)
-            .where(
-                officials.c.status == "active",
-                users.c.deactivated.is_(False),
-                users.c.suspended.is_(False),
-                or_(officials.c.expires_ts.is_(None), officials.c.expires_ts > now),
-            )
-        )
-        for fold, skel in query:
-            alts = []
-            for col in (officials.c.search_name, officials.c.search_designation, org_units.c.search_key):
-                alts.append(col.like(f"% {fold}%"))
-                if skel:
-                    alts.append(col.like(f"% ~{skel}%"))
-            q = q.where(or_(*alts))
-        async with self.db.read() as conn:
-            return list((await conn.execute(q.limit(limit))).all())
-
-    async def official_users(self, user_ids: Sequence[str]) -> set[str]:
-        rows = await self.db.fetch("SELECT user_id FROM officials WHERE user_id = ANY($1::text[])", list(user_ids))
-        return {r[0] for r in rows}
 
     # -- server notices (org/notices.py) --------------------------------------------------
     async def notice_room(self, user_id: str) -> str | None:

@@ -35,8 +35,6 @@ officials = Table(
     Column("expires", String(40), nullable=True),
     Column("expires_ts", BigInteger, nullable=True),
     Column("language", String(16), nullable=True),
-    Column("search_name", Text, nullable=False, default=""),  # folded, transliterated names
-    Column("search_designation", Text, nullable=False, default=""),
     # The unit whose space and rooms the official's memberships currently reflect (None: not yet joined).
     Column("joined_unit", String(64), nullable=True),
     Column("created_ts", BigInteger, nullable=False),

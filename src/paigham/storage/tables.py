@@ -5,6 +5,7 @@ from __future__ import annotations
 from paigham.storage import (
     audit_schema,  # noqa: F401
     delayed_events_schema,  # noqa: F401
+    directory_schema,  # noqa: F401
     e2ee_schema,  # noqa: F401
     media_schema,  # noqa: F401
     openid_schema,  # noqa: F401

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 14:42:01.366938
+Create Date: 2026-12-06 14:53:57.077476
 """
 
 from __future__ import annotations
@@ -123,6 +123,27 @@ def upgrade() -> None:
     sa.Column('last_seen_ip', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('user_id', 'device_id')
     )
+    op.create_table('directory_pairs',
+    sa.Column('term', sa.String(length=128).with_variant(sa.String(length=128, collation='C'), 'postgresql'), nullable=False),
+    sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.PrimaryKeyConstraint('term', 'user_id'),
+    sqlite_with_rowid=False
+    )
+    with op.batch_alter_table('directory_pairs', schema=None) as batch_op:
+        batch_op.create_index('directory_pairs_user', ['user_id'], unique=False)
+
+    op.create_table('directory_terms',
+    sa.Column('term', sa.String(length=64).with_variant(sa.String(length=64, collation='C'), 'postgresql'), nullable=False),
+    sa.Column('user_id', sa.String(length=255), nullable=False),
+    sa.Column('field', sa.SmallInteger(), nullable=False),
+    sa.Column('word', sa.String(length=64), nullable=False),
+    sa.Column('rank', sa.String(length=64), nullable=False),
+    sa.PrimaryKeyConstraint('term', 'user_id', 'field', 'word'),
+    sqlite_with_rowid=False
+    )
+    with op.batch_alter_table('directory_terms', schema=None) as batch_op:
+        batch_op.create_index('directory_terms_user', ['user_id', 'term'], unique=False)
+
     op.create_table('e2e_backup_keys',
     sa.Column('user_id', sa.String(length=255), nullable=False),
     sa.Column('version', sa.BigInteger(), nullable=False),
@@ -347,8 +368,6 @@ def upgrade() -> None:
     sa.Column('expires', sa.String(length=40), nullable=True),
     sa.Column('expires_ts', sa.BigInteger(), nullable=True),
     sa.Column('language', sa.String(length=16), nullable=True),
-    sa.Column('search_name', sa.Text(), nullable=False),
-    sa.Column('search_designation', sa.Text(), nullable=False),
     sa.Column('joined_unit', sa.String(length=64), nullable=True),
     sa.Column('created_ts', sa.BigInteger(), nullable=False),
     sa.Column('updated_ts', sa.BigInteger(), nullable=False),
@@ -669,6 +688,14 @@ def downgrade() -> None:
     op.drop_table('e2e_cross_signing_keys')
     op.drop_table('e2e_backup_versions')
     op.drop_table('e2e_backup_keys')
+    with op.batch_alter_table('directory_terms', schema=None) as batch_op:
+        batch_op.drop_index('directory_terms_user')
+
+    op.drop_table('directory_terms')
+    with op.batch_alter_table('directory_pairs', schema=None) as batch_op:
+        batch_op.drop_index('directory_pairs_user')
+
+    op.drop_table('directory_pairs')
     op.drop_table('devices')
     with op.batch_alter_table('delayed_events', schema=None) as batch_op:
         batch_op.drop_index('delayed_events_user')
