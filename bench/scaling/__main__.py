@@ -98,7 +98,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the tool in about a minute")
     p.add_argument("--out", default=str(RESULTS / "scaling.json"))
     # (a) counter
-    p.add_argument("--shapes", default="counter,counter-async,sequence,send,send-elr", type=lambda s: s.split(","))
+    p.add_argument("--shapes", default="counter,counter-async,sequence,send-durable,send", type=lambda s: s.split(","))
     p.add_argument("--conns", default="1,2,4,8,16", type=lambda s: [int(x) for x in s.split(",")])
     p.add_argument("--batches", default="1,10,100", type=lambda s: [int(x) for x in s.split(",")])
     p.add_argument("--procs", type=int, default=4, help="client processes sharing the connections")

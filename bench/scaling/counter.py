@@ -9,21 +9,25 @@ Shapes (`--shapes`):
 - `sequence`: the position from a SEQUENCE (`nextval`) instead: no shared row, so commits overlap and
   PostgreSQL flushes them in groups (the ceiling of a multi-writer design on one database);
 - `send`: what `EventWriter._send_messages` does for a batch of B messages into one room, through
-  Paigham's own storage code (`Database.write`, `lock_room`, `room_for_write`, `txn_results`,
-  `EventWriteStore.insert_messages` — the statement that takes the positions, inserts the events,
-  their transaction IDs and push rows), each connection writing its own room, so only the counter
-  is shared;
-- `send-elr`: `send` with early lock release: the transaction commits without waiting for the WAL
-  flush, and counts as done (acknowledged) only after a flush barrier of its process has committed
-  durably after it — one barrier in flight per process, covering every commit before it.
+  Paigham's own storage code as it is (`Database.write`, `lock_room`, `room_for_write`,
+  `txn_results`, `EventWriteStore.insert_messages` — the statement that takes the positions,
+  inserts the events, their transaction IDs and push rows), each connection writing its own room,
+  so only the counter is shared. Since early lock release (storage/watermark.py) its commit does not
+  wait for the WAL flush with the row held; `Database.write` waits for the flush barrier after it;
+- `send-durable`: the same transaction as it was before early lock release — the statement without
+  `synchronous_commit = off`, so the commit waits for the flush with the counter's row held, and no
+  barrier after it.
 
 Times per transaction, in the client: `stmt` = the statement that takes the counter's row lock,
 from sending it to its answer (under contention it includes the wait for the lock); `hold` = from
-that answer until the COMMIT has returned. The server holds the row from the moment the statement
-gets it to the end of the commit (WAL flushed): at least `hold`, at most `stmt + hold` of an
-uncontended run (1 connection). While one transaction holds the row every other writer waits, so the
-counter admits at most 1/hold transactions a second, and B/hold messages at B messages a transaction;
-`counter_busy` (the sum of holds over the wall time) near 1 says the counter is what binds.
+that answer until the COMMIT has returned (for `send`, when `Database.write` starts waiting for the
+flush barrier); `latency` = the whole transaction, barrier included (when the client would be
+answered). The server holds the row from the moment the statement gets it to the end of the commit:
+at least `hold`, at most `stmt + hold` of an uncontended run (1 connection). While one transaction
+holds the row every other writer waits, so the counter admits at most 1/hold transactions a second,
+and B/hold messages at B messages a transaction; `counter_busy` (the sum of holds over the wall
+time) near 1 says the counter is what binds. On a loaded machine the client-side times include the
+client's own waits for a core.
 
 Each of `--procs` processes runs its share of the connections (so that one Python event loop is
 not the bottleneck); they start together and run for `--duration` seconds.
@@ -36,6 +40,7 @@ import multiprocessing as mp
 import secrets
 import statistics
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,8 +89,6 @@ async def seed(url: str, rooms: int) -> None:
                 [(f"@u{m}:localhost", room, f"$create{r}", pos) for m in range(ROOMS_MEMBERS)],
             )
         await conn.execute("CREATE SEQUENCE bench_positions")
-        await conn.execute("CREATE TABLE bench_durable (id int PRIMARY KEY, pos bigint NOT NULL)")
-        await conn.execute("INSERT INTO bench_durable VALUES (1, 0)")
     finally:
         await conn.close()
 
@@ -126,34 +129,33 @@ async def _counter_loop(conn: asyncpg.Connection, job: Job, out: dict[str, Any])
         _record(out, t0, t_s, t_r, time.perf_counter())
 
 
-class FlushBarrier:
-    """Early lock release's acknowledgement: `wait()` returns once a transaction that began after the
-    call has committed durably (synchronous_commit on), which flushes the WAL past every commit made
-    before it. One barrier runs at a time; callers arriving meanwhile share the next one."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.conn: asyncpg.Connection | None = None
-        self.running: asyncio.Task[None] | None = None
-        self.next: asyncio.Task[None] | None = None
-
-    async def wait(self) -> None:
-        if self.next is None:
-            self.next = asyncio.get_running_loop().create_task(self._flush(self.running))
-        await asyncio.shield(self.next)
-
-    async def _flush(self, before: asyncio.Task[None] | None) -> None:
-        if before is not None:
-            await asyncio.gather(before, return_exceptions=True)
-        self.next, self.running = None, asyncio.current_task()
-        if self.conn is None:
-            self.conn = await asyncpg.connect(self.url)
-        await self.conn.execute(
-            "UPDATE bench_durable SET pos = greatest(pos, (SELECT pos FROM stream_counter WHERE id = 1)) WHERE id = 1"
-        )
+_COMMITTED: ContextVar[float] = ContextVar("committed", default=0.0)
 
 
-async def _send_loop(db: Any, store: Any, room: str, job: Job, out: dict[str, Any], barrier: FlushBarrier) -> None:
+def _time_the_barrier(db: Any) -> None:
+    """Note when each transaction's commit returned: `Database.write` waits for the flush barrier
+    right after it (a spy around the barrier's `wait`, per task)."""
+    real = db._barrier.wait
+
+    async def wait() -> None:
+        _COMMITTED.set(time.perf_counter())
+        await real()
+
+    db._barrier.wait = wait
+
+
+def _durable_statement() -> None:
+    """`send-durable`: the send statement as it was before early lock release."""
+    from paigham.storage import event_writes
+    from paigham.storage.watermark import NO_FLUSH_WAIT
+
+    old = event_writes._INSERT_MESSAGES.replace(f"WITH c AS MATERIALIZED ({NO_FLUSH_WAIT}), pos AS (", "WITH pos AS (")
+    old = old.replace(" FROM c WHERE id = 1", " WHERE id = 1")
+    assert "synchronous_commit" not in old and "FROM c" not in old
+    event_writes._INSERT_MESSAGES = old
+
+
+async def _send_loop(db: Any, store: Any, room: str, job: Job, out: dict[str, Any]) -> None:
     from paigham.domain.stored_event import StoredEvent
     from paigham.storage.event_writes import NewMessage
     from paigham.storage.push_actions import PushRoomRow
@@ -190,15 +192,14 @@ async def _send_loop(db: Any, store: Any, room: str, job: Job, out: dict[str, An
                 push = PushRoomRow(room, 0, sender, "", False)
                 msgs.append(NewMessage(ev, None, None, (sender, "DEV", "send", f"{run}.{n}"), push, []))
             await store.txn_results(conn, [m.txn for m in msgs if m.txn is not None])
-            if job.shape == "send-elr":
-                await db.run("SET LOCAL synchronous_commit = off", conn=conn)
             t_s = time.perf_counter()
+            _COMMITTED.set(0.0)
             await store.insert_messages(conn, msgs)  # takes the counter's row lock first
             t_r = time.perf_counter()
-        t1 = time.perf_counter()
-        if job.shape == "send-elr":
-            await barrier.wait()  # durable before it counts as acknowledged
-        _record(out, t0, t_s, t_r, t1, time.perf_counter())
+            if job.shape == "send-durable":
+                conn.info.pop("paigham_took_positions", None)  # (no barrier: the commit is durable)
+        t_ack = time.perf_counter()
+        _record(out, t0, t_s, t_r, _COMMITTED.get() or t_ack, t_ack)
 
 
 def _record(out: dict[str, Any], t0: float, t_s: float, t_r: float, t1: float, t_ack: float = 0.0) -> None:
@@ -220,16 +221,16 @@ async def _run(job: Job) -> dict[str, Any]:
     from paigham.storage.database import Database
     from paigham.storage.event_writes import EventWriteStore
 
+    if job.shape == "send-durable":
+        _durable_statement()
     db = Database(job.url, pool_size=job.loops)
+    _time_the_barrier(db)
     store = EventWriteStore(db)
     async with db.write() as conn:  # open the pool's connections before the start
         await db.lock_room(conn, "warm")
     _start(job)
     rooms = [_room(job.first_room + i) for i in range(job.loops)]
-    barrier = FlushBarrier(job.url)
-    await asyncio.gather(*(_send_loop(db, store, r, job, out, barrier) for r in rooms))
-    if barrier.conn is not None:
-        await barrier.conn.close()
+    await asyncio.gather(*(_send_loop(db, store, r, job, out) for r in rooms))
     await db.close()
     return out
 

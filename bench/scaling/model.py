@@ -91,8 +91,8 @@ def holds_from(counter: list[dict[str, Any]] | None) -> tuple[dict[str, float], 
     the send shapes with one message, and the best `sequence` rate, from a counter run."""
     holds, seq = dict(DEFAULT_HOLD_MS), DEFAULT_SEQUENCE_TXN_S
     for p in counter or []:
-        if p["connections"] == 1 and p["batch"] == 1 and p["shape"] in ("send", "send-elr"):
-            holds["today" if p["shape"] == "send" else "elr"] = p["stmt_ms_p50"] + p["hold_ms_p50"]
+        if p["connections"] == 1 and p["batch"] == 1 and p["shape"] in ("send-durable", "send"):
+            holds["today" if p["shape"] == "send-durable" else "elr"] = p["stmt_ms_p50"] + p["hold_ms_p50"]
     rates = [p["txn_per_s"] for p in counter or [] if p["shape"] == "sequence"]
     if rates:
         seq = max(rates)
