@@ -69,7 +69,7 @@ class FlushBarrier:
         await asyncio.shield(self._next)
 
     async def _flush(self, before: asyncio.Task[None] | None) -> None:
-        if before is not None:  # one at a time: this one starts after the one running now
+        if before is not None and not before.done():  # one at a time: after the one running now
             await asyncio.gather(before, return_exceptions=True)
         # From here on, callers need a barrier that starts later than this one.
         self._next, self._running = None, asyncio.current_task()
