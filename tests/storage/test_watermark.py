@@ -22,7 +22,7 @@ async def _visible(db: Database, upto: int) -> set[int]:
 
 
 async def test_migrate_makes_the_barrier_rows_at_the_counter(db: Database) -> None:
-    rows = dict(await db.fetch("SELECT id, pos FROM stream_counter ORDER BY id"))
+    rows = {int(r[0]): int(r[1]) for r in await db.fetch("SELECT id, pos FROM stream_counter ORDER BY id")}
     assert sorted(rows) == list(range(1, 2 + BARRIER_SLOTS))
     assert await db.current_position() == rows[1]
 
@@ -129,9 +129,12 @@ async def test_barriers_of_two_processes_each_move_the_watermark(database_url: s
         assert await b.current_position() >= ea.stream
         (eb,) = await add_messages(b, message("$b", ALICE, "from b", room_id=ROOMS[1]))
         assert await a.current_position() >= eb.stream > ea.stream
-        rows = dict(
-            await a.fetch("SELECT id, pos FROM stream_counter WHERE id IN ($1, $2)", a._barrier_slot, b._barrier_slot)
-        )
+        rows = {
+            int(r[0]): int(r[1])
+            for r in await a.fetch(
+                "SELECT id, pos FROM stream_counter WHERE id IN ($1, $2)", a._barrier_slot, b._barrier_slot
+            )
+        }
         assert rows[a._barrier_slot] >= ea.stream and rows[b._barrier_slot] >= eb.stream
     finally:
         await a.close()
