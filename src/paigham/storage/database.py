@@ -34,8 +34,11 @@ from sqlalchemy.sql.dml import Insert
 
 from paigham.storage.dialect import POSTGRESQL, SQLITE, Dialect
 from paigham.storage.unavailable import database_unreachable
+from paigham.storage.watermark import ADVANCE, NO_FLUSH_WAIT, WATERMARK, FlushBarrier, barrier_slot
 
 T = TypeVar("T")
+
+_TOOK_POSITIONS = "paigham_took_positions"  # a key of a PostgreSQL connection's info dict
 
 # How long a writer waits for another *process* holding SQLite's write lock (CLI commands).
 SQLITE_LOCK_WAIT_S = 10.0
@@ -113,6 +116,8 @@ class Database:
             )
             _configure_sqlite(self._sqlite)
         else:
+            self._barrier = FlushBarrier(self._advance_watermark)
+            self._barrier_slot = barrier_slot()
             self.engine: AsyncEngine = create_async_engine(
                 async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
             )
@@ -175,10 +180,17 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction: committed on success, rolled back on any exception."""
+        """A write transaction: committed on success, rolled back on any exception. On PostgreSQL a
+        transaction that took stream positions returns only once its commit is durable and the
+        watermark readers read has passed it (storage/watermark.py)."""
         if not self._is_sqlite:
-            async with self.engine.connect() as conn, _discard_if_dead(conn), conn.begin():
-                yield conn
+            async with self.engine.connect() as conn, _discard_if_dead(conn):
+                conn.info.pop(_TOOK_POSITIONS, None)  # (the info dict outlives a checkout)
+                async with conn.begin():
+                    yield conn
+                took = conn.info.pop(_TOOK_POSITIONS, False)
+            if took:
+                await self._barrier.wait()
             return
         async with self._write_lock:
             conn = self._sqlite_conn("write")
@@ -276,22 +288,38 @@ class Database:
 
     @staticmethod
     async def next_position(conn: AsyncConnection, count: int = 1) -> int:
-        """Take `count` stream positions; return the last. Call late in the transaction."""
-        if isinstance(conn, InLoopConnection):
+        """Take `count` stream positions; return the last. Call late in the transaction: the
+        counter's row is held from here to commit (storage/watermark.py)."""
+        if isinstance(conn, InLoopConnection):  # one writer: the watermark moves with the counter
             row = conn.dbapi.execute(
-                "UPDATE stream_counter SET pos = pos + ? WHERE id = 1 RETURNING pos", (count,)
+                "UPDATE stream_counter SET pos = pos + ? WHERE id IN (1, 2) RETURNING pos", (count,)
             ).fetchone()
             return int(row[0])
+        Database.took_positions(conn)
         return int(
             await (await _driver(conn)).fetchval(
-                "UPDATE stream_counter SET pos = pos + $1 WHERE id = 1 RETURNING pos", count
+                f"WITH c AS MATERIALIZED ({NO_FLUSH_WAIT}) "
+                "UPDATE stream_counter SET pos = pos + $1 FROM c WHERE id = 1 RETURNING pos",
+                count,
             )
         )
 
+    @staticmethod
+    def took_positions(conn: AsyncConnection) -> None:
+        """(PostgreSQL) This transaction takes stream positions, in a statement that also runs
+        `NO_FLUSH_WAIT`: `write()` waits for the flush barrier after its commit."""
+        conn.info[_TOOK_POSITIONS] = True
+
     async def current_position(self) -> int:
-        row = await self.fetchrow("SELECT pos FROM stream_counter WHERE id = 1")
+        """The stream's position as readers see it: every position at or below it is committed."""
+        row = await self.fetchrow(f"SELECT {WATERMARK}")
         assert row is not None
         return int(row[0])
+
+    async def _advance_watermark(self) -> None:
+        pool = await self._pg_pool()
+        async with pool.acquire() as c:
+            await c.execute(ADVANCE, self._barrier_slot)
 
 
 @asynccontextmanager

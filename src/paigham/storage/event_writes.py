@@ -21,6 +21,7 @@ from paigham.storage.event_rows import EV, INSERT_COLUMNS, INSERT_EVENT, NO_EV, 
 from paigham.storage.events import RoomRow
 from paigham.storage.push_actions import PushRoomRow, PushUserRow, insert_push_actions
 from paigham.storage.schema import events, rooms
+from paigham.storage.watermark import NO_FLUSH_WAIT
 from paigham.types import JsonDict
 
 _decode = msgspec.json.decode
@@ -247,6 +248,7 @@ async def _insert_messages_pg(db: Database, conn: AsyncConnection, messages: Seq
     txns = [(m.txn, m.event.event_id) for m in messages if m.txn is not None]
     room_rows = [(i, r) for i, m in enumerate(messages, 1) if (r := m.push_room) is not None]
     own_rows = [(i, r) for i, m in enumerate(messages, 1) for r in m.push_own]
+    db.took_positions(conn)
     row = await db.fetchrow(
         _INSERT_MESSAGES,
         len(messages),
@@ -288,8 +290,11 @@ async def _insert_messages_pg(db: Database, conn: AsyncConnection, messages: Seq
 # PostgreSQL: non-state events, their transaction IDs and their push actions at the next positions
 # (base + 1 … base + n, in order), in one statement: data-modifying CTEs all run, once, whether or
 # not the final SELECT reads them. Push-action rows name their message by its ordinal (1 … n).
+# The commit does not wait for the WAL flush (NO_FLUSH_WAIT): `Database.write` waits for the flush
+# barrier after it instead, with the counter's row already released (storage/watermark.py).
 _INSERT_MESSAGES = (
-    "WITH pos AS (UPDATE stream_counter SET pos = pos + $1 WHERE id = 1 RETURNING pos - $1 AS base), "
+    f"WITH c AS MATERIALIZED ({NO_FLUSH_WAIT}), "
+    "pos AS (UPDATE stream_counter SET pos = pos + $1 FROM c WHERE id = 1 RETURNING pos - $1 AS base), "
     "m AS (SELECT pos.base + u.i AS stream, u.* FROM pos, unnest($2::text[], $3::text[], $4::text[], $5::text[], "
     "$6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[]) WITH ORDINALITY "
     "AS u(event_id, room_id, type, sender, ts, depth, json, txn_id, device_id, relates_to, rel_type, i)), "

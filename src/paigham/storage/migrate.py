@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.storage.database import Database
 from paigham.storage.schema import stream_counter
+from paigham.storage.watermark import ADVANCE, BARRIER_SLOTS
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -75,3 +76,12 @@ async def migrate(db: Database) -> None:
         row = (await conn.execute(select(stream_counter.c.pos).where(stream_counter.c.id == 1))).first()
         if row is None:
             await conn.execute(stream_counter.insert().values(id=1, pos=0))
+        # The barrier rows, whose highest is the position readers read (storage/watermark.py), and
+        # row 2 caught up with the counter: what a writer that stopped between its commit and its
+        # flush barrier left behind becomes readable (this commit is durable, so it flushes theirs).
+        pos = row[0] if row is not None else 0
+        have = {r[0] for r in await conn.execute(select(stream_counter.c.id).where(stream_counter.c.id >= 2))}
+        missing = [{"id": i, "pos": pos} for i in range(2, 2 + BARRIER_SLOTS) if i not in have]
+        if missing:
+            await conn.execute(stream_counter.insert(), missing)
+        await db.run(ADVANCE, 2, conn=conn)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.storage.database import Database
 from paigham.storage.pushers_schema import pushers
+from paigham.storage.watermark import WATERMARK
 from paigham.types import JsonDict
 
 
@@ -178,6 +179,6 @@ async def _count(conn: AsyncConnection, user_id: str) -> int:
 
 
 async def _position(db: Database, conn: AsyncConnection) -> int:
-    row = await db.fetchrow("SELECT pos FROM stream_counter WHERE id = 1", conn=conn)
+    row = await db.fetchrow(f"SELECT {WATERMARK}", conn=conn)
     assert row is not None
     return int(row[0])

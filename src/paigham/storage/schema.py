@@ -4,6 +4,7 @@ Every stream (events, account data, receipts, typing, presence, to-device, devic
 positions from one global counter (`stream_counter`), so a sync token is a single integer. The
 counter row is bumped inside each writing transaction: on PostgreSQL its row lock makes commits
 happen in position order, so a reader that sees position N has seen everything at or below N.
+Rows 2 to 17 are the flush barriers' rows; readers read the highest (storage/watermark.py).
 """
 
 from __future__ import annotations

@@ -6,10 +6,10 @@ to-device, device lists, …): ~13 statements for a sync that found nothing, eac
 PostgreSQL. Most syncs find news in one stream of one room; the rest is answered here by index
 probes (`EXISTS … stream > since`) inside the same statement.
 
-Every check reads rows *past* `since` without an upper bound: the statement sees one snapshot
-(one statement is one snapshot on both engines), and the position it returns is that snapshot's,
-so "past since" here means "in (since, position]". Positions commit in order (the stream counter's
-row lock is held to commit), so later reads bounded by the position see the same rows.
+Every check reads rows *past* `since`: the statement sees one snapshot (one statement is one
+snapshot on both engines) and is bounded by the position it returns, the
+stream's watermark in that snapshot (storage/watermark.py): "past since" means "in (since, position]".
+Every position at or below the watermark is committed, so later reads bounded by it see the same rows.
 
 Which joined rooms have news costs O(changes), not O(rooms): every write takes its own stream
 position, so `position - since` bounds the rows past `since` in events, typing and receipts. When
@@ -30,6 +30,7 @@ import msgspec
 
 from paigham.storage.database import Database
 from paigham.storage.dialect import POSTGRESQL, SQLITE, Dialect
+from paigham.storage.watermark import WATERMARK
 
 _decode = msgspec.json.Decoder(list[str]).decode
 
@@ -37,6 +38,12 @@ _decode = msgspec.json.Decoder(list[str]).decode
 ROOM_EVENTS, ROOM_TYPING, ROOM_RECEIPTS = 1, 2, 4
 # Per user (and device).
 ACCOUNT_DATA, PUSH_RULES, PRESENCE, TO_DEVICE, DEVICE_LISTS = 1, 2, 4, 8, 16
+
+
+# The position of the statement: the stream's watermark (storage/watermark.py), read once.
+_WATERMARK = f"p AS MATERIALIZED (SELECT {WATERMARK} AS pos)"
+_UPTO = "(SELECT pos FROM p)"
+_PAST_SINCE = f"stream > $2 AND stream <= {_UPTO}"
 
 
 def _flags(parts: Sequence[tuple[int, Sequence[tuple[str, str]]]]) -> str:
@@ -51,20 +58,20 @@ def _flags(parts: Sequence[tuple[int, Sequence[tuple[str, str]]]]) -> str:
 
 _ROOM_FLAGS = _flags(
     [
-        (ROOM_EVENTS, [("events e", "e.room_id = m.room_id AND e.stream > $2")]),
-        (ROOM_TYPING, [("typing_stream t", "t.room_id = m.room_id AND t.stream > $2")]),
-        (ROOM_RECEIPTS, [("receipts r", "r.room_id = m.room_id AND r.stream > $2")]),
+        (ROOM_EVENTS, [("events e", f"e.room_id = m.room_id AND e.stream > $2 AND e.stream <= {_UPTO}")]),
+        (ROOM_TYPING, [("typing_stream t", f"t.room_id = m.room_id AND t.stream > $2 AND t.stream <= {_UPTO}")]),
+        (ROOM_RECEIPTS, [("receipts r", f"r.room_id = m.room_id AND r.stream > $2 AND r.stream <= {_UPTO}")]),
     ]
 )
 _USER_FLAGS = _flags(
     [
-        (ACCOUNT_DATA, [("account_data", "user_id = $1 AND stream > $2")]),
-        (PUSH_RULES, [("push_rules", "user_id = $1 AND stream > $2")]),
-        (PRESENCE, [("presence", "stream > $2")]),
+        (ACCOUNT_DATA, [("account_data", f"user_id = $1 AND {_PAST_SINCE}")]),
+        (PUSH_RULES, [("push_rules", f"user_id = $1 AND {_PAST_SINCE}")]),
+        (PRESENCE, [("presence", _PAST_SINCE)]),
         # Any message waiting (or delivered and not yet acknowledged by syncing past it).
         (TO_DEVICE, [("e2e_device_inbox", "user_id = $1 AND device_id = $3")]),
         # Someone's keys changed, or any membership changed (who shares a room with whom).
-        (DEVICE_LISTS, [("e2e_device_list_changes", "stream > $2"), ("memberships", "stream > $2")]),
+        (DEVICE_LISTS, [("e2e_device_list_changes", _PAST_SINCE), ("memberships", _PAST_SINCE)]),
     ]
 )
 
@@ -75,10 +82,10 @@ def _count(parts: Sequence[str]) -> str:
     return f"{a} - {b} + {c}"
 
 
-_PAST = "room_id = y.room_id AND stream > y.start"
+_PAST = f"room_id = y.room_id AND stream > y.start AND stream <= {_UPTO}"
 _SHARED_MINUS_OWN = (
     "event_push_actions o JOIN room_push_actions r ON r.room_id = o.room_id AND "
-    "r.stream = o.stream WHERE o.user_id = $1 AND o.room_id = y.room_id AND o.stream > y.start"
+    f"r.stream = o.stream WHERE o.user_id = $1 AND o.room_id = y.room_id AND o.stream > y.start AND o.stream <= {_UPTO}"
 )
 _NOTIFIED = _count(
     [
@@ -112,7 +119,8 @@ def _key_rows(device: str, more: str) -> str:
 # changes themselves: at most `k.hi - since` positions, so the scans are bounded whatever the token.
 # A row's `bit` is a distinct power of two per table: sum(DISTINCT bit) is their OR on both engines.
 _CHANGED = " UNION ALL ".join(
-    f"SELECT room_id, {bit} AS bit FROM {table} WHERE stream > $2 AND stream <= (SELECT hi FROM k)"
+    f"SELECT room_id, {bit} AS bit FROM {table} WHERE stream > $2 AND stream <= (SELECT hi FROM k) "
+    f"AND stream <= {_UPTO}"
     for bit, table in ((ROOM_EVENTS, "events"), (ROOM_TYPING, "typing_stream"), (ROOM_RECEIPTS, "receipts"))
 )
 # Read the changes when there are at most this many positions per room of the user past `since`
@@ -136,7 +144,7 @@ def _probe_sql(bumps: bool, dialect: Dialect = SQLITE) -> str:
     # with one change gets a handful of rows. A room left before `since` is not sent at all then.
     bump = (
         ", CASE WHEN y.flags % 2 = 1 THEN (SELECT max(e.stream) FROM events e WHERE e.room_id = y.room_id "
-        "AND e.stream > $2 AND e.type = ANY($5::text[])) END"
+        f"AND e.stream > $2 AND e.stream <= {_UPTO} AND e.type = ANY($5::text[])) END"
         if bumps
         else ""
     )
@@ -145,7 +153,8 @@ def _probe_sql(bumps: bool, dialect: Dialect = SQLITE) -> str:
         "true"
         if bumps
         else "$5 OR w.stream > $2 OR w.flags <> 0 OR w.membership IN ('invite', 'knock') OR (w.membership = 'join' "
-        "AND w.room_id IN (SELECT a.room_id FROM account_data a WHERE a.user_id = $1 AND a.stream > $2))"
+        f"AND w.room_id IN (SELECT a.room_id FROM account_data a WHERE a.user_id = $1 AND a.stream > $2 "
+        f"AND a.stream <= {_UPTO}))"
     )
     quiet = (
         "NULL"
@@ -153,10 +162,11 @@ def _probe_sql(bumps: bool, dialect: Dialect = SQLITE) -> str:
         else f"(SELECT {dialect.json_text_agg.format('y.room_id')} FROM y WHERE NOT y.keep AND y.membership = 'join')"
     )
     return (
-        "WITH u AS MATERIALIZED (SELECT m.room_id, m.membership, m.stream, m.joined_stream FROM memberships m "
+        f"WITH {_WATERMARK}, u AS MATERIALIZED (SELECT m.room_id, m.membership, m.stream, m.joined_stream "
+        "FROM memberships m "
         "WHERE m.user_id = $1 AND m.membership = ANY($4::text[]) AND m.forgotten = false), "
         f"k AS MATERIALIZED (SELECT $2 + {_CHANGES_PER_ROOM} * count(*) + {_CHANGES_FLOOR} AS hi FROM u), "
-        "n AS MATERIALIZED (SELECT (SELECT pos FROM stream_counter WHERE id = 1) <= (SELECT hi FROM k) AS near), "
+        f"n AS MATERIALIZED (SELECT {_UPTO} <= (SELECT hi FROM k) AS near), "
         f"c AS MATERIALIZED (SELECT room_id, sum(DISTINCT bit) AS flags FROM ({_CHANGED}) ch "
         "WHERE (SELECT near FROM n) GROUP BY room_id), "
         "x AS MATERIALIZED (SELECT m.*, CASE WHEN m.membership <> 'join' THEN 0 WHEN (SELECT near FROM n) "
@@ -169,7 +179,7 @@ def _probe_sql(bumps: bool, dialect: Dialect = SQLITE) -> str:
         f"AS start, CASE WHEN {keep} THEN 1 ELSE 0 END = 1 AS keep FROM w) "
         "SELECT y.room_id, y.membership, y.stream, y.joined_stream, y.flags, y.read, "
         f"CASE WHEN y.flags <> 0 THEN {_NOTIFIED} END, CASE WHEN y.flags <> 0 THEN {_HIGHLIGHTED} END{bump} FROM y "
-        f"WHERE y.keep UNION ALL SELECT NULL, {quiet}, (SELECT pos FROM stream_counter WHERE id = 1), 0, "
+        f"WHERE y.keep UNION ALL SELECT NULL, {quiet}, {_UPTO}, 0, "
         f"{_USER_FLAGS}, NULL, NULL, NULL{more} " + _key_rows("$3", more)
     )
 
@@ -181,12 +191,11 @@ _PROBE_BUMPS = _probe_sql(bumps=True)
 # counts — the rooms, each joined room's newest event of the bump types ($4), the position and the
 # device's key counts, in the row shape of _PROBE_BUMPS.
 _FIRST = (
-    "SELECT m.room_id, m.membership, m.stream, m.joined_stream, 0, NULL, NULL, NULL, "
+    f"WITH {_WATERMARK} SELECT m.room_id, m.membership, m.stream, m.joined_stream, 0, NULL, NULL, NULL, "
     "CASE WHEN m.membership = 'join' THEN (SELECT e.stream FROM events e WHERE e.room_id = m.room_id "
-    "AND e.type = ANY($4::text[]) ORDER BY e.stream DESC LIMIT 1) END FROM memberships m "
+    f"AND e.type = ANY($4::text[]) AND e.stream <= {_UPTO} ORDER BY e.stream DESC LIMIT 1) END FROM memberships m "
     "WHERE m.user_id = $1 AND m.membership = ANY($3::text[]) AND m.forgotten = false "
-    "UNION ALL SELECT NULL, NULL, (SELECT pos FROM stream_counter WHERE id = 1), 0, 0, NULL, NULL, NULL, NULL "
-    + _key_rows("$2", ", NULL")
+    f"UNION ALL SELECT NULL, NULL, {_UPTO}, 0, 0, NULL, NULL, NULL, NULL " + _key_rows("$2", ", NULL")
 )
 
 
