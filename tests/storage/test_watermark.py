@@ -66,13 +66,12 @@ async def test_acknowledged_writes_are_readable_and_readers_never_skip_one(db: D
         assert visible == await _visible(db, upto), f"an event at or below {upto} appeared after it was read"
 
 
-@pytest.fixture
-def pg_only(database_url: str) -> None:
-    if database_url.startswith("sqlite"):
-        pytest.skip("early lock release is PostgreSQL's (SQLite has one writer)")
+# Early lock release is PostgreSQL's (SQLite has one writer): these run on PostgreSQL only, not skipped.
+pg_only = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
 
-async def test_positions_commit_without_waiting_for_the_flush(db: Database, pg_only: None) -> None:
+@pg_only
+async def test_positions_commit_without_waiting_for_the_flush(db: Database) -> None:
     """The transaction that takes positions commits with synchronous_commit off (the counter's row
     is released without waiting for the WAL flush); any other keeps durable commits."""
     await new_room(db)
@@ -87,7 +86,8 @@ async def test_positions_commit_without_waiting_for_the_flush(db: Database, pg_o
         assert await db.fetchrow("SHOW synchronous_commit", conn=conn) == ("on",)
 
 
-async def test_a_reader_stops_below_an_open_transaction(db: Database, pg_only: None) -> None:
+@pg_only
+async def test_a_reader_stops_below_an_open_transaction(db: Database) -> None:
     """A transaction that took a position and has not committed holds every later writer back (the
     counter's row), and readers below it; its commit (and barrier) lets both through."""
     await new_room(db)
@@ -114,7 +114,8 @@ async def test_a_reader_stops_below_an_open_transaction(db: Database, pg_only: N
     assert await db.current_position() >= ev.stream
 
 
-async def test_barriers_of_two_processes_each_move_the_watermark(database_url: str, pg_only: None) -> None:
+@pg_only
+async def test_barriers_of_two_processes_each_move_the_watermark(database_url: str) -> None:
     """Two handles (two workers) with their own barrier rows: the watermark is the highest row, and
     each one's writes are readable through the other as soon as they return."""
     from paigham.storage.migrate import migrate
@@ -141,7 +142,8 @@ async def test_barriers_of_two_processes_each_move_the_watermark(database_url: s
         await b.close()
 
 
-async def test_a_commit_whose_barrier_has_not_run_is_not_read(db: Database, pg_only: None) -> None:
+@pg_only
+async def test_a_commit_whose_barrier_has_not_run_is_not_read(db: Database) -> None:
     """A commit that is visible but not yet known durable (its process stopped between the commit
     and the barrier) is beyond the position readers read — /sync's probe included, flags and all —
     until a barrier runs (here the catch-up of migrate() at the next start)."""
