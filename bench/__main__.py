@@ -71,7 +71,7 @@ def make_server(kind: str, args: argparse.Namespace, root: Path, dbs: list[str])
     gateways = (free_port(), free_port())  # the push workload's gateway stand-ins: working, down
     if kind == "paigham":
         srv = PaighamServer("paigham", workdir, port, secret, args.db, paigham_bin=args.paigham,
-                            gateway_ports=gateways)
+                            gateway_ports=gateways, cheap_hashes=args.only == ["large_room"])
         if args.db == "postgres":
             name = f"bench_paigham_{secrets.token_hex(4)}"
             srv.database_url = create_pg_database(args.pg, name)

@@ -40,6 +40,8 @@ def test_config_rejects_unknown_and_bad_values(tmp_path: Path) -> None:
         ("max_event_delay_ms", 0),
         ("delayed_events_max_per_user", 0),
         ("delayed_events_keep_finalised_hours", -1),
+        ("password_argon2_time_cost", 0),
+        ("password_argon2_memory_kib", 16),
     ):
         with pytest.raises(Exception, match=setting):  # msgspec wraps the ValueError
             load_config(None, {setting: value}, environ={})

@@ -48,3 +48,18 @@ async def test_no_stored_hash_costs_a_real_verification() -> None:
     """An account without a hash (unknown, deactivated) is checked against a dummy Argon2 hash."""
     assert not await passwords.verify_password("anything", None)
     assert passwords._dummy_hash is not None and passwords._dummy_hash.startswith("$argon2id$")
+
+
+async def test_configured_costs_apply_to_new_hashes_and_old_ones_still_verify() -> None:
+    old = await passwords.hash_password("pw")
+    assert "m=65536,t=3" in old  # the default: RFC 9106's second profile
+    try:
+        passwords.configure(time_cost=1, memory_kib=64)
+        cheap = await passwords.hash_password("pw")
+        assert "m=64,t=1" in cheap
+        assert await passwords.verify_password("pw", old)
+        assert await passwords.verify_password("pw", cheap)
+        assert not await passwords.verify_password("x", None)
+    finally:
+        passwords.configure(passwords.DEFAULT_TIME_COST, passwords.DEFAULT_MEMORY_KIB)
+    assert "m=65536,t=3" in await passwords.hash_password("pw")

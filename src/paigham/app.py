@@ -67,7 +67,7 @@ from paigham.i18n import negotiate, translate
 from paigham.media.service import MediaService
 from paigham.metrics import HTTP_COMPRESSED, MetricsMiddleware, settle_garbage_collector
 from paigham.org.wiring import OrgRules, OrgServices
-from paigham.services import server_identity
+from paigham.services import passwords, server_identity
 from paigham.services.admin import AdminService
 from paigham.services.admin_messages import AdminMessages
 from paigham.services.admin_rooms import AdminRooms
@@ -154,6 +154,7 @@ class Server:
     def __init__(self, config: Config) -> None:
         self.config = config
         prepare_data_dir(config)  # 0700, files 0600, umask 077
+        passwords.configure(config.password_argon2_time_cost, config.password_argon2_memory_kib)
         self.secrets = Secrets.load(config.data_path, config.registration_shared_secret)
         self._storage_and_bus()
         self._what_the_core_consults()

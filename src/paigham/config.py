@@ -63,6 +63,10 @@ class Config(msgspec.Struct, kw_only=True, frozen=True):
     login_ip_throttle_after: int = 20
     login_ip_lockout_after: int = 100
     login_ip_exempt: str = "127.0.0.1,::1"  # addresses never limited (a reverse proxy that sends no X-Forwarded-For)
+    # Password hashing (Argon2id, RFC 9106's second profile): new hashes use these costs; stored hashes keep theirs.
+    # Lower them only for throw-away set-ups (the benchmark's, like Synapse's bcrypt_rounds there).
+    password_argon2_time_cost: int = 3
+    password_argon2_memory_kib: int = 65536
     # Global policy (README "Policies"); the admin API can override it globally and per unit.
     policy_require_encryption: bool = True  # private rooms and DMs must be end-to-end encrypted
     policy_retention_days: int = 0  # events older than this are purged from the server; 0 keeps them
@@ -145,6 +149,8 @@ class Config(msgspec.Struct, kw_only=True, frozen=True):
             raise ValueError("max_event_delay_ms must be at least 1 (turn delayed events off instead)")
         if self.delayed_events_max_per_user < 1:
             raise ValueError("delayed_events_max_per_user must be at least 1 (turn delayed events off instead)")
+        if self.password_argon2_time_cost < 1 or self.password_argon2_memory_kib < 32:
+            raise ValueError("password_argon2_time_cost must be at least 1 and password_argon2_memory_kib at least 32")
         if self.delayed_events_keep_finalised_hours < 0:
             raise ValueError("delayed_events_keep_finalised_hours must not be negative")
 

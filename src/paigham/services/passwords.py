@@ -18,7 +18,9 @@ from typing import TypeVar
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-_hasher = PasswordHasher()
+DEFAULT_TIME_COST = 3
+DEFAULT_MEMORY_KIB = 65536
+_hasher = PasswordHasher(time_cost=DEFAULT_TIME_COST, memory_cost=DEFAULT_MEMORY_KIB)
 MAX_CONCURRENT_HASHES = max(1, min(4, os.cpu_count() or 1))
 _gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 T = TypeVar("T")
@@ -31,6 +33,15 @@ async def _limited(fn: Callable[[], T]) -> T:
         gate = _gates[loop] = asyncio.Semaphore(MAX_CONCURRENT_HASHES)
     async with gate:
         return await asyncio.to_thread(fn)
+
+
+def configure(time_cost: int, memory_kib: int) -> None:
+    """New hashes use these Argon2id costs (settings `password_argon2_time_cost`, `password_argon2_memory_kib`).
+    Stored hashes carry their own parameters and verify whatever is set now."""
+    global _hasher, _dummy_hash
+    if (time_cost, memory_kib) != (_hasher.time_cost, _hasher.memory_cost):
+        _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+        _dummy_hash = None
 
 
 async def hash_password(password: str) -> str:
