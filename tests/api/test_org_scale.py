@@ -41,7 +41,7 @@ async def test_ten_thousand_officials(hs: Harness) -> None:
     plan = await srv.org.import_rows(
         read(("units.csv", units), ("officials.csv", officials)), dry_run=False, actor=None
     )
-    assert plan.ok and len(plan.new_units) == 111 and len(plan.new_officials) == N
+    assert plan.ok and len(plan.new_units) == 111 and plan.new_officials == N
     stored = await srv.org.store.units()
     assert {u: r.unit.parent_id for u, r in stored.items()} == {u["unit_id"]: u["parent_id"] for u in doc["units"]}
     assert await srv.accounts.count_users() == N + 1  # and the server's own account

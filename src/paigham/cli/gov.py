@@ -124,37 +124,50 @@ def org_import(
     database_url: DbOpt = None,
 ) -> None:
     """Create or update units and officials (keyed on employee_id): all rows or none."""
-    from paigham.org.importer import ReadResult, read_bytes
+    import tempfile
+
+    from paigham.org.importer import Files
     from paigham.org.service import row_errors_text
 
     cfg = config_from(config, data_dir, database_url)
-    read = ReadResult([], [])
     for path in files:
         try:
-            with open(path, "rb") as fh:
-                part = read_bytes(fh.read(), path)
+            with open(path, "rb"):
+                pass
         except OSError as exc:
             typer.echo(f"Cannot read {path}: {exc.strerror}", err=True)
             raise typer.Exit(2) from None
-        read.rows.extend(part.rows)
-        read.errors.extend(part.errors)
-    bars = Bars(len(read.rows) >= BAR_THRESHOLD and not dry_run)
+    source = Files(files)
+    total = source.count("official")
+    bars = Bars(total >= BAR_THRESHOLD and not dry_run)
+    # A dry run's changes go to a spool as they are found (a plan keeps only the first ones).
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
 
-    async def import_rows(s: Server) -> Plan:
-        with bars.progress:
-            return await s.org.import_rows(read, dry_run=dry_run, actor=cli_actor().user_id, progress=bars)
+        async def import_rows(s: Server) -> Plan:
+            with bars.progress:
+                return await s.org.import_rows(
+                    source,
+                    dry_run=dry_run,
+                    actor=cli_actor().user_id,
+                    progress=bars,
+                    total=total,
+                    changes=(lambda line: spool.write(line + "\n")) if dry_run else None,
+                )
 
-    plan = run(cfg, import_rows)
-    if not plan.ok:
-        for line in row_errors_text(plan.errors):
-            typer.echo(line, err=True)
-        typer.echo(f"{len(plan.errors)} invalid rows; nothing was changed.", err=True)
-        raise typer.Exit(1)
-    if dry_run:
-        for line in plan.lines():
-            typer.echo(line)
-        typer.echo(f"{plan.summary()}\n(dry run: nothing was changed)")
-        return
+        plan = run(cfg, import_rows)
+        if not plan.ok:
+            for line in row_errors_text(plan.errors):
+                typer.echo(line, err=True)
+            typer.echo(f"{len(plan.errors)} invalid rows; nothing was changed.", err=True)
+            raise typer.Exit(1)
+        if dry_run:
+            for line in plan.unit_lines():
+                typer.echo(line)
+            spool.seek(0)
+            for line in spool:
+                typer.echo(line, nl=False)
+            typer.echo(f"{plan.summary()}\n(dry run: nothing was changed)")
+            return
     typer.echo(f"Imported. {plan.summary()}")
 
 

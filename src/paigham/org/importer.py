@@ -11,9 +11,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from paigham.domain.org import OFFICIAL_KEYS, UNIT_KEYS
 
@@ -44,8 +45,87 @@ class RowError:
 
 @dataclass
 class ReadResult:
+    """Records read into memory (a request body, a test): an `Input` like `Files`."""
+
     rows: list[SourceRow]
     errors: list[RowError]
+
+    def records(self, kind: str) -> Iterator[SourceRow | RowError]:
+        """The rows of one kind; the errors (with no kind of their own) with the units."""
+        if kind == "unit":
+            yield from self.errors
+        yield from (r for r in self.rows if r.kind == kind)
+
+
+class Input(Protocol):
+    """The records of one import, read again for each pass: the units first (all of them, they are few),
+    then the officials (streamed). Errors come with the kind they belong to; file-level ones with the units."""
+
+    def records(self, kind: str) -> Iterator[SourceRow | RowError]: ...
+
+
+class Files:
+    """Files on disk, read again on each pass and never held whole: CSV a row at a time; JSON files are
+    read whole on each pass (their records parsed as they are used)."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+
+    def records(self, kind: str) -> Iterator[SourceRow | RowError]:
+        for path in self.paths:
+            size = os.path.getsize(path)
+            if size > MAX_FILE_BYTES:
+                if kind == "unit":
+                    yield RowError(path, 0, f"file is larger than {MAX_FILE_BYTES} bytes")
+                continue
+            with open(path, "rb") as fh:
+                head = fh.read(4096)
+                fh.seek(0)
+                if head.removeprefix(BOM).lstrip().startswith(b"{"):
+                    read = read_bytes(fh.read(), path)
+                    yield from read.records(kind)
+                else:
+                    yield from iter_csv(fh, path, kind)
+
+    def count(self, kind: str) -> int:
+        """How many records of this kind (CSV rows are counted without being parsed)."""
+        n = 0
+        for path in self.paths:
+            with open(path, "rb") as fh:
+                head = fh.read(4096)
+                fh.seek(0)
+                if head.removeprefix(BOM).lstrip().startswith(b"{"):
+                    n += sum(1 for r in read_bytes(fh.read(), path).rows if r.kind == kind)
+                    continue
+                try:
+                    reader = csv.reader(_lines(fh, path, []))
+                    cols = [h.strip().lower() for h in next(reader, [])]
+                    if _kind_of(cols) == kind:
+                        n += sum(1 for cells in reader if any(c.strip() for c in cells))
+                except (csv.Error, _NotUtf8):
+                    pass
+        return n
+
+
+BOM = b"\xef\xbb\xbf"
+
+
+class _NotUtf8(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+def _lines(raw: Iterable[bytes], source: str, seen: list[int]) -> Iterator[str]:
+    """Decoded lines of a byte stream; `seen[0]` counts them (where a bad byte is)."""
+    seen[:] = [0]
+    for n, line in enumerate(raw):
+        seen[0] = n + 1
+        if n == 0:
+            line = line.removeprefix(BOM)
+        try:
+            yield line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _NotUtf8(n + 1) from None
 
 
 def read_bytes(raw: bytes, source: str) -> ReadResult:
@@ -80,48 +160,80 @@ def _split_languages(row: dict[str, str], base: set[str]) -> tuple[dict[str, Any
     return data, unknown
 
 
+def _kind_of(cols: list[str]) -> str | None:
+    if "employee_id" in cols:
+        return "official"
+    if "unit_id" in cols:
+        return "unit"
+    return None
+
+
 def read_csv(text: str, source: str) -> ReadResult:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    out = ReadResult([], [])
+    for item in iter_csv(io.BytesIO(text.encode()), source, None):
+        (out.rows if isinstance(item, SourceRow) else out.errors).append(item)  # type: ignore[arg-type]
+    return out
+
+
+def iter_csv(raw: Iterable[bytes], source: str, want: str | None) -> Iterator[SourceRow | RowError]:
+    """The rows of a CSV file, one at a time, if its kind is `want` (None: any). Problems of the file
+    itself (its header, bad UTF-8 before the first row) come with the units pass (or `want` None)."""
+    seen: list[int] = [0]
+    reader = csv.reader(_lines(raw, source, seen))
+    whole = want in (None, "unit")
     try:
         header = next(reader)
     except StopIteration:
-        return ReadResult([], [RowError(source, 0, "the file is empty")])
+        if whole:
+            yield RowError(source, 0, "the file is empty")
+        return
     except csv.Error as exc:
-        return ReadResult([], [RowError(source, 1, f"CSV error: {exc}")])
+        if whole:
+            yield RowError(source, 1, f"CSV error: {exc}")
+        return
+    except _NotUtf8 as exc:
+        if whole:
+            yield RowError(source, exc.line, "not UTF-8 text (save the file as UTF-8)")
+        return
     cols = [h.strip().lower() for h in header]
-    if "employee_id" in cols:
-        kind, base = "official", OFFICIAL_COLUMNS
-    elif "unit_id" in cols:
-        kind, base = "unit", UNIT_COLUMNS
-    else:
-        return ReadResult([], [RowError(source, 1, "the header needs employee_id (officials) or unit_id (units)")])
+    kind = _kind_of(cols)
+    if kind is None:
+        if whole:
+            yield RowError(source, 1, "the header needs employee_id (officials) or unit_id (units)")
+        return
+    base = OFFICIAL_COLUMNS if kind == "official" else UNIT_COLUMNS
     _, unknown = _split_languages(dict.fromkeys(cols, ""), base)
     dupes = sorted({c for c in cols if cols.count(c) > 1})
     if unknown or dupes:
         why = f"unknown column(s) {', '.join(unknown)}" if unknown else f"repeated column(s) {', '.join(dupes)}"
-        return ReadResult([], [RowError(source, 1, why[:300])])
-    rows: list[SourceRow] = []
-    errors: list[RowError] = []
+        if whole:
+            yield RowError(source, 1, why[:300])
+        return
+    if want is not None and kind != want:
+        return
+    count = 0
     line = reader.line_num
     try:
         for cells in reader:
             start, line = line + 1, reader.line_num
             if not any(c.strip() for c in cells):
                 continue
-            if len(rows) + len(errors) >= MAX_ROWS:
-                errors.append(RowError(source, start, f"more than {MAX_ROWS} rows; split the file"))
+            count += 1
+            if count > MAX_ROWS:
+                yield RowError(source, start, f"more than {MAX_ROWS} rows; split the file")
                 break
             if len(cells) != len(cols):
-                errors.append(RowError(source, start, f"has {len(cells)} cells but the header has {len(cols)}"))
+                yield RowError(source, start, f"has {len(cells)} cells but the header has {len(cols)}")
                 continue
             if any(len(c) > MAX_CELL for c in cells):
-                errors.append(RowError(source, start, f"a cell is longer than {MAX_CELL} characters"))
+                yield RowError(source, start, f"a cell is longer than {MAX_CELL} characters")
                 continue
             data, _ = _split_languages(dict(zip(cols, cells, strict=True)), base)
-            rows.append(SourceRow(source, start, kind, data))
+            yield SourceRow(source, start, kind, data)
     except csv.Error as exc:
-        errors.append(RowError(source, line + 1, f"CSV error: {exc}"))
-    return ReadResult(rows, errors)
+        yield RowError(source, line + 1, f"CSV error: {exc}")
+    except _NotUtf8 as exc:
+        yield RowError(source, exc.line, "not UTF-8 text (save the file as UTF-8)")
 
 
 def _skip_ws(text: str, i: int) -> int:

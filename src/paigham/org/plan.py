@@ -2,18 +2,24 @@
 
 Building a plan reads the database but writes nothing; `--dry-run` prints it and stops. A plan with
 errors is never applied: the whole batch goes in, or nothing does.
+
+A plan holds counts, not records: the units (a few hundred to a few thousand) are kept whole, the
+officials are planned a chunk at a time (org/passes.py) and only their first `MAX_LINES` changes are
+kept as text (the CLI's dry run writes every one to a spool as it goes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
-from paigham.domain.org import Invalid, Official, Unit, changed_fields, find_cycle, parse_official, parse_unit
-from paigham.org.importer import RowError, SourceRow
-from paigham.storage.org import AccountState, OfficialRow, UnitRow
+from paigham.domain.org import Invalid, Official, Unit, changed_fields, find_cycle
+from paigham.org.importer import Input, RowError, SourceRow
+from paigham.storage.org import UnitRow
 
 DisplayNamer = Callable[[Official, Unit | None], str]
+MAX_LINES = 10_000  # official changes a plan keeps as text and in its JSON diff
 
 
 @dataclass
@@ -22,13 +28,18 @@ class Plan:
     new_units: list[Unit] = field(default_factory=list)
     changed_units: list[tuple[Unit, Unit]] = field(default_factory=list)
     same_units: int = 0
-    new_officials: list[Official] = field(default_factory=list)
-    changed_officials: list[tuple[Official, Official]] = field(default_factory=list)
+    new_officials: int = 0
+    changed_officials: int = 0
     same_officials: int = 0
-    adopted: set[str] = field(default_factory=set)  # user IDs of existing accounts that become officials
-    # user ID -> new display name, for every account whose display name changes (renamed units included)
-    displaynames: dict[str, str] = field(default_factory=dict)
-    accounts: dict[str, AccountState] = field(default_factory=dict, repr=False)
+    adopted: int = 0  # existing accounts that become officials
+    displaynames: int = 0  # accounts whose display name changes (renamed units included)
+    # The first MAX_LINES changes of officials: as text (in file order), and for the JSON diff.
+    official_lines: list[str] = field(default_factory=list, repr=False)
+    new_ids: list[str] = field(default_factory=list, repr=False)
+    changed: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    lines_left_out: int = 0
+    emit: Callable[[str], Any] | None = field(default=None, repr=False)  # every change line, as found
+    source: Input | None = field(default=None, repr=False)  # what was planned (read again to apply)
 
     @property
     def ok(self) -> bool:
@@ -39,15 +50,15 @@ class Plan:
         return (
             len(self.new_units)
             + len(self.changed_units)
-            + len(self.new_officials)
-            + len(self.changed_officials)
-            + len(self.displaynames)
+            + self.new_officials
+            + self.changed_officials
+            + self.displaynames
         )
 
     def summary(self) -> str:
         return (
             f"units: {len(self.new_units)} new, {len(self.changed_units)} changed, {self.same_units} unchanged; "
-            f"officials: {len(self.new_officials)} new, {len(self.changed_officials)} changed, "
+            f"officials: {self.new_officials} new, {self.changed_officials} changed, "
             f"{self.same_officials} unchanged"
         )
 
@@ -60,83 +71,89 @@ class Plan:
                 "unchanged": self.same_units,
             },
             "officials": {
-                "new": [o.employee_id for o in self.new_officials],
-                "changed": {new.employee_id: changed_fields(old, new) for old, new in self.changed_officials},
+                "new": self.new_ids,
+                "changed": self.changed,
                 "unchanged": self.same_officials,
+                "counts": {"new": self.new_officials, "changed": self.changed_officials},
             },
-            "display_names": len(self.displaynames),
+            "display_names": self.displaynames,
         }
 
-    def lines(self) -> Iterator[str]:
-        """The diff, one line per change (what `paigham org import --dry-run` prints)."""
+    def unit_lines(self) -> Iterator[str]:
         for u in self.new_units:
             yield f"+ unit {u.unit_id} ({u.kind}) {next(iter(u.names.values()))!r} under {u.parent_id or '(top)'}"
         for old_unit, new_unit in self.changed_units:
             yield f"~ unit {new_unit.unit_id}: " + "; ".join(changed_fields(old_unit, new_unit))
-        for o in self.new_officials:
-            adopt = " (existing account)" if o.user_id in self.adopted else ""
-            yield f"+ official {o.employee_id} {o.user_id}{adopt} {next(iter(o.names.values()))!r} in {o.unit_id}"
-        for old, new in self.changed_officials:
-            yield f"~ official {new.employee_id}: " + "; ".join(changed_fields(old, new))
-        touched = {o.user_id for o in self.new_officials} | {n.user_id for _, n in self.changed_officials}
-        others = sorted(u for u in self.displaynames if u not in touched)
-        for user_id in others:
-            yield f"~ display name of {user_id} → {self.displaynames[user_id]!r}"
+
+    def lines(self) -> Iterator[str]:
+        """The diff, one line per change (the units, then the officials in file order); past MAX_LINES
+        changes of officials, a last line counts the rest."""
+        yield from self.unit_lines()
+        yield from self.official_lines
+        if self.lines_left_out:
+            yield f"… and {self.lines_left_out} more changes"
+
+    def official_line(self, line: str) -> None:
+        if self.emit is not None:
+            self.emit(line)
+        if len(self.official_lines) < MAX_LINES:
+            self.official_lines.append(line)
+        else:
+            self.lines_left_out += 1
+
+    def official_new(self, o: Official, adopted: bool) -> None:
+        self.new_officials += 1
+        self.adopted += adopted
+        if len(self.new_ids) < MAX_LINES:
+            self.new_ids.append(o.employee_id)
+        adopt = " (existing account)" if adopted else ""
+        self.official_line(
+            f"+ official {o.employee_id} {o.user_id}{adopt} {next(iter(o.names.values()))!r} in {o.unit_id}"
+        )
+
+    def official_changed(self, old: Official, new: Official) -> None:
+        self.changed_officials += 1
+        fields = changed_fields(old, new)
+        if len(self.changed) < MAX_LINES:
+            self.changed[new.employee_id] = fields
+        self.official_line(f"~ official {new.employee_id}: " + "; ".join(fields))
 
 
-@dataclass
-class Batch:
-    """Parsed records of one import, with where each came from."""
+class Seen:
+    """What an import remembers of every official row across the file, to find repeats: a few dozen bytes
+    a row (its employee ID, user ID and where it was), never the row."""
 
-    units: list[tuple[SourceRow, Unit]] = field(default_factory=list)
-    officials: list[tuple[SourceRow, Official]] = field(default_factory=list)
-    errors: list[RowError] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.sources: list[str] = []
+        self.employees: dict[str, int] = {}  # employee ID -> source index << 32 | line
+        self.users: dict[str, str] = {}  # user ID -> employee ID
 
+    def _where(self, packed: int) -> str:
+        return f"{self.sources[packed >> 32]}:{packed & 0xFFFFFFFF}"
 
-def parse_rows(rows: list[SourceRow], server_name: str, default_lang: str) -> Batch:
-    batch = Batch()
-    seen_units: dict[str, SourceRow] = {}
-    seen_emp: dict[str, SourceRow] = {}
-    seen_user: dict[str, tuple[str, SourceRow]] = {}
-    for row in rows:
-        try:
-            if row.kind == "unit":
-                unit = parse_unit(row.data)
-                if unit.unit_id in seen_units:
-                    first = seen_units[unit.unit_id]
-                    raise Invalid(f"unit {unit.unit_id} appears again (first at {first.source}:{first.line})")
-                seen_units[unit.unit_id] = row
-                batch.units.append((row, unit))
-            else:
-                off = parse_official(row.data, server_name, default_lang)
-                if off.employee_id in seen_emp:
-                    first = seen_emp[off.employee_id]
-                    raise Invalid(f"employee {off.employee_id} appears again (first at {first.source}:{first.line})")
-                other = seen_user.get(off.user_id)
-                if other is not None:
-                    raise Invalid(
-                        f"user {off.user_id} is also given to employee {other[0]} ({other[1].source}:{other[1].line})"
-                    )
-                seen_emp[off.employee_id] = row
-                seen_user[off.user_id] = (off.employee_id, row)
-                batch.officials.append((row, off))
-        except Invalid as exc:
-            batch.errors.append(RowError(row.source, row.line, str(exc)))
-    return batch
+    def add(self, row: SourceRow, off: Official) -> None:
+        """Remember the row, or raise Invalid if its employee or its account came before."""
+        first = self.employees.get(off.employee_id)
+        if first is not None:
+            raise Invalid(f"employee {off.employee_id} appears again (first at {self._where(first)})")
+        other = self.users.get(off.user_id)
+        if other is not None:
+            raise Invalid(
+                f"user {off.user_id} is also given to employee {other} ({self._where(self.employees[other])})"
+            )
+        if not self.sources or self.sources[-1] != row.source:
+            self.sources.append(row.source)
+        self.employees[off.employee_id] = (len(self.sources) - 1) << 32 | row.line
+        self.users[off.user_id] = off.employee_id
 
 
-def build_plan(
-    batch: Batch,
-    units: dict[str, UnitRow],
-    officials: dict[str, OfficialRow],
-    accounts: dict[str, AccountState],
-    displayname: DisplayNamer,
-) -> Plan:
-    plan = Plan(errors=list(batch.errors))
+def plan_units(plan: Plan, batch: list[tuple[SourceRow, Unit]], units: dict[str, UnitRow]) -> dict[str, Unit]:
+    """Check the batch's units against the stored tree (parents exist, no loops) and diff them; returns
+    every unit as it will be (stored, replaced by the batch's)."""
     merged = {uid: r.unit for uid, r in units.items()}
-    merged.update({u.unit_id: u for _, u in batch.units})
+    merged.update({u.unit_id: u for _, u in batch})
     parents = {uid: u.parent_id for uid, u in merged.items()}
-    for row, unit in batch.units:
+    for row, unit in batch:
         if unit.parent_id is not None and unit.parent_id not in merged:
             plan.errors.append(RowError(row.source, row.line, f"parent unit {unit.parent_id} does not exist"))
         elif (cycle := find_cycle(parents, unit.unit_id)) is not None:
@@ -147,40 +164,15 @@ def build_plan(
             plan.changed_units.append((units[unit.unit_id].unit, unit))
         else:
             plan.same_units += 1
-    by_user = {r.official.user_id: emp for emp, r in officials.items()}
-    for row, off in batch.officials:
-        stored = officials.get(off.employee_id)
-        owner = by_user.get(off.user_id)
-        if off.unit_id not in merged:
-            reason = f"unit {off.unit_id} does not exist"
-        elif stored is not None and stored.official.user_id != off.user_id:
-            reason = f"user_id cannot change (employee {off.employee_id} is {stored.official.user_id})"
-        elif owner is not None and owner != off.employee_id:
-            reason = f"user {off.user_id} already belongs to employee {owner}"
-        else:
-            reason = ""
-        if reason:
-            plan.errors.append(RowError(row.source, row.line, reason))
-        elif stored is None:
-            plan.new_officials.append(off)
-            if off.user_id in accounts:
-                plan.adopted.add(off.user_id)
-        elif stored.official != off:
-            plan.changed_officials.append((stored.official, off))
-        else:
-            plan.same_officials += 1
-    if plan.errors:
-        return plan
-    # Display names follow the official and their unit: recompute for everyone a change touches.
-    final = {emp: r.official for emp, r in officials.items()}
-    final.update({o.employee_id: o for _, o in batch.officials})
-    renamed = {new.unit_id for old, new in plan.changed_units if old.names != new.names}
-    in_batch = {o.employee_id for _, o in batch.officials}
-    for emp, off in final.items():
-        if emp not in in_batch and off.unit_id not in renamed:
-            continue
-        want = displayname(off, merged.get(off.unit_id))
-        acct = accounts.get(off.user_id)
-        if acct is None or acct.displayname != want:
-            plan.displaynames[off.user_id] = want
-    return plan
+    return merged
+
+
+def official_problem(off: Official, stored: Official | None, owner: str | None, units: dict[str, Unit]) -> str:
+    """Why an official of the batch cannot be applied to what is stored ("" if it can)."""
+    if off.unit_id not in units:
+        return f"unit {off.unit_id} does not exist"
+    if stored is not None and stored.user_id != off.user_id:
+        return f"user_id cannot change (employee {off.employee_id} is {stored.user_id})"
+    if owner is not None and owner != off.employee_id:
+        return f"user {off.user_id} already belongs to employee {owner}"
+    return ""

@@ -9,52 +9,35 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import msgspec
 from sqlalchemy.exc import IntegrityError
 
 from paigham.audit.service import AuditService, entry
-from paigham.clock import now_ms
 from paigham.config import Config
-from paigham.domain.org import Official, Unit, check_format, display_name, expiry_ms
+from paigham.domain.org import Official, Unit, check_format, display_name
 from paigham.errors import Codes, MatrixError
-from paigham.org.importer import ReadResult, RowError, SourceRow
-from paigham.org.plan import Plan, build_plan, parse_rows
-from paigham.org.user_directory import unit_key
+from paigham.org.importer import Input, ReadResult, RowError, SourceRow
+from paigham.org.passes import CHUNK, Applied, ImportPass
+from paigham.org.plan import Plan
 from paigham.services.auth import AuthService
 from paigham.services.profile import ProfileService
-from paigham.storage.org import Changes, OrgStore, UnitRow
+from paigham.storage.audit import Entry
+from paigham.storage.org import OrgStore, UnitRow
 from paigham.types import JsonDict
 
 Progress = Callable[[str, int, int], None]
+AUDIT_BATCH = 2000  # audit records appended (and renamed accounts re-announced) at a time
 
 
-def _json(v: Any) -> str:
-    return msgspec.json.encode(v).decode()
-
-
-def _flags(status: str) -> dict[str, Any]:
-    if status == "deactivated":
-        return {"deactivated": True, "suspended": False}
-    return {"deactivated": False, "suspended": status == "suspended"}
+class _Changed(Exception):
+    """The second pass found what the first did not: the organisation changed in between."""
 
 
 class OfficialPage(NamedTuple):
     officials: list[Official]
     total: int  # officials matching, on every page
-
-
-@dataclass
-class Applied:
-    """What an applied plan changed, for the follow-up steps."""
-
-    plan: Plan
-    deactivated: list[str] = field(default_factory=list)
-    renamed: dict[str, str] = field(default_factory=dict)  # existing accounts' new display names
-    touched_units: set[str] = field(default_factory=set)
-    touched_officials: set[str] = field(default_factory=set)
 
 
 AfterApply = Callable[[Applied, Progress | None], Awaitable[Any]]
@@ -82,173 +65,102 @@ class OrgService:
         # Run after every applied change, in this order (policy caches, moderation flags, spaces per unit).
         self.after_apply = tuple(after_apply)
         self.unit_deleted = tuple(unit_deleted)
+        self.chunk = CHUNK  # official rows planned and written at a time
 
     def displayname(self, official: Official, unit: Unit | None) -> str:
         return display_name(self.config.org_displayname_format, official, unit, self.config.org_default_language)
 
     # -- import -----------------------------------------------------------------------------------
-    async def plan(self, read: ReadResult) -> Plan:
-        batch = parse_rows(read.rows, self.config.server_name, self.config.org_default_language)
-        batch.errors[:0] = read.errors
-        units = await self.store.units()
-        officials = await self.store.all_officials()
-        user_ids = {r.official.user_id for r in officials.values()} | {o.user_id for _, o in batch.officials}
-        accounts = await self.store.accounts(sorted(user_ids))
-        plan = build_plan(batch, units, officials, accounts, self.displayname)
+    def _pass(self, **kw: Any) -> ImportPass:
+        cfg = self.config
+        return ImportPass(
+            self.store, cfg.server_name, cfg.org_default_language, self.displayname, chunk=self.chunk, **kw
+        )
+
+    async def plan(
+        self,
+        source: Input,
+        progress: Progress | None = None,
+        total: int = 0,
+        changes: Callable[[str], Any] | None = None,
+    ) -> Plan:
+        """Validate every record and diff it against the database, writing nothing (the first pass)."""
+        plan = Plan(source=source, emit=changes)
+        await self._pass(progress=progress).run(source, plan, total, "checking")
         plan.errors.sort(key=lambda e: (e.source, e.line))
-        plan.accounts = accounts
         return plan
 
     async def import_rows(
-        self, read: ReadResult, *, dry_run: bool, actor: str | None, progress: Progress | None = None
+        self,
+        source: Input,
+        *,
+        dry_run: bool,
+        actor: str | None,
+        progress: Progress | None = None,
+        total: int = 0,
+        changes: Callable[[str], Any] | None = None,
     ) -> Plan:
+        """Plan the import; unless it is a dry run or has errors, apply it (every row, or none).
+        `changes` gets every change of an official as a line, as the plan finds it."""
         async with self._lock:
-            plan = await self.plan(read)
+            plan = await self.plan(source, progress, total, changes)
             if plan.ok and plan.changes and not dry_run:
-                await self.apply(plan, actor, progress)
+                await self.apply(plan, actor, progress, total)
         return plan
 
-    async def apply(self, plan: Plan, actor: str | None, progress: Progress | None = None) -> Applied:
-        if not plan.ok:
+    async def apply(self, plan: Plan, actor: str | None, progress: Progress | None = None, total: int = 0) -> Applied:
+        """The second pass: the same records planned again and written, a chunk at a time, in one
+        transaction; then the audit records and the follow-up."""
+        if not plan.ok or plan.source is None:
             raise MatrixError(400, Codes.INVALID_PARAM, f"{len(plan.errors)} rows are invalid; nothing was changed")
-        accounts = plan.accounts
-        now = now_ms()
-        applied = Applied(plan)
-        ch = Changes([], [], [], [], [], [])
-        for u in plan.new_units:
-            ch.new_units.append({**self._unit_values(u), "created_ts": now, "updated_ts": now})
-        for _, u in plan.changed_units:
-            ch.changed_units.append({**self._unit_values(u), "updated_ts": now})
-        applied.touched_units = {u.unit_id for u in plan.new_units} | {u.unit_id for _, u in plan.changed_units}
-        updates: dict[str, dict[str, Any]] = {}
-        for o in plan.new_officials:
-            ch.new_officials.append({**self._official_values(o), "created_ts": now, "updated_ts": now})
-            acct = accounts.get(o.user_id)
-            if acct is None:
-                ch.new_accounts.append(
-                    {
-                        "user_id": o.user_id,
-                        "password_hash": None,
-                        "admin": False,
-                        "locked": False,
-                        "created_ts": now,
-                        "displayname": plan.displaynames.get(o.user_id),
-                        "avatar_url": None,
-                        **_flags(o.status),
-                    }
-                )
-            else:
-                updates[o.user_id] = self._status_update(o.user_id, acct.deactivated, o.status, applied)
-        for old, new in plan.changed_officials:
-            ch.changed_officials.append({**self._official_values(new), "updated_ts": now})
-            if old.status != new.status:
-                acct = accounts.get(new.user_id)
-                updates[new.user_id] = self._status_update(
-                    new.user_id, bool(acct and acct.deactivated), new.status, applied
-                )
-        applied.touched_officials = {o.employee_id for o in plan.new_officials} | {
-            n.employee_id for _, n in plan.changed_officials
-        }
-        new_ids = {a["user_id"] for a in ch.new_accounts}
-        for user_id, name in plan.displaynames.items():
-            if user_id not in new_ids:
-                updates.setdefault(user_id, {})["displayname"] = name
-                applied.renamed[user_id] = name
-        ch.account_updates = [{"user_id": u, **vals} for u, vals in updates.items() if vals]
+        again = Plan()
+        applied = Applied(again)
         try:
-            await self.store.apply(ch)
-        except IntegrityError:
+            async with self.store.db.write() as conn:
+                work = self._pass(conn=conn, applied=applied, actor=actor, progress=progress)
+                await work.run(plan.source, again, total, "importing")
+                if not again.ok:  # what is stored changed since the plan: roll back
+                    raise _Changed
+        except (IntegrityError, _Changed):
+            applied.audit.close()
             raise MatrixError(
                 409, Codes.UNKNOWN, "The organisation changed during the import; nothing was changed — run it again"
             ) from None
-        if ch.account_updates:  # suspended or deactivated accounts: no cached token may outlive that
-            await self.auth.credentials_changed([u["user_id"] for u in ch.account_updates])
-        await self._audit(plan, actor)
+        await self.store.directory.settle(applied.touched)
+        if applied.updated:  # suspended or deactivated accounts: no cached token may outlive that
+            await self.auth.credentials_changed(applied.updated)
+        with applied.audit:
+            await self._audit(again, applied, actor)
         await self.follow_up(applied, progress)
         return applied
 
-    @staticmethod
-    def _status_update(user_id: str, was_deactivated: bool, status: str, applied: Applied) -> dict[str, Any]:
-        vals = _flags(status)
-        if status == "deactivated" and not was_deactivated:
-            vals["password_hash"] = None
-            applied.deactivated.append(user_id)
-        return vals
-
-    def _unit_values(self, u: Unit) -> dict[str, Any]:
-        return {
-            "unit_id": u.unit_id,
-            "parent_id": u.parent_id,
-            "kind": u.kind,
-            "names": _json(u.names),
-            "search_key": unit_key(u),
+    async def _audit(self, plan: Plan, applied: Applied, actor: str | None) -> None:
+        """The summary record, then the spooled record of every unit and official, in batches."""
+        details = {
+            "units_new": len(plan.new_units),
+            "units_changed": len(plan.changed_units),
+            "officials_new": plan.new_officials,
+            "officials_changed": plan.changed_officials,
         }
-
-    def _official_values(self, o: Official) -> dict[str, Any]:
-        return {
-            "employee_id": o.employee_id,
-            "user_id": o.user_id,
-            "names": _json(o.names),
-            "designation": _json(o.designation),
-            "unit_id": o.unit_id,
-            "email": o.email,
-            "phone": o.phone,
-            "status": o.status,
-            "expires": o.expires,
-            "expires_ts": expiry_ms(o),
-            "language": o.language,
-        }
-
-    async def _audit(self, plan: Plan, actor: str | None) -> None:
-        entries = [
-            entry(
-                "org.import",
-                actor,
-                None,
-                details={
-                    "units_new": len(plan.new_units),
-                    "units_changed": len(plan.changed_units),
-                    "officials_new": len(plan.new_officials),
-                    "officials_changed": len(plan.changed_officials),
-                },
-            )
-        ]
-        for u in plan.new_units:
-            entries.append(entry("org.unit.created", actor, u.unit_id, details={"parent": u.parent_id}))
-        for old, new in plan.changed_units:
-            entries.append(entry("org.unit.updated", actor, new.unit_id, details={"fields": _fields(old, new)}))
-        for o in plan.new_officials:
-            entries.append(
-                entry(
-                    "org.official.created",
-                    actor,
-                    o.user_id,
-                    details={"employee_id": o.employee_id, "unit": o.unit_id, "status": o.status},
-                )
-            )
-        for before, after in plan.changed_officials:
-            entries.append(
-                entry(
-                    "org.official.updated",
-                    actor,
-                    after.user_id,
-                    details={
-                        "employee_id": after.employee_id,
-                        "fields": _fields(before, after),
-                        "unit": after.unit_id,
-                        "status": after.status,
-                    },
-                )
-            )
-        await self.audit.record_many(entries)
+        batch: list[Entry] = [entry("org.import", actor, None, details=details)]
+        applied.audit.seek(0)
+        for line in applied.audit:
+            batch.append(msgspec.json.decode(line, type=Entry))
+            if len(batch) >= AUDIT_BATCH:
+                await self.audit.record_many(batch)
+                batch = []
+        await self.audit.record_many(batch)
 
     async def follow_up(self, applied: Applied, progress: Progress | None = None) -> None:
         for i, user_id in enumerate(applied.deactivated):
             await self.auth.deactivate(user_id)
             if progress:
                 progress("deactivating", i + 1, len(applied.deactivated))
-        for user_id, name in applied.renamed.items():  # re-announced in the user's rooms
-            await self.profiles.set(user_id, "displayname", name, check=False)
+        for i in range(0, len(applied.renamed), AUDIT_BATCH):  # re-announced in the user's rooms
+            accounts = await self.store.accounts(applied.renamed[i : i + AUDIT_BATCH])
+            for acct in accounts.values():
+                if acct.displayname is not None:
+                    await self.profiles.set(acct.user_id, "displayname", acct.displayname, check=False)
         for step in self.after_apply:
             await step(applied, progress)
 
@@ -337,11 +249,6 @@ def _unit_json(row: UnitRow, counts: dict[str, int]) -> JsonDict:
         "announcements_room_id": row.announcements_id,
         "officials": counts.get(row.unit.unit_id, 0),
     }
-
-
-def _fields(old: Any, new: Any) -> list[str]:
-    a, b = old.to_json(), new.to_json()
-    return [k for k in a if a[k] != b[k]]
 
 
 def row_errors_text(errors: Sequence[RowError], limit: int = 1000) -> list[str]:

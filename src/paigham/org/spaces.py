@@ -233,46 +233,34 @@ class UnitSpaces:
         return {"units_created": created, "joined": joined, "left": left}
 
     async def _memberships(self, units: dict[str, UnitRow], progress: Progress | None) -> tuple[int, int]:
-        officials = await self.store.all_officials()
-        want: dict[str, list[str]] = {}
-        unit_of: dict[str, str] = {}
-        profiles = await self.store.accounts([r.official.user_id for r in officials.values()])
-        for row in officials.values():
-            o = row.official
-            unit_of[o.user_id] = o.unit_id
-            acct = profiles.get(o.user_id)
-            if o.status == "active" and acct is not None and not acct.deactivated and not acct.suspended:
-                want.setdefault(o.unit_id, []).append(o.user_id)
+        """A unit at a time: its active officials join its rooms, officials of other units leave them."""
         joined = left = 0
-        moved: dict[str, list[str]] = {}
         for i, (uid, unit_row) in enumerate(sorted(units.items())):
-            members = set(want.get(uid, []))
+            members = await self.store.unit_members(uid)
+            names = dict(members)
             for room_id in (unit_row.space_id, unit_row.announcements_id):
                 if room_id is None:
                     continue
                 current = set(await self.events.room_members(room_id))
-                leaving = sorted(u for u in current if u in unit_of and unit_of[u] != uid)
-                joining = sorted(members - current)
+                unit_of = await self.store.units_of(sorted(current))
+                leaving = sorted(u for u, unit in unit_of.items() if unit != uid)
+                joining = sorted(names.keys() - current)
                 specs = [EventSpec(u, "m.room.member", {"membership": "leave"}, u) for u in leaving]
                 for u in joining:
                     content: dict[str, Any] = {
                         "membership": "join",
                         "join_authorised_via_users_server": self.system_user,
                     }
-                    acct = profiles.get(u)
-                    if acct is not None and acct.displayname is not None:
-                        content["displayname"] = acct.displayname
+                    if names[u] is not None:
+                        content["displayname"] = names[u]
                     specs.append(EventSpec(u, "m.room.member", content, u))
                 for start in range(0, len(specs), BATCH):
                     await self.writer.send_many(room_id, specs[start : start + BATCH])
                 joined, left = joined + len(joining), left + len(leaving)
                 if room_id == unit_row.space_id and joining:
-                    moved.setdefault(uid, []).extend(joining)
+                    await self.store.set_joined_unit(joining, uid)
             if progress:
                 progress("memberships", i + 1, len(units))
-        by_user = {r.official.user_id: emp for emp, r in officials.items()}
-        for uid, user_ids in moved.items():
-            await self.store.set_joined_unit([by_user[u] for u in user_ids], uid)
         return joined, left
 
 

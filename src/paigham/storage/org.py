@@ -89,10 +89,15 @@ class OrgStore:
         self.directory = DirectoryIndex(db)
 
     # -- reads ----------------------------------------------------------------------------------
-    async def units(self) -> dict[str, UnitRow]:
-        async with self.db.read() as conn:
-            rows = (await conn.execute(select(org_units))).all()
-        return {r.unit_id: unit_row(r) for r in rows}
+    async def _all(self, stmt: Any, conn: AsyncConnection | None) -> list[Any]:
+        """Rows of a statement, inside `conn`'s transaction if given, else in a fresh read."""
+        if conn is not None:
+            return list((await conn.execute(stmt)).all())
+        async with self.db.read() as c:
+            return list((await c.execute(stmt)).all())
+
+    async def units(self, conn: AsyncConnection | None = None) -> dict[str, UnitRow]:
+        return {r.unit_id: unit_row(r) for r in await self._all(select(org_units), conn)}
 
     async def unit(self, unit_id: str) -> UnitRow | None:
         async with self.db.read() as conn:
@@ -141,26 +146,81 @@ class OrgStore:
         async with self.db.read() as conn:
             return {r[0]: int(r[1]) for r in (await conn.execute(q)).all()}
 
-    async def accounts(self, user_ids: Sequence[str]) -> dict[str, AccountState]:
+    async def accounts(self, user_ids: Sequence[str], conn: AsyncConnection | None = None) -> dict[str, AccountState]:
         rows = await self.db.fetch(
             "SELECT user_id, displayname, suspended, deactivated, admin FROM users WHERE user_id = ANY($1::text[])",
             list(user_ids),
+            conn=conn,
         )
         return {r[0]: AccountState(r[0], r[1], bool(r[2]), bool(r[3]), bool(r[4])) for r in rows}
+
+    # -- reads of an import, a chunk at a time (inside its transaction when it applies) ----------
+    async def officials_of(self, employee_ids: Sequence[str], conn: AsyncConnection | None) -> dict[str, Official]:
+        out: dict[str, Official] = {}
+        for chunk in _chunks(list(employee_ids)):
+            q = select(officials).where(officials.c.employee_id.in_(chunk))
+            out.update((r.employee_id, official_row(r).official) for r in await self._all(q, conn))
+        return out
+
+    async def owners(self, user_ids: Sequence[str], conn: AsyncConnection | None) -> dict[str, str]:
+        """The employee each of these accounts belongs to (those that are officials)."""
+        out: dict[str, str] = {}
+        for chunk in _chunks(list(user_ids)):
+            q = select(officials.c.user_id, officials.c.employee_id).where(officials.c.user_id.in_(chunk))
+            out.update((r.user_id, r.employee_id) for r in await self._all(q, conn))
+        return out
+
+    async def officials_in_units(
+        self, unit_ids: Sequence[str], after: str, limit: int, conn: AsyncConnection | None
+    ) -> list[Official]:
+        """A page of the officials of these units, in employee ID order after `after`."""
+        q = (
+            select(officials)
+            .where(officials.c.unit_id.in_(list(unit_ids)), officials.c.employee_id > after)
+            .order_by(officials.c.employee_id)
+            .limit(limit)
+        )
+        return [official_row(r).official for r in await self._all(q, conn)]
+
+    # -- reads of the memberships, a unit at a time (org/spaces.py) ------------------------------
+    async def unit_members(self, unit_id: str) -> list[tuple[str, str | None]]:
+        """(user ID, display name) of the unit's officials who should be in its rooms: active
+        officials whose accounts are neither suspended nor deactivated."""
+        rows = await self.db.fetch(
+            "SELECT o.user_id, u.displayname FROM officials o JOIN users u ON u.user_id = o.user_id "
+            "WHERE o.unit_id = $1 AND o.status = 'active' AND NOT u.suspended AND NOT u.deactivated "
+            "ORDER BY o.user_id",
+            unit_id,
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def units_of(self, user_ids: Sequence[str]) -> dict[str, str]:
+        """The unit of each of these accounts that is an official."""
+        out: dict[str, str] = {}
+        for chunk in _chunks(list(user_ids)):
+            q = select(officials.c.user_id, officials.c.unit_id).where(officials.c.user_id.in_(chunk))
+            out.update((r.user_id, r.unit_id) for r in await self._all(q, None))
+        return out
 
     # -- writes ---------------------------------------------------------------------------------
     async def apply(self, ch: Changes) -> None:
         async with self.db.write() as conn:
-            await self._insert(conn, org_units, ch.new_units)
-            await self._update(conn, org_units, "unit_id", ch.changed_units)
-            await self._insert(conn, users, ch.new_accounts)
-            await self._update(conn, users, "user_id", ch.account_updates)
-            await self._insert(conn, officials, ch.new_officials)
-            await self._update(conn, officials, "employee_id", ch.changed_officials)
-            touched = [r["user_id"] for r in (*ch.new_accounts, *ch.account_updates, *ch.new_officials)]
-            touched += [r["user_id"] for r in ch.changed_officials]
-            await self.directory.refresh(conn, touched)
-        await self.directory.settle(len(touched))
+            touched = await self.write(conn, ch)
+        await self.directory.settle(touched)
+
+    async def write(self, conn: AsyncConnection, ch: Changes) -> int:
+        """Write one part of an import inside the caller's transaction (an import writes its officials a
+        chunk at a time, all in one transaction); how many accounts' directory entries it rewrote."""
+        await self._insert(conn, org_units, ch.new_units)
+        await self._update(conn, org_units, "unit_id", ch.changed_units)
+        await self._insert(conn, users, ch.new_accounts)
+        await self._update(conn, users, "user_id", ch.account_updates)
+        await self._insert(conn, officials, ch.new_officials)
+        await self._update(conn, officials, "employee_id", ch.changed_officials)
+        touched = {r["user_id"] for r in (*ch.new_accounts, *ch.account_updates, *ch.new_officials)}
+        touched.update(r["user_id"] for r in ch.changed_officials)
+        await self.directory.refresh(conn, sorted(touched))
+        return len(touched)
 
     @staticmethod
     async def _insert(conn: AsyncConnection, table: Any, rows: list[dict[str, Any]]) -> None:
@@ -188,12 +248,11 @@ class OrgStore:
                 .values(space_id=space_id, announcements_id=announcements_id)
             )
 
-    async def set_joined_unit(self, employee_ids: Sequence[str], unit_id: str | None) -> None:
+    async def set_joined_unit(self, user_ids: Sequence[str], unit_id: str | None) -> None:
+        """Record that these officials (by account) have joined the rooms of `unit_id`."""
         async with self.db.write() as conn:
-            for chunk in _chunks(list(employee_ids)):
-                await conn.execute(
-                    update(officials).where(officials.c.employee_id.in_(chunk)).values(joined_unit=unit_id)
-                )
+            for chunk in _chunks(list(user_ids)):
+                await conn.execute(update(officials).where(officials.c.user_id.in_(chunk)).values(joined_unit=unit_id))
 
     async def set_status(self, user_id: str, status: str, now: int) -> bool:
         async with self.db.write() as conn:
