@@ -105,7 +105,7 @@ class OrgService:
         async with self._lock:
             plan = await self.plan(source, progress, total, changes)
             if plan.ok and plan.changes and not dry_run:
-                await self.apply(plan, actor, progress, total)
+                plan = (await self.apply(plan, actor, progress, total)).plan  # what was written
         return plan
 
     async def apply(self, plan: Plan, actor: str | None, progress: Progress | None = None, total: int = 0) -> Applied:
