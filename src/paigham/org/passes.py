@@ -92,7 +92,6 @@ class ImportPass:
         self.now = now_ms()
         self.units: dict[str, Unit] = {}
         self.seen = Seen()
-        self.largest_chunk = 0  # (the tests check that rows are held a chunk at a time)
 
     @property
     def writing(self) -> bool:
@@ -162,7 +161,6 @@ class ImportPass:
 
     # -- officials ------------------------------------------------------------------------------
     async def _officials(self, rows: list[SourceRow], plan: Plan) -> None:
-        self.largest_chunk = max(self.largest_chunk, len(rows))
         batch: list[tuple[SourceRow, Official]] = []
         for row in rows:
             try:
