@@ -195,6 +195,8 @@ memberships = Table(
     Index("memberships_room", "room_id", "membership"),
     Index("memberships_room_rules", "room_id", "own_push_rules", "membership"),
     Index("memberships_stream", "stream"),  # membership changes in a sync's range (device lists)
+    # a user's membership changes past a position (the sync probe's remembered rooms: sync_rooms.py)
+    Index("memberships_user_stream", "user_id", "stream"),
 )
 
 account_data = Table(
