@@ -16,10 +16,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.api.conftest import serve
-from tests.api.test_sync_many_rooms import add_rooms
+from tests.api.conftest import Harness, User, serve
+
+from paigham.services.rooms import CreateRoomRequest
 
 RUNS = 200
+
+
+async def add_rooms(hs: Harness, user: User, count: int) -> list[str]:
+    """`count` public rooms created by `user` through the room service (as tests/api/test_sync_many_rooms.py)."""
+    gate = asyncio.Semaphore(4)
+
+    async def one(i: int) -> str:
+        async with gate:
+            return await hs.server.rooms.create_room(
+                CreateRoomRequest(user.user_id, preset="public_chat", name=f"r{i}")
+            )
+
+    return list(await asyncio.gather(*(one(i) for i in range(count))))
 
 
 async def measure(rooms: int) -> tuple[float, float]:
@@ -27,7 +41,7 @@ async def measure(rooms: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         async with serve(f"sqlite:///{tmp}/paigham.db", Path(tmp)) as hs:
             alice, bob = await hs.register("alice"), await hs.register("bob")
-            ids = await add_rooms(hs, alice, 0, rooms)
+            ids = await add_rooms(hs, alice, rooms)
             await hs.ok("POST", f"/_matrix/client/v3/join/{ids[0]}", bob)
             since = (await hs.sync(alice))["next_batch"]
             times = []
