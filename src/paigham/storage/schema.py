@@ -203,6 +203,8 @@ memberships = Table(
         postgresql_where=text("own_push_rules AND membership = 'join'"),
     ),
     Index("memberships_stream", "stream"),  # membership changes in a sync's range (device lists)
+    # a user's membership changes past a position (the sync probe's remembered rooms: sync_rooms.py)
+    Index("memberships_user_stream", "user_id", "stream"),
 )
 
 account_data = Table(
