@@ -284,9 +284,8 @@ def _scans(node: dict[str, Any]) -> list[str]:
     out = []
     if "Scan" in node.get("Node Type", ""):
         rows = node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)
-        out.append(
-            f"{node['Node Type']} {node.get('Relation Name')} {node.get('Index Name')} {rows}x{node.get('Actual Loops')}"
-        )
+        where = f"{node.get('Relation Name')} {node.get('Index Name')}"
+        out.append(f"{node['Node Type']} {where} {rows}x{node.get('Actual Loops')}")
     return out + [s for child in node.get("Plans", []) for s in _scans(child)]
 
 
