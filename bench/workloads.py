@@ -1515,6 +1515,7 @@ async def _searchers(run: Run, clients: list[Client], pause_s: float, duration_s
     """Each client types full names (or a first name, a surname) keystroke by keystroke, one search per
     keystroke from the second character, `pause_s` after each answer, for `duration_s`."""
     lat: list[float] = []
+    by_letters: dict[str, list[float]] = {}  # the latency by letters typed of the word being typed (6: 6 or more)
     empty_full = full = limited = 0
     stop_at = time.monotonic() + duration_s
 
@@ -1527,6 +1528,9 @@ async def _searchers(run: Run, clients: list[Client], pause_s: float, duration_s
                 t = now()
                 body = await c.request("POST", SEARCH, {"search_term": text[:k], "limit": 10})
                 lat.append(now() - t)
+                typed = text[:k].split(" ")
+                key = f"{len(typed)} word{'s' if len(typed) > 1 else ''}, {min(6, len(typed[-1]))} letters"
+                by_letters.setdefault(key, []).append(lat[-1])
                 limited += bool(body.get("limited"))
                 if k == len(text):
                     full += 1
@@ -1540,7 +1544,7 @@ async def _searchers(run: Run, clients: list[Client], pause_s: float, duration_s
     return {"searches": len(lat), "searches_per_s": len(lat) / elapsed, "latency": summary(lat),
             "server_cpu_ms_per_search": (run.cpu() - cpu0) / max(1, len(lat)) * 1000,
             "full_names_typed": full, "full_names_without_result": empty_full, "limited_answers": limited,
-            "samples": lat}
+            "by_letters": {k: summary(v) for k, v in sorted(by_letters.items())}, "samples": lat}
 
 
 async def w_directory(run: Run) -> dict[str, Any]:

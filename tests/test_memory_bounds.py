@@ -13,6 +13,7 @@ from paigham.bus.base import StreamUpdate
 from paigham.clock import now_ms
 from paigham.services import presence, push, serializer
 from paigham.storage.presence import PresenceRow
+from paigham.storage.sync_rooms import RoomListCache, room_list
 from paigham.sync.notifier import Notifier
 
 
@@ -81,3 +82,18 @@ async def test_notifier_wakes_by_key_and_sees_what_it_raced_with() -> None:
     # A waiter registering after an update it raced with returns at once; one past it waits.
     assert await n.wait(["r:!b:x"], since=5, timeout_s=5)
     assert not await n.wait(["r:!b:x"], since=6, timeout_s=0.01)
+
+
+def test_remembered_rooms_are_bounded_by_rooms_over_all_users() -> None:
+    cache = RoomListCache(max_rooms=1_000)
+    for i in range(300):
+        rooms = room_list(10, (f"!r{i}-{j}:x" for j in range(i % 20)), {f"!inv{i}:x": ("invite", 3)})
+        cache.put(f"@u{i}:x", rooms)
+        assert cache.rooms == sum(len(r) for r in cache._entries.values()) <= 1_000
+    assert cache.get("@u299:x") is not None and cache.get("@u0:x") is None  # least recently used out
+    cache.put("@big:x", room_list(10, (f"!b{j}:x" for j in range(1_001)), {}))
+    assert cache.get("@big:x") is None and cache.rooms <= 1_000  # larger than the whole cache: not kept
+    newer = room_list(20, ["!a:x"], {})
+    cache.put("@u299:x", newer)
+    cache.put("@u299:x", room_list(15, ["!b:x"], {}))  # a concurrent sync that read earlier
+    assert cache.get("@u299:x") is newer

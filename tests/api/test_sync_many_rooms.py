@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from paigham.services.rooms import CreateRoomRequest
+from paigham.storage.database import Database
 from paigham.storage.sync_probe import ROOM_EVENTS, probe
+from paigham.storage.sync_rooms import RoomList
 from paigham.sync.sections import MEMBERSHIPS
-from tests.api.conftest import Harness, User
+from tests.api.conftest import Harness, User, serve
 from tests.storage.support import statements
 
 V3 = "/_matrix/client/v3"
@@ -140,3 +145,172 @@ async def test_a_user_in_300_rooms_syncs_right_and_one_change_costs_the_same_as_
         f"room {i}" for i in range(300)
     ]
     assert [e["content"].get("body") for e in joined[busy]["timeline"]["events"]][-1] == "news"
+
+
+# -- the rooms remembered between syncs (storage/sync_rooms.py) ------------------------------------
+
+
+@contextmanager
+def probes(db: Database) -> Iterator[list[tuple[str, tuple[Any, ...]]]]:
+    """The statements (and their arguments) that read memberships while inside: the sync's probe."""
+    seen: list[tuple[str, tuple[Any, ...]]] = []
+    real = db.fetch
+
+    async def spy(sql: str, *args: Any, **kw: Any) -> Any:
+        if "memberships" in sql:
+            seen.append((sql, args))
+        return await real(sql, *args, **kw)
+
+    db.fetch = spy  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        del db.fetch
+
+
+def _rows_read(plan: Any, table: str) -> int:
+    """Rows the scans of `table` produced in an EXPLAIN (ANALYZE, FORMAT JSON) plan node, and below."""
+    own = plan["Actual Rows"] * plan["Actual Loops"] if plan.get("Relation Name") == table else 0
+    return int(own) + sum(_rows_read(p, table) for p in plan.get("Plans", ()))
+
+
+async def work(db: Database, sql: str, args: tuple[Any, ...]) -> int:
+    """What the database does to run `sql` again: on SQLite, its virtual machine's steps (tens of
+    them); on PostgreSQL, the rows its plan reads from memberships."""
+    if db.dialect.name == "sqlite":
+        steps = [0]
+
+        def step() -> int:
+            steps[0] += 1
+            return 0
+
+        async with db.read() as conn:
+            conn.dbapi.set_progress_handler(step, 10)  # type: ignore[attr-defined]
+            try:
+                await db.fetch(sql, *args, conn=conn)
+            finally:
+                conn.dbapi.set_progress_handler(None, 0)  # type: ignore[attr-defined]
+        return steps[0]
+    ((plan,),) = await db.fetch("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, *args)
+    return _rows_read((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"], "memberships")
+
+
+async def probe_work(hs: Harness, reader: User, sender: User, room: str, since: str) -> tuple[int, str]:
+    """`sender` says one thing in `room`; what `reader`'s incremental sync's probe costs, and its token."""
+    await hs.send(sender, room, "news")
+    with probes(hs.server.db) as seen:
+        body = await hs.sync(reader, since=since)
+    assert list(body["rooms"]["join"]) == [room]
+    ((sql, args),) = seen
+    return await work(hs.server.db, sql, args), body["next_batch"]
+
+
+async def test_an_incremental_sync_reads_the_rooms_that_moved_not_every_room_of_the_user(hs: Harness) -> None:
+    alice, bob = await hs.register("alice"), await hs.register("bob")
+    rooms = await add_rooms(hs, alice, 0, 10)
+    busy = rooms[0]
+    await hs.ok("POST", f"{V3}/join/{busy}", bob)
+    since = (await hs.sync(alice))["next_batch"]
+    few, since = await probe_work(hs, alice, bob, busy, since)
+
+    rooms += await add_rooms(hs, alice, 10, 290)
+    since = (await hs.sync(alice, since=since))["next_batch"]  # far behind: the rooms read whole again
+    many, since = await probe_work(hs, alice, bob, busy, since)
+    assert many <= few * 1.2 + 20, f"an incremental sync's probe grew from {few} at 10 rooms to {many} at 300"
+
+    # The measure sees a read of every room: the probe without remembered rooms costs ~30 times more.
+    with probes(hs.server.db) as seen:
+        await probe(hs.server.db, alice.user_id, alice.device_id, int(since[1:]), MEMBERSHIPS)
+    ((sql, args),) = seen
+    assert await work(hs.server.db, sql, args) > 5 * many
+
+
+async def check_remembered(hs: Harness, user: User) -> RoomList:
+    """The rooms this server remembers for `user` are those a whole read finds (Zulip's check:
+    applying the changes to what was held equals a fresh fetch)."""
+    held = hs.server.sync.rooms.get(user.user_id)
+    assert held is not None
+    fresh = await probe(hs.server.db, user.user_id, user.device_id, None, MEMBERSHIPS)
+    assert held.joined == {r for r, (m, _) in fresh.memberships.items() if m == "join"}
+    assert dict(held.offered) == {r: v for r, v in fresh.memberships.items() if v[0] in ("invite", "knock")}
+    return held
+
+
+async def test_membership_changes_between_syncs_reach_the_remembered_rooms(hs: Harness) -> None:
+    alice, bob = await hs.register("alice"), await hs.register("bob")
+    mine = await add_rooms(hs, alice, 0, 5)
+    first = await hs.sync(alice)
+    assert (await check_remembered(hs, alice)).joined == set(mine)
+
+    async def changes(since: str) -> Any:
+        body = await hs.sync(alice, since=since)
+        await check_remembered(hs, alice)
+        return body
+
+    theirs = await hs.create_room(bob, preset="private_chat")
+    await hs.ok("POST", f"{V3}/rooms/{theirs}/invite", bob, json={"user_id": alice.user_id})
+    invited = await changes(first["next_batch"])
+    assert list(invited["rooms"]["invite"]) == [theirs] and invited["rooms"]["join"] == {}
+    assert list((await check_remembered(hs, alice)).offered) == [theirs]
+
+    await hs.ok("POST", f"{V3}/join/{theirs}", alice)
+    joined = await changes(invited["next_batch"])
+    assert list(joined["rooms"]["join"]) == [theirs] and joined["rooms"]["invite"] == {}
+    fresh = joined["rooms"]["join"][theirs]  # new to the client: sent whole
+    assert "m.room.create" in state_types(fresh) | {e["type"] for e in fresh["timeline"]["events"]}
+    # A long-poll waits on the room just joined (one of the remembered rooms) and wakes on its news.
+    waiting = asyncio.ensure_future(hs.sync(alice, since=joined["next_batch"], timeout=20_000))
+    await hs.send(bob, theirs, "welcome")
+    woken = await asyncio.wait_for(waiting, 10)
+    assert timeline_bodies(woken, theirs) == ["welcome"]
+
+    await hs.ok("POST", f"{V3}/rooms/{theirs}/kick", bob, json={"user_id": alice.user_id})
+    kicked = await changes(woken["next_batch"])
+    assert list(kicked["rooms"]["leave"]) == [theirs] and kicked["rooms"]["join"] == {}
+
+    await hs.ok("POST", f"{V3}/rooms/{mine[1]}/leave", alice, json={})
+    left = await changes(kicked["next_batch"])
+    assert list(left["rooms"]["leave"]) == [mine[1]]
+
+    public = await hs.create_room(bob, preset="public_chat")
+    await hs.ok("POST", f"{V3}/join/{public}", alice)
+    await hs.ok("POST", f"{V3}/rooms/{public}/ban", bob, json={"user_id": alice.user_id})
+    banned = await changes(left["next_batch"])  # joined and banned in one window: only the leave
+    assert list(banned["rooms"]["leave"]) == [public] and banned["rooms"]["join"] == {}
+
+    knocking = await hs.create_room(bob, preset="private_chat")
+    await hs.ok("PUT", f"{V3}/rooms/{knocking}/state/m.room.join_rules/", bob, json={"join_rule": "knock"})
+    await hs.ok("POST", f"{V3}/knock/{knocking}", alice, json={})
+    knocked = await changes(banned["next_batch"])  # (/sync has no `knock` section yet: remembered only)
+    assert [m for m, _ in (await check_remembered(hs, alice)).offered.values()] == ["knock"]
+
+    await hs.ok("POST", f"{V3}/rooms/{mine[2]}/leave", alice, json={})
+    await hs.ok("POST", f"{V3}/rooms/{mine[2]}/forget", alice, json={})
+    await hs.send(alice, mine[3], "still here")
+    forgotten = await changes(knocked["next_batch"])  # left and forgotten in one window: gone
+    assert mine[2] not in forgotten["rooms"]["leave"] and list(forgotten["rooms"]["join"]) == [mine[3]]
+    assert (await check_remembered(hs, alice)).joined == {mine[0], mine[3], mine[4]}
+
+
+async def test_a_membership_change_through_another_worker_is_found_by_stream_position(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Two servers on one database with no bus between them: what one remembers is checked against
+    the rows the other writes, by their positions alone."""
+    async with serve(database_url, tmp_path / "a") as here, serve(database_url, tmp_path / "b") as there:
+        alice, bob = await here.register("alice"), await here.register("bob")
+        mine = await add_rooms(here, alice, 0, 3)
+        since = (await here.sync(alice))["next_batch"]
+        room = await there.create_room(bob, preset="private_chat")
+        await there.ok("POST", f"{V3}/rooms/{room}/invite", bob, json={"user_id": alice.user_id})
+        body = await here.sync(alice, since=since)
+        assert list(body["rooms"]["invite"]) == [room]
+        await there.ok("POST", f"{V3}/join/{room}", alice)
+        body = await here.sync(alice, since=body["next_batch"])
+        assert list(body["rooms"]["join"]) == [room]
+        assert (await check_remembered(here, alice)).joined == {*mine, room}
+        await there.ok("POST", f"{V3}/rooms/{room}/kick", bob, json={"user_id": alice.user_id})
+        await there.ok("POST", f"{V3}/rooms/{mine[0]}/leave", alice, json={})
+        body = await here.sync(alice, since=body["next_batch"])
+        assert sorted(body["rooms"]["leave"]) == sorted([room, mine[0]]) and body["rooms"]["join"] == {}
+        assert (await check_remembered(here, alice)).joined == {mine[1], mine[2]}

@@ -25,6 +25,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -106,6 +107,46 @@ async def test_event_through_one_worker_wakes_sync_held_by_another(cluster: Clus
     print(f"cross-worker send->sync wake-up: p50 {p50 * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms")
     # Woken by the bus, not by the 20 s timeout (speed is bench/'s business; this bound is for slow CI).
     assert p99 < 2.0
+
+
+async def test_membership_changes_through_other_workers_reach_syncs_on_the_first(
+    cluster: Cluster, http: httpx.AsyncClient
+) -> None:
+    """Worker 0 remembers alice's rooms between her syncs (storage/sync_rooms.py); an invite, a join,
+    a kick and a leave written through the other workers reach her next sync there (the remembered
+    rooms are checked by stream position), and a room joined elsewhere wakes her long-poll."""
+    alice, bob = await users(http, cluster, 2, "roomlist")
+    alice.home, bob.home = 0, 1
+    mine = [await alice.create_room() for _ in range(3)]
+    since = (await alice.sync())["next_batch"]
+    room = await bob.create_room(preset="private_chat")
+    await bob.request("POST", f"/_matrix/client/v3/rooms/{quote(room)}/invite", json_body={"user_id": alice.user_id})
+    body = await alice.sync(since)
+    assert list(body["rooms"]["invite"]) == [room]
+    alice.home = 2
+    await alice.join(room)
+    alice.home = 0
+    body = await alice.sync(body["next_batch"])
+    assert list(body["rooms"]["join"]) == [room] and body["rooms"]["invite"] == {}
+
+    waiting = asyncio.create_task(alice.sync(body["next_batch"], timeout_ms=20_000))
+    deadline = time.monotonic() + 10
+    while await sync_waiters(http, cluster.workers[0].url) < 1:
+        assert time.monotonic() < deadline, "the /sync never started waiting"
+        await asyncio.sleep(0.005)
+    event_id = await bob.send(room, "welcome")
+    body = await asyncio.wait_for(waiting, 15)
+    assert [e["event_id"] for e in timeline_of(body, room)] == [event_id]
+
+    await bob.request("POST", f"/_matrix/client/v3/rooms/{quote(room)}/kick", json_body={"user_id": alice.user_id})
+    alice.home = 2
+    await alice.request("POST", f"/_matrix/client/v3/rooms/{quote(mine[0])}/leave", json_body={})
+    alice.home = 0
+    body = await alice.sync(body["next_batch"])
+    assert sorted(body["rooms"]["leave"]) == sorted([room, mine[0]]) and body["rooms"]["join"] == {}
+    await alice.send(mine[1], "still here")
+    body = await alice.sync(body["next_batch"])
+    assert list(body["rooms"]["join"]) == [mine[1]] and body["rooms"]["leave"] == {}
 
 
 async def test_logout_on_one_worker_revokes_the_token_on_the_others_at_once(

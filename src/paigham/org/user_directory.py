@@ -25,10 +25,12 @@ from paigham.storage.org import OrgStore
 MAX_QUERY_WORDS = 8
 # Rows read per range of the index for a one-word query (its fold, its skeleton, a unit's officials):
 # the word itself comes first in each range, so the cap drops only the weaker matches of a short prefix
-# (the answer says `limited`, and the next letter typed narrows it).
-ROWS = 200
+# (the answer says `limited`, and the next letter typed narrows it). Matches of equal strength are
+# ranked by name, so reading more of them only changes which of equals are shown, at a cost per row
+# (bench `directory`: a prefix of two or three letters has thousands of holders at 200,000 accounts).
+ROWS = 50
 # Several words: at most this many accounts matching every word are ranked.
-CANDIDATES = 300
+CANDIDATES = 100
 PAGE = 50  # candidates checked at a time (suspended, expired, outside the searcher's rooms)
 # How much a match in each field counts, relative to a match in the name.
 DESIGNATION_WEIGHT = 0.6
@@ -115,9 +117,7 @@ class UserDirectory:
     async def _one_word(self, scores: _Scores, units: dict[str, float]) -> None:
         """One word: the first rows of its ranges (the word itself first, then longer words in order)."""
         q = scores.query[0]
-        rows = await self.index.matches(q.fold, ROWS)
-        if len(q.skel) >= 2:
-            rows += await self.index.matches("~" + q.skel, ROWS)
+        rows = await self.index.matches(Word(q.fold, q.skel if len(q.skel) >= 2 else ""), ROWS)
         for user_id, field_, word, rank in rows:
             scores.add(user_id, 0, scores.word(0, word) * WEIGHTS[field_])
             scores.rank[user_id] = rank
@@ -141,8 +141,8 @@ class UserDirectory:
         chosen = sorted(found)
         for user_id in chosen:
             scores.best.setdefault(user_id, [0.0] * len(scores.query))
-        for i, q in enumerate(scores.query):
-            for user_id, field_, word, rank in await self.index.matches_of(chosen, q.fold, q.skel):
+        for i, w in enumerate(words):
+            for user_id, field_, word, rank in await self.index.matches_of(chosen, Word(w.fold, scores.query[i].skel)):
                 scores.add(user_id, i, scores.word(i, word) * WEIGHTS[field_])
                 scores.rank[user_id] = rank
 

@@ -40,16 +40,21 @@ _MISSING = (
     "SELECT u.user_id FROM users u WHERE NOT u.deactivated AND u.user_id > $1 AND NOT EXISTS "
     "(SELECT 1 FROM directory_terms t WHERE t.user_id = u.user_id) ORDER BY u.user_id LIMIT $2"
 )
-_MATCH = "SELECT user_id, field, word, rank FROM directory_terms WHERE term >= $1 AND term < $2 ORDER BY term LIMIT $3"
+_RANGE = (
+    "SELECT user_id, field, word, rank FROM directory_terms WHERE term >= ${} AND term < ${} ORDER BY term LIMIT $5"
+)
+# The first rows of two ranges (a word's fold and its skeleton) in one round trip.
+_MATCH = f"SELECT * FROM ({_RANGE.format(1, 2)}) a UNION ALL SELECT * FROM ({_RANGE.format(3, 4)}) b"
 _HOLDERS = "SELECT user_id FROM directory_terms WHERE term >= $1 AND term < $2 LIMIT $3"
 # Probed per account on the (user_id, term) index (SQLite would rather scan the term's range).
 _MATCH_OF_PG = (
     "SELECT user_id, field, word, rank FROM directory_terms "
-    "WHERE user_id = ANY($1::text[]) AND term >= $2 AND term < $3"
+    "WHERE user_id = ANY($1::text[]) AND (term >= $2 AND term < $3 OR term >= $4 AND term < $5)"
 )
 _MATCH_OF_SQLITE = (
     "SELECT t.user_id, t.field, t.word, t.rank FROM json_each($1) AS j CROSS JOIN directory_terms AS t "
-    "INDEXED BY directory_terms_user WHERE t.user_id = j.value AND t.term >= $2 AND t.term < $3"
+    "INDEXED BY directory_terms_user WHERE t.user_id = j.value AND (t.term >= $2 AND t.term < $3 "
+    "OR t.term >= $4 AND t.term < $5)"
 )
 _LISTED = (
     "SELECT u.user_id, u.displayname, u.avatar_url, u.suspended, u.deactivated, o.status, o.expires_ts, o.unit_id "
@@ -169,10 +174,11 @@ class DirectoryIndex:
                 progress(done)
 
     # -- reads ----------------------------------------------------------------------------------
-    async def matches(self, prefix: str, limit: int) -> list[tuple[str, int, str, str]]:
-        """(user, field, word, rank) of terms starting with `prefix` (the exact word first, then in
-        term order), at most `limit`."""
-        return await self.db.fetch(_MATCH, *term_range(prefix), limit)  # type: ignore[return-value]
+    async def matches(self, word: Word, limit: int) -> list[tuple[str, int, str, str]]:
+        """(user, field, word, rank) of terms starting with the word's fold, then of those starting with
+        '~' + its skeleton (each range from the exact word on, in term order; at most `limit` each)."""
+        skel = term_range("~" + word.skel) if word.skel else ("", "")  # an empty range without one
+        return await self.db.fetch(_MATCH, *term_range(word.fold), *skel, limit)  # type: ignore[return-value]
 
     async def pairs(self, first: Word, second: Word, limit: int) -> set[str]:
         """Accounts with a name or designation holding the first word whole and a word starting with
@@ -219,14 +225,13 @@ class DirectoryIndex:
             found |= {r[0] for r in await self.db.fetch(sql, *args, list(drive.units), limit)}
         return found
 
-    async def matches_of(self, user_ids: Sequence[str], fold: str, skel: str) -> list[tuple[str, int, str, str]]:
+    async def matches_of(self, user_ids: Sequence[str], word: Word) -> list[tuple[str, int, str, str]]:
         """(user, field, word, rank) of these accounts' terms that start with the fold, or '~' + skeleton."""
         sql, ids = self._match_of
         out: list[tuple[str, int, str, str]] = []
-        for prefix in (fold, "~" + skel) if skel else (fold,):
-            for i in range(0, len(user_ids), CHUNK):
-                rows = await self.db.fetch(sql, ids(user_ids[i : i + CHUNK]), *term_range(prefix))
-                out.extend(rows)  # type: ignore[arg-type]
+        for i in range(0, len(user_ids), CHUNK):
+            rows = await self.db.fetch(sql, ids(user_ids[i : i + CHUNK]), *word.ranges())
+            out.extend(rows)  # type: ignore[arg-type]
         return out
 
     async def units(self, fold: str, skel: str) -> list[tuple[str, str]]:

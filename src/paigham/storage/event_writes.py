@@ -18,7 +18,7 @@ from paigham.clock import now_ms
 from paigham.domain.stored_event import StoredEvent
 from paigham.storage.database import Database
 from paigham.storage.event_rows import EV, INSERT_COLUMNS, INSERT_EVENT, NO_EV, event_from_row, insert_values
-from paigham.storage.events import RoomRow
+from paigham.storage.events import RoomRow, state_ids_at
 from paigham.storage.push_actions import PushRoomRow, PushUserRow, insert_push_actions
 from paigham.storage.schema import events, rooms
 from paigham.storage.watermark import NO_FLUSH_WAIT
@@ -55,10 +55,23 @@ class NewMessage:
     push_own: list[PushUserRow]
 
 
+def members_with_rules(db: Database) -> str:
+    """FROM … WHERE of the joined members of room $1 with push rules of their own: read on the partial
+    index memberships_room_rules, whatever the room's size (tests/api/test_large_rooms.py checks both
+    plans). SQLite is told to (it would rather use memberships_room, two equalities, and filter)."""
+    indexed = db.per_engine(sqlite=" INDEXED BY memberships_room_rules", postgresql="")
+    return (
+        f"FROM memberships m{indexed} JOIN push_rules p ON p.user_id = m.user_id "
+        "WHERE m.room_id = $1 AND m.own_push_rules AND m.membership = 'join'"
+    )
+
+
 class EventWriteStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._insert_messages = db.per_engine(sqlite=_insert_messages_sqlite, postgresql=_insert_messages_pg)
+        self._members_with_rules = members_with_rules(db)
+        self._state_ids, self._pairs_args = state_ids_at(db, 2, 7)  # the (type, state key)s wanted, as $2 and $7
 
     async def room_for_write(
         self, conn: AsyncConnection, room_id: str, keys: Sequence[tuple[str, str]], txn: TxnKey | None
@@ -69,23 +82,24 @@ class EventWriteStore:
         (what the push evaluation of the event needs; the others have the defaults). Nothing here
         grows with the room's size. None: no such room."""
         wanted = set(keys)
+        pairs = self._pairs_args(sorted(wanted))
         # Two kinds of row: the room's (one per state event found, NULL member columns) and one per
         # joined member with rules of their own (NULL room and event columns).
         rows = await self.db.fetch(
             f"SELECT r.room_version, r.creator, r.is_public, r.joined_members, t.event_id, t.depth, x.result, "
             f"NULL, NULL, {EV} FROM rooms r "
-            "LEFT JOIN events t ON t.stream = (SELECT max(stream) FROM events WHERE room_id = $1) "
+            # (the tip as ORDER BY … LIMIT 1: max() read the room's every event when the planner thought it small)
+            "LEFT JOIN events t ON t.stream = "
+            "(SELECT stream FROM events WHERE room_id = $1 ORDER BY stream DESC LIMIT 1) "
             "LEFT JOIN event_txns x ON x.user_id = $3 AND x.device_id = $4 AND x.scope = $5 AND x.txn_id = $6 "
-            "LEFT JOIN current_state c ON c.room_id = r.room_id AND c.type = ANY($2::text[]) "
-            "AND c.state_key = ANY($7::text[]) "
-            "LEFT JOIN events e ON e.event_id = c.event_id WHERE r.room_id = $1 "
+            f"LEFT JOIN {self._state_ids} ON TRUE "
+            "LEFT JOIN events e ON e.event_id = cs.event_id WHERE r.room_id = $1 "
             f"UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, m.user_id, p.json, {NO_EV} "
-            "FROM memberships m JOIN push_rules p ON p.user_id = m.user_id "
-            "WHERE m.room_id = $1 AND m.own_push_rules AND m.membership = 'join'",
+            + self._members_with_rules,
             room_id,
-            sorted({t for t, _ in wanted}),
+            pairs[0],
             *(txn or (None, None, None, None)),
-            sorted({k for _, k in wanted}),
+            pairs[1],
             conn=conn,
         )
         found: RoomForWrite | None = None

@@ -193,8 +193,18 @@ memberships = Table(
     Column("own_push_rules", Boolean, nullable=False, server_default=text("FALSE")),
     PrimaryKeyConstraint("user_id", "room_id"),
     Index("memberships_room", "room_id", "membership"),
-    Index("memberships_room_rules", "room_id", "own_push_rules", "membership"),
+    # Partial: only the joined members with rules of their own, so the planners pick it whatever their
+    # statistics say (a plain (room_id, own_push_rules, membership) index lost to memberships_room on
+    # PostgreSQL with stale statistics, and on SQLite always: every write read the room's members).
+    Index(
+        "memberships_room_rules",
+        "room_id",
+        sqlite_where=text("own_push_rules AND membership = 'join'"),
+        postgresql_where=text("own_push_rules AND membership = 'join'"),
+    ),
     Index("memberships_stream", "stream"),  # membership changes in a sync's range (device lists)
+    # a user's membership changes past a position (the sync probe's remembered rooms: sync_rooms.py)
+    Index("memberships_user_stream", "user_id", "stream"),
 )
 
 account_data = Table(

@@ -18,6 +18,12 @@ those rows (a range of each table's stream index) and keeps the rooms the user i
 1,000 rooms with one new message costs one index range of one row, not 3,000 index probes. Only a
 token far behind (a client back after a while) looks in each room instead (the same answer, by
 the other road; a short bounded range is read and thrown away).
+
+Which rooms the user is in costs O(changes) too, once this process has read them: /sync passes a
+RoomListCache (storage/sync_rooms.py) holding each user's rooms at a stream position, and the probe
+then reads only the membership rows of the rooms that can matter (those whose row moved past that
+position, and those with news), each by its key, instead of every room of the user; the quiet rooms
+come from the cache. A user not remembered, a full_state sync and a token far behind read whole.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import msgspec
 
 from paigham.storage.database import Database
 from paigham.storage.dialect import POSTGRESQL, SQLITE, Dialect
+from paigham.storage.sync_rooms import RoomList, RoomListCache, room_list
 from paigham.storage.watermark import WATERMARK
 
 _decode = msgspec.json.Decoder(list[str]).decode
@@ -38,6 +45,7 @@ _decode = msgspec.json.Decoder(list[str]).decode
 ROOM_EVENTS, ROOM_TYPING, ROOM_RECEIPTS = 1, 2, 4
 # Per user (and device).
 ACCOUNT_DATA, PUSH_RULES, PRESENCE, TO_DEVICE, DEVICE_LISTS = 1, 2, 4, 8, 16
+OFFERED = ("invite", "knock")
 
 
 # The position of the statement: the stream's watermark (storage/watermark.py), read once.
@@ -185,6 +193,56 @@ def _probe_sql(bumps: bool, dialect: Dialect = SQLITE) -> str:
 
 
 _PROBE = {d.name: _probe_sql(False, d) for d in (SQLITE, POSTGRESQL)}
+
+
+# /sync's incremental probe for a user whose rooms this process remembers at a position ($5, or
+# `since` if that is older: storage/sync_rooms.py), and how many ($6): where the full probe reads
+# every room of the user, this one reads the membership rows of the rooms that can matter — those
+# whose row moved past $5 (an index range of memberships_user_stream), those with events, typing or
+# receipts past `since` (`c`) and those with room account data past it — each by its primary key.
+# Every row comes back, with its `keep` (whether the full probe would have sent it) last; a
+# forgotten room's membership reads as "". When `since` is too far behind to read the changes (not
+# `near`), only the position row comes, with `near` 0 in its fourth column: the caller reads whole.
+def _row(column: str) -> str:
+    """`column` of the user's membership row of room d.room_id: a lookup by primary key per room (a
+    join would let a planner with stale statistics read every row of the user and filter)."""
+    return f"(SELECT {column} FROM memberships m WHERE m.user_id = $1 AND m.room_id = d.room_id)"
+
+
+def _cached_probe_sql() -> str:
+    near = "(SELECT near FROM n)"
+    membership = "CASE WHEN m.forgotten OR NOT (m.membership = ANY($4::text[])) THEN '' ELSE m.membership END"
+    keep = (
+        "w.membership <> '' AND (w.stream > $2 OR w.flags <> 0 OR w.membership IN ('invite', 'knock') OR "
+        f"(w.membership = 'join' AND w.room_id IN (SELECT a.room_id FROM account_data a WHERE a.user_id = $1 "
+        f"AND a.stream > $2 AND a.stream <= {_UPTO})))"
+    )
+    return (
+        f"WITH {_WATERMARK}, k AS MATERIALIZED (SELECT $2 + {_CHANGES_PER_ROOM} * $6 + {_CHANGES_FLOOR} AS hi), "
+        f"n AS MATERIALIZED (SELECT {_UPTO} <= (SELECT hi FROM k) AS near), "
+        f"c AS MATERIALIZED (SELECT room_id, sum(DISTINCT bit) AS flags FROM ({_CHANGED}) ch "
+        f"WHERE {near} GROUP BY room_id), "
+        f"d AS MATERIALIZED (SELECT room_id FROM memberships WHERE {near} AND user_id = $1 AND stream > $5 "
+        "UNION SELECT room_id FROM c UNION SELECT a.room_id FROM account_data a "
+        f"WHERE {near} AND a.user_id = $1 AND a.stream > $2 AND a.stream <= {_UPTO} AND a.room_id <> ''), "
+        f"u AS MATERIALIZED (SELECT d.room_id, {_row(membership)} AS membership, {_row('m.stream')} AS stream, "
+        f"{_row('m.joined_stream')} AS joined_stream FROM d), "
+        "x AS MATERIALIZED (SELECT m.*, CASE WHEN m.membership <> 'join' THEN 0 "
+        "ELSE coalesce((SELECT c.flags FROM c WHERE c.room_id = m.room_id), 0) END AS flags FROM u m "
+        "WHERE m.membership IS NOT NULL), "
+        "w AS MATERIALIZED (SELECT x.*, CASE WHEN x.flags <> 0 THEN coalesce((SELECT max(r.event_stream) "
+        "FROM receipts r WHERE r.room_id = x.room_id AND r.user_id = $1 AND r.receipt_type IN ('m.read', "
+        "'m.read.private') AND r.thread_id IN ('', 'main')), 0) END AS read FROM x), "
+        "y AS MATERIALIZED (SELECT w.*, CASE WHEN w.read > w.joined_stream THEN w.read ELSE w.joined_stream END "
+        f"AS start, CASE WHEN {keep} THEN 1 ELSE 0 END AS keep FROM w) "
+        "SELECT y.room_id, y.membership, y.stream, y.joined_stream, y.flags, y.read, "
+        f"CASE WHEN y.flags <> 0 THEN {_NOTIFIED} END, CASE WHEN y.flags <> 0 THEN {_HIGHLIGHTED} END, y.keep "
+        f"FROM y UNION ALL SELECT NULL, NULL, {_UPTO}, CASE WHEN {near} THEN 1 ELSE 0 END, {_USER_FLAGS}, "
+        "NULL, NULL, NULL, NULL " + _key_rows("$3", ", NULL")
+    )
+
+
+_CACHED_PROBE = _cached_probe_sql()
 _PROBE_BUMPS = _probe_sql(bumps=True)
 
 # A connection's first look (sliding sync without `pos`): everything is new, so no flags and no
@@ -208,9 +266,9 @@ class SyncProbe:
     # rooms whose membership event is past `since` (every room when there is no `since`): what an
     # incremental sync looks at for joins, invites and leaves, without going through every room
     moved: list[str] = field(default_factory=list)
-    # /sync's probe: the joined rooms with nothing past `since`, by ID only (not in `memberships`):
-    # a long-poll waits on them, nothing else looks at them
-    quiet: list[str] = field(default_factory=list)
+    # /sync's probe: every joined room, by ID (a superset of `quiet`, see there; shared with the
+    # process's RoomListCache: never changed)
+    joined_rooms: frozenset[str] = frozenset()
     joined_at: dict[str, int] = field(default_factory=dict)  # joined room → its joined_stream
     room_flags: dict[str, int] = field(default_factory=dict)  # joined room → ROOM_* bits (absent: 0)
     # joined room with news → stream of the user's read receipt (0: none); rooms without news absent
@@ -222,16 +280,19 @@ class SyncProbe:
     fallback_keys: list[str] = field(default_factory=list)  # algorithms with an unused fallback key
     # (asked with bump types) joined room with events past `since` → the newest of them of those types
     bumps: dict[str, int] = field(default_factory=dict)
-    _quiet: frozenset[str] | None = field(default=None, repr=False)
+
+    @property
+    def quiet(self) -> list[str]:
+        """/sync's probe: the joined rooms with nothing past `since` (not in `memberships`): a
+        long-poll waits on them, nothing else looks at them (built when asked: O(rooms))."""
+        return [r for r in self.joined_rooms if r not in self.memberships]
 
     def joined(self, room_id: str) -> bool:
         """Whether the user is in the room: a room in `memberships` as "join", or a quiet one."""
         found = self.memberships.get(room_id)
         if found is not None:
             return found[0] == "join"
-        if self._quiet is None:
-            self._quiet = frozenset(self.quiet)
-        return room_id in self._quiet
+        return room_id in self.joined_rooms
 
     def rooms_with(self, bit: int, rooms: Sequence[str]) -> list[str]:
         return [r for r in rooms if self.room_flags.get(r, 0) & bit]
@@ -249,21 +310,53 @@ async def probe(
     bump_types: Sequence[str] | None = None,
     *,
     every_room: bool = False,
+    rooms: RoomListCache | None = None,
 ) -> SyncProbe:
     """What changed for (user, device) past `since` (None: everything counts as changed); with
     `bump_types`, also each changed room's newest event of those types (`bumps`), and every room in
     `memberships`. Without, the joined rooms with nothing new are listed in `quiet` only and the
     rooms left before `since` not at all, unless `every_room` (a full_state sync sends them all) or
-    there is no `since`."""
+    there is no `since`. With `rooms` (and no `bump_types`), the user's rooms are remembered there
+    between calls and an incremental probe reads only the membership rows that moved (sync_rooms.py)."""
     after = -1 if since is None else since
-    if bump_types is None:
-        sql = _PROBE[db.dialect.name]
-        rows = await db.fetch(sql, user_id, after, device_id, list(states), every_room or since is None)
-    else:
+    if bump_types is not None:
         rows = await db.fetch(_PROBE_BUMPS, user_id, after, device_id, list(states), list(bump_types))
-    out = _read(rows, after)
+        out = _read(rows, after)
+    else:
+        out = await _probe_sync(db, user_id, device_id, since, states, every_room, rooms)
     if since is None:  # everything is news to a first sync
         out.user_flags = ACCOUNT_DATA | PUSH_RULES | PRESENCE | TO_DEVICE | DEVICE_LISTS
+    return out
+
+
+async def _probe_sync(
+    db: Database,
+    user_id: str,
+    device_id: str,
+    since: int | None,
+    states: Sequence[str],
+    every_room: bool,
+    rooms: RoomListCache | None,
+) -> SyncProbe:
+    """/sync's probe: from the rooms `rooms` remembers for the user when it can (incremental and not
+    far behind), else whole (and then remembered)."""
+    after = -1 if since is None else since
+    held = rooms.get(user_id) if rooms is not None and since is not None and not every_room else None
+    if rooms is not None and held is not None:
+        lo = min(held.position, after)
+        rows = await db.fetch(_CACHED_PROBE, user_id, after, device_id, list(states), lo, len(held))
+        found = _read_cached(rows, after, held)
+        if found is not None:
+            rooms.put(user_id, found[1])
+            return found[0]
+        rooms.drop(user_id)  # read whole: `since` far behind, or the database went back
+    sql = _PROBE[db.dialect.name]
+    out = _read(await db.fetch(sql, user_id, after, device_id, list(states), every_room or since is None), after)
+    if rooms is not None:
+        offered = {r: v for r, v in out.memberships.items() if v[0] in OFFERED}
+        now = room_list(out.position, out.joined_rooms, offered)
+        rooms.put(user_id, now)
+        out.joined_rooms = now.joined
     return out
 
 
@@ -278,12 +371,13 @@ async def first_probe(
 
 def _read(rows: Sequence[Sequence[Any]], after: int) -> SyncProbe:
     out = SyncProbe(0)
+    quiet: list[str] = []
     for room_id, membership, stream, joined_stream, flags, read, notified, highlighted, *bump in rows:
         if bump and bump[0] is not None and room_id is not None:
             out.bumps[room_id] = int(bump[0])
         if room_id is None:
             out.position, out.user_flags = int(stream), int(flags)
-            out.quiet = _decode(membership) if membership else []
+            quiet = _decode(membership) if membership else []
             continue
         if membership == "otk":
             out.one_time_keys[room_id] = int(stream)
@@ -291,14 +385,51 @@ def _read(rows: Sequence[Sequence[Any]], after: int) -> SyncProbe:
         if membership == "fallback":
             out.fallback_keys.append(room_id)
             continue
-        out.memberships[room_id] = (membership, stream)
-        if stream > after:
-            out.moved.append(room_id)
-        if membership == "join":
-            out.joined_at[room_id] = int(joined_stream)
-            if flags:
-                out.room_flags[room_id] = int(flags)
-                out.read_positions[room_id] = int(read or 0)
-                out.unread[room_id] = (int(notified or 0), int(highlighted or 0))
+        _room(out, after, room_id, membership, stream, joined_stream, flags, read, notified, highlighted)
+    out.joined_rooms = frozenset([*quiet, *(r for r, (m, _) in out.memberships.items() if m == "join")])
     out.fallback_keys.sort()
     return out
+
+
+def _room(out: SyncProbe, after: int, room_id: str, membership: str, stream: int, *rest: Any) -> None:
+    """One room's row of a probe into `out` (rest: joined_stream, flags, read, notified, highlighted)."""
+    joined_stream, flags, read, notified, highlighted = rest
+    out.memberships[room_id] = (membership, stream)
+    if stream > after:
+        out.moved.append(room_id)
+    if membership == "join":
+        out.joined_at[room_id] = int(joined_stream)
+        if flags:
+            out.room_flags[room_id] = int(flags)
+            out.read_positions[room_id] = int(read or 0)
+            out.unread[room_id] = (int(notified or 0), int(highlighted or 0))
+
+
+def _read_cached(rows: Sequence[Sequence[Any]], after: int, held: RoomList) -> tuple[SyncProbe, RoomList] | None:
+    """The rows of _CACHED_PROBE over the rooms `held` remembers: the probe and the rooms at its
+    position; None when `since` was too far behind (or the database went back before `held`)."""
+    out = SyncProbe(0)
+    moved: list[tuple[str, str, int]] = []
+    for room_id, membership, stream, joined_stream, flags, read, notified, highlighted, keep in rows:
+        if room_id is None:
+            out.position, out.user_flags = int(stream), int(flags)
+            if not joined_stream or out.position < held.position:
+                return None
+        elif membership in ("otk", "fallback"):
+            if membership == "otk":
+                out.one_time_keys[room_id] = int(stream)
+            else:
+                out.fallback_keys.append(room_id)
+        else:
+            moved.append((room_id, membership, int(stream)))
+            if keep:
+                _room(out, after, room_id, membership, stream, joined_stream, flags, read, notified, highlighted)
+    rooms = held.moved_to(out.position, moved)
+    for room_id, (membership, stream) in rooms.offered.items():  # sent until answered, moved or not
+        if room_id not in out.memberships:
+            out.memberships[room_id] = (membership, stream)
+            if stream > after:
+                out.moved.append(room_id)
+    out.joined_rooms = rooms.joined
+    out.fallback_keys.sort()
+    return out, rooms

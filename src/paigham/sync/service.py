@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from paigham.requester import Requester
 from paigham.services.filtering import SyncFilterView
 from paigham.storage.database import Database
-from paigham.storage.sync_probe import probe
+from paigham.storage.sync_probe import SyncProbe, probe
+from paigham.storage.sync_rooms import RoomListCache
 from paigham.sync.model import SyncRequest, SyncResponse
 from paigham.sync.notifier import Notifier
 from paigham.sync.sections import MEMBERSHIPS, Sections
@@ -33,8 +34,14 @@ class SyncResult:
     has_news: bool
     since: int | None  # as used: a token from the future is taken as "now"
     upto: int
-    # Rooms whose news should wake a long-poll (joined, invited, knocked), from the same read.
-    wake_rooms: list[str] = field(default_factory=list)
+    found: SyncProbe | None = field(default=None, repr=False)
+
+    def wake_rooms(self) -> list[str]:
+        """Rooms whose news should wake a long-poll (joined, invited, knocked), from the same read
+        (built only to wait: it lists every room of the user)."""
+        if self.found is None:
+            return []
+        return [*(r for r, (m, _) in self.found.memberships.items() if m in WAKING), *self.found.quiet]
 
 
 class SyncService:
@@ -52,6 +59,8 @@ class SyncService:
     ) -> None:
         self.db = db
         self.notifier = notifier
+        # The users' rooms as of their last sync here, checked against the database at each probe.
+        self.rooms = RoomListCache()
         self.sections = Sections(events, streams, serializer, push_rules, presence_enabled=presence_enabled)
         # Sections other areas add to each response (E2EE: to-device, device lists, key counts).
         self.extensions = tuple(extensions)
@@ -66,7 +75,7 @@ class SyncService:
             remaining = deadline - time.monotonic()
             if result.has_news or since is None or full_state or remaining <= 0:
                 return result.response
-            keys = [f"u:{requester.user_id}", *(f"r:{r}" for r in result.wake_rooms)]
+            keys = [f"u:{requester.user_id}", *(f"r:{r}" for r in result.wake_rooms())]
             if not await self.notifier.wait(keys, result.upto, remaining):
                 # Time is up: one last look, so an update racing the timeout is not lost.
                 return (await self.compute(requester, since, flt, full_state)).response
@@ -78,12 +87,13 @@ class SyncService:
         self, requester: Requester, since: int | None, flt: SyncFilterView, full_state: bool
     ) -> SyncResult:
         # One read says where the streams stand and which have news for this device (sync_probe.py).
-        found = await probe(self.db, requester.user_id, requester.device_id, since, MEMBERSHIPS, every_room=full_state)
+        found = await probe(
+            self.db, requester.user_id, requester.device_id, since, MEMBERSHIPS, every_room=full_state, rooms=self.rooms
+        )
         if since is not None and since > found.position:
             since = found.position  # a token from a rolled-back or restored database: treat as "now"
         req = SyncRequest(requester, since, found.position, flt, full_state, found)
         response = await self.sections.build(req)
         for extension in self.extensions:
             await extension(req, response)
-        wake = [*(r for r, (m, _) in found.memberships.items() if m in WAKING), *found.quiet]
-        return SyncResult(response, response.has_news(), since, req.upto, wake)
+        return SyncResult(response, response.has_news(), since, req.upto, found)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 14:53:57.077476
+Create Date: 2026-12-06 17:12:14.819585
 """
 
 from __future__ import annotations
@@ -353,8 +353,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('memberships', schema=None) as batch_op:
         batch_op.create_index('memberships_room', ['room_id', 'membership'], unique=False)
-        batch_op.create_index('memberships_room_rules', ['room_id', 'own_push_rules', 'membership'], unique=False)
+        batch_op.create_index('memberships_room_rules', ['room_id'], unique=False, sqlite_where=sa.text("own_push_rules AND membership = 'join'"), postgresql_where=sa.text("own_push_rules AND membership = 'join'"))
         batch_op.create_index('memberships_stream', ['stream'], unique=False)
+        batch_op.create_index('memberships_user_stream', ['user_id', 'stream'], unique=False)
 
     op.create_table('officials',
     sa.Column('employee_id', sa.String(length=64), nullable=False),
@@ -644,8 +645,9 @@ def downgrade() -> None:
 
     op.drop_table('officials')
     with op.batch_alter_table('memberships', schema=None) as batch_op:
+        batch_op.drop_index('memberships_user_stream')
         batch_op.drop_index('memberships_stream')
-        batch_op.drop_index('memberships_room_rules')
+        batch_op.drop_index('memberships_room_rules', sqlite_where=sa.text("own_push_rules AND membership = 'join'"), postgresql_where=sa.text("own_push_rules AND membership = 'join'"))
         batch_op.drop_index('memberships_room')
 
     op.drop_table('memberships')
