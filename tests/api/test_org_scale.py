@@ -1,6 +1,6 @@
 """Importing a generated organisation of 10,000 officials: bad rows refused with nothing applied, then
 the correct tree, accounts, spaces and memberships, and a second import that changes nothing.
-(How fast it is belongs to the benchmarks: bench/org_import.py.)"""
+(How fast it is, and its memory, belong to the benchmark: `make bench` workload `directory`.)"""
 
 from __future__ import annotations
 
