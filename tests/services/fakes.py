@@ -3,7 +3,7 @@ lists, following the stores' documented semantics, so a service can be tested wi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from paigham.domain.stored_event import StoredEvent
@@ -152,6 +152,12 @@ class History:
 
     async def current_state(self, room_id: str, types: Sequence[str] | None = None) -> list[StoredEvent]:
         return await self.state_at(room_id, _END, types)
+
+    async def state_for_keys(self, room_id: str, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], StoredEvent]:
+        wanted = set(keys)
+        return {
+            (e.type, e.state_key or ""): e for e in await self.current_state(room_id) if (e.type, e.state_key) in wanted
+        }
 
     async def heroes(self, room_id: str, exclude: str, limit: int = 5) -> list[str]:
         members = await self.state_at(room_id, _END, ["m.room.member"])

@@ -73,6 +73,19 @@ class EventStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         ids, self._pairs_args = state_ids_at(db, 2, 3)
+        # The newest event of type $2 at or before $4 for each state key in $3: one backward probe per key
+        # (a GROUP BY over `state_key = ANY(…)` read every member event of a big room on PostgreSQL).
+        as_json: Callable[[Sequence[str]], Any] = lambda ks: json.dumps(list(ks))  # noqa: E731
+        as_list: Callable[[Sequence[str]], Any] = list
+        keys, self._keys_arg = db.per_engine(
+            sqlite=("(SELECT value AS k FROM json_each($3)) AS k", as_json),
+            postgresql=("unnest($3::text[]) AS k(k)", as_list),
+        )
+        newest = (
+            "SELECT stream FROM events WHERE room_id = $1 AND type = $2 AND state_key IS NOT NULL "
+            "AND state_key = k.k AND stream <= $4 ORDER BY stream DESC LIMIT 1"
+        )
+        self._state_at_keys = f"SELECT {EV} FROM (SELECT ({newest}) AS m FROM {keys}) s JOIN events e ON e.stream = s.m"
         self._state_at = f"SELECT {EV} FROM {ids} JOIN events e ON e.event_id = cs.event_id"
 
     # -- rooms ----------------------------------------------------------------------------
@@ -292,15 +305,7 @@ class EventStore:
         member events of a few senders, without reading every member of a big room)."""
         if not state_keys:
             return []
-        rows = await self.db.fetch(
-            f"SELECT {EV} FROM events e JOIN (SELECT max(stream) AS m FROM events WHERE room_id = $1 AND type = $2 "
-            "AND state_key IS NOT NULL AND state_key = ANY($3::text[]) AND stream <= $4 GROUP BY state_key) s "
-            "ON s.m = e.stream",
-            room_id,
-            type_,
-            sorted(set(state_keys)),
-            stream,
-        )
+        rows = await self.db.fetch(self._state_at_keys, room_id, type_, self._keys_arg(sorted(set(state_keys))), stream)
         return [event_from_row(r) for r in rows]
 
     async def state_changes(

@@ -303,8 +303,8 @@ class Sections:
 
     async def _summary(self, room_id: str, user_id: str) -> RoomSummary:
         counts = await self.events.member_counts(room_id)
-        name = await self.events.current_state(room_id, ["m.room.name", "m.room.canonical_alias"])
-        named = any(e.content.get("name") or e.content.get("alias") for e in name)
+        name = await self.events.state_for_keys(room_id, [("m.room.name", ""), ("m.room.canonical_alias", "")])
+        named = any(e.content.get("name") or e.content.get("alias") for e in name.values())
         return RoomSummary(
             joined_member_count=counts.get("join", 0),
             invited_member_count=counts.get("invite", 0),

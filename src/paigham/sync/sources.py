@@ -7,7 +7,7 @@ NamedTuples satisfy them too.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -47,6 +47,10 @@ class RoomReads(Protocol):
     async def member_counts(self, room_id: str) -> dict[str, int]: ...
 
     async def current_state(self, room_id: str, types: Sequence[str] | None = None) -> list[StoredEvent]: ...
+
+    async def state_for_keys(
+        self, room_id: str, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], StoredEvent]: ...
 
     async def heroes(self, room_id: str, exclude: str, limit: int = 5) -> list[str]: ...
 
