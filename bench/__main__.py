@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -169,6 +170,7 @@ def paigham_commit() -> str:
 async def main(args: argparse.Namespace) -> None:
     raise_fd_limit()
     scale = Scale.quick() if args.quick else Scale()
+    scale = dataclasses.replace(scale, **args.scale_overrides)
     root = Path(args.workdir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     profiler = Profiler(RESULTS, args.profile_workloads, args.db) if args.profile else None
@@ -207,6 +209,14 @@ async def main(args: argparse.Namespace) -> None:
     print(body)
 
 
+def _override(text: str) -> tuple[str, int | float]:
+    name, _, value = text.partition("=")
+    kinds = {f.name: f.type for f in dataclasses.fields(Scale)}
+    if name not in kinds:
+        raise argparse.ArgumentTypeError(f"no scale field {name!r}")
+    return name, (float(value) if kinds[name] in (float, "float") else int(value))
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -222,6 +232,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         "large_room runs only when named here")
     p.add_argument("--cluster", action="store_true", help="also run the 2-worker Paigham cluster workload")
     p.add_argument("--quick", action="store_true", help="tiny sizes, to check the harness")
+    p.add_argument("--set", dest="scale_overrides", action="append", default=[], type=_override,
+                   metavar="FIELD=VALUE", help="override one size of the scale (bench/workloads.py Scale), "
+                                               "e.g. --set lr_members=1000; repeatable")
     p.add_argument("--profile", action="store_true",
                    help="attach py-spy to Paigham during --profile-workloads (a separate run: profiling slows it)")
     p.add_argument("--profile-workloads", default="throughput,fanout,initial_sync",
@@ -231,7 +244,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="throwaway venv for Synapse (created and filled from PyPI when missing)")
     p.add_argument("--workdir", default=str(REPO / "build" / "bench" / "run"), help="data dirs and server logs")
     p.add_argument("--no-doc", dest="write_doc", action="store_false", help="do not touch docs/benchmarks.md")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.scale_overrides = dict(args.scale_overrides)
+    return args
 
 
 if __name__ == "__main__":

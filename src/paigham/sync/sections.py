@@ -31,6 +31,7 @@ from paigham.sync.model import (
     Timeline,
     UnreadNotifications,
 )
+from paigham.sync.shared_reads import SharedReads
 from paigham.sync.sources import PushRulesProvider, RoomReads, Serializer, StreamReads
 from paigham.types import JsonDict
 
@@ -136,6 +137,8 @@ class Sections:
         presence_enabled: bool,
     ) -> None:
         self.events = events
+        # The reads of a woken incremental sync that every member woken by one event makes alike.
+        self.shared = SharedReads(events)
         self.streams = streams
         self.serializer = serializer
         self.push_rules = push_rules
@@ -249,8 +252,10 @@ class Sections:
         """The room's timeline in (since, upto] and its state: the whole state before the timeline
         when initial (no `since`, or `full_state`), else the state changes a gap in it hid."""
         limit = req.flt.timeline_limit
-        # Oldest first; one more than the limit, to tell whether the timeline is limited.
-        recent, related = await self.events.recent_with_relations(room_id, after=since, upto=upto, limit=limit + 1)
+        # Oldest first; one more than the limit, to tell whether the timeline is limited. An incremental
+        # window is read once for all the syncs that wait on the room (sync/shared_reads.py).
+        reads = self.events if since is None else self.shared
+        recent, related = await reads.recent_with_relations(room_id, after=since, upto=upto, limit=limit + 1)
         limited = len(recent) > limit
         timeline = recent[-limit:] if limit else []
         start = (timeline[0].stream - 1) if timeline else upto
@@ -280,18 +285,25 @@ class Sections:
             and await self.events.members_changed(room_id, since, start)
         )
         if lazy:
-            delta.state = await self._lazy(req, room_id, delta, start)
+            delta.state = await self._lazy(req, room_id, delta, start, upto)
         delta.state = [e for e in delta.state if req.flt.state_match_stored(e)]
         return delta
 
-    async def _lazy(self, req: SyncRequest, room_id: str, delta: RoomDelta, start: int) -> list[StoredEvent]:
-        senders = {e.sender for e in delta.timeline} | {req.requester.user_id}
+    async def _lazy(self, req: SyncRequest, room_id: str, delta: RoomDelta, start: int, upto: int) -> list[StoredEvent]:
+        """The state a lazy-loading sync sends: of the member events, those of the timeline's senders
+        (and the user's own when the room is new to the client: the initial state holds it).
+
+        On an incremental sync the user's own member event is left out unless they sent something: the
+        spec counts it as redundant like any other, and reading it would cost every member woken by a
+        message in a big room a read of their own."""
+        me = req.requester.user_id
+        senders = {e.sender for e in delta.timeline}
         in_timeline = {e.state_key for e in delta.timeline if e.type == "m.room.member"}
-        keep = [e for e in delta.state if e.type != "m.room.member" or e.state_key in senders]
+        keep = [e for e in delta.state if e.type != "m.room.member" or e.state_key in senders or e.state_key == me]
         have = {e.state_key for e in keep if e.type == "m.room.member"}
-        missing = senders - have - in_timeline
+        missing = (senders | {me} if delta.initial else senders) - have - in_timeline
         if missing and not delta.initial:
-            keep.extend(await self.events.state_at_keys(room_id, start, "m.room.member", sorted(missing)))
+            keep.extend(await self.shared.members_at(room_id, start, upto, sorted(missing)))
         return keep
 
     async def _render_room(self, req: SyncRequest, room_id: str, delta: RoomDelta, initial: bool) -> RenderedRoom:
