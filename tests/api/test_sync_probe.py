@@ -5,6 +5,7 @@ and (2) reach an incremental /sync; and a range where nothing happened must set 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from paigham.storage.sync_probe import (
@@ -16,9 +17,11 @@ from paigham.storage.sync_probe import (
     ROOM_RECEIPTS,
     ROOM_TYPING,
     TO_DEVICE,
+    ProbeBatcher,
     SyncProbe,
     probe,
 )
+from paigham.storage.sync_rooms import RoomListCache
 from tests.api.conftest import Harness, User
 from tests.api.e2ee_support import Device
 
@@ -183,3 +186,39 @@ async def test_unread_counts_come_with_the_probe_and_agree_with_the_store(hs: Ha
     body = await hs.sync(bob, since=token)
     counts = body["rooms"]["join"][room]["unread_notifications"]
     assert (counts["notification_count"], counts["highlight_count"]) == (3, 1)
+
+
+async def test_probes_asked_together_go_as_one_statement_and_answer_each_as_alone(hs: Harness) -> None:
+    """ProbeBatcher: the syncs one message wakes probe in one statement on PostgreSQL (one by one on
+    SQLite); each gets what its own probe would have read, whatever its news."""
+    alice = await hs.register("alice")
+    users = [await hs.register(f"u{i}") for i in range(5)]
+    room = await hs.create_room(alice, preset="public_chat")
+    other = await hs.create_room(alice, preset="public_chat")
+    for u in users:
+        await hs.ok("POST", f"{V3}/join/{room}", u)
+    await hs.ok("POST", f"{V3}/join/{other}", users[0])
+    since = await hs.server.db.current_position()
+    db = hs.server.db
+    alone, together = RoomListCache(), RoomListCache()
+    for cache in (alone, together):  # both remember every user's rooms at `since`
+        for u in users:
+            await probe(db, u.user_id, u.device_id, since, STATES, rooms=cache)
+
+    # Different news for different users: a message for all, more for some.
+    await hs.send(alice, room, "to everyone")
+    await hs.send(alice, other, "to u0 only")
+    await hs.ok("PUT", f"{V3}/user/{users[1].user_id}/account_data/org.example.x", users[1], json={"a": 1})
+    await Device.of(users[2]).upload(hs, otks=2, fallback=True)
+    await hs.ok("POST", f"{V3}/rooms/{room}/leave", users[3])
+    await hs.ok("POST", f"{V3}/rooms/{room}/receipt/m.read/{await hs.send(alice, room, 'two')}", users[4], json={})
+
+    expected = [await probe(db, u.user_id, u.device_id, since, STATES, rooms=alone) for u in users]
+    batcher = ProbeBatcher(db)
+    got = await asyncio.gather(
+        *(probe(db, u.user_id, u.device_id, since, STATES, rooms=together, batcher=batcher) for u in users)
+    )
+    assert got == expected
+    assert expected[0].room_flags.keys() == {room, other} and expected[1].user_flags & ACCOUNT_DATA
+    assert expected[2].one_time_keys == {"signed_curve25519": 2} and expected[3].memberships[room][0] == "leave"
+    assert batcher.statements == (1 if db.dialect.name == "postgresql" else 0)

@@ -28,6 +28,8 @@ come from the cache. A user not remembered, a full_state sync and a token far be
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -243,6 +245,91 @@ def _cached_probe_sql() -> str:
 
 
 _CACHED_PROBE = _cached_probe_sql()
+
+
+def _batched_probe_sql() -> str:
+    """_CACHED_PROBE for many (user, since, device, remembered position, rooms) at once, PostgreSQL
+    only: one lateral probe per element of the arrays $1, $2, $3, $5 and $6 (the same parameters,
+    each an array; $4 stays the memberships), its rows tagged with the element's ordinal. One
+    statement is one snapshot, so every probe of a batch reads the same watermark."""
+    inner = _CACHED_PROBE.removeprefix(f"WITH {_WATERMARK}, ")
+    assert inner != _CACHED_PROBE
+    names = {"1": "q.user_id", "2": "q.after", "3": "q.device_id", "5": "q.lo", "6": "q.n"}
+    inner = re.sub(r"\$([1-6])(?!\d)", lambda m: names.get(m[1], m[0]), inner)
+    return (
+        f"WITH {_WATERMARK} SELECT q.i, r.* FROM unnest($1::text[], $2::bigint[], $3::text[], $5::bigint[], "
+        "$6::bigint[]) WITH ORDINALITY q(user_id, after, device_id, lo, n, i) "
+        f"CROSS JOIN LATERAL (WITH {inner}) r"
+    )
+
+
+_BATCHED_PROBE = _batched_probe_sql()
+# Probes read together at most: a batch is one statement on one connection.
+BATCH_MAX = 256
+
+
+class ProbeBatcher:
+    """The incremental probes of the syncs that look at once, read in one statement (PostgreSQL).
+
+    One message into a room of thousands wakes every member's long-poll in the same turn of the
+    event loop; each would send its own probe (a round trip, and the driver's work on both sides).
+    A probe asked for here waits for the end of the turn, and then every probe asked meanwhile goes
+    as one statement (_BATCHED_PROBE), each answer returned to its asker. On SQLite a read does not
+    suspend, so there is nothing to gather: the probes go one by one (`Database.fetch`)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        # Probes asked this turn, by the memberships they look at (one statement per kind).
+        self._queue: dict[tuple[str, ...], list[tuple[tuple[Any, ...], asyncio.Future[list[Sequence[Any]]]]]] = {}
+        self.statements = 0  # statements sent (the tests count them)
+
+    async def fetch(self, states: Sequence[str], *args: Any) -> list[Sequence[Any]]:
+        """The rows of _CACHED_PROBE for args ($1, $2, $3, $5, $6)."""
+        if self.db.dialect.name != POSTGRESQL.name:
+            user_id, after, device_id, lo, n = args
+            return await self.db.fetch(_CACHED_PROBE, user_id, after, device_id, list(states), lo, n)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[Sequence[Any]]] = loop.create_future()
+        if not self._queue:
+            loop.call_soon(self._flush)
+        self._queue.setdefault(tuple(states), []).append((args, fut))
+        return await fut
+
+    def _flush(self) -> None:
+        queued, self._queue = self._queue, {}
+        for states, asked in queued.items():
+            for i in range(0, len(asked), BATCH_MAX):
+                task = asyncio.get_running_loop().create_task(self._run(list(states), asked[i : i + BATCH_MAX]))
+                _RUNNING.add(task)
+                task.add_done_callback(_RUNNING.discard)
+
+    async def _run(
+        self, states: list[str], batch: list[tuple[tuple[Any, ...], asyncio.Future[list[Sequence[Any]]]]]
+    ) -> None:
+        batch = [(a, f) for a, f in batch if not f.done()]  # an asker that went away needs no answer
+        if not batch:
+            return
+        try:
+            self.statements += 1
+            cols = list(zip(*(a for a, _ in batch), strict=True))
+            user_ids, afters, device_ids, los, ns = (list(c) for c in cols)
+            rows = await self.db.fetch(_BATCHED_PROBE, user_ids, afters, device_ids, states, los, ns)
+        except BaseException as e:  # every asker gets the failure
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(e if isinstance(e, Exception) else RuntimeError("the probe was cancelled"))
+            if not isinstance(e, Exception):
+                raise
+            return
+        by_asker: list[list[Sequence[Any]]] = [[] for _ in batch]
+        for row in rows:
+            by_asker[row[0] - 1].append(row[1:])
+        for (_, fut), got in zip(batch, by_asker, strict=True):
+            if not fut.done():
+                fut.set_result(got)
+
+
+_RUNNING: set[asyncio.Task[None]] = set()  # the batches in flight (a task must be referenced)
 _PROBE_BUMPS = _probe_sql(bumps=True)
 
 # A connection's first look (sliding sync without `pos`): everything is new, so no flags and no
@@ -311,19 +398,21 @@ async def probe(
     *,
     every_room: bool = False,
     rooms: RoomListCache | None = None,
+    batcher: ProbeBatcher | None = None,
 ) -> SyncProbe:
     """What changed for (user, device) past `since` (None: everything counts as changed); with
     `bump_types`, also each changed room's newest event of those types (`bumps`), and every room in
     `memberships`. Without, the joined rooms with nothing new are listed in `quiet` only and the
     rooms left before `since` not at all, unless `every_room` (a full_state sync sends them all) or
     there is no `since`. With `rooms` (and no `bump_types`), the user's rooms are remembered there
-    between calls and an incremental probe reads only the membership rows that moved (sync_rooms.py)."""
+    between calls and an incremental probe reads only the membership rows that moved (sync_rooms.py),
+    through `batcher` if given (with the probes of other syncs looking at the same time)."""
     after = -1 if since is None else since
     if bump_types is not None:
         rows = await db.fetch(_PROBE_BUMPS, user_id, after, device_id, list(states), list(bump_types))
         out = _read(rows, after)
     else:
-        out = await _probe_sync(db, user_id, device_id, since, states, every_room, rooms)
+        out = await _probe_sync(db, user_id, device_id, since, states, every_room, rooms, batcher)
     if since is None:  # everything is news to a first sync
         out.user_flags = ACCOUNT_DATA | PUSH_RULES | PRESENCE | TO_DEVICE | DEVICE_LISTS
     return out
@@ -337,6 +426,7 @@ async def _probe_sync(
     states: Sequence[str],
     every_room: bool,
     rooms: RoomListCache | None,
+    batcher: ProbeBatcher | None = None,
 ) -> SyncProbe:
     """/sync's probe: from the rooms `rooms` remembers for the user when it can (incremental and not
     far behind), else whole (and then remembered)."""
@@ -344,7 +434,10 @@ async def _probe_sync(
     held = rooms.get(user_id) if rooms is not None and since is not None and not every_room else None
     if rooms is not None and held is not None:
         lo = min(held.position, after)
-        rows = await db.fetch(_CACHED_PROBE, user_id, after, device_id, list(states), lo, len(held))
+        if batcher is not None:
+            rows = await batcher.fetch(states, user_id, after, device_id, lo, len(held))
+        else:
+            rows = await db.fetch(_CACHED_PROBE, user_id, after, device_id, list(states), lo, len(held))
         found = _read_cached(rows, after, held)
         if found is not None:
             rooms.put(user_id, found[1])

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from paigham.requester import Requester
 from paigham.services.filtering import SyncFilterView
 from paigham.storage.database import Database
-from paigham.storage.sync_probe import SyncProbe, probe
+from paigham.storage.sync_probe import ProbeBatcher, SyncProbe, probe
 from paigham.storage.sync_rooms import RoomListCache
 from paigham.sync.model import SyncRequest, SyncResponse
 from paigham.sync.notifier import Notifier
@@ -61,6 +61,8 @@ class SyncService:
         self.notifier = notifier
         # The users' rooms as of their last sync here, checked against the database at each probe.
         self.rooms = RoomListCache()
+        # The probes of syncs woken together (one message into a big room) go as one statement.
+        self.probes = ProbeBatcher(db)
         self.sections = Sections(events, streams, serializer, push_rules, presence_enabled=presence_enabled)
         # Sections other areas add to each response (E2EE: to-device, device lists, key counts).
         self.extensions = tuple(extensions)
@@ -88,7 +90,14 @@ class SyncService:
     ) -> SyncResult:
         # One read says where the streams stand and which have news for this device (sync_probe.py).
         found = await probe(
-            self.db, requester.user_id, requester.device_id, since, MEMBERSHIPS, every_room=full_state, rooms=self.rooms
+            self.db,
+            requester.user_id,
+            requester.device_id,
+            since,
+            MEMBERSHIPS,
+            every_room=full_state,
+            rooms=self.rooms,
+            batcher=self.probes,
         )
         if since is not None and since > found.position:
             since = found.position  # a token from a rolled-back or restored database: treat as "now"
