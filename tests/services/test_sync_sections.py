@@ -265,6 +265,11 @@ class CountingHistory(History):
         await asyncio.sleep(0.01)
         return await super().state_at_keys(room_id, stream, type_, state_keys)
 
+    async def member_counts(self, room_id: str) -> dict[str, int]:
+        self.reads["counts"] = self.reads.get("counts", 0) + 1
+        await asyncio.sleep(0.01)
+        return await super().member_counts(room_id)
+
 
 async def test_members_woken_by_one_message_read_the_room_once_between_them() -> None:
     h, s = CountingHistory(), Streams()
@@ -291,6 +296,12 @@ async def test_members_woken_by_one_message_read_the_room_once_between_them() ->
     h.say(ROOM, BOB, "again")
     await one(users[0])
     assert h.reads == {"recent": 2, "members": 2}
+    # A join changes the room's summary for everyone: its counts are read once for all.
+    since = h.position
+    h.join(ROOM, CAROL)
+    answers = await asyncio.gather(*(one(u) for u in users))
+    assert h.reads == {"recent": 3, "members": 2, "counts": 1}
+    assert {r.rooms.join[ROOM].summary.joined_member_count for r in answers} == {22}  # type: ignore[union-attr]
 
 
 async def test_typing_and_receipts_arrive_as_ephemeral_events() -> None:

@@ -310,13 +310,12 @@ class Sections:
         rq = req.requester
         timeline = strip_room_id(await self.serializer.serialize(delta.timeline, rq, related=delta.related))
         state = strip_room_id(await self.serializer.serialize(delta.state, rq, bundle=False))
-        summary = await self._summary(room_id, rq.user_id) if initial or delta.members_changed else UNSET
+        summary = await self._summary(room_id, rq.user_id, req.upto) if initial or delta.members_changed else UNSET
         return RenderedRoom(Timeline(timeline, delta.limited, make_token(delta.prev_batch)), Events(state), summary)
 
-    async def _summary(self, room_id: str, user_id: str) -> RoomSummary:
-        counts = await self.events.member_counts(room_id)
-        name = await self.events.state_for_keys(room_id, [("m.room.name", ""), ("m.room.canonical_alias", "")])
-        named = any(e.content.get("name") or e.content.get("alias") for e in name.values())
+    async def _summary(self, room_id: str, user_id: str, upto: int) -> RoomSummary:
+        # The counts and the name are the same for every member woken by a join: read once for them.
+        counts, named = await self.shared.summary(room_id, upto)
         return RoomSummary(
             joined_member_count=counts.get("join", 0),
             invited_member_count=counts.get("invite", 0),

@@ -86,6 +86,7 @@ class SingleFlight(Generic[K, V]):
 
 
 RecentKey = tuple[str, int, int, int]  # room, after (-1: from the start), upto, limit
+SummaryKey = tuple[str, int]  # room, the sync's upto
 MemberKey = tuple[str, int, int, str]  # room, at, the sync's upto, user
 
 
@@ -98,6 +99,7 @@ class SharedReads:
             RECENT_KEPT
         )
         self.member_answers: SingleFlight[MemberKey, StoredEvent | None] = SingleFlight(MEMBERS_KEPT)
+        self.summary_answers: SingleFlight[SummaryKey, tuple[dict[str, int], bool]] = SingleFlight(RECENT_KEPT)
 
     async def recent_with_relations(
         self, room_id: str, *, after: int | None, upto: int, limit: int
@@ -123,3 +125,16 @@ class SharedReads:
 
         got = await self.member_answers.get_many(keys, read)
         return [e for e in (got[k] for k in keys) if e is not None]
+
+    async def summary(self, room_id: str, upto: int) -> tuple[dict[str, int], bool]:
+        """What a room's summary is made of, for the syncs at `upto`: its member counts by membership
+        and whether it has a name or canonical alias (a join wakes every member's sync with one)."""
+        key: SummaryKey = (room_id, upto)
+
+        async def read(keys: list[SummaryKey]) -> dict[SummaryKey, tuple[dict[str, int], bool]]:
+            counts = await self.events.member_counts(room_id)
+            name = await self.events.state_for_keys(room_id, [("m.room.name", ""), ("m.room.canonical_alias", "")])
+            named = any(e.content.get("name") or e.content.get("alias") for e in name.values())
+            return {key: (counts, named)}
+
+        return (await self.summary_answers.get_many([key], read))[key]
