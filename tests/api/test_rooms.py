@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from typing import Any
 
 import pytest
 
-from tests.api.conftest import Harness
+from tests.api.conftest import Harness, User
 
 V3 = "/_matrix/client/v3"
 
@@ -269,3 +270,31 @@ async def test_state_change_carries_prev_content(hs: Harness) -> None:
     ev = await hs.ok("GET", f"{V3}/rooms/{room}/state/m.room.name", a, params={"format": "event"})
     assert ev["unsigned"]["prev_content"] == {"name": "Old name"}
     assert ev["unsigned"]["replaces_state"]
+
+
+async def test_a_kept_joined_member_list_follows_every_membership_write(hs: Harness) -> None:
+    """GET /joined_members keeps a big room's list (services/timeline.py JoinedMembers; here from 1
+    member) and checks it against the room's members_stream at each request: nothing tells the copy
+    of a change, as nothing would on another worker, yet joins, leaves, kicks and profile changes show
+    at once; a former member sees the room as they left it."""
+    hs.server.timeline.joined.kept_from = 1
+    a, b, c = await hs.register("alice"), await hs.register("bob"), await hs.register("carol")
+    room = await hs.create_room(a, preset="public_chat")
+    await hs.ok("POST", f"{V3}/join/{room}", b, json={})
+
+    async def joined(user: User = a) -> dict[str, Any]:
+        return dict((await hs.ok("GET", f"{V3}/rooms/{room}/joined_members", user))["joined"])
+
+    assert set(await joined()) == {a.user_id, b.user_id} and len(hs.server.timeline.joined) == 1
+    assert set(await joined()) == {a.user_id, b.user_id}  # from the copy
+    await hs.ok("PUT", f"{V3}/profile/{b.user_id}/displayname", b, json={"displayname": "Bob B."})
+    assert (await joined())[b.user_id] == {"display_name": "Bob B."}
+    await hs.ok("POST", f"{V3}/join/{room}", c, json={})
+    assert set(await joined()) == {a.user_id, b.user_id, c.user_id}
+    await hs.ok("POST", f"{V3}/rooms/{room}/kick", a, json={"user_id": b.user_id})
+    assert set(await joined()) == {a.user_id, c.user_id}
+    await hs.ok("POST", f"{V3}/rooms/{room}/leave", c, json={})
+    assert set(await joined()) == {a.user_id}
+    await hs.ok("POST", f"{V3}/join/{room}", b, json={})
+    assert set(await joined()) == {a.user_id, b.user_id}
+    assert set(await joined(c)) == {a.user_id}  # carol sees the room as it was once she had left

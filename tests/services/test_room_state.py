@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from paigham.app import Server
+from paigham.services.timeline import JoinedMembers
 from tests.services.conftest import make_room, make_user, refused
 
 
@@ -19,3 +20,15 @@ async def test_the_same_state_again_sends_no_event(server: Server) -> None:
     member = await server.rooms.send_state(bob, room, "m.room.member", bob, {"membership": "join"})
     assert await server.rooms.send_state(bob, room, "m.room.member", bob, {"membership": "join"}) != member
     await refused(400, "M_BAD_JSON", server.rooms.send_state(bob, room, "m.room.member", bob, {"membership": "x"}))
+
+
+def test_kept_joined_member_lists_are_bounded_by_the_members_they_hold() -> None:
+    kept = JoinedMembers(max_members=10, kept_from=3)
+    members = {f"@u{i}:t": {} for i in range(4)}
+    kept.put("!small:t", 1, dict(list(members.items())[:2]))  # below kept_from: not kept
+    for r in ("!a:t", "!b:t", "!c:t"):
+        kept.put(r, 1, members)
+    assert kept.get("!small:t", 1) is None and kept.get("!a:t", 1) is None  # 12 > 10: the oldest went
+    assert kept.get("!b:t", 1) == members and kept.get("!b:t", 2) is None  # another stream: not this list
+    kept.put("!d:t", 5, members)  # !c (least recently used) goes, !b stays
+    assert (kept.get("!c:t", 1), kept.get("!b:t", 1), kept.get("!d:t", 5)) == (None, members, members)

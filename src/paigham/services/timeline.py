@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,62 @@ from paigham.storage.events import EventStore
 
 EventPredicate = Callable[[dict[str, Any]], bool]
 MAX_SCAN_ROUNDS = 5
+# Joined-member lists kept for GET /joined_members, bounded by the members they hold over all rooms
+# (~200 bytes each: ~20 MB when full); a room smaller than JOINED_KEPT_FROM is read each time.
+JOINED_KEPT_MEMBERS = 100_000
+JOINED_KEPT_FROM = 200
+
+Profile = dict[str, str]  # display_name / avatar_url, each present only when set
+
+
+class JoinedMembers:
+    """Room → (its members_stream, its joined members with their profiles): GET /joined_members of
+    a big room reads and decodes every member event, so the list is kept and checked against the
+    room's members_stream (one row by key) at each request. The stream is read before the list, so a
+    list is never kept under a newer stream than its own; every worker checks against the database,
+    so a cluster needs nothing more."""
+
+    def __init__(self, max_members: int = JOINED_KEPT_MEMBERS, kept_from: int = JOINED_KEPT_FROM) -> None:
+        self.max_members = max_members
+        self.kept_from = kept_from
+        self._rooms: OrderedDict[str, tuple[int, dict[str, Profile]]] = OrderedDict()
+        self._members = 0
+
+    def __len__(self) -> int:
+        return len(self._rooms)
+
+    def get(self, room_id: str, stream: int) -> dict[str, Profile] | None:
+        found = self._rooms.get(room_id)
+        if found is None or found[0] != stream:
+            return None
+        self._rooms.move_to_end(room_id)
+        return found[1]
+
+    def put(self, room_id: str, stream: int, joined: dict[str, Profile]) -> None:
+        if len(joined) < self.kept_from or len(joined) > self.max_members:
+            return
+        old = self._rooms.pop(room_id, None)
+        if old is not None:
+            self._members -= len(old[1])
+        self._rooms[room_id] = (stream, joined)
+        self._members += len(joined)
+        while self._members > self.max_members:
+            _, (_, gone) = self._rooms.popitem(last=False)
+            self._members -= len(gone)
+
+
+def joined_profiles(member_events: list[StoredEvent]) -> dict[str, Profile]:
+    """user → profile of the joined members among `member_events` (RoomMember fields are strings
+    when present and absent otherwise, never null)."""
+    return {
+        e.state_key: {
+            field: e.content[key]
+            for field, key in (("display_name", "displayname"), ("avatar_url", "avatar_url"))
+            if isinstance(e.content.get(key), str)
+        }
+        for e in member_events
+        if e.content.get("membership") == "join" and e.state_key
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +90,7 @@ class TimelineService:
         self.db = db
         self.store = store
         self.serializer = serializer
+        self.joined = JoinedMembers()
 
     async def require_member(self, user_id: str, room_id: str, *, allow_left: bool = True) -> tuple[str, int]:
         """The user's membership; members and (if allowed) former members may read, others may not. An
@@ -68,6 +126,21 @@ class TimelineService:
         if membership == "join":
             return await self.store.current_state(room_id)
         return await self.store.state_at(room_id, stream)
+
+    async def joined_members(self, requester: Requester, room_id: str) -> dict[str, Profile]:
+        """GET /joined_members: the joined members now (for a member), or when the requester left
+        (for a former member); a big room's list is kept while its members do not change."""
+        membership, _ = await self.require_member(requester.user_id, room_id)
+        if membership != "join":
+            return joined_profiles(await self.members(requester, room_id, None))
+        stream = await self.store.members_stream(room_id)
+        if stream is None:
+            raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
+        found = self.joined.get(room_id, stream)
+        if found is None:
+            found = joined_profiles(await self.store.current_state(room_id, ["m.room.member"]))
+            self.joined.put(room_id, stream, found)
+        return found
 
     async def members(self, requester: Requester, room_id: str, at: int | None) -> list[StoredEvent]:
         membership, stream = await self.require_member(requester.user_id, room_id)

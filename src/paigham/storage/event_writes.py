@@ -183,7 +183,7 @@ class EventWriteStore:
             for e in last.values()
             if e.type == "m.room.member"
         ]
-        await self.db.run_many(_COUNT_MEMBERSHIP, [m[:3] for m in members], conn=conn)
+        await self.db.run_many(_COUNT_MEMBERSHIP, [(*m[:3], m[4]) for m in members], conn=conn)
         await self.db.run_many(_SET_MEMBERSHIP, members, conn=conn)
 
     async def set_current_state(
@@ -195,7 +195,7 @@ class EventWriteStore:
         self, conn: AsyncConnection, user_id: str, room_id: str, membership: str, event_id: str, stream: int
     ) -> None:
         """The member's row, and the room's counts of joined and invited members moved with it."""
-        await self.db.run(_COUNT_MEMBERSHIP, user_id, room_id, membership, conn=conn)
+        await self.db.run(_COUNT_MEMBERSHIP, user_id, room_id, membership, stream, conn=conn)
         await self.db.run(_SET_MEMBERSHIP, user_id, room_id, membership, event_id, stream, conn=conn)
 
     async def mark_redacted(self, conn: AsyncConnection, event_id: str, redacted_by: str) -> None:
@@ -334,10 +334,10 @@ _SET_CURRENT_STATE = (
     "INSERT INTO current_state (room_id, type, state_key, event_id, stream) VALUES ($1, $2, $3, $4, $5) "
     "ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id, stream = excluded.stream"
 )
-# The room's member counts as a member's membership becomes $3 (run before the member's row is
-# written: the subqueries read the membership it replaces).
+# The room's member counts as a member's membership becomes $3 by the event at stream $4 (run before
+# the member's row is written: the subqueries read the membership it replaces).
 _COUNT_MEMBERSHIP = (
-    "UPDATE rooms SET "
+    "UPDATE rooms SET members_stream = $4, "
     "joined_members = joined_members + (CASE WHEN $3 = 'join' THEN 1 ELSE 0 END) - (SELECT count(*) FROM "
     "memberships WHERE user_id = $1 AND room_id = $2 AND membership = 'join'), "
     "invited_members = invited_members + (CASE WHEN $3 = 'invite' THEN 1 ELSE 0 END) - (SELECT count(*) FROM "

@@ -424,6 +424,12 @@ class EventStore:
         )
         return [r[0] for r in rows]
 
+    async def members_stream(self, room_id: str) -> int | None:
+        """The stream of the room's newest membership write (None: no such room): its member list
+        is the same as long as this is."""
+        row = await self.db.fetchrow("SELECT members_stream FROM rooms WHERE room_id = $1", room_id)
+        return None if row is None else int(row[0])
+
     async def member_counts(self, room_id: str) -> dict[str, int]:
         """{"join": joined, "invite": invited} ({} for an unknown room)."""
         return (await self.member_counts_many([room_id]))[room_id]

@@ -107,6 +107,9 @@ rooms = Table(
     # (EventWriteStore): a room's size is read in O(1), never counted over its members.
     Column("joined_members", Integer, nullable=False, server_default="0"),
     Column("invited_members", Integer, nullable=False, server_default="0"),
+    # The stream of the room's newest membership write (any kind: a display-name change too): what
+    # a copy of its member list is checked against (services/timeline.py, /joined_members).
+    Column("members_stream", BigInteger, nullable=False, server_default="0"),
 )
 
 events = Table(

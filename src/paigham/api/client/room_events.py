@@ -150,18 +150,7 @@ def routes(
     async def joined_members(request: Request, requester: Requester) -> Response:
         """GET /_matrix/client/v3/rooms/{roomId}/joined_members"""
         room_id = check_room_id(request.path_params["room_id"])
-        evs = await timeline.members(requester, room_id, None)
-        # RoomMember fields are strings when present and absent otherwise (never null).
-        joined = {
-            e.state_key: {
-                field: e.content[key]
-                for field, key in (("display_name", "displayname"), ("avatar_url", "avatar_url"))
-                if isinstance(e.content.get(key), str)
-            }
-            for e in evs
-            if e.content.get("membership") == "join" and e.state_key
-        }
-        return ok({"joined": joined})
+        return ok({"joined": await timeline.joined_members(requester, room_id)})
 
     @authed(auth)
     async def messages(request: Request, requester: Requester) -> Response:

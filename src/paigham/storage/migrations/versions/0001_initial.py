@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 17:12:14.819585
+Create Date: 2026-12-06 20:12:56.366173
 """
 
 from __future__ import annotations
@@ -519,6 +519,7 @@ def upgrade() -> None:
     sa.Column('is_public', sa.Boolean(), nullable=False),
     sa.Column('joined_members', sa.Integer(), server_default='0', nullable=False),
     sa.Column('invited_members', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('members_stream', sa.BigInteger(), server_default='0', nullable=False),
     sa.PrimaryKeyConstraint('room_id')
     )
     op.create_table('server_notice_rooms',
