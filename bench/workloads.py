@@ -1370,6 +1370,7 @@ async def _lr_probe(run: Run, pair: tuple[Client, Client, str], stop: asyncio.Ev
     """The small room's delivery latency until `stop`: one message at a time, the next once it arrived."""
     a, b, room = pair
     rx, sent_at, arrived = await one_receiver(b)
+    send_lat: list[float] = []
     try:
         i = 0
         while not stop.is_set():
@@ -1377,6 +1378,7 @@ async def _lr_probe(run: Run, pair: tuple[Client, Client, str], stop: asyncio.Ev
             arrived[text] = asyncio.Event()
             sent_at[text] = now()
             await a.send(room, text)
+            send_lat.append(now() - sent_at[text])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(arrived[text].wait(), 60)
             await asyncio.sleep(0.1)
@@ -1384,7 +1386,7 @@ async def _lr_probe(run: Run, pair: tuple[Client, Client, str], stop: asyncio.Ev
     finally:
         await rx.stop()
     run.samples[f"{key}_delivery"] = list(rx.latencies.values())
-    return {"messages": len(sent_at), "delivery": summary(list(rx.latencies.values()))}
+    return {"messages": len(sent_at), "send": summary(send_lat), "delivery": summary(list(rx.latencies.values()))}
 
 
 async def _lr_storm(run: Run, room: str, joiners: list[Client], pair: tuple[Client, Client, str],

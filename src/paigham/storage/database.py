@@ -42,6 +42,12 @@ _TOOK_POSITIONS = "paigham_took_positions"  # a key of a PostgreSQL connection's
 
 # How long a writer waits for another *process* holding SQLite's write lock (CLI commands).
 SQLITE_LOCK_WAIT_S = 10.0
+# Settings of every PostgreSQL session the server opens. JIT compilation off: PostgreSQL compiles a
+# statement whose estimated cost passes `jit_above_cost` (100,000) — and optimises and inlines past
+# 500,000 — before running it, which a big table's estimates reach although the statement reads a
+# few rows by index: /sync's batched probe in a room of 50,000 spent 950 ms compiling and 14 ms
+# running (docs/decisions.md). Every statement here is a short indexed read or write.
+SESSION_SETTINGS = {"jit": "off"}
 
 
 def async_url(url: str) -> str:
@@ -119,7 +125,11 @@ class Database:
             self._barrier = FlushBarrier(self._advance_watermark)
             self._barrier_slot = barrier_slot()
             self.engine: AsyncEngine = create_async_engine(
-                async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
+                async_url(url),
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=False,
+                connect_args={"server_settings": SESSION_SETTINGS},
             )
 
     # -- what differs between the engines (dialect.py) -------------------------------------------
@@ -267,7 +277,9 @@ class Database:
             # connections only ever run single statements outside transactions (reads, and the
             # writes of `write_one`, whose settings are transaction-local), so there is no session
             # state to reset (asyncpg still rolls back a transaction left open).
-            self._pool = await asyncpg.create_pool(dsn, min_size=1, max_size=self._pool_size, reset=_no_reset)
+            self._pool = await asyncpg.create_pool(
+                dsn, min_size=1, max_size=self._pool_size, reset=_no_reset, server_settings=SESSION_SETTINGS
+            )
         return self._pool
 
     async def lock_room(self, conn: AsyncConnection, room_id: str) -> None:
