@@ -24,7 +24,7 @@ async def test_the_same_state_again_sends_no_event(server: Server) -> None:
 
 def test_kept_joined_member_lists_are_bounded_by_the_members_they_hold() -> None:
     kept = JoinedMembers(max_members=10, kept_from=3)
-    members = {f"@u{i}:t": {} for i in range(4)}
+    members: dict[str, dict[str, str]] = {f"@u{i}:t": {} for i in range(4)}
     kept.put("!small:t", 1, dict(list(members.items())[:2]))  # below kept_from: not kept
     for r in ("!a:t", "!b:t", "!c:t"):
         kept.put(r, 1, members)
