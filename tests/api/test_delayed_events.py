@@ -78,6 +78,11 @@ async def test_a_delayed_message_is_listed_then_fires(hs: Harness) -> None:
 
     await eventually(fired)
     assert int(time.time() * 1000) - before >= 400  # never before the delay
+
+    async def recorded() -> bool:  # the scheduler records the outcome just after the send commits
+        return await finalised(hs, alice, delay_id) is not None
+
+    await eventually(recorded)
     done = await finalised(hs, alice, delay_id)
     assert done is not None and done["outcome"] == "send" and done["reason"] == "delay"
     assert done["event_id"].startswith("$") and done["delayed_event"]["delay_id"] == delay_id
