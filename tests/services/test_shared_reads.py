@@ -37,13 +37,19 @@ async def test_callers_at_once_share_one_read_and_later_ones_are_answered_from_w
     assert read.calls == [["a", "b"], ["c"]]
 
 
-async def test_a_failed_read_fails_its_caller_only_and_the_waiters_read_again() -> None:
+async def reader_and_waiter(read: Reader) -> tuple[asyncio.Task[dict[str, str]], asyncio.Task[dict[str, str]]]:
+    """Two callers for key "a": the first reads (held at `read.gate`), the second waits for its answer."""
     flight: SingleFlight[str, str] = SingleFlight(kept=10)
-    read = Reader(fail=1)
     first = asyncio.create_task(flight.get_many(["a"], read))
     await asyncio.sleep(0)
-    waiter = asyncio.create_task(flight.get_many(["a"], read))
+    second = asyncio.create_task(flight.get_many(["a"], read))
     await asyncio.sleep(0)
+    return first, second
+
+
+async def test_a_failed_read_fails_its_caller_only_and_the_waiters_read_again() -> None:
+    read = Reader(fail=1)
+    first, waiter = await reader_and_waiter(read)
     read.gate.set()
     with pytest.raises(RuntimeError):
         await first
@@ -52,12 +58,8 @@ async def test_a_failed_read_fails_its_caller_only_and_the_waiters_read_again() 
 
 
 async def test_a_reader_cancelled_with_its_request_leaves_the_waiters_to_read() -> None:
-    flight: SingleFlight[str, str] = SingleFlight(kept=10)
     read = Reader()
-    first = asyncio.create_task(flight.get_many(["a"], read))
-    await asyncio.sleep(0)
-    waiter = asyncio.create_task(flight.get_many(["a"], read))
-    await asyncio.sleep(0)
+    first, waiter = await reader_and_waiter(read)
     first.cancel()
     await asyncio.sleep(0)
     read.gate.set()
@@ -66,12 +68,8 @@ async def test_a_reader_cancelled_with_its_request_leaves_the_waiters_to_read() 
 
 
 async def test_a_waiter_cancelled_does_not_cancel_the_read_the_others_wait_for() -> None:
-    flight: SingleFlight[str, str] = SingleFlight(kept=10)
     read = Reader()
-    first = asyncio.create_task(flight.get_many(["a"], read))
-    await asyncio.sleep(0)
-    quitter = asyncio.create_task(flight.get_many(["a"], read))
-    await asyncio.sleep(0)
+    first, quitter = await reader_and_waiter(read)
     quitter.cancel()
     read.gate.set()
     assert await first == {"a": "A"}

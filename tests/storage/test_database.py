@@ -108,11 +108,10 @@ async def test_sqlite_writer_waits_for_another_process_without_blocking_the_loop
     assert ticks >= 10  # … while the event loop kept running
 
 
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # (SQLite has no JIT)
 async def test_postgresql_sessions_never_compile_statements_with_jit(db: Database) -> None:
     """JIT compilation is off in both pools (reads, and write transactions): a big table's cost estimates
     made PostgreSQL spend ~1 s compiling a statement that ran in 14 ms (storage/database.py)."""
-    if db.dialect.name != "postgresql":
-        return  # (SQLite has no JIT)
     assert (await db.fetch("SHOW jit"))[0][0] == "off"
     async with db.write() as conn:
         assert (await db.fetch("SHOW jit", conn=conn))[0][0] == "off"

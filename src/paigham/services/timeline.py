@@ -130,16 +130,16 @@ class TimelineService:
     async def joined_members(self, requester: Requester, room_id: str) -> dict[str, Profile]:
         """GET /joined_members: the joined members now (for a member), or when the requester left
         (for a former member); a big room's list is kept while its members do not change."""
-        membership, _ = await self.require_member(requester.user_id, room_id)
-        if membership != "join":
-            return joined_profiles(await self.members(requester, room_id, None))
-        stream = await self.store.members_stream(room_id)
-        if stream is None:
+        membership, stream = await self.require_member(requester.user_id, room_id)
+        if membership != "join":  # as `members` reads for a former member, without asking again
+            return joined_profiles(await self.store.state_at(room_id, stream, ["m.room.member"]))
+        version = await self.store.members_stream(room_id)
+        if version is None:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
-        found = self.joined.get(room_id, stream)
+        found = self.joined.get(room_id, version)
         if found is None:
             found = joined_profiles(await self.store.current_state(room_id, ["m.room.member"]))
-            self.joined.put(room_id, stream, found)
+            self.joined.put(room_id, version, found)
         return found
 
     async def members(self, requester: Requester, room_id: str, at: int | None) -> list[StoredEvent]:

@@ -282,6 +282,7 @@ class ProbeBatcher:
         # Probes asked this turn, by the memberships they look at (one statement per kind).
         self._queue: dict[tuple[str, ...], list[tuple[tuple[Any, ...], asyncio.Future[list[Sequence[Any]]]]]] = {}
         self.statements = 0  # statements sent (the tests count them)
+        self._running: set[asyncio.Task[None]] = set()  # the batches in flight (a task must be referenced)
 
     async def fetch(self, states: Sequence[str], *args: Any) -> list[Sequence[Any]]:
         """The rows of _CACHED_PROBE for args ($1, $2, $3, $5, $6)."""
@@ -300,8 +301,8 @@ class ProbeBatcher:
         for states, asked in queued.items():
             for i in range(0, len(asked), BATCH_MAX):
                 task = asyncio.get_running_loop().create_task(self._run(list(states), asked[i : i + BATCH_MAX]))
-                _RUNNING.add(task)
-                task.add_done_callback(_RUNNING.discard)
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
 
     async def _run(
         self, states: list[str], batch: list[tuple[tuple[Any, ...], asyncio.Future[list[Sequence[Any]]]]]
@@ -329,7 +330,6 @@ class ProbeBatcher:
                 fut.set_result(got)
 
 
-_RUNNING: set[asyncio.Task[None]] = set()  # the batches in flight (a task must be referenced)
 _PROBE_BUMPS = _probe_sql(bumps=True)
 
 # A connection's first look (sliding sync without `pos`): everything is new, so no flags and no

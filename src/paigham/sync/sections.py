@@ -301,7 +301,7 @@ class Sections:
         in_timeline = {e.state_key for e in delta.timeline if e.type == "m.room.member"}
         keep = [e for e in delta.state if e.type != "m.room.member" or e.state_key in senders or e.state_key == me]
         have = {e.state_key for e in keep if e.type == "m.room.member"}
-        missing = (senders | {me} if delta.initial else senders) - have - in_timeline
+        missing = senders - have - in_timeline
         if missing and not delta.initial:
             keep.extend(await self.shared.members_at(room_id, start, upto, sorted(missing)))
         return keep

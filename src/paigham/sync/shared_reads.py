@@ -24,7 +24,8 @@ from paigham.sync.sources import RoomReads
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-# Answers kept after their read: enough for every room woken by one burst of writes.
+# Answers kept after their read: enough for every room woken by one burst of writes (timelines and
+# summaries: RECENT_KEPT each).
 RECENT_KEPT = 512
 MEMBERS_KEPT = 4096
 
@@ -37,7 +38,6 @@ class SingleFlight(Generic[K, V]):
         self.kept = kept
         self._done: OrderedDict[K, V] = OrderedDict()
         self._running: dict[K, asyncio.Future[None]] = {}
-        self.reads = 0  # how many reads were made (the tests count them)
 
     def __len__(self) -> int:
         return len(self._done)
@@ -63,7 +63,7 @@ class SingleFlight(Generic[K, V]):
             if theirs:
                 # Wait for the other readers, then look again: a reader that failed (or was cancelled
                 # with its request) stored nothing, and a waiter then reads for itself.
-                for fut in {id(f): f for f in (self._running[k] for k in theirs if k in self._running)}.values():
+                for fut in {self._running[k] for k in theirs if k in self._running}:
                     await asyncio.shield(fut)
             pending = [k for k in theirs if k not in out]
         return out
@@ -73,7 +73,6 @@ class SingleFlight(Generic[K, V]):
         for k in keys:
             self._running[k] = fut
         try:
-            self.reads += 1
             got = await read(keys)
             for k in keys:
                 out[k] = self._done[k] = got[k]
