@@ -585,3 +585,36 @@ async def test_a_cancelled_long_poll_and_its_resend_each_get_their_own_pos(hs: H
     nxt = await ss(hs, alice, body, resent["pos"])  # the client goes on from the answer it kept
     assert timeline_bodies(nxt["rooms"][rooms[1]]) == ["wakes the cancelled request"]
     await hs.err(400, "M_UNKNOWN_POS", "POST", SS, alice, json=body, params={"pos": first["pos"]})
+
+
+async def test_members_woken_by_one_message_probe_together_and_read_the_room_once(hs: Harness) -> None:
+    """One message wakes every member's long-poll: their probes go as one statement on PostgreSQL
+    (storage/sync_probe.py ProbeBatcher; one by one on SQLite) and the room's new events are read
+    once for all of them (sync/shared_reads.py); each still gets the message, and only once."""
+    alice = await hs.register("alice")
+    members = [await hs.register(f"m{i}") for i in range(6)]
+    room = await hs.create_room(alice, name="Announcements", preset="public_chat")
+    for m in members:
+        await hs.ok("POST", f"/_matrix/client/v3/join/{room}", m)
+    await hs.send(alice, room, "before")
+    body = room_list([[0, 0]], room_subscriptions={room: {"timeline_limit": 5, "required_state": []}})
+    poss = []
+    for m in members:
+        first = await ss(hs, m, body)
+        poss.append((await ss(hs, m, body, first["pos"]))["pos"])  # caught up: the next one waits
+    service = hs.server.sliding_sync
+    statements, reads = service.probes.statements, len(service.shared.recent_answers)
+    polls = [asyncio.create_task(ss(hs, m, body, pos, timeout=10_000)) for m, pos in zip(members, poss, strict=True)]
+    await asyncio.sleep(0.3)
+    assert not any(p.done() for p in polls)
+    await hs.send(alice, room, "to everyone")
+    answers = await asyncio.wait_for(asyncio.gather(*polls), 10)
+    assert [timeline_bodies(a["rooms"][room]) for a in answers] == [["to everyone"]] * len(members)
+    assert len(service.shared.recent_answers) == reads + 1  # one read of the room's new events
+    if hs.server.db.dialect.name == "postgresql":
+        assert 1 <= service.probes.statements - statements < len(members)
+    else:
+        assert service.probes.statements == statements == 0
+    # Each connection moves on from its own answer: nothing is sent twice.
+    again = await asyncio.gather(*(ss(hs, m, body, a["pos"]) for m, a in zip(members, answers, strict=True)))
+    assert all(room not in a["rooms"] for a in again)

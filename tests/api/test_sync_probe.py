@@ -222,3 +222,15 @@ async def test_probes_asked_together_go_as_one_statement_and_answer_each_as_alon
     assert expected[0].room_flags.keys() == {room, other} and expected[1].user_flags & ACCOUNT_DATA
     assert expected[2].one_time_keys == {"signed_curve25519": 2} and expected[3].memberships[room][0] == "leave"
     assert batcher.statements == (1 if db.dialect.name == "postgresql" else 0)
+
+    # Sliding sync's probes (with bump stamps, another shape) asked in the same turn as /sync's: one
+    # statement per shape, each answer as its own probe's.
+    bump_types = ("m.room.message",)
+    expected_bumps = [await probe(db, u.user_id, u.device_id, since, STATES, bump_types) for u in users]
+    both = await asyncio.gather(
+        *(probe(db, u.user_id, u.device_id, since, STATES, bump_types, batcher=batcher) for u in users),
+        *(probe(db, u.user_id, u.device_id, since, STATES, rooms=together, batcher=batcher) for u in users),
+    )
+    assert list(both[: len(users)]) == expected_bumps and list(both[len(users) :]) == expected
+    assert expected_bumps[0].bumps.keys() == {room, other} and expected_bumps[3].memberships[room][0] == "leave"
+    assert batcher.statements == (3 if db.dialect.name == "postgresql" else 0)

@@ -60,3 +60,21 @@ async def test_old_connections_and_those_of_deleted_devices_are_purged(db: Datab
     assert await store.load(ALICE, "GONE", "c", gen) is not None
     await store.purge()  # no such device
     assert await store.load(ALICE, "GONE", "c", gen) is None
+
+
+async def test_saves_of_many_connections_made_together_go_as_one_statement(db: Database) -> None:
+    """The long-polls one message wakes all save at once: one statement on PostgreSQL, each connection
+    its own generation and state; the earlier generations of each go as they would alone."""
+    store = SlidingSyncStore(db)
+    users = [f"@u{i}:test.local" for i in range(8)]
+    firsts = await asyncio.gather(*(store.save(u, DEV, "room-list", 100, 1, b"first", used=None) for u in users))
+    before = store._saves.batches
+    gens = await asyncio.gather(
+        *(store.save(u, DEV, "room-list", g + 1, 2, u.encode(), used=None) for u, g in zip(users, firsts, strict=True))
+    )
+    assert gens == [g + 1 for g in firsts]
+    assert store._saves.batches - before == (1 if db.dialect.name == "postgresql" else 0)
+    for u, g, old in zip(users, gens, firsts, strict=True):
+        saved = await store.load(u, DEV, "room-list", g)
+        assert saved is not None and (saved.stream, saved.state) == (2, u.encode())
+        assert await store.load(u, DEV, "room-list", old) is None  # used=None: the older ones dropped

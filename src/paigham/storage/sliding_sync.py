@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from paigham.clock import now_ms
 from paigham.storage.database import Database
 from paigham.storage.schema import metadata
+from paigham.storage.turn_batch import TurnBatcher
 
 MAX_AGE_MS = 7 * 24 * 3600 * 1000
 _INSERT = (
@@ -28,6 +29,26 @@ _INSERT = (
     "RETURNING generation"
 )  # a connection unused for a week is forgotten (as Synapse does)
 _SAVE_ATTEMPTS = 5  # concurrent requests with one pos (each failed attempt means another one saved)
+SAVES_AT_ONCE = 256  # saves in one statement at most (PostgreSQL)
+# Saves of many connections in one statement (PostgreSQL; one row of the arrays per save): for each, the
+# next free generation (at least the one asked for), every older generation of the connection but
+# the one its request came with dropped, the row added; the generations saved come back.
+_SAVE_MANY = (
+    "WITH cfg AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS v), "
+    "q AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], "
+    "$6::bytea[], $7::bigint[], $8::bigint[]) q(user_id, device_id, conn_id, at_least, stream, state, ts, used)), "
+    "t AS MATERIALIZED (SELECT q.*, greatest(q.at_least, coalesce((SELECT max(s.generation) "
+    "FROM sliding_sync_positions s WHERE s.user_id = q.user_id AND s.device_id = q.device_id "
+    "AND s.conn_id = q.conn_id), -1) + 1) AS g FROM q), "
+    "gone AS (DELETE FROM sliding_sync_positions s USING t WHERE s.user_id = t.user_id "
+    "AND s.device_id = t.device_id AND s.conn_id = t.conn_id AND s.generation < coalesce(t.used, t.g)) "
+    "INSERT INTO sliding_sync_positions (user_id, device_id, conn_id, generation, stream, state, created_ts) "
+    "SELECT t.user_id, t.device_id, t.conn_id, t.g, t.stream, t.state, t.ts FROM t, cfg WHERE cfg.v IS NOT NULL "
+    "ON CONFLICT (user_id, device_id, conn_id, generation) DO NOTHING "
+    "RETURNING user_id, device_id, conn_id, generation"
+)
+# One save: user, device, conn_id, generation at least, stream, state, created at, generation used.
+_Save = tuple[str, str, str, int, int, bytes, int, int | None]
 
 sliding_sync_positions = Table(
     "sliding_sync_positions",
@@ -55,6 +76,7 @@ class SlidingSyncStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._one_statement = db.per_engine(sqlite=False, postgresql=True)
+        self._saves: TurnBatcher[None, _Save, int | None] = TurnBatcher(self._save_postgresql, SAVES_AT_ONCE)
 
     async def load(self, user_id: str, device_id: str, conn_id: str, generation: int) -> SavedPosition | None:
         """The saved generation of this connection, None if unknown, superseded or too old."""
@@ -87,7 +109,9 @@ class SlidingSyncStore:
         generation saved. Never overwrites one: each saved generation is what one answer sent."""
         for _ in range(_SAVE_ATTEMPTS):
             if self._one_statement:
-                added = await self._save_postgresql(user_id, device_id, conn_id, at_least, stream, state, used)
+                added = await self._saves.ask(
+                    None, (user_id, device_id, conn_id, at_least, stream, state, now_ms(), used)
+                )
             else:
                 async with self.db.write() as conn:
                     added = await self._save_sqlite(conn, user_id, device_id, conn_id, at_least, stream, state, used)
@@ -129,41 +153,23 @@ class SlidingSyncStore:
         )
         return None if added is None else int(added[0])
 
-    async def _save_postgresql(
-        self,
-        user_id: str,
-        device_id: str,
-        conn_id: str,
-        at_least: int,
-        stream: int,
-        state: bytes,
-        used: int | None,
-    ) -> int | None:
-        """One statement in a transaction of its own (the next free generation, the older ones
-        dropped, the row added), committed without waiting for the WAL flush (`set_config(…, true)`
-        in the statement: it holds until the statement's own commit): a crash may lose the newest
-        position, and the client then gets M_UNKNOWN_POS and starts over — never a wrong answer.
-        Every long-poll answer saves one, so a BEGIN, a SET LOCAL and a COMMIT around it, or the flush
-        wait, would be most of its cost."""
-        rows = await self.db.write_one(
-            "WITH cfg AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS v), "
-            "top AS (SELECT coalesce(max(generation), -1) AS g FROM sliding_sync_positions "
-            "WHERE user_id = $1 AND device_id = $2 AND conn_id = $3), "
-            "gone AS (DELETE FROM sliding_sync_positions WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 "
-            "AND generation < coalesce($8::bigint, greatest($4::bigint, (SELECT g + 1 FROM top)))) "
-            "INSERT INTO sliding_sync_positions (user_id, device_id, conn_id, generation, stream, state, created_ts) "
-            "SELECT $1, $2, $3, greatest($4::bigint, top.g + 1), $5, $6, $7 FROM top, cfg WHERE cfg.v IS NOT NULL "
-            "ON CONFLICT (user_id, device_id, conn_id, generation) DO NOTHING RETURNING generation",
-            user_id,
-            device_id,
-            conn_id,
-            at_least,
-            stream,
-            state,
-            now_ms(),
-            used,
-        )
-        return int(rows[0][0]) if rows else None
+    async def _save_postgresql(self, _: None, asked: list[_Save]) -> list[int | None]:
+        """Saves asked in one turn of the event loop (one message wakes every member's long-poll, and
+        each then saves), in one statement that is a transaction of its own (`_SAVE_MANY`). It commits
+        without waiting for the WAL flush (`set_config(…, true)` in the statement: it holds until the
+        statement's own commit): a crash may lose the newest positions, and a client then gets
+        M_UNKNOWN_POS and starts over — never a wrong answer. Every long-poll answer saves one, so a
+        BEGIN, a SET LOCAL and a COMMIT around it, or the flush wait, would be most of its cost.
+        Two saves of one connection in a batch would take the same generation: the later ones get
+        None and try again (in the next turn's batch)."""
+        first: dict[tuple[str, str, str], int] = {}
+        for i, save in enumerate(asked):
+            first.setdefault(save[:3], i)
+        batch = [asked[i] for i in first.values()]
+        columns = [list(c) for c in zip(*batch, strict=True)]
+        rows = await self.db.write_one(_SAVE_MANY, *columns)
+        saved = {(r[0], r[1], r[2]): int(r[3]) for r in rows}
+        return [saved.get(save[:3]) if first[save[:3]] == i else None for i, save in enumerate(asked)]
 
     async def forget(self, user_id: str, device_id: str, conn_id: str) -> None:
         """Drop a connection (a request without `pos` starts it afresh)."""

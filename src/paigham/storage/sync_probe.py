@@ -28,7 +28,6 @@ come from the cache. A user not remembered, a full_state sync and a token far be
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ import msgspec
 from paigham.storage.database import Database
 from paigham.storage.dialect import POSTGRESQL, SQLITE, Dialect
 from paigham.storage.sync_rooms import RoomList, RoomListCache, room_list
+from paigham.storage.turn_batch import TurnBatcher
 from paigham.storage.watermark import WATERMARK
 
 _decode = msgspec.json.Decoder(list[str]).decode
@@ -247,24 +247,48 @@ def _cached_probe_sql() -> str:
 _CACHED_PROBE = _cached_probe_sql()
 
 
-def _batched_probe_sql() -> str:
-    """_CACHED_PROBE for many (user, since, device, remembered position, rooms) at once, PostgreSQL
-    only: one lateral probe per element of the arrays $1, $2, $3, $5 and $6 (the same parameters,
-    each an array; $4 stays the memberships), its rows tagged with the element's ordinal. One
-    statement is one snapshot, so every probe of a batch reads the same watermark."""
-    inner = _CACHED_PROBE.removeprefix(f"WITH {_WATERMARK}, ")
-    assert inner != _CACHED_PROBE
-    names = {"1": "q.user_id", "2": "q.after", "3": "q.device_id", "5": "q.lo", "6": "q.n"}
-    inner = re.sub(r"\$([1-6])(?!\d)", lambda m: names.get(m[1], m[0]), inner)
+def _lateral(sql: str, varying: dict[int, tuple[str, str]]) -> str:
+    """`sql` (a probe: `WITH {_WATERMARK}, …`) for many askers at once, PostgreSQL only: one lateral
+    probe per element of the arrays given for the parameters in `varying` (number → (name, element
+    type)); the other parameters stay one value for all. Its rows come tagged with the element's
+    ordinal. One statement is one snapshot, so every probe of a batch reads the same watermark."""
+    inner = sql.removeprefix(f"WITH {_WATERMARK}, ")
+    assert inner != sql
+    inner = re.sub(r"\$(\d+)(?!\d)", lambda m: f"q.{varying[int(m[1])][0]}" if int(m[1]) in varying else m[0], inner)
+    arrays = ", ".join(f"${n}::{t}[]" for n, (_, t) in sorted(varying.items()))
+    names = ", ".join(name for _, (name, _) in sorted(varying.items()))
     return (
-        f"WITH {_WATERMARK} SELECT q.i, r.* FROM unnest($1::text[], $2::bigint[], $3::text[], $5::bigint[], "
-        "$6::bigint[]) WITH ORDINALITY q(user_id, after, device_id, lo, n, i) "
+        f"WITH {_WATERMARK} SELECT q.i, r.* FROM unnest({arrays}) WITH ORDINALITY q({names}, i) "
         f"CROSS JOIN LATERAL (WITH {inner}) r"
     )
 
 
-_BATCHED_PROBE = _batched_probe_sql()
-# Probes read together at most: a batch is one statement on one connection.
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """A probe statement that ProbeBatcher can send for many askers: `single` for one, `batched` for
+    many (`_lateral`); `varying` are the parameter numbers each asker gives, `fixed` those a batch
+    shares (askers with different fixed values go in different batches)."""
+
+    single: str
+    batched: str
+    varying: tuple[int, ...]
+    fixed: tuple[int, ...]
+
+    def params(self, fixed: tuple[Any, ...], varying: tuple[Any, ...]) -> list[Any]:
+        """The parameters of `single`, in order, from one asker's values and the batch's."""
+        by_number = {**dict(zip(self.fixed, fixed, strict=True)), **dict(zip(self.varying, varying, strict=True))}
+        return [by_number[n] for n in range(1, len(by_number) + 1)]
+
+
+def _shape(sql: str, varying: dict[int, tuple[str, str]], fixed: tuple[int, ...]) -> Shape:
+    return Shape(sql, _lateral(sql, varying), tuple(sorted(varying)), fixed)
+
+
+_USER, _AFTER, _DEVICE = (1, ("user_id", "text")), (2, ("after", "bigint")), (3, ("device_id", "text"))
+# /sync's probe of remembered rooms: ($1 user, $2 since, $3 device, $5 remembered at, $6 how many) per
+# asker, $4 the memberships.
+CACHED = _shape(_CACHED_PROBE, dict([_USER, _AFTER, _DEVICE, (5, ("lo", "bigint")), (6, ("n", "bigint"))]), (4,))
+# Batches hold at most this many probes: a batch is one statement on one connection.
 BATCH_MAX = 256
 
 
@@ -272,65 +296,46 @@ class ProbeBatcher:
     """The incremental probes of the syncs that look at once, read in one statement (PostgreSQL).
 
     One message into a room of thousands wakes every member's long-poll in the same turn of the
-    event loop; each would send its own probe (a round trip, and the driver's work on both sides).
-    A probe asked for here waits for the end of the turn, and then every probe asked meanwhile goes
-    as one statement (_BATCHED_PROBE), each answer returned to its asker. On SQLite a read does not
-    suspend, so there is nothing to gather: the probes go one by one (`Database.fetch`)."""
+    event loop; each would send its own probe. Probes of one shape asked in a turn go as one
+    statement (`Shape.batched`, storage/turn_batch.py), each answer returned to its asker. On SQLite
+    the probes go one by one (`Database.fetch`)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        # Probes asked this turn, by the memberships they look at (one statement per kind).
-        self._queue: dict[tuple[str, ...], list[tuple[tuple[Any, ...], asyncio.Future[list[Sequence[Any]]]]]] = {}
-        self.statements = 0  # statements sent (the tests count them)
-        self._running: set[asyncio.Task[None]] = set()  # the batches in flight (a task must be referenced)
+        self._batches: TurnBatcher[tuple[Shape, tuple[Any, ...]], tuple[Any, ...], list[Sequence[Any]]] = TurnBatcher(
+            self._run, BATCH_MAX
+        )
 
-    async def fetch(self, states: Sequence[str], *args: Any) -> list[Sequence[Any]]:
-        """The rows of _CACHED_PROBE for args ($1, $2, $3, $5, $6)."""
+    @property
+    def statements(self) -> int:
+        """Statements sent (the tests count them)."""
+        return self._batches.batches
+
+    async def fetch(self, shape: Shape, fixed: tuple[Any, ...], *varying: Any) -> list[Sequence[Any]]:
+        """The rows of `shape.single` for one asker (its `varying` values, the `fixed` ones shared;
+        lists among them are given as tuples)."""
         if self.db.dialect.name != POSTGRESQL.name:
-            user_id, after, device_id, lo, n = args
-            return await self.db.fetch(_CACHED_PROBE, user_id, after, device_id, list(states), lo, n)
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[list[Sequence[Any]]] = loop.create_future()
-        if not self._queue:
-            loop.call_soon(self._flush)
-        self._queue.setdefault(tuple(states), []).append((args, fut))
-        return await fut
+            return await self.db.fetch(shape.single, *shape.params(_lists(fixed), varying))
+        return await self._batches.ask((shape, fixed), varying)
 
-    def _flush(self) -> None:
-        queued, self._queue = self._queue, {}
-        for states, asked in queued.items():
-            for i in range(0, len(asked), BATCH_MAX):
-                task = asyncio.get_running_loop().create_task(self._run(list(states), asked[i : i + BATCH_MAX]))
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
-
-    async def _run(
-        self, states: list[str], batch: list[tuple[tuple[Any, ...], asyncio.Future[list[Sequence[Any]]]]]
-    ) -> None:
-        batch = [(a, f) for a, f in batch if not f.done()]  # an asker that went away needs no answer
-        if not batch:
-            return
-        try:
-            self.statements += 1
-            cols = list(zip(*(a for a, _ in batch), strict=True))
-            user_ids, afters, device_ids, los, ns = (list(c) for c in cols)
-            rows = await self.db.fetch(_BATCHED_PROBE, user_ids, afters, device_ids, states, los, ns)
-        except BaseException as e:  # every asker gets the failure
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(e if isinstance(e, Exception) else RuntimeError("the probe was cancelled"))
-            if not isinstance(e, Exception):
-                raise
-            return
-        by_asker: list[list[Sequence[Any]]] = [[] for _ in batch]
+    async def _run(self, key: tuple[Shape, tuple[Any, ...]], asked: list[tuple[Any, ...]]) -> list[list[Sequence[Any]]]:
+        shape, fixed = key
+        columns = [list(c) for c in zip(*asked, strict=True)]
+        rows = await self.db.fetch(shape.batched, *shape.params(_lists(fixed), tuple(columns)))
+        by_asker: list[list[Sequence[Any]]] = [[] for _ in asked]
         for row in rows:
             by_asker[row[0] - 1].append(row[1:])
-        for (_, fut), got in zip(batch, by_asker, strict=True):
-            if not fut.done():
-                fut.set_result(got)
+        return by_asker
+
+
+def _lists(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Tuples (hashable, to key a batch) back into lists (the drivers' arrays)."""
+    return tuple(list(v) if isinstance(v, tuple) else v for v in values)
 
 
 _PROBE_BUMPS = _probe_sql(bumps=True)
+# Sliding sync's probe: ($1 user, $2 since, $3 device) per asker, $4 the memberships, $5 the bump types.
+BUMPS = _shape(_PROBE_BUMPS, dict([_USER, _AFTER, _DEVICE]), (4, 5))
 
 # A connection's first look (sliding sync without `pos`): everything is new, so no flags and no
 # counts — the rooms, each joined room's newest event of the bump types ($4), the position and the
@@ -405,11 +410,15 @@ async def probe(
     `memberships`. Without, the joined rooms with nothing new are listed in `quiet` only and the
     rooms left before `since` not at all, unless `every_room` (a full_state sync sends them all) or
     there is no `since`. With `rooms` (and no `bump_types`), the user's rooms are remembered there
-    between calls and an incremental probe reads only the membership rows that moved (sync_rooms.py),
-    through `batcher` if given (with the probes of other syncs looking at the same time)."""
+    between calls and an incremental probe reads only the membership rows that moved (sync_rooms.py).
+    An incremental probe goes through `batcher` if given (with the probes of other syncs looking at
+    the same time)."""
     after = -1 if since is None else since
     if bump_types is not None:
-        rows = await db.fetch(_PROBE_BUMPS, user_id, after, device_id, list(states), list(bump_types))
+        if batcher is not None:
+            rows = await batcher.fetch(BUMPS, (tuple(states), tuple(bump_types)), user_id, after, device_id)
+        else:
+            rows = await db.fetch(_PROBE_BUMPS, user_id, after, device_id, list(states), list(bump_types))
         out = _read(rows, after)
     else:
         out = await _probe_sync(db, user_id, device_id, since, states, every_room, rooms, batcher)
@@ -435,7 +444,7 @@ async def _probe_sync(
     if rooms is not None and held is not None:
         lo = min(held.position, after)
         if batcher is not None:
-            rows = await batcher.fetch(states, user_id, after, device_id, lo, len(held))
+            rows = await batcher.fetch(CACHED, (tuple(states),), user_id, after, device_id, lo, len(held))
         else:
             rows = await db.fetch(_CACHED_PROBE, user_id, after, device_id, list(states), lo, len(held))
         found = _read_cached(rows, after, held)

@@ -40,12 +40,14 @@ from paigham.storage.sync_probe import (
     ROOM_RECEIPTS,
     ROOM_TYPING,
     TO_DEVICE,
+    ProbeBatcher,
     SyncProbe,
     first_probe,
     probe,
 )
 from paigham.sync.notifier import Notifier
 from paigham.sync.sections import MEMBERSHIPS, stripped_invite_state
+from paigham.sync.shared_reads import SharedReads
 from paigham.sync.sliding_model import (
     AccountDataResponse,
     DeviceListsResponse,
@@ -220,6 +222,10 @@ class SlidingSyncService:
         self.push_rules = push_rules
         self.store = store
         self.e2ee = e2ee
+        # One message wakes the long-polls of every member holding the room: their probes go as one
+        # statement (PostgreSQL), and the room's new events are read once for those at the same point.
+        self.probes = ProbeBatcher(db)
+        self.shared = SharedReads(events)
         # (user, device, conn_id) → (generation, stream, state, saved at): the newest saved here.
         self._recent: OrderedDict[tuple[str, str, str], tuple[int, int, ConnectionState, int]] = OrderedDict()
 
@@ -297,7 +303,7 @@ class SlidingSyncService:
         if since is None:
             found = await first_probe(self.db, rq.user_id, rq.device_id, MEMBERSHIPS, BUMP_TYPES)
         else:
-            found = await probe(self.db, rq.user_id, rq.device_id, since, MEMBERSHIPS, BUMP_TYPES)
+            found = await probe(self.db, rq.user_id, rq.device_id, since, MEMBERSHIPS, BUMP_TYPES, batcher=self.probes)
         if since is None:
             found.user_flags = ACCOUNT_DATA | PUSH_RULES | TO_DEVICE | DEVICE_LISTS
         elif since > found.position:
@@ -475,7 +481,7 @@ class SlidingSyncService:
         if quiet and not expanded and not new_config:
             return None
         after = None if expanded else sent.stream
-        recent, related = await self.events.recent_with_relations(room_id, after=after, upto=p.upto, limit=limit + 1)
+        recent, related = await self.shared.recent_with_relations(room_id, after=after, upto=p.upto, limit=limit + 1)
         timeline = recent[-limit:] if limit else []
         fresh = [e for e in recent if e.stream > sent.stream]
         if not fresh and not expanded and not new_config:

@@ -1,0 +1,69 @@
+"""Calls made in the same turn of the event loop, sent to the database together.
+
+One message into a room wakes every member's long-poll in one turn of the event loop, and each then
+makes the same kind of statement with its own values (a probe, a save of its position). Each would be
+a round trip of its own — on these machines the socket `send()` of a round trip costs the server more
+CPU than anything else it does for a request (docs/decisions.md, "One write per response"). A call
+made through a `TurnBatcher` waits for the end of the turn; then every call of the same kind made
+meanwhile goes to `run` as one batch (one statement, of an array per parameter), and each caller gets
+its own answer. On SQLite a statement does not suspend the event loop, so there is nothing to gather:
+callers use `run` with a batch of one (see the users).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)  # what calls must share to go together (a statement's fixed values)
+A = TypeVar("A")  # one call's own values
+R = TypeVar("R")  # one call's answer
+
+Runner = Callable[[K, list[A]], Awaitable[list[R]]]
+
+
+class TurnBatcher(Generic[K, A, R]):
+    """Batches per turn and key: `run(key, calls)` answers the calls in order (at most `most` each)."""
+
+    def __init__(self, run: Runner[K, A, R], most: int) -> None:
+        self._run = run
+        self.most = most
+        self._queue: dict[K, list[tuple[A, asyncio.Future[R]]]] = {}
+        self._running: set[asyncio.Task[None]] = set()  # the batches in flight (a task must be referenced)
+        self.batches = 0  # batches sent (the tests count them)
+
+    async def ask(self, key: K, call: A) -> R:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[R] = loop.create_future()
+        if not self._queue:
+            loop.call_soon(self._flush)
+        self._queue.setdefault(key, []).append((call, fut))
+        return await fut
+
+    def _flush(self) -> None:
+        queued, self._queue = self._queue, {}
+        loop = asyncio.get_running_loop()
+        for key, asked in queued.items():
+            for i in range(0, len(asked), self.most):
+                task = loop.create_task(self._one(key, asked[i : i + self.most]))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+
+    async def _one(self, key: K, batch: list[tuple[A, asyncio.Future[R]]]) -> None:
+        batch = [(a, f) for a, f in batch if not f.done()]  # a caller that went away needs no answer
+        if not batch:
+            return
+        try:
+            self.batches += 1
+            answers = await self._run(key, [a for a, _ in batch])
+        except BaseException as e:  # every caller gets the failure
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(e if isinstance(e, Exception) else RuntimeError("the batch was cancelled"))
+            if not isinstance(e, Exception):
+                raise
+            return
+        for (_, fut), answer in zip(batch, answers, strict=True):
+            if not fut.done():
+                fut.set_result(answer)
