@@ -1,6 +1,6 @@
 """The event pipeline: build a PDU, authorise it, admit it, hash and sign it, persist it, wake sync.
 
-One write transaction per request — or per batch of messages queued for a busy room — holds the
+One write transaction per request — or per batch of events queued for a busy room — holds the
 room lock from reading the room's tip and state to commit, so auth checks see exactly the state the
 event is appended to, even across workers.
 
@@ -11,7 +11,8 @@ rules are declared once, in order, in the `Stages` the composition root gives th
    event, and nothing of the event is written yet;
 3. the event is applied to the room context (its state, who is joined);
 4. effects: each returns rows written with the event (push actions); they see the room after it;
-5. written (messages of a batch together, in one statement on PostgreSQL) and committed;
+5. written (the events of a batch together; a batch's messages in one statement on PostgreSQL) and
+   committed;
 6. after commit: the hooks, with every event of the transaction (sync wake-ups, metrics, audit).
 """
 
