@@ -173,7 +173,7 @@ async def main(args: argparse.Namespace) -> None:
     scale = dataclasses.replace(scale, **args.scale_overrides)
     root = Path(args.workdir).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    profiler = Profiler(RESULTS, args.profile_workloads, args.db) if args.profile else None
+    profiler = Profiler(RESULTS, args.profile_workloads, args.db, gil=args.profile_gil) if args.profile else None
     results: dict[str, Any] = {"meta": {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "db": args.db, "cpus": os.cpu_count(),
         "mem_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, "quick": args.quick,
@@ -237,6 +237,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                                                "e.g. --set lr_members=1000; repeatable")
     p.add_argument("--profile", action="store_true",
                    help="attach py-spy to Paigham during --profile-workloads (a separate run: profiling slows it)")
+    p.add_argument("--profile-gil", action="store_true",
+                   help="with --profile: only samples holding the GIL (the process's CPU, not waits in system calls)")
     p.add_argument("--profile-workloads", default="throughput,fanout,initial_sync",
                    type=lambda s: [x for x in s.split(",") if x])
     p.add_argument("--paigham", default=str(REPO / ".venv" / "bin" / "paigham"), help="the paigham executable")

@@ -38,7 +38,7 @@ def _package(file: str) -> str:
     return parts[0].removesuffix(".py") if parts else "?"
 
 
-def summarise(raw: Path, out: Path, title: str, top: int = 45) -> None:
+def summarise(raw: Path, out: Path, title: str, top: int = 45, gil: bool = False) -> None:
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     packages: Counter[str] = Counter()
@@ -58,7 +58,9 @@ def summarise(raw: Path, out: Path, title: str, top: int = 45) -> None:
         packages[_package(m.group("file")) if m else "?"] += count
         for f in set(frames):
             total[f] += count
-    lines = [f"# {title}", f"# {samples} samples at 100 Hz (py-spy --nonblocking, all threads, idle excluded)", ""]
+    held = ", GIL held only" if gil else ""
+    how = f"py-spy --nonblocking, all threads, idle excluded{held}"
+    lines = [f"# {title}", f"# {samples} samples at 100 Hz ({how})", ""]
     lines.append("## Own time by package (where the CPU actually was)")
     for pkg, n in packages.most_common(25):
         lines.append(f"{n / max(1, samples) * 100:6.1f} %  {pkg}")
@@ -76,8 +78,12 @@ def summarise(raw: Path, out: Path, title: str, top: int = 45) -> None:
 
 
 class Profiler:
-    def __init__(self, results: Path, workloads: list[str], db: str = "sqlite") -> None:
+    def __init__(self, results: Path, workloads: list[str], db: str = "sqlite", gil: bool = False) -> None:
         self.results = results
+        # Only samples holding the GIL: CPU the process spends in Python, without the time a thread
+        # waits in a system call that released it (a socket send() preempted on a busy 2-core machine
+        # shows as "time in write" otherwise).
+        self.gil = gil
         self.workloads = workloads
         self.prefix = "profile-" if db == "sqlite" else f"profile-{db}-"  # one file per engine
         self.outputs: list[Path] = []
@@ -89,7 +95,7 @@ class Profiler:
             self.results.mkdir(parents=True, exist_ok=True)
             raw = self.results / f"{self.prefix}{workload}.raw"
             proc = subprocess.Popen([_py_spy(), "record", "-p", str(server.pids[0]), "-f", "raw", "-o", str(raw),
-                                     "-r", "100", "--nonblocking", "--nolineno"],
+                                     "-r", "100", "--nonblocking", "--nolineno", *(["--gil"] if self.gil else [])],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
             def stop() -> None:
@@ -100,7 +106,7 @@ class Profiler:
                     proc.kill()
                 if raw.exists():
                     out = raw.with_suffix(".txt")
-                    summarise(raw, out, f"{name}: {workload}")
+                    summarise(raw, out, f"{name}: {workload}", gil=self.gil)
                     raw.unlink()
                     self.outputs.append(out)
 

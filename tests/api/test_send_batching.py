@@ -1,8 +1,8 @@
 """Messages into a busy room are written in batches (services/writer.py): one transaction for
-everything that queued up while the room's previous write ran. Each message must still be built,
-authorised and answered as if it had been sent alone: one linear history, one event per transaction ID, a
-refused one refused without taking the others down, and a batch the database rejects retried
-message by message."""
+everything that queued up while the room's previous write ran — and so are state events (a storm of
+joins), in batches of their own. Each event must still be built, authorised and answered as if it had
+been sent alone: one linear history, one event per transaction ID, a refused one refused without taking
+the others down, and a batch the database rejects retried event by event."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from paigham.errors import MatrixError
+from paigham.services.writer import EventSpec
 from tests.api.conftest import Harness, User
 
 V3 = "/_matrix/client/v3"
@@ -20,13 +22,13 @@ V3 = "/_matrix/client/v3"
 def batch_sizes(hs: Harness, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     sizes: list[int] = []
     writer = hs.server.writer
-    real = writer._send_messages
+    real = writer._send_batch
 
     async def counting(room_id: str, batch: list[Any]) -> Any:
         sizes.append(len(batch))
         return await real(room_id, batch)
 
-    monkeypatch.setattr(writer, "_send_messages", counting)
+    monkeypatch.setattr(writer, "_send_batch", counting)
     return sizes
 
 
@@ -113,8 +115,78 @@ async def test_a_batch_the_database_refuses_is_retried_message_by_message(
         failed.append(len(batch))
         raise RuntimeError("the database went away mid-batch")
 
-    monkeypatch.setattr(writer, "_send_messages", broken)
+    monkeypatch.setattr(writer, "_send_batch", broken)
     answers = await asyncio.gather(*(put(hs, alice, room, f"f{i}", f"m{i}") for i in range(10)))
     assert failed, "no batch was tried"
     assert all(r.status_code == 200 for r in answers)
     assert sorted(e["content"]["body"] for e in await timeline(hs, alice, room)) == sorted(f"m{i}" for i in range(10))
+
+
+async def test_concurrent_joins_share_transactions_and_wake_the_room_once_per_batch(
+    hs: Harness,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A storm of joins into one room: written in batches (the room's members woken once per batch, not
+    per join), each join answered and counted, one linear history; messages sent meanwhile go in
+    batches of their own."""
+    sizes = batch_sizes(hs, monkeypatch)
+    alice = await hs.register("alice")
+    room = await hs.create_room(alice, preset="public_chat")
+    users = [await hs.register(f"joiner{i}") for i in range(30)]
+    wakes: list[int] = []
+    real_wake = hs.server.writer._after_commit
+
+    async def counting_wake(events: list[Any]) -> None:
+        wakes.append(len(events))
+        await real_wake(events)
+
+    monkeypatch.setattr(hs.server.writer, "_after_commit", counting_wake)
+    answers = await asyncio.gather(
+        *(hs.request("POST", f"{V3}/join/{room}", u, json={}) for u in users),
+        *(put(hs, alice, room, f"j{i}", f"during {i}") for i in range(10)),
+    )
+    assert all(r.status_code == 200 for r in answers), [r.text for r in answers if r.status_code != 200]
+    assert sizes and max(sizes) > 1, "nothing was batched"
+    assert len(wakes) < 40  # 40 events, fewer commits (each wakes the room's syncs once)
+    joined = await hs.ok("GET", f"{V3}/rooms/{room}/joined_members", alice)
+    assert set(joined["joined"]) == {alice.user_id, *(u.user_id for u in users)}
+    assert (await hs.server.events.member_counts(room))["join"] == 31
+    res = await hs.ok("GET", f"{V3}/rooms/{room}/messages", alice, params={"dir": "f", "limit": 200})
+    pdus = [await hs.server.events.get_event(e["event_id"]) for e in res["chunk"]]
+    for before, after in itertools.pairwise(pdus):
+        assert after is not None and before is not None
+        assert after.pdu["prev_events"] == [before.event_id] and after.stream > before.stream
+    members = [e for e in res["chunk"] if e["type"] == "m.room.member" and e["state_key"] != alice.user_id]
+    assert len(members) == 30 and all(e["content"]["membership"] == "join" for e in members)
+    # Each joiner's sync shows the room joined.
+    body = await hs.sync(users[7])
+    assert room in body["rooms"]["join"]
+
+
+async def test_state_events_of_a_batch_are_authorised_against_the_ones_before_them(hs: Harness) -> None:
+    """A ban and the banned user's join in one batch: the join is refused as it would be after the
+    ban alone; another user's join in the same batch goes through; a refused one changes nothing."""
+    alice, bob, eve = await hs.register("alice"), await hs.register("bob"), await hs.register("eve")
+    room = await hs.create_room(alice, preset="public_chat")
+    writer = hs.server.writer
+
+    def member(sender: User, target: User, membership: str) -> EventSpec:
+        return EventSpec(sender.user_id, "m.room.member", {"membership": membership}, target.user_id)
+
+    results = await asyncio.gather(
+        writer.send(room, member(alice, eve, "ban")),
+        writer.send(room, member(eve, eve, "join")),
+        writer.send(room, member(bob, bob, "join")),
+        return_exceptions=True,
+    )
+    ban, eve_join, bob_join = results
+    assert isinstance(eve_join, MatrixError) and eve_join.errcode == "M_FORBIDDEN"
+    assert not isinstance(ban, BaseException) and not isinstance(bob_join, BaseException)
+    assert bob_join.pdu["prev_events"] == [ban.event_id]  # one history: the refused join left no trace
+    assert bob_join.stream == ban.stream + 1
+    state = await hs.ok("GET", f"{V3}/rooms/{room}/state/m.room.member/{eve.user_id}", alice)
+    assert state["membership"] == "ban"
+    assert set((await hs.ok("GET", f"{V3}/rooms/{room}/joined_members", alice))["joined"]) == {
+        alice.user_id,
+        bob.user_id,
+    }

@@ -74,7 +74,7 @@ async def add_state(db: Database, *evs: StoredEvent) -> list[StoredEvent]:
         for i, e in enumerate(evs):
             e.stream = first + i
             e.pdu["depth"] = e.stream
-        await EventWriteStore(db).insert_state_events(conn, list(evs))
+        await EventWriteStore(db).insert_state_events(conn, [(e, None, None) for e in evs])
     return list(evs)
 
 

@@ -63,7 +63,7 @@ async def test_reads_inside_a_write_see_its_uncommitted_rows(db: Database) -> No
         pos = await db.next_position(conn)
         e = member(BOB, "join", "$bob")
         e.stream = pos
-        await EventWriteStore(db).insert_state_events(conn, [e])
+        await EventWriteStore(db).insert_state_events(conn, [(e, None, None)])
         inside = await events.get_event("$bob", conn=conn)
         state = await events.state_for_keys(ROOM, [("m.room.member", BOB)], conn=conn)
         members = await events.room_members(ROOM, conn=conn)

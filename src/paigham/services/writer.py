@@ -1,6 +1,6 @@
 """The event pipeline: build a PDU, authorise it, admit it, hash and sign it, persist it, wake sync.
 
-One write transaction per request — or per batch of messages queued for a busy room — holds the
+One write transaction per request — or per batch of events queued for a busy room — holds the
 room lock from reading the room's tip and state to commit, so auth checks see exactly the state the
 event is appended to, even across workers.
 
@@ -11,7 +11,8 @@ rules are declared once, in order, in the `Stages` the composition root gives th
    event, and nothing of the event is written yet;
 3. the event is applied to the room context (its state, who is joined);
 4. effects: each returns rows written with the event (push actions); they see the room after it;
-5. written (messages of a batch together, in one statement on PostgreSQL) and committed;
+5. written (the events of a batch together; a batch's messages in one statement on PostgreSQL) and
+   committed;
 6. after commit: the hooks, with every event of the transaction (sync wake-ups, metrics, audit).
 """
 
@@ -61,6 +62,12 @@ class EventSpec:
     def is_message(self) -> bool:
         """A non-state event other than a redaction: written with its room's batch (see `send`)."""
         return self.state_key is None and self.type != "m.room.redaction"
+
+    @property
+    def batchable(self) -> bool:
+        """Written with its room's batch (see `send`): a message, or a state event other than the
+        room's creation (a join in a storm of joins); not a redaction."""
+        return self.is_message or (self.state_key is not None and self.type != "m.room.create")
 
 
 @dataclass(slots=True)
@@ -166,13 +173,17 @@ class EventWriter:
     async def send(self, room_id: str, spec: EventSpec, txn: Txn | None = None) -> StoredEvent:
         """Append one event to an existing room (idempotent per transaction ID).
 
-        Messages (non-state events other than redactions) into a room whose previous write is still
-        running wait and go together into the next transaction of that room: one lock, one read, one
-        commit for all of them, each built, authorised and admitted as if sent alone (an event refused
-        does not stop the others). Under load a busy room's writes are serialised anyway; batching
-        them turns that queue into throughput. Alone, a message is one batch of one.
+        Messages, and state events, into a room whose previous write is still running wait and go
+        together into the next transaction of that room (messages with messages, state events with
+        state events, in the order they came): one lock, one read, one commit and one wake-up for all
+        of them, each built, authorised and admitted as if sent alone, against the room as the ones
+        before it left it (an event refused does not stop the others). Under load a busy room's writes
+        are serialised anyway; batching them turns that queue into throughput — and a storm of joins
+        into a big room waits here, not on pooled connections that other rooms' writes need, and
+        wakes the room's members once per batch instead of once per join. Alone, an event is one
+        batch of one. Redactions are written alone.
         """
-        if not spec.is_message:
+        if not spec.batchable:
             return await self._send_alone(room_id, spec, txn)
         loop = asyncio.get_running_loop()
         item = _Queued(spec, txn, loop.create_future())
@@ -199,7 +210,10 @@ class EventWriter:
             if not queue:
                 del self._waiting[room_id]
                 return
-            batch, self._waiting[room_id] = queue[:MAX_BATCH], queue[MAX_BATCH:]
+            # The next batch: the oldest waiting events of one kind (messages, or state events).
+            kind = queue[0].spec.is_message
+            size = next((i for i, item in enumerate(queue[:MAX_BATCH]) if item.spec.is_message != kind), MAX_BATCH)
+            batch, self._waiting[room_id] = queue[:size], queue[size:]
             try:
                 await self._write_batch(room_id, batch)
             except BaseException as exc:  # cancelled (shutdown): nobody is left waiting for an answer
@@ -213,7 +227,7 @@ class EventWriter:
     async def _write_batch(self, room_id: str, batch: list[_Queued]) -> None:
         if len(batch) > 1:
             try:
-                results = await self._send_messages(room_id, batch)
+                results = await self._send_batch(room_id, batch)
             except Exception:  # nothing of the batch was committed: each on its own, below
                 pass
             else:
@@ -226,11 +240,11 @@ class EventWriter:
             except Exception as exc:
                 _settle(item.fut, exc)
 
-    async def _send_messages(self, room_id: str, batch: list[_Queued]) -> list[StoredEvent | Exception]:
-        """Messages into one room in one transaction, in order; a refused one gets its error. The
-        admitted ones are written together at the end."""
+    async def _send_batch(self, room_id: str, batch: list[_Queued]) -> list[StoredEvent | Exception]:
+        """Events of one kind (messages, or state events) into one room in one transaction, in order;
+        a refused one gets its error. The admitted ones are written together at the end."""
         results: list[StoredEvent | Exception] = []
-        admitted: list[NewMessage] = []  # the batch's rows, private to this transaction
+        admitted: list[_Admitted] = []  # private to this transaction
         async with self.db.write() as conn:
             await self.db.lock_room(conn, room_id)
             ctx, _ = await self._load_room(conn, room_id, None, preload_keys([item.spec for item in batch]))
@@ -244,17 +258,19 @@ class EventWriter:
                 event = await self._event_in(conn, done.get(key)) if key is not None else None
                 if event is None:
                     try:
-                        message = (await self._prepare(conn, ctx, item.spec, item.txn)).message()
+                        admitted.append(await self._prepare(conn, ctx, item.spec, item.txn))
                     except MatrixError as exc:  # refused before anything of it was written
                         results.append(exc)
                         continue
-                    admitted.append(message)
-                    event = message.event
+                    event = admitted[-1].event
                 results.append(event)
                 if key is not None:
                     by_txn[key] = event
-            await self.store.insert_messages(conn, admitted)  # every message of the batch at once
-        await self._after_commit([m.event for m in admitted])
+            if batch[0].spec.is_message:
+                await self.store.insert_messages(conn, [a.message() for a in admitted])  # all at once
+            else:
+                await self._write_state_events(conn, admitted)
+        await self._after_commit([a.event for a in admitted])
         return results
 
     async def _send_alone(self, room_id: str, spec: EventSpec, txn: Txn | None) -> StoredEvent:
@@ -341,13 +357,23 @@ class EventWriter:
         replaced = [s.state for s in specs if s.state is not None]
         await ctx.read_state(conn, self.events, [*(k for keys in all_keys for k in keys), *replaced, CREATE])
         admitted = [await self._admit(conn, ctx, s, None, keys) for s, keys in zip(specs, all_keys, strict=True)]
+        await self._write_state_events(conn, admitted)
+        return [a.event for a in admitted]
+
+    async def _write_state_events(self, conn: AsyncConnection, admitted: list[_Admitted]) -> None:
+        """Write admitted state events of one room together, at the next stream positions in order:
+        their rows, current state, memberships, push rows and transaction IDs."""
+        if not admitted:
+            return
         first = await self.db.next_position(conn, len(admitted)) - len(admitted) + 1
         for i, a in enumerate(admitted):
             a.event.stream = first + i
-        await self.store.insert_state_events(conn, [a.event for a in admitted])
+        await self.store.insert_state_events(conn, [(a.event, a.relates_to, a.rel_type) for a in admitted])
         push = [(a.event.stream, a.rows.push_room, a.rows.push_own) for a in admitted]
         await self.store.insert_push_actions(conn, push)
-        return [a.event for a in admitted]
+        for a in admitted:
+            if a.txn is not None:
+                await self.store.put_txn(conn, *a.txn.key, a.event.event_id, now_ms())
 
     async def _admit(
         self,

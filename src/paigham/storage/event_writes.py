@@ -169,9 +169,13 @@ class EventWriteStore:
         if messages:
             await self._insert_messages(self.db, conn, messages)
 
-    async def insert_state_events(self, conn: AsyncConnection, evs: Sequence[StoredEvent]) -> None:
-        """Write many state events of one room at once: their rows, current state and memberships."""
-        await self.db.run_many(INSERT_EVENT, [insert_values(e, None, None) for e in evs], conn=conn)
+    async def insert_state_events(
+        self, conn: AsyncConnection, written: Sequence[tuple[StoredEvent, str | None, str | None]]
+    ) -> None:
+        """Write many state events of one room at once — each with the event it relates to and how
+        (or None, None) —: their rows, current state and memberships."""
+        await self.db.run_many(INSERT_EVENT, [insert_values(e, to, rel) for e, to, rel in written], conn=conn)
+        evs = [e for e, _, _ in written]
         last = {(e.room_id, e.type, e.state_key): e for e in evs}  # the newest per key wins
         await self.db.run_many(
             _SET_CURRENT_STATE,
