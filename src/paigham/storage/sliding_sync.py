@@ -161,11 +161,12 @@ class SlidingSyncStore:
         M_UNKNOWN_POS and starts over — never a wrong answer. Every long-poll answer saves one, so a
         BEGIN, a SET LOCAL and a COMMIT around it, or the flush wait, would be most of its cost.
         Two saves of one connection in a batch would take the same generation: the later ones get
-        None and try again (in the next turn's batch)."""
+        None and try again (in the next turn's batch). The rows go in one order, by connection, so two
+        batches running at once take their row locks in the same order (no deadlock)."""
         first: dict[tuple[str, str, str], int] = {}
         for i, save in enumerate(asked):
             first.setdefault(save[:3], i)
-        batch = [asked[i] for i in first.values()]
+        batch = [asked[first[k]] for k in sorted(first)]
         columns = [list(c) for c in zip(*batch, strict=True)]
         rows = await self.db.write_one(_SAVE_MANY, *columns)
         saved = {(r[0], r[1], r[2]): int(r[3]) for r in rows}
