@@ -2,12 +2,12 @@
 
 One message into a room wakes every member's long-poll in one turn of the event loop, and each then
 makes the same kind of statement with its own values (a probe, a save of its position). Each would be
-a round trip of its own — on these machines the socket `send()` of a round trip costs the server more
-CPU than anything else it does for a request (docs/decisions.md, "One write per response"). A call
-made through a `TurnBatcher` waits for the end of the turn; then every call of the same kind made
-meanwhile goes to `run` as one batch (one statement, of an array per parameter), and each caller gets
-its own answer. On SQLite a statement does not suspend the event loop, so there is nothing to gather:
-callers use `run` with a batch of one (see the users).
+a round trip of its own: the driver's work on both sides and a statement for PostgreSQL to plan and
+run. A call made through a `TurnBatcher` waits for the end of the turn; then every call of the same
+kind made meanwhile goes to `run` as one batch (one statement, of an array per parameter), and each
+caller gets its own answer (300 sliding-sync long-polls woken by one message: half the time and CPU,
+docs/decisions.md). On SQLite a statement does not suspend the event loop, so there is nothing to
+gather: the users send SQLite's statements one by one, without a batcher.
 """
 
 from __future__ import annotations
