@@ -19,6 +19,7 @@ rules are declared once, in order, in the `Stages` the composition root gives th
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,7 @@ from paigham.storage.event_writes import EventWriteStore, NewMessage
 from paigham.storage.events import EventStore, RoomRow
 from paigham.types import JsonDict
 
+log = logging.getLogger(__name__)
 CREATE: StateKey = ("m.room.create", "")
 MAX_BATCH = 100  # messages of one room in one transaction at most
 POWER_LEVELS: StateKey = ("m.room.power_levels", "")
@@ -225,24 +227,43 @@ class EventWriter:
                     raise
 
     async def _write_batch(self, room_id: str, batch: list[_Queued]) -> None:
+        """Commit the batch, answer its callers, then run the after-commit hooks (wake-ups, bus, audit).
+        The callers are answered first: their tasks then run before the syncs the commit wakes, which
+        in a big room are hundreds (a sender used to wait for all of them). The hooks run here, in the
+        batch's own task, right after, whatever the callers do."""
         if len(batch) > 1:
             try:
-                results = await self._send_batch(room_id, batch)
+                results, written = await self._send_batch(room_id, batch)
             except Exception:  # nothing of the batch was committed: each on its own, below
                 pass
             else:
                 for item, result in zip(batch, results, strict=True):
                     _settle(item.fut, result)
+                await self._after_commit_logged(written)
                 return
         for item in batch:
             try:
-                _settle(item.fut, await self._send_alone(room_id, item.spec, item.txn))
+                event, written = await self._commit_alone(room_id, item.spec, item.txn)
             except Exception as exc:
                 _settle(item.fut, exc)
+                continue
+            _settle(item.fut, event)
+            await self._after_commit_logged(written)
 
-    async def _send_batch(self, room_id: str, batch: list[_Queued]) -> list[StoredEvent | Exception]:
+    async def _after_commit_logged(self, events: list[StoredEvent]) -> None:
+        """The after-commit hooks of events whose callers have their answer: a failure is logged (the
+        events are committed; nobody is left to tell)."""
+        try:
+            await self._after_commit(events)
+        except Exception:
+            log.exception("after-commit hooks failed for %d events", len(events))
+
+    async def _send_batch(
+        self, room_id: str, batch: list[_Queued]
+    ) -> tuple[list[StoredEvent | Exception], list[StoredEvent]]:
         """Events of one kind (messages, or state events) into one room in one transaction, in order;
-        a refused one gets its error. The admitted ones are written together at the end."""
+        a refused one gets its error. The admitted ones are written together at the end. Returns each
+        caller's answer and the events written (for the after-commit hooks, which the caller runs)."""
         results: list[StoredEvent | Exception] = []
         admitted: list[_Admitted] = []  # private to this transaction
         async with self.db.write() as conn:
@@ -270,19 +291,26 @@ class EventWriter:
                 await self.store.insert_messages(conn, [a.message() for a in admitted])  # all at once
             else:
                 await self._write_state_events(conn, admitted)
-        await self._after_commit([a.event for a in admitted])
-        return results
+        return results, [a.event for a in admitted]
 
     async def _send_alone(self, room_id: str, spec: EventSpec, txn: Txn | None) -> StoredEvent:
+        event, written = await self._commit_alone(room_id, spec, txn)
+        await self._after_commit(written)
+        return event
+
+    async def _commit_alone(
+        self, room_id: str, spec: EventSpec, txn: Txn | None
+    ) -> tuple[StoredEvent, list[StoredEvent]]:
+        """One event in a transaction of its own: the event, and what was written (nothing when the
+        transaction ID had already made it) for the after-commit hooks, which the caller runs."""
         async with self.db.write() as conn:
             await self.db.lock_room(conn, room_id)
             ctx, done = await self._load_room(conn, room_id, txn, preload_keys([spec]))
             existing = await self._event_in(conn, done)
             if existing is not None:
-                return existing
+                return existing, []
             event = await self._write(conn, ctx, await self._prepare(conn, ctx, spec, txn))
-        await self._after_commit([event])
-        return event
+        return event, [event]
 
     async def send_many(self, room_id: str, specs: list[EventSpec]) -> list[StoredEvent]:
         """Append many state events (bulk membership changes) to one room in one transaction: all of
@@ -511,5 +539,7 @@ class EventWriter:
         return await self.events.get_event(event_id, conn=conn) if event_id else None
 
     async def _after_commit(self, events: list[StoredEvent]) -> None:
+        if not events:
+            return
         for _, hook in self.stages.after_commit:
             await hook(events)
