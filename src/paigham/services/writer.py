@@ -13,7 +13,9 @@ rules are declared once, in order, in the `Stages` the composition root gives th
 4. effects: each returns rows written with the event (push actions); they see the room after it;
 5. written (the events of a batch together; a batch's messages in one statement on PostgreSQL) and
    committed;
-6. after commit: the hooks, with every event of the transaction (sync wake-ups, metrics, audit).
+6. after commit: the hooks, with every event of the transaction — first those whose effects a caller
+   may read at once (metrics, audit, delayed-event overrides), then, once the callers have their
+   answer, those that wake others (`after_answer`: sync wake-ups and the bus).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from paigham.domain.push_rules import mentioned_users
 from paigham.domain.room_versions import RoomVersion, get_room_version
 from paigham.domain.stored_event import StoredEvent
 from paigham.errors import AuthError, Codes, MatrixError
-from paigham.services.stages import NO_ROWS, EffectRows, RoomCtx, Stages, StateKey
+from paigham.services.stages import NO_ROWS, CommitHook, EffectRows, RoomCtx, Stages, StateKey
 from paigham.storage.database import Database
 from paigham.storage.event_writes import EventWriteStore, NewMessage
 from paigham.storage.events import EventStore, RoomRow
@@ -227,19 +229,22 @@ class EventWriter:
                     raise
 
     async def _write_batch(self, room_id: str, batch: list[_Queued]) -> None:
-        """Commit the batch, answer its callers, then run the after-commit hooks (wake-ups, bus, audit).
-        The callers are answered first: their tasks then run before the syncs the commit wakes, which
-        in a big room are hundreds (a sender used to wait for all of them). The hooks run here, in the
-        batch's own task, right after, whatever the callers do."""
+        """Commit the batch, run the after-commit hooks whose effects a caller may read at once
+        (audit, delayed-event overrides), answer the callers, then run the hooks that wake others
+        (`Stages.after_answer`: the syncs the commit wakes). The callers are answered before the
+        wake-ups: their tasks then run before those syncs, which in a big room are hundreds (a sender
+        used to wait for all of them). All of it runs here, in the batch's own task, whatever the
+        callers do; a hook that fails after commit is logged (the events are committed)."""
         if len(batch) > 1:
             try:
                 results, written = await self._send_batch(room_id, batch)
             except Exception:  # nothing of the batch was committed: each on its own, below
                 pass
             else:
+                await self._run_hooks(self.stages.after_commit, written)
                 for item, result in zip(batch, results, strict=True):
                     _settle(item.fut, result)
-                await self._after_commit_logged(written)
+                await self._run_hooks(self.stages.after_answer, written)
                 return
         for item in batch:
             try:
@@ -247,16 +252,22 @@ class EventWriter:
             except Exception as exc:
                 _settle(item.fut, exc)
                 continue
+            await self._run_hooks(self.stages.after_commit, written)
             _settle(item.fut, event)
-            await self._after_commit_logged(written)
+            await self._run_hooks(self.stages.after_answer, written)
 
-    async def _after_commit_logged(self, events: list[StoredEvent]) -> None:
-        """The after-commit hooks of events whose callers have their answer: a failure is logged (the
-        events are committed; nobody is left to tell)."""
-        try:
-            await self._after_commit(events)
-        except Exception:
-            log.exception("after-commit hooks failed for %d events", len(events))
+    @staticmethod
+    async def _run_hooks(hooks: tuple[tuple[str, CommitHook], ...], events: list[StoredEvent]) -> None:
+        """Hooks of committed events: each runs even if one before it failed; a failure is logged,
+        never turned into the request's error (the events are committed: retrying would write them
+        twice)."""
+        if not events:
+            return
+        for name, hook in hooks:
+            try:
+                await hook(events)
+            except Exception:
+                log.exception("after-commit hook %r failed for %d events", name, len(events))
 
     async def _send_batch(
         self, room_id: str, batch: list[_Queued]
@@ -539,7 +550,6 @@ class EventWriter:
         return await self.events.get_event(event_id, conn=conn) if event_id else None
 
     async def _after_commit(self, events: list[StoredEvent]) -> None:
-        if not events:
-            return
-        for _, hook in self.stages.after_commit:
-            await hook(events)
+        """Every hook, in order, for a caller in this task (room creation, bulk changes, redactions)."""
+        await self._run_hooks(self.stages.after_commit, events)
+        await self._run_hooks(self.stages.after_answer, events)
