@@ -77,11 +77,15 @@ async def test_another_users_state_cancels_and_purge(db: Database) -> None:
     store = DelayedEventStore(db)
     await store.schedule(delayed("mine", 9000, ALICE, "slot"), None, 100)
     await store.schedule(delayed("other", 9000, ALICE, "elsewhere"), None, 100)
+    expected = {("m.call.member", "slot", ALICE), ("m.call.member", "elsewhere", ALICE)}
+    assert await store.scheduled_state_slots(ROOM) == expected
+    assert await store.scheduled_state_slots("!elsewhere:test") == set()
     assert await store.cancel_state_slot(ROOM, "m.call.member", "slot", ALICE, {"errcode": "M_UNKNOWN"}, 100) == 0
     assert await store.cancel_state_slot(ROOM, "m.call.member", "slot", BOB, {"errcode": "M_UNKNOWN"}, 100) == 1
     got = await store.get("mine")
     assert got is not None and (got.state, got.reason, got.error) == (CANCELLED, "error", {"errcode": "M_UNKNOWN"})
     assert (await store.get("other")).state == SCHEDULED  # type: ignore[union-attr]
+    assert await store.scheduled_state_slots(ROOM) == {("m.call.member", "elsewhere", ALICE)}
     assert await store.purge_finalised(100) == 0
     assert await store.purge_finalised(101) == 1
     assert await store.get("mine") is None and await store.count_scheduled() == 1

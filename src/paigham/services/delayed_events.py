@@ -108,15 +108,20 @@ class DelayedEventHooks:
     async def on_events(self, events: list[StoredEvent]) -> None:
         if not self.enabled:
             return
+        by_room: dict[str, list[StoredEvent]] = {}
         for ev in events:
-            if ev.state_key is None:
-                continue
+            if ev.state_key is not None:
+                by_room.setdefault(ev.room_id, []).append(ev)
+        for room_id, state_events in by_room.items():
             try:
-                await self.store.cancel_state_slot(
-                    ev.room_id, ev.type, ev.state_key, ev.sender, CANCELLED_BY_STATE, now_ms()
-                )
+                slots = await self.store.scheduled_state_slots(room_id)  # once for the whole batch
+                for ev in state_events:
+                    if any(s[:2] == (ev.type, ev.state_key) and s[2] != ev.sender for s in slots):
+                        await self.store.cancel_state_slot(
+                            room_id, ev.type, str(ev.state_key), ev.sender, CANCELLED_BY_STATE, now_ms()
+                        )
             except Exception:  # after commit: never fails the request that sent the state
-                log.exception("delayed.state_override_failed", room_id=ev.room_id)
+                log.exception("delayed.state_override_failed", room_id=room_id)
 
     async def user_deactivated(self, user_id: str) -> None:
         await self.store.cancel_for_user(user_id, now_ms())

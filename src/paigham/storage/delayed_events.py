@@ -161,6 +161,16 @@ class DelayedEventStore:
         )
         return bool(rows)
 
+    async def scheduled_state_slots(self, room_id: str) -> set[tuple[str, str, str]]:
+        """(event type, state key, user) of the room's scheduled delayed state events: one indexed
+        read, so a batch of state events into a room checks them all at once (most rooms have none)."""
+        rows = await self.db.fetch(
+            "SELECT event_type, state_key, user_id FROM delayed_events WHERE room_id = $1 "
+            "AND state = 'scheduled' AND state_key IS NOT NULL",
+            room_id,
+        )
+        return {(str(r[0]), str(r[1]), str(r[2])) for r in rows}
+
     async def cancel_state_slot(
         self, room_id: str, event_type: str, state_key: str, sender: str, error: JsonDict, now: int
     ) -> int:
