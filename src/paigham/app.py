@@ -228,11 +228,11 @@ class Server:
             ),
             effects=(("push actions", self.push.push_actions),),
             after_commit=(
+                ("publish to sync", self.publisher.events_committed),
                 ("count events", ops.count_events),
                 ("audit", self.audit.on_events),
                 ("delayed state overrides", self.delayed_hooks.on_events),
             ),
-            after_answer=(("publish to sync", self.publisher.events_committed),),
         )
 
     def _core_services(self) -> None:

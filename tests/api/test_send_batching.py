@@ -140,8 +140,8 @@ async def test_concurrent_joins_share_transactions_and_wake_the_room_once_per_ba
     async def counting_wake(events: list[Any]) -> None:
         wakes.append(len(events))
 
-    counted = (*writer.stages.after_answer, ("count wake-ups", counting_wake))
-    monkeypatch.setattr(writer, "stages", dataclasses.replace(writer.stages, after_answer=counted))
+    counted = (*writer.stages.after_commit, ("count wake-ups", counting_wake))
+    monkeypatch.setattr(writer, "stages", dataclasses.replace(writer.stages, after_commit=counted))
     answers = await asyncio.gather(
         *(hs.request("POST", f"{V3}/join/{room}", u, json={}) for u in users),
         *(put(hs, alice, room, f"j{i}", f"during {i}") for i in range(10)),

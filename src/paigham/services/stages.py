@@ -120,6 +120,4 @@ class Stages:
 
     checks: tuple[tuple[str, EventCheck], ...] = ()
     effects: tuple[tuple[str, EventEffect], ...] = ()
-    after_commit: tuple[tuple[str, CommitHook], ...] = ()  # before the callers are answered
-    # After the callers are answered: what wakes others (their tasks run after the callers').
-    after_answer: tuple[tuple[str, CommitHook], ...] = ()
+    after_commit: tuple[tuple[str, CommitHook], ...] = ()  # then the callers are answered

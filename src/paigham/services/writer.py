@@ -13,19 +13,18 @@ rules are declared once, in order, in the `Stages` the composition root gives th
 4. effects: each returns rows written with the event (push actions); they see the room after it;
 5. written (the events of a batch together; a batch's messages in one statement on PostgreSQL) and
    committed;
-6. after commit: the hooks, with every event of the transaction — first those whose effects a caller
-   may read at once (metrics, audit, delayed-event overrides), then, once the callers have their
-   answer, those that wake others (`after_answer`: sync wake-ups and the bus).
+6. after commit: the hooks, with every event of the transaction (sync wake-ups, metrics, audit,
+   delayed-state overrides), then the callers' answers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.clock import now_ms
@@ -37,13 +36,13 @@ from paigham.domain.push_rules import mentioned_users
 from paigham.domain.room_versions import RoomVersion, get_room_version
 from paigham.domain.stored_event import StoredEvent
 from paigham.errors import AuthError, Codes, MatrixError
-from paigham.services.stages import NO_ROWS, CommitHook, EffectRows, RoomCtx, Stages, StateKey
+from paigham.services.stages import NO_ROWS, EffectRows, RoomCtx, Stages, StateKey
 from paigham.storage.database import Database
 from paigham.storage.event_writes import EventWriteStore, NewMessage
 from paigham.storage.events import EventStore, RoomRow
 from paigham.types import JsonDict
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 CREATE: StateKey = ("m.room.create", "")
 MAX_BATCH = 100  # messages of one room in one transaction at most
 POWER_LEVELS: StateKey = ("m.room.power_levels", "")
@@ -229,52 +228,32 @@ class EventWriter:
                     raise
 
     async def _write_batch(self, room_id: str, batch: list[_Queued]) -> None:
-        """Commit the batch, run the after-commit hooks whose effects a caller may read at once
-        (audit, delayed-event overrides), answer the callers, then run the hooks that wake others
-        (`Stages.after_answer`: the syncs the commit wakes). The callers are answered before the
-        wake-ups: their tasks then run before those syncs, which in a big room are hundreds (a sender
-        used to wait for all of them). All of it runs here, in the batch's own task, whatever the
-        callers do; a hook that fails after commit is logged (the events are committed)."""
+        """Commit the batch, run the after-commit hooks (wake-ups first), then answer the callers. The
+        hooks run here, in the batch's own task, whatever the callers do; one that fails is logged
+        (the events are committed: the batch is not retried)."""
         if len(batch) > 1:
             try:
                 results, written = await self._send_batch(room_id, batch)
             except Exception:  # nothing of the batch was committed: each on its own, below
                 pass
             else:
-                await self._run_hooks(self.stages.after_commit, written)
+                await self._after_commit(written)
                 for item, result in zip(batch, results, strict=True):
                     _settle(item.fut, result)
-                await self._run_hooks(self.stages.after_answer, written)
                 return
         for item in batch:
             try:
-                event, written = await self._commit_alone(room_id, item.spec, item.txn)
+                _settle(item.fut, await self._send_alone(room_id, item.spec, item.txn))
             except Exception as exc:
                 _settle(item.fut, exc)
-                continue
-            await self._run_hooks(self.stages.after_commit, written)
-            _settle(item.fut, event)
-            await self._run_hooks(self.stages.after_answer, written)
-
-    @staticmethod
-    async def _run_hooks(hooks: tuple[tuple[str, CommitHook], ...], events: list[StoredEvent]) -> None:
-        """Hooks of committed events: each runs even if one before it failed; a failure is logged,
-        never turned into the request's error (the events are committed: retrying would write them
-        twice)."""
-        if not events:
-            return
-        for name, hook in hooks:
-            try:
-                await hook(events)
-            except Exception:
-                log.exception("after-commit hook %r failed for %d events", name, len(events))
 
     async def _send_batch(
         self, room_id: str, batch: list[_Queued]
     ) -> tuple[list[StoredEvent | Exception], list[StoredEvent]]:
         """Events of one kind (messages, or state events) into one room in one transaction, in order;
         a refused one gets its error. The admitted ones are written together at the end. Returns each
-        caller's answer and the events written (for the after-commit hooks, which the caller runs)."""
+        caller's answer and the events written (for the after-commit hooks, which the caller runs: a
+        hook's failure must not look like the batch's, which would write it again event by event)."""
         results: list[StoredEvent | Exception] = []
         admitted: list[_Admitted] = []  # private to this transaction
         async with self.db.write() as conn:
@@ -305,23 +284,15 @@ class EventWriter:
         return results, [a.event for a in admitted]
 
     async def _send_alone(self, room_id: str, spec: EventSpec, txn: Txn | None) -> StoredEvent:
-        event, written = await self._commit_alone(room_id, spec, txn)
-        await self._after_commit(written)
-        return event
-
-    async def _commit_alone(
-        self, room_id: str, spec: EventSpec, txn: Txn | None
-    ) -> tuple[StoredEvent, list[StoredEvent]]:
-        """One event in a transaction of its own: the event, and what was written (nothing when the
-        transaction ID had already made it) for the after-commit hooks, which the caller runs."""
         async with self.db.write() as conn:
             await self.db.lock_room(conn, room_id)
             ctx, done = await self._load_room(conn, room_id, txn, preload_keys([spec]))
             existing = await self._event_in(conn, done)
             if existing is not None:
-                return existing, []
+                return existing
             event = await self._write(conn, ctx, await self._prepare(conn, ctx, spec, txn))
-        return event, [event]
+        await self._after_commit([event])
+        return event
 
     async def send_many(self, room_id: str, specs: list[EventSpec]) -> list[StoredEvent]:
         """Append many state events (bulk membership changes) to one room in one transaction: all of
@@ -550,6 +521,13 @@ class EventWriter:
         return await self.events.get_event(event_id, conn=conn) if event_id else None
 
     async def _after_commit(self, events: list[StoredEvent]) -> None:
-        """Every hook, in order, for a caller in this task (room creation, bulk changes, redactions)."""
-        await self._run_hooks(self.stages.after_commit, events)
-        await self._run_hooks(self.stages.after_answer, events)
+        """The after-commit hooks of committed events, in order: each runs even if one before it
+        failed; a failure is logged, never turned into the request's error (the events are committed:
+        retrying would write them twice)."""
+        if not events:
+            return
+        for name, hook in self.stages.after_commit:
+            try:
+                await hook(events)
+            except Exception:
+                log.exception("writer.hook_failed", hook=name, events=len(events))
