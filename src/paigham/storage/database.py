@@ -109,6 +109,9 @@ class Database:
         self.url = url
         self._is_sqlite = url.startswith("sqlite")
         self.dialect: Dialect = SQLITE if self._is_sqlite else POSTGRESQL
+        # Whether every read suspends the caller (PostgreSQL: a network round trip). SQLite's reads
+        # run in the event loop's thread and return without letting other tasks run.
+        self.reads_suspend = not self._is_sqlite
         # SQLite allows one writer at a time; queue writers here instead of spinning on SQLITE_BUSY.
         self._write_lock = asyncio.Lock()
         self._sqlite: Engine | None = None

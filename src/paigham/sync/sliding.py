@@ -247,7 +247,8 @@ class SlidingSyncService:
             if not await self.notifier.wait(keys, out.upto, remaining):
                 out = await self._compute(rq, body, prev, since)  # one last look, as /sync does
                 break
-            await asyncio.sleep(0)
+            if not self.db.reads_suspend:  # as /sync does (sync/service.py)
+                await asyncio.sleep(0)
         response = out.response
         if out.has_news or since is None:
             new_generation = await self.store.save(
