@@ -36,19 +36,28 @@ class TurnBatcher(Generic[K, A, R]):
     async def ask(self, key: K, call: A) -> R:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[R] = loop.create_future()
-        if not self._queue:
-            loop.call_soon(self._flush)
+        if not self._queue:  # the first call of this turn: the batch's task starts in the next one
+            self._keep(loop.create_task(self._flush()))
         self._queue.setdefault(key, []).append((call, fut))
         return await fut
 
-    def _flush(self) -> None:
+    async def _flush(self) -> None:
+        """Send what was asked in the turn: the first batch in this task (one pass of the event loop
+        fewer than a task of its own: under load a pass is every ready task's step), any others in
+        tasks of their own, at the same time."""
         queued, self._queue = self._queue, {}
+        batches = [
+            (key, asked[i : i + self.most]) for key, asked in queued.items() for i in range(0, len(asked), self.most)
+        ]
         loop = asyncio.get_running_loop()
-        for key, asked in queued.items():
-            for i in range(0, len(asked), self.most):
-                task = loop.create_task(self._one(key, asked[i : i + self.most]))
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
+        for key, batch in batches[1:]:
+            self._keep(loop.create_task(self._one(key, batch)))
+        if batches:
+            await self._one(*batches[0])
+
+    def _keep(self, task: asyncio.Task[None]) -> None:
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     async def _one(self, key: K, batch: list[tuple[A, asyncio.Future[R]]]) -> None:
         batch = [(a, f) for a, f in batch if not f.done()]  # a caller that went away needs no answer
