@@ -380,3 +380,19 @@ async def test_rooms_in_flight_keep_their_order_and_the_limit() -> None:
 
     with pytest.raises(ExceptionGroup):  # the others are cancelled, not left running
         await asyncio.wait_for(in_flight(3, list(range(6)), fails), 0.5)
+    with pytest.raises(ValueError):  # one item: in the caller's task
+        await in_flight(3, [2], fails)
+
+
+async def test_one_room_is_read_in_the_callers_task() -> None:
+    """An incremental sync woken by one room reads it without a task of its own (two passes of the
+    event loop fewer, each of them every ready task's step under load)."""
+    tasks: set[asyncio.Task[object] | None] = set()
+
+    async def read(n: int) -> int:
+        tasks.add(asyncio.current_task())
+        return n
+
+    assert await in_flight(4, [7], read) == [7]
+    assert tasks == {asyncio.current_task()}
+    assert await in_flight(4, [1, 2], read) == [1, 2] and len(tasks) > 1

@@ -103,7 +103,12 @@ R = TypeVar("R")
 
 
 async def in_flight(limit: int, items: Sequence[T], fn: Callable[[T], Awaitable[R]]) -> list[R]:
-    """`fn` of each item, at most `limit` running at once, the results in the items' order."""
+    """`fn` of each item, at most `limit` running at once, the results in the items' order. One item
+    (an incremental sync woken by one room: the common case) runs in the caller's task: a task of
+    its own would cost two passes of the event loop (its start, and the caller's resumption), and
+    under load a pass is every ready task's step."""
+    if len(items) == 1 or limit <= 1:
+        return [await fn(item) for item in items]
     out: list[R | None] = [None] * len(items)
     todo = iter(enumerate(items))
 
