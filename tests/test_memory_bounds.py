@@ -82,6 +82,19 @@ async def test_notifier_wakes_by_key_and_sees_what_it_raced_with() -> None:
     # A waiter registering after an update it raced with returns at once; one past it waits.
     assert await n.wait(["r:!b:x"], since=5, timeout_s=5)
     assert not await n.wait(["r:!b:x"], since=6, timeout_s=0.01)
+    assert not n._waiters  # nor after a timeout
+
+
+async def test_a_woken_waiter_resumes_in_the_next_pass_of_the_event_loop() -> None:
+    """Under load a pass of the event loop is every ready task's step: a woken long-poll must not
+    spend one more than it needs (asyncio.wait_for on Python 3.11 did, through its own callback)."""
+    n = Notifier()
+    woken = asyncio.ensure_future(n.wait(["r:!a:x"], since=5, timeout_s=5))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    n.on_update(StreamUpdate(6, rooms=["!a:x"]))
+    await asyncio.sleep(0)
+    assert woken.done() and woken.result() is True
 
 
 def test_remembered_rooms_are_bounded_by_rooms_over_all_users() -> None:

@@ -63,7 +63,10 @@ class Notifier:
             self._waiters.setdefault(key, set()).add(fut)
         SYNC_WAITERS.inc()
         try:
-            await asyncio.wait_for(fut, timeout_s)
+            # (asyncio.timeout, not wait_for: on Python 3.11 wait_for resumes the waiter one pass of
+            # the event loop later, through a callback of its own.)
+            async with asyncio.timeout(timeout_s):
+                await fut
             return True
         except TimeoutError:
             return False
