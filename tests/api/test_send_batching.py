@@ -191,3 +191,53 @@ async def test_state_events_of_a_batch_are_authorised_against_the_ones_before_th
         alice.user_id,
         bob.user_id,
     }
+
+
+async def test_messages_queued_while_a_batch_reads_the_room_ride_that_batch(
+    hs: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Senders answered together send again together: the first starts a batch, and those that
+    arrive while it takes the lock and reads the room join it (one transaction, one wake-up) instead
+    of waiting for all of its round trips; a state event queued behind them waits for its own."""
+    alice = await hs.register("alice")
+    room = await hs.create_room(alice, preset="public_chat")
+    writer = hs.server.writer
+    commits: list[list[str]] = []
+
+    async def note(events: list[Any]) -> None:
+        commits.append([e.type for e in events])
+
+    monkeypatch.setattr(
+        writer, "stages", dataclasses.replace(writer.stages, after_commit=(*writer.stages.after_commit, ("note", note)))
+    )
+    reading, release = asyncio.Event(), asyncio.Event()
+    real_load = writer._load_room
+
+    async def slow_load(*args: Any) -> Any:
+        out = await real_load(*args)
+        reading.set()
+        await release.wait()
+        return out
+
+    monkeypatch.setattr(writer, "_load_room", slow_load)
+    first = asyncio.ensure_future(put(hs, alice, room, "t0", "first"))
+    await asyncio.wait_for(reading.wait(), 5)
+    later = [asyncio.ensure_future(put(hs, alice, room, f"t{i}", f"later {i}")) for i in range(1, 4)]
+    topic = asyncio.ensure_future(
+        hs.request("PUT", f"{V3}/rooms/{room}/state/m.room.topic", alice, json={"topic": "t"})
+    )
+    again = asyncio.ensure_future(put(hs, alice, room, "t1", "later 1"))  # a resend: the same event
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+    release.set()
+    answers = await asyncio.gather(first, *later, topic, again)
+    assert all(r.status_code == 200 for r in answers), [r.text for r in answers]
+    assert answers[1].json()["event_id"] == answers[-1].json()["event_id"]
+    assert commits[0] == ["m.room.message"] * 4  # the first and the three that came meanwhile
+    assert ["m.room.topic"] in commits[1:]
+    assert sorted(e["content"]["body"] for e in await timeline(hs, alice, room)) == [
+        "first",
+        "later 1",
+        "later 2",
+        "later 3",
+    ]

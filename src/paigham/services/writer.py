@@ -228,19 +228,18 @@ class EventWriter:
                     raise
 
     async def _write_batch(self, room_id: str, batch: list[_Queued]) -> None:
-        """Commit the batch, run the after-commit hooks (wake-ups first), then answer the callers. The
-        hooks run here, in the batch's own task, whatever the callers do; one that fails is logged
-        (the events are committed: the batch is not retried)."""
-        if len(batch) > 1:
-            try:
-                results, written = await self._send_batch(room_id, batch)
-            except Exception:  # nothing of the batch was committed: each on its own, below
-                pass
-            else:
-                await self._after_commit(written)
-                for item, result in zip(batch, results, strict=True):
-                    _settle(item.fut, result)
-                return
+        """Commit the batch (which may grow: see `_send_batch`), run the after-commit hooks (wake-ups
+        first), then answer the callers. The hooks run here, in the batch's own task, whatever the
+        callers do; one that fails is logged (the events are committed: the batch is not retried)."""
+        try:
+            results, written = await self._send_batch(room_id, batch)
+        except Exception:  # nothing of the batch was committed: each on its own, below
+            pass
+        else:
+            await self._after_commit(written)
+            for item, result in zip(batch, results, strict=True):
+                _settle(item.fut, result)
+            return
         for item in batch:
             try:
                 _settle(item.fut, await self._send_alone(room_id, item.spec, item.txn))
@@ -250,7 +249,8 @@ class EventWriter:
     async def _send_batch(
         self, room_id: str, batch: list[_Queued]
     ) -> tuple[list[StoredEvent | Exception], list[StoredEvent]]:
-        """Events of one kind (messages, or state events) into one room in one transaction, in order;
+        """Events of one kind (messages, or state events) into one room in one transaction, in order
+        (the events of that kind that queued while it took the lock and read the room join it);
         a refused one gets its error. The admitted ones are written together at the end. Returns each
         caller's answer and the events written (for the after-commit hooks, which the caller runs: a
         hook's failure must not look like the batch's, which would write it again event by event)."""
@@ -258,8 +258,15 @@ class EventWriter:
         admitted: list[_Admitted] = []  # private to this transaction
         async with self.db.write() as conn:
             await self.db.lock_room(conn, room_id)
-            ctx, _ = await self._load_room(conn, room_id, None, preload_keys([item.spec for item in batch]))
-            done = await self.store.txn_results(conn, [item.txn.key for item in batch if item.txn])
+            first = batch[0].txn  # its transaction ID is looked up with the room
+            ctx, first_done = await self._load_room(conn, room_id, first, preload_keys([i.spec for i in batch]))
+            late = self._late_arrivals(room_id, batch)
+            if late:
+                await ctx.read_state(conn, self.events, preload_keys([i.spec for i in late]))
+            others = [item.txn.key for item in batch[1:] if item.txn]
+            done = await self.store.txn_results(conn, others) if others else {}
+            if first is not None and first_done is not None:
+                done[first.key] = first_done
             by_txn: dict[tuple[str, str, str, str], StoredEvent] = {}
             for item in batch:
                 key = item.txn.key if item.txn else None
@@ -282,6 +289,22 @@ class EventWriter:
             else:
                 await self._write_state_events(conn, admitted)
         return results, [a.event for a in admitted]
+
+    def _late_arrivals(self, room_id: str, batch: list[_Queued]) -> list[_Queued]:
+        """The room's events of the batch's kind that queued while the batch took the lock and read
+        the room: they join it (added to `batch`) instead of waiting for the next whole transaction.
+        Senders answered together send again together; the first of them used to start a batch of
+        one or two and the rest waited for all of its round trips (docs/decisions.md)."""
+        queue = self._waiting.get(room_id) or []
+        kind = batch[0].spec.is_message
+        n = 0
+        while n < len(queue) and len(batch) + n < MAX_BATCH and queue[n].spec.is_message == kind:
+            n += 1
+        if not n:
+            return []
+        late, self._waiting[room_id] = queue[:n], queue[n:]
+        batch.extend(late)
+        return late
 
     async def _send_alone(self, room_id: str, spec: EventSpec, txn: Txn | None) -> StoredEvent:
         async with self.db.write() as conn:
