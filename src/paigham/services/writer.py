@@ -214,9 +214,7 @@ class EventWriter:
                 del self._waiting[room_id]
                 return
             # The next batch: the oldest waiting events of one kind (messages, or state events).
-            kind = queue[0].spec.is_message
-            size = next((i for i, item in enumerate(queue[:MAX_BATCH]) if item.spec.is_message != kind), MAX_BATCH)
-            batch, self._waiting[room_id] = queue[:size], queue[size:]
+            batch = self._take(room_id, queue[0].spec.is_message, MAX_BATCH)
             try:
                 await self._write_batch(room_id, batch)
             except BaseException as exc:  # cancelled (shutdown): nobody is left waiting for an answer
@@ -295,16 +293,17 @@ class EventWriter:
         the room: they join it (added to `batch`) instead of waiting for the next whole transaction.
         Senders answered together send again together; the first of them used to start a batch of
         one or two and the rest waited for all of its round trips (docs/decisions.md)."""
-        queue = self._waiting.get(room_id) or []
-        kind = batch[0].spec.is_message
-        n = 0
-        while n < len(queue) and len(batch) + n < MAX_BATCH and queue[n].spec.is_message == kind:
-            n += 1
-        if not n:
-            return []
-        late, self._waiting[room_id] = queue[:n], queue[n:]
+        late = self._take(room_id, batch[0].spec.is_message, MAX_BATCH - len(batch))
         batch.extend(late)
         return late
+
+    def _take(self, room_id: str, messages: bool, most: int) -> list[_Queued]:
+        """Take from the front of the room's queue up to `most` events of one kind (messages, or state
+        events), stopping at the first of the other kind, so the order of arrival is kept."""
+        queue = self._waiting.get(room_id) or []
+        n = next((i for i, item in enumerate(queue[:most]) if item.spec.is_message != messages), min(most, len(queue)))
+        taken, self._waiting[room_id] = queue[:n], queue[n:]
+        return taken
 
     async def _send_alone(self, room_id: str, spec: EventSpec, txn: Txn | None) -> StoredEvent:
         async with self.db.write() as conn:
