@@ -11,6 +11,7 @@ from sqlalchemy import update
 
 from paigham.app import Server
 from paigham.config import Config
+from paigham.org import enforce
 from paigham.org.importer import read_bytes
 from paigham.storage.schema import events
 from tests.api.conftest import Harness, User
@@ -205,6 +206,70 @@ async def test_account_expiry_and_renewal(hs: Harness) -> None:
     assert eff["expires_ts"] > 80 * 86_400_000
     await hs.err(400, "M_INVALID_PARAM", "POST", f"{ADMIN}/users/{fin1.user_id}/renew", boss, json={"until": "soon"})
     await hs.err(404, "M_NOT_FOUND", "POST", f"{ADMIN}/users/@ghost:test.local/renew", boss, json={})
+
+
+async def test_expiry_checks_of_users_first_seen_together_do_not_read_again_together(
+    hs: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each user's cached expiry lives a random 50-100 % of EXPIRY_CACHE_S: the requests of users who
+    started together (every client after a restart) must not all read their expiry in one instant
+    every 10 s (in the benchmark that burst held every sender up for ~0.7 s)."""
+    boss, people = await setup_org(hs)
+    enforcer = hs.server.enforcer
+    users = [f"@u{i}:test.local" for i in range(40)] + [p.user_id for p in people.values()]
+    clock = [1000.0]
+    monkeypatch.setattr(enforce, "monotonic", lambda: clock[0])
+    reads: list[str] = []
+    read = enforcer.expires_at
+
+    async def counted(user_id: str) -> int | None:
+        reads.append(user_id)
+        return await read(user_id)
+
+    monkeypatch.setattr(enforcer, "expires_at", counted)
+
+    async def check_all() -> int:
+        before = len(reads)
+        for u in users:
+            await enforcer.check_expiry(u)
+        return len(reads) - before
+
+    assert await check_all() == len(users)  # first seen: each read once
+    clock[0] += enforce.EXPIRY_CACHE_S * 0.49
+    assert await check_all() == 0  # all still fresh
+    clock[0] = 1000.0 + enforce.EXPIRY_CACHE_S * 0.75
+    spread = await check_all()
+    assert 0 < spread < len(users)  # some stale, not all at once
+    clock[0] = 1000.0 + enforce.EXPIRY_CACHE_S * 1.001
+    assert spread + await check_all() == len(users)  # by the full period every one was read again, once
+    # an expired account is still refused at once after a renewal elsewhere was forgotten
+    await hs.ok(
+        "POST",
+        "/_synapse/admin/v1/account_validity/validity",
+        boss,
+        json={"user_id": people["fin1"].user_id, "expiration_ts": 1000},
+    )
+    await hs.err(403, "ORG_MATRIX_EXPIRED_ACCOUNT", "GET", f"{V3}/account/whoami", people["fin1"])
+
+
+async def test_requests_finding_the_policies_stale_together_reload_them_once(
+    hs: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, people = await setup_org(hs)
+    policies = hs.server.policies
+    loads: list[int] = []
+    load = policies.store.all
+
+    async def counted() -> Any:
+        loads.append(1)
+        await asyncio.sleep(0.01)  # a read in flight while the others arrive
+        return await load()
+
+    monkeypatch.setattr(policies.store, "all", counted)
+    policies.invalidate()
+    found = await asyncio.gather(*(policies.for_user(p.user_id) for p in people.values() for _ in range(5)))
+    assert len(loads) == 1
+    assert all(f == found[0] for f in found[:10])  # fin1 and fin2 share the ministry's policy
 
 
 async def test_token_lifetime_and_max_devices(hs: Harness) -> None:

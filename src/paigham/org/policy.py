@@ -4,6 +4,7 @@ in this process (other workers see them within CACHE_S seconds)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -56,6 +57,7 @@ class PolicyService:
         self._db: dict[str, dict[str, Any]] = {}
         self._parents: dict[str, str | None] = {}
         self._user_units: dict[str, tuple[float, str | None]] = {}
+        self._reloading = asyncio.Lock()
 
     def invalidate(self) -> None:
         self._loaded = 0.0
@@ -68,9 +70,12 @@ class PolicyService:
     async def _refresh(self) -> None:
         if time.monotonic() - self._loaded < CACHE_S:
             return
-        self._db = await self.store.all()
-        self._parents = {uid: r.unit.parent_id for uid, r in (await self.org.units()).items()}
-        self._loaded = time.monotonic()
+        async with self._reloading:  # the requests that find it stale together wait for one reload
+            if time.monotonic() - self._loaded < CACHE_S:
+                return
+            self._db = await self.store.all()
+            self._parents = {uid: r.unit.parent_id for uid, r in (await self.org.units()).items()}
+            self._loaded = time.monotonic()
 
     def _path(self, unit_id: str | None) -> list[str]:
         """Units from the top of the tree down to unit_id."""

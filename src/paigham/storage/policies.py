@@ -34,13 +34,15 @@ class PolicyStore:
 
     # -- account validity -------------------------------------------------------------------------
     async def expiry(self, user_id: str) -> tuple[int | None, int | None]:
-        """(renewal deadline, the official's expiry from the directory)."""
-        async with self.db.read() as conn:
-            v = (
-                await conn.execute(select(account_validity.c.expires_ts).where(account_validity.c.user_id == user_id))
-            ).first()
-            o = (await conn.execute(select(officials.c.expires_ts).where(officials.c.user_id == user_id))).first()
-        return (v.expires_ts if v else None), (o.expires_ts if o else None)
+        """(renewal deadline, the official's expiry from the directory), in one statement (every
+        request's expiry check reads it every few seconds)."""
+        row = await self.db.fetchrow(
+            "SELECT (SELECT expires_ts FROM account_validity WHERE user_id = $1),"
+            " (SELECT expires_ts FROM officials WHERE user_id = $1)",
+            user_id,
+        )
+        assert row is not None  # (two scalar subqueries: always one row)
+        return row[0], row[1]
 
     async def set_validity(self, user_id: str, expires_ts: int, now: int) -> None:
         async with self.db.write() as conn:
