@@ -6,6 +6,7 @@ down (other workers' changes could be missed) nothing is cached."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -99,3 +100,20 @@ def test_the_cache_is_bounded() -> None:
     assert len(cache) == 3 and cache.get("t0") is None and cache.get("t4") is not None
     cache.forget(["@u0:x", "@u4:x"])
     assert len(cache) == 2
+
+
+def test_tokens_cached_together_are_not_all_read_again_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each entry lives a random 50-100 % of the TTL: the tokens of clients that started together
+    (every client after a restart) are not all read again in one instant, every TTL."""
+    clock = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])  # (a plain test: no event loop runs)
+    cache = TokenCache(ttl_s=2.0)
+    for i in range(40):
+        cache.put(f"t{i}", TokenRow(f"@u{i}:x", "D", None), None, cache.generation)
+    clock[0] = 100.0 + 2.0 * 0.49
+    assert all(cache.get(f"t{i}") is not None for i in range(40))
+    clock[0] = 100.0 + 2.0 * 0.75
+    stale = sum(cache.get(f"t{i}") is None for i in range(40))
+    assert 0 < stale < 40
+    clock[0] = 100.0 + 2.0
+    assert all(cache.get(f"t{i}") is None for i in range(40))  # never older than the TTL

@@ -90,8 +90,7 @@ class PolicyService:
         hit = self._user_units.get(user_id)
         if hit is not None and time.monotonic() - hit[0] < CACHE_S:
             return hit[1]
-        row = await self.org.official_by_user(user_id)
-        unit = row.official.unit_id if row is not None and row.official.status != "deactivated" else None
+        unit = await self.org.active_unit_of(user_id)
         if len(self._user_units) > 100_000:
             self._user_units.clear()
         self._user_units[user_id] = (time.monotonic(), unit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -27,7 +28,9 @@ TOKEN_CACHE_MAX = 100_000
 
 
 class TokenCache:
-    """Access token → its row and its account's row, read at most every TOKEN_CACHE_TTL_S.
+    """Access token → its row and its account's row, read again after a random 50-100 % of
+    TOKEN_CACHE_TTL_S (not a fixed time: the tokens of clients that started together would otherwise
+    all be read again in the same instant, every time).
 
     Nearly every request authenticates, and a busy client (a /sync loop) repeats the same read many
     times a second; on PostgreSQL each read is a round trip. A change forgets every entry of the user
@@ -45,7 +48,7 @@ class TokenCache:
         hit = self._entries.get(token)
         if hit is None:
             return None
-        if time.monotonic() - hit[0] >= self.ttl_s:
+        if time.monotonic() >= hit[0]:
             self._drop(token)
             return None
         return hit[1], hit[2]
@@ -55,7 +58,7 @@ class TokenCache:
             return  # something changed while the row was being read: it may be stale already
         if len(self._entries) >= self.max_entries:
             self._drop(next(iter(self._entries)))
-        self._entries[token] = (time.monotonic(), row, user)
+        self._entries[token] = (time.monotonic() + self.ttl_s * random.uniform(0.5, 1.0), row, user)
         self._by_user.setdefault(row.user_id, set()).add(token)
 
     def _drop(self, token: str) -> None:

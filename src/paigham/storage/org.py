@@ -114,6 +114,12 @@ class OrgStore:
             r = (await conn.execute(select(officials).where(officials.c.employee_id == employee_id))).first()
         return official_row(r) if r else None
 
+    async def active_unit_of(self, user_id: str) -> str | None:
+        """The unit of the official with this account, unless deactivated (one statement: every
+        request's policy check reads it every few seconds)."""
+        row = await self.db.fetchrow("SELECT unit_id, status FROM officials WHERE user_id = $1", user_id)
+        return row[0] if row is not None and row[1] != "deactivated" else None
+
     async def official_by_user(self, user_id: str) -> OfficialRow | None:
         async with self.db.read() as conn:
             r = (await conn.execute(select(officials).where(officials.c.user_id == user_id))).first()
