@@ -22,6 +22,7 @@ from paigham.services.writer import EventSpec, Txn
 from paigham.storage.database import Database
 from paigham.storage.event_writes import members_with_rules
 from tests.api.conftest import Harness, User
+from tests.storage.support import rows_read
 
 V3 = "/_matrix/client/v3"
 BIG, SMALL = 2_000, 20
@@ -273,15 +274,6 @@ async def test_a_restricted_room_is_joined_through_a_member_who_may_invite(hs: H
     assert await authoriser(guest2) == mod.user_id  # raised to the invite level, and joined
 
 
-def _rows_read(node: dict[str, Any]) -> int:
-    """Rows the scans of an EXPLAIN (ANALYZE, FORMAT JSON) plan read: returned, and removed by filters."""
-    own = 0
-    if "Scan" in node.get("Node Type", ""):
-        loops = node.get("Actual Loops", 1)
-        own = (node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)) * loops
-    return own + sum(_rows_read(child) for child in node.get("Plans", []))
-
-
 def _scans(node: dict[str, Any]) -> list[str]:
     """The plan's scans, for a failure's message: type, table, index, rows read."""
     out = []
@@ -328,4 +320,4 @@ async def test_no_statement_of_a_join_a_send_or_a_leave_reads_the_rooms_members(
     for sql, args in reads:
         out = await real(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args)
         plan = json.loads(out[0][0]) if isinstance(out[0][0], str) else out[0][0]
-        assert _rows_read(plan[0]["Plan"]) <= 100, sql + " | " + "; ".join(_scans(plan[0]["Plan"]))
+        assert rows_read(plan[0]["Plan"]) <= 100, sql + " | " + "; ".join(_scans(plan[0]["Plan"]))

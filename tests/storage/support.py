@@ -148,3 +148,12 @@ def statements(db: Database, *, built: bool = False) -> Iterator[list[str]]:
             sa_event.remove(Engine, "before_cursor_execute", on_execute)
         for name in spies:
             delattr(db, name)
+
+
+def rows_read(node: dict[str, Any]) -> int:
+    """Rows the scans of an EXPLAIN (ANALYZE, FORMAT JSON) plan read: returned, and removed by filters."""
+    own = 0
+    if "Scan" in node.get("Node Type", ""):
+        loops = node.get("Actual Loops", 1)
+        own = (node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)) * loops
+    return own + sum(rows_read(child) for child in node.get("Plans", []))

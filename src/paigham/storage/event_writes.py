@@ -72,6 +72,7 @@ class EventWriteStore:
         self._insert_messages = db.per_engine(sqlite=_insert_messages_sqlite, postgresql=_insert_messages_pg)
         self._members_with_rules = members_with_rules(db)
         self._state_ids, self._pairs_args = state_ids_at(db, 2, 7)  # the (type, state key)s wanted, as $2 and $7
+        self._txn_lookup = db.per_engine(sqlite=_TXNS_SQLITE, postgresql=_TXNS_PG)
 
     async def room_for_write(
         self, conn: AsyncConnection, room_id: str, keys: Sequence[tuple[str, str]], txn: TxnKey | None
@@ -235,15 +236,26 @@ class EventWriteStore:
         """The event ID each of these transaction IDs produced, for those already used."""
         if not keys:
             return {}
-        rows = await self.db.fetch(
-            "SELECT user_id, device_id, scope, txn_id, result FROM event_txns WHERE user_id = ANY($1::text[]) "
-            "AND txn_id = ANY($2::text[])",
-            sorted({k[0] for k in keys}),
-            sorted({k[3] for k in keys}),
-            conn=conn,
-        )
+        users, devices, scopes, txn_ids = (list(c) for c in zip(*keys, strict=True))
+        rows = await self.db.fetch(self._txn_lookup, users, devices, scopes, txn_ids, conn=conn)
         wanted = set(keys)
         return {k: r[4] for r in rows if (k := (r[0], r[1], r[2], r[3])) in wanted}
+
+
+# The rows of these transaction keys ($1..$4: users, devices, scopes, transaction IDs, one key per
+# index). PostgreSQL looks each key up in the primary key; matching users and transaction IDs apart
+# read every transaction of the batch's senders — all they ever sent — and PostgreSQL scanned the
+# table for it (a sequential scan per batch, growing with the table: docs/decisions.md). SQLite
+# takes the users' range of the key and filters (the devices and scopes are not needed to match).
+_TXNS_PG = (
+    "SELECT x.user_id, x.device_id, x.scope, x.txn_id, x.result FROM unnest($1::text[], $2::text[], $3::text[], "
+    "$4::text[]) AS k(u, d, s, t) JOIN event_txns x ON x.user_id = k.u AND x.device_id = k.d AND x.scope = k.s "
+    "AND x.txn_id = k.t"
+)
+_TXNS_SQLITE = (
+    "SELECT user_id, device_id, scope, txn_id, result FROM event_txns WHERE user_id = ANY($1::text[]) "
+    "AND txn_id = ANY($4::text[])"
+)
 
 
 # -- writing a batch of messages: one function per engine, chosen by EventWriteStore once -----------
