@@ -242,7 +242,7 @@ async def test_expiry_checks_of_users_first_seen_together_do_not_read_again_toge
     assert 0 < spread < len(users)  # some stale, not all at once
     clock[0] = 1000.0 + enforce.EXPIRY_CACHE_S * 1.001
     assert spread + await check_all() == len(users)  # by the full period every one was read again, once
-    # an expired account is still refused at once after a renewal elsewhere was forgotten
+    # an expiry set through the admin API replaces the cached one at once (the cache is not waited out)
     await hs.ok(
         "POST",
         "/_synapse/admin/v1/account_validity/validity",

@@ -262,7 +262,7 @@ class EventWriter:
             if late:
                 await ctx.read_state(conn, self.events, preload_keys([i.spec for i in late]))
             others = [item.txn.key for item in batch[1:] if item.txn]
-            done = await self.store.txn_results(conn, others) if others else {}
+            done = await self.store.txn_results(conn, others)  # (no statement when there are none)
             if first is not None and first_done is not None:
                 done[first.key] = first_done
             by_txn: dict[tuple[str, str, str, str], StoredEvent] = {}
