@@ -161,6 +161,22 @@ export function assertEqual(actual, expected, message) {
 
 // ---- HTTP tracing ----------------------------------------------------------------------------
 
+/** `resp.text()`, rejected with the abort's reason as soon as `signal` aborts (see tracedFetch). */
+function textOrAbort(resp, signal) {
+    if (!signal) return resp.text();
+    return new Promise((resolve, reject) => {
+        const onAbort = () => reject(signal.reason ?? new DOMException("This operation was aborted", "AbortError"));
+        if (signal.aborted) {
+            onAbort();
+            return;
+        }
+        signal.addEventListener("abort", onAbort, { once: true });
+        resp.text()
+            .then(resolve, reject)
+            .finally(() => signal.removeEventListener("abort", onAbort));
+    });
+}
+
 export function tracedFetch(label) {
     return async (input, init = {}) => {
         const url = new URL(typeof input === "object" && "url" in input ? input.url : String(input));
@@ -173,18 +189,24 @@ export function tracedFetch(label) {
             const line = `${label}: ${method} ${url.pathname}${url.search.replace(/access_token=[^&]+/, "access_token=…")} -> ${resp.status} (${Date.now() - started} ms)`;
             httpLog.push(line);
             const entry = { label, method, path: url.pathname, status: resp.status, started, ended: Date.now() };
+            let out = resp;
             if (url.pathname.endsWith("/sync") && resp.status === 200) {
+                // Read the body once here (the SDK gets a copy) and give up on it when the request
+                // is aborted: Node 20's fetch (undici), aborted while it inflates a gzip body, leaves
+                // the body's read pending for ever — neither resolved nor rejected — and SlidingSync,
+                // which aborts its long-poll to change its request, then waits for ever.
+                const text = await textOrAbort(resp, init.signal);
                 try {
-                    const body = await resp.clone().json();
-                    entry.deviceListsChanged = body?.device_lists?.changed ?? [];
+                    entry.deviceListsChanged = JSON.parse(text)?.device_lists?.changed ?? [];
                 } catch {
                     entry.deviceListsChanged = [];
                 }
                 entry.ended = Date.now();
+                out = new Response(text, { status: resp.status, statusText: resp.statusText, headers: resp.headers });
             }
             httpDone.push(entry);
             if (VERBOSE) console.log("  http " + line);
-            return resp;
+            return out;
         } catch (err) {
             httpLog.push(`${label}: ${method} ${url.pathname} -> ${err}`);
             throw err;
