@@ -4,10 +4,12 @@ stores read."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterator
+import json
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
 
@@ -157,3 +159,35 @@ def rows_read(node: dict[str, Any]) -> int:
         loops = node.get("Actual Loops", 1)
         own = (node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)) * loops
     return own + sum(rows_read(child) for child in node.get("Plans", []))
+
+
+def _literal(value: Any) -> str:
+    """`value` (None, int, str or a list of str) as a PostgreSQL literal."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return "ARRAY[" + ", ".join(_literal(v) for v in value) + "]::text[]"
+
+
+async def rows_read_by_a_plan_made_small(
+    db: Database, sql: str, args: Sequence[Any], grow: Callable[[], Awaitable[None]]
+) -> int:
+    """Rows `sql` reads with the plan PostgreSQL made for it while its tables were small, after `grow`
+    filled them. So it goes for a pooled prepared statement on a fresh database whose tables are never
+    analyzed (autovacuum off, as on the benchmark's machines): after five runs it keeps one generic
+    plan, made from the statistics of then, and nothing makes it plan again."""
+    conn = await asyncpg.connect("postgresql://" + db.url.split("://", 1)[1])
+    try:
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        await conn.execute(f"PREPARE probe AS {sql}")
+        call = "EXECUTE probe(" + ", ".join(_literal(a) for a in args) + ")"
+        await conn.fetch(call)  # the generic plan is made here, and kept
+        await grow()
+        plan = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + call)
+    finally:
+        await conn.close()
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    return rows_read(plan[0]["Plan"])

@@ -18,7 +18,7 @@ from paigham.clock import now_ms
 from paigham.domain.stored_event import StoredEvent
 from paigham.storage.database import Database
 from paigham.storage.event_rows import EV, INSERT_COLUMNS, INSERT_EVENT, NO_EV, event_from_row, insert_values
-from paigham.storage.events import RoomRow, state_ids_at
+from paigham.storage.events import RoomRow, state_events_at
 from paigham.storage.push_actions import PushRoomRow, PushUserRow, insert_push_actions
 from paigham.storage.schema import events, rooms
 from paigham.storage.watermark import NO_FLUSH_WAIT
@@ -71,7 +71,7 @@ class EventWriteStore:
         self.db = db
         self._insert_messages = db.per_engine(sqlite=_insert_messages_sqlite, postgresql=_insert_messages_pg)
         self._members_with_rules = members_with_rules(db)
-        self._state_ids, self._pairs_args = state_ids_at(db, 2, 7)  # the (type, state key)s wanted, as $2 and $7
+        self._state_events, self._pairs_args = state_events_at(db, 2, 7)  # the (type, state key)s, as $2 and $7
         self._txn_lookup = db.per_engine(sqlite=_TXNS_SQLITE, postgresql=_TXNS_PG)
 
     async def room_for_write(
@@ -93,8 +93,7 @@ class EventWriteStore:
             "LEFT JOIN events t ON t.stream = "
             "(SELECT stream FROM events WHERE room_id = $1 ORDER BY stream DESC LIMIT 1) "
             "LEFT JOIN event_txns x ON x.user_id = $3 AND x.device_id = $4 AND x.scope = $5 AND x.txn_id = $6 "
-            f"LEFT JOIN {self._state_ids} ON TRUE "
-            "LEFT JOIN events e ON e.event_id = cs.event_id WHERE r.room_id = $1 "
+            f"LEFT JOIN ({self._state_events}) ON TRUE WHERE r.room_id = $1 "
             f"UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, m.user_id, p.json, {NO_EV} "
             + self._members_with_rules,
             room_id,
@@ -243,14 +242,15 @@ class EventWriteStore:
 
 
 # The rows of these transaction keys ($1..$4: users, devices, scopes, transaction IDs, one key per
-# index). PostgreSQL looks each key up in the primary key; matching users and transaction IDs apart
-# read every transaction of the batch's senders — all they ever sent — and PostgreSQL scanned the
-# table for it (a sequential scan per batch, growing with the table: docs/decisions.md). SQLite
+# index). PostgreSQL probes the primary key once per key, in a loop: matching users and transaction
+# IDs apart read every transaction of the batch's senders — all they ever sent — and a join of the
+# keys was hashed over the whole table whenever the statistics said it was small (a sequential scan
+# per batch, growing with the table: docs/decisions.md). SQLite
 # takes the users' range of the key and filters (the devices and scopes are not needed to match).
 _TXNS_PG = (
-    "SELECT x.user_id, x.device_id, x.scope, x.txn_id, x.result FROM unnest($1::text[], $2::text[], $3::text[], "
-    "$4::text[]) AS k(u, d, s, t) JOIN event_txns x ON x.user_id = k.u AND x.device_id = k.d AND x.scope = k.s "
-    "AND x.txn_id = k.t"
+    "SELECT k.u, k.d, k.s, k.t, x.result FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) "
+    "AS k(u, d, s, t) CROSS JOIN LATERAL (SELECT x.result FROM event_txns x WHERE x.user_id = k.u "
+    "AND x.device_id = k.d AND x.scope = k.s AND x.txn_id = k.t LIMIT 1) x"
 )
 _TXNS_SQLITE = (
     "SELECT user_id, device_id, scope, txn_id, result FROM event_txns WHERE user_id = ANY($1::text[]) "

@@ -49,30 +49,40 @@ _NOT_MEMBERS = " AND (type < 'm.room.member' OR type > 'm.room.member')"
 PairsArgs = Callable[[Sequence[tuple[str, str]]], tuple[Any, Any]]
 
 
-def state_ids_at(db: Database, a: int, b: int) -> tuple[str, PairsArgs]:
-    """A table cs(event_id) of room $1's current state at exact (type, state key) pairs (NULL where there is
-    none), the pairs passed as the parameters $a and $b; and how the pairs become those two arguments.
-    One primary-key probe per pair, in a subquery no planner can turn around: `type = ANY(…) AND
-    state_key = ANY(…)`, or a join of the pairs, let PostgreSQL read every member event of the room and
-    filter (2,000 rows for one join into a room of 2,000: tests/api/test_large_rooms.py)."""
-    pairs, args = db.per_engine(
-        sqlite=(  # one JSON list of pairs in $b ($a is bound and unused)
-            f"(SELECT json_extract(value, '$[0]') AS t, json_extract(value, '$[1]') AS s FROM json_each(${b})) k",
+def state_events_at(db: Database, a: int, b: int) -> tuple[str, PairsArgs]:
+    """A FROM item: the events (as `e`) of room $1's current state at exact (type, state key) pairs
+    (none where the room has none), the pairs passed as the parameters $a and $b; and how the pairs
+    become those two arguments. One primary-key probe of current_state per pair, then one of events
+    per event found, in subqueries no planner can turn around: `type = ANY(…) AND state_key = ANY(…)`,
+    or a join of the pairs, let PostgreSQL read every member event of the room and filter (2,000 rows
+    for one join into a room of 2,000: tests/api/test_large_rooms.py); and a plain join to `events`
+    let it hash the whole table whenever its statistics said the table was small (a fresh database
+    whose tables were never analyzed: every write of the benchmark read all events so far)."""
+    probe = "SELECT c.event_id FROM current_state c WHERE c.room_id = $1 AND c.type = k.t AND c.state_key = k.s"
+    return db.per_engine(
+        sqlite=(  # one JSON list of pairs in $b ($a is bound and unused); SQLite only joins by loops
+            f"(SELECT ({probe}) AS event_id FROM (SELECT json_extract(value, '$[0]') AS t, "
+            f"json_extract(value, '$[1]') AS s FROM json_each(${b})) k) cs JOIN events e ON e.event_id = cs.event_id",
             lambda pairs: ("", json.dumps(list(pairs))),
         ),
         postgresql=(
-            f"unnest(${a}::text[], ${b}::text[]) AS k(t, s)",
+            f"unnest(${a}::text[], ${b}::text[]) AS k(t, s) CROSS JOIN LATERAL {by_key('e.event_id', f'({probe})')}",
             lambda pairs: ([t for t, _ in pairs], [k for _, k in pairs]),
         ),
     )
-    probe = "SELECT c.event_id FROM current_state c WHERE c.room_id = $1 AND c.type = k.t AND c.state_key = k.s"
-    return f"(SELECT ({probe}) AS event_id FROM {pairs}) cs", args
+
+
+def by_key(column: str, value: str) -> str:
+    """PostgreSQL: the subquery of the one event whose `column` (a unique key of events) is `value`
+    (an expression of the outer row), for `CROSS JOIN LATERAL`: a loop over the outer rows probing the
+    index. The LIMIT keeps the planner from pulling the subquery up into a join it may hash."""
+    return f"(SELECT * FROM events e WHERE {column} = {value} LIMIT 1) e"
 
 
 class EventStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-        ids, self._pairs_args = state_ids_at(db, 2, 3)
+        at_pairs, self._pairs_args = state_events_at(db, 2, 3)
         # The newest event of type $2 at or before $4 for each state key in $3: one backward probe per key
         # (a GROUP BY over `state_key = ANY(…)` read every member event of a big room on PostgreSQL).
         as_json: Callable[[Sequence[str]], Any] = lambda ks: json.dumps(list(ks))  # noqa: E731
@@ -85,8 +95,11 @@ class EventStore:
             "SELECT stream FROM events WHERE room_id = $1 AND type = $2 AND state_key IS NOT NULL "
             "AND state_key = k.k AND stream <= $4 ORDER BY stream DESC LIMIT 1"
         )
-        self._state_at_keys = f"SELECT {EV} FROM (SELECT ({newest}) AS m FROM {keys}) s JOIN events e ON e.stream = s.m"
-        self._state_at = f"SELECT {EV} FROM {ids} JOIN events e ON e.event_id = cs.event_id"
+        self._state_at_keys = db.per_engine(
+            sqlite=f"SELECT {EV} FROM (SELECT ({newest}) AS m FROM {keys}) s JOIN events e ON e.stream = s.m",
+            postgresql=f"SELECT {EV} FROM {keys} CROSS JOIN LATERAL {by_key('e.stream', f'({newest})')}",
+        )
+        self._state_at = f"SELECT {EV} FROM {at_pairs}"
 
     # -- rooms ----------------------------------------------------------------------------
     async def get_room(self, room_id: str) -> RoomRow | None:
