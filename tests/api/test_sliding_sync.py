@@ -292,6 +292,14 @@ async def test_heroes_for_an_unnamed_room_and_dm_flag(hs: Harness) -> None:
     assert r["is_dm"] is True
     dms = await ss(hs, alice, {"conn_id": "x", "lists": {"dms": {"ranges": [[0, 9]], "filters": {"is_dm": True}}}})
     assert dms["lists"]["dms"]["count"] == 1
+    # With the account data extension (Element X's room list), m.direct comes from the extension's read.
+    ext = {"account_data": {"enabled": True}}
+    with_ext = await ss(hs, alice, {**room_list([[0, 9]]), "conn_id": "y", "extensions": ext})
+    assert with_ext["rooms"][room]["is_dm"] is True
+    assert {"type": "m.direct", "content": {bob.user_id: [room]}} in with_ext["extensions"]["account_data"]["global"]
+    other = await hs.create_room(alice)
+    plain = await ss(hs, alice, {**room_list([[0, 9]]), "conn_id": "z", "extensions": ext})
+    assert plain["rooms"][room]["is_dm"] is True and plain["rooms"][other]["is_dm"] is False
 
 
 async def test_pos_errors_are_unknown_pos(hs: Harness) -> None:

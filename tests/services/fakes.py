@@ -3,7 +3,7 @@ lists, following the stores' documented semantics, so a service can be tested wi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from paigham.domain.stored_event import StoredEvent
@@ -180,12 +180,9 @@ class Streams:
     async def account_data_since(self, user_id: str, after: int | None, upto: int) -> list[tuple[str, str, Any]]:
         return [(r, t, c) for s, r, t, c in self.account_data if (after is None or s > after) and s <= upto]
 
-    async def read_positions(self, user_id: str, room_ids: Sequence[str]) -> dict[str, int]:
-        return {}
-
-    async def unread_counts(self, user_id: str, starts: dict[str, int]) -> dict[str, tuple[int, int]]:
-        self.unread_asked += starts
-        return {r: self.unread[r] for r in starts if r in self.unread}
+    async def unread_after_reads(self, user_id: str, joined: Mapping[str, int]) -> dict[str, tuple[int, int]]:
+        self.unread_asked += joined
+        return {r: self.unread[r] for r in joined if r in self.unread}
 
     async def typing_changed(self, room_ids: Sequence[str], after: int | None, upto: int) -> set[str]:
         return {r for r in room_ids if r in self.typing and (after is None or self.typing[r][0] > after)}
@@ -215,16 +212,13 @@ class _AccountData(_View):
 
 
 class _Receipts(_View):
-    async def read_positions(self, user_id: str, room_ids: Sequence[str]) -> dict[str, int]:
-        return await self.s.read_positions(user_id, room_ids)
-
     async def since(self, room_ids: Sequence[str], after: int | None, upto: int) -> list[Receipt]:
         return await self.s.receipts_since(room_ids, after, upto)
 
 
 class _Unread(_View):
-    async def unread_counts(self, user_id: str, starts: dict[str, int]) -> dict[str, tuple[int, int]]:
-        return await self.s.unread_counts(user_id, starts)
+    async def unread_after_reads(self, user_id: str, joined: Mapping[str, int]) -> dict[str, tuple[int, int]]:
+        return await self.s.unread_after_reads(user_id, joined)
 
 
 class _Typing(_View):

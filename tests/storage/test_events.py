@@ -145,7 +145,7 @@ async def test_a_batch_of_messages_gets_consecutive_positions_with_its_txn_ids_a
     assert done == {t1: "$m1", t2: "$m2"}
 
     actions = PushActionStore(db)
-    counts = {u: await actions.unread_counts(u, {ROOM: start}) for u in (ALICE, BOB, CARA)}
+    counts = {u: await actions.unread_after_reads(u, {ROOM: start}) for u in (ALICE, BOB, CARA)}
     assert counts == {ALICE: {ROOM: (0, 0)}, BOB: {ROOM: (1, 0)}, CARA: {ROOM: (1, 1)}}
 
 
@@ -177,6 +177,23 @@ async def test_memberships(db: Database) -> None:
         ROOM: {"join": 2, "invite": 0},
         other: {"join": 2, "invite": 0},
         "!nowhere:test.local": {},
+    }
+    with statements(db) as sent:
+        state, counts = await events.current_state_and_counts_many(
+            [ROOM, other, "!nowhere:test.local"], ["m.room.create"], [BOB]
+        )
+    assert len(sent) == 1
+    assert counts == await events.member_counts_many([ROOM, other, "!nowhere:test.local"])
+    assert {r: sorted(e.event_id for e in evs) for r, evs in state.items()} == {
+        ROOM: ["$b2"],
+        other: ["$ob"],
+        "!nowhere:test.local": [],
+    }
+    assert {r: [e.event_id for e in evs] for r, evs in state.items()} == {
+        r: [e.event_id for e in evs]
+        for r, evs in (
+            await events.current_state_many([ROOM, other, "!nowhere:test.local"], ["m.room.create"], [BOB])
+        ).items()
     }
     assert await events.heroes(ROOM, ALICE) == [BOB]
     assert await events.shares_room(ALICE, BOB) and not await events.shares_room(ALICE, CARA)
@@ -236,6 +253,20 @@ async def test_relations_threads_and_the_timeline_with_its_relations(db: Databas
     timeline, related = await events.recent_with_relations(ROOM, after=None, upto=other.stream, limit=5)
     assert timeline[0].event_id == root.event_id
     assert [e.event_id for e in related] == ["$r1", "$edit", "$r2"]
+
+    # the same for many rooms in one read (sliding sync's first window)
+    await new_room(db, "!two:test.local")
+    (lone,) = await add_messages(db, message("$lone", BOB, "hi", room_id="!two:test.local"))
+    with statements(db) as sent:
+        many = await events.recent_many([ROOM, "!two:test.local", "!none:test.local"], upto=lone.stream, limit=5)
+    assert len(sent) == 1
+    assert {r: ([e.event_id for e in t], [e.event_id for e in rel]) for r, (t, rel) in many.items()} == {
+        ROOM: (["$root", "$r1", "$edit", "$r2", "$x"], ["$r1", "$edit", "$r2"]),
+        "!two:test.local": (["$lone"], []),
+        "!none:test.local": ([], []),
+    }
+    many = await events.recent_many([ROOM], upto=other.stream, limit=3)
+    assert [e.event_id for e in many[ROOM][0]] == ["$edit", "$r2", "$x"] and many[ROOM][1] == []
 
 
 async def test_redaction_marks_the_original_and_keeps_it(db: Database) -> None:

@@ -39,9 +39,9 @@ async def test_unread_counts_from_shared_and_own_rows(db: Database) -> None:
     # 4: in another room, a highlight for everyone.
     await add(PushRoomRow(OTHER, 4, ALICE, "", True))
 
-    assert await actions.unread_counts(ALICE, {ROOM: 0, OTHER: 0}) == {ROOM: (1, 1), OTHER: (0, 0)}
-    assert await actions.unread_counts(BOB, {ROOM: 0, OTHER: 0}) == {ROOM: (1, 0), OTHER: (1, 1)}
-    assert await actions.unread_counts(CARA, {ROOM: 0}) == {ROOM: (2, 1)}
-    assert await actions.unread_counts(CARA, {ROOM: 1}) == {ROOM: (2, 1)}  # past her read receipt at 1
-    assert await actions.unread_counts(CARA, {ROOM: 3}) == {ROOM: (0, 0)}
-    assert await actions.unread_counts(BOB, {}) == {}
+    assert await actions.unread_after_reads(ALICE, {ROOM: 0, OTHER: 0}) == {ROOM: (1, 1), OTHER: (0, 0)}
+    assert await actions.unread_after_reads(BOB, {ROOM: 0, OTHER: 0}) == {ROOM: (1, 0), OTHER: (1, 1)}
+    assert await actions.unread_after_reads(CARA, {ROOM: 0}) == {ROOM: (2, 1)}
+    assert await actions.unread_after_reads(CARA, {ROOM: 1}) == {ROOM: (2, 1)}  # past her joining at 1
+    assert await actions.unread_after_reads(CARA, {ROOM: 3}) == {ROOM: (0, 0)}
+    assert await actions.unread_after_reads(BOB, {}) == {}

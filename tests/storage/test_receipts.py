@@ -1,10 +1,11 @@
-"""ReceiptStore on both engines: receipts only move forwards; the read position for unread counts."""
+"""ReceiptStore on both engines: receipts only move forwards; where they start the unread counts."""
 
 from __future__ import annotations
 
 from paigham.storage.database import Database
+from paigham.storage.push_actions import PushActionStore, PushRoomRow
 from paigham.storage.receipts import Receipt, ReceiptStore
-from tests.storage.support import ALICE, BOB, ROOM
+from tests.storage.support import ALICE, BOB, ROOM, statements
 
 OTHER = "!other:test.local"
 
@@ -40,12 +41,23 @@ async def test_receipts_in_a_range_and_by_room(db: Database) -> None:
     assert await store.since([], None, p3) == []
 
 
-async def test_read_position_is_the_newest_main_read_receipt(db: Database) -> None:
-    store = ReceiptStore(db)
+async def test_unread_counts_start_at_the_newest_main_read_receipt_or_the_joining(db: Database) -> None:
+    store, actions = ReceiptStore(db), PushActionStore(db)
+    for stream in (10, 14, 16, 20, 30, 40):  # bob's messages, each notifying everyone else
+        async with db.write() as conn:
+            await actions.add(conn, PushRoomRow(ROOM, stream, BOB, "", False), [])
+    async with db.write() as conn:
+        await actions.add(conn, PushRoomRow(OTHER, 50, BOB, "", False), [])
     await store.put(receipt(ALICE, 10))
     await store.put(receipt(ALICE, 14, "m.read.private"))
     await store.put(receipt(ALICE, 20, "m.read", thread_id="$thread"))  # a thread's: not the room's
     await store.put(receipt(ALICE, 16, "m.read", thread_id="main"))
     await store.put(receipt(ALICE, 30, "m.fully_read"))  # not a read receipt
-    assert await store.read_positions(ALICE, [ROOM, OTHER]) == {ROOM: 16}
-    assert await store.read_positions(BOB, [ROOM]) == {}
+    with statements(db) as sent:
+        counts = await actions.unread_after_reads(ALICE, {ROOM: 0, OTHER: 0})
+    assert counts == {ROOM: (3, 0), OTHER: (1, 0)}  # past the read receipt at 16: 20, 30 and 40
+    if db.dialect.name == "postgresql":
+        assert len(sent) == 1  # the receipts and the counts in one statement
+    assert await actions.unread_after_reads(ALICE, {ROOM: 35}) == {ROOM: (1, 0)}  # joined after reading
+    assert await actions.unread_after_reads(BOB, {ROOM: 0}) == {ROOM: (0, 0)}  # one's own messages
+    assert await actions.unread_after_reads(ALICE, {}) == {}

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import msgspec
-from sqlalchemy import select
 
 from paigham.storage.database import Database
 from paigham.storage.schema import account_data
@@ -39,12 +38,13 @@ class AccountDataStore:
         return pos
 
     async def get(self, user_id: str, room_id: str, type_: str) -> JsonDict | None:
-        q = select(account_data.c.content).where(
-            account_data.c.user_id == user_id, account_data.c.room_id == room_id, account_data.c.type == type_
+        row = await self.db.fetchrow(
+            "SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = $3",
+            user_id,
+            room_id,
+            type_,
         )
-        async with self.db.read() as conn:
-            row = (await conn.execute(q)).first()
-        return _decode(row.content) if row else None
+        return _decode(row[0]) if row else None
 
     async def since(self, user_id: str, after: int | None, upto: int) -> list[AccountData]:
         """What changed in (after, upto]; everything when after is None."""

@@ -79,6 +79,14 @@ def by_key(column: str, value: str) -> str:
     return f"(SELECT * FROM events e WHERE {column} = {value} LIMIT 1) e"
 
 
+# Rooms $1's current state of types $2 and member events of users $3 (as `e`'s columns).
+_STATE_MANY = (
+    f"SELECT {EV} FROM current_state c JOIN events e ON e.event_id = c.event_id "
+    "WHERE c.room_id = ANY($1::text[]) AND (c.type = ANY($2::text[]) "
+    "OR (c.type = 'm.room.member' AND c.state_key = ANY($3::text[])))"
+)
+
+
 class EventStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -186,25 +194,26 @@ class EventStore:
         self, room_ids: Sequence[str], *, upto: int, limit: int
     ) -> dict[str, tuple[list[StoredEvent], list[StoredEvent]]]:
         """room → (its newest `limit` events at or before `upto`, oldest first; their m.replace and
-        m.thread relations) for many rooms in two reads: each room's window starts after its
-        (limit+1)-th newest event, found by one index walk."""
+        m.thread relations, oldest first) for many rooms in one read: each room's window starts after
+        its (limit+1)-th newest event, found by one index walk."""
         if not room_ids:
             return {}
         rows = await self.db.fetch(
-            f"SELECT {EV} FROM events e JOIN (SELECT r.room_id AS rid, coalesce((SELECT e2.stream FROM events e2 "
-            "WHERE e2.room_id = r.room_id AND e2.stream <= $2 ORDER BY e2.stream DESC LIMIT 1 OFFSET $3), -1) AS lo "
-            "FROM rooms r WHERE r.room_id = ANY($1::text[])) b ON e.room_id = b.rid AND e.stream > b.lo "
-            "AND e.stream <= $2 ORDER BY e.stream",
+            f"WITH recent AS MATERIALIZED (SELECT {EV} FROM events e JOIN (SELECT r.room_id AS rid, "
+            "coalesce((SELECT e2.stream FROM events e2 WHERE e2.room_id = r.room_id AND e2.stream <= $2 "
+            "ORDER BY e2.stream DESC LIMIT 1 OFFSET $3), -1) AS lo FROM rooms r WHERE r.room_id = ANY($1::text[])) b "
+            "ON e.room_id = b.rid AND e.stream > b.lo AND e.stream <= $2) "
+            f"SELECT 0, {EV} FROM recent e UNION ALL SELECT 1, {EV} FROM events e WHERE e.relates_to IS NOT NULL "
+            "AND e.relates_to IN (SELECT event_id FROM recent) AND e.rel_type IN ('m.replace', 'm.thread') "
+            "ORDER BY 1, 2",
             list(room_ids),
             upto,
             limit,
         )
         out: dict[str, tuple[list[StoredEvent], list[StoredEvent]]] = {r: ([], []) for r in room_ids}
-        timeline = [event_from_row(r) for r in rows]
-        for ev in timeline:
-            out[ev.room_id][0].append(ev)
-        for ev in await self.relation_summaries([e.event_id for e in timeline]):
-            out[ev.room_id][1].append(ev)
+        for r in rows:
+            ev = event_from_row(r[1:])
+            out[ev.room_id][r[0]].append(ev)
         return out
 
     async def current_state_many(
@@ -214,19 +223,35 @@ class EventStore:
         what sliding sync sends for many rooms at once, in one read."""
         if not room_ids:
             return {}
-        rows = await self.db.fetch(
-            f"SELECT {EV} FROM current_state c JOIN events e ON e.event_id = c.event_id "
-            "WHERE c.room_id = ANY($1::text[]) AND (c.type = ANY($2::text[]) "
-            "OR (c.type = 'm.room.member' AND c.state_key = ANY($3::text[])))",
-            list(room_ids),
-            list(types),
-            list(member_keys),
-        )
+        rows = await self.db.fetch(_STATE_MANY, list(room_ids), list(types), list(member_keys))
         out: dict[str, list[StoredEvent]] = {r: [] for r in room_ids}
         for r in rows:
             ev = event_from_row(r)
             out[ev.room_id].append(ev)
         return out
+
+    async def current_state_and_counts_many(
+        self, room_ids: Sequence[str], types: Sequence[str], member_keys: Sequence[str]
+    ) -> tuple[dict[str, list[StoredEvent]], dict[str, dict[str, int]]]:
+        """`current_state_many` and `member_counts_many` in one read (a room list's new rooms)."""
+        if not room_ids:
+            return {}, {}
+        rows = await self.db.fetch(
+            f"SELECT {EV}, NULL, NULL FROM ({_STATE_MANY}) e UNION ALL SELECT NULL, NULL, room_id, "
+            f"{', '.join(['NULL'] * 9)}, joined_members, invited_members FROM rooms WHERE room_id = ANY($1::text[])",
+            list(room_ids),
+            list(types),
+            list(member_keys),
+        )
+        state: dict[str, list[StoredEvent]] = {r: [] for r in room_ids}
+        counts: dict[str, dict[str, int]] = {r: {} for r in room_ids}
+        for r in rows:
+            if r[1] is None:
+                counts[r[2]] = {"join": int(r[12]), "invite": int(r[13])}
+            else:
+                ev = event_from_row(r)
+                state[ev.room_id].append(ev)
+        return state, counts
 
     async def heroes_many(self, room_ids: Sequence[str], exclude: str, limit: int = 5) -> dict[str, list[str]]:
         """`heroes` for many rooms in one read."""

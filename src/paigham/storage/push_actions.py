@@ -9,7 +9,7 @@ per event, not per recipient"). A message's rows are written with the message it
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -68,27 +68,35 @@ class PushActionStore:
         the members whose result differs from it."""
         await insert_push_actions(self.db, conn, room, own)
 
-    async def unread_counts(self, user_id: str, starts: dict[str, int]) -> dict[str, tuple[int, int]]:
-        """room → (notifications, highlights) for the user's events past `starts[room]`: their read
-        receipt, or their joining the room if that came later (see `SyncService._joined`)."""
-        if not starts:
+    async def unread_after_reads(self, user_id: str, joined: Mapping[str, int]) -> dict[str, tuple[int, int]]:
+        """room → (notifications, highlights) for the user's events past their newest main-timeline
+        read receipt in the room (public or private), or past `joined[room]` — their joining — if that
+        came later (see `SyncService._joined`): the unread counts /sync and sliding sync show."""
+        if not joined:
             return {}
-        out = {r: (0, 0) for r in starts}
-        rooms = sorted(starts)
-        for r in await self._unread(user_id, rooms, [starts[r] for r in rooms]):
+        rooms = sorted(joined)
+        out = {r: (0, 0) for r in rooms}
+        for r in await self._unread(user_id, rooms, [joined[r] for r in rooms]):
             out[r[0]] = (int(r[1]), int(r[2] or 0))
         return out
 
-    async def _unread_room_by_room(self, user_id: str, rooms: list[str], starts: list[int]) -> list[Sequence[Any]]:
+    async def _unread_room_by_room(self, user_id: str, rooms: list[str], joined: list[int]) -> list[Sequence[Any]]:
+        reads = {r[0]: int(r[1]) for r in await self.db.fetch(_READ_POSITIONS, user_id, rooms)}
         rows = []
-        for room_id, pos in zip(rooms, starts, strict=True):
-            rows += await self.db.fetch(_UNREAD_ONE_ROOM, user_id, room_id, pos)
+        for room_id, pos in zip(rooms, joined, strict=True):
+            rows += await self.db.fetch(_UNREAD_ONE_ROOM, user_id, room_id, max(pos, reads.get(room_id, 0)))
         return rows
 
-    async def _unread_in_one(self, user_id: str, rooms: list[str], starts: list[int]) -> list[Sequence[Any]]:
-        return await self.db.fetch(_UNREAD_ROOMS, user_id, rooms, starts)
+    async def _unread_in_one(self, user_id: str, rooms: list[str], joined: list[int]) -> list[Sequence[Any]]:
+        return await self.db.fetch(_UNREAD_ROOMS, user_id, rooms, joined)
 
 
+# Where user $1's unread count starts in each room: the stream of the newest read receipt of the main
+# timeline (unthreaded or "main"; public or private).
+_READ_RECEIPT = (
+    "FROM receipts WHERE user_id = $1 AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main')"
+)
+_READ_POSITIONS = f"SELECT room_id, max(event_stream) {_READ_RECEIPT} AND room_id = ANY($2::text[]) GROUP BY room_id"
 # The count for user $1 in a room past a position, as three range counts (each one row): the room's
 # shared results past it not sent by the user, minus those the user has a result of their own for,
 # plus the user's own results that notify. A scan of the shared rows, without a lookup per row:
@@ -109,8 +117,10 @@ _UNREAD_ONE_ROOM = (  # SQLite: user $1, room $2, past stream $3
         for p in _COUNT_PARTS
     )
 )
-_UNREAD_ROOMS = (  # PostgreSQL: user $1, rooms $2 each past its stream in $3
-    "SELECT t.room_id, a.n - b.n + c.n, a.h - b.h + c.h FROM unnest($2::text[], $3::bigint[]) AS t(room_id, pos) "
+_UNREAD_ROOMS = (  # PostgreSQL: user $1, rooms $2 each past its read receipt or the stream in $3 if later
+    "SELECT t.room_id, a.n - b.n + c.n, a.h - b.h + c.h FROM (SELECT u.room_id, greatest(u.joined, "
+    f"coalesce((SELECT max(event_stream) {_READ_RECEIPT} AND room_id = u.room_id), 0)) AS pos "
+    "FROM unnest($2::text[], $3::bigint[]) AS u(room_id, joined)) t"
     + "".join(
         " CROSS JOIN LATERAL "
         + p.format(

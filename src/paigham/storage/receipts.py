@@ -1,5 +1,5 @@
 """Read receipts: per (room, user, receipt type, thread), the newest event read; each change a stream
-position. They also say where a user's unread count starts (`read_positions`)."""
+position. They also say where a user's unread count starts (`PushActionStore.unread_after_reads`)."""
 
 from __future__ import annotations
 
@@ -80,15 +80,3 @@ class ReceiptStore:
             user_id,
         )
         return [Receipt(r[0], r[1], r[2], r[3], r[4], int(r[5]), int(r[6]), int(r[7])) for r in rows]
-
-    async def read_positions(self, user_id: str, room_ids: Sequence[str]) -> dict[str, int]:
-        """The stream of each room's newest unthreaded/main read receipt (public or private)."""
-        if not room_ids:
-            return {}
-        rows = await self.db.fetch(
-            "SELECT room_id, max(event_stream) FROM receipts WHERE user_id = $1 AND room_id = ANY($2::text[]) "
-            "AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main') GROUP BY room_id",
-            user_id,
-            list(room_ids),
-        )
-        return {r[0]: int(r[1]) for r in rows}

@@ -245,10 +245,8 @@ class Sections:
         counts = {r: c for r, c in req.probe.unread.items() if r in rooms}
         missing = sorted(rooms - set(counts))
         if missing:
-            user_id = req.requester.user_id
-            reads = await self.streams.receipts.read_positions(user_id, missing)
-            starts = {r: max(reads.get(r, 0), req.probe.joined_at.get(r, 0)) for r in missing}
-            counts.update(await self.streams.unread.unread_counts(user_id, starts))
+            joined = {r: req.probe.joined_at.get(r, 0) for r in missing}
+            counts.update(await self.streams.unread.unread_after_reads(req.requester.user_id, joined))
         return counts
 
     async def _room_delta(

@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 from msgspec import UNSET, Struct
@@ -100,7 +100,9 @@ class SlidingReads(RoomReads, Protocol):
         self, room_ids: Sequence[str], types: Sequence[str], member_keys: Sequence[str]
     ) -> dict[str, list[StoredEvent]]: ...
 
-    async def member_counts_many(self, room_ids: Sequence[str]) -> dict[str, dict[str, int]]: ...
+    async def current_state_and_counts_many(
+        self, room_ids: Sequence[str], types: Sequence[str], member_keys: Sequence[str]
+    ) -> tuple[dict[str, list[StoredEvent]], dict[str, dict[str, int]]]: ...
 
     async def heroes_many(self, room_ids: Sequence[str], exclude: str, limit: int = 5) -> dict[str, list[str]]: ...
 
@@ -185,6 +187,7 @@ class Pass:
     prev: ConnectionState
     state: ConnectionState
     m_direct: set[str] | None = None
+    account_data: list[tuple[str, str, Any]] | None = None  # all of it (a fresh connection's extension)
     initial_rooms: set[str] = field(default_factory=set)
     timelines: dict[str, list[str]] = field(default_factory=dict)  # room → event ids sent
 
@@ -414,11 +417,26 @@ class SlidingSyncService:
     async def _direct_rooms(self, p: Pass) -> set[str]:
         """The rooms the user's m.direct account data names (read once per pass)."""
         if p.m_direct is None:
-            content = await self.account_data.get(p.rq.user_id, "", "m.direct") or {}
+            if self._sends_all_account_data(p):  # read anyway for the extension: m.direct is in it
+                all_data = await self._all_account_data(p)
+                content = next((c for r, t, c in all_data if not r and t == "m.direct"), None) or {}
+            else:
+                content = await self.account_data.get(p.rq.user_id, "", "m.direct") or {}
             p.m_direct = {
                 r for rooms in content.values() if isinstance(rooms, list) for r in rooms if isinstance(r, str)
             }
         return p.m_direct
+
+    @staticmethod
+    def _sends_all_account_data(p: Pass) -> bool:
+        ext = p.body.extensions.account_data
+        return p.since is None and ext is not None and bool(ext.enabled)
+
+    async def _all_account_data(self, p: Pass) -> list[tuple[str, str, Any]]:
+        """All of the user's account data, read once per pass."""
+        if p.account_data is None:
+            p.account_data = list(await self.streams.account_data.since(p.rq.user_id, None, p.upto))
+        return p.account_data
 
     async def _state_upto(self, p: Pass, room_id: str, types: Sequence[str]) -> list[StoredEvent]:
         stream = p.found.memberships[room_id][1] if p.found.memberships[room_id][0] != "join" else p.upto
@@ -581,9 +599,9 @@ class SlidingSyncService:
         )
 
     async def _joined_initial_many(self, p: Pass, items: Sequence[tuple[str, Wanted]]) -> dict[str, SlidingRoom]:
-        """Joined rooms new to the connection, in full: a timeline read per room, then one read of the
-        asked-for current state (and the members it names) for all of them, one of their member counts,
-        and heroes for the unnamed ones. A room's state may be a little newer than its timeline (a
+        """Joined rooms new to the connection, in full: one read of their timelines (by timeline limit),
+        then one of the asked-for current state (and the members it names) and member counts of all of
+        them, and heroes for the unnamed ones. A room's state may be a little newer than its timeline (a
         state event after this response's position): the next response sends it again, harmlessly."""
         if not items:
             return {}
@@ -606,8 +624,7 @@ class SlidingSyncService:
             types |= {t for t, _ in wanted.pairs if t != MEMBER}
             keys |= _member_keys(wanted, me, lazies[room_id])
         room_ids = [r for r, _ in items]
-        state = await self.events.current_state_many(room_ids, sorted(types), sorted(keys))
-        counts = await self.events.member_counts_many(room_ids)
+        state, counts = await self.events.current_state_and_counts_many(room_ids, sorted(types), sorted(keys))
         unnamed = [r for r in room_ids if not _name(_basics(state[r]))]
         heroes = await self.events.heroes_many(unnamed, me, HEROES) if unnamed else {}
         hero_members = await self._hero_members(heroes, state, keys)
@@ -676,10 +693,8 @@ class SlidingSyncService:
             await self._unread_of(p, missing)
 
     async def _unread_of(self, p: Pass, rooms: list[str]) -> None:
-        user_id = p.rq.user_id
-        reads = await self.streams.receipts.read_positions(user_id, rooms)
-        starts = {r: max(reads.get(r, 0), p.found.joined_at.get(r, 0)) for r in rooms}
-        counts = await self.streams.unread.unread_counts(user_id, starts)
+        joined = {r: p.found.joined_at.get(r, 0) for r in rooms}
+        counts = await self.streams.unread.unread_after_reads(p.rq.user_id, joined)
         for r in rooms:
             p.found.unread[r] = tuple(counts.get(r, (0, 0)))  # type: ignore[assignment]
 
@@ -766,7 +781,12 @@ class SlidingSyncService:
         glob: list[JsonDict] = []
         by_room: dict[str, list[JsonDict]] = {}
         if p.since is None or p.found.has(ACCOUNT_DATA):
-            for room_id, type_, content in await self.streams.account_data.since(user_id, p.since, p.upto):
+            changed = (
+                await self._all_account_data(p)
+                if p.since is None
+                else await self.streams.account_data.since(user_id, p.since, p.upto)
+            )
+            for room_id, type_, content in changed:
                 ev = {"type": type_, "content": content}
                 if not room_id:
                     glob.append(ev)

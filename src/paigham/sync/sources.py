@@ -66,15 +66,13 @@ class AccountDataReads(Protocol):
 class ReceiptReads(Protocol):
     """storage/receipts.py"""
 
-    async def read_positions(self, user_id: str, room_ids: Sequence[str]) -> dict[str, int]: ...
-
     async def since(self, room_ids: Sequence[str], after: int | None, upto: int) -> Sequence[Receipt]: ...
 
 
 class UnreadReads(Protocol):
     """storage/push_actions.py"""
 
-    async def unread_counts(self, user_id: str, starts: dict[str, int]) -> Mapping[str, tuple[int, int]]: ...
+    async def unread_after_reads(self, user_id: str, joined: Mapping[str, int]) -> Mapping[str, tuple[int, int]]: ...
 
 
 class TypingReads(Protocol):
