@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql.dml import Insert
 
 from paigham.storage.dialect import POSTGRESQL, SQLITE, Dialect
+from paigham.storage.raw_pool import RawPool
 from paigham.storage.unavailable import database_unreachable
 from paigham.storage.watermark import ADVANCE, NO_FLUSH_WAIT, WATERMARK, FlushBarrier, barrier_slot
 
@@ -117,7 +118,7 @@ class Database:
         self._sqlite: Engine | None = None
         self._reader: InLoopConnection | None = None
         self._writer: InLoopConnection | None = None
-        self._pool: Any = None  # asyncpg pool for raw reads on PostgreSQL, made on first use
+        self._pool: RawPool | None = None  # raw connections for single statements (PostgreSQL), made on first use
         self._pool_size = pool_size
         if self._is_sqlite:
             self._sqlite = create_engine(
@@ -230,9 +231,12 @@ class Database:
             return self._dbapi(conn).execute(q, _sqlite_args(args) if lists else args).fetchall()  # type: ignore[no-any-return]
         if conn is not None:
             return await (await _driver(conn)).fetch(sql, *args)  # type: ignore[no-any-return]
-        pool = await self._pg_pool()
-        async with pool.acquire() as c:
+        pool = self._pg_pool()
+        c = await pool.acquire()
+        try:
             return await c.fetch(sql, *args)  # type: ignore[no-any-return]
+        finally:
+            pool.release(c)
 
     async def fetchrow(self, sql: str, *args: Any, conn: AsyncConnection | None = None) -> Sequence[Any] | None:
         rows = await self.fetch(sql, *args, conn=conn)
@@ -245,9 +249,12 @@ class Database:
         if self._is_sqlite:
             async with self.write() as conn:
                 return await self.fetch(sql, *args, conn=conn)
-        pool = await self._pg_pool()
-        async with pool.acquire() as c:
+        pool = self._pg_pool()
+        c = await pool.acquire()
+        try:
             return await c.fetch(sql, *args)  # type: ignore[no-any-return]
+        finally:
+            pool.release(c)
 
     async def run(self, sql: str, *args: Any, conn: AsyncConnection) -> None:
         """A statement without result rows, inside the caller's write transaction."""
@@ -270,19 +277,17 @@ class Database:
         c = conn if isinstance(conn, InLoopConnection) else self._sqlite_conn("read")
         return c.dbapi
 
-    async def _pg_pool(self) -> Any:
+    def _pg_pool(self) -> RawPool:
         if self._pool is None:
             import asyncpg
 
             dsn = "postgresql://" + self.url.split("://", 1)[1]
-            # asyncpg resets a connection's session on every release (`RESET ALL; UNLISTEN *; …`): one
-            # more round trip per read, doubling the cost of /sync's ~20 small queries. These
-            # connections only ever run single statements outside transactions (reads, and the
-            # writes of `write_one`, whose settings are transaction-local), so there is no session
-            # state to reset (asyncpg still rolls back a transaction left open).
-            self._pool = await asyncpg.create_pool(
-                dsn, min_size=1, max_size=self._pool_size, reset=_no_reset, server_settings=SESSION_SETTINGS
-            )
+            # These connections only ever run single statements outside transactions (reads, and the
+            # writes of `write_one`, whose settings are transaction-local): no session state to reset
+            # between checkouts (asyncpg's pool sent `RESET ALL; UNLISTEN *; …` on every release, one
+            # more round trip per read, until it was told not to), and a checkout is a list's pop
+            # (storage/raw_pool.py).
+            self._pool = RawPool(lambda: asyncpg.connect(dsn, server_settings=SESSION_SETTINGS), self._pool_size)
         return self._pool
 
     async def lock_room(self, conn: AsyncConnection, room_id: str) -> None:
@@ -332,9 +337,12 @@ class Database:
         return int(row[0])
 
     async def _advance_watermark(self) -> None:
-        pool = await self._pg_pool()
-        async with pool.acquire() as c:
+        pool = self._pg_pool()
+        c = await pool.acquire()
+        try:
             await c.execute(ADVANCE, self._barrier_slot)
+        finally:
+            pool.release(c)
 
 
 @asynccontextmanager
@@ -350,10 +358,6 @@ async def _discard_if_dead(conn: AsyncConnection) -> AsyncIterator[None]:
             with contextlib.suppress(Exception):
                 await conn.invalidate()
         raise
-
-
-async def _no_reset(_connection: Any) -> None:
-    return None
 
 
 async def _driver(conn: AsyncConnection) -> Any:
