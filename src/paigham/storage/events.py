@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.domain.stored_event import StoredEvent
 from paigham.storage.database import Database
-from paigham.storage.event_rows import EV, EVENT_TABLE_COLUMNS, event_from_row
+from paigham.storage.event_rows import EV, EVENT_TABLE_COLUMNS, client_event_from_row, event_from_row
 from paigham.storage.schema import events, memberships, rooms
 
 _decode = msgspec.json.decode
@@ -195,7 +195,8 @@ class EventStore:
     ) -> dict[str, tuple[list[StoredEvent], list[StoredEvent]]]:
         """room → (its newest `limit` events at or before `upto`, oldest first; their m.replace and
         m.thread relations, oldest first) for many rooms in one read: each room's window starts after
-        its (limit+1)-th newest event, found by one index walk."""
+        its (limit+1)-th newest event, found by one index walk. For clients only: the events' `pdu`
+        holds the keys the client format shows (`client_event_from_row`)."""
         if not room_ids:
             return {}
         rows = await self.db.fetch(
@@ -212,7 +213,7 @@ class EventStore:
         )
         out: dict[str, tuple[list[StoredEvent], list[StoredEvent]]] = {r: ([], []) for r in room_ids}
         for r in rows:
-            ev = event_from_row(r[1:])
+            ev = client_event_from_row(r[1:])
             out[ev.room_id][r[0]].append(ev)
         return out
 
@@ -233,7 +234,8 @@ class EventStore:
     async def current_state_and_counts_many(
         self, room_ids: Sequence[str], types: Sequence[str], member_keys: Sequence[str]
     ) -> tuple[dict[str, list[StoredEvent]], dict[str, dict[str, int]]]:
-        """`current_state_many` and `member_counts_many` in one read (a room list's new rooms)."""
+        """`current_state_many` and `member_counts_many` in one read (a room list's new rooms). For
+        clients only: the events' `pdu` holds the keys the client format shows (`client_event_from_row`)."""
         if not room_ids:
             return {}, {}
         rows = await self.db.fetch(
@@ -249,7 +251,7 @@ class EventStore:
             if r[1] is None:
                 counts[r[2]] = {"join": int(r[12]), "invite": int(r[13])}
             else:
-                ev = event_from_row(r)
+                ev = client_event_from_row(r)
                 state[ev.room_id].append(ev)
         return state, counts
 
