@@ -161,6 +161,19 @@ def rows_read(node: dict[str, Any]) -> int:
     return own + sum(rows_read(child) for child in node.get("Plans", []))
 
 
+def spy_fetch(db: Database, monkeypatch: Any) -> list[tuple[str, tuple[Any, ...]]]:
+    """The (SQL, arguments) of every `db.fetch` from now until `monkeypatch.undo()` (still run)."""
+    sent: list[tuple[str, tuple[Any, ...]]] = []
+    real = db.fetch
+
+    async def spy(sql: str, *args: Any, **kw: Any) -> Any:
+        sent.append((sql, args))
+        return await real(sql, *args, **kw)
+
+    monkeypatch.setattr(db, "fetch", spy)
+    return sent
+
+
 def _literal(value: Any) -> str:
     """`value` (None, int, str or a list of str) as a PostgreSQL literal."""
     if value is None:

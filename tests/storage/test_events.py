@@ -4,7 +4,6 @@ room read, message batches with their transaction IDs and push actions, redactio
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
@@ -26,6 +25,7 @@ from tests.storage.support import (
     new_room,
     rows_read,
     rows_read_by_a_plan_made_small,
+    spy_fetch,
     statements,
 )
 
@@ -317,14 +317,7 @@ async def test_looking_up_a_batchs_transaction_ids_reads_those_keys_not_the_send
         )
     await db.fetch("ANALYZE event_txns")
     keys = [(ALICE, "DEV", "send", "t7"), (ALICE, "DEV", "send", "new"), (ALICE, "OTHER", "send", "t8")]
-    sent: list[tuple[str, tuple[Any, ...]]] = []
-    real = db.fetch
-
-    async def spy(sql: str, *args: Any, **kw: Any) -> Any:
-        sent.append((sql, args))
-        return await real(sql, *args, **kw)
-
-    monkeypatch.setattr(db, "fetch", spy)
+    sent = spy_fetch(db, monkeypatch)
     async with db.write() as conn:
         assert await writes.txn_results(conn, keys) == {keys[0]: "$e7"}
     monkeypatch.undo()
@@ -364,14 +357,7 @@ async def test_the_writes_key_lookups_probe_the_keys_with_plans_made_when_the_ta
         )
 
     at = await db.current_position()
-    sent: list[tuple[str, tuple[Any, ...]]] = []
-    real = db.fetch
-
-    async def spy(sql: str, *args: Any, **kw: Any) -> Any:
-        sent.append((sql, args))
-        return await real(sql, *args, **kw)
-
-    monkeypatch.setattr(db, "fetch", spy)
+    sent = spy_fetch(db, monkeypatch)
     async with db.write() as conn:
         if read == "room_for_write":
             found = await writes.room_for_write(conn, ROOM, keys, txn)

@@ -40,6 +40,10 @@ EVENT_TABLE_COLUMNS = tuple(events.c[c] for c in EVENT_COLUMNS)  # for SQLAlchem
 
 def event_from_row(r: Sequence[Any]) -> StoredEvent:
     """A StoredEvent from the `EVENT_COLUMNS` of a row (a tuple, an asyncpg record or a SQLAlchemy row)."""
+    return _stored(r, _decode(r[7]))
+
+
+def _stored(r: Sequence[Any], pdu: dict[str, Any]) -> StoredEvent:
     return StoredEvent(
         stream=int(r[0]),
         event_id=r[1],
@@ -48,7 +52,7 @@ def event_from_row(r: Sequence[Any]) -> StoredEvent:
         state_key=r[4],
         sender=r[5],
         origin_server_ts=int(r[6]),
-        pdu=_decode(r[7]),
+        pdu=pdu,
         unsigned=_decode(r[8]) if r[8] else None,
         redacted_by=r[9],
         txn_id=r[10],
@@ -92,20 +96,7 @@ def client_event_from_row(r: Sequence[Any]) -> StoredEvent:
         pdu["state_key"] = f.state_key
     if f.redacts is not None:
         pdu["redacts"] = f.redacts
-    return StoredEvent(
-        stream=int(r[0]),
-        event_id=r[1],
-        room_id=r[2],
-        type=r[3],
-        state_key=r[4],
-        sender=r[5],
-        origin_server_ts=int(r[6]),
-        pdu=pdu,
-        unsigned=_decode(r[8]) if r[8] else None,
-        redacted_by=r[9],
-        txn_id=r[10],
-        device_id=r[11],
-    )
+    return _stored(r, pdu)
 
 
 # The columns an event is written with (`redacted_by` is set later, by its redaction).
