@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from paigham.domain.stored_event import StoredEvent
 from paigham.storage.database import Database
 from paigham.storage.event_writes import EventWriteStore
 from paigham.storage.events import EventStore
@@ -78,16 +79,21 @@ async def test_reads_inside_a_write_see_its_uncommitted_rows(db: Database) -> No
     assert (await events.get_events(["$bob", "$nothing"])).keys() == {"$bob"}
 
 
-async def test_room_for_write_reads_room_tip_transaction_state_and_joined_members(db: Database) -> None:
-    writes = EventWriteStore(db)
+async def created_room(db: Database, *more: StoredEvent) -> None:
+    """ROOM, created by alice, with alice and bob joined, then `more` state."""
     await new_room(db)
     await add_state(
         db,
         event("$create", "m.room.create", ALICE, {"creator": ALICE}, state_key=""),
         member(ALICE, "join", "$a"),
         member(BOB, "join", "$b"),
-        member(CARA, "leave", "$c"),
+        *more,
     )
+
+
+async def test_room_for_write_reads_room_tip_transaction_state_and_joined_members(db: Database) -> None:
+    writes = EventWriteStore(db)
+    await created_room(db, member(CARA, "leave", "$c"))
     txn = (ALICE, "DEV", "send", "t1")
     (sent,) = await add_messages(db, message("$m1", ALICE, "hi", txn=txn))
     await PushRuleStore(db).put(BOB, {"muted": True})
@@ -338,13 +344,7 @@ async def test_the_writes_key_lookups_probe_the_keys_with_plans_made_when_the_ta
     and kept that plan: on the benchmark's fresh database (never analyzed) every write of the run read
     every event so far (a third of the database's CPU). Each key is probed in its index instead."""
     events, writes = EventStore(db), EventWriteStore(db)
-    await new_room(db)
-    await add_state(
-        db,
-        event("$create", "m.room.create", ALICE, {"creator": ALICE}, state_key=""),
-        member(ALICE, "join", "$a"),
-        member(BOB, "join", "$b"),
-    )
+    await created_room(db)
     txn = (ALICE, "DEV", "send", "t0")
     await add_messages(db, message("$m0", ALICE, "hi", txn=txn))
     keys = [("m.room.create", ""), ("m.room.member", ALICE), ("m.room.member", BOB)]
