@@ -245,8 +245,8 @@ class EventWriteStore:
 # index). PostgreSQL probes the primary key once per key, in a loop: matching users and transaction
 # IDs apart read every transaction of the batch's senders — all they ever sent — and a join of the
 # keys was hashed over the whole table whenever the statistics said it was small (a sequential scan
-# per batch, growing with the table: docs/decisions.md). SQLite
-# takes the users' range of the key and filters (the devices and scopes are not needed to match).
+# per batch, growing with the table: docs/decisions.md). SQLite takes the users' range of the key
+# and filters (the devices and scopes are not needed to match).
 _TXNS_PG = (
     "SELECT k.u, k.d, k.s, k.t, x.result FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) "
     "AS k(u, d, s, t) CROSS JOIN LATERAL (SELECT x.result FROM event_txns x WHERE x.user_id = k.u "

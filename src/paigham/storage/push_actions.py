@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.storage.database import Database
+from paigham.storage.receipts import read_position
 
 
 class PushRoomRow(NamedTuple):
@@ -81,22 +82,15 @@ class PushActionStore:
         return out
 
     async def _unread_room_by_room(self, user_id: str, rooms: list[str], joined: list[int]) -> list[Sequence[Any]]:
-        reads = {r[0]: int(r[1]) for r in await self.db.fetch(_READ_POSITIONS, user_id, rooms)}
         rows = []
         for room_id, pos in zip(rooms, joined, strict=True):
-            rows += await self.db.fetch(_UNREAD_ONE_ROOM, user_id, room_id, max(pos, reads.get(room_id, 0)))
+            rows += await self.db.fetch(_UNREAD_ONE_ROOM, user_id, room_id, pos)
         return rows
 
     async def _unread_in_one(self, user_id: str, rooms: list[str], joined: list[int]) -> list[Sequence[Any]]:
         return await self.db.fetch(_UNREAD_ROOMS, user_id, rooms, joined)
 
 
-# Where user $1's unread count starts in each room: the stream of the newest read receipt of the main
-# timeline (unthreaded or "main"; public or private).
-_READ_RECEIPT = (
-    "FROM receipts WHERE user_id = $1 AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main')"
-)
-_READ_POSITIONS = f"SELECT room_id, max(event_stream) {_READ_RECEIPT} AND room_id = ANY($2::text[]) GROUP BY room_id"
 # The count for user $1 in a room past a position, as three range counts (each one row): the room's
 # shared results past it not sent by the user, minus those the user has a result of their own for,
 # plus the user's own results that notify. A scan of the shared rows, without a lookup per row:
@@ -110,16 +104,17 @@ _COUNT_PARTS = (
     "(SELECT count(*) AS n, {hl} AS h FROM event_push_actions WHERE user_id = $1 AND room_id = {room} "
     "AND stream > {pos} AND notify) c",
 )
-_UNREAD_ONE_ROOM = (  # SQLite: user $1, room $2, past stream $3
+_SQLITE_START = f"max($3, coalesce({read_position('$2', '$1')}, 0))"  # (SQLite's max of two is a scalar)
+_UNREAD_ONE_ROOM = (  # SQLite: user $1, room $2, past its read receipt or the stream $3 if later
     "SELECT $2, a.n - b.n + c.n, a.h - b.h + c.h FROM "
     + ", ".join(
-        p.format(room="$2", pos="$3", hl="coalesce(sum(highlight), 0)", rhl="coalesce(sum(r.highlight), 0)")
+        p.format(room="$2", pos=_SQLITE_START, hl="coalesce(sum(highlight), 0)", rhl="coalesce(sum(r.highlight), 0)")
         for p in _COUNT_PARTS
     )
 )
 _UNREAD_ROOMS = (  # PostgreSQL: user $1, rooms $2 each past its read receipt or the stream in $3 if later
     "SELECT t.room_id, a.n - b.n + c.n, a.h - b.h + c.h FROM (SELECT u.room_id, greatest(u.joined, "
-    f"coalesce((SELECT max(event_stream) {_READ_RECEIPT} AND room_id = u.room_id), 0)) AS pos "
+    f"coalesce({read_position('u.room_id', '$1')}, 0)) AS pos "
     "FROM unnest($2::text[], $3::bigint[]) AS u(room_id, joined)) t"
     + "".join(
         " CROSS JOIN LATERAL "

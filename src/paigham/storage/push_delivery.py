@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 from paigham.domain.stored_event import StoredEvent
 from paigham.storage.database import Database
 from paigham.storage.event_rows import EV, event_from_row
+from paigham.storage.receipts import read_position
 
 _COLS = (
     "id, user_id, app_id, pushkey, pushkey_ts, data, last_stream, last_badge, failing_since, attempts, next_attempt_ts"
@@ -105,8 +106,7 @@ _START = "CASE WHEN coalesce(x.rd, 0) > x.joined_stream THEN x.rd ELSE x.joined_
 _BADGE_OF = (
     "SELECT (SELECT count(*) FROM memberships WHERE user_id = {u} AND membership = 'invite') + "
     "(SELECT count(*) FROM (SELECT y.room_id, y.start FROM (SELECT x.room_id, " + _START + " AS start FROM "
-    "(SELECT m.room_id, m.joined_stream, (SELECT max(c.event_stream) FROM receipts c WHERE c.room_id = m.room_id "
-    "AND c.user_id = {u} AND c.receipt_type IN ('m.read', 'm.read.private') AND c.thread_id IN ('', 'main')) AS rd "
+    "(SELECT m.room_id, m.joined_stream, " + read_position("m.room_id", "{u}") + " AS rd "
     "FROM memberships m WHERE m.user_id = {u} AND m.membership = 'join') x) y "
     "WHERE EXISTS (SELECT 1 FROM room_push_actions r WHERE r.room_id = y.room_id AND r.stream > y.start "
     "AND r.sender <> {u} AND NOT EXISTS (SELECT 1 FROM event_push_actions o WHERE o.user_id = {u} "

@@ -37,10 +37,6 @@ class RawPool:
     def size(self) -> int:
         return self._size
 
-    @property
-    def idle(self) -> int:
-        return len(self._free)
-
     async def acquire(self) -> Any:
         """A connection for the caller alone, until it is given back with `release`."""
         while True:

@@ -24,6 +24,17 @@ class Receipt:
     stream: int
 
 
+def read_position(room: str, user: str, alias: str = "rd") -> str:
+    """SQL: the stream of `user`'s newest read receipt of `room`'s main timeline (unthreaded or "main";
+    public or private), NULL without one — where their unread count starts, unless they joined later.
+    `room` and `user` are SQL expressions (a column of the outer query, a parameter)."""
+    return (
+        f"(SELECT max({alias}.event_stream) FROM receipts {alias} WHERE {alias}.room_id = {room} "
+        f"AND {alias}.user_id = {user} AND {alias}.receipt_type IN ('m.read', 'm.read.private') "
+        f"AND {alias}.thread_id IN ('', 'main'))"
+    )
+
+
 class ReceiptStore:
     def __init__(self, db: Database) -> None:
         self.db = db

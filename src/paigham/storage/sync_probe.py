@@ -37,6 +37,7 @@ import msgspec
 
 from paigham.storage.database import Database
 from paigham.storage.dialect import POSTGRESQL, SQLITE, Dialect
+from paigham.storage.receipts import read_position
 from paigham.storage.sync_rooms import RoomList, RoomListCache, room_list
 from paigham.storage.turn_batch import TurnBatcher
 from paigham.storage.watermark import WATERMARK
@@ -54,6 +55,7 @@ OFFERED = ("invite", "knock")
 _WATERMARK = f"p AS MATERIALIZED (SELECT {WATERMARK} AS pos)"
 _UPTO = "(SELECT pos FROM p)"
 _PAST_SINCE = f"stream > $2 AND stream <= {_UPTO}"
+_READ = read_position("x.room_id", "$1")  # where the room's unread count starts (or the joining)
 
 
 def _flags(parts: Sequence[tuple[int, Sequence[tuple[str, str]]]]) -> str:
@@ -182,9 +184,7 @@ def _probe_sql(bumps: bool, dialect: Dialect = SQLITE) -> str:
         "x AS MATERIALIZED (SELECT m.*, CASE WHEN m.membership <> 'join' THEN 0 WHEN (SELECT near FROM n) "
         f"THEN coalesce((SELECT c.flags FROM c WHERE c.room_id = m.room_id), 0) ELSE {_ROOM_FLAGS} END AS flags "
         "FROM u m), "
-        "w AS MATERIALIZED (SELECT x.*, CASE WHEN x.flags <> 0 THEN coalesce((SELECT max(r.event_stream) "
-        "FROM receipts r WHERE r.room_id = x.room_id AND r.user_id = $1 AND r.receipt_type IN ('m.read', "
-        "'m.read.private') AND r.thread_id IN ('', 'main')), 0) END AS read FROM x), "
+        f"w AS MATERIALIZED (SELECT x.*, CASE WHEN x.flags <> 0 THEN coalesce({_READ}, 0) END AS read FROM x), "
         "y AS MATERIALIZED (SELECT w.*, CASE WHEN w.read > w.joined_stream THEN w.read ELSE w.joined_stream END "
         f"AS start, CASE WHEN {keep} THEN 1 ELSE 0 END = 1 AS keep FROM w) "
         "SELECT y.room_id, y.membership, y.stream, y.joined_stream, y.flags, y.read, "
@@ -232,9 +232,7 @@ def _cached_probe_sql() -> str:
         "x AS MATERIALIZED (SELECT m.*, CASE WHEN m.membership <> 'join' THEN 0 "
         "ELSE coalesce((SELECT c.flags FROM c WHERE c.room_id = m.room_id), 0) END AS flags FROM u m "
         "WHERE m.membership IS NOT NULL), "
-        "w AS MATERIALIZED (SELECT x.*, CASE WHEN x.flags <> 0 THEN coalesce((SELECT max(r.event_stream) "
-        "FROM receipts r WHERE r.room_id = x.room_id AND r.user_id = $1 AND r.receipt_type IN ('m.read', "
-        "'m.read.private') AND r.thread_id IN ('', 'main')), 0) END AS read FROM x), "
+        f"w AS MATERIALIZED (SELECT x.*, CASE WHEN x.flags <> 0 THEN coalesce({_READ}, 0) END AS read FROM x), "
         "y AS MATERIALIZED (SELECT w.*, CASE WHEN w.read > w.joined_stream THEN w.read ELSE w.joined_stream END "
         f"AS start, CASE WHEN {keep} THEN 1 ELSE 0 END AS keep FROM w) "
         "SELECT y.room_id, y.membership, y.stream, y.joined_stream, y.flags, y.read, "
