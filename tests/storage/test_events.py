@@ -371,3 +371,51 @@ async def test_the_writes_key_lookups_probe_the_keys_with_plans_made_when_the_ta
     monkeypatch.undo()
     ((sql, args),) = sent
     assert await rows_read_by_a_plan_made_small(db, sql, args, grow) <= 20  # of the 3,000 added
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+@pytest.mark.parametrize("read", ["state_and_counts", "state", "counts", "recent", "heroes", "bump_stamps"])
+async def test_the_room_lists_reads_probe_each_room_with_plans_made_when_the_tables_were_small(
+    db: Database, monkeypatch: pytest.MonkeyPatch, read: str
+) -> None:
+    """Sliding sync's room list reads a window of rooms at once: their state, member counts, newest
+    events, heroes and bump stamps. Written as a filter of whole tables (`room_id = ANY(…)`, a join to
+    `rooms`), PostgreSQL scanned current_state, memberships and rooms whenever it planned them while
+    they were small (a fresh database never analyzed) and kept that plan. Each room is probed in the
+    indexes instead: the rows read stay those of the rooms asked for, however many others there are."""
+    events = EventStore(db)
+    await created_room(db, event("$topic", "m.room.topic", ALICE, {"topic": "t"}, state_key=""))
+    await add_messages(db, message("$m0", BOB, "hi"))
+
+    async def grow() -> None:  # 100 more rooms of three members, and 2,000 messages in one of them
+        for i in range(100):
+            room = f"!r{i}:test.local"
+            await new_room(db, room)
+            await add_state(
+                db,
+                event(f"$c{i}", "m.room.create", ALICE, {"creator": ALICE}, state_key="", room_id=room),
+                *(member(u, "join", f"$j{i}-{k}", room_id=room) for k, u in enumerate((ALICE, BOB, CARA))),
+            )
+        await add_messages(db, *(message(f"$o{i}", BOB, "x", room_id="!r0:test.local") for i in range(2_000)))
+
+    at = await db.current_position()
+    sent = spy_fetch(db, monkeypatch)
+    if read == "state_and_counts":
+        state, counts = await events.current_state_and_counts_many([ROOM], ["m.room.create"], [ALICE])
+        assert {e.event_id for e in state[ROOM]} == {"$create", "$a"} and counts[ROOM] == {"join": 2, "invite": 0}
+    elif read == "state":
+        assert {e.event_id for e in (await events.current_state_many([ROOM], ["m.room.topic"], [BOB]))[ROOM]} == {
+            "$topic",
+            "$b",
+        }
+    elif read == "counts":
+        assert await events.member_counts_many([ROOM]) == {ROOM: {"join": 2, "invite": 0}}
+    elif read == "recent":
+        assert [e.event_id for e in (await events.recent_many([ROOM], upto=at, limit=2))[ROOM][0]] == ["$topic", "$m0"]
+    elif read == "heroes":
+        assert await events.heroes_many([ROOM], ALICE) == {ROOM: [BOB]}
+    else:
+        assert await events.bump_stamps([ROOM], ["m.room.message"]) == {ROOM: at}
+    monkeypatch.undo()
+    ((sql, args),) = sent
+    assert await rows_read_by_a_plan_made_small(db, sql, args, grow) <= 20  # of the 2,400 added

@@ -387,7 +387,8 @@ def _sqlite_sql(sql: str) -> tuple[str, bool]:
     out = _sqlite_cache.get(sql)
     if out is None:
         text_ = _ANY.sub(lambda m: f"IN (SELECT value FROM json_each(?{m.group(1)}))", sql)
-        out = (_PARAM.sub(lambda m: f"?{m.group(1)}", _CAST.sub("", text_)), text_ != sql)
+        # (a statement of SQLite's own may read a list argument with json_each too)
+        out = (_PARAM.sub(lambda m: f"?{m.group(1)}", _CAST.sub("", text_)), text_ != sql or "json_each(" in sql)
         if sqlite3.sqlite_version_info < (3, 35):  # before 3.35 SQLite has no MATERIALIZED hint
             out = (out[0].replace(" AS MATERIALIZED (", " AS ("), out[1])
         _sqlite_cache[sql] = out

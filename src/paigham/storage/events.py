@@ -79,12 +79,30 @@ def by_key(column: str, value: str) -> str:
     return f"(SELECT * FROM events e WHERE {column} = {value} LIMIT 1) e"
 
 
-# Rooms $1's current state of types $2 and member events of users $3 (as `e`'s columns).
-_STATE_MANY = (
-    f"SELECT {EV} FROM current_state c JOIN events e ON e.event_id = c.event_id "
-    "WHERE c.room_id = ANY($1::text[]) AND (c.type = ANY($2::text[]) "
-    "OR (c.type = 'm.room.member' AND c.state_key = ANY($3::text[])))"
-)
+def rooms_in(db: Database, param: str) -> str:
+    """A FROM item: the room IDs of the list parameter `param`, as `r(room_id)` — the outer loop of a
+    read of many rooms, each probed in its indexes whatever the tables' statistics say (a join to
+    `rooms` or a `room_id = ANY(…)` filter let PostgreSQL scan whole tables while they were small, and
+    keep that plan: see `state_events_at`)."""
+    return db.per_engine(
+        sqlite=f"(SELECT value AS room_id FROM json_each({param})) r",
+        postgresql=f"unnest({param}::text[]) AS r(room_id)",
+    )
+
+
+def state_many(db: Database) -> str:
+    """Rooms $1's current state of types $2 and member events of users $3 (as `e`'s columns). On
+    PostgreSQL each room is two primary-key ranges of current_state in a subquery the planner keeps
+    as a loop (OFFSET 0), and each event one probe of `events`."""
+    return db.per_engine(
+        sqlite=f"SELECT {EV} FROM current_state c JOIN events e ON e.event_id = c.event_id "
+        "WHERE c.room_id IN (SELECT value FROM json_each($1)) AND (c.type IN (SELECT value FROM json_each($2)) "
+        "OR (c.type = 'm.room.member' AND c.state_key IN (SELECT value FROM json_each($3))))",
+        postgresql=f"SELECT {EV} FROM {rooms_in(db, '$1')} CROSS JOIN LATERAL (SELECT c.event_id FROM current_state c "
+        "WHERE c.room_id = r.room_id AND c.type = ANY($2::text[]) UNION ALL SELECT c.event_id FROM current_state c "
+        "WHERE c.room_id = r.room_id AND c.type = 'm.room.member' AND c.state_key = ANY($3::text[]) OFFSET 0) c "
+        f"CROSS JOIN LATERAL {by_key('e.event_id', 'c.event_id')}",
+    )
 
 
 class EventStore:
@@ -108,6 +126,47 @@ class EventStore:
             postgresql=f"SELECT {EV} FROM {keys} CROSS JOIN LATERAL {by_key('e.stream', f'({newest})')}",
         )
         self._state_at = f"SELECT {EV} FROM {at_pairs}"
+        rooms_r = rooms_in(db, "$1")
+        self._state_many = state_many(db)
+        counts = (
+            "(SELECT joined_members FROM rooms x WHERE x.room_id = r.room_id), "
+            "(SELECT invited_members FROM rooms x WHERE x.room_id = r.room_id)"
+        )
+        self._counts_many = f"SELECT r.room_id, {counts} FROM {rooms_r}"
+        self._state_and_counts_many = (
+            f"SELECT {EV}, NULL, NULL FROM ({self._state_many}) e UNION ALL SELECT NULL, NULL, r.room_id, "
+            f"{', '.join(['NULL'] * 9)}, {counts} FROM {rooms_r}"
+        )
+        self._bump_stamps = (
+            "SELECT r.room_id, (SELECT e.stream FROM events e WHERE e.room_id = r.room_id "
+            f"AND e.type = ANY($2::text[]) ORDER BY e.stream DESC LIMIT 1) FROM {rooms_r}"
+        )
+        # The newest $3 events of each room at or before $2, and their m.replace and m.thread relations.
+        relations = "e.rel_type IN ('m.replace', 'm.thread')"
+        self._recent_many = db.per_engine(
+            # SQLite has no LATERAL: each room's window starts after its ($3+1)-th newest event, found by
+            # one index walk, and is read as a range.
+            sqlite=f"WITH recent AS MATERIALIZED (SELECT {EV} FROM events e JOIN (SELECT r.room_id AS rid, "
+            "coalesce((SELECT e2.stream FROM events e2 WHERE e2.room_id = r.room_id AND e2.stream <= $2 "
+            f"ORDER BY e2.stream DESC LIMIT 1 OFFSET $3), -1) AS lo FROM {rooms_r}) b "
+            "ON e.room_id = b.rid AND e.stream > b.lo AND e.stream <= $2) "
+            f"SELECT 0, {EV} FROM recent e UNION ALL SELECT 1, {EV} FROM events e WHERE e.relates_to IS NOT NULL "
+            f"AND e.relates_to IN (SELECT event_id FROM recent) AND {relations} ORDER BY 1, 2",
+            postgresql=f"WITH recent AS MATERIALIZED (SELECT e.* FROM {rooms_r} CROSS JOIN LATERAL (SELECT {EV} "
+            "FROM events e WHERE e.room_id = r.room_id AND e.stream <= $2 ORDER BY e.stream DESC LIMIT $3) e) "
+            f"SELECT 0, {EV} FROM recent e UNION ALL SELECT 1, {EV} FROM recent w CROSS JOIN LATERAL "
+            f"(SELECT * FROM events e WHERE e.relates_to = w.event_id AND {relations} OFFSET 0) e ORDER BY 1, 2",
+        )
+        collate = db.dialect.code_point_collation
+        self._heroes_many = db.per_engine(
+            sqlite="SELECT room_id, user_id FROM (SELECT room_id, user_id, row_number() OVER (PARTITION BY room_id "
+            f"ORDER BY user_id{collate}) AS n FROM memberships WHERE room_id = ANY($1::text[]) "
+            f"AND membership IN ('join', 'invite') AND user_id <> $2) h WHERE n <= $3 "
+            f"ORDER BY room_id, user_id{collate}",
+            postgresql=f"SELECT r.room_id, h.user_id FROM {rooms_r} CROSS JOIN LATERAL (SELECT user_id "
+            "FROM memberships m WHERE m.room_id = r.room_id AND m.membership IN ('join', 'invite') AND m.user_id <> $2 "
+            f"ORDER BY m.user_id{collate} LIMIT $3) h ORDER BY r.room_id, h.user_id{collate}",
+        )
 
     # -- rooms ----------------------------------------------------------------------------
     async def get_room(self, room_id: str) -> RoomRow | None:
@@ -181,13 +240,7 @@ class EventStore:
         newest event, which is nearly always a message."""
         if not room_ids:
             return {}
-        rows = await self.db.fetch(
-            "SELECT r.room_id, (SELECT e.stream FROM events e WHERE e.room_id = r.room_id "
-            "AND e.type = ANY($2::text[]) ORDER BY e.stream DESC LIMIT 1) FROM rooms r "
-            "WHERE r.room_id = ANY($1::text[])",
-            list(room_ids),
-            list(types),
-        )
+        rows = await self.db.fetch(self._bump_stamps, list(room_ids), list(types))
         return {r[0]: int(r[1]) for r in rows if r[1] is not None}
 
     async def recent_many(
@@ -199,18 +252,7 @@ class EventStore:
         holds the keys the client format shows (`client_event_from_row`)."""
         if not room_ids:
             return {}
-        rows = await self.db.fetch(
-            f"WITH recent AS MATERIALIZED (SELECT {EV} FROM events e JOIN (SELECT r.room_id AS rid, "
-            "coalesce((SELECT e2.stream FROM events e2 WHERE e2.room_id = r.room_id AND e2.stream <= $2 "
-            "ORDER BY e2.stream DESC LIMIT 1 OFFSET $3), -1) AS lo FROM rooms r WHERE r.room_id = ANY($1::text[])) b "
-            "ON e.room_id = b.rid AND e.stream > b.lo AND e.stream <= $2) "
-            f"SELECT 0, {EV} FROM recent e UNION ALL SELECT 1, {EV} FROM events e WHERE e.relates_to IS NOT NULL "
-            "AND e.relates_to IN (SELECT event_id FROM recent) AND e.rel_type IN ('m.replace', 'm.thread') "
-            "ORDER BY 1, 2",
-            list(room_ids),
-            upto,
-            limit,
-        )
+        rows = await self.db.fetch(self._recent_many, list(room_ids), upto, limit)
         out: dict[str, tuple[list[StoredEvent], list[StoredEvent]]] = {r: ([], []) for r in room_ids}
         for r in rows:
             ev = client_event_from_row(r[1:])
@@ -224,7 +266,7 @@ class EventStore:
         what sliding sync sends for many rooms at once, in one read."""
         if not room_ids:
             return {}
-        rows = await self.db.fetch(_STATE_MANY, list(room_ids), list(types), list(member_keys))
+        rows = await self.db.fetch(self._state_many, list(room_ids), list(types), list(member_keys))
         out: dict[str, list[StoredEvent]] = {r: [] for r in room_ids}
         for r in rows:
             ev = event_from_row(r)
@@ -238,18 +280,13 @@ class EventStore:
         clients only: the events' `pdu` holds the keys the client format shows (`client_event_from_row`)."""
         if not room_ids:
             return {}, {}
-        rows = await self.db.fetch(
-            f"SELECT {EV}, NULL, NULL FROM ({_STATE_MANY}) e UNION ALL SELECT NULL, NULL, room_id, "
-            f"{', '.join(['NULL'] * 9)}, joined_members, invited_members FROM rooms WHERE room_id = ANY($1::text[])",
-            list(room_ids),
-            list(types),
-            list(member_keys),
-        )
+        rows = await self.db.fetch(self._state_and_counts_many, list(room_ids), list(types), list(member_keys))
         state: dict[str, list[StoredEvent]] = {r: [] for r in room_ids}
         counts: dict[str, dict[str, int]] = {r: {} for r in room_ids}
         for r in rows:
             if r[1] is None:
-                counts[r[2]] = {"join": int(r[12]), "invite": int(r[13])}
+                if r[12] is not None:  # (none for a room that does not exist)
+                    counts[r[2]] = {"join": int(r[12]), "invite": int(r[13])}
             else:
                 ev = client_event_from_row(r)
                 state[ev.room_id].append(ev)
@@ -259,16 +296,7 @@ class EventStore:
         """`heroes` for many rooms in one read."""
         if not room_ids:
             return {}
-        collate = self.db.dialect.code_point_collation
-        rows = await self.db.fetch(
-            "SELECT room_id, user_id FROM (SELECT room_id, user_id, row_number() OVER (PARTITION BY room_id "
-            f"ORDER BY user_id{collate}) AS n FROM memberships WHERE room_id = ANY($1::text[]) "
-            f"AND membership IN ('join', 'invite') AND user_id <> $2) h WHERE n <= $3 "
-            f"ORDER BY room_id, user_id{collate}",
-            list(room_ids),
-            exclude,
-            limit,
-        )
+        rows = await self.db.fetch(self._heroes_many, list(room_ids), exclude, limit)
         out: dict[str, list[str]] = {r: [] for r in room_ids}
         for room_id, user_id in rows:
             out[room_id].append(user_id)
@@ -278,13 +306,11 @@ class EventStore:
         """room → {"join": joined, "invite": invited}: the counts kept with the room (O(1) each)."""
         if not room_ids:
             return {}
-        rows = await self.db.fetch(
-            "SELECT room_id, joined_members, invited_members FROM rooms WHERE room_id = ANY($1::text[])",
-            list(room_ids),
-        )
+        rows = await self.db.fetch(self._counts_many, list(room_ids))
         out: dict[str, dict[str, int]] = {r: {} for r in room_ids}
         for room_id, joined, invited in rows:
-            out[room_id] = {"join": int(joined), "invite": int(invited)}
+            if joined is not None:  # (none for a room that does not exist)
+                out[room_id] = {"join": int(joined), "invite": int(invited)}
         return out
 
     # -- state ----------------------------------------------------------------------------

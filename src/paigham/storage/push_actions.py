@@ -10,7 +10,7 @@ per event, not per recipient"). A message's rows are written with the message it
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -61,8 +61,8 @@ class PushActionStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         # Counted by the database (rows are not fetched: a user with thousands of unread messages must
-        # not cost thousands of rows per /sync). SQLite plans the joined form badly: one count per room.
-        self._unread = db.per_engine(sqlite=self._unread_room_by_room, postgresql=self._unread_in_one)
+        # not cost thousands of rows per /sync), in one statement for all the rooms asked about.
+        self._unread_sql = db.per_engine(sqlite=_UNREAD_ROOMS_SQLITE, postgresql=_UNREAD_ROOMS)
 
     async def add(self, conn: AsyncConnection, room: PushRoomRow | None, own: Sequence[PushUserRow]) -> None:
         """One event's push actions: the result shared by the room's members (if it notifies), and
@@ -77,18 +77,9 @@ class PushActionStore:
             return {}
         rooms = sorted(joined)
         out = {r: (0, 0) for r in rooms}
-        for r in await self._unread(user_id, rooms, [joined[r] for r in rooms]):
+        for r in await self.db.fetch(self._unread_sql, user_id, rooms, [joined[r] for r in rooms]):
             out[r[0]] = (int(r[1]), int(r[2] or 0))
         return out
-
-    async def _unread_room_by_room(self, user_id: str, rooms: list[str], joined: list[int]) -> list[Sequence[Any]]:
-        rows = []
-        for room_id, pos in zip(rooms, joined, strict=True):
-            rows += await self.db.fetch(_UNREAD_ONE_ROOM, user_id, room_id, pos)
-        return rows
-
-    async def _unread_in_one(self, user_id: str, rooms: list[str], joined: list[int]) -> list[Sequence[Any]]:
-        return await self.db.fetch(_UNREAD_ROOMS, user_id, rooms, joined)
 
 
 # The count for user $1 in a room past a position, as three range counts (each one row): the room's
@@ -104,13 +95,28 @@ _COUNT_PARTS = (
     "(SELECT count(*) AS n, {hl} AS h FROM event_push_actions WHERE user_id = $1 AND room_id = {room} "
     "AND stream > {pos} AND notify) c",
 )
-_SQLITE_START = f"max($3, coalesce({read_position('$2', '$1')}, 0))"  # (SQLite's max of two is a scalar)
-_UNREAD_ONE_ROOM = (  # SQLite: user $1, room $2, past its read receipt or the stream $3 if later
-    "SELECT $2, a.n - b.n + c.n, a.h - b.h + c.h FROM "
-    + ", ".join(
-        p.format(room="$2", pos=_SQLITE_START, hl="coalesce(sum(highlight), 0)", rhl="coalesce(sum(r.highlight), 0)")
-        for p in _COUNT_PARTS
-    )
+# SQLite has no LATERAL: each part is a scalar subquery of the rooms' table `t` (room, start), one
+# for the notifications and one for the highlights. `t` is materialised, so the read receipt is
+# looked up once per room, not once per subquery.
+_SQLITE_PART = (
+    "(SELECT {agg} FROM room_push_actions WHERE room_id = t.room_id AND stream > t.pos AND sender <> $1)",
+    "(SELECT {ragg} FROM event_push_actions o JOIN room_push_actions r ON r.room_id = o.room_id "
+    "AND r.stream = o.stream WHERE o.user_id = $1 AND o.room_id = t.room_id AND o.stream > t.pos)",
+    "(SELECT {agg} FROM event_push_actions WHERE user_id = $1 AND room_id = t.room_id AND stream > t.pos AND notify)",
+)
+
+
+def _sqlite_sum(agg: str, ragg: str) -> str:
+    a, b, c = (part.format(agg=agg, ragg=ragg) for part in _SQLITE_PART)
+    return f"{a} - {b} + {c}"
+
+
+_UNREAD_ROOMS_SQLITE = (  # user $1, rooms $2 each past its read receipt or the stream in $3 if later
+    "WITH t AS MATERIALIZED (SELECT u.value AS room_id, "
+    f"max(j.value, coalesce({read_position('u.value', '$1')}, 0)) AS pos "
+    "FROM json_each($2) u JOIN json_each($3) j ON j.key = u.key) "
+    f"SELECT t.room_id, {_sqlite_sum('count(*)', 'count(*)')}, "
+    f"{_sqlite_sum('coalesce(sum(highlight), 0)', 'coalesce(sum(r.highlight), 0)')} FROM t"
 )
 _UNREAD_ROOMS = (  # PostgreSQL: user $1, rooms $2 each past its read receipt or the stream in $3 if later
     "SELECT t.room_id, a.n - b.n + c.n, a.h - b.h + c.h FROM (SELECT u.room_id, greatest(u.joined, "

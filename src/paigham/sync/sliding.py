@@ -12,6 +12,7 @@ response's `pos`. With a `pos` and nothing to send, the request long-polls like 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import random
 import time
@@ -171,8 +172,7 @@ class Wanted:
     @property
     def key(self) -> str:
         """A short digest of the required state (saved for every room the connection holds)."""
-        text = "\x1f".join(sorted(f"{t}\x1e{k}" for t, k in self.pairs))
-        return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+        return _digest(frozenset(self.pairs))
 
 
 @dataclass(slots=True)
@@ -839,6 +839,13 @@ class SlidingSyncService:
             if who or p.since is not None:
                 out[room_id] = {"type": "m.typing", "content": {"user_ids": who}}
         return RoomEventsResponse(out)
+
+
+@functools.lru_cache(maxsize=1024)
+def _digest(pairs: frozenset[tuple[str, str]]) -> str:
+    """`Wanted.key` of these pairs (the windows of a request mostly share one config: worked out once)."""
+    text = "\x1f".join(sorted(f"{t}\x1e{k}" for t, k in pairs))
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 def _scope(toggle: ScopedToggle, in_view: Mapping[str, Wanted], in_list: Mapping[str, set[str]]) -> set[str]:
