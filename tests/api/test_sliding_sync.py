@@ -626,3 +626,59 @@ async def test_members_woken_by_one_message_probe_together_and_read_the_room_onc
     # Each connection moves on from its own answer: nothing is sent twice.
     again = await asyncio.gather(*(ss(hs, m, body, a["pos"]) for m, a in zip(members, answers, strict=True)))
     assert all(room not in a["rooms"] for a in again)
+
+
+def _without_ages(value: Any) -> Any:
+    """`value` without the `pos` and the events' `unsigned.age` (which differ between two answers)."""
+    if isinstance(value, dict):
+        return {
+            k: _without_ages({x: y for x, y in v.items() if x != "age"} if k == "unsigned" else v)
+            for k, v in value.items()
+            if k != "pos"
+        }
+    if isinstance(value, list):
+        return [_without_ages(v) for v in value]
+    return value
+
+
+async def test_a_fresh_connections_reads_overlap_on_postgresql_and_answer_as_one_after_another(
+    hs: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh connection's first window reads its rooms' unread counts, heroes, account data, push
+    rules, typing and receipts at the same time as their timelines and state on PostgreSQL (each read
+    on a connection of its own); the answer is the one the same reads give one after another."""
+    alice, bob, rooms = await three_rooms(hs)
+    dm = await hs.create_room(alice, invite=[bob.user_id], is_direct=True)  # unnamed: heroes
+    await hs.ok("POST", f"/_matrix/client/v3/join/{dm}", bob)
+    await hs.send(bob, dm, "psst")
+    direct = f"/_matrix/client/v3/user/{alice.user_id}/account_data/m.direct"
+    await hs.ok("PUT", direct, alice, json={bob.user_id: [dm]})
+    event_id = (await ss(hs, alice, room_list([[0, 9]])))["rooms"][rooms[0]]["timeline"][-1]["event_id"]
+    await hs.ok("POST", f"/_matrix/client/v3/rooms/{rooms[0]}/receipt/m.read/{event_id}", bob, json={})
+    await hs.ok("PUT", f"/_matrix/client/v3/rooms/{rooms[1]}/typing/{bob.user_id}", bob, json={"typing": True})
+    extensions = {"account_data": {"enabled": True}, "receipts": {"enabled": True}, "typing": {"enabled": True}}
+    db = hs.server.db
+    in_flight, most = 0, 0
+    real = db.fetch
+
+    async def counted(sql: str, *args: Any, **kw: Any) -> Any:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            return await real(sql, *args, **kw)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(db, "fetch", counted)
+    together = await ss(hs, alice, room_list([[0, 9]], conn_id="a", extensions=extensions))
+    assert most >= (5 if db.dialect.name == "postgresql" else 1)
+    monkeypatch.setattr(sliding.SlidingSyncService, "_read_ahead", lambda *_: None)
+    most = 0
+    in_turn = await ss(hs, alice, room_list([[0, 9]], conn_id="b", extensions=extensions))
+    assert most == 1
+    assert _without_ages(together) == _without_ages(in_turn)
+    assert [h["user_id"] for h in together["rooms"][dm]["heroes"]] == [bob.user_id]
+    assert bob.user_id in together["extensions"]["receipts"]["rooms"][rooms[0]]["content"][event_id]["m.read"]
+    assert together["extensions"]["typing"]["rooms"][rooms[1]]["content"]["user_ids"] == [bob.user_id]
+    assert together["rooms"][rooms[2]]["notification_count"] == 1
