@@ -193,8 +193,6 @@ class Pass:
     initial_rooms: set[str] = field(default_factory=set)
     timelines: dict[str, list[str]] = field(default_factory=dict)  # room → event ids sent
     ahead: dict[str, asyncio.Future[Any]] = field(default_factory=dict)  # reads started early (`_read_ahead`)
-    reading_ahead: bool = False  # whether reads start as soon as what they need is known (`_read_ahead`)
-    receipts_ahead: set[str] = field(default_factory=set)  # the rooms of the receipts read started early
 
 
 @dataclass(slots=True)
@@ -375,13 +373,10 @@ class SlidingSyncService:
 
     def _read_ahead(self, p: Pass, in_view: Mapping[str, Wanted], in_list: Mapping[str, set[str]]) -> None:
         """A fresh connection on PostgreSQL: the reads that need nothing but the rooms in view — their
-        unread counts and heroes, all account data, the push rules, who is typing — start at once,
-        each on a connection of its own, and are awaited where they are used (`_ahead`), while the
-        timelines and the state are read (the receipts on the timelines start with the state read):
-        their round trips overlap instead of following one another. SQLite's reads do not suspend:
-        there they run one after another where they are used."""
+        unread counts, all account data, the push rules, who is typing — start at once, each on a
+        connection of its own, and are awaited where they are used (`_ahead`), while the timelines
+        and the state are read: their round trips overlap instead of following one another."""
         ext = p.body.extensions
-        p.reading_ahead = True
 
         def start(key: str, read: Awaitable[Any]) -> None:
             p.ahead[key] = asyncio.ensure_future(read)
@@ -389,8 +384,6 @@ class SlidingSyncService:
         missing = _unread_missing(p, in_view)
         if missing:
             start("unread", self._unread_of(p, missing))
-            # heroes for every one of them: which are unnamed is known only once their state is read
-            start("heroes", self.events.heroes_many(missing, p.rq.user_id, HEROES))
         if self._sends_all_account_data(p):
             if p.account_data is None:  # (a filter on `is_dm` may have read it already)
                 start("account_data", self._read_all_account_data(p))
@@ -681,15 +674,9 @@ class SlidingSyncService:
             types |= {t for t, _ in wanted.pairs if t != MEMBER}
             keys |= _member_keys(wanted, me, lazies[room_id])
         room_ids = [r for r, _ in items]
-        receipts = p.body.extensions.receipts
-        if p.reading_ahead and receipts is not None and receipts.enabled:  # with the state read
-            p.receipts_ahead = set(room_ids)
-            p.ahead["receipts"] = asyncio.ensure_future(
-                self.receipts.on_events(room_ids, [e.event_id for r in room_ids for e in timelines[r][0]], me)
-            )
         state, counts = await self.events.current_state_and_counts_many(room_ids, sorted(types), sorted(keys))
         unnamed = [r for r in room_ids if not _name(_basics(state[r]))]
-        heroes = await self._heroes(p, unnamed)
+        heroes = await self.events.heroes_many(unnamed, me, HEROES) if unnamed else {}
         hero_members = await self._hero_members(heroes, state, keys)
         out: dict[str, SlidingRoom] = {}
         for room_id, wanted in items:
@@ -706,16 +693,6 @@ class SlidingSyncService:
             p.state.rooms[room_id] = RoomSent(p.upto, "join", wanted.timeline_limit, wanted.key, p.state.bumps[room_id])
             _keep_members(p.state.rooms[room_id], picked, [])
             out[room_id] = room
-        return out
-
-    async def _heroes(self, p: Pass, rooms: list[str]) -> dict[str, list[str]]:
-        """room → its heroes, for these rooms (from the read `_read_ahead` started, if it covers them)."""
-        early = p.ahead.pop("heroes", None)
-        found = await early if early is not None else {}
-        out = {r: found[r] for r in rooms if r in found}
-        missing = [r for r in rooms if r not in found]
-        if missing:
-            out.update(await self.events.heroes_many(missing, p.rq.user_id, HEROES))
         return out
 
     async def _hero_members(
@@ -880,10 +857,6 @@ class SlidingSyncService:
         me = p.rq.user_id
         found: list[Receipt] = []
         fresh = sorted(scope & p.initial_rooms)
-        early = p.ahead.pop("receipts", None)
-        if early is not None:  # those of the rooms new to the connection, read with their state
-            found += [r for r in await early if r.room_id in scope]
-            fresh = [r for r in fresh if r not in p.receipts_ahead]
         if fresh:
             event_ids = [e for r in fresh for e in p.timelines.get(r, [])]
             found += await self.receipts.on_events(fresh, event_ids, me)
