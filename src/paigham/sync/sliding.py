@@ -19,7 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import msgspec
 from msgspec import UNSET, Struct
@@ -70,8 +70,6 @@ from paigham.sync.sliding_model import (
 )
 from paigham.sync.sources import PushRulesProvider, RoomReads, Serializer, StreamReads
 from paigham.types import JsonDict
-
-T = TypeVar("T")
 
 # What moves a room up the list (Synapse's default set, with the unstable names clients still send).
 BUMP_TYPES = (
@@ -192,7 +190,6 @@ class Pass:
     account_data: list[tuple[str, str, Any]] | None = None  # all of it (a fresh connection's extension)
     initial_rooms: set[str] = field(default_factory=set)
     timelines: dict[str, list[str]] = field(default_factory=dict)  # room → event ids sent
-    ahead: dict[str, asyncio.Future[Any]] = field(default_factory=dict)  # reads started early (`_read_ahead`)
 
 
 @dataclass(slots=True)
@@ -334,23 +331,6 @@ class SlidingSyncService:
         for room_id, sub in body.room_subscriptions.items():
             if room_id in live:  # a subscription to a room one is not in is ignored (no peeking)
                 in_view.setdefault(room_id, Wanted()).add(sub)
-        if since is None and self.db.reads_suspend:
-            self._read_ahead(p, in_view, in_list)
-        try:
-            return await self._rooms_and_extensions(p, live, in_view, in_list, lists)
-        finally:
-            for task in p.ahead.values():  # (left only when the pass failed or was cancelled)
-                task.cancel()
-
-    async def _rooms_and_extensions(
-        self,
-        p: Pass,
-        live: Mapping[str, str],
-        in_view: Mapping[str, Wanted],
-        in_list: Mapping[str, set[str]],
-        lists: dict[str, ListCount],
-    ) -> Computed:
-        found, prev = p.found, p.prev
         await self._count_unread(p, in_view)
         rooms: dict[str, SlidingRoom] = {}
         fresh: list[tuple[str, Wanted]] = []  # joined rooms new to the connection: sent in full, together
@@ -370,33 +350,6 @@ class SlidingSyncService:
         has_news = bool(rooms) or counts_changed or extensions.has_news()
         response = SlidingResponse(pos="", lists=lists, rooms=rooms, extensions=extensions)
         return Computed(response, p.state, p.upto, has_news, list(live))
-
-    def _read_ahead(self, p: Pass, in_view: Mapping[str, Wanted], in_list: Mapping[str, set[str]]) -> None:
-        """A fresh connection on PostgreSQL: the reads that need nothing but the rooms in view — their
-        unread counts, all account data, the push rules, who is typing — start at once, each on a
-        connection of its own, and are awaited where they are used (`_ahead`), while the timelines
-        and the state are read: their round trips overlap instead of following one another."""
-        ext = p.body.extensions
-
-        def start(key: str, read: Awaitable[Any]) -> None:
-            p.ahead[key] = asyncio.ensure_future(read)
-
-        missing = _unread_missing(p, in_view)
-        if missing:
-            start("unread", self._unread_of(p, missing))
-        if self._sends_all_account_data(p):
-            if p.account_data is None:  # (a filter on `is_dm` may have read it already)
-                start("account_data", self._read_all_account_data(p))
-            start("push_rules", self.push_rules(p.rq.user_id))
-        typing = sorted(_scope(ext.typing, in_view, in_list)) if ext.typing is not None and ext.typing.enabled else []
-        if typing:
-            start("typing", self._read_typing(typing))
-
-    @staticmethod
-    async def _ahead(p: Pass, key: str, read: Callable[[], Awaitable[T]]) -> T:
-        """The result of the read `_read_ahead` started under `key`, or of `read` now if none was."""
-        task = p.ahead.pop(key, None)
-        return await task if task is not None else await read()
 
     async def _bump_stamps(self, p: Pass, live: Mapping[str, str]) -> None:
         """Each live room's bump stamp: a room the connection has one for takes the probe's newest
@@ -482,11 +435,8 @@ class SlidingSyncService:
     async def _all_account_data(self, p: Pass) -> list[tuple[str, str, Any]]:
         """All of the user's account data, read once per pass."""
         if p.account_data is None:
-            p.account_data = await self._ahead(p, "account_data", lambda: self._read_all_account_data(p))
+            p.account_data = list(await self.streams.account_data.since(p.rq.user_id, None, p.upto))
         return p.account_data
-
-    async def _read_all_account_data(self, p: Pass) -> list[tuple[str, str, Any]]:
-        return list(await self.streams.account_data.since(p.rq.user_id, None, p.upto))
 
     async def _state_upto(self, p: Pass, room_id: str, types: Sequence[str]) -> list[StoredEvent]:
         stream = p.found.memberships[room_id][1] if p.found.memberships[room_id][0] != "join" else p.upto
@@ -732,9 +682,13 @@ class SlidingSyncService:
     async def _count_unread(self, p: Pass, in_view: Mapping[str, Wanted]) -> None:
         """Unread counts of the joined rooms in view new to the connection that the first read did not
         count (it counts rooms with news only), in two reads for all of them."""
-        if "unread" in p.ahead:
-            return  # being read (`_unread` waits for it)
-        missing = _unread_missing(p, in_view)
+        missing = [
+            r
+            for r in in_view
+            if r not in p.found.unread
+            and p.found.memberships[r][0] == "join"
+            and (r not in p.prev.rooms or p.prev.rooms[r].membership != "join")
+        ]
         if missing:
             await self._unread_of(p, missing)
 
@@ -745,9 +699,6 @@ class SlidingSyncService:
             p.found.unread[r] = tuple(counts.get(r, (0, 0)))  # type: ignore[assignment]
 
     async def _unread(self, p: Pass, room_id: str) -> tuple[int, int]:
-        reading = p.ahead.pop("unread", None)
-        if reading is not None:
-            await reading
         if room_id not in p.found.unread:
             await self._unread_of(p, [room_id])
         return p.found.unread[room_id]
@@ -849,7 +800,7 @@ class SlidingSyncService:
                     whole.setdefault(room_id, []).append({"type": type_, "content": content})
             by_room.update(whole)
         if p.since is None or p.found.has(PUSH_RULES):
-            rules, _ = await self._ahead(p, "push_rules", lambda: self.push_rules(user_id))
+            rules, _ = await self.push_rules(user_id)
             glob.append({"type": "m.push_rules", "content": rules})
         return AccountDataResponse(glob, by_room)
 
@@ -874,9 +825,6 @@ class SlidingSyncService:
             content.setdefault(r.event_id, {}).setdefault(r.receipt_type, {})[r.user_id] = entry
         return RoomEventsResponse(out)
 
-    async def _read_typing(self, rooms: list[str]) -> dict[str, list[str]]:
-        return await self.streams.typing.users(rooms, now_ms())
-
     async def _typing(self, p: Pass, scope: set[str]) -> RoomEventsResponse:
         if p.since is None:
             rooms = sorted(scope)
@@ -884,7 +832,7 @@ class SlidingSyncService:
             rooms = sorted(
                 set(await self.streams.typing.changed(p.found.rooms_with(ROOM_TYPING, sorted(scope)), p.since, p.upto))
             )
-        users = await self._ahead(p, "typing", lambda: self._read_typing(rooms)) if rooms else {}
+        users = await self.streams.typing.users(rooms, now_ms()) if rooms else {}
         out: dict[str, JsonDict] = {}
         for room_id in rooms:
             who = sorted(users.get(room_id, []))
@@ -898,18 +846,6 @@ def _digest(pairs: frozenset[tuple[str, str]]) -> str:
     """`Wanted.key` of these pairs (the windows of a request mostly share one config: worked out once)."""
     text = "\x1f".join(sorted(f"{t}\x1e{k}" for t, k in pairs))
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
-
-
-def _unread_missing(p: Pass, in_view: Iterable[str]) -> list[str]:
-    """The joined rooms in view new to the connection whose unread counts the first read did not take
-    (it counts rooms with news only)."""
-    return [
-        r
-        for r in in_view
-        if r not in p.found.unread
-        and p.found.memberships[r][0] == "join"
-        and (r not in p.prev.rooms or p.prev.rooms[r].membership != "join")
-    ]
 
 
 def _scope(toggle: ScopedToggle, in_view: Mapping[str, Wanted], in_list: Mapping[str, set[str]]) -> set[str]:
