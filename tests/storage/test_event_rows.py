@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import msgspec
 import pytest
 
+from paigham.domain.stored_event import StoredEvent
 from paigham.services.serializer import EventSerializer
-from paigham.storage.event_rows import client_event_from_row, event_from_row
+from paigham.storage.event_rows import EVENT_COLUMNS, client_event_from_row, event_from_row
 
 PDU: dict[str, Any] = {
     "type": "m.room.member",
@@ -72,3 +74,9 @@ async def test_a_redaction_keeps_its_redacts() -> None:
 def test_a_pdu_off_the_usual_shape_is_decoded_whole() -> None:
     odd = {**PDU, "content": ["not", "an", "object"], "origin_server_ts": 1.5}
     assert client_event_from_row(row(odd)).pdu == event_from_row(row(odd)).pdu
+
+
+def test_a_row_maps_to_the_fields_it_names() -> None:
+    """`_stored` builds a StoredEvent positionally: the fields must stay in the columns' order."""
+    names = [f.name for f in dataclasses.fields(StoredEvent)]
+    assert names == [c if c != "json" else "pdu" for c in EVENT_COLUMNS]
