@@ -626,3 +626,25 @@ async def test_members_woken_by_one_message_probe_together_and_read_the_room_onc
     # Each connection moves on from its own answer: nothing is sent twice.
     again = await asyncio.gather(*(ss(hs, m, body, a["pos"]) for m, a in zip(members, answers, strict=True)))
     assert all(room not in a["rooms"] for a in again)
+
+
+async def test_a_state_event_redacted_after_a_room_list_showed_it_comes_redacted_on_a_fresh_connection(
+    hs: Harness,
+) -> None:
+    """The room list's state events are decoded once per process (storage/event_rows.py
+    ClientStateEvents): a redaction still shows on the next connection's first window."""
+    alice = await hs.register("alice")
+    room = await hs.create_room(alice, name="Room", preset="public_chat")
+    topic_id = (
+        await hs.ok("PUT", f"/_matrix/client/v3/rooms/{room}/state/m.room.topic", alice, json={"topic": "secret"})
+    )["event_id"]
+
+    def topic(answer: Any) -> dict[str, Any]:
+        (ev,) = [e for e in answer["rooms"][room]["required_state"] if e["type"] == "m.room.topic"]
+        return dict(ev)
+
+    assert topic(await ss(hs, alice, room_list([[0, 9]], conn_id="a")))["content"] == {"topic": "secret"}
+    await hs.ok("PUT", f"/_matrix/client/v3/rooms/{room}/redact/{topic_id}/t1", alice, json={})
+    shown = topic(await ss(hs, alice, room_list([[0, 9]], conn_id="b")))
+    assert shown["event_id"] == topic_id and shown["content"] == {}
+    assert shown["unsigned"]["redacted_because"]["redacts"] == topic_id

@@ -10,7 +10,7 @@ import pytest
 
 from paigham.domain.stored_event import StoredEvent
 from paigham.services.serializer import EventSerializer
-from paigham.storage.event_rows import EVENT_COLUMNS, client_event_from_row, event_from_row
+from paigham.storage.event_rows import EVENT_COLUMNS, ClientStateEvents, client_event_from_row, event_from_row
 
 PDU: dict[str, Any] = {
     "type": "m.room.member",
@@ -80,3 +80,17 @@ def test_a_row_maps_to_the_fields_it_names() -> None:
     """`_stored` builds a StoredEvent positionally: the fields must stay in the columns' order."""
     names = [f.name for f in dataclasses.fields(StoredEvent)]
     assert names == [c if c != "json" else "pdu" for c in EVENT_COLUMNS]
+
+
+def test_client_state_events_are_decoded_once_until_redacted_and_bounded() -> None:
+    cache = ClientStateEvents(size=2)
+    first = cache.from_row(row(PDU))
+    assert cache.from_row(row(PDU)) is first  # read again: the same decoding
+    redacted = cache.from_row(row(PDU, redacted_by="$red"))  # its row now names a redaction
+    assert redacted is not first and redacted.redacted_by == "$red"
+    assert cache.from_row(row(PDU, redacted_by="$red")) is redacted
+    other = {**PDU, "state_key": "@bob:test.local"}
+    cache.from_row((*row(other)[:1], "$other", *row(other)[2:]))
+    third = {**PDU, "state_key": "@cara:test.local"}
+    cache.from_row((*row(third)[:1], "$third", *row(third)[2:]))  # full: started afresh
+    assert cache.from_row(row(PDU, redacted_by="$red")) is not redacted

@@ -90,6 +90,27 @@ def client_event_from_row(r: Sequence[Any]) -> StoredEvent:
     return _stored(r, pdu)
 
 
+class ClientStateEvents:
+    """State events decoded for clients (`client_event_from_row`), by event ID, for the whole process:
+    a room's state events are read again for each of its members' room lists (sliding sync's new
+    rooms), and a stored event never changes but for its redaction, which sets the row's
+    `redacted_by` — compared on every use: a redacted event is decoded again. Bounded: started afresh
+    when full. The events are shared between requests: nothing may change one (the client format is
+    built into new dicts, services/serializer.py; `prune_event` copies)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._by_id: dict[str, StoredEvent] = {}
+
+    def from_row(self, r: Sequence[Any]) -> StoredEvent:
+        ev = self._by_id.get(r[1])
+        if ev is None or ev.redacted_by != r[9]:
+            if len(self._by_id) >= self.size:
+                self._by_id.clear()
+            ev = self._by_id[r[1]] = client_event_from_row(r)
+        return ev
+
+
 # The columns an event is written with (`redacted_by` is set later, by its redaction).
 INSERT_COLUMNS = (
     "stream, event_id, room_id, type, state_key, sender, origin_server_ts, depth, json, unsigned, txn_id, device_id, "

@@ -21,7 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paigham.domain.stored_event import StoredEvent
 from paigham.storage.database import Database
-from paigham.storage.event_rows import EV, EVENT_TABLE_COLUMNS, client_event_from_row, event_from_row
+from paigham.storage.event_rows import (
+    EV,
+    EVENT_TABLE_COLUMNS,
+    ClientStateEvents,
+    client_event_from_row,
+    event_from_row,
+)
 from paigham.storage.schema import events, memberships, rooms
 
 _decode = msgspec.json.decode
@@ -108,6 +114,7 @@ def state_many(db: Database) -> str:
 class EventStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._client_state = ClientStateEvents()
         at_pairs, self._pairs_args = state_events_at(db, 2, 3)
         # The newest event of type $2 at or before $4 for each state key in $3: one backward probe per key
         # (a GROUP BY over `state_key = ANY(…)` read every member event of a big room on PostgreSQL).
@@ -277,7 +284,8 @@ class EventStore:
         self, room_ids: Sequence[str], types: Sequence[str], member_keys: Sequence[str]
     ) -> tuple[dict[str, list[StoredEvent]], dict[str, dict[str, int]]]:
         """`current_state_many` and `member_counts_many` in one read (a room list's new rooms). For
-        clients only: the events' `pdu` holds the keys the client format shows (`client_event_from_row`)."""
+        clients only: the events' `pdu` holds the keys the client format shows (`client_event_from_row`),
+        and they are shared with other reads (`ClientStateEvents`): not to be changed."""
         if not room_ids:
             return {}, {}
         rows = await self.db.fetch(self._state_and_counts_many, list(room_ids), list(types), list(member_keys))
@@ -288,7 +296,7 @@ class EventStore:
                 if r[12] is not None:  # (none for a room that does not exist)
                     counts[r[2]] = {"join": int(r[12]), "invite": int(r[13])}
             else:
-                ev = client_event_from_row(r)
+                ev = self._client_state.from_row(r)
                 state[ev.room_id].append(ev)
         return state, counts
 
