@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 import sqlite3
 import time
@@ -27,6 +26,7 @@ from contextlib import asynccontextmanager
 from hashlib import sha256
 from typing import Any, TypeVar
 
+import msgspec
 from sqlalchemy import Connection, Engine, NullPool, Table, create_engine, event, text
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -395,13 +395,18 @@ def _sqlite_sql(sql: str) -> tuple[str, bool]:
     return out
 
 
+def _json_text(value: Any) -> str:
+    """JSON as text (bytes would reach SQLite as a BLOB, which its JSON functions read as JSONB)."""
+    return msgspec.json.encode(value).decode()
+
+
 def _sqlite_args(args: Sequence[Any]) -> tuple[Any, ...]:
     out = []
     for a in args:
         if isinstance(a, set | frozenset):
             a = sorted(a)
         if isinstance(a, list | tuple):
-            a = json.dumps(list(a))
+            a = _json_text(a)
         out.append(a)
     return tuple(out)
 

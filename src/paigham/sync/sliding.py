@@ -863,10 +863,28 @@ def _scope(toggle: ScopedToggle, in_view: Mapping[str, Wanted], in_list: Mapping
 
 
 def _matcher(pairs: Iterable[tuple[str, str]], me: str, lazy: set[str]) -> Callable[[StoredEvent], bool]:
+    exact, any_key, any_type, everything, lazy_members = _match_parts(frozenset(pairs), me)
+    if lazy_members and lazy:
+        exact = exact | {(MEMBER, u) for u in lazy}
+
+    def match(e: StoredEvent) -> bool:
+        key = e.state_key or ""
+        return everything or e.type in any_key or key in any_type or (e.type, key) in exact
+
+    return match
+
+
+@functools.lru_cache(maxsize=1024)
+def _match_parts(
+    pairs: frozenset[tuple[str, str]], me: str
+) -> tuple[frozenset[tuple[str, str]], frozenset[str], frozenset[str], bool, bool]:
+    """What `_matcher` matches of a required state, but the lazy members: the exact (type, state key)
+    pairs, the types of any key, the keys of any type, whether everything, whether $LAZY members (the
+    windows of a request share one config: worked out once)."""
     exact: set[tuple[str, str]] = set()
     any_key: set[str] = set()
     any_type: set[str] = set()
-    everything = False
+    everything = lazy = False
     for t, k in pairs:
         if t == "*" and k == "*":
             everything = True
@@ -875,15 +893,10 @@ def _matcher(pairs: Iterable[tuple[str, str]], me: str, lazy: set[str]) -> Calla
         elif t == "*":
             any_type.add(me if k == "$ME" else k)
         elif t == MEMBER and k == "$LAZY":
-            exact.update((MEMBER, u) for u in lazy)
+            lazy = True
         else:
             exact.add((t, me if k == "$ME" else k))
-
-    def match(e: StoredEvent) -> bool:
-        key = e.state_key or ""
-        return everything or e.type in any_key or key in any_type or (e.type, key) in exact
-
-    return match
+    return frozenset(exact), frozenset(any_key), frozenset(any_type), everything, lazy
 
 
 MEMBERS_KEPT = 100
