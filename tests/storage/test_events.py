@@ -334,7 +334,7 @@ async def test_looking_up_a_batchs_transaction_ids_reads_those_keys_not_the_send
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-@pytest.mark.parametrize("read", ["room_for_write", "txn_results", "state_for_keys", "state_at_keys"])
+@pytest.mark.parametrize("read", ["room_for_write", "txn_results", "state_for_keys", "state_at_keys", "get_events"])
 async def test_the_writes_key_lookups_probe_the_keys_with_plans_made_when_the_tables_were_small(
     db: Database, monkeypatch: pytest.MonkeyPatch, read: str
 ) -> None:
@@ -368,6 +368,8 @@ async def test_the_writes_key_lookups_probe_the_keys_with_plans_made_when_the_ta
         assert set(await events.state_for_keys(ROOM, keys)) == set(keys)
     elif read == "state_at_keys":
         assert {e.event_id for e in await events.state_at_keys(ROOM, at, "m.room.member", [ALICE, BOB])} == {"$a", "$b"}
+    elif read == "get_events":
+        assert set(await events.get_events(["$m0", "$a", "$nowhere"])) == {"$m0", "$a"}
     monkeypatch.undo()
     ((sql, args),) = sent
     assert await rows_read_by_a_plan_made_small(db, sql, args, grow) <= 20  # of the 3,000 added

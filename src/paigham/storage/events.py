@@ -134,6 +134,13 @@ class EventStore:
         )
         self._state_at = f"SELECT {EV} FROM {at_pairs}"
         rooms_r = rooms_in(db, "$1")
+        # Events by ID: on PostgreSQL each ID probed in the unique index (`event_id = ANY(…)` was read as
+        # a scan of all events by a generic plan made while the table was small).
+        self._by_ids = db.per_engine(
+            sqlite=f"SELECT {EV} FROM events e WHERE e.event_id = ANY($1::text[])",
+            postgresql=f"SELECT {EV} FROM unnest($1::text[]) AS k(id) "
+            f"CROSS JOIN LATERAL {by_key('e.event_id', 'k.id')}",
+        )
         self._state_many = state_many(db)
         counts = (
             "(SELECT joined_members FROM rooms x WHERE x.room_id = r.room_id), "
@@ -201,9 +208,7 @@ class EventStore:
     ) -> dict[str, StoredEvent]:
         if not event_ids:
             return {}
-        rows = await self.db.fetch(
-            f"SELECT {EV} FROM events e WHERE e.event_id = ANY($1::text[])", sorted(set(event_ids)), conn=conn
-        )
+        rows = await self.db.fetch(self._by_ids, sorted(set(event_ids)), conn=conn)
         return {r[1]: event_from_row(r) for r in rows}
 
     async def room_events(
