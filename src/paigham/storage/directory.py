@@ -10,7 +10,6 @@ before the index existed); the server runs it at start.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -144,8 +143,7 @@ class DirectoryIndex:
         self._analyse = db.per_engine(sqlite="", postgresql="ANALYZE directory_terms, directory_pairs")
         self._tuned = db.per_engine(sqlite=True, postgresql=False)
         self._state = db.per_engine(sqlite=_STATE, postgresql=_STATE + " FOR UPDATE OF u")
-        as_json: Callable[[Sequence[str]], Any] = lambda ids: json.dumps(list(ids))  # noqa: E731
-        self._match_of = db.per_engine(sqlite=(_MATCH_OF_SQLITE, as_json), postgresql=(_MATCH_OF_PG, list))
+        self._match_of = db.per_engine(sqlite=_MATCH_OF_SQLITE, postgresql=_MATCH_OF_PG)
 
     # -- writes (inside the caller's transaction) ---------------------------------------------------
     async def refresh(self, conn: AsyncConnection, user_ids: Sequence[str]) -> None:
@@ -252,10 +250,9 @@ class DirectoryIndex:
 
     async def matches_of(self, user_ids: Sequence[str], word: Word) -> list[tuple[str, int, str, str]]:
         """(user, field, word, rank) of these accounts' terms that start with the fold, or '~' + skeleton."""
-        sql, ids = self._match_of
         out: list[tuple[str, int, str, str]] = []
         for i in range(0, len(user_ids), CHUNK):
-            rows = await self.db.fetch(sql, ids(user_ids[i : i + CHUNK]), *word.ranges())
+            rows = await self.db.fetch(self._match_of, list(user_ids[i : i + CHUNK]), *word.ranges())
             out.extend(rows)  # type: ignore[arg-type]
         return out
 

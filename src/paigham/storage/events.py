@@ -10,7 +10,6 @@ on a fresh read.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -69,7 +68,7 @@ def state_events_at(db: Database, a: int, b: int) -> tuple[str, PairsArgs]:
         sqlite=(  # one JSON list of pairs in $b ($a is bound and unused); SQLite only joins by loops
             f"(SELECT ({probe}) AS event_id FROM (SELECT json_extract(value, '$[0]') AS t, "
             f"json_extract(value, '$[1]') AS s FROM json_each(${b})) k) cs JOIN events e ON e.event_id = cs.event_id",
-            lambda pairs: ("", json.dumps(list(pairs))),
+            lambda pairs: ("", list(pairs)),
         ),
         postgresql=(
             f"unnest(${a}::text[], ${b}::text[]) AS k(t, s) CROSS JOIN LATERAL {by_key('e.event_id', f'({probe})')}",
@@ -102,8 +101,8 @@ def state_many(db: Database) -> str:
     as a loop (OFFSET 0), and each event one probe of `events`."""
     return db.per_engine(
         sqlite=f"SELECT {EV} FROM current_state c JOIN events e ON e.event_id = c.event_id "
-        "WHERE c.room_id IN (SELECT value FROM json_each($1)) AND (c.type IN (SELECT value FROM json_each($2)) "
-        "OR (c.type = 'm.room.member' AND c.state_key IN (SELECT value FROM json_each($3))))",
+        "WHERE c.room_id = ANY($1::text[]) AND (c.type = ANY($2::text[]) "
+        "OR (c.type = 'm.room.member' AND c.state_key = ANY($3::text[])))",
         postgresql=f"SELECT {EV} FROM {rooms_in(db, '$1')} CROSS JOIN LATERAL (SELECT c.event_id FROM current_state c "
         "WHERE c.room_id = r.room_id AND c.type = ANY($2::text[]) UNION ALL SELECT c.event_id FROM current_state c "
         "WHERE c.room_id = r.room_id AND c.type = 'm.room.member' AND c.state_key = ANY($3::text[]) OFFSET 0) c "
@@ -118,11 +117,8 @@ class EventStore:
         at_pairs, self._pairs_args = state_events_at(db, 2, 3)
         # The newest event of type $2 at or before $4 for each state key in $3: one backward probe per key
         # (a GROUP BY over `state_key = ANY(…)` read every member event of a big room on PostgreSQL).
-        as_json: Callable[[Sequence[str]], Any] = lambda ks: json.dumps(list(ks))  # noqa: E731
-        as_list: Callable[[Sequence[str]], Any] = list
-        keys, self._keys_arg = db.per_engine(
-            sqlite=("(SELECT value AS k FROM json_each($3)) AS k", as_json),
-            postgresql=("unnest($3::text[]) AS k(k)", as_list),
+        keys = db.per_engine(
+            sqlite="(SELECT value AS k FROM json_each($3)) AS k", postgresql="unnest($3::text[]) AS k(k)"
         )
         newest = (
             "SELECT stream FROM events WHERE room_id = $1 AND type = $2 AND state_key IS NOT NULL "
@@ -384,7 +380,7 @@ class EventStore:
         member events of a few senders, without reading every member of a big room)."""
         if not state_keys:
             return []
-        rows = await self.db.fetch(self._state_at_keys, room_id, type_, self._keys_arg(sorted(set(state_keys))), stream)
+        rows = await self.db.fetch(self._state_at_keys, room_id, type_, sorted(set(state_keys)), stream)
         return [event_from_row(r) for r in rows]
 
     async def state_changes(
