@@ -9,6 +9,7 @@ room with the searcher are found, as in plain Matrix.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from paigham.clock import now_ms
@@ -39,6 +40,13 @@ WEIGHTS = {NAME: 1.0, DESIGNATION: DESIGNATION_WEIGHT}
 FIELD_DESIGNATION = "org.paigham.designation"
 FIELD_UNIT = "org.paigham.unit"
 FIELD_UNIT_ID = "org.paigham.unit_id"
+
+
+@lru_cache(maxsize=4096)
+def _parsed(key: str) -> list[Token]:
+    """A unit's stored search key as tokens (units are few; their keys are parsed once per process).
+    Shared: not to be changed."""
+    return parse_key(key)
 
 
 def unit_key(u: Unit) -> str:
@@ -107,10 +115,10 @@ class UserDirectory:
 
     async def _units(self, query: list[Token]) -> list[dict[str, float]]:
         """For each query word, the units it matches and the weighted score of the match."""
+        found = await self.index.units([(q.fold, q.skel if len(q.skel) >= 2 else "") for q in query])
         out: list[dict[str, float]] = []
-        for q in query:
-            found = await self.index.units(q.fold, q.skel if len(q.skel) >= 2 else "")
-            scored = {u: field_score([q], parse_key(key))[0] * UNIT_WEIGHT for u, key in found}
+        for q, units in zip(query, found, strict=True):
+            scored = {u: field_score([q], _parsed(key))[0] * UNIT_WEIGHT for u, key in units}
             out.append({u: s for u, s in scored.items() if s > 0})
         return out
 
@@ -141,8 +149,11 @@ class UserDirectory:
         chosen = sorted(found)
         for user_id in chosen:
             scores.best.setdefault(user_id, [0.0] * len(scores.query))
-        for i, w in enumerate(words):
-            for user_id, field_, word, rank in await self.index.matches_of(chosen, Word(w.fold, scores.query[i].skel)):
+        matched = await self.index.matches_of(
+            chosen, [Word(w.fold, q.skel) for w, q in zip(words, scores.query, strict=True)]
+        )
+        for i, rows in enumerate(matched):
+            for user_id, field_, word, rank in rows:
                 scores.add(user_id, i, scores.word(i, word) * WEIGHTS[field_])
                 scores.rank[user_id] = rank
 

@@ -43,7 +43,8 @@ _INSERT = (
     "INSERT INTO directory_terms (term, user_id, field, word, rank) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
 )
 _INSERT_PAIR = "INSERT INTO directory_pairs (term, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
-_PAIRS = "SELECT user_id FROM directory_pairs WHERE term >= $1 AND term < $2 LIMIT $3"
+_PAIR = "SELECT user_id FROM directory_pairs WHERE term >= ${} AND term < ${} LIMIT $5"
+_PAIRS = f"SELECT * FROM ({_PAIR.format(1, 2)}) a UNION ALL SELECT * FROM ({_PAIR.format(3, 4)}) b"
 _MISSING = (
     "SELECT u.user_id FROM users u WHERE NOT u.deactivated AND u.user_id > $1 AND NOT EXISTS "
     "(SELECT 1 FROM directory_terms t WHERE t.user_id = u.user_id) ORDER BY u.user_id LIMIT $2"
@@ -54,21 +55,25 @@ _RANGE = (
 # The first rows of two ranges (a word's fold and its skeleton) in one round trip.
 _MATCH = f"SELECT * FROM ({_RANGE.format(1, 2)}) a UNION ALL SELECT * FROM ({_RANGE.format(3, 4)}) b"
 _HOLDERS = "SELECT user_id FROM directory_terms WHERE term >= $1 AND term < $2 LIMIT $3"
-# Probed per account on the (user_id, term) index (SQLite would rather scan the term's range).
+# Probed per account on the (user_id, term) index (SQLite would rather scan the term's range): the
+# accounts at $1, then each word's ranges (`tests`, from _ranges).
 _MATCH_OF_PG = (
-    "SELECT user_id, field, word, rank FROM directory_terms "
-    "WHERE user_id = ANY($1::text[]) AND (term >= $2 AND term < $3 OR term >= $4 AND term < $5)"
+    "SELECT t.user_id, t.field, t.word, t.rank, t.term FROM directory_terms t "
+    "WHERE t.user_id = ANY($1::text[]) AND ({tests})"
 )
 _MATCH_OF_SQLITE = (
-    "SELECT t.user_id, t.field, t.word, t.rank FROM json_each($1) AS j CROSS JOIN directory_terms AS t "
-    "INDEXED BY directory_terms_user WHERE t.user_id = j.value AND (t.term >= $2 AND t.term < $3 "
-    "OR t.term >= $4 AND t.term < $5)"
+    "SELECT t.user_id, t.field, t.word, t.rank, t.term FROM json_each($1) AS j CROSS JOIN directory_terms AS t "
+    "INDEXED BY directory_terms_user WHERE t.user_id = j.value AND ({tests})"
 )
 _LISTED = (
     "SELECT u.user_id, u.displayname, u.avatar_url, u.suspended, u.deactivated, o.status, o.expires_ts, o.unit_id "
     "FROM users u LEFT JOIN officials o ON o.user_id = u.user_id WHERE u.user_id = ANY($1::text[])"
 )
-_UNITS = "SELECT unit_id, search_key FROM org_units WHERE search_key LIKE $1 OR search_key LIKE $2"
+_UNITS_PG = "SELECT unit_id, search_key FROM org_units WHERE search_key LIKE ANY($1::text[])"
+_UNITS_SQLITE = (
+    "SELECT unit_id, search_key FROM org_units "
+    "WHERE EXISTS (SELECT 1 FROM json_each($1) AS j WHERE search_key LIKE j.value)"
+)
 _IN_UNITS = (
     "SELECT o.user_id, u.displayname FROM officials o JOIN users u ON u.user_id = o.user_id "
     "WHERE o.unit_id = ANY($1::text[]) AND o.status = 'active' AND NOT u.deactivated LIMIT $2"
@@ -144,6 +149,7 @@ class DirectoryIndex:
         self._tuned = db.per_engine(sqlite=True, postgresql=False)
         self._state = db.per_engine(sqlite=_STATE, postgresql=_STATE + " FOR UPDATE OF u")
         self._match_of = db.per_engine(sqlite=_MATCH_OF_SQLITE, postgresql=_MATCH_OF_PG)
+        self._units = db.per_engine(sqlite=_UNITS_SQLITE, postgresql=_UNITS_PG)
 
     # -- writes (inside the caller's transaction) ---------------------------------------------------
     async def refresh(self, conn: AsyncConnection, user_ids: Sequence[str]) -> None:
@@ -205,14 +211,13 @@ class DirectoryIndex:
 
     async def pairs(self, first: Word, second: Word, limit: int) -> set[str]:
         """Accounts with a name or designation holding the first word whole and a word starting with
-        the second (in either order; by folds, or by skeletons when both have one)."""
-        prefixes = [f"{first.fold} {second.fold}"]
+        the second (in either order; by folds, or by skeletons when both have one): at most `limit`
+        of each, in one round trip."""
+        skel = ("", "")  # an empty range without skeletons
         if first.skel and second.skel:
-            prefixes.append(f"~{first.skel} {second.skel}")
-        found: set[str] = set()
-        for p in prefixes:
-            found |= {r[0] for r in await self.db.fetch(_PAIRS, *term_range(p), limit)}
-        return found
+            skel = term_range(f"~{first.skel} {second.skel}")
+        rows = await self.db.fetch(_PAIRS, *term_range(f"{first.fold} {second.fold}"), *skel, limit)
+        return {r[0] for r in rows}
 
     async def size(self, word: Word) -> int:
         """How many terms the word's ranges hold, counted up to SCAN (which word should drive)."""
@@ -248,19 +253,30 @@ class DirectoryIndex:
             found |= {r[0] for r in await self.db.fetch(sql, *args, list(drive.units), limit)}
         return found
 
-    async def matches_of(self, user_ids: Sequence[str], word: Word) -> list[tuple[str, int, str, str]]:
-        """(user, field, word, rank) of these accounts' terms that start with the fold, or '~' + skeleton."""
-        out: list[tuple[str, int, str, str]] = []
+    async def matches_of(self, user_ids: Sequence[str], words: Sequence[Word]) -> list[list[tuple[str, int, str, str]]]:
+        """For each word, (user, field, word, rank) of these accounts' terms that start with its fold or
+        '~' + its skeleton: one statement per CHUNK accounts for all the words."""
+        out: list[list[tuple[str, int, str, str]]] = [[] for _ in words]
+        if not words:
+            return out
+        bounds = [b for w in words for b in w.ranges()]
+        sql = self._match_of.format(tests=" OR ".join(f"({_ranges('t', 4 * i + 1)})" for i in range(len(words))))
+        prefixes = [(w.fold, "~" + w.skel if w.skel else w.fold) for w in words]
         for i in range(0, len(user_ids), CHUNK):
-            rows = await self.db.fetch(self._match_of, list(user_ids[i : i + CHUNK]), *word.ranges())
-            out.extend(rows)  # type: ignore[arg-type]
+            rows = await self.db.fetch(sql, list(user_ids[i : i + CHUNK]), *bounds)
+            for user_id, field_, word, rank, term in rows:
+                for k, (fold, skel) in enumerate(prefixes):
+                    if term.startswith(fold) or term.startswith(skel):
+                        out[k].append((user_id, field_, word, rank))
         return out
 
-    async def units(self, fold: str, skel: str) -> list[tuple[str, str]]:
-        """(unit, its search key) of units with a word starting with the fold or the skeleton (units
-        are few — hundreds to thousands — and are scanned: `org_units.search_key`, translit.search_key)."""
-        rows = await self.db.fetch(_UNITS, f"% {fold}%", f"% ~{skel}%" if skel else f"% {fold}%")
-        return [(r[0], r[1]) for r in rows]
+    async def units(self, words: Sequence[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+        """For each (fold, skeleton) word, (unit, its search key) of units with a word starting with the
+        fold or the skeleton; one statement for all the words (units are few — hundreds to thousands —
+        and are scanned: `org_units.search_key`, translit.search_key)."""
+        marks = [(f" {fold}", f" ~{skel}" if skel else f" {fold}") for fold, skel in words]
+        rows = await self.db.fetch(self._units, [f"%{m}%" for pair in marks for m in pair])
+        return [[(r[0], r[1]) for r in rows if a in r[1] or b in r[1]] for a, b in marks]
 
     async def in_units(self, unit_ids: Sequence[str], limit: int) -> list[tuple[str, str]]:
         """(user, rank) of active officials of these units."""
