@@ -193,6 +193,8 @@ ROWS: list[tuple[str, str, str, str, tuple[str, float] | None]] = [
     ("Directory: searches per second, 20 searchers without a pause", "directory.saturation.searches_per_s", "/s",
      "high", None),
     ("Directory: search p99 without a pause (at capacity)", "directory.saturation.latency.p99_ms", "ms", "low", None),
+    ("Directory: 20 first keystrokes sent in the same tick, the last answer (median of 10 bursts)",
+     "directory.burst.last_answer.p50_ms", "ms", "low", None),
     ("Directory: `paigham org import` of 100,000 officials (wall, spaces and joins included)",
      "directory.org_import.wall_s", "s", "low", None),
     ("Directory: that import's peak RSS", "directory.org_import.peak_rss_mb", "MB", "low", None),

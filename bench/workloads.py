@@ -114,6 +114,7 @@ class Scale:
     dir_duration_s: float = 30.0
     dir_warmup_s: float = 5.0  # typing first, not recorded: a running server's connections and plans are warm
     dir_saturation_s: float = 10.0  # then the same searchers without a pause (the server's capacity)
+    dir_burst_rounds: int = 10  # then every searcher's first two letters sent in the same tick, this many times
 
     @classmethod
     def quick(cls) -> Scale:
@@ -128,7 +129,7 @@ class Scale:
                    lr_members=60,
                    lr_members_pg_paigham=150, lr_syncing=10, lr_messages=5, lr_repeats=2, lr_storm_joins=40,
                    lr_storm_s=4, lr_storm_drain_s=10, lr_quiet_s=3, lr_seq_joins=5, dir_officials=2000,
-                   dir_accounts=2000, dir_duration_s=4, dir_saturation_s=2, dir_warmup_s=1)
+                   dir_accounts=2000, dir_duration_s=4, dir_saturation_s=2, dir_warmup_s=1, dir_burst_rounds=2)
 
 
 @dataclass
@@ -1514,40 +1515,72 @@ def _measured_command(cmd: list[str], env: dict[str, str], cwd: Path) -> dict[st
 
 
 async def _searchers(run: Run, clients: list[Client], pause_s: float, duration_s: float,
-                     seed: int) -> dict[str, Any]:
+                     seed: int, warmup_s: float = 0.0) -> dict[str, Any]:
     """Each client types full names (or a first name, a surname) keystroke by keystroke, one search per
-    keystroke from the second character, `pause_s` after each answer, for `duration_s`."""
+    keystroke from the second character, `pause_s` after each answer, for `warmup_s` + `duration_s`; only
+    the searches sent after the warm-up are recorded. Typists who all press their first key in the same
+    tick are a burst no office produces (and each would wait for the ones before it): after the warm-up
+    they are at independent points of their names, as people typing at once are."""
     lat: list[float] = []
     by_letters: dict[str, list[float]] = {}  # the latency by letters typed of the word being typed (6: 6 or more)
     empty_full = full = limited = 0
-    stop_at = time.monotonic() + duration_s
+    start = time.monotonic()
+    record_at = start + warmup_s
+    stop_at = record_at + duration_s
+    cpu0: list[float] = []
 
     async def searcher(i: int, c: Client) -> None:
         nonlocal empty_full, full, limited
         for text in names.queries(10_000, seed * 1000 + i):
             for k in range(2, len(text) + 1):
-                if time.monotonic() >= stop_at:
+                sent = time.monotonic()
+                if sent >= stop_at:
                     return
                 t = now()
                 body = await c.request("POST", SEARCH, {"search_term": text[:k], "limit": 10})
-                lat.append(now() - t)
-                typed = text[:k].split(" ")
-                key = f"{len(typed)} word{'s' if len(typed) > 1 else ''}, {min(6, len(typed[-1]))} letters"
-                by_letters.setdefault(key, []).append(lat[-1])
-                limited += bool(body.get("limited"))
-                if k == len(text):
-                    full += 1
-                    empty_full += not body.get("results")
+                if sent >= record_at:
+                    lat.append(now() - t)
+                    typed = text[:k].split(" ")
+                    key = f"{len(typed)} word{'s' if len(typed) > 1 else ''}, {min(6, len(typed[-1]))} letters"
+                    by_letters.setdefault(key, []).append(lat[-1])
+                    limited += bool(body.get("limited"))
+                    if k == len(text):
+                        full += 1
+                        empty_full += not body.get("results")
                 if pause_s:
                     await asyncio.sleep(pause_s)
 
-    cpu0, t0 = run.cpu(), now()
+    async def measure_from_record_start() -> None:
+        await asyncio.sleep(max(0.0, record_at - time.monotonic()))
+        cpu0.append(run.cpu())
+
+    marker = asyncio.create_task(measure_from_record_start())
     await asyncio.gather(*(searcher(i, c) for i, c in enumerate(clients)))
-    elapsed = now() - t0
+    await marker
+    elapsed = time.monotonic() - record_at
     return {"searches": len(lat), "searches_per_s": len(lat) / elapsed, "latency": summary(lat),
-            "server_cpu_ms_per_search": (run.cpu() - cpu0) / max(1, len(lat)) * 1000,
+            "server_cpu_ms_per_search": (run.cpu() - cpu0[0]) / max(1, len(lat)) * 1000,
             "full_names_typed": full, "full_names_without_result": empty_full, "limited_answers": limited,
             "by_letters": {k: summary(v) for k, v in sorted(by_letters.items())}, "samples": lat}
+
+
+async def _burst(clients: list[Client], rounds: int) -> dict[str, Any]:
+    """Every searcher sends a name's first two letters in the same tick (`rounds` times, a second apart):
+    how long the last of them waits — the server's capacity for a burst, reported beside the typing."""
+    last: list[float] = []
+    every: list[float] = []
+    queries = [q for q in names.queries(10_000, 77) if len(q) >= 2]
+    for r in range(rounds):
+        async def one(i: int, c: Client) -> float:
+            t = now()
+            await c.request("POST", SEARCH, {"search_term": queries[(r * len(clients) + i) % len(queries)][:2],
+                                             "limit": 10})
+            return now() - t
+        took = await asyncio.gather(*(one(i, c) for i, c in enumerate(clients)))
+        every += took
+        last.append(max(took))
+        await asyncio.sleep(1)
+    return {"searchers": len(clients), "rounds": rounds, "last_answer": summary(last), "latency": summary(every)}
 
 
 async def w_directory(run: Run) -> dict[str, Any]:
@@ -1575,16 +1608,15 @@ async def w_directory(run: Run) -> dict[str, Any]:
                                                         *common], env, srv.workdir)
     clients = await run.users("dir_", s.dir_searchers)
     await asyncio.sleep(2)
-    # Warm-up, not recorded (other names than those measured): the database pool's connections opened and
-    # their statements prepared. Without it the first keystroke of all 20 searchers at once, on cold
-    # connections, was most of the measured tail (one word's first 2 letters: p50 9.5 ms, p99 566 ms).
-    await _searchers(run, clients, s.dir_keystroke_s, s.dir_warmup_s, 3)
-    await asyncio.sleep(1)
+    # Typing starts with a warm-up, not recorded: the database pool's connections opened and their statements
+    # prepared, and the typists at independent points of their names when recording starts.
     run.window_open()
     try:
-        typing = await _searchers(run, clients, s.dir_keystroke_s, s.dir_duration_s, 1)
+        typing = await _searchers(run, clients, s.dir_keystroke_s, s.dir_duration_s, 1, s.dir_warmup_s)
         run.part = "saturation"
         saturated = await _searchers(run, clients, 0.0, s.dir_saturation_s, 2)
+        run.part = "burst"
+        burst = await _burst(clients, s.dir_burst_rounds)
     finally:
         run.part = ""
         run.window_close()
@@ -1592,7 +1624,7 @@ async def w_directory(run: Run) -> dict[str, Any]:
     saturated.pop("samples")
     return {"officials": s.dir_officials, "plain_accounts": s.dir_accounts, "units": units,
             "searchers": s.dir_searchers, "keystroke_s": s.dir_keystroke_s,
-            "org_import": org, "user_import": plain, "typing": typing, "saturation": saturated}
+            "org_import": org, "user_import": plain, "typing": typing, "saturation": saturated, "burst": burst}
 
 
 WORKLOADS: dict[str, Callable[[Run], Awaitable[dict[str, Any]]]] = {
