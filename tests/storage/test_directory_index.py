@@ -81,3 +81,23 @@ async def test_a_searchs_reads_touch_their_rows_with_plans_made_when_the_tables_
     monkeypatch.undo()
     ((sql, args),) = sent
     assert await rows_read_by_a_plan_made_small(db, sql, args, grow) <= 100  # of the 3,000 added
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_units_officials_are_read_through_the_unit_index_on_sqlite(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite walked the status index for the officials of matched units: every active official when
+    the unit has none (a ministry's own unit, whose name a first name's prefix often matches)."""
+    await add_unit(db, "MIN", "Ministry of Personnel")
+    await add_unit(db, "S1", "Section One")
+    await add_officials(db, "S1", [f"Ravi Kumar {i}" for i in range(300)], 0)
+    async with db.write() as conn:  # statistics as a long-running database has them (PRAGMA optimize)
+        await db.run("ANALYZE", conn=conn)
+    index = DirectoryIndex(db)
+    sent = spy_fetch(db, monkeypatch)
+    assert await index.in_units(["MIN"], 50) == []
+    monkeypatch.undo()
+    ((sql, args),) = sent
+    plan = " ".join(str(r[3]) for r in await db.fetch("EXPLAIN QUERY PLAN " + sql, *args))
+    assert "officials_unit" in plan and "officials_status" not in plan, plan

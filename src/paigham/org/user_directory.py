@@ -149,9 +149,8 @@ class UserDirectory:
         chosen = sorted(found)
         for user_id in chosen:
             scores.best.setdefault(user_id, [0.0] * len(scores.query))
-        matched = await self.index.matches_of(
-            chosen, [Word(w.fold, q.skel) for w, q in zip(words, scores.query, strict=True)]
-        )
+        # A skeleton shorter than two letters ranks nothing (word_score): its range is not read.
+        matched = await self.index.matches_of(chosen, words)
         for i, rows in enumerate(matched):
             for user_id, field_, word, rank in rows:
                 scores.add(user_id, i, scores.word(i, word) * WEIGHTS[field_])
