@@ -17,7 +17,8 @@ from paigham.domain.tokens import make_token
 from paigham.services.filtering import SyncFilterView
 from paigham.storage.presence import PresenceRow
 from paigham.storage.receipts import Receipt
-from paigham.sync.model import DeviceLists, Events, RoomSummary, SyncRequest, SyncResponse
+from paigham.sync import sections
+from paigham.sync.model import DeviceLists, Events, JoinedRoom, RoomSummary, SyncRequest, SyncResponse
 from paigham.sync.sections import Sections, in_flight
 from paigham.types import JsonDict
 from tests.services.fakes import History, Serializer, Streams, probe, push_rules, requester
@@ -46,6 +47,13 @@ async def sync(
     return await Sections(h, s.reads(), Serializer(), push_rules, presence_enabled=True).build(req)
 
 
+def joined(r: SyncResponse, room_id: str) -> JoinedRoom:
+    """A joined room of a response built as a tree (a few rooms: none comes encoded already)."""
+    room = r.rooms.join[room_id]
+    assert isinstance(room, JoinedRoom)
+    return room
+
+
 def room_of(h: History, room_id: str, *members: str) -> None:
     h.add(room_id, "m.room.create", members[0], {"creator": members[0]}, "")
     for m in members:
@@ -58,7 +66,7 @@ async def test_initial_sync_sends_each_joined_room_with_timeline_summary_and_cou
     h.say(ROOM, BOB, "hello")
     s.unread[ROOM] = (1, 0)
     r = await sync(h, s)
-    room = r.rooms.join[ROOM]
+    room = joined(r, ROOM)
     assert [e["type"] for e in room.timeline.events] == ["m.room.create", *["m.room.member"] * 2, "m.room.message"]
     assert all("room_id" not in e for e in room.timeline.events)
     # The whole room fits the timeline: the state before it is empty, and there is nothing earlier.
@@ -105,7 +113,7 @@ async def test_incremental_sync_sends_only_rooms_with_news() -> None:
     h.say(ROOM, BOB, "new")
     r = await sync(h, s, since)
     assert list(r.rooms.join) == [ROOM]
-    room = r.rooms.join[ROOM]
+    room = joined(r, ROOM)
     assert bodies(room.timeline.events) == ["new"] and room.state.events == []
     assert room.summary is msgspec.UNSET  # no membership changed: the summary is not sent again
     assert r.account_data.events == [] and r.has_news()
@@ -125,7 +133,7 @@ async def test_a_limited_timeline_comes_with_the_state_changed_before_it() -> No
     h.add(ROOM, "m.room.topic", BOB, {"topic": "new"}, "")
     for i in range(12):
         h.say(ROOM, BOB, f"m{i}")
-    room = (await sync(h, s, since)).rooms.join[ROOM]
+    room = joined((await sync(h, s, since)), ROOM)
     assert room.timeline.limited and bodies(room.timeline.events) == [f"m{i}" for i in range(2, 12)]
     first = h.position - 9
     assert room.timeline.prev_batch == make_token(first - 1)
@@ -142,7 +150,7 @@ async def test_full_state_sends_every_room_whole_with_the_timeline_still_from_si
     h.say(ROOM, BOB, "new")
     r = await sync(h, s, since, full_state=True)
     assert sorted(r.rooms.join) == sorted([ROOM, OTHER])
-    busy, quiet = r.rooms.join[ROOM], r.rooms.join[OTHER]
+    busy, quiet = joined(r, ROOM), joined(r, OTHER)
     assert bodies(busy.timeline.events) == ["new"] and not busy.timeline.limited
     assert {(e["type"], e["state_key"]) for e in busy.state.events} == {
         ("m.room.create", ""),
@@ -169,8 +177,8 @@ async def test_account_data_goes_to_the_top_level_or_to_its_joined_room() -> Non
     assert r.account_data.events == [{"type": "m.direct", "content": {"@bob:t": [ROOM]}}]
     # A room with only account data is sent, with an empty timeline.
     assert list(r.rooms.join) == [ROOM]
-    assert r.rooms.join[ROOM].account_data.events == [{"type": "m.tag", "content": {"tags": {"u.work": {}}}}]
-    assert r.rooms.join[ROOM].timeline.events == []
+    assert joined(r, ROOM).account_data.events == [{"type": "m.tag", "content": {"tags": {"u.work": {}}}}]
+    assert joined(r, ROOM).timeline.events == []
 
     # The push rules are sent when they changed, and the account data filter applies to them too.
     r = await sync(h, s, h.position, push_rules_changed=True)
@@ -223,7 +231,7 @@ async def test_lazy_loading_sends_the_members_of_the_timelines_senders(initial: 
     since = h.position
     h.say(ROOM, BOB, "hi")
     flt = {"room": {"state": {"lazy_load_members": True}, "timeline": {"limit": 1}}}
-    room = (await sync(h, s, None if initial else since, flt=flt)).rooms.join[ROOM]
+    room = joined((await sync(h, s, None if initial else since, flt=flt)), ROOM)
     members = sorted(e["state_key"] for e in room.state.events if e["type"] == "m.room.member")
     # Bob sent the timeline; Carol is left out. Alice (asking) gets her own on the first sync only:
     # afterwards it is redundant (the spec's words), and reading it would cost every woken member a read.
@@ -238,7 +246,7 @@ async def test_lazy_loading_sends_the_users_own_member_event_when_it_changed_in_
     for text in ("one", "two", "three"):
         h.say(ROOM, BOB, text)
     flt = {"room": {"state": {"lazy_load_members": True}, "timeline": {"limit": 1}}}
-    room = (await sync(h, s, since, flt=flt)).rooms.join[ROOM]
+    room = joined((await sync(h, s, since, flt=flt)), ROOM)
     assert room.timeline.limited
     members = {e["state_key"]: e["content"] for e in room.state.events if e["type"] == "m.room.member"}
     assert sorted(members) == [ALICE, BOB] and members[ALICE]["displayname"] == "Alice A."
@@ -287,7 +295,7 @@ async def test_members_woken_by_one_message_read_the_room_once_between_them() ->
     answers = await asyncio.gather(*(one(u) for u in users))
     assert h.reads == {"recent": 1, "members": 1}
     for r in answers:
-        room = r.rooms.join[ROOM]
+        room = joined(r, ROOM)
         assert bodies(room.timeline.events) == ["to everyone"]
         assert [(e["type"], e["state_key"]) for e in room.state.events] == [("m.room.member", BOB)]
     # Later syncs of the same window are answered from what was kept; a new window is read again.
@@ -301,7 +309,7 @@ async def test_members_woken_by_one_message_read_the_room_once_between_them() ->
     h.join(ROOM, CAROL)
     answers = await asyncio.gather(*(one(u) for u in users))
     assert h.reads == {"recent": 3, "members": 2, "counts": 1}
-    assert {r.rooms.join[ROOM].summary.joined_member_count for r in answers} == {22}  # type: ignore[union-attr]
+    assert {joined(r, ROOM).summary.joined_member_count for r in answers} == {22}  # type: ignore[union-attr]
 
 
 async def test_typing_and_receipts_arrive_as_ephemeral_events() -> None:
@@ -316,7 +324,7 @@ async def test_typing_and_receipts_arrive_as_ephemeral_events() -> None:
 
     s.receipts += [receipt(BOB, "m.read"), receipt(CAROL, "m.read"), receipt(BOB, "m.read.private")]
     s.unread[ROOM] = (0, 0)
-    room = (await sync(h, s, since)).rooms.join[ROOM]
+    room = joined((await sync(h, s, since)), ROOM)
     assert room.timeline.events == []
     assert room.ephemeral.events == [
         {"type": "m.typing", "content": {"user_ids": [BOB, CAROL]}},
@@ -334,7 +342,7 @@ async def test_unread_counts_come_from_the_probe_and_are_read_only_for_other_roo
     s.unread.update({ROOM: (1, 1), OTHER: (4, 0)})
     s.account_data.append((h.tick(), OTHER, "m.tag", {"tags": {}}))  # OTHER has no events past `since`
     r = await sync(h, s, since)
-    counts = {room: astuple(joined.unread_notifications) for room, joined in r.rooms.join.items()}
+    counts = {room: astuple(joined(r, room).unread_notifications) for room in r.rooms.join}
     assert counts == {ROOM: (1, 1), OTHER: (4, 0)}
     assert s.unread_asked == [OTHER]
 
@@ -396,3 +404,24 @@ async def test_one_room_is_read_in_the_callers_task() -> None:
     assert await in_flight(4, [7], read) == [7]
     assert tasks == {asyncio.current_task()}
     assert await in_flight(4, [1, 2], read) == [1, 2] and len(tasks) > 1
+
+
+async def test_a_response_of_many_rooms_keeps_each_room_encoded_and_encodes_to_the_same_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Over ENCODE_ROOMS_OVER joined rooms each room is kept as its JSON (msgspec.Raw) as soon as it
+    is built, not as a tree of dicts until the response is encoded: the peak of a big initial sync is
+    its JSON. The response encodes to the same document as one built the other way."""
+    h, s = History(), Streams()
+    rooms = [f"!r{i:03}:t" for i in range(sections.ENCODE_ROOMS_OVER + 5)]
+    for i, r in enumerate(rooms):
+        room_of(h, r, ALICE, BOB)
+        h.say(r, BOB, f"hello {i}")
+    kept = await sync(h, s)
+    assert len(kept.rooms.join) == len(rooms) and all(isinstance(v, msgspec.Raw) for v in kept.rooms.join.values())
+    monkeypatch.setattr(sections, "ENCODE_ROOMS_OVER", len(rooms))
+    built = await sync(h, s)
+    assert not any(isinstance(v, msgspec.Raw) for v in built.rooms.join.values())
+    as_json = json.loads(msgspec.json.encode(kept))
+    assert as_json == json.loads(msgspec.json.encode(built))
+    assert bodies(as_json["rooms"]["join"][rooms[7]]["timeline"]["events"]) == ["hello 7"]

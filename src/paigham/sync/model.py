@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from msgspec import UNSET, Struct, UnsetType, field
+from msgspec import UNSET, Raw, Struct, UnsetType, field
 
 from paigham.requester import Requester
 from paigham.services.filtering import SyncFilterView
@@ -80,7 +80,8 @@ class InvitedRoom(Struct, gc=False):
 
 
 class Rooms(Struct, kw_only=True, gc=False):
-    join: dict[str, JoinedRoom]
+    # In a response of many rooms each joined room comes encoded already (sections.ENCODE_ROOMS_OVER).
+    join: dict[str, JoinedRoom | Raw]
     invite: dict[str, InvitedRoom]
     leave: dict[str, LeftRoom]
     knock: dict[str, JsonDict] = {}  # knocked rooms are not reported (yet): always empty

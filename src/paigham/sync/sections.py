@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, TypeVar
 
-from msgspec import UNSET, Struct, UnsetType
+import msgspec
+from msgspec import UNSET, Raw, Struct, UnsetType
 
 from paigham.clock import now_ms
 from paigham.domain.stored_event import StoredEvent
@@ -97,6 +98,11 @@ class AccountData(NamedTuple):
 # reads are round trips, and a few in flight hide their latency (bounded: one sync must not take the
 # whole connection pool); on SQLite the reads do not suspend, so the rooms go one after another.
 ROOMS_IN_FLIGHT = 4
+# A response of more joined rooms than this encodes each room as soon as it is built, and keeps its
+# JSON (msgspec.Raw, spliced in when the response is encoded) instead of its tree of dicts: the peak of
+# a big initial sync is then its JSON, not every room's events as Python objects at once.
+ENCODE_ROOMS_OVER = 50
+_encode = msgspec.json.Encoder().encode
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -193,7 +199,7 @@ class Sections:
     # -- joined rooms -----------------------------------------------------------------------------
     async def _joined(
         self, req: SyncRequest, changed: set[str], account_data: dict[str, list[JsonDict]]
-    ) -> dict[str, JoinedRoom]:
+    ) -> dict[str, JoinedRoom | Raw]:
         mem = req.probe.memberships
         everything = req.since is None or req.full_state
         # An incremental sync looks at the rooms with news only, never at every room the user is in.
@@ -210,7 +216,9 @@ class Sections:
             return {}
         counts = await self._unread_counts(req, candidates)
 
-        async def room(room_id: str) -> JoinedRoom | None:
+        encode_now = len(candidates) > ENCODE_ROOMS_OVER
+
+        async def room(room_id: str) -> JoinedRoom | Raw | None:
             membership_changed = room_id in changed
             # A room new to the client is sent from scratch. With full_state the state is sent whole,
             # but the timeline still starts at `since` (the spec's rule): a room with nothing new
@@ -225,7 +233,7 @@ class Sections:
             ):
                 return None
             rendered = await self._render_room(req, room_id, delta, fresh or req.full_state)
-            return JoinedRoom(
+            built = JoinedRoom(
                 timeline=rendered.timeline,
                 state=rendered.state,
                 summary=rendered.summary,
@@ -233,6 +241,7 @@ class Sections:
                 account_data=Events(room_account_data),
                 unread_notifications=UnreadNotifications(*counts.get(room_id, (0, 0))),
             )
+            return Raw(_encode(built)) if encode_now else built
 
         order = sorted(candidates)
         built = await in_flight(ROOMS_IN_FLIGHT, order, room)
