@@ -26,6 +26,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 Compressor = Callable[[bytes], bytes]
+BROTLI_BIG = 256 * 1024
 
 
 def _codings() -> dict[str, Compressor]:
@@ -40,7 +41,15 @@ def _codings() -> dict[str, Compressor]:
     try:
         import brotli
 
-        out["br"] = lambda data: bytes(brotli.compress(data, quality=4))
+        def br(data: bytes) -> bytes:
+            # A 256 KiB window (lgwin 18) instead of brotli's default 4 MiB: the same size of output
+            # for a /sync, and 2-4x faster on small bodies (the window's allocation was most of their
+            # time). Quality 3 from BROTLI_BIG on: a 1,000-room initial sync (2.7 MB) at quality 4 held
+            # 6-9 MB of the encoder's tables for 17-24 ms; at 3 it holds 2 MB for 10 ms, 2.6 % larger.
+            quality = 4 if len(data) < BROTLI_BIG else 3
+            return bytes(brotli.compress(data, quality=quality, lgwin=18))
+
+        out["br"] = br
     except ImportError:  # pragma: no cover - an optional package
         pass
     out["gzip"] = lambda data: gzip.compress(data, compresslevel=5, mtime=0)
