@@ -36,6 +36,7 @@ PAGE = 50  # candidates checked at a time (suspended, expired, outside the searc
 # How much a match in each field counts, relative to a match in the name.
 DESIGNATION_WEIGHT = 0.6
 UNIT_WEIGHT = 0.4
+UNIT_MIN_LETTERS = 2  # a query word shorter than this matches no unit
 WEIGHTS = {NAME: 1.0, DESIGNATION: DESIGNATION_WEIGHT}
 FIELD_DESIGNATION = "org.paigham.designation"
 FIELD_UNIT = "org.paigham.unit"
@@ -114,10 +115,16 @@ class UserDirectory:
         return await self._page(searcher, scores.ordered(), limit, listed)
 
     async def _units(self, query: list[Token]) -> list[dict[str, float]]:
-        """For each query word, the units it matches and the weighted score of the match."""
-        found = await self.index.units([(q.fold, q.skel if len(q.skel) >= 2 else "") for q in query])
+        """For each query word, the units it matches and the weighted score of the match. A word of one
+        letter matches no unit: every unit with a word starting with that letter would count, which
+        tells the ranking nothing and costs a listing of every candidate (a word being typed: "rajesh s")."""
+        asked = [q for q in query if len(q.fold) >= UNIT_MIN_LETTERS]
+        found = iter(
+            await self.index.units([(q.fold, q.skel if len(q.skel) >= 2 else "") for q in asked]) if asked else []
+        )
         out: list[dict[str, float]] = []
-        for q, units in zip(query, found, strict=True):
+        for q in query:
+            units = next(found) if len(q.fold) >= UNIT_MIN_LETTERS else []
             scored = {u: field_score([q], _parsed(key))[0] * UNIT_WEIGHT for u, key in units}
             out.append({u: s for u, s in scored.items() if s > 0})
         return out
