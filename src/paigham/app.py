@@ -142,6 +142,8 @@ from paigham.sync.sources import StreamReads
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 log = structlog.get_logger(__name__)
+# server_state key: the directory index was given every account that lacked terms (App.index_directory)
+DIRECTORY_INDEXED = "directory_indexed"
 
 
 class Server:
@@ -447,10 +449,17 @@ class Server:
 
     async def index_directory(self) -> None:
         """Give the user directory's index the accounts it lacks (a database made before the index, or
-        accounts written by an older version): a no-op once every account is in it (docs/decisions.md)."""
-        done = await self.accounts.directory.backfill()
+        accounts written by an older version), once: every account write since keeps its terms current,
+        so a completed pass is recorded (`server_state`) and later starts do not look for missing
+        accounts again — the look reads every account (1 s at 200,000 on PostgreSQL, per worker start)."""
+        index = self.accounts.directory
+        await index.tune()
+        if await self.server_state.get(DIRECTORY_INDEXED) is not None:
+            return
+        done = await index.backfill()
         if done:
             log.info("directory.indexed", accounts=done)
+        await self.server_state.put_once(DIRECTORY_INDEXED, "1")
 
     async def check_identity(self) -> None:
         """Refuse to start over data of another server name, or when the system account's name is

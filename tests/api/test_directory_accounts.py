@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from paigham.app import DIRECTORY_INDEXED
 from paigham.cli.main import app as cli
 from paigham.org.importer import read_bytes
 from paigham.storage import directory
@@ -202,14 +203,24 @@ async def test_accounts_without_terms_are_indexed_at_start(database_url: str, tm
         me = await hs.register("observer")
         await named(hs, "old1", "Arjun Mehta")
         await named(hs, "old2", "ارجن")
-        # as a database written before the index existed: accounts without terms
+        # as a database written before the index existed: accounts without terms, and no record of a
+        # completed pass
         async with hs.server.db.write() as conn:
             await hs.server.db.run("DELETE FROM directory_terms", conn=conn)
+            await hs.server.db.run("DELETE FROM server_state WHERE key = $1", DIRECTORY_INDEXED, conn=conn)
         assert await search(hs, me, "arjun") == []
     async with serve(database_url, tmp_path) as hs:
         me = User(me.user_id, (await hs.server.auth.start_session(me.user_id, None, None)).access_token, "", "")
         assert await search(hs, me, "arjun") == ["old1", "old2"]
         assert await hs.server.accounts.directory.backfill() == 0  # nothing left to do
+        assert await hs.server.server_state.get(DIRECTORY_INDEXED) == "1"
+        # Once recorded, a start does not look for accounts without terms again (that look reads every
+        # account): terms removed behind the server's back now stay missing.
+        async with hs.server.db.write() as conn:
+            await hs.server.db.run("DELETE FROM directory_terms WHERE user_id = $1", "@old2:test.local", conn=conn)
+    async with serve(database_url, tmp_path) as hs:
+        me = User(me.user_id, (await hs.server.auth.start_session(me.user_id, None, None)).access_token, "", "")
+        assert await search(hs, me, "arjun") == ["old1"]
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
