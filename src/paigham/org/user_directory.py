@@ -50,6 +50,12 @@ def _parsed(key: str) -> list[Token]:
     return parse_key(key)
 
 
+def _word(q: Token, units: tuple[str, ...] = ()) -> Word:
+    """A query word as the index is searched for it (a skeleton shorter than two letters ranks nothing:
+    translit.word_score)."""
+    return Word(q.fold, q.skel if len(q.skel) >= 2 else "", units)
+
+
 def unit_key(u: Unit) -> str:
     return search_key([*u.names.values(), u.unit_id.replace("-", " ")])
 
@@ -118,21 +124,19 @@ class UserDirectory:
         """For each query word, the units it matches and the weighted score of the match. A word of one
         letter matches no unit: every unit with a word starting with that letter would count, which
         tells the ranking nothing and costs a listing of every candidate (a word being typed: "rajesh s")."""
-        asked = [q for q in query if len(q.fold) >= UNIT_MIN_LETTERS]
-        found = iter(
-            await self.index.units([(q.fold, q.skel if len(q.skel) >= 2 else "") for q in asked]) if asked else []
-        )
+        asked = [i for i, q in enumerate(query) if len(q.fold) >= UNIT_MIN_LETTERS]
+        found = await self.index.units([_word(query[i]) for i in asked]) if asked else []
+        by_word = dict(zip(asked, found, strict=True))
         out: list[dict[str, float]] = []
-        for q in query:
-            units = next(found) if len(q.fold) >= UNIT_MIN_LETTERS else []
-            scored = {u: field_score([q], _parsed(key))[0] * UNIT_WEIGHT for u, key in units}
+        for i, q in enumerate(query):
+            scored = {u: field_score([q], _parsed(key))[0] * UNIT_WEIGHT for u, key in by_word.get(i, [])}
             out.append({u: s for u, s in scored.items() if s > 0})
         return out
 
     async def _one_word(self, scores: _Scores, units: dict[str, float]) -> None:
         """One word: the first rows of its ranges (the word itself first, then longer words in order)."""
         q = scores.query[0]
-        rows = await self.index.matches(Word(q.fold, q.skel if len(q.skel) >= 2 else ""), ROWS)
+        rows = await self.index.matches(_word(q), ROWS)
         for user_id, field_, word, rank in rows:
             scores.add(user_id, 0, scores.word(0, word) * WEIGHTS[field_])
             scores.rank[user_id] = rank
@@ -145,9 +149,7 @@ class UserDirectory:
         """Several words: the accounts holding the first two as a pair in a name or designation (or,
         when none does, the accounts matching every word: driven by the word with the fewest terms,
         the others checked per account in the index), then each word's best match among them."""
-        words = [
-            Word(q.fold, q.skel if len(q.skel) >= 2 else "", tuple(u)) for q, u in zip(scores.query, units, strict=True)
-        ]
+        words = [_word(q, tuple(u)) for q, u in zip(scores.query, units, strict=True)]
         found = await self.index.pairs(words[0], words[1], CANDIDATES)  # the first word typed whole
         if not found:  # a first word cut short, or matched only by its unit: each word on its own
             sizes = [await self.index.size(w) if not w.units else SCAN for w in words]

@@ -291,11 +291,11 @@ class DirectoryIndex:
                         out[k].append((user_id, field_, word, rank))
         return out
 
-    async def units(self, words: Sequence[tuple[str, str]]) -> list[list[tuple[str, str]]]:
-        """For each (fold, skeleton) word, (unit, its search key) of units with a word starting with the
-        fold or the skeleton; one statement for all the words (units are few — hundreds to thousands —
-        and are scanned: `org_units.search_key`, translit.search_key)."""
-        marks = [(f" {fold}", f" ~{skel}" if skel else f" {fold}") for fold, skel in words]
+    async def units(self, words: Sequence[Word]) -> list[list[tuple[str, str]]]:
+        """For each word, (unit, its search key) of units with a word starting with its fold or its
+        skeleton; one statement for all the words (units are few — hundreds to thousands — and are
+        scanned: `org_units.search_key`, translit.search_key)."""
+        marks = [(f" {w.fold}", f" ~{w.skel}" if w.skel else f" {w.fold}") for w in words]
         rows = await self.db.fetch(self._units, [f"%{m}%" for pair in marks for m in pair])
         return [[(r[0], r[1]) for r in rows if a in r[1] or b in r[1]] for a, b in marks]
 
