@@ -288,3 +288,31 @@ async def test_nio_builtin_register_with_token(server: ServerInfo, unique: str) 
         assert getattr(who, "user_id", None) == resp.user_id, who
     finally:
         await client.close()
+
+
+async def test_a_user_in_sixty_rooms_gets_them_all_in_one_compressed_initial_sync(server: ServerInfo, clients) -> None:
+    """Over 50 joined rooms the server sends /sync room by room, compressed as it goes (api/http.py
+    JSONInParts): nio (aiohttp accepts gzip, deflate, br) reads it as any answer."""
+    a: Tracked = await clients("many")
+    names = {}
+    for i in range(60):
+        created = await a.client.room_create(name=f"Section {i}", preset=RoomPreset.public_chat)
+        assert isinstance(created, RoomCreateResponse), created
+        names[created.room_id] = f"Section {i}"
+    phone = await login_tracked(server.base_url, a.account, device_name="second phone")
+    try:
+        first = await phone.client.sync(timeout=0, full_state=True)
+        assert isinstance(first, SyncResponse), first
+        assert set(first.rooms.join) == set(names)
+        assert {r: phone.client.rooms[r].name for r in names} == names
+        # The same answer as bytes on the wire: compressed, with its length.
+        assert phone.client.client_session is not None
+        async with phone.client.client_session.get(
+            f"{server.base_url}/_matrix/client/v3/sync",
+            headers={"Authorization": f"Bearer {phone.client.access_token}", "Accept-Encoding": "br"},
+        ) as r:
+            assert r.status == 200 and r.headers["Content-Encoding"] == "br"
+            assert int(r.headers["Content-Length"]) > 0  # one piece, its length known
+            assert set((await r.json())["rooms"]["join"]) == set(names)
+    finally:
+        await phone.client.close()

@@ -10,7 +10,9 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
+from paigham.api.compression import IN_PARTS
 from paigham.errors import Codes, MatrixError
 from paigham.requester import Requester
 
@@ -26,6 +28,60 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return _encoder.encode(content)
+
+
+# Where JSONInParts's members go: a byte msgspec never writes (it escapes control characters in
+# strings, and the members are its output too), so the hole is found by that byte alone.
+_HOLE_VALUE = msgspec.Raw(b"\x00")
+_HOLE = b'{"":\x00}'
+PART_BYTES = 64 * 1024
+
+
+class JSONInParts(Response):
+    """A big JSON answer sent in parts of about PART_BYTES, never joined into one buffer: `content`
+    encoded with `hole` (the object `hole_object()` gives, placed where the members belong) replaced by
+    an object of `members` — (key, value) pairs whose values are mostly msgspec.Raw, JSON already.
+    Each member is let go once sent, so what the answer holds shrinks as it goes; the compression
+    middleware compresses the parts as they pass (compression.IN_PARTS)."""
+
+    media_type = "application/json"
+
+    def __init__(self, content: Any, members: list[tuple[str, Any]], status_code: int = 200) -> None:
+        encoded = _encoder.encode(content)
+        at = encoded.find(_HOLE)
+        if at < 0 or encoded.find(b"\x00", at + len(_HOLE)) >= 0:
+            raise ValueError("JSONInParts: the content must hold the hole exactly once")
+        self._head, self._tail = encoded[:at], encoded[at + len(_HOLE) :]
+        # Encoded now (keys, and any value not yet JSON), reversed: sent by popping from the end.
+        self._members = [
+            (_encoder.encode(key), value if isinstance(value, msgspec.Raw) else msgspec.Raw(_encoder.encode(value)))
+            for key, value in reversed(members)
+        ]
+        length = len(self._head) + 2 + len(self._tail) + max(0, len(members) - 1)
+        length += sum(len(key) + 1 + len(value) for key, value in self._members)
+        super().__init__(None, status_code, {"content-length": str(length)})
+
+    @staticmethod
+    def hole_object() -> dict[str, Any]:
+        return {"": _HOLE_VALUE}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers, IN_PARTS: True}
+        )
+        part = [self._head, b"{"] if self._members else [self._head, b"{}"]
+        size = len(self._head)
+        members = self._members
+        while members:
+            key, value = members.pop()
+            part += (key, b":", value, b"," if members else b"}")
+            size += len(key) + len(value) + 2
+            del key, value
+            if size >= PART_BYTES:
+                await send({"type": "http.response.body", "body": b"".join(part), "more_body": True})
+                part, size = [], 0
+        part.append(self._tail)
+        await send({"type": "http.response.body", "body": b"".join(part), "more_body": False})
 
 
 def ok(content: Any = None, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:

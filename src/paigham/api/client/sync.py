@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from msgspec import Raw
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from paigham.api.http import Authenticator, authed, client_routes, json_body, ok, query_bool, query_int
+from paigham.api.http import Authenticator, JSONInParts, authed, client_routes, json_body, ok, query_bool, query_int
 from paigham.config import Config
 from paigham.domain.tokens import parse_token
 from paigham.errors import Codes, MatrixError
@@ -31,6 +32,13 @@ def routes(
             raise MatrixError(400, Codes.INVALID_PARAM, "Invalid set_presence")
         await presence.on_sync(requester.user_id, set_presence)
         body = await sync.sync(requester, since, timeout, flt, query_bool(request, "full_state"))
+        join = body.rooms.join
+        if join and isinstance(next(iter(join.values())), Raw):
+            # A response of many rooms, each JSON already (sync/sections.py): sent room by room, never
+            # as one buffer, and compressed as it goes.
+            members = list(join.items())
+            body.rooms.join = JSONInParts.hole_object()
+            return JSONInParts(body, members)
         return ok(body)
 
     @authed(auth)
