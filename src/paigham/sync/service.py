@@ -78,7 +78,11 @@ class SyncService:
             if result.has_news or since is None or full_state or remaining <= 0:
                 return result.response
             keys = [f"u:{requester.user_id}", *(f"r:{r}" for r in result.wake_rooms())]
-            if not await self.notifier.wait(keys, result.upto, remaining):
+            upto = result.upto
+            # Nothing of this pass is needed while waiting: a held long-poll keeps its keys alone, not
+            # the empty response and the probe's rows (every room of the user) for up to its timeout.
+            del result
+            if not await self.notifier.wait(keys, upto, remaining):
                 # Time is up: one last look, so an update racing the timeout is not lost.
                 return (await self.compute(requester, since, flt, full_state)).response
             # On SQLite the reads run in the event loop's thread without suspending, and wait()
