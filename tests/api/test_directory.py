@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import unicodedata
 from typing import Any
 
+import pytest
+
 from paigham.org.importer import read_bytes
+from paigham.storage.directory import DirectoryIndex
 from tests.api.conftest import Harness, User
 from tests.reconfigure import reconfigure
 
@@ -180,3 +184,38 @@ async def test_extended_profile_and_display_name_format(hs: Harness) -> None:
     )
     reconfigure(hs.server.config, org_lock_displayname=False)
     await hs.ok("PUT", "/_matrix/client/v3/profile/@rsharma:test.local/displayname", rakesh, json={"displayname": "RS"})
+
+
+async def test_independent_reads_of_a_search_are_in_flight_together_on_postgresql(
+    hs: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A two-word search's units and pair read, then its candidates' terms and listing, do not depend
+    on each other: on PostgreSQL each pair goes side by side (one round trip's wait instead of two); on
+    SQLite, whose reads do not suspend, one after the other."""
+    plan = await hs.server.org.import_rows(read_bytes(json.dumps(ORG).encode(), "org.json"), dry_run=False, actor=None)
+    assert plan.ok, plan.errors
+    me = await hs.register("observer")
+    flight = {"now": 0, "most": 0}
+
+    def counted(name: str) -> None:
+        original = getattr(DirectoryIndex, name)
+
+        async def read(self: DirectoryIndex, *args: Any) -> Any:
+            flight["now"] += 1
+            flight["most"] = max(flight["most"], flight["now"])
+            try:
+                await asyncio.sleep(0.01)
+                return await original(self, *args)
+            finally:
+                flight["now"] -= 1
+
+        monkeypatch.setattr(DirectoryIndex, name, read)
+
+    for name in ("units", "pairs", "matches_of", "listed", "matches"):
+        counted(name)
+    assert await search(hs, me, "rakesh sharma") == ["rsharma"]
+    suspend = hs.server.db.reads_suspend
+    assert flight["most"] == (2 if suspend else 1)
+    flight["most"] = 0
+    assert (await search(hs, me, "sharma"))[0] == "rsharma"  # one word: its units and its ranges
+    assert flight["most"] == (2 if suspend else 1)

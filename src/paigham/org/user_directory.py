@@ -9,8 +9,10 @@ room with the searcher are found, as in plain Matrix.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from paigham.clock import now_ms
 from paigham.config import Config
@@ -23,6 +25,8 @@ from paigham.storage.directory import DESIGNATION, NAME, SCAN, Listed, Word
 from paigham.storage.events import EventStore
 from paigham.storage.org import OrgStore
 
+A = TypeVar("A")
+B = TypeVar("B")
 MAX_QUERY_WORDS = 8
 # Rows read per range of the index for a one-word query (its fold, its skeleton, a unit's officials):
 # the word itself comes first in each range, so the cap drops only the weaker matches of a short prefix
@@ -109,16 +113,21 @@ class UserDirectory:
         if not query:
             return [], False
         scores = _Scores(query)
-        units = await self._units(query)
         if len(query) == 1:
-            await self._one_word(scores, units[0])
+            units, listed = await self._one_word(scores)
         else:
-            await self._every_word(scores, units)
-        listed = await self.index.listed(list(scores.best), now_ms()) if any(units) else {}
+            units, listed = await self._every_word(scores)
         for user_id, entry in listed.items():  # the unit of each official among the candidates
             for i, unit_scores in enumerate(units):
                 scores.add(user_id, i, unit_scores.get(entry.unit_id or "", 0.0))
         return await self._page(searcher, scores.ordered(), limit, listed)
+
+    async def _both(self, first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+        """Two reads that do not depend on each other: side by side on PostgreSQL (one round trip's wait
+        instead of two); one after the other on SQLite, whose reads do not suspend."""
+        if self.index.db.reads_suspend:
+            return await asyncio.gather(first, second)
+        return await first, await second
 
     async def _units(self, query: list[Token]) -> list[dict[str, float]]:
         """For each query word, the units it matches and the weighted score of the match. A word of one
@@ -133,37 +142,51 @@ class UserDirectory:
             out.append({u: s for u, s in scored.items() if s > 0})
         return out
 
-    async def _one_word(self, scores: _Scores, units: dict[str, float]) -> None:
-        """One word: the first rows of its ranges (the word itself first, then longer words in order)."""
+    async def _one_word(self, scores: _Scores) -> tuple[list[dict[str, float]], dict[str, Listed]]:
+        """One word: the first rows of its ranges (the word itself first, then longer words in order),
+        and the officials of the units it matches. The units and the listing of the candidates (read
+        when units count in the ranking) are returned."""
         q = scores.query[0]
-        rows = await self.index.matches(_word(q), ROWS)
+        units, rows = await self._both(self._units(scores.query), self.index.matches(_word(q), ROWS))
         for user_id, field_, word, rank in rows:
             scores.add(user_id, 0, scores.word(0, word) * WEIGHTS[field_])
             scores.rank[user_id] = rank
-        if units:
-            for user_id, rank in await self.index.in_units(list(units), ROWS):
-                scores.rank[user_id] = rank
-                scores.best.setdefault(user_id, [0.0])
+        if not units[0]:
+            return units, {}
+        for user_id, rank in await self.index.in_units(list(units[0]), ROWS):
+            scores.rank[user_id] = rank
+            scores.best.setdefault(user_id, [0.0])
+        return units, await self.index.listed(list(scores.best), now_ms())
 
-    async def _every_word(self, scores: _Scores, units: list[dict[str, float]]) -> None:
+    async def _every_word(self, scores: _Scores) -> tuple[list[dict[str, float]], dict[str, Listed]]:
         """Several words: the accounts holding the first two as a pair in a name or designation (or,
         when none does, the accounts matching every word: driven by the word with the fewest terms,
-        the others checked per account in the index), then each word's best match among them."""
-        words = [_word(q, tuple(u)) for q, u in zip(scores.query, units, strict=True)]
-        found = await self.index.pairs(words[0], words[1], CANDIDATES)  # the first word typed whole
+        the others checked per account in the index), then each word's best match among them. The
+        units and the listing of the candidates (read with their terms when it costs no wait, or when
+        units count in the ranking) are returned."""
+        query = scores.query
+        plain = [_word(q) for q in query[:2]]  # a pair is found by the words alone, not their units
+        units, found = await self._both(self._units(query), self.index.pairs(plain[0], plain[1], CANDIDATES))
+        words = [_word(q, tuple(u)) for q, u in zip(query, units, strict=True)]
         if not found:  # a first word cut short, or matched only by its unit: each word on its own
             sizes = [await self.index.size(w) if not w.units else SCAN for w in words]
             drive = min(range(len(words)), key=lambda i: (sizes[i], -len(words[i].fold), i))
             found = await self.index.holders(words[drive], words[:drive] + words[drive + 1 :], CANDIDATES)
         chosen = sorted(found)
         for user_id in chosen:
-            scores.best.setdefault(user_id, [0.0] * len(scores.query))
+            scores.best.setdefault(user_id, [0.0] * len(query))
         # A skeleton shorter than two letters ranks nothing (word_score): its range is not read.
-        matched = await self.index.matches_of(chosen, words)
+        if any(units) or self.index.db.reads_suspend:
+            matched, listed = await self._both(
+                self.index.matches_of(chosen, words), self.index.listed(chosen, now_ms())
+            )
+        else:
+            matched, listed = await self.index.matches_of(chosen, words), {}
         for i, rows in enumerate(matched):
             for user_id, field_, word, rank in rows:
                 scores.add(user_id, i, scores.word(i, word) * WEIGHTS[field_])
                 scores.rank[user_id] = rank
+        return units, listed
 
     async def _page(
         self, searcher: str, ordered: list[str], limit: int, listed: dict[str, Listed]
