@@ -38,11 +38,11 @@ PART_BYTES = 64 * 1024
 
 
 class JSONInParts(Response):
-    """A big JSON answer sent in parts of about PART_BYTES, never joined into one buffer: `content`
-    encoded with `hole` (the object `hole_object()` gives, placed where the members belong) replaced by
-    an object of `members` — (key, value) pairs whose values are mostly msgspec.Raw, JSON already.
-    Each member is let go once sent, so what the answer holds shrinks as it goes; the compression
-    middleware compresses the parts as they pass (compression.IN_PARTS)."""
+    """A big JSON answer sent in parts of about PART_BYTES, never joined into one buffer: `content`,
+    holding the object `hole_object()` gives where the members belong, encoded with that object
+    replaced by one of `members` — (key, value) pairs whose values are mostly msgspec.Raw, JSON
+    already. Each member is let go once sent, so what the answer holds shrinks as it goes; the
+    compression middleware compresses the parts as they pass (compression.IN_PARTS)."""
 
     media_type = "application/json"
 
