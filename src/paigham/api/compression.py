@@ -17,8 +17,8 @@ the levels below; docs/benchmarks.md "Slow links"), never a wait.
 
 A JSON answer the handler sends in parts (`http.JSONInParts`: a /sync of many rooms) says so with
 `IN_PARTS` in its start message: each part goes through a streaming compressor as it arrives and is
-dropped, so neither the whole answer nor a second copy of it is ever held; the compressed answer goes
-out in one piece, with its length.
+dropped, so the answer is never joined into one buffer nor held beside its compressed copy; the
+compressed answer goes out in one piece, with its length.
 """
 
 from __future__ import annotations
