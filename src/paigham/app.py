@@ -134,7 +134,7 @@ from paigham.storage.server_state import ServerStateStore
 from paigham.storage.sliding_sync import SlidingSyncStore
 from paigham.storage.typing_notices import TypingStore
 from paigham.storage.unavailable import RETRY_AFTER_S, database_unreachable
-from paigham.sync.notifier import Notifier
+from paigham.sync.notifier import Holding, Notifier
 from paigham.sync.service import SyncService
 from paigham.sync.sliding import SlidingSyncService
 from paigham.sync.sources import StreamReads
@@ -174,7 +174,8 @@ class Server:
         self.account_data, self.receipts = AccountDataStore(self.db), ReceiptStore(self.db)
         self.typing, self.presence_store = TypingStore(self.db), PresenceStore(self.db)
         self.push_rules, self.push_actions = PushRuleStore(self.db), PushActionStore(self.db)
-        self.notifier, tokens, self.push_wakeups = Notifier(), TokenCache(), PushWakeups()
+        holding = Holding(self.config.sync_member_news_hold_ms / 1000, self.config.sync_big_room_watchers)
+        self.notifier, tokens, self.push_wakeups = Notifier(holding), TokenCache(), PushWakeups()
         listeners = [self.notifier.on_update, tokens.on_update, self.push_wakeups.on_update]
         on_resume = [self.notifier.wake_all, tokens.clear, self.push_wakeups.on_resume]
         self.bus = _bus(self.config, listeners, on_resume)

@@ -32,6 +32,10 @@ class Config(msgspec.Struct, kw_only=True, frozen=True):
     refresh_token_lifetime_s: int = 30 * 24 * 3600
     max_request_body_bytes: int = 1024 * 1024
     sync_timeout_max_ms: int = 60_000
+    # A big room's membership news (a join storm) reaches each device at most once per this time (0: at
+    # once); a room is big where this many of a worker's long-polls waited on it at once (README "Sync").
+    sync_member_news_hold_ms: int = 2_000
+    sync_big_room_watchers: int = 50
     log_level: str = "info"
     # Cluster: a NATS URL turns on cross-process fan-out.
     nats_url: str = ""
@@ -153,6 +157,8 @@ class Config(msgspec.Struct, kw_only=True, frozen=True):
             raise ValueError("password_argon2_time_cost must be at least 1 and password_argon2_memory_kib at least 32")
         if self.delayed_events_keep_finalised_hours < 0:
             raise ValueError("delayed_events_keep_finalised_hours must not be negative")
+        if not 0 <= self.sync_member_news_hold_ms <= 60_000 or self.sync_big_room_watchers < 1:
+            raise ValueError("sync_member_news_hold_ms must be 0 to 60000 and sync_big_room_watchers at least 1")
 
     @property
     def turn_user_lifetime_ms(self) -> int:

@@ -6,11 +6,14 @@ authorised and signed as if sent alone), not registered one by one; how fast it 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +24,7 @@ from paigham.requester import Requester
 from paigham.services.writer import EventSpec, Txn
 from paigham.storage.database import Database
 from paigham.storage.event_writes import members_with_rules
-from tests.api.conftest import Harness, User
+from tests.api.conftest import Harness, User, serve
 from tests.storage.support import rows_read
 
 V3 = "/_matrix/client/v3"
@@ -321,3 +324,65 @@ async def test_no_statement_of_a_join_a_send_or_a_leave_reads_the_rooms_members(
         out = await real(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args)
         plan = json.loads(out[0][0]) if isinstance(out[0][0], str) else out[0][0]
         assert rows_read(plan[0]["Plan"]) <= 100, sql + " | " + "; ".join(_scans(plan[0]["Plan"]))
+
+
+def _members_joined(sync: dict[str, Any], room: str) -> set[str]:
+    timeline = sync["rooms"]["join"].get(room, {}).get("timeline", {}).get("events", [])
+    return {e["state_key"] for e in timeline if e["type"] == "m.room.member"}
+
+
+_HOLDING: dict[str, Any] = {"sync_big_room_watchers": 2, "presence_enabled": False}
+
+
+async def _joins(hs: Harness, room: str, name: str) -> str:
+    u = await hs.register(name)
+    await hs.ok("POST", f"{V3}/rooms/{room}/join", u, json={})
+    return u.user_id
+
+
+async def test_a_join_storms_news_reaches_a_device_once_per_hold(database_url: str, tmp_path: Path) -> None:
+    """In a big room (here: two long-polls woken at once make it big), a device answered moments ago
+    gets further joins once the hold is over, or at once with any other news (a message)."""
+    async with serve(database_url, tmp_path, **_HOLDING, sync_member_news_hold_ms=60_000) as hs:
+        owner, a, b = await hs.register("owner"), await hs.register("a"), await hs.register("b")
+        room = await hs.create_room(owner, preset="public_chat")
+        for u in (a, b):
+            await hs.ok("POST", f"{V3}/rooms/{room}/join", u, json={})
+        since = {u.user_id: (await hs.sync(u))["next_batch"] for u in (a, b)}
+
+        # The first join wakes both long-polls at once (the room is big from then on): answered at once.
+        polls = [asyncio.create_task(hs.sync(u, since[u.user_id], timeout=30_000)) for u in (a, b)]
+        await asyncio.sleep(0.2)
+        c = await _joins(hs, room, "c")
+        for u, got in zip((a, b), await asyncio.wait_for(asyncio.gather(*polls), 10), strict=True):
+            assert c in _members_joined(got, room)
+            since[u.user_id] = got["next_batch"]
+        # The next join is held for a device answered moments ago (the hold here: 30 to 60 s) ...
+        poll = asyncio.create_task(hs.sync(a, since[a.user_id], timeout=30_000))
+        d = await _joins(hs, room, "d")
+        await asyncio.sleep(0.5)
+        assert not poll.done()
+        # ... and comes at once with other news for it.
+        await hs.send(owner, room, "news")
+        got = await asyncio.wait_for(poll, 10)
+        assert d in _members_joined(got, room)
+        assert [e["content"]["body"] for e in got["rooms"]["join"][room]["timeline"]["events"][-1:]] == ["news"]
+        # The joiner's own devices are never held.
+        assert room in (await hs.sync(next(u for u in hs.users if u.user_id == d)))["rooms"]["join"]
+
+    # With a short hold, the held join arrives by itself once the hold is over.
+    async with serve(database_url, tmp_path, **_HOLDING, sync_member_news_hold_ms=400) as hs:
+        owner, a, b = await hs.register("owner2"), await hs.register("a2"), await hs.register("b2")
+        room = await hs.create_room(owner, preset="public_chat")
+        for u in (a, b):
+            await hs.ok("POST", f"{V3}/rooms/{room}/join", u, json={})
+        since = {u.user_id: (await hs.sync(u))["next_batch"] for u in (a, b)}
+        polls = [asyncio.create_task(hs.sync(u, since[u.user_id], timeout=30_000)) for u in (a, b)]
+        await asyncio.sleep(0.2)
+        await _joins(hs, room, "c2")
+        answered = await asyncio.wait_for(asyncio.gather(*polls), 10)
+        started = time.monotonic()
+        poll = asyncio.create_task(hs.sync(a, answered[0]["next_batch"], timeout=30_000))
+        d = await _joins(hs, room, "d2")
+        got = await asyncio.wait_for(poll, 10)
+        assert d in _members_joined(got, room) and time.monotonic() - started >= 0.2

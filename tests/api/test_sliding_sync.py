@@ -4,6 +4,7 @@ connections and `pos` (research/element-x.md §2). Both engines."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from paigham.clock import now_ms
 from paigham.storage import sliding_sync as sliding_store
 from paigham.storage.sliding_sync import MAX_AGE_MS
 from paigham.sync import sliding
-from tests.api.conftest import Harness, User
+from tests.api.conftest import Harness, User, serve
 from tests.api.e2ee_support import Device
 
 SS = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
@@ -648,3 +649,28 @@ async def test_a_state_event_redacted_after_a_room_list_showed_it_comes_redacted
     shown = topic(await ss(hs, alice, room_list([[0, 9]], conn_id="b")))
     assert shown["event_id"] == topic_id and shown["content"] == {}
     assert shown["unsigned"]["redacted_because"]["redacts"] == topic_id
+
+
+async def test_a_join_storms_news_is_held_as_in_sync(database_url: str, tmp_path: Path) -> None:
+    """As /sync's (tests/api/test_large_rooms.py): in a big room (two long-polls woken at once here), a
+    connection answered moments ago gets a further join with the next other news, not at once."""
+    settings = {"sync_big_room_watchers": 2, "sync_member_news_hold_ms": 60_000, "presence_enabled": False}
+    async with serve(database_url, tmp_path, **settings) as hs:
+        owner, a, b = await hs.register("owner"), await hs.register("a"), await hs.register("b")
+        room = await hs.create_room(owner, preset="public_chat")
+        for u in (a, b):
+            await hs.ok("POST", f"/_matrix/client/v3/rooms/{room}/join", u, json={})
+        pos = {u.user_id: (await ss(hs, u, room_list([[0, 0]])))["pos"] for u in (a, b)}
+        polls = [asyncio.create_task(ss(hs, u, room_list([[0, 0]]), pos[u.user_id], timeout=30_000)) for u in (a, b)]
+        await asyncio.sleep(0.2)
+        await hs.ok("POST", f"/_matrix/client/v3/rooms/{room}/join", await hs.register("c"), json={})
+        first = await asyncio.wait_for(polls[0], 10)
+        await asyncio.wait_for(polls[1], 10)
+        assert room in first["rooms"]  # the first join: at once (the room became big with it)
+        poll = asyncio.create_task(ss(hs, a, room_list([[0, 0]]), first["pos"], timeout=30_000))
+        await hs.ok("POST", f"/_matrix/client/v3/rooms/{room}/join", await hs.register("d"), json={})
+        await asyncio.sleep(0.5)
+        assert not poll.done()
+        await hs.send(owner, room, "news")
+        got = await asyncio.wait_for(poll, 10)
+        assert timeline_bodies(got["rooms"][room]) == ["news"]

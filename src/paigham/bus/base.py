@@ -17,6 +17,9 @@ class StreamUpdate(msgspec.Struct, frozen=True):
     users: list[str] = msgspec.field(default_factory=list)
     # Users whose access tokens or account changed: every worker's token cache forgets them.
     credentials: list[str] = msgspec.field(default_factory=list)
+    # Rooms of `rooms` whose news here is only membership changes (a big room's may be held: see
+    # sync/notifier.py).
+    member_only: list[str] = msgspec.field(default_factory=list)
 
 
 Listener = Callable[[StreamUpdate], None]

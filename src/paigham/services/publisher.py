@@ -28,4 +28,5 @@ class Publisher:
             return
         rooms = sorted({e.room_id for e in evs})
         users = sorted({e.state_key for e in evs if e.type == "m.room.member" and e.state_key})
-        await self.bus.publish(StreamUpdate(max(e.stream for e in evs), rooms, users))
+        member_only = sorted({*rooms} - {e.room_id for e in evs if e.type != "m.room.member"})
+        await self.bus.publish(StreamUpdate(max(e.stream for e in evs), rooms, users, member_only=member_only))

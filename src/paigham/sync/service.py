@@ -36,13 +36,6 @@ class SyncResult:
     upto: int
     found: SyncProbe | None = field(default=None, repr=False)
 
-    def wake_rooms(self) -> list[str]:
-        """Rooms whose news should wake a long-poll (joined, invited, knocked), from the same read
-        (built only to wait: it lists every room of the user)."""
-        if self.found is None:
-            return []
-        return [*(r for r, (m, _) in self.found.memberships.items() if m in WAKING), *self.found.quiet]
-
 
 class SyncService:
     def __init__(
@@ -71,13 +64,25 @@ class SyncService:
         self, requester: Requester, since: int | None, timeout_ms: int, flt: SyncFilterView, full_state: bool
     ) -> SyncResponse:
         deadline = time.monotonic() + timeout_ms / 1000
+        held = False  # a big room's membership news is held at most once per request
         while True:
-            result = await self.compute(requester, since, flt, full_state)
-            since = result.since
+            found, since = await self._probe(requester, since, full_state)
+            if not held and since is not None and not full_state and self.notifier.holds_news:
+                keys = _wake_keys(requester.user_id, found)
+                hold_s = min(self.notifier.hold_for(keys, since), deadline - time.monotonic())
+                if hold_s > 0:
+                    # News of a join storm only, and this device was answered moments ago: wait for
+                    # the rest of the hold, or for news that is not held (sync/notifier.py).
+                    held, upto = True, found.position
+                    del found
+                    await self.notifier.wait(keys, upto, hold_s, holding=True)
+                    continue
+            result = await self._answer(requester, since, found, flt, full_state)
+            del found
             remaining = deadline - time.monotonic()
             if result.has_news or since is None or full_state or remaining <= 0:
                 return result.response
-            keys = [f"u:{requester.user_id}", *(f"r:{r}" for r in result.wake_rooms())]
+            keys = _wake_keys(requester.user_id, result.found)
             upto = result.upto
             # Nothing of this pass is needed while waiting: a held long-poll keeps its keys alone, not
             # the empty response and the probe's rows (every room of the user) for up to its timeout.
@@ -95,7 +100,12 @@ class SyncService:
     async def compute(
         self, requester: Requester, since: int | None, flt: SyncFilterView, full_state: bool
     ) -> SyncResult:
-        # One read says where the streams stand and which have news for this device (sync_probe.py).
+        found, since = await self._probe(requester, since, full_state)
+        return await self._answer(requester, since, found, flt, full_state)
+
+    async def _probe(self, requester: Requester, since: int | None, full_state: bool) -> tuple[SyncProbe, int | None]:
+        """One read says where the streams stand and which have news for this device (sync_probe.py);
+        with `since` as used (a token from the future is taken as "now")."""
         found = await probe(
             self.db,
             requester.user_id,
@@ -108,8 +118,23 @@ class SyncService:
         )
         if since is not None and since > found.position:
             since = found.position  # a token from a rolled-back or restored database: treat as "now"
+        return found, since
+
+    async def _answer(
+        self, requester: Requester, since: int | None, found: SyncProbe, flt: SyncFilterView, full_state: bool
+    ) -> SyncResult:
         req = SyncRequest(requester, since, found.position, flt, full_state, found)
         response = await self.sections.build(req)
         for extension in self.extensions:
             await extension(req, response)
         return SyncResult(response, response.has_news(), since, req.upto, found)
+
+
+def _wake_keys(user_id: str, found: SyncProbe | None) -> set[str]:
+    """The notifier keys of news for this user: their own, and the rooms whose news should wake a
+    long-poll (joined, invited, knocked), from the probe (built only to wait: every room of the user)."""
+    keys = {f"u:{user_id}"}
+    if found is not None:
+        keys.update(f"r:{r}" for r, (m, _) in found.memberships.items() if m in WAKING)
+        keys.update(f"r:{r}" for r in found.quiet)
+    return keys

@@ -241,8 +241,19 @@ class SlidingSyncService:
             prev = await self._load(rq, conn_id, generation, stream)
             since = stream
         deadline = time.monotonic() + timeout_ms / 1000
+        held = False  # a big room's membership news is held at most once per request (as /sync's)
         while True:
-            out = await self._compute(rq, body, prev, since)
+            found, used = await self._probe(rq, since)
+            if not held and used is not None and self.notifier.holds_news:
+                waking = {f"u:{rq.user_id}", *(f"r:{r}" for r, (m, _) in found.memberships.items() if m in LIVE)}
+                hold_s = min(self.notifier.hold_for(waking, used), deadline - time.monotonic())
+                if hold_s > 0:
+                    held, upto = True, found.position
+                    del found
+                    await self.notifier.wait(waking, upto, hold_s, holding=True)
+                    continue
+            out = await self._build(rq, body, prev, used, found)
+            del found
             remaining = deadline - time.monotonic()
             if out.has_news or since is None or remaining <= 0:
                 break
@@ -302,6 +313,11 @@ class SlidingSyncService:
 
     # -- one pass --------------------------------------------------------------------------------------
     async def _compute(self, rq: Requester, body: SlidingRequest, prev: ConnectionState, since: int | None) -> Computed:
+        found, since = await self._probe(rq, since)
+        return await self._build(rq, body, prev, since, found)
+
+    async def _probe(self, rq: Requester, since: int | None) -> tuple[SyncProbe, int | None]:
+        """Where the streams stand and which rooms have news; with `since` as used."""
         # A fresh connection sends every room in view in full and counts their unread itself: its
         # first probe reads the rooms and their bump stamps only, nothing out of view is counted.
         if since is None:
@@ -312,6 +328,11 @@ class SlidingSyncService:
             found.user_flags = ACCOUNT_DATA | PUSH_RULES | TO_DEVICE | DEVICE_LISTS
         elif since > found.position:
             since = found.position  # a position from a restored database: take it as "now"
+        return found, since
+
+    async def _build(
+        self, rq: Requester, body: SlidingRequest, prev: ConnectionState, since: int | None, found: SyncProbe
+    ) -> Computed:
         p = Pass(rq, body, since, found.position, found, prev, ConnectionState(dict(prev.rooms)))
         live = {r: m for r, (m, _) in found.memberships.items() if m in LIVE}
         await self._bump_stamps(p, live)
