@@ -94,3 +94,23 @@ async def test_holding_off() -> None:
     await big_room(n, 2)
     n.on_update(joins(3))
     assert not n.holds_news and n.hold_for(ME, 2) == 0
+
+
+async def test_a_room_stays_big_while_its_followers_hold_its_news() -> None:
+    """During a storm longer than `remember_s`, most long-polls of the room are holding (not woken by
+    its joins): they still count, so the room stays big and its news held."""
+    clock = Clock()
+    n = Notifier(Holding(hold_s=2.0, watchers=2, remember_s=60.0), clock=clock, random=lambda: 1.0)
+    await big_room(n, 2)
+    clock.now = 150.0
+    holding = [asyncio.ensure_future(n.wait(ME, 2, 5, holding=True)) for _ in range(2)]
+    await asyncio.sleep(0)
+    n.on_update(joins(3))  # two holding: counted, not woken
+    assert not any(h.done() for h in holding)
+    clock.now = 200.0  # 100 s after the room last woke two long-polls, 50 s after it last held two
+    n.on_update(joins(4))
+    assert n.hold_for(ME, 3) > 0
+    for h in holding:
+        h.cancel()
+    await asyncio.gather(*holding, return_exceptions=True)
+    assert n.waiting == 0

@@ -33,7 +33,7 @@ class Config(msgspec.Struct, kw_only=True, frozen=True):
     max_request_body_bytes: int = 1024 * 1024
     sync_timeout_max_ms: int = 60_000
     # A big room's membership news (a join storm) reaches each device at most once per this time (0: at
-    # once); a room is big where this many of a worker's long-polls waited on it at once (sync/notifier.py).
+    # once); a room is big where one update finds this many of a worker's long-polls following it (sync/notifier.py).
     sync_member_news_hold_ms: int = 2_000
     sync_big_room_watchers: int = 50
     log_level: str = "info"

@@ -2,7 +2,7 @@
 touching one of them is published, or its timeout passes.
 
 Membership news of a big room is held (docs/decisions.md, "A join storm's news held"): where at least
-`Holding.watchers` long-polls of this process waited on a room at once, an update that only changes
+`Holding.watchers` long-polls of this process followed a room at once, an update that only changes
 its members (a join, a leave, a profile) lets a device answered less than `Holding.hold_s` ago wait
 out the rest of that time before it is answered, unless other news comes for it (a message, its own
 to-device messages, another room). Each device then gets a join storm's news once per `hold_s`
@@ -31,7 +31,7 @@ HOLD_LOOKS_AT = 2_000  # updates past a `since`, at most, before news is sent wi
 @dataclass(frozen=True)
 class Holding:
     hold_s: float = 2.0  # 0: never hold
-    watchers: int = 50  # long-polls woken at once that make a room big
+    watchers: int = 50  # long-polls following a room at one of its updates that make it big
     remember_s: float = 600.0  # a room stays big this long after the last time it was
 
 
@@ -56,7 +56,8 @@ class Notifier:
         self._recent: deque[tuple[int, tuple[str, ...], tuple[str, ...]]] = deque(maxlen=RECENT)
         # (position, when it was published), at most one per MARK_EVERY_S: over hold_s and then some
         self._marks: deque[tuple[int, float]] = deque(maxlen=int(self.holding.hold_s / MARK_EVERY_S) + 8)
-        self._big: dict[str, float] = {}  # room key → last time it woke `watchers` long-polls at once
+        # room key → the last time one of its updates found `watchers` long-polls following it
+        self._big: dict[str, float] = {}
         self._held_until = 0.0  # no held news is younger than hold_s after this time
 
     @property
@@ -78,13 +79,14 @@ class Notifier:
         held = self._held_keys(keys, update.member_only, now) if update.member_only else ()
         self._recent.append((update.pos, keys, held))
         for key in keys:
-            waiting = self._waiters.pop(key, None)
-            if waiting:
-                if len(waiting) >= self.holding.watchers and key.startswith("r:"):
-                    self._remember_big(key, now)
-                _wake(waiting)
-            if key not in held:
-                _wake(self._holders.pop(key, ()))
+            waiting, holding = self._waiters.pop(key, ()), self._holders.get(key, ())
+            # The long-polls following the room: those it wakes, and those holding its earlier news
+            # (during a long storm, most of them: the room stays big while they do).
+            if len(waiting) + len(holding) >= self.holding.watchers and key.startswith("r:"):
+                self._remember_big(key, now)
+            _wake(waiting)
+            if holding and key not in held:
+                _wake(self._holders.pop(key))
 
     def _held_keys(self, keys: tuple[str, ...], member_only: list[str], now: float) -> tuple[str, ...]:
         if self.holding.hold_s <= 0:
