@@ -144,6 +144,17 @@ class Notifier:
             found = True
         return left if found else 0.0
 
+    async def held(self, keys: set[str], since: int, upto: int, timeout_s: float) -> bool:
+        """For a long-poll answered at `since` that looked up to `upto` and found news: wait out the
+        hold if the news may be held (hold_for), for `timeout_s` at most, or until news that is not
+        held. True if it waited (look again: the news is to be sent, held no more), False if the news
+        is to be sent now."""
+        hold_s = min(self.hold_for(keys, since), timeout_s)
+        if hold_s <= 0:
+            return False
+        await self.wait(keys, upto, hold_s, holding=True)
+        return True
+
     def _seen_since(self, since: int, keys: set[str], holding: bool) -> bool:
         if self._recent and self._recent[0][0] > since + 1 and len(self._recent) == RECENT:
             return True  # too old to tell: let the caller look again

@@ -68,14 +68,11 @@ class SyncService:
         while True:
             found, since = await self._probe(requester, since, full_state)
             if not held and since is not None and not full_state and self.notifier.holds_news:
-                keys = _wake_keys(requester.user_id, found)
-                hold_s = min(self.notifier.hold_for(keys, since), deadline - time.monotonic())
-                if hold_s > 0:
-                    # News of a join storm only, and this device was answered moments ago: wait for
-                    # the rest of the hold, or for news that is not held (sync/notifier.py).
-                    held, upto = True, found.position
-                    del found
-                    await self.notifier.wait(keys, upto, hold_s, holding=True)
+                # News of a join storm only, for a device answered moments ago: held (sync/notifier.py).
+                held = await self.notifier.held(
+                    _wake_keys(requester.user_id, found), since, found.position, deadline - time.monotonic()
+                )
+                if held:
                     continue
             result = await self._answer(requester, since, found, flt, full_state)
             del found

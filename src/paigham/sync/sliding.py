@@ -246,11 +246,8 @@ class SlidingSyncService:
             found, used = await self._probe(rq, since)
             if not held and used is not None and self.notifier.holds_news:
                 waking = {f"u:{rq.user_id}", *(f"r:{r}" for r, (m, _) in found.memberships.items() if m in LIVE)}
-                hold_s = min(self.notifier.hold_for(waking, used), deadline - time.monotonic())
-                if hold_s > 0:
-                    held, upto = True, found.position
-                    del found
-                    await self.notifier.wait(waking, upto, hold_s, holding=True)
+                held = await self.notifier.held(waking, used, found.position, deadline - time.monotonic())
+                if held:
                     continue
             out = await self._build(rq, body, prev, used, found)
             del found
