@@ -42,6 +42,10 @@ SYNC_WAITERS = Gauge(
     "/sync requests currently long-polling for news.",
     multiprocess_mode="livesum",
 )
+SYNC_HELD = Counter(
+    "paigham_sync_held",
+    "Long-polls (/sync, sliding sync) whose news, only a big room's membership changes, was held.",
+)
 EVENTS_PERSISTED = Counter("paigham_events_persisted", "Room events committed to the database.")
 GC_PAUSE = Histogram(
     "paigham_gc_pause_seconds",

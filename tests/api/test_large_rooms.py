@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import event
 
 from paigham.domain import push_rules as pr
@@ -340,6 +341,10 @@ async def _joins(hs: Harness, room: str, name: str) -> str:
     return u.user_id
 
 
+def _held() -> float:
+    return REGISTRY.get_sample_value("paigham_sync_held_total") or 0.0
+
+
 async def _made_big(hs: Harness, tag: str) -> tuple[User, User, str, str]:
     """A room whose two members long-poll; a first join wakes both at once (the room is big from then
     on) and is answered at once. The owner, member a, the room, and a's token after that answer."""
@@ -360,11 +365,12 @@ async def test_a_join_storms_news_reaches_a_device_once_per_hold(database_url: s
     gets further joins once the hold is over, or at once with any other news (a message)."""
     async with serve(database_url, tmp_path, **_HOLDING, sync_member_news_hold_ms=60_000) as hs:
         owner, a, room, since = await _made_big(hs, "")
+        held_before = _held()
         # The next join is held for a device answered moments ago (the hold here: 30 to 60 s) ...
         poll = asyncio.create_task(hs.sync(a, since, timeout=30_000))
         d = await _joins(hs, room, "d")
         await asyncio.sleep(0.5)
-        assert not poll.done()
+        assert not poll.done() and _held() == held_before + 1
         # ... and comes at once with other news for it.
         await hs.send(owner, room, "news")
         got = await asyncio.wait_for(poll, 10)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from paigham.bus.base import StreamUpdate
-from paigham.metrics import SYNC_WAITERS
+from paigham.metrics import SYNC_HELD, SYNC_WAITERS
 
 RECENT = 20_000
 # How often the time of a position is noted (hold_for asks when a device's `since` was current).
@@ -152,6 +152,7 @@ class Notifier:
         hold_s = min(self.hold_for(keys, since), timeout_s)
         if hold_s <= 0:
             return False
+        SYNC_HELD.inc()
         await self.wait(keys, upto, hold_s, holding=True)
         return True
 
