@@ -168,8 +168,14 @@ class PaighamServer(Server):
             env["PAIGHAM_PASSWORD_ARGON2_TIME_COST"] = "1"
             env["PAIGHAM_PASSWORD_ARGON2_MEMORY_KIB"] = "64"
         # The code of this checkout, even when the venv's editable install points at another one (a git
-        # worktree sharing the main checkout's venv).
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH", "")) if p)
+        # worktree sharing the main checkout's venv). Another build is measured by running the bench from
+        # its own checkout: a PYTHONPATH naming its src here would be shadowed (and was, in session 18).
+        inherited = env.get("PYTHONPATH", "")
+        for entry in filter(None, inherited.split(os.pathsep)):
+            if (Path(entry) / "paigham").is_dir() and Path(entry).resolve() != (REPO / "src").resolve():
+                raise SystemExit(f"PYTHONPATH names another paigham ({entry}), which this checkout's src would "
+                                 f"shadow: run the bench from that checkout instead")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), inherited) if p)
         return env
 
 
