@@ -139,7 +139,7 @@ class Notifier:
                 return 0.0  # too much news to go through: send it
             if keys.isdisjoint(upd):
                 continue
-            if not held or any(k in keys and k not in held for k in upd):
+            if _not_held(upd, held, keys):
                 return 0.0  # news that is not held
             found = True
         return left if found else 0.0
@@ -164,7 +164,7 @@ class Notifier:
                 break
             if keys.isdisjoint(upd):
                 continue
-            if not holding or not held or any(k in keys and k not in held for k in upd):
+            if not holding or _not_held(upd, held, keys):
                 return True
         return False
 
@@ -195,6 +195,11 @@ class Notifier:
                     waiting.discard(fut)
                     if not waiting:
                         del waiters[key]
+
+
+def _not_held(update_keys: tuple[str, ...], held: tuple[str, ...], keys: set[str]) -> bool:
+    """Whether an update touching `keys` brings them news that may not be held."""
+    return not held or any(k in keys and k not in held for k in update_keys)
 
 
 def _wake(futs: Iterable[asyncio.Future[None]]) -> None:

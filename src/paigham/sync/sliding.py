@@ -245,7 +245,7 @@ class SlidingSyncService:
         while True:
             found, used = await self._probe(rq, since)
             if not held and used is not None and self.notifier.holds_news:
-                waking = {f"u:{rq.user_id}", *(f"r:{r}" for r, (m, _) in found.memberships.items() if m in LIVE)}
+                waking = _wake_keys(rq.user_id, [r for r, (m, _) in found.memberships.items() if m in LIVE])
                 held = await self.notifier.held(waking, used, found.position, deadline - time.monotonic())
                 if held:
                     continue
@@ -254,8 +254,7 @@ class SlidingSyncService:
             remaining = deadline - time.monotonic()
             if out.has_news or since is None or remaining <= 0:
                 break
-            keys = [f"u:{rq.user_id}", *(f"r:{r}" for r in out.wake_rooms)]
-            if not await self.notifier.wait(keys, out.upto, remaining):
+            if not await self.notifier.wait(_wake_keys(rq.user_id, out.wake_rooms), out.upto, remaining):
                 out = await self._compute(rq, body, prev, since)  # one last look, as /sync does
                 break
             if not self.db.reads_suspend:  # as /sync does (sync/service.py)
@@ -979,3 +978,8 @@ def _fresh_generation() -> int:
     """A new connection's first generation: above any earlier one of the same conn_id (time-based),
     so the old ones are dropped when it is saved, and an old `pos` cannot name it."""
     return now_ms() * 1000 + random.randrange(1000)
+
+
+def _wake_keys(user_id: str, rooms: list[str]) -> set[str]:
+    """The notifier keys of news for this connection: the user's own and its live rooms'."""
+    return {f"u:{user_id}", *(f"r:{r}" for r in rooms)}
