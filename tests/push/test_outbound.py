@@ -1,6 +1,7 @@
 """The outbound policy and client (services/outbound.py): allowlist prefixes at a boundary, blocked
 address ranges unless whitelisted, one resolution whose checked address is the one connected to,
-no redirects followed, a deadline."""
+no redirects followed, a deadline; answers read as HTTP/1.1 says (length, chunks, close, interim
+answers, a body over the limit), a garbled answer as none."""
 
 from __future__ import annotations
 
@@ -189,6 +190,90 @@ async def test_redirects_are_not_followed_and_a_silent_gateway_times_out() -> No
         with pytest.raises(GatewayUnreachable, match="no answer within"):
             await client.post_json(f"http://127.0.0.1:{port}/silent", b"{}")
     finally:
+        server.close()
+
+
+async def _answering(answer: bytes, *, close: bool) -> tuple[asyncio.Server, list[bytes]]:
+    """A gateway that reads one request (head and body) and writes `answer` as it is; closes after it if
+    `close`."""
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                seen.append(head + await reader.readexactly(length))
+                writer.write(answer)
+                await writer.drain()
+                if close:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0), seen
+
+
+@pytest.mark.parametrize(
+    ("answer", "close", "status", "body", "reused"),
+    [
+        # a body delimited by the connection's close (no length given)
+        (b'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{"rejected":[]}', True, 200, b'{"rejected":[]}', False),
+        # chunked, then kept alive
+        (
+            b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{"re\r\n9\r\njected":[\r\n2\r\n]}\r\n0\r\n\r\n',
+            False,
+            200,
+            b'{"rejected":[]}',
+            True,
+        ),
+        # an interim answer first: the final one counts
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", False, 200, b"{}", True),
+        # an HTTP/1.0 answer: not kept
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}", False, 200, b"{}", False),
+        # a body over the limit: the status counts, the body is not read on, the connection not kept
+        (b"HTTP/1.1 413 Too Large\r\nContent-Length: 70000\r\n\r\n" + b"x" * 70_000, False, 413, b"", False),
+    ],
+)
+async def test_answers_are_read_as_http_says(
+    answer: bytes, close: bool, status: int, body: bytes, reused: bool
+) -> None:
+    server, seen = await _answering(answer, close=close)
+    port = server.sockets[0].getsockname()[1]
+    client = OutboundClient(OutboundPolicy([f"http://127.0.0.1:{port}/"], ["127.0.0.0/8"]), 2.0)
+    try:
+        got = await client.post_json(f"http://127.0.0.1:{port}{NOTIFY_PATH}?x=1", b'{"n": 1}')
+        assert (got.status, got.body) == (status, body)
+        assert (
+            seen[0]
+            == (
+                f"POST {NOTIFY_PATH}?x=1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: Paigham push\r\n"
+                'Content-Type: application/json\r\nContent-Length: 8\r\n\r\n{"n": 1}'
+            ).encode()
+        )
+        assert sum(len(v) for v in client._idle.values()) == (1 if reused else 0)
+    finally:
+        await client.close()
+        server.close()
+
+
+async def test_a_garbled_answer_is_no_answer_and_an_unsendable_url_is_refused() -> None:
+    server, _ = await _answering(b"SMTP ready\r\n\r\n", close=False)
+    port = server.sockets[0].getsockname()[1]
+    client = OutboundClient(OutboundPolicy([f"http://127.0.0.1:{port}/"], ["127.0.0.0/8"]), 2.0)
+    try:
+        with pytest.raises(GatewayUnreachable, match="not an HTTP answer"):
+            await client.post_json(f"http://127.0.0.1:{port}{NOTIFY_PATH}", b"{}")
+        for bad in (
+            f"http://127.0.0.1:{port}/a b",
+            f"http://127.0.0.1:{port}/\u0928",
+            f"http://127.0.0.1:{port}/a\r\nX: y",
+        ):
+            with pytest.raises(GatewayRefused):
+                await client.post_json(bad, b"{}")
+    finally:
+        await client.close()
         server.close()
 
 
