@@ -328,8 +328,12 @@ def conditions(results: dict[str, Any]) -> str:
             pd = r.get("push", {}).get("delivery")
             if pd:
                 out.append(f"- {name}, push: {pd['pushes_received']:,} of the {pd['pushes_expected']:,} pushes owed "
-                           f"received, {pd['pushes_duplicate']} twice; the load generator with the gateway stand-in "
-                           f"used {pd['loadgen_cpu_util'] * 100:.0f} % of a core during the load; the wait for them "
+                           f"received, {pd['pushes_duplicate']} twice; the load generator used "
+                           f"{pd['loadgen_cpu_util'] * 100:.0f} % of a core during the load"
+                           + (f" and the gateway stand-in (a process of its own) "
+                              f"{pd['gateway_cpu_util'] * 100:.0f} %" if "gateway_cpu_util" in pd else
+                              " (the gateway stand-in inside it)")
+                           + f"; the wait for them "
                            f"ended after {pd['wait_after_load_s']:.0f} s ({pd['wait_ended']})"
                            + ("; a push missing then counts with the time until then, so the push percentiles are "
                               "lower bounds" if pd["pushes_missing"] else "") + ".")

@@ -1079,7 +1079,9 @@ async def _push_delivery(run: Run, gw: Gateway) -> dict[str, Any]:
     after_steady = len(gw.pushes)
     run.window_open()  # (profiling) the load and the wait for its pushes
     cpu0 = run.cpu()
+    gw0, t_load = gw.cpu_seconds(), now()
     out = await closed_loop(run, users, rooms, receivers, sent_at, "push", "pu", event_ids)
+    out["gateway_cpu_util"] = (gw.cpu_seconds() - gw0) / (now() - t_load)
     owed = _owed(run, event_ids, sent_at)
     rx = await _await_pushes(run, gw, owed, after_steady, s.push_drain_s)
     cpu = run.cpu() - cpu0
@@ -1184,8 +1186,8 @@ async def _push_down(run: Run, gw: Gateway) -> dict[str, Any]:
 
 
 async def w_push(run: Run) -> dict[str, Any]:
-    """Push notifications to Push Gateway API stand-ins in this process: delivery under load, and 10,000
-    pushers whose gateway is down."""
+    """Push notifications to Push Gateway API stand-ins (bench/gateway.py, each a process of its own): delivery
+    under load, and 10,000 pushers whose gateway is down."""
     working, down = (Gateway(p, status=st) for p, st in zip(run.server.gateway_ports, (200, 503), strict=True))
     out: dict[str, Any] = {}
     await working.start()
