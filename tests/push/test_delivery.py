@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
+from paigham.clock import now_ms
 from paigham.services import push_delivery
 from paigham.services.push_breaker import FAILURES_TO_OPEN
 from tests.api.conftest import Harness, User
@@ -256,6 +258,44 @@ async def test_no_duplicates_across_a_restart_mid_retry(env: PushEnv, ntfy: Ntfy
     await eventually(lambda: len(ntfy.accepted) == 3, what="the next push")
     await asyncio.sleep(0.5)
     assert [n["event_id"] for n in ntfy.accepted] == [e1, e2, e3]
+
+
+async def test_cursor_commits_asked_together_go_in_one_statement(
+    env: PushEnv, ntfy: NtfyGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hs = await env.start([ntfy.url])
+    people = await _people(hs, "p0", "p1", "p2", "p3")
+    ids = [
+        await add_pusher(hs.server, u.user_id, app_id=ELEMENT_X, pushkey=ntfy.topic(f"up{i}"), url=ntfy.url)
+        for i, u in enumerate(people)
+    ]
+    d = hs.server.push_delivery
+    store = d.store
+    held = await store.claim(ids[:3], d.owner, now_ms(), d.lease_ms)
+    assert sorted(p.id for p in held) == ids[:3]
+    lost = (await store.claim(ids[3:], "another-worker", now_ms(), d.lease_ms))[0]  # held by someone else
+    calls: list[int] = []
+    real = store.advance
+
+    async def counted(owner: str, moves: Any) -> set[int]:
+        calls.append(len(moves))
+        return await real(owner, moves)
+
+    monkeypatch.setattr(store, "advance", counted)
+    start = lost.last_stream
+    pos = start + 7  # a position past every cursor
+    results = await asyncio.gather(
+        d._advance(held[0], pos),
+        d._advance(held[1], pos),
+        d._advance(held[2], pos, release=True),
+        d._advance(lost, pos),
+    )
+    assert calls == [4]  # four workers answered at the same moment: one statement
+    assert list(results) == [True, True, True, False]  # the one another worker holds is not moved
+    rows = await pusher_rows(hs.server)
+    assert [rows[i]["last_stream"] for i in ids] == [pos, pos, pos, start]
+    leases = {int(r[0]): r[1] for r in await hs.server.db.fetch("SELECT id, lease_owner FROM pushers")}
+    assert [leases[i] for i in ids] == [d.owner, d.owner, None, "another-worker"]
 
 
 async def test_private_address_refused_without_whitelist(env: PushEnv, ntfy: NtfyGateway) -> None:

@@ -69,6 +69,24 @@ def _pusher(r: Sequence[Any]) -> Pusher:
     )
 
 
+class Advance(NamedTuple):
+    """A pusher's cursor moved past `last_stream`; its lease extended to `lease_until`, or given up (None)."""
+
+    pusher_id: int
+    last_stream: int
+    last_badge: int | None
+    lease_until: int | None
+
+
+# `advance` for many pushers at once (PostgreSQL): a NULL lease_until gives the lease up.
+_ADVANCE_MANY = (
+    "UPDATE pushers p SET last_stream = v.ls, last_badge = v.lb, failing_since = NULL, attempts = 0, "
+    "next_attempt_ts = 0, lease_owner = CASE WHEN v.lu IS NULL THEN NULL ELSE p.lease_owner END, "
+    "lease_until = coalesce(v.lu, 0) FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) "
+    "AS v(id, ls, lb, lu) WHERE p.id = v.id AND p.lease_owner = $1 RETURNING p.id"
+)
+
+
 class Notification(NamedTuple):
     room_id: str
     stream: int
@@ -175,30 +193,39 @@ class PushDeliveryStore:
         rows = await self.db.write_one(self._claim, owner, now + lease_ms, sorted(set(ids)), now, len(ids))
         return [_pusher(r) for r in rows]
 
-    async def advance(
-        self,
-        pusher_id: int,
-        owner: str,
-        last_stream: int,
-        last_badge: int | None,
-        lease_until: int,
-        *,
-        release: bool = False,
-    ) -> bool:
-        """Move the cursor (the notification at `last_stream` is done), clear the failure state and
-        extend the lease — or give it up with `release`. False if this worker no longer holds the
-        pusher (or it was deleted)."""
-        lease = "lease_owner = NULL, lease_until = 0" if release else "lease_until = $5"
-        rows = await self.db.write_one(
-            "UPDATE pushers SET last_stream = $3, last_badge = $4, failing_since = NULL, attempts = 0, "
-            f"next_attempt_ts = 0, {lease} WHERE id = $1 AND lease_owner = $2 RETURNING id",
-            pusher_id,
-            owner,
-            last_stream,
-            last_badge,
-            *(() if release else (lease_until,)),
-        )
-        return bool(rows)
+    async def advance(self, owner: str, moves: Sequence[Advance]) -> set[int]:
+        """Move each pusher's cursor (the notification at `last_stream` is done), clear its failure
+        state and extend its lease — or give the lease up (`lease_until` None) — in one statement on
+        PostgreSQL, one transaction on SQLite. The ids moved: a pusher this worker no longer holds
+        (or one deleted) is not."""
+        if not moves:
+            return set()
+        if self._many:
+            rows = await self.db.write_one(
+                _ADVANCE_MANY,
+                owner,
+                [m.pusher_id for m in moves],
+                [m.last_stream for m in moves],
+                [m.last_badge for m in moves],
+                [m.lease_until for m in moves],
+            )
+            return {int(r[0]) for r in rows}
+        done: set[int] = set()
+        async with self.db.write() as conn:
+            for m in moves:
+                lease = "lease_owner = NULL, lease_until = 0" if m.lease_until is None else "lease_until = $5"
+                rows = await self.db.fetch(
+                    "UPDATE pushers SET last_stream = $3, last_badge = $4, failing_since = NULL, attempts = 0, "
+                    f"next_attempt_ts = 0, {lease} WHERE id = $1 AND lease_owner = $2 RETURNING id",
+                    m.pusher_id,
+                    owner,
+                    m.last_stream,
+                    m.last_badge,
+                    *(() if m.lease_until is None else (m.lease_until,)),
+                    conn=conn,
+                )
+                done.update(int(r[0]) for r in rows)
+        return done
 
     async def failed(
         self, pusher_id: int, owner: str, last_stream: int, attempts: int, failing_since: int, next_attempt: int
