@@ -277,7 +277,9 @@ class PushDelivery:
         try:  # what each run starts with, read for all of them together
             pos = self._pos if self._pos > max(p.last_stream for p in claimed) else await self.store.position()
             heads = await self.store.notifications_many([(p.user_id, p.last_stream) for p in claimed], pos, BATCH)
+            prefetch = asyncio.ensure_future(self._prefetch(list(zip(claimed, heads, strict=True))))
             badges = await self.store.badges([p.user_id for p in claimed])
+            prefetch.add_done_callback(_quiet)  # a failed read is read again by the worker that needs it
             starts: list[_Start | None] = [
                 _Start(pos, badges.get(p.user_id, 0), head) for p, head in zip(claimed, heads, strict=True)
             ]
@@ -574,10 +576,10 @@ class PushDelivery:
             device["tweaks"] = tweaks
         return device
 
-    async def _facts(self, ev: StoredEvent, id_only: bool) -> _EventFacts:
+    def _facts_of(self, ev: StoredEvent, id_only: bool) -> asyncio.Future[_EventFacts]:
         """What every pusher of `ev` needs from its room, read once per event (and format): the
         room's current state at the keys the payload and the push rules use, the sender's power
-        level and the joined-member count."""
+        level and the joined-member count. The read starts now (shared by every asker)."""
         key = (ev.stream, id_only)
         task = self._facts_cache.get(key)
         if task is None:  # one read for all the event's pushers, also those asking at the same time
@@ -585,10 +587,14 @@ class PushDelivery:
                 self._facts_cache.pop(next(iter(self._facts_cache)))
             task = self._facts_cache[key] = asyncio.ensure_future(self._read_facts(ev, id_only))
             task.add_done_callback(lambda t: _forget_failed(self._facts_cache, key, t))
-        return await asyncio.shield(task)
+        return task
 
-    async def _events(self, streams: Sequence[int]) -> dict[int, StoredEvent]:
-        """The events at `streams`, read once for all the pushers asking for them (the newest
+    async def _facts(self, ev: StoredEvent, id_only: bool) -> _EventFacts:
+        task = self._facts_of(ev, id_only)
+        return task.result() if task.done() else await asyncio.shield(task)
+
+    def _events_of(self, streams: Sequence[int]) -> dict[int, asyncio.Future[dict[int, StoredEvent]]]:
+        """The reads of the events at `streams`, started now if not already (the newest
         EVENTS_CACHE positions kept): every pusher of a message asks for the same one."""
         tasks = {st: self._events_cache[st] for st in streams if st in self._events_cache}
         missing = [st for st in streams if st not in tasks]
@@ -599,21 +605,39 @@ class PushDelivery:
                 task.add_done_callback(lambda t, st=st: _forget_failed(self._events_cache, st, t))  # type: ignore[misc]
             while len(self._events_cache) > EVENTS_CACHE:
                 self._events_cache.pop(next(iter(self._events_cache)))
+        return tasks
+
+    async def _events(self, streams: Sequence[int]) -> dict[int, StoredEvent]:
+        """The events at `streams` (shared reads: `_events_of`)."""
         out: dict[int, StoredEvent] = {}
-        for st, t in tasks.items():
-            found = (await asyncio.shield(t)).get(st)
+        for st, t in self._events_of(streams).items():
+            found = (t.result() if t.done() else await asyncio.shield(t)).get(st)
             if found is not None:
                 out[st] = found
         return out
+
+    async def _prefetch(self, heads: Sequence[tuple[Pusher, list[Notification]]]) -> None:
+        """Start what the claimed pushers' first pushes will read — their events, then each event's
+        room facts — while the dispatcher goes on, so the workers find them read or in flight."""
+        firsts = {head[0].stream: self._id_only(p) for p, head in heads if head}
+        if not firsts:
+            return
+        evs = await self._events(list(firsts))
+        for st, id_only in firsts.items():
+            ev = evs.get(st)
+            if ev is not None:
+                self._facts_of(ev, id_only)
+
+    def _id_only(self, p: Pusher) -> bool:
+        return self.config.push_force_event_id_only or p.data.get("format") == "event_id_only"
 
     async def _read_facts(self, ev: StoredEvent, id_only: bool) -> _EventFacts:
         keys = [("m.room.power_levels", ""), ("m.room.create", "")]
         if not id_only:
             keys += [("m.room.member", ev.sender), ("m.room.name", ""), ("m.room.canonical_alias", "")]
-        state = await self.events.state_for_keys(ev.room_id, keys)
+        state, room = await asyncio.gather(self.events.state_for_keys(ev.room_id, keys), self.store.room(ev.room_id))
         pl, create = state.get(("m.room.power_levels", "")), state.get(("m.room.create", ""))
-        room = await self.events.get_room(ev.room_id)
-        room_version = get_room_version(room.room_version) if room else None
+        room_version = get_room_version(room[0]) if room else None
         level = (
             user_level(ev.sender, pl.content if pl else None, create.pdu, room_version)
             if create and room_version
@@ -623,11 +647,11 @@ class PushDelivery:
             state=state,
             sender_level=int(min(level, 2**53)),
             notify_room_level=notification_level(pl.content if pl else None, "room"),
-            joined=await self.events.joined_count(ev.room_id),
+            joined=room[1] if room else 0,
         )
 
     async def _send_event(self, p: Pusher, n: Notification, ev: StoredEvent, badge: int) -> Outcome:
-        id_only = self.config.push_force_event_id_only or p.data.get("format") == "event_id_only"
+        id_only = self._id_only(p)
         facts = await self._facts(ev, id_only)
         compiled, name_matters = await self._rules(p.user_id)
         me = None
@@ -723,6 +747,11 @@ class _EventFacts:
     sender_level: int
     notify_room_level: int
     joined: int
+
+
+def _quiet(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: not logged as never retrieved
 
 
 def _forget_failed(cache: dict[Any, Any], key: Any, task: asyncio.Future[Any]) -> None:

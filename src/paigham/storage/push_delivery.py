@@ -268,6 +268,11 @@ class PushDeliveryStore:
         rows = await self.db.fetch(_NOTIFICATIONS, user_id, after, upto, limit)
         return [Notification(r[0], int(r[1]), bool(r[2])) for r in rows]
 
+    async def room(self, room_id: str) -> tuple[str, int] | None:
+        """The room's version and joined-member count."""
+        row = await self.db.fetchrow("SELECT room_version, joined_members FROM rooms WHERE room_id = $1", room_id)
+        return (str(row[0]), int(row[1])) if row else None
+
     async def events_at(self, streams: Sequence[int]) -> dict[int, StoredEvent]:
         if not streams:
             return {}
