@@ -183,7 +183,7 @@ class PushDelivery:
         self._workers: list[asyncio.Task[None]] = []
         self._stopping = False
         # user → compiled rules; forgotten when a stream update names the user (a rule change does)
-        self._compiled: dict[str, tuple[tuple[CompiledRule, ...], bool]] = {}
+        self._compiled: dict[str, asyncio.Future[_Rules]] = {}
         self._facts_cache: dict[tuple[int, bool], asyncio.Future[_EventFacts]] = {}
         self._events_cache: dict[int, asyncio.Future[dict[int, StoredEvent]]] = {}
         self._pos = 0  # a stream position everything up to which is committed (what wake-ups named)
@@ -617,11 +617,15 @@ class PushDelivery:
         return out
 
     async def _prefetch(self, heads: Sequence[tuple[Pusher, list[Notification]]]) -> None:
-        """Start what the claimed pushers' first pushes will read — their events, then each event's
-        room facts — while the dispatcher goes on, so the workers find them read or in flight."""
+        """Start what the claimed pushers' first pushes will read — their users' rules, their events,
+        then each event's room facts — while the dispatcher goes on, so the workers find them read or
+        in flight."""
         firsts = {head[0].stream: self._id_only(p) for p, head in heads if head}
         if not firsts:
             return
+        for p, head in heads:
+            if head:
+                self._rules_of(p.user_id)  # (a user's first push: read with the others, not after)
         evs = await self._events(list(firsts))
         for st, id_only in firsts.items():
             ev = evs.get(st)
@@ -718,18 +722,30 @@ class PushDelivery:
             return Outcome.REJECTED
         return Outcome.SENT
 
-    async def _rules(self, user_id: str) -> tuple[tuple[CompiledRule, ...], bool]:
+    def _rules_of(self, user_id: str) -> asyncio.Future[_Rules]:
         """The user's push rules, compiled, and whether their display name can change which rule's
         tweaks apply to a notification whose highlight is already known: only through a
         `contains_display_name` rule that does not highlight (the default one highlights, and the
-        stored highlight decides)."""
-        cached = self._compiled.get(user_id)
-        if cached is None:
-            rules, _ = await self.rules_of(user_id)
+        stored highlight decides). Read once (shared by every asker) and kept until a stream update
+        names the user."""
+        task = self._compiled.get(user_id)
+        if task is None:
             if len(self._compiled) > 10_000:
                 self._compiled.clear()
-            cached = self._compiled[user_id] = (compile_ruleset(rules), _name_matters(rules))
-        return cached
+            task = self._compiled[user_id] = asyncio.ensure_future(self._read_rules(user_id))
+            task.add_done_callback(lambda t: _forget_failed(self._compiled, user_id, t))
+        return task
+
+    async def _read_rules(self, user_id: str) -> _Rules:
+        rules, _ = await self.rules_of(user_id)
+        return compile_ruleset(rules), _name_matters(rules)
+
+    async def _rules(self, user_id: str) -> _Rules:
+        task = self._rules_of(user_id)
+        return task.result() if task.done() else await asyncio.shield(task)
+
+
+_Rules = tuple[tuple[CompiledRule, ...], bool]  # compiled rules, whether the display name matters
 
 
 @dataclass(frozen=True, slots=True)
