@@ -124,6 +124,32 @@ async def test_full_format_tweaks_and_content_setting(env: PushEnv, sygnal: Sygn
     assert n["counts"]["unread"] == 1  # one pending invite
 
 
+async def test_tweaks_per_recipient_when_evaluated_once_per_group(env: PushEnv, sygnal: SygnalGateway) -> None:
+    """Recipients whose rules are alike are evaluated once per event, unless the event names them: a
+    mention reaches only the one mentioned, and a rule of one's own only its owner."""
+    ios = "io.element.elementx.ios.prod"
+    hs = await env.start([sygnal.url], push_force_event_id_only=False)
+    alice, bob, carol, dave = await _people(hs, "alice", "bob", "carol", "dave")
+    room = await _room(hs, alice, bob, carol, dave)
+    await hs.ok(
+        "PUT", f"{V3}/pushrules/global/content/urgent", dave,
+        json={"pattern": "urgent", "actions": ["notify", {"set_tweak": "sound", "value": "ping"}]},
+    )  # fmt: skip
+    for u in (bob, carol, dave):
+        await add_pusher(hs.server, u.user_id, app_id=ios, pushkey=f"{u.user_id}-token", url=sygnal.url)
+    await hs.ok(
+        "PUT", f"{V3}/rooms/{room}/send/m.room.message/t1", alice,
+        json={"msgtype": "m.text", "body": "carol, urgent", "m.mentions": {"user_ids": [carol.user_id]}},
+    )  # fmt: skip
+    await eventually(lambda: len(sygnal.accepted) == 3, what="three pushes")
+    tweaks = {n["devices"][0]["pushkey"]: n["devices"][0]["tweaks"] for n in sygnal.accepted}
+    assert tweaks == {
+        f"{bob.user_id}-token": {},
+        f"{carol.user_id}-token": {"sound": "default", "highlight": True},
+        f"{dave.user_id}-token": {"sound": "ping"},
+    }
+
+
 async def test_badge_update_after_read_receipt(env: PushEnv, ntfy: NtfyGateway) -> None:
     hs = await env.start([ntfy.url])
     alice, bob, carol = await _people(hs, "alice", "bob", "carol")

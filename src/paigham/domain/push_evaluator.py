@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import msgspec
+
 from paigham.domain.matching import compile_glob, lookup_path, split_dotted_path
 from paigham.domain.push_rules import KINDS
 
@@ -109,6 +111,37 @@ def names_in_body(event: Mapping[str, Any], name: str | None) -> bool:
     """Whether `contains_display_name` matches for a member called `name` (None: no display name)."""
     body = lookup_path(event, ("content", "body"))
     return bool(name) and isinstance(body, str) and _display_name_regex(name or "").search(body) is not None
+
+
+# Conditions compare the event with the rules and with the context (display name, member count, power
+# levels), never with the recipient's ID except through the rules' text. So recipients whose rules are
+# the same up to their own ID and localpart get the same result for an event that contains neither
+# their ID nor their localpart, nor their display name where `contains_display_name` would look for it:
+# one evaluation per such group (`recipient_group`) instead of one per recipient.
+def rules_template(user_id: str, effective_rules: Any) -> bytes:
+    """The effective rules' JSON with this user's ID and localpart as placeholders."""
+    template = msgspec.json.encode(effective_rules).replace(user_id.encode(), b"\x00U\x00")
+    return template.replace(_localpart(user_id).encode(), b"\x00L\x00")
+
+
+def event_text(event: Mapping[str, Any]) -> str:
+    """The event as the rules see it, as lower-case JSON (what `recipient_group` searches)."""
+    return msgspec.json.encode(event).decode().lower()
+
+
+def recipient_group(
+    user_id: str, template: bytes, name: str | None, event: Mapping[str, Any], text: str
+) -> tuple[bytes, str | None] | None:
+    """The group whose members the event gets the same result for (`rules_template`), or None when
+    the event names this recipient (evaluated on their own). A display name the body does not contain
+    is no display name for `contains_display_name`, so members called differently share a group."""
+    if user_id.lower() in text or _localpart(user_id).lower() in text:
+        return None
+    return template, name if names_in_body(event, name) else None
+
+
+def _localpart(user_id: str) -> str:
+    return user_id[1:].split(":", 1)[0]
 
 
 def _contains_display_name(event: Mapping[str, Any], ctx: PushContext) -> bool:

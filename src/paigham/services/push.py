@@ -23,7 +23,9 @@ from paigham.domain.push_evaluator import (
     actions_notify,
     compile_ruleset,
     evaluate,
-    names_in_body,
+    event_text,
+    recipient_group,
+    rules_template,
 )
 from paigham.domain.push_rules import mentioned_users
 from paigham.domain.stored_event import StoredEvent
@@ -60,9 +62,7 @@ class PushService:
         if found is None:
             user_rules = pr.UserRules.from_json(blob) if blob is not None else pr.UserRules()
             effective = pr.effective_rules(user_id, user_rules)
-            template = msgspec.json.encode(effective).replace(user_id.encode(), b"\x00U\x00")
-            template = template.replace(_localpart(user_id).encode(), b"\x00L\x00")
-            found = (compile_ruleset(effective), template)
+            found = (compile_ruleset(effective), rules_template(user_id, effective))
             if len(self._cache) >= COMPILED_RULESETS:
                 self._cache.clear()
             self._cache[key] = found
@@ -168,15 +168,9 @@ class PushService:
             "room_id": event.room_id,
             **({"state_key": event.state_key} if event.state_key is not None else {}),
         }
-        # Conditions compare the event with the rules and with the context (display name, member
-        # count, power levels), never with the recipient's ID except through the rules' text. So
-        # recipients whose rules are the same up to their own ID and localpart get the same result for
-        # an event that contains neither their ID nor their localpart, nor their display name where
-        # the display-name condition would look for it: one evaluation per such group instead of one
-        # per member (the same (notify, highlight) as evaluating each; a recipient the event may name
-        # is evaluated on their own). A display name the body does not contain is no display name
-        # for `contains_display_name`, so members called differently still share a group.
-        event_text = msgspec.json.encode(client_event).decode().lower()
+        # One evaluation per group of recipients the event gets the same result for (see
+        # `recipient_group`): the same (notify, highlight) as evaluating each.
+        text = event_text(client_event)
         levels = {"room": notification_level(pl_content, "room")}
         memo: dict[tuple[bytes, str | None], tuple[bool, bool]] = {}
         results: dict[str, tuple[bool, bool]] = {}
@@ -185,9 +179,8 @@ class PushService:
             member = ctx.state.get(("m.room.member", user_id))
             display_name = member.content.get("displayname") if member else None
             name = display_name if isinstance(display_name, str) else None
-            named = user_id.lower() in event_text or _localpart(user_id).lower() in event_text
-            group = (template, name if names_in_body(client_event, name) else None)
-            result = None if named else memo.get(group)
+            group = recipient_group(user_id, template, name, client_event, text)
+            result = None if group is None else memo.get(group)
             if result is None:
                 push_ctx = PushContext(
                     user_id=user_id,
@@ -197,7 +190,7 @@ class PushService:
                     notification_power_levels=levels,
                 )
                 result = actions_notify(evaluate(client_event, ruleset, push_ctx) or [])
-                if not named:
+                if group is not None:
                     memo[group] = result
             results[user_id] = result
         return results
@@ -239,10 +232,6 @@ class PushService:
 # The stand-in for every joined member with the default rules whom the event does not name: no
 # user can have this ID (a NUL is not in any user ID, nor in any event's JSON text).
 _ANYONE = "@\x00:\x00"
-
-
-def _localpart(user_id: str) -> str:
-    return user_id[1:].split(":", 1)[0]
 
 
 def _thread_of(event: StoredEvent) -> str:

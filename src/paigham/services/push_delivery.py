@@ -62,7 +62,16 @@ from paigham.bus.base import StreamUpdate
 from paigham.clock import now_ms
 from paigham.config import Config
 from paigham.domain.power_levels import notification_level, user_level
-from paigham.domain.push_evaluator import CompiledRule, PushContext, action_tweaks, compile_ruleset, evaluate
+from paigham.domain.push_evaluator import (
+    CompiledRule,
+    PushContext,
+    action_tweaks,
+    compile_ruleset,
+    evaluate,
+    event_text,
+    recipient_group,
+    rules_template,
+)
 from paigham.domain.room_versions import get_room_version
 from paigham.domain.stored_event import StoredEvent
 from paigham.metrics import (
@@ -647,22 +656,28 @@ class PushDelivery:
             if create and room_version
             else 0
         )
+        client_event = {"type": ev.type, "sender": ev.sender, "content": ev.content, "room_id": ev.room_id}
+        if ev.state_key is not None:
+            client_event["state_key"] = ev.state_key
         return _EventFacts(
             state=state,
             sender_level=int(min(level, 2**53)),
             notify_room_level=notification_level(pl.content if pl else None, "room"),
             joined=room[1] if room else 0,
+            client_event=client_event,
+            text=event_text(client_event),
+            tweaks={},
         )
 
     async def _send_event(self, p: Pusher, n: Notification, ev: StoredEvent, badge: int) -> Outcome:
         id_only = self._id_only(p)
         facts = await self._facts(ev, id_only)
-        compiled, name_matters = await self._rules(p.user_id)
+        rules = await self._rules(p.user_id)
         me = None
-        if not id_only or name_matters:  # the display name only matters to the tweaks
+        if not id_only or rules[1]:  # the display name only matters to the tweaks
             key = ("m.room.member", p.user_id)
             me = (await self.events.state_for_keys(ev.room_id, [key])).get(key)
-        tweaks = _tweaks(p.user_id, ev, n.highlight, facts, me, compiled)
+        tweaks = _tweaks(p.user_id, n.highlight, facts, me, rules)
         high = ev.type == "m.room.encrypted" or tweaks.get("highlight") is True or "sound" in tweaks
         body: dict[str, Any] = {
             "event_id": ev.event_id,
@@ -738,14 +753,15 @@ class PushDelivery:
 
     async def _read_rules(self, user_id: str) -> _Rules:
         rules, _ = await self.rules_of(user_id)
-        return compile_ruleset(rules), _name_matters(rules)
+        return compile_ruleset(rules), _name_matters(rules), rules_template(user_id, rules)
 
     async def _rules(self, user_id: str) -> _Rules:
         task = self._rules_of(user_id)
         return task.result() if task.done() else await asyncio.shield(task)
 
 
-_Rules = tuple[tuple[CompiledRule, ...], bool]  # compiled rules, whether the display name matters
+# compiled rules, whether the display name matters, the rules with the user's ID and localpart as placeholders
+_Rules = tuple[tuple[CompiledRule, ...], bool, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -763,6 +779,9 @@ class _EventFacts:
     sender_level: int
     notify_room_level: int
     joined: int
+    client_event: dict[str, Any]  # what the push rules look at
+    text: str  # client_event as JSON, lower case: whether it names a recipient
+    tweaks: dict[tuple[bytes, str | None], dict[str, Any]]  # rules template, display name → tweaks
 
 
 def _quiet(task: asyncio.Future[Any]) -> None:
@@ -778,25 +797,32 @@ def _forget_failed(cache: dict[Any, Any], key: Any, task: asyncio.Future[Any]) -
 
 def _tweaks(
     user_id: str,
-    ev: StoredEvent,
     highlight: bool,
     facts: _EventFacts,
     me: StoredEvent | None,
-    compiled: tuple[CompiledRule, ...],
+    rules: _Rules,
 ) -> dict[str, Any]:
-    """The tweaks of the user's matching rule, evaluated now in the room's current state."""
+    """The tweaks of the user's matching rule, evaluated now in the room's current state.
+
+    Evaluated once per event and group of recipients the event gets the same result for
+    (`recipient_group`, the grouping the send path stores notify/highlight by)."""
+    compiled, _, template = rules
     name = me.content.get("displayname") if me else None
-    ctx = PushContext(
-        user_id=user_id,
-        user_display_name=name if isinstance(name, str) else None,
-        room_member_count=facts.joined,
-        sender_power_level=facts.sender_level,
-        notification_power_levels={"room": facts.notify_room_level},
-    )
-    client_event = {"type": ev.type, "sender": ev.sender, "content": ev.content, "room_id": ev.room_id}
-    if ev.state_key is not None:
-        client_event["state_key"] = ev.state_key
-    tweaks = action_tweaks(evaluate(client_event, compiled, ctx))
+    name = name if isinstance(name, str) else None
+    group = recipient_group(user_id, template, name, facts.client_event, facts.text)
+    found = None if group is None else facts.tweaks.get(group)
+    if found is None:
+        ctx = PushContext(
+            user_id=user_id,
+            user_display_name=name,
+            room_member_count=facts.joined,
+            sender_power_level=facts.sender_level,
+            notification_power_levels={"room": facts.notify_room_level},
+        )
+        found = action_tweaks(evaluate(facts.client_event, compiled, ctx))
+        if group is not None:
+            facts.tweaks[group] = found
+    tweaks = dict(found)
     if highlight:
         tweaks["highlight"] = True
     elif tweaks.get("highlight") is True:
