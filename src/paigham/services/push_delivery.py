@@ -53,7 +53,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 import structlog
@@ -91,6 +91,8 @@ from paigham.storage.events import EventStore
 from paigham.storage.push_delivery import Advance, Notification, PushDeliveryStore, Pusher
 
 log = structlog.get_logger(__name__)
+K = TypeVar("K")
+V = TypeVar("V")
 
 RulesOf = Callable[[str], Awaitable[tuple[dict[str, Any], int]]]  # user → (effective rules, version)
 
@@ -101,6 +103,7 @@ SWEEP_S = 30.0  # the table is read for due retries and missed wake-ups this oft
 BATCH = 50  # notifications read per query
 SWEEP_LIMIT = 5_000
 FACTS_CACHE = 256  # events whose room facts are kept for their other pushers
+RULES_KEPT = 10_000  # users whose compiled rules are kept
 EVENTS_CACHE = 1_024  # positions whose events are kept for their other pushers
 
 
@@ -192,8 +195,8 @@ class PushDelivery:
         self._workers: list[asyncio.Task[None]] = []
         self._stopping = False
         # user → compiled rules; forgotten when a stream update names the user (a rule change does)
-        self._compiled: dict[str, asyncio.Future[_Rules]] = {}
-        self._facts_cache: dict[tuple[int, bool], asyncio.Future[_EventFacts]] = {}
+        self._compiled: _Shared[str, _Rules] = _Shared(RULES_KEPT)
+        self._facts_cache: _Shared[tuple[int, bool], _EventFacts] = _Shared(FACTS_CACHE)
         self._events_cache: dict[int, asyncio.Future[dict[int, StoredEvent]]] = {}
         self._pos = 0  # a stream position everything up to which is committed (what wake-ups named)
         self._pushers_exist, self._pushers_checked = True, 0.0
@@ -386,7 +389,7 @@ class PushDelivery:
                     ids += await self.store.behind_in_rooms(list(rooms), max(rooms.values()), now_ms())
                 if users:
                     for user_id in users:
-                        self._compiled.pop(user_id, None)
+                        self._compiled.forget(user_id)
                     ids += await self.store.of_users(sorted(users))
                 if sweep:
                     now = now_ms()
@@ -589,18 +592,10 @@ class PushDelivery:
         """What every pusher of `ev` needs from its room, read once per event (and format): the
         room's current state at the keys the payload and the push rules use, the sender's power
         level and the joined-member count. The read starts now (shared by every asker)."""
-        key = (ev.stream, id_only)
-        task = self._facts_cache.get(key)
-        if task is None:  # one read for all the event's pushers, also those asking at the same time
-            if len(self._facts_cache) >= FACTS_CACHE:
-                self._facts_cache.pop(next(iter(self._facts_cache)))
-            task = self._facts_cache[key] = asyncio.ensure_future(self._read_facts(ev, id_only))
-            task.add_done_callback(lambda t: _forget_failed(self._facts_cache, key, t))
-        return task
+        return self._facts_cache.start((ev.stream, id_only), lambda: self._read_facts(ev, id_only))
 
     async def _facts(self, ev: StoredEvent, id_only: bool) -> _EventFacts:
-        task = self._facts_of(ev, id_only)
-        return task.result() if task.done() else await asyncio.shield(task)
+        return await _result(self._facts_of(ev, id_only))
 
     def _events_of(self, streams: Sequence[int]) -> dict[int, asyncio.Future[dict[int, StoredEvent]]]:
         """The reads of the events at `streams`, started now if not already (the newest
@@ -620,7 +615,7 @@ class PushDelivery:
         """The events at `streams` (shared reads: `_events_of`)."""
         out: dict[int, StoredEvent] = {}
         for st, t in self._events_of(streams).items():
-            found = (t.result() if t.done() else await asyncio.shield(t)).get(st)
+            found = (await _result(t)).get(st)
             if found is not None:
                 out[st] = found
         return out
@@ -743,21 +738,14 @@ class PushDelivery:
         `contains_display_name` rule that does not highlight (the default one highlights, and the
         stored highlight decides). Read once (shared by every asker) and kept until a stream update
         names the user."""
-        task = self._compiled.get(user_id)
-        if task is None:
-            if len(self._compiled) > 10_000:
-                self._compiled.clear()
-            task = self._compiled[user_id] = asyncio.ensure_future(self._read_rules(user_id))
-            task.add_done_callback(lambda t: _forget_failed(self._compiled, user_id, t))
-        return task
+        return self._compiled.start(user_id, lambda: self._read_rules(user_id))
 
     async def _read_rules(self, user_id: str) -> _Rules:
         rules, _ = await self.rules_of(user_id)
         return compile_ruleset(rules), _name_matters(rules), rules_template(user_id, rules)
 
     async def _rules(self, user_id: str) -> _Rules:
-        task = self._rules_of(user_id)
-        return task.result() if task.done() else await asyncio.shield(task)
+        return await _result(self._rules_of(user_id))
 
 
 # compiled rules, whether the display name matters, the rules with the user's ID and localpart as placeholders
@@ -782,6 +770,33 @@ class _EventFacts:
     client_event: dict[str, Any]  # what the push rules look at
     text: str  # client_event as JSON, lower case: whether it names a recipient
     tweaks: dict[tuple[bytes, str | None], dict[str, Any]]  # rules template, display name → tweaks
+
+
+class _Shared(Generic[K, V]):
+    """Reads shared by every asker: one in flight per key, its result kept (the newest `size` keys), a
+    failed or cancelled one forgotten (the next asker reads again)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._futures: dict[K, asyncio.Future[V]] = {}
+
+    def start(self, key: K, read: Callable[[], Awaitable[V]]) -> asyncio.Future[V]:
+        """The read of `key`, started now if it is not kept or in flight."""
+        task = self._futures.get(key)
+        if task is None:
+            while len(self._futures) >= self.size:
+                self._futures.pop(next(iter(self._futures)))
+            task = self._futures[key] = asyncio.ensure_future(read())
+            task.add_done_callback(lambda t: _forget_failed(self._futures, key, t))
+        return task
+
+    def forget(self, key: K) -> None:
+        self._futures.pop(key, None)
+
+
+async def _result(task: asyncio.Future[V]) -> V:
+    """A shared read's result; an asker that is cancelled does not cancel it for the others."""
+    return task.result() if task.done() else await asyncio.shield(task)
 
 
 def _quiet(task: asyncio.Future[Any]) -> None:
