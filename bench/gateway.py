@@ -106,7 +106,13 @@ class Gateway:
 
 # -- the stand-in process ------------------------------------------------------------------------------------------------
 async def _serve(port: int, status: int) -> None:
+    import logging
+
     from aiohttp import web
+
+    # A request the homeserver gave up on (it closed the connection: its own timeout) is logged by aiohttp
+    # as an error of the stand-in, with a traceback each; it is none (nothing is recorded for it).
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
     out: list[str] = []
 
