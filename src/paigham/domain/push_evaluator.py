@@ -24,6 +24,7 @@ import msgspec
 
 from paigham.domain.matching import compile_glob, lookup_path, split_dotted_path
 from paigham.domain.push_rules import KINDS
+from paigham.domain.stored_event import StoredEvent
 
 DEFAULT_NOTIFICATION_LEVEL = 50
 
@@ -122,6 +123,14 @@ def rules_template(user_id: str, effective_rules: Any) -> bytes:
     """The effective rules' JSON with this user's ID and localpart as placeholders."""
     template = msgspec.json.encode(effective_rules).replace(user_id.encode(), b"\x00U\x00")
     return template.replace(_localpart(user_id).encode(), b"\x00L\x00")
+
+
+def rules_event(ev: StoredEvent) -> dict[str, Any]:
+    """The event as the push rules see it (the fields their conditions may name)."""
+    out = {"type": ev.type, "sender": ev.sender, "content": ev.content, "room_id": ev.room_id}
+    if ev.state_key is not None:
+        out["state_key"] = ev.state_key
+    return out
 
 
 def event_text(event: Mapping[str, Any]) -> str:

@@ -279,7 +279,6 @@ class _Target:
 
     key: tuple[str, str, int]  # scheme, host, port: the pool of kept connections
     parts: SplitResult
-    port: int
     head: bytes  # "POST … Host: …" up to the Content-Length value
 
     def request(self, body: bytes) -> bytes:
@@ -324,7 +323,7 @@ class OutboundClient:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise GatewayRefused("not an http(s) URL")
         try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
+            port = parts.port or DEFAULT_PORTS[parts.scheme]
         except ValueError as exc:
             raise GatewayRefused("invalid port") from exc
         path = parts.path or "/"
@@ -341,7 +340,7 @@ class OutboundClient:
             b"POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nContent-Type: application/json\r\n"
             b"Content-Length: " % (path_b, host_b, USER_AGENT.encode())
         )
-        target = _Target((parts.scheme, parts.hostname, port), parts, port, head)
+        target = _Target((parts.scheme, parts.hostname, port), parts, head)
         if len(self._targets) >= TARGETS_KEPT:
             self._targets.clear()
         self._targets[url] = target
@@ -360,9 +359,9 @@ class OutboundClient:
                         return await self._exchange(t.key, conn, request)
                     except _Stale:
                         pass  # closed by the gateway while idle: once more, on a new connection
-                assert t.parts.hostname is not None
-                addresses = await self.policy.resolve(t.parts.hostname, t.port)
-                conn = await self._connect(t.parts, t.port, addresses[0])
+                _, host, port = t.key
+                addresses = await self.policy.resolve(host, port)
+                conn = await self._connect(t.parts, port, addresses[0])
                 try:
                     return await self._exchange(t.key, conn, request)
                 except _Stale as exc:

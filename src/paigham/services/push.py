@@ -25,6 +25,7 @@ from paigham.domain.push_evaluator import (
     evaluate,
     event_text,
     recipient_group,
+    rules_event,
     rules_template,
 )
 from paigham.domain.push_rules import mentioned_users
@@ -161,13 +162,7 @@ class PushService:
         pl_content = pl.content if pl else None
         level = user_level(event.sender, pl_content, create.pdu, ctx.version) if create else 0
         sender_level = int(min(level, 2**53))  # v12 creators have infinite power
-        client_event = {
-            "type": event.type,
-            "sender": event.sender,
-            "content": event.content,
-            "room_id": event.room_id,
-            **({"state_key": event.state_key} if event.state_key is not None else {}),
-        }
+        client_event = rules_event(event)
         # One evaluation per group of recipients the event gets the same result for (see
         # `recipient_group`): the same (notify, highlight) as evaluating each.
         text = event_text(client_event)

@@ -53,7 +53,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import msgspec
 import structlog
@@ -70,6 +70,7 @@ from paigham.domain.push_evaluator import (
     evaluate,
     event_text,
     recipient_group,
+    rules_event,
     rules_template,
 )
 from paigham.domain.room_versions import get_room_version
@@ -651,9 +652,7 @@ class PushDelivery:
             if create and room_version
             else 0
         )
-        client_event = {"type": ev.type, "sender": ev.sender, "content": ev.content, "room_id": ev.room_id}
-        if ev.state_key is not None:
-            client_event["state_key"] = ev.state_key
+        client_event = rules_event(ev)
         return _EventFacts(
             state=state,
             sender_level=int(min(level, 2**53)),
@@ -669,7 +668,7 @@ class PushDelivery:
         facts = await self._facts(ev, id_only)
         rules = await self._rules(p.user_id)
         me = None
-        if not id_only or rules[1]:  # the display name only matters to the tweaks
+        if not id_only or rules.name_matters:  # the display name only matters to the tweaks
             key = ("m.room.member", p.user_id)
             me = (await self.events.state_for_keys(ev.room_id, [key])).get(key)
         tweaks = _tweaks(p.user_id, n.highlight, facts, me, rules)
@@ -742,14 +741,16 @@ class PushDelivery:
 
     async def _read_rules(self, user_id: str) -> _Rules:
         rules, _ = await self.rules_of(user_id)
-        return compile_ruleset(rules), _name_matters(rules), rules_template(user_id, rules)
+        return _Rules(compile_ruleset(rules), _name_matters(rules), rules_template(user_id, rules))
 
     async def _rules(self, user_id: str) -> _Rules:
         return await _result(self._rules_of(user_id))
 
 
-# compiled rules, whether the display name matters, the rules with the user's ID and localpart as placeholders
-_Rules = tuple[tuple[CompiledRule, ...], bool, bytes]
+class _Rules(NamedTuple):
+    compiled: tuple[CompiledRule, ...]
+    name_matters: bool  # whether the display name can change which rule's tweaks apply (`_rules_of`)
+    template: bytes  # the rules with the user's ID and localpart as placeholders (`rules_template`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -821,10 +822,9 @@ def _tweaks(
 
     Evaluated once per event and group of recipients the event gets the same result for
     (`recipient_group`, the grouping the send path stores notify/highlight by)."""
-    compiled, _, template = rules
     name = me.content.get("displayname") if me else None
     name = name if isinstance(name, str) else None
-    group = recipient_group(user_id, template, name, facts.client_event, facts.text)
+    group = recipient_group(user_id, rules.template, name, facts.client_event, facts.text)
     found = None if group is None else facts.tweaks.get(group)
     if found is None:
         ctx = PushContext(
@@ -834,7 +834,7 @@ def _tweaks(
             sender_power_level=facts.sender_level,
             notification_power_levels={"room": facts.notify_room_level},
         )
-        found = action_tweaks(evaluate(facts.client_event, compiled, ctx))
+        found = action_tweaks(evaluate(facts.client_event, rules.compiled, ctx))
         if group is not None:
             facts.tweaks[group] = found
     tweaks = dict(found)

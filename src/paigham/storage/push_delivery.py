@@ -78,12 +78,21 @@ class Advance(NamedTuple):
     lease_until: int | None
 
 
-# `advance` for many pushers at once (PostgreSQL): a NULL lease_until gives the lease up.
+# `advance` of one pusher ($2 .. $5: an Advance), and of many at once (PostgreSQL: the same from arrays). A
+# NULL lease_until gives the lease up.
+_ADVANCE_SET = (
+    "SET last_stream = {ls}, last_badge = {lb}, failing_since = NULL, attempts = 0, next_attempt_ts = 0, "
+    "lease_owner = CASE WHEN {lu} IS NULL THEN NULL ELSE lease_owner END, lease_until = coalesce({lu}, 0)"
+)
+_ADVANCE_ONE = (
+    "UPDATE pushers " + _ADVANCE_SET.format(ls="$3", lb="$4", lu="$5") + " WHERE id = $2 AND lease_owner = $1 "
+    "RETURNING id"
+)
 _ADVANCE_MANY = (
-    "UPDATE pushers p SET last_stream = v.ls, last_badge = v.lb, failing_since = NULL, attempts = 0, "
-    "next_attempt_ts = 0, lease_owner = CASE WHEN v.lu IS NULL THEN NULL ELSE p.lease_owner END, "
-    "lease_until = coalesce(v.lu, 0) FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) "
-    "AS v(id, ls, lb, lu) WHERE p.id = v.id AND p.lease_owner = $1 RETURNING p.id"
+    "UPDATE pushers p "
+    + _ADVANCE_SET.format(ls="v.ls", lb="v.lb", lu="v.lu")
+    + " FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS v(id, ls, lb, lu) "
+    "WHERE p.id = v.id AND p.lease_owner = $1 RETURNING p.id"
 )
 
 
@@ -213,17 +222,7 @@ class PushDeliveryStore:
         done: set[int] = set()
         async with self.db.write() as conn:
             for m in moves:
-                lease = "lease_owner = NULL, lease_until = 0" if m.lease_until is None else "lease_until = $5"
-                rows = await self.db.fetch(
-                    "UPDATE pushers SET last_stream = $3, last_badge = $4, failing_since = NULL, attempts = 0, "
-                    f"next_attempt_ts = 0, {lease} WHERE id = $1 AND lease_owner = $2 RETURNING id",
-                    m.pusher_id,
-                    owner,
-                    m.last_stream,
-                    m.last_badge,
-                    *(() if m.lease_until is None else (m.lease_until,)),
-                    conn=conn,
-                )
+                rows = await self.db.fetch(_ADVANCE_ONE, owner, *m, conn=conn)
                 done.update(int(r[0]) for r in rows)
         return done
 
